@@ -1,0 +1,4 @@
+//! kube-vrrp agent: the pure VRRP core (`vrrp`) and the node-side edges (`net`).
+
+pub mod net;
+pub mod vrrp;

@@ -1,0 +1,2 @@
+//! kube-vrrp-agent binary entry point.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, link events.

@@ -1,0 +1,1 @@
+//! Sync groups: instances that change state together.

@@ -1,0 +1,1 @@
+//! kube-vrrp API types (group `kubevrrp.io`, version `v1alpha1`).

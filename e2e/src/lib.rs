@@ -1,0 +1,1 @@
+//! kube-vrrp lab: network namespaces, keepalived peers, measurements.

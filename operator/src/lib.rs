@@ -1,0 +1,1 @@
+//! kube-vrrp operator: planning (pure), controllers, status folding.

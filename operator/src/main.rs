@@ -1,0 +1,2 @@
+//! kube-vrrp-operator binary entry point.
+fn main() {}
