@@ -1,1 +1,3 @@
 //! kube-vrrp lab: network namespaces, keepalived peers, measurements.
+
+pub mod netns;
