@@ -1,0 +1,59 @@
+# kube-vrrp — build, test and lab targets. `make help` lists them.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+AGENT := target/debug/kube-vrrp-agent
+
+.PHONY: help build release test unit e2e lint fmt crds crds-check chart-check bench demo e2e-cluster tools
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## debug build of every binary
+	$(CARGO) build --workspace --bins
+
+release: ## optimised binaries (benchmarks use these)
+	$(CARGO) build --workspace --release --bins
+
+test: build unit e2e chart-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules
+	@echo "make test: all suites passed"
+
+unit: ## unit, golden, property and simulation tests (no root needed)
+	$(CARGO) test --workspace --exclude kube-vrrp-e2e
+
+e2e: build ## the network-namespace lab against keepalived (needs root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
+	$(CARGO) test -p kube-vrrp-e2e -- --test-threads=1
+
+lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) crds-check
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+crds: ## regenerate crds/yaml and the chart's copies
+	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen -- crds/yaml
+	@if [ -x hack/sync-chart-crds.sh ]; then hack/sync-chart-crds.sh; fi
+
+crds-check: ## fail if the generated CRD YAML is out of date
+	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen -- crds/yaml
+	git diff --exit-code -- crds/yaml charts
+
+tools: ## project-local helm, kubectl and validators under .tools/
+	hack/install-tools.sh
+
+chart-check: ## helm lint/template, manifest validation, promtool rule tests
+	hack/check-chart.sh
+
+bench: release ## lab benchmarks against keepalived + planner benchmark (needs root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
+	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench
+
+demo: build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi
+	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin lab-demo
+
+e2e-cluster: ## the lab scenarios against a real cluster named by KUBECONFIG
+	@test -n "$$KUBECONFIG" || { echo "make e2e-cluster: set KUBECONFIG to a cluster with kube-vrrp installed" >&2; exit 1; }
+	$(CARGO) test -p kube-vrrp-e2e --features cluster -- --test-threads=1
