@@ -2,8 +2,11 @@
 //! a link delay and partitions, and a log of every input and output for exact assertions and
 //! JSONL goldens.
 
+mod jsonl;
+
+pub use jsonl::replay;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,7 +15,6 @@ use kube_vrrp_agent::vrrp::instance::{
     Action, Config, Event, Instance, ReceivedAdvert, State, TransitionReason, Version,
 };
 use kube_vrrp_agent::vrrp::sync_group::SyncGroup;
-use serde_json::{Value, json};
 
 /// A v3 instance config with a 1 s interval, preempting, no delay.
 pub fn config(vrid: u8, priority: u8, primary_address: &str) -> Config {
@@ -79,6 +81,11 @@ struct Packet {
 /// One line of the log.
 #[derive(Debug, Clone)]
 pub enum Entry {
+    /// An instance was created (recorded so that a trace can be replayed).
+    Config {
+        config: Config,
+        sync_group: bool,
+    },
     Input(Event),
     Output(Action),
 }
@@ -134,6 +141,21 @@ impl Sim {
     }
 
     fn push_node(&mut self, name: &'static str, address: IpAddr, unit: Unit) -> usize {
+        let (instances, sync_group) = match &unit {
+            Unit::Lone(instances) => (instances.as_slice(), false),
+            Unit::Group(group) => (group.members(), true),
+        };
+        for instance in instances {
+            self.log.push(Record {
+                at: self.elapsed(),
+                node: name,
+                vrid: instance.config().vrid,
+                entry: Entry::Config {
+                    config: instance.config().clone(),
+                    sync_group,
+                },
+            });
+        }
         self.nodes.push(Node {
             name,
             address,
@@ -150,19 +172,19 @@ impl Sim {
     }
 
     /// Delivers an event to every instance of a node.
-    pub fn to_all(&mut self, node: usize, event: &Event) {
+    pub fn deliver_all(&mut self, node: usize, event: &Event) {
         for vrid in self.vrids(node) {
             self.deliver(node, vrid, event.clone());
         }
     }
 
     pub fn start(&mut self, node: usize) {
-        self.to_all(node, &Event::Startup);
+        self.deliver_all(node, &Event::Startup);
     }
 
     /// Graceful stop: a Master sends priority 0.
     pub fn shutdown(&mut self, node: usize) {
-        self.to_all(node, &Event::Shutdown);
+        self.deliver_all(node, &Event::Shutdown);
     }
 
     /// The node dies silently: no goodbye, nothing sent or received from now on.
@@ -215,9 +237,7 @@ impl Sim {
             .iter()
             .filter(|n| n.alive)
             .filter_map(|n| match &n.unit {
-                Unit::Lone(instances) => {
-                    instances.iter().filter_map(Instance::next_deadline).min()
-                }
+                Unit::Lone(instances) => instances.iter().filter_map(Instance::next_deadline).min(),
                 Unit::Group(group) => group.next_deadline(),
             });
         wire.into_iter().chain(timers).min()
@@ -274,8 +294,7 @@ impl Sim {
         let mut produced = vec![(vrid, Entry::Input(event.clone()))];
         match &mut self.nodes[node].unit {
             Unit::Lone(instances) => {
-                let Some(instance) = instances.iter_mut().find(|i| i.config().vrid == vrid)
-                else {
+                let Some(instance) = instances.iter_mut().find(|i| i.config().vrid == vrid) else {
                     return;
                 };
                 produced.extend(
@@ -412,21 +431,23 @@ impl Sim {
             .next_back()
     }
 
-    /// The log as JSON lines: one input or output per line, time in nanoseconds.
+    /// The log as JSON lines: one config, input or output per line, time in nanoseconds.
     pub fn jsonl(&self) -> String {
         let mut text = String::new();
         for record in &self.log {
-            let mut line = json!({
-                "t_ns": u64::try_from(record.at.as_nanos()).expect("short simulation"),
-                "node": record.node,
-                "vrid": record.vrid,
-            });
-            let body = match &record.entry {
-                Entry::Input(event) => json!({ "in": event_json(event) }),
-                Entry::Output(action) => json!({ "out": action_json(action) }),
+            let line = match &record.entry {
+                Entry::Config { config, sync_group } => {
+                    jsonl::config_line(record.node, config, *sync_group)
+                }
+                Entry::Input(event) => {
+                    jsonl::input_line(record.at, record.node, record.vrid, event)
+                }
+                Entry::Output(action) => {
+                    jsonl::output_line(record.at, record.node, record.vrid, action)
+                }
             };
-            merge(&mut line, body);
-            writeln!(text, "{line}").expect("write to String");
+            text.push_str(&line);
+            text.push('\n');
         }
         text
     }
@@ -438,6 +459,14 @@ impl Sim {
             .join("tests/sim/goldens")
             .join(format!("{name}.jsonl"));
         let actual = self.jsonl();
+        // Conformance: the config and input lines alone reproduce every output line.
+        let replayed =
+            replay(&actual).unwrap_or_else(|e| panic!("trace {name} does not parse: {e}"));
+        assert!(
+            replayed == actual,
+            "trace {name} does not replay: first difference at line {}",
+            first_difference(&actual, &replayed) + 1
+        );
         if std::env::var_os("UPDATE_GOLDENS").is_some_and(|v| v == "1") {
             std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create goldens");
             std::fs::write(&path, &actual).expect("write golden");
@@ -450,20 +479,24 @@ impl Sim {
             )
         });
         if expected != actual {
-            let first_difference = expected
-                .lines()
-                .zip(actual.lines())
-                .position(|(e, a)| e != a)
-                .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+            let line = first_difference(&expected, &actual);
             panic!(
                 "golden {} differs at line {}:\n expected: {}\n   actual: {}\n(UPDATE_GOLDENS=1 rewrites it)",
                 path.display(),
-                first_difference + 1,
-                expected.lines().nth(first_difference).unwrap_or("<end>"),
-                actual.lines().nth(first_difference).unwrap_or("<end>"),
+                line + 1,
+                expected.lines().nth(line).unwrap_or("<end>"),
+                actual.lines().nth(line).unwrap_or("<end>"),
             );
         }
     }
+}
+
+/// The index of the first line where two texts differ.
+fn first_difference(a: &str, b: &str) -> usize {
+    a.lines()
+        .zip(b.lines())
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.lines().count().min(b.lines().count()))
 }
 
 fn tag_group(group: &SyncGroup, actions: Vec<(usize, Action)>) -> Vec<(u8, Entry)> {
@@ -474,65 +507,4 @@ fn tag_group(group: &SyncGroup, actions: Vec<(usize, Action)>) -> Vec<(u8, Entry
             (vrid, Entry::Output(action))
         })
         .collect()
-}
-
-fn merge(into: &mut Value, from: Value) {
-    if let (Value::Object(into), Value::Object(from)) = (into, from) {
-        into.extend(from);
-    }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).expect("short duration")
-}
-
-fn event_json(event: &Event) -> Value {
-    match event {
-        Event::Startup => json!("startup"),
-        Event::Shutdown => json!("shutdown"),
-        Event::Timeout => json!("timeout"),
-        Event::InterfaceDown => json!("interface_down"),
-        Event::InterfaceUp => json!("interface_up"),
-        Event::Advert(advert) => json!({
-            "advert": {
-                "source": advert.source.to_string(),
-                "priority": advert.priority,
-                "max_advert_interval_ns": nanos(advert.max_advert_interval),
-            }
-        }),
-        Event::Tracking(tracking) => json!({
-            "tracking": { "weight_delta": tracking.weight_delta, "fault": tracking.fault }
-        }),
-        Event::ConfigChanged(config) => json!({
-            "config": {
-                "priority": config.priority,
-                "advert_interval_ns": nanos(config.advert_interval),
-                "preempt": config.preempt,
-            }
-        }),
-        Event::Force(forced) => json!({ "force": format!("{forced:?}") }),
-    }
-}
-
-fn action_json(action: &Action) -> Value {
-    match action {
-        Action::StateChanged { from, to, reason } => json!({
-            "state_changed": { "from": from.as_str(), "to": to.as_str(), "reason": reason.as_str() }
-        }),
-        Action::SendAdvert {
-            priority,
-            max_advert_interval,
-        } => json!({
-            "send_advert": {
-                "priority": priority,
-                "max_advert_interval_ns": nanos(*max_advert_interval),
-            }
-        }),
-        Action::AddVips => json!("add_vips"),
-        Action::RemoveVips => json!("remove_vips"),
-        Action::Announce => json!("announce"),
-        Action::EffectivePriorityChanged { from, to } => json!({
-            "effective_priority_changed": { "from": from, "to": to }
-        }),
-    }
 }
