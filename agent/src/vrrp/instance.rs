@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 /// RFC 5798 §5.2.4: the priority of the router that owns the virtual addresses.
@@ -557,8 +559,9 @@ impl Instance {
             State::Backup => {
                 let reason = self.down_reason;
                 if self.sync_member {
-                    // The group decides; keep the timer running so the wish is renewed.
-                    self.want_master = Some(reason);
+                    // The group decides; keep the timer running so the wish is renewed. The
+                    // first reason for wanting Master is kept until an advert cancels it.
+                    self.want_master.get_or_insert(reason);
                     self.arm_master_down_timer(now, reason);
                 } else {
                     self.become_master(now, reason, out);
