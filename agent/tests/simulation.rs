@@ -405,3 +405,41 @@ fn interface_down_on_the_master_fails_over_after_master_down_interval() {
     assert_eq!(back[1].at, secs(20) + master_down_interval(200, SECOND));
     assert_eq!(sim.masters(VRID), vec!["c"]);
 }
+
+#[test]
+fn killing_masters_one_after_another_always_elects_the_highest_survivor_on_time() {
+    let mut sim = Sim::new(LINK_DELAY);
+    let priorities = [100u8, 110, 120, 130, 140];
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
+    let nodes: Vec<usize> = (0..5)
+        .map(|i| sim.add_node(names[i], vec![config(VRID, priorities[i], addresses[i])]))
+        .collect();
+    for &node in &nodes {
+        sim.start(node);
+    }
+    sim.run_until(secs(10));
+    assert_eq!(
+        sim.entered(nodes[4], VRID, State::Master)[0].at,
+        master_down_interval(140, SECOND)
+    );
+    // Kill the Master every 10 s; the next highest takes over exactly one of its own
+    // Master_Down_Intervals after it last heard the dead one.
+    for round in 1..=4u64 {
+        let dead = 5 - usize::try_from(round).unwrap();
+        let successor = dead - 1;
+        sim.kill(nodes[dead]);
+        sim.run_until(secs(10 * (round + 1)));
+        let last_heard = sim
+            .last_advert_heard(nodes[successor], VRID, nodes[dead])
+            .unwrap();
+        let took_over = sim.entered(nodes[successor], VRID, State::Master);
+        assert_eq!(took_over.len(), 1, "round {round}");
+        assert_eq!(
+            took_over[0].at,
+            last_heard + master_down_interval(priorities[successor], SECOND),
+            "round {round}"
+        );
+        assert_eq!(sim.masters(VRID), vec![names[successor]], "round {round}");
+    }
+}
