@@ -155,6 +155,9 @@ fn advance(now: Instant, step: Option<u64>, deadline: Option<Instant>) -> Instan
 }
 
 proptest! {
+    // 128 cases of up to 120 events each: about 2 s per property in a debug build.
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
     #[test]
     fn any_event_sequence_keeps_a_lone_instance_consistent(config in config(), steps in steps()) {
         let mut instance = Instance::new(config);
