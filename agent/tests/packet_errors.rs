@@ -1,13 +1,14 @@
 //! One named test per way a packet can be bad (and per encode error), starting from the real
 //! keepalived vectors and breaking one thing at a time.
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
 
 mod vectors;
 
 use std::net::IpAddr;
 
 use kube_vrrp_agent::vrrp::packet::{
-    AddressFamily, Advertisement, Authentication, DecodeError, DropReason, EncodeError, IpPacket, Version,
-    verify_ttl,
+    AddressFamily, Advertisement, Authentication, DecodeError, DropReason, EncodeError, IpPacket,
+    Version, verify_ttl,
 };
 use vectors::{V2_NONE, V2_PASS, V3_IPV4, V3_IPV6, bytes};
 
@@ -17,12 +18,20 @@ fn ip(text: &str) -> IpAddr {
 
 /// The VRRP message of the v2 vector (no IP header) and its addresses.
 fn v2_message() -> (Vec<u8>, IpAddr, IpAddr) {
-    (bytes(V2_NONE)[20..].to_vec(), ip("192.0.2.1"), ip("224.0.0.18"))
+    (
+        bytes(V2_NONE)[20..].to_vec(),
+        ip("192.0.2.1"),
+        ip("224.0.0.18"),
+    )
 }
 
 /// The VRRP message of the v3 IPv4 vector and its addresses.
 fn v3_message() -> (Vec<u8>, IpAddr, IpAddr) {
-    (bytes(V3_IPV4)[20..].to_vec(), ip("203.0.113.1"), ip("224.0.0.18"))
+    (
+        bytes(V3_IPV4)[20..].to_vec(),
+        ip("203.0.113.1"),
+        ip("224.0.0.18"),
+    )
 }
 
 /// An independent RFC 1071 checksum, used to re-sign a v2 message after breaking a field that
@@ -52,7 +61,10 @@ fn message_shorter_than_the_fixed_header_is_too_short() {
     let error = Advertisement::decode(&message[..7], src, dst).unwrap_err();
     assert_eq!(error, DecodeError::TooShort { len: 7, min: 8 });
     assert_eq!(error.drop_reason(), DropReason::Length);
-    assert_eq!(Advertisement::decode_bare(&[]).unwrap_err(), DecodeError::TooShort { len: 0, min: 8 });
+    assert_eq!(
+        Advertisement::decode_bare(&[]).unwrap_err(),
+        DecodeError::TooShort { len: 0, min: 8 }
+    );
 }
 
 #[test]
@@ -121,7 +133,14 @@ fn trailing_bytes_after_the_addresses_are_a_length_mismatch() {
     let (mut message, src, dst) = v3_message();
     message.push(0);
     let error = Advertisement::decode(&message, src, dst).unwrap_err();
-    assert!(matches!(error, DecodeError::LengthMismatch { len: 13, expected: 12, .. }));
+    assert!(matches!(
+        error,
+        DecodeError::LengthMismatch {
+            len: 13,
+            expected: 12,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -129,7 +148,13 @@ fn flipped_priority_bit_fails_the_v2_checksum() {
     let (mut message, src, dst) = v2_message();
     message[2] ^= 0x01;
     let error = Advertisement::decode(&message, src, dst).unwrap_err();
-    assert!(matches!(error, DecodeError::Checksum { received: 0x86e8, .. }));
+    assert!(matches!(
+        error,
+        DecodeError::Checksum {
+            received: 0x86e8,
+            ..
+        }
+    ));
     assert_eq!(error.drop_reason(), DropReason::Checksum);
     // The lenient decoder reports the same verdict and still decodes.
     let (advertisement, verdict) = Advertisement::decode_lenient(&message, src, dst).unwrap();
@@ -142,7 +167,8 @@ fn flipped_address_bit_fails_the_v3_ipv6_checksum() {
     let message = bytes(V3_IPV6)[40..].to_vec();
     let mut broken = message.clone();
     broken[20] ^= 0x80;
-    let error = Advertisement::decode(&broken, ip("fe80::5eff:fe10:1"), ip("ff02::12")).unwrap_err();
+    let error =
+        Advertisement::decode(&broken, ip("fe80::5eff:fe10:1"), ip("ff02::12")).unwrap_err();
     assert_eq!(error.drop_reason(), DropReason::Checksum);
 }
 
@@ -223,7 +249,10 @@ fn ip_packet_shorter_than_an_ipv4_header_is_too_short() {
     let error = IpPacket::decode(&packet[..19]).unwrap_err();
     assert_eq!(error, DecodeError::IpTooShort { len: 19, min: 20 });
     assert_eq!(error.drop_reason(), DropReason::Length);
-    assert_eq!(IpPacket::decode(&[]).unwrap_err(), DecodeError::IpTooShort { len: 0, min: 1 });
+    assert_eq!(
+        IpPacket::decode(&[]).unwrap_err(),
+        DecodeError::IpTooShort { len: 0, min: 1 }
+    );
 }
 
 #[test]
@@ -310,7 +339,9 @@ fn every_drop_reason_has_a_distinct_label() {
     labels.sort_unstable();
     labels.dedup();
     assert_eq!(labels.len(), DropReason::ALL.len());
-    for label in ["ttl", "checksum", "version", "vrid", "auth", "interval", "length", "source"] {
+    for label in [
+        "ttl", "checksum", "version", "vrid", "auth", "interval", "length", "source",
+    ] {
         assert!(labels.contains(&label), "missing drop reason {label}");
     }
 }
@@ -343,7 +374,10 @@ fn encoding_vrid_zero_fails() {
 #[test]
 fn encoding_v2_over_ipv6_fails() {
     let adv = advertisement(Version::V2, &["fd00::1"]);
-    assert_eq!(adv.encode(ip("fe80::1"), ip("ff02::12")), Err(EncodeError::V2OverIpv6));
+    assert_eq!(
+        adv.encode(ip("fe80::1"), ip("ff02::12")),
+        Err(EncodeError::V2OverIpv6)
+    );
 }
 
 #[test]
@@ -392,7 +426,10 @@ fn encoding_interval_zero_fails() {
 fn encoding_v2_interval_that_is_not_whole_seconds_fails() {
     let mut adv = advertisement(Version::V2, &["192.0.2.10"]);
     adv.max_advert_interval_cs = 150;
-    assert_eq!(encode4(&adv), Err(EncodeError::IntervalNotWholeSeconds(150)));
+    assert_eq!(
+        encode4(&adv),
+        Err(EncodeError::IntervalNotWholeSeconds(150))
+    );
 }
 
 #[test]

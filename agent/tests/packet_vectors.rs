@@ -1,5 +1,6 @@
 //! Real keepalived 2.2.7 adverts (see `vectors/mod.rs`), decoded to the expected fields and
 //! re-encoded to the same bytes.
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
 
 mod vectors;
 
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 use kube_vrrp_agent::vrrp::packet::{
     Advertisement, Authentication, ChecksumVerdict, IpPacket, VRRP_TTL, Version, verify_ttl,
 };
-use vectors::{V2_NONE, bytes, V2_PASS, V3_IPV4, V3_IPV4_MULTI, V3_IPV6};
+use vectors::{V2_NONE, V2_PASS, V3_IPV4, V3_IPV4_MULTI, V3_IPV6, bytes};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -32,7 +33,9 @@ fn check_vector(hex_text: &str, source: &str, destination: &str, expected: &Adve
     let received = u16::from_be_bytes([ip_packet.payload[6], ip_packet.payload[7]]);
     assert_eq!(verdict, ChecksumVerdict::Valid { received });
 
-    let encoded = expected.encode(ip_packet.source, ip_packet.destination).unwrap();
+    let encoded = expected
+        .encode(ip_packet.source, ip_packet.destination)
+        .unwrap();
     assert_eq!(hex::encode(&encoded), hex::encode(ip_packet.payload));
 }
 
@@ -59,7 +62,10 @@ fn keepalived_v2_advert_with_simple_password_decodes_and_reencodes_identically()
         addresses: vec![ip("198.51.100.11")],
         auth: Authentication::simple_text_password(b"secret12").unwrap(),
     };
-    assert_eq!(expected.auth, Authentication::SimpleTextPassword(*b"secret12"));
+    assert_eq!(
+        expected.auth,
+        Authentication::SimpleTextPassword(*b"secret12")
+    );
     check_vector(V2_PASS, "198.51.100.1", "224.0.0.18", &expected);
 }
 
@@ -83,10 +89,16 @@ fn keepalived_v3_ipv4_advert_with_five_addresses_decodes_and_reencodes_identical
         vrid: 13,
         priority: 120,
         max_advert_interval_cs: 100,
-        addresses: ["10.13.0.10", "10.13.0.11", "10.13.0.12", "10.13.1.1", "172.16.13.13"]
-            .into_iter()
-            .map(ip)
-            .collect(),
+        addresses: [
+            "10.13.0.10",
+            "10.13.0.11",
+            "10.13.0.12",
+            "10.13.1.1",
+            "172.16.13.13",
+        ]
+        .into_iter()
+        .map(ip)
+        .collect(),
         auth: Authentication::None,
     };
     check_vector(V3_IPV4_MULTI, "10.13.0.1", "224.0.0.18", &expected);
@@ -117,7 +129,10 @@ fn bare_v2_message_is_decoded_and_its_checksum_verified_without_the_ip_header() 
 fn bare_v3_ipv6_message_is_recognised_by_its_length_and_left_unverified() {
     let packet = bytes(V3_IPV6);
     let (advertisement, verdict) = Advertisement::decode_bare(&packet[40..]).unwrap();
-    assert_eq!(advertisement.addresses, vec![ip("fd00:14::14"), ip("fd00:14::15")]);
+    assert_eq!(
+        advertisement.addresses,
+        vec![ip("fd00:14::14"), ip("fd00:14::15")]
+    );
     assert_eq!(verdict, ChecksumVerdict::Unverified { received: 0x0af9 });
     assert_eq!(verdict.is_valid(), None);
 }

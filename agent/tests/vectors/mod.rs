@@ -4,7 +4,7 @@
 //! by `tests/vectors/capture.sh`: keepalived alone in a network namespace, MASTER after
 //! Master_Down_Interval, tcpdump on the other end of its veth. `packet_decode_command.rs` checks
 //! that the pcaps still hold these bytes.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 /// v2, VRID 10, priority 150, 1 s, no authentication, VIP 192.0.2.10 (`v2_none.pcap`).
 pub const V2_NONE: &str = "45c0002800010000ff701891c0000201e0000012\
