@@ -296,6 +296,8 @@ pub enum DecodeError {
     Ipv4HeaderLength(usize),
     #[error("IP packet declares {declared} bytes but {available} are available")]
     IpTotalLength { declared: usize, available: usize },
+    #[error("IPv6 extension header at byte {offset} runs past the end of the packet")]
+    Ipv6ExtensionHeaderTruncated { offset: usize },
     #[error("IP packet is a fragment")]
     Fragment,
     #[error("IP protocol {0} is not VRRP (112)")]
@@ -372,7 +374,8 @@ impl DecodeError {
             | Self::LengthMismatch { .. }
             | Self::IpTooShort { .. }
             | Self::Ipv4HeaderLength(_)
-            | Self::IpTotalLength { .. } => DropReason::Length,
+            | Self::IpTotalLength { .. }
+            | Self::Ipv6ExtensionHeaderTruncated { .. } => DropReason::Length,
             Self::Version(_) => DropReason::Version,
             Self::V2OverIpv6 | Self::FamilyMismatch { .. } => DropReason::Family,
             Self::Checksum { .. } => DropReason::Checksum,
