@@ -480,3 +480,19 @@ fn debug_output_of_a_password_does_not_reveal_it() {
     let auth = Authentication::simple_text_password(b"secret12").unwrap();
     assert!(!format!("{auth:?}").contains("secret"));
 }
+
+#[test]
+fn strict_decode_reports_a_bad_checksum_before_checks_that_follow_it_in_rfc_order() {
+    // VRID 0 without re-signing: the checksum (checked first, RFC 5798 §7.1) is the reason;
+    // the lenient decoder gets past it to the VRID.
+    let (mut message, src, dst) = v2_message();
+    message[1] = 0;
+    assert!(matches!(
+        Advertisement::decode(&message, src, dst),
+        Err(DecodeError::Checksum { .. })
+    ));
+    assert_eq!(
+        Advertisement::decode_lenient(&message, src, dst).unwrap_err(),
+        DecodeError::ZeroVrid
+    );
+}
