@@ -271,3 +271,35 @@ pub fn pcap_file_records(path: &std::path::Path) -> (Vec<Record>, Summary) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_separators_and_a_0x_prefix_are_ignored() {
+        assert_eq!(
+            parse_hex("0x21:0a 96-01\n"),
+            Ok(vec![0x21, 0x0a, 0x96, 0x01])
+        );
+        assert_eq!(parse_hex("AbCd"), Ok(vec![0xab, 0xcd]));
+    }
+
+    #[test]
+    fn odd_number_of_hex_digits_is_an_error() {
+        assert!(parse_hex("210").unwrap_err().contains("invalid hex"));
+    }
+
+    #[test]
+    fn empty_hex_is_a_too_short_vrrp_message() {
+        assert_eq!(
+            hex_record(""),
+            Record::Error(ErrorRecord {
+                index: None,
+                timestamp: None,
+                error: "length",
+                message: "VRRP message too short: 0 bytes, need at least 8".to_string(),
+            })
+        );
+    }
+}

@@ -3,7 +3,9 @@
 //! Each constant is the IP packet (hex) of the first frame in `tests/vectors/<name>.pcap`, captured
 //! by `tests/vectors/capture.sh`: keepalived alone in a network namespace, MASTER after
 //! Master_Down_Interval, tcpdump on the other end of its veth. `packet_decode_command.rs` checks
-//! that the pcaps still hold these bytes.
+//! that the pcaps still hold these bytes. A re-capture keeps the VRRP bytes but may change IP
+//! header fields the kernel picks (IPv4 identification, IPv6 flow label); update the constants
+//! from `tcpdump -r FILE -n -x -c 1` if that test then fails.
 #![allow(dead_code, clippy::unwrap_used)]
 
 /// v2, VRID 10, priority 150, 1 s, no authentication, VIP 192.0.2.10 (`v2_none.pcap`).
