@@ -1,4 +1,6 @@
 //! kube-vrrp agent: the pure VRRP core (`vrrp`) and the node-side edges (`net`).
 
+pub mod check;
 pub mod net;
+pub mod report;
 pub mod vrrp;
