@@ -29,6 +29,7 @@ pub(crate) fn default_zero() -> DurationString {
 #[kube(
     group = "kubevrrp.io",
     version = "v1alpha1",
+    category = "kube-vrrp",
     kind = "VirtualIP",
     root = "VirtualIp",
     plural = "virtualips",

@@ -14,6 +14,7 @@ use crate::validation::{MAX_REAL_SERVERS, Violation, ViolationKind, Violations};
 #[kube(
     group = "kubevrrp.io",
     version = "v1alpha1",
+    category = "kube-vrrp",
     kind = "VirtualServer",
     plural = "virtualservers",
     singular = "virtualserver",
@@ -311,7 +312,7 @@ fn default_expected_status() -> Vec<u16> {
 pub struct HttpCheck {
     /// Request path.
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
     pub path: String,
     /// Port to connect to. Omitted: the real server's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
