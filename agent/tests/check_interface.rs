@@ -15,8 +15,8 @@ async fn wait_for_fault(rx: &mut watch::Receiver<TrackState>, fault: bool, what:
         .map(|waited| waited.map(|_| ()));
     match outcome {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => panic!("tracker set closed while waiting for {what}"),
-        Err(_) => panic!("no {what} within 5s; last {:?}", *rx.borrow()),
+        Ok(Err(closed)) => panic!("tracker set closed while waiting for {what}: {closed}"),
+        Err(elapsed) => panic!("{elapsed}: no {what} within 5s; last {:?}", *rx.borrow()),
     }
 }
 
@@ -88,7 +88,9 @@ fn interface_tracker_follows_a_veth_link_in_a_namespace() {
                 wait_for_fault(&mut rx, true, "FAULT when the link is deleted").await;
                 assert_eq!(set.observations()[0].1, Observation::Down);
 
-                ip(&["link", "add", "trk0", "type", "veth", "peer", "name", "trk0p"]);
+                ip(&[
+                    "link", "add", "trk0", "type", "veth", "peer", "name", "trk0p",
+                ]);
                 ip(&["link", "set", "trk0p", "up"]);
                 ip(&["link", "set", "trk0", "up"]);
                 wait_for_fault(&mut rx, false, "recovery when the link is re-created").await;
@@ -97,7 +99,10 @@ fn interface_tracker_follows_a_veth_link_in_a_namespace() {
             })
         })
         .unwrap();
-    assert!(text.contains("kube_vrrp_check_up{tracker=\"trk0\"} 1\n"), "{text}");
+    assert!(
+        text.contains("kube_vrrp_check_up{tracker=\"trk0\"} 1\n"),
+        "{text}"
+    );
     // Down at start, set down, carrier lost, deleted: four turns to bad.
     assert!(
         text.contains("kube_vrrp_check_failures_total{tracker=\"trk0\"} 4\n"),

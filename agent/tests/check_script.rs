@@ -16,7 +16,7 @@ impl Scratch {
     fn new(tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("kube-vrrp-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("cannot create a scratch directory");
         Self(dir)
     }
 
@@ -49,6 +49,7 @@ fn script_tracker(name: &str, weight: i32, argv: Vec<String>, probe: ScriptParam
     }
 }
 
+#[derive(Clone, Copy)]
 struct ScriptParams {
     interval: Duration,
     timeout: Duration,
@@ -67,8 +68,11 @@ async fn wait_for_state(
         .map(|waited| waited.map(|state| *state));
     match outcome {
         Ok(Ok(state)) => state,
-        Ok(Err(_)) => panic!("tracker set closed while waiting for {what}"),
-        Err(_) => panic!("no {what} within {within:?}; last state {:?}", *rx.borrow()),
+        Ok(Err(closed)) => panic!("tracker set closed while waiting for {what}: {closed}"),
+        Err(elapsed) => panic!(
+            "{elapsed}: no {what} within {within:?}; last state {:?}",
+            *rx.borrow()
+        ),
     }
 }
 
@@ -197,9 +201,12 @@ async fn script_tracker_goes_down_after_fall_failures_and_up_after_rise_successe
     .await;
 
     std::fs::write(&control, "1").unwrap();
-    wait_for_state(&mut rx, Duration::from_secs(10), "FAULT after failures", |s| {
-        s.fault
-    })
+    wait_for_state(
+        &mut rx,
+        Duration::from_secs(10),
+        "FAULT after failures",
+        |s| s.fault,
+    )
     .await;
     let runs = std::fs::read_to_string(&log).unwrap();
     let failures = runs.lines().rev().take_while(|l| *l == "1").count();
@@ -258,9 +265,12 @@ async fn hung_script_counts_as_down_and_does_not_delay_other_trackers() {
     let (set, mut rx) = TrackerSet::start(vec![hung, value], Metrics::new());
     // While the script hangs (Pending counts as down: -10), the file tracker still moves the sum.
     std::fs::write(&file, "5").unwrap();
-    let state = wait_for_state(&mut rx, Duration::from_millis(400), "the file change", |s| {
-        s.weight_delta == -15
-    })
+    let state = wait_for_state(
+        &mut rx,
+        Duration::from_millis(400),
+        "the file change",
+        |s| s.weight_delta == -15,
+    )
     .await;
     assert!(!state.fault);
     // After the timeout the hung script is a failed run: still down, still -10.
@@ -297,5 +307,8 @@ async fn dropping_the_tracker_set_kills_a_running_script() {
     let gone = tokio::task::spawn_blocking(move || wait_gone(pid, Duration::from_secs(5)))
         .await
         .unwrap();
-    assert!(gone, "script {pid} still runs after its TrackerSet was dropped");
+    assert!(
+        gone,
+        "script {pid} still runs after its TrackerSet was dropped"
+    );
 }

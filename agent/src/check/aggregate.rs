@@ -37,15 +37,9 @@ pub enum Contribution {
     Fault,
 }
 
-/// The combined effect of every tracker of one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TrackState {
-    /// Sum of the trackers' weights to add to the configured priority (the caller clamps the
-    /// result into 1..=254).
-    pub weight_delta: i32,
-    /// At least one tracker puts the instance in FAULT.
-    pub fault: bool,
-}
+/// The combined effect of every tracker of one instance: the state machine's own input type
+/// (`weight_delta` summed, `fault` when any tracker says so), sent as `Event::Tracking`.
+pub type TrackState = crate::vrrp::instance::Tracking;
 
 /// A file value times its weight below this puts the instance in FAULT (keepalived: no weight can
 /// bring a priority of 254 below 1).
@@ -61,11 +55,21 @@ pub const FILE_FAULT_BELOW: i64 = -253;
 pub fn contribution(weight: i32, observation: Observation) -> Contribution {
     let weight = i64::from(weight);
     match observation {
-        Observation::Up if weight > 0 => Contribution::Delta(weight),
-        Observation::Up => Contribution::Delta(0),
-        Observation::Down | Observation::Pending if weight == 0 => Contribution::Fault,
-        Observation::Down | Observation::Pending if weight < 0 => Contribution::Delta(weight),
-        Observation::Down | Observation::Pending => Contribution::Delta(0),
+        Observation::Up | Observation::Down | Observation::Pending => {
+            let up = observation == Observation::Up;
+            if weight == 0 {
+                if up {
+                    Contribution::Delta(0)
+                } else {
+                    Contribution::Fault
+                }
+            } else if (weight > 0) == up {
+                // Positive weights count while up, negative ones while down.
+                Contribution::Delta(weight)
+            } else {
+                Contribution::Delta(0)
+            }
+        }
         Observation::Value(value) if weight == 0 => {
             if value == 0 {
                 Contribution::Delta(0)
@@ -130,6 +134,7 @@ mod tests {
     const WEIGHTS: [i32; 7] = [-254, -10, -1, 0, 1, 10, 254];
 
     /// The rules written out independently of `contribution`, one case per line.
+    #[allow(clippy::match_same_arms)] // one line per rule reads better than merged arms
     fn expected(weight: i32, observation: Observation) -> Contribution {
         use Contribution::{Delta, Fault};
         let w = i64::from(weight);

@@ -62,10 +62,13 @@ pub fn link_observation(message: &LinkMessage) -> Observation {
 }
 
 fn link_name(message: &LinkMessage) -> Option<&str> {
-    message.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::IfName(name) => Some(name.as_str()),
-        _ => None,
-    })
+    message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.as_str()),
+            _ => None,
+        })
 }
 
 /// What a multicast message says about `interface`, if anything. Pure.
@@ -142,17 +145,17 @@ pub(crate) async fn track(interface: String, watch: Option<LinkWatch>, slot: Slo
     loop {
         let observation = tokio::select! {
             _ = resync.tick() => query(&handle, &interface).await,
-            event = events.next(), if events_open => match event {
-                Some((message, _)) => match event_observation(&message, &interface) {
-                    Some(observation) => observation,
-                    None => continue,
-                },
-                None => {
+            event = events.next(), if events_open => {
+                let Some((message, _)) = event else {
                     tracing::warn!(interface, "link event stream ended; polling every {RESYNC_INTERVAL:?}");
                     events_open = false;
                     continue;
-                }
-            },
+                };
+                let Some(observation) = event_observation(&message, &interface) else {
+                    continue;
+                };
+                observation
+            }
         };
         slot.report_counting_failure_on_change(observation);
     }

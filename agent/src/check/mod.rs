@@ -10,8 +10,12 @@ pub mod interface;
 pub mod rise_fall;
 pub mod script;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use jiff::Timestamp;
+use kube_vrrp_crds::{CheckerKind, CheckerStatus, DurationString, Track};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -41,34 +45,139 @@ pub enum Probe {
     File(FileProbe),
     /// A command's exit status.
     Script(ScriptProbe),
+    /// Up/down fed by the caller through [`TrackerSet::report_external`] (e.g. a Service's
+    /// endpoints, which the agent learns from the API server).
+    External { kind: CheckerKind, target: String },
 }
 
 impl Probe {
-    /// The tracker kind, for logs.
-    pub fn kind(&self) -> &'static str {
+    /// The tracker kind, for status and logs.
+    pub fn kind(&self) -> CheckerKind {
         match self {
-            Self::Interface { .. } => "interface",
-            Self::File(_) => "file",
-            Self::Script(_) => "script",
+            Self::Interface { .. } => CheckerKind::Interface,
+            Self::File(_) => CheckerKind::File,
+            Self::Script(_) => CheckerKind::Script,
+            Self::External { kind, .. } => *kind,
         }
     }
 }
 
+/// How often a tracked file is read (the API has no field for it).
+pub const FILE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Used when a script's interval or timeout does not parse (the API server and `validate()`
+/// reject such specs; this only guards a spec that bypassed them).
+pub const DEFAULT_SCRIPT_PERIOD: Duration = Duration::from_secs(1);
+
+impl Tracker {
+    /// The runtime form of every tracker in `track`, in the order interfaces, files, scripts,
+    /// endpoints. Names (the `tracker` metric label) are `interface:<name>`, `file:<path>`,
+    /// `script:<name>` and `endpoints:<namespace>/<name>`; a missing weight is 0 (FAULT when
+    /// failing).
+    pub fn from_spec(track: &Track) -> Vec<Tracker> {
+        let mut out = Vec::new();
+        for t in &track.interfaces {
+            out.push(Tracker {
+                name: format!("interface:{}", t.name),
+                weight: t.weight.unwrap_or(0),
+                probe: Probe::Interface {
+                    interface: t.name.clone(),
+                },
+            });
+        }
+        for t in &track.files {
+            out.push(Tracker {
+                name: format!("file:{}", t.path),
+                weight: t.weight.unwrap_or(0),
+                probe: Probe::File(FileProbe {
+                    path: PathBuf::from(&t.path),
+                    interval: FILE_INTERVAL,
+                }),
+            });
+        }
+        for t in &track.scripts {
+            let name = format!("script:{}", t.name);
+            let period = |field: &str, value: &DurationString| {
+                value.parse().unwrap_or_else(|error| {
+                    tracing::error!(tracker = %name, field, %error, "invalid duration; using {DEFAULT_SCRIPT_PERIOD:?}");
+                    DEFAULT_SCRIPT_PERIOD
+                })
+            };
+            let probe = ScriptProbe {
+                argv: t.command.clone(),
+                interval: period("interval", &t.interval),
+                timeout: period("timeout", &t.timeout),
+                rise: t.rise,
+                fall: t.fall,
+            };
+            out.push(Tracker {
+                name,
+                weight: t.weight.unwrap_or(0),
+                probe: Probe::Script(probe),
+            });
+        }
+        for t in &track.endpoints {
+            let target = format!("{}/{}", t.service.namespace, t.service.name);
+            out.push(Tracker {
+                name: format!("endpoints:{target}"),
+                weight: t.weight.unwrap_or(0),
+                probe: Probe::External {
+                    kind: CheckerKind::Endpoints,
+                    target,
+                },
+            });
+        }
+        out
+    }
+
+    /// What the tracker watches, as `CheckerStatus.target` spells it.
+    fn target(&self) -> String {
+        match &self.probe {
+            Probe::Interface { interface } => interface.clone(),
+            Probe::File(file) => file.path.display().to_string(),
+            Probe::Script(_) => self
+                .name
+                .strip_prefix("script:")
+                .unwrap_or(&self.name)
+                .to_owned(),
+            Probe::External { target, .. } => target.clone(),
+        }
+    }
+}
+
+/// What one tracker last saw and since when.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    observation: Observation,
+    since: Option<Timestamp>,
+}
+
+/// The fixed facts about one tracker of a set.
+#[derive(Debug)]
+struct Facts {
+    name: String,
+    weight: i32,
+    kind: CheckerKind,
+    target: String,
+    /// Fed through [`TrackerSet::report_external`] rather than by a task.
+    external: bool,
+}
+
 /// What every tracker of a set last saw, and where the aggregate goes.
 struct Shared {
-    trackers: Vec<(String, i32)>,
-    observations: Mutex<Vec<Observation>>,
+    trackers: Vec<Facts>,
+    entries: Mutex<Vec<Entry>>,
     state: watch::Sender<TrackState>,
     pending: watch::Sender<usize>,
     metrics: Metrics,
 }
 
 impl Shared {
-    fn weighted(&self, observations: &[Observation]) -> Vec<(i32, Observation)> {
+    fn weighted(&self, entries: &[Entry]) -> Vec<(i32, Observation)> {
         self.trackers
             .iter()
-            .zip(observations)
-            .map(|((_, weight), observation)| (*weight, *observation))
+            .zip(entries)
+            .map(|(facts, entry)| (facts.weight, entry.observation))
             .collect()
     }
 }
@@ -82,11 +191,11 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn name(&self) -> &str {
-        &self.shared.trackers[self.index].0
+        &self.shared.trackers[self.index].name
     }
 
     fn weight(&self) -> i32 {
-        self.shared.trackers[self.index].1
+        self.shared.trackers[self.index].weight
     }
 
     /// Records the tracker's current observation and republishes the aggregate if it changed.
@@ -94,31 +203,35 @@ impl Slot {
     pub(crate) fn report(&self, observation: Observation) -> Observation {
         let shared = &self.shared;
         let (previous, state, pending) = {
-            let mut observations = shared
-                .observations
+            let mut entries = shared
+                .entries
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let previous = std::mem::replace(&mut observations[self.index], observation);
-            let pending = observations
+            let entry = &mut entries[self.index];
+            let previous = entry.observation;
+            if previous != observation {
+                entry.observation = observation;
+                entry.since = Some(Timestamp::now());
+            }
+            let pending = entries
                 .iter()
-                .filter(|o| **o == Observation::Pending)
+                .filter(|e| e.observation == Observation::Pending)
                 .count();
-            (
-                previous,
-                aggregate(&shared.weighted(&observations)),
-                pending,
-            )
+            (previous, aggregate(&shared.weighted(&entries)), pending)
         };
         if previous != observation {
             tracing::info!(
                 tracker = self.name(),
+                kind = self.shared.trackers[self.index].kind.as_str(),
                 from = previous.as_str(),
                 to = observation.as_str(),
                 value = ?observation,
                 "tracker changed"
             );
         }
-        shared.metrics.check_state(self.name(), aggregate::is_up(self.weight(), observation));
+        shared
+            .metrics
+            .check_state(self.name(), aggregate::is_up(self.weight(), observation));
         shared.state.send_if_modified(|current| {
             let changed = *current != state;
             *current = state;
@@ -173,22 +286,34 @@ impl TrackerSet {
     /// The first value counts every tracker as [`Observation::Pending`] (down), except file
     /// trackers, which are read before this returns; [`TrackerSet::settled`] waits for the rest.
     pub fn start(trackers: Vec<Tracker>, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
-        let initial: Vec<Observation> = vec![Observation::Pending; trackers.len()];
-        let names: Vec<(String, i32)> = trackers
+        let facts: Vec<Facts> = trackers
             .iter()
-            .map(|t| (t.name.clone(), t.weight))
+            .map(|t| Facts {
+                name: t.name.clone(),
+                weight: t.weight,
+                kind: t.probe.kind(),
+                target: t.target(),
+                external: matches!(t.probe, Probe::External { .. }),
+            })
             .collect();
+        let entries = vec![
+            Entry {
+                observation: Observation::Pending,
+                since: None,
+            };
+            trackers.len()
+        ];
         let first = aggregate(
-            &names
+            &facts
                 .iter()
-                .map(|(_, weight)| (*weight, Observation::Pending))
+                .map(|f| (f.weight, Observation::Pending))
                 .collect::<Vec<_>>(),
         );
         let (state, receiver) = watch::channel(first);
         let (pending, _) = watch::channel(trackers.len());
         let shared = Arc::new(Shared {
-            trackers: names,
-            observations: Mutex::new(initial),
+            trackers: facts,
+            entries: Mutex::new(entries),
             state,
             pending,
             metrics,
@@ -199,40 +324,95 @@ impl TrackerSet {
                 shared: Arc::clone(&shared),
                 index,
             };
-            tracing::debug!(tracker = %tracker.name, kind = tracker.probe.kind(), weight = tracker.weight, "starting tracker");
-            let task = match tracker.probe {
+            tracing::debug!(tracker = %tracker.name, kind = tracker.probe.kind().as_str(), weight = tracker.weight, "starting tracker");
+            match tracker.probe {
                 Probe::Interface { interface } => {
                     let watch = interface::LinkWatch::open()
                         .inspect_err(|error| {
                             tracing::warn!(%interface, %error, "cannot open a netlink link watch yet; the tracker task retries");
                         })
                         .ok();
-                    tokio::spawn(interface::track(interface, watch, slot))
+                    tasks.push(tokio::spawn(interface::track(interface, watch, slot)));
                 }
                 Probe::File(probe) => {
                     slot.report_counting_failure_on_change(file::read_now(&probe.path));
-                    tokio::spawn(file::track(probe, slot))
+                    tasks.push(tokio::spawn(file::track(probe, slot)));
                 }
-                Probe::Script(probe) => tokio::spawn(script::track(probe, slot)),
-            };
-            tasks.push(task);
+                Probe::Script(probe) => tasks.push(tokio::spawn(script::track(probe, slot))),
+                Probe::External { .. } => {}
+            }
         }
         (Self { shared, tasks }, receiver)
     }
 
-    /// Each tracker's name and last observation, in configuration order.
-    pub fn observations(&self) -> Vec<(String, Observation)> {
-        let observations = self
+    /// [`TrackerSet::start`] for the trackers of a `VrrpNode` instance (see
+    /// [`Tracker::from_spec`]).
+    pub fn spawn(track: &Track, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
+        Self::start(Tracker::from_spec(track), metrics)
+    }
+
+    /// Feeds an external tracker (one built with [`Probe::External`], e.g. `endpoints:ns/svc`)
+    /// its current up/down. Returns false when no external tracker has that name.
+    pub fn report_external(&self, name: &str, up: bool) -> bool {
+        let Some(index) = self
             .shared
-            .observations
+            .trackers
+            .iter()
+            .position(|f| f.external && f.name == name)
+        else {
+            return false;
+        };
+        let slot = Slot {
+            shared: Arc::clone(&self.shared),
+            index,
+        };
+        slot.report_counting_failure_on_change(if up {
+            Observation::Up
+        } else {
+            Observation::Down
+        });
+        true
+    }
+
+    /// The trackers as `VrrpNode.status.checkers` entries owned by `owner` (the instance).
+    pub fn checker_statuses(&self, owner: &str) -> Vec<CheckerStatus> {
+        let entries = self
+            .shared
+            .entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         self.shared
             .trackers
             .iter()
-            .map(|(name, _)| name.clone())
-            .zip(observations)
+            .zip(entries)
+            .map(|(facts, entry)| {
+                let healthy = aggregate::is_up(facts.weight, entry.observation);
+                CheckerStatus {
+                    kind: facts.kind,
+                    owner: owner.to_owned(),
+                    target: facts.target.clone(),
+                    healthy,
+                    last_transition_time: entry.since.map(Into::into),
+                    message: (!healthy).then(|| describe(entry.observation)),
+                }
+            })
+            .collect()
+    }
+
+    /// Each tracker's name and last observation, in configuration order.
+    pub fn observations(&self) -> Vec<(String, Observation)> {
+        let entries = self
+            .shared
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.shared
+            .trackers
+            .iter()
+            .zip(entries)
+            .map(|(facts, entry)| (facts.name.clone(), entry.observation))
             .collect()
     }
 
@@ -241,6 +421,17 @@ impl TrackerSet {
         let mut pending = self.shared.pending.subscribe();
         // The sender lives in `self.shared`, so this cannot fail while `self` is borrowed.
         let _ = pending.wait_for(|count| *count == 0).await;
+    }
+}
+
+/// Why an unhealthy tracker is unhealthy, for `CheckerStatus.message`.
+fn describe(observation: Observation) -> String {
+    match observation {
+        Observation::Pending => "no result yet".to_owned(),
+        Observation::Up => "up".to_owned(),
+        Observation::Down => "down or failing".to_owned(),
+        Observation::Value(value) => format!("file holds {value}"),
+        Observation::Unreadable => "file missing, unreadable or not an integer".to_owned(),
     }
 }
 

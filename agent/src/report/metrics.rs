@@ -10,7 +10,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::vrrp::instance::State;
 use crate::vrrp::packet::DropReason;
+
+/// Every state, in the order the state series are written.
+const STATES: [State; 4] = [
+    State::Initialize,
+    State::Backup,
+    State::Master,
+    State::Fault,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -121,11 +130,7 @@ impl Metrics {
             Unit::Seconds,
             last_transition.clone(),
         );
-        registry.register(
-            "check_up",
-            "Tracker health: 1 up, 0 down",
-            check_up.clone(),
-        );
+        registry.register("check_up", "Tracker health: 1 up, 0 down", check_up.clone());
         registry.register(
             "check_failures",
             "Failed tracker probes (script runs that failed or timed out, files and interfaces turning bad)",
@@ -158,6 +163,83 @@ impl Metrics {
         TrackerLabels {
             tracker: tracker.to_owned(),
         }
+    }
+
+    /// Records a state change of `instance`: sets the state series (1 for `to`, 0 for the other
+    /// three), counts the transition and stamps its time.
+    pub fn transition(&self, instance: &str, vrid: u8, interface: &str, to: State) {
+        self.state(instance, vrid, interface, to);
+        let labels = Self::instance(instance);
+        self.inner.transitions.get_or_create(&labels).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.inner.last_transition.get_or_create(&labels).set(now);
+    }
+
+    /// Sets the state series of `instance` without counting a transition (an instance just
+    /// configured, in Initialize). Also creates its counters at 0 so that they exist from the
+    /// start. A new `vrid` or `interface` replaces the old series.
+    pub fn state(&self, instance: &str, vrid: u8, interface: &str, state: State) {
+        {
+            let mut placements = self
+                .inner
+                .placements
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let placement = (vrid, interface.to_owned());
+            if let Some(old) = placements.insert(instance.to_owned(), placement.clone())
+                && old != placement
+            {
+                self.remove_state_series(instance, &old);
+            }
+        }
+        for candidate in STATES {
+            self.inner
+                .instance_state
+                .get_or_create(&StateLabels {
+                    instance: instance.to_owned(),
+                    vrid,
+                    interface: interface.to_owned(),
+                    state: candidate.as_str(),
+                })
+                .set(i64::from(candidate == state));
+        }
+        let labels = Self::instance(instance);
+        let _ = self.inner.transitions.get_or_create(&labels);
+        let _ = self.inner.adverts_sent.get_or_create(&labels);
+        let _ = self.inner.adverts_received.get_or_create(&labels);
+    }
+
+    fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
+        for state in STATES {
+            self.inner.instance_state.remove(&StateLabels {
+                instance: instance.to_owned(),
+                vrid: *vrid,
+                interface: interface.clone(),
+                state: state.as_str(),
+            });
+        }
+    }
+
+    /// Removes every series of `instance` (when it is deconfigured). Drop counters are per
+    /// interface and stay.
+    pub fn forget(&self, instance: &str) {
+        let placement = self
+            .inner
+            .placements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(instance);
+        if let Some(placement) = placement {
+            self.remove_state_series(instance, &placement);
+        }
+        let labels = Self::instance(instance);
+        self.inner.transitions.remove(&labels);
+        self.inner.effective_priority.remove(&labels);
+        self.inner.adverts_sent.remove(&labels);
+        self.inner.adverts_received.remove(&labels);
+        self.inner.last_transition.remove(&labels);
     }
 
     /// Counts one advertisement sent by `instance`.
