@@ -1,5 +1,8 @@
 //! `VirtualIpSpec::validate()`: every rule, failing and passing.
 
+// Test helpers outside #[test] functions panic on broken fixtures by design.
+#![allow(clippy::unwrap_used)]
+
 use kube_vrrp_crds::{Violation, ViolationKind, VirtualIp, VirtualIpSpec, VrrpVersion};
 
 /// A valid spec to mutate in each test.
