@@ -5,6 +5,7 @@ pub mod cel;
 pub mod crd_yaml;
 pub mod duration;
 pub mod manifests;
+pub mod pruning;
 pub mod state;
 pub mod track;
 pub mod validation;

@@ -63,6 +63,9 @@ pub enum ViolationKind {
     ExactlyOneOf,
     /// A string does not have the required form.
     InvalidFormat,
+    /// A field the schema does not know (usually a misspelling); the API server would prune
+    /// it, so standalone mode rejects it instead of ignoring it silently.
+    UnknownField,
 }
 
 impl ViolationKind {
@@ -82,6 +85,7 @@ impl ViolationKind {
             Self::RequiresVersion2 => "requires_version_2",
             Self::ExactlyOneOf => "exactly_one_of",
             Self::InvalidFormat => "invalid_format",
+            Self::UnknownField => "unknown_field",
         }
     }
 }
@@ -332,6 +336,7 @@ mod tests {
             ViolationKind::RequiresVersion2,
             ViolationKind::ExactlyOneOf,
             ViolationKind::InvalidFormat,
+            ViolationKind::UnknownField,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());

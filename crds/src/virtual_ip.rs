@@ -319,6 +319,30 @@ pub struct VirtualIpNodeStatus {
     pub last_transition_time: Option<Time>,
 }
 
+impl Default for VirtualIpSpec {
+    /// No addresses (fill them in) and every other field at its API default.
+    fn default() -> Self {
+        Self {
+            addresses: Vec::new(),
+            virtual_router_id: None,
+            interface: None,
+            node_selector: None,
+            priorities: Vec::new(),
+            version: VrrpVersion::default(),
+            advert_interval: default_advert_interval(),
+            preempt: default_true(),
+            preempt_delay: default_zero(),
+            accept_mode: false,
+            authentication: None,
+            unicast: false,
+            garp: None,
+            sync_group: None,
+            use_virtual_mac: false,
+            track: None,
+        }
+    }
+}
+
 impl VirtualIpSpec {
     /// Checks every rule the schema and its CEL rules enforce, returning all violations
     /// (empty when valid). Field paths start at the object root (`spec.addresses[1]`).

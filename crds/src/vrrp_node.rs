@@ -26,8 +26,7 @@ use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryS
     status = "VrrpNodeStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "Per-node configuration written by the operator,
-    and the node agent's report."
+    doc = "Per-node config from the operator, and the node agent's report."
 )]
 #[kube(
     printcolumn = r#"{"name":"Instances", "type":"integer", "description":"VRRP instances running", "jsonPath":".status.instanceCount"}"#

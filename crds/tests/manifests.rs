@@ -209,3 +209,23 @@ fn secret_duplicates_are_keyed_by_namespace_and_name() {
     };
     assert_eq!((name.as_str(), second.index), ("a/s", 3));
 }
+
+#[test]
+fn misspelt_fields_are_reported_instead_of_ignored() {
+    let err = load_manifests(&data("misspelt")).unwrap_err();
+    let ManifestError::Invalid { violations, .. } = &err else {
+        panic!("expected Invalid, got {err}");
+    };
+    let found: Vec<_> = violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.kind))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("spec.preemt", ViolationKind::UnknownField),
+            ("spec.priorities[0].nodeNme", ViolationKind::UnknownField),
+            ("spec.priorities[0]", ViolationKind::ExactlyOneOf),
+        ]
+    );
+}

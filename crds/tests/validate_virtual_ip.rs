@@ -452,3 +452,9 @@ fn version_4_does_not_decode() {
         "{err}"
     );
 }
+
+#[test]
+fn default_spec_equals_the_api_defaults() {
+    let from_api = spec("addresses: []");
+    assert_eq!(VirtualIpSpec::default(), from_api);
+}
