@@ -501,3 +501,59 @@ fn cel_requires_exactly_one_health_check_kind() {
         Some(&cel::HEALTH_CHECK[0]),
     );
 }
+
+/// Collects places where a schema is not structural in the apiserver's sense: a node
+/// without a `type` (unless int-or-string or preserve-unknown-fields), or a `$ref`.
+fn non_structural(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let flag = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
+    if schema.get("$ref").is_some() {
+        out.push(format!("{path}: $ref"));
+    }
+    if schema.get("type").is_none()
+        && !flag("x-kubernetes-int-or-string")
+        && !flag("x-kubernetes-preserve-unknown-fields")
+    {
+        out.push(format!("{path}: no type"));
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            non_structural(v, &format!("{path}.{k}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        non_structural(items, &format!("{path}[]"), out);
+    }
+    if let Some(extra) = schema.get("additionalProperties")
+        && extra.is_object()
+    {
+        non_structural(extra, &format!("{path}{{}}"), out);
+    }
+}
+
+#[test]
+fn generated_schemas_are_structural() {
+    for crd in [
+        crd_json::<VirtualIp>(),
+        crd_json::<VirtualServer>(),
+        crd_json::<VrrpNode>(),
+    ] {
+        let mut problems = Vec::new();
+        non_structural(root_schema(&crd), "", &mut problems);
+        assert!(
+            problems.is_empty(),
+            "{}: {problems:#?}",
+            crd["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn structural_check_flags_an_untyped_node() {
+    let mut problems = Vec::new();
+    non_structural(
+        &json!({"type": "object", "properties": {"x": {"description": "untyped"}}}),
+        "",
+        &mut problems,
+    );
+    assert_eq!(problems, [".x: no type"]);
+}
