@@ -9,8 +9,15 @@ use kube_vrrp_crds::cel::{self, CelRule};
 use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
 use serde_json::{Value, json};
 
+/// The CRD as shipped (derived, then tidied by `crd_yaml::crds`).
 fn crd_json<K: CustomResourceExt>() -> Value {
-    serde_json::to_value(K::crd()).unwrap()
+    let name = K::crd_name();
+    let (_, crd) = kube_vrrp_crds::crd_yaml::crds()
+        .unwrap()
+        .into_iter()
+        .find(|(_, crd)| crd.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    serde_json::to_value(crd).unwrap()
 }
 
 fn version(crd: &Value) -> &Value {
