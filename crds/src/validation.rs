@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::duration::DurationString;
 use crate::version::VrrpVersion;
@@ -280,6 +281,36 @@ impl Violations {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// Checks a label selector the way Kubernetes validates built-in ones: operators are
+    /// In, NotIn, Exists or DoesNotExist; In/NotIn need values; Exists/DoesNotExist take none.
+    /// (The CRD schema cannot check this: LabelSelector lists are unbounded, so CEL over them
+    /// would exceed the cost budget. The operator rejects such selectors when planning.)
+    pub(crate) fn label_selector(&mut self, field: &str, selector: &LabelSelector) {
+        for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+            let f = format!("{field}.matchExpressions[{i}]");
+            self.required(&format!("{f}.key"), &e.key);
+            let has_values = e.values.as_ref().is_some_and(|v| !v.is_empty());
+            match e.operator.as_str() {
+                "In" | "NotIn" if !has_values => self.push(
+                    format!("{f}.values"),
+                    ViolationKind::Required,
+                    format!("operator {} needs at least one value", e.operator),
+                ),
+                "Exists" | "DoesNotExist" if has_values => self.push(
+                    format!("{f}.values"),
+                    ViolationKind::InvalidFormat,
+                    format!("operator {} takes no values; remove them", e.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => self.push(
+                    format!("{f}.operator"),
+                    ViolationKind::InvalidFormat,
+                    format!("{other:?} is not an operator; use In, NotIn, Exists or DoesNotExist"),
+                ),
             }
         }
     }

@@ -355,6 +355,9 @@ impl VirtualIpSpec {
         if let Some(interface) = &self.interface {
             out.required("spec.interface", interface);
         }
+        if let Some(selector) = &self.node_selector {
+            out.label_selector("spec.nodeSelector", selector);
+        }
         out.max_items("spec.priorities", &self.priorities, MAX_PRIORITIES);
         for (i, p) in self.priorities.iter().enumerate() {
             let field = format!("spec.priorities[{i}]");
@@ -367,6 +370,9 @@ impl VirtualIpSpec {
             }
             if let Some(name) = &p.node_name {
                 out.required(&format!("{field}.nodeName"), name);
+            }
+            if let Some(selector) = &p.node_selector {
+                out.label_selector(&format!("{field}.nodeSelector"), selector);
             }
             out.range(&format!("{field}.priority"), i64::from(p.priority), 1, 254);
         }
