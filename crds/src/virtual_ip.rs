@@ -281,7 +281,7 @@ pub struct VirtualIpStatus {
     /// Summary: Ready, NoMaster, SplitBrain, Conflict or Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VirtualIpPhase>,
-    /// "<nodes in Master or Backup>/<nodes selected>", e.g. "3/3".
+    /// Nodes in Master or Backup, slash, nodes selected: e.g. "3/3".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_summary: Option<String>,
     /// The VRID in use (given in the spec, or allocated and then kept stable by the operator).

@@ -342,7 +342,7 @@ pub struct ScriptCheck {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServerStatus {
-    /// "<healthy>/<total>" real servers, as seen by the MASTER.
+    /// Healthy real servers, slash, all real servers (as seen by the MASTER): e.g. "2/3".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_summary: Option<String>,
     /// Health and weight of each real server, as seen by the MASTER.
