@@ -44,7 +44,7 @@ pub mod selector;
 pub mod servers;
 pub mod vrid;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -372,11 +372,10 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     // VirtualServers.
-    let all_vips: BTreeMap<&str, ()> = input
+    let all_vips: BTreeSet<&str> = input
         .virtual_ips
         .iter()
         .filter_map(|v| v.metadata.name.as_deref())
-        .map(|n| (n, ()))
         .collect();
     let backends = Backends::new(&input.endpoint_slices, &input.services);
     let mut services = unique_by_name(&input.virtual_servers, |v| v.metadata.name.as_deref());
@@ -400,7 +399,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             ));
             continue;
         }
-        if !all_vips.contains_key(vip_name) {
+        if !all_vips.contains(vip_name) {
             conflicts.push(server_conflict(
                 ConflictReason::VirtualIpNotFound,
                 format!(
@@ -429,7 +428,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         };
         match backends.real_servers(&vs.spec, c.family) {
             Ok(real_servers) => {
-                resolved.push((vip_name, resolve_server(vs_name, vs, c, real_servers)))
+                resolved.push((vip_name, resolve_server(vs_name, vs, c, real_servers)));
             }
             Err(message) => conflicts.push(server_conflict(
                 ConflictReason::BackendPortUnresolved,
@@ -460,7 +459,7 @@ pub fn plan(input: &PlanInput) -> Plan {
 }
 
 /// The objects in name order, each name once (the first given wins); nameless ones dropped.
-fn unique_by_name<'a, T>(items: &'a [T], name: impl Fn(&T) -> Option<&str>) -> Vec<&'a T> {
+fn unique_by_name<T>(items: &[T], name: impl Fn(&T) -> Option<&str>) -> Vec<&T> {
     let mut out: Vec<&T> = items
         .iter()
         .filter(|i| name(i).is_some_and(|n| !n.is_empty()))
@@ -608,12 +607,11 @@ fn rank(c: &Candidate<'_>, selected: &[&NodeInfo]) -> Vec<u8> {
             };
             hit.then_some(*p)
         });
-        match explicit {
-            Some(p) => out[i] = p,
-            None => {
-                unlisted.push(n.name.as_str());
-                unlisted_at.push(i);
-            }
+        if let Some(p) = explicit {
+            out[i] = p;
+        } else {
+            unlisted.push(n.name.as_str());
+            unlisted_at.push(i);
         }
     }
     let ceiling = priority::ceiling(c.rules.iter().map(|(_, p)| *p));

@@ -76,7 +76,7 @@ impl<'a> Backends<'a> {
         }
         if let Some(backend) = &spec.backend_ref {
             let mut found = self.endpoints(spec, backend, family)?;
-            found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            found.sort_unstable();
             found.dedup();
             for (ip, port) in found {
                 let address = ip.to_string();

@@ -170,7 +170,7 @@ mod tests {
         }
     }
 
-    fn claim<'a>(name: &'a str, explicit: Option<u8>, held: Option<u8>) -> Claim<'a> {
+    fn claim(name: &str, explicit: Option<u8>, held: Option<u8>) -> Claim<'_> {
         Claim {
             segment: seg(Some("eth0")),
             explicit,
