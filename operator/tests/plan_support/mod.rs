@@ -152,8 +152,12 @@ pub fn load_input(dir: &Path) -> PlanInput {
                 "VirtualIP" => input.virtual_ips.push(decode(&at, doc)),
                 "VirtualServer" => input.virtual_servers.push(decode(&at, doc)),
                 "Node" => input.nodes.push(decode(&at, doc)),
-                "EndpointSlice" => input.endpoint_slices.push(decode::<EndpointSlice>(&at, doc)),
+                "EndpointSlice" => input
+                    .endpoint_slices
+                    .push(decode::<EndpointSlice>(&at, doc)),
                 "Service" => input.services.push(decode::<Service>(&at, doc)),
+                // The agent reads Secrets itself; planning never sees them.
+                "Secret" => {}
                 other => panic!("{at}: unexpected kind {other:?}"),
             }
         }
