@@ -1,6 +1,8 @@
 //! `kube-vrrp-operator plan --manifests DIR`: output and exit status (0 clean, 1 conflicts or
 //! invalid objects, 2 unreadable input).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

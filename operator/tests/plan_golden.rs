@@ -1,6 +1,8 @@
 //! Golden files: `tests/data/plan/<case>/input/*.yaml` planned and rendered must equal
 //! `tests/data/plan/<case>/expected.yaml`. `UPDATE_GOLDENS=1` rewrites the expected files.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
+
 mod plan_support;
 
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
 //! Planner rules, table-driven: conflicts, VRIDs, priorities, peers and stability.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
+
 mod plan_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube_vrrp_crds::VirtualIp;
 use kube_vrrp_operator::plan::{ConflictReason, Plan, PlanInput, plan};
 use plan_support::*;
@@ -222,9 +225,10 @@ fn vrids_follow_spec_then_status_then_lowest_free() {
                 with_held(
                     {
                         let mut v = vip("away", &["10.0.0.1/24"]);
-                        v.spec.node_selector = Some(Default::default());
-                        v.spec.node_selector.as_mut().unwrap().match_labels =
-                            Some([("zone".to_owned(), "none".to_owned())].into());
+                        v.spec.node_selector = Some(LabelSelector {
+                            match_labels: Some([("zone".to_owned(), "none".to_owned())].into()),
+                            match_expressions: None,
+                        });
                         v
                     },
                     1,

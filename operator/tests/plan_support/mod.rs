@@ -1,6 +1,7 @@
 //! Shared by the planner tests: object builders and a loader for golden input directories
 //! (VirtualIP, VirtualServer, Node, EndpointSlice and Service YAML, status included).
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // tests may unwrap: a failure is the test failing
 
 use std::collections::BTreeMap;
 use std::path::Path;
