@@ -296,10 +296,10 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         loop {
             self.process.ensure_running()?;
-            if let Ok(response) = self.get(lab, "/status") {
-                if response.status == 200 {
-                    return Ok(());
-                }
+            if let Ok(response) = self.get(lab, "/status")
+                && response.status == 200
+            {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(LabError::Timeout {

@@ -126,7 +126,13 @@ impl InstanceSpec {
                     return Err("v3 has no authentication".into());
                 }
                 let ms = self.advert_interval.as_millis();
-                if ms == 0 || ms % 10 != 0 || self.advert_interval.subsec_nanos() % 1_000_000 != 0 {
+                if ms == 0
+                    || !ms.is_multiple_of(10)
+                    || !self
+                        .advert_interval
+                        .subsec_nanos()
+                        .is_multiple_of(1_000_000)
+                {
                     return Err("a v3 advert interval is a multiple of 10 ms".into());
                 }
             }
@@ -150,10 +156,10 @@ mod tests {
     #[test]
     fn timers_follow_rfc_5798_for_v3_and_rfc_3768_for_v2() {
         let mut spec = InstanceSpec::new("web", 51, vec![addressing::vip(Family::V4, 0)]);
-        assert_eq!(spec.skew_time(100), Duration::from_nanos(609_375_000));
+        assert_eq!(spec.skew_time(100), Duration::from_micros(609_375));
         assert_eq!(
             spec.master_down_interval(100),
-            Duration::from_nanos(3_609_375_000)
+            Duration::from_micros(3_609_375)
         );
         spec.advert_interval = Duration::from_millis(10);
         assert_eq!(spec.skew_time(100), Duration::from_nanos(6_093_750));
@@ -163,10 +169,10 @@ mod tests {
         );
         spec.version = Version::V2;
         spec.advert_interval = Duration::from_secs(2);
-        assert_eq!(spec.skew_time(100), Duration::from_nanos(609_375_000));
+        assert_eq!(spec.skew_time(100), Duration::from_micros(609_375));
         assert_eq!(
             spec.master_down_interval(100),
-            Duration::from_nanos(6_609_375_000)
+            Duration::from_micros(6_609_375)
         );
     }
 

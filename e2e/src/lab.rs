@@ -21,7 +21,7 @@ pub const BRIDGE: &str = "br0";
 const CLIENT_PORT: &str = "pc";
 
 /// What to build.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LabSpec {
     /// Number of node namespaces, named n1..nN.
     pub nodes: usize,
@@ -108,11 +108,13 @@ fn disable_dad(ns: &Netns) -> Result<(), LabError> {
 }
 
 impl Lab {
-    /// Builds the lab. Needs root.
+    /// Builds the lab. Needs root. Namespaces left by lab processes that no longer exist (a test
+    /// binary killed before it could clean up) are removed first.
     pub fn new(spec: LabSpec) -> Result<Self, LabError> {
         if spec.nodes == 0 || spec.nodes > 200 {
             return Err(LabError::Invalid(format!("{} nodes (1..=200)", spec.nodes)));
         }
+        sweep_stale();
         let workdir = std::env::temp_dir().join(format!(
             "kube-vrrp-lab-{}-{}",
             std::process::id(),
@@ -124,7 +126,7 @@ impl Lab {
         let switch = Netns::create("kvsw")?;
         let client = Netns::create("kvc")?;
         let mut lab = Self {
-            spec: spec.clone(),
+            spec,
             nodes: Vec::with_capacity(spec.nodes),
             client,
             switch,
@@ -371,9 +373,72 @@ impl Lab {
     }
 }
 
+/// Namespace name prefixes the lab creates (`Netns::create` appends `{pid}x{n}`).
+const PREFIXES: [&str; 3] = ["kvsw", "kvc", "kvn"];
+
+/// The pid embedded in a lab namespace name, if it is one: `kvn2-1234x7` → 1234.
+fn lab_namespace_pid(name: &str) -> Option<u32> {
+    let prefix = PREFIXES.iter().find(|p| name.starts_with(**p))?;
+    let rest = &name[prefix.len()..];
+    // Node namespaces carry their number and a dash before the pid.
+    let rest = if *prefix == "kvn" {
+        rest.split_once('-')?.1
+    } else {
+        rest
+    };
+    let (pid, n) = rest.split_once('x')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Deletes lab namespaces whose creating process is gone, killing what still runs inside.
+fn sweep_stale() {
+    let Ok(list) = netns::run(&["ip", "netns", "list"]) else {
+        return;
+    };
+    for name in list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        let Some(pid) = lab_namespace_pid(name) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = netns::run(&["ip", "netns", "pids", name]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = netns::run(&["ip", "netns", "del", name]);
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         // Namespaces (and their processes) go with the fields; the work directory goes here.
         let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lab_namespace_names_yield_a_pid() {
+        assert_eq!(lab_namespace_pid("kvn2-1234x7"), Some(1234));
+        assert_eq!(lab_namespace_pid("kvsw99x0"), Some(99));
+        assert_eq!(lab_namespace_pid("kvc5x1"), Some(5));
+        assert_eq!(lab_namespace_pid("kvt5x1"), None);
+        assert_eq!(lab_namespace_pid("kvn2-1234"), None);
+        assert_eq!(lab_namespace_pid("other"), None);
     }
 }

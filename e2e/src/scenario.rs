@@ -68,6 +68,24 @@ impl Running {
         lab_spec: LabSpec,
         instance: InstanceSpec,
     ) -> Result<Self, LabError> {
+        let kinds = vec![kind; lab_spec.nodes];
+        Self::start_mixed(&kinds, lab_spec, instance)
+    }
+
+    /// Like [`Running::start`], with node `n` running `kinds[n - 1]` (interop: keepalived and
+    /// our agent in one VRRP instance).
+    pub fn start_mixed(
+        kinds: &[DaemonKind],
+        lab_spec: LabSpec,
+        instance: InstanceSpec,
+    ) -> Result<Self, LabError> {
+        if kinds.len() != lab_spec.nodes {
+            return Err(LabError::Invalid(format!(
+                "{} daemon kinds for {} nodes",
+                kinds.len(),
+                lab_spec.nodes
+            )));
+        }
         instance.validate().map_err(LabError::Invalid)?;
         let vip = instance
             .first_vip()
@@ -82,7 +100,7 @@ impl Running {
             instance,
             lab,
         };
-        for node in running.lab.node_numbers() {
+        for (node, &kind) in running.lab.node_numbers().zip(kinds) {
             let daemon = Daemon::start(
                 kind,
                 &running.lab,
@@ -92,6 +110,23 @@ impl Running {
             running.daemons.push(Some(daemon));
         }
         Ok(running)
+    }
+
+    /// Starts `kind` again on node `node` (after it was stopped or died), replacing the old one.
+    pub fn restart(&mut self, node: usize, kind: DaemonKind) -> Result<(), LabError> {
+        let slot = node
+            .checked_sub(1)
+            .and_then(|i| self.daemons.get_mut(i))
+            .ok_or(LabError::NoSuchNode(node))?;
+        // The old process is reaped before the new one starts.
+        drop(slot.take());
+        *slot = Some(Daemon::start(
+            kind,
+            &self.lab,
+            node,
+            std::slice::from_ref(&self.instance),
+        )?);
+        Ok(())
     }
 
     /// The VIP the client probes.
@@ -213,7 +248,18 @@ pub fn run_failover(
     instance: &InstanceSpec,
     disruption: Disruption,
 ) -> Result<FailoverRun, LabError> {
-    let mut running = Running::start(kind, lab_spec, instance.clone())?;
+    let kinds = vec![kind; lab_spec.nodes];
+    run_failover_mixed(&kinds, lab_spec, instance, disruption)
+}
+
+/// [`run_failover`] with node `n` running `kinds[n - 1]`.
+pub fn run_failover_mixed(
+    kinds: &[DaemonKind],
+    lab_spec: LabSpec,
+    instance: &InstanceSpec,
+    disruption: Disruption,
+) -> Result<FailoverRun, LabError> {
+    let mut running = Running::start_mixed(kinds, lab_spec, instance.clone())?;
     let election = instance.master_down_interval(1) * 3 + Duration::from_secs(10);
     let old_master = running.wait_for_master(election)?;
     let survivors = running.lab.node_numbers().filter(|&n| n != old_master);

@@ -1,4 +1,5 @@
 //! The lab harness itself: wiring, cuts, partitions, and the VIP prober (needs root).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

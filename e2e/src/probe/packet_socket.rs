@@ -78,9 +78,9 @@ impl PacketSocket {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         match socket::recvfrom::<LinkAddr>(self.fd.as_raw_fd(), buf) {
             Ok((len, addr)) => {
-                let (ifindex, pkttype) = addr
-                    .map(|a| (u32::try_from(a.ifindex()).unwrap_or(0), a.pkttype()))
-                    .unwrap_or((0, 0));
+                let (ifindex, pkttype) = addr.map_or((0, 0), |a| {
+                    (u32::try_from(a.ifindex()).unwrap_or(0), a.pkttype())
+                });
                 Ok(Some(Received {
                     len,
                     ifindex,
