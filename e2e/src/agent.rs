@@ -26,19 +26,27 @@ pub const STATUS_PORT: u16 = 9180;
 /// The agent binary: `$KUBE_VRRP_AGENT`, else `target/debug/kube-vrrp-agent` of this workspace
 /// (or of `$CARGO_TARGET_DIR`). An error says so when it has not been built.
 pub fn binary() -> Result<PathBuf, LabError> {
-    let path = if let Some(path) = std::env::var_os(AGENT_ENV) {
-        PathBuf::from(path)
-    } else {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-            || {
+    binary_from(
+        std::env::var_os(AGENT_ENV).map(PathBuf::from),
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+    )
+}
+
+/// [`binary`] with its two environment variables passed in.
+pub fn binary_from(
+    agent: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
+) -> Result<PathBuf, LabError> {
+    let path = agent.unwrap_or_else(|| {
+        target_dir
+            .unwrap_or_else(|| {
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("..")
                     .join("target")
-            },
-            PathBuf::from,
-        );
-        target.join("debug").join("kube-vrrp-agent")
-    };
+            })
+            .join("debug")
+            .join("kube-vrrp-agent")
+    });
     if path.is_file() {
         Ok(path)
     } else {
@@ -246,10 +254,19 @@ impl Agent {
     /// Writes the manifests for `instances`, starts the agent in node `node`'s namespace and waits
     /// until `/status` answers.
     pub fn start(lab: &Lab, node: usize, instances: &[InstanceSpec]) -> Result<Self, LabError> {
+        Self::start_binary(&binary()?, lab, node, instances)
+    }
+
+    /// [`Agent::start`] with an explicit binary.
+    pub fn start_binary(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+    ) -> Result<Self, LabError> {
         for spec in instances {
             spec.validate().map_err(LabError::Invalid)?;
         }
-        let binary = binary()?;
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("agent-{name}"));
         let manifests = dir.join("manifests");
@@ -380,6 +397,26 @@ impl Agent {
 mod tests {
     use super::*;
     use crate::addressing::vip;
+
+    #[test]
+    fn a_missing_agent_binary_is_reported_as_not_built() {
+        let err = binary_from(Some("/nonexistent/kube-vrrp-agent".into()), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("agent binary not built: /nonexistent/kube-vrrp-agent"),
+            "{err}"
+        );
+        let err = binary_from(None, Some("/nonexistent-target".into())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent-target/debug/kube-vrrp-agent"),
+            "{err}"
+        );
+        assert_eq!(
+            binary_from(Some("/bin/sh".into()), None).unwrap(),
+            Path::new("/bin/sh")
+        );
+    }
 
     #[test]
     fn base64_matches_rfc_4648_test_vectors() {

@@ -177,6 +177,18 @@ impl Lab {
                 .collect();
             wire_host(&lab.switch, &node.ns, &node.port, node.mac, &addrs)?;
         }
+        // Links come up asynchronously; hand out a lab whose every node answers the client.
+        for n in lab.node_numbers() {
+            for &family in families {
+                let addr = addressing::node_ip(n, family);
+                if !lab.wait_reachable(addr, Duration::from_secs(10)) {
+                    return Err(LabError::Timeout {
+                        what: format!("the client reaching n{n} at {addr}"),
+                        timeout: Duration::from_secs(10),
+                    });
+                }
+            }
+        }
         Ok(lab)
     }
 
@@ -338,6 +350,20 @@ impl Lab {
         self.client
             .exec(&["ping", "-n", "-q", "-c", "1", "-W", "1", &addr])
             .is_ok()
+    }
+
+    /// Pings `addr` from the client until it answers or `timeout` passes.
+    pub fn wait_reachable(&self, addr: IpAddr, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.ping(addr) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts asking "who has `vip`" from the client every `period`.
