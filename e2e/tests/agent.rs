@@ -129,3 +129,9 @@ fn agent_status_names_the_master_and_the_backups_hear_it() {
         }
     }
 }
+
+#[test]
+fn agent_link_down_releases_the_vips_and_link_up_preempts_back() {
+    require_agent();
+    scenarios::link_down_releases_the_vips_and_link_up_preempts_back(Agent);
+}

@@ -45,3 +45,8 @@ fn keepalived_nopreempt_keeps_the_current_master_when_a_higher_priority_returns(
 fn keepalived_preempt_delay_holds_back_a_returning_higher_priority() {
     scenarios::preempt_delay_holds_back_a_returning_higher_priority(Keepalived);
 }
+
+#[test]
+fn keepalived_link_down_releases_the_vips_and_link_up_preempts_back() {
+    scenarios::link_down_releases_the_vips_and_link_up_preempts_back(Keepalived);
+}

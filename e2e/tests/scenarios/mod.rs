@@ -324,3 +324,42 @@ pub fn mixed_v2_sigterm_hands_over_after_skew_time(kinds: [DaemonKind; 3]) {
     .unwrap();
     assert_failover(&run, Duration::from_millis(40), Duration::from_millis(300));
 }
+
+/// Link down on the MASTER (its switch port, so eth0 loses carrier): it goes to FAULT and
+/// releases the VIPs, n2 takes over; once the link is back the priority-150 n1 preempts again.
+pub fn link_down_releases_the_vips_and_link_up_preempts_back(kind: DaemonKind) {
+    require_root();
+    let spec = instance(Family::V4, Version::V3, Duration::from_millis(100));
+    let running = Running::start(kind, lab(3, false), spec).unwrap();
+    assert_eq!(running.wait_for_master(Duration::from_secs(10)).unwrap(), 1);
+    running.lab.cut(1).unwrap();
+    let mac2 = running.lab.node_mac(2).unwrap();
+    running
+        .prober
+        .wait_for_reply(Instant::now(), Duration::from_secs(5), |m| m == mac2)
+        .expect("n2 never took over");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for vip in &running.instance.vips {
+        while running.lab.holds(1, vip.addr()).unwrap() {
+            assert!(
+                Instant::now() < deadline,
+                "n1 kept {vip} with its link down"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let healed = Instant::now();
+    running.lab.heal(1).unwrap();
+    let mac1 = running.lab.node_mac(1).unwrap();
+    running
+        .prober
+        .wait_for_reply(healed, Duration::from_secs(5), |m| m == mac1)
+        .expect("n1 did not take the VIP back after its link came up");
+    assert_eq!(
+        running
+            .lab
+            .wait_for_single_holder(running.vip(), Duration::from_secs(3))
+            .unwrap(),
+        1
+    );
+}
