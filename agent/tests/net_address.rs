@@ -2,6 +2,9 @@
 //! has no dummy driver): flags visible
 //! to `ip -d addr`, idempotence, and the start-up cleanup that touches only configured VIPs.
 
+// Test helpers outside #[test] functions may unwrap too (clippy only exempts the tests).
+#![allow(clippy::unwrap_used)]
+
 use std::future::Future;
 
 use ipnet::IpNet;
@@ -18,8 +21,10 @@ use kube_vrrp_e2e::netns::{Netns, require_root};
 fn node() -> Netns {
     require_root();
     let ns = Netns::create("kvad").unwrap();
-    ns.exec(&["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
-        .unwrap();
+    ns.exec(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ])
+    .unwrap();
     ns.exec(&["ip", "link", "set", "d1", "up"]).unwrap();
     ns.exec(&["ip", "link", "set", "d0", "up"]).unwrap();
     ns.exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "d0"])
@@ -59,9 +64,7 @@ fn net(text: &str) -> IpNet {
 
 /// The `ip -d addr show dev d0` line describing `address` (with its prefix length).
 fn ip_addr_line(ns: &Netns, address: &str) -> Option<String> {
-    let out = ns
-        .exec(&["ip", "-d", "addr", "show", "dev", "d0"])
-        .unwrap();
+    let out = ns.exec(&["ip", "-d", "addr", "show", "dev", "d0"]).unwrap();
     let needle = format!(" {address} ");
     out.lines()
         .find(|line| line.contains(&needle))
@@ -69,7 +72,9 @@ fn ip_addr_line(ns: &Netns, address: &str) -> Option<String> {
 }
 
 fn find(list: &[InterfaceAddress], address: &str) -> Option<InterfaceAddress> {
-    list.iter().find(|entry| entry.address == net(address)).cloned()
+    list.iter()
+        .find(|entry| entry.address == net(address))
+        .cloned()
 }
 
 #[test]
@@ -105,9 +110,15 @@ fn ipv4_vip_is_added_once_with_its_label_noprefixroute_and_our_protocol() {
     let routes = ns
         .exec(&["ip", "route", "show", "198.51.100.0/24"])
         .unwrap();
-    assert!(routes.trim().is_empty(), "a prefix route appeared: {routes}");
+    assert!(
+        routes.trim().is_empty(),
+        "a prefix route appeared: {routes}"
+    );
     let node = find(&listed, "10.0.0.5/24").unwrap();
-    assert!(!node.is_vip(), "the node address looks like a VIP: {node:?}");
+    assert!(
+        !node.is_vip(),
+        "the node address looks like a VIP: {node:?}"
+    );
 }
 
 #[test]
@@ -139,7 +150,10 @@ fn ipv6_vip_is_added_with_nodad_noprefixroute_and_answers_without_being_tentativ
     let routes = ns
         .exec(&["ip", "-6", "route", "show", "2001:db8:1::/64"])
         .unwrap();
-    assert!(routes.trim().is_empty(), "a prefix route appeared: {routes}");
+    assert!(
+        routes.trim().is_empty(),
+        "a prefix route appeared: {routes}"
+    );
 }
 
 #[test]
@@ -168,11 +182,19 @@ fn removing_a_vip_is_idempotent_and_leaves_the_node_address() {
         });
     assert_eq!(
         (removed, again, v6_removed, v6_again),
-        (Change::Removed, Change::Absent, Change::Removed, Change::Absent)
+        (
+            Change::Removed,
+            Change::Absent,
+            Change::Removed,
+            Change::Absent
+        )
     );
     assert!(!held);
     assert!(find(&listed, "10.0.0.5/24").is_some(), "node address gone");
-    assert!(find(&listed, "2001:db8::5/64").is_some(), "node address gone");
+    assert!(
+        find(&listed, "2001:db8::5/64").is_some(),
+        "node address gone"
+    );
 }
 
 #[test]
@@ -216,7 +238,12 @@ fn startup_cleanup_removes_only_configured_vips_left_by_a_crash() {
     assert_eq!(cleanup.foreign[0].address, net("10.0.0.70/24"));
     assert!(find(&listed, "10.0.0.50/24").is_none(), "leftover kept");
     assert!(find(&listed, "2001:db8::50/64").is_none(), "leftover kept");
-    for survivor in ["10.0.0.5/24", "2001:db8::5/64", "10.0.0.60/24", "10.0.0.70/24"] {
+    for survivor in [
+        "10.0.0.5/24",
+        "2001:db8::5/64",
+        "10.0.0.60/24",
+        "10.0.0.70/24",
+    ] {
         assert!(
             find(&listed, survivor).is_some(),
             "{survivor} was removed by the cleanup"

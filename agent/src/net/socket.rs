@@ -242,7 +242,7 @@ impl VrrpSocket {
         let sent = match (self.source, destination) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
                 let info = libc::in_pktinfo {
-                    ipi_ifindex: self.ifindex as libc::c_int,
+                    ipi_ifindex: self.ifindex.cast_signed(),
                     ipi_spec_dst: libc::in_addr {
                         s_addr: u32::from_ne_bytes(source.octets()),
                     },
