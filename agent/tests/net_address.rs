@@ -94,6 +94,7 @@ fn ipv4_vip_is_added_once_with_its_label_noprefixroute_and_our_protocol() {
     let line = ip_addr_line(&ns, "198.51.100.50/24").expect("VIP missing from ip addr");
     assert!(line.contains("d0:vrrp"), "no label: {line}");
     assert!(line.contains("noprefixroute"), "no noprefixroute: {line}");
+    assert!(!line.contains(" brd "), "broadcast address set: {line}");
     let entry = find(&listed, "198.51.100.50/24").unwrap();
     assert_eq!(entry.protocol, IFAPROT_KUBE_VRRP);
     assert_eq!(entry.label.as_deref(), Some("d0:vrrp"));
