@@ -16,11 +16,14 @@ use kube_vrrp_agent::net::link::Links;
 use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
 use kube_vrrp_e2e::netns::{Netns, require_root};
 
-/// A namespace with interface `d0` (veth, peer `d1`) up, holding the node addresses 10.0.0.5/24 and
+/// A namespace with interface `d0` (veth, peer `d1`) up, IPv6 DAD off, holding the node addresses 10.0.0.5/24 and
 /// 2001:db8::5/64.
 fn node() -> Netns {
     require_root();
     let ns = Netns::create("kvad").unwrap();
+    // The kernel's own link-local address must be usable at once (no DAD wait).
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
+        .unwrap();
     ns.exec(&[
         "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1",
     ])
@@ -154,6 +157,27 @@ fn ipv6_vip_is_added_with_nodad_noprefixroute_and_answers_without_being_tentativ
     assert!(
         routes.trim().is_empty(),
         "a prefix route appeared: {routes}"
+    );
+}
+
+#[test]
+fn a_link_local_ipv6_vip_is_added_and_removed_without_becoming_the_vrrp_source() {
+    let ns = node();
+    let (added, source, removed) = in_ns(&ns, |addresses, ifindex| async move {
+        let vip = net("fe80::50/64");
+        let added = addresses.add(ifindex, "d0", vip).await.unwrap();
+        let links = Links::new(rtnetlink_connect().unwrap());
+        let source = links.by_index(ifindex).await.unwrap().ipv6_link_local;
+        let removed = addresses.remove(ifindex, vip).await.unwrap();
+        (added, source, removed)
+    });
+    assert_eq!(added, Change::Added);
+    assert_eq!(removed, Change::Removed);
+    let source = source.expect("the kernel's own link-local address is missing");
+    assert_ne!(
+        source,
+        net("fe80::50/64").addr(),
+        "the VIP became the source"
     );
 }
 
