@@ -1,0 +1,374 @@
+//! VIP addresses on interfaces through rtnetlink: add, remove, list, and the start-up cleanup of
+//! crash leftovers.
+//!
+//! A VIP is installed so nothing mistakes it for the node's own address: tagged with
+//! `IFA_PROTO` = [`IFAPROT_KUBE_VRRP`] (both families, kernel >= 6.3) and, for IPv4, the label
+//! `<ifname>:vrrp`; with its own prefix length but `noprefixroute` (no connected route appears or
+//! disappears with failover); IPv6 with `nodad` so it answers at once instead of sitting
+//! tentative through duplicate address detection. No broadcast address is set (as keepalived
+//! does by default), so a VIP adds no broadcast route either.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
+};
+
+use super::NetError;
+use super::error::netlink_errno;
+
+/// The `IFA_PROTO` value marking an address as a kube-vrrp VIP. Userspace owns values above the
+/// kernel's (1..=3); 112 echoes VRRP's IP protocol number.
+pub const IFAPROT_KUBE_VRRP: u8 = 112;
+/// The suffix of the IPv4 label of a VIP.
+pub const LABEL_SUFFIX: &str = ":vrrp";
+/// Longest interface address label the kernel stores (IFNAMSIZ - 1).
+pub const LABEL_MAX: usize = 15;
+
+/// `IFA_F_SECONDARY` (IPv4: another address of the same subnet is primary).
+pub const IFA_F_SECONDARY: u32 = 0x01;
+/// `IFA_F_NODAD`: no duplicate address detection (IPv6).
+pub const IFA_F_NODAD: u32 = 0x02;
+/// `IFA_F_DADFAILED`: duplicate address detection failed (IPv6).
+pub const IFA_F_DADFAILED: u32 = 0x08;
+/// `IFA_F_TENTATIVE`: duplicate address detection still running (IPv6).
+pub const IFA_F_TENTATIVE: u32 = 0x40;
+/// `IFA_F_NOPREFIXROUTE`: no prefix route for this address.
+pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
+
+const EEXIST: i32 = nix::libc::EEXIST;
+const EADDRNOTAVAIL: i32 = nix::libc::EADDRNOTAVAIL;
+
+/// The IPv4 label of a VIP on `ifname`: `<ifname>:vrrp`, the interface name shortened when the
+/// whole would exceed the kernel's 15 characters (so the suffix always identifies it).
+pub fn vip_label(ifname: &str) -> String {
+    let room = LABEL_MAX - LABEL_SUFFIX.len();
+    let mut end = ifname.len().min(room);
+    while !ifname.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{LABEL_SUFFIX}", &ifname[..end])
+}
+
+/// One address on an interface as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub ifindex: u32,
+    /// The local address with its prefix length.
+    pub address: IpNet,
+    /// `IFA_F_*` flags.
+    pub flags: u32,
+    /// IPv4 label (`IFA_LABEL`); IPv6 addresses have none.
+    pub label: Option<String>,
+    /// `IFA_PROTO`, 0 when unset (IFAPROT_UNSPEC).
+    pub protocol: u8,
+}
+
+impl InterfaceAddress {
+    /// Whether kube-vrrp installed this address (by `IFA_PROTO`, or the IPv4 label suffix).
+    pub fn is_vip(&self) -> bool {
+        self.protocol == IFAPROT_KUBE_VRRP
+            || self
+                .label
+                .as_deref()
+                .is_some_and(|label| label.ends_with(LABEL_SUFFIX))
+    }
+
+    /// Whether an `IFA_F_*` flag is set.
+    pub fn has_flag(&self, flag: u32) -> bool {
+        self.flags & flag == flag
+    }
+
+    fn from_message(message: &AddressMessage) -> Option<Self> {
+        let mut local = None;
+        let mut peer = None;
+        let mut label = None;
+        let mut flags = u32::from(message.header.flags.bits());
+        let mut protocol = 0;
+        for attribute in &message.attributes {
+            match attribute {
+                AddressAttribute::Local(address) => local = Some(*address),
+                AddressAttribute::Address(address) => peer = Some(*address),
+                AddressAttribute::Label(text) => label = Some(text.clone()),
+                AddressAttribute::Flags(all) => flags = all.bits(),
+                AddressAttribute::Protocol(value) => protocol = u8::from(*value),
+                _ => {}
+            }
+        }
+        let address = IpNet::new(local.or(peer)?, message.header.prefix_len).ok()?;
+        Some(Self {
+            ifindex: message.header.index,
+            address,
+            flags,
+            label,
+            protocol,
+        })
+    }
+}
+
+/// What an idempotent add or remove did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    AlreadyPresent,
+    Removed,
+    Absent,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::AlreadyPresent => "already_present",
+            Self::Removed => "removed",
+            Self::Absent => "absent",
+        }
+    }
+}
+
+/// The outcome of the start-up cleanup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Tagged VIP leftovers that were removed.
+    pub removed: Vec<IpNet>,
+    /// Addresses equal to a configured VIP but not installed by kube-vrrp: left alone, to be
+    /// reported as a conflict.
+    pub foreign: Vec<InterfaceAddress>,
+}
+
+/// Decides the start-up cleanup: which present addresses are leftovers of configured VIPs
+/// (same address, any prefix length, carrying our tag) and which merely collide with one.
+/// Every other address is untouched.
+pub fn plan_cleanup(present: &[InterfaceAddress], configured: &[IpNet]) -> Cleanup {
+    let wanted: HashSet<IpAddr> = configured.iter().map(IpNet::addr).collect();
+    let mut cleanup = Cleanup::default();
+    for entry in present {
+        if !wanted.contains(&entry.address.addr()) {
+            continue;
+        }
+        if entry.is_vip() {
+            cleanup.removed.push(entry.address);
+        } else {
+            cleanup.foreign.push(entry.clone());
+        }
+    }
+    cleanup
+}
+
+/// VIP management on one rtnetlink connection.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    handle: Handle,
+}
+
+impl Addresses {
+    pub fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
+    /// Installs `vip` on interface `ifindex` (named `ifname`, for the IPv4 label). Adding a VIP
+    /// that is already there succeeds with [`Change::AlreadyPresent`].
+    pub async fn add(&self, ifindex: u32, ifname: &str, vip: IpNet) -> Result<Change, NetError> {
+        let mut request = self
+            .handle
+            .address()
+            .add(ifindex, vip.addr(), vip.prefix_len());
+        let message = request.message_mut();
+        // No IFA_BROADCAST (rtnetlink's builder adds one): a VIP needs no broadcast route.
+        message
+            .attributes
+            .retain(|attribute| !matches!(attribute, AddressAttribute::Broadcast(_)));
+        let mut flags = AddressFlags::Noprefixroute;
+        match vip {
+            IpNet::V4(_) => message
+                .attributes
+                .push(AddressAttribute::Label(vip_label(ifname))),
+            IpNet::V6(_) => flags |= AddressFlags::Nodad,
+        }
+        message.attributes.push(AddressAttribute::Flags(flags));
+        message
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                IFAPROT_KUBE_VRRP,
+            )));
+        match request.execute().await {
+            Ok(()) => Ok(Change::Added),
+            Err(error) if netlink_errno(&error) == Some(EEXIST) => Ok(Change::AlreadyPresent),
+            Err(error) => Err(NetError::netlink("add VIP")(error)),
+        }
+    }
+
+    /// Removes `vip` (address and prefix length) from interface `ifindex`. Removing an absent
+    /// address succeeds with [`Change::Absent`].
+    pub async fn remove(&self, ifindex: u32, vip: IpNet) -> Result<Change, NetError> {
+        let mut message = AddressMessage::default();
+        message.header.index = ifindex;
+        message.header.prefix_len = vip.prefix_len();
+        message.header.family = match vip {
+            IpNet::V4(_) => AddressFamily::Inet,
+            IpNet::V6(_) => AddressFamily::Inet6,
+        };
+        message.attributes.push(AddressAttribute::Local(vip.addr()));
+        if vip.addr().is_ipv4() {
+            message
+                .attributes
+                .push(AddressAttribute::Address(vip.addr()));
+        }
+        match self.handle.address().del(message).execute().await {
+            Ok(()) => Ok(Change::Removed),
+            Err(error) if netlink_errno(&error) == Some(EADDRNOTAVAIL) => Ok(Change::Absent),
+            Err(error) => Err(NetError::netlink("remove VIP")(error)),
+        }
+    }
+
+    /// Every address on interface `ifindex`, both families.
+    pub async fn list(&self, ifindex: u32) -> Result<Vec<InterfaceAddress>, NetError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NetError::netlink("list addresses"))?;
+        Ok(messages
+            .iter()
+            .filter_map(InterfaceAddress::from_message)
+            .collect())
+    }
+
+    /// Every address on every interface, both families.
+    pub async fn list_all(&self) -> Result<Vec<InterfaceAddress>, NetError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NetError::netlink("list addresses"))?;
+        Ok(messages
+            .iter()
+            .filter_map(InterfaceAddress::from_message)
+            .collect())
+    }
+
+    /// Whether interface `ifindex` holds `address` (any prefix length, any owner).
+    pub async fn holds(&self, ifindex: u32, address: IpAddr) -> Result<bool, NetError> {
+        Ok(self
+            .list(ifindex)
+            .await?
+            .iter()
+            .any(|entry| entry.address.addr() == address))
+    }
+
+    /// Start-up cleanup: removes from interface `ifindex` every kube-vrrp-tagged address whose
+    /// address is one of `configured` (a crash leftover), with whatever prefix length it has.
+    /// Never touches any other address; untagged addresses equal to a VIP are reported in
+    /// [`Cleanup::foreign`].
+    pub async fn remove_leftovers(
+        &self,
+        ifindex: u32,
+        configured: &[IpNet],
+    ) -> Result<Cleanup, NetError> {
+        let present = self.list(ifindex).await?;
+        let cleanup = plan_cleanup(&present, configured);
+        for leftover in &cleanup.removed {
+            self.remove(ifindex, *leftover).await?;
+        }
+        Ok(cleanup)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(address: &str, label: Option<&str>, protocol: u8) -> InterfaceAddress {
+        InterfaceAddress {
+            ifindex: 2,
+            address: address.parse().unwrap(),
+            flags: 0,
+            label: label.map(str::to_owned),
+            protocol,
+        }
+    }
+
+    #[test]
+    fn vip_label_appends_vrrp_to_a_short_interface_name() {
+        assert_eq!(vip_label("eth0"), "eth0:vrrp");
+    }
+
+    #[test]
+    fn vip_label_shortens_a_long_interface_name_to_fit_fifteen_characters() {
+        let label = vip_label("enp0s31f6long12");
+        assert_eq!(label, "enp0s31f6l:vrrp");
+        assert_eq!(label.len(), LABEL_MAX);
+        assert!(label.ends_with(LABEL_SUFFIX));
+    }
+
+    #[test]
+    fn an_address_with_our_protocol_or_label_is_a_vip_and_others_are_not() {
+        assert!(entry("10.0.0.50/24", None, IFAPROT_KUBE_VRRP).is_vip());
+        assert!(entry("10.0.0.50/24", Some("eth0:vrrp"), 0).is_vip());
+        assert!(!entry("10.0.0.5/24", Some("eth0"), 0).is_vip());
+        assert!(!entry("fe80::1/64", None, 3).is_vip());
+    }
+
+    #[test]
+    fn cleanup_removes_tagged_leftovers_of_configured_vips_with_any_prefix_length() {
+        let present = [
+            entry("10.0.0.5/24", Some("eth0"), 0),
+            entry("10.0.0.50/32", Some("eth0:vrrp"), IFAPROT_KUBE_VRRP),
+            entry("2001:db8::50/64", None, IFAPROT_KUBE_VRRP),
+        ];
+        let configured: Vec<IpNet> = vec![
+            "10.0.0.50/24".parse().unwrap(),
+            "2001:db8::50/64".parse().unwrap(),
+        ];
+        let cleanup = plan_cleanup(&present, &configured);
+        assert_eq!(
+            cleanup.removed,
+            vec![
+                "10.0.0.50/32".parse::<IpNet>().unwrap(),
+                "2001:db8::50/64".parse().unwrap()
+            ]
+        );
+        assert!(cleanup.foreign.is_empty());
+    }
+
+    #[test]
+    fn cleanup_never_removes_an_untagged_address_even_when_it_equals_a_vip() {
+        let present = [entry("10.0.0.5/24", Some("eth0"), 0)];
+        let cleanup = plan_cleanup(&present, &["10.0.0.5/24".parse().unwrap()]);
+        assert!(cleanup.removed.is_empty());
+        assert_eq!(cleanup.foreign, present.to_vec());
+    }
+
+    #[test]
+    fn cleanup_leaves_tagged_addresses_that_are_not_configured() {
+        let present = [entry("10.0.0.60/24", Some("eth0:vrrp"), IFAPROT_KUBE_VRRP)];
+        let cleanup = plan_cleanup(&present, &["10.0.0.50/24".parse().unwrap()]);
+        assert_eq!(cleanup, Cleanup::default());
+    }
+
+    #[test]
+    fn change_names_are_stable_metric_labels() {
+        let names: Vec<&str> = [
+            Change::Added,
+            Change::AlreadyPresent,
+            Change::Removed,
+            Change::Absent,
+        ]
+        .into_iter()
+        .map(Change::as_str)
+        .collect();
+        assert_eq!(names, ["added", "already_present", "removed", "absent"]);
+    }
+}

@@ -1,0 +1,116 @@
+//! Announcing VIPs on the wire after a transition to MASTER: gratuitous ARP (IPv4) and
+//! unsolicited Neighbor Advertisements (IPv6), sent as whole Ethernet frames on an AF_PACKET
+//! socket; plus the pure schedule of when to send them.
+
+mod frame;
+mod schedule;
+
+pub use frame::{
+    ALL_NODES, ALL_NODES_MAC, BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV6, GARP_LEN, NA_LEN,
+    gratuitous_arp, unsolicited_neighbor_advertisement,
+};
+pub use schedule::{GarpSchedule, GarpSettings};
+
+use std::net::IpAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use super::NetError;
+use super::sys::{link_layer_address, register};
+
+/// Sends GARP / NA frames out of one interface.
+pub struct Announcer {
+    fd: AsyncFd<Socket>,
+    ifindex: u32,
+    mac: [u8; 6],
+    router: bool,
+}
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcer")
+            .field("ifindex", &self.ifindex)
+            .field("mac", &self.mac)
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Announcer {
+    /// Opens an announcer on interface `ifindex` claiming the VIPs for `mac` (the interface's
+    /// MAC, or the virtual MAC 00-00-5E-00-01-{VRID} / 00-00-5E-00-02-{VRID}). The socket is
+    /// bound with protocol 0, so it never receives. Must be called inside a tokio runtime.
+    pub fn open(ifindex: u32, mac: [u8; 6]) -> Result<Self, NetError> {
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
+            .map_err(NetError::io("open AF_PACKET socket"))?;
+        socket
+            .bind(&link_layer_address(ifindex, 0, [0; 6]))
+            .map_err(NetError::io("bind AF_PACKET socket to interface"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(NetError::io("make AF_PACKET socket non-blocking"))?;
+        let fd = register(socket).map_err(NetError::io("register AF_PACKET socket"))?;
+        Ok(Self {
+            fd,
+            ifindex,
+            mac,
+            router: false,
+        })
+    }
+
+    /// Sets the Router flag of the Neighbor Advertisements (set it when the node forwards
+    /// IPv6, as keepalived does).
+    #[must_use]
+    pub fn with_router_flag(mut self, router: bool) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// The interface the frames leave from.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Sends one GARP per IPv4 and one unsolicited NA per IPv6 address. Every address is tried;
+    /// the first failure is returned.
+    pub async fn announce(&self, addresses: &[IpAddr]) -> Result<(), NetError> {
+        let mut first_error = None;
+        for address in addresses {
+            let (frame, ethertype, destination) = match address {
+                IpAddr::V4(vip) => (gratuitous_arp(self.mac, *vip), ETH_P_ARP, BROADCAST_MAC),
+                IpAddr::V6(vip) => (
+                    unsolicited_neighbor_advertisement(self.mac, *vip, *vip, self.router),
+                    ETH_P_IPV6,
+                    ALL_NODES_MAC,
+                ),
+            };
+            if let Err(error) = self.send_frame(&frame, ethertype, destination).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends one whole Ethernet frame.
+    pub async fn send_frame(
+        &self,
+        frame: &[u8],
+        ethertype: u16,
+        destination: [u8; 6],
+    ) -> Result<(), NetError> {
+        let to = link_layer_address(self.ifindex, ethertype, destination);
+        loop {
+            let mut guard = self
+                .fd
+                .writable()
+                .await
+                .map_err(NetError::io("wait to send an announcement"))?;
+            if let Ok(result) = guard.try_io(|fd| fd.get_ref().send_to(frame, &to)) {
+                return result
+                    .map(|_| ())
+                    .map_err(NetError::io("send an announcement"));
+            }
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! Raw VRRP sockets (IP protocol 112), one per (interface, family): send with TTL / hop limit
+//! 255 from a fixed source, receive with TTL / hop limit, destination and ifindex.
+//!
+//! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to its source
+//! address: a raw socket bound to a local address only receives datagrams whose destination is
+//! that address (the kernel's `raw_v4_match` / `raw_v6_match`), which would hide the adverts sent
+//! to 224.0.0.18 / ff02::12. Instead every datagram pins its source and interface with an
+//! IP_PKTINFO / IPV6_PKTINFO control message, so the source is still known up front (the v3
+//! checksum pseudo-header needs it) and never left to route lookup.
+//!
+//! Nothing is filtered here beyond what the kernel does: the driver drops by TTL, source and
+//! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, PoisonError};
+
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    recvmsg, sendmsg, setsockopt, sockopt,
+};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use super::link::Link;
+use super::sys::register;
+use super::{Family, NetError};
+
+/// IANA's IP protocol number for VRRP.
+pub const IPPROTO_VRRP: i32 = 112;
+/// The IPv4 multicast group of VRRP (RFC 5798 §5.1.1.2).
+pub const VRRP_MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The IPv6 multicast group of VRRP (RFC 5798 §5.1.2.2).
+pub const VRRP_MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// The TTL / hop limit every VRRP packet is sent with (RFC 5798 §5.1.1.3, §5.1.2.3).
+pub const VRRP_TTL: u8 = 255;
+
+/// Receive buffer size: the largest IP datagram, so nothing the kernel delivers is truncated.
+const RECV_BUFFER: usize = 65_536;
+/// Smallest IPv4 header.
+const IPV4_MIN_HEADER: usize = 20;
+
+impl Family {
+    /// The VRRP multicast group of this family.
+    pub fn vrrp_multicast(self) -> IpAddr {
+        match self {
+            Self::Ipv4 => IpAddr::V4(VRRP_MULTICAST_V4),
+            Self::Ipv6 => IpAddr::V6(VRRP_MULTICAST_V6),
+        }
+    }
+}
+
+/// One VRRP datagram as received: the VRRP payload (IP header stripped) plus what the driver
+/// needs to validate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// IP source address (for IPv6, a link-local address when the sender follows RFC 5798).
+    pub source: IpAddr,
+    /// IP destination address: the VRRP group, or this node's address for unicast.
+    pub destination: IpAddr,
+    /// TTL (IPv4) or hop limit (IPv6) as received; anything but 255 must be dropped.
+    pub ttl: u8,
+    /// The interface the datagram arrived on.
+    pub ifindex: u32,
+    /// The VRRP packet (header, addresses, authentication data).
+    pub payload: Vec<u8>,
+}
+
+/// A raw VRRP socket on one interface for one address family.
+pub struct VrrpSocket {
+    fd: AsyncFd<Socket>,
+    ifindex: u32,
+    source: IpAddr,
+    buffer: Mutex<Vec<u8>>,
+}
+
+impl std::fmt::Debug for VrrpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VrrpSocket")
+            .field("ifindex", &self.ifindex)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VrrpSocket {
+    /// Opens the socket of `family` on `link`, sending from its primary IPv4 address or its IPv6
+    /// link-local address. Must be called inside a tokio runtime.
+    pub fn open(link: &Link, family: Family) -> Result<Self, NetError> {
+        let source = link
+            .source_for(family)
+            .ok_or_else(|| NetError::NoSourceAddress {
+                ifname: link.name.clone(),
+                what: match family {
+                    Family::Ipv4 => "primary IPv4 address",
+                    Family::Ipv6 => "IPv6 link-local address (none, or still tentative)",
+                },
+            })?;
+        Self::open_with_source(link.ifindex, &link.name, source)
+    }
+
+    /// Opens the socket on interface `ifindex` (named `ifname`) sending from `source`, whose
+    /// family selects the socket's. Must be called inside a tokio runtime.
+    pub fn open_with_source(ifindex: u32, ifname: &str, source: IpAddr) -> Result<Self, NetError> {
+        let domain = match source {
+            IpAddr::V4(_) => Domain::IPV4,
+            IpAddr::V6(_) => Domain::IPV6,
+        };
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
+            .map_err(NetError::io("open raw VRRP socket"))?;
+        socket
+            .bind_device(Some(ifname.as_bytes()))
+            .map_err(NetError::io("bind VRRP socket to device"))?;
+        match source {
+            IpAddr::V4(address) => {
+                socket
+                    .join_multicast_v4_n(
+                        &VRRP_MULTICAST_V4,
+                        &InterfaceIndexOrAddress::Index(ifindex),
+                    )
+                    .map_err(NetError::io("join 224.0.0.18"))?;
+                socket
+                    .set_multicast_if_v4(&address)
+                    .map_err(NetError::io("set IP_MULTICAST_IF"))?;
+                socket
+                    .set_multicast_loop_v4(false)
+                    .map_err(NetError::io("clear IP_MULTICAST_LOOP"))?;
+                socket
+                    .set_multicast_ttl_v4(u32::from(VRRP_TTL))
+                    .map_err(NetError::io("set IP_MULTICAST_TTL"))?;
+                socket
+                    .set_ttl_v4(u32::from(VRRP_TTL))
+                    .map_err(NetError::io("set IP_TTL"))?;
+                setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
+                    .map_err(NetError::errno("set IP_PKTINFO"))?;
+            }
+            IpAddr::V6(_) => {
+                socket
+                    .join_multicast_v6(&VRRP_MULTICAST_V6, ifindex)
+                    .map_err(NetError::io("join ff02::12"))?;
+                socket
+                    .set_multicast_if_v6(ifindex)
+                    .map_err(NetError::io("set IPV6_MULTICAST_IF"))?;
+                socket
+                    .set_multicast_loop_v6(false)
+                    .map_err(NetError::io("clear IPV6_MULTICAST_LOOP"))?;
+                socket
+                    .set_multicast_hops_v6(u32::from(VRRP_TTL))
+                    .map_err(NetError::io("set IPV6_MULTICAST_HOPS"))?;
+                socket
+                    .set_unicast_hops_v6(u32::from(VRRP_TTL))
+                    .map_err(NetError::io("set IPV6_UNICAST_HOPS"))?;
+                setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)
+                    .map_err(NetError::errno("set IPV6_RECVPKTINFO"))?;
+                setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)
+                    .map_err(NetError::errno("set IPV6_RECVHOPLIMIT"))?;
+            }
+        }
+        socket
+            .set_nonblocking(true)
+            .map_err(NetError::io("make VRRP socket non-blocking"))?;
+        let fd = register(socket).map_err(NetError::io("register VRRP socket"))?;
+        Ok(Self {
+            fd,
+            ifindex,
+            source,
+            buffer: Mutex::new(vec![0; RECV_BUFFER]),
+        })
+    }
+
+    /// The source address every datagram is sent from (for the v3 checksum pseudo-header).
+    pub fn local_address(&self) -> IpAddr {
+        self.source
+    }
+
+    /// The interface this socket sends and receives on.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The socket's address family.
+    pub fn family(&self) -> Family {
+        Family::of(self.source)
+    }
+
+    /// Waits for the next VRRP datagram on the interface.
+    ///
+    /// An error for one datagram (truncated, malformed header, missing control message) does not
+    /// break the socket: log or count it and call `recv` again.
+    pub async fn recv(&self) -> Result<Received, NetError> {
+        loop {
+            let mut guard = self
+                .fd
+                .readable()
+                .await
+                .map_err(NetError::io("wait for a VRRP datagram"))?;
+            match guard.try_io(|fd| self.recv_now(fd.get_ref())) {
+                Ok(Ok(received)) => return received,
+                Ok(Err(error)) => {
+                    return Err(NetError::Io {
+                        op: "receive a VRRP datagram",
+                        source: error,
+                    });
+                }
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    /// Sends one VRRP payload to `destination` (the group or a unicast peer) with TTL / hop
+    /// limit 255 from [`Self::local_address`].
+    pub async fn send(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        if Family::of(destination) != self.family() {
+            return Err(NetError::FamilyMismatch {
+                address: destination,
+            });
+        }
+        loop {
+            let mut guard = self
+                .fd
+                .writable()
+                .await
+                .map_err(NetError::io("wait to send a VRRP datagram"))?;
+            match guard.try_io(|fd| self.send_now(fd.get_ref(), payload, destination)) {
+                Ok(result) => {
+                    return result
+                        .map(|_| ())
+                        .map_err(NetError::io("send a VRRP datagram"));
+                }
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn send_now(&self, socket: &Socket, payload: &[u8], destination: IpAddr) -> io::Result<usize> {
+        let iov = [IoSlice::new(payload)];
+        let fd = socket.as_raw_fd();
+        let sent = match (self.source, destination) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: self.ifindex.cast_signed(),
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(source.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let to = SockaddrIn::from(SocketAddrV4::new(destination, 0));
+                sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::MSG_DONTWAIT,
+                    Some(&to),
+                )
+            }
+            (IpAddr::V6(source), IpAddr::V6(destination)) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: source.octets(),
+                    },
+                    ipi6_ifindex: self.ifindex,
+                };
+                let scope = if needs_scope(destination) {
+                    self.ifindex
+                } else {
+                    0
+                };
+                let to = SockaddrIn6::from(SocketAddrV6::new(destination, 0, 0, scope));
+                sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::MSG_DONTWAIT,
+                    Some(&to),
+                )
+            }
+            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        };
+        sent.map_err(io::Error::from)
+    }
+
+    /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
+    /// readiness); the inner one is about the datagram.
+    fn recv_now(&self, socket: &Socket) -> io::Result<Result<Received, NetError>> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let fd = socket.as_raw_fd();
+        match self.source {
+            IpAddr::V4(_) => {
+                let mut control = nix::cmsg_space!(libc::in_pktinfo);
+                let (bytes, truncated, ifindex) = {
+                    let mut iov = [IoSliceMut::new(&mut buffer[..])];
+                    let message = recvmsg::<SockaddrStorage>(
+                        fd,
+                        &mut iov,
+                        Some(&mut control),
+                        MsgFlags::MSG_DONTWAIT,
+                    )
+                    .map_err(io::Error::from)?;
+                    let mut ifindex = None;
+                    if let Ok(cmsgs) = message.cmsgs() {
+                        for cmsg in cmsgs {
+                            if let ControlMessageOwned::Ipv4PacketInfo(info) = cmsg {
+                                ifindex = u32::try_from(info.ipi_ifindex).ok();
+                            }
+                        }
+                    }
+                    (
+                        message.bytes,
+                        message.flags.contains(MsgFlags::MSG_TRUNC),
+                        ifindex,
+                    )
+                };
+                if truncated {
+                    return Ok(Err(NetError::Truncated(RECV_BUFFER)));
+                }
+                let Some(ifindex) = ifindex else {
+                    return Ok(Err(NetError::MissingControlMessage("IP_PKTINFO")));
+                };
+                Ok(parse_ipv4(&buffer[..bytes]).map(|datagram| Received {
+                    source: IpAddr::V4(datagram.source),
+                    destination: IpAddr::V4(datagram.destination),
+                    ttl: datagram.ttl,
+                    ifindex,
+                    payload: datagram.payload.to_vec(),
+                }))
+            }
+            IpAddr::V6(_) => {
+                let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+                let (bytes, truncated, source, info, hop_limit) = {
+                    let mut iov = [IoSliceMut::new(&mut buffer[..])];
+                    let message = recvmsg::<SockaddrStorage>(
+                        fd,
+                        &mut iov,
+                        Some(&mut control),
+                        MsgFlags::MSG_DONTWAIT,
+                    )
+                    .map_err(io::Error::from)?;
+                    let mut info = None;
+                    let mut hop_limit = None;
+                    if let Ok(cmsgs) = message.cmsgs() {
+                        for cmsg in cmsgs {
+                            match cmsg {
+                                ControlMessageOwned::Ipv6PacketInfo(pktinfo) => {
+                                    info = Some((
+                                        Ipv6Addr::from(pktinfo.ipi6_addr.s6_addr),
+                                        pktinfo.ipi6_ifindex,
+                                    ));
+                                }
+                                ControlMessageOwned::Ipv6HopLimit(limit) => {
+                                    hop_limit = u8::try_from(limit).ok();
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    let source = message
+                        .address
+                        .as_ref()
+                        .and_then(SockaddrStorage::as_sockaddr_in6)
+                        .map(SockaddrIn6::ip);
+                    (
+                        message.bytes,
+                        message.flags.contains(MsgFlags::MSG_TRUNC),
+                        source,
+                        info,
+                        hop_limit,
+                    )
+                };
+                if truncated {
+                    return Ok(Err(NetError::Truncated(RECV_BUFFER)));
+                }
+                let Some(source) = source else {
+                    return Ok(Err(NetError::MissingControlMessage("source address")));
+                };
+                let Some((destination, ifindex)) = info else {
+                    return Ok(Err(NetError::MissingControlMessage("IPV6_PKTINFO")));
+                };
+                let Some(ttl) = hop_limit else {
+                    return Ok(Err(NetError::MissingControlMessage("IPV6_HOPLIMIT")));
+                };
+                Ok(Ok(Received {
+                    source: IpAddr::V6(source),
+                    destination: IpAddr::V6(destination),
+                    ttl,
+                    ifindex,
+                    payload: buffer[..bytes].to_vec(),
+                }))
+            }
+        }
+    }
+}
+
+/// Whether an IPv6 destination needs the interface as its scope id (link-local unicast, or
+/// link- or interface-local multicast).
+fn needs_scope(address: Ipv6Addr) -> bool {
+    let first = address.segments()[0];
+    (first & 0xffc0) == 0xfe80 || (address.is_multicast() && matches!(first & 0x000f, 1 | 2))
+}
+
+/// The parts of an IPv4 datagram the driver needs, borrowed from the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv4Datagram<'a> {
+    pub source: Ipv4Addr,
+    pub destination: Ipv4Addr,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub payload: &'a [u8],
+}
+
+/// Splits an IPv4 datagram as a raw socket delivers it (header included) into header fields and
+/// payload. The payload ends at the header's total length (link padding is dropped).
+pub fn parse_ipv4(datagram: &[u8]) -> Result<Ipv4Datagram<'_>, NetError> {
+    if datagram.len() < IPV4_MIN_HEADER {
+        return Err(NetError::MalformedIpv4("shorter than an IPv4 header"));
+    }
+    if datagram[0] >> 4 != 4 {
+        return Err(NetError::MalformedIpv4("version is not 4"));
+    }
+    let header_len = usize::from(datagram[0] & 0x0f) * 4;
+    if header_len < IPV4_MIN_HEADER || header_len > datagram.len() {
+        return Err(NetError::MalformedIpv4("bad header length"));
+    }
+    let total_len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+    if total_len < header_len || total_len > datagram.len() {
+        return Err(NetError::MalformedIpv4("bad total length"));
+    }
+    let address = |at: usize| {
+        Ipv4Addr::new(
+            datagram[at],
+            datagram[at + 1],
+            datagram[at + 2],
+            datagram[at + 3],
+        )
+    };
+    Ok(Ipv4Datagram {
+        source: address(12),
+        destination: address(16),
+        ttl: datagram[8],
+        protocol: datagram[9],
+        payload: &datagram[header_len..total_len],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 header (no options) carrying a 4-byte payload, TTL 255, protocol 112,
+    /// 192.0.2.1 -> 224.0.0.18, followed by 2 bytes of link padding.
+    const DATAGRAM: [u8; 26] = [
+        0x45, 0xc0, 0x00, 0x18, 0x00, 0x00, 0x40, 0x00, 0xff, 0x70, 0x00, 0x00, 192, 0, 2, 1, 224,
+        0, 0, 18, 0x31, 0x33, 0x64, 0x01, 0xaa, 0xbb,
+    ];
+
+    #[test]
+    fn parse_ipv4_reads_addresses_ttl_protocol_and_stops_payload_at_total_length() {
+        let datagram = parse_ipv4(&DATAGRAM).unwrap();
+        assert_eq!(datagram.source, Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(datagram.destination, VRRP_MULTICAST_V4);
+        assert_eq!(datagram.ttl, 255);
+        assert_eq!(datagram.protocol, 112);
+        assert_eq!(datagram.payload, &[0x31, 0x33, 0x64, 0x01]);
+    }
+
+    #[test]
+    fn parse_ipv4_skips_header_options() {
+        let mut with_options = DATAGRAM[..20].to_vec();
+        with_options[0] = 0x46;
+        with_options[3] = 0x1c;
+        with_options.extend_from_slice(&[1, 1, 1, 0]);
+        with_options.extend_from_slice(&DATAGRAM[20..24]);
+        let datagram = parse_ipv4(&with_options).unwrap();
+        assert_eq!(datagram.payload, &[0x31, 0x33, 0x64, 0x01]);
+    }
+
+    #[test]
+    fn parse_ipv4_rejects_a_short_datagram() {
+        assert!(matches!(
+            parse_ipv4(&DATAGRAM[..19]),
+            Err(NetError::MalformedIpv4(_))
+        ));
+    }
+
+    #[test]
+    fn parse_ipv4_rejects_a_non_ipv4_version() {
+        let mut datagram = DATAGRAM;
+        datagram[0] = 0x65;
+        assert!(matches!(
+            parse_ipv4(&datagram),
+            Err(NetError::MalformedIpv4(_))
+        ));
+    }
+
+    #[test]
+    fn parse_ipv4_rejects_a_header_length_below_twenty_bytes() {
+        let mut datagram = DATAGRAM;
+        datagram[0] = 0x44;
+        assert!(matches!(
+            parse_ipv4(&datagram),
+            Err(NetError::MalformedIpv4(_))
+        ));
+    }
+
+    #[test]
+    fn parse_ipv4_rejects_a_total_length_beyond_the_received_bytes() {
+        let mut datagram = DATAGRAM;
+        datagram[3] = 0x40;
+        assert!(matches!(
+            parse_ipv4(&datagram),
+            Err(NetError::MalformedIpv4(_))
+        ));
+    }
+
+    #[test]
+    fn link_local_and_link_scope_multicast_need_a_scope_id_but_global_unicast_does_not() {
+        assert!(needs_scope("fe80::1".parse().unwrap()));
+        assert!(needs_scope(VRRP_MULTICAST_V6));
+        assert!(!needs_scope("2001:db8::1".parse().unwrap()));
+        assert!(!needs_scope("ff05::2".parse().unwrap()));
+    }
+
+    #[test]
+    fn family_knows_its_vrrp_group() {
+        assert_eq!(Family::Ipv4.vrrp_multicast(), IpAddr::V4(VRRP_MULTICAST_V4));
+        assert_eq!(Family::Ipv6.vrrp_multicast().to_string(), "ff02::12");
+    }
+}

@@ -1,0 +1,293 @@
+//! Raw VRRP sockets tested for real: two network namespaces joined by a veth pair, a VRRP
+//! payload sent from A and received in B (and back).
+
+// Test helpers outside #[test] functions may unwrap too (clippy only exempts the tests).
+#![allow(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kube_vrrp_agent::net::link::{Link, Links};
+use kube_vrrp_agent::net::socket::{Received, VRRP_MULTICAST_V4, VRRP_MULTICAST_V6, VrrpSocket};
+use kube_vrrp_agent::net::{Family, rtnetlink_connect};
+use kube_vrrp_e2e::netns::{Netns, require_root, veth};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const A_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const B_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const WAIT: Duration = Duration::from_secs(5);
+/// A VRRPv3 advert for VRID 51, priority 100, interval 1 s, one IPv4 address (checksum zero:
+/// this edge does not look inside).
+const PAYLOAD: [u8; 12] = [0x31, 51, 100, 1, 0x00, 0x64, 0, 0, 192, 0, 2, 50];
+const PEER_PAYLOAD: [u8; 12] = [0x31, 51, 200, 1, 0x00, 0x64, 0, 0, 192, 0, 2, 50];
+
+/// Namespaces A (`va`, 192.0.2.1/24) and B (`vb`, 192.0.2.2/24) joined by a veth pair, IPv6
+/// duplicate address detection off so link-local addresses are usable at once. Deleted on drop.
+struct Lab {
+    a: Netns,
+    b: Netns,
+}
+
+fn lab() -> Lab {
+    require_root();
+    let a = Netns::create("kvsk").unwrap();
+    let b = Netns::create("kvsk").unwrap();
+    for ns in [&a, &b] {
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
+            .unwrap();
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])
+            .unwrap();
+    }
+    veth(&a, "va", &b, "vb").unwrap();
+    a.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "va"])
+        .unwrap();
+    b.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", "vb"])
+        .unwrap();
+    Lab { a, b }
+}
+
+/// Runs an async closure on a fresh single-threaded runtime inside `ns`.
+fn in_ns<T, F, Fut>(ns: &Netns, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    ns.run_in(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
+    .unwrap()
+}
+
+/// The link named `ifname` once it has a source address of `family` (bounded wait).
+async fn link_with_source(ifname: &str, family: Family) -> Link {
+    let links = Links::new(rtnetlink_connect().unwrap());
+    for _ in 0..100 {
+        let link = links.by_name(ifname).await.unwrap();
+        let ready = match family {
+            Family::Ipv4 => link.primary_ipv4.is_some(),
+            Family::Ipv6 => link.ipv6_link_local.is_some(),
+        };
+        if ready {
+            return link;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{ifname} got no {} source address within 10 s",
+        family.as_str()
+    );
+}
+
+async fn open(ifname: &str, family: Family) -> (Link, VrrpSocket) {
+    let link = link_with_source(ifname, family).await;
+    let socket = VrrpSocket::open(&link, family).unwrap();
+    (link, socket)
+}
+
+async fn recv_within(socket: &VrrpSocket) -> Received {
+    tokio::time::timeout(WAIT, socket.recv())
+        .await
+        .expect("no VRRP datagram received within 5 s")
+        .unwrap()
+}
+
+/// Opens B's socket, then runs `send_from_a` in A; returns B's link and what B received.
+fn receive_in_b<F, Fut>(lab: &Lab, family: Family, send_from_a: F) -> (Link, Received)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| {
+            in_ns(&lab.b, move || async move {
+                let (link, socket) = open("vb", family).await;
+                ready_tx.send(()).unwrap();
+                (link, recv_within(&socket).await)
+            })
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its socket");
+        in_ns(&lab.a, send_from_a);
+        receiver.join().unwrap()
+    })
+}
+
+#[test]
+fn ipv4_multicast_advert_arrives_in_b_with_ttl_255_source_destination_and_ifindex() {
+    let lab = lab();
+    let (b_link, received) = receive_in_b(&lab, Family::Ipv4, || async {
+        let (_, socket) = open("va", Family::Ipv4).await;
+        assert_eq!(socket.local_address(), IpAddr::V4(A_V4));
+        socket
+            .send(&PAYLOAD, IpAddr::V4(VRRP_MULTICAST_V4))
+            .await
+            .unwrap();
+    });
+    assert_eq!(received.source, IpAddr::V4(A_V4));
+    assert_eq!(received.destination, IpAddr::V4(VRRP_MULTICAST_V4));
+    assert_eq!(received.ttl, 255);
+    assert_eq!(received.ifindex, b_link.ifindex);
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+#[test]
+fn ipv4_unicast_advert_arrives_in_b_with_ttl_255_and_b_as_destination() {
+    let lab = lab();
+    let (b_link, received) = receive_in_b(&lab, Family::Ipv4, || async {
+        let (_, socket) = open("va", Family::Ipv4).await;
+        socket.send(&PAYLOAD, IpAddr::V4(B_V4)).await.unwrap();
+    });
+    assert_eq!(received.source, IpAddr::V4(A_V4));
+    assert_eq!(received.destination, IpAddr::V4(B_V4));
+    assert_eq!(received.ttl, 255);
+    assert_eq!(received.ifindex, b_link.ifindex);
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+#[test]
+fn ipv6_multicast_advert_arrives_in_b_from_a_link_local_source_with_hop_limit_255() {
+    let lab = lab();
+    let (source_tx, source_rx) = mpsc::channel();
+    let (b_link, received) = receive_in_b(&lab, Family::Ipv6, move || async move {
+        let (a_link, socket) = open("va", Family::Ipv6).await;
+        assert_eq!(
+            socket.local_address(),
+            IpAddr::V6(a_link.ipv6_link_local.unwrap())
+        );
+        source_tx.send(socket.local_address()).unwrap();
+        socket
+            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_V6))
+            .await
+            .unwrap();
+    });
+    let a_source = source_rx.recv().unwrap();
+    assert!(
+        matches!(a_source, IpAddr::V6(address) if address.segments()[0] == 0xfe80),
+        "source {a_source} is not link-local"
+    );
+    assert_eq!(received.source, a_source);
+    assert_eq!(received.destination, IpAddr::V6(VRRP_MULTICAST_V6));
+    assert_eq!(received.ttl, 255);
+    assert_eq!(received.ifindex, b_link.ifindex);
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+#[test]
+fn ipv6_unicast_advert_to_a_link_local_peer_arrives_with_hop_limit_255() {
+    let lab = lab();
+    let b_link_local = in_ns(&lab.b, || async {
+        link_with_source("vb", Family::Ipv6)
+            .await
+            .ipv6_link_local
+            .unwrap()
+    });
+    let (b_link, received) = receive_in_b(&lab, Family::Ipv6, move || async move {
+        let (_, socket) = open("va", Family::Ipv6).await;
+        socket
+            .send(&PAYLOAD, IpAddr::V6(b_link_local))
+            .await
+            .unwrap();
+    });
+    assert_eq!(received.destination, IpAddr::V6(b_link_local));
+    assert_eq!(received.ttl, 255);
+    assert_eq!(received.ifindex, b_link.ifindex);
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+#[test]
+fn ipv4_packet_sent_with_ttl_64_by_a_plain_raw_socket_is_received_with_ttl_64() {
+    let lab = lab();
+    let (_, received) = receive_in_b(&lab, Family::Ipv4, || async {
+        let plain = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+        plain.bind_device(Some(b"va")).unwrap();
+        plain.set_multicast_ttl_v4(64).unwrap();
+        let group = SocketAddr::V4(SocketAddrV4::new(VRRP_MULTICAST_V4, 0));
+        plain.send_to(&PAYLOAD, &group.into()).unwrap();
+    });
+    assert_eq!(received.ttl, 64);
+    assert_eq!(received.source, IpAddr::V4(A_V4));
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+#[test]
+fn ipv6_packet_sent_with_hop_limit_64_by_a_plain_raw_socket_is_received_with_hop_limit_64() {
+    let lab = lab();
+    let (_, received) = receive_in_b(&lab, Family::Ipv6, || async {
+        let (a_link, _) = open("va", Family::Ipv6).await;
+        let plain = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112))).unwrap();
+        plain.bind_device(Some(b"va")).unwrap();
+        plain.set_multicast_if_v6(a_link.ifindex).unwrap();
+        plain.set_multicast_hops_v6(64).unwrap();
+        let group = SocketAddr::V6(SocketAddrV6::new(VRRP_MULTICAST_V6, 0, 0, a_link.ifindex));
+        plain.send_to(&PAYLOAD, &group.into()).unwrap();
+    });
+    assert_eq!(received.ttl, 64);
+    assert_eq!(received.payload, PAYLOAD);
+}
+
+/// A sends to the group first, then B does; with multicast loop off the first thing A's own
+/// socket receives is B's packet, not its own.
+fn own_multicast_is_not_looped_back(family: Family) {
+    let lab = lab();
+    let (sent_tx, sent_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let a_side = scope.spawn(|| {
+            in_ns(&lab.a, move || async move {
+                let (_, socket) = open("va", family).await;
+                socket
+                    .send(&PAYLOAD, family.vrrp_multicast())
+                    .await
+                    .unwrap();
+                sent_tx.send(()).unwrap();
+                recv_within(&socket).await
+            })
+        });
+        sent_rx.recv_timeout(WAIT).expect("A never sent");
+        let b_source = in_ns(&lab.b, move || async move {
+            let (_, socket) = open("vb", family).await;
+            socket
+                .send(&PEER_PAYLOAD, family.vrrp_multicast())
+                .await
+                .unwrap();
+            socket.local_address()
+        });
+        let received = a_side.join().unwrap();
+        assert_eq!(
+            received.payload, PEER_PAYLOAD,
+            "A received its own advert back"
+        );
+        assert_eq!(received.source, b_source);
+    });
+}
+
+#[test]
+fn ipv4_multicast_loop_is_off_so_a_does_not_receive_its_own_advert() {
+    own_multicast_is_not_looped_back(Family::Ipv4);
+}
+
+#[test]
+fn ipv6_multicast_loop_is_off_so_a_does_not_receive_its_own_advert() {
+    own_multicast_is_not_looped_back(Family::Ipv6);
+}
+
+#[test]
+fn sending_to_an_address_of_the_other_family_is_refused() {
+    let lab = lab();
+    let refused = in_ns(&lab.a, || async {
+        let (_, socket) = open("va", Family::Ipv4).await;
+        socket
+            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_V6))
+            .await
+            .is_err()
+    });
+    assert!(refused);
+}
