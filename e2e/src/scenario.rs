@@ -143,37 +143,48 @@ impl Running {
     }
 
     /// Waits until exactly one node holds the VIP, the client hears it answer, and it has sent
-    /// two more adverts (so every backup has heard the MASTER); returns that node.
+    /// two more adverts (so every backup has heard the MASTER) while still the only holder;
+    /// returns that node. A node that held the VIP only briefly during the first election (a
+    /// backup whose Master_Down timer fired before it heard a higher priority) is not mistaken
+    /// for the MASTER: the wait starts over until the holder is stable or the timeout expires.
     pub fn wait_for_master(&self, timeout: Duration) -> Result<usize, LabError> {
         let deadline = Instant::now() + timeout;
-        let master = self.lab.wait_for_single_holder(self.vip(), timeout)?;
-        let mac = self.lab.node_mac(master)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let seen = Instant::now();
-        self.prober
-            .wait_for_reply(seen, left, |m| m == mac)
-            .ok_or_else(|| LabError::Timeout {
-                what: format!("the client hearing n{master} answer for {}", self.vip()),
-                timeout,
-            })?;
         let vrid = self.instance.vrid;
-        let heard = self.sniffer.wait_until(
-            deadline.saturating_duration_since(Instant::now()),
-            |adverts| {
-                adverts
-                    .iter()
-                    .filter(|a| a.at >= seen && a.node == master && a.wire.vrid == vrid)
-                    .count()
-                    >= 2
-            },
-        );
-        if !heard {
-            return Err(LabError::Timeout {
-                what: format!("two adverts from MASTER n{master}"),
-                timeout,
-            });
+        let settle = self.instance.advert_interval * 3 + Duration::from_millis(500);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let master = self.lab.wait_for_single_holder(self.vip(), left)?;
+            let mac = self.lab.node_mac(master)?;
+            let seen = Instant::now();
+            let window = settle.min(deadline.saturating_duration_since(seen));
+            let answered = self
+                .prober
+                .wait_for_reply(seen, window, |m| m == mac)
+                .is_some();
+            let advertised = answered
+                && self.sniffer.wait_until(
+                    settle.min(deadline.saturating_duration_since(Instant::now())),
+                    |adverts| {
+                        adverts
+                            .iter()
+                            .filter(|a| a.at >= seen && a.node == master && a.wire.vrid == vrid)
+                            .count()
+                            >= 2
+                    },
+                );
+            if advertised && self.lab.holders(self.vip())? == [master] {
+                return Ok(master);
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!(
+                        "a stable MASTER for {} (last candidate n{master}: answered={answered}, two adverts={advertised})",
+                        self.vip()
+                    ),
+                    timeout,
+                });
+            }
         }
-        Ok(master)
     }
 
     /// Disrupts the MASTER `master` and waits for another node to answer for the VIP; returns
