@@ -2,7 +2,8 @@
 # Keeps the chart's CRDs identical to the generated ones.
 #
 #   hack/sync-chart-crds.sh          copy crds/yaml/*.yaml to charts/kube-vrrp/crds/
-#                                    (and remove chart CRDs that are no longer generated)
+#                                    (and remove chart CRDs that are no longer generated),
+#                                    then render deploy/ again (hack/render-deploy.sh)
 #   hack/sync-chart-crds.sh --check  exit 1 if they differ, or if the generated CRDs
 #                                    do not exist yet
 set -euo pipefail
@@ -34,6 +35,12 @@ sync)
         fi
     done
     say "charts/kube-vrrp/crds/ matches crds/yaml/ (${#sources[@]} files)"
+    # deploy/kube-vrrp.yaml embeds the CRDs: render it again.
+    if [[ -x "${root}/.tools/bin/helm" ]]; then
+        "${root}/hack/render-deploy.sh"
+    else
+        say "no .tools/bin/helm: run hack/install-tools.sh, then hack/render-deploy.sh"
+    fi
     ;;
 --check)
     drift=0
