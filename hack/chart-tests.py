@@ -158,7 +158,9 @@ def operator_lease_role_lives_in_the_lease_namespace():
     assert container(one(docs, "Deployment"))["args"][-1] == "leases"
     role = one(docs, "Role", "kube-vrrp-operator-leader-election")
     assert role["metadata"]["namespace"] == "leases"
-    assert grants(role, "coordination.k8s.io", "leases", "update")
+    for verb in ("get", "create", "update", "patch"):
+        assert grants(role, "coordination.k8s.io", "leases", verb), verb
+    assert not grants(role, "coordination.k8s.io", "leases", "delete")
     assert one(docs, "RoleBinding", "kube-vrrp-operator-leader-election")["metadata"]["namespace"] == "leases"
 
 
