@@ -19,7 +19,7 @@ die() { printf 'sync-chart-crds: ERROR: %s\n' "$*" >&2; exit 1; }
 shopt -s nullglob
 sources=("${src}"/*.yaml)
 if ((${#sources[@]} == 0)); then
-    die "no generated CRDs in crds/yaml/ yet: the chart ships no CRDs until they exist (generate them with the crds crate's crdgen, then run hack/sync-chart-crds.sh)"
+    die "no generated CRDs in crds/yaml/ yet, so the chart's copies cannot be checked (generate them with the crds crate's crdgen: make crds)"
 fi
 
 case "${mode}" in
