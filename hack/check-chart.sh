@@ -22,7 +22,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "${root}"
+cd "${root}" || exit 1
 tools="${root}/.tools"
 helm="${tools}/bin/helm"
 python="${tools}/venv/bin/python"
