@@ -38,7 +38,7 @@ crds: ## regenerate crds/yaml and the chart's copies
 
 crds-check: ## fail if the generated CRD YAML is out of date
 	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen -- crds/yaml
-	git diff --exit-code -- crds/yaml charts
+	git diff --exit-code -- crds/yaml charts deploy
 
 tools: ## project-local helm, kubectl and validators under .tools/
 	hack/install-tools.sh
