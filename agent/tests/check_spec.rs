@@ -130,7 +130,12 @@ async fn endpoints_trackers_are_fed_by_the_caller_and_reported_as_checkers() {
         !set.report_external("script:ok", false),
         "only external trackers can be fed"
     );
-    assert!(set.report_external("endpoints:web/frontend", true));
+    let name = Tracker::endpoints_name(&ServiceRef {
+        namespace: "web".into(),
+        name: "frontend".into(),
+    });
+    assert_eq!(name, "endpoints:web/frontend");
+    assert!(set.report_external(&name, true));
     tokio::time::timeout(Duration::from_secs(5), set.settled())
         .await
         .expect("the script never ran");

@@ -239,3 +239,26 @@ fn status_state_words_round_trip_and_unknown_words_are_rejected() {
     let error = serde_json::from_str::<InstanceStatus>(&bad).unwrap_err();
     assert!(error.to_string().contains("unknown VRRP state"), "{error}");
 }
+
+#[tokio::test]
+async fn serve_until_returns_when_shutdown_resolves() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve_until(
+        listener,
+        StatusBoard::new(),
+        Metrics::new(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let (status, _, _) = get_async(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server did not stop")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}

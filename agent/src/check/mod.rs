@@ -3,6 +3,23 @@
 //!
 //! A slow or hung script only delays its own task: the VRRP tasks read the latest
 //! [`TrackState`] from the watch channel and never wait on a tracker.
+//!
+//! Semantics (keepalived's, with the choices keepalived leaves open written down):
+//! - Weights: weight 0 → FAULT while failing; a positive weight is added while healthy; a
+//!   negative weight is added while failing ([`aggregate::contribution`]). A tracker that has not
+//!   reported yet is [`Observation::Pending`] and counts as failing; [`TrackerSet::settled`]
+//!   waits until every tracker has reported once.
+//! - Interfaces: healthy while the link has IFF_UP and IFF_RUNNING; a missing link is down.
+//! - Files: the first token is an integer (empty file = 0); `weight × value` is added, weight 0
+//!   means FAULT while the value is not 0, a product below -253 is FAULT. A missing, unreadable
+//!   or non-integer file is FAULT whatever the weight. Read every [`FILE_INTERVAL`].
+//! - Scripts: argv run without a shell in its own process group, stdio closed; exit 0 is a
+//!   success; a run past its timeout is killed (the whole group) and is a failure. The first
+//!   result decides at once, then `rise` successes / `fall` failures in a row flip the state.
+//! - Endpoints: fed by the caller through [`TrackerSet::report_external`].
+//! - Metrics: `kube_vrrp_check_up{tracker}` follows each tracker's health;
+//!   `kube_vrrp_check_failures_total{tracker}` counts failed script runs, and files, interfaces
+//!   and endpoints turning bad.
 
 pub mod aggregate;
 pub mod file;
@@ -15,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube_vrrp_crds::{CheckerKind, CheckerStatus, DurationString, Track};
+use kube_vrrp_crds::{CheckerKind, CheckerStatus, DurationString, ServiceRef, Track};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -119,7 +136,7 @@ impl Tracker {
         for t in &track.endpoints {
             let target = format!("{}/{}", t.service.namespace, t.service.name);
             out.push(Tracker {
-                name: format!("endpoints:{target}"),
+                name: Self::endpoints_name(&t.service),
                 weight: t.weight.unwrap_or(0),
                 probe: Probe::External {
                     kind: CheckerKind::Endpoints,
@@ -128,6 +145,12 @@ impl Tracker {
             });
         }
         out
+    }
+
+    /// The name of the external tracker for a Service's endpoints, as
+    /// [`TrackerSet::report_external`] expects it: `endpoints:<namespace>/<name>`.
+    pub fn endpoints_name(service: &ServiceRef) -> String {
+        format!("endpoints:{}/{}", service.namespace, service.name)
     }
 
     /// What the tracker watches, as `CheckerStatus.target` spells it.
