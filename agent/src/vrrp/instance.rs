@@ -7,10 +7,36 @@
 //!
 //! Only one timer runs at a time: the Adver_Timer as Master, the Master_Down_Timer as Backup,
 //! none in Initialize or Fault; [`Instance::next_deadline`] returns whichever is armed.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use kube_vrrp_agent::vrrp::instance::{Action, Config, Event, Instance, State, Version};
+//!
+//! let mut instance = Instance::new(Config {
+//!     vrid: 51,
+//!     priority: 100,
+//!     advert_interval: Duration::from_secs(1),
+//!     version: Version::V3,
+//!     preempt: true,
+//!     preempt_delay: Duration::ZERO,
+//!     accept_mode: false,
+//!     primary_address: "10.0.0.2".parse().unwrap(),
+//! });
+//! let t0 = Instant::now(); // the driver's clock, never read by the machine
+//! instance.handle(t0, Event::Startup);
+//! // Nothing heard: the Master_Down_Timer runs out after 3 s + Skew_Time.
+//! let deadline = instance.next_deadline().unwrap();
+//! assert_eq!(deadline - t0, Duration::from_micros(3_609_375));
+//! let actions = instance.handle(deadline, Event::Timeout);
+//! assert_eq!(instance.state(), State::Master);
+//! assert!(actions.contains(&Action::AddVips));
+//! ```
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 
@@ -557,8 +583,9 @@ impl Instance {
             State::Backup => {
                 let reason = self.down_reason;
                 if self.sync_member {
-                    // The group decides; keep the timer running so the wish is renewed.
-                    self.want_master = Some(reason);
+                    // The group decides; keep the timer running so the wish is renewed. The
+                    // first reason for wanting Master is kept until an advert cancels it.
+                    self.want_master.get_or_insert(reason);
                     self.arm_master_down_timer(now, reason);
                 } else {
                     self.become_master(now, reason, out);

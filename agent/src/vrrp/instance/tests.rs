@@ -844,3 +844,29 @@ fn as_str_names_are_stable_labels() {
         "preempt_lower_priority"
     );
 }
+
+#[test]
+fn ipv6_master_steps_down_for_an_equal_priority_from_a_greater_link_local_address() {
+    // §6.4.3 compares the primary IPvX addresses; for IPv6 these are link-local.
+    let t0 = Instant::now();
+    let mut cfg = config(100);
+    cfg.primary_address = "fe80::2".parse().unwrap();
+    let (mut instance, became) = master(cfg, t0);
+    let lesser: IpAddr = "fe80::1".parse().unwrap();
+    assert!(
+        instance
+            .handle(became, advert(lesser, 100, Duration::from_secs(1)))
+            .is_empty()
+    );
+    let greater: IpAddr = "fe80::10".parse().unwrap();
+    let actions = instance.handle(became, advert(greater, 100, Duration::from_secs(1)));
+    assert_eq!(
+        actions[0],
+        changed(
+            State::Master,
+            State::Backup,
+            TransitionReason::EqualPriorityHigherAddress
+        )
+    );
+    assert_eq!(instance.master_address(), Some(greater));
+}
