@@ -296,6 +296,8 @@ pub enum DecodeError {
     Ipv4HeaderLength(usize),
     #[error("IP packet declares {declared} bytes but {available} are available")]
     IpTotalLength { declared: usize, available: usize },
+    #[error("IPv6 extension header at byte {offset} runs past the end of the packet")]
+    Ipv6ExtensionHeaderTruncated { offset: usize },
     #[error("IP packet is a fragment")]
     Fragment,
     #[error("IP protocol {0} is not VRRP (112)")]
@@ -372,7 +374,8 @@ impl DecodeError {
             | Self::LengthMismatch { .. }
             | Self::IpTooShort { .. }
             | Self::Ipv4HeaderLength(_)
-            | Self::IpTotalLength { .. } => DropReason::Length,
+            | Self::IpTotalLength { .. }
+            | Self::Ipv6ExtensionHeaderTruncated { .. } => DropReason::Length,
             Self::Version(_) => DropReason::Version,
             Self::V2OverIpv6 | Self::FamilyMismatch { .. } => DropReason::Family,
             Self::Checksum { .. } => DropReason::Checksum,
@@ -490,13 +493,10 @@ impl Advertisement {
 
     /// Decodes a VRRP message received from `src` for `dst`, verifying its checksum.
     pub fn decode(payload: &[u8], src: IpAddr, dst: IpAddr) -> Result<Self, DecodeError> {
-        let (advertisement, verdict) = Self::decode_lenient(payload, src, dst)?;
-        match verdict {
-            ChecksumVerdict::Invalid { received, computed } => {
-                Err(DecodeError::Checksum { received, computed })
-            }
-            ChecksumVerdict::Valid { .. } | ChecksumVerdict::Unverified { .. } => Ok(advertisement),
-        }
+        check_families(src, dst)?;
+        let family = Some(AddressFamily::of(src));
+        decode_message(payload, family, Some((src, dst)), ChecksumPolicy::Enforce)
+            .map(|(advertisement, _)| advertisement)
     }
 
     /// Like [`Advertisement::decode`], but a checksum mismatch is reported in the verdict instead
@@ -506,11 +506,9 @@ impl Advertisement {
         src: IpAddr,
         dst: IpAddr,
     ) -> Result<(Self, ChecksumVerdict), DecodeError> {
-        let family = AddressFamily::of(src);
-        if AddressFamily::of(dst) != family {
-            return Err(DecodeError::FamilyMismatch { src, dst });
-        }
-        decode_message(payload, Some(family), Some((src, dst)))
+        check_families(src, dst)?;
+        let family = Some(AddressFamily::of(src));
+        decode_message(payload, family, Some((src, dst)), ChecksumPolicy::Report)
     }
 
     /// Decodes a bare VRRP message whose IP header is unknown (for diagnostics).
@@ -519,8 +517,23 @@ impl Advertisement {
     /// A v2 checksum is verified; a v3 checksum covers the unknown pseudo-header, so its verdict
     /// is [`ChecksumVerdict::Unverified`]. A checksum mismatch does not fail the decode.
     pub fn decode_bare(payload: &[u8]) -> Result<(Self, ChecksumVerdict), DecodeError> {
-        decode_message(payload, None, None)
+        decode_message(payload, None, None, ChecksumPolicy::Report)
     }
+}
+
+fn check_families(src: IpAddr, dst: IpAddr) -> Result<(), DecodeError> {
+    if AddressFamily::of(src) == AddressFamily::of(dst) {
+        Ok(())
+    } else {
+        Err(DecodeError::FamilyMismatch { src, dst })
+    }
+}
+
+/// Whether a checksum mismatch fails the decode or is only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChecksumPolicy {
+    Enforce,
+    Report,
 }
 
 /// The checks of RFC 5798 §7.1 that need no configuration, in its order: version, complete
@@ -529,6 +542,7 @@ fn decode_message(
     payload: &[u8],
     family: Option<AddressFamily>,
     pseudo: Option<(IpAddr, IpAddr)>,
+    policy: ChecksumPolicy,
 ) -> Result<(Advertisement, ChecksumVerdict), DecodeError> {
     let Some(fixed) = payload.first_chunk::<FIXED_HEADER_LEN>() else {
         return Err(DecodeError::TooShort {
@@ -576,6 +590,11 @@ fn decode_message(
             }
         }
     };
+    if let (ChecksumVerdict::Invalid { received, computed }, ChecksumPolicy::Enforce) =
+        (verdict, policy)
+    {
+        return Err(DecodeError::Checksum { received, computed });
+    }
 
     let packet_type = fixed[0] & 0x0f;
     if packet_type != TYPE_ADVERTISEMENT {

@@ -126,17 +126,11 @@ impl<'a> IpPacket<'a> {
                 }
                 _ => break,
             };
-            let (Some(len), Some(&following)) = (extension_len, rest.first()) else {
-                return Err(DecodeError::IpTooShort {
-                    len: packet.len(),
-                    min: total_len + 2,
-                });
-            };
-            let Some(after) = rest.get(len..) else {
-                return Err(DecodeError::IpTotalLength {
-                    declared: total_len - rest.len() + len,
-                    available: total_len,
-                });
+            let offset = total_len - rest.len();
+            let (Some(&following), Some(after)) =
+                (rest.first(), extension_len.and_then(|len| rest.get(len..)))
+            else {
+                return Err(DecodeError::Ipv6ExtensionHeaderTruncated { offset });
             };
             next_header = following;
             rest = after;
