@@ -29,6 +29,7 @@ pub(crate) fn default_zero() -> DurationString {
 #[kube(
     group = "kubevrrp.io",
     version = "v1alpha1",
+    category = "kube-vrrp",
     kind = "VirtualIP",
     root = "VirtualIp",
     plural = "virtualips",
@@ -36,37 +37,21 @@ pub(crate) fn default_zero() -> DurationString {
     shortname = "vip",
     status = "VirtualIpStatus",
     derive = "PartialEq",
-    doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance).",
-    printcolumn(
-        name = "Address",
-        type_ = "string",
-        json_path = ".spec.addresses",
-        description = "Virtual addresses"
-    ),
-    printcolumn(
-        name = "Master",
-        type_ = "string",
-        json_path = ".status.master",
-        description = "Node holding the addresses"
-    ),
-    printcolumn(
-        name = "State",
-        type_ = "string",
-        json_path = ".status.state",
-        description = "Ready, NoMaster, SplitBrain, Conflict or Pending"
-    ),
-    printcolumn(
-        name = "Nodes",
-        type_ = "string",
-        json_path = ".status.nodesSummary",
-        description = "Nodes running VRRP / nodes selected"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance)."
 )]
+#[kube(
+    printcolumn = r#"{"name":"Address", "type":"string", "description":"Virtual addresses", "jsonPath":".spec.addresses"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict or Pending", "jsonPath":".status.state"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Nodes", "type":"string", "description":"Nodes running VRRP / nodes selected", "jsonPath":".status.nodesSummary"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::virtual_ip_spec)]
 pub struct VirtualIpSpec {

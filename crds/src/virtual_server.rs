@@ -14,28 +14,22 @@ use crate::validation::{MAX_REAL_SERVERS, Violation, ViolationKind, Violations};
 #[kube(
     group = "kubevrrp.io",
     version = "v1alpha1",
+    category = "kube-vrrp",
     kind = "VirtualServer",
     plural = "virtualservers",
     singular = "virtualserver",
     shortname = "vsvr",
     status = "VirtualServerStatus",
     derive = "PartialEq",
-    doc = "An IPVS virtual service on a VirtualIP (a keepalived virtual_server).",
-    printcolumn(name = "VirtualIP", type_ = "string", json_path = ".spec.virtualIPRef"),
-    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.port"),
-    printcolumn(name = "Protocol", type_ = "string", json_path = ".spec.protocol"),
-    printcolumn(
-        name = "Healthy",
-        type_ = "string",
-        json_path = ".status.healthySummary",
-        description = "Healthy real servers / real servers"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "An IPVS virtual service on a VirtualIP (a keepalived virtual_server)."
 )]
+#[kube(printcolumn = r#"{"name":"VirtualIP", "type":"string", "jsonPath":".spec.virtualIPRef"}"#)]
+#[kube(printcolumn = r#"{"name":"Port", "type":"integer", "jsonPath":".spec.port"}"#)]
+#[kube(printcolumn = r#"{"name":"Protocol", "type":"string", "jsonPath":".spec.protocol"}"#)]
+#[kube(
+    printcolumn = r#"{"name":"Healthy", "type":"string", "description":"Healthy real servers / real servers", "jsonPath":".status.healthySummary"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::virtual_server_spec)]
 pub struct VirtualServerSpec {
@@ -311,7 +305,7 @@ fn default_expected_status() -> Vec<u16> {
 pub struct HttpCheck {
     /// Request path.
     #[serde(default = "default_path")]
-    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
     pub path: String,
     /// Port to connect to. Omitted: the real server's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@ use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryS
 #[kube(
     group = "kubevrrp.io",
     version = "v1alpha1",
+    category = "kube-vrrp",
     kind = "VrrpNode",
     plural = "vrrpnodes",
     singular = "vrrpnode",
@@ -25,37 +26,26 @@ use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryS
     status = "VrrpNodeStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "Per-node configuration written by the operator, and the node agent's report.",
-    printcolumn(
-        name = "Instances",
-        type_ = "integer",
-        json_path = ".status.instanceCount",
-        description = "VRRP instances running"
-    ),
-    printcolumn(
-        name = "Masters",
-        type_ = "integer",
-        json_path = ".status.masterCount",
-        description = "Instances in MASTER state"
-    ),
-    printcolumn(
-        name = "Heartbeat",
-        type_ = "date",
-        json_path = ".status.heartbeatTime"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Per-node configuration written by the operator,
+    and the node agent's report."
 )]
+#[kube(
+    printcolumn = r#"{"name":"Instances", "type":"integer", "description":"VRRP instances running", "jsonPath":".status.instanceCount"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Masters", "type":"integer", "description":"Instances in MASTER state", "jsonPath":".status.masterCount"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Heartbeat", "type":"date", "jsonPath":".status.heartbeatTime"}"#)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 pub struct VrrpNodeSpec {
     /// VRRP instances this node takes part in, fully resolved.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub instances: Vec<VrrpInstance>,
     /// IPVS services this node programs while MASTER of their VirtualIP.
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub virtual_servers: Vec<ResolvedVirtualServer>,
 }
 
@@ -75,6 +65,7 @@ pub struct VrrpInstance {
     /// VRRP version.
     pub version: VrrpVersion,
     /// Virtual addresses as CIDRs, one family.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
     pub addresses: Vec<String>,
     /// This node's priority, 1..254.
     #[schemars(range(min = 1, max = 254))]
@@ -90,6 +81,7 @@ pub struct VrrpInstance {
     pub accept_mode: bool,
     /// Unicast peers (the other nodes' addresses); empty: multicast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 64)))]
     pub unicast_peers: Vec<String>,
     /// VRRPv2 authentication; the agent reads the password from the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +110,7 @@ pub struct ResolvedVirtualServer {
     #[serde(rename = "virtualIP")]
     pub virtual_ip: String,
     /// IP addresses (without prefix length) of the service: one IPVS service each.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
     pub addresses: Vec<String>,
     /// Port of the virtual service.
     pub port: u16,
@@ -141,6 +134,7 @@ pub struct ResolvedVirtualServer {
     pub inhibit_on_failure: bool,
     /// Real servers: static ones plus the backend Service's ready endpoints.
     #[serde(default)]
+    #[schemars(length(max = 4096))]
     pub real_servers: Vec<ResolvedRealServer>,
     /// Health check; omitted: always healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
