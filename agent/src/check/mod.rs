@@ -169,10 +169,12 @@ impl Tracker {
 }
 
 /// What one tracker last saw and since when.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     observation: Observation,
     since: Option<Timestamp>,
+    /// How the last probe failed (scripts), for `CheckerStatus.message`.
+    detail: Option<String>,
 }
 
 /// The fixed facts about one tracker of a set.
@@ -279,6 +281,16 @@ impl Slot {
         }
     }
 
+    /// Records how the last probe failed (`None` after a success).
+    pub(crate) fn note(&self, detail: Option<String>) {
+        let mut entries = self
+            .shared
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        entries[self.index].detail = detail;
+    }
+
     /// Counts one failed probe in `kube_vrrp_check_failures_total`.
     pub(crate) fn count_failure(&self) {
         self.shared.metrics.check_failed(self.name());
@@ -323,6 +335,7 @@ impl TrackerSet {
             Entry {
                 observation: Observation::Pending,
                 since: None,
+                detail: None,
             };
             trackers.len()
         ];
@@ -417,7 +430,8 @@ impl TrackerSet {
                     target: facts.target.clone(),
                     healthy,
                     last_transition_time: entry.since.map(Into::into),
-                    message: (!healthy).then(|| describe(entry.observation)),
+                    message: (!healthy)
+                        .then(|| entry.detail.unwrap_or_else(|| describe(entry.observation))),
                 }
             })
             .collect()
