@@ -227,7 +227,9 @@ impl Slot {
     /// Returns the previous observation.
     pub(crate) fn report(&self, observation: Observation) -> Observation {
         let shared = &self.shared;
-        let (previous, state, pending) = {
+        // Publish while holding the lock: two trackers reporting at once on different threads
+        // must not let an older aggregate overwrite a newer one.
+        let previous = {
             let mut entries = shared
                 .entries
                 .lock()
@@ -242,7 +244,18 @@ impl Slot {
                 .iter()
                 .filter(|e| e.observation == Observation::Pending)
                 .count();
-            (previous, aggregate(&shared.weighted(&entries)), pending)
+            let state = aggregate(&shared.weighted(&entries));
+            shared.state.send_if_modified(|current| {
+                let changed = *current != state;
+                *current = state;
+                changed
+            });
+            shared.pending.send_if_modified(|current| {
+                let changed = *current != pending;
+                *current = pending;
+                changed
+            });
+            previous
         };
         if previous != observation {
             tracing::info!(
@@ -257,16 +270,6 @@ impl Slot {
         shared
             .metrics
             .check_state(self.name(), aggregate::is_up(self.weight(), observation));
-        shared.state.send_if_modified(|current| {
-            let changed = *current != state;
-            *current = state;
-            changed
-        });
-        shared.pending.send_if_modified(|current| {
-            let changed = *current != pending;
-            *current = pending;
-            changed
-        });
         previous
     }
 
