@@ -1,0 +1,83 @@
+//! The agent's HTTP endpoints: `/metrics` (OpenMetrics text), `/status` (JSON), `/healthz`
+//! (process alive) and `/readyz` (instances configured).
+
+use std::future::Future;
+use std::io;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use super::board::{StatusBoard, StatusDocument};
+use super::metrics::Metrics;
+
+/// The content type of the OpenMetrics text format.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone)]
+struct Shared {
+    board: StatusBoard,
+    metrics: Metrics,
+}
+
+/// The router, for callers that compose it or test it without a socket.
+pub fn router(board: StatusBoard, metrics: Metrics) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Shared { board, metrics })
+}
+
+/// Serves the endpoints on `listener` until the listener fails.
+pub async fn serve(listener: TcpListener, board: StatusBoard, metrics: Metrics) -> io::Result<()> {
+    axum::serve(listener, router(board, metrics)).await
+}
+
+/// Like [`serve`], returning once `shutdown` resolves and in-flight requests are answered.
+pub async fn serve_until(
+    listener: TcpListener,
+    board: StatusBoard,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(listener, router(board, metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_text(State(shared): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(shared): State<Shared>) -> Response {
+    axum::Json(StatusDocument {
+        instances: shared.board.snapshot(),
+    })
+    .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Shared>) -> Response {
+    if shared.board.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: instances not configured yet\n",
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,329 @@
+//! The agent's Prometheus metrics (`kube_vrrp_*`): one registry, bounded label values.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::vrrp::instance::State;
+use crate::vrrp::packet::DropReason;
+
+/// Every state, in the order the state series are written.
+const STATES: [State; 4] = [
+    State::Initialize,
+    State::Backup,
+    State::Master,
+    State::Fault,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    instance: String,
+    vrid: u8,
+    interface: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    interface: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrackerLabels {
+    tracker: String,
+}
+
+/// The agent's metrics. Cheap to clone; every clone updates the same registry.
+///
+/// Label values are bounded: instance, interface and tracker names come from configuration, and
+/// states and drop reasons are static strings.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    instance_state: Family<StateLabels, Gauge>,
+    transitions: Family<InstanceLabels, Counter>,
+    effective_priority: Family<InstanceLabels, Gauge>,
+    adverts_sent: Family<InstanceLabels, Counter>,
+    adverts_received: Family<InstanceLabels, Counter>,
+    packets_dropped: Family<DropLabels, Counter>,
+    last_transition: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    check_up: Family<TrackerLabels, Gauge>,
+    check_failures: Family<TrackerLabels, Counter>,
+    /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
+    placements: Mutex<HashMap<String, (u8, String)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every `kube_vrrp_*` family registered (and no series yet).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kube_vrrp");
+        let instance_state = Family::<StateLabels, Gauge>::default();
+        let transitions = Family::<InstanceLabels, Counter>::default();
+        let effective_priority = Family::<InstanceLabels, Gauge>::default();
+        let adverts_sent = Family::<InstanceLabels, Counter>::default();
+        let adverts_received = Family::<InstanceLabels, Counter>::default();
+        let packets_dropped = Family::<DropLabels, Counter>::default();
+        let last_transition = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
+        let check_up = Family::<TrackerLabels, Gauge>::default();
+        let check_failures = Family::<TrackerLabels, Counter>::default();
+        registry.register(
+            "instance_state",
+            "VRRP instance state: 1 for the current state, 0 for the others",
+            instance_state.clone(),
+        );
+        registry.register(
+            "instance_transitions",
+            "VRRP state transitions of the instance",
+            transitions.clone(),
+        );
+        registry.register(
+            "instance_effective_priority",
+            "Priority advertised after tracker weights",
+            effective_priority.clone(),
+        );
+        registry.register(
+            "adverts_sent",
+            "VRRP advertisements sent by the instance",
+            adverts_sent.clone(),
+        );
+        registry.register(
+            "adverts_received",
+            "Valid VRRP advertisements received by the instance",
+            adverts_received.clone(),
+        );
+        registry.register(
+            "packets_dropped",
+            "Received VRRP packets dropped, by reason",
+            packets_dropped.clone(),
+        );
+        registry.register_with_unit(
+            "instance_last_transition_timestamp",
+            "Unix time of the instance's last state transition",
+            Unit::Seconds,
+            last_transition.clone(),
+        );
+        registry.register("check_up", "Tracker health: 1 up, 0 down", check_up.clone());
+        registry.register(
+            "check_failures",
+            "Failed tracker probes (script runs that failed or timed out, files and interfaces turning bad)",
+            check_failures.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                instance_state,
+                transitions,
+                effective_priority,
+                adverts_sent,
+                adverts_received,
+                packets_dropped,
+                last_transition,
+                check_up,
+                check_failures,
+                placements: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn instance(instance: &str) -> InstanceLabels {
+        InstanceLabels {
+            instance: instance.to_owned(),
+        }
+    }
+
+    fn tracker(tracker: &str) -> TrackerLabels {
+        TrackerLabels {
+            tracker: tracker.to_owned(),
+        }
+    }
+
+    /// Records a state change of `instance`: sets the state series (1 for `to`, 0 for the other
+    /// three), counts the transition and stamps its time.
+    pub fn transition(&self, instance: &str, vrid: u8, interface: &str, to: State) {
+        self.state(instance, vrid, interface, to);
+        let labels = Self::instance(instance);
+        self.inner.transitions.get_or_create(&labels).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.inner.last_transition.get_or_create(&labels).set(now);
+    }
+
+    /// Sets the state series of `instance` without counting a transition (an instance just
+    /// configured, in Initialize). Also creates its counters at 0 so that they exist from the
+    /// start. A new `vrid` or `interface` replaces the old series.
+    pub fn state(&self, instance: &str, vrid: u8, interface: &str, state: State) {
+        {
+            let mut placements = self
+                .inner
+                .placements
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let placement = (vrid, interface.to_owned());
+            if let Some(old) = placements.insert(instance.to_owned(), placement.clone())
+                && old != placement
+            {
+                self.remove_state_series(instance, &old);
+            }
+        }
+        for candidate in STATES {
+            self.inner
+                .instance_state
+                .get_or_create(&StateLabels {
+                    instance: instance.to_owned(),
+                    vrid,
+                    interface: interface.to_owned(),
+                    state: candidate.as_str(),
+                })
+                .set(i64::from(candidate == state));
+        }
+        let labels = Self::instance(instance);
+        let _ = self.inner.transitions.get_or_create(&labels);
+        let _ = self.inner.adverts_sent.get_or_create(&labels);
+        let _ = self.inner.adverts_received.get_or_create(&labels);
+    }
+
+    fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
+        for state in STATES {
+            self.inner.instance_state.remove(&StateLabels {
+                instance: instance.to_owned(),
+                vrid: *vrid,
+                interface: interface.clone(),
+                state: state.as_str(),
+            });
+        }
+    }
+
+    /// Removes every series of `instance` (when it is deconfigured). Drop counters are per
+    /// interface and stay.
+    pub fn forget(&self, instance: &str) {
+        let placement = self
+            .inner
+            .placements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(instance);
+        if let Some(placement) = placement {
+            self.remove_state_series(instance, &placement);
+        }
+        let labels = Self::instance(instance);
+        self.inner.transitions.remove(&labels);
+        self.inner.effective_priority.remove(&labels);
+        self.inner.adverts_sent.remove(&labels);
+        self.inner.adverts_received.remove(&labels);
+        self.inner.last_transition.remove(&labels);
+    }
+
+    /// Counts one advertisement sent by `instance`.
+    pub fn advert_sent(&self, instance: &str) {
+        self.inner
+            .adverts_sent
+            .get_or_create(&Self::instance(instance))
+            .inc();
+    }
+
+    /// Counts one valid advertisement received by `instance`.
+    pub fn advert_received(&self, instance: &str) {
+        self.inner
+            .adverts_received
+            .get_or_create(&Self::instance(instance))
+            .inc();
+    }
+
+    /// Counts one packet dropped on `interface`.
+    pub fn dropped(&self, interface: &str, reason: DropReason) {
+        self.inner
+            .packets_dropped
+            .get_or_create(&DropLabels {
+                interface: interface.to_owned(),
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Creates every drop counter of `interface` at 0, so that `rate()` sees the first drop.
+    pub fn prepare_interface(&self, interface: &str) {
+        for reason in DropReason::ALL {
+            let _ = self.inner.packets_dropped.get_or_create(&DropLabels {
+                interface: interface.to_owned(),
+                reason: reason.as_str(),
+            });
+        }
+    }
+
+    /// Sets the priority `instance` advertises after tracker weights.
+    pub fn effective_priority(&self, instance: &str, priority: u8) {
+        self.inner
+            .effective_priority
+            .get_or_create(&Self::instance(instance))
+            .set(i64::from(priority));
+    }
+
+    /// Records one probe of `tracker`: sets `kube_vrrp_check_up` and, when `up` is false, counts a
+    /// failure. Same as [`Metrics::check_state`] plus [`Metrics::check_failed`] when down.
+    pub fn check(&self, tracker: &str, up: bool) {
+        if !up {
+            self.check_failed(tracker);
+        }
+        self.check_state(tracker, up);
+    }
+
+    /// Sets `kube_vrrp_check_up{tracker}` without counting anything.
+    pub fn check_state(&self, tracker: &str, up: bool) {
+        self.inner
+            .check_up
+            .get_or_create(&Self::tracker(tracker))
+            .set(i64::from(up));
+    }
+
+    /// Counts one failure of `tracker`.
+    pub fn check_failed(&self, tracker: &str) {
+        self.inner
+            .check_failures
+            .get_or_create(&Self::tracker(tracker))
+            .inc();
+    }
+
+    /// Removes a tracker's series (when it is deconfigured).
+    pub fn forget_tracker(&self, tracker: &str) {
+        let labels = Self::tracker(tracker);
+        self.inner.check_up.remove(&labels);
+        self.inner.check_failures.remove(&labels);
+    }
+
+    /// The whole registry in the OpenMetrics text format, ending with `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail, and the registry holds only well-formed families.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
