@@ -33,12 +33,11 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 crds: ## regenerate crds/yaml and the chart's copies
-	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen -- crds/yaml
+	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen
 	@if [ -x hack/sync-chart-crds.sh ]; then hack/sync-chart-crds.sh; fi
 
-crds-check: ## fail if the generated CRD YAML is out of date
-	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen -- crds/yaml
-	git diff --exit-code -- crds/yaml charts
+crds-check: crds ## fail if the generated CRD YAML (and the chart/deploy copies) are out of date
+	git diff --exit-code -- crds/yaml charts deploy
 
 tools: ## project-local helm, kubectl and validators under .tools/
 	hack/install-tools.sh

@@ -280,6 +280,11 @@ async fn hung_script_counts_as_down_and_does_not_delay_other_trackers() {
     let observed = set.observations();
     assert_eq!(observed[0].0, "hung");
     assert_eq!(observed[0].1, kube_vrrp_agent::check::Observation::Down);
+    let statuses = set.checker_statuses("web");
+    assert_eq!(
+        statuses[0].message.as_deref(),
+        Some("still running after 500ms: killed")
+    );
     assert_eq!(rx.borrow().weight_delta, -15);
 }
 

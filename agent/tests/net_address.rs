@@ -2,6 +2,9 @@
 //! has no dummy driver): flags visible
 //! to `ip -d addr`, idempotence, and the start-up cleanup that touches only configured VIPs.
 
+// Test helpers outside #[test] functions may unwrap too (clippy only exempts the tests).
+#![allow(clippy::unwrap_used)]
+
 use std::future::Future;
 
 use ipnet::IpNet;
@@ -13,13 +16,18 @@ use kube_vrrp_agent::net::link::Links;
 use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
 use kube_vrrp_e2e::netns::{Netns, require_root};
 
-/// A namespace with interface `d0` (veth, peer `d1`) up, holding the node addresses 10.0.0.5/24 and
+/// A namespace with interface `d0` (veth, peer `d1`) up, IPv6 DAD off, holding the node addresses 10.0.0.5/24 and
 /// 2001:db8::5/64.
 fn node() -> Netns {
     require_root();
     let ns = Netns::create("kvad").unwrap();
-    ns.exec(&["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+    // The kernel's own link-local address must be usable at once (no DAD wait).
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
         .unwrap();
+    ns.exec(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+    ])
+    .unwrap();
     ns.exec(&["ip", "link", "set", "d1", "up"]).unwrap();
     ns.exec(&["ip", "link", "set", "d0", "up"]).unwrap();
     ns.exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "d0"])
@@ -59,9 +67,7 @@ fn net(text: &str) -> IpNet {
 
 /// The `ip -d addr show dev d0` line describing `address` (with its prefix length).
 fn ip_addr_line(ns: &Netns, address: &str) -> Option<String> {
-    let out = ns
-        .exec(&["ip", "-d", "addr", "show", "dev", "d0"])
-        .unwrap();
+    let out = ns.exec(&["ip", "-d", "addr", "show", "dev", "d0"]).unwrap();
     let needle = format!(" {address} ");
     out.lines()
         .find(|line| line.contains(&needle))
@@ -69,7 +75,9 @@ fn ip_addr_line(ns: &Netns, address: &str) -> Option<String> {
 }
 
 fn find(list: &[InterfaceAddress], address: &str) -> Option<InterfaceAddress> {
-    list.iter().find(|entry| entry.address == net(address)).cloned()
+    list.iter()
+        .find(|entry| entry.address == net(address))
+        .cloned()
 }
 
 #[test]
@@ -89,6 +97,7 @@ fn ipv4_vip_is_added_once_with_its_label_noprefixroute_and_our_protocol() {
     let line = ip_addr_line(&ns, "198.51.100.50/24").expect("VIP missing from ip addr");
     assert!(line.contains("d0:vrrp"), "no label: {line}");
     assert!(line.contains("noprefixroute"), "no noprefixroute: {line}");
+    assert!(!line.contains(" brd "), "broadcast address set: {line}");
     let entry = find(&listed, "198.51.100.50/24").unwrap();
     assert_eq!(entry.protocol, IFAPROT_KUBE_VRRP);
     assert_eq!(entry.label.as_deref(), Some("d0:vrrp"));
@@ -105,9 +114,15 @@ fn ipv4_vip_is_added_once_with_its_label_noprefixroute_and_our_protocol() {
     let routes = ns
         .exec(&["ip", "route", "show", "198.51.100.0/24"])
         .unwrap();
-    assert!(routes.trim().is_empty(), "a prefix route appeared: {routes}");
+    assert!(
+        routes.trim().is_empty(),
+        "a prefix route appeared: {routes}"
+    );
     let node = find(&listed, "10.0.0.5/24").unwrap();
-    assert!(!node.is_vip(), "the node address looks like a VIP: {node:?}");
+    assert!(
+        !node.is_vip(),
+        "the node address looks like a VIP: {node:?}"
+    );
 }
 
 #[test]
@@ -139,7 +154,31 @@ fn ipv6_vip_is_added_with_nodad_noprefixroute_and_answers_without_being_tentativ
     let routes = ns
         .exec(&["ip", "-6", "route", "show", "2001:db8:1::/64"])
         .unwrap();
-    assert!(routes.trim().is_empty(), "a prefix route appeared: {routes}");
+    assert!(
+        routes.trim().is_empty(),
+        "a prefix route appeared: {routes}"
+    );
+}
+
+#[test]
+fn a_link_local_ipv6_vip_is_added_and_removed_without_becoming_the_vrrp_source() {
+    let ns = node();
+    let (added, source, removed) = in_ns(&ns, |addresses, ifindex| async move {
+        let vip = net("fe80::50/64");
+        let added = addresses.add(ifindex, "d0", vip).await.unwrap();
+        let links = Links::new(rtnetlink_connect().unwrap());
+        let source = links.by_index(ifindex).await.unwrap().ipv6_link_local;
+        let removed = addresses.remove(ifindex, vip).await.unwrap();
+        (added, source, removed)
+    });
+    assert_eq!(added, Change::Added);
+    assert_eq!(removed, Change::Removed);
+    let source = source.expect("the kernel's own link-local address is missing");
+    assert_ne!(
+        source,
+        net("fe80::50/64").addr(),
+        "the VIP became the source"
+    );
 }
 
 #[test]
@@ -168,11 +207,19 @@ fn removing_a_vip_is_idempotent_and_leaves_the_node_address() {
         });
     assert_eq!(
         (removed, again, v6_removed, v6_again),
-        (Change::Removed, Change::Absent, Change::Removed, Change::Absent)
+        (
+            Change::Removed,
+            Change::Absent,
+            Change::Removed,
+            Change::Absent
+        )
     );
     assert!(!held);
     assert!(find(&listed, "10.0.0.5/24").is_some(), "node address gone");
-    assert!(find(&listed, "2001:db8::5/64").is_some(), "node address gone");
+    assert!(
+        find(&listed, "2001:db8::5/64").is_some(),
+        "node address gone"
+    );
 }
 
 #[test]
@@ -216,7 +263,12 @@ fn startup_cleanup_removes_only_configured_vips_left_by_a_crash() {
     assert_eq!(cleanup.foreign[0].address, net("10.0.0.70/24"));
     assert!(find(&listed, "10.0.0.50/24").is_none(), "leftover kept");
     assert!(find(&listed, "2001:db8::50/64").is_none(), "leftover kept");
-    for survivor in ["10.0.0.5/24", "2001:db8::5/64", "10.0.0.60/24", "10.0.0.70/24"] {
+    for survivor in [
+        "10.0.0.5/24",
+        "2001:db8::5/64",
+        "10.0.0.60/24",
+        "10.0.0.70/24",
+    ] {
         assert!(
             find(&listed, survivor).is_some(),
             "{survivor} was removed by the cleanup"

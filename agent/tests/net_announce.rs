@@ -2,6 +2,9 @@
 //! frames with an AF_PACKET socket (byte-exact) and B's kernel updates its neighbour table
 //! entries that still point at an "old master" MAC.
 
+// Test helpers outside #[test] functions may unwrap too (clippy only exempts the tests).
+#![allow(clippy::unwrap_used)]
+
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc;
@@ -110,7 +113,8 @@ fn sniff_in_b(lab: &Lab, mac: [u8; 6], expected: usize, announce: impl FnOnce())
             lab.b
                 .run_in(move || {
                     let protocol = Protocol::from(i32::from(ETH_P_ALL.to_be()));
-                    let mut socket = Socket::new(Domain::PACKET, Type::RAW, Some(protocol)).unwrap();
+                    let mut socket =
+                        Socket::new(Domain::PACKET, Type::RAW, Some(protocol)).unwrap();
                     socket
                         .set_read_timeout(Some(Duration::from_millis(100)))
                         .unwrap();
@@ -163,7 +167,12 @@ fn garp_and_unsolicited_na_arrive_byte_exact_and_move_b_neighbour_entries_to_a()
     let link = va(&lab);
     let mac = link.mac.expect("veth has a MAC");
     let frames = sniff_in_b(&lab, mac, 2, || {
-        announce_from_a(&lab, link.ifindex, mac, vec![IpAddr::V4(VIP4), IpAddr::V6(VIP6)]);
+        announce_from_a(
+            &lab,
+            link.ifindex,
+            mac,
+            vec![IpAddr::V4(VIP4), IpAddr::V6(VIP6)],
+        );
     });
     assert_eq!(frames.len(), 2, "B saw {} announcements", frames.len());
     assert_eq!(frames[0], gratuitous_arp(mac, VIP4));

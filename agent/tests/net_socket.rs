@@ -1,6 +1,9 @@
 //! Raw VRRP sockets tested for real: two network namespaces joined by a veth pair, a VRRP
 //! payload sent from A and received in B (and back).
 
+// Test helpers outside #[test] functions may unwrap too (clippy only exempts the tests).
+#![allow(clippy::unwrap_used)]
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::mpsc;
@@ -76,7 +79,10 @@ async fn link_with_source(ifname: &str, family: Family) -> Link {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{ifname} got no {} source address within 10 s", family.as_str());
+    panic!(
+        "{ifname} got no {} source address within 10 s",
+        family.as_str()
+    );
 }
 
 async fn open(ifname: &str, family: Family) -> (Link, VrrpSocket) {
@@ -107,7 +113,9 @@ where
                 (link, recv_within(&socket).await)
             })
         });
-        ready_rx.recv_timeout(WAIT).expect("B never opened its socket");
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its socket");
         in_ns(&lab.a, send_from_a);
         receiver.join().unwrap()
     })

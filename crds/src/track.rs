@@ -21,7 +21,8 @@ pub struct Track {
     #[schemars(length(max = 32))]
     pub interfaces: Vec<TrackInterface>,
     /// Files holding an integer: with a weight, value × weight is added to the priority;
-    /// without one, any value other than 0 puts the instance in FAULT. A missing file reads as 0.
+    /// without one, any value other than 0 puts the instance in FAULT. A missing, unreadable or
+    /// non-integer file puts the instance in FAULT whatever the weight (an empty file reads as 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub files: Vec<TrackFile>,

@@ -1,3 +1,20 @@
-//! kube-vrrp lab: network namespaces, keepalived peers, measurements.
+//! kube-vrrp lab: network namespaces, keepalived and agent peers, probes and measurements.
 
+pub mod addressing;
+pub mod agent;
+pub mod daemon;
+pub mod error;
+pub mod http;
+pub mod instance;
+pub mod keepalived;
+pub mod lab;
+mod mac;
 pub mod netns;
+pub mod probe;
+pub mod process;
+pub mod scenario;
+
+pub use error::LabError;
+pub use instance::{InstanceSpec, Version};
+pub use lab::{Lab, LabSpec};
+pub use mac::{Mac, ParseMacError};

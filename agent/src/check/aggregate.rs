@@ -249,4 +249,34 @@ mod tests {
         assert!(is_up(-2, Observation::Value(3)));
         assert!(!is_up(-2, Observation::Value(200)));
     }
+
+    fn observation() -> impl proptest::strategy::Strategy<Value = Observation> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Observation::Pending),
+            Just(Observation::Up),
+            Just(Observation::Down),
+            Just(Observation::Unreadable),
+            (-400i64..400).prop_map(Observation::Value),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_list_aggregates_to_the_sum_of_non_fault_contributions(
+            trackers in proptest::collection::vec((-253i32..=253, observation()), 0..40)
+        ) {
+            let state = aggregate(&trackers);
+            let fault = trackers.iter().any(|(w, o)| expected(*w, *o) == Contribution::Fault);
+            let sum: i64 = trackers
+                .iter()
+                .map(|(w, o)| match expected(*w, *o) {
+                    Contribution::Delta(d) => d,
+                    Contribution::Fault => 0,
+                })
+                .sum();
+            proptest::prop_assert_eq!(state.fault, fault);
+            proptest::prop_assert_eq!(i64::from(state.weight_delta), sum);
+        }
+    }
 }

@@ -3,6 +3,23 @@
 //!
 //! A slow or hung script only delays its own task: the VRRP tasks read the latest
 //! [`TrackState`] from the watch channel and never wait on a tracker.
+//!
+//! Semantics (keepalived's, with the choices keepalived leaves open written down):
+//! - Weights: weight 0 → FAULT while failing; a positive weight is added while healthy; a
+//!   negative weight is added while failing ([`aggregate::contribution`]). A tracker that has not
+//!   reported yet is [`Observation::Pending`] and counts as failing; [`TrackerSet::settled`]
+//!   waits until every tracker has reported once.
+//! - Interfaces: healthy while the link has IFF_UP and IFF_RUNNING; a missing link is down.
+//! - Files: the first token is an integer (empty file = 0); `weight × value` is added, weight 0
+//!   means FAULT while the value is not 0, a product below -253 is FAULT. A missing, unreadable
+//!   or non-integer file is FAULT whatever the weight. Read every [`FILE_INTERVAL`].
+//! - Scripts: argv run without a shell in its own process group, stdio closed; exit 0 is a
+//!   success; a run past its timeout is killed (the whole group) and is a failure. The first
+//!   result decides at once, then `rise` successes / `fall` failures in a row flip the state.
+//! - Endpoints: fed by the caller through [`TrackerSet::report_external`].
+//! - Metrics: `kube_vrrp_check_up{tracker}` follows each tracker's health;
+//!   `kube_vrrp_check_failures_total{tracker}` counts failed script runs, and files, interfaces
+//!   and endpoints turning bad.
 
 pub mod aggregate;
 pub mod file;
@@ -15,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube_vrrp_crds::{CheckerKind, CheckerStatus, DurationString, Track};
+use kube_vrrp_crds::{CheckerKind, CheckerStatus, DurationString, ServiceRef, Track};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -119,7 +136,7 @@ impl Tracker {
         for t in &track.endpoints {
             let target = format!("{}/{}", t.service.namespace, t.service.name);
             out.push(Tracker {
-                name: format!("endpoints:{target}"),
+                name: Self::endpoints_name(&t.service),
                 weight: t.weight.unwrap_or(0),
                 probe: Probe::External {
                     kind: CheckerKind::Endpoints,
@@ -128,6 +145,12 @@ impl Tracker {
             });
         }
         out
+    }
+
+    /// The name of the external tracker for a Service's endpoints, as
+    /// [`TrackerSet::report_external`] expects it: `endpoints:<namespace>/<name>`.
+    pub fn endpoints_name(service: &ServiceRef) -> String {
+        format!("endpoints:{}/{}", service.namespace, service.name)
     }
 
     /// What the tracker watches, as `CheckerStatus.target` spells it.
@@ -146,10 +169,12 @@ impl Tracker {
 }
 
 /// What one tracker last saw and since when.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     observation: Observation,
     since: Option<Timestamp>,
+    /// How the last probe failed (scripts), for `CheckerStatus.message`.
+    detail: Option<String>,
 }
 
 /// The fixed facts about one tracker of a set.
@@ -202,7 +227,9 @@ impl Slot {
     /// Returns the previous observation.
     pub(crate) fn report(&self, observation: Observation) -> Observation {
         let shared = &self.shared;
-        let (previous, state, pending) = {
+        // Publish while holding the lock: two trackers reporting at once on different threads
+        // must not let an older aggregate overwrite a newer one.
+        let previous = {
             let mut entries = shared
                 .entries
                 .lock()
@@ -217,7 +244,18 @@ impl Slot {
                 .iter()
                 .filter(|e| e.observation == Observation::Pending)
                 .count();
-            (previous, aggregate(&shared.weighted(&entries)), pending)
+            let state = aggregate(&shared.weighted(&entries));
+            shared.state.send_if_modified(|current| {
+                let changed = *current != state;
+                *current = state;
+                changed
+            });
+            shared.pending.send_if_modified(|current| {
+                let changed = *current != pending;
+                *current = pending;
+                changed
+            });
+            previous
         };
         if previous != observation {
             tracing::info!(
@@ -232,16 +270,6 @@ impl Slot {
         shared
             .metrics
             .check_state(self.name(), aggregate::is_up(self.weight(), observation));
-        shared.state.send_if_modified(|current| {
-            let changed = *current != state;
-            *current = state;
-            changed
-        });
-        shared.pending.send_if_modified(|current| {
-            let changed = *current != pending;
-            *current = pending;
-            changed
-        });
         previous
     }
 
@@ -254,6 +282,16 @@ impl Slot {
         if !aggregate::is_up(weight, observation) && !was_bad {
             self.count_failure();
         }
+    }
+
+    /// Records how the last probe failed (`None` after a success).
+    pub(crate) fn note(&self, detail: Option<String>) {
+        let mut entries = self
+            .shared
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        entries[self.index].detail = detail;
     }
 
     /// Counts one failed probe in `kube_vrrp_check_failures_total`.
@@ -300,6 +338,7 @@ impl TrackerSet {
             Entry {
                 observation: Observation::Pending,
                 since: None,
+                detail: None,
             };
             trackers.len()
         ];
@@ -394,7 +433,8 @@ impl TrackerSet {
                     target: facts.target.clone(),
                     healthy,
                     last_transition_time: entry.since.map(Into::into),
-                    message: (!healthy).then(|| describe(entry.observation)),
+                    message: (!healthy)
+                        .then(|| entry.detail.unwrap_or_else(|| describe(entry.observation))),
                 }
             })
             .collect()

@@ -97,4 +97,33 @@ mod tests {
         let mut rf = RiseFall::new(0, 0);
         assert_eq!(feed(&mut rf, &[true, false, true]), [Up, Down, Up]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn state_flips_only_after_rise_or_fall_opposing_results_in_a_row(
+            rise in 1u32..5,
+            fall in 1u32..5,
+            results in proptest::collection::vec(proptest::bool::ANY, 1..60),
+        ) {
+            let mut rf = RiseFall::new(rise, fall);
+            let mut state = None::<bool>;
+            let mut run = 0u32;
+            for ok in results {
+                // Reference model: count opposing results in a row since the last flip.
+                match state {
+                    None => state = Some(ok),
+                    Some(current) if current == ok => run = 0,
+                    Some(_) => {
+                        run += 1;
+                        if run >= if ok { rise } else { fall } {
+                            state = Some(ok);
+                            run = 0;
+                        }
+                    }
+                }
+                let want = if state == Some(true) { Observation::Up } else { Observation::Down };
+                proptest::prop_assert_eq!(rf.observe(ok), want);
+            }
+        }
+    }
 }

@@ -46,6 +46,17 @@ impl ScriptOutcome {
         matches!(self, Self::Success)
     }
 
+    /// A sentence for `CheckerStatus.message`; `None` for a success.
+    pub fn describe(&self, timeout: Duration) -> Option<String> {
+        match self {
+            Self::Success => None,
+            Self::Failed(Some(code)) => Some(format!("exited with status {code}")),
+            Self::Failed(None) => Some("killed by a signal".to_owned()),
+            Self::TimedOut => Some(format!("still running after {timeout:?}: killed")),
+            Self::NotStarted(why) => Some(format!("could not start: {why}")),
+        }
+    }
+
     /// The short word used in logs.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -138,6 +149,7 @@ pub(crate) async fn track(probe: ScriptProbe, slot: Slot) {
             tracing::debug!(tracker = slot.name(), outcome = outcome.as_str(), detail = ?outcome, "script failed");
             slot.count_failure();
         }
+        slot.note(outcome.describe(probe.timeout));
         slot.report(rise_fall.observe(success));
     }
 }

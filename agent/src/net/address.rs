@@ -5,7 +5,8 @@
 //! `IFA_PROTO` = [`IFAPROT_KUBE_VRRP`] (both families, kernel >= 6.3) and, for IPv4, the label
 //! `<ifname>:vrrp`; with its own prefix length but `noprefixroute` (no connected route appears or
 //! disappears with failover); IPv6 with `nodad` so it answers at once instead of sitting
-//! tentative through duplicate address detection.
+//! tentative through duplicate address detection. No broadcast address is set (as keepalived
+//! does by default), so a VIP adds no broadcast route either.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -178,6 +179,10 @@ impl Addresses {
             .address()
             .add(ifindex, vip.addr(), vip.prefix_len());
         let message = request.message_mut();
+        // No IFA_BROADCAST (rtnetlink's builder adds one): a VIP needs no broadcast route.
+        message
+            .attributes
+            .retain(|attribute| !matches!(attribute, AddressAttribute::Broadcast(_)));
         let mut flags = AddressFlags::Noprefixroute;
         match vip {
             IpNet::V4(_) => message

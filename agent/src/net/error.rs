@@ -36,6 +36,15 @@ pub enum NetError {
 }
 
 impl NetError {
+    /// Whether the error concerns one received datagram only (the socket stays usable): count
+    /// it and receive again.
+    pub fn is_datagram_error(&self) -> bool {
+        matches!(
+            self,
+            Self::MalformedIpv4(_) | Self::MissingControlMessage(_) | Self::Truncated(_)
+        )
+    }
+
     pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Self {
         move |source| Self::Io { op, source }
     }
@@ -57,5 +66,22 @@ pub(crate) fn netlink_errno(error: &rtnetlink::Error) -> Option<i32> {
     match error {
         rtnetlink::Error::NetlinkError(message) => Some(message.raw_code().abs()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagram_errors_are_told_apart_from_socket_errors() {
+        assert!(NetError::Truncated(65_536).is_datagram_error());
+        assert!(NetError::MalformedIpv4("bad total length").is_datagram_error());
+        assert!(NetError::MissingControlMessage("IP_PKTINFO").is_datagram_error());
+        let socket_error = NetError::Io {
+            op: "receive a VRRP datagram",
+            source: std::io::Error::from_raw_os_error(nix::libc::EBADF),
+        };
+        assert!(!socket_error.is_datagram_error());
     }
 }

@@ -89,17 +89,15 @@ impl VrrpSocket {
     /// Opens the socket of `family` on `link`, sending from its primary IPv4 address or its IPv6
     /// link-local address. Must be called inside a tokio runtime.
     pub fn open(link: &Link, family: Family) -> Result<Self, NetError> {
-        let source = match family {
-            Family::Ipv4 => link.primary_ipv4.map(IpAddr::V4),
-            Family::Ipv6 => link.ipv6_link_local.map(IpAddr::V6),
-        };
-        let source = source.ok_or_else(|| NetError::NoSourceAddress {
-            ifname: link.name.clone(),
-            what: match family {
-                Family::Ipv4 => "primary IPv4 address",
-                Family::Ipv6 => "IPv6 link-local address (none, or still tentative)",
-            },
-        })?;
+        let source = link
+            .source_for(family)
+            .ok_or_else(|| NetError::NoSourceAddress {
+                ifname: link.name.clone(),
+                what: match family {
+                    Family::Ipv4 => "primary IPv4 address",
+                    Family::Ipv6 => "IPv6 link-local address (none, or still tentative)",
+                },
+            })?;
         Self::open_with_source(link.ifindex, &link.name, source)
     }
 
@@ -242,7 +240,7 @@ impl VrrpSocket {
         let sent = match (self.source, destination) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
                 let info = libc::in_pktinfo {
-                    ipi_ifindex: self.ifindex as libc::c_int,
+                    ipi_ifindex: self.ifindex.cast_signed(),
                     ipi_spec_dst: libc::in_addr {
                         s_addr: u32::from_ne_bytes(source.octets()),
                     },

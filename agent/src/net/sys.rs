@@ -31,7 +31,7 @@ pub(crate) fn link_layer_address(ifindex: u32, ethertype: u16, hardware: [u8; 6]
         let ll = storage.view_as::<libc::sockaddr_ll>();
         ll.sll_family = libc::AF_PACKET as libc::sa_family_t;
         ll.sll_protocol = ethertype.to_be();
-        ll.sll_ifindex = ifindex as libc::c_int;
+        ll.sll_ifindex = ifindex.cast_signed();
         ll.sll_halen = 6;
         ll.sll_addr[..6].copy_from_slice(&hardware);
     }

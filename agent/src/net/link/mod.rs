@@ -13,11 +13,11 @@ use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
 
-use super::NetError;
 use super::address::{
     Addresses, IFA_F_DADFAILED, IFA_F_SECONDARY, IFA_F_TENTATIVE, InterfaceAddress,
 };
 use super::error::netlink_errno;
+use super::{Family, NetError};
 
 const ENODEV: i32 = nix::libc::ENODEV;
 
@@ -100,7 +100,7 @@ pub struct Link {
     pub state: LinkState,
     /// The first primary (non-secondary) IPv4 address that is not a kube-vrrp VIP.
     pub primary_ipv4: Option<Ipv4Addr>,
-    /// The first usable (not tentative, DAD not failed) IPv6 link-local address.
+    /// The first usable (not tentative, DAD not failed, not a VIP) IPv6 link-local address.
     pub ipv6_link_local: Option<Ipv6Addr>,
     /// Every address on the link.
     pub addresses: Vec<InterfaceAddress>,
@@ -137,6 +137,15 @@ impl Link {
         })
     }
 
+    /// The address VRRP sends from on this link: the primary IPv4 address or the IPv6
+    /// link-local address.
+    pub fn source_for(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::Ipv4 => self.primary_ipv4.map(IpAddr::V4),
+            Family::Ipv6 => self.ipv6_link_local.map(IpAddr::V6),
+        }
+    }
+
     /// The length of the longest prefix among this link's own (non-VIP) subnets that contains
     /// `address`, if any does.
     pub fn subnet_match(&self, address: IpAddr) -> Option<u8> {
@@ -160,13 +169,15 @@ pub fn primary_ipv4(addresses: &[InterfaceAddress]) -> Option<Ipv4Addr> {
         })
 }
 
-/// The first IPv6 link-local address that can be used as a source (DAD done and passed).
+/// The first IPv6 link-local address that can be used as a source (DAD done and passed) and
+/// that kube-vrrp did not install (RFC 5798 IPv6 VIPs are often link-local themselves).
 pub fn ipv6_link_local(addresses: &[InterfaceAddress]) -> Option<Ipv6Addr> {
     addresses
         .iter()
         .find_map(|entry| match entry.address.addr() {
             IpAddr::V6(address)
                 if address.segments()[0] & 0xffc0 == 0xfe80
+                    && !entry.is_vip()
                     && !entry.has_flag(IFA_F_TENTATIVE)
                     && !entry.has_flag(IFA_F_DADFAILED) =>
             {
@@ -308,6 +319,18 @@ mod tests {
         let addresses = [
             entry(2, "2001:db8::5/64", 0, 0),
             entry(2, "fe80::1/64", IFA_F_TENTATIVE, 3),
+            entry(2, "fe80::2/64", 0, 3),
+        ];
+        assert_eq!(
+            ipv6_link_local(&addresses),
+            Some("fe80::2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv6_link_local_skips_a_link_local_vip() {
+        let addresses = [
+            entry(2, "fe80::50/64", IFA_F_NOPREFIXROUTE, IFAPROT_KUBE_VRRP),
             entry(2, "fe80::2/64", 0, 3),
         ];
         assert_eq!(

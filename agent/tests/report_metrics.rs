@@ -1,0 +1,332 @@
+//! The `kube_vrrp_*` metrics as Prometheus reads them: the text is parsed, not grepped.
+
+#![allow(clippy::float_cmp)] // sample values are small exact integers
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_vrrp_agent::report::Metrics;
+use kube_vrrp_agent::vrrp::instance::State;
+use kube_vrrp_agent::vrrp::packet::DropReason;
+
+type Labels = BTreeMap<String, String>;
+
+/// One sample line: name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: Labels,
+    value: f64,
+}
+
+/// Parses OpenMetrics text samples (comment lines skipped; `# EOF` required at the end).
+fn parse(text: &str) -> Vec<Sample> {
+    assert!(text.ends_with("# EOF\n"), "no # EOF terminator:\n{text}");
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("sample without a value");
+            let value: f64 = value.parse().expect("sample value is not a number");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (
+                    name,
+                    parse_labels(rest.strip_suffix('}').expect("unclosed label set")),
+                ),
+                None => (series, Labels::new()),
+            };
+            Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            }
+        })
+        .collect()
+}
+
+fn parse_labels(text: &str) -> Labels {
+    let mut labels = Labels::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").expect("label without =\"");
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            let (i, c) = chars.next().expect("unterminated label value");
+            match c {
+                '\\' => value.push(chars.next().expect("dangling escape").1),
+                '"' => break i,
+                c => value.push(c),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    labels
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    let want = labels(want);
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == want)
+        .map(|s| s.value)
+}
+
+const SERIES: [&str; 9] = [
+    "kube_vrrp_instance_state",
+    "kube_vrrp_instance_transitions_total",
+    "kube_vrrp_instance_effective_priority",
+    "kube_vrrp_adverts_sent_total",
+    "kube_vrrp_adverts_received_total",
+    "kube_vrrp_packets_dropped_total",
+    "kube_vrrp_instance_last_transition_timestamp_seconds",
+    "kube_vrrp_check_up",
+    "kube_vrrp_check_failures_total",
+];
+
+fn exercise(metrics: &Metrics) {
+    metrics.transition("web", 51, "eth0", State::Backup);
+    metrics.transition("web", 51, "eth0", State::Master);
+    metrics.advert_sent("web");
+    metrics.advert_sent("web");
+    metrics.advert_sent("web");
+    metrics.advert_received("web");
+    metrics.effective_priority("web", 140);
+    metrics.dropped("eth0", DropReason::Ttl);
+    metrics.dropped("eth0", DropReason::Ttl);
+    metrics.dropped("eth0", DropReason::Checksum);
+    metrics.check("script:haproxy", false);
+    metrics.check("script:haproxy", false);
+    metrics.check("script:haproxy", true);
+}
+
+#[test]
+fn every_series_is_exported_under_exactly_the_documented_names() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    let samples = parse(&metrics.encode());
+    let names: BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, SERIES.into_iter().collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn instance_state_is_one_for_the_current_state_and_zero_for_the_other_three() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    let samples = parse(&metrics.encode());
+    let state = |s: &str| {
+        value(
+            &samples,
+            "kube_vrrp_instance_state",
+            &[
+                ("instance", "web"),
+                ("vrid", "51"),
+                ("interface", "eth0"),
+                ("state", s),
+            ],
+        )
+    };
+    assert_eq!(state("MASTER"), Some(1.0));
+    assert_eq!(state("BACKUP"), Some(0.0));
+    assert_eq!(state("FAULT"), Some(0.0));
+    assert_eq!(state("INIT"), Some(0.0));
+    assert_eq!(
+        samples
+            .iter()
+            .filter(|s| s.name == "kube_vrrp_instance_state")
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn counters_and_gauges_hold_what_was_recorded() {
+    let metrics = Metrics::new();
+    let before = jiff::Timestamp::now().as_second() as f64;
+    exercise(&metrics);
+    let after = jiff::Timestamp::now().as_second() as f64 + 1.0;
+    let samples = parse(&metrics.encode());
+    let web = [("instance", "web")];
+    assert_eq!(
+        value(&samples, "kube_vrrp_instance_transitions_total", &web),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&samples, "kube_vrrp_adverts_sent_total", &web),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(&samples, "kube_vrrp_adverts_received_total", &web),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&samples, "kube_vrrp_instance_effective_priority", &web),
+        Some(140.0)
+    );
+    let stamp = value(
+        &samples,
+        "kube_vrrp_instance_last_transition_timestamp_seconds",
+        &web,
+    )
+    .expect("no last transition timestamp");
+    assert!(
+        (before..=after).contains(&stamp),
+        "timestamp {stamp} not within [{before}, {after}]"
+    );
+    let drops = |reason: &str| {
+        value(
+            &samples,
+            "kube_vrrp_packets_dropped_total",
+            &[("interface", "eth0"), ("reason", reason)],
+        )
+    };
+    assert_eq!(drops("ttl"), Some(2.0));
+    assert_eq!(drops("checksum"), Some(1.0));
+    assert_eq!(drops("auth"), None, "only drops that happened have series");
+    let tracker = [("tracker", "script:haproxy")];
+    assert_eq!(value(&samples, "kube_vrrp_check_up", &tracker), Some(1.0));
+    assert_eq!(
+        value(&samples, "kube_vrrp_check_failures_total", &tracker),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn drop_reason_labels_are_the_codec_names() {
+    let metrics = Metrics::new();
+    metrics.prepare_interface("eth1");
+    let samples = parse(&metrics.encode());
+    let reasons: BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "kube_vrrp_packets_dropped_total")
+        .inspect(|s| assert_eq!(s.value, 0.0))
+        .map(|s| s.labels["reason"].as_str())
+        .collect();
+    let want: BTreeSet<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(reasons, want);
+}
+
+#[test]
+fn forget_removes_every_series_of_the_instance_and_keeps_the_others() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    metrics.transition("db", 52, "eth1", State::Backup);
+    metrics.advert_received("db");
+    metrics.forget("web");
+    let samples = parse(&metrics.encode());
+    let leftovers: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.labels.get("instance").is_some_and(|i| i == "web"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "still exported after forget: {leftovers:?}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_adverts_received_total",
+            &[("instance", "db")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_instance_state",
+            &[
+                ("instance", "db"),
+                ("vrid", "52"),
+                ("interface", "eth1"),
+                ("state", "BACKUP")
+            ]
+        ),
+        Some(1.0)
+    );
+    // Drop counters belong to the interface, tracker series to the tracker.
+    assert!(
+        value(
+            &samples,
+            "kube_vrrp_packets_dropped_total",
+            &[("interface", "eth0"), ("reason", "ttl")]
+        )
+        .is_some()
+    );
+    assert!(
+        value(
+            &samples,
+            "kube_vrrp_check_up",
+            &[("tracker", "script:haproxy")]
+        )
+        .is_some()
+    );
+}
+
+#[test]
+fn moving_an_instance_to_another_interface_replaces_its_state_series() {
+    let metrics = Metrics::new();
+    metrics.transition("web", 51, "eth0", State::Backup);
+    metrics.transition("web", 51, "eth1", State::Master);
+    let samples = parse(&metrics.encode());
+    let interfaces: BTreeSet<&str> = samples
+        .iter()
+        .filter(|s| s.name == "kube_vrrp_instance_state")
+        .map(|s| s.labels["interface"].as_str())
+        .collect();
+    assert_eq!(interfaces, BTreeSet::from(["eth1"]));
+}
+
+#[test]
+fn setting_the_state_without_a_transition_counts_nothing_but_creates_the_series() {
+    let metrics = Metrics::new();
+    metrics.state("web", 51, "eth0", State::Initialize);
+    let samples = parse(&metrics.encode());
+    let web = [("instance", "web")];
+    assert_eq!(
+        value(&samples, "kube_vrrp_instance_transitions_total", &web),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&samples, "kube_vrrp_adverts_sent_total", &web),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_instance_state",
+            &[
+                ("instance", "web"),
+                ("vrid", "51"),
+                ("interface", "eth0"),
+                ("state", "INIT")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_instance_last_transition_timestamp_seconds",
+            &web
+        ),
+        None
+    );
+}
+
+#[test]
+fn forget_tracker_removes_its_series() {
+    let metrics = Metrics::new();
+    metrics.check("interface:eth1", false);
+    metrics.forget_tracker("interface:eth1");
+    let samples = parse(&metrics.encode());
+    assert!(
+        samples.iter().all(|s| !s.labels.contains_key("tracker")),
+        "{samples:?}"
+    );
+}

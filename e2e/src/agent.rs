@@ -1,0 +1,501 @@
+//! Our agent as a lab peer, in standalone mode: writes the manifests directory (VirtualIP, Node
+//! and Secret objects), runs `kube-vrrp-agent run` in a node namespace, and reads `/status`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::addressing::{self, Family};
+use crate::error::LabError;
+use crate::http;
+use crate::instance::{InstanceSpec, Version};
+use crate::lab::{LAB_IF, Lab};
+use crate::process::DaemonProcess;
+
+/// Environment variable naming the agent binary.
+pub const AGENT_ENV: &str = "KUBE_VRRP_AGENT";
+/// The label every lab node carries and every lab VirtualIP selects.
+pub const LAB_NODE_LABEL: &str = "kubevrrp.io/lab";
+/// Where a v2 password Secret lives.
+pub const SECRET_NAMESPACE: &str = "kube-vrrp";
+/// The agent's HTTP port inside its node namespace (on loopback).
+pub const STATUS_PORT: u16 = 9180;
+
+/// The agent binary: `$KUBE_VRRP_AGENT`, else `target/debug/kube-vrrp-agent` of this workspace
+/// (or of `$CARGO_TARGET_DIR`). An error says so when it has not been built.
+pub fn binary() -> Result<PathBuf, LabError> {
+    binary_from(
+        std::env::var_os(AGENT_ENV).map(PathBuf::from),
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+    )
+}
+
+/// [`binary`] with its two environment variables passed in.
+pub fn binary_from(
+    agent: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
+) -> Result<PathBuf, LabError> {
+    let path = agent.unwrap_or_else(|| {
+        target_dir
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join("target")
+            })
+            .join("debug")
+            .join("kube-vrrp-agent")
+    });
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LabError::AgentNotBuilt {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+/// A duration as the manifests spell it: "1s", "100ms", "10ms".
+pub fn duration_string(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, for Secret `data`.
+fn base64(input: &[u8]) -> String {
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn secret_name(spec: &InstanceSpec) -> String {
+    format!("{}-auth", spec.name)
+}
+
+/// The manifests (DESIGN.md §8) describing `instances` on a lab of `nodes` nodes: one VirtualIP
+/// per instance, one v1 Node per lab node, one v1 Secret per v2 password.
+pub fn manifests(nodes: usize, ipv6: bool, instances: &[InstanceSpec]) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for spec in instances {
+        let priorities: Vec<Value> = (1..=nodes)
+            .map(|n| json!({"nodeName": format!("n{n}"), "priority": spec.priority(n)}))
+            .collect();
+        let mut vip_spec = json!({
+            "addresses": spec.vips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "virtualRouterID": spec.vrid,
+            "interface": LAB_IF,
+            "version": match spec.version { Version::V2 => 2, Version::V3 => 3 },
+            "advertInterval": duration_string(spec.advert_interval),
+            "preempt": spec.preempt,
+            "preemptDelay": duration_string(spec.preempt_delay),
+            "unicast": spec.unicast,
+            "nodeSelector": {"matchLabels": {LAB_NODE_LABEL: "true"}},
+            "priorities": priorities,
+        });
+        if let (Version::V2, Some(_), Some(obj)) =
+            (spec.version, &spec.password, vip_spec.as_object_mut())
+        {
+            obj.insert(
+                "authentication".into(),
+                json!({
+                    "type": "PASS",
+                    "passwordSecretRef": {
+                        "namespace": SECRET_NAMESPACE,
+                        "name": secret_name(spec),
+                        "key": "password",
+                    },
+                }),
+            );
+        }
+        docs.push(json!({
+            "apiVersion": "kubevrrp.io/v1alpha1",
+            "kind": "VirtualIP",
+            "metadata": {"name": spec.name},
+            "spec": vip_spec,
+        }));
+        if let (Version::V2, Some(password)) = (spec.version, &spec.password) {
+            docs.push(json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret_name(spec), "namespace": SECRET_NAMESPACE},
+                "type": "Opaque",
+                "data": {"password": base64(password.as_bytes())},
+            }));
+        }
+    }
+    for n in 1..=nodes {
+        let mut addresses = vec![
+            json!({"type": "InternalIP", "address": addressing::node_ip(n, Family::V4).to_string()}),
+        ];
+        if ipv6 {
+            addresses.push(json!({"type": "InternalIP", "address": addressing::node_ip(n, Family::V6).to_string()}));
+        }
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": format!("n{n}"),
+                "labels": {LAB_NODE_LABEL: "true", "kubernetes.io/hostname": format!("n{n}")},
+            },
+            "status": {"addresses": addresses},
+        }));
+    }
+    docs
+}
+
+/// The manifests as one multi-document YAML file.
+pub fn manifests_yaml(
+    nodes: usize,
+    ipv6: bool,
+    instances: &[InstanceSpec],
+) -> Result<String, LabError> {
+    serde_saphyr::to_string_multiple(&manifests(nodes, ipv6, instances))
+        .map_err(|e| LabError::Render(e.to_string()))
+}
+
+/// One instance as the agent reports it on `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    /// "INIT", "BACKUP", "MASTER" or "FAULT" (compared case-insensitively).
+    pub state: String,
+    pub priority: Option<u8>,
+    pub effective_priority: Option<u8>,
+    pub master_address: Option<String>,
+    pub vips: Vec<String>,
+}
+
+impl InstanceStatus {
+    pub fn is_master(&self) -> bool {
+        self.state.eq_ignore_ascii_case("master")
+    }
+}
+
+fn instance_status(name: &str, value: &Value) -> InstanceStatus {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let small = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| u8::try_from(v).ok())
+    };
+    InstanceStatus {
+        name: text("name").unwrap_or_else(|| name.to_owned()),
+        state: text("state").unwrap_or_default(),
+        priority: small("priority"),
+        effective_priority: small("effectivePriority"),
+        master_address: text("masterAddress").filter(|s| !s.is_empty()),
+        vips: value
+            .get("vips")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads `/status`: instances keyed by name (`{"web": {...}}` or `{"instances": {...}}`) or listed
+/// with a `name` field (`[...]` or `{"instances": [...]}`).
+pub fn parse_status(body: &[u8]) -> Result<Vec<InstanceStatus>, LabError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| LabError::Status(format!("not JSON: {e}")))?;
+    let instances = value.get("instances").unwrap_or(&value);
+    let mut out: Vec<InstanceStatus> = match instances {
+        Value::Array(list) => list.iter().map(|v| instance_status("", v)).collect(),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| v.is_object())
+            .map(|(k, v)| instance_status(k, v))
+            .collect(),
+        _ => {
+            return Err(LabError::Status(format!(
+                "unexpected /status shape: {value}"
+            )));
+        }
+    };
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Our agent running in a lab node. Killed when dropped.
+#[derive(Debug)]
+pub struct Agent {
+    node: usize,
+    process: DaemonProcess,
+    listen: SocketAddr,
+    manifests: PathBuf,
+}
+
+impl Agent {
+    /// Writes the manifests for `instances`, starts the agent in node `node`'s namespace and waits
+    /// until `/status` answers.
+    pub fn start(lab: &Lab, node: usize, instances: &[InstanceSpec]) -> Result<Self, LabError> {
+        Self::start_binary(&binary()?, lab, node, instances)
+    }
+
+    /// [`Agent::start`] with an explicit binary.
+    pub fn start_binary(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+    ) -> Result<Self, LabError> {
+        for spec in instances {
+            spec.validate().map_err(LabError::Invalid)?;
+        }
+        let name = lab.node_name(node)?.to_owned();
+        let dir = lab.workdir().join(format!("agent-{name}"));
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests)
+            .map_err(LabError::io(format!("create {}", manifests.display())))?;
+        let yaml = manifests_yaml(lab.node_count(), lab.spec().ipv6, instances)?;
+        let file = manifests.join("lab.yaml");
+        std::fs::write(&file, yaml).map_err(LabError::io(format!("write {}", file.display())))?;
+        let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), STATUS_PORT);
+        let (binary, manifests_arg, listen_arg) = (
+            binary.to_string_lossy().into_owned(),
+            manifests.to_string_lossy().into_owned(),
+            listen.to_string(),
+        );
+        let args = [
+            binary.as_str(),
+            "run",
+            "--node",
+            &name,
+            "--manifests",
+            &manifests_arg,
+            "--listen",
+            &listen_arg,
+        ];
+        let process = DaemonProcess::spawn(
+            "kube-vrrp-agent",
+            &name,
+            lab.node_ns(node)?,
+            &args,
+            &[("RUST_LOG", "debug")],
+            &dir.join("agent.log"),
+        )?;
+        let mut agent = Self {
+            node,
+            process,
+            listen,
+            manifests,
+        };
+        agent.wait_ready(lab, Duration::from_secs(10))?;
+        Ok(agent)
+    }
+
+    fn wait_ready(&mut self, lab: &Lab, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.process.ensure_running()?;
+            if let Ok(response) = self.get(lab, "/status")
+                && response.status == 200
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!(
+                        "agent /status answering on n{}; log:\n{}",
+                        self.node,
+                        self.process.log()
+                    ),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn get(&self, lab: &Lab, path: &str) -> Result<http::Response, LabError> {
+        let (listen, path) = (self.listen, path.to_owned());
+        lab.node_ns(self.node)?
+            .run_in(move || http::get(listen, &path, Duration::from_secs(2)))?
+            .map_err(|e| LabError::Status(e.to_string()))
+    }
+
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    pub fn manifests_dir(&self) -> &Path {
+        &self.manifests
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// The agent's `/status`.
+    pub fn status(&self, lab: &Lab) -> Result<Vec<InstanceStatus>, LabError> {
+        let response = self.get(lab, "/status")?;
+        if response.status != 200 {
+            return Err(LabError::Status(format!(
+                "/status answered {}",
+                response.status
+            )));
+        }
+        parse_status(&response.body)
+    }
+
+    /// The agent's `/metrics` text.
+    pub fn metrics(&self, lab: &Lab) -> Result<String, LabError> {
+        let response = self.get(lab, "/metrics")?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    /// Graceful stop: SIGTERM and wait.
+    pub fn terminate(&mut self) -> Result<(), LabError> {
+        self.process.terminate(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Node death: cut the node's switch port, then SIGKILL.
+    pub fn die(&mut self, lab: &Lab) -> Result<(), LabError> {
+        lab.cut(self.node)?;
+        self.process.kill()?;
+        Ok(())
+    }
+
+    /// SIGKILL without cutting the link.
+    pub fn kill(&mut self) -> Result<(), LabError> {
+        self.process.kill()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addressing::vip;
+
+    #[test]
+    fn a_missing_agent_binary_is_reported_as_not_built() {
+        let err = binary_from(Some("/nonexistent/kube-vrrp-agent".into()), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("agent binary not built: /nonexistent/kube-vrrp-agent"),
+            "{err}"
+        );
+        let err = binary_from(None, Some("/nonexistent-target".into())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent-target/debug/kube-vrrp-agent"),
+            "{err}"
+        );
+        assert_eq!(
+            binary_from(Some("/bin/sh".into()), None).unwrap(),
+            Path::new("/bin/sh")
+        );
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_test_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn manifests_hold_a_virtual_ip_its_secret_and_every_lab_node() {
+        let mut spec = InstanceSpec::new("web", 51, vec![vip(Family::V4, 0)]);
+        spec.version = Version::V2;
+        spec.priorities = vec![150, 100];
+        spec.password = Some("secret".into());
+        let yaml = manifests_yaml(2, true, &[spec]).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+        assert_eq!(docs.len(), 4, "{yaml}");
+        let vip_doc = &docs[0];
+        assert_eq!(vip_doc["kind"], "VirtualIP");
+        assert_eq!(vip_doc["apiVersion"], "kubevrrp.io/v1alpha1");
+        assert_eq!(vip_doc["spec"]["addresses"][0], "192.168.77.50/24");
+        assert_eq!(vip_doc["spec"]["virtualRouterID"], 51);
+        assert_eq!(vip_doc["spec"]["version"], 2);
+        assert_eq!(vip_doc["spec"]["advertInterval"], "1s");
+        assert_eq!(vip_doc["spec"]["priorities"][1]["nodeName"], "n2");
+        assert_eq!(vip_doc["spec"]["priorities"][1]["priority"], 100);
+        assert_eq!(
+            vip_doc["spec"]["nodeSelector"]["matchLabels"][LAB_NODE_LABEL],
+            "true"
+        );
+        assert_eq!(
+            vip_doc["spec"]["authentication"]["passwordSecretRef"]["name"],
+            "web-auth"
+        );
+        assert_eq!(docs[1]["kind"], "Secret");
+        assert_eq!(docs[1]["data"]["password"], "c2VjcmV0");
+        assert_eq!(docs[2]["kind"], "Node");
+        assert_eq!(docs[2]["metadata"]["name"], "n1");
+        assert_eq!(docs[2]["metadata"]["labels"][LAB_NODE_LABEL], "true");
+        assert_eq!(
+            docs[3]["status"]["addresses"][0]["address"],
+            "192.168.77.12"
+        );
+        assert_eq!(docs[3]["status"]["addresses"][1]["address"], "fd00:77::c");
+    }
+
+    #[test]
+    fn durations_are_spelled_like_the_manifests() {
+        assert_eq!(duration_string(Duration::from_secs(1)), "1s");
+        assert_eq!(duration_string(Duration::from_millis(100)), "100ms");
+        assert_eq!(duration_string(Duration::from_millis(10)), "10ms");
+        assert_eq!(duration_string(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn status_is_read_keyed_by_name_or_as_a_list() {
+        let keyed = br#"{"web": {"state": "MASTER", "priority": 150, "effectivePriority": 140,
+            "masterAddress": "192.168.77.11", "vips": ["192.168.77.50/24"]}}"#;
+        let status = parse_status(keyed).unwrap();
+        assert_eq!(status.len(), 1);
+        assert_eq!(status[0].name, "web");
+        assert!(status[0].is_master());
+        assert_eq!(status[0].effective_priority, Some(140));
+        assert_eq!(status[0].vips, ["192.168.77.50/24"]);
+        let listed = br#"{"instances": [{"name": "b", "state": "BACKUP"}, {"name": "a", "state": "FAULT", "masterAddress": ""}]}"#;
+        let status = parse_status(listed).unwrap();
+        assert_eq!(
+            status.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(status[0].master_address, None);
+        assert!(parse_status(b"42").is_err());
+    }
+}

@@ -1,0 +1,470 @@
+//! The lab: node namespaces `n1..nN` and a client, each with an `eth0` on bridge `br0` inside a
+//! switch namespace; link cuts, partitions, VIP ownership, and probes. All removed on drop.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Mac;
+use crate::addressing::{self, Family};
+use crate::error::LabError;
+use crate::netns::{self, Netns};
+use crate::probe::{AdvertSniffer, NeighborProber};
+
+/// The interface name of every lab host (nodes and client).
+pub const LAB_IF: &str = "eth0";
+/// The bridge in the switch namespace.
+pub const BRIDGE: &str = "br0";
+/// The switch-side port of the client.
+const CLIENT_PORT: &str = "pc";
+
+/// What to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabSpec {
+    /// Number of node namespaces, named n1..nN.
+    pub nodes: usize,
+    /// Also give every host an fd00:77::/64 address (IPv4 192.168.77.0/24 is always there).
+    pub ipv6: bool,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            ipv6: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LabNode {
+    /// The node's name inside the lab ("n1"), as daemons and manifests know it.
+    name: String,
+    ns: Netns,
+    mac: Mac,
+    /// Its switch-side port ("p1").
+    port: String,
+}
+
+/// A running lab. Dropping it kills every process inside and deletes all namespaces and its
+/// work directory.
+#[derive(Debug)]
+pub struct Lab {
+    spec: LabSpec,
+    // Field order is drop order: hosts first, then the switch.
+    nodes: Vec<LabNode>,
+    client: Netns,
+    switch: Netns,
+    workdir: PathBuf,
+}
+
+static WORKDIRS: AtomicU32 = AtomicU32::new(0);
+
+fn wire_host(
+    switch: &Netns,
+    host: &Netns,
+    port: &str,
+    mac: Mac,
+    addrs: &[IpAddr],
+) -> Result<(), LabError> {
+    netns::run(&[
+        "ip",
+        "link",
+        "add",
+        LAB_IF,
+        "netns",
+        host.name(),
+        "address",
+        &mac.to_string(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        port,
+        "netns",
+        switch.name(),
+    ])?;
+    switch.exec(&["ip", "link", "set", port, "master", BRIDGE])?;
+    switch.exec(&["ip", "link", "set", port, "up"])?;
+    for addr in addrs {
+        let cidr = format!("{addr}/{}", Family::of(*addr).prefix_len());
+        host.exec(&["ip", "addr", "add", &cidr, "dev", LAB_IF, "nodad"])?;
+    }
+    host.exec(&["ip", "link", "set", LAB_IF, "up"])?;
+    Ok(())
+}
+
+/// No DAD in lab namespaces: addresses (including VIPs added by daemons) answer at once.
+fn disable_dad(ns: &Netns) -> Result<(), LabError> {
+    for key in [
+        "net.ipv6.conf.all.accept_dad",
+        "net.ipv6.conf.default.accept_dad",
+    ] {
+        ns.exec(&["sysctl", "-qw", &format!("{key}=0")])?;
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// Builds the lab. Needs root. Namespaces left by lab processes that no longer exist (a test
+    /// binary killed before it could clean up) are removed first.
+    pub fn new(spec: LabSpec) -> Result<Self, LabError> {
+        if spec.nodes == 0 || spec.nodes > 200 {
+            return Err(LabError::Invalid(format!("{} nodes (1..=200)", spec.nodes)));
+        }
+        sweep_stale();
+        let workdir = std::env::temp_dir().join(format!(
+            "kube-vrrp-lab-{}-{}",
+            std::process::id(),
+            WORKDIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&workdir)
+            .map_err(LabError::io(format!("create {}", workdir.display())))?;
+        // Namespaces are owned right away, so an error below still deletes what exists.
+        let switch = Netns::create("kvsw")?;
+        let client = Netns::create("kvc")?;
+        let mut lab = Self {
+            spec,
+            nodes: Vec::with_capacity(spec.nodes),
+            client,
+            switch,
+            workdir,
+        };
+        lab.switch.exec(&[
+            "ip",
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+            "stp_state",
+            "0",
+        ])?;
+        lab.switch.exec(&["ip", "link", "set", BRIDGE, "up"])?;
+        for n in 1..=spec.nodes {
+            let ns = Netns::create(&format!("kvn{n}-"))?;
+            lab.nodes.push(LabNode {
+                name: format!("n{n}"),
+                ns,
+                mac: addressing::node_mac(n),
+                port: format!("p{n}"),
+            });
+        }
+        let families: &[Family] = if spec.ipv6 {
+            &[Family::V4, Family::V6]
+        } else {
+            &[Family::V4]
+        };
+        disable_dad(&lab.client)?;
+        let client_addrs: Vec<IpAddr> =
+            families.iter().map(|&f| addressing::client_ip(f)).collect();
+        wire_host(
+            &lab.switch,
+            &lab.client,
+            CLIENT_PORT,
+            addressing::client_mac(),
+            &client_addrs,
+        )?;
+        for (i, node) in lab.nodes.iter().enumerate() {
+            disable_dad(&node.ns)?;
+            let addrs: Vec<IpAddr> = families
+                .iter()
+                .map(|&f| addressing::node_ip(i + 1, f))
+                .collect();
+            wire_host(&lab.switch, &node.ns, &node.port, node.mac, &addrs)?;
+        }
+        // Links come up asynchronously; hand out a lab whose every node answers the client.
+        for n in lab.node_numbers() {
+            for &family in families {
+                let addr = addressing::node_ip(n, family);
+                if !lab.wait_reachable(addr, Duration::from_secs(10)) {
+                    return Err(LabError::Timeout {
+                        what: format!("the client reaching n{n} at {addr}"),
+                        timeout: Duration::from_secs(10),
+                    });
+                }
+            }
+        }
+        Ok(lab)
+    }
+
+    pub fn spec(&self) -> &LabSpec {
+        &self.spec
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node numbers, 1..=N.
+    pub fn node_numbers(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.nodes.len()
+    }
+
+    fn node(&self, node: usize) -> Result<&LabNode, LabError> {
+        node.checked_sub(1)
+            .and_then(|i| self.nodes.get(i))
+            .ok_or(LabError::NoSuchNode(node))
+    }
+
+    /// The lab name of node `node` ("n1").
+    pub fn node_name(&self, node: usize) -> Result<&str, LabError> {
+        Ok(&self.node(node)?.name)
+    }
+
+    /// The namespace of node `node`.
+    pub fn node_ns(&self, node: usize) -> Result<&Netns, LabError> {
+        Ok(&self.node(node)?.ns)
+    }
+
+    /// The MAC of node `node`'s eth0.
+    pub fn node_mac(&self, node: usize) -> Result<Mac, LabError> {
+        Ok(self.node(node)?.mac)
+    }
+
+    /// The node owning `mac`, if any.
+    pub fn node_with_mac(&self, mac: Mac) -> Option<usize> {
+        self.nodes.iter().position(|n| n.mac == mac).map(|i| i + 1)
+    }
+
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+
+    pub fn switch(&self) -> &Netns {
+        &self.switch
+    }
+
+    /// A directory for config files, logs and pid files; removed with the lab.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// Takes node `node`'s switch port down: it hears nothing and nothing hears it.
+    pub fn cut(&self, node: usize) -> Result<(), LabError> {
+        self.switch
+            .exec(&["ip", "link", "set", &self.node(node)?.port, "down"])?;
+        Ok(())
+    }
+
+    /// Brings node `node`'s switch port back up.
+    pub fn heal(&self, node: usize) -> Result<(), LabError> {
+        self.switch
+            .exec(&["ip", "link", "set", &self.node(node)?.port, "up"])?;
+        Ok(())
+    }
+
+    /// Partitions the nodes from each other while the client still reaches every node: every
+    /// node port becomes an isolated bridge port (isolated ports forward only to non-isolated
+    /// ones, i.e. the client's).
+    pub fn partition(&self) -> Result<(), LabError> {
+        self.set_isolated(true)
+    }
+
+    /// Undoes [`Lab::partition`].
+    pub fn heal_partition(&self) -> Result<(), LabError> {
+        self.set_isolated(false)
+    }
+
+    fn set_isolated(&self, on: bool) -> Result<(), LabError> {
+        let value = if on { "on" } else { "off" };
+        for node in &self.nodes {
+            self.switch.exec(&[
+                "bridge", "link", "set", "dev", &node.port, "isolated", value,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Whether node `node` has `addr` on eth0.
+    pub fn holds(&self, node: usize, addr: IpAddr) -> Result<bool, LabError> {
+        let out = self
+            .node(node)?
+            .ns
+            .exec(&["ip", "-o", "addr", "show", "dev", LAB_IF])?;
+        let wanted = addr.to_string();
+        Ok(out.lines().any(|line| {
+            let mut words = line.split_whitespace();
+            while let Some(word) = words.next() {
+                if (word == "inet" || word == "inet6")
+                    && words.next().and_then(|cidr| cidr.split('/').next()) == Some(wanted.as_str())
+                {
+                    return true;
+                }
+            }
+            false
+        }))
+    }
+
+    /// The nodes that have `addr` on eth0, ascending.
+    pub fn holders(&self, addr: IpAddr) -> Result<Vec<usize>, LabError> {
+        let mut out = Vec::new();
+        for n in self.node_numbers() {
+            if self.holds(n, addr)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until exactly one node holds `addr` and returns it.
+    pub fn wait_for_single_holder(
+        &self,
+        addr: IpAddr,
+        timeout: Duration,
+    ) -> Result<usize, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let [one] = self.holders(addr)?.as_slice() {
+                return Ok(*one);
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!(
+                        "exactly one node holding {addr} (now: {:?})",
+                        self.holders(addr)?
+                    ),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Removes `addr` from node `node` (e.g. the VIP a SIGKILLed keepalived leaves behind).
+    pub fn remove_address(&self, node: usize, addr: IpAddr) -> Result<(), LabError> {
+        let cidr = format!("{addr}/{}", Family::of(addr).prefix_len());
+        self.node(node)?
+            .ns
+            .exec(&["ip", "addr", "del", &cidr, "dev", LAB_IF])?;
+        Ok(())
+    }
+
+    /// Whether one ping from the client to `addr` is answered within a second.
+    pub fn ping(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_string();
+        self.client
+            .exec(&["ping", "-n", "-q", "-c", "1", "-W", "1", &addr])
+            .is_ok()
+    }
+
+    /// Pings `addr` from the client until it answers or `timeout` passes.
+    pub fn wait_reachable(&self, addr: IpAddr, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.ping(addr) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts asking "who has `vip`" from the client every `period`.
+    pub fn probe(&self, vip: IpAddr, period: Duration) -> Result<NeighborProber, LabError> {
+        let family = Family::of(vip);
+        if family == Family::V6 && !self.spec.ipv6 {
+            return Err(LabError::Invalid(
+                "probing an IPv6 VIP in a lab built without ipv6".into(),
+            ));
+        }
+        NeighborProber::start(
+            &self.client,
+            LAB_IF,
+            addressing::client_mac(),
+            addressing::client_ip(family),
+            vip,
+            period,
+        )
+    }
+
+    /// Starts recording every VRRP advert entering the switch from a node port.
+    pub fn sniff(&self) -> Result<AdvertSniffer, LabError> {
+        let ports: Vec<String> = self.nodes.iter().map(|n| n.port.clone()).collect();
+        let indexes = self.switch.run_in(move || {
+            ports
+                .iter()
+                .map(|p| nix::net::if_::if_nametoindex(p.as_str()))
+                .collect::<Result<Vec<u32>, _>>()
+        })?;
+        let indexes = indexes.map_err(|e| LabError::io("switch port indexes")(e.into()))?;
+        let map: HashMap<u32, usize> = indexes.into_iter().zip(1..).collect();
+        AdvertSniffer::start(&self.switch, map)
+    }
+}
+
+/// Namespace name prefixes the lab creates (`Netns::create` appends `{pid}x{n}`).
+const PREFIXES: [&str; 3] = ["kvsw", "kvc", "kvn"];
+
+/// The pid embedded in a lab namespace name, if it is one: `kvn2-1234x7` → 1234.
+fn lab_namespace_pid(name: &str) -> Option<u32> {
+    let prefix = PREFIXES.iter().find(|p| name.starts_with(**p))?;
+    let rest = &name[prefix.len()..];
+    // Node namespaces carry their number and a dash before the pid.
+    let rest = if *prefix == "kvn" {
+        rest.split_once('-')?.1
+    } else {
+        rest
+    };
+    let (pid, n) = rest.split_once('x')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Deletes lab namespaces whose creating process is gone, killing what still runs inside.
+fn sweep_stale() {
+    let Ok(list) = netns::run(&["ip", "netns", "list"]) else {
+        return;
+    };
+    for name in list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        let Some(pid) = lab_namespace_pid(name) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = netns::run(&["ip", "netns", "pids", name]) {
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = netns::run(&["ip", "netns", "del", name]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Namespaces (and their processes) go with the fields; the work directory goes here.
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lab_namespace_names_yield_a_pid() {
+        assert_eq!(lab_namespace_pid("kvn2-1234x7"), Some(1234));
+        assert_eq!(lab_namespace_pid("kvsw99x0"), Some(99));
+        assert_eq!(lab_namespace_pid("kvc5x1"), Some(5));
+        assert_eq!(lab_namespace_pid("kvt5x1"), None);
+        assert_eq!(lab_namespace_pid("kvn2-1234"), None);
+        assert_eq!(lab_namespace_pid("other"), None);
+    }
+}
