@@ -340,3 +340,38 @@ fn a_vrid_change_restarts_only_that_instance() {
     assert_eq!(web_after.transitions, web_before.transitions);
     assert!(holds(&lab.n1, "192.0.2.50") && holds(&lab.n1, "192.0.2.60"));
 }
+
+#[test]
+fn a_new_master_announces_its_vip_with_gratuitous_arp() {
+    let lab = lab();
+    // Capture, in n2, the first ARP whose sender address is the VIP (192.0.2.50 = c0000232).
+    let capture = lab
+        .n2
+        .command(&[
+            "timeout",
+            "5",
+            "tcpdump",
+            "-l",
+            "-nn",
+            "-c",
+            "1",
+            "-i",
+            "eth0",
+            "arp and arp[14:4] = 0xc0000232",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump reports on stderr once it listens; give it a moment to attach.
+    sleep(Duration::from_millis(500));
+    let a1 = Agent::start(&lab.n1, config(vec![spec("web", 51, "192.0.2.50/24", 150)]));
+    wait_for("n1 MASTER", || a1.state("web") == Some(State::Master));
+    let output = capture.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Request who-has 192.0.2.50 tell 192.0.2.50"),
+        "no gratuitous ARP for the VIP seen in n2: {text:?} / {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
