@@ -1,1 +1,41 @@
-//! kube-vrrp API types (group `kubevrrp.io`, version `v1alpha1`).
+//! kube-vrrp API types (group `kubevrrp.io`, version `v1alpha1`): `VirtualIP`,
+//! `VirtualServer` and `VrrpNode`, their validation, and the standalone manifest loader.
+
+pub mod cel;
+pub mod crd_yaml;
+pub mod duration;
+pub mod manifests;
+pub mod state;
+pub mod track;
+pub mod validation;
+pub mod version;
+pub mod virtual_ip;
+pub mod virtual_server;
+pub mod vrrp_node;
+
+/// API group of every kube-vrrp resource.
+pub const GROUP: &str = "kubevrrp.io";
+/// API version of every kube-vrrp resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every kube-vrrp resource.
+pub const API_VERSION: &str = "kubevrrp.io/v1alpha1";
+
+pub use duration::{DurationError, DurationString};
+pub use manifests::{DocumentLocation, ManifestError, Manifests, load_manifests, parse_manifests};
+pub use state::{State, condition};
+pub use track::{ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface, TrackScript};
+pub use validation::{Violation, ViolationKind};
+pub use version::VrrpVersion;
+pub use virtual_ip::{
+    AuthType, Authentication, Garp, PriorityRule, SecretKeyRef, VirtualIp, VirtualIpNodeStatus,
+    VirtualIpPhase, VirtualIpSpec, VirtualIpStatus,
+};
+pub use virtual_server::{
+    BackendRef, Forwarding, HealthCheck, HttpCheck, Protocol, RealServer, RealServerStatus,
+    Scheduler, ScriptCheck, SorryServer, TcpCheck, VirtualServer, VirtualServerSpec,
+    VirtualServerStatus,
+};
+pub use vrrp_node::{
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
+    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+};

@@ -1,0 +1,152 @@
+//! The CEL rules (`x-kubernetes-validations`) the API server enforces, and the schemars
+//! transforms that put them into the generated schemas.
+//!
+//! Every rule here has a twin in a `validate()` (see `validation.rs`); tests check both.
+
+use kube::core::Rule;
+use schemars::Schema;
+
+/// One CEL rule with the message shown when it fails and the field it points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CelRule {
+    /// The CEL expression; `self` is the object the rule is attached to.
+    pub rule: &'static str,
+    /// What the user reads when the rule fails.
+    pub message: &'static str,
+    /// The relative JSON path reported with the failure (e.g. `.addresses`), if any.
+    pub field_path: Option<&'static str>,
+}
+
+/// `version` is 2. The default (3) applies when the field is absent.
+macro_rules! is_v2 {
+    () => {
+        "(has(self.version) && self.version == 2)"
+    };
+}
+
+/// Rules on `VirtualIP.spec`.
+pub const VIRTUAL_IP_SPEC: &[CelRule] = &[
+    CelRule {
+        rule: "self.addresses.all(a, isCIDR(a))",
+        message: "every address must be a CIDR with a prefix length, e.g. 10.0.0.50/24 or 2001:db8::50/64",
+        field_path: Some(".addresses"),
+    },
+    CelRule {
+        rule: "self.addresses.size() == 0 || !isCIDR(self.addresses[0]) || \
+               self.addresses.all(a, !isCIDR(a) || \
+               cidr(a).ip().family() == cidr(self.addresses[0]).ip().family())",
+        message: "addresses must all be IPv4 or all be IPv6; use a second VirtualIP for the other family",
+        field_path: Some(".addresses"),
+    },
+    CelRule {
+        rule: concat!(
+            "!",
+            is_v2!(),
+            " || !has(self.advertInterval) || ",
+            "(duration(self.advertInterval) >= duration('1s') && ",
+            "duration(self.advertInterval) <= duration('255s') && ",
+            "duration(self.advertInterval) == ",
+            "duration(string(duration(self.advertInterval).getSeconds()) + 's'))"
+        ),
+        message: "with version 2, advertInterval must be whole seconds from 1s to 255s",
+        field_path: Some(".advertInterval"),
+    },
+    CelRule {
+        rule: concat!(
+            is_v2!(),
+            " || !has(self.advertInterval) || ",
+            "(duration(self.advertInterval) >= duration('10ms') && ",
+            "duration(self.advertInterval) <= duration('40950ms') && ",
+            "duration(self.advertInterval) == ",
+            "duration(string(duration(self.advertInterval).getMilliseconds() / 10 * 10) + 'ms'))"
+        ),
+        message: "with version 3, advertInterval must be a multiple of 10ms from 10ms to 40.95s",
+        field_path: Some(".advertInterval"),
+    },
+    CelRule {
+        rule: concat!("!has(self.acceptMode) || !self.acceptMode || !", is_v2!()),
+        message: "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode",
+        field_path: Some(".acceptMode"),
+    },
+    CelRule {
+        rule: concat!("!has(self.authentication) || ", is_v2!()),
+        message: "authentication exists only in VRRPv2; set version: 2 or remove authentication",
+        field_path: Some(".authentication"),
+    },
+];
+
+/// Rules on each `VirtualIP.spec.priorities[]` entry.
+pub const PRIORITY_RULE: &[CelRule] = &[CelRule {
+    rule: "has(self.nodeName) != has(self.nodeSelector)",
+    message: "each priorities entry needs exactly one of nodeName or nodeSelector",
+    field_path: None,
+}];
+
+/// Rules on `VirtualServer.spec`.
+pub const VIRTUAL_SERVER_SPEC: &[CelRule] = &[
+    CelRule {
+        rule: "(has(self.realServers) && self.realServers.size() > 0) || has(self.backendRef)",
+        message: "a VirtualServer needs realServers, a backendRef, or both",
+        field_path: None,
+    },
+    CelRule {
+        rule: "!has(self.persistenceTimeout) || duration(self.persistenceTimeout) == \
+               duration(string(duration(self.persistenceTimeout).getSeconds()) + 's')",
+        message: "persistenceTimeout must be whole seconds, e.g. 300s",
+        field_path: Some(".persistenceTimeout"),
+    },
+];
+
+/// Rules on a real server or sorry server (`address` must be an IP).
+pub const SERVER_ADDRESS: &[CelRule] = &[CelRule {
+    rule: "isIP(self.address)",
+    message: "address must be an IP address, e.g. 10.0.0.10 or 2001:db8::10",
+    field_path: Some(".address"),
+}];
+
+/// Rules on `VirtualServer.spec.healthCheck`.
+pub const HEALTH_CHECK: &[CelRule] = &[CelRule {
+    rule: "[has(self.tcp), has(self.http), has(self.script)].filter(x, x).size() == 1",
+    message: "healthCheck needs exactly one of tcp, http or script",
+    field_path: None,
+}];
+
+/// Every rule set, for tests that check the generated YAML.
+pub const ALL: &[&[CelRule]] = &[
+    VIRTUAL_IP_SPEC,
+    PRIORITY_RULE,
+    VIRTUAL_SERVER_SPEC,
+    SERVER_ADDRESS,
+    HEALTH_CHECK,
+];
+
+fn apply(schema: &mut Schema, rules: &[CelRule]) {
+    for r in rules {
+        let mut rule = Rule::new(r.rule).message(r.message);
+        if let Some(path) = r.field_path {
+            rule = rule.field_path(path);
+        }
+        // Serialising a `Rule` of plain strings into a JSON object cannot fail.
+        let _ = kube::core::validate(schema, rule);
+    }
+}
+
+pub(crate) fn virtual_ip_spec(schema: &mut Schema) {
+    apply(schema, VIRTUAL_IP_SPEC);
+}
+
+pub(crate) fn priority_rule(schema: &mut Schema) {
+    apply(schema, PRIORITY_RULE);
+}
+
+pub(crate) fn virtual_server_spec(schema: &mut Schema) {
+    apply(schema, VIRTUAL_SERVER_SPEC);
+}
+
+pub(crate) fn server_address(schema: &mut Schema) {
+    apply(schema, SERVER_ADDRESS);
+}
+
+pub(crate) fn health_check(schema: &mut Schema) {
+    apply(schema, HEALTH_CHECK);
+}

@@ -1,0 +1,503 @@
+//! The `VirtualServer` resource (a keepalived `virtual_server`): spec, status and `validate()`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DurationString;
+use crate::validation::{MAX_REAL_SERVERS, Violation, ViolationKind, Violations};
+
+/// An IPVS virtual service on a VirtualIP's addresses, balancing over real servers.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubevrrp.io",
+    version = "v1alpha1",
+    category = "kube-vrrp",
+    kind = "VirtualServer",
+    plural = "virtualservers",
+    singular = "virtualserver",
+    shortname = "vsvr",
+    status = "VirtualServerStatus",
+    derive = "PartialEq",
+    doc = "An IPVS virtual service on a VirtualIP (a keepalived virtual_server).",
+    printcolumn(name = "VirtualIP", type_ = "string", json_path = ".spec.virtualIPRef"),
+    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.port"),
+    printcolumn(name = "Protocol", type_ = "string", json_path = ".spec.protocol"),
+    printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.healthySummary",
+        description = "Healthy real servers / real servers"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::virtual_server_spec)]
+pub struct VirtualServerSpec {
+    /// Name of the VirtualIP whose addresses this service listens on.
+    #[serde(rename = "virtualIPRef")]
+    #[schemars(length(min = 1, max = 253))]
+    pub virtual_ip_ref: String,
+    /// Port of the virtual service.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Transport protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// IPVS scheduler.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// How packets reach real servers.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    /// Client affinity: connections from one client go to the same real server for this
+    /// long (whole seconds). Omitted: no persistence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<DurationString>,
+    /// Minimum total weight of healthy real servers for the service to count as up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub quorum: Option<u32>,
+    /// Server that takes all traffic when no real server is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+    /// Keep failed real servers with weight 0 instead of removing them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inhibit_on_failure: bool,
+    /// Static real servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub real_servers: Vec<RealServer>,
+    /// A Service whose ready EndpointSlice endpoints become real servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<BackendRef>,
+    /// How real servers are checked. Omitted: they are always considered healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// IPVS transport protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    /// The name used in manifests, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+/// IPVS scheduler, named as the kernel modules `ip_vs_<name>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections (default).
+    #[default]
+    Wlc,
+    /// Locality-based least connections.
+    Lblc,
+    /// Locality-based least connections with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Maglev hashing.
+    Mh,
+}
+
+impl Scheduler {
+    /// The kernel's scheduler name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rr => "rr",
+            Self::Wrr => "wrr",
+            Self::Lc => "lc",
+            Self::Wlc => "wlc",
+            Self::Lblc => "lblc",
+            Self::Lblcr => "lblcr",
+            Self::Dh => "dh",
+            Self::Sh => "sh",
+            Self::Sed => "sed",
+            Self::Nq => "nq",
+            Self::Mh => "mh",
+        }
+    }
+}
+
+/// IPVS forwarding method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Forwarding {
+    /// Masquerading: the node rewrites the destination (default).
+    #[default]
+    #[serde(rename = "NAT")]
+    Nat,
+    /// Direct routing: real servers on the same segment answer clients themselves.
+    #[serde(rename = "DR")]
+    Dr,
+    /// IP-in-IP tunnelling.
+    #[serde(rename = "TUN")]
+    Tun,
+}
+
+impl Forwarding {
+    /// The name used in manifests, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nat => "NAT",
+            Self::Dr => "DR",
+            Self::Tun => "TUN",
+        }
+    }
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A static real server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::server_address)]
+pub struct RealServer {
+    /// IP address of the real server.
+    #[schemars(length(min = 1, max = 64))]
+    pub address: String,
+    /// Port on the real server. Omitted: the virtual service's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// IPVS weight, 0..65535 (0 takes no new connections).
+    #[serde(default = "default_weight")]
+    #[schemars(range(max = 65535))]
+    pub weight: u32,
+}
+
+/// The server used when no real server is healthy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::server_address)]
+pub struct SorryServer {
+    /// IP address of the sorry server.
+    #[schemars(length(min = 1, max = 64))]
+    pub address: String,
+    /// Port on the sorry server. Omitted: the virtual service's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
+/// A Service whose endpoints become real servers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    /// Namespace of the Service.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Service.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The Service port (name or number) whose endpoint port is used. Omitted: the
+    /// Service's only port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<IntOrString>,
+    /// IPVS weight of every endpoint.
+    #[serde(default = "default_weight")]
+    #[schemars(range(max = 65535))]
+    pub weight: u32,
+}
+
+fn default_check_interval() -> DurationString {
+    DurationString::new("5s")
+}
+
+fn default_check_timeout() -> DurationString {
+    DurationString::new("3s")
+}
+
+fn default_retry_delay() -> DurationString {
+    DurationString::new("1s")
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+/// How real servers are checked: exactly one of `tcp`, `http` or `script`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::health_check)]
+pub struct HealthCheck {
+    /// Connect over TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    /// Send an HTTP(S) GET and check the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    /// Run a command; exit status 0 is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptCheck>,
+    /// Time between checks of one real server.
+    #[serde(default = "default_check_interval")]
+    pub interval: DurationString,
+    /// Time a single attempt may take.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: DurationString,
+    /// Attempts per check before it counts as failed.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 10))]
+    pub retries: u32,
+    /// Wait between attempts of one check.
+    #[serde(default = "default_retry_delay")]
+    pub delay_before_retry: DurationString,
+    /// Consecutive passing checks to become healthy.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 255))]
+    pub rise: u32,
+    /// Consecutive failing checks to become unhealthy.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 255))]
+    pub fall: u32,
+}
+
+/// A TCP connect check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpCheck {
+    /// Port to connect to. Omitted: the real server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
+fn default_path() -> String {
+    "/".to_owned()
+}
+
+fn default_expected_status() -> Vec<u16> {
+    vec![200]
+}
+
+/// An HTTP or HTTPS GET check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheck {
+    /// Request path.
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: String,
+    /// Port to connect to. Omitted: the real server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Host header. Omitted: the real server's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+    /// Use TLS (HTTPS). The server certificate is not verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub https: bool,
+    /// Status codes that count as healthy.
+    #[serde(default = "default_expected_status")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 100, max = 599)))]
+    pub expected_status: Vec<u16>,
+    /// Lowercase hex SHA-256 of the expected response body. Omitted: the body is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub body_digest: Option<String>,
+}
+
+/// A command check, run on the node with the real server's address and port in the
+/// environment variables `REAL_SERVER_ADDRESS` and `REAL_SERVER_PORT`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptCheck {
+    /// Program and arguments (no shell).
+    #[schemars(length(min = 1, max = 64))]
+    pub command: Vec<String>,
+}
+
+/// What the operator observed about a VirtualServer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServerStatus {
+    /// "<healthy>/<total>" real servers, as seen by the MASTER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_summary: Option<String>,
+    /// Health and weight of each real server, as seen by the MASTER.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub real_servers: Vec<RealServerStatus>,
+    /// Available, Degraded (see `kube_vrrp_crds::condition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One real server's health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerStatus {
+    /// IP address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Weight currently programmed (0 when inhibited).
+    pub weight: u32,
+    /// Passing its health check.
+    pub healthy: bool,
+    /// When health last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Why the last check failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl VirtualServerSpec {
+    /// Checks every rule the schema and its CEL rules enforce, returning all violations
+    /// (empty when valid). Field paths start at the object root (`spec.realServers[0]`).
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut out = Violations::default();
+        out.required("spec.virtualIPRef", &self.virtual_ip_ref);
+        out.range("spec.port", i64::from(self.port), 1, 65535);
+        if let Some(t) = &self.persistence_timeout {
+            out.whole_seconds("spec.persistenceTimeout", t);
+        }
+        if let Some(q) = self.quorum {
+            out.range("spec.quorum", i64::from(q), 1, i64::from(u32::MAX));
+        }
+        if let Some(s) = &self.sorry_server {
+            out.ip("spec.sorryServer.address", &s.address);
+            if let Some(p) = s.port {
+                out.range("spec.sorryServer.port", i64::from(p), 1, 65535);
+            }
+        }
+        if self.real_servers.is_empty() && self.backend_ref.is_none() {
+            out.push(
+                "spec",
+                ViolationKind::Required,
+                "a VirtualServer needs realServers, a backendRef, or both".to_owned(),
+            );
+        }
+        out.max_items("spec.realServers", &self.real_servers, MAX_REAL_SERVERS);
+        for (i, r) in self.real_servers.iter().enumerate() {
+            let f = format!("spec.realServers[{i}]");
+            out.ip(&format!("{f}.address"), &r.address);
+            if let Some(p) = r.port {
+                out.range(&format!("{f}.port"), i64::from(p), 1, 65535);
+            }
+            out.range(&format!("{f}.weight"), i64::from(r.weight), 0, 65535);
+        }
+        if let Some(b) = &self.backend_ref {
+            out.required("spec.backendRef.namespace", &b.namespace);
+            out.required("spec.backendRef.name", &b.name);
+            out.range("spec.backendRef.weight", i64::from(b.weight), 0, 65535);
+        }
+        if let Some(hc) = &self.health_check {
+            hc.check("spec.healthCheck", &mut out);
+        }
+        out.into_vec()
+    }
+}
+
+impl HealthCheck {
+    fn check(&self, field: &str, out: &mut Violations) {
+        let kinds = usize::from(self.tcp.is_some())
+            + usize::from(self.http.is_some())
+            + usize::from(self.script.is_some());
+        if kinds != 1 {
+            out.push(
+                field,
+                ViolationKind::ExactlyOneOf,
+                format!("needs exactly one of tcp, http or script; {kinds} are set"),
+            );
+        }
+        if let Some(tcp) = &self.tcp
+            && let Some(p) = tcp.port
+        {
+            out.range(&format!("{field}.tcp.port"), i64::from(p), 1, 65535);
+        }
+        if let Some(http) = &self.http {
+            let f = format!("{field}.http");
+            if !http.path.starts_with('/') {
+                out.push(
+                    format!("{f}.path"),
+                    ViolationKind::InvalidFormat,
+                    format!("{:?} must start with '/'", http.path),
+                );
+            }
+            if let Some(p) = http.port {
+                out.range(&format!("{f}.port"), i64::from(p), 1, 65535);
+            }
+            if http.expected_status.is_empty() {
+                out.push(
+                    format!("{f}.expectedStatus"),
+                    ViolationKind::Required,
+                    "needs at least one status code, e.g. [200]".to_owned(),
+                );
+            }
+            for (i, s) in http.expected_status.iter().enumerate() {
+                out.range(&format!("{f}.expectedStatus[{i}]"), i64::from(*s), 100, 599);
+            }
+            if let Some(d) = &http.body_digest
+                && !(d.len() == 64
+                    && d.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            {
+                out.push(
+                    format!("{f}.bodyDigest"),
+                    ViolationKind::InvalidFormat,
+                    "must be 64 lowercase hex digits (sha256sum of the expected body)".to_owned(),
+                );
+            }
+        }
+        if let Some(script) = &self.script
+            && script.command.first().is_none_or(String::is_empty)
+        {
+            out.push(
+                format!("{field}.script.command"),
+                ViolationKind::Required,
+                "needs a program to run".to_owned(),
+            );
+        }
+        out.duration(&format!("{field}.interval"), &self.interval);
+        out.duration(&format!("{field}.timeout"), &self.timeout);
+        out.duration(
+            &format!("{field}.delayBeforeRetry"),
+            &self.delay_before_retry,
+        );
+        out.range(&format!("{field}.retries"), i64::from(self.retries), 1, 10);
+        out.range(&format!("{field}.rise"), i64::from(self.rise), 1, 255);
+        out.range(&format!("{field}.fall"), i64::from(self.fall), 1, 255);
+    }
+}

@@ -1,0 +1,288 @@
+//! The `VrrpNode` resource: one per node, named after it. The operator writes the fully
+//! resolved `spec`; the node's agent writes `status`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DurationString;
+use crate::state::State;
+use crate::track::Track;
+use crate::version::VrrpVersion;
+use crate::virtual_ip::{Authentication, Garp};
+use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryServer};
+
+/// The per-node VRRP and IPVS configuration, and the agent's report.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubevrrp.io",
+    version = "v1alpha1",
+    category = "kube-vrrp",
+    kind = "VrrpNode",
+    plural = "vrrpnodes",
+    singular = "vrrpnode",
+    shortname = "vrn",
+    status = "VrrpNodeStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "Per-node configuration written by the operator, and the node agent's report.",
+    printcolumn(
+        name = "Instances",
+        type_ = "integer",
+        json_path = ".status.instanceCount",
+        description = "VRRP instances running"
+    ),
+    printcolumn(
+        name = "Masters",
+        type_ = "integer",
+        json_path = ".status.masterCount",
+        description = "Instances in MASTER state"
+    ),
+    printcolumn(
+        name = "Heartbeat",
+        type_ = "date",
+        json_path = ".status.heartbeatTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VrrpNodeSpec {
+    /// VRRP instances this node takes part in, fully resolved.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub instances: Vec<VrrpInstance>,
+    /// IPVS services this node programs while MASTER of their VirtualIP.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub virtual_servers: Vec<ResolvedVirtualServer>,
+}
+
+/// One VRRP instance on this node: a VirtualIP with everything decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VrrpInstance {
+    /// Name of the VirtualIP.
+    pub name: String,
+    /// Interface to run on; omitted: the agent picks by subnet, then by InternalIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Virtual Router ID.
+    #[serde(rename = "virtualRouterID")]
+    #[schemars(range(min = 1, max = 255))]
+    pub virtual_router_id: u8,
+    /// VRRP version.
+    pub version: VrrpVersion,
+    /// Virtual addresses as CIDRs, one family.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
+    pub addresses: Vec<String>,
+    /// This node's priority, 1..254.
+    #[schemars(range(min = 1, max = 254))]
+    pub priority: u8,
+    /// Time between adverts.
+    pub advert_interval: DurationString,
+    /// Preempt lower-priority masters.
+    pub preempt: bool,
+    /// Delay before preempting after start-up.
+    pub preempt_delay: DurationString,
+    /// RFC 5798 Accept_Mode (version 3).
+    #[serde(default)]
+    pub accept_mode: bool,
+    /// Unicast peers (the other nodes' addresses); empty: multicast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 64)))]
+    pub unicast_peers: Vec<String>,
+    /// VRRPv2 authentication; the agent reads the password from the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+    /// Gratuitous ARP / NA settings.
+    #[serde(default)]
+    pub garp: Garp,
+    /// Sync group name; instances in one group fail over together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_group: Option<String>,
+    /// Use the RFC virtual MAC via macvlan.
+    #[serde(rename = "useVirtualMAC", default)]
+    pub use_virtual_mac: bool,
+    /// Trackers.
+    #[serde(default, skip_serializing_if = "Track::is_empty")]
+    pub track: Track,
+}
+
+/// An IPVS virtual service with its real servers resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedVirtualServer {
+    /// Name of the VirtualServer.
+    pub name: String,
+    /// Name of the VirtualIP (the instance) it follows.
+    #[serde(rename = "virtualIP")]
+    pub virtual_ip: String,
+    /// IP addresses (without prefix length) of the service: one IPVS service each.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
+    pub addresses: Vec<String>,
+    /// Port of the virtual service.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// IPVS scheduler.
+    pub scheduler: Scheduler,
+    /// Forwarding method.
+    pub forwarding: Forwarding,
+    /// Persistence timeout (whole seconds); omitted: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<DurationString>,
+    /// Minimum healthy weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// Server used when no real server is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+    /// Keep failed real servers at weight 0 instead of removing them.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// Real servers: static ones plus the backend Service's ready endpoints.
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub real_servers: Vec<ResolvedRealServer>,
+    /// Health check; omitted: always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A real server with its port decided.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedRealServer {
+    /// IP address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// IPVS weight.
+    pub weight: u32,
+}
+
+/// The agent's report for its node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VrrpNodeStatus {
+    /// Number of VRRP instances running (for `kubectl get vrrpnodes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<u32>,
+    /// Number of instances in MASTER state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_count: Option<u32>,
+    /// Each instance's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStatus>,
+    /// IPVS on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<IpvsStatus>,
+    /// Trackers and real-server health checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkers: Vec<CheckerStatus>,
+    /// When the agent last wrote this status; stale means the agent is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<Time>,
+    /// IPVSAvailable and others (see `kube_vrrp_crds::condition`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation the agent runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One VRRP instance as the agent sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// Name of the VirtualIP.
+    pub name: String,
+    /// Current VRRP state.
+    pub state: State,
+    /// Configured priority.
+    pub priority: u8,
+    /// Priority after trackers.
+    pub effective_priority: u8,
+    /// Source address of the last advert heard from the MASTER (this node's own when MASTER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_address: Option<String>,
+    /// State changes since the agent started.
+    #[serde(default)]
+    pub transitions: u64,
+    /// When the state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Virtual addresses present on the interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips_held: Vec<String>,
+}
+
+/// IPVS summary.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpvsStatus {
+    /// The kernel can program IPVS.
+    pub available: bool,
+    /// Virtual services programmed.
+    #[serde(default)]
+    pub services: u32,
+    /// Real servers programmed across all services.
+    #[serde(default)]
+    pub real_servers: u32,
+    /// Why IPVS is unavailable, or the last programming error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a checker watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CheckerKind {
+    /// A tracked interface.
+    Interface,
+    /// A tracked file.
+    File,
+    /// A tracked script.
+    Script,
+    /// A tracked Service's endpoints.
+    Endpoints,
+    /// A real server's health check.
+    RealServer,
+}
+
+impl CheckerKind {
+    /// The name used in status, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interface => "Interface",
+            Self::File => "File",
+            Self::Script => "Script",
+            Self::Endpoints => "Endpoints",
+            Self::RealServer => "RealServer",
+        }
+    }
+}
+
+/// One tracker or health check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckerStatus {
+    /// What is checked.
+    pub kind: CheckerKind,
+    /// The instance (VirtualIP) or VirtualServer the checker belongs to.
+    pub owner: String,
+    /// Interface name, file path, script name, `namespace/service`, or `address:port`.
+    pub target: String,
+    /// Passing.
+    pub healthy: bool,
+    /// When `healthy` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Why it fails, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

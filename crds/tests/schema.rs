@@ -1,0 +1,500 @@
+//! The generated CRDs: names, scope, printer columns, ranges and enums, and the CEL rules
+//! (present where they belong, compiling, and evaluated with kube-cel against objects).
+
+use kube::CustomResourceExt;
+use kube_vrrp_crds::cel::{self, CelRule};
+use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
+use serde_json::{Value, json};
+
+fn crd_json<K: CustomResourceExt>() -> Value {
+    serde_json::to_value(K::crd()).unwrap()
+}
+
+fn version(crd: &Value) -> &Value {
+    &crd["spec"]["versions"][0]
+}
+
+fn root_schema(crd: &Value) -> &Value {
+    &version(crd)["schema"]["openAPIV3Schema"]
+}
+
+/// The schema node at a dotted path of property names under `openAPIV3Schema`; `[]`
+/// steps into array items.
+fn node<'a>(crd: &'a Value, path: &str) -> &'a Value {
+    let mut at = root_schema(crd);
+    for step in path.split('.') {
+        at = if step == "[]" {
+            &at["items"]
+        } else {
+            &at["properties"][step]
+        };
+        assert!(!at.is_null(), "no schema node {path} (at {step})");
+    }
+    at
+}
+
+fn rules_at(node: &Value) -> Vec<(String, String, Option<String>)> {
+    node["x-kubernetes-validations"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        r["rule"].as_str().unwrap().to_owned(),
+                        r["message"].as_str().unwrap().to_owned(),
+                        r["fieldPath"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_rules_at(node: &Value, rules: &[CelRule]) {
+    let present = rules_at(node);
+    for r in rules {
+        let want = (
+            r.rule.to_owned(),
+            r.message.to_owned(),
+            r.field_path.map(str::to_owned),
+        );
+        assert!(
+            present.contains(&want),
+            "rule {:?} missing; present: {present:#?}",
+            r.rule
+        );
+    }
+}
+
+#[test]
+fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
+    let vip = crd_json::<VirtualIp>();
+    assert_rules_at(node(&vip, "spec"), cel::VIRTUAL_IP_SPEC);
+    assert_rules_at(node(&vip, "spec.priorities.[]"), cel::PRIORITY_RULE);
+
+    let vs = crd_json::<VirtualServer>();
+    assert_rules_at(node(&vs, "spec"), cel::VIRTUAL_SERVER_SPEC);
+    assert_rules_at(node(&vs, "spec.realServers.[]"), cel::SERVER_ADDRESS);
+    assert_rules_at(node(&vs, "spec.sorryServer"), cel::SERVER_ADDRESS);
+    assert_rules_at(node(&vs, "spec.healthCheck"), cel::HEALTH_CHECK);
+
+    let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
+    assert_eq!(
+        total, 11,
+        "a rule set changed: update this test and its twins"
+    );
+}
+
+#[test]
+fn every_cel_rule_compiles() {
+    for crd in [
+        crd_json::<VirtualIp>(),
+        crd_json::<VirtualServer>(),
+        crd_json::<VrrpNode>(),
+    ] {
+        let compiled = kube_cel::compile_schema(root_schema(&crd));
+        let mut stack = vec![&compiled];
+        let mut count = 0;
+        while let Some(n) = stack.pop() {
+            for r in &n.validations {
+                assert!(r.is_ok(), "{}: {r:?}", crd["metadata"]["name"]);
+                count += 1;
+            }
+            stack.extend(n.properties.values());
+            stack.extend(n.items.as_deref());
+            stack.extend(n.additional_properties.as_deref());
+        }
+        assert!(count > 0 || crd["metadata"]["name"] == "vrrpnodes.kubevrrp.io");
+    }
+}
+
+#[test]
+fn every_list_and_string_a_cel_rule_reads_is_bounded() {
+    // The apiserver estimates each rule's cost from maxItems/maxLength and rejects a CRD
+    // whose rules could exceed the budget, so everything the rules read must be bounded.
+    let vip = crd_json::<VirtualIp>();
+    let vs = crd_json::<VirtualServer>();
+    let node_crd = crd_json::<VrrpNode>();
+    let lists = [
+        (&vip, "spec.addresses"),
+        (&vip, "spec.priorities"),
+        (&vs, "spec.realServers"),
+        (&node_crd, "spec.virtualServers"),
+        (&node_crd, "spec.instances"),
+        (&node_crd, "spec.virtualServers.[].realServers"),
+    ];
+    for (crd, path) in lists {
+        assert!(
+            node(crd, path)["maxItems"].is_u64(),
+            "{path} has no maxItems"
+        );
+    }
+    let strings = [
+        (&vip, "spec.addresses.[]"),
+        (&vip, "spec.advertInterval"),
+        (&vs, "spec.persistenceTimeout"),
+        (&vs, "spec.realServers.[].address"),
+        (&vs, "spec.sorryServer.address"),
+        (&node_crd, "spec.virtualServers.[].sorryServer.address"),
+    ];
+    for (crd, path) in strings {
+        assert!(
+            node(crd, path)["maxLength"].is_u64(),
+            "{path} has no maxLength"
+        );
+    }
+}
+
+#[test]
+fn crds_are_cluster_scoped_in_group_kubevrrp_io() {
+    for (crd, plural, kind, short) in [
+        (crd_json::<VirtualIp>(), "virtualips", "VirtualIP", "vip"),
+        (
+            crd_json::<VirtualServer>(),
+            "virtualservers",
+            "VirtualServer",
+            "vsvr",
+        ),
+        (crd_json::<VrrpNode>(), "vrrpnodes", "VrrpNode", "vrn"),
+    ] {
+        assert_eq!(crd["metadata"]["name"], format!("{plural}.kubevrrp.io"));
+        assert_eq!(crd["spec"]["group"], "kubevrrp.io");
+        assert_eq!(crd["spec"]["scope"], "Cluster");
+        assert_eq!(crd["spec"]["names"]["kind"], kind);
+        assert_eq!(crd["spec"]["names"]["plural"], plural);
+        assert_eq!(crd["spec"]["names"]["shortNames"], json!([short]));
+        assert_eq!(crd["spec"]["names"]["categories"], json!(["kube-vrrp"]));
+        assert_eq!(version(&crd)["name"], "v1alpha1");
+        assert_eq!(version(&crd)["subresources"]["status"], json!({}));
+    }
+}
+
+#[test]
+fn kubectl_get_vip_shows_address_master_state_nodes_age() {
+    let crd = crd_json::<VirtualIp>();
+    let columns: Vec<(&str, &str)> = version(&crd)["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["jsonPath"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("Address", ".spec.addresses"),
+            ("Master", ".status.master"),
+            ("State", ".status.state"),
+            ("Nodes", ".status.nodesSummary"),
+            ("Age", ".metadata.creationTimestamp"),
+        ]
+    );
+    // Each status column names a field that exists in the status schema.
+    for field in ["master", "state", "nodesSummary"] {
+        node(&crd, &format!("status.{field}"));
+    }
+}
+
+#[test]
+fn ranges_and_enums_are_in_the_schema() {
+    let vip = crd_json::<VirtualIp>();
+    let vrid = node(&vip, "spec.virtualRouterID");
+    assert_eq!(
+        (vrid["minimum"].as_f64(), vrid["maximum"].as_f64()),
+        (Some(1.0), Some(255.0))
+    );
+    let prio = node(&vip, "spec.priorities.[].priority");
+    assert_eq!(
+        (prio["minimum"].as_f64(), prio["maximum"].as_f64()),
+        (Some(1.0), Some(254.0))
+    );
+    let v = node(&vip, "spec.version");
+    assert_eq!((&v["enum"], &v["default"]), (&json!([2, 3]), &json!(3)));
+    assert_eq!(
+        node(&vip, "spec.authentication.type")["enum"],
+        json!(["PASS"])
+    );
+    assert_eq!(node(&vip, "spec.addresses")["minItems"], json!(1));
+    assert_eq!(node(&vip, "spec.addresses")["maxItems"], json!(64));
+    let interval = node(&vip, "spec.advertInterval");
+    assert_eq!(
+        interval["pattern"],
+        kube_vrrp_crds::duration::DURATION_PATTERN
+    );
+    assert_eq!(interval["default"], "1s");
+    assert_eq!(node(&vip, "spec.preempt")["default"], json!(true));
+    let state = node(&vip, "status.nodes.[].state");
+    assert_eq!(
+        state["enum"],
+        json!(["Initialize", "Backup", "Master", "Fault"])
+    );
+
+    let vs = crd_json::<VirtualServer>();
+    assert_eq!(
+        node(&vs, "spec.scheduler")["enum"],
+        json!([
+            "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh"
+        ])
+    );
+    assert_eq!(
+        node(&vs, "spec.forwarding")["enum"],
+        json!(["NAT", "DR", "TUN"])
+    );
+    assert_eq!(
+        node(&vs, "spec.protocol")["enum"],
+        json!(["TCP", "UDP", "SCTP"])
+    );
+    let weight = node(&vs, "spec.realServers.[].weight");
+    assert_eq!(weight["maximum"].as_f64(), Some(65535.0));
+}
+
+// ---- CEL evaluation with kube-cel (the apiserver's rules run client-side) ----
+
+fn cel_messages<K: CustomResourceExt>(object: &Value) -> Vec<String> {
+    let crd = crd_json::<K>();
+    match kube_cel::validate(root_schema(&crd), object, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
+fn vip_object(spec: Value) -> Value {
+    json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualIP",
+           "metadata": {"name": "web"}, "spec": spec})
+}
+
+fn vs_object(spec: Value) -> Value {
+    json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
+           "metadata": {"name": "web-https"}, "spec": spec})
+}
+
+/// Runs a VirtualIP spec through both the CEL rules and `validate()`: both must agree.
+/// `expect` is the message of the one CEL rule that must fail, or `None` for valid.
+fn vip_case(spec: Value, expect: Option<&CelRule>) {
+    let messages = cel_messages::<VirtualIp>(&vip_object(spec.clone()));
+    let parsed: kube_vrrp_crds::VirtualIpSpec = serde_json::from_value(spec.clone()).unwrap();
+    let violations = parsed.validate();
+    match expect {
+        None => {
+            assert!(messages.is_empty(), "{spec}: CEL failed: {messages:?}");
+            assert!(
+                violations.is_empty(),
+                "{spec}: validate() failed: {violations:?}"
+            );
+        }
+        Some(rule) => {
+            assert_eq!(messages, vec![rule.message.to_owned()], "{spec}");
+            assert!(
+                !violations.is_empty(),
+                "{spec}: validate() accepted what CEL rejects"
+            );
+        }
+    }
+}
+
+fn vs_case(spec: Value, expect: Option<&CelRule>) {
+    let messages = cel_messages::<VirtualServer>(&vs_object(spec.clone()));
+    let parsed: kube_vrrp_crds::VirtualServerSpec = serde_json::from_value(spec.clone()).unwrap();
+    let violations = parsed.validate();
+    match expect {
+        None => {
+            assert!(messages.is_empty(), "{spec}: CEL failed: {messages:?}");
+            assert!(
+                violations.is_empty(),
+                "{spec}: validate() failed: {violations:?}"
+            );
+        }
+        Some(rule) => {
+            assert_eq!(messages, vec![rule.message.to_owned()], "{spec}");
+            assert!(
+                !violations.is_empty(),
+                "{spec}: validate() accepted what CEL rejects"
+            );
+        }
+    }
+}
+
+const ADDRESSES_ARE_CIDRS: &CelRule = &cel::VIRTUAL_IP_SPEC[0];
+const ONE_FAMILY: &CelRule = &cel::VIRTUAL_IP_SPEC[1];
+const V2_INTERVAL: &CelRule = &cel::VIRTUAL_IP_SPEC[2];
+const V3_INTERVAL: &CelRule = &cel::VIRTUAL_IP_SPEC[3];
+const ACCEPT_MODE_V3: &CelRule = &cel::VIRTUAL_IP_SPEC[4];
+const AUTH_V2: &CelRule = &cel::VIRTUAL_IP_SPEC[5];
+
+#[test]
+fn cel_accepts_a_minimal_virtual_ip_with_defaults() {
+    vip_case(json!({"addresses": ["10.0.0.50/24"]}), None);
+    vip_case(
+        json!({"addresses": ["2001:db8::50/64", "2001:db8::51/64"]}),
+        None,
+    );
+}
+
+#[test]
+fn cel_rejects_an_address_that_is_not_a_cidr() {
+    vip_case(
+        json!({"addresses": ["10.0.0.50"]}),
+        Some(ADDRESSES_ARE_CIDRS),
+    );
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24", "web"]}),
+        Some(ADDRESSES_ARE_CIDRS),
+    );
+}
+
+#[test]
+fn cel_rejects_mixed_address_families() {
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24", "2001:db8::50/64"]}),
+        Some(ONE_FAMILY),
+    );
+}
+
+#[test]
+fn cel_checks_v2_intervals_are_whole_seconds_from_1s_to_255s() {
+    for good in ["1s", "255s", "2000ms", "4m"] {
+        vip_case(
+            json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": good}),
+            None,
+        );
+    }
+    for bad in ["1500ms", "100ms", "256s", "0s"] {
+        vip_case(
+            json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": bad}),
+            Some(V2_INTERVAL),
+        );
+    }
+}
+
+#[test]
+fn cel_checks_v3_intervals_are_centiseconds_from_10ms_to_40_95s() {
+    for good in ["10ms", "100ms", "1s", "1.23s", "40.95s", "40950ms"] {
+        vip_case(
+            json!({"addresses": ["10.0.0.50/24"], "advertInterval": good}),
+            None,
+        );
+    }
+    for bad in ["5ms", "15ms", "41s", "0s"] {
+        vip_case(
+            json!({"addresses": ["10.0.0.50/24"], "version": 3, "advertInterval": bad}),
+            Some(V3_INTERVAL),
+        );
+    }
+}
+
+#[test]
+fn cel_allows_accept_mode_only_with_version_3() {
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "acceptMode": true}),
+        None,
+    );
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "version": 2, "acceptMode": true}),
+        Some(ACCEPT_MODE_V3),
+    );
+}
+
+#[test]
+fn cel_allows_authentication_only_with_version_2() {
+    let auth = json!({"type": "PASS",
+        "passwordSecretRef": {"namespace": "kube-vrrp", "name": "vrrp-auth", "key": "password"}});
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "version": 2, "authentication": auth}),
+        None,
+    );
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "authentication": auth}),
+        Some(AUTH_V2),
+    );
+}
+
+#[test]
+fn cel_requires_exactly_one_of_node_name_or_selector_per_priority() {
+    let selector = json!({"matchLabels": {"tier": "edge"}});
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "priorities": [
+            {"nodeName": "node-a", "priority": 150},
+            {"nodeSelector": selector, "priority": 120}]}),
+        None,
+    );
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "priorities": [{"priority": 150}]}),
+        Some(&cel::PRIORITY_RULE[0]),
+    );
+    vip_case(
+        json!({"addresses": ["10.0.0.50/24"], "priorities": [
+            {"nodeName": "node-a", "nodeSelector": selector, "priority": 150}]}),
+        Some(&cel::PRIORITY_RULE[0]),
+    );
+}
+
+#[test]
+fn cel_requires_real_servers_or_a_backend_ref() {
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}]}),
+        None,
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80,
+               "backendRef": {"namespace": "web", "name": "web"}}),
+        None,
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80}),
+        Some(&cel::VIRTUAL_SERVER_SPEC[0]),
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": []}),
+        Some(&cel::VIRTUAL_SERVER_SPEC[0]),
+    );
+}
+
+#[test]
+fn cel_requires_whole_second_persistence_timeouts() {
+    let rs = json!([{"address": "10.0.1.10"}]);
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "300s"}),
+        None,
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "1500ms"}),
+        Some(&cel::VIRTUAL_SERVER_SPEC[1]),
+    );
+}
+
+#[test]
+fn cel_requires_ip_addresses_for_real_and_sorry_servers() {
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "2001:db8::10"}],
+               "sorryServer": {"address": "10.0.1.99"}}),
+        None,
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "backend"}]}),
+        Some(&cel::SERVER_ADDRESS[0]),
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}],
+               "sorryServer": {"address": "10.0.1.99/24"}}),
+        Some(&cel::SERVER_ADDRESS[0]),
+    );
+}
+
+#[test]
+fn cel_requires_exactly_one_health_check_kind() {
+    let rs = json!([{"address": "10.0.1.10"}]);
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
+               "healthCheck": {"http": {"path": "/healthz"}}}),
+        None,
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "healthCheck": {}}),
+        Some(&cel::HEALTH_CHECK[0]),
+    );
+    vs_case(
+        json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
+               "healthCheck": {"tcp": {}, "script": {"command": ["/bin/true"]}}}),
+        Some(&cel::HEALTH_CHECK[0]),
+    );
+}
