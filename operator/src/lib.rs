@@ -1,3 +1,5 @@
 //! kube-vrrp operator: planning (pure), controllers, status folding.
 
 pub mod fold;
+pub mod http;
+pub mod metrics;
