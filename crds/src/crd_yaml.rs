@@ -1,6 +1,9 @@
-//! Rendering the CustomResourceDefinitions as YAML (what `crdgen` writes to `crds/yaml/`).
+//! The CustomResourceDefinitions as the API server should see them, and their YAML (what
+//! `crdgen` writes to `crds/yaml/`).
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use serde_json::{Value, json};
 
 use crate::{VirtualIp, VirtualServer, VrrpNode};
 
@@ -18,14 +21,34 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// Every CRD: (file name, YAML text).
-pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
-    let crds = [
+/// Every CRD with its file name, ready to apply: the derived CRDs with unsigned integer
+/// formats (which OpenAPI 3.0 lacks and the API server warns about) turned into `int32` /
+/// `int64` with explicit bounds.
+pub fn crds() -> Result<Vec<(&'static str, CustomResourceDefinition)>, RenderError> {
+    [
         ("virtualips.yaml", VirtualIp::crd()),
         ("virtualservers.yaml", VirtualServer::crd()),
         ("vrrpnodes.yaml", VrrpNode::crd()),
-    ];
-    crds.into_iter()
+    ]
+    .into_iter()
+    .map(|(name, crd)| {
+        let error = |e: serde_json::Error| RenderError {
+            name,
+            message: e.to_string(),
+        };
+        let mut value = serde_json::to_value(crd).map_err(error)?;
+        signed_integer_formats(&mut value);
+        serde_json::from_value(value)
+            .map(|crd| (name, crd))
+            .map_err(error)
+    })
+    .collect()
+}
+
+/// Every CRD: (file name, YAML text).
+pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
+    crds()?
+        .into_iter()
         .map(|(name, crd)| {
             serde_saphyr::to_string(&crd)
                 .map(|yaml| (name, format!("{HEADER}{yaml}")))
@@ -35,4 +58,55 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
                 })
         })
         .collect()
+}
+
+/// Rewrites `format: uintN` to a signed format with `minimum`/`maximum` bounds, everywhere.
+fn signed_integer_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let bounds = match map.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some(("int32", u64::from(u8::MAX))),
+                Some("uint16") => Some(("int32", u64::from(u16::MAX))),
+                Some("uint32") => Some(("int64", u64::from(u32::MAX))),
+                Some("uint64" | "uint") => Some(("int64", i64::MAX as u64)),
+                _ => None,
+            };
+            if let Some((format, max)) = bounds {
+                map.insert("format".to_owned(), json!(format));
+                map.entry("minimum").or_insert(json!(0));
+                map.entry("maximum").or_insert(json!(max));
+            }
+            for child in map.values_mut() {
+                signed_integer_formats(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(signed_integer_formats),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsigned_formats_become_bounded_signed_ones() {
+        let mut v = json!({"a": {"type": "integer", "format": "uint8", "minimum": 1.0},
+                           "b": [{"type": "integer", "format": "uint32"}],
+                           "c": {"type": "integer", "format": "int32"}});
+        signed_integer_formats(&mut v);
+        assert_eq!(
+            v,
+            json!({"a": {"type": "integer", "format": "int32", "minimum": 1.0, "maximum": 255},
+                   "b": [{"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64}],
+                   "c": {"type": "integer", "format": "int32"}})
+        );
+    }
+
+    #[test]
+    fn generated_crds_have_no_unsigned_formats() {
+        for (name, yaml) in render_all().unwrap() {
+            assert!(!yaml.contains("format: uint"), "{name}");
+        }
+    }
 }

@@ -73,7 +73,7 @@ impl DurationString {
             return Self("0s".to_owned());
         }
         for (size, unit) in units {
-            if nanos % size == 0 {
+            if nanos.is_multiple_of(size) {
                 return Self(format!("{}{unit}", nanos / size));
             }
         }

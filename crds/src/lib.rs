@@ -1,10 +1,19 @@
 //! kube-vrrp API types (group `kubevrrp.io`, version `v1alpha1`): `VirtualIP`,
 //! `VirtualServer` and `VrrpNode`, their validation, and the standalone manifest loader.
+//!
+//! - Types: [`VirtualIp`], [`VirtualServer`], [`VrrpNode`] (kube `CustomResource`s, all
+//!   cluster-scoped) with their specs and statuses; [`DurationString`], [`VrrpVersion`],
+//!   [`State`], condition types in [`condition`].
+//! - Validation: `VirtualIpSpec::validate()` / `VirtualServerSpec::validate()` return every
+//!   [`Violation`]; the same rules are CEL `x-kubernetes-validations` in the schema ([`cel`]).
+//! - Standalone mode: [`load_manifests`] reads VirtualIP, VirtualServer, Node and Secret YAML.
+//! - CRD YAML: [`crd_yaml::crds`] / [`crd_yaml::render_all`], written by the `crdgen` binary.
 
 pub mod cel;
 pub mod crd_yaml;
 pub mod duration;
 pub mod manifests;
+pub mod pruning;
 pub mod state;
 pub mod track;
 pub mod validation;

@@ -11,7 +11,11 @@ use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::validation::Violation;
+use std::sync::OnceLock;
+
+use kube::CustomResourceExt;
+
+use crate::validation::{Violation, ViolationKind};
 use crate::{API_VERSION, VirtualIp, VirtualServer};
 
 /// Everything read from a manifests directory, each list sorted by name.
@@ -251,13 +255,19 @@ impl Loader {
         }
         match (api_version.as_str(), kind.as_str()) {
             (API_VERSION, "VirtualIP") => {
+                let unknown =
+                    unknown_fields(VIRTUAL_IP_SCHEMA.get_or_init(crd_schema::<VirtualIp>), &doc);
                 let vip: VirtualIp = decode(&at, "VirtualIP", &name, doc)?;
-                check(&at, "VirtualIP", &name, vip.spec.validate())?;
+                check(&at, "VirtualIP", &name, unknown, vip.spec.validate())?;
                 insert(&mut self.virtual_ips, "VirtualIP", name, at, vip)
             }
             (API_VERSION, "VirtualServer") => {
+                let unknown = unknown_fields(
+                    VIRTUAL_SERVER_SCHEMA.get_or_init(crd_schema::<VirtualServer>),
+                    &doc,
+                );
                 let vs: VirtualServer = decode(&at, "VirtualServer", &name, doc)?;
-                check(&at, "VirtualServer", &name, vs.spec.validate())?;
+                check(&at, "VirtualServer", &name, unknown, vs.spec.validate())?;
                 insert(&mut self.virtual_servers, "VirtualServer", name, at, vs)
             }
             ("v1", "Node") => {
@@ -333,12 +343,37 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
+/// The openAPIV3Schema of a kube-vrrp CRD, built once per kind.
+fn crd_schema<K: CustomResourceExt>() -> Value {
+    let crd = serde_json::to_value(K::crd()).unwrap_or(Value::Null);
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+static VIRTUAL_IP_SCHEMA: OnceLock<Value> = OnceLock::new();
+static VIRTUAL_SERVER_SCHEMA: OnceLock<Value> = OnceLock::new();
+
+/// Violations for fields the kind's schema does not declare.
+fn unknown_fields(schema: &Value, doc: &Value) -> Vec<Violation> {
+    crate::pruning::unknown_fields(schema, doc)
+        .into_iter()
+        .map(|field| Violation {
+            field,
+            kind: ViolationKind::UnknownField,
+            message: "unknown field (misspelt, or not in kubevrrp.io/v1alpha1); \
+                      remove or correct it"
+                .to_owned(),
+        })
+        .collect()
+}
+
 fn check(
     at: &DocumentLocation,
     kind: &'static str,
     name: &str,
-    violations: Vec<Violation>,
+    mut violations: Vec<Violation>,
+    more: Vec<Violation>,
 ) -> Result<(), ManifestError> {
+    violations.extend(more);
     if violations.is_empty() {
         Ok(())
     } else {

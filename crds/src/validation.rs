@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::duration::DurationString;
 use crate::version::VrrpVersion;
@@ -63,6 +64,9 @@ pub enum ViolationKind {
     ExactlyOneOf,
     /// A string does not have the required form.
     InvalidFormat,
+    /// A field the schema does not know (usually a misspelling); the API server would prune
+    /// it, so standalone mode rejects it instead of ignoring it silently.
+    UnknownField,
 }
 
 impl ViolationKind {
@@ -82,6 +86,7 @@ impl ViolationKind {
             Self::RequiresVersion2 => "requires_version_2",
             Self::ExactlyOneOf => "exactly_one_of",
             Self::InvalidFormat => "invalid_format",
+            Self::UnknownField => "unknown_field",
         }
     }
 }
@@ -280,6 +285,36 @@ impl Violations {
         }
     }
 
+    /// Checks a label selector the way Kubernetes validates built-in ones: operators are
+    /// In, NotIn, Exists or DoesNotExist; In/NotIn need values; Exists/DoesNotExist take none.
+    /// (The CRD schema cannot check this: LabelSelector lists are unbounded, so CEL over them
+    /// would exceed the cost budget. The operator rejects such selectors when planning.)
+    pub(crate) fn label_selector(&mut self, field: &str, selector: &LabelSelector) {
+        for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+            let f = format!("{field}.matchExpressions[{i}]");
+            self.required(&format!("{f}.key"), &e.key);
+            let has_values = e.values.as_ref().is_some_and(|v| !v.is_empty());
+            match e.operator.as_str() {
+                "In" | "NotIn" if !has_values => self.push(
+                    format!("{f}.values"),
+                    ViolationKind::Required,
+                    format!("operator {} needs at least one value", e.operator),
+                ),
+                "Exists" | "DoesNotExist" if has_values => self.push(
+                    format!("{f}.values"),
+                    ViolationKind::InvalidFormat,
+                    format!("operator {} takes no values; remove them", e.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => self.push(
+                    format!("{f}.operator"),
+                    ViolationKind::InvalidFormat,
+                    format!("{other:?} is not an operator; use In, NotIn, Exists or DoesNotExist"),
+                ),
+            }
+        }
+    }
+
     /// Checks a tracker weight.
     pub(crate) fn weight(&mut self, field: &str, weight: Option<i32>) {
         if let Some(w) = weight {
@@ -332,6 +367,7 @@ mod tests {
             ViolationKind::RequiresVersion2,
             ViolationKind::ExactlyOneOf,
             ViolationKind::InvalidFormat,
+            ViolationKind::UnknownField,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());

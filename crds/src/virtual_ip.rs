@@ -37,37 +37,21 @@ pub(crate) fn default_zero() -> DurationString {
     shortname = "vip",
     status = "VirtualIpStatus",
     derive = "PartialEq",
-    doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance).",
-    printcolumn(
-        name = "Address",
-        type_ = "string",
-        json_path = ".spec.addresses",
-        description = "Virtual addresses"
-    ),
-    printcolumn(
-        name = "Master",
-        type_ = "string",
-        json_path = ".status.master",
-        description = "Node holding the addresses"
-    ),
-    printcolumn(
-        name = "State",
-        type_ = "string",
-        json_path = ".status.state",
-        description = "Ready, NoMaster, SplitBrain, Conflict or Pending"
-    ),
-    printcolumn(
-        name = "Nodes",
-        type_ = "string",
-        json_path = ".status.nodesSummary",
-        description = "Nodes running VRRP / nodes selected"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance)."
 )]
+#[kube(
+    printcolumn = r#"{"name":"Address", "type":"string", "description":"Virtual addresses", "jsonPath":".spec.addresses"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict or Pending", "jsonPath":".status.state"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Nodes", "type":"string", "description":"Nodes running VRRP / nodes selected", "jsonPath":".status.nodesSummary"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::virtual_ip_spec)]
 pub struct VirtualIpSpec {
@@ -297,7 +281,7 @@ pub struct VirtualIpStatus {
     /// Summary: Ready, NoMaster, SplitBrain, Conflict or Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VirtualIpPhase>,
-    /// "<nodes in Master or Backup>/<nodes selected>", e.g. "3/3".
+    /// Nodes in Master or Backup, slash, nodes selected: e.g. "3/3".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_summary: Option<String>,
     /// The VRID in use (given in the spec, or allocated and then kept stable by the operator).
@@ -335,6 +319,30 @@ pub struct VirtualIpNodeStatus {
     pub last_transition_time: Option<Time>,
 }
 
+impl Default for VirtualIpSpec {
+    /// No addresses (fill them in) and every other field at its API default.
+    fn default() -> Self {
+        Self {
+            addresses: Vec::new(),
+            virtual_router_id: None,
+            interface: None,
+            node_selector: None,
+            priorities: Vec::new(),
+            version: VrrpVersion::default(),
+            advert_interval: default_advert_interval(),
+            preempt: default_true(),
+            preempt_delay: default_zero(),
+            accept_mode: false,
+            authentication: None,
+            unicast: false,
+            garp: None,
+            sync_group: None,
+            use_virtual_mac: false,
+            track: None,
+        }
+    }
+}
+
 impl VirtualIpSpec {
     /// Checks every rule the schema and its CEL rules enforce, returning all violations
     /// (empty when valid). Field paths start at the object root (`spec.addresses[1]`).
@@ -346,6 +354,9 @@ impl VirtualIpSpec {
         }
         if let Some(interface) = &self.interface {
             out.required("spec.interface", interface);
+        }
+        if let Some(selector) = &self.node_selector {
+            out.label_selector("spec.nodeSelector", selector);
         }
         out.max_items("spec.priorities", &self.priorities, MAX_PRIORITIES);
         for (i, p) in self.priorities.iter().enumerate() {
@@ -359,6 +370,9 @@ impl VirtualIpSpec {
             }
             if let Some(name) = &p.node_name {
                 out.required(&format!("{field}.nodeName"), name);
+            }
+            if let Some(selector) = &p.node_selector {
+                out.label_selector(&format!("{field}.nodeSelector"), selector);
             }
             out.range(&format!("{field}.priority"), i64::from(p.priority), 1, 254);
         }

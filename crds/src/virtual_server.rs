@@ -21,22 +21,15 @@ use crate::validation::{MAX_REAL_SERVERS, Violation, ViolationKind, Violations};
     shortname = "vsvr",
     status = "VirtualServerStatus",
     derive = "PartialEq",
-    doc = "An IPVS virtual service on a VirtualIP (a keepalived virtual_server).",
-    printcolumn(name = "VirtualIP", type_ = "string", json_path = ".spec.virtualIPRef"),
-    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.port"),
-    printcolumn(name = "Protocol", type_ = "string", json_path = ".spec.protocol"),
-    printcolumn(
-        name = "Healthy",
-        type_ = "string",
-        json_path = ".status.healthySummary",
-        description = "Healthy real servers / real servers"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "An IPVS virtual service on a VirtualIP (a keepalived virtual_server)."
 )]
+#[kube(printcolumn = r#"{"name":"VirtualIP", "type":"string", "jsonPath":".spec.virtualIPRef"}"#)]
+#[kube(printcolumn = r#"{"name":"Port", "type":"integer", "jsonPath":".spec.port"}"#)]
+#[kube(printcolumn = r#"{"name":"Protocol", "type":"string", "jsonPath":".spec.protocol"}"#)]
+#[kube(
+    printcolumn = r#"{"name":"Healthy", "type":"string", "description":"Healthy real servers / real servers", "jsonPath":".status.healthySummary"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::virtual_server_spec)]
 pub struct VirtualServerSpec {
@@ -349,7 +342,7 @@ pub struct ScriptCheck {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServerStatus {
-    /// "<healthy>/<total>" real servers, as seen by the MASTER.
+    /// Healthy real servers, slash, all real servers (as seen by the MASTER): e.g. "2/3".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_summary: Option<String>,
     /// Health and weight of each real server, as seen by the MASTER.

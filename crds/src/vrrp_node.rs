@@ -26,30 +26,16 @@ use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryS
     status = "VrrpNodeStatus",
     derive = "PartialEq",
     derive = "Default",
-    doc = "Per-node configuration written by the operator, and the node agent's report.",
-    printcolumn(
-        name = "Instances",
-        type_ = "integer",
-        json_path = ".status.instanceCount",
-        description = "VRRP instances running"
-    ),
-    printcolumn(
-        name = "Masters",
-        type_ = "integer",
-        json_path = ".status.masterCount",
-        description = "Instances in MASTER state"
-    ),
-    printcolumn(
-        name = "Heartbeat",
-        type_ = "date",
-        json_path = ".status.heartbeatTime"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "Per-node config from the operator, and the node agent's report."
 )]
+#[kube(
+    printcolumn = r#"{"name":"Instances", "type":"integer", "description":"VRRP instances running", "jsonPath":".status.instanceCount"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Masters", "type":"integer", "description":"Instances in MASTER state", "jsonPath":".status.masterCount"}"#
+)]
+#[kube(printcolumn = r#"{"name":"Heartbeat", "type":"date", "jsonPath":".status.heartbeatTime"}"#)]
+#[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 pub struct VrrpNodeSpec {
     /// VRRP instances this node takes part in, fully resolved.

@@ -1,13 +1,23 @@
 //! The generated CRDs: names, scope, printer columns, ranges and enums, and the CEL rules
 //! (present where they belong, compiling, and evaluated with kube-cel against objects).
 
+// Test helpers outside #[test] functions panic on broken fixtures by design.
+#![allow(clippy::unwrap_used)]
+
 use kube::CustomResourceExt;
 use kube_vrrp_crds::cel::{self, CelRule};
 use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
 use serde_json::{Value, json};
 
+/// The CRD as shipped (derived, then tidied by `crd_yaml::crds`).
 fn crd_json<K: CustomResourceExt>() -> Value {
-    serde_json::to_value(K::crd()).unwrap()
+    let name = K::crd_name();
+    let (_, crd) = kube_vrrp_crds::crd_yaml::crds()
+        .unwrap()
+        .into_iter()
+        .find(|(_, crd)| crd.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    serde_json::to_value(crd).unwrap()
 }
 
 fn version(crd: &Value) -> &Value {
@@ -258,20 +268,20 @@ fn cel_messages<K: CustomResourceExt>(object: &Value) -> Vec<String> {
     }
 }
 
-fn vip_object(spec: Value) -> Value {
+fn vip_object(spec: &Value) -> Value {
     json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualIP",
            "metadata": {"name": "web"}, "spec": spec})
 }
 
-fn vs_object(spec: Value) -> Value {
+fn vs_object(spec: &Value) -> Value {
     json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
            "metadata": {"name": "web-https"}, "spec": spec})
 }
 
 /// Runs a VirtualIP spec through both the CEL rules and `validate()`: both must agree.
 /// `expect` is the message of the one CEL rule that must fail, or `None` for valid.
-fn vip_case(spec: Value, expect: Option<&CelRule>) {
-    let messages = cel_messages::<VirtualIp>(&vip_object(spec.clone()));
+fn vip_case(spec: &Value, expect: Option<&CelRule>) {
+    let messages = cel_messages::<VirtualIp>(&vip_object(spec));
     let parsed: kube_vrrp_crds::VirtualIpSpec = serde_json::from_value(spec.clone()).unwrap();
     let violations = parsed.validate();
     match expect {
@@ -292,8 +302,8 @@ fn vip_case(spec: Value, expect: Option<&CelRule>) {
     }
 }
 
-fn vs_case(spec: Value, expect: Option<&CelRule>) {
-    let messages = cel_messages::<VirtualServer>(&vs_object(spec.clone()));
+fn vs_case(spec: &Value, expect: Option<&CelRule>) {
+    let messages = cel_messages::<VirtualServer>(&vs_object(spec));
     let parsed: kube_vrrp_crds::VirtualServerSpec = serde_json::from_value(spec.clone()).unwrap();
     let violations = parsed.validate();
     match expect {
@@ -323,9 +333,9 @@ const AUTH_V2: &CelRule = &cel::VIRTUAL_IP_SPEC[5];
 
 #[test]
 fn cel_accepts_a_minimal_virtual_ip_with_defaults() {
-    vip_case(json!({"addresses": ["10.0.0.50/24"]}), None);
+    vip_case(&json!({"addresses": ["10.0.0.50/24"]}), None);
     vip_case(
-        json!({"addresses": ["2001:db8::50/64", "2001:db8::51/64"]}),
+        &json!({"addresses": ["2001:db8::50/64", "2001:db8::51/64"]}),
         None,
     );
 }
@@ -333,11 +343,11 @@ fn cel_accepts_a_minimal_virtual_ip_with_defaults() {
 #[test]
 fn cel_rejects_an_address_that_is_not_a_cidr() {
     vip_case(
-        json!({"addresses": ["10.0.0.50"]}),
+        &json!({"addresses": ["10.0.0.50"]}),
         Some(ADDRESSES_ARE_CIDRS),
     );
     vip_case(
-        json!({"addresses": ["10.0.0.50/24", "web"]}),
+        &json!({"addresses": ["10.0.0.50/24", "web"]}),
         Some(ADDRESSES_ARE_CIDRS),
     );
 }
@@ -345,7 +355,7 @@ fn cel_rejects_an_address_that_is_not_a_cidr() {
 #[test]
 fn cel_rejects_mixed_address_families() {
     vip_case(
-        json!({"addresses": ["10.0.0.50/24", "2001:db8::50/64"]}),
+        &json!({"addresses": ["10.0.0.50/24", "2001:db8::50/64"]}),
         Some(ONE_FAMILY),
     );
 }
@@ -354,13 +364,13 @@ fn cel_rejects_mixed_address_families() {
 fn cel_checks_v2_intervals_are_whole_seconds_from_1s_to_255s() {
     for good in ["1s", "255s", "2000ms", "4m"] {
         vip_case(
-            json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": good}),
+            &json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": good}),
             None,
         );
     }
     for bad in ["1500ms", "100ms", "256s", "0s"] {
         vip_case(
-            json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": bad}),
+            &json!({"addresses": ["10.0.0.50/24"], "version": 2, "advertInterval": bad}),
             Some(V2_INTERVAL),
         );
     }
@@ -370,13 +380,13 @@ fn cel_checks_v2_intervals_are_whole_seconds_from_1s_to_255s() {
 fn cel_checks_v3_intervals_are_centiseconds_from_10ms_to_40_95s() {
     for good in ["10ms", "100ms", "1s", "1.23s", "40.95s", "40950ms"] {
         vip_case(
-            json!({"addresses": ["10.0.0.50/24"], "advertInterval": good}),
+            &json!({"addresses": ["10.0.0.50/24"], "advertInterval": good}),
             None,
         );
     }
     for bad in ["5ms", "15ms", "41s", "0s"] {
         vip_case(
-            json!({"addresses": ["10.0.0.50/24"], "version": 3, "advertInterval": bad}),
+            &json!({"addresses": ["10.0.0.50/24"], "version": 3, "advertInterval": bad}),
             Some(V3_INTERVAL),
         );
     }
@@ -385,11 +395,11 @@ fn cel_checks_v3_intervals_are_centiseconds_from_10ms_to_40_95s() {
 #[test]
 fn cel_allows_accept_mode_only_with_version_3() {
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "acceptMode": true}),
+        &json!({"addresses": ["10.0.0.50/24"], "acceptMode": true}),
         None,
     );
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "version": 2, "acceptMode": true}),
+        &json!({"addresses": ["10.0.0.50/24"], "version": 2, "acceptMode": true}),
         Some(ACCEPT_MODE_V3),
     );
 }
@@ -399,11 +409,11 @@ fn cel_allows_authentication_only_with_version_2() {
     let auth = json!({"type": "PASS",
         "passwordSecretRef": {"namespace": "kube-vrrp", "name": "vrrp-auth", "key": "password"}});
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "version": 2, "authentication": auth}),
+        &json!({"addresses": ["10.0.0.50/24"], "version": 2, "authentication": auth}),
         None,
     );
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "authentication": auth}),
+        &json!({"addresses": ["10.0.0.50/24"], "authentication": auth}),
         Some(AUTH_V2),
     );
 }
@@ -412,17 +422,17 @@ fn cel_allows_authentication_only_with_version_2() {
 fn cel_requires_exactly_one_of_node_name_or_selector_per_priority() {
     let selector = json!({"matchLabels": {"tier": "edge"}});
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "priorities": [
+        &json!({"addresses": ["10.0.0.50/24"], "priorities": [
             {"nodeName": "node-a", "priority": 150},
             {"nodeSelector": selector, "priority": 120}]}),
         None,
     );
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "priorities": [{"priority": 150}]}),
+        &json!({"addresses": ["10.0.0.50/24"], "priorities": [{"priority": 150}]}),
         Some(&cel::PRIORITY_RULE[0]),
     );
     vip_case(
-        json!({"addresses": ["10.0.0.50/24"], "priorities": [
+        &json!({"addresses": ["10.0.0.50/24"], "priorities": [
             {"nodeName": "node-a", "nodeSelector": selector, "priority": 150}]}),
         Some(&cel::PRIORITY_RULE[0]),
     );
@@ -431,20 +441,20 @@ fn cel_requires_exactly_one_of_node_name_or_selector_per_priority() {
 #[test]
 fn cel_requires_real_servers_or_a_backend_ref() {
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}]}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}]}),
         None,
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80,
+        &json!({"virtualIPRef": "web", "port": 80,
                "backendRef": {"namespace": "web", "name": "web"}}),
         None,
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80}),
+        &json!({"virtualIPRef": "web", "port": 80}),
         Some(&cel::VIRTUAL_SERVER_SPEC[0]),
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": []}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": []}),
         Some(&cel::VIRTUAL_SERVER_SPEC[0]),
     );
 }
@@ -453,11 +463,11 @@ fn cel_requires_real_servers_or_a_backend_ref() {
 fn cel_requires_whole_second_persistence_timeouts() {
     let rs = json!([{"address": "10.0.1.10"}]);
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "300s"}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "300s"}),
         None,
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "1500ms"}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "persistenceTimeout": "1500ms"}),
         Some(&cel::VIRTUAL_SERVER_SPEC[1]),
     );
 }
@@ -465,16 +475,16 @@ fn cel_requires_whole_second_persistence_timeouts() {
 #[test]
 fn cel_requires_ip_addresses_for_real_and_sorry_servers() {
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "2001:db8::10"}],
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "2001:db8::10"}],
                "sorryServer": {"address": "10.0.1.99"}}),
         None,
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "backend"}]}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "backend"}]}),
         Some(&cel::SERVER_ADDRESS[0]),
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}],
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}],
                "sorryServer": {"address": "10.0.1.99/24"}}),
         Some(&cel::SERVER_ADDRESS[0]),
     );
@@ -484,17 +494,73 @@ fn cel_requires_ip_addresses_for_real_and_sorry_servers() {
 fn cel_requires_exactly_one_health_check_kind() {
     let rs = json!([{"address": "10.0.1.10"}]);
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
                "healthCheck": {"http": {"path": "/healthz"}}}),
         None,
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "healthCheck": {}}),
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": rs, "healthCheck": {}}),
         Some(&cel::HEALTH_CHECK[0]),
     );
     vs_case(
-        json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
                "healthCheck": {"tcp": {}, "script": {"command": ["/bin/true"]}}}),
         Some(&cel::HEALTH_CHECK[0]),
     );
+}
+
+/// Collects places where a schema is not structural in the apiserver's sense: a node
+/// without a `type` (unless int-or-string or preserve-unknown-fields), or a `$ref`.
+fn non_structural(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let flag = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
+    if schema.get("$ref").is_some() {
+        out.push(format!("{path}: $ref"));
+    }
+    if schema.get("type").is_none()
+        && !flag("x-kubernetes-int-or-string")
+        && !flag("x-kubernetes-preserve-unknown-fields")
+    {
+        out.push(format!("{path}: no type"));
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            non_structural(v, &format!("{path}.{k}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        non_structural(items, &format!("{path}[]"), out);
+    }
+    if let Some(extra) = schema.get("additionalProperties")
+        && extra.is_object()
+    {
+        non_structural(extra, &format!("{path}{{}}"), out);
+    }
+}
+
+#[test]
+fn generated_schemas_are_structural() {
+    for crd in [
+        crd_json::<VirtualIp>(),
+        crd_json::<VirtualServer>(),
+        crd_json::<VrrpNode>(),
+    ] {
+        let mut problems = Vec::new();
+        non_structural(root_schema(&crd), "", &mut problems);
+        assert!(
+            problems.is_empty(),
+            "{}: {problems:#?}",
+            crd["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn structural_check_flags_an_untyped_node() {
+    let mut problems = Vec::new();
+    non_structural(
+        &json!({"type": "object", "properties": {"x": {"description": "untyped"}}}),
+        "",
+        &mut problems,
+    );
+    assert_eq!(problems, [".x: no type"]);
 }

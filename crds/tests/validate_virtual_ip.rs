@@ -1,5 +1,8 @@
 //! `VirtualIpSpec::validate()`: every rule, failing and passing.
 
+// Test helpers outside #[test] functions panic on broken fixtures by design.
+#![allow(clippy::unwrap_used)]
+
 use kube_vrrp_crds::{Violation, ViolationKind, VirtualIp, VirtualIpSpec, VrrpVersion};
 
 /// A valid spec to mutate in each test.
@@ -447,5 +450,48 @@ fn version_4_does_not_decode() {
     assert!(
         err.to_string().contains("unsupported VRRP version 4"),
         "{err}"
+    );
+}
+
+#[test]
+fn default_spec_equals_the_api_defaults() {
+    let from_api = spec("addresses: []");
+    assert_eq!(VirtualIpSpec::default(), from_api);
+}
+
+#[test]
+fn node_selector_with_an_unknown_operator_is_rejected() {
+    let s = spec(
+        "addresses: [\"10.0.0.50/24\"]\nnodeSelector:\n  matchExpressions:\n    \
+         - {key: tier, operator: Equals, values: [edge]}",
+    );
+    assert_only(
+        &s,
+        "spec.nodeSelector.matchExpressions[0].operator",
+        ViolationKind::InvalidFormat,
+    );
+}
+
+#[test]
+fn node_selector_in_needs_values_and_exists_takes_none() {
+    let s = spec(
+        "addresses: [\"10.0.0.50/24\"]\npriorities:\n  - priority: 100\n    nodeSelector:\n      \
+         matchExpressions:\n        - {key: tier, operator: In}\n        \
+         - {key: zone, operator: Exists, values: [a]}\n        \
+         - {key: rack, operator: NotIn, values: [r1]}\n        - {key: gpu, operator: DoesNotExist}",
+    );
+    let v = s.validate();
+    assert_eq!(
+        found(&v),
+        vec![
+            (
+                "spec.priorities[0].nodeSelector.matchExpressions[0].values",
+                ViolationKind::Required
+            ),
+            (
+                "spec.priorities[0].nodeSelector.matchExpressions[1].values",
+                ViolationKind::InvalidFormat
+            ),
+        ]
     );
 }

@@ -1,10 +1,13 @@
 //! `VirtualServerSpec::validate()`: every rule, failing and passing.
 
+// Test helpers outside #[test] functions panic on broken fixtures by design.
+#![allow(clippy::unwrap_used)]
+
 use kube_vrrp_crds::{
     Forwarding, HealthCheck, Protocol, Scheduler, Violation, ViolationKind, VirtualServerSpec,
 };
 
-const BASE: &str = r#"
+const BASE: &str = r"
 virtualIPRef: web
 port: 443
 protocol: TCP
@@ -33,7 +36,7 @@ healthCheck:
   delayBeforeRetry: 500ms
   rise: 2
   fall: 3
-"#;
+";
 
 fn base() -> VirtualServerSpec {
     serde_saphyr::from_str(BASE).unwrap()

@@ -3,3 +3,4 @@
 pub mod fold;
 pub mod http;
 pub mod metrics;
+pub mod plan;
