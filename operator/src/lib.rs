@@ -1,5 +1,6 @@
 //! kube-vrrp operator: planning (pure), controllers, status folding.
 
+pub mod controller;
 pub mod fold;
 pub mod http;
 pub mod metrics;
