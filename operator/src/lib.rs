@@ -3,5 +3,6 @@
 pub mod controller;
 pub mod fold;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod plan;
