@@ -241,7 +241,7 @@ fn api_error(mut call: Call, code: u16) -> Call {
 }
 
 /// Answers `calls` in order, then asserts that no further call comes.
-async fn verify(mut handle: ApiHandle, calls: Vec<Call>) {
+async fn verify(handle: &mut ApiHandle, calls: Vec<Call>) {
     for (i, call) in calls.into_iter().enumerate() {
         let (request, respond) = tokio::time::timeout(STEP, handle.next_request())
             .await
@@ -288,6 +288,24 @@ async fn verify(mut handle: ApiHandle, calls: Vec<Call>) {
     }
 }
 
+/// Runs one pass on `ctx` while `handle` is verified against `calls`; hands the handle back.
+async fn pass(
+    ctx: &Context,
+    mut handle: ApiHandle,
+    snap: &Snapshot,
+    calls: Vec<Call>,
+) -> (
+    Result<SyncOutcome, kube_vrrp_operator::controller::Error>,
+    ApiHandle,
+) {
+    let verifier = tokio::spawn(async move {
+        verify(&mut handle, calls).await;
+        handle
+    });
+    let result = sync(ctx, snap).await;
+    (result, verifier.await.unwrap())
+}
+
 async fn run_pass(
     h: Harness,
     snap: &Snapshot,
@@ -301,9 +319,7 @@ async fn run_pass(
         handle,
         _leader,
     } = h;
-    let verifier = tokio::spawn(verify(handle, calls));
-    let result = sync(&ctx, snap).await;
-    verifier.await.unwrap();
+    let (result, _) = pass(&ctx, handle, snap, calls).await;
     (result, ctx)
 }
 
@@ -585,9 +601,8 @@ async fn a_store_lagging_behind_our_write_causes_no_second_write_or_event() {
     });
     assert_eq!(first.unwrap().statuses, ["web"]);
     // Same snapshot again: the store has not seen the write yet.
-    let verifier = tokio::spawn(verify(handle, vec![]));
-    let second = sync(&ctx, &snap).await.unwrap();
-    verifier.await.unwrap();
+    let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
+    let second = second.unwrap();
     assert!(
         second.statuses.is_empty() && second.events == 0,
         "{second:?}"
@@ -646,4 +661,45 @@ async fn a_status_written_by_someone_else_is_rewritten_from_observation() {
     .await;
     let outcome = result.unwrap();
     assert_eq!((outcome.statuses.len(), outcome.events), (1, 0));
+}
+
+#[tokio::test]
+async fn each_master_change_is_its_own_event_with_its_own_note() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let reports = |states: [State; 2]| -> Vec<VrrpNode> {
+        planned_vrrp_nodes(&input)
+            .into_iter()
+            .zip(states)
+            .map(|(n, s)| report(n, "web", s))
+            .collect()
+    };
+    let mut snap = snapshot(input.clone(), reports([State::Master, State::Backup]));
+    settle_statuses(&mut snap);
+    let Harness {
+        ctx,
+        mut handle,
+        _leader,
+    } = harness(true);
+
+    let moves = [
+        ([State::Backup, State::Master], "n2", "moved from n1 to n2"),
+        ([State::Master, State::Backup], "n1", "moved from n2 to n1"),
+    ];
+    for (i, (states, master, how)) in moves.into_iter().enumerate() {
+        snap.vrrp_nodes = reports(states);
+        let web = snap.input.virtual_ips[0].clone();
+        let note: &'static str =
+            Box::leak(format!("MASTER of 10.0.0.50/24 (VRID 51) {how}").into_boxed_str());
+        let calls = vec![
+            write_status(&web, move |s| assert_eq!(s["master"], master)),
+            // A POST each time: never a PATCH folding the second into the first's series.
+            event("Normal", "MasterChanged", note),
+        ];
+        let (outcome, back) = pass(&ctx, handle, &snap, calls).await;
+        handle = back;
+        assert_eq!(outcome.unwrap().events, 1, "move {i}");
+        // The store catches up with the write.
+        settle_statuses(&mut snap);
+        snap.input.virtual_ips[0].metadata.resource_version = Some(format!("{}", 200 + i));
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube_vrrp_crds::{VirtualIpStatus, VrrpNode, VrrpNodeSpec};
 use tokio::sync::watch;
 
@@ -59,8 +59,10 @@ impl Default for Config {
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// Publishes Events.
-    pub recorder: Recorder,
+    /// Who publishes the Events. Each Event gets a fresh kube `Recorder`: a shared one
+    /// folds Events with the same reason into a series that keeps the first note, which
+    /// would show "moved from a to b" for a later move from b to a.
+    pub reporter: Reporter,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Behaviour.
@@ -97,7 +99,7 @@ impl Context {
         leader: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             metrics,
             config,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{MutexGuard, PoisonError};
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use kube_vrrp_crds::{API_VERSION, VirtualIp, VirtualIpStatus, VrrpNode, VrrpNodeSpec};
 use serde::Serialize;
@@ -152,7 +152,7 @@ async fn publish(ctx: &Context, vip: &VirtualIp, event: &FoldEvent) -> Result<()
         action: "UpdateStatus".to_owned(),
         secondary: None,
     };
-    ctx.recorder
+    Recorder::new(ctx.client.clone(), ctx.reporter.clone())
         .publish(&ev, &vip.object_ref(&()))
         .await
         .map_err(|source| Error::Api {
