@@ -14,8 +14,8 @@ use kube::Client;
 use kube::api::ObjectMeta;
 use kube::client::Body;
 use kube_vrrp_crds::{
-    InstanceStatus, State, VirtualIp, VirtualIpSpec, VirtualIpStatus, VrrpNode, VrrpNodeSpec,
-    VrrpNodeStatus, condition,
+    InstanceStatus, State, VirtualIp, VirtualIpSpec, VirtualIpStatus, VirtualServer, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus, condition,
 };
 use kube_vrrp_operator::controller::{
     Config, Context, ErrorReason, Snapshot, SyncOutcome, placement_of, reporter, sync,
@@ -702,4 +702,61 @@ async fn each_master_change_is_its_own_event_with_its_own_note() {
         settle_statuses(&mut snap);
         snap.input.virtual_ips[0].metadata.resource_version = Some(format!("{}", 200 + i));
     }
+}
+
+#[tokio::test]
+async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
+    let server: VirtualServer = serde_json::from_value(json!({
+        "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
+        "metadata": {"name": "http", "generation": 1, "resourceVersion": "300"},
+        "spec": {"virtualIPRef": "web", "port": 80,
+                 "realServers": [{"address": "10.1.0.1", "port": 8080}]}
+    }))
+    .unwrap();
+    let mut input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    input.virtual_servers = vec![server.clone()];
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let mut snap = snapshot(input, nodes);
+    settle_statuses(&mut snap);
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = harness(true);
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    let call = Call {
+        method: Method::PATCH,
+        path: "/apis/kubevrrp.io/v1alpha1/virtualservers/http/status".to_owned(),
+        query: ssa_query(),
+        check: Box::new(move |body| {
+            assert_eq!(body["kind"], "VirtualServer");
+            let status = &body["status"];
+            assert_eq!(status["healthySummary"], "1/1");
+            assert_eq!(status["realServers"][0]["address"], "10.1.0.1");
+            let available = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == condition::AVAILABLE)
+                .unwrap();
+            assert_eq!(available["status"], "True");
+            assert_eq!(available["message"], "n1 serves 1 of 1 real servers");
+            *keep.lock().unwrap() = status.clone();
+        }),
+        answer: (StatusCode::OK, serde_json::to_value(&server).unwrap()),
+    };
+    let (first, handle) = pass(&ctx, handle, &snap, vec![call]).await;
+    assert_eq!(first.unwrap().server_statuses, ["http"]);
+
+    // The store now holds what was written: the next pass writes nothing.
+    let vs = &mut snap.input.virtual_servers[0];
+    vs.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    vs.metadata.resource_version = Some("301".to_owned());
+    let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
+    assert!(second.unwrap().server_statuses.is_empty());
 }

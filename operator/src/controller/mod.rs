@@ -1,6 +1,7 @@
 //! The operator's controller: one global sync pass (VRID allocation is global) that plans,
 //! server-side applies the VrrpNodes that differ, deletes those of nodes without work,
-//! folds every VirtualIP's status and writes the ones that changed, and emits Events.
+//! folds every VirtualIP's and VirtualServer's status and writes the ones that changed,
+//! and emits Events.
 //!
 //! [`sync`] is the pass, a plain async function over a [`Snapshot`] of the watched
 //! objects, so tests drive it against a mocked API. [`run`] feeds it from reflectors,
@@ -17,7 +18,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::Reporter;
-use kube_vrrp_crds::{VirtualIpStatus, VrrpNode, VrrpNodeSpec};
+use kube_vrrp_crds::{VirtualIpStatus, VirtualServerStatus, VrrpNode, VrrpNodeSpec};
 use tokio::sync::watch;
 
 pub use backoff::ErrorBackoff;
@@ -121,6 +122,7 @@ struct Memory {
     specs: HashMap<String, (Option<String>, VrrpNodeSpec)>,
     deleted: HashMap<String, Option<String>>,
     statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
+    server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
     exported_vips: BTreeSet<String>,
     exported_nodes: BTreeSet<String>,
 }
@@ -147,6 +149,8 @@ pub struct SyncOutcome {
     pub deleted: Vec<String>,
     /// VirtualIPs whose status was written, by name.
     pub statuses: Vec<String>,
+    /// VirtualServers whose status was written, by name.
+    pub server_statuses: Vec<String>,
     /// Events published.
     pub events: usize,
     /// Planner conflicts.

@@ -171,11 +171,13 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
                     if !outcome.applied.is_empty()
                         || !outcome.deleted.is_empty()
                         || !outcome.statuses.is_empty()
+                        || !outcome.server_statuses.is_empty()
                     {
                         tracing::info!(
                             applied = ?outcome.applied,
                             deleted = ?outcome.deleted,
                             statuses = ?outcome.statuses,
+                            server_statuses = ?outcome.server_statuses,
                             events = outcome.events,
                             conflicts = outcome.conflicts,
                             "sync pass wrote changes"

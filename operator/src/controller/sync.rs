@@ -1,5 +1,5 @@
 //! The sync pass: plan, apply VrrpNodes that differ, delete VrrpNodes without work, write
-//! VirtualIP statuses that changed, publish their Events, and update the gauges.
+//! VirtualIP and VirtualServer statuses that changed, publish Events, and update the gauges.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{MutexGuard, PoisonError};
@@ -7,11 +7,17 @@ use std::sync::{MutexGuard, PoisonError};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
-use kube_vrrp_crds::{API_VERSION, VirtualIp, VirtualIpStatus, VrrpNode, VrrpNodeSpec};
+use kube_vrrp_crds::{
+    API_VERSION, ResolvedVirtualServer, VirtualIp, VirtualServer, VirtualServerStatus, VrrpNode,
+    VrrpNodeSpec,
+};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
-use crate::fold::{ConflictNote, EventSeverity, FoldEvent, Placement, fold};
+use crate::fold::{
+    ConflictNote, EventSeverity, FoldEvent, Placement, ServerView, fold, fold_virtual_server,
+};
 use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
 use crate::plan::{Plan, plan};
 
@@ -87,6 +93,54 @@ fn as_written(ctx: &Context, vip: &VirtualIp) -> VirtualIp {
     }
 }
 
+/// `vs` with the status this replica last wrote, while the store still lags behind it.
+fn server_as_written(ctx: &Context, vs: &VirtualServer) -> VirtualServer {
+    let name = vs.name_any();
+    let mut mem = memory(ctx);
+    match mem.server_statuses.get(&name) {
+        Some((rv, status)) if *rv == vs.metadata.resource_version => {
+            let mut v = vs.clone();
+            v.status = Some(status.clone());
+            v
+        }
+        Some(_) => {
+            mem.server_statuses.remove(&name);
+            vs.clone()
+        }
+        None => vs.clone(),
+    }
+}
+
+/// The planner's conflicts of VirtualServer `name`, joined.
+fn server_conflict(plan: &Plan, name: &str) -> Option<ConflictNote> {
+    let own: Vec<_> = plan
+        .conflicts
+        .iter()
+        .filter(|c| c.virtual_server.as_deref() == Some(name))
+        .collect();
+    own.first().map(|first| ConflictNote {
+        reason: first.reason.as_str(),
+        message: own
+            .iter()
+            .map(|c| c.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+/// VirtualServer `name` as planned: on `master`'s node if it carries it, else on any node.
+fn resolved_server<'a>(
+    plan: &'a Plan,
+    name: &str,
+    master: Option<&str>,
+) -> Option<&'a ResolvedVirtualServer> {
+    let on = |spec: &'a VrrpNodeSpec| spec.virtual_servers.iter().find(|r| r.name == name);
+    master
+        .and_then(|m| plan.nodes.get(m))
+        .and_then(on)
+        .or_else(|| plan.nodes.values().find_map(on))
+}
+
 async fn apply_vrrp_node(ctx: &Context, name: &str, spec: &VrrpNodeSpec) -> Result<(), Error> {
     let api: Api<VrrpNode> = Api::all(ctx.client.clone());
     let body = Applied {
@@ -121,11 +175,20 @@ async fn delete_vrrp_node(ctx: &Context, name: &str) -> Result<(), Error> {
     }
 }
 
-async fn write_status(ctx: &Context, name: &str, status: &VirtualIpStatus) -> Result<(), Error> {
-    let api: Api<VirtualIp> = Api::all(ctx.client.clone());
+async fn write_status<K, S>(
+    ctx: &Context,
+    kind: &'static str,
+    name: &str,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(ctx.client.clone());
     let body = Applied {
         api_version: API_VERSION,
-        kind: "VirtualIP",
+        kind,
         metadata: Name { name },
         spec: None,
         status: Some(status),
@@ -135,7 +198,7 @@ async fn write_status(ctx: &Context, name: &str, status: &VirtualIpStatus) -> Re
         .map(drop)
         .map_err(|source| Error::Api {
             reason: ErrorReason::WriteStatus,
-            kind: "VirtualIP",
+            kind,
             name: name.to_owned(),
             source,
         })
@@ -246,6 +309,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
 
     // VirtualIP statuses, Events and gauges.
     let mut vip_names = BTreeSet::new();
+    let mut masters: BTreeMap<String, String> = BTreeMap::new();
     for (vip, stored) in virtual_ips.iter().zip(&snapshot.input.virtual_ips) {
         let Some(name) = vip.metadata.name.as_deref() else {
             continue;
@@ -259,6 +323,9 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             &placement,
             &snapshot.vrrp_nodes,
         );
+        if let [only] = folded.fresh_masters.as_slice() {
+            masters.insert(name.to_owned(), only.clone());
+        }
         let labels = VirtualIpLabels {
             virtualip: name.to_owned(),
         };
@@ -273,7 +340,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         if vip.status.as_ref() == Some(&folded.status) {
             continue;
         }
-        match write_status(ctx, name, &folded.status).await {
+        match write_status::<VirtualIp, _>(ctx, "VirtualIP", name, &folded.status).await {
             Ok(()) => {
                 memory(ctx).statuses.insert(
                     name.to_owned(),
@@ -290,6 +357,46 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                         Err(e) => count_error(ctx, &e),
                     }
                 }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // VirtualServer statuses, as the MASTER of their VirtualIP sees them.
+    for stored in &snapshot.input.virtual_servers {
+        let vs = server_as_written(ctx, stored);
+        let Some(name) = vs.metadata.name.as_deref() else {
+            continue;
+        };
+        let master = masters.get(&vs.spec.virtual_ip_ref).map(String::as_str);
+        let report = master.and_then(|m| {
+            snapshot
+                .vrrp_nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(m))
+                .and_then(|n| n.status.as_ref())
+                .map(|s| (m, s))
+        });
+        let conflict = server_conflict(&plan, name);
+        let status: VirtualServerStatus = fold_virtual_server(
+            snapshot.now,
+            &vs,
+            &ServerView {
+                conflict: conflict.as_ref(),
+                resolved: resolved_server(&plan, name, master),
+                master: report,
+            },
+        );
+        if vs.status.as_ref() == Some(&status) {
+            continue;
+        }
+        match write_status::<VirtualServer, _>(ctx, "VirtualServer", name, &status).await {
+            Ok(()) => {
+                memory(ctx).server_statuses.insert(
+                    name.to_owned(),
+                    (stored.metadata.resource_version.clone(), status),
+                );
+                outcome.server_statuses.push(name.to_owned());
             }
             Err(e) => errors.push(e),
         }

@@ -191,19 +191,33 @@ pub(crate) fn build(
     ]
     .into_iter()
     .map(|(type_, (status, reason, message))| {
-        let status = if status { "True" } else { "False" };
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or(Time(now), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time: since,
-            observed_generation: generation,
-        }
+        carry(previous, type_, status, reason, message, now, generation)
     })
     .collect()
+}
+
+/// A condition whose `lastTransitionTime` is the previous one's while `status` is unchanged,
+/// else `now`.
+pub(crate) fn carry(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
 }

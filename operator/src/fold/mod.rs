@@ -1,6 +1,7 @@
 //! Status folding, pure: one VirtualIP's planned placement plus every node's `VrrpNode`
 //! report, at a given instant, become the VirtualIP's whole `status` and the Events that
-//! tell a person what changed since the previous status.
+//! tell a person what changed since the previous status ([`virtual_server`] does the same
+//! for a VirtualServer, from its VirtualIP's MASTER).
 //!
 //! Rules:
 //! - A report is **fresh** when its `heartbeatTime` is at most [`FoldConfig::staleness`] old
@@ -18,6 +19,7 @@
 
 pub mod conditions;
 pub mod events;
+pub mod virtual_server;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +32,7 @@ use kube_vrrp_crds::{
 
 pub use conditions::ConditionReason;
 pub use events::{EventReason, EventSeverity, FoldEvent};
+pub use virtual_server::{ServerConditionReason, ServerView, fold_virtual_server};
 
 /// Default staleness bound: three heartbeats of the agent's default 10 s period.
 pub const DEFAULT_STALENESS: SignedDuration = SignedDuration::from_secs(30);
