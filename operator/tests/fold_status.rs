@@ -588,3 +588,22 @@ fn degraded_message_names_fault_and_silent_nodes_with_a_stable_time() {
         )
     );
 }
+
+#[test]
+fn a_stale_report_without_the_instance_reads_as_stale_not_missing() {
+    let mut n = node("a", "web", Report::Stale(State::Backup));
+    n.status.as_mut().unwrap().instances.clear();
+    let f = fold(
+        now(),
+        &FoldConfig::default(),
+        &vip("web"),
+        &placement(&["a"]),
+        &[n],
+    );
+    let d = cond(&f, condition::DEGRADED);
+    assert!(
+        d.message.starts_with("a has not reported since "),
+        "{}",
+        d.message
+    );
+}

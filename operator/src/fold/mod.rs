@@ -136,13 +136,14 @@ pub fn fold(
         let Some(status) = vn.status.as_ref() else {
             continue;
         };
-        let Some(instance) = status.instances.iter().find(|i| i.name == name) else {
+        if !is_fresh(now, status.heartbeat_time.as_ref(), config.staleness) {
+            if let Some(h) = &status.heartbeat_time {
+                stale.insert(node, h.0);
+            }
             continue;
-        };
-        if is_fresh(now, status.heartbeat_time.as_ref(), config.staleness) {
+        }
+        if let Some(instance) = status.instances.iter().find(|i| i.name == name) {
             seen.push(Seen { node, instance });
-        } else if let Some(h) = &status.heartbeat_time {
-            stale.insert(node, h.0);
         }
     }
     seen.sort_by(|a, b| a.node.cmp(b.node));
