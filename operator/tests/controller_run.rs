@@ -580,3 +580,51 @@ async fn a_standby_takes_over_within_the_lease_duration_when_the_leader_vanishes
     drop((a, b, la));
     sb.abort();
 }
+
+#[tokio::test]
+async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
+    let fake: Shared = Arc::default();
+    seed(&fake);
+    let (c, server) = client(&fake);
+    let (_leader_tx, leader) = watch::channel(true);
+    let ctx = Arc::new(Context::new(
+        c,
+        reporter(None),
+        Arc::new(Metrics::new()),
+        Config {
+            fold: kube_vrrp_operator::fold::FoldConfig {
+                staleness: jiff::SignedDuration::from_secs(2),
+            },
+            resync: Duration::from_millis(200),
+            debounce: Duration::from_millis(20),
+            ..Config::default()
+        },
+        leader,
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let controller = tokio::spawn(run(ctx, ready));
+    let t = Duration::from_secs(5);
+    eventually("n1's VrrpNode", t, || {
+        fake.lock().unwrap().get(VRRP_NODES, "n1").is_some()
+    })
+    .await;
+    {
+        let mut f = fake.lock().unwrap();
+        let mut vn = f.get(VRRP_NODES, "n1").unwrap();
+        vn["status"] = json!({
+            "heartbeatTime": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "instances": [{"name": "web", "state": "Master", "priority": 100,
+                           "effectivePriority": 100, "transitions": 1}],
+        });
+        f.commit(VRRP_NODES, "n1", Some(vn), "MODIFIED");
+    }
+    eventually("n1 as master", t, || vip_status(&fake)["master"] == "n1").await;
+    // The agent falls silent: no further event reaches the operator.
+    eventually("the stale master dropped", t, || {
+        let s = vip_status(&fake);
+        s.get("master").is_none() && s["state"] == "Pending"
+    })
+    .await;
+    controller.abort();
+    server.abort();
+}
