@@ -439,6 +439,19 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                 .vrrpnode_heartbeat_age_seconds
                 .remove(&NodeLabels { node: gone.clone() });
         }
+        // Forget writes about objects that are gone.
+        mem.statuses.retain(|name, _| vip_names.contains(name));
+        let servers: BTreeSet<&str> = snapshot
+            .input
+            .virtual_servers
+            .iter()
+            .filter_map(|v| v.metadata.name.as_deref())
+            .collect();
+        mem.server_statuses
+            .retain(|name, _| servers.contains(name.as_str()));
+        mem.specs.retain(|name, _| plan.nodes.contains_key(name));
+        mem.deleted
+            .retain(|name, _| existing.contains_key(name.as_str()));
         mem.exported_vips = vip_names;
         mem.exported_nodes = node_names;
     }
