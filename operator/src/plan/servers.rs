@@ -1,7 +1,7 @@
 //! VirtualServer backends: static real servers plus the ready endpoints of the backendRef
 //! Service, read from its EndpointSlices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
@@ -57,6 +57,7 @@ impl<'a> Backends<'a> {
         family: Family,
     ) -> Result<Vec<ResolvedRealServer>, String> {
         let mut out: Vec<ResolvedRealServer> = Vec::new();
+        let mut seen: HashSet<(IpAddr, u16)> = HashSet::new();
         for r in &spec.real_servers {
             let address = r
                 .address
@@ -67,10 +68,13 @@ impl<'a> Backends<'a> {
                 port: r.port.unwrap_or(spec.port),
                 weight: r.weight,
             };
-            if !out
-                .iter()
-                .any(|o| o.address == server.address && o.port == server.port)
-            {
+            let fresh = match r.address.parse::<IpAddr>() {
+                Ok(ip) => seen.insert((ip, server.port)),
+                Err(_) => !out
+                    .iter()
+                    .any(|o| o.address == server.address && o.port == server.port),
+            };
+            if fresh {
                 out.push(server);
             }
         }
@@ -79,10 +83,9 @@ impl<'a> Backends<'a> {
             found.sort_unstable();
             found.dedup();
             for (ip, port) in found {
-                let address = ip.to_string();
-                if !out.iter().any(|o| o.address == address && o.port == port) {
+                if seen.insert((ip, port)) {
                     out.push(ResolvedRealServer {
-                        address,
+                        address: ip.to_string(),
                         port,
                         weight: backend.weight,
                     });
