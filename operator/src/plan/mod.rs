@@ -137,6 +137,10 @@ pub struct Allocation {
     pub segment: Segment,
     /// Selected nodes and their priorities (empty with no eligible node).
     pub priorities: BTreeMap<String, u8>,
+    /// Nodes the selector matched but that were left out because, with `unicast`, they have
+    /// no InternalIP of the VirtualIP's family to be a peer at.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// Why something is not deployed.
@@ -356,13 +360,14 @@ pub fn plan(input: &PlanInput) -> Plan {
                     .zip(&priorities)
                     .map(|(&n, p)| (nodes[n].name.clone(), *p))
                     .collect(),
+                unreachable: excluded.iter().map(|&n| nodes[n].name.clone()).collect(),
             },
         );
         if selected.is_empty() {
             conflicts.push(vrid_conflict(
                 c,
                 ConflictReason::NoEligibleNode,
-                no_node_message(c, nodes.len(), excluded),
+                no_node_message(c, nodes.len(), excluded.len()),
             ));
             continue;
         }
@@ -560,17 +565,17 @@ fn vrid_conflict(c: &Candidate<'_>, reason: ConflictReason, message: String) -> 
     }
 }
 
-/// The indices of the eligible nodes (step 4), in name order, and how many matched the
-/// selector but were left out for lack of a unicast address.
-fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, usize) {
-    let mut excluded = 0;
+/// The indices of the eligible nodes (step 4), in name order, and of those that matched
+/// the selector but were left out for lack of a unicast address.
+fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, Vec<usize>) {
+    let mut excluded = Vec::new();
     let mut out = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         if c.selector.as_ref().is_some_and(|s| !s.matches(&n.labels)) {
             continue;
         }
         if c.vip.spec.unicast && n.internal_ip(c.family).is_none() {
-            excluded += 1;
+            excluded.push(i);
             continue;
         }
         out.push(i);
