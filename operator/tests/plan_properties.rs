@@ -171,6 +171,19 @@ proptest! {
     }
 
     #[test]
+    fn vrids_do_not_depend_on_nodes(input in arb_input(), keep in any::<prop::sample::Index>()) {
+        let vrids = |p: &kube_vrrp_operator::plan::Plan| -> BTreeMap<String, u8> {
+            p.allocations.iter().map(|(k, a)| (k.clone(), a.virtual_router_id)).collect()
+        };
+        let all = plan(&input);
+        let mut fewer = input.clone();
+        if !fewer.nodes.is_empty() {
+            fewer.nodes.remove(keep.index(fewer.nodes.len()));
+        }
+        prop_assert_eq!(vrids(&all), vrids(&plan(&fewer)));
+    }
+
+    #[test]
     fn plan_keeps_its_invariants(input in arb_input()) {
         let p = plan(&input);
         let conflicted: BTreeSet<&str> = p
