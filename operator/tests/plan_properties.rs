@@ -50,14 +50,18 @@ prop_compose! {
 
 prop_compose! {
     fn arb_vip(i: usize)(
-        addresses in prop::sample::subsequence(ADDRESSES, 0..3),
-        vrid in prop::option::of(prop::sample::select(vec![0u8, 1, 2, 3, 255])),
+        addresses in prop_oneof![
+            4 => prop::sample::subsequence(&ADDRESSES[..4], 1..3),
+            2 => prop::sample::subsequence(&ADDRESSES[4..6], 1..3),
+            1 => prop::sample::subsequence(ADDRESSES, 0..3),
+        ],
+        vrid in prop::option::weighted(0.3, prop::sample::select(vec![0u8, 1, 2, 3, 255])),
         held in prop::option::of(prop::sample::select(vec![0u8, 1, 2, 7])),
         interface in prop::option::of(prop::sample::select(vec!["eth0", "eth1"])),
-        v2 in any::<bool>(),
+        v2 in prop::bool::weighted(0.2),
         unicast in any::<bool>(),
         node_zone in zone(),
-        rules in prop::collection::vec((0usize..4, zone(), 0u8..=255), 0..3),
+        rules in prop::collection::vec((0usize..4, zone(), prop_oneof![9 => 1u8..=254, 1 => Just(0u8), 1 => Just(255u8)]), 0..3),
         stamp in prop::option::of(prop::sample::select(STAMPS)),
     ) -> VirtualIp {
         let mut v = plan_support::vip(&format!("vip{i}"), &addresses);
@@ -87,8 +91,11 @@ prop_compose! {
 prop_compose! {
     fn arb_server(i: usize)(
         vip in 0usize..5,
-        port in prop::sample::select(vec![0u16, 80, 443]),
-        real in prop::sample::subsequence(vec!["10.1.0.1", "10.1.0.2", "fd02::1", "nope"], 0..3),
+        port in prop::sample::select(vec![0u16, 80, 80, 443, 443]),
+        real in prop_oneof![
+            3 => prop::sample::subsequence(vec!["10.1.0.1", "10.1.0.2", "fd02::1"], 0..3),
+            1 => prop::sample::subsequence(vec!["10.1.0.1", "nope"], 0..3),
+        ],
         backend in any::<bool>(),
     ) -> VirtualServer {
         let mut vs = plan_support::virtual_server(&format!("vs{i}"), &format!("vip{vip}"), 80, &real);
@@ -131,7 +138,7 @@ prop_compose! {
 }
 
 fn arb_input() -> impl Strategy<Value = PlanInput> {
-    (0usize..5, 0usize..6, 0usize..4, 0usize..3)
+    (0usize..6, 0usize..6, 0usize..4, 0usize..3)
         .prop_flat_map(|(nn, nv, ns, nsl)| {
             (
                 (0..nn).map(arb_node).collect::<Vec<_>>(),
