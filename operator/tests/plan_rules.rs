@@ -410,6 +410,24 @@ fn unicast_peers_are_the_other_selected_nodes_in_name_order() {
 }
 
 #[test]
+fn unicast_leaves_out_nodes_without_an_internal_ip_of_the_family_and_says_so() {
+    let mut v = vip("u6", &["fd00::50/64"]);
+    v.spec.unicast = true;
+    let ns = vec![
+        node("a", &[], &["10.0.0.1", "fd00::1"]),
+        node("b", &[], &["10.0.0.2"]),
+        node("c", &[], &["fd00::3"]),
+    ];
+    let p = plan(&input(vec![v], ns));
+    assert!(p.conflicts.is_empty());
+    assert_eq!(p.allocations["u6"].unreachable, ["b"]);
+    assert_eq!(p.nodes.keys().collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(p.nodes["a"].instances[0].unicast_peers, ["fd00::3"]);
+    let yaml = kube_vrrp_operator::plan::output::render_yaml(&p).unwrap();
+    assert!(yaml.contains("# note: VirtualIP 'u6' leaves out node b: it has no IPv6 InternalIP"));
+}
+
+#[test]
 fn multicast_instances_have_no_peers() {
     let p = plan(&input(vec![vip("m", &["10.0.0.50/24"])], nodes(3)));
     assert!(

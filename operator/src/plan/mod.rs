@@ -137,6 +137,10 @@ pub struct Allocation {
     pub segment: Segment,
     /// Selected nodes and their priorities (empty with no eligible node).
     pub priorities: BTreeMap<String, u8>,
+    /// Nodes the selector matched but that were left out because, with `unicast`, they have
+    /// no InternalIP of the VirtualIP's family to be a peer at.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
 /// Why something is not deployed.
@@ -300,7 +304,9 @@ pub fn plan(input: &PlanInput) -> Plan {
 
     // 4-6. Nodes, priorities, peers; the instances.
     let mut plan = Plan::default();
-    let mut deployed: BTreeMap<&str, (&Candidate<'_>, Vec<&str>)> = BTreeMap::new();
+    // Specs by node index (nodes are in name order); empty ones are dropped at the end.
+    let mut specs: Vec<VrrpNodeSpec> = vec![VrrpNodeSpec::default(); nodes.len()];
+    let mut deployed: BTreeMap<&str, (&Candidate<'_>, Vec<usize>)> = BTreeMap::new();
     for ((c, claim), outcome) in candidates.iter().zip(&claims).zip(outcomes) {
         let vrid = match outcome {
             Outcome::Allocated(v) => v,
@@ -343,7 +349,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         };
         let (selected, excluded) = select(c, &nodes);
-        let priorities = rank(c, &selected);
+        let priorities = rank(c, &nodes, &selected);
         plan.allocations.insert(
             c.name.to_owned(),
             Allocation {
@@ -352,23 +358,21 @@ pub fn plan(input: &PlanInput) -> Plan {
                 priorities: selected
                     .iter()
                     .zip(&priorities)
-                    .map(|(n, p)| (n.name.clone(), *p))
+                    .map(|(&n, p)| (nodes[n].name.clone(), *p))
                     .collect(),
+                unreachable: excluded.iter().map(|&n| nodes[n].name.clone()).collect(),
             },
         );
         if selected.is_empty() {
             conflicts.push(vrid_conflict(
                 c,
                 ConflictReason::NoEligibleNode,
-                no_node_message(c, nodes.len(), excluded),
+                no_node_message(c, nodes.len(), excluded.len()),
             ));
             continue;
         }
-        push_instances(&mut plan.nodes, c, vrid, &selected, &priorities);
-        deployed.insert(
-            c.name,
-            (c, selected.iter().map(|n| n.name.as_str()).collect()),
-        );
+        push_instances(&mut specs, c, vrid, &nodes, &selected, &priorities);
+        deployed.insert(c.name, (c, selected));
     }
 
     // VirtualServers.
@@ -438,14 +442,18 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
     resolved.sort_by(|a, b| a.1.name.cmp(&b.1.name));
     for (vip_name, server) in resolved {
-        if let Some((_, nodes)) = deployed.get(vip_name) {
-            for node in nodes {
-                if let Some(spec) = plan.nodes.get_mut(*node) {
-                    spec.virtual_servers.push(server.clone());
-                }
+        if let Some((_, carriers)) = deployed.get(vip_name) {
+            for &n in carriers {
+                specs[n].virtual_servers.push(server.clone());
             }
         }
     }
+    plan.nodes = nodes
+        .iter()
+        .zip(specs)
+        .filter(|(_, spec)| !spec.instances.is_empty())
+        .map(|(n, spec)| (n.name.clone(), spec))
+        .collect();
 
     conflicts.sort_by(|a, b| {
         (&a.virtual_ip, &a.virtual_server, a.reason).cmp(&(
@@ -557,20 +565,20 @@ fn vrid_conflict(c: &Candidate<'_>, reason: ConflictReason, message: String) -> 
     }
 }
 
-/// The eligible nodes (step 4), in name order, and how many matched the selector but
-/// were left out for lack of a unicast address.
-fn select<'n>(c: &Candidate<'_>, nodes: &'n [NodeInfo]) -> (Vec<&'n NodeInfo>, usize) {
-    let mut excluded = 0;
+/// The indices of the eligible nodes (step 4), in name order, and of those that matched
+/// the selector but were left out for lack of a unicast address.
+fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, Vec<usize>) {
+    let mut excluded = Vec::new();
     let mut out = Vec::new();
-    for n in nodes {
+    for (i, n) in nodes.iter().enumerate() {
         if c.selector.as_ref().is_some_and(|s| !s.matches(&n.labels)) {
             continue;
         }
         if c.vip.spec.unicast && n.internal_ip(c.family).is_none() {
-            excluded += 1;
+            excluded.push(i);
             continue;
         }
-        out.push(n);
+        out.push(i);
     }
     (out, excluded)
 }
@@ -595,11 +603,11 @@ fn no_node_message(c: &Candidate<'_>, total: usize, excluded: usize) -> String {
 }
 
 /// Priorities of the selected nodes (step 5), in the same order.
-fn rank(c: &Candidate<'_>, selected: &[&NodeInfo]) -> Vec<u8> {
+fn rank(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize]) -> Vec<u8> {
     let mut out = vec![0; selected.len()];
     let mut unlisted = Vec::new();
     let mut unlisted_at = Vec::new();
-    for (i, n) in selected.iter().enumerate() {
+    for (i, n) in selected.iter().map(|&n| &nodes[n]).enumerate() {
         let explicit = c.rules.iter().find_map(|(rule, p)| {
             let hit = match rule {
                 Rule::Name(name) => *name == n.name,
@@ -626,10 +634,11 @@ fn rank(c: &Candidate<'_>, selected: &[&NodeInfo]) -> Vec<u8> {
 
 /// Adds the VirtualIP's instance to each selected node (step 6).
 fn push_instances(
-    specs: &mut BTreeMap<String, VrrpNodeSpec>,
+    specs: &mut [VrrpNodeSpec],
     c: &Candidate<'_>,
     vrid: u8,
-    selected: &[&NodeInfo],
+    nodes: &[NodeInfo],
+    selected: &[usize],
     priorities: &[u8],
 ) {
     let spec = &c.vip.spec;
@@ -654,13 +663,13 @@ fn push_instances(
     let peers: Vec<String> = if spec.unicast {
         selected
             .iter()
-            .filter_map(|n| n.internal_ip(c.family))
+            .filter_map(|&n| nodes[n].internal_ip(c.family))
             .map(|ip| ip.to_string())
             .collect()
     } else {
         Vec::new()
     };
-    for (i, (n, p)) in selected.iter().zip(priorities).enumerate() {
+    for (i, (&n, p)) in selected.iter().zip(priorities).enumerate() {
         let mut inst = template.clone();
         inst.priority = *p;
         if spec.unicast {
@@ -671,11 +680,7 @@ fn push_instances(
                 .map(|(_, a)| a.clone())
                 .collect();
         }
-        specs
-            .entry(n.name.clone())
-            .or_default()
-            .instances
-            .push(inst);
+        specs[n].instances.push(inst);
     }
 }
 

@@ -32,10 +32,25 @@ pub fn conflict_line(c: &Conflict) -> String {
 }
 
 /// The VrrpNode objects (apiVersion, kind, metadata.name, spec) as YAML documents in node
-/// order, followed by one comment line per conflict.
+/// order, followed by comment lines: nodes left out of unicast VirtualIPs, then conflicts.
 pub fn render_yaml(plan: &Plan) -> Result<String, OutputError> {
     let objects = plan.vrrp_nodes();
     let mut out = serde_saphyr::to_string_multiple(&objects)?;
+    // A VirtualIP with no node at all has a NoEligibleNode conflict saying the same.
+    for (name, a) in plan
+        .allocations
+        .iter()
+        .filter(|(_, a)| !a.priorities.is_empty())
+    {
+        for node in &a.unreachable {
+            let _ = writeln!(
+                out,
+                "# note: VirtualIP '{name}' leaves out node {node}: it has no {} InternalIP \
+                 to be a unicast peer at",
+                a.segment.family.as_str()
+            );
+        }
+    }
     if !plan.conflicts.is_empty() {
         let _ = writeln!(out, "# {} conflict(s):", plan.conflicts.len());
         for c in &plan.conflicts {

@@ -1,7 +1,7 @@
 //! VirtualServer backends: static real servers plus the ready endpoints of the backendRef
 //! Service, read from its EndpointSlices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
@@ -57,6 +57,7 @@ impl<'a> Backends<'a> {
         family: Family,
     ) -> Result<Vec<ResolvedRealServer>, String> {
         let mut out: Vec<ResolvedRealServer> = Vec::new();
+        let mut seen: HashSet<(IpAddr, u16)> = HashSet::new();
         for r in &spec.real_servers {
             let address = r
                 .address
@@ -67,10 +68,13 @@ impl<'a> Backends<'a> {
                 port: r.port.unwrap_or(spec.port),
                 weight: r.weight,
             };
-            if !out
-                .iter()
-                .any(|o| o.address == server.address && o.port == server.port)
-            {
+            let fresh = match r.address.parse::<IpAddr>() {
+                Ok(ip) => seen.insert((ip, server.port)),
+                Err(_) => !out
+                    .iter()
+                    .any(|o| o.address == server.address && o.port == server.port),
+            };
+            if fresh {
                 out.push(server);
             }
         }
@@ -79,10 +83,9 @@ impl<'a> Backends<'a> {
             found.sort_unstable();
             found.dedup();
             for (ip, port) in found {
-                let address = ip.to_string();
-                if !out.iter().any(|o| o.address == address && o.port == port) {
+                if seen.insert((ip, port)) {
                     out.push(ResolvedRealServer {
-                        address,
+                        address: ip.to_string(),
                         port,
                         weight: backend.weight,
                     });
@@ -181,5 +184,157 @@ impl<'a> Backends<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn slice(
+        name: &str,
+        family: &str,
+        ports: &[(Option<&str>, i32, &str)],
+        eps: &[(&str, Option<bool>)],
+    ) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("ns".to_owned()),
+                labels: Some([(SERVICE_NAME_LABEL.to_owned(), "svc".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: family.to_owned(),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(n, p, proto)| EndpointPort {
+                        name: n.map(str::to_owned),
+                        port: Some(*p),
+                        protocol: Some((*proto).to_owned()),
+                        ..EndpointPort::default()
+                    })
+                    .collect(),
+            ),
+            endpoints: eps
+                .iter()
+                .map(|(a, ready)| Endpoint {
+                    addresses: vec![(*a).to_owned()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        ..EndpointConditions::default()
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn spec(port: Option<&IntOrString>) -> VirtualServerSpec {
+        serde_json::from_value(serde_json::json!({
+            "virtualIPRef": "vip",
+            "port": 80,
+            "backendRef": {"namespace": "ns", "name": "svc", "port": port},
+        }))
+        .unwrap()
+    }
+
+    fn addresses(out: &[ResolvedRealServer]) -> Vec<String> {
+        out.iter()
+            .map(|r| format!("{}:{}", r.address, r.port))
+            .collect()
+    }
+
+    #[test]
+    fn only_ready_or_unknown_readiness_endpoints_of_the_family_are_used() {
+        let slices = [
+            slice(
+                "a",
+                "IPv4",
+                &[(None, 8080, "TCP")],
+                &[
+                    ("10.0.0.2", Some(true)),
+                    ("10.0.0.1", None),
+                    ("10.0.0.3", Some(false)),
+                ],
+            ),
+            slice(
+                "b",
+                "IPv6",
+                &[(None, 8080, "TCP")],
+                &[("fd00::1", Some(true))],
+            ),
+        ];
+        let b = Backends::new(&slices, &[]);
+        let out = b.real_servers(&spec(None), Family::Ipv4).unwrap();
+        assert_eq!(addresses(&out), ["10.0.0.1:8080", "10.0.0.2:8080"]);
+        let out = b.real_servers(&spec(None), Family::Ipv6).unwrap();
+        assert_eq!(addresses(&out), ["fd00::1:8080"]);
+    }
+
+    #[test]
+    fn a_numbered_port_without_the_service_matches_the_endpoint_port() {
+        let slices = [slice(
+            "a",
+            "IPv4",
+            &[(Some("http"), 8080, "TCP"), (Some("admin"), 9000, "TCP")],
+            &[("10.0.0.1", None)],
+        )];
+        let b = Backends::new(&slices, &[]);
+        let out = b
+            .real_servers(&spec(Some(&IntOrString::Int(9000))), Family::Ipv4)
+            .unwrap();
+        assert_eq!(addresses(&out), ["10.0.0.1:9000"]);
+    }
+
+    #[test]
+    fn a_named_port_the_slices_lack_yields_no_endpoints() {
+        let slices = [slice(
+            "a",
+            "IPv4",
+            &[(Some("http"), 8080, "TCP")],
+            &[("10.0.0.1", None)],
+        )];
+        let b = Backends::new(&slices, &[]);
+        let out = b
+            .real_servers(
+                &spec(Some(&IntOrString::String("grpc".to_owned()))),
+                Family::Ipv4,
+            )
+            .unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_service_port_number_the_service_lacks_is_an_error() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "svc", "namespace": "ns"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        }))
+        .unwrap();
+        let b = Backends::new(&[], std::slice::from_ref(&service));
+        let err = b
+            .real_servers(&spec(Some(&IntOrString::Int(81))), Family::Ipv4)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "Service ns/svc has no TCP port 81; fix spec.backendRef.port"
+        );
+    }
+
+    #[test]
+    fn only_ports_of_the_virtual_servers_protocol_count_when_none_is_named() {
+        let slices = [slice(
+            "a",
+            "IPv4",
+            &[(Some("dns"), 53, "UDP"), (Some("http"), 8080, "TCP")],
+            &[("10.0.0.1", None)],
+        )];
+        let b = Backends::new(&slices, &[]);
+        let out = b.real_servers(&spec(None), Family::Ipv4).unwrap();
+        assert_eq!(addresses(&out), ["10.0.0.1:8080"]);
     }
 }
