@@ -19,7 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(
     name = "kube-vrrp-agent",
     version,
-    about = "kube-vrrp node agent: VRRP, VIPs, IPVS"
+    about = "kube-vrrp node agent: VRRP, VIPs, trackers, reports"
 )]
 struct Cli {
     #[command(subcommand)]
