@@ -1,7 +1,11 @@
-//! kube-vrrp agent: the pure VRRP core (`vrrp`) and the node-side edges (`net`).
+//! kube-vrrp agent: the pure VRRP core (`vrrp`), the node-side edges (`net`), trackers
+//! (`check`), reports (`report`), configuration sources (`source`) and the runtime that ties
+//! them together (`driver`).
 
 pub mod check;
 pub mod decode;
+pub mod driver;
 pub mod net;
 pub mod report;
+pub mod source;
 pub mod vrrp;

@@ -2,11 +2,18 @@
 //! work lives in the library.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube_vrrp_agent::decode;
+use kube_vrrp_agent::driver::{self, Driver};
+use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
+use kube_vrrp_agent::source::{self, standalone::Standalone};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +32,129 @@ enum Command {
     ///
     /// Exit status: 0 when every VRRP packet decoded, 1 when any error line was printed.
     Decode(DecodeArgs),
+    /// Run VRRP for this node: elect, own the VIPs, report. SIGTERM/SIGINT leave gracefully
+    /// (a MASTER sends priority 0 and removes its VIPs); SIGHUP re-reads the manifests.
+    Run(RunArgs),
+    /// Print the instances of a running agent as a table (from its `/status`).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// This node's name (the Node object and the planner's node).
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// Standalone mode: a directory of VirtualIP, VirtualServer, Node and Secret manifests.
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// Serve /metrics, /status, /healthz and /readyz on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// How often the manifests directory is checked for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The agent's --listen address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9650")]
+    agent: SocketAddr,
+    /// Print the JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The longest a graceful shutdown may take before the process exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "termination requested");
+    })
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let Some(dir) = args.manifests else {
+        anyhow::bail!(
+            "cluster mode (watching this node's VrrpNode) is not available yet: pass --manifests DIR"
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = termination().await?;
+        let board = StatusBoard::new();
+        let metrics = Metrics::new();
+        if let Some(addr) = args.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            let (board, metrics) = (board.clone(), metrics.clone());
+            tokio::spawn(async move {
+                if let Err(error) = report::http::serve(listener, board, metrics).await {
+                    tracing::error!(%error, "the HTTP report server stopped");
+                }
+            });
+        }
+        let (sender, updates) = source::channel();
+        let standalone = Standalone::new(dir, args.node);
+        tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
+        let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(driver::run(driver, updates, async move {
+            let _ = stop_rx.await;
+        }));
+        shutdown.await;
+        let _ = stop_tx.send(());
+        if tokio::time::timeout(SHUTDOWN_LIMIT, run).await.is_err() {
+            tracing::error!("graceful shutdown took longer than {SHUTDOWN_LIMIT:?}; exiting");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let instances = report::table::fetch(args.agent)?;
+    if args.json {
+        let document = report::StatusDocument { instances };
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print!("{}", report::table::render(&instances));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -67,5 +197,7 @@ fn exit_code(records: &[decode::Record]) -> ExitCode {
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Decode(args) => decode_command(args),
+        Command::Run(args) => run_command(args),
+        Command::Status(args) => status_command(&args),
     }
 }

@@ -1,0 +1,499 @@
+//! The agent runtime: turns a [`DesiredConfig`] into running VRRP instances and keeps them in
+//! line with every new version of it.
+//!
+//! One receive task per (interface, family) owns the raw socket's receive side and hands
+//! admitted adverts to the instance tasks by VRID ([`receive`]); one task per unit (a lone
+//! instance, or a sync group) owns the pure machine and performs its actions ([`unit`]).
+//! Applying a new configuration diffs it per unit ([`plan_apply`]): unchanged units keep their
+//! task, state and VIPs; changed ones get their new settings in place; removed ones shut down
+//! gracefully; new ones start after the start-up cleanup of leftover VIPs.
+
+pub mod config;
+pub mod endpoint;
+pub mod links;
+pub mod receive;
+pub mod unit;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
+use endpoint::Endpoint;
+use links::LinkMonitor;
+use receive::{AdvertFilter, Route};
+use unit::{Control, MemberSetup, Services, UnitHandle};
+
+use crate::net::address::Addresses;
+use crate::net::link::{Link, Links, link_for_address};
+use crate::net::{Family, NetError, rtnetlink_connect};
+use crate::report::{Metrics, StatusBoard};
+
+/// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
+pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the driver could not start or run an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(
+        "instance {instance}: no interface given, none has a subnet holding {address}, and none holds the node's InternalIP"
+    )]
+    NoInterface { instance: String, address: IpAddr },
+    #[error("instance {instance}: VRID {vrid} on {interface} is already run by instance {holder}")]
+    VridInUse {
+        instance: String,
+        vrid: u8,
+        interface: String,
+        holder: String,
+    },
+}
+
+/// What identifies a unit: its sync group, or the name of its lone instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnitKey {
+    Instance(String),
+    SyncGroup(String),
+}
+
+impl UnitKey {
+    fn of(spec: &InstanceSpec) -> Self {
+        match &spec.sync_group {
+            Some(group) => Self::SyncGroup(group.clone()),
+            None => Self::Instance(spec.name.clone()),
+        }
+    }
+
+    /// A name for logs.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Instance(name) => name.clone(),
+            Self::SyncGroup(name) => format!("sync-group/{name}"),
+        }
+    }
+}
+
+/// The instances of a configuration grouped into units, members sorted by name.
+pub fn units_of(instances: &[InstanceSpec]) -> BTreeMap<UnitKey, Vec<InstanceSpec>> {
+    let mut units: BTreeMap<UnitKey, Vec<InstanceSpec>> = BTreeMap::new();
+    for spec in instances {
+        units
+            .entry(UnitKey::of(spec))
+            .or_default()
+            .push(spec.clone());
+    }
+    for members in units.values_mut() {
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    units
+}
+
+/// What applying a configuration does to each unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyPlan {
+    /// Units to shut down (removed, or about to be restarted).
+    pub stop: Vec<UnitKey>,
+    /// Units that keep running and get new settings in place.
+    pub update: Vec<UnitKey>,
+    /// Units to start (new, or restarted), after the stops.
+    pub start: Vec<UnitKey>,
+}
+
+/// Decides, unit by unit, how to go from the `running` configuration to the `desired` one.
+/// A unit restarts when its member set changes or a member changes interface, VRID, version
+/// or family; it is updated in place when anything else changed; untouched otherwise.
+pub fn plan_apply(
+    running: &BTreeMap<UnitKey, Vec<InstanceSpec>>,
+    desired: &BTreeMap<UnitKey, Vec<InstanceSpec>>,
+) -> ApplyPlan {
+    let mut plan = ApplyPlan::default();
+    for (key, old) in running {
+        let Some(new) = desired.get(key) else {
+            plan.stop.push(key.clone());
+            continue;
+        };
+        let same_members =
+            old.len() == new.len() && old.iter().zip(new).all(|(a, b)| a.name == b.name);
+        let diffs: Vec<InstanceDiff> = old
+            .iter()
+            .zip(new)
+            .map(|(a, b)| InstanceDiff::between(a, b))
+            .collect();
+        if !same_members || diffs.iter().any(|diff| diff.restart) {
+            plan.stop.push(key.clone());
+            plan.start.push(key.clone());
+        } else if diffs.iter().any(|diff| !diff.is_empty()) {
+            plan.update.push(key.clone());
+        }
+    }
+    for key in desired.keys() {
+        if !running.contains_key(key) {
+            plan.start.push(key.clone());
+        }
+    }
+    plan
+}
+
+fn filter_of(spec: &InstanceSpec) -> AdvertFilter {
+    AdvertFilter {
+        version: spec.version,
+        authentication: spec.authentication,
+        advert_interval_cs: spec.advert_interval_cs(),
+        unicast_peers: spec.unicast_peers.clone(),
+    }
+}
+
+struct RunningUnit {
+    specs: Vec<InstanceSpec>,
+    endpoints: Vec<Arc<Endpoint>>,
+    handle: UnitHandle,
+}
+
+/// The runtime of every VRRP instance of this node.
+pub struct Driver {
+    links: Links,
+    services: Services,
+    endpoints: HashMap<(u32, Family), Arc<Endpoint>>,
+    units: BTreeMap<UnitKey, RunningUnit>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("units", &self.units.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Opens rtnetlink and the link watch in the calling thread's network namespace. Must be
+    /// called inside a tokio runtime.
+    pub fn new(board: StatusBoard, metrics: Metrics) -> Result<Self, DriverError> {
+        let handle = rtnetlink_connect()?;
+        let links = Links::new(handle.clone());
+        let monitor = LinkMonitor::start(links.clone())?;
+        Ok(Self {
+            links,
+            services: Services {
+                addresses: Addresses::new(handle),
+                board,
+                metrics,
+                links: monitor,
+            },
+            endpoints: HashMap::new(),
+            units: BTreeMap::new(),
+        })
+    }
+
+    /// The names of the running instances.
+    pub fn instances(&self) -> Vec<String> {
+        self.units
+            .values()
+            .flat_map(|unit| unit.specs.iter().map(|spec| spec.name.clone()))
+            .collect()
+    }
+
+    /// Brings the running instances in line with `config`. An instance that cannot start is
+    /// logged and left out; it is tried again with the next configuration.
+    pub async fn apply(&mut self, config: &DesiredConfig) {
+        let desired = units_of(&config.instances);
+        let running: BTreeMap<UnitKey, Vec<InstanceSpec>> = self
+            .units
+            .iter()
+            .map(|(key, unit)| (key.clone(), unit.specs.clone()))
+            .collect();
+        let plan = plan_apply(&running, &desired);
+        if plan != ApplyPlan::default() {
+            tracing::info!(
+                stop = ?plan.stop.iter().map(UnitKey::label).collect::<Vec<_>>(),
+                update = ?plan.update.iter().map(UnitKey::label).collect::<Vec<_>>(),
+                start = ?plan.start.iter().map(UnitKey::label).collect::<Vec<_>>(),
+                "applying configuration"
+            );
+        }
+        let stops: Vec<RunningUnit> = plan
+            .stop
+            .iter()
+            .filter_map(|key| self.units.remove(key))
+            .collect();
+        self.stop_units(stops).await;
+        for key in &plan.update {
+            if let (Some(unit), Some(specs)) = (self.units.get_mut(key), desired.get(key)) {
+                for (spec, endpoint) in specs.iter().zip(&unit.endpoints) {
+                    endpoint
+                        .routes
+                        .set_filter(spec.vrid, &spec.name, filter_of(spec));
+                }
+                if unit
+                    .handle
+                    .control
+                    .send(Control::Update(specs.clone()))
+                    .is_err()
+                {
+                    tracing::error!(unit = %key.label(), "unit task is gone");
+                }
+                unit.specs.clone_from(specs);
+            }
+        }
+        for key in &plan.start {
+            let Some(specs) = desired.get(key) else {
+                continue;
+            };
+            match self.start_unit(key, specs, &config.node_addresses).await {
+                Ok(unit) => {
+                    self.units.insert(key.clone(), unit);
+                }
+                Err(error) => {
+                    tracing::error!(unit = %key.label(), %error, "cannot start instance");
+                }
+            }
+        }
+    }
+
+    /// Stops every instance gracefully (each MASTER sends priority 0 and removes its VIPs).
+    pub async fn shutdown(&mut self) {
+        let all: Vec<RunningUnit> = std::mem::take(&mut self.units).into_values().collect();
+        self.stop_units(all).await;
+    }
+
+    async fn stop_units(&mut self, units: Vec<RunningUnit>) {
+        let mut waits = Vec::with_capacity(units.len());
+        for unit in units {
+            let _ = unit.handle.control.send(Control::Shutdown);
+            for (spec, endpoint) in unit.specs.iter().zip(&unit.endpoints) {
+                endpoint.routes.remove(spec.vrid, &spec.name);
+            }
+            let names: Vec<String> = unit.specs.iter().map(|spec| spec.name.clone()).collect();
+            let mut task = unit.handle.task;
+            waits.push(async move {
+                if tokio::time::timeout(UNIT_STOP_TIMEOUT, &mut task)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(instances = ?names, "instance did not stop in time; aborted");
+                    task.abort();
+                }
+            });
+        }
+        futures::future::join_all(waits).await;
+        self.endpoints
+            .retain(|_, endpoint| !endpoint.routes.is_empty());
+    }
+
+    async fn start_unit(
+        &mut self,
+        key: &UnitKey,
+        specs: &[InstanceSpec],
+        node_addresses: &[IpAddr],
+    ) -> Result<RunningUnit, DriverError> {
+        let mut setups = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let link = self.pick_link(spec, node_addresses).await?;
+            let endpoint = self.endpoint(&link, spec.family())?;
+            let cleanup = self
+                .services
+                .addresses
+                .remove_leftovers(link.ifindex, &spec.addresses)
+                .await?;
+            if !cleanup.removed.is_empty() {
+                tracing::warn!(instance = %spec.name, interface = %link.name, removed = ?cleanup.removed, "removed leftover VIPs before joining");
+            }
+            for foreign in &cleanup.foreign {
+                tracing::warn!(instance = %spec.name, interface = %link.name, address = %foreign.address, "a configured VIP is on the interface but was not installed by kube-vrrp; left alone");
+            }
+            setups.push(MemberSetup {
+                spec: spec.clone(),
+                endpoint,
+                link_state: link.state,
+            });
+        }
+        let (sender, adverts) = mpsc::channel(unit::ADVERT_QUEUE);
+        let mut routed: Vec<(Arc<Endpoint>, &InstanceSpec)> = Vec::new();
+        for (member, setup) in setups.iter().enumerate() {
+            let spec = &specs[member];
+            let route = Route {
+                instance: spec.name.clone(),
+                filter: filter_of(spec),
+                member,
+                sender: sender.clone(),
+            };
+            if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
+                for (endpoint, spec) in routed {
+                    endpoint.routes.remove(spec.vrid, &spec.name);
+                }
+                return Err(DriverError::VridInUse {
+                    instance: spec.name.clone(),
+                    vrid: spec.vrid,
+                    interface: setup.endpoint.interface.clone(),
+                    holder,
+                });
+            }
+            routed.push((Arc::clone(&setup.endpoint), spec));
+        }
+        let endpoints = setups
+            .iter()
+            .map(|setup| Arc::clone(&setup.endpoint))
+            .collect();
+        let handle = unit::spawn(
+            key.label(),
+            setups,
+            matches!(key, UnitKey::SyncGroup(_)),
+            adverts,
+            self.services.clone(),
+        );
+        Ok(RunningUnit {
+            specs: specs.to_vec(),
+            endpoints,
+            handle,
+        })
+    }
+
+    /// The interface hint; else the interface whose subnet holds the first VIP; else the one
+    /// holding one of the node's addresses.
+    async fn pick_link(
+        &self,
+        spec: &InstanceSpec,
+        node_addresses: &[IpAddr],
+    ) -> Result<Link, DriverError> {
+        if let Some(name) = &spec.interface {
+            return Ok(self.links.by_name(name).await?);
+        }
+        let links = self.links.all().await?;
+        let first = spec.vip_addresses().first().copied();
+        let by_subnet = first.and_then(|vip| link_for_address(&links, vip));
+        let by_node = || {
+            links.iter().find(|link| {
+                link.addresses
+                    .iter()
+                    .any(|entry| node_addresses.contains(&entry.address.addr()))
+            })
+        };
+        by_subnet
+            .or_else(by_node)
+            .cloned()
+            .ok_or_else(|| DriverError::NoInterface {
+                instance: spec.name.clone(),
+                address: first.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            })
+    }
+
+    fn endpoint(&mut self, link: &Link, family: Family) -> Result<Arc<Endpoint>, DriverError> {
+        if let Some(endpoint) = self.endpoints.get(&(link.ifindex, family)) {
+            return Ok(Arc::clone(endpoint));
+        }
+        let endpoint = Arc::new(Endpoint::open(link, family, &self.services.metrics)?);
+        self.endpoints
+            .insert((link.ifindex, family), Arc::clone(&endpoint));
+        Ok(endpoint)
+    }
+}
+
+/// Runs the driver: applies every configuration `updates` yields (`None`: nothing loaded yet)
+/// until `shutdown` resolves, then stops every instance gracefully.
+pub async fn run(
+    mut driver: Driver,
+    mut updates: watch::Receiver<Option<Arc<DesiredConfig>>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut source_open = true;
+    loop {
+        let current = updates.borrow_and_update().clone();
+        if let Some(config) = current {
+            driver.apply(&config).await;
+            driver.services.board.mark_ready();
+        }
+        if source_open {
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("the configuration source ended; running with the last configuration");
+                        source_open = false;
+                    }
+                }
+            }
+        } else {
+            (&mut shutdown).await;
+            break;
+        }
+    }
+    tracing::info!("shutting down: every MASTER sends priority 0 and removes its VIPs");
+    driver.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config::tests::spec;
+    use super::*;
+
+    fn units(specs: &[InstanceSpec]) -> BTreeMap<UnitKey, Vec<InstanceSpec>> {
+        units_of(specs)
+    }
+
+    #[test]
+    fn an_unchanged_configuration_touches_no_unit() {
+        let running = units(&[
+            spec("web", 51, "10.0.0.50/24"),
+            spec("db", 52, "10.0.0.51/24"),
+        ]);
+        assert_eq!(plan_apply(&running, &running.clone()), ApplyPlan::default());
+    }
+
+    #[test]
+    fn a_priority_change_updates_only_that_unit_in_place() {
+        let web = spec("web", 51, "10.0.0.50/24");
+        let db = spec("db", 52, "10.0.0.51/24");
+        let mut web2 = web.clone();
+        web2.priority = 200;
+        let plan = plan_apply(&units(&[web, db.clone()]), &units(&[web2, db]));
+        assert_eq!(plan.update, vec![UnitKey::Instance("web".into())]);
+        assert!(plan.stop.is_empty() && plan.start.is_empty());
+    }
+
+    #[test]
+    fn a_removed_instance_stops_and_a_new_one_starts() {
+        let plan = plan_apply(
+            &units(&[spec("web", 51, "10.0.0.50/24")]),
+            &units(&[spec("db", 52, "10.0.0.51/24")]),
+        );
+        assert_eq!(plan.stop, vec![UnitKey::Instance("web".into())]);
+        assert_eq!(plan.start, vec![UnitKey::Instance("db".into())]);
+        assert!(plan.update.is_empty());
+    }
+
+    #[test]
+    fn a_vrid_change_restarts_the_unit() {
+        let web = spec("web", 51, "10.0.0.50/24");
+        let mut moved = web.clone();
+        moved.vrid = 60;
+        let plan = plan_apply(&units(&[web]), &units(&[moved]));
+        let key = UnitKey::Instance("web".into());
+        assert_eq!(plan.stop, vec![key.clone()]);
+        assert_eq!(plan.start, vec![key]);
+    }
+
+    #[test]
+    fn sync_group_members_form_one_unit_and_a_new_member_restarts_it() {
+        let mut a = spec("a", 51, "10.0.0.50/24");
+        let mut b = spec("b", 52, "10.0.0.51/24");
+        a.sync_group = Some("edge".into());
+        b.sync_group = Some("edge".into());
+        let one = units(&[a.clone()]);
+        let two = units(&[b, a]);
+        assert_eq!(two.len(), 1);
+        let members: Vec<&str> = two[&UnitKey::SyncGroup("edge".into())]
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(members, ["a", "b"]);
+        let plan = plan_apply(&one, &two);
+        assert_eq!(plan.stop, vec![UnitKey::SyncGroup("edge".into())]);
+        assert_eq!(plan.start, vec![UnitKey::SyncGroup("edge".into())]);
+    }
+}

@@ -1,0 +1,408 @@
+//! The receive side of one (interface, family): the pure admission checks of a received
+//! datagram, and the task that owns the socket's receive loop and hands adverts to instances.
+//!
+//! The receiver never waits on an instance: adverts go through bounded channels with
+//! `try_send`, and a full channel drops the advert (VRRP tolerates a lost advert; a stuck
+//! instance must not stall its neighbours).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::net::socket::{Received, VrrpSocket};
+use crate::report::Metrics;
+use crate::vrrp::instance::{ReceivedAdvert, Version};
+use crate::vrrp::packet::{
+    Advertisement, Authentication, DropReason, VRRP_TTL, Version as WireVersion,
+};
+
+/// What the receiver checks for one VRID before handing an advert to its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertFilter {
+    pub version: Version,
+    /// Expected v2 authentication (ignored for v3).
+    pub authentication: Authentication,
+    /// Our advert interval in centiseconds: a v2 advert must carry the same (RFC 3768 §7.1).
+    pub advert_interval_cs: u16,
+    /// Unicast peers; when not empty, adverts from any other source are dropped.
+    pub unicast_peers: Vec<IpAddr>,
+}
+
+/// One admitted advert, for the instance with its VRID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub vrid: u8,
+    pub advert: ReceivedAdvert,
+}
+
+/// Decides whether a received datagram is an advert for one of our instances. `own` are this
+/// node's addresses on the interface; `filter_of` finds the filter of a VRID we run.
+///
+/// The checks follow RFC 5798 §7.1 / RFC 3768 §7.1: TTL, then our own source, then the codec
+/// (length, version, checksum, type, VRID 0, auth type, interval 0), then the VRID, the
+/// unicast peer list, the instance's version, and for v2 the password and the interval.
+pub fn admit<'a>(
+    received: &Received,
+    own: &[IpAddr],
+    filter_of: impl Fn(u8) -> Option<&'a AdvertFilter>,
+) -> Result<Admitted, DropReason> {
+    if received.ttl != VRRP_TTL {
+        return Err(DropReason::Ttl);
+    }
+    if own.contains(&received.source) {
+        return Err(DropReason::Source);
+    }
+    let advert = Advertisement::decode(&received.payload, received.source, received.destination)
+        .map_err(|error| error.drop_reason())?;
+    let filter = filter_of(advert.vrid).ok_or(DropReason::Vrid)?;
+    if !filter.unicast_peers.is_empty() && !filter.unicast_peers.contains(&received.source) {
+        return Err(DropReason::Source);
+    }
+    let wire_version = match filter.version {
+        Version::V2 => WireVersion::V2,
+        Version::V3 => WireVersion::V3,
+    };
+    if advert.version != wire_version {
+        return Err(DropReason::Version);
+    }
+    if filter.version == Version::V2 {
+        if advert.auth != filter.authentication {
+            return Err(DropReason::Auth);
+        }
+        if advert.max_advert_interval_cs != filter.advert_interval_cs {
+            return Err(DropReason::Interval);
+        }
+    }
+    Ok(Admitted {
+        vrid: advert.vrid,
+        advert: ReceivedAdvert {
+            source: received.source,
+            priority: advert.priority,
+            max_advert_interval: Duration::from_millis(
+                u64::from(advert.max_advert_interval_cs) * 10,
+            ),
+        },
+    })
+}
+
+/// The sending side of a unit's advert queue: (member index, advert).
+pub type AdvertSender = mpsc::Sender<(usize, ReceivedAdvert)>;
+
+/// An admitted advert with where it goes: instance name, member index, queue.
+type Delivery = (Admitted, String, usize, AdvertSender);
+
+/// Where the adverts of one VRID go: the instance's task (and the member index inside it).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub instance: String,
+    pub filter: AdvertFilter,
+    pub member: usize,
+    pub sender: AdvertSender,
+}
+
+/// The VRIDs served on one (interface, family), shared by the driver (writer) and the
+/// receiver (reader). The lock is held only for a lookup or an insert.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    inner: Arc<RwLock<HashMap<u8, Route>>>,
+}
+
+impl Routes {
+    /// Adds the route of `vrid`; returns the name of the instance already holding it, if any.
+    pub fn insert(&self, vrid: u8, route: Route) -> Result<(), String> {
+        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = map.get(&vrid)
+            && existing.instance != route.instance
+        {
+            return Err(existing.instance.clone());
+        }
+        map.insert(vrid, route);
+        Ok(())
+    }
+
+    /// Replaces the filter of `vrid` if `instance` holds it.
+    pub fn set_filter(&self, vrid: u8, instance: &str, filter: AdvertFilter) {
+        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = map.get_mut(&vrid)
+            && route.instance == instance
+        {
+            route.filter = filter;
+        }
+    }
+
+    /// Removes the route of `vrid` if `instance` holds it.
+    pub fn remove(&self, vrid: u8, instance: &str) {
+        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&vrid)
+            .is_some_and(|route| route.instance == instance)
+        {
+            map.remove(&vrid);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Admits `received` against the current routes and returns where it goes.
+    fn route(&self, received: &Received, own: &[IpAddr]) -> Result<Delivery, DropReason> {
+        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let admitted = admit(received, own, |vrid| {
+            map.get(&vrid).map(|route| &route.filter)
+        })?;
+        let route = map.get(&admitted.vrid).ok_or(DropReason::Vrid)?;
+        Ok((
+            admitted,
+            route.instance.clone(),
+            route.member,
+            route.sender.clone(),
+        ))
+    }
+}
+
+/// Pause after a socket error, so a broken socket does not spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The receive loop of one socket; runs until aborted.
+pub async fn receive_loop(
+    socket: Arc<VrrpSocket>,
+    interface: String,
+    own: Vec<IpAddr>,
+    routes: Routes,
+    metrics: Metrics,
+) {
+    metrics.prepare_interface(&interface);
+    loop {
+        let received = match socket.recv().await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::warn!(%interface, %error, "receiving a VRRP datagram failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        match routes.route(&received, &own) {
+            Ok((admitted, instance, member, sender)) => {
+                metrics.advert_received(&instance);
+                if let Err(error) = sender.try_send((member, admitted.advert)) {
+                    tracing::debug!(%interface, %instance, %error, "instance queue full or gone, advert dropped");
+                }
+            }
+            Err(reason) => {
+                metrics.dropped(&interface, reason);
+                tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const OWN: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));
+
+    fn filter(version: Version) -> AdvertFilter {
+        AdvertFilter {
+            version,
+            authentication: Authentication::None,
+            advert_interval_cs: 100,
+            unicast_peers: Vec::new(),
+        }
+    }
+
+    fn advert(
+        version: WireVersion,
+        vrid: u8,
+        interval_cs: u16,
+        auth: Authentication,
+    ) -> Advertisement {
+        Advertisement {
+            version,
+            vrid,
+            priority: 150,
+            max_advert_interval_cs: interval_cs,
+            addresses: vec!["192.0.2.50".parse().unwrap()],
+            auth,
+        }
+    }
+
+    fn received(advert: &Advertisement, source: IpAddr, ttl: u8) -> Received {
+        Received {
+            source,
+            destination: GROUP,
+            ttl,
+            ifindex: 2,
+            payload: advert.encode(source, GROUP).unwrap(),
+        }
+    }
+
+    fn check(received: &Received, filter: &AdvertFilter) -> Result<Admitted, DropReason> {
+        admit(received, &[OWN], |vrid| (vrid == 51).then_some(filter))
+    }
+
+    #[test]
+    fn a_valid_v3_advert_is_admitted_with_its_priority_and_interval() {
+        let packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        let admitted = check(&packet, &filter(Version::V3)).unwrap();
+        assert_eq!(admitted.vrid, 51);
+        assert_eq!(admitted.advert.source, SOURCE);
+        assert_eq!(admitted.advert.priority, 150);
+        assert_eq!(admitted.advert.max_advert_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_ttl_other_than_255_is_dropped_as_ttl() {
+        let packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            SOURCE,
+            254,
+        );
+        assert_eq!(check(&packet, &filter(Version::V3)), Err(DropReason::Ttl));
+    }
+
+    #[test]
+    fn our_own_source_is_dropped_as_source() {
+        let packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            OWN,
+            255,
+        );
+        assert_eq!(
+            check(&packet, &filter(Version::V3)),
+            Err(DropReason::Source)
+        );
+    }
+
+    #[test]
+    fn a_source_outside_the_unicast_peers_is_dropped_as_source() {
+        let packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        let mut unicast = filter(Version::V3);
+        unicast.unicast_peers = vec!["192.0.2.3".parse().unwrap()];
+        assert_eq!(check(&packet, &unicast), Err(DropReason::Source));
+        unicast.unicast_peers.push(SOURCE);
+        assert!(check(&packet, &unicast).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_vrid_is_dropped_as_vrid() {
+        let packet = received(
+            &advert(WireVersion::V3, 52, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        assert_eq!(check(&packet, &filter(Version::V3)), Err(DropReason::Vrid));
+    }
+
+    #[test]
+    fn a_v2_password_mismatch_is_dropped_as_auth() {
+        let sent = Authentication::simple_text_password(b"secret").unwrap();
+        let packet = received(&advert(WireVersion::V2, 51, 100, sent), SOURCE, 255);
+        let mut expected = filter(Version::V2);
+        expected.authentication = Authentication::simple_text_password(b"other").unwrap();
+        assert_eq!(check(&packet, &expected), Err(DropReason::Auth));
+        expected.authentication = sent;
+        assert!(check(&packet, &expected).is_ok());
+    }
+
+    #[test]
+    fn a_v2_interval_mismatch_is_dropped_as_interval() {
+        let packet = received(
+            &advert(WireVersion::V2, 51, 200, Authentication::None),
+            SOURCE,
+            255,
+        );
+        assert_eq!(
+            check(&packet, &filter(Version::V2)),
+            Err(DropReason::Interval)
+        );
+    }
+
+    #[test]
+    fn a_v3_interval_differing_from_ours_is_admitted_for_learning() {
+        let packet = received(
+            &advert(WireVersion::V3, 51, 300, Authentication::None),
+            SOURCE,
+            255,
+        );
+        assert!(check(&packet, &filter(Version::V3)).is_ok());
+    }
+
+    #[test]
+    fn a_v2_advert_for_a_v3_instance_is_dropped_as_version() {
+        let packet = received(
+            &advert(WireVersion::V2, 51, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        assert_eq!(
+            check(&packet, &filter(Version::V3)),
+            Err(DropReason::Version)
+        );
+    }
+
+    #[test]
+    fn a_corrupted_checksum_is_dropped_by_its_decode_reason() {
+        let mut packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        packet.payload[6] ^= 0xff;
+        assert_eq!(
+            check(&packet, &filter(Version::V3)),
+            Err(DropReason::Checksum)
+        );
+    }
+
+    #[test]
+    fn a_truncated_packet_is_dropped_as_length() {
+        let mut packet = received(
+            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            SOURCE,
+            255,
+        );
+        packet.payload.truncate(5);
+        assert_eq!(
+            check(&packet, &filter(Version::V3)),
+            Err(DropReason::Length)
+        );
+    }
+
+    #[test]
+    fn routes_refuse_a_vrid_held_by_another_instance() {
+        let routes = Routes::default();
+        let (sender, _receiver) = mpsc::channel(1);
+        let route = |instance: &str| Route {
+            instance: instance.to_owned(),
+            filter: filter(Version::V3),
+            member: 0,
+            sender: sender.clone(),
+        };
+        routes.insert(51, route("web")).unwrap();
+        assert_eq!(routes.insert(51, route("db")), Err("web".to_owned()));
+        routes.remove(51, "db");
+        assert!(!routes.is_empty());
+        routes.remove(51, "web");
+        assert!(routes.is_empty());
+    }
+}

@@ -1,0 +1,177 @@
+//! Standalone mode: the configuration of one node from a directory of VirtualIP,
+//! VirtualServer, Node and Secret manifests, planned by the operator's own planner. The
+//! directory is polled (and re-read at once on SIGHUP); a broken edit is logged with its
+//! reason and the last good configuration stays in force.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use kube_vrrp_crds::{ManifestError, load_manifests};
+use kube_vrrp_operator::plan::{Plan, PlanInput, plan};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::resolve::{InstanceProblem, desired_config, internal_ips};
+use super::{ConfigSender, publish};
+use crate::driver::DesiredConfig;
+
+/// How often the directory is checked for changes by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a manifests directory gives no usable configuration for this node.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    #[error(
+        "no Node named {0:?} in the manifests: add one (metadata.name, labels, status.addresses) so this node's share can be planned"
+    )]
+    NoSuchNode(String),
+    #[error("{}", join(.0))]
+    Instances(Vec<InstanceProblem>),
+}
+
+fn join(problems: &[InstanceProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reads and plans a manifests directory for one node.
+#[derive(Debug)]
+pub struct Standalone {
+    dir: PathBuf,
+    node: String,
+    /// The last plan, so allocated VRIDs stay stable across edits.
+    previous: Option<Plan>,
+}
+
+impl Standalone {
+    pub fn new(dir: impl Into<PathBuf>, node: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            node: node.into(),
+            previous: None,
+        }
+    }
+
+    /// Loads the directory now and resolves this node's configuration.
+    pub fn load(&mut self) -> Result<DesiredConfig, SourceError> {
+        let manifests = load_manifests(&self.dir)?;
+        let node = manifests
+            .nodes
+            .iter()
+            .find(|node| node.metadata.name.as_deref() == Some(self.node.as_str()))
+            .ok_or_else(|| SourceError::NoSuchNode(self.node.clone()))?;
+        let node_addresses = internal_ips(node);
+        let secrets = manifests.clone();
+        let mut input = PlanInput::from(manifests);
+        if let Some(previous) = &self.previous {
+            input.carry_over(previous);
+        }
+        let planned = plan(&input);
+        for conflict in &planned.conflicts {
+            tracing::warn!(virtual_ip = %conflict.virtual_ip, reason = conflict.reason.as_str(), message = %conflict.message, "not deployed");
+        }
+        let spec = planned.nodes.get(&self.node).cloned().unwrap_or_default();
+        let config = desired_config(&spec, node_addresses, |key| {
+            secrets.secret_value(&key.namespace, &key.name, &key.key)
+        })
+        .map_err(SourceError::Instances)?;
+        let config = without_endpoint_trackers(config);
+        self.previous = Some(planned);
+        Ok(config)
+    }
+
+    /// Loads and publishes when the result differs; a failure is logged and changes nothing.
+    pub fn reload(&mut self, sender: &ConfigSender) {
+        match self.load() {
+            Ok(config) => {
+                let count = config.instances.len();
+                if publish(sender, config) {
+                    tracing::info!(dir = %self.dir.display(), node = %self.node, instances = count, "configuration loaded");
+                }
+            }
+            Err(error) => {
+                tracing::error!(dir = %self.dir.display(), %error, "manifests rejected; the last good configuration stays in force");
+            }
+        }
+    }
+
+    /// Loads now, then reloads whenever the directory changes (checked every `poll`) or on
+    /// SIGHUP, publishing into `sender`, until the receiving side is gone.
+    pub async fn watch(mut self, sender: ConfigSender, poll: Duration) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; relying on polling");
+                None
+            }
+        };
+        let mut seen = fingerprint(&self.dir);
+        self.reload(&sender);
+        let mut ticker = tokio::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let forced = tokio::select! {
+                () = sender.closed() => return,
+                _ = ticker.tick() => false,
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(hangup) => hangup.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
+            let now = fingerprint(&self.dir);
+            if forced || now != seen {
+                seen = now;
+                if forced {
+                    tracing::info!("SIGHUP: reloading manifests");
+                }
+                self.reload(&sender);
+            }
+        }
+    }
+}
+
+/// Endpoint trackers need the Kubernetes API: standalone mode has none, and a tracker that
+/// never reports would hold its instance in FAULT. They are dropped, with a warning.
+fn without_endpoint_trackers(mut config: DesiredConfig) -> DesiredConfig {
+    for instance in &mut config.instances {
+        if !instance.track.endpoints.is_empty() {
+            tracing::warn!(instance = %instance.name, "endpoint trackers need the Kubernetes API and are ignored in standalone mode");
+            instance.track.endpoints.clear();
+        }
+    }
+    config
+}
+
+/// What identifies the directory's current content cheaply: each YAML file's name, size and
+/// modification time, sorted. Unreadable entries count as their error text.
+pub fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![("<unreadable>".into(), 0, None)];
+    };
+    let mut files: Vec<(String, u64, Option<SystemTime>)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .path()
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e == "yaml" || e == "yml")
+        })
+        .map(|entry| {
+            let metadata = entry.metadata().ok();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                metadata.as_ref().map_or(0, std::fs::Metadata::len),
+                metadata.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
