@@ -90,7 +90,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
-async fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     Ok(async move {
@@ -115,7 +115,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let shutdown = termination().await?;
+        let shutdown = termination()?;
         let board = StatusBoard::new();
         let metrics = Metrics::new();
         if let Some(addr) = args.listen {

@@ -1,1 +1,3 @@
 //! kube-vrrp operator: planning (pure), controllers, status folding.
+
+pub mod plan;

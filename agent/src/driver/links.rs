@@ -79,7 +79,7 @@ async fn watch_links(mut events: LinkEvents, links: Links, watchers: Watchers) {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "re-reading links after a netlink overrun failed")
+                    tracing::warn!(%error, "re-reading links after a netlink overrun failed");
                 }
             },
         }

@@ -35,6 +35,9 @@ use crate::report::{Metrics, StatusBoard};
 
 /// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
 pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often instances that could not start are tried again (e.g. an IPv6 link-local address
+/// still tentative, an interface not created yet).
+pub const START_RETRY: Duration = Duration::from_secs(1);
 
 /// Why the driver could not start or run an instance.
 #[derive(Debug, thiserror::Error)]
@@ -198,9 +201,10 @@ impl Driver {
             .collect()
     }
 
-    /// Brings the running instances in line with `config`. An instance that cannot start is
-    /// logged and left out; it is tried again with the next configuration.
-    pub async fn apply(&mut self, config: &DesiredConfig) {
+    /// Brings the running instances in line with `config`. An instance that cannot start (no
+    /// interface yet, no source address yet, VRID taken) is logged and left out; [`run`] tries
+    /// again every [`START_RETRY`]. Returns how many units could not start.
+    pub async fn apply(&mut self, config: &DesiredConfig) -> usize {
         let desired = units_of(&config.instances);
         let running: BTreeMap<UnitKey, Vec<InstanceSpec>> = self
             .units
@@ -240,6 +244,7 @@ impl Driver {
                 unit.specs.clone_from(specs);
             }
         }
+        let mut failed = 0;
         for key in &plan.start {
             let Some(specs) = desired.get(key) else {
                 continue;
@@ -249,10 +254,12 @@ impl Driver {
                     self.units.insert(key.clone(), unit);
                 }
                 Err(error) => {
-                    tracing::error!(unit = %key.label(), %error, "cannot start instance");
+                    failed += 1;
+                    tracing::error!(unit = %key.label(), %error, "cannot start instance; retrying in {START_RETRY:?}");
                 }
             }
         }
+        failed
     }
 
     /// Stops every instance gracefully (each MASTER sends priority 0 and removes its VIPs).
@@ -404,23 +411,20 @@ pub async fn run(
     let mut source_open = true;
     loop {
         let current = updates.borrow_and_update().clone();
+        let mut retry = false;
         if let Some(config) = current {
-            driver.apply(&config).await;
+            retry = driver.apply(&config).await > 0;
             driver.services.board.mark_ready();
         }
-        if source_open {
-            tokio::select! {
-                () = &mut shutdown => break,
-                changed = updates.changed() => {
-                    if changed.is_err() {
-                        tracing::warn!("the configuration source ended; running with the last configuration");
-                        source_open = false;
-                    }
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = updates.changed(), if source_open => {
+                if changed.is_err() {
+                    tracing::warn!("the configuration source ended; running with the last configuration");
+                    source_open = false;
                 }
             }
-        } else {
-            (&mut shutdown).await;
-            break;
+            () = tokio::time::sleep(START_RETRY), if retry => {}
         }
     }
     tracing::info!("shutting down: every MASTER sends priority 0 and removes its VIPs");

@@ -1,0 +1,342 @@
+//! The driver library in-process, for real: one `Driver` per network namespace, fed a
+//! hand-built `DesiredConfig`, two namespaces joined by a veth pair. Link down → FAULT,
+//! unicast, v2 passwords, IPv6, sync groups with trackers, and an instance restarted by a
+//! VRID change.
+
+// The helpers are test code: a failed setup step should fail the test right there, as
+// `allow-unwrap-in-tests` allows inside the test functions.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::thread::{JoinHandle, sleep};
+use std::time::{Duration, Instant};
+
+use kube_vrrp_agent::driver::{self, DesiredConfig, Driver, InstanceSpec};
+use kube_vrrp_agent::net::announce::GarpSettings;
+use kube_vrrp_agent::report::{InstanceStatus, Metrics, StatusBoard};
+use kube_vrrp_agent::source::{self, ConfigSender};
+use kube_vrrp_agent::vrrp::instance::{State, Version};
+use kube_vrrp_agent::vrrp::packet::Authentication;
+use kube_vrrp_crds::{Track, TrackFile};
+use kube_vrrp_e2e::netns::{Netns, require_root, veth};
+
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// A driver running on its own thread inside a namespace. Stopped gracefully on drop.
+struct Agent {
+    board: StatusBoard,
+    metrics: Metrics,
+    config: ConfigSender,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start(ns: &Netns, config: DesiredConfig) -> Self {
+        let board = StatusBoard::new();
+        let metrics = Metrics::new();
+        let (sender, updates) = source::channel();
+        source::publish(&sender, config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let path = format!("/run/netns/{}", ns.name());
+        let (b, m) = (board.clone(), metrics.clone());
+        let thread = std::thread::spawn(move || {
+            let file = fs::File::open(&path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let driver = Driver::new(b, m).unwrap();
+                driver::run(driver, updates, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        Self {
+            board,
+            metrics,
+            config: sender,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn status(&self, name: &str) -> Option<InstanceStatus> {
+        self.board
+            .snapshot()
+            .into_iter()
+            .find(|status| status.name == name)
+    }
+
+    fn state(&self, name: &str) -> Option<State> {
+        self.status(name).map(|status| status.state)
+    }
+
+    fn apply(&self, config: DesiredConfig) {
+        source::publish(&self.config, config);
+    }
+
+    /// The value of one sample of the metrics text, 0 when absent.
+    fn metric(&self, sample: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(sample))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Lab {
+    n1: Netns,
+    n2: Netns,
+}
+
+fn lab() -> Lab {
+    require_root();
+    let n1 = Netns::create("kvdr").unwrap();
+    let n2 = Netns::create("kvdr").unwrap();
+    for ns in [&n1, &n2] {
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
+            .unwrap();
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])
+            .unwrap();
+    }
+    veth(&n1, "eth0", &n2, "eth0").unwrap();
+    for (ns, v4, v6) in [
+        (&n1, "192.0.2.1/24", "2001:db8::1/64"),
+        (&n2, "192.0.2.2/24", "2001:db8::2/64"),
+    ] {
+        ns.exec(&["ip", "addr", "add", v4, "dev", "eth0"]).unwrap();
+        ns.exec(&["ip", "-6", "addr", "add", v6, "dev", "eth0"])
+            .unwrap();
+    }
+    Lab { n1, n2 }
+}
+
+fn holds(ns: &Netns, address: &str) -> bool {
+    let out = ns
+        .exec(&["ip", "-br", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    out.split_whitespace()
+        .any(|word| word.split('/').next() == Some(address))
+}
+
+fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
+    InstanceSpec {
+        name: name.to_owned(),
+        interface: None,
+        vrid,
+        version: Version::V3,
+        addresses: vec![vip.parse().unwrap()],
+        priority,
+        advert_interval: Duration::from_millis(100),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        accept_mode: false,
+        unicast_peers: Vec::new(),
+        authentication: Authentication::None,
+        garp: GarpSettings::default(),
+        sync_group: None,
+        track: Track::default(),
+    }
+}
+
+fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
+    DesiredConfig {
+        instances,
+        node_addresses: Vec::new(),
+    }
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "timed out after {SETTLE:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn link_down_puts_the_master_in_fault_and_the_peer_takes_over() {
+    let lab = lab();
+    let a1 = Agent::start(&lab.n1, config(vec![spec("web", 51, "192.0.2.50/24", 150)]));
+    let a2 = Agent::start(&lab.n2, config(vec![spec("web", 51, "192.0.2.50/24", 100)]));
+    wait_for("n1 MASTER", || a1.state("web") == Some(State::Master));
+    wait_for("n2 BACKUP", || a2.state("web") == Some(State::Backup));
+    lab.n1.exec(&["ip", "link", "set", "eth0", "down"]).unwrap();
+    wait_for("n1 FAULT", || a1.state("web") == Some(State::Fault));
+    assert!(!holds(&lab.n1, "192.0.2.50"), "FAULT kept the VIP");
+    wait_for("n2 MASTER", || a2.state("web") == Some(State::Master));
+    wait_for("the VIP on n2", || holds(&lab.n2, "192.0.2.50"));
+    lab.n1.exec(&["ip", "link", "set", "eth0", "up"]).unwrap();
+    wait_for("n1 MASTER again (preempt)", || {
+        a1.state("web") == Some(State::Master)
+    });
+    wait_for("n2 BACKUP again", || a2.state("web") == Some(State::Backup));
+    wait_for("the VIP back on n1 only", || {
+        holds(&lab.n1, "192.0.2.50") && !holds(&lab.n2, "192.0.2.50")
+    });
+}
+
+#[test]
+fn unicast_peers_elect_and_adverts_from_other_sources_are_dropped() {
+    let lab = lab();
+    let unicast = |priority: u8, peer: &str| {
+        let mut web = spec("web", 51, "192.0.2.50/24", priority);
+        web.unicast_peers = vec![peer.parse().unwrap()];
+        web
+    };
+    let a1 = Agent::start(&lab.n1, config(vec![unicast(150, "192.0.2.2")]));
+    let a2 = Agent::start(&lab.n2, config(vec![unicast(100, "192.0.2.1")]));
+    wait_for("n1 MASTER, n2 BACKUP", || {
+        a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Backup)
+    });
+    assert_eq!(
+        a2.status("web").unwrap().master_address,
+        Some("192.0.2.1".parse::<IpAddr>().unwrap())
+    );
+    // n2 now trusts only a peer that does not exist: n1's adverts are dropped as `source`.
+    a2.apply(config(vec![unicast(100, "192.0.2.9")]));
+    wait_for("n2 MASTER once n1 is no longer a peer", || {
+        a2.state("web") == Some(State::Master)
+    });
+    assert!(
+        a2.metric("kube_vrrp_packets_dropped_total{interface=\"eth0\",reason=\"source\"}") > 0.0
+    );
+}
+
+#[test]
+fn v2_peers_with_the_same_password_elect_and_a_wrong_password_is_dropped() {
+    let lab = lab();
+    let v2 = |priority: u8, password: &[u8]| {
+        let mut web = spec("web", 51, "192.0.2.50/24", priority);
+        web.version = Version::V2;
+        web.advert_interval = Duration::from_secs(1);
+        web.authentication = Authentication::simple_text_password(password).unwrap();
+        web
+    };
+    let a1 = Agent::start(&lab.n1, config(vec![v2(150, b"secret")]));
+    let a2 = Agent::start(&lab.n2, config(vec![v2(100, b"other")]));
+    // Different passwords: neither hears the other, both end up MASTER.
+    wait_for("both MASTER", || {
+        a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Master)
+    });
+    wait_for("auth drops counted", || {
+        a2.metric("kube_vrrp_packets_dropped_total{interface=\"eth0\",reason=\"auth\"}") > 0.0
+    });
+    // The same password: n2 hears n1's higher priority and steps down.
+    a2.apply(config(vec![v2(100, b"secret")]));
+    wait_for("n2 BACKUP", || a2.state("web") == Some(State::Backup));
+    assert_eq!(a1.state("web"), Some(State::Master));
+    wait_for("the VIP on n1 only", || {
+        holds(&lab.n1, "192.0.2.50") && !holds(&lab.n2, "192.0.2.50")
+    });
+}
+
+#[test]
+fn ipv6_instances_elect_over_link_local_sources() {
+    let lab = lab();
+    let a1 = Agent::start(
+        &lab.n1,
+        config(vec![spec("web6", 61, "2001:db8::50/64", 150)]),
+    );
+    let a2 = Agent::start(
+        &lab.n2,
+        config(vec![spec("web6", 61, "2001:db8::50/64", 100)]),
+    );
+    wait_for("n1 MASTER, n2 BACKUP", || {
+        a1.state("web6") == Some(State::Master) && a2.state("web6") == Some(State::Backup)
+    });
+    let master = a2.status("web6").unwrap().master_address.unwrap();
+    assert!(
+        matches!(master, IpAddr::V6(v6) if v6.segments()[0] == 0xfe80),
+        "the master's source {master} is not link-local"
+    );
+    wait_for("the VIP on n1 only", || {
+        holds(&lab.n1, "2001:db8::50") && !holds(&lab.n2, "2001:db8::50")
+    });
+}
+
+#[test]
+fn a_sync_group_fails_over_together_when_one_member_tracker_faults() {
+    let lab = lab();
+    let flag: PathBuf = std::env::temp_dir().join(format!("kvdr-{}-flag", std::process::id()));
+    fs::write(&flag, "0\n").unwrap();
+    let members = |priority: u8, tracked: bool| {
+        let mut a = spec("a", 71, "192.0.2.71/24", priority);
+        let mut b = spec("b", 72, "192.0.2.72/24", priority);
+        a.sync_group = Some("edge".into());
+        b.sync_group = Some("edge".into());
+        if tracked {
+            a.track.files.push(TrackFile {
+                path: flag.to_string_lossy().into_owned(),
+                weight: None,
+            });
+        }
+        config(vec![a, b])
+    };
+    let a1 = Agent::start(&lab.n1, members(150, true));
+    let a2 = Agent::start(&lab.n2, members(100, false));
+    wait_for("both members MASTER on n1", || {
+        a1.state("a") == Some(State::Master) && a1.state("b") == Some(State::Master)
+    });
+    // Member a's tracked file turns non-zero: a goes to FAULT and takes b with it.
+    fs::write(&flag, "1\n").unwrap();
+    wait_for("both members FAULT on n1", || {
+        a1.state("a") == Some(State::Fault) && a1.state("b") == Some(State::Fault)
+    });
+    wait_for("both members MASTER on n2", || {
+        a2.state("a") == Some(State::Master) && a2.state("b") == Some(State::Master)
+    });
+    assert!(!holds(&lab.n1, "192.0.2.72"), "b kept its VIP in FAULT");
+    let _ = fs::remove_file(&flag);
+}
+
+#[test]
+fn a_vrid_change_restarts_only_that_instance() {
+    let lab = lab();
+    let web = spec("web", 51, "192.0.2.50/24", 150);
+    let db = spec("db", 52, "192.0.2.60/24", 150);
+    let a1 = Agent::start(&lab.n1, config(vec![web.clone(), db.clone()]));
+    wait_for("both MASTER", || {
+        a1.state("web") == Some(State::Master) && a1.state("db") == Some(State::Master)
+    });
+    let web_before = a1.status("web").unwrap();
+    let mut moved = db;
+    moved.vrid = 53;
+    a1.apply(config(vec![web, moved]));
+    wait_for("db restarted on VRID 53 and MASTER", || {
+        a1.status("db")
+            .is_some_and(|db| db.vrid == 53 && db.state == State::Master)
+    });
+    let web_after = a1.status("web").unwrap();
+    assert_eq!(web_after.transitions, web_before.transitions);
+    assert!(holds(&lab.n1, "192.0.2.50") && holds(&lab.n1, "192.0.2.60"));
+}
