@@ -23,8 +23,9 @@ use tokio::sync::watch;
 use tower_test::mock::{Handle, SendResponse};
 
 const NODE: &str = "node-a";
-/// The longest a call we expect may take to arrive.
-const STEP: Duration = Duration::from_secs(3);
+/// The longest a call we expect may take to arrive (kube's watch backoff, with jitter, reaches
+/// several seconds by the second failure in a row).
+const STEP: Duration = Duration::from_secs(10);
 const VRRP_NODES: &str = "/apis/kubevrrp.io/v1alpha1/vrrpnodes";
 const SELECTOR: &str = "fieldSelector=metadata.name%3Dnode-a";
 
