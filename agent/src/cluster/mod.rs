@@ -12,9 +12,11 @@ pub mod status;
 pub mod writer;
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::Client;
+use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
 use tokio::task::JoinHandle;
 
 pub use spec::SpecWatch;
@@ -54,6 +56,16 @@ pub enum ClusterError {
     },
     #[error("writing the status of VrrpNode {node}: no answer within {timeout:?}")]
     WriteTimeout { node: String, timeout: Duration },
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("no Kubernetes client configuration (in-cluster, KUBECONFIG or ~/.kube/config): {0}")]
+    InferConfig(#[from] InferConfigError),
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
 }
 
 fn join(problems: &[InstanceProblem]) -> String {
@@ -103,6 +115,26 @@ impl ClusterTasks {
         self.spec.abort();
         self.status.abort();
     }
+}
+
+/// A client from the kubeconfig at `path`, else inferred (in-cluster service account, then
+/// `KUBECONFIG` or `~/.kube/config`). Nothing is sent to the API server yet: an unreachable
+/// server shows up later, as retries.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClusterError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig_error = |source| ClusterError::Kubeconfig {
+                path: path.to_path_buf(),
+                source,
+            };
+            let file = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(kubeconfig_error)?
+        }
+        None => Config::infer().await?,
+    };
+    Client::try_from(config).map_err(ClusterError::Client)
 }
 
 /// Starts the `VrrpNode` watch (publishing into `sender`) and the status writer (reading
