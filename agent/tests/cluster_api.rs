@@ -604,6 +604,22 @@ async fn nothing_is_written_before_the_driver_has_applied_a_configuration() {
 }
 
 #[tokio::test]
+async fn nothing_is_written_while_the_node_has_no_vrrp_node() {
+    let mut w = start_writer(Duration::from_millis(100), true);
+    expect_apply(&mut w, "the first status").await;
+    w.generation.send_replace(None);
+    assert_quiet(
+        &mut w.handle,
+        Duration::from_millis(400),
+        "the VrrpNode was deleted",
+    )
+    .await;
+    w.generation.send_replace(Some(1));
+    let body = expect_apply(&mut w, "the status once the VrrpNode is back").await;
+    assert_eq!(body["status"]["observedGeneration"], 1);
+}
+
+#[tokio::test]
 async fn a_failed_write_is_retried_with_the_latest_snapshot() {
     let mut w = start_writer(Duration::from_secs(30), true);
     let (request, responder) = next_call(&mut w.handle, "the first status").await;

@@ -68,7 +68,7 @@ impl StatusWriter {
 
     /// Writes until the task is aborted. Nothing is written before the driver has applied a
     /// first configuration (the board is ready), so a restarting agent never reports an empty
-    /// node it has not configured yet. A failed write is retried with backoff (doubling from
+    /// node it has not configured yet, nor while the node has no `VrrpNode` (no generation). A failed write is retried with backoff (doubling from
     /// the poll period up to the heartbeat), logged once per attempt.
     pub async fn run(self) {
         let mut ticker = tokio::time::interval(self.poll);
@@ -86,9 +86,14 @@ impl StatusWriter {
             if retry_at.is_some_and(|at| now < at) {
                 continue;
             }
+            let observed_generation = *self.generation.borrow();
+            if observed_generation.is_none() {
+                // No VrrpNode (not created yet, or deleted): there is no object to report into.
+                continue;
+            }
             let content = Content {
                 instances: self.board.snapshot(),
-                observed_generation: *self.generation.borrow(),
+                observed_generation,
             };
             let changed = written.as_ref() != Some(&content);
             let heartbeat_due =
