@@ -1,9 +1,11 @@
-//! The API server is not in the data path, proven for real: two `kube-vrrp-agent run` in
-//! cluster mode, in two lab namespaces, each reading its `VrrpNode` from a minimal fake API
-//! server listening on loopback inside its own namespace. Once one is MASTER the fake API
-//! servers are stopped (their ports now closed): the MASTER keeps its VIP and keeps
-//! advertising, nothing transitions for many Master_Down_Intervals, and both agents log their
-//! retries, with backoff.
+//! Cluster mode for real: two `kube-vrrp-agent run` in two lab namespaces, each reading its
+//! `VrrpNode` from a minimal fake API server listening on loopback inside its own namespace.
+//!
+//! - The API server is not in the data path: once one agent is MASTER the fake API servers are
+//!   stopped (their ports now closed); the MASTER keeps its VIP and keeps advertising, nothing
+//!   transitions for many Master_Down_Intervals, and both agents log their retries, with backoff.
+//! - The watch drives the data path: a new priority on the watch moves the VIP, and a deleted
+//!   `VrrpNode` releases it gracefully (priority 0, the other node takes over at once).
 
 // The helpers below are test code too: a failed setup step should fail the test right there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,11 +32,13 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp-agent");
 const LISTEN: &str = "127.0.0.1:9650";
-const ADVERT: Duration = Duration::from_millis(100);
-/// Master_Down_Interval of the BACKUP (priority 100) at a 100 ms advert: 3 × 100 ms + 61 ms.
-const MASTER_DOWN_INTERVAL: Duration = Duration::from_millis(361);
-/// How long the API stays away while we watch: about 14 Master_Down_Intervals.
-const OUTAGE: Duration = Duration::from_secs(5);
+/// The advert interval (`advertInterval: 200ms` in the VrrpNodes): short enough for a quick
+/// test, long enough that a loaded 2-core machine running debug builds does not flap.
+const ADVERT: Duration = Duration::from_millis(200);
+/// Master_Down_Interval of the BACKUP (priority 100) at a 200 ms advert: 3 × 200 ms + 122 ms.
+const MASTER_DOWN_INTERVAL: Duration = Duration::from_millis(722);
+/// How long the API stays away while we watch: about 8 Master_Down_Intervals.
+const OUTAGE: Duration = Duration::from_secs(6);
 const SETTLE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- the fake API server
@@ -52,6 +56,8 @@ struct Seen {
 struct Served {
     node: Value,
     seen: Arc<Mutex<Seen>>,
+    /// Watch event lines pushed by the test to every open watch.
+    events: tokio::sync::broadcast::Sender<Bytes>,
 }
 
 impl Served {
@@ -61,14 +67,15 @@ impl Served {
 }
 
 /// Answers just what the agent asks: the list and watch of `vrrpnodes` (the watch stays open
-/// and silent) and the status apply (echoed back).
+/// and carries the events the test pushes) and the status apply (echoed back).
 async fn handle(AxumState(served): AxumState<Served>, request: Request) -> Response {
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let query = uri.query().unwrap_or_default().to_owned();
-    served
-        .seen()
-        .requests
-        .push(format!("{method} {}?{query}", uri.path()));
+    let record = format!("{method} {}?{query}", uri.path());
+    let watch_events = query
+        .contains("watch=true")
+        .then(|| served.events.subscribe());
+    served.seen().requests.push(record);
     let json_response = |value: &Value| {
         (
             StatusCode::OK,
@@ -77,15 +84,10 @@ async fn handle(AxumState(served): AxumState<Served>, request: Request) -> Respo
         )
             .into_response()
     };
+    if let Some(events) = watch_events {
+        return watch_response(events);
+    }
     match (method, uri.path()) {
-        (Method::GET, "/apis/kubevrrp.io/v1alpha1/vrrpnodes") if query.contains("watch=true") => {
-            let silent = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(Body::from_stream(silent))
-                .unwrap()
-        }
         (Method::GET, "/apis/kubevrrp.io/v1alpha1/vrrpnodes") => json_response(&json!({
             "apiVersion": "kubevrrp.io/v1alpha1",
             "kind": "VrrpNodeList",
@@ -104,6 +106,24 @@ async fn handle(AxumState(served): AxumState<Served>, request: Request) -> Respo
         }
         _ => (StatusCode::NOT_FOUND, "not served by the fake API").into_response(),
     }
+}
+
+/// A watch response: open until the server stops, carrying whatever the test pushes.
+fn watch_response(events: tokio::sync::broadcast::Receiver<Bytes>) -> Response {
+    let lines = futures::stream::unfold(events, |mut events| async {
+        loop {
+            match events.recv().await {
+                Ok(line) => return Some((Ok::<_, std::io::Error>(line), events)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(lines))
+        .unwrap()
 }
 
 /// A fake API server on 127.0.0.1 inside one namespace, on its own runtime so that stopping
@@ -125,6 +145,7 @@ impl FakeApi {
         let served = Served {
             node,
             seen: Arc::default(),
+            events: tokio::sync::broadcast::channel(16).0,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -148,6 +169,21 @@ impl FakeApi {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+
+    /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) to every open watch.
+    fn push(&self, kind: &str, object: &Value) {
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+        line.push(b'\n');
+        let receivers = self.served.events.send(Bytes::from(line)).unwrap_or(0);
+        assert!(receivers > 0, "no open watch to send {kind} to");
+    }
+
+    /// Waits until the agent has a watch open.
+    fn wait_for_watch(&self) {
+        wait_for("the agent's watch", SETTLE, || {
+            self.served.events.receiver_count() > 0
+        });
     }
 
     fn requests(&self) -> Vec<String> {
@@ -179,7 +215,7 @@ fn vrrp_node(name: &str, priority: u8, vip: &str) -> Value {
             "version": 3,
             "addresses": [vip],
             "priority": priority,
-            "advertInterval": "100ms",
+            "advertInterval": "200ms",
             "preempt": true,
             "preemptDelay": "0s",
         }]},
@@ -280,45 +316,90 @@ const WATCH_RETRY: &str =
     "cannot watch the VrrpNode; the last configuration stays in force, retrying with backoff";
 const WRITE_RETRY: &str = "cannot write the VrrpNode status; VRRP is unaffected, retrying";
 
+/// Two agents in cluster mode, each with its own fake API server serving its `VrrpNode`
+/// (`web`, VRID 51, advert 200 ms, n1 at 150, n2 at 100). Field order is drop order.
+struct Cluster {
+    agent1: DaemonProcess,
+    agent2: DaemonProcess,
+    api1: FakeApi,
+    api2: FakeApi,
+    vip_net: ipnet::IpNet,
+    lab: Lab,
+    _scratch: Scratch,
+}
+
+impl Cluster {
+    fn start(test: &str) -> Self {
+        require_root();
+        let lab = Lab::new(LabSpec {
+            nodes: 2,
+            ipv6: false,
+        })
+        .unwrap();
+        let scratch = Scratch(
+            std::env::temp_dir().join(format!("kube-vrrp-cluster-{test}-{}", std::process::id())),
+        );
+        std::fs::create_dir_all(&scratch.0).unwrap();
+        let vip_net = addressing::vip(Family::V4, 0);
+        let api1 = FakeApi::start(
+            lab.node_ns(1).unwrap(),
+            vrrp_node("n1", 150, &vip_net.to_string()),
+        );
+        let api2 = FakeApi::start(
+            lab.node_ns(2).unwrap(),
+            vrrp_node("n2", 100, &vip_net.to_string()),
+        );
+        let agent1 = start_agent(&lab, 1, api1.addr, &scratch.0);
+        let agent2 = start_agent(&lab, 2, api2.addr, &scratch.0);
+        Self {
+            agent1,
+            agent2,
+            api1,
+            api2,
+            vip_net,
+            lab,
+            _scratch: scratch,
+        }
+    }
+
+    fn vip(&self) -> IpAddr {
+        self.vip_net.addr()
+    }
+
+    /// Waits for `master` MASTER holding the VIP alone (whatever the other node runs).
+    fn wait_for_master_alone(&self, master: usize) {
+        wait_for(&format!("n{master} MASTER"), SETTLE, || {
+            web(&self.lab, master).is_some_and(|s| s.state == State::Master)
+        });
+        wait_for(&format!("the VIP on n{master} only"), SETTLE, || {
+            self.lab.holders(self.vip()).unwrap() == [master]
+        });
+    }
+
+    /// Waits for `master` MASTER holding the VIP alone and the other node BACKUP.
+    fn wait_for_master(&self, master: usize) {
+        let backup = 3 - master;
+        wait_for(
+            &format!("n{master} MASTER and n{backup} BACKUP"),
+            SETTLE,
+            || {
+                web(&self.lab, master).is_some_and(|s| s.state == State::Master)
+                    && web(&self.lab, backup).is_some_and(|s| s.state == State::Backup)
+            },
+        );
+        wait_for(&format!("the VIP on n{master} only"), SETTLE, || {
+            self.lab.holders(self.vip()).unwrap() == [master]
+        });
+    }
+}
+
 #[test]
 fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
-    require_root();
-    let lab = Lab::new(LabSpec {
-        nodes: 2,
-        ipv6: false,
-    })
-    .unwrap();
-    let scratch = Scratch(std::env::temp_dir().join(format!(
-        "kube-vrrp-cluster-unreachable-{}",
-        std::process::id()
-    )));
-    std::fs::create_dir_all(&scratch.0).unwrap();
-    let vip_net = addressing::vip(Family::V4, 0);
-    let vip: IpAddr = vip_net.addr();
-    let mut api1 = FakeApi::start(
-        lab.node_ns(1).unwrap(),
-        vrrp_node("n1", 150, &vip_net.to_string()),
-    );
-    let mut api2 = FakeApi::start(
-        lab.node_ns(2).unwrap(),
-        vrrp_node("n2", 100, &vip_net.to_string()),
-    );
-    let mut agent1 = start_agent(&lab, 1, api1.addr, &scratch.0);
-    let mut agent2 = start_agent(&lab, 2, api2.addr, &scratch.0);
-
-    wait_for(
-        "n1 MASTER and n2 BACKUP from their VrrpNodes",
-        SETTLE,
-        || {
-            web(&lab, 1).is_some_and(|s| s.state == State::Master)
-                && web(&lab, 2).is_some_and(|s| s.state == State::Backup)
-        },
-    );
-    wait_for("the VIP on n1 only", SETTLE, || {
-        lab.holders(vip).unwrap() == [1]
-    });
+    let mut c = Cluster::start("unreachable");
+    c.wait_for_master(1);
+    let (lab, vip, vip_net) = (&c.lab, c.vip(), c.vip_net);
     // The API edge worked: each agent listed and watched only its own VrrpNode, and reported.
-    for (api, node) in [(&api1, "n1"), (&api2, "n2")] {
+    for (api, node) in [(&c.api1, "n1"), (&c.api2, "n2")] {
         let selector = format!("fieldSelector=metadata.name%3D{node}");
         let requests = api.requests();
         assert!(
@@ -335,11 +416,12 @@ fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
         );
     }
     wait_for("n1's status apply showing MASTER", SETTLE, || {
-        api1.applies()
+        c.api1
+            .applies()
             .iter()
             .any(|a| a["status"]["instances"][0]["state"] == "Master")
     });
-    let apply = api1.applies().last().cloned().unwrap();
+    let apply = c.api1.applies().last().cloned().unwrap();
     assert_eq!(apply["metadata"]["name"], "n1");
     assert_eq!(apply["status"]["observedGeneration"], 1);
     assert_eq!(
@@ -347,17 +429,17 @@ fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
         json!([vip_net.to_string()])
     );
     assert!(
-        api1.requests().iter().any(|r| r.starts_with("PATCH ")
+        c.api1.requests().iter().any(|r| r.starts_with("PATCH ")
             && r.contains("fieldManager=kube-vrrp-agent")
             && r.contains("force=true")),
         "no forced apply by kube-vrrp-agent: {:?}",
-        api1.requests()
+        c.api1.requests()
     );
 
-    let before = (web(&lab, 1).unwrap(), web(&lab, 2).unwrap());
+    let before = (web(lab, 1).unwrap(), web(lab, 2).unwrap());
     let sniffer = lab.sniff().unwrap();
-    api1.stop();
-    api2.stop();
+    c.api1.stop();
+    c.api2.stop();
     let stopped = Instant::now();
 
     // Hold: the VIP never moves, and nothing else holds it.
@@ -370,17 +452,18 @@ fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
         );
         sleep(Duration::from_millis(50));
     }
-    agent1.ensure_running().unwrap();
-    agent2.ensure_running().unwrap();
+    c.agent1.ensure_running().unwrap();
+    c.agent2.ensure_running().unwrap();
 
     // No transition on either node: same state, same transition count.
-    let after = (web(&lab, 1).unwrap(), web(&lab, 2).unwrap());
+    let after = (web(lab, 1).unwrap(), web(lab, 2).unwrap());
     assert_eq!(after.0.state, State::Master);
     assert_eq!(after.1.state, State::Backup);
     assert_eq!(
         (after.0.transitions, after.1.transitions),
         (before.0.transitions, before.1.transitions),
-        "a transition happened while the API server was gone"
+        "a transition happened while the API server was gone; n2's log:\n{}",
+        c.agent2.log()
     );
 
     // The MASTER kept advertising at its interval; the BACKUP never did.
@@ -415,8 +498,8 @@ fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
     );
 
     // Both agents noticed, and retried with backoff rather than in a tight loop: kube's
-    // backoff starts at 0.8 s and doubles (with jitter), so a handful of attempts in 5 s.
-    for (agent, node) in [(&agent1, "n1"), (&agent2, "n2")] {
+    // backoff starts at 0.8 s and doubles (with jitter), so a handful of attempts in 6 s.
+    for (agent, node) in [(&c.agent1, "n1"), (&c.agent2, "n2")] {
         let log = agent.log();
         let watch_retries = count_messages(&log, WATCH_RETRY);
         assert!(
@@ -432,6 +515,47 @@ fn with_the_api_server_gone_the_master_keeps_its_vip_and_keeps_advertising() {
             "{node}: {write_retries} logged status write retries in {OUTAGE:?}:\n{log}"
         );
     }
-    agent1.terminate(SETTLE).unwrap();
-    agent2.terminate(SETTLE).unwrap();
+    c.agent1.terminate(SETTLE).unwrap();
+    c.agent2.terminate(SETTLE).unwrap();
+}
+
+#[test]
+fn a_new_priority_on_the_watch_moves_the_vip_and_a_deleted_vrrp_node_releases_it() {
+    let mut c = Cluster::start("watch");
+    c.wait_for_master(1);
+    c.api2.wait_for_watch();
+
+    // The operator raises n2 above n1: n2 preempts.
+    let mut raised = vrrp_node("n2", 200, &c.vip_net.to_string());
+    raised["metadata"]["generation"] = json!(2);
+    raised["metadata"]["resourceVersion"] = json!("11");
+    c.api2.push("MODIFIED", &raised);
+    c.wait_for_master(2);
+    assert_eq!(web(&c.lab, 2).unwrap().priority, 200);
+    wait_for(
+        "n2's status apply at generation 2 showing MASTER",
+        SETTLE,
+        || {
+            c.api2.applies().iter().any(|a| {
+                a["status"]["observedGeneration"] == 2
+                    && a["status"]["instances"][0]["state"] == "Master"
+            })
+        },
+    );
+
+    // The operator deletes n2's VrrpNode: n2 leaves gracefully, n1 takes over at once.
+    let mut deleted = raised;
+    deleted["metadata"]["resourceVersion"] = json!("12");
+    c.api2.push("DELETED", &deleted);
+    c.wait_for_master_alone(1);
+    wait_for("n2 running no instance", SETTLE, || {
+        status(&c.lab, 2).is_empty()
+    });
+    let log = c.agent1.log();
+    assert!(
+        log.contains("\"reason\":\"master_stopped\""),
+        "n1 did not take over because of n2's priority-0 advert:\n{log}"
+    );
+    c.agent1.ensure_running().unwrap();
+    c.agent2.ensure_running().unwrap();
 }
