@@ -96,16 +96,23 @@ struct StatusArgs {
 /// The longest a graceful shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
-fn init_logging(format: LogFormat) {
+/// Logs go through a lossy background writer: a slow or blocked stderr drops log lines
+/// instead of stalling a VRRP task. Keep the guard until exit (it flushes on drop).
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -122,7 +129,7 @@ fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    let _log_guard = init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

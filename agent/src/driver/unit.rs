@@ -262,6 +262,19 @@ impl Unit {
     }
 
     async fn start(&mut self) {
+        for (index, member) in self.members.iter().enumerate() {
+            let spec = &member.spec;
+            let metrics = &self.services.metrics;
+            metrics.state(
+                &spec.name,
+                spec.vrid,
+                &member.endpoint.interface,
+                State::Initialize,
+            );
+            if let Some(instance) = self.machine.member(index) {
+                metrics.effective_priority(&spec.name, instance.effective_priority());
+            }
+        }
         let now = Instant::now();
         for index in 0..self.members.len() {
             let actions = self.machine.apply(index, now, Event::Startup);
