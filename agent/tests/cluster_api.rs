@@ -346,6 +346,52 @@ async fn a_v2_password_is_read_from_the_secret_the_spec_names() {
 }
 
 #[tokio::test]
+async fn a_failed_secret_read_publishes_nothing_and_is_retried_after_a_second() {
+    let mut w = start_watch();
+    let (request, responder) = next_call(&mut w.handle, "the first list").await;
+    assert_list(&request);
+    let node = vrrp_node(1, "10", &[v2_instance_with_password("legacy")]);
+    ok_json(responder, &list_of(&[node], "10"));
+    let (request, responder) = next_call(&mut w.handle, "the Secret get").await;
+    assert_eq!(
+        request.uri().path(),
+        "/api/v1/namespaces/kube-vrrp/secrets/vrrp-auth"
+    );
+    error_status(responder, StatusCode::SERVICE_UNAVAILABLE);
+    let failed_at = Instant::now();
+    // The watch goes on meanwhile; the Secret is read again after the resolve backoff.
+    let (request, _held) = next_call(&mut w.handle, "the watch").await;
+    assert_watch(&request, "10");
+    let (request, responder) = next_call(&mut w.handle, "the retried Secret get").await;
+    assert_eq!(
+        request.uri().path(),
+        "/api/v1/namespaces/kube-vrrp/secrets/vrrp-auth"
+    );
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(900),
+        "the Secret was read again after {:?}",
+        failed_at.elapsed()
+    );
+    assert!(
+        w.updates.borrow().is_none(),
+        "a configuration was published without its password"
+    );
+    ok_json(
+        responder,
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrrp-auth"},
+                "data": {"password": "czNjcmV0"}}),
+    );
+    let config = config_where(&mut w.updates, "instance legacy", |c| {
+        names(c) == ["legacy"]
+    })
+    .await;
+    assert_eq!(
+        config.instances[0].authentication,
+        Authentication::simple_text_password(b"s3cret").unwrap()
+    );
+}
+
+#[tokio::test]
 async fn a_status_only_update_reads_no_secret_and_publishes_nothing() {
     let mut w = start_watch();
     let (request, responder) = next_call(&mut w.handle, "the first list").await;
