@@ -48,7 +48,7 @@ enum LogFormat {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// This node's name (the Node object and the planner's node).
+    /// This node's name: its Node (standalone mode) or its VrrpNode (cluster mode).
     #[arg(long, env = "NODE_NAME")]
     node: String,
     /// Standalone mode: a directory of VirtualIP, VirtualServer, Node and Secret manifests.
