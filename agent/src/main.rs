@@ -2,13 +2,14 @@
 //! work lives in the library.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
 use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
@@ -47,12 +48,30 @@ enum LogFormat {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// This node's name (the Node object and the planner's node).
+    /// This node's name: its Node (standalone mode) or its VrrpNode (cluster mode).
     #[arg(long, env = "NODE_NAME")]
     node: String,
     /// Standalone mode: a directory of VirtualIP, VirtualServer, Node and Secret manifests.
+    /// Without it the agent runs in cluster mode: it watches its own VrrpNode and writes its
+    /// status.
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
+    /// Cluster mode: the kubeconfig to use (default: in-cluster, then KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+    kubeconfig: Option<PathBuf>,
+    /// Cluster mode: VrrpNode.status is rewritten at least this often, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        conflicts_with = "manifests"
+    )]
+    heartbeat: u64,
+    /// Cluster mode: this node's own addresses (comma-separated), used to pick an instance's
+    /// interface when neither a hint nor a subnet decides (e.g. from status.hostIP).
+    #[arg(long, env = "NODE_IP", value_name = "IP", value_delimiter = ',')]
+    node_ip: Vec<IpAddr>,
     /// Serve /metrics, /status, /healthz and /readyz on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
@@ -111,11 +130,6 @@ fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _log_guard = init_logging(args.log_format);
-    let Some(dir) = args.manifests else {
-        anyhow::bail!(
-            "cluster mode (watching this node's VrrpNode) is not available yet: pass --manifests DIR"
-        );
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,8 +151,20 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let (sender, updates) = source::channel();
-        let standalone = Standalone::new(dir, args.node);
-        tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
+        let cluster_tasks = if let Some(dir) = args.manifests {
+            let standalone = Standalone::new(dir, args.node);
+            tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
+            None
+        } else {
+            let client = cluster::client(args.kubeconfig.as_deref()).await?;
+            let options = ClusterOptions {
+                node_addresses: args.node_ip,
+                heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+                ..ClusterOptions::new(args.node)
+            };
+            tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, "cluster mode: watching this node's VrrpNode");
+            Some(cluster::spawn(client, &options, sender, board.clone()))
+        };
         let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(driver::run(driver, updates, async move {
@@ -148,6 +174,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(());
         if tokio::time::timeout(SHUTDOWN_LIMIT, run).await.is_err() {
             tracing::error!("graceful shutdown took longer than {SHUTDOWN_LIMIT:?}; exiting");
+        }
+        if let Some(tasks) = cluster_tasks {
+            tasks.abort();
         }
         Ok(ExitCode::SUCCESS)
     })
