@@ -53,6 +53,5 @@ demo: build ## three-node lab with a VirtualIP: status, kill the MASTER, measure
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin lab-demo
 
-e2e-cluster: ## the lab scenarios against a real cluster named by KUBECONFIG
-	@test -n "$$KUBECONFIG" || { echo "make e2e-cluster: set KUBECONFIG to a cluster with kube-vrrp installed" >&2; exit 1; }
-	$(CARGO) test -p kube-vrrp-e2e --features cluster -- --test-threads=1
+e2e-cluster: ## the lab's core scenarios against a real cluster named by KUBECONFIG (see hack/e2e-cluster.sh)
+	hack/e2e-cluster.sh
