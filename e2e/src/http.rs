@@ -139,11 +139,18 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0_u8; 1024];
-            let n = conn.read(&mut request).unwrap();
+            // Read the whole request head: closing with unread bytes would reset the
+            // connection under the client's feet.
+            let mut request = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "client closed before finishing its request");
+                request.extend_from_slice(&chunk[..n]);
+            }
             conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
                 .unwrap();
-            String::from_utf8_lossy(&request[..n]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         let response = get(addr, "/status", Duration::from_secs(2)).unwrap();
         assert_eq!(response.status, 200);
