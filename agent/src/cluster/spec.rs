@@ -217,7 +217,7 @@ impl SpecWatch {
                 .map(Vec::as_slice)
         })
         .map_err(ClusterError::Instances)?;
-        Ok(without_endpoint_trackers(config))
+        Ok(crate::source::without_endpoint_trackers(config))
     }
 
     /// Gets every Secret a v2 instance of `spec` names, once each. A missing Secret or key is
@@ -267,19 +267,6 @@ pub fn resolve_retry_delay(attempts: u32) -> Duration {
     RESOLVE_RETRY_MIN
         .saturating_mul(1_u32 << attempts.saturating_sub(1).min(16))
         .min(RESOLVE_RETRY_MAX)
-}
-
-/// Endpoint trackers are fed from EndpointSlices, which the agent does not watch yet; a
-/// tracker that never reports would hold its instance in FAULT. They are dropped, with a
-/// warning, as in standalone mode.
-fn without_endpoint_trackers(mut config: DesiredConfig) -> DesiredConfig {
-    for instance in &mut config.instances {
-        if !instance.track.endpoints.is_empty() {
-            tracing::warn!(instance = %instance.name, "endpoint trackers are not supported by the agent yet and are ignored");
-            instance.track.endpoints.clear();
-        }
-    }
-    config
 }
 
 #[cfg(test)]

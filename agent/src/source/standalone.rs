@@ -79,7 +79,7 @@ impl Standalone {
             secrets.secret_value(&key.namespace, &key.name, &key.key)
         })
         .map_err(SourceError::Instances)?;
-        let config = without_endpoint_trackers(config);
+        let config = super::without_endpoint_trackers(config);
         self.previous = Some(planned);
         Ok(config)
     }
@@ -134,18 +134,6 @@ impl Standalone {
             }
         }
     }
-}
-
-/// Endpoint trackers need the Kubernetes API: standalone mode has none, and a tracker that
-/// never reports would hold its instance in FAULT. They are dropped, with a warning.
-fn without_endpoint_trackers(mut config: DesiredConfig) -> DesiredConfig {
-    for instance in &mut config.instances {
-        if !instance.track.endpoints.is_empty() {
-            tracing::warn!(instance = %instance.name, "endpoint trackers need the Kubernetes API and are ignored in standalone mode");
-            instance.track.endpoints.clear();
-        }
-    }
-    config
 }
 
 /// What identifies the directory's current content cheaply: each YAML file's name, size and
