@@ -247,18 +247,35 @@ def monitoring_objects_follow_the_prometheus_operator_crds_when_auto():
     assert kinds(docs).count("ServiceMonitor") == 2 and "PrometheusRule" in kinds(docs)
 
 
-def agent_service_monitor_keeps_the_instance_label_and_adds_the_node():
+def agent_service_monitor_keeps_the_target_instance_label_and_adds_the_node():
     docs = render("monitoring.serviceMonitor.enabled=true", release="edge")
     sm = one(docs, "ServiceMonitor", "edge-kube-vrrp-agent")
     assert sm["spec"]["jobLabel"] == "kubevrrp.io/scrape-job"
     (ep,) = sm["spec"]["endpoints"]
-    assert ep["honorLabels"] is True and ep["port"] == "metrics"
+    assert ep["port"] == "metrics"
+    # The agent labels the VRRP instance vrrp_instance: honorLabels would only let a metric
+    # overwrite the scrape target's instance, job, node or pod.
+    assert "honorLabels" not in ep, "the agent must be scraped without honorLabels"
     assert {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"} in ep["relabelings"]
     svc = one(docs, "Service", "edge-kube-vrrp-agent-metrics")
     for k, v in sm["spec"]["selector"]["matchLabels"].items():
         assert svc["metadata"]["labels"].get(k) == v, f"ServiceMonitor selects {k}={v}, Service has {svc['metadata']['labels'].get(k)}"
     op = one(docs, "ServiceMonitor", "edge-kube-vrrp-operator")
     assert "honorLabels" not in op["spec"]["endpoints"][0]
+
+
+def alerts_name_the_vrrp_instance_vrrp_instance_and_the_scrape_target_instance():
+    with RULES.open(encoding="utf-8") as f:
+        source = yaml.safe_load(f)
+    alerts = {r["alert"]: r for g in source["groups"] for r in g["rules"] if "alert" in r}
+    for name, rule in alerts.items():
+        text = " ".join(rule.get("annotations", {}).values())
+        if "$labels.instance" in text:
+            # Only alerts on the scrape itself (up) may name the target.
+            assert rule["expr"].lstrip().startswith(("up{", "absent(up{")), f"{name} names $labels.instance but is not about a scrape target"
+    for name in ("KubeVrrpInstanceFlapping", "KubeVrrpInstanceFault", "KubeVrrpMasterNotAdvertising"):
+        assert "$labels.vrrp_instance" in alerts[name]["annotations"]["summary"], name
+    assert "$labels.instance" in alerts["KubeVrrpAgentDown"]["annotations"]["description"]
 
 
 def prometheus_rule_is_the_rule_file_unchanged_by_default():
@@ -328,7 +345,8 @@ TESTS = [
     image_tag_and_digest_are_configurable,
     metrics_services_select_their_component_and_carry_the_scrape_job_label,
     monitoring_objects_follow_the_prometheus_operator_crds_when_auto,
-    agent_service_monitor_keeps_the_instance_label_and_adds_the_node,
+    agent_service_monitor_keeps_the_target_instance_label_and_adds_the_node,
+    alerts_name_the_vrrp_instance_vrrp_instance_and_the_scrape_target_instance,
     prometheus_rule_is_the_rule_file_unchanged_by_default,
     prometheus_rule_applies_overrides_labels_and_disabled_alerts,
     unknown_alert_names_in_values_are_rejected,

@@ -191,7 +191,7 @@ async fn metrics_endpoint_serves_openmetrics_text() {
     assert!(body.ends_with("# EOF\n"), "{body}");
     assert!(
         body.contains(
-            "kube_vrrp_instance_state{instance=\"web\",vrid=\"51\",interface=\"eth0\",state=\"MASTER\"} 1\n"
+            "kube_vrrp_instance_state{vrrp_instance=\"web\",vrid=\"51\",interface=\"eth0\",state=\"MASTER\"} 1\n"
         ),
         "{body}"
     );

@@ -115,6 +115,62 @@ fn every_series_is_exported_under_exactly_the_documented_names() {
     assert_eq!(names, SERIES.into_iter().collect::<BTreeSet<_>>());
 }
 
+/// Labels Prometheus (`instance`, `job`) or the chart's agent ServiceMonitor (`node`, `pod`) put
+/// on every scraped series. The agent is scraped without honorLabels, so a metric carrying one of
+/// them would see it renamed to `exported_<name>`.
+const TARGET_LABELS: [&str; 4] = ["instance", "job", "node", "pod"];
+
+#[test]
+fn no_series_carries_a_label_that_the_scrape_sets_on_the_target() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    metrics.prepare_interface("eth1");
+    let samples = parse(&metrics.encode());
+    let names: BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|s| s.labels.keys().map(String::as_str))
+        .collect();
+    for target in TARGET_LABELS {
+        assert!(
+            !names.contains(target),
+            "a series carries the scrape target's label {target:?}: {names:?}"
+        );
+    }
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "vrrp_instance",
+            "vrid",
+            "interface",
+            "state",
+            "reason",
+            "tracker"
+        ])
+    );
+}
+
+#[test]
+fn every_per_instance_series_names_its_instance_in_vrrp_instance() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    let samples = parse(&metrics.encode());
+    let per_instance: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.name.starts_with("kube_vrrp_instance_") || s.name.starts_with("kube_vrrp_adverts_")
+        })
+        .collect();
+    // 4 state series + transitions, priority, timestamp, sent, received.
+    assert_eq!(per_instance.len(), 9, "{per_instance:?}");
+    for sample in per_instance {
+        assert_eq!(
+            sample.labels.get("vrrp_instance").map(String::as_str),
+            Some("web"),
+            "{sample:?}"
+        );
+    }
+}
+
 #[test]
 fn instance_state_is_one_for_the_current_state_and_zero_for_the_other_three() {
     let metrics = Metrics::new();
@@ -125,7 +181,7 @@ fn instance_state_is_one_for_the_current_state_and_zero_for_the_other_three() {
             &samples,
             "kube_vrrp_instance_state",
             &[
-                ("instance", "web"),
+                ("vrrp_instance", "web"),
                 ("vrid", "51"),
                 ("interface", "eth0"),
                 ("state", s),
@@ -152,7 +208,7 @@ fn counters_and_gauges_hold_what_was_recorded() {
     exercise(&metrics);
     let after = jiff::Timestamp::now().as_second() as f64 + 1.0;
     let samples = parse(&metrics.encode());
-    let web = [("instance", "web")];
+    let web = [("vrrp_instance", "web")];
     assert_eq!(
         value(&samples, "kube_vrrp_instance_transitions_total", &web),
         Some(2.0)
@@ -222,7 +278,7 @@ fn forget_removes_every_series_of_the_instance_and_keeps_the_others() {
     let samples = parse(&metrics.encode());
     let leftovers: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.labels.get("instance").is_some_and(|i| i == "web"))
+        .filter(|s| s.labels.get("vrrp_instance").is_some_and(|i| i == "web"))
         .collect();
     assert!(
         leftovers.is_empty(),
@@ -232,7 +288,7 @@ fn forget_removes_every_series_of_the_instance_and_keeps_the_others() {
         value(
             &samples,
             "kube_vrrp_adverts_received_total",
-            &[("instance", "db")]
+            &[("vrrp_instance", "db")]
         ),
         Some(1.0)
     );
@@ -241,7 +297,7 @@ fn forget_removes_every_series_of_the_instance_and_keeps_the_others() {
             &samples,
             "kube_vrrp_instance_state",
             &[
-                ("instance", "db"),
+                ("vrrp_instance", "db"),
                 ("vrid", "52"),
                 ("interface", "eth1"),
                 ("state", "BACKUP")
@@ -287,7 +343,7 @@ fn setting_the_state_without_a_transition_counts_nothing_but_creates_the_series(
     let metrics = Metrics::new();
     metrics.state("web", 51, "eth0", State::Initialize);
     let samples = parse(&metrics.encode());
-    let web = [("instance", "web")];
+    let web = [("vrrp_instance", "web")];
     assert_eq!(
         value(&samples, "kube_vrrp_instance_transitions_total", &web),
         Some(0.0)
@@ -301,7 +357,7 @@ fn setting_the_state_without_a_transition_counts_nothing_but_creates_the_series(
             &samples,
             "kube_vrrp_instance_state",
             &[
-                ("instance", "web"),
+                ("vrrp_instance", "web"),
                 ("vrid", "51"),
                 ("interface", "eth0"),
                 ("state", "INIT")

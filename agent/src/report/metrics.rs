@@ -21,9 +21,12 @@ const STATES: [State; 4] = [
     State::Fault,
 ];
 
+// The VRRP instance's label is `vrrp_instance`, not `instance`: Prometheus sets `instance` on
+// every scraped series to the scrape target, and a metric's own `instance` would either replace it
+// (honor_labels) or be renamed to `exported_instance`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
-    instance: String,
+    vrrp_instance: String,
     vrid: u8,
     interface: String,
     state: &'static str,
@@ -31,7 +34,7 @@ struct StateLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
-    instance: String,
+    vrrp_instance: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,7 +51,8 @@ struct TrackerLabels {
 /// The agent's metrics. Cheap to clone; every clone updates the same registry.
 ///
 /// Label values are bounded: instance, interface and tracker names come from configuration, and
-/// states and drop reasons are static strings.
+/// states and drop reasons are static strings. The VRRP instance's label is `vrrp_instance`, so
+/// that it never collides with the scrape target's `instance` label.
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -155,7 +159,7 @@ impl Metrics {
 
     fn instance(instance: &str) -> InstanceLabels {
         InstanceLabels {
-            instance: instance.to_owned(),
+            vrrp_instance: instance.to_owned(),
         }
     }
 
@@ -198,7 +202,7 @@ impl Metrics {
             self.inner
                 .instance_state
                 .get_or_create(&StateLabels {
-                    instance: instance.to_owned(),
+                    vrrp_instance: instance.to_owned(),
                     vrid,
                     interface: interface.to_owned(),
                     state: candidate.as_str(),
@@ -214,7 +218,7 @@ impl Metrics {
     fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
         for state in STATES {
             self.inner.instance_state.remove(&StateLabels {
-                instance: instance.to_owned(),
+                vrrp_instance: instance.to_owned(),
                 vrid: *vrid,
                 interface: interface.clone(),
                 state: state.as_str(),
