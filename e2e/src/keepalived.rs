@@ -101,6 +101,12 @@ impl Keepalived {
     pub fn start(lab: &Lab, node: usize, instances: &[InstanceSpec]) -> Result<Self, LabError> {
         for spec in instances {
             spec.validate().map_err(LabError::Invalid)?;
+            if spec.track_file.is_some() {
+                return Err(LabError::Invalid(format!(
+                    "instance {}: the lab renders no trackers for keepalived",
+                    spec.name
+                )));
+            }
         }
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("keepalived-{name}"));

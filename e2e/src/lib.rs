@@ -4,6 +4,7 @@ pub mod addressing;
 pub mod agent;
 pub mod daemon;
 pub mod error;
+pub mod exposition;
 pub mod http;
 pub mod instance;
 pub mod keepalived;
@@ -15,6 +16,6 @@ pub mod process;
 pub mod scenario;
 
 pub use error::LabError;
-pub use instance::{InstanceSpec, Version};
+pub use instance::{InstanceSpec, TrackFile, Version};
 pub use lab::{Lab, LabSpec};
 pub use mac::{Mac, ParseMacError};
