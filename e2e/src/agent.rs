@@ -324,6 +324,21 @@ impl Agent {
         let yaml = manifests_yaml(lab.node_count(), lab.spec().ipv6, instances, &track_file)?;
         let file = manifests.join("lab.yaml");
         std::fs::write(&file, yaml).map_err(LabError::io(format!("write {}", file.display())))?;
+        Self::start_with_manifests(binary, lab, node, &manifests)
+    }
+
+    /// Starts the agent in node `node`'s namespace on an existing manifests directory (e.g.
+    /// `deploy/examples/lab/`) and waits until `/status` answers.
+    pub fn start_with_manifests(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+    ) -> Result<Self, LabError> {
+        let name = lab.node_name(node)?.to_owned();
+        let dir = lab.workdir().join(format!("agent-{name}"));
+        std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
+        let manifests = manifests.to_owned();
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), STATUS_PORT);
         let (binary, manifests_arg, listen_arg) = (
             binary.to_string_lossy().into_owned(),
@@ -397,7 +412,7 @@ impl Agent {
         self.process.pid()
     }
 
-    /// The table `kube-vrrp-agent status --listen ADDR` prints, run inside the node's namespace.
+    /// The table `kube-vrrp-agent status --agent ADDR` prints, run inside the node's namespace.
     pub fn status_table(&self, lab: &Lab) -> Result<String, LabError> {
         let (binary, listen) = (
             self.binary.to_string_lossy().into_owned(),
@@ -405,7 +420,7 @@ impl Agent {
         );
         Ok(lab
             .node_ns(self.node)?
-            .exec(&[&binary, "status", "--listen", &listen])?)
+            .exec(&[&binary, "status", "--agent", &listen])?)
     }
 
     /// The instance `name` on `/status`.
