@@ -107,31 +107,55 @@ impl Drop for Agent {
     }
 }
 
+/// Two nodes on a bridge in a third "switch" namespace, so that one node's link going down
+/// leaves the other's carrier up (a bare veth pair would take both down).
 struct Lab {
     n1: Netns,
     n2: Netns,
+    _switch: Netns,
 }
 
 fn lab() -> Lab {
     require_root();
     let n1 = Netns::create("kvdr").unwrap();
     let n2 = Netns::create("kvdr").unwrap();
+    let switch = Netns::create("kvdr").unwrap();
+    switch
+        .exec(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])
+        .unwrap();
+    switch.exec(&["ip", "link", "set", "br0", "up"]).unwrap();
     for ns in [&n1, &n2] {
         ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
             .unwrap();
         ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])
             .unwrap();
     }
-    veth(&n1, "eth0", &n2, "eth0").unwrap();
-    for (ns, v4, v6) in [
-        (&n1, "192.0.2.1/24", "2001:db8::1/64"),
-        (&n2, "192.0.2.2/24", "2001:db8::2/64"),
+    for (ns, port, v4, v6) in [
+        (&n1, "p1", "192.0.2.1/24", "2001:db8::1/64"),
+        (&n2, "p2", "192.0.2.2/24", "2001:db8::2/64"),
     ] {
+        veth(ns, "eth0", &switch, port).unwrap();
+        switch
+            .exec(&["ip", "link", "set", port, "master", "br0"])
+            .unwrap();
         ns.exec(&["ip", "addr", "add", v4, "dev", "eth0"]).unwrap();
         ns.exec(&["ip", "-6", "addr", "add", v6, "dev", "eth0"])
             .unwrap();
     }
-    Lab { n1, n2 }
+    Lab {
+        n1,
+        n2,
+        _switch: switch,
+    }
 }
 
 fn holds(ns: &Netns, address: &str) -> bool {
@@ -339,4 +363,39 @@ fn a_vrid_change_restarts_only_that_instance() {
     let web_after = a1.status("web").unwrap();
     assert_eq!(web_after.transitions, web_before.transitions);
     assert!(holds(&lab.n1, "192.0.2.50") && holds(&lab.n1, "192.0.2.60"));
+}
+
+#[test]
+fn a_new_master_announces_its_vip_with_gratuitous_arp() {
+    let lab = lab();
+    // Capture, in n2, the first ARP whose sender address is the VIP (192.0.2.50 = c0000232).
+    let capture = lab
+        .n2
+        .command(&[
+            "timeout",
+            "5",
+            "tcpdump",
+            "-l",
+            "-nn",
+            "-c",
+            "1",
+            "-i",
+            "eth0",
+            "arp and arp[14:4] = 0xc0000232",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump reports on stderr once it listens; give it a moment to attach.
+    sleep(Duration::from_millis(500));
+    let a1 = Agent::start(&lab.n1, config(vec![spec("web", 51, "192.0.2.50/24", 150)]));
+    wait_for("n1 MASTER", || a1.state("web") == Some(State::Master));
+    let output = capture.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Request who-has 192.0.2.50 tell 192.0.2.50"),
+        "no gratuitous ARP for the VIP seen in n2: {text:?} / {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -1,3 +1,8 @@
 //! kube-vrrp operator: planning (pure), controllers, status folding.
 
+pub mod controller;
+pub mod fold;
+pub mod http;
+pub mod lease;
+pub mod metrics;
 pub mod plan;

@@ -35,9 +35,20 @@ use crate::report::{Metrics, StatusBoard};
 
 /// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
 pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often instances that could not start are tried again (e.g. an IPv6 link-local address
-/// still tentative, an interface not created yet).
+/// The first wait before instances that could not start are tried again (e.g. an IPv6
+/// link-local address still tentative, an interface not created yet); it doubles on every
+/// failed retry up to [`START_RETRY_MAX`] and starts over with each new configuration.
 pub const START_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two start retries.
+pub const START_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The wait after `failures` consecutive failed attempts: [`START_RETRY`] doubled each time,
+/// capped at [`START_RETRY_MAX`].
+pub fn retry_delay(failures: u32) -> Duration {
+    START_RETRY
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(START_RETRY_MAX)
+}
 
 /// Why the driver could not start or run an instance.
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +214,7 @@ impl Driver {
 
     /// Brings the running instances in line with `config`. An instance that cannot start (no
     /// interface yet, no source address yet, VRID taken) is logged and left out; [`run`] tries
-    /// again every [`START_RETRY`]. Returns how many units could not start.
+    /// again with a growing delay ([`retry_delay`]). Returns how many units could not start.
     pub async fn apply(&mut self, config: &DesiredConfig) -> usize {
         let desired = units_of(&config.instances);
         let running: BTreeMap<UnitKey, Vec<InstanceSpec>> = self
@@ -255,7 +266,7 @@ impl Driver {
                 }
                 Err(error) => {
                     failed += 1;
-                    tracing::error!(unit = %key.label(), %error, "cannot start instance; retrying in {START_RETRY:?}");
+                    tracing::error!(unit = %key.label(), %error, "cannot start instance; will retry");
                 }
             }
         }
@@ -409,22 +420,28 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut source_open = true;
+    // Consecutive applies of one configuration that left units unstarted.
+    let mut failures: u32 = 0;
     loop {
         let current = updates.borrow_and_update().clone();
-        let mut retry = false;
         if let Some(config) = current {
-            retry = driver.apply(&config).await > 0;
+            failures = if driver.apply(&config).await > 0 {
+                failures.saturating_add(1)
+            } else {
+                0
+            };
             driver.services.board.mark_ready();
         }
         tokio::select! {
             () = &mut shutdown => break,
             changed = updates.changed(), if source_open => {
+                failures = 0;
                 if changed.is_err() {
                     tracing::warn!("the configuration source ended; running with the last configuration");
                     source_open = false;
                 }
             }
-            () = tokio::time::sleep(START_RETRY), if retry => {}
+            () = tokio::time::sleep(retry_delay(failures)), if failures > 0 => {}
         }
     }
     tracing::info!("shutting down: every MASTER sends priority 0 and removes its VIPs");
@@ -438,6 +455,13 @@ mod tests {
 
     fn units(specs: &[InstanceSpec]) -> BTreeMap<UnitKey, Vec<InstanceSpec>> {
         units_of(specs)
+    }
+
+    #[test]
+    fn start_retries_back_off_from_one_second_to_thirty() {
+        let delays: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(retry_delay(u32::MAX), START_RETRY_MAX);
     }
 
     #[test]

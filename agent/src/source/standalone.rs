@@ -175,3 +175,81 @@ pub fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
     files.sort();
     files
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE_AND_VIP: &str = "apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+status:
+  addresses: [{type: InternalIP, address: 192.0.2.1}]
+---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: web
+spec:
+  addresses: [\"192.0.2.50/24\"]
+  virtualRouterID: 51
+";
+
+    fn dir(test: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kvsrc-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lab.yaml"), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_node_with_a_virtual_ip_gets_its_instance_and_internal_ip() {
+        let dir = dir("ok", NODE_AND_VIP);
+        let config = Standalone::new(&dir, "n1").load().unwrap();
+        assert_eq!(
+            config.node_addresses,
+            vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(config.instances.len(), 1);
+        assert_eq!(config.instances[0].name, "web");
+        assert_eq!(config.instances[0].vrid, 51);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_node_missing_from_the_manifests_is_an_error_not_an_empty_config() {
+        let dir = dir("missing", NODE_AND_VIP);
+        let error = Standalone::new(&dir, "n9").load().unwrap_err();
+        assert!(
+            matches!(error, SourceError::NoSuchNode(ref name) if name == "n9"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_rejected_reload_publishes_nothing_and_keeps_the_last_config() {
+        let dir = dir("reload", NODE_AND_VIP);
+        let (sender, receiver) = crate::source::channel();
+        let mut source = Standalone::new(&dir, "n1");
+        source.reload(&sender);
+        let first = receiver.borrow().clone().unwrap();
+        std::fs::write(dir.join("broken.yaml"), "kind: [\n").unwrap();
+        source.reload(&sender);
+        assert_eq!(receiver.borrow().as_deref(), Some(&*first));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_fingerprint_changes_when_a_yaml_file_changes_and_ignores_others() {
+        let dir = dir("fingerprint", NODE_AND_VIP);
+        let before = fingerprint(&dir);
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        assert_eq!(fingerprint(&dir), before);
+        std::fs::write(dir.join("more.yml"), "").unwrap();
+        assert_ne!(fingerprint(&dir), before);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,224 @@
+//! The operator's controller: one global sync pass (VRID allocation is global) that plans,
+//! server-side applies the VrrpNodes that differ, deletes those of nodes without work,
+//! folds every VirtualIP's and VirtualServer's status and writes the ones that changed,
+//! and emits Events.
+//!
+//! [`sync`] is the pass, a plain async function over a [`Snapshot`] of the watched
+//! objects, so tests drive it against a mocked API. [`run`] feeds it from reflectors,
+//! debounces changes, resyncs periodically and backs off on errors.
+
+mod backoff;
+mod run;
+mod sync;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Client;
+use kube::runtime::events::Reporter;
+use kube_vrrp_crds::{VirtualIpStatus, VirtualServerStatus, VrrpNode, VrrpNodeSpec};
+use tokio::sync::watch;
+
+pub use backoff::ErrorBackoff;
+pub use run::run;
+pub use sync::{placement_of, sync};
+
+use crate::fold::FoldConfig;
+use crate::metrics::Metrics;
+use crate::plan::PlanInput;
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "kube-vrrp-operator";
+
+/// How the controller behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Staleness of VrrpNode reports.
+    pub fold: FoldConfig,
+    /// A pass runs at least this often, so staleness is noticed without events.
+    pub resync: Duration,
+    /// After a change, wait this long for more changes before the pass.
+    pub debounce: Duration,
+    /// Delays after failed passes.
+    pub backoff: ErrorBackoff,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            fold: FoldConfig::default(),
+            resync: Duration::from_secs(10),
+            debounce: Duration::from_millis(200),
+            backoff: ErrorBackoff::default(),
+        }
+    }
+}
+
+/// What a pass needs besides the objects.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Who publishes the Events. Each Event gets a fresh kube `Recorder`: a shared one
+    /// folds Events with the same reason into a series that keeps the first note, which
+    /// would show "moved from a to b" for a later move from b to a.
+    pub reporter: Reporter,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Behaviour.
+    pub config: Config,
+    /// True while this replica holds the Lease; only then does a pass write.
+    pub leader: watch::Receiver<bool>,
+    memory: Mutex<Memory>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .field("leader", &*self.leader.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reporter name of the operator's Events.
+pub fn reporter(instance: Option<String>) -> Reporter {
+    Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance,
+    }
+}
+
+impl Context {
+    /// A context over `client`; `leader` tells whether this replica may write.
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        config: Config,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            reporter,
+            client,
+            metrics,
+            config,
+            leader,
+            memory: Mutex::default(),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+}
+
+/// What this replica wrote, with the `resourceVersion` the store held at that time. While
+/// the store still holds that version it lags behind the write, and the pass trusts the
+/// write instead (so it neither writes twice nor emits an Event twice).
+#[derive(Debug, Default)]
+struct Memory {
+    specs: HashMap<String, (Option<String>, VrrpNodeSpec)>,
+    deleted: HashMap<String, Option<String>>,
+    statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
+    server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
+    exported_vips: BTreeSet<String>,
+    exported_nodes: BTreeSet<String>,
+}
+
+/// The watched objects at one instant.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// When the snapshot was taken (judges heartbeat freshness).
+    pub now: Timestamp,
+    /// VirtualIPs, VirtualServers, Nodes, EndpointSlices, Services.
+    pub input: PlanInput,
+    /// Every VrrpNode, with spec and status.
+    pub vrrp_nodes: Vec<VrrpNode>,
+}
+
+/// What a pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// False when this replica is not the leader: nothing was written.
+    pub leader: bool,
+    /// VrrpNodes applied, by name.
+    pub applied: Vec<String>,
+    /// VrrpNodes deleted, by name.
+    pub deleted: Vec<String>,
+    /// VirtualIPs whose status was written, by name.
+    pub statuses: Vec<String>,
+    /// VirtualServers whose status was written, by name.
+    pub server_statuses: Vec<String>,
+    /// Events published.
+    pub events: usize,
+    /// Planner conflicts.
+    pub conflicts: usize,
+}
+
+/// Why a pass failed, for logs and the `reason` metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// Server-side apply of a VrrpNode failed.
+    ApplyVrrpNode,
+    /// Deleting a VrrpNode failed.
+    DeleteVrrpNode,
+    /// Writing a VirtualIP status failed.
+    WriteStatus,
+    /// Publishing an Event failed.
+    PublishEvent,
+    /// The leader election task ended.
+    LeaseStopped,
+    /// A watch's store was dropped: the controller cannot see the cluster.
+    WatchStopped,
+}
+
+impl ErrorReason {
+    /// The name used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApplyVrrpNode => "ApplyVrrpNode",
+            Self::DeleteVrrpNode => "DeleteVrrpNode",
+            Self::WriteStatus => "WriteStatus",
+            Self::PublishEvent => "PublishEvent",
+            Self::LeaseStopped => "LeaseStopped",
+            Self::WatchStopped => "WatchStopped",
+        }
+    }
+}
+
+/// A failed pass.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call about one object failed.
+    #[error("{}: {kind} {name}: {source}", reason.as_str())]
+    Api {
+        /// Which write.
+        reason: ErrorReason,
+        /// Kind of the object.
+        kind: &'static str,
+        /// Name of the object.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The leader election task ended: this replica can no longer tell if it leads.
+    #[error("LeaseStopped: leader election ended")]
+    LeaseStopped,
+    /// A watch's store is gone.
+    #[error("WatchStopped: the {0} watch stopped")]
+    WatchStopped(&'static str),
+}
+
+impl Error {
+    /// The static reason.
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Self::Api { reason, .. } => *reason,
+            Self::LeaseStopped => ErrorReason::LeaseStopped,
+            Self::WatchStopped(_) => ErrorReason::WatchStopped,
+        }
+    }
+}

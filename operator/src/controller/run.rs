@@ -1,0 +1,210 @@
+//! Feeding the sync pass: reflectors over VirtualIP, VirtualServer, Node, EndpointSlice,
+//! Service and VrrpNode fill in-memory stores; any change, a periodic resync or a change of
+//! leadership triggers one debounced pass; a failed pass is retried with backoff.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until};
+
+use super::{Context, Error, Snapshot, sync};
+use crate::metrics::{ControllerLabels, ErrorLabels, SYNC_CONTROLLER};
+use crate::plan::PlanInput;
+
+/// The stores the pass reads.
+struct Stores {
+    virtual_ips: Store<VirtualIp>,
+    virtual_servers: Store<VirtualServer>,
+    nodes: Store<Node>,
+    endpoint_slices: Store<EndpointSlice>,
+    services: Store<Service>,
+    vrrp_nodes: Store<VrrpNode>,
+}
+
+fn items<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|k| (**k).clone()).collect()
+}
+
+impl Stores {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            now: jiff::Timestamp::now(),
+            input: PlanInput {
+                virtual_ips: items(&self.virtual_ips),
+                virtual_servers: items(&self.virtual_servers),
+                nodes: items(&self.nodes),
+                endpoint_slices: items(&self.endpoint_slices),
+                services: items(&self.services),
+            },
+            vrrp_nodes: items(&self.vrrp_nodes),
+        }
+    }
+
+    async fn wait_until_ready(&self) -> Result<(), Error> {
+        let stopped = |kind| move |_| Error::WatchStopped(kind);
+        self.virtual_ips
+            .wait_until_ready()
+            .await
+            .map_err(stopped("VirtualIP"))?;
+        self.virtual_servers
+            .wait_until_ready()
+            .await
+            .map_err(stopped("VirtualServer"))?;
+        self.nodes
+            .wait_until_ready()
+            .await
+            .map_err(stopped("Node"))?;
+        self.endpoint_slices
+            .wait_until_ready()
+            .await
+            .map_err(stopped("EndpointSlice"))?;
+        self.services
+            .wait_until_ready()
+            .await
+            .map_err(stopped("Service"))?;
+        self.vrrp_nodes
+            .wait_until_ready()
+            .await
+            .map_err(stopped("VrrpNode"))?;
+        Ok(())
+    }
+}
+
+type Changes = SelectAll<BoxStream<'static, Result<(), watcher::Error>>>;
+
+fn watch<K>(api: Api<K>, changes: &mut Changes) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .map_ok(drop)
+        .boxed();
+    changes.push(stream);
+    reader
+}
+
+/// Runs the controller until a watch stops for good. `ready` turns true once every store
+/// has listed its objects (the `/readyz` answer).
+pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error> {
+    let client: Client = ctx.client.clone();
+    let mut changes = Changes::new();
+    let stores = Stores {
+        virtual_ips: watch(Api::all(client.clone()), &mut changes),
+        virtual_servers: watch(Api::all(client.clone()), &mut changes),
+        nodes: watch(Api::all(client.clone()), &mut changes),
+        endpoint_slices: watch(Api::all(client.clone()), &mut changes),
+        services: watch(Api::all(client.clone()), &mut changes),
+        vrrp_nodes: watch(Api::all(client), &mut changes),
+    };
+
+    // Drive the watches; each change becomes one pending trigger.
+    let (trigger, mut triggered) = mpsc::channel::<()>(1);
+    let driver = tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            if let Err(e) = change {
+                tracing::warn!(error = %e, "watch error; retrying with backoff");
+                continue;
+            }
+            // A full channel already holds a pending pass.
+            let _ = trigger.try_send(());
+        }
+    });
+
+    stores.wait_until_ready().await?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("caches synced; controller running");
+
+    let mut leader = ctx.leader.clone();
+    let mut backoff = ctx.config.backoff.clone();
+    let mut next = tokio::time::Instant::now();
+    let stopped = loop {
+        tokio::select! {
+            change = triggered.recv() => {
+                if change.is_none() {
+                    break Error::WatchStopped("all");
+                }
+                sleep(ctx.config.debounce).await;
+                while triggered.try_recv().is_ok() {}
+            }
+            () = sleep_until(next) => {}
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    break Error::LeaseStopped;
+                }
+                tracing::info!(leader = *leader.borrow(), "leadership changed");
+            }
+        }
+        let started = Instant::now();
+        let result = sync(&ctx, &stores.snapshot()).await;
+        ctx.metrics
+            .reconcile_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        ctx.metrics
+            .reconcile_total
+            .get_or_create(&ControllerLabels {
+                controller: SYNC_CONTROLLER,
+            })
+            .inc();
+        next = tokio::time::Instant::now()
+            + match result {
+                Ok(outcome) => {
+                    backoff.reset();
+                    if !outcome.applied.is_empty()
+                        || !outcome.deleted.is_empty()
+                        || !outcome.statuses.is_empty()
+                        || !outcome.server_statuses.is_empty()
+                    {
+                        tracing::info!(
+                            applied = ?outcome.applied,
+                            deleted = ?outcome.deleted,
+                            statuses = ?outcome.statuses,
+                            server_statuses = ?outcome.server_statuses,
+                            events = outcome.events,
+                            conflicts = outcome.conflicts,
+                            "sync pass wrote changes"
+                        );
+                    }
+                    ctx.config.resync
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        reason = e.reason().as_str(),
+                        error = %e,
+                        retry_in = ?delay,
+                        "sync pass failed"
+                    );
+                    delay
+                }
+            };
+    };
+    driver.abort();
+    let e = stopped;
+    ctx.metrics
+        .reconcile_errors_total
+        .get_or_create(&ErrorLabels {
+            controller: SYNC_CONTROLLER,
+            reason: e.reason().as_str(),
+        })
+        .inc();
+    Err(e)
+}

@@ -1,0 +1,466 @@
+//! The sync pass: plan, apply VrrpNodes that differ, delete VrrpNodes without work, write
+//! VirtualIP and VirtualServer statuses that changed, publish Events, and update the gauges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{MutexGuard, PoisonError};
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use kube_vrrp_crds::{
+    API_VERSION, ResolvedVirtualServer, VirtualIp, VirtualServer, VirtualServerStatus, VrrpNode,
+    VrrpNodeSpec,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
+use crate::fold::{
+    ConflictNote, EventSeverity, FoldEvent, Placement, ServerView, fold, fold_virtual_server,
+};
+use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
+use crate::plan::{Plan, plan};
+
+/// What the planner decided for `virtual_ip`, as folding needs it. Only the VirtualIP's own
+/// conflicts count (a broken VirtualServer does not make its VirtualIP conflict); several are
+/// joined, the first giving the reason.
+pub fn placement_of(plan: &Plan, virtual_ip: &str) -> Placement {
+    let allocation = plan.allocations.get(virtual_ip);
+    let own: Vec<_> = plan
+        .conflicts_of(virtual_ip)
+        .filter(|c| c.virtual_server.is_none())
+        .collect();
+    let conflict = own.first().map(|first| ConflictNote {
+        reason: first.reason.as_str(),
+        message: own
+            .iter()
+            .map(|c| c.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+    let selected = match (allocation, &conflict) {
+        (Some(a), None) => a.priorities.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    Placement {
+        virtual_router_id: allocation.map(|a| a.virtual_router_id),
+        selected,
+        conflict,
+    }
+}
+
+/// An object for server-side apply: identity plus the one part we own.
+#[derive(Debug, Serialize)]
+struct Applied<'a, T: Serialize + std::fmt::Debug> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Name<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spec: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a T>,
+}
+
+#[derive(Debug, Serialize)]
+struct Name<'a> {
+    name: &'a str,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn memory(ctx: &Context) -> MutexGuard<'_, Memory> {
+    ctx.memory.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `vip` with the status this replica last wrote, while the store still lags behind it.
+fn as_written(ctx: &Context, vip: &VirtualIp) -> VirtualIp {
+    let name = vip.name_any();
+    let mut mem = memory(ctx);
+    match mem.statuses.get(&name) {
+        Some((rv, status)) if *rv == vip.metadata.resource_version => {
+            let mut v = vip.clone();
+            v.status = Some(status.clone());
+            v
+        }
+        Some(_) => {
+            mem.statuses.remove(&name);
+            vip.clone()
+        }
+        None => vip.clone(),
+    }
+}
+
+/// `vs` with the status this replica last wrote, while the store still lags behind it.
+fn server_as_written(ctx: &Context, vs: &VirtualServer) -> VirtualServer {
+    let name = vs.name_any();
+    let mut mem = memory(ctx);
+    match mem.server_statuses.get(&name) {
+        Some((rv, status)) if *rv == vs.metadata.resource_version => {
+            let mut v = vs.clone();
+            v.status = Some(status.clone());
+            v
+        }
+        Some(_) => {
+            mem.server_statuses.remove(&name);
+            vs.clone()
+        }
+        None => vs.clone(),
+    }
+}
+
+/// The planner's conflicts of VirtualServer `name`, joined.
+fn server_conflict(plan: &Plan, name: &str) -> Option<ConflictNote> {
+    let own: Vec<_> = plan
+        .conflicts
+        .iter()
+        .filter(|c| c.virtual_server.as_deref() == Some(name))
+        .collect();
+    own.first().map(|first| ConflictNote {
+        reason: first.reason.as_str(),
+        message: own
+            .iter()
+            .map(|c| c.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+/// VirtualServer `name` as planned: on `master`'s node if it carries it, else on any node.
+fn resolved_server<'a>(
+    plan: &'a Plan,
+    name: &str,
+    master: Option<&str>,
+) -> Option<&'a ResolvedVirtualServer> {
+    let on = |spec: &'a VrrpNodeSpec| spec.virtual_servers.iter().find(|r| r.name == name);
+    master
+        .and_then(|m| plan.nodes.get(m))
+        .and_then(on)
+        .or_else(|| plan.nodes.values().find_map(on))
+}
+
+async fn apply_vrrp_node(ctx: &Context, name: &str, spec: &VrrpNodeSpec) -> Result<(), Error> {
+    let api: Api<VrrpNode> = Api::all(ctx.client.clone());
+    let body = Applied {
+        api_version: API_VERSION,
+        kind: "VrrpNode",
+        metadata: Name { name },
+        spec: Some(spec),
+        status: None,
+    };
+    api.patch(name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            reason: ErrorReason::ApplyVrrpNode,
+            kind: "VrrpNode",
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn delete_vrrp_node(ctx: &Context, name: &str) -> Result<(), Error> {
+    let api: Api<VrrpNode> = Api::all(ctx.client.clone());
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Api {
+            reason: ErrorReason::DeleteVrrpNode,
+            kind: "VrrpNode",
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+async fn write_status<K, S>(
+    ctx: &Context,
+    kind: &'static str,
+    name: &str,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(ctx.client.clone());
+    let body = Applied {
+        api_version: API_VERSION,
+        kind,
+        metadata: Name { name },
+        spec: None,
+        status: Some(status),
+    };
+    api.patch_status(name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            reason: ErrorReason::WriteStatus,
+            kind,
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn publish(ctx: &Context, vip: &VirtualIp, event: &FoldEvent) -> Result<(), Error> {
+    let ev = Event {
+        type_: match event.severity() {
+            EventSeverity::Normal => EventType::Normal,
+            EventSeverity::Warning => EventType::Warning,
+        },
+        reason: event.reason.as_str().to_owned(),
+        note: Some(event.note.clone()),
+        action: "UpdateStatus".to_owned(),
+        secondary: None,
+    };
+    Recorder::new(ctx.client.clone(), ctx.reporter.clone())
+        .publish(&ev, &vip.object_ref(&()))
+        .await
+        .map_err(|source| Error::Api {
+            reason: ErrorReason::PublishEvent,
+            kind: "VirtualIP",
+            name: vip.name_any(),
+            source,
+        })
+}
+
+fn count_error(ctx: &Context, e: &Error) {
+    tracing::warn!(reason = e.reason().as_str(), error = %e, "sync write failed");
+    ctx.metrics
+        .reconcile_errors_total
+        .get_or_create(&ErrorLabels {
+            controller: SYNC_CONTROLLER,
+            reason: e.reason().as_str(),
+        })
+        .inc();
+}
+
+/// One global pass over `snapshot`. A replica that is not the leader writes nothing and
+/// exports no per-VirtualIP or per-node gauges. A failed write does not stop the pass; every
+/// failure is logged and counted, and the first one is returned.
+pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Error> {
+    if !ctx.is_leader() {
+        ctx.metrics.clear_views();
+        *memory(ctx) = Memory::default();
+        return Ok(SyncOutcome::default());
+    }
+    let mut outcome = SyncOutcome {
+        leader: true,
+        ..SyncOutcome::default()
+    };
+    let mut errors: Vec<Error> = Vec::new();
+
+    let virtual_ips: Vec<VirtualIp> = snapshot
+        .input
+        .virtual_ips
+        .iter()
+        .map(|v| as_written(ctx, v))
+        .collect();
+    let mut input = snapshot.input.clone();
+    input.virtual_ips.clone_from(&virtual_ips);
+    let plan = plan(&input);
+    outcome.conflicts = plan.conflicts.len();
+
+    // VrrpNodes.
+    let existing: BTreeMap<&str, &VrrpNode> = snapshot
+        .vrrp_nodes
+        .iter()
+        .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
+        .collect();
+    for (name, spec) in &plan.nodes {
+        let current = existing.get(name.as_str());
+        if current.is_some_and(|c| c.spec == *spec) {
+            continue;
+        }
+        let rv = current.and_then(|c| c.metadata.resource_version.clone());
+        if memory(ctx).specs.get(name) == Some(&(rv.clone(), spec.clone())) {
+            continue;
+        }
+        match apply_vrrp_node(ctx, name, spec).await {
+            Ok(()) => {
+                let mut mem = memory(ctx);
+                mem.specs.insert(name.clone(), (rv, spec.clone()));
+                mem.deleted.remove(name);
+                outcome.applied.push(name.clone());
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for (name, node) in &existing {
+        if plan.nodes.contains_key(*name) {
+            continue;
+        }
+        let rv = node.metadata.resource_version.clone();
+        if memory(ctx).deleted.get(*name) == Some(&rv) {
+            continue;
+        }
+        match delete_vrrp_node(ctx, name).await {
+            Ok(()) => {
+                let mut mem = memory(ctx);
+                mem.deleted.insert((*name).to_owned(), rv);
+                mem.specs.remove(*name);
+                outcome.deleted.push((*name).to_owned());
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // VirtualIP statuses, Events and gauges.
+    let mut vip_names = BTreeSet::new();
+    let mut masters: BTreeMap<String, String> = BTreeMap::new();
+    for (vip, stored) in virtual_ips.iter().zip(&snapshot.input.virtual_ips) {
+        let Some(name) = vip.metadata.name.as_deref() else {
+            continue;
+        };
+        vip_names.insert(name.to_owned());
+        let placement = placement_of(&plan, name);
+        let folded = fold(
+            snapshot.now,
+            &ctx.config.fold,
+            vip,
+            &placement,
+            &snapshot.vrrp_nodes,
+        );
+        if let [only] = folded.fresh_masters.as_slice() {
+            masters.insert(name.to_owned(), only.clone());
+        }
+        let labels = VirtualIpLabels {
+            virtualip: name.to_owned(),
+        };
+        ctx.metrics
+            .virtualip_masters
+            .get_or_create(&labels)
+            .set(i64::try_from(folded.fresh_masters.len()).unwrap_or(i64::MAX));
+        ctx.metrics
+            .virtualip_ready
+            .get_or_create(&labels)
+            .set(i64::from(folded.ready()));
+        if vip.status.as_ref() == Some(&folded.status) {
+            continue;
+        }
+        match write_status::<VirtualIp, _>(ctx, "VirtualIP", name, &folded.status).await {
+            Ok(()) => {
+                memory(ctx).statuses.insert(
+                    name.to_owned(),
+                    (
+                        stored.metadata.resource_version.clone(),
+                        folded.status.clone(),
+                    ),
+                );
+                outcome.statuses.push(name.to_owned());
+                for event in &folded.events {
+                    match publish(ctx, vip, event).await {
+                        Ok(()) => outcome.events += 1,
+                        // An Event is best effort: counted, but the status is written.
+                        Err(e) => count_error(ctx, &e),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // VirtualServer statuses, as the MASTER of their VirtualIP sees them.
+    for stored in &snapshot.input.virtual_servers {
+        let vs = server_as_written(ctx, stored);
+        let Some(name) = vs.metadata.name.as_deref() else {
+            continue;
+        };
+        let master = masters.get(&vs.spec.virtual_ip_ref).map(String::as_str);
+        let report = master.and_then(|m| {
+            snapshot
+                .vrrp_nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(m))
+                .and_then(|n| n.status.as_ref())
+                .map(|s| (m, s))
+        });
+        let conflict = server_conflict(&plan, name);
+        let status: VirtualServerStatus = fold_virtual_server(
+            snapshot.now,
+            &vs,
+            &ServerView {
+                conflict: conflict.as_ref(),
+                resolved: resolved_server(&plan, name, master),
+                master: report,
+            },
+        );
+        if vs.status.as_ref() == Some(&status) {
+            continue;
+        }
+        match write_status::<VirtualServer, _>(ctx, "VirtualServer", name, &status).await {
+            Ok(()) => {
+                memory(ctx).server_statuses.insert(
+                    name.to_owned(),
+                    (stored.metadata.resource_version.clone(), status),
+                );
+                outcome.server_statuses.push(name.to_owned());
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // Heartbeat ages.
+    let mut node_names = BTreeSet::new();
+    for vn in &snapshot.vrrp_nodes {
+        let (Some(name), Some(heartbeat)) = (
+            vn.metadata.name.as_deref(),
+            vn.status.as_ref().and_then(|s| s.heartbeat_time.as_ref()),
+        ) else {
+            continue;
+        };
+        node_names.insert(name.to_owned());
+        let age = snapshot
+            .now
+            .duration_since(heartbeat.0)
+            .as_secs_f64()
+            .max(0.0);
+        ctx.metrics
+            .vrrpnode_heartbeat_age_seconds
+            .get_or_create(&NodeLabels {
+                node: name.to_owned(),
+            })
+            .set(age);
+    }
+    {
+        let mut mem = memory(ctx);
+        for gone in mem.exported_vips.difference(&vip_names) {
+            ctx.metrics.virtualip_masters.remove(&VirtualIpLabels {
+                virtualip: gone.clone(),
+            });
+            ctx.metrics.virtualip_ready.remove(&VirtualIpLabels {
+                virtualip: gone.clone(),
+            });
+        }
+        for gone in mem.exported_nodes.difference(&node_names) {
+            ctx.metrics
+                .vrrpnode_heartbeat_age_seconds
+                .remove(&NodeLabels { node: gone.clone() });
+        }
+        // Forget writes about objects that are gone.
+        mem.statuses.retain(|name, _| vip_names.contains(name));
+        let servers: BTreeSet<&str> = snapshot
+            .input
+            .virtual_servers
+            .iter()
+            .filter_map(|v| v.metadata.name.as_deref())
+            .collect();
+        mem.server_statuses
+            .retain(|name, _| servers.contains(name.as_str()));
+        mem.specs.retain(|name, _| plan.nodes.contains_key(name));
+        mem.deleted
+            .retain(|name, _| existing.contains_key(name.as_str()));
+        mem.exported_vips = vip_names;
+        mem.exported_nodes = node_names;
+    }
+
+    for e in &errors {
+        count_error(ctx, e);
+    }
+    match errors.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(outcome),
+    }
+}

@@ -1,0 +1,138 @@
+//! The Events a status change calls for, found by comparing the previous VirtualIP status
+//! with the new one: who is MASTER, and whether a split brain began or ended.
+
+use kube_vrrp_crds::VirtualIpStatus;
+
+use super::conditions::join_names;
+use super::is_split_brain;
+
+/// Event severity, as `kubectl describe` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventSeverity {
+    /// Something worth knowing.
+    Normal,
+    /// Something is wrong.
+    Warning,
+}
+
+impl EventSeverity {
+    /// The Event `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Warning => "Warning",
+        }
+    }
+}
+
+/// The Event `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    /// The single MASTER changed (to another node, or to none).
+    MasterChanged,
+    /// More than one node reports MASTER.
+    SplitBrain,
+    /// A split brain ended.
+    SplitBrainResolved,
+}
+
+impl EventReason {
+    /// The name written to `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MasterChanged => "MasterChanged",
+            Self::SplitBrain => "SplitBrain",
+            Self::SplitBrainResolved => "SplitBrainResolved",
+        }
+    }
+
+    /// The severity of Events with this reason.
+    pub fn severity(self) -> EventSeverity {
+        match self {
+            Self::MasterChanged | Self::SplitBrainResolved => EventSeverity::Normal,
+            Self::SplitBrain => EventSeverity::Warning,
+        }
+    }
+}
+
+/// One Event to publish on the VirtualIP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoldEvent {
+    /// Why.
+    pub reason: EventReason,
+    /// What happened, for `kubectl describe vip`.
+    pub note: String,
+}
+
+impl FoldEvent {
+    /// Normal or Warning.
+    pub fn severity(&self) -> EventSeverity {
+        self.reason.severity()
+    }
+}
+
+/// The Events for the change from `previous` to `new` of VirtualIP `name`.
+pub(crate) fn diff(
+    name: &str,
+    previous: Option<&VirtualIpStatus>,
+    new: &VirtualIpStatus,
+    addresses: &[String],
+) -> Vec<FoldEvent> {
+    let mut out = Vec::new();
+    let was_split = previous.is_some_and(is_split_brain);
+    let is_split = is_split_brain(new);
+    let vrid = new
+        .virtual_router_id
+        .map_or_else(String::new, |v| format!(" (VRID {v})"));
+    let addresses = addresses.join(", ");
+    let masters: Vec<String> = new
+        .nodes
+        .iter()
+        .filter(|n| n.state == kube_vrrp_crds::State::Master)
+        .map(|n| n.name.clone())
+        .collect();
+
+    if is_split && !was_split {
+        out.push(FoldEvent {
+            reason: EventReason::SplitBrain,
+            note: format!(
+                "{} {} claim {addresses}{vrid} as MASTER; they cannot hear each other's \
+                 adverts: check the network between them",
+                join_names(&masters),
+                if masters.len() == 2 { "both" } else { "all" },
+            ),
+        });
+    }
+    if was_split && !is_split {
+        let note = match &new.master {
+            Some(m) => format!("split brain over: {m} is the only MASTER of VirtualIP {name}"),
+            None => format!("split brain over: no node reports MASTER of VirtualIP {name}"),
+        };
+        out.push(FoldEvent {
+            reason: EventReason::SplitBrainResolved,
+            note,
+        });
+    }
+
+    let before = previous.and_then(|p| p.master.as_deref());
+    let after = new.master.as_deref();
+    if !is_split && before != after {
+        let note = match (before, after) {
+            (Some(a), Some(b)) => {
+                Some(format!("MASTER of {addresses}{vrid} moved from {a} to {b}"))
+            }
+            (None, Some(b)) => Some(format!("{b} became MASTER of {addresses}{vrid}")),
+            (Some(a), None) => Some(format!(
+                "{a} is no longer MASTER; no node holds {addresses}{vrid}"
+            )),
+            (None, None) => None,
+        };
+        if let Some(note) = note {
+            out.push(FoldEvent {
+                reason: EventReason::MasterChanged,
+                note,
+            });
+        }
+    }
+    out
+}

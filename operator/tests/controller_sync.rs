@@ -1,0 +1,762 @@
+//! The sync pass against an in-memory API: a `tower_test` mock whose verifier asserts each
+//! call's method, path, query (fieldManager, force) and body, in order, with a short timeout
+//! so a missing call fails, and then that no further call comes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::api::ObjectMeta;
+use kube::client::Body;
+use kube_vrrp_crds::{
+    InstanceStatus, State, VirtualIp, VirtualIpSpec, VirtualIpStatus, VirtualServer, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus, condition,
+};
+use kube_vrrp_operator::controller::{
+    Config, Context, ErrorReason, Snapshot, SyncOutcome, placement_of, reporter, sync,
+};
+use kube_vrrp_operator::fold::fold;
+use kube_vrrp_operator::metrics::Metrics;
+use kube_vrrp_operator::plan::{PlanInput, plan};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower_test::mock::Handle;
+
+const NOW: i64 = 1_800_000_000;
+const STEP: Duration = Duration::from_secs(2);
+const QUIET: Duration = Duration::from_millis(150);
+
+fn now() -> Timestamp {
+    Timestamp::from_second(NOW).unwrap()
+}
+
+// ---------------------------------------------------------------- builders
+
+fn node(name: &str, ip: &str) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                address: ip.to_owned(),
+                type_: "InternalIP".to_owned(),
+            }]),
+            ..NodeStatus::default()
+        }),
+        ..Node::default()
+    }
+}
+
+fn vip(name: &str, address: &str) -> VirtualIp {
+    let spec: VirtualIpSpec =
+        serde_json::from_value(json!({ "addresses": [address], "virtualRouterID": 51 })).unwrap();
+    let mut v = VirtualIp::new(name, spec);
+    v.metadata.generation = Some(1);
+    v.metadata.uid = Some(format!("uid-{name}"));
+    v.metadata.resource_version = Some("100".to_owned());
+    v
+}
+
+fn input(nodes: &[(&str, &str)], vips: Vec<VirtualIp>) -> PlanInput {
+    PlanInput {
+        virtual_ips: vips,
+        nodes: nodes.iter().map(|(n, ip)| node(n, ip)).collect(),
+        ..PlanInput::default()
+    }
+}
+
+/// The VrrpNodes exactly as planned (what the store holds after a first pass).
+fn planned_vrrp_nodes(input: &PlanInput) -> Vec<VrrpNode> {
+    plan(input)
+        .nodes
+        .into_iter()
+        .map(|(name, spec)| {
+            let mut n = VrrpNode::new(&name, spec);
+            n.metadata.resource_version = Some("7".to_owned());
+            n
+        })
+        .collect()
+}
+
+/// Adds the agent's report: fresh heartbeat, the VirtualIP `vip` in `state`.
+fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
+    n.status = Some(VrrpNodeStatus {
+        heartbeat_time: Some(Time(now() - SignedDuration::from_secs(3))),
+        instances: vec![InstanceStatus {
+            name: vip.to_owned(),
+            state,
+            priority: 100,
+            effective_priority: 100,
+            master_address: None,
+            transitions: 1,
+            last_transition_time: Some(Time(now() - SignedDuration::from_secs(60))),
+            vips_held: Vec::new(),
+        }],
+        ..VrrpNodeStatus::default()
+    });
+    n
+}
+
+/// Gives every VirtualIP of `snap` the status a pass would write now.
+fn settle_statuses(snap: &mut Snapshot) {
+    let p = plan(&snap.input);
+    for v in &mut snap.input.virtual_ips {
+        let name = v.metadata.name.clone().unwrap();
+        let f = fold(
+            snap.now,
+            &Config::default().fold,
+            v,
+            &placement_of(&p, &name),
+            &snap.vrrp_nodes,
+        );
+        v.status = Some(f.status);
+    }
+}
+
+// ---------------------------------------------------------------- the verifier
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+struct Harness {
+    ctx: Context,
+    handle: ApiHandle,
+    _leader: watch::Sender<bool>,
+}
+
+fn harness(leader: bool) -> Harness {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (tx, rx) = watch::channel(leader);
+    let ctx = Context::new(
+        client,
+        reporter(Some("test".to_owned())),
+        Arc::new(Metrics::new()),
+        Config::default(),
+        rx,
+    );
+    Harness {
+        ctx,
+        handle,
+        _leader: tx,
+    }
+}
+
+/// One API call the pass must make next.
+struct Call {
+    method: Method,
+    path: String,
+    /// Query pairs that must be present.
+    query: Vec<(&'static str, &'static str)>,
+    /// Checks the request body (JSON).
+    check: Box<dyn Fn(&Value) + Send>,
+    /// Status and body of the answer.
+    answer: (StatusCode, Value),
+}
+
+fn ssa_query() -> Vec<(&'static str, &'static str)> {
+    vec![("fieldManager", "kube-vrrp-operator"), ("force", "true")]
+}
+
+fn echo_ok() -> Box<dyn Fn(&Value) + Send> {
+    Box::new(|_| ())
+}
+
+fn apply_vrrp_node(name: &str, check: impl Fn(&Value) + Send + 'static) -> Call {
+    let n = name.to_owned();
+    Call {
+        method: Method::PATCH,
+        path: format!("/apis/kubevrrp.io/v1alpha1/vrrpnodes/{name}"),
+        query: ssa_query(),
+        check: Box::new(move |body| {
+            assert_eq!(body["apiVersion"], "kubevrrp.io/v1alpha1");
+            assert_eq!(body["kind"], "VrrpNode");
+            assert_eq!(body["metadata"]["name"], n.as_str());
+            assert!(
+                body.get("status").is_none(),
+                "an apply of the spec carries no status"
+            );
+            check(body);
+        }),
+        answer: (
+            StatusCode::OK,
+            json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
+                   "metadata": {"name": name, "resourceVersion": "8"}, "spec": {}}),
+        ),
+    }
+}
+
+fn write_status(vip: &VirtualIp, check: impl Fn(&Value) + Send + 'static) -> Call {
+    let name = vip.metadata.name.clone().unwrap();
+    let n = name.clone();
+    Call {
+        method: Method::PATCH,
+        path: format!("/apis/kubevrrp.io/v1alpha1/virtualips/{name}/status"),
+        query: ssa_query(),
+        check: Box::new(move |body| {
+            assert_eq!(body["apiVersion"], "kubevrrp.io/v1alpha1");
+            assert_eq!(body["kind"], "VirtualIP");
+            assert_eq!(body["metadata"]["name"], n.as_str());
+            assert!(body.get("spec").is_none(), "a status apply carries no spec");
+            check(&body["status"]);
+        }),
+        answer: (StatusCode::OK, serde_json::to_value(vip).unwrap()),
+    }
+}
+
+fn event(type_: &'static str, reason: &'static str, note: &'static str) -> Call {
+    Call {
+        method: Method::POST,
+        path: "/apis/events.k8s.io/v1/namespaces/default/events".to_owned(),
+        query: vec![],
+        check: Box::new(move |body| {
+            assert_eq!(body["type"], type_);
+            assert_eq!(body["reason"], reason);
+            assert_eq!(body["note"], note);
+            assert_eq!(body["regarding"]["kind"], "VirtualIP");
+            assert_eq!(body["reportingController"], "kube-vrrp-operator");
+        }),
+        answer: (StatusCode::CREATED, json!({"metadata": {"name": "e"}})),
+    }
+}
+
+fn api_error(mut call: Call, code: u16) -> Call {
+    let reason = if code == 404 {
+        "NotFound"
+    } else {
+        "InternalError"
+    };
+    call.answer = (
+        StatusCode::from_u16(code).unwrap(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "injected", "reason": reason, "code": code}),
+    );
+    call
+}
+
+/// Answers `calls` in order, then asserts that no further call comes.
+async fn verify(handle: &mut ApiHandle, calls: Vec<Call>) {
+    for (i, call) in calls.into_iter().enumerate() {
+        let (request, respond) = tokio::time::timeout(STEP, handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("call {i} ({} {}) never came", call.method, call.path))
+            .expect("client dropped");
+        assert_eq!(request.method(), call.method, "call {i}");
+        assert_eq!(request.uri().path(), call.path, "call {i}");
+        let query: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for (k, v) in &call.query {
+            assert!(
+                query.iter().any(|(qk, qv)| qk == k && qv == v),
+                "call {i}: {k}={v} missing from {query:?}"
+            );
+        }
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (call.check)(&body);
+        let (status, answer) = call.answer;
+        respond.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap(),
+        );
+    }
+    if let Ok(Some((request, _))) = tokio::time::timeout(QUIET, handle.next_request()).await {
+        panic!(
+            "unexpected call {} {}",
+            request.method(),
+            request.uri().path()
+        );
+    }
+}
+
+/// Runs one pass on `ctx` while `handle` is verified against `calls`; hands the handle back.
+async fn pass(
+    ctx: &Context,
+    mut handle: ApiHandle,
+    snap: &Snapshot,
+    calls: Vec<Call>,
+) -> (
+    Result<SyncOutcome, kube_vrrp_operator::controller::Error>,
+    ApiHandle,
+) {
+    let verifier = tokio::spawn(async move {
+        verify(&mut handle, calls).await;
+        handle
+    });
+    let result = sync(ctx, snap).await;
+    (result, verifier.await.unwrap())
+}
+
+async fn run_pass(
+    h: Harness,
+    snap: &Snapshot,
+    calls: Vec<Call>,
+) -> (
+    Result<SyncOutcome, kube_vrrp_operator::controller::Error>,
+    Context,
+) {
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = h;
+    let (result, _) = pass(&ctx, handle, snap, calls).await;
+    (result, ctx)
+}
+
+fn snapshot(input: PlanInput, vrrp_nodes: Vec<VrrpNode>) -> Snapshot {
+    Snapshot {
+        now: now(),
+        input,
+        vrrp_nodes,
+    }
+}
+
+const NODES: [(&str, &str); 2] = [("n1", "192.168.1.1"), ("n2", "192.168.1.2")];
+
+// ---------------------------------------------------------------- scenarios
+
+#[tokio::test]
+async fn first_pass_applies_every_vrrp_node_and_writes_the_status() {
+    let web = vip("web", "10.0.0.50/24");
+    let snap = snapshot(input(&NODES, vec![web.clone()]), vec![]);
+    let instance_check = |body: &Value| {
+        let instances = body["spec"]["instances"].as_array().unwrap();
+        assert_eq!(instances.len(), 1);
+        assert_eq!(instances[0]["name"], "web");
+        assert_eq!(instances[0]["virtualRouterID"], 51);
+        assert_eq!(instances[0]["addresses"], json!(["10.0.0.50/24"]));
+    };
+    let (result, ctx) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            apply_vrrp_node("n1", instance_check),
+            apply_vrrp_node("n2", instance_check),
+            write_status(&web, |status| {
+                assert_eq!(status["state"], "Pending");
+                assert_eq!(status["virtualRouterID"], 51);
+                assert_eq!(status["nodesSummary"], "0/2");
+                assert_eq!(status["observedGeneration"], 1);
+                assert!(status.get("master").is_none());
+            }),
+        ],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.applied, ["n1", "n2"]);
+    assert_eq!(outcome.statuses, ["web"]);
+    assert_eq!(outcome.events, 0);
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_written_when_nothing_changed() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let mut snap = snapshot(input, nodes);
+    settle_statuses(&mut snap);
+    let (result, ctx) = run_pass(harness(true), &snap, vec![]).await;
+    let outcome = result.unwrap();
+    assert_eq!(
+        outcome,
+        SyncOutcome {
+            leader: true,
+            ..SyncOutcome::default()
+        }
+    );
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_ready{virtualip=\"web\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kube_vrrp_vrrpnode_heartbeat_age_seconds{node=\"n1\"} 3.0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_left_loses_its_vrrp_node() {
+    let with_three = input(
+        &[NODES[0], NODES[1], ("n3", "192.168.1.3")],
+        vec![vip("web", "10.0.0.50/24")],
+    );
+    let vrrp_nodes = planned_vrrp_nodes(&with_three);
+    assert_eq!(vrrp_nodes.len(), 3);
+    // n3 is gone from the cluster; n1 and n2 keep their priorities (stable ranking).
+    let mut snap = snapshot(input(&NODES, vec![vip("web", "10.0.0.50/24")]), vrrp_nodes);
+    settle_statuses(&mut snap);
+    let delete = Call {
+        method: Method::DELETE,
+        path: "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n3".to_owned(),
+        query: vec![],
+        check: echo_ok(),
+        answer: (
+            StatusCode::OK,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        ),
+    };
+    let (result, _) = run_pass(harness(true), &snap, vec![delete]).await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.deleted, ["n3"]);
+    assert!(outcome.applied.is_empty(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_vrrp_node_already_deleted_counts_as_deleted() {
+    let input = input(&NODES, vec![]);
+    let stray = VrrpNode::new("n1", VrrpNodeSpec::default());
+    let snap = snapshot(input, vec![stray]);
+    let gone = api_error(
+        Call {
+            method: Method::DELETE,
+            path: "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1".to_owned(),
+            query: vec![],
+            check: echo_ok(),
+            answer: (StatusCode::OK, Value::Null),
+        },
+        404,
+    );
+    let (result, _) = run_pass(harness(true), &snap, vec![gone]).await;
+    assert_eq!(result.unwrap().deleted, ["n1"]);
+}
+
+#[tokio::test]
+async fn split_brain_writes_the_condition_and_a_warning_event() {
+    let web = vip("web", "10.0.0.50/24");
+    let input = input(&NODES, vec![web.clone()]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .map(|n| report(n, "web", State::Master))
+        .collect();
+    let snap = snapshot(input, nodes);
+    let (result, ctx) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            write_status(&web, |status| {
+                assert_eq!(status["state"], "SplitBrain");
+                let split = status["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == condition::SPLIT_BRAIN)
+                    .unwrap();
+                assert_eq!(split["status"], "True");
+                assert_eq!(
+                    split["message"],
+                    "n1 and n2 both report MASTER for VirtualIP web (VRID 51)"
+                );
+            }),
+            event(
+                "Warning",
+                "SplitBrain",
+                "n1 and n2 both claim 10.0.0.50/24 (VRID 51) as MASTER; they cannot hear \
+                 each other's adverts: check the network between them",
+            ),
+        ],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.events, 1);
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kube_vrrp_virtualip_ready{virtualip=\"web\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_master_change_writes_the_status_and_a_normal_event() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let before = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let mut snap = snapshot(input, before);
+    settle_statuses(&mut snap);
+    assert_eq!(
+        snap.input.virtual_ips[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .master
+            .as_deref(),
+        Some("n1")
+    );
+    // n1 fails over to n2.
+    snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
+        .into_iter()
+        .zip([State::Backup, State::Master])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let web = snap.input.virtual_ips[0].clone();
+    let (result, _) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            write_status(&web, |status| assert_eq!(status["master"], "n2")),
+            event(
+                "Normal",
+                "MasterChanged",
+                "MASTER of 10.0.0.50/24 (VRID 51) moved from n1 to n2",
+            ),
+        ],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!((outcome.statuses.len(), outcome.events), (1, 1));
+}
+
+#[tokio::test]
+async fn a_replica_that_is_not_leader_writes_nothing_and_exports_no_vip_gauges() {
+    let web = vip("web", "10.0.0.50/24");
+    let input = input(&NODES, vec![web]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .map(|n| report(n, "web", State::Master))
+        .collect();
+    // Everything differs: a split brain, and a stray VrrpNode to delete.
+    let mut nodes: Vec<VrrpNode> = nodes;
+    nodes.push(VrrpNode::new("gone", VrrpNodeSpec::default()));
+    let snap = snapshot(input, nodes);
+    let (result, ctx) = run_pass(harness(false), &snap, vec![]).await;
+    assert_eq!(result.unwrap(), SyncOutcome::default());
+    let text = ctx.metrics.render().unwrap();
+    assert!(!text.contains("virtualip=\"web\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_store_lagging_behind_our_write_causes_no_second_write_or_event() {
+    let web = vip("web", "10.0.0.50/24");
+    let input = input(&NODES, vec![web.clone()]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .map(|n| report(n, "web", State::Master))
+        .collect();
+    let snap = snapshot(input, nodes);
+    let Harness {
+        ctx,
+        mut handle,
+        _leader,
+    } = harness(true);
+    let calls = vec![
+        write_status(&web, |_| ()),
+        event(
+            "Warning",
+            "SplitBrain",
+            "n1 and n2 both claim 10.0.0.50/24 (VRID 51) as MASTER; they cannot hear each other's adverts: check the network between them",
+        ),
+    ];
+    let (first, ()) = tokio::join!(sync(&ctx, &snap), async {
+        // Only the two calls; `verify` would also wait for silence, done below.
+        let mut calls = calls.into_iter();
+        for _ in 0..2 {
+            let call = calls.next().unwrap();
+            let (request, respond) = tokio::time::timeout(STEP, handle.next_request())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(request.uri().path(), call.path);
+            respond.send_response(
+                Response::builder()
+                    .status(call.answer.0)
+                    .body(Body::from(serde_json::to_vec(&call.answer.1).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    assert_eq!(first.unwrap().statuses, ["web"]);
+    // Same snapshot again: the store has not seen the write yet.
+    let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
+    let second = second.unwrap();
+    assert!(
+        second.statuses.is_empty() && second.events == 0,
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_apply_fails_the_pass_but_the_other_writes_still_happen() {
+    let web = vip("web", "10.0.0.50/24");
+    let snap = snapshot(input(&NODES, vec![web.clone()]), vec![]);
+    let (result, ctx) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            api_error(apply_vrrp_node("n1", |_| ()), 500),
+            apply_vrrp_node("n2", |_| ()),
+            write_status(&web, |_| ()),
+        ],
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), ErrorReason::ApplyVrrpNode);
+    assert!(err.to_string().contains("VrrpNode n1"), "{err}");
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains(
+            "kube_vrrp_reconcile_errors_total{controller=\"sync\",reason=\"ApplyVrrpNode\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_status_written_by_someone_else_is_rewritten_from_observation() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let mut snap = snapshot(input, nodes);
+    settle_statuses(&mut snap);
+    let web = &mut snap.input.virtual_ips[0];
+    let mut tampered: VirtualIpStatus = web.status.clone().unwrap();
+    tampered.nodes_summary = Some("9/9".to_owned());
+    web.status = Some(tampered);
+    let web = web.clone();
+    let (result, _) = run_pass(
+        harness(true),
+        &snap,
+        vec![write_status(&web, |status| {
+            assert_eq!(status["nodesSummary"], "2/2");
+            assert_eq!(status["master"], "n1");
+        })],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!((outcome.statuses.len(), outcome.events), (1, 0));
+}
+
+#[tokio::test]
+async fn each_master_change_is_its_own_event_with_its_own_note() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let reports = |states: [State; 2]| -> Vec<VrrpNode> {
+        planned_vrrp_nodes(&input)
+            .into_iter()
+            .zip(states)
+            .map(|(n, s)| report(n, "web", s))
+            .collect()
+    };
+    let mut snap = snapshot(input.clone(), reports([State::Master, State::Backup]));
+    settle_statuses(&mut snap);
+    let Harness {
+        ctx,
+        mut handle,
+        _leader,
+    } = harness(true);
+
+    let moves = [
+        ([State::Backup, State::Master], "n2", "moved from n1 to n2"),
+        ([State::Master, State::Backup], "n1", "moved from n2 to n1"),
+    ];
+    for (i, (states, master, how)) in moves.into_iter().enumerate() {
+        snap.vrrp_nodes = reports(states);
+        let web = snap.input.virtual_ips[0].clone();
+        let note: &'static str =
+            Box::leak(format!("MASTER of 10.0.0.50/24 (VRID 51) {how}").into_boxed_str());
+        let calls = vec![
+            write_status(&web, move |s| assert_eq!(s["master"], master)),
+            // A POST each time: never a PATCH folding the second into the first's series.
+            event("Normal", "MasterChanged", note),
+        ];
+        let (outcome, back) = pass(&ctx, handle, &snap, calls).await;
+        handle = back;
+        assert_eq!(outcome.unwrap().events, 1, "move {i}");
+        // The store catches up with the write.
+        settle_statuses(&mut snap);
+        snap.input.virtual_ips[0].metadata.resource_version = Some(format!("{}", 200 + i));
+    }
+}
+
+#[tokio::test]
+async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
+    let server: VirtualServer = serde_json::from_value(json!({
+        "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
+        "metadata": {"name": "http", "generation": 1, "resourceVersion": "300"},
+        "spec": {"virtualIPRef": "web", "port": 80,
+                 "realServers": [{"address": "10.1.0.1", "port": 8080}]}
+    }))
+    .unwrap();
+    let mut input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    input.virtual_servers = vec![server.clone()];
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report(n, "web", s))
+        .collect();
+    let mut snap = snapshot(input, nodes);
+    settle_statuses(&mut snap);
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = harness(true);
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    let call = Call {
+        method: Method::PATCH,
+        path: "/apis/kubevrrp.io/v1alpha1/virtualservers/http/status".to_owned(),
+        query: ssa_query(),
+        check: Box::new(move |body| {
+            assert_eq!(body["kind"], "VirtualServer");
+            let status = &body["status"];
+            assert_eq!(status["healthySummary"], "1/1");
+            assert_eq!(status["realServers"][0]["address"], "10.1.0.1");
+            let available = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == condition::AVAILABLE)
+                .unwrap();
+            assert_eq!(available["status"], "True");
+            assert_eq!(available["message"], "n1 serves 1 of 1 real servers");
+            *keep.lock().unwrap() = status.clone();
+        }),
+        answer: (StatusCode::OK, serde_json::to_value(&server).unwrap()),
+    };
+    let (first, handle) = pass(&ctx, handle, &snap, vec![call]).await;
+    assert_eq!(first.unwrap().server_statuses, ["http"]);
+
+    // The store now holds what was written: the next pass writes nothing.
+    let vs = &mut snap.input.virtual_servers[0];
+    vs.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    vs.metadata.resource_version = Some("301".to_owned());
+    let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
+    assert!(second.unwrap().server_statuses.is_empty());
+}
