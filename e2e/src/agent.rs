@@ -23,6 +23,21 @@ pub const SECRET_NAMESPACE: &str = "kube-vrrp";
 /// The agent's HTTP port inside its node namespace (on loopback).
 pub const STATUS_PORT: u16 = 9180;
 
+/// The agents' `RUST_LOG` in the lab unless [`set_log_filter`] chose another.
+pub const DEFAULT_LOG_FILTER: &str = "debug";
+
+static LOG_FILTER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the `RUST_LOG` of every agent started from now on (once per process; benchmarks use
+/// "info" so that debug logging is not what they measure). Returns false when already set.
+pub fn set_log_filter(filter: &'static str) -> bool {
+    LOG_FILTER.set(filter).is_ok()
+}
+
+fn log_filter() -> &'static str {
+    LOG_FILTER.get().copied().unwrap_or(DEFAULT_LOG_FILTER)
+}
+
 /// The agent binary: `$KUBE_VRRP_AGENT`, else `target/debug/kube-vrrp-agent` of this workspace
 /// (or of `$CARGO_TARGET_DIR`). An error says so when it has not been built.
 pub fn binary() -> Result<PathBuf, LabError> {
@@ -360,7 +375,7 @@ impl Agent {
             &name,
             lab.node_ns(node)?,
             &args,
-            &[("RUST_LOG", "debug")],
+            &[("RUST_LOG", log_filter())],
             &dir.join("agent.log"),
         )?;
         let mut agent = Self {
@@ -449,7 +464,10 @@ impl Agent {
             }
             if Instant::now() >= deadline {
                 return Err(LabError::Timeout {
-                    what: format!("instance {name} on n{} reaching the expected status (last: {last:?})", self.node),
+                    what: format!(
+                        "instance {name} on n{} reaching the expected status (last: {last:?})",
+                        self.node
+                    ),
                     timeout,
                 });
             }
@@ -627,7 +645,10 @@ mod tests {
             (web.vrid, web.interface.as_deref(), web.version.as_deref()),
             (Some(51), Some("eth0"), Some("3"))
         );
-        assert_eq!((web.priority, web.effective_priority), (Some(150), Some(140)));
+        assert_eq!(
+            (web.priority, web.effective_priority),
+            (Some(150), Some(140))
+        );
         assert_eq!(web.master_address.as_deref(), Some("192.168.77.11"));
         assert_eq!(web.vips, ["192.168.77.50/24"]);
         assert_eq!(web.transitions, Some(2));

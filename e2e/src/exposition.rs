@@ -97,13 +97,14 @@ kube_vrrp_up 1
         let state = "kube_vrrp_instance_state";
         assert_eq!(value(TEXT, state, &[("state", "MASTER")]), Some(1.0));
         assert_eq!(
-            value(TEXT, state, &[("vrrp_instance", "web"), ("state", "BACKUP")]),
+            value(
+                TEXT,
+                state,
+                &[("vrrp_instance", "web"), ("state", "BACKUP")]
+            ),
             Some(0.0)
         );
-        assert_eq!(
-            value(TEXT, "kube_vrrp_adverts_sent_total", &[]),
-            Some(42.0)
-        );
+        assert_eq!(value(TEXT, "kube_vrrp_adverts_sent_total", &[]), Some(42.0));
         assert_eq!(value(TEXT, "kube_vrrp_up", &[]), Some(1.0));
         assert_eq!(value(TEXT, state, &[("state", "FAULT")]), None);
         assert_eq!(value(TEXT, "kube_vrrp_missing", &[]), None);
@@ -111,7 +112,10 @@ kube_vrrp_up 1
 
     #[test]
     fn quoted_label_values_may_hold_commas_and_escaped_quotes() {
-        assert_eq!(value(TEXT, "kube_vrrp_odd", &[("path", "a\"b,c")]), Some(2.5));
+        assert_eq!(
+            value(TEXT, "kube_vrrp_odd", &[("path", "a\"b,c")]),
+            Some(2.5)
+        );
         assert_eq!(samples(TEXT).len(), 5);
     }
 }

@@ -152,6 +152,11 @@ impl Keepalived {
         self.node
     }
 
+    /// The parent keepalived's pid (its VRRP child is a descendant).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn config_path(&self) -> &std::path::Path {
         &self.config
     }

@@ -13,6 +13,7 @@ mod mac;
 pub mod netns;
 pub mod probe;
 pub mod process;
+pub mod resources;
 pub mod scenario;
 
 pub use error::LabError;

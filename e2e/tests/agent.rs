@@ -98,7 +98,11 @@ fn agent_status_and_metrics_name_the_master_and_the_backups_hear_it() {
             assert!(web.is_master(), "n1: {web:?}");
             let mut vips = web.vips.clone();
             vips.sort();
-            assert_eq!(vips, ["192.168.77.50/24", "192.168.77.51/24"], "n1: {web:?}");
+            assert_eq!(
+                vips,
+                ["192.168.77.50/24", "192.168.77.51/24"],
+                "n1: {web:?}"
+            );
             ("MASTER", "BACKUP")
         } else {
             assert!(web.is_backup(), "n{node}: {web:?}");
@@ -167,7 +171,12 @@ fn agent_sigterm_at_100ms_hands_over_within_skew_time_and_leaves_no_vip_behind()
         );
         assert_eq!(running.lab.holders(vip.addr()).unwrap(), vec![2]);
     }
-    wait_web(&running, 2, Duration::from_secs(1), InstanceStatus::is_master);
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(1),
+        InstanceStatus::is_master,
+    );
     assert_eq!(state_metric(&running, 2, "MASTER"), Some(1.0));
     wait_web(&running, 3, Duration::from_secs(1), |s| {
         s.is_backup()
@@ -195,7 +204,12 @@ fn a_killed_master_agent_leaves_a_stale_vip_that_its_restart_removes() {
         "failover took {:?}, Master_Down_Interval is {mdi:?}",
         failover.duration()
     );
-    wait_web(&running, 2, Duration::from_secs(1), InstanceStatus::is_master);
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(1),
+        InstanceStatus::is_master,
+    );
     let vip = running.vip();
     assert!(
         running.lab.holds(1, vip).unwrap(),
@@ -227,7 +241,12 @@ fn a_killed_master_agent_leaves_a_stale_vip_that_its_restart_removes() {
             .unwrap(),
         1
     );
-    wait_web(&running, 2, Duration::from_secs(2), InstanceStatus::is_backup);
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(2),
+        InstanceStatus::is_backup,
+    );
 }
 
 #[test]
@@ -281,7 +300,12 @@ fn agent_link_down_goes_to_fault_and_hands_over_and_link_up_preempts_back() {
         .prober
         .wait_for_reply(cut, Duration::from_secs(5), |m| m == mac2)
         .expect("n2 never took over");
-    let n1 = wait_web(&running, 1, Duration::from_secs(3), InstanceStatus::is_fault);
+    let n1 = wait_web(
+        &running,
+        1,
+        Duration::from_secs(3),
+        InstanceStatus::is_fault,
+    );
     assert_eq!(n1.master_address, None, "n1 in FAULT: {n1:?}");
     assert_eq!(state_metric(&running, 1, "FAULT"), Some(1.0));
     for vip in &running.instance.vips {
@@ -290,7 +314,12 @@ fn agent_link_down_goes_to_fault_and_hands_over_and_link_up_preempts_back() {
             "n1 kept {vip} in FAULT"
         );
     }
-    wait_web(&running, 2, Duration::from_secs(1), InstanceStatus::is_master);
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(1),
+        InstanceStatus::is_master,
+    );
     let healed = Instant::now();
     running.lab.heal(1).unwrap();
     let mac1 = running.lab.node_mac(1).unwrap();
@@ -305,8 +334,18 @@ fn agent_link_down_goes_to_fault_and_hands_over_and_link_up_preempts_back() {
             .unwrap(),
         1
     );
-    wait_web(&running, 1, Duration::from_secs(2), InstanceStatus::is_master);
-    wait_web(&running, 2, Duration::from_secs(2), InstanceStatus::is_backup);
+    wait_web(
+        &running,
+        1,
+        Duration::from_secs(2),
+        InstanceStatus::is_master,
+    );
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(2),
+        InstanceStatus::is_backup,
+    );
 }
 
 /// A tracked file with weight -60: writing 1 into n1's file lowers its effective priority to 90,
@@ -333,7 +372,12 @@ fn a_tracker_weight_hands_the_vip_over_and_back() {
             .unwrap(),
         2
     );
-    let n1 = wait_web(&running, 1, Duration::from_secs(2), InstanceStatus::is_backup);
+    let n1 = wait_web(
+        &running,
+        1,
+        Duration::from_secs(2),
+        InstanceStatus::is_backup,
+    );
     assert_eq!(
         (n1.priority, n1.effective_priority),
         (Some(150), Some(90)),
@@ -363,7 +407,12 @@ fn a_tracker_weight_hands_the_vip_over_and_back() {
             .unwrap(),
         1
     );
-    let n1 = wait_web(&running, 1, Duration::from_secs(2), InstanceStatus::is_master);
+    let n1 = wait_web(
+        &running,
+        1,
+        Duration::from_secs(2),
+        InstanceStatus::is_master,
+    );
     assert_eq!(n1.effective_priority, Some(150), "{n1:?}");
 }
 
@@ -398,7 +447,10 @@ fn partitioned_agents_both_report_master_and_one_remains_after_healing() {
     assert_eq!(running.lab.holders(running.vip()).unwrap(), vec![1, 2]);
     for node in [1, 2] {
         let status = web(&running, node);
-        assert!(status.is_master(), "n{node} during the partition: {status:?}");
+        assert!(
+            status.is_master(),
+            "n{node} during the partition: {status:?}"
+        );
         assert_eq!(state_metric(&running, node, "MASTER"), Some(1.0), "n{node}");
     }
     let healed = Instant::now();
@@ -415,7 +467,12 @@ fn partitioned_agents_both_report_master_and_one_remains_after_healing() {
     }
     let resolved = healed.elapsed();
     assert!(web(&running, 1).is_master());
-    let n2 = wait_web(&running, 2, Duration::from_millis(200), InstanceStatus::is_backup);
+    let n2 = wait_web(
+        &running,
+        2,
+        Duration::from_millis(200),
+        InstanceStatus::is_backup,
+    );
     assert_eq!(
         n2.master_address.as_deref(),
         Some(addressing::node_ip(1, Family::V4).to_string().as_str()),

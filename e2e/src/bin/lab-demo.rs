@@ -20,7 +20,9 @@ use nix::sys::signal::{SigSet, Signal};
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
-#[command(about = "kube-vrrp in a three-node namespace lab: election, MASTER death, failover (needs root)")]
+#[command(
+    about = "kube-vrrp in a three-node namespace lab: election, MASTER death, failover (needs root)"
+)]
 struct Args {
     /// Directory of VirtualIP and Node manifests the agents read (standalone mode).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/lab"))]
@@ -57,8 +59,8 @@ fn read_virtual_ip(dir: &Path) -> anyhow::Result<VirtualIp> {
     for file in files {
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
         for doc in docs.iter().filter(|d| d["kind"] == "VirtualIP") {
             let spec = &doc["spec"];
             let address = spec["addresses"][0]
@@ -244,14 +246,8 @@ fn demo(args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
         Duration::from_secs(10),
         || prober.wait_for_reply(since, Duration::ZERO, |m| m != old_mac),
     )?;
-    let failover = measure_failover(
-        &sniffer.adverts(),
-        &prober.replies(),
-        vrid,
-        old_mac,
-        since,
-    )
-    .map_err(|e| anyhow!("failover not measurable: {e}"))?;
+    let failover = measure_failover(&sniffer.adverts(), &prober.replies(), vrid, old_mac, since)
+        .map_err(|e| anyhow!("failover not measurable: {e}"))?;
     let new_master = lab
         .node_with_mac(failover.new_mac)
         .ok_or_else(|| anyhow!("VIP answered by unknown MAC {}", failover.new_mac))?;
@@ -269,10 +265,17 @@ fn demo(args: &Args, interrupted: &AtomicBool) -> anyhow::Result<()> {
     let priority = status.priority.unwrap_or(100);
     let mdi = vip.master_down_interval(priority);
     let measured = failover.duration();
-    println!("\nnew MASTER: n{new_master} (priority {priority}), answering for {} from {}", vip.vip, failover.new_mac);
+    println!(
+        "\nnew MASTER: n{new_master} (priority {priority}), answering for {} from {}",
+        vip.vip, failover.new_mac
+    );
     println!("failover (last advert of n{master} → first answer from n{new_master}):");
     println!("  measured              {:>10}", ms(measured));
-    println!("  Master_Down_Interval  {:>10}   (3 × {} + Skew_Time at priority {priority})", ms(mdi), ms(vip.advert_interval));
+    println!(
+        "  Master_Down_Interval  {:>10}   (3 × {} + Skew_Time at priority {priority})",
+        ms(mdi),
+        ms(vip.advert_interval)
+    );
     let delta = measured.as_secs_f64() - mdi.as_secs_f64();
     println!("  difference            {:>+8.1} ms\n", delta * 1000.0);
 
