@@ -124,11 +124,8 @@ fn agent_status_and_metrics_name_the_master_and_the_backups_hear_it() {
             web_counter(&running, node, "kube_vrrp_adverts_received_total") >= 3.0,
             "n{node}"
         );
-        assert_eq!(
-            web_counter(&running, node, "kube_vrrp_adverts_sent_total"),
-            0.0,
-            "n{node} advertised as BACKUP"
-        );
+        let sent = web_counter(&running, node, "kube_vrrp_adverts_sent_total");
+        assert!(sent < 1.0, "n{node} sent {sent} adverts as BACKUP");
     }
     assert!(web_counter(&running, 1, "kube_vrrp_instance_transitions_total") >= 2.0);
 }

@@ -61,7 +61,7 @@ fn read_virtual_ip(dir: &Path) -> anyhow::Result<VirtualIp> {
             std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
         let docs: Vec<Value> =
             serde_saphyr::from_multiple(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-        for doc in docs.iter().filter(|d| d["kind"] == "VirtualIP") {
+        if let Some(doc) = docs.iter().find(|d| d["kind"] == "VirtualIP") {
             let spec = &doc["spec"];
             let address = spec["addresses"][0]
                 .as_str()
