@@ -23,6 +23,21 @@ pub const SECRET_NAMESPACE: &str = "kube-vrrp";
 /// The agent's HTTP port inside its node namespace (on loopback).
 pub const STATUS_PORT: u16 = 9180;
 
+/// The agents' `RUST_LOG` in the lab unless [`set_log_filter`] chose another.
+pub const DEFAULT_LOG_FILTER: &str = "debug";
+
+static LOG_FILTER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the `RUST_LOG` of every agent started from now on (once per process; benchmarks use
+/// "info" so that debug logging is not what they measure). Returns false when already set.
+pub fn set_log_filter(filter: &'static str) -> bool {
+    LOG_FILTER.set(filter).is_ok()
+}
+
+fn log_filter() -> &'static str {
+    LOG_FILTER.get().copied().unwrap_or(DEFAULT_LOG_FILTER)
+}
+
 /// The agent binary: `$KUBE_VRRP_AGENT`, else `target/debug/kube-vrrp-agent` of this workspace
 /// (or of `$CARGO_TARGET_DIR`). An error says so when it has not been built.
 pub fn binary() -> Result<PathBuf, LabError> {
@@ -92,9 +107,22 @@ fn secret_name(spec: &InstanceSpec) -> String {
     format!("{}-auth", spec.name)
 }
 
+/// The file node `node`'s agent tracks for instances with a [`crate::TrackFile`] (each node its
+/// own, in the lab's work directory). The agent starts with it holding `0` unless a test wrote it
+/// first.
+pub fn track_file_path(lab: &Lab, node: usize) -> PathBuf {
+    lab.workdir().join(format!("track-n{node}"))
+}
+
 /// The manifests (DESIGN.md §8) describing `instances` on a lab of `nodes` nodes: one VirtualIP
-/// per instance, one v1 Node per lab node, one v1 Secret per v2 password.
-pub fn manifests(nodes: usize, ipv6: bool, instances: &[InstanceSpec]) -> Vec<Value> {
+/// per instance, one v1 Node per lab node, one v1 Secret per v2 password. Instances with a
+/// tracked file watch `track_file` (the reading node's own file).
+pub fn manifests(
+    nodes: usize,
+    ipv6: bool,
+    instances: &[InstanceSpec],
+    track_file: &Path,
+) -> Vec<Value> {
     let mut docs = Vec::new();
     for spec in instances {
         let priorities: Vec<Value> = (1..=nodes)
@@ -126,6 +154,13 @@ pub fn manifests(nodes: usize, ipv6: bool, instances: &[InstanceSpec]) -> Vec<Va
                     },
                 }),
             );
+        }
+        if let (Some(track), Some(obj)) = (spec.track_file, vip_spec.as_object_mut()) {
+            let mut file = json!({"path": track_file.to_string_lossy()});
+            if let (Some(weight), Some(file)) = (track.weight, file.as_object_mut()) {
+                file.insert("weight".into(), json!(weight));
+            }
+            obj.insert("track".into(), json!({"files": [file]}));
         }
         docs.push(json!({
             "apiVersion": "kubevrrp.io/v1alpha1",
@@ -168,8 +203,9 @@ pub fn manifests_yaml(
     nodes: usize,
     ipv6: bool,
     instances: &[InstanceSpec],
+    track_file: &Path,
 ) -> Result<String, LabError> {
-    serde_saphyr::to_string_multiple(&manifests(nodes, ipv6, instances))
+    serde_saphyr::to_string_multiple(&manifests(nodes, ipv6, instances, track_file))
         .map_err(|e| LabError::Render(e.to_string()))
 }
 
@@ -177,21 +213,34 @@ pub fn manifests_yaml(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceStatus {
     pub name: String,
-    /// "INIT", "BACKUP", "MASTER" or "FAULT" (compared case-insensitively).
+    pub vrid: Option<u8>,
+    pub interface: Option<String>,
+    /// VRRP version as reported (e.g. 3 or "v3"), as text.
+    pub version: Option<String>,
+    /// "INIT", "BACKUP", "MASTER" or "FAULT".
     pub state: String,
     pub priority: Option<u8>,
     pub effective_priority: Option<u8>,
     pub master_address: Option<String>,
     pub vips: Vec<String>,
+    pub transitions: Option<u64>,
 }
 
 impl InstanceStatus {
     pub fn is_master(&self) -> bool {
-        self.state.eq_ignore_ascii_case("master")
+        self.state == "MASTER"
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.state == "BACKUP"
+    }
+
+    pub fn is_fault(&self) -> bool {
+        self.state == "FAULT"
     }
 }
 
-fn instance_status(name: &str, value: &Value) -> InstanceStatus {
+fn instance_status(value: &Value) -> InstanceStatus {
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
     let small = |key: &str| {
         value
@@ -200,7 +249,13 @@ fn instance_status(name: &str, value: &Value) -> InstanceStatus {
             .and_then(|v| u8::try_from(v).ok())
     };
     InstanceStatus {
-        name: text("name").unwrap_or_else(|| name.to_owned()),
+        name: text("name").unwrap_or_default(),
+        vrid: small("vrid"),
+        interface: text("interface"),
+        version: value.get("version").map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
         state: text("state").unwrap_or_default(),
         priority: small("priority"),
         effective_priority: small("effectivePriority"),
@@ -215,28 +270,31 @@ fn instance_status(name: &str, value: &Value) -> InstanceStatus {
                     .collect()
             })
             .unwrap_or_default(),
+        transitions: value.get("transitions").and_then(Value::as_u64),
     }
 }
 
-/// Reads `/status`: instances keyed by name (`{"web": {...}}` or `{"instances": {...}}`) or listed
-/// with a `name` field (`[...]` or `{"instances": [...]}`).
+/// Reads `/status`: `{"instances": [{"name", "vrid", "interface", "version", "state",
+/// "priority", "effectivePriority", "masterAddress", "vips", "transitions", ...}]}`, sorted by
+/// name. Anything else is an error, and so is an instance without a name or a state.
 pub fn parse_status(body: &[u8]) -> Result<Vec<InstanceStatus>, LabError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| LabError::Status(format!("not JSON: {e}")))?;
-    let instances = value.get("instances").unwrap_or(&value);
-    let mut out: Vec<InstanceStatus> = match instances {
-        Value::Array(list) => list.iter().map(|v| instance_status("", v)).collect(),
-        Value::Object(map) => map
-            .iter()
-            .filter(|(_, v)| v.is_object())
-            .map(|(k, v)| instance_status(k, v))
-            .collect(),
-        _ => {
+    let Some(list) = value.get("instances").and_then(Value::as_array) else {
+        return Err(LabError::Status(format!(
+            "no \"instances\" list in /status: {value}"
+        )));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let status = instance_status(item);
+        if status.name.is_empty() || status.state.is_empty() {
             return Err(LabError::Status(format!(
-                "unexpected /status shape: {value}"
+                "instance without name or state in /status: {item}"
             )));
         }
-    };
+        out.push(status);
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
@@ -248,6 +306,7 @@ pub struct Agent {
     process: DaemonProcess,
     listen: SocketAddr,
     manifests: PathBuf,
+    binary: PathBuf,
 }
 
 impl Agent {
@@ -272,9 +331,29 @@ impl Agent {
         let manifests = dir.join("manifests");
         std::fs::create_dir_all(&manifests)
             .map_err(LabError::io(format!("create {}", manifests.display())))?;
-        let yaml = manifests_yaml(lab.node_count(), lab.spec().ipv6, instances)?;
+        let track_file = track_file_path(lab, node);
+        if instances.iter().any(|s| s.track_file.is_some()) && !track_file.exists() {
+            std::fs::write(&track_file, "0\n")
+                .map_err(LabError::io(format!("write {}", track_file.display())))?;
+        }
+        let yaml = manifests_yaml(lab.node_count(), lab.spec().ipv6, instances, &track_file)?;
         let file = manifests.join("lab.yaml");
         std::fs::write(&file, yaml).map_err(LabError::io(format!("write {}", file.display())))?;
+        Self::start_with_manifests(binary, lab, node, &manifests)
+    }
+
+    /// Starts the agent in node `node`'s namespace on an existing manifests directory (e.g.
+    /// `deploy/examples/lab/`) and waits until `/status` answers.
+    pub fn start_with_manifests(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+    ) -> Result<Self, LabError> {
+        let name = lab.node_name(node)?.to_owned();
+        let dir = lab.workdir().join(format!("agent-{name}"));
+        std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
+        let manifests = manifests.to_owned();
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), STATUS_PORT);
         let (binary, manifests_arg, listen_arg) = (
             binary.to_string_lossy().into_owned(),
@@ -296,7 +375,7 @@ impl Agent {
             &name,
             lab.node_ns(node)?,
             &args,
-            &[("RUST_LOG", "debug")],
+            &[("RUST_LOG", log_filter())],
             &dir.join("agent.log"),
         )?;
         let mut agent = Self {
@@ -304,6 +383,7 @@ impl Agent {
             process,
             listen,
             manifests,
+            binary: PathBuf::from(&binary),
         };
         agent.wait_ready(lab, Duration::from_secs(10))?;
         Ok(agent)
@@ -341,6 +421,58 @@ impl Agent {
 
     pub fn node(&self) -> usize {
         self.node
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The table `kube-vrrp-agent status --agent ADDR` prints, run inside the node's namespace.
+    pub fn status_table(&self, lab: &Lab) -> Result<String, LabError> {
+        let (binary, listen) = (
+            self.binary.to_string_lossy().into_owned(),
+            self.listen.to_string(),
+        );
+        Ok(lab
+            .node_ns(self.node)?
+            .exec(&[&binary, "status", "--agent", &listen])?)
+    }
+
+    /// The instance `name` on `/status`.
+    pub fn instance(&self, lab: &Lab, name: &str) -> Result<InstanceStatus, LabError> {
+        self.status(lab)?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| LabError::Status(format!("no instance {name} on n{}", self.node)))
+    }
+
+    /// Polls `/status` until instance `name` satisfies `done`; returns that status.
+    pub fn wait_for_instance(
+        &self,
+        lab: &Lab,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&InstanceStatus) -> bool,
+    ) -> Result<InstanceStatus, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.instance(lab, name);
+            if let Ok(status) = &last
+                && done(status)
+            {
+                return Ok(status.clone());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!(
+                        "instance {name} on n{} reaching the expected status (last: {last:?})",
+                        self.node
+                    ),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn manifests_dir(&self) -> &Path {
@@ -439,7 +571,7 @@ mod tests {
         spec.version = Version::V2;
         spec.priorities = vec![150, 100];
         spec.password = Some("secret".into());
-        let yaml = manifests_yaml(2, true, &[spec]).unwrap();
+        let yaml = manifests_yaml(2, true, &[spec], Path::new("/lab/track-n1")).unwrap();
         let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
         assert_eq!(docs.len(), 4, "{yaml}");
         let vip_doc = &docs[0];
@@ -469,6 +601,20 @@ mod tests {
             "192.168.77.12"
         );
         assert_eq!(docs[3]["status"]["addresses"][1]["address"], "fd00:77::c");
+        assert!(vip_doc["spec"].get("track").is_none(), "{yaml}");
+    }
+
+    #[test]
+    fn a_tracked_file_becomes_the_virtual_ips_track_files_entry() {
+        let mut spec = InstanceSpec::new("web", 51, vec![vip(Family::V4, 0)]);
+        spec.track_file = Some(crate::TrackFile { weight: Some(-60) });
+        let docs = manifests(1, false, std::slice::from_ref(&spec), Path::new("/lab/t"));
+        let files = &docs[0]["spec"]["track"]["files"];
+        assert_eq!(files[0]["path"], "/lab/t");
+        assert_eq!(files[0]["weight"], -60);
+        spec.track_file = Some(crate::TrackFile { weight: None });
+        let docs = manifests(1, false, &[spec], Path::new("/lab/t"));
+        assert!(docs[0]["spec"]["track"]["files"][0].get("weight").is_none());
     }
 
     #[test]
@@ -480,22 +626,43 @@ mod tests {
     }
 
     #[test]
-    fn status_is_read_keyed_by_name_or_as_a_list() {
-        let keyed = br#"{"web": {"state": "MASTER", "priority": 150, "effectivePriority": 140,
-            "masterAddress": "192.168.77.11", "vips": ["192.168.77.50/24"]}}"#;
-        let status = parse_status(keyed).unwrap();
-        assert_eq!(status.len(), 1);
-        assert_eq!(status[0].name, "web");
-        assert!(status[0].is_master());
-        assert_eq!(status[0].effective_priority, Some(140));
-        assert_eq!(status[0].vips, ["192.168.77.50/24"]);
-        let listed = br#"{"instances": [{"name": "b", "state": "BACKUP"}, {"name": "a", "state": "FAULT", "masterAddress": ""}]}"#;
-        let status = parse_status(listed).unwrap();
+    fn status_is_read_from_the_instances_list_of_the_agent() {
+        let body = br#"{"instances": [
+            {"name": "web", "vrid": 51, "interface": "eth0", "version": 3, "state": "MASTER",
+             "priority": 150, "effectivePriority": 140, "masterAddress": "192.168.77.11",
+             "vips": ["192.168.77.50/24"], "transitions": 2, "lastTransition": "2026-11-22T04:00:00Z"},
+            {"name": "api", "vrid": 52, "interface": "eth0", "version": "v2", "state": "BACKUP",
+             "priority": 100, "effectivePriority": 100, "masterAddress": "",
+             "vips": [], "transitions": 1, "lastTransition": null}]}"#;
+        let status = parse_status(body).unwrap();
         assert_eq!(
             status.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
+            ["api", "web"]
         );
+        let web = &status[1];
+        assert!(web.is_master());
+        assert_eq!(
+            (web.vrid, web.interface.as_deref(), web.version.as_deref()),
+            (Some(51), Some("eth0"), Some("3"))
+        );
+        assert_eq!(
+            (web.priority, web.effective_priority),
+            (Some(150), Some(140))
+        );
+        assert_eq!(web.master_address.as_deref(), Some("192.168.77.11"));
+        assert_eq!(web.vips, ["192.168.77.50/24"]);
+        assert_eq!(web.transitions, Some(2));
+        assert!(status[0].is_backup());
         assert_eq!(status[0].master_address, None);
+        assert_eq!(status[0].version.as_deref(), Some("v2"));
+    }
+
+    #[test]
+    fn status_without_an_instances_list_or_with_a_nameless_instance_is_an_error() {
         assert!(parse_status(b"42").is_err());
+        assert!(parse_status(br#"{"web": {"state": "MASTER"}}"#).is_err());
+        assert!(parse_status(br#"{"instances": [{"state": "MASTER"}]}"#).is_err());
+        assert!(parse_status(br#"{"instances": [{"name": "web"}]}"#).is_err());
+        assert!(parse_status(br#"{"instances": []}"#).unwrap().is_empty());
     }
 }

@@ -58,6 +58,14 @@ impl Daemon {
         }
     }
 
+    /// The daemon's main pid.
+    pub fn pid(&self) -> u32 {
+        match self {
+            Self::Keepalived(k) => k.pid(),
+            Self::Agent(a) => a.pid(),
+        }
+    }
+
     pub fn log(&self) -> String {
         match self {
             Self::Keepalived(k) => k.log(),

@@ -43,6 +43,16 @@ pub struct InstanceSpec {
     pub unicast: bool,
     /// The virtual addresses, all of one family.
     pub vips: Vec<IpNet>,
+    /// A tracked file per node (`track.files` of the VirtualIP; the agent only): each node's
+    /// agent watches its own file, see [`crate::agent::track_file_path`].
+    pub track_file: Option<TrackFile>,
+}
+
+/// A file tracker: the file holds an integer; with a weight, value × weight is added to the
+/// priority, without one any value but 0 puts the instance in FAULT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackFile {
+    pub weight: Option<i32>,
 }
 
 impl InstanceSpec {
@@ -59,6 +69,7 @@ impl InstanceSpec {
             password: None,
             unicast: false,
             vips,
+            track_file: None,
         }
     }
 

@@ -101,6 +101,12 @@ impl Keepalived {
     pub fn start(lab: &Lab, node: usize, instances: &[InstanceSpec]) -> Result<Self, LabError> {
         for spec in instances {
             spec.validate().map_err(LabError::Invalid)?;
+            if spec.track_file.is_some() {
+                return Err(LabError::Invalid(format!(
+                    "instance {}: the lab renders no trackers for keepalived",
+                    spec.name
+                )));
+            }
         }
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("keepalived-{name}"));
@@ -144,6 +150,11 @@ impl Keepalived {
 
     pub fn node(&self) -> usize {
         self.node
+    }
+
+    /// The parent keepalived's pid (its VRRP child is a descendant).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     pub fn config_path(&self) -> &std::path::Path {

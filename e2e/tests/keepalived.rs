@@ -4,6 +4,7 @@
 
 mod scenarios;
 
+use kube_vrrp_e2e::addressing::Family;
 use kube_vrrp_e2e::daemon::DaemonKind::Keepalived;
 
 #[test]
@@ -49,4 +50,9 @@ fn keepalived_preempt_delay_holds_back_a_returning_higher_priority() {
 #[test]
 fn keepalived_link_down_releases_the_vips_and_link_up_preempts_back() {
     scenarios::link_down_releases_the_vips_and_link_up_preempts_back(Keepalived);
+}
+
+#[test]
+fn unicast_ipv6_keepalived_peers_fail_over_and_advertise_to_each_other_only() {
+    scenarios::unicast_fails_over_and_advertises_to_peers_only_over(Keepalived, Family::V6);
 }

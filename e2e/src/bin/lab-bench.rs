@@ -1,15 +1,18 @@
 //! `lab-bench`: repeated failover measurements in the namespace lab, for keepalived, our agent,
-//! or both (then the ratio ours ÷ keepalived's).
+//! or both (then the ratio ours ÷ keepalived's), and the CPU and memory of one daemon running 1
+//! and 255 instances.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use kube_vrrp_e2e::addressing::{self, Family};
-use kube_vrrp_e2e::daemon::DaemonKind;
+use kube_vrrp_e2e::daemon::{Daemon, DaemonKind};
 use kube_vrrp_e2e::netns::require_root;
+use kube_vrrp_e2e::resources::{self, Usage};
 use kube_vrrp_e2e::scenario::{Disruption, run_failover};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec, Version};
+use kube_vrrp_e2e::{Lab, LabError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -33,6 +36,12 @@ struct Args {
     /// Also print one JSON object per case.
     #[arg(long)]
     json: bool,
+    /// Measuring window of the CPU / RSS cases, in seconds.
+    #[arg(long, default_value_t = 30)]
+    window: u64,
+    /// Skip the CPU / RSS cases.
+    #[arg(long)]
+    no_resources: bool,
 }
 
 /// One benchmark case: an instance and how its MASTER goes away.
@@ -145,9 +154,69 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> CaseResult {
     }
 }
 
+/// The CPU / RSS cases: this many instances at advert 1 s.
+const RESOURCE_CASES: [usize; 2] = [1, 255];
+
+/// `count` v3 instances at 1 s, VRIDs 1..=count, one VIP each (172.16.1.VRID/16), n1 preferred.
+fn resource_instances(count: usize) -> Vec<InstanceSpec> {
+    (1..=count)
+        .filter_map(|vrid| u8::try_from(vrid).ok())
+        .map(|vrid| {
+            let vip = format!("172.16.1.{vrid}/16")
+                .parse()
+                .unwrap_or_else(|_| addressing::vip(Family::V4, 0));
+            let mut spec = InstanceSpec::new(&format!("vip-{vrid}"), vrid, vec![vip]);
+            spec.priorities = vec![150, 100];
+            spec
+        })
+        .collect()
+}
+
+/// One daemon per node of a two-node lab running `count` instances; once n1 is MASTER of all of
+/// them and n2 BACKUP, measures both over `window`. Returns (MASTER usage, BACKUP usage).
+fn run_resources(
+    kind: DaemonKind,
+    count: usize,
+    window: Duration,
+) -> Result<(Usage, Usage), LabError> {
+    let instances = resource_instances(count);
+    let lab = Lab::new(LabSpec {
+        nodes: 2,
+        ipv6: false,
+    })?;
+    let master = Daemon::start(kind, &lab, 1, &instances)?;
+    let backup = Daemon::start(kind, &lab, 2, &instances)?;
+    let last = instances
+        .last()
+        .and_then(InstanceSpec::first_vip)
+        .ok_or_else(|| LabError::Invalid("no instance".into()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lab.holders(last)? != [1] {
+        if std::time::Instant::now() >= deadline {
+            return Err(LabError::Timeout {
+                what: format!("n1 alone holding {last}"),
+                timeout: Duration::from_secs(60),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past start-up: elections done, GARPs sent, allocations settled.
+    std::thread::sleep(Duration::from_secs(5));
+    let (master_pid, backup_pid) = (master.pid(), backup.pid());
+    let on_backup = std::thread::spawn(move || resources::measure(backup_pid, window));
+    let master_usage = resources::measure(master_pid, window)?;
+    let backup_usage = on_backup
+        .join()
+        .map_err(|_| LabError::Invalid("measuring thread panicked".into()))??;
+    drop((master, backup));
+    Ok((master_usage, backup_usage))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     require_root();
+    // Debug logging of every packet is not what the benchmark measures.
+    kube_vrrp_e2e::agent::set_log_filter("info");
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -160,8 +229,17 @@ fn main() -> anyhow::Result<()> {
         kube_vrrp_e2e::agent::binary().context("the agent benchmark needs the agent binary")?;
     }
     println!(
-        "{:<16} {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6}",
-        "case", "daemon", "runs", "min ms", "median ms", "max ms", "rfc ms", "fail", "other"
+        "{:<16} {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6}",
+        "case",
+        "daemon",
+        "runs",
+        "min ms",
+        "median ms",
+        "max ms",
+        "rfc ms",
+        "med-rfc",
+        "fail",
+        "other"
     );
     let mut any_failed = false;
     for case in cases() {
@@ -180,7 +258,7 @@ fn main() -> anyhow::Result<()> {
                 (ms(s.min), ms(s.median), ms(s.max))
             });
             println!(
-                "{:<16} {:<16} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>6} {:>6}",
+                "{:<16} {:<16} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>+9.1} {:>6} {:>6}",
                 case.name,
                 kind.as_str(),
                 args.runs,
@@ -188,6 +266,7 @@ fn main() -> anyhow::Result<()> {
                 median,
                 max,
                 ms(result.expected),
+                median - ms(result.expected),
                 result.failures,
                 result.wrong_successor
             );
@@ -212,6 +291,54 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    if !args.no_resources {
+        let window = Duration::from_secs(args.window);
+        println!(
+            "\n{:<16} {:<16} {:<7} {:>9} {:>10} {:>9}",
+            "case", "daemon", "role", "window s", "cpu %core", "rss MiB"
+        );
+        for count in RESOURCE_CASES {
+            let name = format!("resources-{count}");
+            if args
+                .only
+                .as_deref()
+                .is_some_and(|only| !name.contains(only))
+            {
+                continue;
+            }
+            for &kind in kinds {
+                match run_resources(kind, count, window) {
+                    Ok((master, backup)) => {
+                        for (role, usage) in [("master", master), ("backup", backup)] {
+                            println!(
+                                "{:<16} {:<16} {:<7} {:>9.1} {:>10.3} {:>9.1}",
+                                name,
+                                kind.as_str(),
+                                role,
+                                usage.window.as_secs_f64(),
+                                usage.cpu_percent,
+                                usage.rss_kib as f64 / 1024.0
+                            );
+                            if args.json {
+                                println!(
+                                    "{}",
+                                    serde_json::json!({
+                                        "case": name, "daemon": kind.as_str(), "role": role,
+                                        "instances": count, "window_s": usage.window.as_secs_f64(),
+                                        "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
+                                    })
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("  {} {name} failed: {e}", kind.as_str());
+                        any_failed = true;
+                    }
+                }
+            }
+        }
+    }
     if any_failed {
         bail!("some runs failed (see above)");
     }
@@ -230,5 +357,22 @@ mod tests {
         let even = summarize(vec![ms(40), ms(10), ms(20), ms(30)]).unwrap();
         assert_eq!((even.min, even.median, even.max), (ms(10), ms(25), ms(40)));
         assert!(summarize(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn the_255_resource_instances_have_distinct_vrids_and_addresses() {
+        let instances = resource_instances(255);
+        assert_eq!(instances.len(), 255);
+        let vrids: std::collections::BTreeSet<u8> = instances.iter().map(|i| i.vrid).collect();
+        let vips: std::collections::BTreeSet<_> = instances
+            .iter()
+            .filter_map(InstanceSpec::first_vip)
+            .collect();
+        assert_eq!((vrids.len(), vips.len()), (255, 255));
+        assert!(instances.iter().all(|i| i.validate().is_ok()));
+        assert_eq!(
+            instances[254].first_vip().unwrap().to_string(),
+            "172.16.1.255"
+        );
     }
 }

@@ -143,10 +143,15 @@ pub fn ipv6_death_fails_over_after_master_down_interval(kind: DaemonKind) {
 /// Unicast peers: adverts go only to the other nodes' addresses; death still fails over on
 /// time.
 pub fn unicast_fails_over_and_advertises_to_peers_only(kind: DaemonKind) {
+    unicast_fails_over_and_advertises_to_peers_only_over(kind, Family::V4);
+}
+
+/// [`unicast_fails_over_and_advertises_to_peers_only`] over `family`.
+pub fn unicast_fails_over_and_advertises_to_peers_only_over(kind: DaemonKind, family: Family) {
     require_root();
-    let mut spec = instance(Family::V4, Version::V3, Duration::from_millis(100));
+    let mut spec = instance(family, Version::V3, Duration::from_millis(100));
     spec.unicast = true;
-    let mut running = Running::start(kind, lab(3, false), spec).unwrap();
+    let mut running = Running::start(kind, lab(3, family == Family::V6), spec).unwrap();
     assert_eq!(running.wait_for_master(Duration::from_secs(10)).unwrap(), 1);
     let (failover, new_master) = running
         .fail_over(1, Disruption::Death, Duration::from_secs(5))
@@ -161,9 +166,7 @@ pub fn unicast_fails_over_and_advertises_to_peers_only(kind: DaemonKind) {
         Duration::from_millis(150),
     );
     let adverts = running.sniffer.adverts();
-    let peers: Vec<IpAddr> = (1..=3)
-        .map(|n| addressing::node_ip(n, Family::V4))
-        .collect();
+    let peers: Vec<IpAddr> = (1..=3).map(|n| addressing::node_ip(n, family)).collect();
     assert!(adverts.iter().any(|a| a.node == 1) && adverts.iter().any(|a| a.node == 2));
     for advert in adverts {
         assert!(
@@ -172,7 +175,7 @@ pub fn unicast_fails_over_and_advertises_to_peers_only(kind: DaemonKind) {
         );
         assert_ne!(
             advert.wire.destination,
-            addressing::node_ip(advert.node, Family::V4)
+            addressing::node_ip(advert.node, family)
         );
     }
 }
@@ -236,6 +239,33 @@ fn hand_to_n2_and_restart_n1(kind: DaemonKind, running: &mut Running) -> Instant
     let restarted = Instant::now();
     running.restart(1, kind).unwrap();
     restarted
+}
+
+/// preempt (no delay): a higher-priority node that comes back takes the VIP over after about
+/// its Master_Down_Interval (it starts as BACKUP, hears the lower priority, and preempts).
+pub fn preempt_returns_the_vip_to_a_returning_higher_priority(kind: DaemonKind) {
+    require_root();
+    let mut spec = instance(Family::V4, Version::V3, Duration::from_millis(100));
+    spec.priorities = vec![150, 100];
+    let mut running = Running::start(kind, lab(2, false), spec).unwrap();
+    let restarted = hand_to_n2_and_restart_n1(kind, &mut running);
+    let mac1 = running.lab.node_mac(1).unwrap();
+    let back = running
+        .prober
+        .wait_for_reply(restarted, Duration::from_secs(5), |m| m == mac1)
+        .expect("n1 never took the VIP back");
+    let after = back.at.duration_since(restarted);
+    assert!(
+        after <= Duration::from_secs(2),
+        "n1 preempted only after {after:?}"
+    );
+    assert_eq!(
+        running
+            .lab
+            .wait_for_single_holder(running.vip(), Duration::from_secs(3))
+            .unwrap(),
+        1
+    );
 }
 
 /// nopreempt: a higher-priority node that comes back stays BACKUP.
@@ -362,4 +392,55 @@ pub fn link_down_releases_the_vips_and_link_up_preempts_back(kind: DaemonKind) {
             .unwrap(),
         1
     );
+}
+
+/// Interop: node `n` runs `kinds[n - 1]`, over `family` and `version` (v3 at 100 ms, v2 at 1 s),
+/// with a v2 PASS `password` when given. The priority-150 n1 is elected, `disruption` takes it
+/// away, n2 answers on time, and afterwards exactly one node that is still on the wire holds
+/// the VIP (a dead node keeps its address on its cut-off interface, as after a crash).
+pub fn interop_fails_over_on_time(
+    kinds: [DaemonKind; 3],
+    family: Family,
+    version: Version,
+    password: Option<&str>,
+    disruption: Disruption,
+) {
+    require_root();
+    let advert = match version {
+        Version::V2 => Duration::from_secs(1),
+        Version::V3 => Duration::from_millis(100),
+    };
+    let mut spec = instance(family, version, advert);
+    spec.password = password.map(str::to_owned);
+    let mut running = Running::start_mixed(&kinds, lab(3, family == Family::V6), spec).unwrap();
+    let election = running.instance.master_down_interval(1) * 3 + Duration::from_secs(10);
+    assert_eq!(running.wait_for_master(election).unwrap(), 1);
+    let expected = disruption.expected(&running.instance, 100);
+    let (failover, new_master) = running
+        .fail_over(1, disruption, expected * 3 + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(new_master, 2, "the priority-100 node must take over");
+    let late = match version {
+        Version::V2 => Duration::from_millis(300),
+        Version::V3 => Duration::from_millis(150),
+    };
+    assert_close(
+        disruption.as_str(),
+        failover.duration(),
+        expected,
+        Duration::from_millis(40),
+        late,
+    );
+    // Let a wrong second claimant show itself: three more advert intervals.
+    std::thread::sleep(advert * 3);
+    for vip in &running.instance.vips {
+        let on_wire: Vec<usize> = running
+            .lab
+            .holders(vip.addr())
+            .unwrap()
+            .into_iter()
+            .filter(|&n| n != 1 || disruption == Disruption::Terminate)
+            .collect();
+        assert_eq!(on_wire, vec![2], "holders of {vip} after the failover");
+    }
 }

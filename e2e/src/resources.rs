@@ -1,0 +1,136 @@
+//! CPU time and resident memory of a daemon and its children, read from `/proc` over a window
+//! (for the benchmark's "255 instances" rows).
+
+use std::time::{Duration, Instant};
+
+use crate::error::LabError;
+
+/// utime + stime (fields 14 and 15, clock ticks) and the parent pid (field 4) of a
+/// `/proc/PID/stat` line. The command name (field 2) may hold spaces and parentheses, so fields
+/// are counted after its last `)`.
+pub fn parse_stat(text: &str) -> Option<(u64, u32)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): field N is fields[N - 3].
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime, ppid))
+}
+
+/// `VmRSS` of a `/proc/PID/status` text, in KiB.
+pub fn parse_vm_rss_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// `pid` and every process descending from it.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| Some((p, parse_stat(&read(&format!("/proc/{p}/stat"))?)?.1)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while let Some(&parent) = tree.get(i) {
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
+}
+
+fn ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| parse_stat(&read(&format!("/proc/{p}/stat"))?))
+        .map(|(t, _)| t)
+        .sum()
+}
+
+/// What a process tree used over a window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// CPU time over wall time, in percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory at the end of the window, summed over the tree, in KiB.
+    pub rss_kib: u64,
+    pub window: Duration,
+}
+
+/// Measures `pid` and its descendants (as they are when the window opens) over `window`.
+pub fn measure(pid: u32, window: Duration) -> Result<Usage, LabError> {
+    let tree = process_tree(pid);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&hz| hz > 0)
+        .ok_or_else(|| LabError::Invalid("sysconf(CLK_TCK) unavailable".into()))?;
+    let (start, t0) = (Instant::now(), ticks(&tree));
+    std::thread::sleep(window);
+    let (elapsed, t1) = (start.elapsed(), ticks(&tree));
+    let rss_kib = tree
+        .iter()
+        .filter_map(|p| parse_vm_rss_kib(&read(&format!("/proc/{p}/status"))?))
+        .sum();
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(LabError::Invalid(format!(
+            "process {pid} exited during the window"
+        )));
+    }
+    Ok(Usage {
+        cpu_percent: t1.saturating_sub(t0) as f64 / hz as f64 / elapsed.as_secs_f64() * 100.0,
+        rss_kib,
+        window: elapsed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_times_are_read_after_a_command_name_with_spaces_and_parentheses() {
+        let line = "4242 (kube vrrp) (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 25 7 0 0 20 0 3 0 \
+                    1234 5000000 900 18446744073709551615";
+        assert_eq!(parse_stat(line), Some((32, 17)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_kib() {
+        let status = "Name:\tkube-vrrp-agent\nVmPeak:\t  20000 kB\nVmRSS:\t   8123 kB\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(8123));
+        assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_uses_cpu_when_it_spins_and_has_resident_memory() {
+        let pid = std::process::id();
+        assert!(process_tree(pid).contains(&pid));
+        let spinner = std::thread::spawn(|| {
+            let until = Instant::now() + Duration::from_millis(300);
+            let mut x = 0u64;
+            while Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        });
+        let usage = measure(pid, Duration::from_millis(300)).unwrap();
+        spinner.join().unwrap();
+        assert!(usage.cpu_percent > 0.0, "{usage:?}");
+        assert!(usage.rss_kib > 100, "{usage:?}");
+    }
+}
