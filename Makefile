@@ -18,11 +18,11 @@ test: build unit e2e chart-check ## everything: unit, golden, property, lab e2e 
 	@echo "make test: all suites passed"
 
 unit: ## unit, golden, property and simulation tests (no root needed)
-	$(CARGO) test --workspace --exclude kube-vrrp-e2e
+	$(CARGO) test --workspace --exclude kube-vrrp-e2e --no-fail-fast
 
 e2e: build ## the network-namespace lab against keepalived (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
-	$(CARGO) test -p kube-vrrp-e2e -- --test-threads=1
+	$(CARGO) test -p kube-vrrp-e2e --no-fail-fast -- --test-threads=1
 
 lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
 	$(CARGO) fmt --all -- --check

@@ -20,6 +20,9 @@ pub struct Endpoint {
     pub interface: String,
     pub family: Family,
     pub socket: Arc<VrrpSocket>,
+    /// The source of unicast adverts: the interface's first routable address of the family
+    /// (peers list nodes by their InternalIPs; an IPv6 link-local source would not match).
+    pub unicast_source: IpAddr,
     /// GARP / NA sender; `None` when the interface has no MAC address.
     pub announcer: Option<Announcer>,
     pub routes: Routes,
@@ -48,6 +51,13 @@ impl Endpoint {
             .map(|entry| entry.address.addr())
             .chain(std::iter::once(socket.local_address()))
             .collect();
+        let unicast_source = link
+            .addresses
+            .iter()
+            .filter(|entry| !entry.is_vip())
+            .map(|entry| entry.address.addr())
+            .find(|address| Family::of(*address) == family && is_routable(*address))
+            .unwrap_or_else(|| socket.local_address());
         let routes = Routes::default();
         let receiver = tokio::spawn(receive_loop(
             Arc::clone(&socket),
@@ -61,6 +71,7 @@ impl Endpoint {
             interface: link.name.clone(),
             family,
             socket,
+            unicast_source,
             announcer,
             routes,
             receiver,
@@ -68,8 +79,44 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Where an instance's adverts come from: the socket's address (primary IPv4, IPv6
+    /// link-local) for multicast, [`Self::unicast_source`] for unicast peers. The state machine
+    /// uses the same address for the equal-priority tie-break.
+    pub fn source_for(&self, unicast: bool) -> IpAddr {
+        if unicast {
+            self.unicast_source
+        } else {
+            self.socket.local_address()
+        }
+    }
+}
+
+/// Not loopback, not link-local: an address a unicast peer can know this node by.
+fn is_routable(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
+    }
+}
+
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.receiver.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_routable;
+
+    #[test]
+    fn unicast_sources_skip_link_local_and_loopback_addresses() {
+        for address in ["192.168.77.11", "fd00:77::b", "2001:db8::1"] {
+            assert!(is_routable(address.parse().unwrap()), "{address}");
+        }
+        for address in ["127.0.0.1", "169.254.1.1", "fe80::1", "::1"] {
+            assert!(!is_routable(address.parse().unwrap()), "{address}");
+        }
     }
 }

@@ -188,7 +188,9 @@ impl Unit {
         let mut instances = Vec::with_capacity(setups.len());
         let mut members = Vec::with_capacity(setups.len());
         for (index, setup) in setups.into_iter().enumerate() {
-            let primary = setup.endpoint.socket.local_address();
+            let primary = setup
+                .endpoint
+                .source_for(!setup.spec.unicast_peers.is_empty());
             instances.push(Instance::new(setup.spec.machine_config(primary)));
             let link_watch = forward_link(
                 index,
@@ -367,7 +369,7 @@ impl Unit {
                 continue;
             }
             tracing::info!(instance = %spec.name, protocol = diff.protocol, addresses = diff.addresses, track = diff.track, edge = diff.edge, "applying new configuration");
-            let primary = member.endpoint.socket.local_address();
+            let primary = member.endpoint.source_for(!spec.unicast_peers.is_empty());
             let old = std::mem::replace(&mut self.members[index].spec, spec);
             if diff.protocol {
                 let config = self.members[index].spec.machine_config(primary);
@@ -503,7 +505,7 @@ impl Unit {
             },
         };
         let socket = &member.endpoint.socket;
-        let source = socket.local_address();
+        let source = member.endpoint.source_for(!spec.unicast_peers.is_empty());
         let destinations: Vec<IpAddr> = if spec.unicast_peers.is_empty() {
             vec![member.endpoint.family.vrrp_multicast()]
         } else {
@@ -517,7 +519,7 @@ impl Unit {
                     continue;
                 }
             };
-            match socket.send(&payload, destination).await {
+            match socket.send_from(&payload, source, destination).await {
                 Ok(()) => self.services.metrics.advert_sent(&spec.name),
                 Err(error) => {
                     tracing::warn!(instance = %spec.name, %destination, %error, "sending an advert failed");

@@ -212,10 +212,21 @@ impl VrrpSocket {
     /// Sends one VRRP payload to `destination` (the group or a unicast peer) with TTL / hop
     /// limit 255 from [`Self::local_address`].
     pub async fn send(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
-        if Family::of(destination) != self.family() {
-            return Err(NetError::FamilyMismatch {
-                address: destination,
-            });
+        self.send_from(payload, self.source, destination).await
+    }
+
+    /// [`Self::send`] from another local `source` of the same family on this interface: unicast
+    /// peers know a node by a routable address, not by its IPv6 link-local one.
+    pub async fn send_from(
+        &self,
+        payload: &[u8],
+        source: IpAddr,
+        destination: IpAddr,
+    ) -> Result<(), NetError> {
+        for address in [source, destination] {
+            if Family::of(address) != self.family() {
+                return Err(NetError::FamilyMismatch { address });
+            }
         }
         loop {
             let mut guard = self
@@ -223,7 +234,7 @@ impl VrrpSocket {
                 .writable()
                 .await
                 .map_err(NetError::io("wait to send a VRRP datagram"))?;
-            match guard.try_io(|fd| self.send_now(fd.get_ref(), payload, destination)) {
+            match guard.try_io(|fd| self.send_now(fd.get_ref(), payload, source, destination)) {
                 Ok(result) => {
                     return result
                         .map(|_| ())
@@ -234,10 +245,16 @@ impl VrrpSocket {
         }
     }
 
-    fn send_now(&self, socket: &Socket, payload: &[u8], destination: IpAddr) -> io::Result<usize> {
+    fn send_now(
+        &self,
+        socket: &Socket,
+        payload: &[u8],
+        source: IpAddr,
+        destination: IpAddr,
+    ) -> io::Result<usize> {
         let iov = [IoSlice::new(payload)];
         let fd = socket.as_raw_fd();
-        let sent = match (self.source, destination) {
+        let sent = match (source, destination) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
                 let info = libc::in_pktinfo {
                     ipi_ifindex: self.ifindex.cast_signed(),
