@@ -171,7 +171,9 @@ struct Operator {
 impl Operator {
     /// Plans the same manifests the agents read.
     fn plan(spec: &InstanceSpec) -> Self {
-        let yaml = manifests_yaml(NODES, false, std::slice::from_ref(spec)).unwrap();
+        // The instance tracks no file, so the track-file path is never written into the YAML.
+        let no_track_file = Path::new("/nonexistent");
+        let yaml = manifests_yaml(NODES, false, std::slice::from_ref(spec), no_track_file).unwrap();
         let manifests = parse_manifests(Path::new("lab.yaml"), &yaml).unwrap();
         let virtual_ip = manifests
             .virtual_ips
