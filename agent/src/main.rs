@@ -163,6 +163,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ..ClusterOptions::new(args.node)
             };
             tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, "cluster mode: watching this node's VrrpNode");
+            // SIGHUP re-reads manifests in standalone mode; here the watch is always current,
+            // and the default action (exit) would drop every VIP without a goodbye.
+            let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP ignored: cluster mode follows the VrrpNode watch");
+                }
+            });
             Some(cluster::spawn(client, &options, sender, board.clone()))
         };
         let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
