@@ -106,6 +106,10 @@ fn agent_status_and_metrics_name_the_master_and_the_backups_hear_it() {
             ("MASTER", "BACKUP")
         } else {
             assert!(web.is_backup(), "n{node}: {web:?}");
+            assert!(
+                web.vips.is_empty(),
+                "a BACKUP holds no VIP: n{node}: {web:?}"
+            );
             assert_eq!(
                 web.master_address.as_deref(),
                 Some(master_ip.as_str()),

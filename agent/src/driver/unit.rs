@@ -608,7 +608,7 @@ impl Unit {
                 priority: member.spec.priority,
                 effective_priority: instance.effective_priority(),
                 master_address: instance.master_address(),
-                vips: member.spec.addresses.clone(),
+                vips: member.held.clone(),
                 transitions: member.transitions,
                 last_transition: member.last_transition,
             };

@@ -34,7 +34,7 @@ pub struct InstanceStatus {
     pub effective_priority: u8,
     /// Source of the last advert from the MASTER (this node's own address when MASTER).
     pub master_address: Option<IpAddr>,
-    /// Virtual addresses.
+    /// The virtual addresses this node holds now (empty unless MASTER).
     pub vips: Vec<IpNet>,
     /// State changes since the agent started.
     pub transitions: u64,
