@@ -487,19 +487,37 @@ fn partitioned_agents_both_report_master_and_one_remains_after_healing() {
 #[test]
 fn keepalived_backups_take_over_from_a_dying_agent_master() {
     require_agent();
-    scenarios::mixed_death_fails_over_on_time([A, K, K]);
+    scenarios::interop_fails_over_on_time(
+        [A, K, K],
+        Family::V4,
+        Version::V3,
+        None,
+        Disruption::Death,
+    );
 }
 
 #[test]
 fn an_agent_backup_takes_over_from_a_dying_keepalived_master() {
     require_agent();
-    scenarios::mixed_death_fails_over_on_time([K, A, K]);
+    scenarios::interop_fails_over_on_time(
+        [K, A, K],
+        Family::V4,
+        Version::V3,
+        None,
+        Disruption::Death,
+    );
 }
 
 #[test]
 fn v2_pass_interop_hands_over_from_keepalived_to_an_agent_on_sigterm() {
     require_agent();
-    scenarios::mixed_v2_sigterm_hands_over_after_skew_time([K, A, A]);
+    scenarios::interop_fails_over_on_time(
+        [K, A, A],
+        Family::V4,
+        Version::V2,
+        Some("labpass"),
+        Disruption::Terminate,
+    );
 }
 
 #[test]

@@ -325,36 +325,6 @@ pub fn preempt_delay_holds_back_a_returning_higher_priority(kind: DaemonKind) {
         .unwrap();
 }
 
-/// Interop: node `n` runs `kinds[n - 1]` (v3, 100 ms); the priority-150 n1 is elected and its
-/// death hands the VIP to n2 on time, whoever runs what.
-pub fn mixed_death_fails_over_on_time(kinds: [DaemonKind; 3]) {
-    require_root();
-    let spec = instance(Family::V4, Version::V3, Duration::from_millis(100));
-    let run = kube_vrrp_e2e::scenario::run_failover_mixed(
-        &kinds,
-        lab(3, false),
-        &spec,
-        Disruption::Death,
-    )
-    .unwrap();
-    assert_failover(&run, Duration::from_millis(40), Duration::from_millis(150));
-}
-
-/// Interop over v2 with PASS auth (1 s): SIGTERM of n1 hands over to n2 after Skew_Time.
-pub fn mixed_v2_sigterm_hands_over_after_skew_time(kinds: [DaemonKind; 3]) {
-    require_root();
-    let mut spec = instance(Family::V4, Version::V2, Duration::from_secs(1));
-    spec.password = Some("labpass".into());
-    let run = kube_vrrp_e2e::scenario::run_failover_mixed(
-        &kinds,
-        lab(3, false),
-        &spec,
-        Disruption::Terminate,
-    )
-    .unwrap();
-    assert_failover(&run, Duration::from_millis(40), Duration::from_millis(300));
-}
-
 /// Link down on the MASTER (its switch port, so eth0 loses carrier): it goes to FAULT and
 /// releases the VIPs, n2 takes over; once the link is back the priority-150 n1 preempts again.
 pub fn link_down_releases_the_vips_and_link_up_preempts_back(kind: DaemonKind) {
