@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 AGENT := target/debug/kube-vrrp-agent
 
-.PHONY: help build release test unit e2e lint fmt crds crds-check chart-check bench demo e2e-cluster tools
+.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check bench demo e2e-cluster tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,10 +14,10 @@ build: ## debug build of every binary
 release: ## optimised binaries (benchmarks use these)
 	$(CARGO) build --workspace --release --bins
 
-test: build unit e2e chart-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules
+test: deps build unit e2e chart-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules
 	@echo "make test: all suites passed"
 
-unit: ## unit, golden, property and simulation tests (no root needed)
+unit: ## every crate's tests: unit, golden, property, simulation, namespace (root)
 	$(CARGO) test --workspace --exclude kube-vrrp-e2e --no-fail-fast
 
 e2e: build ## the network-namespace lab against keepalived (needs root)
@@ -32,17 +32,20 @@ lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-crds: ## regenerate crds/yaml and the chart's copies
+crds: tools ## regenerate crds/yaml and the chart's copies
 	$(CARGO) run -q -p kube-vrrp-crds --bin crdgen
 	@if [ -x hack/sync-chart-crds.sh ]; then hack/sync-chart-crds.sh; fi
 
 crds-check: crds ## fail if the generated CRD YAML (and the chart/deploy copies) are out of date
 	git diff --exit-code -- crds/yaml charts deploy
 
-tools: ## project-local helm, kubectl and validators under .tools/
+deps: ## the Debian packages the lab and checks use (installs only what is missing; root)
+	hack/install-deps.sh
+
+tools: deps ## project-local helm, kubectl and validators under .tools/
 	hack/install-tools.sh
 
-chart-check: ## helm lint/template, manifest validation, promtool rule tests
+chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
 bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
@@ -50,7 +53,7 @@ bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and a
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 
-demo: build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
+demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin lab-demo
 

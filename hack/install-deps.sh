@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab, the demo and the checks use, only those missing, so that
+# `make test` and `make demo` work on a fresh Debian machine (as root). Idempotent and quick when
+# everything is there.
+set -euo pipefail
+
+declare -A package_of=(
+    [ip]=iproute2
+    [keepalived]=keepalived
+    [tcpdump]=tcpdump
+    [ping]=iputils-ping
+    [arping]=iputils-arping
+    [promtool]=prometheus
+    [unzip]=unzip
+    [npm]=npm
+)
+missing=()
+for command in "${!package_of[@]}"; do
+    command -v "${command}" >/dev/null 2>&1 || missing+=("${package_of[${command}]}")
+done
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+((${#missing[@]})) || exit 0
+
+if [[ ${EUID} -ne 0 ]]; then
+    printf 'install-deps: missing Debian packages (%s); run as root to install them\n' "${missing[*]}" >&2
+    exit 1
+fi
+printf 'install-deps: installing %s\n' "${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
