@@ -183,6 +183,21 @@ pub fn unicast_fails_over_and_advertises_to_peers_only_over(kind: DaemonKind, fa
 /// A partition makes both nodes MASTER (the client hears both); healing it leaves the higher
 /// priority alone.
 pub fn partition_makes_both_master_until_healed(kind: DaemonKind) {
+    let running = partitioned_pair(kind);
+    running.lab.heal_partition().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while running.lab.holders(running.vip()).unwrap() != vec![1] {
+        assert!(
+            Instant::now() < deadline,
+            "split brain not resolved after healing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two nodes (priorities 150 and 100, v3, 100 ms) running `kind`, elected, then partitioned:
+/// returns once the client hears both answer for the VIP and both hold it.
+pub fn partitioned_pair(kind: DaemonKind) -> Running {
     require_root();
     let mut spec = instance(Family::V4, Version::V3, Duration::from_millis(100));
     spec.priorities = vec![150, 100];
@@ -212,15 +227,7 @@ pub fn partition_makes_both_master_until_healed(kind: DaemonKind) {
         vec![1, 2],
         "both should be MASTER"
     );
-    running.lab.heal_partition().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while running.lab.holders(running.vip()).unwrap() != vec![1] {
-        assert!(
-            Instant::now() < deadline,
-            "split brain not resolved after healing"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    running
 }
 
 /// Gets n2 to be MASTER with n1 stopped, restarts n1 and returns the time of the restart. (Under
