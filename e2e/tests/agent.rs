@@ -321,20 +321,7 @@ fn agent_link_down_goes_to_fault_and_hands_over_and_link_up_preempts_back() {
         Duration::from_secs(1),
         InstanceStatus::is_master,
     );
-    let healed = Instant::now();
-    running.lab.heal(1).unwrap();
-    let mac1 = running.lab.node_mac(1).unwrap();
-    running
-        .prober
-        .wait_for_reply(healed, Duration::from_secs(5), |m| m == mac1)
-        .expect("n1 did not take the VIP back after its link came up");
-    assert_eq!(
-        running
-            .lab
-            .wait_for_single_holder(running.vip(), Duration::from_secs(3))
-            .unwrap(),
-        1
-    );
+    scenarios::heal_n1_and_expect_it_back(&running);
     wait_web(
         &running,
         1,

@@ -355,20 +355,7 @@ pub fn link_down_releases_the_vips_and_link_up_preempts_back(kind: DaemonKind) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let healed = Instant::now();
-    running.lab.heal(1).unwrap();
-    let mac1 = running.lab.node_mac(1).unwrap();
-    running
-        .prober
-        .wait_for_reply(healed, Duration::from_secs(5), |m| m == mac1)
-        .expect("n1 did not take the VIP back after its link came up");
-    assert_eq!(
-        running
-            .lab
-            .wait_for_single_holder(running.vip(), Duration::from_secs(3))
-            .unwrap(),
-        1
-    );
+    heal_n1_and_expect_it_back(&running);
 }
 
 /// Interop: node `n` runs `kinds[n - 1]`, over `family` and `version` (v3 at 100 ms, v2 at 1 s),
@@ -420,4 +407,23 @@ pub fn interop_fails_over_on_time(
             .collect();
         assert_eq!(on_wire, vec![2], "holders of {vip} after the failover");
     }
+}
+
+/// Brings n1's link back up and waits until the client hears n1 answer for the VIP again and n1
+/// alone holds it (preempt as the highest priority).
+pub fn heal_n1_and_expect_it_back(running: &Running) {
+    let healed = Instant::now();
+    running.lab.heal(1).unwrap();
+    let mac1 = running.lab.node_mac(1).unwrap();
+    running
+        .prober
+        .wait_for_reply(healed, Duration::from_secs(5), |m| m == mac1)
+        .expect("n1 did not take the VIP back after its link came up");
+    assert_eq!(
+        running
+            .lab
+            .wait_for_single_holder(running.vip(), Duration::from_secs(3))
+            .unwrap(),
+        1
+    );
 }
