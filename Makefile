@@ -49,7 +49,7 @@ chart-check: tools ## helm lint/template, manifest validation, promtool rule tes
 	hack/check-chart.sh
 
 bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
-	$(CARGO) bench -p kube-vrrp-operator --bench plan
+	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 

@@ -22,7 +22,7 @@ use kube_vrrp_operator::controller::{
 };
 use kube_vrrp_operator::fold::fold;
 use kube_vrrp_operator::metrics::Metrics;
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::{PlanInput, plan};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_test::mock::Handle;

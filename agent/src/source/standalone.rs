@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use kube_vrrp_crds::{ManifestError, load_manifests};
-use kube_vrrp_operator::plan::{Plan, PlanInput, plan};
+use kube_vrrp_plan::{ManifestError, load_manifests};
+use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::resolve::{InstanceProblem, desired_config, internal_ips};

@@ -27,7 +27,7 @@ pub use sync::{placement_of, sync};
 
 use crate::fold::FoldConfig;
 use crate::metrics::Metrics;
-use crate::plan::PlanInput;
+use kube_vrrp_plan::PlanInput;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "kube-vrrp-operator";

@@ -21,7 +21,7 @@ use tokio::time::{sleep, sleep_until};
 
 use super::{Context, Error, Snapshot, sync};
 use crate::metrics::{ControllerLabels, ErrorLabels, SYNC_CONTROLLER};
-use crate::plan::PlanInput;
+use kube_vrrp_plan::PlanInput;
 
 /// The stores the pass reads.
 struct Stores {

@@ -19,7 +19,7 @@ use crate::fold::{
     ConflictNote, EventSeverity, FoldEvent, Placement, ServerView, fold, fold_virtual_server,
 };
 use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
-use crate::plan::{Plan, plan};
+use kube_vrrp_plan::{Plan, plan};
 
 /// What the planner decided for `virtual_ip`, as folding needs it. Only the VirtualIP's own
 /// conflicts count (a broken VirtualServer does not make its VirtualIP conflict); several are

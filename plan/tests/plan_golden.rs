@@ -7,8 +7,8 @@ mod plan_support;
 
 use std::path::{Path, PathBuf};
 
-use kube_vrrp_operator::plan::output::render_yaml;
-use kube_vrrp_operator::plan::plan;
+use kube_vrrp_plan::output::render_yaml;
+use kube_vrrp_plan::plan;
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/plan")

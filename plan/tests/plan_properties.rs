@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::ObjectMeta;
 use kube_vrrp_crds::{PriorityRule, VirtualIp, VirtualServer, VrrpVersion};
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::{PlanInput, plan};
 use proptest::prelude::*;
 
 const ADDRESSES: &[&str] = &[
@@ -179,7 +179,7 @@ proptest! {
 
     #[test]
     fn vrids_do_not_depend_on_nodes(input in arb_input(), keep in any::<prop::sample::Index>()) {
-        let vrids = |p: &kube_vrrp_operator::plan::Plan| -> BTreeMap<String, u8> {
+        let vrids = |p: &kube_vrrp_plan::Plan| -> BTreeMap<String, u8> {
             p.allocations.iter().map(|(k, a)| (k.clone(), a.virtual_router_id)).collect()
         };
         let all = plan(&input);

@@ -1,6 +1,6 @@
 //! Planner benchmark (DESIGN.md §7: plan 1,000 VIPs × 100 nodes in < 100 ms).
 //!
-//! `cargo bench -p kube-vrrp-operator --bench plan` prints the median, minimum and maximum
+//! `cargo bench -p kube-vrrp-plan --bench plan` prints the median, minimum and maximum
 //! of repeated `plan()` calls (the call only; dropping the result is not counted) for two
 //! scenarios and exits 1 when a median misses the target:
 //! - `all-nodes`: 1,000 VirtualIPs each on all 100 nodes (100,000 instances), multicast,
@@ -19,7 +19,7 @@ use kube_vrrp_crds::{
     BackendRef, Forwarding, PriorityRule, Protocol, RealServer, Scheduler, VirtualIp,
     VirtualIpSpec, VirtualServer, VirtualServerSpec,
 };
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::{PlanInput, plan};
 
 const TARGET: Duration = Duration::from_millis(100);
 const RUNS: usize = 21;

@@ -13,7 +13,7 @@ use kube::api::ObjectMeta;
 use kube_vrrp_crds::{
     PriorityRule, VirtualIp, VirtualIpSpec, VirtualIpStatus, VirtualServer, VirtualServerSpec,
 };
-use kube_vrrp_operator::plan::PlanInput;
+use kube_vrrp_plan::PlanInput;
 use serde_json::Value;
 
 pub fn node(name: &str, labels: &[(&str, &str)], internal_ips: &[&str]) -> Node {
@@ -125,7 +125,7 @@ pub fn input(virtual_ips: Vec<VirtualIp>, nodes: Vec<Node>) -> PlanInput {
 }
 
 /// Priorities of one VirtualIP by node, from the plan's allocations.
-pub fn priorities(plan: &kube_vrrp_operator::plan::Plan, vip: &str) -> BTreeMap<String, u8> {
+pub fn priorities(plan: &kube_vrrp_plan::Plan, vip: &str) -> BTreeMap<String, u8> {
     plan.allocations
         .get(vip)
         .map(|a| a.priorities.clone())

@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 
 use kube::CustomResourceExt;
 
-use crate::validation::{Violation, ViolationKind};
-use crate::{API_VERSION, VirtualIp, VirtualServer};
+use kube_vrrp_crds::validation::{Violation, ViolationKind};
+use kube_vrrp_crds::{API_VERSION, VirtualIp, VirtualServer};
 
 /// Everything read from a manifests directory, each list sorted by name.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -354,7 +354,7 @@ static VIRTUAL_SERVER_SCHEMA: OnceLock<Value> = OnceLock::new();
 
 /// Violations for fields the kind's schema does not declare.
 fn unknown_fields(schema: &Value, doc: &Value) -> Vec<Violation> {
-    crate::pruning::unknown_fields(schema, doc)
+    kube_vrrp_crds::pruning::unknown_fields(schema, doc)
         .into_iter()
         .map(|field| Violation {
             field,

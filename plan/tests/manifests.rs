@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
-use kube_vrrp_crds::manifests::DocumentLocation;
-use kube_vrrp_crds::{ManifestError, ViolationKind, VrrpVersion, load_manifests, parse_manifests};
+use kube_vrrp_crds::{ViolationKind, VrrpVersion};
+use kube_vrrp_plan::manifests::DocumentLocation;
+use kube_vrrp_plan::{ManifestError, load_manifests, parse_manifests};
 
 fn data(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
+        .join("tests/data/manifests")
         .join(dir)
 }
 

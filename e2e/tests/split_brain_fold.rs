@@ -18,9 +18,7 @@ use kube_vrrp_agent::cluster::status::build_status;
 use kube_vrrp_agent::report::InstanceStatus;
 use kube_vrrp_agent::report::table::fetch;
 use kube_vrrp_agent::vrrp::instance::State;
-use kube_vrrp_crds::{
-    VirtualIp, VirtualIpPhase, VrrpNode, VrrpNodeSpec, condition, parse_manifests,
-};
+use kube_vrrp_crds::{VirtualIp, VirtualIpPhase, VrrpNode, VrrpNodeSpec, condition};
 use kube_vrrp_e2e::addressing::{self, Family};
 use kube_vrrp_e2e::agent::{STATUS_PORT, manifests_yaml};
 use kube_vrrp_e2e::daemon::DaemonKind;
@@ -31,7 +29,8 @@ use kube_vrrp_operator::controller::placement_of;
 use kube_vrrp_operator::fold::{
     ConditionReason, EventReason, EventSeverity, FoldConfig, Folded, Placement, fold,
 };
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::parse_manifests;
+use kube_vrrp_plan::{PlanInput, plan};
 
 const NODES: usize = 3;
 const VIRTUAL_IP: &str = "web";

@@ -1,6 +1,8 @@
-//! Planning: a pure function from (VirtualIPs, VirtualServers, Nodes, EndpointSlices,
-//! Services) to one `VrrpNodeSpec` per node, the VRID allocation of each VirtualIP, and the
-//! conflicts that keep a VirtualIP or VirtualServer from being deployed.
+//! kube-vrrp planning, shared by the operator and the agent's standalone mode: a pure function
+//! from (VirtualIPs, VirtualServers, Nodes, EndpointSlices, Services) to one `VrrpNodeSpec` per
+//! node, the VRID allocation of each VirtualIP, and the conflicts that keep a VirtualIP or
+//! VirtualServer from being deployed; plus [`manifests`], the reader of a directory of such
+//! objects that standalone mode and `kube-vrrp-operator plan` share.
 //!
 //! No I/O, no clock, no API client: the operator's controller and the agent's standalone
 //! mode call [`plan`] with what they read, so both always agree. Everything is ordered
@@ -36,6 +38,7 @@
 //! another's (VirtualIP, port, protocol), or whose backend port cannot be resolved is a
 //! conflict naming both the VirtualIP and the VirtualServer; its VirtualIP is unaffected.
 
+pub mod manifests;
 pub mod nodes;
 pub mod output;
 pub mod priority;
@@ -51,11 +54,12 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube_vrrp_crds::{
-    Manifests, ResolvedVirtualServer, VirtualIp, VirtualServer, VrrpInstance, VrrpNode,
-    VrrpNodeSpec, VrrpVersion,
+    ResolvedVirtualServer, VirtualIp, VirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec,
+    VrrpVersion,
 };
 use serde::Serialize;
 
+pub use manifests::{DocumentLocation, ManifestError, Manifests, load_manifests, parse_manifests};
 pub use segment::{Family, Segment};
 
 use nodes::NodeInfo;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube_vrrp_crds::VirtualIp;
-use kube_vrrp_operator::plan::{ConflictReason, Plan, PlanInput, plan};
+use kube_vrrp_plan::{ConflictReason, Plan, PlanInput, plan};
 use plan_support::*;
 
 fn reasons(p: &Plan) -> Vec<(String, ConflictReason)> {
@@ -356,8 +356,7 @@ fn adding_a_node_changes_other_priorities_only_on_a_hash_collision() {
         let old = &before.allocations[name].priorities;
         let newcomer = a.priorities["node-05"];
         let collided = old.values().any(|p| *p == newcomer)
-            || newcomer
-                != 100 - (kube_vrrp_operator::plan::priority::score(name, "node-05") % 100) as u8;
+            || newcomer != 100 - (kube_vrrp_plan::priority::score(name, "node-05") % 100) as u8;
         let changed = old.iter().any(|(n, p)| a.priorities[n] != *p);
         assert!(
             !changed || collided,
@@ -423,7 +422,7 @@ fn unicast_leaves_out_nodes_without_an_internal_ip_of_the_family_and_says_so() {
     assert_eq!(p.allocations["u6"].unreachable, ["b"]);
     assert_eq!(p.nodes.keys().collect::<Vec<_>>(), ["a", "c"]);
     assert_eq!(p.nodes["a"].instances[0].unicast_peers, ["fd00::3"]);
-    let yaml = kube_vrrp_operator::plan::output::render_yaml(&p).unwrap();
+    let yaml = kube_vrrp_plan::output::render_yaml(&p).unwrap();
     assert!(yaml.contains("# note: VirtualIP 'u6' leaves out node b: it has no IPv6 InternalIP"));
 }
 
@@ -441,7 +440,7 @@ fn multicast_instances_have_no_peers() {
 fn v2_authentication_is_planned_as_a_secret_reference() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/plan");
     // Through the standalone loader, which does read the Secret.
-    let m = kube_vrrp_crds::load_manifests(&base.join("unicast-v2-auth/input")).unwrap();
+    let m = kube_vrrp_plan::load_manifests(&base.join("unicast-v2-auth/input")).unwrap();
     assert_eq!(
         m.secret_value("kube-vrrp", "vrrp-auth", "password"),
         Some(&b"s3cret"[..])
@@ -452,7 +451,7 @@ fn v2_authentication_is_planned_as_a_secret_reference() {
         assert_eq!(auth.password_secret_ref.name, "vrrp-auth");
         assert_eq!(auth.password_secret_ref.key, "password");
     }
-    let yaml = kube_vrrp_operator::plan::output::render_yaml(&p).unwrap();
+    let yaml = kube_vrrp_plan::output::render_yaml(&p).unwrap();
     assert!(!yaml.contains("s3cret"), "no password in the plan");
 }
 
@@ -486,7 +485,7 @@ fn virtual_servers_follow_their_virtual_ip_and_skip_conflicting_ones() {
 #[test]
 fn standalone_manifests_convert_without_endpoint_slices() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/plan/design-example/input");
-    let m = kube_vrrp_crds::load_manifests(&dir).unwrap();
+    let m = kube_vrrp_plan::load_manifests(&dir).unwrap();
     let p = plan(&PlanInput::from(m));
     assert!(p.conflicts.is_empty());
     assert_eq!(p.nodes.len(), 4);
