@@ -121,9 +121,13 @@ pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
         }
     }
     if let Some(open) = stack.pop() {
+        let mut keyword = open.owner.text();
+        if let Some(outer) = stack.first() {
+            keyword = format!("{keyword} (in {} opened at {})", outer.owner.text(), outer.open);
+        }
         return Err(ReadError::Unclosed {
             at: open.open,
-            keyword: open.owner.text(),
+            keyword,
             end: last.unwrap_or(open.owner.at),
         });
     }
@@ -140,7 +144,8 @@ mod tests {
 
     fn tree(text: &str) -> Result<Vec<Statement>, ReadError> {
         let mut files = MemoryFiles::new().with("k.conf", text);
-        let lines = crate::lines::read(&mut files, Path::new("k.conf"), "n1", &mut Report::default())?;
+        let lines =
+            crate::lines::read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default())?;
         parse(lines)
     }
 

@@ -59,14 +59,16 @@ pub enum ReadError {
     },
     /// An include names a file (no wildcard) that does not exist.
     #[error(
-        "{at}: include {pattern:?} matches no file (looked for {}); copy the included files \
-         next to the configuration as they are on the node",
-        .resolved.display()
+        "{at}: include {pattern:?} matches no file (looked for {}); {}",
+        .resolved.display(),
+        missing_advice(*.absolute)
     )]
     IncludeMissing {
         at: Position,
         pattern: String,
         resolved: PathBuf,
+        /// The pattern is an absolute path.
+        absolute: bool,
     },
     /// A byte sequence that is not UTF-8 text outside a comment.
     #[error("{at}: column {column}: byte 0x{byte:02x} is not UTF-8 text: is this a binary file?")]
@@ -108,6 +110,15 @@ pub enum ReadError {
     /// Blocks nested deeper than [`MAX_BLOCK_DEPTH`].
     #[error("{at}: blocks are nested more than {MAX_BLOCK_DEPTH} deep")]
     TooDeep { at: Position },
+}
+
+fn missing_advice(absolute: bool) -> &'static str {
+    if absolute {
+        "run import on the node, or copy the node's files under a directory and name it with \
+         --root (absolute includes are read under it)"
+    } else {
+        "copy the included files next to the configuration, as they are on the node"
+    }
 }
 
 fn at_or_file(at: Option<&Position>, path: &std::path::Path) -> String {

@@ -53,6 +53,9 @@ pub struct Input {
     /// The config id `@` lines compare with (keepalived's `-i`; by default the node name's
     /// first label, as keepalived defaults to the host name's).
     pub config_id: String,
+    /// Where absolute `include` paths are read from: a copy of the node's `/` (by default this
+    /// machine's `/`).
+    pub root: Option<PathBuf>,
 }
 
 impl Input {
@@ -62,6 +65,7 @@ impl Input {
             node: node.to_owned(),
             file: file.into(),
             config_id: default_config_id(node),
+            root: None,
         }
     }
 }
@@ -87,6 +91,27 @@ impl Outcome {
     pub fn exit_status(&self) -> u8 {
         u8::from(!self.report.is_empty())
     }
+
+    /// One line: what was imported and what the report holds.
+    pub fn summary(&self) -> String {
+        let count = |n: usize, one: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {one}s")
+            }
+        };
+        let m = &self.manifests;
+        format!(
+            "import: {}, {}, {}, {}; report: {}, {}",
+            count(m.virtual_ips.len(), "VirtualIP"),
+            count(m.virtual_servers.len(), "VirtualServer"),
+            count(m.nodes.len(), "Node"),
+            count(m.secrets.len(), "Secret"),
+            count(self.report.count(Severity::Error), "error"),
+            count(self.report.count(Severity::Warning), "warning"),
+        )
+    }
 }
 
 /// Imports the configurations of `inputs` (one per node).
@@ -94,7 +119,13 @@ pub fn import(inputs: &[Input], sources: &mut dyn Sources, options: &Options) ->
     let mut report = Report::default();
     let mut configs = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let lines = lines::read(sources, &input.file, &input.config_id, &mut report)?;
+        let lines = lines::read(
+            sources,
+            &input.file,
+            &input.config_id,
+            input.root.as_deref(),
+            &mut report,
+        )?;
         let tree = ast::parse(lines)?;
         let file = input.file.to_string_lossy().into_owned();
         configs.push(read::node_config(&input.node, &file, &tree, &mut report));

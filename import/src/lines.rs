@@ -46,10 +46,12 @@ pub fn read(
     sources: &mut dyn Sources,
     file: &Path,
     config_id: &str,
+    root: Option<&Path>,
     report: &mut Report,
 ) -> Result<Vec<Line>, ReadError> {
     let mut reader = Reader {
         sources,
+        root: root.map(Path::to_owned),
         config_id: config_id.to_owned(),
         definitions: Definitions::new(config_id),
         frames: Vec::new(),
@@ -108,6 +110,8 @@ enum Origin {
 
 struct Reader<'a> {
     sources: &'a mut dyn Sources,
+    /// Where absolute include paths are read from (the node's `/`), if not this machine's.
+    root: Option<PathBuf>,
     config_id: String,
     definitions: Definitions,
     frames: Vec<Frame>,
@@ -334,8 +338,12 @@ impl Reader<'_> {
     }
 
     fn include(&mut self, at: &Position, pattern: &str) -> Result<(), ReadError> {
-        let dir = self.current_dir();
-        let found = glob::resolve(self.sources, &dir, pattern).ok_or_else(|| {
+        let absolute = pattern.starts_with('/');
+        let (dir, relative) = match (&self.root, absolute) {
+            (Some(root), true) => (root.clone(), pattern.trim_start_matches('/')),
+            _ => (self.current_dir(), pattern),
+        };
+        let found = glob::resolve(self.sources, &dir, relative).ok_or_else(|| {
             ReadError::Expansion {
                 at: at.clone(),
                 message: format!(
@@ -363,11 +371,8 @@ impl Reader<'_> {
             return Err(ReadError::IncludeMissing {
                 at: at.clone(),
                 pattern: pattern.to_owned(),
-                resolved: if Path::new(pattern).is_absolute() {
-                    PathBuf::from(pattern)
-                } else {
-                    crate::source::normalize(&dir.join(pattern))
-                },
+                resolved: crate::source::normalize(&dir.join(relative)),
+                absolute,
             });
         }
         self.frames.push(Frame::Include {
@@ -621,7 +626,7 @@ mod tests {
     fn lines_of(files: MemoryFiles, main: &str, config_id: &str) -> (Vec<String>, Report) {
         let mut files = files;
         let mut report = Report::default();
-        let lines = read(&mut files, Path::new(main), config_id, &mut report).unwrap();
+        let lines = read(&mut files, Path::new(main), config_id, None, &mut report).unwrap();
         (
             lines.into_iter().map(|l| format!("{}|{}", l.at, l.text)).collect(),
             report,
@@ -736,9 +741,31 @@ mod tests {
         assert!(report.items[0].message.contains("matches no file"));
 
         let mut files = MemoryFiles::new().with("k.conf", "x\ninclude other.conf\n");
-        let err = read(&mut files, Path::new("k.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert!(matches!(err, ReadError::IncludeMissing { .. }));
         assert!(err.to_string().starts_with("k.conf:2: include \"other.conf\" matches no file"), "{err}");
+    }
+
+    #[test]
+    fn absolute_includes_are_read_under_the_root_when_one_is_given() {
+        let mut files = MemoryFiles::new()
+            .with("n1/keepalived.conf", "include /etc/keepalived/conf.d/*.conf\n")
+            .with("n1/root/etc/keepalived/conf.d/a.conf", "a\n");
+        let mut report = Report::default();
+        let lines = read(
+            &mut files,
+            Path::new("n1/keepalived.conf"),
+            "n1",
+            Some(Path::new("n1/root")),
+            &mut report,
+        )
+        .unwrap();
+        assert_eq!(lines[0].at.to_string(), "n1/root/etc/keepalived/conf.d/a.conf:1");
+        let mut files = MemoryFiles::new().with("k.conf", "include /nonexistent/x.conf\n");
+        let err = read(&mut files, Path::new("k.conf"), "n1", Some(Path::new("r")), &mut report)
+            .unwrap_err();
+        assert!(err.to_string().contains("(looked for r/nonexistent/x.conf)"), "{err}");
+        assert!(err.to_string().contains("--root"), "{err}");
     }
 
     #[test]
@@ -746,7 +773,7 @@ mod tests {
         let mut files = MemoryFiles::new()
             .with("a.conf", "include b.conf\n")
             .with("b.conf", "x\ninclude a.conf\n");
-        let err = read(&mut files, Path::new("a.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("a.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "b.conf:2: include loop: a.conf is already being read (a.conf -> b.conf -> a.conf)"
@@ -756,13 +783,13 @@ mod tests {
     #[test]
     fn binary_data_is_refused_with_a_position_but_comments_may_hold_any_bytes() {
         let mut files = MemoryFiles::new().with("k.conf", b"# caf\xe9\nok\nbad \xff\n".to_vec());
-        let err = read(&mut files, Path::new("k.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "k.conf:3: column 5: byte 0xff is not UTF-8 text: is this a binary file?"
         );
         let mut files = MemoryFiles::new().with("k.conf", b"a\0b\n".to_vec());
-        let err = read(&mut files, Path::new("k.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert_eq!(err.to_string(), "k.conf:1: column 2: NUL byte: is this a binary file?");
     }
 
@@ -770,10 +797,10 @@ mod tests {
     fn lines_longer_than_keepalived_reads_and_endless_definitions_are_errors() {
         let long = format!("x {}\n", "y".repeat(MAX_LINE_BYTES));
         let mut files = MemoryFiles::new().with("k.conf", long);
-        let err = read(&mut files, Path::new("k.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert!(matches!(err, ReadError::LineTooLong { .. }), "{err}");
         let mut files = MemoryFiles::new().with("k.conf", "$A=$A\nx $A\n");
-        let err = read(&mut files, Path::new("k.conf"), "n1", &mut Report::default()).unwrap_err();
+        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
         assert!(err.to_string().starts_with("k.conf:2: parameter substitution never ends"), "{err}");
     }
 

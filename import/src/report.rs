@@ -151,18 +151,28 @@ impl Report {
         self.items.iter().filter(|i| i.severity == severity).count()
     }
 
-    /// The items ordered by input file (in the order the files were given), then line.
+    /// The items ordered by input file (in the order the files were given), then line; items
+    /// that say the same thing in several files (the nodes' files are often copies) become
+    /// one item naming every place.
     pub fn sorted(mut self, file_order: &[String]) -> Self {
-        let rank = |item: &Item| {
-            item.at.first().map(|p| {
-                let file = file_order
-                    .iter()
-                    .position(|f| **f == *p.file)
-                    .unwrap_or(file_order.len());
-                (file, p.file.clone(), p.line)
-            })
-        };
-        self.items.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.message.cmp(&b.message)));
+        let mut merged: Vec<Item> = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            match merged.iter_mut().find(|m| {
+                (m.severity, m.kind, &m.message, &m.advice)
+                    == (item.severity, item.kind, &item.message, &item.advice)
+            }) {
+                Some(same) => same.at.extend(item.at),
+                None => merged.push(item),
+            }
+        }
+        self.items = merged;
+        let rank = |item: &Item| item.at.first().map(|p| rank_position(file_order, p));
+        for item in &mut self.items {
+            item.at.sort_by_key(|p| rank_position(file_order, p));
+            item.at.dedup();
+        }
+        self.items
+            .sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.message.cmp(&b.message)));
         self
     }
 
@@ -174,6 +184,15 @@ impl Report {
         }
         out
     }
+}
+
+/// Orders positions by the rank of their file among the inputs, then name, then line.
+fn rank_position(file_order: &[String], p: &Position) -> (usize, std::sync::Arc<str>, u32) {
+    let file = file_order
+        .iter()
+        .position(|f| **f == *p.file)
+        .unwrap_or(file_order.len());
+    (file, p.file.clone(), p.line)
 }
 
 #[cfg(test)]
@@ -213,5 +232,19 @@ mod tests {
         let messages: Vec<&str> = sorted.items.iter().map(|i| i.message.as_str()).collect();
         assert_eq!(messages, ["x", "z", "y"]);
         assert_eq!(sorted.count(Severity::Warning), 3);
+    }
+
+    #[test]
+    fn the_same_item_in_several_files_is_one_item_naming_every_place() {
+        let mut report = Report::default();
+        report.warn(ItemKind::Unsupported, &at("n2.conf", 4), "smtp", None);
+        report.warn(ItemKind::Unsupported, &at("n1.conf", 4), "smtp", None);
+        report.warn(ItemKind::Unsupported, &at("n1.conf", 9), "other", None);
+        let sorted = report.sorted(&["n1.conf".into(), "n2.conf".into()]);
+        assert_eq!(sorted.items.len(), 2);
+        assert_eq!(
+            sorted.render(),
+            "n1.conf:4, n2.conf:4: warning: smtp\nn1.conf:9: warning: other\n"
+        );
     }
 }

@@ -179,6 +179,22 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             _ => report_untranslated(report, Context::VirtualServer, &what, stmt),
         }
     }
+    if spec.forwarding != Forwarding::Nat
+        && let Some(sorry) = spec.sorry_server.as_mut()
+        && sorry.port.is_some()
+    {
+        report.warn(
+            ItemKind::Invalid,
+            &block.at,
+            format!(
+                "{what}: with {} forwarding the sorry server's port must be the virtual server's; \
+                 keepalived resets it to {port}, and so does import",
+                spec.forwarding.as_str()
+            ),
+            None,
+        );
+        sorry.port = None;
+    }
     if real_servers.is_empty() {
         report.error(
             ItemKind::Invalid,
@@ -306,6 +322,20 @@ fn real_server(
         port: port.filter(|p| *p != spec.port),
         weight: 1,
     };
+    if spec.forwarding != Forwarding::Nat && server.port.is_some() {
+        report.warn(
+            ItemKind::Invalid,
+            &block.at,
+            format!(
+                "{what}: with {} forwarding the real server's port must be the virtual server's; \
+                 keepalived resets it to {}, and so does import",
+                spec.forwarding.as_str(),
+                spec.port
+            ),
+            None,
+        );
+        server.port = None;
+    }
     let mut timers = Timers::default();
     let mut checkers = Vec::new();
     let mut inhibit = None;

@@ -1,9 +1,9 @@
 //! From one node's syntax tree to its [`NodeConfig`]: keyword by keyword as keepalived reads
 //! them, with keepalived's defaults and corrections, reporting what does not translate.
 //!
-//! The top level is read in two passes: definitions that instances refer to (`global_defs`,
-//! `vrrp_script`, `track_file`, `vrrp_sync_group`) first, wherever they are written, then the
-//! `vrrp_instance` and `virtual_server` blocks.
+//! The top level is read in order, as keepalived does: an instance sees the `vrrp_script` and
+//! `track_file` blocks and the `global_defs` GARP settings written before it; the VRRP version,
+//! strict mode and sync groups are settled once everything is read, wherever they are written.
 
 mod instance;
 mod lvs;
@@ -36,6 +36,7 @@ struct Globals {
 }
 
 /// What instances can refer to.
+#[derive(Clone)]
 struct Definitions {
     globals: Globals,
     scripts: BTreeMap<String, Located<ScriptDef>>,
@@ -65,15 +66,18 @@ pub fn node_config(node: &str, file: &str, statements: &[Statement], report: &mu
                     defs.sync_groups.push(group);
                 }
             }
-            "vrrp_instance" => instances.push(stmt),
+            "vrrp_instance" => instances.push((stmt, defs.clone())),
             "virtual_server" => servers.push(stmt),
             _ => report_untranslated(report, Context::Top, "the configuration", stmt),
         }
     }
-    let membership = tracking::membership(&defs.sync_groups, &instances, report);
+    let statements: Vec<&Statement> = instances.iter().map(|(s, _)| *s).collect();
+    let membership = tracking::membership(&defs.sync_groups, &statements, report);
     let mut read_instances: Vec<crate::model::Instance> = Vec::new();
-    for stmt in instances {
-        let Some(inst) = instance::read(stmt, &defs, &membership, report) else {
+    for (stmt, mut seen) in instances {
+        seen.globals.version.clone_from(&defs.globals.version);
+        seen.globals.strict.clone_from(&defs.globals.strict);
+        let Some(inst) = instance::read(stmt, &seen, &membership, report) else {
             continue;
         };
         if let Some(first) = read_instances.iter().find(|i| i.name == inst.name) {

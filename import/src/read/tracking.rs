@@ -131,7 +131,17 @@ pub fn script(block: &Statement, scripts: &mut BTreeMap<String, Located<ScriptDe
             },
             "rise" | "fall" => match stmt.word(1).and_then(|v| unsigned(v, 1, i32::MAX as u64)) {
                 Some(v) => {
-                    let v = v as u32;
+                    let v = if v > 255 {
+                        report.warn(
+                            ItemKind::Changed,
+                            &stmt.at,
+                            format!("{what}: {} {v} is more than kube-vrrp's 255; imported as 255", stmt.keyword()),
+                            None,
+                        );
+                        255
+                    } else {
+                        v as u32
+                    };
                     if stmt.keyword() == "rise" {
                         def.rise = v;
                     } else {
@@ -355,11 +365,11 @@ fn missing(report: &mut Report, entry: &Statement, owner: &str, kind: &str) {
         ItemKind::Invalid,
         &entry.at,
         format!(
-            "{owner} tracks {}, but no {kind} of that name exists; keepalived ignores it, and so \
-             does import",
+            "{owner} tracks {}, but no {kind} of that name is defined before it; keepalived \
+             ignores it, and so does import",
             entry.keyword()
         ),
-        None,
+        Some(&format!("define the {kind} before the blocks that track it")),
     );
 }
 

@@ -208,7 +208,13 @@ fn agree(what: &str, members: &[Member<'_>], report: &mut Report) -> Option<Agre
             Some(p) => Located::new(Some(p.value.clone()), &p.at),
             None => Located::new(None, &i.at),
         },
-        |p| (if p.is_some() { "a password" } else { "no authentication" }).to_owned(),
+        |p| {
+            // Passwords are not printed: reports end up in tickets.
+            match p {
+                Some(p) => format!("a password of {} characters", p.chars().count()),
+                None => "no authentication".to_owned(),
+            }
+        },
     );
     let unicast = a.one(
         "unicast",
@@ -633,8 +639,8 @@ fn track(trackers: &[Located<Tracker>]) -> Track {
                 command: s.command.clone(),
                 interval: DurationString::from_duration(s.interval),
                 timeout: DurationString::from_duration(s.timeout),
-                rise: s.rise.min(255),
-                fall: s.fall.min(255),
+                rise: s.rise,
+                fall: s.fall,
                 weight: s.weight,
             }),
         }
