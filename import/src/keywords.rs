@@ -6,7 +6,7 @@ use crate::ast::Statement;
 use crate::report::{ItemKind, Report};
 
 /// The block a keyword appears in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Context {
     /// The top level of the file.
     Top,
@@ -24,7 +24,7 @@ pub enum Context {
     VirtualServer,
     /// `real_server`.
     RealServer,
-    /// A checker (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`) or an HTTP `url`.
+    /// A checker (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`) or its HTTP `url`.
     Checker,
 }
 
@@ -73,144 +73,202 @@ pub const PROCESS: &str = "track the process with a script, e.g. command [\"/usr
 pub const PROTOCOL: &str = "none: the agent follows RFC 5798 here; check that the default suits \
     you";
 
-/// Keywords with no equivalent in `context`, and what to do instead (`None`: nothing to do).
-fn unsupported(context: Context, keyword: &str) -> Option<Option<&'static str>> {
-    let advice = match (context, keyword) {
-        (
-            Context::Instance | Context::SyncGroup,
-            "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
-            | "notify_deleted" | "notify_master_rx_lower_pri" | "notify_priority_changes",
-        )
-        | (Context::RealServer, "notify_up" | "notify_down")
-        | (Context::VirtualServer, "quorum_up" | "quorum_down")
-        | (
-            Context::Global,
-            "notify_fifo" | "notify_fifo_script" | "vrrp_notify_fifo" | "vrrp_notify_fifo_script"
-            | "lvs_notify_fifo" | "lvs_notify_fifo_script" | "fifo_write_vrrp_states_on_reload"
-            | "vrrp_notify_priority_changes" | "rs_init_notifies",
-        ) => NOTIFY,
-        (
-            Context::Instance | Context::SyncGroup | Context::VirtualServer | Context::RealServer,
-            "smtp_alert",
-        )
-        | (
-            Context::Global,
-            "notification_email" | "notification_email_from" | "smtp_server" | "smtp_helo_name"
-            | "smtp_connect_timeout" | "smtp_alert" | "smtp_alert_vrrp" | "smtp_alert_checker"
-            | "no_email_faults" | "no_checker_emails" | "email_faults",
-        ) => EMAIL,
-        (
-            Context::Global,
-            "snmp_socket" | "enable_snmp_vrrp" | "enable_snmp_keepalived" | "enable_snmp_checker"
-            | "enable_snmp_rfc" | "enable_snmp_rfcv2" | "enable_snmp_rfcv3" | "enable_traps"
-            | "enable_dbus" | "dbus_service_name",
-        )
-        | (Context::VirtualServer | Context::RealServer, "snmp_name") => METRICS,
-        (
-            Context::Global,
-            "vrrp_priority" | "checker_priority" | "bfd_priority" | "vrrp_no_swap"
-            | "checker_no_swap" | "bfd_no_swap" | "vrrp_rt_priority" | "checker_rt_priority"
-            | "bfd_rt_priority" | "vrrp_rlimit_rttime" | "checker_rlimit_rttime"
-            | "bfd_rlimit_rttime" | "vrrp_cpu_affinity" | "checker_cpu_affinity"
-            | "bfd_cpu_affinity" | "max_auto_priority" | "min_auto_priority_delay"
-            | "child_wait_time" | "vrrp_startup_delay",
-        ) => TUNING,
-        (
-            Context::Global,
-            "vrrp_iptables" | "vrrp_ipsets" | "nftables" | "nftables_priority"
-            | "nftables_counters" | "nftables_ifindex" | "nftables_ipvs"
-            | "nftables_ipvs_priority" | "nftables_ipvs_start_fwmark" | "vrrp_nftables",
-        ) => FIREWALL,
-        (Context::Top, "static_ipaddress" | "static_routes" | "static_rules" | "track_group")
-        | (Context::Instance, "virtual_routes" | "virtual_rules" | "promote_secondaries") => {
-            ROUTING
-        }
-        (Context::Top, "bfd_instance") | (Context::Instance | Context::SyncGroup, "track_bfd") => {
-            BFD
-        }
-        (Context::Top, "vrrp_track_process")
-        | (Context::Instance | Context::SyncGroup, "track_process") => PROCESS,
-        (
-            Context::Instance,
-            "down_timer_adverts" | "lower_prio_no_advert" | "higher_prio_send_advert"
-            | "skip_check_adv_addr" | "old_unicast_checksum" | "owner_ignore_adverts"
-            | "kernel_rx_buf_size" | "garp_lower_prio_delay" | "garp_lower_prio_repeat"
-            | "garp_extra_if" | "garp_extra_if_vmac" | "debug" | "linkbeat_use_polling"
-            | "track_src_ip" | "unicast_ttl" | "unicast_fault_no_peer" | "mcast_src_ip"
-            | "mcast_dst_ip" | "vmac_xmit_base" | "use_vmac_addr" | "use_ipvlan" | "vrf"
-            | "lvs_sync_daemon_interface" | "expired_timer_backup",
-        )
-        | (
-            Context::Global,
-            "vrrp_down_timer_adverts" | "vrrp_lower_prio_no_advert"
-            | "vrrp_higher_prio_send_advert" | "vrrp_skip_check_adv_addr"
-            | "vrrp_garp_lower_prio_delay" | "vrrp_garp_lower_prio_repeat"
-            | "vrrp_garp_extra_if" | "vrrp_garp_extra_if_vmac" | "vrrp_mcast_group4"
-            | "vrrp_mcast_group6" | "vrrp_rx_bufs_policy" | "vrrp_rx_bufs_multiplier"
-            | "vrrp_owner_ignore_adverts" | "log_unknown_vrids" | "vmac_prefix"
-            | "vmac_addr_prefix" | "linkbeat_use_polling" | "dynamic_interfaces"
-            | "vrrp_netlink_cmd_rcv_bufs" | "vrrp_netlink_cmd_rcv_bufs_force"
-            | "vrrp_netlink_monitor_rcv_bufs" | "vrrp_netlink_monitor_rcv_bufs_force"
-            | "lvs_netlink_cmd_rcv_bufs" | "lvs_netlink_cmd_rcv_bufs_force"
-            | "lvs_netlink_monitor_rcv_bufs" | "lvs_netlink_monitor_rcv_bufs_force"
-            | "process_monitor_rcv_bufs" | "process_monitor_rcv_bufs_force"
-            | "default_interface",
-        ) => PROTOCOL,
-        (
-            Context::Global,
-            "lvs_sync_daemon" | "lvs_timeouts" | "lvs_flush" | "lvs_flush_on_stop",
-        ) => "none: IPVS connection synchronisation and timeouts are not managed by kube-vrrp",
-        (
-            Context::Top,
-            "linkbeat_interfaces" | "interface_up_down_delays" | "garp_group" | "net_namespace"
-            | "net_namespace_ipvs" | "namespace_with_ipsets" | "instance" | "use_pid_dir"
-            | "SSL" | "virtual_server_group",
-        ) => PROTOCOL,
-        (Context::VirtualServer, "virtual_server_group") => PROTOCOL,
-        (
-            Context::Global,
-            "script_user" | "enable_script_security" | "startup_script"
-            | "startup_script_timeout" | "shutdown_script" | "shutdown_script_timeout",
-        ) => "the agent runs scripts itself; keep them in a directory only root can write",
-        (
-            Context::Global,
-            "tmp_config_directory" | "config_save_dir" | "process_names" | "process_name"
-            | "vrrp_process_name" | "checker_process_name" | "bfd_process_name"
-            | "reload_check_config" | "reload_time_file" | "reload_repeat" | "reload_file"
-            | "include_check" | "random_seed" | "umask" | "data_use_instance"
-            | "checker_log_all_failures" | "instance" | "net_namespace" | "use_pid_dir"
-            | "net_namespace_ipvs" | "namespace_with_ipsets" | "vrrp_version_check",
-        ) => return Some(None),
-        (
-            Context::VirtualServer,
-            "ha_suspend" | "alpha" | "omega" | "hysteresis" | "persistence_granularity"
-            | "persistence_engine" | "ip_family" | "sorry_server_inhibit"
-            | "sorry_server_lvs_method" | "warmup" | "flag-1" | "flag-2" | "flag-3" | "sh-port"
-            | "sh-fallback" | "mh-port" | "mh-fallback" | "ops",
-        )
-        | (Context::RealServer, "uthreshold" | "lthreshold" | "alpha" | "warmup")
-        | (
-            Context::Checker,
-            "connect_ip" | "bindto" | "bind_if" | "bind_port" | "fwmark" | "alpha" | "warmup"
-            | "log_all_failures" | "http_protocol" | "fast_recovery" | "enable_sni"
-            | "regex" | "regex_no_match" | "regex_options" | "regex_stack"
-            | "regex_min_offset" | "regex_max_offset" | "misc_dynamic" | "user",
-        ) => "none: VirtualServer has no such setting; check that its defaults suit you",
-        (
-            Context::RealServer,
-            "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" | "BFD_CHECK",
-        ) => "use a tcp, http or script health check (a script can run any probe)",
-        (Context::Script, "user") => "the agent runs track scripts as its own user",
-        (Context::Script, "init_fail") => "the agent counts a script as failed until it passes",
-        (Context::TrackFile, "init_file") => "create the file on the node before the agent starts",
-        (Context::SyncGroup, "global_tracking") => PROTOCOL,
-        _ => return None,
-    };
-    Some(Some(advice))
+/// What to do about a keyword that only tunes how keepalived itself runs.
+const NOTHING: &str = "none: it concerns keepalived itself";
+/// What to do about IPVS synchronisation.
+const LVS_SYNC: &str =
+    "none: IPVS connection synchronisation and timeouts are not managed by kube-vrrp";
+/// What to do about script settings.
+const SCRIPTS: &str =
+    "the agent runs scripts itself; keep them in a directory only root can write";
+/// What to do about VirtualServer details.
+const SERVER: &str = "none: VirtualServer has no such setting; check that its defaults suit you";
+
+use Context::{
+    Checker, Global, Instance, RealServer, Script, SyncGroup, Top, TrackFile, VirtualServer,
+};
+
+/// keepalived keywords with no kube-vrrp equivalent: where they appear, and what to do instead.
+pub const UNSUPPORTED: &[(&[Context], &[&str], &str)] = &[
+    (
+        &[Instance, SyncGroup],
+        &[
+            "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop",
+            "notify_priority_changes",
+        ],
+        NOTIFY,
+    ),
+    (&[Instance], &["notify_deleted", "notify_master_rx_lower_pri"], NOTIFY),
+    (&[RealServer], &["notify_up", "notify_down"], NOTIFY),
+    (&[VirtualServer], &["quorum_up", "quorum_down"], NOTIFY),
+    (
+        &[Global],
+        &[
+            "notify_fifo", "notify_fifo_script", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
+            "lvs_notify_fifo", "lvs_notify_fifo_script", "fifo_write_vrrp_states_on_reload",
+            "vrrp_notify_priority_changes", "rs_init_notifies",
+        ],
+        NOTIFY,
+    ),
+    (&[Instance, SyncGroup, VirtualServer, RealServer], &["smtp_alert"], EMAIL),
+    (
+        &[Global],
+        &[
+            "notification_email", "notification_email_from", "smtp_server", "smtp_helo_name",
+            "smtp_connect_timeout", "smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker",
+            "no_email_faults", "no_checker_emails",
+        ],
+        EMAIL,
+    ),
+    (
+        &[Global],
+        &[
+            "snmp_socket", "enable_snmp_vrrp", "enable_snmp_keepalived", "enable_snmp_checker",
+            "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_traps",
+            "enable_dbus", "dbus_service_name",
+        ],
+        METRICS,
+    ),
+    (&[VirtualServer, RealServer], &["snmp_name"], METRICS),
+    (
+        &[Global],
+        &[
+            "vrrp_priority", "checker_priority", "bfd_priority", "vrrp_no_swap",
+            "checker_no_swap", "bfd_no_swap", "vrrp_rt_priority", "checker_rt_priority",
+            "bfd_rt_priority", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
+            "bfd_rlimit_rttime", "vrrp_cpu_affinity", "checker_cpu_affinity",
+            "bfd_cpu_affinity", "max_auto_priority", "min_auto_priority_delay",
+            "child_wait_time", "vrrp_startup_delay",
+        ],
+        TUNING,
+    ),
+    (
+        &[Global],
+        &[
+            "vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority", "nftables_counters",
+            "nftables_ifindex", "nftables_ipvs", "nftables_ipvs_priority",
+            "nftables_ipvs_start_fwmark",
+        ],
+        FIREWALL,
+    ),
+    (&[Top], &["static_ipaddress", "static_routes", "static_rules", "track_group"], ROUTING),
+    (&[Instance], &["virtual_routes", "virtual_rules", "promote_secondaries"], ROUTING),
+    (&[Top], &["bfd_instance"], BFD),
+    (&[Instance, SyncGroup], &["track_bfd"], BFD),
+    (&[Top], &["vrrp_track_process"], PROCESS),
+    (&[Instance, SyncGroup], &["track_process"], PROCESS),
+    (
+        &[Instance],
+        &[
+            "down_timer_adverts", "lower_prio_no_advert", "higher_prio_send_advert",
+            "skip_check_adv_addr", "old_unicast_checksum", "kernel_rx_buf_size",
+            "garp_lower_prio_delay", "garp_lower_prio_repeat", "garp_extra_if", "debug",
+            "linkbeat_use_polling", "track_src_ip", "unicast_ttl", "unicast_fault_no_peer",
+            "mcast_src_ip", "mcast_dst_ip", "vmac_xmit_base", "use_vmac_addr", "use_ipvlan",
+            "vrf", "lvs_sync_daemon_interface",
+        ],
+        PROTOCOL,
+    ),
+    (
+        &[Global],
+        &[
+            "vrrp_down_timer_adverts", "vrrp_lower_prio_no_advert",
+            "vrrp_higher_prio_send_advert", "vrrp_skip_check_adv_addr",
+            "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_garp_extra_if",
+            "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_rx_bufs_policy",
+            "vrrp_rx_bufs_multiplier", "log_unknown_vrids", "vmac_prefix", "vmac_addr_prefix",
+            "linkbeat_use_polling", "dynamic_interfaces", "vrrp_netlink_cmd_rcv_bufs",
+            "vrrp_netlink_cmd_rcv_bufs_force", "vrrp_netlink_monitor_rcv_bufs",
+            "vrrp_netlink_monitor_rcv_bufs_force", "lvs_netlink_cmd_rcv_bufs",
+            "lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs",
+            "lvs_netlink_monitor_rcv_bufs_force", "process_monitor_rcv_bufs",
+            "process_monitor_rcv_bufs_force", "default_interface",
+        ],
+        PROTOCOL,
+    ),
+    (&[Global], &["lvs_sync_daemon", "lvs_timeouts", "lvs_flush", "lvs_flush_on_stop"], LVS_SYNC),
+    (
+        &[Top],
+        &[
+            "linkbeat_interfaces", "interface_up_down_delays", "garp_group", "net_namespace",
+            "net_namespace_ipvs", "namespace_with_ipsets", "instance", "use_pid_dir", "SSL",
+            "virtual_server_group",
+        ],
+        PROTOCOL,
+    ),
+    (
+        &[Global],
+        &[
+            "script_user", "enable_script_security", "startup_script", "startup_script_timeout",
+            "shutdown_script", "shutdown_script_timeout",
+        ],
+        SCRIPTS,
+    ),
+    (
+        &[Global],
+        &[
+            "tmp_config_directory", "config_save_dir", "process_names", "process_name",
+            "vrrp_process_name", "checker_process_name", "bfd_process_name",
+            "reload_check_config", "reload_time_file", "reload_repeat", "include_check",
+            "random_seed", "umask", "data_use_instance", "checker_log_all_failures",
+        ],
+        NOTHING,
+    ),
+    (
+        &[VirtualServer],
+        &[
+            "ha_suspend", "alpha", "omega", "hysteresis", "persistence_granularity",
+            "persistence_engine", "ip_family", "sorry_server_inhibit",
+            "sorry_server_lvs_method", "warmup", "flag-1", "flag-2", "flag-3", "sh-port",
+            "sh-fallback", "mh-port", "mh-fallback", "ops",
+        ],
+        SERVER,
+    ),
+    (&[RealServer], &["uthreshold", "lthreshold", "alpha", "warmup"], SERVER),
+    (
+        &[Checker],
+        &[
+            "connect_ip", "bindto", "bind_if", "bind_port", "fwmark", "alpha", "warmup",
+            "log_all_failures", "http_protocol", "fast_recovery", "enable_sni", "regex",
+            "regex_no_match", "regex_options", "regex_stack", "regex_min_offset",
+            "regex_max_offset", "misc_dynamic", "user",
+        ],
+        SERVER,
+    ),
+    (
+        &[RealServer],
+        &["SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"],
+        "use a tcp, http or script health check (a script can run any probe)",
+    ),
+    (&[Script], &["user"], "the agent runs track scripts as its own user"),
+    (&[Script], &["init_fail"], "the agent counts a script as failed until it passes"),
+    (&[TrackFile], &["init_file"], "create the file on the node before the agent starts"),
+    (&[SyncGroup], &["global_tracking"], PROTOCOL),
+];
+
+/// What to do instead of `keyword`, which has no equivalent in `context`.
+fn unsupported(context: Context, keyword: &str) -> Option<&'static str> {
+    UNSUPPORTED
+        .iter()
+        .find(|(contexts, keywords, _)| contexts.contains(&context) && keywords.contains(&keyword))
+        .map(|(_, _, advice)| *advice)
 }
 
-/// Keywords import translates in `context` (for typo suggestions).
-fn translated(context: Context) -> &'static [&'static str] {
+/// Every block kind.
+pub const CONTEXTS: [Context; 9] = [
+    Context::Top,
+    Context::Global,
+    Context::Instance,
+    Context::Script,
+    Context::TrackFile,
+    Context::SyncGroup,
+    Context::VirtualServer,
+    Context::RealServer,
+    Context::Checker,
+];
+
+/// Keywords import translates (or knows to need nothing) in `context`.
+pub fn translated(context: Context) -> &'static [&'static str] {
     match context {
         Context::Top => &[
             "global_defs", "vrrp_instance", "vrrp_script", "vrrp_sync_group", "track_file",
@@ -228,7 +286,7 @@ fn translated(context: Context) -> &'static [&'static str] {
             "unicast_src_ip", "unicast_peer", "virtual_ipaddress", "virtual_ipaddress_excluded",
             "track_interface", "track_script", "track_file", "use_vmac", "garp_master_delay",
             "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat",
-            "garp_interval", "gna_interval", "strict_mode", "dont_track_primary",
+            "strict_mode", "dont_track_primary",
             "check_unicast_src", "native_ipv6",
         ],
         Context::Script => &["script", "interval", "timeout", "weight", "rise", "fall"],
@@ -240,12 +298,12 @@ fn translated(context: Context) -> &'static [&'static str] {
         Context::VirtualServer => &[
             "lvs_sched", "lb_algo", "lvs_method", "lb_kind", "persistence_timeout", "protocol",
             "quorum", "sorry_server", "inhibit_on_failure", "real_server", "delay_loop",
-            "connect_timeout", "retry", "nb_get_retry", "delay_before_retry", "virtualhost",
+            "connect_timeout", "retry", "delay_before_retry", "virtualhost",
         ],
         Context::RealServer => &[
             "weight", "lvs_method", "inhibit_on_failure", "TCP_CHECK", "HTTP_GET", "SSL_GET",
-            "MISC_CHECK", "delay_loop", "connect_timeout", "retry", "nb_get_retry",
-            "delay_before_retry", "virtualhost",
+            "MISC_CHECK", "delay_loop", "connect_timeout", "retry", "delay_before_retry",
+            "virtualhost",
         ],
         Context::Checker => &[
             "connect_port", "connect_timeout", "retry", "nb_get_retry", "delay_before_retry",
@@ -266,7 +324,7 @@ pub fn report_untranslated(report: &mut Report, context: Context, what: &str, st
             ItemKind::Unsupported,
             &stmt.at,
             format!("{keyword} in {what} has no kube-vrrp equivalent; not imported{block}"),
-            advice,
+            Some(advice),
         );
         return;
     }

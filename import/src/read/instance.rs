@@ -248,7 +248,7 @@ fn keyword(stmt: &Statement, what: &str, w: &mut Written, report: &mut Report) {
                 w.garp_refresh = Some(Located::new(v, at));
             }
         }
-        "garp_master_refresh_repeat" | "garp_interval" | "gna_interval" => {
+        "garp_master_refresh_repeat" => {
             super::garp_detail(stmt, report, what);
         }
         "dont_track_primary" => report.warn(

@@ -43,9 +43,11 @@ struct Timers {
 }
 
 impl Timers {
-    /// Reads a timer keyword; false when `stmt` is not one.
-    fn read(&mut self, stmt: &Statement, what: &str, report: &mut Report) -> bool {
+    /// Reads a timer keyword; false when `stmt` is not one (`nb_get_retry`, the old name of
+    /// `retry`, exists in checkers only).
+    fn read(&mut self, stmt: &Statement, what: &str, checker: bool, report: &mut Report) -> bool {
         match stmt.keyword() {
+            "nb_get_retry" if !checker => return false,
             "delay_loop" | "connect_timeout" | "delay_before_retry" => {
                 let Some(v) = value(stmt, report, what) else {
                     return true;
@@ -135,7 +137,7 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
     let mut timers = Timers::default();
     let mut real_servers = Vec::new();
     for stmt in block.children() {
-        if timers.read(stmt, &what, report) {
+        if timers.read(stmt, &what, false, report) {
             continue;
         }
         match stmt.keyword() {
@@ -340,7 +342,7 @@ fn real_server(
     let mut checkers = Vec::new();
     let mut inhibit = None;
     for stmt in block.children() {
-        if timers.read(stmt, &what, report) {
+        if timers.read(stmt, &what, false, report) {
             continue;
         }
         match stmt.keyword() {
@@ -405,7 +407,7 @@ fn checker(
     let mut misc_path = None;
     let mut misc_timeout = None;
     for stmt in block.children() {
-        if timers.read(stmt, &what, report) {
+        if timers.read(stmt, &what, true, report) {
             continue;
         }
         match stmt.keyword() {

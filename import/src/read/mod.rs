@@ -170,7 +170,7 @@ fn count(stmt: &Statement, report: &mut Report, what: &str) -> Option<u32> {
     parsed
 }
 
-/// `garp_master_refresh_repeat`, `garp_interval`, `gna_interval`: fine at keepalived's
+/// `(vrrp_)garp_master_refresh_repeat`, `vrrp_garp_interval`, `vrrp_gna_interval`: fine at keepalived's
 /// defaults (1, 0, 0), which are what the agent does; anything else has no equivalent.
 fn garp_detail(stmt: &Statement, report: &mut Report, what: &str) {
     let default = if stmt.keyword().ends_with("refresh_repeat") {
