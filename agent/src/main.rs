@@ -135,7 +135,10 @@ fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_UNREADABLE));
     }
-    for (flag, count) in [("--config-id", args.config_ids.len()), ("--root", args.roots.len())] {
+    for (flag, count) in [
+        ("--config-id", args.config_ids.len()),
+        ("--root", args.roots.len()),
+    ] {
         if count != 0 && count != args.files.len() {
             eprintln!("import: give one {flag} per file, in order, or none");
             return Ok(ExitCode::from(EXIT_UNREADABLE));
@@ -172,7 +175,10 @@ fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .map(|i| format!("{} (node {})", i.file.display(), i.node))
         .collect();
     writeln!(stdout, "# kube-vrrp-agent import of {}", sources.join(", "))?;
-    writeln!(stdout, "# Review the report on stderr before applying these objects.")?;
+    writeln!(
+        stdout,
+        "# Review the report on stderr before applying these objects."
+    )?;
     stdout.write_all(outcome.yaml.as_bytes())?;
     stdout.flush()?;
     if args.report_json {

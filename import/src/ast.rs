@@ -123,7 +123,11 @@ pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
     if let Some(open) = stack.pop() {
         let mut keyword = open.owner.text();
         if let Some(outer) = stack.first() {
-            keyword = format!("{keyword} (in {} opened at {})", outer.owner.text(), outer.open);
+            keyword = format!(
+                "{keyword} (in {} opened at {})",
+                outer.owner.text(),
+                outer.open
+            );
         }
         return Err(ReadError::Unclosed {
             at: open.open,
@@ -144,8 +148,13 @@ mod tests {
 
     fn tree(text: &str) -> Result<Vec<Statement>, ReadError> {
         let mut files = MemoryFiles::new().with("k.conf", text);
-        let lines =
-            crate::lines::read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default())?;
+        let lines = crate::lines::read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )?;
         parse(lines)
     }
 
@@ -156,7 +165,10 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].children()[0].words, ["router_id", "a"]);
         let vi = &t[1];
-        assert_eq!((vi.keyword(), vi.word(1), vi.at.line), ("vrrp_instance", Some("VI_1"), 4));
+        assert_eq!(
+            (vi.keyword(), vi.word(1), vi.at.line),
+            ("vrrp_instance", Some("VI_1"), 4)
+        );
         assert_eq!(vi.block.as_ref().unwrap().open.line, 5);
         let vips = &vi.children()[0];
         assert_eq!(vips.children()[0].words, ["10.0.0.1/24"]);
@@ -170,7 +182,9 @@ mod tests {
             "k.conf:3: '}' closes no block (unbalanced braces)"
         );
         assert_eq!(
-            tree("vrrp_instance VI_1 {\n  priority 100\n").unwrap_err().to_string(),
+            tree("vrrp_instance VI_1 {\n  priority 100\n")
+                .unwrap_err()
+                .to_string(),
             "k.conf:1: the '{' of vrrp_instance VI_1 is never closed (the configuration ends at \
              k.conf:2): the file is truncated or a '}' is missing"
         );
@@ -183,6 +197,9 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused_before_it_can_exhaust_the_stack() {
         let text = "a {\n".repeat(MAX_BLOCK_DEPTH + 1);
-        assert!(matches!(tree(&text).unwrap_err(), ReadError::TooDeep { .. }));
+        assert!(matches!(
+            tree(&text).unwrap_err(),
+            ReadError::TooDeep { .. }
+        ));
     }
 }

@@ -72,7 +72,11 @@ pub enum ReadError {
     },
     /// A byte sequence that is not UTF-8 text outside a comment.
     #[error("{at}: column {column}: byte 0x{byte:02x} is not UTF-8 text: is this a binary file?")]
-    NotText { at: Position, column: usize, byte: u8 },
+    NotText {
+        at: Position,
+        column: usize,
+        byte: u8,
+    },
     /// A NUL byte (keepalived drops such lines).
     #[error("{at}: column {column}: NUL byte: is this a binary file?")]
     Nul { at: Position, column: usize },
@@ -89,7 +93,9 @@ pub enum ReadError {
     #[error("{at}: {message}")]
     Expansion { at: Position, message: String },
     /// Expansion produced more than [`MAX_LOGICAL_LINES`] lines.
-    #[error("{at}: expanding definitions and sequences produces more than {MAX_LOGICAL_LINES} lines")]
+    #[error(
+        "{at}: expanding definitions and sequences produces more than {MAX_LOGICAL_LINES} lines"
+    )]
     TooManyLines { at: Position },
     /// A `}` that closes nothing.
     #[error("{at}: '}}' closes no block (unbalanced braces)")]

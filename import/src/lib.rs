@@ -115,7 +115,11 @@ impl Outcome {
 }
 
 /// Imports the configurations of `inputs` (one per node).
-pub fn import(inputs: &[Input], sources: &mut dyn Sources, options: &Options) -> Result<Outcome, ReadError> {
+pub fn import(
+    inputs: &[Input],
+    sources: &mut dyn Sources,
+    options: &Options,
+) -> Result<Outcome, ReadError> {
     let mut report = Report::default();
     let mut configs = Vec::with_capacity(inputs.len());
     for input in inputs {
@@ -145,7 +149,10 @@ pub fn import(inputs: &[Input], sources: &mut dyn Sources, options: &Options) ->
         }
     };
     check(&yaml, &translated.origins, &mut report);
-    let order: Vec<String> = inputs.iter().map(|i| i.file.to_string_lossy().into_owned()).collect();
+    let order: Vec<String> = inputs
+        .iter()
+        .map(|i| i.file.to_string_lossy().into_owned())
+        .collect();
     Ok(Outcome {
         manifests: translated.manifests,
         yaml,
@@ -155,7 +162,11 @@ pub fn import(inputs: &[Input], sources: &mut dyn Sources, options: &Options) ->
 
 /// Reads `yaml` back the way the agent's standalone mode does and plans it; anything refused is
 /// an error item at the keepalived lines of the object.
-fn check(yaml: &str, origins: &std::collections::BTreeMap<String, Vec<position::Position>>, report: &mut Report) {
+fn check(
+    yaml: &str,
+    origins: &std::collections::BTreeMap<String, Vec<position::Position>>,
+    report: &mut Report,
+) {
     let at = |name: &str| origins.get(name).cloned().unwrap_or_default();
     let manifests = match parse_manifests(Path::new("imported.yaml"), yaml) {
         Ok(m) => m,
@@ -173,7 +184,10 @@ fn check(yaml: &str, origins: &std::collections::BTreeMap<String, Vec<position::
         }
     };
     for conflict in plan(&PlanInput::from(manifests)).conflicts {
-        let object = conflict.virtual_server.as_deref().unwrap_or(&conflict.virtual_ip);
+        let object = conflict
+            .virtual_server
+            .as_deref()
+            .unwrap_or(&conflict.virtual_ip);
         report.push(
             Severity::Error,
             ItemKind::Conflict,

@@ -138,7 +138,10 @@ impl Reader<'_> {
                 continue;
             }
             if let Some((line, rest)) = self.process(&at, text)? {
-                self.emit(Line { at: at.clone(), text: line })?;
+                self.emit(Line {
+                    at: at.clone(),
+                    text: line,
+                })?;
                 residue = rest.map(|r| (at, r));
             }
         }
@@ -193,8 +196,10 @@ impl Reader<'_> {
                         }
                         continue;
                     }
-                    let text = decomment(&raw)
-                        .map_err(|text| ReadError::UnterminatedQuote { at: at.clone(), text })?;
+                    let text = decomment(&raw).map_err(|text| ReadError::UnterminatedQuote {
+                        at: at.clone(),
+                        text,
+                    })?;
                     if text.is_empty() {
                         continue;
                     }
@@ -263,7 +268,10 @@ impl Reader<'_> {
         if text.starts_with("~SEQ") || text.starts_with("~LST") {
             let definitions = &self.definitions;
             let sequence = sequence::parse(&text, |p| {
-                definitions.substitute(p).map(|s| s.text).unwrap_or_else(|_| p.to_owned())
+                definitions
+                    .substitute(p)
+                    .map(|s| s.text)
+                    .unwrap_or_else(|_| p.to_owned())
             })
             .map_err(|message| ReadError::Expansion {
                 at: at.clone(),
@@ -304,8 +312,11 @@ impl Reader<'_> {
                 });
             }
             if substituted.changed {
-                text = decomment(&substituted.text)
-                    .map_err(|text| ReadError::UnterminatedQuote { at: at.clone(), text })?;
+                text =
+                    decomment(&substituted.text).map_err(|text| ReadError::UnterminatedQuote {
+                        at: at.clone(),
+                        text,
+                    })?;
                 // keepalived documents `$IF_MAIN=@main` then `$IF_MAIN priority 240`.
                 let Some(again) = self.condition(text) else {
                     return Ok(None);
@@ -343,15 +354,14 @@ impl Reader<'_> {
             (Some(root), true) => (root.clone(), pattern.trim_start_matches('/')),
             _ => (self.current_dir(), pattern),
         };
-        let found = glob::resolve(self.sources, &dir, relative).ok_or_else(|| {
-            ReadError::Expansion {
+        let found =
+            glob::resolve(self.sources, &dir, relative).ok_or_else(|| ReadError::Expansion {
                 at: at.clone(),
                 message: format!(
                     "include {pattern:?} has more than {} brace alternatives",
                     glob::MAX_ALTERNATIVES
                 ),
-            }
-        })?;
+            })?;
         if found.is_empty() {
             if glob::has_wildcard(pattern) {
                 self.report.warn(
@@ -401,7 +411,10 @@ impl Reader<'_> {
                 report.warn(
                     ItemKind::Review,
                     at,
-                    format!("{} {why}; keepalived skips it, and so does import", path.display()),
+                    format!(
+                        "{} {why}; keepalived skips it, and so does import",
+                        path.display()
+                    ),
                     None,
                 );
             }
@@ -421,7 +434,11 @@ impl Reader<'_> {
             }
             _ => {}
         }
-        let depth = self.frames.iter().filter(|f| matches!(f, Frame::File(_))).count();
+        let depth = self
+            .frames
+            .iter()
+            .filter(|f| matches!(f, Frame::File(_)))
+            .count();
         if let Some(at) = at {
             if depth >= MAX_INCLUDE_DEPTH {
                 return Err(ReadError::IncludeTooDeep { at: at.clone() });
@@ -442,7 +459,9 @@ impl Reader<'_> {
         if open.iter().any(|f| f.identity == identity) {
             let chain: Vec<&str> = open.iter().map(|f| &*f.display).collect();
             return Err(ReadError::IncludeLoop {
-                at: at.cloned().unwrap_or_else(|| Position::new(&Arc::from(""), 0)),
+                at: at
+                    .cloned()
+                    .unwrap_or_else(|| Position::new(&Arc::from(""), 0)),
                 path: path.to_owned(),
                 chain: format!("{} -> {}", chain.join(" -> "), path.display()),
             });
@@ -628,7 +647,10 @@ mod tests {
         let mut report = Report::default();
         let lines = read(&mut files, Path::new(main), config_id, None, &mut report).unwrap();
         (
-            lines.into_iter().map(|l| format!("{}|{}", l.at, l.text)).collect(),
+            lines
+                .into_iter()
+                .map(|l| format!("{}|{}", l.at, l.text))
+                .collect(),
             report,
         )
     }
@@ -655,7 +677,10 @@ mod tests {
     #[test]
     fn braces_become_lines_of_their_own_even_without_spaces() {
         assert_eq!(
-            texts("vrrp_instance VI_1{\nvirtual_ipaddress {10.0.0.1/24}}\n", "n1"),
+            texts(
+                "vrrp_instance VI_1{\nvirtual_ipaddress {10.0.0.1/24}}\n",
+                "n1"
+            ),
             [
                 "vrrp_instance VI_1",
                 "{",
@@ -672,7 +697,10 @@ mod tests {
     fn conditional_lines_follow_the_config_id() {
         let text = "@main router_id main_router\n@backup router_id backup_router\n\
                     @^main peer 1.2.3.4\n@^backup peer 1.2.3.5\n@main\n";
-        assert_eq!(texts(text, "main"), ["router_id main_router", "peer 1.2.3.5"]);
+        assert_eq!(
+            texts(text, "main"),
+            ["router_id main_router", "peer 1.2.3.5"]
+        );
         assert_eq!(texts(text, "other"), ["peer 1.2.3.4", "peer 1.2.3.5"]);
     }
 
@@ -706,8 +734,17 @@ mod tests {
     #[test]
     fn sequences_repeat_the_rest_of_their_line() {
         assert_eq!(
-            texts("~SEQ(N, 1, 3) 10.0.${N}.1/24\n~LST(V, a, b) name_$V\n", "n1"),
-            ["10.0.1.1/24", "10.0.2.1/24", "10.0.3.1/24", "name_a", "name_b"]
+            texts(
+                "~SEQ(N, 1, 3) 10.0.${N}.1/24\n~LST(V, a, b) name_$V\n",
+                "n1"
+            ),
+            [
+                "10.0.1.1/24",
+                "10.0.2.1/24",
+                "10.0.3.1/24",
+                "name_a",
+                "name_b"
+            ]
         );
     }
 
@@ -741,15 +778,29 @@ mod tests {
         assert!(report.items[0].message.contains("matches no file"));
 
         let mut files = MemoryFiles::new().with("k.conf", "x\ninclude other.conf\n");
-        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, ReadError::IncludeMissing { .. }));
-        assert!(err.to_string().starts_with("k.conf:2: include \"other.conf\" matches no file"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("k.conf:2: include \"other.conf\" matches no file"),
+            "{err}"
+        );
     }
 
     #[test]
     fn absolute_includes_are_read_under_the_root_when_one_is_given() {
         let mut files = MemoryFiles::new()
-            .with("n1/keepalived.conf", "include /etc/keepalived/conf.d/*.conf\n")
+            .with(
+                "n1/keepalived.conf",
+                "include /etc/keepalived/conf.d/*.conf\n",
+            )
             .with("n1/root/etc/keepalived/conf.d/a.conf", "a\n");
         let mut report = Report::default();
         let lines = read(
@@ -760,11 +811,24 @@ mod tests {
             &mut report,
         )
         .unwrap();
-        assert_eq!(lines[0].at.to_string(), "n1/root/etc/keepalived/conf.d/a.conf:1");
+        assert_eq!(
+            lines[0].at.to_string(),
+            "n1/root/etc/keepalived/conf.d/a.conf:1"
+        );
         let mut files = MemoryFiles::new().with("k.conf", "include /nonexistent/x.conf\n");
-        let err = read(&mut files, Path::new("k.conf"), "n1", Some(Path::new("r")), &mut report)
-            .unwrap_err();
-        assert!(err.to_string().contains("(looked for r/nonexistent/x.conf)"), "{err}");
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            Some(Path::new("r")),
+            &mut report,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(looked for r/nonexistent/x.conf)"),
+            "{err}"
+        );
         assert!(err.to_string().contains("--root"), "{err}");
     }
 
@@ -773,7 +837,14 @@ mod tests {
         let mut files = MemoryFiles::new()
             .with("a.conf", "include b.conf\n")
             .with("b.conf", "x\ninclude a.conf\n");
-        let err = read(&mut files, Path::new("a.conf"), "n1", None, &mut Report::default()).unwrap_err();
+        let err = read(
+            &mut files,
+            Path::new("a.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "b.conf:2: include loop: a.conf is already being read (a.conf -> b.conf -> a.conf)"
@@ -783,25 +854,60 @@ mod tests {
     #[test]
     fn binary_data_is_refused_with_a_position_but_comments_may_hold_any_bytes() {
         let mut files = MemoryFiles::new().with("k.conf", b"# caf\xe9\nok\nbad \xff\n".to_vec());
-        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "k.conf:3: column 5: byte 0xff is not UTF-8 text: is this a binary file?"
         );
         let mut files = MemoryFiles::new().with("k.conf", b"a\0b\n".to_vec());
-        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
-        assert_eq!(err.to_string(), "k.conf:1: column 2: NUL byte: is this a binary file?");
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "k.conf:1: column 2: NUL byte: is this a binary file?"
+        );
     }
 
     #[test]
     fn lines_longer_than_keepalived_reads_and_endless_definitions_are_errors() {
         let long = format!("x {}\n", "y".repeat(MAX_LINE_BYTES));
         let mut files = MemoryFiles::new().with("k.conf", long);
-        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, ReadError::LineTooLong { .. }), "{err}");
         let mut files = MemoryFiles::new().with("k.conf", "$A=$A\nx $A\n");
-        let err = read(&mut files, Path::new("k.conf"), "n1", None, &mut Report::default()).unwrap_err();
-        assert!(err.to_string().starts_with("k.conf:2: parameter substitution never ends"), "{err}");
+        let err = read(
+            &mut files,
+            Path::new("k.conf"),
+            "n1",
+            None,
+            &mut Report::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("k.conf:2: parameter substitution never ends"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub fn object_name(name: &str) -> String {
         .chars()
         .map(|c| {
             let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
         })
         .collect();
     while out.contains("--") {
@@ -22,7 +26,11 @@ pub fn object_name(name: &str) -> String {
     let mut out = out.trim_matches('-').to_owned();
     out.truncate(MAX_NAME);
     let out = out.trim_end_matches('-').to_owned();
-    if out.is_empty() { "imported".to_owned() } else { out }
+    if out.is_empty() {
+        "imported".to_owned()
+    } else {
+        out
+    }
 }
 
 /// Hands out distinct names.

@@ -132,12 +132,24 @@ impl Report {
     }
 
     /// Adds a warning at one place.
-    pub fn warn(&mut self, kind: ItemKind, at: &Position, message: impl Into<String>, advice: Option<&str>) {
+    pub fn warn(
+        &mut self,
+        kind: ItemKind,
+        at: &Position,
+        message: impl Into<String>,
+        advice: Option<&str>,
+    ) {
         self.push(Severity::Warning, kind, vec![at.clone()], message, advice);
     }
 
     /// Adds an error at one place.
-    pub fn error(&mut self, kind: ItemKind, at: &Position, message: impl Into<String>, advice: Option<&str>) {
+    pub fn error(
+        &mut self,
+        kind: ItemKind,
+        at: &Position,
+        message: impl Into<String>,
+        advice: Option<&str>,
+    ) {
         self.push(Severity::Error, kind, vec![at.clone()], message, advice);
     }
 

@@ -27,8 +27,14 @@ mod tests {
 
     #[test]
     fn the_message_names_the_program_and_flags_relative_paths() {
-        let m = message("vrrp_script chk", &["/usr/local/bin/chk".into(), "-q".into()]);
-        assert!(m.starts_with("vrrp_script chk runs /usr/local/bin/chk; "), "{m}");
+        let m = message(
+            "vrrp_script chk",
+            &["/usr/local/bin/chk".into(), "-q".into()],
+        );
+        assert!(
+            m.starts_with("vrrp_script chk runs /usr/local/bin/chk; "),
+            "{m}"
+        );
         assert!(message("x", &["pgrep".into()]).contains("a relative path"));
     }
 }

@@ -36,19 +36,33 @@ fn parse_seq(rest: &str, params: impl Fn(&str) -> String) -> Result<Sequence, St
     let close = inner.find(')').ok_or("~SEQ is missing its ')'")?;
     let text = inner[close + 1..].trim_start().to_owned();
     let mut parts = inner[..close].split(',').map(str::trim);
-    let var = parts.next().filter(|v| !v.is_empty()).ok_or("~SEQ needs a variable name")?;
+    let var = parts
+        .next()
+        .filter(|v| !v.is_empty())
+        .ok_or("~SEQ needs a variable name")?;
     let numbers: Vec<i64> = parts
         .map(|p| parse_number(&params(p)))
         .collect::<Option<_>>()
         .ok_or("~SEQ values must be integers")?;
     let (start, step, end) = match numbers[..] {
-        [end] => (if end < 0 { -1 } else { 1 }, if end < 1 { -1 } else { 1 }, end),
+        [end] => (
+            if end < 0 { -1 } else { 1 },
+            if end < 1 { -1 } else { 1 },
+            end,
+        ),
         [start, end] => (start, if start <= end { 1 } else { -1 }, end),
         [start, step, end] => (start, step, end),
-        _ => return Err("~SEQ takes one to three numbers: end, start and end, or start, step and end".into()),
+        _ => {
+            return Err(
+                "~SEQ takes one to three numbers: end, start and end, or start, step and end"
+                    .into(),
+            );
+        }
     };
     if step == 0 || (start < end && step < 0) || (start > end && step > 0) {
-        return Err(format!("~SEQ({var}, {start}, {step}, {end}) never reaches its end"));
+        return Err(format!(
+            "~SEQ({var}, {start}, {step}, {end}) never reaches its end"
+        ));
     }
     if hex && (start < 0 || end < 0) {
         return Err("~SEQx takes positive numbers only".into());
@@ -72,7 +86,10 @@ fn parse_number(s: &str) -> Option<i64> {
         Some(d) => (true, d),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let value = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let value = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         i64::from_str_radix(hex, 16).ok()?
     } else if digits.len() > 1 && digits.starts_with('0') {
         i64::from_str_radix(&digits[1..], 8).ok()?
@@ -91,7 +108,9 @@ fn parse_lst(rest: &str) -> Result<Sequence, String> {
     let close = inner.find(')').ok_or("~LST is missing its ')'")?;
     let text = inner[close + 1..].trim_start().to_owned();
     let groups = split_groups(&inner[..close])?;
-    let (names, sets) = groups.split_first().ok_or("~LST needs variables and values")?;
+    let (names, sets) = groups
+        .split_first()
+        .ok_or("~LST needs variables and values")?;
     if sets.is_empty() {
         return Err("~LST needs at least one value".into());
     }
@@ -118,7 +137,12 @@ fn split_groups(s: &str) -> Result<Vec<Vec<String>>, String> {
     while !rest.is_empty() {
         if let Some(body) = rest.strip_prefix('{') {
             let end = body.find('}').ok_or("~LST has a '{' without '}'")?;
-            groups.push(body[..end].split(',').map(|v| v.trim().to_owned()).collect());
+            groups.push(
+                body[..end]
+                    .split(',')
+                    .map(|v| v.trim().to_owned())
+                    .collect(),
+            );
             rest = body[end + 1..].trim_start();
         } else {
             let end = rest.find(',').unwrap_or(rest.len());
@@ -144,13 +168,23 @@ mod tests {
 
     #[test]
     fn seq_counts_with_defaults_steps_and_hex() {
-        let s = parse("~SEQ(SUBNET, 0, 3) ip_address 10.0.${SUBNET}.1", str::to_owned).unwrap();
+        let s = parse(
+            "~SEQ(SUBNET, 0, 3) ip_address 10.0.${SUBNET}.1",
+            str::to_owned,
+        )
+        .unwrap();
         assert_eq!(values(&s), ["0", "1", "2", "3"]);
         assert_eq!(s.text, "ip_address 10.0.${SUBNET}.1");
         let s = parse("~SEQx(S, 0x90, 0x10, 0xc0) x", str::to_owned).unwrap();
         assert_eq!(values(&s), ["90", "a0", "b0", "c0"]);
-        assert_eq!(values(&parse("~SEQ(N, 3) x", str::to_owned).unwrap()), ["1", "2", "3"]);
-        assert_eq!(values(&parse("~SEQ(N, 3, 1) x", str::to_owned).unwrap()), ["3", "2", "1"]);
+        assert_eq!(
+            values(&parse("~SEQ(N, 3) x", str::to_owned).unwrap()),
+            ["1", "2", "3"]
+        );
+        assert_eq!(
+            values(&parse("~SEQ(N, 3, 1) x", str::to_owned).unwrap()),
+            ["3", "2", "1"]
+        );
     }
 
     #[test]
@@ -167,7 +201,11 @@ mod tests {
     fn lst_sets_one_or_several_variables_and_blanks_missing_values() {
         let s = parse("~LST(IP, 1, 2) 192.168.${IP}.1", str::to_owned).unwrap();
         assert_eq!(values(&s), ["1", "2"]);
-        let s = parse("~LST({IP, IP1}, {10,1},{20}) 192.168.${IP}.${IP1}", str::to_owned).unwrap();
+        let s = parse(
+            "~LST({IP, IP1}, {10,1},{20}) 192.168.${IP}.${IP1}",
+            str::to_owned,
+        )
+        .unwrap();
         assert_eq!(
             s.assignments,
             [

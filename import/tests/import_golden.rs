@@ -57,7 +57,10 @@ fn check(dir: &Path, file: &str, actual: &str) {
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run with UPDATE_GOLDENS=1 to create it", path.display())
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDENS=1 to create it",
+            path.display()
+        )
     });
     assert!(
         actual == expected,

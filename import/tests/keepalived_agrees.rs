@@ -31,7 +31,14 @@ fn golden() -> PathBuf {
 /// to `dir` as import names them.
 fn keepalived_findings(dir: &Path, file: &Path, id: &str) -> Vec<Finding> {
     let output = Command::new("keepalived")
-        .args(["--config-test", "--log-console", "--log-detail", "--config-id", id, "--use-file"])
+        .args([
+            "--config-test",
+            "--log-console",
+            "--log-detail",
+            "--config-id",
+            id,
+            "--use-file",
+        ])
         .arg(file)
         .output()
         .unwrap_or_else(|e| {
@@ -113,7 +120,9 @@ fn check_case(case: &str) -> usize {
             Input {
                 node: w[0].to_owned(),
                 file: PathBuf::from(w[1]),
-                config_id: w.get(2).map_or_else(|| default_config_id(w[0]), |i| (*i).to_owned()),
+                config_id: w
+                    .get(2)
+                    .map_or_else(|| default_config_id(w[0]), |i| (*i).to_owned()),
                 root: None,
             }
         })
@@ -122,7 +131,11 @@ fn check_case(case: &str) -> usize {
     let report = &outcome.report;
     let mut findings = Vec::new();
     for input in &inputs {
-        findings.extend(keepalived_findings(&dir, &dir.join(&input.file), &input.config_id));
+        findings.extend(keepalived_findings(
+            &dir,
+            &dir.join(&input.file),
+            &input.config_id,
+        ));
     }
     for finding in &findings {
         let found = match finding {
@@ -131,8 +144,9 @@ fn check_case(case: &str) -> usize {
             }
             Finding::At { at, mention } => has_item(report, at, mention, None),
             Finding::NoVrid { instance } => report.items.iter().any(|i| {
-                i.message
-                    .contains(&format!("vrrp_instance {instance} has no virtual_router_id"))
+                i.message.contains(&format!(
+                    "vrrp_instance {instance} has no virtual_router_id"
+                ))
             }),
         };
         assert!(
@@ -149,7 +163,10 @@ fn check_case(case: &str) -> usize {
             }
             _ => false,
         });
-        assert!(agreed, "{case}: import calls a keyword unknown that keepalived knows: {item}");
+        assert!(
+            agreed,
+            "{case}: import calls a keyword unknown that keepalived knows: {item}"
+        );
     }
     findings.len()
 }
@@ -165,7 +182,10 @@ fn keepalived_reports_nothing_about_the_language_that_import_does_not() {
     assert!(cases.len() >= 10, "{cases:?}");
     let findings: usize = cases.iter().map(|c| check_case(c)).sum();
     // The typo and include cases make keepalived complain; zero would mean it was not heard.
-    assert!(findings >= 5, "keepalived reported only {findings} findings");
+    assert!(
+        findings >= 5,
+        "keepalived reported only {findings} findings"
+    );
 }
 
 /// A configuration with `line` in a block of `context`.
@@ -208,10 +228,16 @@ fn placed(context: kube_vrrp_import::keywords::Context, checker: &str, line: &st
 
 /// Keywords that open a block, written with a minimal body.
 const BLOCKS: &[(&str, &str)] = &[
-    ("authentication", "authentication {\n auth_type PASS\n auth_pass x\n}"),
+    (
+        "authentication",
+        "authentication {\n auth_type PASS\n auth_pass x\n}",
+    ),
     ("unicast_peer", "unicast_peer {\n 10.0.0.9\n}"),
     ("virtual_ipaddress", "virtual_ipaddress {\n 10.0.0.8\n}"),
-    ("virtual_ipaddress_excluded", "virtual_ipaddress_excluded {\n 10.0.0.7\n}"),
+    (
+        "virtual_ipaddress_excluded",
+        "virtual_ipaddress_excluded {\n 10.0.0.7\n}",
+    ),
     ("track_interface", "track_interface {\n eth0\n}"),
     ("track_script", "track_script {\n s\n}"),
     ("track_file", "track_file {\n f\n}"),
@@ -235,14 +261,20 @@ fn every_keyword_import_translates_or_calls_unsupported_is_one_keepalived_knows_
     let translated = kube_vrrp_import::keywords::CONTEXTS
         .iter()
         .filter(|c| **c != kube_vrrp_import::keywords::Context::Top)
-        .map(|c| (std::slice::from_ref(c), kube_vrrp_import::keywords::translated(*c)));
+        .map(|c| {
+            (
+                std::slice::from_ref(c),
+                kube_vrrp_import::keywords::translated(*c),
+            )
+        });
     let unsupported = kube_vrrp_import::keywords::UNSUPPORTED
         .iter()
         .map(|(c, k, _)| (*c, *k));
     for (contexts, keywords) in translated.chain(unsupported) {
         for context in contexts {
             for keyword in keywords {
-                let checkers: &[&str] = if *context == kube_vrrp_import::keywords::Context::Checker {
+                let checkers: &[&str] = if *context == kube_vrrp_import::keywords::Context::Checker
+                {
                     &["HTTP_GET", "SSL_GET", "MISC_CHECK", "TCP_CHECK", "url"]
                 } else {
                     &[""]
@@ -254,9 +286,9 @@ fn every_keyword_import_translates_or_calls_unsupported_is_one_keepalived_knows_
                 };
                 let known = checkers.iter().any(|checker| {
                     std::fs::write(&file, placed(*context, checker, &line)).unwrap();
-                    !keepalived_findings(&dir, &file, "n1").iter().any(|f| {
-                        matches!(f, Finding::Unknown { keyword: k, .. } if k == keyword)
-                    })
+                    !keepalived_findings(&dir, &file, "n1")
+                        .iter()
+                        .any(|f| matches!(f, Finding::Unknown { keyword: k, .. } if k == keyword))
                 });
                 if !known {
                     unknown.push(format!("{keyword} in {}", context.as_str()));

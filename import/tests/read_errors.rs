@@ -46,7 +46,11 @@ fn scratch(name: &str) -> PathBuf {
 
 fn import_text(text: &[u8]) -> Result<kube_vrrp_import::Outcome, ReadError> {
     let mut files = MemoryFiles::new().with("n1.conf", text.to_vec());
-    import(&[Input::new("n1", "n1.conf")], &mut files, &Options::default())
+    import(
+        &[Input::new("n1", "n1.conf")],
+        &mut files,
+        &Options::default(),
+    )
 }
 
 #[test]
@@ -63,14 +67,23 @@ fn a_ten_mib_configuration_is_refused_after_reading_at_most_the_limit() {
         inner: FileSystem::new(&dir),
         bytes: 0,
     };
-    let err = import(&[Input::new("n1", "n1.conf")], &mut files, &Options::default()).unwrap_err();
+    let err = import(
+        &[Input::new("n1", "n1.conf")],
+        &mut files,
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ReadError::TooLarge { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         "n1.conf: n1.conf brings the configuration over 4 MiB; keepalived configurations are \
          kilobytes: is this the right file?"
     );
-    assert!(files.bytes <= MAX_TOTAL_BYTES + 1, "read {} bytes", files.bytes);
+    assert!(
+        files.bytes <= MAX_TOTAL_BYTES + 1,
+        "read {} bytes",
+        files.bytes
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -88,12 +101,22 @@ fn includes_count_towards_the_same_limit() {
         inner: FileSystem::new(&dir),
         bytes: 0,
     };
-    let err = import(&[Input::new("n1", "n1.conf")], &mut files, &Options::default()).unwrap_err();
+    let err = import(
+        &[Input::new("n1", "n1.conf")],
+        &mut files,
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(
-        err.to_string().starts_with("n1.conf:5: part4.conf brings the configuration over 4 MiB"),
+        err.to_string()
+            .starts_with("n1.conf:5: part4.conf brings the configuration over 4 MiB"),
         "{err}"
     );
-    assert!(files.bytes <= MAX_TOTAL_BYTES + 1, "read {} bytes", files.bytes);
+    assert!(
+        files.bytes <= MAX_TOTAL_BYTES + 1,
+        "read {} bytes",
+        files.bytes
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -103,7 +126,12 @@ fn an_endless_device_as_the_configuration_is_refused_after_the_limit() {
         inner: FileSystem::new("/"),
         bytes: 0,
     };
-    let err = import(&[Input::new("n1", "/dev/zero")], &mut files, &Options::default()).unwrap_err();
+    let err = import(
+        &[Input::new("n1", "/dev/zero")],
+        &mut files,
+        &Options::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ReadError::TooLarge { .. }), "{err}");
     assert!(files.bytes <= MAX_TOTAL_BYTES + 1);
 }
@@ -113,7 +141,12 @@ fn an_include_of_a_device_is_skipped_like_keepalived_does_and_reported() {
     let dir = scratch("device");
     std::fs::write(dir.join("n1.conf"), format!("{PAIR}include /dev/zero\n")).unwrap();
     let mut files = FileSystem::new(&dir);
-    let outcome = import(&[Input::new("n1", "n1.conf")], &mut files, &Options::default()).unwrap();
+    let outcome = import(
+        &[Input::new("n1", "n1.conf")],
+        &mut files,
+        &Options::default(),
+    )
+    .unwrap();
     assert_eq!(outcome.manifests.virtual_ips.len(), 1);
     let rendered = outcome.report.render();
     assert!(
@@ -133,7 +166,10 @@ fn binary_garbage_is_an_error_at_its_line_and_column() {
         "n1.conf:4: column 2: byte 0xff is not UTF-8 text: is this a binary file?"
     );
     let err = import_text(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0]).unwrap_err();
-    assert_eq!(err.to_string(), "n1.conf:1: column 8: NUL byte: is this a binary file?");
+    assert_eq!(
+        err.to_string(),
+        "n1.conf:1: column 8: NUL byte: is this a binary file?"
+    );
 }
 
 #[test]
@@ -150,9 +186,17 @@ fn an_over_long_line_is_an_error_not_a_silent_drop() {
 #[test]
 fn deep_nesting_and_a_self_including_file_are_errors_not_stack_overflows() {
     let err = import_text("x {\n".repeat(100_000).as_bytes()).unwrap_err();
-    assert_eq!(err.to_string(), "n1.conf:33: blocks are nested more than 32 deep");
+    assert_eq!(
+        err.to_string(),
+        "n1.conf:33: blocks are nested more than 32 deep"
+    );
     let mut files = MemoryFiles::new().with("n1.conf", "include n1.conf\n");
-    let err = import(&[Input::new("n1", "n1.conf")], &mut files, &Options::default()).unwrap_err();
+    let err = import(
+        &[Input::new("n1", "n1.conf")],
+        &mut files,
+        &Options::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "n1.conf:1: include loop: n1.conf is already being read (n1.conf -> n1.conf)"

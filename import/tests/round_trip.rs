@@ -49,7 +49,11 @@ struct Inst {
 }
 
 fn weight() -> impl Strategy<Value = Option<i32>> {
-    prop_oneof![Just(None), (1i32..=50).prop_map(Some), (-50i32..=-1).prop_map(Some)]
+    prop_oneof![
+        Just(None),
+        (1i32..=50).prop_map(Some),
+        (-50i32..=-1).prop_map(Some)
+    ]
 }
 
 fn instance(nodes: usize) -> impl Strategy<Value = Inst> {
@@ -66,7 +70,14 @@ fn instance(nodes: usize) -> impl Strategy<Value = Inst> {
         ),
     )
         .prop_map(
-            |((vrid, ipv6, v3, advert), priorities, (preempt, preempt_delay, unicast), vips, password, (ti, ts, tf))| {
+            |(
+                (vrid, ipv6, v3, advert),
+                priorities,
+                (preempt, preempt_delay, unicast),
+                vips,
+                password,
+                (ti, ts, tf),
+            )| {
                 let v3 = v3 || ipv6;
                 Inst {
                     vrid,
@@ -85,7 +96,9 @@ fn instance(nodes: usize) -> impl Strategy<Value = Inst> {
                 }
             },
         )
-        .prop_filter("an instance runs on at least one node", |i| i.priorities.iter().any(Option::is_some))
+        .prop_filter("an instance runs on at least one node", |i| {
+            i.priorities.iter().any(Option::is_some)
+        })
 }
 
 fn cluster() -> impl Strategy<Value = Cluster> {
@@ -115,7 +128,12 @@ fn cluster() -> impl Strategy<Value = Cluster> {
                     inst.vips.push(v);
                 }
             }
-            Cluster { nodes, instances, layouts, garp }
+            Cluster {
+                nodes,
+                instances,
+                layouts,
+                garp,
+            }
         })
 }
 
@@ -166,7 +184,10 @@ fn render(cluster: &Cluster, n: usize) -> String {
     open(&mut c, "global_defs");
     let _ = writeln!(c, "    router_id {}", node_name(n));
     if let Some((delay, repeat)) = cluster.garp {
-        let _ = writeln!(c, "    vrrp_garp_master_delay {delay}\n    vrrp_garp_master_repeat {repeat}");
+        let _ = writeln!(
+            c,
+            "    vrrp_garp_master_delay {delay}\n    vrrp_garp_master_repeat {repeat}"
+        );
     }
     let _ = writeln!(c, "}}");
     for (i, inst) in cluster.instances.iter().enumerate() {
@@ -176,7 +197,10 @@ fn render(cluster: &Cluster, n: usize) -> String {
         if let Some((interval, rise, fall, weight)) = inst.track_script {
             open(&mut c, &format!("vrrp_script chk_{i}"));
             let _ = writeln!(c, "    script \"/usr/local/bin/check --instance {i}\"");
-            let _ = writeln!(c, "    interval {interval}\n    rise {rise}\n    fall {fall}");
+            let _ = writeln!(
+                c,
+                "    interval {interval}\n    rise {rise}\n    fall {fall}"
+            );
             if let Some(w) = weight {
                 let _ = writeln!(c, "    weight {w}");
             }
@@ -184,20 +208,38 @@ fn render(cluster: &Cluster, n: usize) -> String {
         }
         if let Some(weight) = inst.track_file {
             open(&mut c, &format!("track_file file_{i}"));
-            let _ = writeln!(c, "    file \"/run/track/{i}\"\n    weight {}", weight.unwrap_or(0));
+            let _ = writeln!(
+                c,
+                "    file \"/run/track/{i}\"\n    weight {}",
+                weight.unwrap_or(0)
+            );
             let _ = writeln!(c, "}}");
         }
         open(&mut c, &format!("vrrp_instance VI_{i}"));
-        let members: Vec<usize> = (0..cluster.nodes).filter(|&m| inst.priorities[m].is_some()).collect();
+        let members: Vec<usize> = (0..cluster.nodes)
+            .filter(|&m| inst.priorities[m].is_some())
+            .collect();
         let highest = members.iter().filter_map(|&m| inst.priorities[m]).max();
-        let unique_highest = members.iter().filter(|&&m| inst.priorities[m] == highest).count() == 1;
+        let unique_highest = members
+            .iter()
+            .filter(|&&m| inst.priorities[m] == highest)
+            .count()
+            == 1;
         // state MASTER only where it changes nothing: on the one highest node, with preemption.
-        let state = if inst.preempt && inst.preempt_delay == 0 && unique_highest && Some(priority) == highest {
+        let state = if inst.preempt
+            && inst.preempt_delay == 0
+            && unique_highest
+            && Some(priority) == highest
+        {
             "MASTER"
         } else {
             "BACKUP"
         };
-        let _ = writeln!(c, "    state {state}\n    interface eth0\n    virtual_router_id {}", inst.vrid);
+        let _ = writeln!(
+            c,
+            "    state {state}\n    interface eth0\n    virtual_router_id {}",
+            inst.vrid
+        );
         let _ = writeln!(c, "    priority {priority}");
         let _ = writeln!(c, "    version {}", if inst.v3 { 3 } else { 2 });
         let interval = if inst.v3 {
@@ -212,7 +254,10 @@ fn render(cluster: &Cluster, n: usize) -> String {
             let _ = writeln!(c, "    preempt_delay {}", inst.preempt_delay);
         }
         if let Some(p) = &inst.password {
-            let _ = writeln!(c, "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}");
+            let _ = writeln!(
+                c,
+                "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}"
+            );
         }
         if unicast(inst) {
             let _ = writeln!(c, "    unicast_src_ip {}", node_address(n, inst.ipv6));
@@ -285,13 +330,25 @@ fn check_instance(cluster: &Cluster, n: usize, i: usize, planned: &VrrpInstance)
     let inst = &cluster.instances[i];
     let what = format!("{} VI_{i}", node_name(n));
     assert_eq!(planned.virtual_router_id, inst.vrid, "{what}: VRID");
-    assert_eq!(Some(planned.priority), inst.priorities[n], "{what}: priority");
+    assert_eq!(
+        Some(planned.priority),
+        inst.priorities[n],
+        "{what}: priority"
+    );
     assert_eq!(
         planned.version,
-        if inst.v3 { VrrpVersion::V3 } else { VrrpVersion::V2 },
+        if inst.v3 {
+            VrrpVersion::V3
+        } else {
+            VrrpVersion::V2
+        },
         "{what}: version"
     );
-    assert_eq!(planned.advert_interval.parse().unwrap(), advert(inst), "{what}: advert_int");
+    assert_eq!(
+        planned.advert_interval.parse().unwrap(),
+        advert(inst),
+        "{what}: advert_int"
+    );
     let addresses: BTreeSet<String> = planned.addresses.iter().cloned().collect();
     let vips: BTreeSet<String> = inst.vips.iter().map(|v| vip(*v, inst.ipv6)).collect();
     assert_eq!(addresses, vips, "{what}: VIPs");
@@ -312,10 +369,22 @@ fn check_instance(cluster: &Cluster, n: usize, i: usize, planned: &VrrpInstance)
         Duration::from_secs(inst.preempt_delay),
         "{what}: preempt_delay"
     );
-    assert_eq!(planned.authentication.is_some(), inst.password.is_some(), "{what}: authentication");
-    assert_eq!(planned.interface.as_deref(), Some("eth0"), "{what}: interface");
+    assert_eq!(
+        planned.authentication.is_some(),
+        inst.password.is_some(),
+        "{what}: authentication"
+    );
+    assert_eq!(
+        planned.interface.as_deref(),
+        Some("eth0"),
+        "{what}: interface"
+    );
     let (delay, repeat) = cluster.garp.unwrap_or((5, 5));
-    assert_eq!(planned.garp.delay.parse().unwrap(), Duration::from_secs(delay), "{what}: garp delay");
+    assert_eq!(
+        planned.garp.delay.parse().unwrap(),
+        Duration::from_secs(delay),
+        "{what}: garp delay"
+    );
     assert_eq!(planned.garp.repeat, repeat, "{what}: garp repeat");
 }
 
@@ -347,7 +416,9 @@ fn round_trip(cluster: &Cluster) {
                 (Some(_), Some(planned)) => check_instance(cluster, n, i, planned),
                 (None, None) => {}
                 (Some(_), None) => panic!("{} lost VI_{i}", node_name(n)),
-                (None, Some(_)) => panic!("{} got VI_{i}, which its file does not have", node_name(n)),
+                (None, Some(_)) => {
+                    panic!("{} got VI_{i}, which its file does not have", node_name(n))
+                }
             }
         }
     }

@@ -31,7 +31,12 @@ pub fn write_manifests(manifests: &Manifests) -> Result<String, OutputError> {
         .virtual_ips
         .iter()
         .map(Document::VirtualIp)
-        .chain(manifests.virtual_servers.iter().map(Document::VirtualServer))
+        .chain(
+            manifests
+                .virtual_servers
+                .iter()
+                .map(Document::VirtualServer),
+        )
         .chain(manifests.nodes.iter().map(Document::Node))
         .chain(manifests.secrets.iter().map(Document::Secret))
         .collect();

@@ -128,13 +128,23 @@ fn keyword(stmt: &Statement, what: &str, w: &mut Written, report: &mut Report) {
         },
         "priority" => match stmt.word(1).and_then(|v| unsigned(v, 1, 255)) {
             Some(v) => w.priority = Some(Located::new(v as u8, at)),
-            None => refuse(report, stmt, what, "takes a number from 1 to 255 (100 is used)"),
+            None => refuse(
+                report,
+                stmt,
+                what,
+                "takes a number from 1 to 255 (100 is used)",
+            ),
         },
         "advert_int" => match stmt.word(1).and_then(timer) {
             Some(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(255) => {
                 w.advert = Some(Located::new(d, at));
             }
-            _ => refuse(report, stmt, what, "takes seconds from 0.01 to 255 (1 is used)"),
+            _ => refuse(
+                report,
+                stmt,
+                what,
+                "takes seconds from 0.01 to 255 (1 is used)",
+            ),
         },
         "version" => match stmt.word(1) {
             Some("2") => w.version = Some(Located::new(VrrpVersion::V2, at)),
@@ -287,7 +297,10 @@ fn vip(entry: &Statement, what: &str, report: &mut Report) -> Option<Vip> {
                 other => dropped.push(format!("scope {}", other.unwrap_or_default())),
             },
             "brd" | "label" | "peer" | "preferred_lft" => {
-                dropped.push(format!("{option} {}", words.next().map_or("", String::as_str)));
+                dropped.push(format!(
+                    "{option} {}",
+                    words.next().map_or("", String::as_str)
+                ));
             }
             // The agent adds VIPs with noprefixroute and IPv6 ones without DAD.
             "noprefixroute" | "-nodad" => {}
@@ -463,7 +476,9 @@ fn finish(
             report.warn(
                 ItemKind::Invalid,
                 &delay.at,
-                format!("{what}: keepalived ignores preempt_delay with {cause}, and so does import"),
+                format!(
+                    "{what}: keepalived ignores preempt_delay with {cause}, and so does import"
+                ),
                 None,
             );
             preempt_delay = None;
@@ -473,7 +488,11 @@ fn finish(
 
     let accept = match w.accept {
         Some(a) => {
-            if a.value && strict.is_some() && version.value == VrrpVersion::V2 && priority.value != OWNER {
+            if a.value
+                && strict.is_some()
+                && version.value == VrrpVersion::V2
+                && priority.value != OWNER
+            {
                 Located::new(false, &a.at)
             } else {
                 a
@@ -484,7 +503,15 @@ fn finish(
 
     let password = match w.auth {
         None => None,
-        Some((at, kind, pass)) => auth(&at, kind.as_deref(), pass, version.value, strict.is_some(), what, report),
+        Some((at, kind, pass)) => auth(
+            &at,
+            kind.as_deref(),
+            pass,
+            version.value,
+            strict.is_some(),
+            what,
+            report,
+        ),
     };
 
     let unicast_peers = w.unicast_peers;
@@ -515,7 +542,10 @@ fn finish(
             report.warn(
                 ItemKind::Invalid,
                 &peer.at,
-                format!("{what}: unicast peer {} is not of the VIPs' family", peer.value),
+                format!(
+                    "{what}: unicast peer {} is not of the VIPs' family",
+                    peer.value
+                ),
                 None,
             );
         }
@@ -546,7 +576,14 @@ fn finish(
     };
     let mut trackers: Vec<Located<Tracker>> = Vec::new();
     for list in &w.track_lists {
-        trackers.extend(tracking::trackers(list, what, rule, &defs.scripts, &defs.track_files, report));
+        trackers.extend(tracking::trackers(
+            list,
+            what,
+            rule,
+            &defs.scripts,
+            &defs.track_files,
+            report,
+        ));
     }
     if let Some(group) = group {
         let owner = format!("vrrp_sync_group {}", group.value.name);
@@ -575,7 +612,11 @@ fn finish(
         preempt_delay,
         accept,
         password,
-        unicast_src: if unicast_peers.is_empty() { None } else { w.unicast_src },
+        unicast_src: if unicast_peers.is_empty() {
+            None
+        } else {
+            w.unicast_src
+        },
         unicast_peers,
         addresses,
         garp,
@@ -638,7 +679,9 @@ fn auth(
             report.error(
                 ItemKind::Unsupported,
                 at,
-                format!("{what}: AH authentication has no equivalent; imported without authentication"),
+                format!(
+                    "{what}: AH authentication has no equivalent; imported without authentication"
+                ),
                 Some(
                     "use auth_type PASS (VRRPv2) or none; a peer still using AH will not accept \
                      this node's adverts",

@@ -62,7 +62,10 @@ impl Timers {
                     _ => self.delay_before_retry = Some(d),
                 }
             }
-            "retry" | "nb_get_retry" => match stmt.word(1).and_then(|v| unsigned(v, 0, u64::from(u32::MAX))) {
+            "retry" | "nb_get_retry" => match stmt
+                .word(1)
+                .and_then(|v| unsigned(v, 0, u64::from(u32::MAX)))
+            {
                 Some(v) => self.retry = Some(v as u32),
                 None => refuse(report, stmt, what, "takes a count"),
             },
@@ -79,7 +82,10 @@ impl Timers {
             connect_timeout: self.connect_timeout.or(outer.connect_timeout),
             retry: self.retry.or(outer.retry),
             delay_before_retry: self.delay_before_retry.or(outer.delay_before_retry),
-            virtualhost: self.virtualhost.clone().or_else(|| outer.virtualhost.clone()),
+            virtualhost: self
+                .virtualhost
+                .clone()
+                .or_else(|| outer.virtualhost.clone()),
         }
     }
 }
@@ -92,14 +98,22 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             report.error(
                 ItemKind::Unsupported,
                 &block.at,
-                format!("{what}: a virtual server by {} has no equivalent; not imported", block.words[1]),
+                format!(
+                    "{what}: a virtual server by {} has no equivalent; not imported",
+                    block.words[1]
+                ),
                 Some("a VirtualServer is an address and port of a VirtualIP: write one per port"),
             );
             return None;
         }
         (Some(ip), port) => {
             let Ok(ip) = ip.parse::<IpAddr>() else {
-                refuse(report, block, "virtual_server", "does not start with an IP address");
+                refuse(
+                    report,
+                    block,
+                    "virtual_server",
+                    "does not start with an IP address",
+                );
                 return None;
             };
             match port.and_then(|p| unsigned(p, 1, 65_535)) {
@@ -116,7 +130,12 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             }
         }
         (None, _) => {
-            refuse(report, block, "virtual_server", "needs an address and a port");
+            refuse(
+                report,
+                block,
+                "virtual_server",
+                "needs an address and a port",
+            );
             return None;
         }
     };
@@ -148,10 +167,15 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
                 }
             }
             "persistence_timeout" => match stmt.word(1) {
-                None => spec.persistence_timeout = Some(DurationString::new(format!("{DEFAULT_PERSISTENCE}s"))),
+                None => {
+                    spec.persistence_timeout =
+                        Some(DurationString::new(format!("{DEFAULT_PERSISTENCE}s")))
+                }
                 Some(v) => match unsigned(v, 0, u64::from(u32::MAX)) {
                     Some(0) => spec.persistence_timeout = None,
-                    Some(s) => spec.persistence_timeout = Some(DurationString::new(format!("{s}s"))),
+                    Some(s) => {
+                        spec.persistence_timeout = Some(DurationString::new(format!("{s}s")))
+                    }
                     None => refuse(report, stmt, &what, "takes whole seconds"),
                 },
             },
@@ -161,14 +185,20 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
                 Some("SCTP") => spec.protocol = Protocol::Sctp,
                 _ => refuse(report, stmt, &what, "takes TCP, UDP or SCTP"),
             },
-            "quorum" => match stmt.word(1).and_then(|v| unsigned(v, 1, u64::from(u32::MAX))) {
+            "quorum" => match stmt
+                .word(1)
+                .and_then(|v| unsigned(v, 1, u64::from(u32::MAX)))
+            {
                 Some(1) => spec.quorum = None,
                 Some(q) => spec.quorum = Some(q as u32),
                 None => refuse(report, stmt, &what, "takes a weight from 1"),
             },
             "sorry_server" => match stmt.word(1).map(str::parse::<IpAddr>) {
                 Some(Ok(ip)) => {
-                    let sorry_port = stmt.word(2).and_then(|p| unsigned(p, 1, 65_535)).map(|p| p as u16);
+                    let sorry_port = stmt
+                        .word(2)
+                        .and_then(|p| unsigned(p, 1, 65_535))
+                        .map(|p| p as u16);
                     spec.sorry_server = Some(SorryServer {
                         address: ip.to_string(),
                         port: sorry_port.filter(|p| *p != port),
@@ -176,7 +206,9 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
                 }
                 _ => refuse(report, stmt, &what, "takes an IP address and a port"),
             },
-            "inhibit_on_failure" => spec.inhibit_on_failure = flag(stmt, report, &what).unwrap_or(false),
+            "inhibit_on_failure" => {
+                spec.inhibit_on_failure = flag(stmt, report, &what).unwrap_or(false)
+            }
             "real_server" => real_servers.push(stmt),
             _ => report_untranslated(report, Context::VirtualServer, &what, stmt),
         }
@@ -222,7 +254,10 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
         && inhibits.iter().all(|i| *i == Some(first))
     {
         spec.inhibit_on_failure = first;
-    } else if inhibits.iter().any(|i| i.is_some_and(|v| v != spec.inhibit_on_failure)) {
+    } else if inhibits
+        .iter()
+        .any(|i| i.is_some_and(|v| v != spec.inhibit_on_failure))
+    {
         report.warn(
             ItemKind::Unsupported,
             &block.at,
@@ -385,7 +420,14 @@ fn real_server(
             );
             continue;
         }
-        check = checker(stmt, &what, port.unwrap_or(spec.port), &timers, vs_timers, report);
+        check = checker(
+            stmt,
+            &what,
+            port.unwrap_or(spec.port),
+            &timers,
+            vs_timers,
+            report,
+        );
     }
     Some((server, check, inhibit))
 }
@@ -442,9 +484,13 @@ fn checker(
         http: None,
         script: None,
         interval: DurationString::from_duration(interval),
-        timeout: DurationString::from_duration(timers.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)),
+        timeout: DurationString::from_duration(
+            timers.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        ),
         retries: 1,
-        delay_before_retry: DurationString::from_duration(timers.delay_before_retry.unwrap_or(default_delay)),
+        delay_before_retry: DurationString::from_duration(
+            timers.delay_before_retry.unwrap_or(default_delay),
+        ),
         rise: 1,
         fall: 1,
     };
@@ -483,7 +529,17 @@ fn checker(
             );
             check.script = Some(ScriptCheck { command });
         }
-        _ => check.http = Some(http(&what, kind == "SSL_GET", port, &urls, &timers, block, report)?),
+        _ => {
+            check.http = Some(http(
+                &what,
+                kind == "SSL_GET",
+                port,
+                &urls,
+                &timers,
+                block,
+                report,
+            )?)
+        }
     }
     Some(check)
 }
@@ -547,7 +603,11 @@ fn http(
         );
         return None;
     };
-    let path = if path.starts_with('/') { path } else { format!("/{path}") };
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
     let mut expected = codes.unwrap_or_else(|| (200..=299).collect());
     if expected.len() > MAX_STATUS_CODES {
         // Only registered codes are ever sent by servers; keep those.
@@ -577,10 +637,10 @@ fn http(
 
 /// IANA-registered HTTP status codes.
 const REGISTERED: &[u16] = &[
-    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303,
-    304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413,
-    414, 415, 416, 417, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503,
-    504, 505, 506, 507, 508, 510, 511,
+    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
+    305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415,
+    416, 417, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506,
+    507, 508, 510, 511,
 ];
 
 /// `200 201-204` into the codes, in order.
@@ -639,7 +699,10 @@ mod tests {
     #[test]
     fn status_codes_take_single_codes_and_ranges() {
         let words = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
-        assert_eq!(status_codes(&words("200 301-303")), Some(vec![200, 301, 302, 303]));
+        assert_eq!(
+            status_codes(&words("200 301-303")),
+            Some(vec![200, 301, 302, 303])
+        );
         assert_eq!(status_codes(&words("99")), None);
         assert_eq!(status_codes(&words("300-200")), None);
     }

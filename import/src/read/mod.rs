@@ -45,7 +45,12 @@ struct Definitions {
 }
 
 /// Reads one node's configuration (`node`: its name; `file`: its main file as given).
-pub fn node_config(node: &str, file: &str, statements: &[Statement], report: &mut Report) -> NodeConfig {
+pub fn node_config(
+    node: &str,
+    file: &str,
+    statements: &[Statement],
+    report: &mut Report,
+) -> NodeConfig {
     let mut defs = Definitions {
         globals: Globals::default(),
         scripts: BTreeMap::new(),

@@ -68,7 +68,11 @@ fn name_of(stmt: &Statement, report: &mut Report) -> Option<String> {
 }
 
 /// Reads a `vrrp_script` block into `scripts`.
-pub fn script(block: &Statement, scripts: &mut BTreeMap<String, Located<ScriptDef>>, report: &mut Report) {
+pub fn script(
+    block: &Statement,
+    scripts: &mut BTreeMap<String, Located<ScriptDef>>,
+    report: &mut Report,
+) {
     let Some(name) = name_of(block, report) else {
         return;
     };
@@ -111,7 +115,11 @@ pub fn script(block: &Statement, scripts: &mut BTreeMap<String, Located<ScriptDe
                 match timer(v) {
                     Some(d) => {
                         // keepalived turns 0 into 1 second, with an error.
-                        let d = if d.is_zero() { Duration::from_secs(1) } else { d };
+                        let d = if d.is_zero() {
+                            Duration::from_secs(1)
+                        } else {
+                            d
+                        };
                         let d = Duration::from_millis(d.as_millis() as u64);
                         if stmt.keyword() == "interval" {
                             def.interval = d;
@@ -135,7 +143,10 @@ pub fn script(block: &Statement, scripts: &mut BTreeMap<String, Located<ScriptDe
                         report.warn(
                             ItemKind::Changed,
                             &stmt.at,
-                            format!("{what}: {} {v} is more than kube-vrrp's 255; imported as 255", stmt.keyword()),
+                            format!(
+                                "{what}: {} {v} is more than kube-vrrp's 255; imported as 255",
+                                stmt.keyword()
+                            ),
                             None,
                         );
                         255
@@ -166,7 +177,11 @@ pub fn script(block: &Statement, scripts: &mut BTreeMap<String, Located<ScriptDe
 }
 
 /// Reads a `track_file` block into `files`.
-pub fn track_file(block: &Statement, files: &mut BTreeMap<String, Located<TrackFileDef>>, report: &mut Report) {
+pub fn track_file(
+    block: &Statement,
+    files: &mut BTreeMap<String, Located<TrackFileDef>>,
+    report: &mut Report,
+) {
     let Some(name) = name_of(block, report) else {
         return;
     };
@@ -179,7 +194,10 @@ pub fn track_file(block: &Statement, files: &mut BTreeMap<String, Located<TrackF
     for stmt in block.children() {
         match stmt.keyword() {
             "file" => def.path = value(stmt, report, &what).map(str::to_owned),
-            "weight" => match stmt.word(1).and_then(|w| int(w, -2_147_483_647, 2_147_483_647)) {
+            "weight" => match stmt
+                .word(1)
+                .and_then(|w| int(w, -2_147_483_647, 2_147_483_647))
+            {
                 Some(w) => {
                     def.weight = w;
                     def.reverse = stmt.word(2) == Some("reverse");
@@ -230,11 +248,18 @@ pub fn sync_group(block: &Statement, report: &mut Report) -> Option<Located<Sync
 
 /// Which group each instance belongs to; a name in two groups or naming no instance is
 /// reported as keepalived does.
-pub fn membership(groups: &[Located<SyncGroupDef>], instances: &[&Statement], report: &mut Report) -> Membership {
+pub fn membership(
+    groups: &[Located<SyncGroupDef>],
+    instances: &[&Statement],
+    report: &mut Report,
+) -> Membership {
     let mut out = Membership::new();
     for group in groups {
         for member in &group.value.members {
-            if !instances.iter().any(|i| i.word(1) == Some(member.value.as_str())) {
+            if !instances
+                .iter()
+                .any(|i| i.word(1) == Some(member.value.as_str()))
+            {
                 report.warn(
                     ItemKind::Invalid,
                     &member.at,
@@ -304,12 +329,22 @@ pub fn trackers(
                 }
             },
             _ => {
-                refuse(report, entry, owner, "takes a name, optionally followed by weight N");
+                refuse(
+                    report,
+                    entry,
+                    owner,
+                    "takes a name, optionally followed by weight N",
+                );
                 continue;
             }
         };
         let tracker = match list.keyword() {
-            "track_interface" => Some((Kind::Interface, name.to_owned(), weight.unwrap_or(0), reverse)),
+            "track_interface" => Some((
+                Kind::Interface,
+                name.to_owned(),
+                weight.unwrap_or(0),
+                reverse,
+            )),
             "track_script" => match scripts.get(name) {
                 Some(s) => Some((
                     Kind::Script(s.value.clone()),
@@ -369,7 +404,9 @@ fn missing(report: &mut Report, entry: &Statement, owner: &str, kind: &str) {
              ignores it, and so does import",
             entry.keyword()
         ),
-        Some(&format!("define the {kind} before the blocks that track it")),
+        Some(&format!(
+            "define the {kind} before the blocks that track it"
+        )),
     );
 }
 
@@ -418,7 +455,9 @@ fn resolve(
         report.warn(
             ItemKind::Unsupported,
             at,
-            format!("{owner}: weight {weight} of {name} is outside kube-vrrp's -253..253; not imported"),
+            format!(
+                "{owner}: weight {weight} of {name} is outside kube-vrrp's -253..253; not imported"
+            ),
             Some("use a weight from -253 to 253"),
         );
         return None;

@@ -16,7 +16,11 @@ pub fn timer(s: &str) -> Option<Duration> {
     {
         return None;
     }
-    let seconds: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let seconds: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let micros: u64 = if fraction.is_empty() {
         0
     } else {
@@ -75,7 +79,10 @@ pub fn refuse(report: &mut Report, stmt: &Statement, what: &str, why: &str) {
     report.warn(
         ItemKind::Invalid,
         &stmt.at,
-        format!("{:?} in {what} {why}; keepalived ignores it, and so does import", stmt.text()),
+        format!(
+            "{:?} in {what} {why}; keepalived ignores it, and so does import",
+            stmt.text()
+        ),
         None,
     );
 }

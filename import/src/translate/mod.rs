@@ -73,14 +73,23 @@ pub fn translate(nodes: &[NodeConfig], options: &Options, report: &mut Report) -
             if !members.contains_key(instance.name.as_str()) {
                 order.push(&instance.name);
             }
-            members.entry(&instance.name).or_default().push((node, instance));
+            members
+                .entry(&instance.name)
+                .or_default()
+                .push((node, instance));
         }
     }
     let mut merged = Vec::new();
     let mut addresses: BTreeMap<String, Vec<(String, Located<IpAddr>)>> = BTreeMap::new();
     for keepalived_name in order {
         let name = names.claim(&object_name(keepalived_name));
-        let Some(m) = virtual_ip::merge(keepalived_name, &name, &members[keepalived_name], options, report) else {
+        let Some(m) = virtual_ip::merge(
+            keepalived_name,
+            &name,
+            &members[keepalived_name],
+            options,
+            report,
+        ) else {
             continue;
         };
         for (node, address) in &m.unicast_addresses {
@@ -111,10 +120,18 @@ pub fn translate(nodes: &[NodeConfig], options: &Options, report: &mut Report) -
         .map(|n| node(n, addresses.get(&n.node).map_or(&[], Vec::as_slice), report))
         .collect();
     let by_name = |a: &Option<String>, b: &Option<String>| a.cmp(b);
-    out.manifests.virtual_ips.sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
-    out.manifests.virtual_servers.sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
-    out.manifests.nodes.sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
-    out.manifests.secrets.sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
+    out.manifests
+        .virtual_ips
+        .sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
+    out.manifests
+        .virtual_servers
+        .sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
+    out.manifests
+        .nodes
+        .sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
+    out.manifests
+        .secrets
+        .sort_by(|a, b| by_name(&a.metadata.name, &b.metadata.name));
     out
 }
 
@@ -124,7 +141,10 @@ fn node(config: &NodeConfig, addresses: &[(String, Located<IpAddr>)], report: &m
     let mut chosen: Vec<&(String, Located<IpAddr>)> = Vec::new();
     for entry in addresses {
         let (instance, address) = entry;
-        match chosen.iter().find(|(_, c)| c.value.is_ipv4() == address.value.is_ipv4()) {
+        match chosen
+            .iter()
+            .find(|(_, c)| c.value.is_ipv4() == address.value.is_ipv4())
+        {
             None => chosen.push(entry),
             Some((first_instance, first)) if first.value != address.value => {
                 report.push(

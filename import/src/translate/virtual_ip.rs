@@ -183,7 +183,11 @@ fn agree(what: &str, members: &[Member<'_>], report: &mut Report) -> Option<Agre
         ok: true,
     };
     let vrid = a.one("virtual_router_id", |i| i.vrid.clone(), ToString::to_string);
-    let version = a.one("the VRRP version", |i| i.version.clone(), |v| v.as_str().to_owned());
+    let version = a.one(
+        "the VRRP version",
+        |i| i.version.clone(),
+        |v| v.as_str().to_owned(),
+    );
     let advert = a.one("advert_int", |i| i.advert_interval.clone(), |d| seconds(*d));
     let addresses = a.one(
         "virtual_ipaddress",
@@ -199,9 +203,11 @@ fn agree(what: &str, members: &[Member<'_>], report: &mut Report) -> Option<Agre
                 .join(" ")
         },
     );
-    let accept = a.one("accept mode", |i| i.accept.clone(), |v| {
-        (if *v { "accept" } else { "no_accept" }).to_owned()
-    });
+    let accept = a.one(
+        "accept mode",
+        |i| i.accept.clone(),
+        |v| (if *v { "accept" } else { "no_accept" }).to_owned(),
+    );
     let password = a.one(
         "auth_pass",
         |i| match &i.password {
@@ -240,9 +246,21 @@ fn agree(what: &str, members: &[Member<'_>], report: &mut Report) -> Option<Agre
         },
         |v| (if *v { "use_vmac" } else { "no use_vmac" }).to_owned(),
     );
-    let delay = a.one("garp_master_delay", |i| i.garp.delay.clone(), |d| seconds(*d));
-    let repeat = a.one("garp_master_repeat", |i| i.garp.repeat.clone(), ToString::to_string);
-    let refresh = a.one("garp_master_refresh", |i| i.garp.refresh.clone(), |d| seconds(*d));
+    let delay = a.one(
+        "garp_master_delay",
+        |i| i.garp.delay.clone(),
+        |d| seconds(*d),
+    );
+    let repeat = a.one(
+        "garp_master_repeat",
+        |i| i.garp.repeat.clone(),
+        ToString::to_string,
+    );
+    let refresh = a.one(
+        "garp_master_refresh",
+        |i| i.garp.refresh.clone(),
+        |d| seconds(*d),
+    );
     let track = a.one(
         "the tracked interfaces, scripts and files",
         |i| {
@@ -402,7 +420,10 @@ fn priorities(what: &str, members: &[Member<'_>], report: &mut Report) -> Vec<(S
                 node: n.node.clone(),
                 priority,
                 start_master: i.start_master.is_some(),
-                at: i.start_master.clone().unwrap_or_else(|| i.priority.at.clone()),
+                at: i
+                    .start_master
+                    .clone()
+                    .unwrap_or_else(|| i.priority.at.clone()),
             }
         })
         .collect();
@@ -429,7 +450,10 @@ fn priorities(what: &str, members: &[Member<'_>], report: &mut Report) -> Vec<(S
         );
         let message = if p < MAX_PRIORITY && !taken(&ranked, p + 1) {
             ranked[m].priority = p + 1;
-            format!("{head}, so the order it meant is imported as priority {} for {master}", p + 1)
+            format!(
+                "{head}, so the order it meant is imported as priority {} for {master}",
+                p + 1
+            )
         } else if p > 1 && !taken(&ranked, p - 1) {
             for &i in &tied {
                 ranked[i].priority = p - 1;
@@ -440,7 +464,9 @@ fn priorities(what: &str, members: &[Member<'_>], report: &mut Report) -> Vec<(S
                 others.join(", ")
             )
         } else {
-            format!("{head}; no free priority next to it, so imported tied (the higher address wins)")
+            format!(
+                "{head}; no free priority next to it, so imported tied (the higher address wins)"
+            )
         };
         report.push(
             Severity::Warning,
@@ -506,7 +532,11 @@ fn preemption(
                 deciding
                     .iter()
                     .map(|(n, i)| {
-                        let word = if i.preempt.value { "preempt" } else { "nopreempt" };
+                        let word = if i.preempt.value {
+                            "preempt"
+                        } else {
+                            "nopreempt"
+                        };
                         (format!("{word} on {}", n.node), i.preempt.at.clone())
                     })
                     .collect(),

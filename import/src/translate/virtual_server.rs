@@ -12,8 +12,8 @@ use crate::names::{Names, object_name};
 use crate::position::Position;
 use crate::report::{ItemKind, Report, Severity};
 
-use super::virtual_ip::Merged;
 use super::meta;
+use super::virtual_ip::Merged;
 
 type Key = (IpAddr, u16, Protocol);
 
@@ -76,7 +76,10 @@ fn one(
         );
         return None;
     }
-    let Some(vip) = vips.iter().find(|v| v.nets.iter().any(|n| n.addr() == address)) else {
+    let Some(vip) = vips
+        .iter()
+        .find(|v| v.nets.iter().any(|n| n.addr() == address))
+    else {
         report.push(
             Severity::Error,
             ItemKind::Unsupported,
