@@ -258,7 +258,7 @@ fn an_imported_agent_next_to_keepalived_elects_fails_over_and_yields_like_keepal
             o.back_after
         );
     }
-    let apart = |a: Duration, b: Duration| if a > b { a - b } else { b - a };
+    let apart = |a: Duration, b: Duration| a.abs_diff(b);
     assert!(
         apart(baseline.failover, mixed.failover) <= Duration::from_millis(300),
         "failover: {baseline:?} vs {mixed:?}"

@@ -56,7 +56,7 @@ impl Statement {
 pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
     struct Open {
         owner: Statement,
-        open: Position,
+        brace: Position,
         statements: Vec<Statement>,
     }
     let mut top: Vec<Statement> = Vec::new();
@@ -77,7 +77,7 @@ pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
                 }
                 stack.push(Open {
                     owner,
-                    open: line.at,
+                    brace: line.at,
                     statements: Vec::new(),
                 });
                 after_statement = false;
@@ -88,7 +88,7 @@ pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
                 };
                 let mut owner = done.owner;
                 owner.block = Some(Block {
-                    open: done.open,
+                    open: done.brace,
                     statements: done.statements,
                 });
                 stack
@@ -126,11 +126,11 @@ pub fn parse(lines: Vec<Line>) -> Result<Vec<Statement>, ReadError> {
             keyword = format!(
                 "{keyword} (in {} opened at {})",
                 outer.owner.text(),
-                outer.open
+                outer.brace
             );
         }
         return Err(ReadError::Unclosed {
-            at: open.open,
+            at: open.brace,
             keyword,
             end: last.unwrap_or(open.owner.at),
         });

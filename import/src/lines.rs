@@ -270,8 +270,7 @@ impl Reader<'_> {
             let sequence = sequence::parse(&text, |p| {
                 definitions
                     .substitute(p)
-                    .map(|s| s.text)
-                    .unwrap_or_else(|_| p.to_owned())
+                    .map_or_else(|_| p.to_owned(), |s| s.text)
             })
             .map_err(|message| ReadError::Expansion {
                 at: at.clone(),
@@ -331,7 +330,7 @@ impl Reader<'_> {
             self.include(at, pattern)?;
             return Ok(None);
         }
-        Ok(Some(split_at_brace(text)))
+        Ok(Some(split_at_brace(&text)))
     }
 
     /// Applies an `@name` / `@^name` condition: the rest of the line, or `None` to drop it.
@@ -610,7 +609,7 @@ fn include_pattern(text: &str) -> Option<&str> {
 
 /// Cuts `text` at its first brace outside double quotes: the line to emit and the rest to read
 /// next. A line starting with a brace is that brace alone.
-fn split_at_brace(text: String) -> (String, Option<String>) {
+fn split_at_brace(text: &str) -> (String, Option<String>) {
     let mut quoted = false;
     let mut brace = None;
     for (i, c) in text.char_indices() {

@@ -134,10 +134,8 @@ impl Definitions {
             }
             let replacement = match reference {
                 Reference::Defined { def, len } => {
-                    if def.multiline {
-                        if def.lines.len() > 1 {
-                            out.following.push(def.lines[1..].to_vec());
-                        }
+                    if def.multiline && def.lines.len() > 1 {
+                        out.following.push(def.lines[1..].to_vec());
                     }
                     let first = def.lines.first().cloned().unwrap_or_default();
                     (first, len)
@@ -182,17 +180,15 @@ impl Definitions {
             // `${NAME}` or `${NAME params}`; parameters are for pre-defined names only.
             let close = name_start.find('}')?;
             let params = &name_start[name_len..close];
-            if !params.is_empty()
-                && !(params.starts_with([' ', '\t'])
+            if !params.is_empty() {
+                let well_formed = params.starts_with([' ', '\t'])
                     && !params.ends_with([' ', '\t'])
                     && params
                         .chars()
-                        .all(|c| c == ' ' || c == '\t' || c.is_ascii_alphanumeric() || c == '_'))
-            {
-                return None;
-            }
-            if !params.is_empty() && !NODE_ONLY.contains(&name) {
-                return None;
+                        .all(|c| c == ' ' || c == '\t' || c.is_ascii_alphanumeric() || c == '_');
+                if !well_formed || !NODE_ONLY.contains(&name) {
+                    return None;
+                }
             }
             (close + 3, dollar + close + 3 == text.len())
         } else {

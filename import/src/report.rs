@@ -166,6 +166,7 @@ impl Report {
     /// The items ordered by input file (in the order the files were given), then line; items
     /// that say the same thing in several files (the nodes' files are often copies) become
     /// one item naming every place.
+    #[must_use]
     pub fn sorted(mut self, file_order: &[String]) -> Self {
         let mut merged: Vec<Item> = Vec::with_capacity(self.items.len());
         for item in self.items {

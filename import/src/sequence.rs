@@ -68,7 +68,7 @@ fn parse_seq(rest: &str, params: impl Fn(&str) -> String) -> Result<Sequence, St
         return Err("~SEQx takes positive numbers only".into());
     }
     let count = (end - start) / step + 1;
-    if count > MAX_LOGICAL_LINES as i64 {
+    if usize::try_from(count).map_or(true, |c| c > MAX_LOGICAL_LINES) {
         return Err(format!("~SEQ({var}, ...) repeats {count} times"));
     }
     let assignments = (0..count)

@@ -102,6 +102,7 @@ impl MemoryFiles {
     }
 
     /// Adds (or replaces) a file.
+    #[must_use]
     pub fn with(mut self, path: &str, text: impl Into<Vec<u8>>) -> Self {
         self.files.insert(normalize(Path::new(path)), text.into());
         self

@@ -82,10 +82,9 @@ fn split_shell(line: &str, escapes: bool) -> Result<Vec<String>, UnterminatedQuo
                     word.push(next);
                 }
                 (Some(q), c) if c == q => quote = None,
-                (Some(_), c) => word.push(c),
                 (None, '"' | '\'') => quote = Some(c),
                 (None, c) if is_space(c) => break,
-                (None, c) => word.push(c),
+                (_, c) => word.push(c),
             }
             i += 1;
         }
@@ -143,10 +142,13 @@ fn escape(after: &[char], out: &mut String) -> usize {
     }
 }
 
+/// A command's program and arguments, and the words written after it.
+pub type Command = (Vec<String>, Vec<String>);
+
 /// A command keyword's command (`script "/usr/bin/pgrep -x haproxy"`) as program and
 /// arguments, and the words after the command (a user and group for notify scripts; keepalived
 /// ignores them after `script`). `None` when there is no command.
-pub fn command_of(line: &str) -> Result<Option<(Vec<String>, Vec<String>)>, UnterminatedQuote> {
+pub fn command_of(line: &str) -> Result<Option<Command>, UnterminatedQuote> {
     let words = split_quoted(line)?;
     let Some(command) = words.get(1) else {
         return Ok(None);

@@ -281,7 +281,7 @@ fn every_keyword_import_translates_or_calls_unsupported_is_one_keepalived_knows_
                 };
                 // Blocks get a minimal body: keepalived crashes on some empty checkers.
                 let line = match BLOCKS.iter().find(|(k, _)| k == keyword) {
-                    Some((_, body)) => format!("{body}"),
+                    Some((_, body)) => (*body).to_owned(),
                     None => format!("{keyword} 1"),
                 };
                 let known = checkers.iter().any(|checker| {

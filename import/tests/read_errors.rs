@@ -93,8 +93,11 @@ fn includes_count_towards_the_same_limit() {
     let chunk = format!("# {}\n", "x".repeat(1000)).repeat(1024); // 1003 KiB
     let mut main = String::new();
     for i in 0..6 {
-        std::fs::write(dir.join(format!("part{i}.conf")), &chunk).unwrap();
-        main.push_str(&format!("include part{i}.conf\n"));
+        let part = format!("part{i}.conf");
+        std::fs::write(dir.join(&part), &chunk).unwrap();
+        main.push_str("include ");
+        main.push_str(&part);
+        main.push('\n');
     }
     std::fs::write(dir.join("n1.conf"), main).unwrap();
     let mut files = Counting {

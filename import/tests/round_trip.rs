@@ -45,8 +45,12 @@ struct Inst {
     password: Option<String>,
     track_interface: Option<(u8, Option<i32>)>,
     track_script: Option<(u64, u32, u32, Option<i32>)>,
-    track_file: Option<Option<i32>>,
+    track_file: Option<FileWeight>,
 }
+
+/// A tracked file's weight (`None`: unweighted).
+#[derive(Clone, Copy, Debug)]
+struct FileWeight(Option<i32>);
 
 fn weight() -> impl Strategy<Value = Option<i32>> {
     prop_oneof![
@@ -66,7 +70,7 @@ fn instance(nodes: usize) -> impl Strategy<Value = Inst> {
         (
             prop::option::of((1u8..=3, weight())),
             prop::option::of((1u64..=5, 1u32..=4, 1u32..=4, weight())),
-            prop::option::of(weight()),
+            prop::option::of(weight().prop_map(FileWeight)),
         ),
     )
         .prop_map(
@@ -206,7 +210,7 @@ fn render(cluster: &Cluster, n: usize) -> String {
             }
             let _ = writeln!(c, "}}");
         }
-        if let Some(weight) = inst.track_file {
+        if let Some(FileWeight(weight)) = inst.track_file {
             open(&mut c, &format!("track_file file_{i}"));
             let _ = writeln!(
                 c,
@@ -302,7 +306,7 @@ fn expected_track(i: usize, inst: &Inst) -> Track {
             weight,
         });
     }
-    if let Some(weight) = inst.track_file {
+    if let Some(FileWeight(weight)) = inst.track_file {
         t.files.push(TrackFile {
             path: format!("/run/track/{i}"),
             weight,

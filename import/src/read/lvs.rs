@@ -116,18 +116,18 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
                 );
                 return None;
             };
-            match port.and_then(|p| unsigned(p, 1, 65_535)) {
-                Some(p) => (ip, p as u16),
-                None => {
-                    report.error(
-                        ItemKind::Unsupported,
-                        &block.at,
-                        format!("{what}: a virtual server without a port has no equivalent; not imported"),
-                        Some("a VirtualServer serves one port: write one per port"),
-                    );
-                    return None;
-                }
-            }
+            let Some(p) = port.and_then(|p| unsigned(p, 1, 65_535)) else {
+                report.error(
+                    ItemKind::Unsupported,
+                    &block.at,
+                    format!(
+                        "{what}: a virtual server without a port has no equivalent; not imported"
+                    ),
+                    Some("a VirtualServer serves one port: write one per port"),
+                );
+                return None;
+            };
+            (ip, p as u16)
         }
         (None, _) => {
             refuse(
@@ -169,12 +169,12 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             "persistence_timeout" => match stmt.word(1) {
                 None => {
                     spec.persistence_timeout =
-                        Some(DurationString::new(format!("{DEFAULT_PERSISTENCE}s")))
+                        Some(DurationString::new(format!("{DEFAULT_PERSISTENCE}s")));
                 }
                 Some(v) => match unsigned(v, 0, u64::from(u32::MAX)) {
                     Some(0) => spec.persistence_timeout = None,
                     Some(s) => {
-                        spec.persistence_timeout = Some(DurationString::new(format!("{s}s")))
+                        spec.persistence_timeout = Some(DurationString::new(format!("{s}s")));
                     }
                     None => refuse(report, stmt, &what, "takes whole seconds"),
                 },
@@ -207,7 +207,7 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
                 _ => refuse(report, stmt, &what, "takes an IP address and a port"),
             },
             "inhibit_on_failure" => {
-                spec.inhibit_on_failure = flag(stmt, report, &what).unwrap_or(false)
+                spec.inhibit_on_failure = flag(stmt, report, &what).unwrap_or(false);
             }
             "real_server" => real_servers.push(stmt),
             _ => report_untranslated(report, Context::VirtualServer, &what, stmt),
@@ -269,7 +269,7 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             None,
         );
     }
-    spec.health_check = one_check(&what, &block.at, checks, report);
+    spec.health_check = one_check(&what, &block.at, &checks, report);
     Some(VirtualServerDef {
         at: block.at.clone(),
         address,
@@ -346,13 +346,13 @@ fn real_server(
     };
     let port = match block.word(2) {
         None => None,
-        Some(p) => match unsigned(p, 1, 65_535) {
-            Some(p) => Some(p as u16),
-            None => {
+        Some(p) => {
+            let Some(p) = unsigned(p, 1, 65_535) else {
                 refuse(report, block, vs_what, "has no valid port");
                 return None;
-            }
-        },
+            };
+            Some(p as u16)
+        }
     };
     let mut server = RealServer {
         address: address.to_string(),
@@ -538,7 +538,7 @@ fn checker(
                 &timers,
                 block,
                 report,
-            )?)
+            )?);
         }
     }
     Some(check)
@@ -666,7 +666,7 @@ fn status_codes(words: &[String]) -> Option<Vec<u16>> {
 fn one_check(
     what: &str,
     at: &Position,
-    checks: Vec<(Position, Option<HealthCheck>)>,
+    checks: &[(Position, Option<HealthCheck>)],
     report: &mut Report,
 ) -> Option<HealthCheck> {
     let first = checks.iter().find_map(|(_, c)| c.clone());

@@ -321,13 +321,13 @@ pub fn trackers(
         let name = entry.keyword();
         let (weight, reverse) = match (entry.word(1), entry.word(2)) {
             (None, _) => (None, false),
-            (Some("weight"), Some(w)) => match int(w, -254, 254) {
-                Some(w) => (Some(w), entry.word(3) == Some("reverse")),
-                None => {
+            (Some("weight"), Some(w)) => {
+                let Some(w) = int(w, -254, 254) else {
                     refuse(report, entry, owner, "has a weight outside -254..254");
                     continue;
-                }
-            },
+                };
+                (Some(w), entry.word(3) == Some("reverse"))
+            }
             _ => {
                 refuse(
                     report,
@@ -345,30 +345,34 @@ pub fn trackers(
                 weight.unwrap_or(0),
                 reverse,
             )),
-            "track_script" => match scripts.get(name) {
-                Some(s) => Some((
-                    Kind::Script(s.value.clone()),
-                    name.to_owned(),
-                    weight.unwrap_or(i64::from(s.value.weight)),
-                    reverse || (weight.is_none() && s.value.reverse),
-                )),
-                None => {
+            "track_script" => {
+                let found = scripts.get(name).map(|s| {
+                    (
+                        Kind::Script(s.value.clone()),
+                        name.to_owned(),
+                        weight.unwrap_or(i64::from(s.value.weight)),
+                        reverse || (weight.is_none() && s.value.reverse),
+                    )
+                });
+                if found.is_none() {
                     missing(report, entry, owner, "vrrp_script");
-                    None
                 }
-            },
-            _ => match files.get(name) {
-                Some(f) => Some((
-                    Kind::File(f.value.path.clone().unwrap_or_default()),
-                    name.to_owned(),
-                    weight.unwrap_or(f.value.weight),
-                    reverse || (weight.is_none() && f.value.reverse),
-                )),
-                None => {
+                found
+            }
+            _ => {
+                let found = files.get(name).map(|f| {
+                    (
+                        Kind::File(f.value.path.clone().unwrap_or_default()),
+                        name.to_owned(),
+                        weight.unwrap_or(f.value.weight),
+                        reverse || (weight.is_none() && f.value.reverse),
+                    )
+                });
+                if found.is_none() {
                     missing(report, entry, owner, "track_file");
-                    None
                 }
-            },
+                found
+            }
         };
         let Some((kind, name, weight, reverse)) = tracker else {
             continue;
