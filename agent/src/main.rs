@@ -108,6 +108,10 @@ struct ImportArgs {
     /// Namespace of the Secrets that hold VRRPv2 passwords.
     #[arg(long, value_name = "NAMESPACE", default_value = "kube-vrrp")]
     secret_namespace: String,
+    /// Print for a cluster: no Node objects (the VirtualIPs select the cluster's own Nodes by
+    /// their kubernetes.io/hostname label and use their InternalIPs as unicast peers).
+    #[arg(long)]
+    cluster: bool,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     report_json: bool,
@@ -160,6 +164,7 @@ fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let options = kube_vrrp_import::Options {
         secret_namespace: args.secret_namespace,
+        nodes: !args.cluster,
     };
     let mut files = kube_vrrp_import::FileSystem::new(".");
     let outcome = match kube_vrrp_import::import(&inputs, &mut files, &options) {

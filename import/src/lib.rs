@@ -135,7 +135,15 @@ pub fn import(
         configs.push(read::node_config(&input.node, &file, &tree, &mut report));
     }
     let translated = translate::translate(&configs, options, &mut report);
-    let yaml = match write_manifests(&translated.manifests) {
+    // The check reads the objects with their Nodes, as standalone mode would.
+    if let Ok(all) = write_manifests(&translated.manifests) {
+        check(&all, &translated.origins, &mut report);
+    }
+    let mut manifests = translated.manifests;
+    if !options.nodes {
+        manifests.nodes.clear();
+    }
+    let yaml = match write_manifests(&manifests) {
         Ok(yaml) => yaml,
         Err(e) => {
             report.push(
@@ -148,13 +156,12 @@ pub fn import(
             String::new()
         }
     };
-    check(&yaml, &translated.origins, &mut report);
     let order: Vec<String> = inputs
         .iter()
         .map(|i| i.file.to_string_lossy().into_owned())
         .collect();
     Ok(Outcome {
-        manifests: translated.manifests,
+        manifests,
         yaml,
         report: report.sorted(&order),
     })

@@ -28,12 +28,16 @@ pub const ORIGIN_ANNOTATION: &str = "kubevrrp.io/imported-from";
 pub struct Options {
     /// Namespace of the Secrets holding v2 passwords.
     pub secret_namespace: String,
+    /// Print the Node objects (standalone mode needs them; a cluster has its own Nodes, with
+    /// the `kubernetes.io/hostname` label and InternalIPs the VirtualIPs use).
+    pub nodes: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             secret_namespace: "kube-vrrp".to_owned(),
+            nodes: true,
         }
     }
 }
