@@ -125,9 +125,15 @@ const EXIT_UNREADABLE: u8 = 2;
 
 fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let nodes = if args.nodes.is_empty() && args.files.len() == 1 {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading this machine's host name (name the node with --node)")?;
-        vec![host.trim().to_ascii_lowercase()]
+        match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            Ok(host) => vec![host.trim().to_ascii_lowercase()],
+            Err(e) => {
+                eprintln!(
+                    "import: reading this machine's host name: {e}; name the node with --node"
+                );
+                return Ok(ExitCode::from(EXIT_UNREADABLE));
+            }
+        }
     } else {
         args.nodes
     };
