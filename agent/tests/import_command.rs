@@ -121,7 +121,7 @@ fn unreadable_input_and_unnamed_files_exit_2() {
     let out = import("pair-master-backup", &["--node", "n1", "missing.conf"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).starts_with("missing.conf: cannot read missing.conf"),
+        text(&out.stderr).starts_with("missing.conf: cannot read: No such file"),
         "{}",
         text(&out.stderr)
     );

@@ -31,7 +31,7 @@ pub const MAX_BLOCK_DEPTH: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// A file could not be opened or read.
-    #[error("{}: cannot read {}: {source}", at_or_file(.at.as_ref(), .path), .path.display())]
+    #[error("{}: {source}", place(.at.as_ref(), .path, "cannot read"))]
     Io {
         at: Option<Position>,
         path: PathBuf,
@@ -39,9 +39,8 @@ pub enum ReadError {
     },
     /// The files of one node add up to more than [`MAX_TOTAL_BYTES`].
     #[error(
-        "{}: {} brings the configuration over {} MiB; keepalived configurations are kilobytes: \
-         is this the right file?",
-        at_or_file(.at.as_ref(), .path), .path.display(), MAX_TOTAL_BYTES / 1024 / 1024
+        "{}; keepalived configurations are kilobytes: is this the right file?",
+        too_large(.at.as_ref(), .path)
     )]
     TooLarge { at: Option<Position>, path: PathBuf },
     /// More than [`MAX_FILES`] files.
@@ -127,8 +126,24 @@ fn missing_advice(absolute: bool) -> &'static str {
     }
 }
 
-fn at_or_file(at: Option<&Position>, path: &std::path::Path) -> String {
-    at.map_or_else(|| path.display().to_string(), ToString::to_string)
+fn too_large(at: Option<&Position>, path: &std::path::Path) -> String {
+    let mib = MAX_TOTAL_BYTES / 1024 / 1024;
+    match at {
+        Some(at) => format!(
+            "{at}: {} brings the configuration over {mib} MiB",
+            path.display()
+        ),
+        None => format!("{}: the file is larger than {mib} MiB", path.display()),
+    }
+}
+
+/// "file: verb" for a file given on the command line, "include line: file verb" for one that
+/// an include brought in.
+fn place(at: Option<&Position>, path: &std::path::Path, verb: &str) -> String {
+    match at {
+        Some(at) => format!("{at}: {} {verb}", path.display()),
+        None => format!("{}: {verb}", path.display()),
+    }
 }
 
 impl ReadError {

@@ -76,8 +76,8 @@ fn a_ten_mib_configuration_is_refused_after_reading_at_most_the_limit() {
     assert!(matches!(err, ReadError::TooLarge { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "n1.conf: n1.conf brings the configuration over 4 MiB; keepalived configurations are \
-         kilobytes: is this the right file?"
+        "n1.conf: the file is larger than 4 MiB; keepalived configurations are kilobytes: is \
+         this the right file?"
     );
     assert!(
         files.bytes <= MAX_TOTAL_BYTES + 1,
