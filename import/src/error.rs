@@ -21,7 +21,9 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 pub const MAX_LINE_BYTES: usize = 1022;
 /// Lines produced by one node's files after multi-line definitions and `~SEQ` / `~LST` are
 /// expanded.
-pub const MAX_LOGICAL_LINES: usize = 200_000;
+pub const MAX_LOGICAL_LINES: usize = 100_000;
+/// Bytes of those lines (the tree built from them is a small multiple of this).
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// Parameter substitutions on one line (a definition that names itself never ends).
 pub const MAX_SUBSTITUTIONS: usize = 1_000;
 /// Blocks within blocks (keepalived's deepest is five).
@@ -91,9 +93,11 @@ pub enum ReadError {
     /// Parameter substitution or expansion went wrong.
     #[error("{at}: {message}")]
     Expansion { at: Position, message: String },
-    /// Expansion produced more than [`MAX_LOGICAL_LINES`] lines.
+    /// Expansion produced more than [`MAX_LOGICAL_LINES`] lines or [`MAX_EXPANDED_BYTES`].
     #[error(
-        "{at}: expanding definitions and sequences produces more than {MAX_LOGICAL_LINES} lines"
+        "{at}: expanding definitions and sequences produces more than {MAX_LOGICAL_LINES} lines \
+         or {} MiB",
+        MAX_EXPANDED_BYTES / 1024 / 1024
     )]
     TooManyLines { at: Position },
     /// A `}` that closes nothing.

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{
-    MAX_FILES, MAX_INCLUDE_DEPTH, MAX_LINE_BYTES, MAX_LOGICAL_LINES, MAX_TOTAL_BYTES, ReadError,
+    MAX_EXPANDED_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, MAX_LINE_BYTES, MAX_LOGICAL_LINES,
+    MAX_TOTAL_BYTES, ReadError,
 };
 use crate::glob;
 use crate::params::{Definitions, SubstitutionError, definition_line};
@@ -57,6 +58,7 @@ pub fn read(
         frames: Vec::new(),
         collecting: None,
         out: Vec::new(),
+        bytes_emitted: 0,
         bytes_read: 0,
         files_opened: 0,
         report,
@@ -117,6 +119,7 @@ struct Reader<'a> {
     frames: Vec<Frame>,
     collecting: Option<Collecting>,
     out: Vec<Line>,
+    bytes_emitted: usize,
     bytes_read: u64,
     files_opened: usize,
     report: &'a mut Report,
@@ -152,7 +155,8 @@ impl Reader<'_> {
     }
 
     fn emit(&mut self, line: Line) -> Result<(), ReadError> {
-        if self.out.len() >= MAX_LOGICAL_LINES {
+        self.bytes_emitted += line.text.len();
+        if self.out.len() >= MAX_LOGICAL_LINES || self.bytes_emitted > MAX_EXPANDED_BYTES {
             return Err(ReadError::TooManyLines { at: line.at });
         }
         self.out.push(line);

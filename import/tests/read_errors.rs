@@ -188,7 +188,7 @@ fn an_over_long_line_is_an_error_not_a_silent_drop() {
 
 #[test]
 fn deep_nesting_and_a_self_including_file_are_errors_not_stack_overflows() {
-    let err = import_text("x {\n".repeat(100_000).as_bytes()).unwrap_err();
+    let err = import_text("x {\n".repeat(10_000).as_bytes()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "n1.conf:33: blocks are nested more than 32 deep"
@@ -212,8 +212,15 @@ fn sequences_that_expand_without_bound_are_refused() {
     let err = import_text(text.as_bytes()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "n1.conf:1: expanding definitions and sequences produces more than 200000 lines"
+        "n1.conf:1: expanding definitions and sequences produces more than 100000 lines or 16 MiB"
     );
+}
+
+#[test]
+fn long_expanded_lines_are_refused_by_their_size_before_their_number() {
+    let text = format!("$L={}\n~SEQ(N, 1, 50000) $L\n", "x".repeat(1000));
+    let err = import_text(text.as_bytes()).unwrap_err();
+    assert!(matches!(err, ReadError::TooManyLines { .. }), "{err}");
 }
 
 #[test]
