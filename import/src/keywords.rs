@@ -46,9 +46,10 @@ impl Context {
 }
 
 /// What to do instead of keepalived's notification scripts.
-pub const NOTIFY: &str = "kube-vrrp records every state change as a Kubernetes Event on the \
-    VirtualIP and in the metric kube_vrrp_instance_state; run the hook from something that \
-    watches those (an Event watcher, or an Alertmanager webhook on the chart's alerts)";
+pub const NOTIFY: &str = "every node's state is the metric kube_vrrp_instance_state and its \
+    /status, and in a cluster the operator records each change of MASTER (and any split brain) \
+    as an Event on the VirtualIP; run the hook from something that watches those (an Event \
+    watcher, or an Alertmanager webhook on the chart's alerts)";
 /// What to do instead of email alerts.
 pub const EMAIL: &str = "route the chart's Prometheus alerts (dual MASTER, no MASTER, flapping, \
     agent down, health-check failures) through Alertmanager to email";

@@ -313,7 +313,7 @@ fn vip(entry: &Statement, what: &str, report: &mut Report) -> Option<Vip> {
             &entry.at,
             format!(
                 "{what}: {net} is imported without {}; the agent adds VIPs with scope global, \
-                 noprefixroute and the label <interface>:vrrp",
+                 noprefixroute and (IPv4) the label <interface>:vrrp",
                 dropped.join(", ")
             ),
             None,
