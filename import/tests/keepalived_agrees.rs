@@ -252,8 +252,15 @@ const BLOCKS: &[(&str, &str)] = &[
 
 #[test]
 fn every_keyword_import_translates_or_calls_unsupported_is_one_keepalived_knows_there() {
+    struct Removed(PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     let dir = std::env::temp_dir().join(format!("kube-vrrp-keywords-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _removed = Removed(dir.clone());
     let file = dir.join("keepalived.conf");
     let mut checked = 0;
     let mut unknown = Vec::new();
@@ -297,7 +304,6 @@ fn every_keyword_import_translates_or_calls_unsupported_is_one_keepalived_knows_
             }
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(checked > 250, "only {checked} keywords checked");
     assert!(unknown.is_empty(), "keepalived does not know: {unknown:?}");
 }

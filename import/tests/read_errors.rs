@@ -37,11 +37,20 @@ impl<S: Sources> Sources for Counting<S> {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A directory of test files, removed when dropped (also when the test fails).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("kube-vrrp-import-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn import_text(text: &[u8]) -> Result<kube_vrrp_import::Outcome, ReadError> {
@@ -55,7 +64,8 @@ fn import_text(text: &[u8]) -> Result<kube_vrrp_import::Outcome, ReadError> {
 
 #[test]
 fn a_ten_mib_configuration_is_refused_after_reading_at_most_the_limit() {
-    let dir = scratch("big");
+    let scratch = scratch("big");
+    let dir = &scratch.0;
     // A plausible-looking file: the pair's configuration, then 10 MiB of comment lines.
     let mut text = PAIR.to_owned();
     let filler = "# padding to make a large configuration file\n";
@@ -64,7 +74,7 @@ fn a_ten_mib_configuration_is_refused_after_reading_at_most_the_limit() {
     }
     std::fs::write(dir.join("n1.conf"), &text).unwrap();
     let mut files = Counting {
-        inner: FileSystem::new(&dir),
+        inner: FileSystem::new(dir),
         bytes: 0,
     };
     let err = import(
@@ -84,12 +94,12 @@ fn a_ten_mib_configuration_is_refused_after_reading_at_most_the_limit() {
         "read {} bytes",
         files.bytes
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn includes_count_towards_the_same_limit() {
-    let dir = scratch("includes");
+    let scratch = scratch("includes");
+    let dir = &scratch.0;
     let chunk = format!("# {}\n", "x".repeat(1000)).repeat(1024); // 1003 KiB
     let mut main = String::new();
     for i in 0..6 {
@@ -101,7 +111,7 @@ fn includes_count_towards_the_same_limit() {
     }
     std::fs::write(dir.join("n1.conf"), main).unwrap();
     let mut files = Counting {
-        inner: FileSystem::new(&dir),
+        inner: FileSystem::new(dir),
         bytes: 0,
     };
     let err = import(
@@ -120,7 +130,6 @@ fn includes_count_towards_the_same_limit() {
         "read {} bytes",
         files.bytes
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -141,9 +150,10 @@ fn an_endless_device_as_the_configuration_is_refused_after_the_limit() {
 
 #[test]
 fn an_include_of_a_device_is_skipped_like_keepalived_does_and_reported() {
-    let dir = scratch("device");
+    let scratch = scratch("device");
+    let dir = &scratch.0;
     std::fs::write(dir.join("n1.conf"), format!("{PAIR}include /dev/zero\n")).unwrap();
-    let mut files = FileSystem::new(&dir);
+    let mut files = FileSystem::new(dir);
     let outcome = import(
         &[Input::new("n1", "n1.conf")],
         &mut files,
@@ -156,7 +166,6 @@ fn an_include_of_a_device_is_skipped_like_keepalived_does_and_reported() {
         rendered.contains("n1.conf:21: warning: /dev/zero is not a regular file; keepalived skips it, and so does import"),
         "{rendered}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
