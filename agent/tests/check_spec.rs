@@ -51,6 +51,7 @@ fn track_spec_becomes_kind_prefixed_trackers_with_weight_zero_by_default() {
             Some(-20),
         )],
         endpoints: vec![endpoints("web", "frontend", Some(10))],
+        virtual_servers: Vec::new(),
     };
     assert_eq!(
         Tracker::from_spec(&track),

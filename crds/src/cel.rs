@@ -95,6 +95,15 @@ pub const VIRTUAL_SERVER_SPEC: &[CelRule] = &[
         message: "persistenceTimeout must be whole seconds, e.g. 300s",
         field_path: Some(".persistenceTimeout"),
     },
+    CelRule {
+        rule: "!has(self.healthCheck) || !has(self.healthCheck.sourceAddress) || \
+               !isIP(self.healthCheck.sourceAddress) || !has(self.realServers) || \
+               self.realServers.all(r, !isIP(r.address) || \
+               ip(r.address).family() == ip(self.healthCheck.sourceAddress).family())",
+        message: "every real server must be of healthCheck.sourceAddress's family: checks \
+                  connect from that address",
+        field_path: Some(".healthCheck.sourceAddress"),
+    },
 ];
 
 /// Rules on a real server or sorry server (`address` must be an IP).
@@ -105,10 +114,66 @@ pub const SERVER_ADDRESS: &[CelRule] = &[CelRule {
 }];
 
 /// Rules on `VirtualServer.spec.healthCheck`.
-pub const HEALTH_CHECK: &[CelRule] = &[CelRule {
-    rule: "[has(self.tcp), has(self.http), has(self.script)].filter(x, x).size() == 1",
-    message: "healthCheck needs exactly one of tcp, http or script",
-    field_path: None,
+pub const HEALTH_CHECK: &[CelRule] = &[
+    CelRule {
+        rule: "[has(self.tcp), has(self.http), has(self.script)].filter(x, x).size() == 1",
+        message: "healthCheck needs exactly one of tcp, http or script",
+        field_path: None,
+    },
+    CelRule {
+        rule: "!has(self.sourceAddress) || isIP(self.sourceAddress)",
+        message: "sourceAddress must be an IP address of this node",
+        field_path: Some(".sourceAddress"),
+    },
+    CelRule {
+        rule: "!has(self.sourceAddress) || !has(self.script)",
+        message: "a script check does not connect: sourceAddress applies to tcp and http checks only",
+        field_path: Some(".sourceAddress"),
+    },
+    CelRule {
+        rule: "!has(self.interval) || duration(self.interval) > duration('0s')",
+        message: "interval must be more than 0",
+        field_path: Some(".interval"),
+    },
+    CelRule {
+        rule: "!has(self.timeout) || duration(self.timeout) > duration('0s')",
+        message: "timeout must be more than 0",
+        field_path: Some(".timeout"),
+    },
+];
+
+/// Rules on `VirtualServer.spec.healthCheck.http`.
+pub const HTTP_CHECK: &[CelRule] = &[
+    CelRule {
+        rule: "!has(self.host) || isIP(self.host) || self.host.matches(\
+               '^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\\\\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$')",
+        message: "host must be a host name or an IP address, without a port",
+        field_path: Some(".host"),
+    },
+    CelRule {
+        rule: "!has(self.verifyCertificate) || !self.verifyCertificate || \
+               (has(self.https) && self.https)",
+        message: "verifyCertificate applies to HTTPS: set https: true",
+        field_path: Some(".verifyCertificate"),
+    },
+    CelRule {
+        rule: "!has(self.caBundle) || (has(self.verifyCertificate) && self.verifyCertificate)",
+        message: "caBundle is used only to verify certificates: set verifyCertificate: true",
+        field_path: Some(".caBundle"),
+    },
+    CelRule {
+        rule: "!has(self.caBundle) || self.caBundle.contains('-----BEGIN CERTIFICATE-----')",
+        message: "caBundle must hold PEM certificates",
+        field_path: Some(".caBundle"),
+    },
+];
+
+/// Rules on a script's `command` (health checks and track scripts).
+pub const SCRIPT_COMMAND: &[CelRule] = &[CelRule {
+    rule: "self.command.size() == 0 || self.command[0].startsWith('/')",
+    message: "command[0] must be the program's absolute path: scripts run only from the \
+              directories the agent allows (its --script-dir)",
+    field_path: Some(".command"),
 }];
 
 /// Every rule set, for tests that check the generated YAML.
@@ -118,6 +183,8 @@ pub const ALL: &[&[CelRule]] = &[
     VIRTUAL_SERVER_SPEC,
     SERVER_ADDRESS,
     HEALTH_CHECK,
+    HTTP_CHECK,
+    SCRIPT_COMMAND,
 ];
 
 fn apply(schema: &mut Schema, rules: &[CelRule]) {
@@ -149,4 +216,12 @@ pub(crate) fn server_address(schema: &mut Schema) {
 
 pub(crate) fn health_check(schema: &mut Schema) {
     apply(schema, HEALTH_CHECK);
+}
+
+pub(crate) fn http_check(schema: &mut Schema) {
+    apply(schema, HTTP_CHECK);
+}
+
+pub(crate) fn script_command(schema: &mut Schema) {
+    apply(schema, SCRIPT_COMMAND);
 }

@@ -29,7 +29,9 @@ pub const API_VERSION: &str = "kubevrrp.io/v1alpha1";
 
 pub use duration::{DurationError, DurationString};
 pub use state::{State, condition};
-pub use track::{ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface, TrackScript};
+pub use track::{
+    ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface, TrackScript, TrackVirtualServer,
+};
 pub use validation::{Violation, ViolationKind};
 pub use version::VrrpVersion;
 pub use virtual_ip::{
@@ -42,6 +44,7 @@ pub use virtual_server::{
     VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
-    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+    CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
+    ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec,
+    VrrpNodeStatus,
 };

@@ -34,6 +34,12 @@ pub struct Track {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub endpoints: Vec<TrackEndpoints>,
+    /// VirtualServers of this VirtualIP whose quorum must hold on this node: the sum of the
+    /// weights of their real servers passing health checks reaches their `quorum` (1 when
+    /// omitted). A node whose backends are dead thus gives up the VIP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub virtual_servers: Vec<TrackVirtualServer>,
 }
 
 /// An interface whose link state is tracked.
@@ -70,15 +76,18 @@ fn default_one() -> u32 {
     1
 }
 
-/// A command run periodically on the node (without a shell).
+/// A command run periodically on the node (without a shell), from a directory the agent allows
+/// scripts from (its `--script-dir`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::script_command)]
 pub struct TrackScript {
     /// Name used in status and metrics.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// Program and arguments, e.g. `["/usr/local/bin/check-haproxy", "--quick"]`.
-    #[schemars(length(min = 1, max = 64))]
+    /// The program's absolute path and its arguments, e.g.
+    /// `["/etc/kube-vrrp/scripts/check-haproxy", "--quick"]`.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
     /// Time between runs.
     #[serde(default = "default_script_interval")]
@@ -124,6 +133,20 @@ pub struct TrackEndpoints {
     pub weight: Option<i32>,
 }
 
+/// A VirtualServer whose quorum is tracked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackVirtualServer {
+    /// Name of a VirtualServer whose `virtualIPRef` is this VirtualIP.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Priority change while the VirtualServer has lost its quorum on this node (see
+    /// `Track`); omitted: FAULT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -253, max = 253))]
+    pub weight: Option<i32>,
+}
+
 impl Track {
     /// True when nothing is tracked.
     pub fn is_empty(&self) -> bool {
@@ -131,6 +154,7 @@ impl Track {
             && self.files.is_empty()
             && self.scripts.is_empty()
             && self.endpoints.is_empty()
+            && self.virtual_servers.is_empty()
     }
 
     pub(crate) fn check(&self, field: &str, out: &mut Violations) {
@@ -155,13 +179,7 @@ impl Track {
         for (i, t) in self.scripts.iter().enumerate() {
             let f = format!("{field}.scripts[{i}]");
             out.required(&format!("{f}.name"), &t.name);
-            if t.command.first().is_none_or(String::is_empty) {
-                out.push(
-                    format!("{f}.command"),
-                    crate::validation::ViolationKind::Required,
-                    "needs a program to run, e.g. [\"/usr/bin/pgrep\", \"haproxy\"]".to_owned(),
-                );
-            }
+            crate::virtual_server::script_command(&format!("{f}.command"), &t.command, out);
             out.duration(&format!("{f}.interval"), &t.interval);
             out.duration(&format!("{f}.timeout"), &t.timeout);
             out.range(&format!("{f}.rise"), i64::from(t.rise), 1, 255);
@@ -172,6 +190,16 @@ impl Track {
             let f = format!("{field}.endpoints[{i}]");
             out.required(&format!("{f}.service.namespace"), &t.service.namespace);
             out.required(&format!("{f}.service.name"), &t.service.name);
+            out.weight(&format!("{f}.weight"), t.weight);
+        }
+        out.max_items(
+            &format!("{field}.virtualServers"),
+            &self.virtual_servers,
+            MAX_TRACKERS,
+        );
+        for (i, t) in self.virtual_servers.iter().enumerate() {
+            let f = format!("{field}.virtualServers[{i}]");
+            out.required(&format!("{f}.name"), &t.name);
             out.weight(&format!("{f}.weight"), t.weight);
         }
     }

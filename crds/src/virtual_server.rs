@@ -1,5 +1,7 @@
 //! The `VirtualServer` resource (a keepalived `virtual_server`): spec, status and `validate()`.
 
+use std::net::IpAddr;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -245,6 +247,14 @@ fn default_one() -> u32 {
 }
 
 /// How real servers are checked: exactly one of `tcp`, `http` or `script`.
+///
+/// Timers follow keepalived's checkers: a check starts every `interval` (spread over the
+/// interval across real servers); one attempt may take `timeout`; a failed attempt of a healthy
+/// real server is tried again after `delayBeforeRetry`, up to `retries` attempts in all, and
+/// only then does the check fail (a real server already failing, or not checked yet, gets one
+/// attempt per check). `fall` failed checks in a row take a healthy real server out, `rise`
+/// passed checks in a row bring a failing one back. The first check after the agent starts
+/// decides at once, whatever `rise` and `fall` say.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::health_check)]
@@ -258,13 +268,14 @@ pub struct HealthCheck {
     /// Run a command; exit status 0 is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptCheck>,
-    /// Time between checks of one real server.
+    /// Time between checks of one real server (more than 0).
     #[serde(default = "default_check_interval")]
     pub interval: DurationString,
-    /// Time a single attempt may take.
+    /// Time a single attempt may take (more than 0): connecting, and for HTTP the whole
+    /// answer; a script still running then is killed.
     #[serde(default = "default_check_timeout")]
     pub timeout: DurationString,
-    /// Attempts per check before it counts as failed.
+    /// Attempts per check before it counts as failed (keepalived's `retry` + 1).
     #[serde(default = "default_one")]
     #[schemars(range(min = 1, max = 10))]
     pub retries: u32,
@@ -279,9 +290,14 @@ pub struct HealthCheck {
     #[serde(default = "default_one")]
     #[schemars(range(min = 1, max = 255))]
     pub fall: u32,
+    /// Local IP address the tcp and http checks connect from (keepalived's `bindto`), of the
+    /// real servers' family. Omitted: the kernel's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub source_address: Option<String>,
 }
 
-/// A TCP connect check.
+/// A TCP connect check: healthy when the connection is accepted within the timeout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpCheck {
@@ -299,11 +315,22 @@ fn default_expected_status() -> Vec<u16> {
     vec![200]
 }
 
-/// An HTTP or HTTPS GET check.
+/// The default of `healthCheck.http.maxBodyBytes`: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u32 = 1 << 20;
+/// The largest `healthCheck.http.maxBodyBytes`: 16 MiB.
+pub const MAX_MAX_BODY_BYTES: u32 = 16 << 20;
+
+fn default_max_body_bytes() -> u32 {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// An HTTP or HTTPS GET check (HTTP/1.1, one request per connection): healthy when the
+/// status is one of `expectedStatus` and, with `bodyDigest`, the body's SHA-256 matches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::http_check)]
 pub struct HttpCheck {
-    /// Request path.
+    /// Request path (with the query, if any).
     #[serde(default = "default_path")]
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
     pub path: String,
@@ -311,13 +338,23 @@ pub struct HttpCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
-    /// Host header. Omitted: the real server's address.
+    /// Host name (or IP address) sent as the `Host` header, with `:port` when the port is not
+    /// the scheme's default, and with HTTPS as the TLS server name (SNI) and the name the
+    /// certificate is verified against. Omitted: the real server's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(min = 1, max = 253))]
     pub host: Option<String>,
-    /// Use TLS (HTTPS). The server certificate is not verified.
+    /// Use TLS (HTTPS). The certificate is not verified unless `verifyCertificate` is set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub https: bool,
+    /// HTTPS: verify the server's certificate chain (against `caBundle`, else the agent's
+    /// system trust store) and that it names `host` (else the real server's address).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_certificate: bool,
+    /// PEM certificates trusted when `verifyCertificate` is set, instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32768))]
+    pub ca_bundle: Option<String>,
     /// Status codes that count as healthy.
     #[serde(default = "default_expected_status")]
     #[schemars(length(min = 1, max = 16), inner(range(min = 100, max = 599)))]
@@ -326,15 +363,22 @@ pub struct HttpCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub body_digest: Option<String>,
+    /// Longest body read (1 to 16777216 bytes): a longer body fails the check. Default 1 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1, max = 16777216))]
+    pub max_body_bytes: u32,
 }
 
 /// A command check, run on the node with the real server's address and port in the
-/// environment variables `REAL_SERVER_ADDRESS` and `REAL_SERVER_PORT`.
+/// environment variables `REAL_SERVER_ADDRESS` and `REAL_SERVER_PORT`. The program must lie
+/// in a directory the agent allows scripts from (its `--script-dir`); a VirtualServer naming
+/// another is not programmed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::script_command)]
 pub struct ScriptCheck {
-    /// Program and arguments (no shell).
-    #[schemars(length(min = 1, max = 64))]
+    /// Absolute path of the program, then its arguments (no shell).
+    #[schemars(length(min = 1, max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
 }
 
@@ -418,12 +462,34 @@ impl VirtualServerSpec {
         }
         if let Some(hc) = &self.health_check {
             hc.check("spec.healthCheck", &mut out);
+            if let Some(v4) = hc.source_is_ipv4() {
+                for (i, r) in self.real_servers.iter().enumerate() {
+                    if r.address.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4() != v4) {
+                        out.push(
+                            format!("spec.realServers[{i}].address"),
+                            ViolationKind::MixedFamilies,
+                            "is not of healthCheck.sourceAddress's family: checks connect \
+                             from that address"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
         }
         out.into_vec()
     }
 }
 
 impl HealthCheck {
+    /// The address family (true: IPv4) every real server must have when `sourceAddress` is
+    /// set, if it is an IP address.
+    fn source_is_ipv4(&self) -> Option<bool> {
+        self.source_address
+            .as_deref()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .map(|a| a.is_ipv4())
+    }
+
     fn check(&self, field: &str, out: &mut Violations) {
         let kinds = usize::from(self.tcp.is_some())
             + usize::from(self.http.is_some())
@@ -441,50 +507,34 @@ impl HealthCheck {
             out.range(&format!("{field}.tcp.port"), i64::from(p), 1, 65535);
         }
         if let Some(http) = &self.http {
-            let f = format!("{field}.http");
-            if !http.path.starts_with('/') {
+            http.check(&format!("{field}.http"), out);
+        }
+        if let Some(script) = &self.script {
+            script_command(&format!("{field}.script.command"), &script.command, out);
+        }
+        if let Some(source) = &self.source_address {
+            let f = format!("{field}.sourceAddress");
+            out.ip(&f, source);
+            if self.script.is_some() {
                 out.push(
-                    format!("{f}.path"),
+                    f,
                     ViolationKind::InvalidFormat,
-                    format!("{:?} must start with '/'", http.path),
-                );
-            }
-            if let Some(p) = http.port {
-                out.range(&format!("{f}.port"), i64::from(p), 1, 65535);
-            }
-            if http.expected_status.is_empty() {
-                out.push(
-                    format!("{f}.expectedStatus"),
-                    ViolationKind::Required,
-                    "needs at least one status code, e.g. [200]".to_owned(),
-                );
-            }
-            for (i, s) in http.expected_status.iter().enumerate() {
-                out.range(&format!("{f}.expectedStatus[{i}]"), i64::from(*s), 100, 599);
-            }
-            if let Some(d) = &http.body_digest
-                && !(d.len() == 64
-                    && d.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            {
-                out.push(
-                    format!("{f}.bodyDigest"),
-                    ViolationKind::InvalidFormat,
-                    "must be 64 lowercase hex digits (sha256sum of the expected body)".to_owned(),
+                    "a script check does not connect: sourceAddress applies to tcp and http \
+                     checks only"
+                        .to_owned(),
                 );
             }
         }
-        if let Some(script) = &self.script
-            && script.command.first().is_none_or(String::is_empty)
-        {
-            out.push(
-                format!("{field}.script.command"),
-                ViolationKind::Required,
-                "needs a program to run".to_owned(),
-            );
+        for (name, value) in [("interval", &self.interval), ("timeout", &self.timeout)] {
+            let f = format!("{field}.{name}");
+            if out.duration(&f, value).is_some_and(|d| d.is_zero()) {
+                out.push(
+                    f,
+                    ViolationKind::OutOfRange,
+                    format!("{value} must be more than 0, e.g. \"1s\""),
+                );
+            }
         }
-        out.duration(&format!("{field}.interval"), &self.interval);
-        out.duration(&format!("{field}.timeout"), &self.timeout);
         out.duration(
             &format!("{field}.delayBeforeRetry"),
             &self.delay_before_retry,
@@ -492,5 +542,123 @@ impl HealthCheck {
         out.range(&format!("{field}.retries"), i64::from(self.retries), 1, 10);
         out.range(&format!("{field}.rise"), i64::from(self.rise), 1, 255);
         out.range(&format!("{field}.fall"), i64::from(self.fall), 1, 255);
+    }
+}
+
+impl HttpCheck {
+    fn check(&self, f: &str, out: &mut Violations) {
+        if !self.path.starts_with('/') {
+            out.push(
+                format!("{f}.path"),
+                ViolationKind::InvalidFormat,
+                format!("{:?} must start with '/'", self.path),
+            );
+        }
+        if let Some(p) = self.port {
+            out.range(&format!("{f}.port"), i64::from(p), 1, 65535);
+        }
+        if let Some(host) = &self.host
+            && host.parse::<IpAddr>().is_err()
+            && !is_host_name(host)
+        {
+            out.push(
+                format!("{f}.host"),
+                ViolationKind::InvalidFormat,
+                format!(
+                    "{host:?} is neither a host name nor an IP address (no port: the check's \
+                     port is appended when it is not the scheme's default)"
+                ),
+            );
+        }
+        if self.verify_certificate && !self.https {
+            out.push(
+                format!("{f}.verifyCertificate"),
+                ViolationKind::InvalidFormat,
+                "verifyCertificate applies to HTTPS: set https: true".to_owned(),
+            );
+        }
+        if let Some(bundle) = &self.ca_bundle {
+            if !self.verify_certificate {
+                out.push(
+                    format!("{f}.caBundle"),
+                    ViolationKind::InvalidFormat,
+                    "caBundle is used only to verify certificates: set verifyCertificate: true"
+                        .to_owned(),
+                );
+            }
+            if !bundle.contains(PEM_CERTIFICATE) {
+                out.push(
+                    format!("{f}.caBundle"),
+                    ViolationKind::InvalidFormat,
+                    format!("holds no PEM certificate (a {PEM_CERTIFICATE} block)"),
+                );
+            }
+        }
+        if self.expected_status.is_empty() {
+            out.push(
+                format!("{f}.expectedStatus"),
+                ViolationKind::Required,
+                "needs at least one status code, e.g. [200]".to_owned(),
+            );
+        }
+        for (i, s) in self.expected_status.iter().enumerate() {
+            out.range(&format!("{f}.expectedStatus[{i}]"), i64::from(*s), 100, 599);
+        }
+        if let Some(d) = &self.body_digest
+            && !(d.len() == 64
+                && d.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            out.push(
+                format!("{f}.bodyDigest"),
+                ViolationKind::InvalidFormat,
+                "must be 64 lowercase hex digits (sha256sum of the expected body)".to_owned(),
+            );
+        }
+        out.range(
+            &format!("{f}.maxBodyBytes"),
+            i64::from(self.max_body_bytes),
+            1,
+            i64::from(MAX_MAX_BODY_BYTES),
+        );
+    }
+}
+
+/// The line that starts a PEM certificate.
+pub const PEM_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+
+/// An RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+pub fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A script's command: a program given by its absolute path (scripts run only from
+/// directories the agent allows, which a relative path cannot be checked against).
+pub(crate) fn script_command(field: &str, command: &[String], out: &mut Violations) {
+    match command.first() {
+        None => out.push(
+            field,
+            ViolationKind::Required,
+            "needs a program to run, e.g. [\"/etc/kube-vrrp/scripts/check\"]".to_owned(),
+        ),
+        Some(program) if !program.starts_with('/') => out.push(
+            format!("{field}[0]"),
+            ViolationKind::InvalidFormat,
+            format!(
+                "{program:?} is not an absolute path; scripts run only from the directories \
+                 the agent allows (its --script-dir), so name the program by its full path"
+            ),
+        ),
+        Some(_) => {}
     }
 }

@@ -171,6 +171,10 @@ pub struct VrrpNodeStatus {
     /// Trackers and real-server health checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkers: Vec<CheckerStatus>,
+    /// Each checked VirtualServer's quorum as this node's health checks see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub quorums: Vec<QuorumStatus>,
     /// When the agent last wrote this status; stale means the agent is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_time: Option<Time>,
@@ -268,7 +272,124 @@ pub struct CheckerStatus {
     /// When `healthy` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
-    /// Why it fails, if it does.
+    /// Why it fails, if it does; for a real server, what its last check saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the last check of a real server ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<CheckResult>,
+}
+
+/// How one health check of a real server ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CheckResult {
+    /// The check passed.
+    Passed,
+    /// The connection was refused (nothing listens, or a firewall rejects).
+    Refused,
+    /// No route, host or network unreachable.
+    Unreachable,
+    /// No connection or no complete answer within the timeout.
+    Timeout,
+    /// The connection failed otherwise (reset, closed early, ...).
+    ConnectionFailed,
+    /// The TLS handshake failed (including an unverified certificate).
+    TlsFailed,
+    /// The answer is not valid HTTP/1.x.
+    InvalidResponse,
+    /// The HTTP status is not one of `expectedStatus`.
+    UnexpectedStatus,
+    /// The body's SHA-256 differs from `bodyDigest`.
+    DigestMismatch,
+    /// The body is longer than `maxBodyBytes`.
+    BodyTooLarge,
+    /// The script exited with a status other than 0, or was killed by a signal.
+    ScriptFailed,
+    /// The script was still running at the timeout and was killed.
+    ScriptTimedOut,
+    /// The script could not be started.
+    ScriptNotStarted,
+    /// The check cannot run as configured (e.g. `sourceAddress` is not on this node).
+    Misconfigured,
+}
+
+impl CheckResult {
+    /// The name written to status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "Passed",
+            Self::Refused => "Refused",
+            Self::Unreachable => "Unreachable",
+            Self::Timeout => "Timeout",
+            Self::ConnectionFailed => "ConnectionFailed",
+            Self::TlsFailed => "TlsFailed",
+            Self::InvalidResponse => "InvalidResponse",
+            Self::UnexpectedStatus => "UnexpectedStatus",
+            Self::DigestMismatch => "DigestMismatch",
+            Self::BodyTooLarge => "BodyTooLarge",
+            Self::ScriptFailed => "ScriptFailed",
+            Self::ScriptTimedOut => "ScriptTimedOut",
+            Self::ScriptNotStarted => "ScriptNotStarted",
+            Self::Misconfigured => "Misconfigured",
+        }
+    }
+
+    /// The `result` label of `kube_vrrp_realserver_checks_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::ConnectionFailed => "connection_failed",
+            Self::TlsFailed => "tls_failed",
+            Self::InvalidResponse => "invalid_response",
+            Self::UnexpectedStatus => "unexpected_status",
+            Self::DigestMismatch => "digest_mismatch",
+            Self::BodyTooLarge => "body_too_large",
+            Self::ScriptFailed => "script_failed",
+            Self::ScriptTimedOut => "script_timed_out",
+            Self::ScriptNotStarted => "script_not_started",
+            Self::Misconfigured => "misconfigured",
+        }
+    }
+
+    /// Every result, for tests and metric documentation.
+    pub const ALL: [Self; 14] = [
+        Self::Passed,
+        Self::Refused,
+        Self::Unreachable,
+        Self::Timeout,
+        Self::ConnectionFailed,
+        Self::TlsFailed,
+        Self::InvalidResponse,
+        Self::UnexpectedStatus,
+        Self::DigestMismatch,
+        Self::BodyTooLarge,
+        Self::ScriptFailed,
+        Self::ScriptTimedOut,
+        Self::ScriptNotStarted,
+        Self::Misconfigured,
+    ];
+}
+
+/// A VirtualServer's quorum on this node (keepalived's quorum state of a virtual server).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumStatus {
+    /// Name of the VirtualServer.
+    pub virtual_server: String,
+    /// The healthy weight reaches the quorum.
+    pub up: bool,
+    /// Sum of the configured weights of the real servers that pass their checks (or are not
+    /// checked yet).
+    pub healthy_weight: u64,
+    /// The quorum in force (`quorum`, else 1).
+    pub quorum: u32,
+    /// The sorry server takes all traffic (quorum lost and a sorry server configured).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry_server_active: bool,
+    /// When `up` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
 }

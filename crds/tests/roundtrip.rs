@@ -6,10 +6,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube_vrrp_crds::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
-    ResolvedVirtualServer, State, VirtualIp, VirtualIpNodeStatus, VirtualIpPhase, VirtualIpStatus,
-    VirtualServer, VirtualServerStatus, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
-    VrrpVersion, condition,
+    CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
+    ResolvedRealServer, ResolvedVirtualServer, State, VirtualIp, VirtualIpNodeStatus,
+    VirtualIpPhase, VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpInstance, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus, VrrpVersion, condition,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,8 +41,9 @@ spec:
   track:
     interfaces: [{name: eth1}]
     files: [{path: /run/maint, weight: -50}]
-    scripts: [{name: haproxy, command: [pgrep, haproxy], weight: 5}]
+    scripts: [{name: haproxy, command: [/usr/bin/pgrep, haproxy], weight: 5}]
     endpoints: [{service: {namespace: ingress, name: nginx}, weight: -40}]
+    virtualServers: [{name: web-https, weight: -60}]
 "#;
 
 const VS: &str = r"
@@ -62,8 +63,20 @@ spec:
   realServers: [{address: 10.0.1.10, port: 8443, weight: 3}]
   backendRef: {namespace: web, name: web, port: 8443, weight: 2}
   healthCheck:
-    http: {path: /healthz, port: 8080, host: web.example, https: true, expectedStatus: [200]}
+    http:
+      path: /healthz
+      port: 8080
+      host: web.example
+      https: true
+      verifyCertificate: true
+      caBundle: |
+        -----BEGIN CERTIFICATE-----
+        MIIB
+        -----END CERTIFICATE-----
+      expectedStatus: [200]
+      maxBodyBytes: 4096
     retries: 2
+    sourceAddress: 10.0.1.1
 ";
 
 fn time(s: &str) -> Time {
@@ -196,13 +209,33 @@ fn vrrp_node() -> VrrpNode {
             real_servers: 0,
             message: Some("ip_vs module not loaded".into()),
         }),
-        checkers: vec![CheckerStatus {
-            kind: CheckerKind::Interface,
-            owner: "web".into(),
-            target: "eth1".into(),
-            healthy: true,
-            last_transition_time: None,
-            message: None,
+        checkers: vec![
+            CheckerStatus {
+                kind: CheckerKind::Interface,
+                owner: "web".into(),
+                target: "eth1".into(),
+                healthy: true,
+                last_transition_time: None,
+                message: None,
+                last_result: None,
+            },
+            CheckerStatus {
+                kind: CheckerKind::RealServer,
+                owner: "web-443".into(),
+                target: "10.0.1.10:8443".into(),
+                healthy: false,
+                last_transition_time: Some(time("2026-11-22T03:00:30Z")),
+                message: Some("status 503 (expected 200)".into()),
+                last_result: Some(CheckResult::UnexpectedStatus),
+            },
+        ],
+        quorums: vec![QuorumStatus {
+            virtual_server: "web-443".into(),
+            up: false,
+            healthy_weight: 0,
+            quorum: 1,
+            sorry_server_active: true,
+            last_transition_time: Some(time("2026-11-22T03:00:30Z")),
         }],
         heartbeat_time: Some(time("2026-11-22T03:01:00Z")),
         conditions: conditions(),

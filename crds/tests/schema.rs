@@ -88,10 +88,13 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
     assert_rules_at(node(&vs, "spec.realServers.[]"), cel::SERVER_ADDRESS);
     assert_rules_at(node(&vs, "spec.sorryServer"), cel::SERVER_ADDRESS);
     assert_rules_at(node(&vs, "spec.healthCheck"), cel::HEALTH_CHECK);
+    assert_rules_at(node(&vs, "spec.healthCheck.http"), cel::HTTP_CHECK);
+    assert_rules_at(node(&vs, "spec.healthCheck.script"), cel::SCRIPT_COMMAND);
+    assert_rules_at(node(&vip, "spec.track.scripts.[]"), cel::SCRIPT_COMMAND);
 
     let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
     assert_eq!(
-        total, 11,
+        total, 21,
         "a rule set changed: update this test and its twins"
     );
 }
@@ -133,6 +136,8 @@ fn every_list_and_string_a_cel_rule_reads_is_bounded() {
         (&node_crd, "spec.virtualServers"),
         (&node_crd, "spec.instances"),
         (&node_crd, "spec.virtualServers.[].realServers"),
+        (&vs, "spec.healthCheck.script.command"),
+        (&vip, "spec.track.scripts.[].command"),
     ];
     for (crd, path) in lists {
         assert!(
@@ -147,6 +152,13 @@ fn every_list_and_string_a_cel_rule_reads_is_bounded() {
         (&vs, "spec.realServers.[].address"),
         (&vs, "spec.sorryServer.address"),
         (&node_crd, "spec.virtualServers.[].sorryServer.address"),
+        (&vs, "spec.healthCheck.interval"),
+        (&vs, "spec.healthCheck.timeout"),
+        (&vs, "spec.healthCheck.sourceAddress"),
+        (&vs, "spec.healthCheck.http.host"),
+        (&vs, "spec.healthCheck.http.caBundle"),
+        (&vs, "spec.healthCheck.script.command.[]"),
+        (&vip, "spec.track.scripts.[].command.[]"),
     ];
     for (crd, path) in strings {
         assert!(
@@ -506,6 +518,108 @@ fn cel_requires_exactly_one_health_check_kind() {
         &json!({"virtualIPRef": "web", "port": 80, "realServers": rs,
                "healthCheck": {"tcp": {}, "script": {"command": ["/bin/true"]}}}),
         Some(&cel::HEALTH_CHECK[0]),
+    );
+}
+
+const SOURCE_IS_IP: &CelRule = &cel::HEALTH_CHECK[1];
+const SOURCE_NOT_WITH_SCRIPT: &CelRule = &cel::HEALTH_CHECK[2];
+const INTERVAL_POSITIVE: &CelRule = &cel::HEALTH_CHECK[3];
+const TIMEOUT_POSITIVE: &CelRule = &cel::HEALTH_CHECK[4];
+const SOURCE_FAMILY: &CelRule = &cel::VIRTUAL_SERVER_SPEC[2];
+
+fn with_check(check: &Value) -> Value {
+    json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10"}],
+           "healthCheck": check})
+}
+
+#[test]
+fn cel_and_validate_agree_on_health_check_timers_and_source_address() {
+    vs_case(
+        &with_check(&json!({"tcp": {}, "sourceAddress": "10.0.1.1"})),
+        None,
+    );
+    vs_case(
+        &with_check(&json!({"tcp": {}, "sourceAddress": "node-a"})),
+        Some(SOURCE_IS_IP),
+    );
+    vs_case(
+        &with_check(&json!({"script": {"command": ["/s/check"]}, "sourceAddress": "10.0.1.1"})),
+        Some(SOURCE_NOT_WITH_SCRIPT),
+    );
+    vs_case(
+        &with_check(&json!({"tcp": {}, "sourceAddress": "2001:db8::1"})),
+        Some(SOURCE_FAMILY),
+    );
+    vs_case(
+        &with_check(&json!({"tcp": {}, "interval": "0s"})),
+        Some(INTERVAL_POSITIVE),
+    );
+    vs_case(
+        &with_check(&json!({"tcp": {}, "timeout": "0"})),
+        Some(TIMEOUT_POSITIVE),
+    );
+    vs_case(
+        &with_check(&json!({"tcp": {}, "interval": "250ms", "timeout": "100ms"})),
+        None,
+    );
+}
+
+#[test]
+fn cel_and_validate_agree_on_http_host_and_certificate_verification() {
+    let http = |h: Value| with_check(&json!({ "http": h }));
+    vs_case(&http(json!({"host": "web.example", "https": true})), None);
+    vs_case(&http(json!({"host": "2001:db8::1"})), None);
+    vs_case(
+        &http(json!({"host": "web.example:8080"})),
+        Some(&cel::HTTP_CHECK[0]),
+    );
+    vs_case(
+        &http(json!({"host": "-web.example"})),
+        Some(&cel::HTTP_CHECK[0]),
+    );
+    vs_case(
+        &http(json!({"host": format!("{}.example", "a".repeat(64))})),
+        Some(&cel::HTTP_CHECK[0]),
+    );
+    vs_case(
+        &http(json!({"verifyCertificate": true})),
+        Some(&cel::HTTP_CHECK[1]),
+    );
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    vs_case(
+        &http(json!({"https": true, "caBundle": pem})),
+        Some(&cel::HTTP_CHECK[2]),
+    );
+    vs_case(
+        &http(json!({"https": true, "verifyCertificate": true, "caBundle": "not a pem"})),
+        Some(&cel::HTTP_CHECK[3]),
+    );
+    vs_case(
+        &http(json!({"https": true, "verifyCertificate": true, "caBundle": pem})),
+        None,
+    );
+}
+
+#[test]
+fn cel_and_validate_refuse_a_script_named_by_a_relative_path() {
+    vs_case(
+        &with_check(&json!({"script": {"command": ["check.sh", "-q"]}})),
+        Some(&cel::SCRIPT_COMMAND[0]),
+    );
+    vs_case(
+        &with_check(&json!({"script": {"command": ["/etc/kube-vrrp/scripts/check.sh"]}})),
+        None,
+    );
+    vip_case(
+        &json!({"addresses": ["10.0.0.50/24"],
+                "track": {"scripts": [{"name": "ha", "command": ["pgrep", "haproxy"]}]}}),
+        Some(&cel::SCRIPT_COMMAND[0]),
+    );
+    vip_case(
+        &json!({"addresses": ["10.0.0.50/24"],
+                "track": {"scripts": [{"name": "ha", "command": ["/usr/bin/pgrep", "haproxy"]}],
+                          "virtualServers": [{"name": "web-80", "weight": -50}]}}),
+        None,
     );
 }
 

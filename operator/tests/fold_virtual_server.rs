@@ -52,6 +52,11 @@ fn check(target: &str, healthy: bool) -> CheckerStatus {
         healthy,
         last_transition_time: Some(Time(now() - SignedDuration::from_secs(30))),
         message: (!healthy).then(|| "connection refused".to_owned()),
+        last_result: Some(if healthy {
+            kube_vrrp_crds::CheckResult::Passed
+        } else {
+            kube_vrrp_crds::CheckResult::Refused
+        }),
     }
 }
 

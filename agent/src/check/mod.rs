@@ -435,6 +435,7 @@ impl TrackerSet {
                     last_transition_time: entry.since.map(Into::into),
                     message: (!healthy)
                         .then(|| entry.detail.unwrap_or_else(|| describe(entry.observation))),
+                    last_result: None,
                 }
             })
             .collect()

@@ -493,6 +493,7 @@ fn checker(
         ),
         rise: 1,
         fall: 1,
+        source_address: None,
     };
     let retry = timers.retry.unwrap_or(default_retry);
     check.retries = retry.saturating_add(1).min(MAX_RETRIES);
@@ -630,8 +631,12 @@ fn http(
         port,
         host: host.or_else(|| timers.virtualhost.clone()),
         https,
+        // keepalived's SSL_GET does not verify certificates either.
+        verify_certificate: false,
+        ca_bundle: None,
         expected_status: expected,
         body_digest: None,
+        max_body_bytes: kube_vrrp_crds::virtual_server::DEFAULT_MAX_BODY_BYTES,
     })
 }
 
