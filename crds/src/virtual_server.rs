@@ -365,7 +365,7 @@ pub struct HttpCheck {
     pub body_digest: Option<String>,
     /// Longest body read (1 to 16777216 bytes): a longer body fails the check. Default 1 MiB.
     #[serde(default = "default_max_body_bytes")]
-    #[schemars(range(min = 1, max = 16777216))]
+    #[schemars(range(min = 1, max = 16_777_216))]
     pub max_body_bytes: u32,
 }
 

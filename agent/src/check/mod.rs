@@ -24,8 +24,10 @@
 pub mod aggregate;
 pub mod file;
 pub mod interface;
+pub mod real_server;
 pub mod rise_fall;
 pub mod script;
+pub mod script_dirs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -91,11 +91,22 @@ impl Drop for GroupKiller {
 
 /// Runs `argv` once, in its own process group, with stdio closed, and waits at most `timeout`.
 pub async fn run_once(argv: &[String], timeout: Duration) -> ScriptOutcome {
+    run_with_env(argv, &[], timeout).await
+}
+
+/// [`run_once`] with `env` added to the agent's environment. The child is reaped before this
+/// returns, also after a timeout (it is killed with its whole process group first).
+pub async fn run_with_env(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> ScriptOutcome {
     let Some((program, args)) = argv.split_first() else {
         return ScriptOutcome::NotStarted("empty command".to_owned());
     };
     let mut child = match Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

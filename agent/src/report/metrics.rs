@@ -55,7 +55,7 @@ struct TrackerLabels {
 /// that it never collides with the scrape target's `instance` label.
 #[derive(Clone)]
 pub struct Metrics {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,8 +64,10 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     registry: Registry,
+    /// Real-server checks and quorums (see `health_metrics`).
+    pub(super) health: super::health_metrics::HealthFamilies,
     instance_state: Family<StateLabels, Gauge>,
     transitions: Family<InstanceLabels, Counter>,
     effective_priority: Family<InstanceLabels, Gauge>,
@@ -140,8 +142,10 @@ impl Metrics {
             "Failed tracker probes (script runs that failed or timed out, files and interfaces turning bad)",
             check_failures.clone(),
         );
+        let health = super::health_metrics::HealthFamilies::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
+                health,
                 registry,
                 instance_state,
                 transitions,

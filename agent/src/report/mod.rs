@@ -2,6 +2,7 @@
 //! `/healthz` `/readyz`, and the `status` table.
 
 pub mod board;
+pub mod health_metrics;
 pub mod http;
 pub mod metrics;
 pub mod table;

@@ -1,0 +1,38 @@
+//! Real-server health checks of VirtualServers, with keepalived's semantics (its
+//! `TCP_CHECK`, `HTTP_GET`/`SSL_GET` and `MISC_CHECK`), and their effects on the pool.
+//!
+//! Pure: [`machine`] (one real server's schedule, retries, rise/fall, first result),
+//! [`pool`] (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
+//! [`health`] (the published snapshot). Edges: [`tcp`], [`http`] with [`tls`], [`command`]
+//! (scripts), built by [`probe`] from the `healthCheck`; [`runner`] runs them on a thread of
+//! their own; [`memory`] keeps verdicts across restarts.
+//!
+//! Where this differs from keepalived, and why:
+//! - `rise`/`fall` exist (keepalived's checkers have none; `vrrp_script` has them); with 1/1,
+//!   the default, the behaviour is keepalived's.
+//! - Verdicts are remembered across agent restarts (keepalived starts every real server
+//!   alive): a restarting agent neither sends clients to a dead server nor drops a live one.
+//! - Checks start at a fixed rate and at a hashed phase (keepalived: `delay_loop` after each
+//!   check's end, first one after a random `warmup`); attempts in flight are bounded.
+//! - The body digest is SHA-256 (keepalived: MD5); HTTPS certificates can be verified.
+//! - The quorum has no hysteresis (no field for it), and its up/down scripts are Events.
+
+pub mod command;
+pub mod health;
+pub mod http;
+pub mod machine;
+pub mod memory;
+pub mod outcome;
+pub mod pool;
+pub mod probe;
+pub mod runner;
+pub mod spread;
+pub mod tcp;
+pub mod tls;
+
+pub use health::{HealthSnapshot, RealServerHealth, VirtualServerHealth};
+pub use machine::{CheckMachine, CheckTimers};
+pub use memory::Memory;
+pub use outcome::Outcome;
+pub use pool::{Pool, Quorum, pool};
+pub use runner::{HealthChecks, HealthOptions};

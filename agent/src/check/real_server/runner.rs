@@ -1,0 +1,526 @@
+//! Running the checks: a thread of their own with its own tokio runtime, so that no burst of
+//! checks (1,000 TLS handshakes, a script fork storm) ever takes a worker thread that sends VRRP
+//! adverts (keepalived keeps its checkers in a process apart for the same reason). One task
+//! per checked real server drives its [`CheckMachine`]; a semaphore bounds the attempts in
+//! flight; each first check starts at its [`phase`] in the interval. Results go to one board,
+//! published as a [`HealthSnapshot`] on every change, and to the metrics.
+
+use jiff::Timestamp;
+use kube_vrrp_crds::ResolvedVirtualServer;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::health::{
+    Endpoint, HealthSnapshot, RealServerHealth, VirtualServerHealth, real_server_key, target,
+};
+use super::machine::{CheckMachine, CheckTimers, Step};
+use super::memory::Memory;
+use super::outcome::Outcome;
+use super::pool::Quorum;
+use super::probe::{HealthProbe, checks};
+use super::spread::phase;
+use crate::check::script_dirs::ScriptDirs;
+use crate::report::Metrics;
+
+/// Attempts in flight at most, by default.
+pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// How the checks run.
+#[derive(Debug, Clone)]
+pub struct HealthOptions {
+    /// Where script checks may run from.
+    pub script_dirs: ScriptDirs,
+    /// Attempts in flight at most (at least 1).
+    pub concurrency: usize,
+    /// Where verdicts are kept across restarts; `None`: nowhere.
+    pub memory: Option<Memory>,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        Self {
+            script_dirs: ScriptDirs::default(),
+            concurrency: DEFAULT_CONCURRENCY,
+            memory: None,
+        }
+    }
+}
+
+/// The running health checks. Dropping it stops every check (and kills a script still
+/// running).
+pub struct HealthChecks {
+    config: watch::Sender<Arc<Vec<ResolvedVirtualServer>>>,
+    snapshot: watch::Receiver<Arc<HealthSnapshot>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HealthChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthChecks").finish_non_exhaustive()
+    }
+}
+
+impl HealthChecks {
+    /// Starts the checks' thread (in the calling thread's network namespace) with nothing to
+    /// check yet.
+    pub fn start(options: HealthOptions, metrics: Metrics) -> std::io::Result<Self> {
+        let remembered = options
+            .memory
+            .as_ref()
+            .map(Memory::load)
+            .unwrap_or_default();
+        let first = HealthSnapshot {
+            remembered,
+            ..HealthSnapshot::default()
+        };
+        let (publish, snapshot) = watch::channel(Arc::new(first.clone()));
+        let (config, config_rx) = watch::channel(Arc::new(Vec::new()));
+        let board = Arc::new(Board {
+            state: Mutex::new(first),
+            publish,
+            memory: options.memory.clone(),
+            metrics: metrics.clone(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("health-checks".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the health checks' runtime; no real server is checked");
+                        return;
+                    }
+                };
+                let supervisor = Supervisor {
+                    permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+                    options,
+                    board,
+                    metrics,
+                    running: BTreeMap::new(),
+                };
+                runtime.block_on(supervisor.run(config_rx));
+            })?;
+        Ok(Self {
+            config,
+            snapshot,
+            thread: Some(thread),
+        })
+    }
+
+    /// Checks the real servers of `servers` from now on (unchanged checks keep running).
+    pub fn configure(&self, servers: Vec<ResolvedVirtualServer>) {
+        self.config.send_if_modified(|current| {
+            if **current == servers {
+                false
+            } else {
+                *current = Arc::new(servers);
+                true
+            }
+        });
+    }
+
+    /// Follows the snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<HealthSnapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<HealthSnapshot> {
+        Arc::clone(&self.snapshot.borrow())
+    }
+}
+
+impl Drop for HealthChecks {
+    fn drop(&mut self) {
+        // Closing the configuration channel ends the supervisor; dropping its runtime aborts
+        // every check (a running script is killed with its group).
+        let (closed, _) = watch::channel(Arc::new(Vec::new()));
+        drop(std::mem::replace(&mut self.config, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Aborts a check task when dropped.
+struct Running(JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The checks of one VirtualServer as they run.
+struct RunningServer {
+    config: ResolvedVirtualServer,
+    tasks: HashMap<Endpoint, Running>,
+}
+
+struct Supervisor {
+    options: HealthOptions,
+    board: Arc<Board>,
+    metrics: Metrics,
+    permits: Arc<Semaphore>,
+    running: BTreeMap<String, RunningServer>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut config: watch::Receiver<Arc<Vec<ResolvedVirtualServer>>>) {
+        loop {
+            let servers = Arc::clone(&config.borrow_and_update());
+            self.apply(&servers);
+            if config.changed().await.is_err() {
+                break;
+            }
+        }
+        self.running.clear();
+    }
+
+    fn apply(&mut self, servers: &[ResolvedVirtualServer]) {
+        let wanted: BTreeMap<&str, &ResolvedVirtualServer> =
+            servers.iter().map(|s| (s.name.as_str(), s)).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(old) = self.running.remove(&name) {
+                tracing::info!(virtual_server = %name, "VirtualServer removed: its checks stop");
+                for endpoint in old.tasks.keys() {
+                    self.metrics.forget_real_server(&name, &target(*endpoint));
+                }
+            }
+            self.board.remove(&name);
+            self.metrics.forget_virtual_server(&name);
+        }
+        for server in servers {
+            self.apply_server(server);
+        }
+    }
+
+    fn apply_server(&mut self, server: &ResolvedVirtualServer) {
+        let name = server.name.clone();
+        let checks = match checks(server, &self.options.script_dirs) {
+            Ok(checks) => checks,
+            Err(why) => {
+                tracing::warn!(virtual_server = %name, reason = %why, "health check refused: the VirtualServer is not programmed");
+                self.stop_all(&name);
+                self.board.set_server(server, Some(why), &[]);
+                return;
+            }
+        };
+        let Some(checks) = checks else {
+            self.stop_all(&name);
+            self.board.set_server(server, None, &[]);
+            return;
+        };
+        let same_check = self
+            .running
+            .get(&name)
+            .is_some_and(|r| r.config.health_check == server.health_check);
+        if !same_check {
+            self.stop_all(&name);
+        }
+        let endpoints: Vec<Endpoint> = checks.probes.iter().map(|(e, _)| *e).collect();
+        self.board.set_server(server, None, &endpoints);
+        let running = self
+            .running
+            .entry(name.clone())
+            .or_insert_with(|| RunningServer {
+                config: server.clone(),
+                tasks: HashMap::new(),
+            });
+        running.config = server.clone();
+        let removed: Vec<Endpoint> = running
+            .tasks
+            .keys()
+            .filter(|e| !endpoints.contains(e))
+            .copied()
+            .collect();
+        for endpoint in removed {
+            running.tasks.remove(&endpoint);
+            self.metrics.forget_real_server(&name, &target(endpoint));
+        }
+        let now = Instant::now();
+        for (endpoint, probe) in checks.probes {
+            if running.tasks.contains_key(&endpoint) {
+                continue;
+            }
+            let key = real_server_key(&name, endpoint);
+            let assumed = self.board.assumed(&key);
+            let first_due = now + phase(&key, checks.timers.interval);
+            let machine = CheckMachine::new(checks.timers, first_due.into_std(), assumed);
+            let check = Check {
+                virtual_server: name.clone(),
+                endpoint,
+                machine,
+                probe,
+                permits: Arc::clone(&self.permits),
+                board: Arc::clone(&self.board),
+                metrics: self.metrics.clone(),
+            };
+            running
+                .tasks
+                .insert(endpoint, Running(tokio::spawn(check.run())));
+        }
+    }
+
+    fn stop_all(&mut self, name: &str) {
+        if let Some(old) = self.running.remove(name) {
+            for endpoint in old.tasks.keys() {
+                self.metrics.forget_real_server(name, &target(*endpoint));
+            }
+        }
+    }
+}
+
+/// One real server's check task.
+struct Check {
+    virtual_server: String,
+    endpoint: Endpoint,
+    machine: CheckMachine,
+    probe: Arc<HealthProbe>,
+    permits: Arc<Semaphore>,
+    board: Arc<Board>,
+    metrics: Metrics,
+}
+
+impl Check {
+    async fn run(mut self) {
+        let real_server = target(self.endpoint);
+        let timers: CheckTimers = *self.machine.timers();
+        loop {
+            let Some(due) = self.machine.next_deadline() else {
+                return;
+            };
+            tokio::time::sleep_until(due.into()).await;
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
+            let started = Instant::now();
+            self.machine.begin(started.into_std());
+            let outcome = self.probe.attempt(timers.timeout).await;
+            let ended = Instant::now();
+            let step = self.machine.finish(ended.into_std(), outcome.is_pass());
+            self.metrics.real_server_check(
+                &self.virtual_server,
+                &real_server,
+                outcome.result.label(),
+                self.probe.kind(),
+                ended.duration_since(started),
+            );
+            self.board.record(
+                &self.virtual_server,
+                self.endpoint,
+                step,
+                self.machine.checked(),
+                &outcome,
+            );
+        }
+    }
+}
+
+/// The shared state of every check, and where it is published.
+struct Board {
+    state: Mutex<HealthSnapshot>,
+    publish: watch::Sender<Arc<HealthSnapshot>>,
+    memory: Option<Memory>,
+    metrics: Metrics,
+}
+
+impl Board {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthSnapshot> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn assumed(&self, key: &str) -> bool {
+        self.lock().remembered.get(key).copied().unwrap_or(true)
+    }
+
+    fn publish(&self, state: &HealthSnapshot) {
+        self.publish.send_replace(Arc::new(state.clone()));
+    }
+
+    fn remove(&self, name: &str) {
+        let mut state = self.lock();
+        if state.virtual_servers.remove(name).is_some() {
+            let prefix = format!("{name}/");
+            state.remembered.retain(|k, _| !k.starts_with(&prefix));
+            self.save(&state);
+            self.publish(&state);
+        }
+    }
+
+    /// Takes `server`'s configuration (weights, quorum, its checked real servers).
+    fn set_server(
+        &self,
+        server: &ResolvedVirtualServer,
+        refused: Option<String>,
+        checked: &[Endpoint],
+    ) {
+        let mut state = self.lock();
+        let HealthSnapshot {
+            virtual_servers,
+            remembered,
+        } = &mut *state;
+        let name = server.name.clone();
+        let mut real_servers: BTreeMap<Endpoint, RealServerHealth> = BTreeMap::new();
+        let old = virtual_servers.get(&name);
+        for endpoint in checked {
+            let kept = old
+                .filter(|o| o.config.health_check == server.health_check)
+                .and_then(|o| o.real_servers.get(endpoint))
+                .cloned();
+            let entry = kept.unwrap_or_else(|| RealServerHealth {
+                healthy: remembered
+                    .get(&real_server_key(&name, *endpoint))
+                    .copied()
+                    .unwrap_or(true),
+                checked: false,
+                last_result: None,
+                detail: None,
+                since: None,
+            });
+            real_servers.insert(*endpoint, entry);
+        }
+        let prefix = format!("{name}/");
+        remembered.retain(|k, _| {
+            !k.starts_with(&prefix) || checked.iter().any(|e| *k == real_server_key(&name, *e))
+        });
+        let (previous, since) = old.map_or((None, None), |o| (Some(o.quorum), o.quorum_since));
+        let mut entry = VirtualServerHealth {
+            config: server.clone(),
+            refused,
+            real_servers,
+            quorum: Quorum {
+                up: true,
+                healthy_weight: 0,
+                threshold: 1,
+                sorry_server_active: false,
+            },
+            quorum_since: since,
+        };
+        entry.quorum = quorum_of(&entry);
+        self.quorum_changed(&name, previous, &mut entry);
+        if old != Some(&entry) {
+            virtual_servers.insert(name, entry);
+            self.publish(&state);
+        }
+    }
+
+    fn record(&self, name: &str, endpoint: Endpoint, step: Step, checked: bool, outcome: &Outcome) {
+        let mut state = self.lock();
+        let HealthSnapshot {
+            virtual_servers,
+            remembered,
+        } = &mut *state;
+        let Some(server) = virtual_servers.get_mut(name) else {
+            return;
+        };
+        let Some(health) = server.real_servers.get_mut(&endpoint) else {
+            return;
+        };
+        let updated = RealServerHealth {
+            healthy: step.healthy,
+            checked,
+            last_result: Some(outcome.result),
+            detail: Some(outcome.detail.clone()),
+            since: if step.changed || (health.since.is_none() && checked) {
+                Some(Timestamp::now())
+            } else {
+                health.since
+            },
+        };
+        if *health == updated {
+            return;
+        }
+        let real_server = target(endpoint);
+        if step.changed || !health.checked {
+            self.metrics
+                .real_server_up(name, &real_server, updated.healthy);
+        }
+        if step.changed {
+            let config = &server.config;
+            let weight = config
+                .real_servers
+                .iter()
+                .find(|rs| rs.port == endpoint.1 && rs.address.parse() == Ok(endpoint.0))
+                .map_or(0, |rs| rs.weight);
+            let effect = if updated.healthy {
+                format!("back in the pool with weight {weight}")
+            } else if config.inhibit_on_failure {
+                "kept with weight 0 (inhibitOnFailure)".to_owned()
+            } else {
+                "removed from the pool".to_owned()
+            };
+            tracing::info!(
+                virtual_server = %name,
+                real_server = %real_server,
+                healthy = updated.healthy,
+                result = outcome.result.as_str(),
+                detail = %outcome.detail,
+                "real server {}: {effect}",
+                if updated.healthy { "rose" } else { "fell" },
+            );
+        }
+        *health = updated;
+        let verdict_changed =
+            step.changed || remembered.get(&real_server_key(name, endpoint)) != Some(&step.healthy);
+        remembered.insert(real_server_key(name, endpoint), step.healthy);
+        let previous = Some(server.quorum);
+        server.quorum = quorum_of(server);
+        self.quorum_changed(name, previous, server);
+        if verdict_changed {
+            self.save(&state);
+        }
+        self.publish(&state);
+    }
+
+    /// Logs, stamps and measures a change of `server`'s quorum.
+    fn quorum_changed(
+        &self,
+        name: &str,
+        previous: Option<Quorum>,
+        server: &mut VirtualServerHealth,
+    ) {
+        let quorum = server.quorum;
+        if previous.is_none_or(|p| p.up != quorum.up) {
+            server.quorum_since = Some(Timestamp::now());
+            if previous.is_some() {
+                tracing::info!(
+                    virtual_server = %name,
+                    healthy_weight = quorum.healthy_weight,
+                    quorum = quorum.threshold,
+                    sorry_server = quorum.sorry_server_active,
+                    "{}",
+                    if quorum.up { "gained quorum" } else { "lost quorum" }
+                );
+            }
+        }
+        self.metrics.quorum(name, &quorum);
+    }
+
+    fn save(&self, state: &HealthSnapshot) {
+        if let Some(memory) = &self.memory
+            && let Err(error) = memory.save(&state.remembered)
+        {
+            tracing::warn!(path = %memory.path().display(), %error, "cannot keep the real-server verdicts for a restart");
+        }
+    }
+}
+
+fn quorum_of(server: &VirtualServerHealth) -> Quorum {
+    super::pool::pool(&server.config, |rs| {
+        server.config.health_check.is_none() || server.healthy(rs, true)
+    })
+    .quorum
+}

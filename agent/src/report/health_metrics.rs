@@ -1,0 +1,205 @@
+//! The metrics of real-server health checks and VirtualServer quorums:
+//! `kube_vrrp_realserver_checks_total{virtualserver, real_server, result}` (every attempt,
+//! retries included), `kube_vrrp_realserver_check_duration_seconds{virtualserver, kind}`,
+//! `kube_vrrp_realserver_up{virtualserver, real_server}` (the verdict: 1 in the pool),
+//! `kube_vrrp_virtualserver_quorum_up{virtualserver}`,
+//! `kube_vrrp_virtualserver_healthy_weight{virtualserver}` and
+//! `kube_vrrp_virtualserver_sorry_server_active{virtualserver}`.
+//!
+//! Label values are bounded by the configuration (VirtualServer names, real servers) and by
+//! the static `result` and `kind` words.
+
+use std::time::Duration;
+
+use kube_vrrp_crds::CheckResult;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use super::Metrics;
+use crate::check::real_server::Quorum;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    virtualserver: String,
+    real_server: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    virtualserver: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RealServerLabels {
+    virtualserver: String,
+    real_server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    virtualserver: String,
+}
+
+/// Every check kind, for removing a VirtualServer's duration series.
+const KINDS: [&str; 4] = ["tcp", "http", "https", "script"];
+
+/// The families, registered once with the agent's registry.
+pub(super) struct HealthFamilies {
+    checks: Family<CheckLabels, Counter>,
+    duration: Family<DurationLabels, Histogram>,
+    up: Family<RealServerLabels, Gauge>,
+    quorum_up: Family<ServerLabels, Gauge>,
+    healthy_weight: Family<ServerLabels, Gauge>,
+    sorry_server: Family<ServerLabels, Gauge>,
+}
+
+impl HealthFamilies {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let families = Self {
+            checks: Family::default(),
+            // 0.5 ms to about 16 s.
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            up: Family::default(),
+            quorum_up: Family::default(),
+            healthy_weight: Family::default(),
+            sorry_server: Family::default(),
+        };
+        registry.register(
+            "realserver_checks",
+            "Health check attempts of real servers (retries included), by result",
+            families.checks.clone(),
+        );
+        registry.register_with_unit(
+            "realserver_check_duration",
+            "Time one health check attempt took",
+            Unit::Seconds,
+            families.duration.clone(),
+        );
+        registry.register(
+            "realserver_up",
+            "Real server health verdict: 1 in the pool (healthy, or not checked yet), 0 failing",
+            families.up.clone(),
+        );
+        registry.register(
+            "virtualserver_quorum_up",
+            "1 while the healthy real servers' weights reach the VirtualServer's quorum on this node",
+            families.quorum_up.clone(),
+        );
+        registry.register(
+            "virtualserver_healthy_weight",
+            "Sum of the weights of the VirtualServer's healthy real servers on this node",
+            families.healthy_weight.clone(),
+        );
+        registry.register(
+            "virtualserver_sorry_server_active",
+            "1 while the sorry server takes all traffic of the VirtualServer on this node",
+            families.sorry_server.clone(),
+        );
+        families
+    }
+}
+
+impl Metrics {
+    fn health(&self) -> &HealthFamilies {
+        &self.inner.health
+    }
+
+    /// Counts one attempt of a real server's check and its duration.
+    pub fn real_server_check(
+        &self,
+        virtual_server: &str,
+        real_server: &str,
+        result: &'static str,
+        kind: &'static str,
+        took: Duration,
+    ) {
+        let health = self.health();
+        health
+            .checks
+            .get_or_create(&CheckLabels {
+                virtualserver: virtual_server.to_owned(),
+                real_server: real_server.to_owned(),
+                result,
+            })
+            .inc();
+        health
+            .duration
+            .get_or_create(&DurationLabels {
+                virtualserver: virtual_server.to_owned(),
+                kind,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Sets a real server's verdict.
+    pub fn real_server_up(&self, virtual_server: &str, real_server: &str, up: bool) {
+        self.health()
+            .up
+            .get_or_create(&RealServerLabels {
+                virtualserver: virtual_server.to_owned(),
+                real_server: real_server.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// Removes a real server's series (no longer checked).
+    pub fn forget_real_server(&self, virtual_server: &str, real_server: &str) {
+        let health = self.health();
+        health.up.remove(&RealServerLabels {
+            virtualserver: virtual_server.to_owned(),
+            real_server: real_server.to_owned(),
+        });
+        for result in CheckResult::ALL {
+            health.checks.remove(&CheckLabels {
+                virtualserver: virtual_server.to_owned(),
+                real_server: real_server.to_owned(),
+                result: result.label(),
+            });
+        }
+    }
+
+    /// Sets a VirtualServer's quorum series.
+    pub fn quorum(&self, virtual_server: &str, quorum: &Quorum) {
+        let health = self.health();
+        let labels = ServerLabels {
+            virtualserver: virtual_server.to_owned(),
+        };
+        health
+            .quorum_up
+            .get_or_create(&labels)
+            .set(i64::from(quorum.up));
+        health
+            .healthy_weight
+            .get_or_create(&labels)
+            .set(i64::try_from(quorum.healthy_weight).unwrap_or(i64::MAX));
+        health
+            .sorry_server
+            .get_or_create(&labels)
+            .set(i64::from(quorum.sorry_server_active));
+    }
+
+    /// Removes a VirtualServer's series (no longer configured).
+    pub fn forget_virtual_server(&self, virtual_server: &str) {
+        let health = self.health();
+        let labels = ServerLabels {
+            virtualserver: virtual_server.to_owned(),
+        };
+        health.quorum_up.remove(&labels);
+        health.healthy_weight.remove(&labels);
+        health.sorry_server.remove(&labels);
+        for kind in KINDS {
+            health.duration.remove(&DurationLabels {
+                virtualserver: virtual_server.to_owned(),
+                kind,
+            });
+        }
+    }
+}
