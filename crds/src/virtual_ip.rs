@@ -46,7 +46,7 @@ pub(crate) fn default_zero() -> DurationString {
     printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#
 )]
 #[kube(
-    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict or Pending", "jsonPath":".status.state"}"#
+    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict, Rejected or Pending", "jsonPath":".status.state"}"#
 )]
 #[kube(
     printcolumn = r#"{"name":"Nodes", "type":"string", "description":"Nodes running VRRP / nodes selected", "jsonPath":".status.nodesSummary"}"#
@@ -256,6 +256,8 @@ pub enum VirtualIpPhase {
     SplitBrain,
     /// The VRID or an address clashes with another VirtualIP; not deployed.
     Conflict,
+    /// Every selected node's agent rejected it (see the Degraded condition); none runs it.
+    Rejected,
 }
 
 impl VirtualIpPhase {
@@ -267,6 +269,7 @@ impl VirtualIpPhase {
             Self::NoMaster => "NoMaster",
             Self::SplitBrain => "SplitBrain",
             Self::Conflict => "Conflict",
+            Self::Rejected => "Rejected",
         }
     }
 }
@@ -278,7 +281,7 @@ pub struct VirtualIpStatus {
     /// Name of the node that is MASTER; empty when there is none (or more than one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
-    /// Summary: Ready, NoMaster, SplitBrain, Conflict or Pending.
+    /// Summary: Ready, NoMaster, SplitBrain, Conflict, Rejected or Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VirtualIpPhase>,
     /// Nodes in Master or Backup, slash, nodes selected: e.g. "3/3".

@@ -49,7 +49,10 @@ fn planned(spec: &VirtualIpSpec) -> VrrpInstance {
 
 /// (field, kind) of each violation.
 fn found(violations: &[Violation]) -> Vec<(String, ViolationKind)> {
-    violations.iter().map(|v| (v.field.clone(), v.kind)).collect()
+    violations
+        .iter()
+        .map(|v| (v.field.clone(), v.kind))
+        .collect()
 }
 
 #[test]
@@ -93,7 +96,9 @@ fn an_instance_breaks_exactly_the_rules_its_virtual_ip_breaks() {
                 g.repeat = 0;
             }
         }),
-        ("an empty sync group", |s| s.sync_group = Some(String::new())),
+        ("an empty sync group", |s| {
+            s.sync_group = Some(String::new())
+        }),
         ("a tracker weight of 300", |s| {
             if let Some(t) = s.track.as_mut() {
                 t.interfaces[0].weight = Some(300);
@@ -107,7 +112,10 @@ fn an_instance_breaks_exactly_the_rules_its_virtual_ip_breaks() {
             .into_iter()
             .map(|(field, kind)| (field.trim_start_matches("spec.").to_owned(), kind))
             .collect();
-        assert!(!from_api.is_empty(), "{case}: the VirtualIP should be invalid");
+        assert!(
+            !from_api.is_empty(),
+            "{case}: the VirtualIP should be invalid"
+        );
         assert_eq!(
             found(&planned(&spec).validate()),
             from_api,

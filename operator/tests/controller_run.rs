@@ -594,6 +594,7 @@ async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
         Config {
             fold: kube_vrrp_operator::fold::FoldConfig {
                 staleness: jiff::SignedDuration::from_secs(2),
+                ..kube_vrrp_operator::fold::FoldConfig::default()
             },
             resync: Duration::from_millis(200),
             debounce: Duration::from_millis(20),

@@ -760,3 +760,144 @@ async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
     let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
     assert!(second.unwrap().server_statuses.is_empty());
 }
+
+/// `n` reporting `vip` in `state`, changed `transition` s ago, written `heartbeat` s ago.
+fn report_at(n: VrrpNode, vip: &str, state: State, transition: i64, heartbeat: i64) -> VrrpNode {
+    let mut n = report(n, vip, state);
+    let status = n.status.as_mut().unwrap();
+    status.heartbeat_time = Some(Time(now() - SignedDuration::from_secs(heartbeat)));
+    status.instances[0].last_transition_time =
+        Some(Time(now() - SignedDuration::from_secs(transition)));
+    n
+}
+
+fn roll_call(node: &str, at: Timestamp) -> Call {
+    let expected = at.to_string();
+    Call {
+        method: Method::PATCH,
+        path: format!("/apis/kubevrrp.io/v1alpha1/vrrpnodes/{node}"),
+        query: vec![("fieldManager", "kube-vrrp-operator")],
+        check: Box::new(move |body| {
+            assert_eq!(
+                body,
+                &json!({"metadata": {"annotations": {"kubevrrp.io/roll-call": expected}}}),
+                "a metadata-only merge patch: the spec is untouched"
+            );
+        }),
+        answer: (
+            StatusCode::OK,
+            json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
+                   "metadata": {"name": node, "resourceVersion": "9"}, "spec": {}}),
+        ),
+    }
+}
+
+/// n1 was MASTER, n2 BACKUP; the snapshot's VirtualIP carries that settled status.
+fn n1_was_master() -> Snapshot {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let before = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report_at(n, "web", s, 600, 8))
+        .collect();
+    let mut snap = snapshot(input, before);
+    settle_statuses(&mut snap);
+    snap
+}
+
+#[tokio::test]
+async fn an_ordinary_failover_moves_the_master_without_a_warning_and_calls_the_old_masters_roll() {
+    let mut snap = n1_was_master();
+    // n1 died without a last word 8 s ago; n2 became MASTER 3 s ago.
+    snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
+        .into_iter()
+        .zip([(State::Master, 600, 8), (State::Master, 3, 3)])
+        .map(|(n, (s, t, h))| report_at(n, "web", s, t, h))
+        .collect();
+    let web = snap.input.virtual_ips[0].clone();
+    let took_over = now() - SignedDuration::from_secs(3);
+    let h = harness(true);
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = h;
+    let (result, handle) = pass(
+        &ctx,
+        handle,
+        &snap,
+        vec![
+            write_status(&web, |status| {
+                assert_eq!(status["master"], "n2");
+                assert_eq!(status["state"], "Ready");
+                let split = status["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == condition::SPLIT_BRAIN)
+                    .unwrap();
+                assert_eq!(split["status"], "False");
+            }),
+            event(
+                "Normal",
+                "MasterChanged",
+                "MASTER of 10.0.0.50/24 (VRID 51) moved from n1 to n2",
+            ),
+            roll_call("n1", took_over),
+        ],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.roll_calls, ["n1"]);
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 1"),
+        "{text}"
+    );
+    // The store catches up with the status; n1's annotation not yet: no second roll call.
+    settle_statuses(&mut snap);
+    let (again, handle) = pass(&ctx, handle, &snap, vec![]).await;
+    assert!(again.unwrap().roll_calls.is_empty());
+    // Once the store shows the annotation, a new leader would not send it either.
+    let mut annotated = snap.clone();
+    annotated.vrrp_nodes[0].metadata.annotations =
+        Some([("kubevrrp.io/roll-call".to_owned(), took_over.to_string())].into());
+    let fresh = harness(true);
+    drop(handle);
+    let (third, _) = run_pass(fresh, &annotated, vec![]).await;
+    assert!(third.unwrap().roll_calls.is_empty());
+}
+
+#[tokio::test]
+async fn a_partitioned_master_that_answers_the_roll_call_is_reported_as_split_brain() {
+    let mut snap = n1_was_master();
+    let took_over = now() - SignedDuration::from_secs(3);
+    snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
+        .into_iter()
+        .zip([(State::Master, 600, 1), (State::Master, 3, 3)])
+        .map(|(n, (s, t, h))| report_at(n, "web", s, t, h))
+        .collect();
+    // n1's answer echoes n2's transition; its heartbeat alone would also prove it alive.
+    snap.vrrp_nodes[0].status.as_mut().unwrap().roll_call = Some(took_over.to_string());
+    let web = snap.input.virtual_ips[0].clone();
+    let (result, ctx) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            write_status(&web, |status| assert_eq!(status["state"], "SplitBrain")),
+            event(
+                "Warning",
+                "SplitBrain",
+                "n1 and n2 both claim 10.0.0.50/24 (VRID 51) as MASTER; they cannot hear \
+                 each other's adverts: check the network between them",
+            ),
+        ],
+    )
+    .await;
+    assert!(result.unwrap().roll_calls.is_empty());
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 2"),
+        "{text}"
+    );
+}

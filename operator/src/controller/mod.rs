@@ -123,6 +123,8 @@ struct Memory {
     deleted: HashMap<String, Option<String>>,
     statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
     server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
+    /// Roll calls sent, by node: the transition time each asked about.
+    roll_calls: HashMap<String, Timestamp>,
     exported_vips: BTreeSet<String>,
     exported_nodes: BTreeSet<String>,
 }
@@ -151,6 +153,8 @@ pub struct SyncOutcome {
     pub statuses: Vec<String>,
     /// VirtualServers whose status was written, by name.
     pub server_statuses: Vec<String>,
+    /// VrrpNodes whose agent was asked to report (roll call), by name.
+    pub roll_calls: Vec<String>,
     /// Events published.
     pub events: usize,
     /// Planner conflicts.
@@ -168,6 +172,8 @@ pub enum ErrorReason {
     WriteStatus,
     /// Publishing an Event failed.
     PublishEvent,
+    /// Setting a VrrpNode's roll call annotation failed.
+    RollCall,
     /// The leader election task ended.
     LeaseStopped,
     /// A watch's store was dropped: the controller cannot see the cluster.
@@ -182,6 +188,7 @@ impl ErrorReason {
             Self::DeleteVrrpNode => "DeleteVrrpNode",
             Self::WriteStatus => "WriteStatus",
             Self::PublishEvent => "PublishEvent",
+            Self::RollCall => "RollCall",
             Self::LeaseStopped => "LeaseStopped",
             Self::WatchStopped => "WatchStopped",
         }

@@ -172,12 +172,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
                         || !outcome.deleted.is_empty()
                         || !outcome.statuses.is_empty()
                         || !outcome.server_statuses.is_empty()
+                        || !outcome.roll_calls.is_empty()
                     {
                         tracing::info!(
                             applied = ?outcome.applied,
                             deleted = ?outcome.deleted,
                             statuses = ?outcome.statuses,
                             server_statuses = ?outcome.server_statuses,
+                            roll_calls = ?outcome.roll_calls,
                             events = outcome.events,
                             conflicts = outcome.conflicts,
                             "sync pass wrote changes"

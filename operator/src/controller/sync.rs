@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{MutexGuard, PoisonError};
 
+use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use kube_vrrp_crds::{
-    API_VERSION, ResolvedVirtualServer, VirtualIp, VirtualServer, VirtualServerStatus, VrrpNode,
-    VrrpNodeSpec,
+    API_VERSION, ROLL_CALL_ANNOTATION, ResolvedVirtualServer, VirtualIp, VirtualServer,
+    VirtualServerStatus, VrrpNode, VrrpNodeSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -175,6 +176,52 @@ async fn delete_vrrp_node(ctx: &Context, name: &str) -> Result<(), Error> {
     }
 }
 
+/// The roll calls still to make: of `wanted` (node → superseding transition time), those
+/// whose VrrpNode does not already carry that time or a later one in its annotation, and
+/// that this replica has not already sent (its store may lag behind its own patch).
+fn roll_calls_to_send(
+    wanted: &BTreeMap<String, Timestamp>,
+    vrrp_nodes: &BTreeMap<&str, &VrrpNode>,
+    sent: &std::collections::HashMap<String, Timestamp>,
+) -> Vec<(String, Timestamp)> {
+    wanted
+        .iter()
+        .filter(|(node, at)| {
+            let annotated = vrrp_nodes
+                .get(node.as_str())
+                .and_then(|n| n.metadata.annotations.as_ref())
+                .and_then(|a| a.get(ROLL_CALL_ANNOTATION))
+                .and_then(|v| v.parse::<Timestamp>().ok());
+            vrrp_nodes.contains_key(node.as_str())
+                && annotated.is_none_or(|a| a < **at)
+                && sent.get(*node).is_none_or(|s| s < *at)
+        })
+        .map(|(node, at)| (node.clone(), *at))
+        .collect()
+}
+
+/// Asks the agent of `node` to report now, echoing `at` (a metadata-only merge patch: the
+/// spec and its generation are untouched).
+async fn call_the_roll(ctx: &Context, node: &str, at: Timestamp) -> Result<(), Error> {
+    let api: Api<VrrpNode> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {ROLL_CALL_ANNOTATION: at.to_string()}}
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(node, &params, &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            reason: ErrorReason::RollCall,
+            kind: "VrrpNode",
+            name: node.to_owned(),
+            source,
+        })
+}
+
 async fn write_status<K, S>(
     ctx: &Context,
     kind: &'static str,
@@ -310,6 +357,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     // VirtualIP statuses, Events and gauges.
     let mut vip_names = BTreeSet::new();
     let mut masters: BTreeMap<String, String> = BTreeMap::new();
+    let mut roll_calls: BTreeMap<String, Timestamp> = BTreeMap::new();
     for (vip, stored) in virtual_ips.iter().zip(&snapshot.input.virtual_ips) {
         let Some(name) = vip.metadata.name.as_deref() else {
             continue;
@@ -325,6 +373,10 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         );
         if let [only] = folded.fresh_masters.as_slice() {
             masters.insert(name.to_owned(), only.clone());
+        }
+        for (node, at) in &folded.roll_calls {
+            let latest = roll_calls.entry(node.clone()).or_insert(*at);
+            *latest = (*latest).max(*at);
         }
         let labels = VirtualIpLabels {
             virtualip: name.to_owned(),
@@ -357,6 +409,18 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                         Err(e) => count_error(ctx, &e),
                     }
                 }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // Roll calls: superseded MASTERs are asked whether they are alive (see `fold`).
+    let sent = memory(ctx).roll_calls.clone();
+    for (node, at) in roll_calls_to_send(&roll_calls, &existing, &sent) {
+        match call_the_roll(ctx, &node, at).await {
+            Ok(()) => {
+                memory(ctx).roll_calls.insert(node.clone(), at);
+                outcome.roll_calls.push(node);
             }
             Err(e) => errors.push(e),
         }
@@ -451,6 +515,8 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             .retain(|name, _| servers.contains(name.as_str()));
         mem.specs.retain(|name, _| plan.nodes.contains_key(name));
         mem.deleted
+            .retain(|name, _| existing.contains_key(name.as_str()));
+        mem.roll_calls
             .retain(|name, _| existing.contains_key(name.as_str()));
         mem.exported_vips = vip_names;
         mem.exported_nodes = node_names;
