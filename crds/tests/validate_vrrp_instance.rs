@@ -61,9 +61,12 @@ fn an_instance_planned_from_a_valid_virtual_ip_is_valid() {
     assert!(v.is_empty(), "{v:?}");
 }
 
+/// A way to break a valid spec.
+type Breaks = fn(&mut VirtualIpSpec);
+
 #[test]
 fn an_instance_breaks_exactly_the_rules_its_virtual_ip_breaks() {
-    let broken: Vec<(&str, fn(&mut VirtualIpSpec))> = vec![
+    let broken: Vec<(&str, Breaks)> = vec![
         ("v2 with a sub-second interval", |s| {
             s.version = kube_vrrp_crds::VrrpVersion::V2;
             s.advert_interval = "1500ms".into();
@@ -97,7 +100,7 @@ fn an_instance_breaks_exactly_the_rules_its_virtual_ip_breaks() {
             }
         }),
         ("an empty sync group", |s| {
-            s.sync_group = Some(String::new())
+            s.sync_group = Some(String::new());
         }),
         ("a tracker weight of 300", |s| {
             if let Some(t) = s.track.as_mut() {

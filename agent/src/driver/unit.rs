@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::endpoint::Endpoint;
 use super::links::LinkMonitor;
-use crate::check::{TrackState, TrackerSet};
+use crate::check::{EndpointReadiness, TrackState, TrackerSet};
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
@@ -56,6 +56,8 @@ pub struct Services {
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub links: LinkMonitor,
+    /// What endpoint trackers follow.
+    pub endpoints: EndpointReadiness,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -295,7 +297,11 @@ impl Unit {
         if member.spec.track.is_empty() {
             return;
         }
-        let (set, receiver) = TrackerSet::spawn(&member.spec.track, self.services.metrics.clone());
+        let (set, receiver) = TrackerSet::spawn(
+            &member.spec.track,
+            self.services.metrics.clone(),
+            &self.services.endpoints,
+        );
         let forward = forward_track(index, receiver, self.inputs.clone());
         member.trackers = Some((set, forward));
     }

@@ -1,8 +1,11 @@
 //! Standalone mode: the configuration of one node from a directory of VirtualIP,
 //! VirtualServer, Node and Secret manifests, planned by the operator's own planner. The
-//! directory is polled (and re-read at once on SIGHUP); a broken edit is logged with its
-//! reason and the last good configuration stays in force.
+//! directory is polled (and re-read at once on SIGHUP). A directory that cannot be read or
+//! planned is logged with its reason and the last good configuration stays in force; an
+//! instance that cannot run (invalid, its Secret missing, `track.endpoints`) is rejected
+//! alone and shown in `/status`, as in cluster mode.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +13,7 @@ use kube_vrrp_plan::{ManifestError, load_manifests};
 use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::resolve::{InstanceProblem, desired_config, internal_ips};
+use super::resolve::{Accepted, Mode, internal_ips, resolve};
 use super::{ConfigSender, publish};
 use crate::driver::DesiredConfig;
 
@@ -26,16 +29,6 @@ pub enum SourceError {
         "no Node named {0:?} in the manifests: add one (metadata.name, labels, status.addresses) so this node's share can be planned"
     )]
     NoSuchNode(String),
-    #[error("{}", join(.0))]
-    Instances(Vec<InstanceProblem>),
-}
-
-fn join(problems: &[InstanceProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Reads and plans a manifests directory for one node.
@@ -45,6 +38,8 @@ pub struct Standalone {
     node: String,
     /// The last plan, so allocated VRIDs stay stable across edits.
     previous: Option<Plan>,
+    /// The instances last accepted, kept running when a new version of one is rejected.
+    accepted: BTreeMap<String, Accepted>,
 }
 
 impl Standalone {
@@ -53,6 +48,7 @@ impl Standalone {
             dir: dir.into(),
             node: node.into(),
             previous: None,
+            accepted: BTreeMap::new(),
         }
     }
 
@@ -75,13 +71,25 @@ impl Standalone {
             tracing::warn!(virtual_ip = %conflict.virtual_ip, reason = conflict.reason.as_str(), message = %conflict.message, "not deployed");
         }
         let spec = planned.nodes.get(&self.node).cloned().unwrap_or_default();
-        let config = desired_config(&spec, node_addresses, |key| {
-            secrets.secret_value(&key.namespace, &key.name, &key.key)
-        })
-        .map_err(SourceError::Instances)?;
-        let config = super::without_endpoint_trackers(config);
+        let lookup = |key: &kube_vrrp_crds::SecretKeyRef| {
+            secrets
+                .secret_value(&key.namespace, &key.name, &key.key)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| {
+                    format!(
+                        "no Secret {}/{} with key {:?} in the manifests directory: add it, or fix \
+                         spec.authentication.passwordSecretRef",
+                        key.namespace, key.name, key.key
+                    )
+                })
+        };
+        let resolution = resolve(&spec, Mode::Standalone, &lookup, &self.accepted);
+        for rejected in &resolution.rejected {
+            tracing::error!(instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others run");
+        }
+        self.accepted = resolution.by_name();
         self.previous = Some(planned);
-        Ok(config)
+        Ok(resolution.into_config(node_addresses, None))
     }
 
     /// Loads and publishes when the result differs; a failure is logged and changes nothing.
