@@ -463,7 +463,7 @@ fn condition_times_are_whole_seconds() {
         &FoldConfig::default(),
         &vip("web"),
         &placement(&["a"]),
-        &[],
+        &[] as &[VrrpNode],
     );
     for c in &f.status.conditions {
         assert_eq!(c.last_transition_time, Time(now()), "{}", c.type_);

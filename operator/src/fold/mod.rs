@@ -46,7 +46,8 @@ pub mod conditions;
 pub mod events;
 pub mod virtual_server;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -232,60 +233,124 @@ fn lagging(now: Timestamp, node: &VrrpNode, grace: SignedDuration) -> Option<Nod
     })
 }
 
-/// Folds the reports of `vrrp_nodes` about `vip` at `now` into its new status, and the
-/// Events that its change from `vip.status` calls for.
-pub fn fold(
-    now: Timestamp,
-    config: &FoldConfig,
-    vip: &VirtualIp,
-    placement: &Placement,
-    vrrp_nodes: &[VrrpNode],
-) -> Folded {
-    let name = vip.metadata.name.as_deref().unwrap_or_default();
-    // Conditions carry whole seconds, as the API stores them; keeps re-folds equal.
-    let now_s = Timestamp::from_second(now.as_second()).unwrap_or(now);
+/// One node's fresh report, indexed by instance name.
+struct NodeReport<'a> {
+    node: &'a str,
+    heartbeat: Timestamp,
+    answered: Option<Timestamp>,
+    instances: HashMap<&'a str, &'a InstanceStatus>,
+    rejected: HashMap<&'a str, &'a RejectedInstance>,
+    lagging: Option<NodeTrouble>,
+}
 
-    let mut seen: Vec<Seen<'_>> = Vec::new();
-    let mut stale: BTreeMap<&str, Timestamp> = BTreeMap::new();
-    let mut rejected: BTreeMap<&str, &RejectedInstance> = BTreeMap::new();
-    let mut lagging_nodes: BTreeMap<&str, NodeTrouble> = BTreeMap::new();
-    for vn in vrrp_nodes {
-        let Some(node) = vn.metadata.name.as_deref() else {
-            continue;
-        };
-        let Some(status) = vn.status.as_ref() else {
-            continue;
-        };
-        let Some(heartbeat) = status
-            .heartbeat_time
-            .as_ref()
-            .filter(|h| is_fresh(now, Some(h), config.staleness))
-        else {
-            if let Some(h) = &status.heartbeat_time {
-                stale.insert(node, h.0);
-            }
-            continue;
-        };
-        if let Some(r) = status.rejected.iter().find(|r| r.name == name) {
-            rejected.insert(node, r);
-        }
-        if let Some(trouble) = lagging(now, vn, config.apply_grace) {
-            lagging_nodes.insert(node, trouble);
-        }
-        if let Some(instance) = status.instances.iter().find(|i| i.name == name) {
-            seen.push(Seen {
+/// Every node's report at one instant, judged (fresh or stale, lagging or not) and indexed
+/// once, so folding each VirtualIP looks its instance up instead of scanning every report.
+pub struct Reports<'a> {
+    now: Timestamp,
+    config: FoldConfig,
+    /// Fresh reports, by node name (the first of two reports with one name wins).
+    fresh: Vec<NodeReport<'a>>,
+    /// Last heartbeat of each stale report.
+    stale: BTreeMap<&'a str, Timestamp>,
+}
+
+impl<'a> Reports<'a> {
+    /// Judges and indexes `vrrp_nodes` at `now`.
+    pub fn new<N: Borrow<VrrpNode>>(
+        now: Timestamp,
+        config: &FoldConfig,
+        vrrp_nodes: &'a [N],
+    ) -> Self {
+        let mut fresh: Vec<NodeReport<'a>> = Vec::new();
+        let mut stale = BTreeMap::new();
+        for vn in vrrp_nodes {
+            let vn: &'a VrrpNode = vn.borrow();
+            let (Some(node), Some(status)) = (vn.metadata.name.as_deref(), vn.status.as_ref())
+            else {
+                continue;
+            };
+            let Some(heartbeat) = status
+                .heartbeat_time
+                .as_ref()
+                .filter(|h| is_fresh(now, Some(h), config.staleness))
+            else {
+                if let Some(h) = &status.heartbeat_time {
+                    stale.insert(node, h.0);
+                }
+                continue;
+            };
+            fresh.push(NodeReport {
                 node,
-                instance,
                 heartbeat: heartbeat.0,
                 answered: status
                     .roll_call
                     .as_deref()
                     .and_then(|r| r.parse::<Timestamp>().ok()),
+                instances: status
+                    .instances
+                    .iter()
+                    .map(|i| (i.name.as_str(), i))
+                    .collect(),
+                rejected: status
+                    .rejected
+                    .iter()
+                    .map(|r| (r.name.as_str(), r))
+                    .collect(),
+                lagging: lagging(now, vn, config.apply_grace),
+            });
+        }
+        fresh.sort_by(|a, b| a.node.cmp(b.node));
+        fresh.dedup_by(|later, earlier| later.node == earlier.node);
+        Self {
+            now,
+            config: *config,
+            fresh,
+            stale,
+        }
+    }
+}
+
+/// Folds the reports of `vrrp_nodes` about `vip` at `now` into its new status, and the
+/// Events that its change from `vip.status` calls for ([`fold_reports`] over
+/// [`Reports::new`]; a pass over many VirtualIPs indexes the reports once instead).
+pub fn fold<N: Borrow<VrrpNode>>(
+    now: Timestamp,
+    config: &FoldConfig,
+    vip: &VirtualIp,
+    placement: &Placement,
+    vrrp_nodes: &[N],
+) -> Folded {
+    fold_reports(vip, placement, &Reports::new(now, config, vrrp_nodes))
+}
+
+/// Folds the indexed `reports` about `vip` into its new status and Events.
+pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_>) -> Folded {
+    let (now, config) = (reports.now, &reports.config);
+    let name = vip.metadata.name.as_deref().unwrap_or_default();
+    // Conditions carry whole seconds, as the API stores them; keeps re-folds equal.
+    let now_s = Timestamp::from_second(now.as_second()).unwrap_or(now);
+
+    let mut seen: Vec<Seen<'_>> = Vec::new();
+    let stale = &reports.stale;
+    let mut rejected: BTreeMap<&str, &RejectedInstance> = BTreeMap::new();
+    let mut lagging_nodes: BTreeMap<&str, NodeTrouble> = BTreeMap::new();
+    for report in &reports.fresh {
+        let node = report.node;
+        if let Some(r) = report.rejected.get(name) {
+            rejected.insert(node, r);
+        }
+        if let Some(trouble) = &report.lagging {
+            lagging_nodes.insert(node, trouble.clone());
+        }
+        if let Some(instance) = report.instances.get(name) {
+            seen.push(Seen {
+                node,
+                instance,
+                heartbeat: report.heartbeat,
+                answered: report.answered,
             });
         }
     }
-    seen.sort_by(|a, b| a.node.cmp(b.node));
-    seen.dedup_by(|a, b| a.node == b.node);
 
     // Supersede: each MASTER report against every later MASTER transition of another node.
     let mut superseded: BTreeMap<&str, (&str, Timestamp)> = BTreeMap::new();
