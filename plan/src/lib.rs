@@ -59,7 +59,10 @@ use kube_vrrp_crds::{
 };
 use serde::Serialize;
 
-pub use manifests::{DocumentLocation, ManifestError, Manifests, load_manifests, parse_manifests};
+pub use manifests::{
+    DocumentLocation, ManifestError, Manifests, load_manifests,
+    load_manifests_setting_aside_invalid, parse_manifests,
+};
 pub use segment::{Family, Segment};
 
 use nodes::NodeInfo;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use kube_vrrp_plan::{ManifestError, load_manifests};
+use kube_vrrp_crds::{RejectReason, RejectedInstance};
+use kube_vrrp_plan::{ManifestError, load_manifests_setting_aside_invalid};
 use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -54,7 +55,7 @@ impl Standalone {
 
     /// Loads the directory now and resolves this node's configuration.
     pub fn load(&mut self) -> Result<DesiredConfig, SourceError> {
-        let manifests = load_manifests(&self.dir)?;
+        let (manifests, set_aside) = load_manifests_setting_aside_invalid(&self.dir)?;
         let node = manifests
             .nodes
             .iter()
@@ -83,13 +84,49 @@ impl Standalone {
                     )
                 })
         };
-        let resolution = resolve(&spec, Mode::Standalone, &lookup, &self.accepted);
+        let mut resolution = resolve(&spec, Mode::Standalone, &lookup, &self.accepted);
+        self.reject_set_aside(&set_aside, &mut resolution);
         for rejected in &resolution.rejected {
             tracing::error!(instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others run");
         }
         self.accepted = resolution.by_name();
         self.previous = Some(planned);
         Ok(resolution.into_config(node_addresses, None))
+    }
+
+    /// Rejects each VirtualIP the loader set aside as invalid, keeping the version that runs
+    /// (if one does), as a rejected instance of a VrrpNode would be.
+    fn reject_set_aside(
+        &self,
+        set_aside: &[ManifestError],
+        resolution: &mut super::resolve::Resolution,
+    ) {
+        for problem in set_aside {
+            let ManifestError::Invalid { kind, name, .. } = problem else {
+                continue;
+            };
+            if *kind != "VirtualIP" {
+                tracing::error!(%problem, "invalid VirtualServer left out");
+                continue;
+            }
+            let kept = self
+                .accepted
+                .get(name)
+                .filter(|_| !resolution.accepted.iter().any(|a| a.source.name == *name));
+            if let Some(kept) = kept {
+                resolution.accepted.push(kept.clone());
+            }
+            resolution.rejected.push(RejectedInstance {
+                name: name.clone(),
+                reason: RejectReason::Invalid,
+                message: problem.to_string(),
+                running_previous: kept.is_some(),
+            });
+        }
+        resolution
+            .accepted
+            .sort_by(|a, b| a.source.name.cmp(&b.source.name));
+        resolution.rejected.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     /// Loads and publishes when the result differs; a failure is logged and changes nothing.
@@ -235,6 +272,96 @@ spec:
         std::fs::write(dir.join("broken.yaml"), "kind: [\n").unwrap();
         source.reload(&sender);
         assert_eq!(receiver.borrow().as_deref(), Some(&*first));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const LEGACY: &str = "---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: legacy
+spec:
+  addresses: [\"192.0.2.60/24\"]
+  virtualRouterID: 60
+  version: 2
+  advertInterval: 1s
+  authentication:
+    type: PASS
+    passwordSecretRef: {namespace: kube-vrrp, name: vrrp-auth, key: password}
+";
+
+    fn names(config: &DesiredConfig) -> Vec<&str> {
+        config.instances.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_missing_secret_rejects_only_its_virtual_ip() {
+        let dir = dir("secret", &format!("{NODE_AND_VIP}{LEGACY}"));
+        let config = Standalone::new(&dir, "n1").load().unwrap();
+        assert_eq!(names(&config), ["web"]);
+        assert_eq!(config.rejected.len(), 1);
+        assert_eq!(config.rejected[0].name, "legacy");
+        assert_eq!(config.rejected[0].reason, RejectReason::SecretUnavailable);
+        assert!(
+            config.rejected[0]
+                .message
+                .starts_with("no Secret kube-vrrp/vrrp-auth with key \"password\""),
+            "{}",
+            config.rejected[0].message
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_endpoint_tracker_is_refused_with_its_reason() {
+        let tracked = format!(
+            "{NODE_AND_VIP}  track:\n    endpoints:\n      - service: {{namespace: shop, name: frontend}}\n"
+        );
+        let dir = dir("endpoints", &tracked);
+        let config = Standalone::new(&dir, "n1").load().unwrap();
+        assert!(config.instances.is_empty());
+        assert_eq!(config.rejected[0].reason, RejectReason::Unsupported);
+        assert!(config.rejected[0].message.contains("track.endpoints"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_invalid_edit_rejects_that_virtual_ip_alone_and_its_running_version_stays() {
+        let dir = dir("invalid", NODE_AND_VIP);
+        let mut source = Standalone::new(&dir, "n1");
+        let first = source.load().unwrap();
+        assert_eq!(names(&first), ["web"]);
+        // web breaks a CRD rule; a new VirtualIP db is added at the same time.
+        let broken = NODE_AND_VIP.replace(
+            "virtualRouterID: 51",
+            "virtualRouterID: 51\n  advertInterval: 15ms",
+        );
+        std::fs::write(
+            dir.join("lab.yaml"),
+            format!(
+                "{broken}---\napiVersion: kubevrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: db\nspec:\n  addresses: [\"192.0.2.51/24\"]\n  virtualRouterID: 52\n"
+            ),
+        )
+        .unwrap();
+        let second = source.load().unwrap();
+        assert_eq!(
+            names(&second),
+            ["db", "web"],
+            "db follows the edit, web keeps running"
+        );
+        assert_eq!(
+            second.instances[1], first.instances[0],
+            "web as it ran before"
+        );
+        assert_eq!(second.rejected.len(), 1);
+        assert_eq!(second.rejected[0].name, "web");
+        assert_eq!(second.rejected[0].reason, RejectReason::Invalid);
+        assert!(second.rejected[0].running_previous);
+        assert!(
+            second.rejected[0].message.contains("spec.advertInterval"),
+            "{}",
+            second.rejected[0].message
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
