@@ -86,8 +86,15 @@ impl Stores {
 
 type Changes = SelectAll<BoxStream<'static, Result<(), watcher::Error>>>;
 
-/// A reflector store of `api`'s objects, each passed through `strip` first.
-fn watch<K>(api: Api<K>, strip: fn(&mut K), changes: &mut Changes) -> Store<K>
+/// Objects per page of a list. VrrpNodes are big before they are stripped (one resolved
+/// instance per VirtualIP of the node, in spec and status): small pages keep the list's
+/// transient memory small.
+const LIST_PAGE: u32 = 500;
+const VRRP_NODE_LIST_PAGE: u32 = 10;
+
+/// A reflector store of `api`'s objects, listed `page` at a time, each passed through `strip`
+/// first.
+fn watch<K>(api: Api<K>, page: u32, strip: fn(&mut K), changes: &mut Changes) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
@@ -95,7 +102,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).modify(strip),
+        watcher(api, watcher::Config::default().page_size(page)).modify(strip),
     )
     .default_backoff()
     .map_ok(drop)
@@ -111,15 +118,36 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
     let mut changes = Changes::new();
     let (trigger, mut triggered) = mpsc::channel::<()>(1);
     let stores = Stores {
-        virtual_ips: watch(Api::all(client.clone()), strip::virtual_ip, &mut changes),
+        virtual_ips: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::virtual_ip,
+            &mut changes,
+        ),
         virtual_servers: watch(
             Api::all(client.clone()),
+            LIST_PAGE,
             strip::virtual_server,
             &mut changes,
         ),
-        nodes: watch(Api::all(client.clone()), strip::node, &mut changes),
-        services: watch(Api::all(client.clone()), strip::service, &mut changes),
-        vrrp_nodes: watch(Api::all(client.clone()), strip::vrrp_node, &mut changes),
+        nodes: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::node,
+            &mut changes,
+        ),
+        services: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::service,
+            &mut changes,
+        ),
+        vrrp_nodes: watch(
+            Api::all(client.clone()),
+            VRRP_NODE_LIST_PAGE,
+            strip::vrrp_node,
+            &mut changes,
+        ),
         slices: BackendSlices::start(client, trigger.clone()),
     };
 
