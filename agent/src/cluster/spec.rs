@@ -64,7 +64,7 @@ enum Seen {
 }
 
 /// What applying an event did.
-enum Applied {
+enum Outcome {
     /// The spec and generation were those last resolved: nothing to do.
     Unchanged,
     /// Resolved and published; the Secret retry to schedule, if any.
@@ -171,7 +171,7 @@ impl SpecWatch {
                 () = retry_due => {
                     if let (Some(seen), Some((_, attempts))) = (last_seen.clone(), retry.take()) {
                         self.resolved = None;
-                        if let Applied::Resolved(next) = self.apply(&sender, &seen, attempts).await {
+                        if let Outcome::Resolved(next) = self.apply(&sender, &seen, attempts).await {
                             retry = next;
                         }
                     }
@@ -237,7 +237,7 @@ impl SpecWatch {
                     Seen::Absent
                 }
             };
-            if let Applied::Resolved(next) = self.apply(&sender, &seen, 0).await {
+            if let Outcome::Resolved(next) = self.apply(&sender, &seen, 0).await {
                 retry = next;
             }
             last_seen = Some(seen);
@@ -284,7 +284,7 @@ impl SpecWatch {
     }
 
     /// Resolves and publishes what was seen; `attempts` Secret retries were made so far.
-    async fn apply(&mut self, sender: &ConfigSender, seen: &Seen, attempts: u32) -> Applied {
+    async fn apply(&mut self, sender: &ConfigSender, seen: &Seen, attempts: u32) -> Outcome {
         let object = match seen {
             Seen::Absent => {
                 self.resolved = None;
@@ -299,7 +299,7 @@ impl SpecWatch {
                     tracing::info!(node = %self.node, "no VrrpNode for this node: every instance leaves");
                     self.keep_on_disk(None, Vec::new()).await;
                 }
-                return Applied::Resolved(None);
+                return Outcome::Resolved(None);
             }
             Seen::Present(object) => object,
         };
@@ -317,7 +317,7 @@ impl SpecWatch {
         let generation = object.metadata.generation;
         let key = (object.spec.clone(), generation);
         if self.resolved.as_ref() == Some(&key) {
-            return Applied::Unchanged;
+            return Outcome::Unchanged;
         }
         let secrets = self.read_secrets(&object.spec).await;
         let lookup = |key: &SecretKeyRef| {
@@ -346,7 +346,7 @@ impl SpecWatch {
             tracing::info!(node = %self.node, ?generation, instances = count, "configuration loaded from the VrrpNode");
             self.keep_on_disk(generation, accepted).await;
         }
-        Applied::Resolved(retry)
+        Outcome::Resolved(retry)
     }
 
     /// Records the accepted instances and the Services their endpoint trackers name.
