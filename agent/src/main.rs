@@ -39,6 +39,14 @@ enum Command {
     Run(RunArgs),
     /// Print the instances of a running agent as a table (from its `/status`).
     Status(StatusArgs),
+    /// Translate keepalived.conf files (one per node) into VirtualIP, VirtualServer, Node and
+    /// Secret manifests.
+    ///
+    /// The manifests go to stdout (for `kubectl apply -f -` or a standalone manifests
+    /// directory), the report of what does not carry over to stderr, each item with file and
+    /// line. Exit status: 0 when everything was translated as written, 1 when the report has
+    /// items, 2 when the input cannot be read.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,6 +100,116 @@ struct RunArgs {
     /// How often the manifests directory is checked for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The node of each file, in the order of the files (--node n1 --node n2 n1.conf n2.conf).
+    /// With one file and no --node: this machine's host name.
+    #[arg(long = "node", value_name = "NAME")]
+    nodes: Vec<String>,
+    /// keepalived's config id for `@name` lines (its -i), one per file in order. Default: the
+    /// first label of each node name, as keepalived defaults to the host name's.
+    #[arg(long = "config-id", value_name = "ID")]
+    config_ids: Vec<String>,
+    /// A copy of each node's root directory, one per file in order: absolute `include` paths
+    /// are read under it. Default: this machine's `/`.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Namespace of the Secrets that hold VRRPv2 passwords.
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-vrrp")]
+    secret_namespace: String,
+    /// Print for a cluster: no Node objects (the VirtualIPs select the cluster's own Nodes by
+    /// their kubernetes.io/hostname label and use their InternalIPs as unicast peers).
+    #[arg(long)]
+    cluster: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    report_json: bool,
+    /// The keepalived.conf files (includes are read from there).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Exit status of `import` when the input cannot be read.
+const EXIT_UNREADABLE: u8 = 2;
+
+fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let nodes = if args.nodes.is_empty() && args.files.len() == 1 {
+        match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            Ok(host) => vec![host.trim().to_ascii_lowercase()],
+            Err(e) => {
+                eprintln!(
+                    "import: reading this machine's host name: {e}; name the node with --node"
+                );
+                return Ok(ExitCode::from(EXIT_UNREADABLE));
+            }
+        }
+    } else {
+        args.nodes
+    };
+    if nodes.len() != args.files.len() {
+        eprintln!(
+            "import: {} files but {} --node names; name each file's node, in order",
+            args.files.len(),
+            nodes.len()
+        );
+        return Ok(ExitCode::from(EXIT_UNREADABLE));
+    }
+    for (flag, count) in [
+        ("--config-id", args.config_ids.len()),
+        ("--root", args.roots.len()),
+    ] {
+        if count != 0 && count != args.files.len() {
+            eprintln!("import: give one {flag} per file, in order, or none");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    }
+    let inputs: Vec<kube_vrrp_import::Input> = nodes
+        .iter()
+        .zip(&args.files)
+        .enumerate()
+        .map(|(i, (node, file))| kube_vrrp_import::Input {
+            config_id: args
+                .config_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| kube_vrrp_import::default_config_id(node)),
+            root: args.roots.get(i).cloned(),
+            ..kube_vrrp_import::Input::new(node, file)
+        })
+        .collect();
+    let options = kube_vrrp_import::Options {
+        secret_namespace: args.secret_namespace,
+        nodes: !args.cluster,
+    };
+    let mut files = kube_vrrp_import::FileSystem::new(".");
+    let outcome = match kube_vrrp_import::import(&inputs, &mut files, &options) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let sources: Vec<String> = inputs
+        .iter()
+        .map(|i| format!("{} (node {})", i.file.display(), i.node))
+        .collect();
+    writeln!(stdout, "# kube-vrrp-agent import of {}", sources.join(", "))?;
+    writeln!(
+        stdout,
+        "# Review the report on stderr before applying these objects."
+    )?;
+    stdout.write_all(outcome.yaml.as_bytes())?;
+    stdout.flush()?;
+    if args.report_json {
+        eprintln!("{}", serde_json::to_string_pretty(&outcome.report)?);
+    } else {
+        eprint!("{}", outcome.report.render());
+    }
+    eprintln!("{}", outcome.summary());
+    Ok(ExitCode::from(outcome.exit_status()))
 }
 
 #[derive(Debug, Args)]
@@ -269,5 +387,6 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Decode(args) => decode_command(args),
         Command::Run(args) => run_command(args),
         Command::Status(args) => status_command(&args),
+        Command::Import(args) => import_command(args),
     }
 }

@@ -2,7 +2,8 @@
 //! from (VirtualIPs, VirtualServers, Nodes, EndpointSlices, Services) to one `VrrpNodeSpec` per
 //! node, the VRID allocation of each VirtualIP, and the conflicts that keep a VirtualIP or
 //! VirtualServer from being deployed; plus [`manifests`], the reader of a directory of such
-//! objects that standalone mode and `kube-vrrp-operator plan` share.
+//! objects that standalone mode and `kube-vrrp-operator plan` share, and [`manifest_writer`],
+//! which writes such objects so that the reader reads them back.
 //!
 //! No I/O, no clock, no API client: the operator's controller and the agent's standalone
 //! mode call [`plan`] with what they read, so both always agree. Everything is ordered
@@ -38,6 +39,7 @@
 //! another's (VirtualIP, port, protocol), or whose backend port cannot be resolved is a
 //! conflict naming both the VirtualIP and the VirtualServer; its VirtualIP is unaffected.
 
+pub mod manifest_writer;
 pub mod manifests;
 pub mod nodes;
 pub mod output;
@@ -59,6 +61,7 @@ use kube_vrrp_crds::{
 };
 use serde::Serialize;
 
+pub use manifest_writer::write_manifests;
 pub use manifests::{
     DocumentLocation, ManifestError, Manifests, load_manifests,
     load_manifests_setting_aside_invalid, parse_manifests,

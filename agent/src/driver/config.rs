@@ -7,10 +7,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use kube_vrrp_crds::{RejectedInstance, Track};
 
-use crate::net::Family;
 use crate::net::announce::GarpSettings;
-use crate::vrrp::instance::{Config, Version};
+use crate::vrrp::instance::Config;
 use crate::vrrp::packet::Authentication;
+use crate::vrrp::{Family, Version};
 
 /// Everything the driver runs on this node, and what the source could not give it.
 #[derive(Debug, Clone, PartialEq, Default)]

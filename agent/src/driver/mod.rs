@@ -11,8 +11,10 @@
 pub mod config;
 pub mod endpoint;
 pub mod links;
+pub mod machine;
 pub mod receive;
 pub mod unit;
+pub mod vips;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -32,8 +34,9 @@ use unit::{Control, MemberSetup, Services, UnitHandle};
 use crate::check::EndpointReadiness;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
-use crate::net::{Family, NetError, rtnetlink_connect};
+use crate::net::{NetError, rtnetlink_connect};
 use crate::report::{Applied, Metrics, StatusBoard};
+use crate::vrrp::Family;
 
 /// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
 pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);

@@ -19,10 +19,9 @@ use kube_vrrp_crds::{
 };
 
 use crate::driver::{DesiredConfig, InstanceSpec};
-use crate::net::Family;
 use crate::net::announce::GarpSettings;
-use crate::vrrp::instance::Version;
 use crate::vrrp::packet::Authentication;
+use crate::vrrp::{Family, Version};
 
 /// The longest v2 password: the Authentication Data field is 8 bytes.
 pub const PASSWORD_MAX: usize = 8;

@@ -1,18 +1,18 @@
-//! The Internet checksum (RFC 1071) and the VRRPv3 pseudo-headers it covers (RFC 5798 §5.2.8).
+//! The Internet checksum (RFC 1071) and the IPv4 / IPv6 pseudo-headers it covers for an
+//! upper-layer message: the one implementation behind VRRPv3 adverts (RFC 5798 §5.2.8) and
+//! ICMPv6 Neighbor Advertisements (RFC 4443 §2.3). Pure.
 
 use std::net::IpAddr;
-
-use super::IPPROTO_VRRP;
 
 /// A running one's-complement sum of 16-bit big-endian words.
 ///
 /// Every slice given to [`Sum::add`] except the last must have an even length, so that words stay
-/// aligned; all callers here add fixed even-sized fields and then one message.
+/// aligned; callers add fixed even-sized fields and then one message.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Sum(u64);
+pub struct Sum(u64);
 
 impl Sum {
-    pub(super) fn add(&mut self, bytes: &[u8]) {
+    pub fn add(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(2);
         for word in &mut words {
             self.0 += u64::from(u16::from_be_bytes([word[0], word[1]]));
@@ -23,7 +23,7 @@ impl Sum {
     }
 
     /// Folds the carries back in and returns the one's complement of the sum.
-    pub(super) fn finish(self) -> u16 {
+    pub fn finish(self) -> u16 {
         let mut sum = self.0;
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
@@ -32,42 +32,44 @@ impl Sum {
     }
 }
 
-/// Adds the IPv4 or IPv6 pseudo-header for a VRRP message of `vrrp_len` bytes.
-///
-/// The caller has already checked that `source` and `destination` are of one family.
-pub(super) fn add_pseudo_header(
+/// Adds the pseudo-header of an upper-layer message of `len` bytes with IP protocol / next
+/// header `protocol`: RFC 768's layout for IPv4, RFC 8200 §8.1's for IPv6. Mixed families have
+/// no pseudo-header and add nothing (callers reject them first).
+pub fn add_pseudo_header(
     sum: &mut Sum,
     source: IpAddr,
     destination: IpAddr,
-    vrrp_len: usize,
+    protocol: u8,
+    len: usize,
 ) {
     match (source, destination) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             sum.add(&s.octets());
             sum.add(&d.octets());
-            sum.add(&[0, IPPROTO_VRRP]);
-            sum.add(&(vrrp_len as u16).to_be_bytes());
+            sum.add(&[0, protocol]);
+            sum.add(&(len as u16).to_be_bytes());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             sum.add(&s.octets());
             sum.add(&d.octets());
-            sum.add(&(vrrp_len as u32).to_be_bytes());
-            sum.add(&[0, 0, 0, IPPROTO_VRRP]);
+            sum.add(&(len as u32).to_be_bytes());
+            sum.add(&[0, 0, 0, protocol]);
         }
-        // Mixed families have no pseudo-header; callers reject them before getting here.
         _ => {}
     }
 }
 
-/// The checksum of `message` (plus the pseudo-header when `pseudo` is given), computed as if the
-/// message's checksum field at bytes 6..8 were zero.
-pub(super) fn compute(message: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
+/// The checksum of `message` (whose own checksum field must be zero) under the pseudo-header
+/// of `source`, `destination` and `protocol`.
+pub fn with_pseudo_header(
+    source: IpAddr,
+    destination: IpAddr,
+    protocol: u8,
+    message: &[u8],
+) -> u16 {
     let mut sum = Sum::default();
-    if let Some((source, destination)) = pseudo {
-        add_pseudo_header(&mut sum, source, destination, message.len());
-    }
-    sum.add(message.get(..6).unwrap_or(message));
-    sum.add(message.get(8..).unwrap_or(&[]));
+    add_pseudo_header(&mut sum, source, destination, protocol, message.len());
+    sum.add(message);
     sum.finish()
 }
 
@@ -90,5 +92,14 @@ mod tests {
         let mut even = Sum::default();
         even.add(&[0x12, 0x34, 0x56, 0x00]);
         assert_eq!(odd.finish(), even.finish());
+    }
+
+    #[test]
+    fn a_message_carrying_its_checksum_sums_to_zero_under_the_same_pseudo_header() {
+        let (source, destination) = ("fe80::1".parse().unwrap(), "ff02::1".parse().unwrap());
+        let mut message = vec![136, 0, 0, 0, 0x20, 0, 0, 0, 1, 2, 3, 4];
+        let checksum = with_pseudo_header(source, destination, 58, &message);
+        message[2..4].copy_from_slice(&checksum.to_be_bytes());
+        assert_eq!(with_pseudo_header(source, destination, 58, &message), 0);
     }
 }
