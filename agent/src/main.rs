@@ -78,7 +78,7 @@ struct RunArgs {
     )]
     heartbeat: u64,
     /// Cluster mode: a directory on the node where the last applied configuration is kept
-    /// (`last-config.json`, mode 0600, v2 passwords included), so an agent restarted while the
+    /// (`last-config-<node>.json`, mode 0600, v2 passwords included), so an agent restarted while the
     /// API server is down runs it. Omitted: nothing is kept.
     #[arg(
         long,

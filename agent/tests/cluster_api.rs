@@ -995,7 +995,7 @@ async fn the_applied_configuration_is_kept_on_disk_with_its_password_in_a_privat
     let (_, responder) = next_call(&mut w.handle, "the Secret get").await;
     secret_answer(responder, StatusCode::OK);
     config_where(&mut w.updates, "both", |c| c.instances.len() == 2).await;
-    let path = kube_vrrp_agent::cluster::last_config::path_in(&dir);
+    let path = kube_vrrp_agent::cluster::last_config::path_in(&dir, NODE);
     let kept = tokio::time::timeout(STEP, async {
         loop {
             if let Ok(Some(kept)) = kube_vrrp_agent::cluster::last_config::load(&dir, NODE) {
@@ -1118,7 +1118,7 @@ async fn a_corrupt_file_on_disk_is_ignored_and_nothing_runs_until_the_api_answer
     let dir = state_dir("corrupt");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
-        kube_vrrp_agent::cluster::last_config::path_in(&dir),
+        kube_vrrp_agent::cluster::last_config::path_in(&dir, NODE),
         b"{\"format\": \"kube-vrrp-agent/last-config\", \"version\": 1, \"node\": ",
     )
     .unwrap();

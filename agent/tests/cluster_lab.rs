@@ -582,7 +582,7 @@ fn a_new_priority_on_the_watch_moves_the_vip_and_a_deleted_vrrp_node_releases_it
 fn an_agent_restarted_while_the_api_server_is_down_runs_the_configuration_kept_on_disk() {
     let mut c = Cluster::start("restart");
     c.wait_for_master(1);
-    let kept = c.dir.join("n1.state").join("last-config.json");
+    let kept = c.dir.join("n1.state").join("last-config-n1.json");
     wait_for("n1's configuration on disk", SETTLE, || kept.exists());
     c.api1.stop();
     c.api2.stop();

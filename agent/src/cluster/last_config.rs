@@ -1,5 +1,6 @@
 //! The last configuration the agent applied in cluster mode, kept on the node's disk
-//! (`<state-dir>/last-config.json`, the chart mounts `/var/lib/kube-vrrp` from the host) so
+//! (`<state-dir>/last-config-<node>.json`, the chart mounts `/var/lib/kube-vrrp` from the host;
+//! the node's name in the file name lets agents of several nodes share a directory) so
 //! that an agent restarted while the API server is down runs it, and reconciles when the API
 //! returns.
 //!
@@ -36,8 +37,10 @@ use crate::source::resolve::Accepted;
 pub const FORMAT: &str = "kube-vrrp-agent/last-config";
 /// The version of the format this agent writes and reads.
 pub const VERSION: u32 = 1;
-/// The file's name in the state directory.
-pub const FILE_NAME: &str = "last-config.json";
+/// The file's name in the state directory, for `node`.
+pub fn file_name(node: &str) -> String {
+    format!("last-config-{node}.json")
+}
 
 /// Why the last configuration could not be kept or read back.
 #[derive(Debug, thiserror::Error)]
@@ -153,14 +156,14 @@ impl LastConfig {
     }
 }
 
-/// The file's path in `dir`.
-pub fn path_in(dir: &Path) -> PathBuf {
-    dir.join(FILE_NAME)
+/// The path of `node`'s file in `dir`.
+pub fn path_in(dir: &Path, node: &str) -> PathBuf {
+    dir.join(file_name(node))
 }
 
 /// Writes `config` to `dir` atomically (see the module). Blocking: call it off the runtime.
 pub fn store(dir: &Path, config: &LastConfig) -> Result<(), LastConfigError> {
-    let path = path_in(dir);
+    let path = path_in(dir, &config.node);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| LastConfigError::Io { path, source }
@@ -171,7 +174,11 @@ pub fn store(dir: &Path, config: &LastConfig) -> Result<(), LastConfigError> {
         .create(dir)
         .map_err(io(dir))?;
     let text = serde_json::to_vec_pretty(config).map_err(LastConfigError::Encode)?;
-    let temporary = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name(&config.node),
+        std::process::id()
+    ));
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -200,7 +207,7 @@ pub fn store(dir: &Path, config: &LastConfig) -> Result<(), LastConfigError> {
 /// Reads the configuration kept in `dir` for `node`; `Ok(None)` when there is none yet.
 /// Blocking: call it off the runtime.
 pub fn load(dir: &Path, node: &str) -> Result<Option<LastConfig>, LastConfigError> {
-    let path = path_in(dir);
+    let path = path_in(dir, node);
     let text = match fs::read(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -269,7 +276,7 @@ mod tests {
         let dir = dir("roundtrip");
         store(&dir, &config("n1")).unwrap();
         assert_eq!(load(&dir, "n1").unwrap(), Some(config("n1")));
-        let text = fs::read_to_string(path_in(&dir)).unwrap();
+        let text = fs::read_to_string(path_in(&dir, "n1")).unwrap();
         assert!(
             text.contains("\"format\": \"kube-vrrp-agent/last-config\""),
             "{text}"
@@ -291,6 +298,12 @@ mod tests {
     fn a_file_for_another_node_format_or_version_is_refused_with_what_it_is() {
         let dir = dir("refused");
         store(&dir, &config("n2")).unwrap();
+        assert_eq!(
+            load(&dir, "n1").unwrap(),
+            None,
+            "each node has its own file"
+        );
+        fs::rename(path_in(&dir, "n2"), path_in(&dir, "n1")).unwrap();
         let error = load(&dir, "n1").unwrap_err().to_string();
         assert!(
             error.ends_with("written for node \"n2\", not \"n1\""),
@@ -302,7 +315,7 @@ mod tests {
         let error = load(&dir, "n1").unwrap_err().to_string();
         assert!(error.contains("format version 2 is not 1"), "{error}");
         fs::write(
-            path_in(&dir),
+            path_in(&dir, "n1"),
             br#"{"format": "something-else", "version": 1}"#,
         )
         .unwrap();
@@ -310,7 +323,7 @@ mod tests {
             load(&dir, "n1"),
             Err(LastConfigError::Format { .. })
         ));
-        fs::write(path_in(&dir), b"{ not json").unwrap();
+        fs::write(path_in(&dir, "n1"), b"{ not json").unwrap();
         assert!(matches!(
             load(&dir, "n1"),
             Err(LastConfigError::Parse { .. })
