@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube_vrrp_agent::check::EndpointReadiness;
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
@@ -76,6 +77,16 @@ struct RunArgs {
         conflicts_with = "manifests"
     )]
     heartbeat: u64,
+    /// Cluster mode: a directory on the node where the last applied configuration is kept
+    /// (`last-config-<node>.json`, mode 0600, v2 passwords included), so an agent restarted while the
+    /// API server is down runs it. Omitted: nothing is kept.
+    #[arg(
+        long,
+        env = "STATE_DIR",
+        value_name = "DIR",
+        conflicts_with = "manifests"
+    )]
+    state_dir: Option<PathBuf>,
     /// Cluster mode: this node's own addresses (comma-separated), used to pick an instance's
     /// interface when neither a hint nor a subnet decides (e.g. from status.hostIP).
     #[arg(long, env = "NODE_IP", value_name = "IP", value_delimiter = ',')]
@@ -269,6 +280,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let (sender, updates) = source::channel();
+        let readiness = EndpointReadiness::new();
         let cluster_tasks = if let Some(dir) = args.manifests {
             let standalone = Standalone::new(dir, args.node);
             tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
@@ -278,9 +290,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             let options = ClusterOptions {
                 node_addresses: args.node_ip,
                 heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+                state_dir: args.state_dir,
                 ..ClusterOptions::new(args.node)
             };
-            tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, "cluster mode: watching this node's VrrpNode");
+            tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, state_dir = ?options.state_dir, "cluster mode: watching this node's VrrpNode");
             // SIGHUP re-reads manifests in standalone mode; here the watch is always current,
             // and the default action (exit) would drop every VIP without a goodbye.
             let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
@@ -289,9 +302,17 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                     tracing::info!("SIGHUP ignored: cluster mode follows the VrrpNode watch");
                 }
             });
-            Some(cluster::spawn(client, &options, sender, board.clone()))
+            Some(cluster::spawn(
+                client,
+                &options,
+                sender,
+                board.clone(),
+                readiness.clone(),
+            ))
         };
-        let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
+        let driver = Driver::new(board, metrics)
+            .context("opening rtnetlink")?
+            .follow_endpoints(readiness);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(driver::run(driver, updates, async move {
             let _ = stop_rx.await;
@@ -302,19 +323,24 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::error!("graceful shutdown took longer than {SHUTDOWN_LIMIT:?}; exiting");
         }
         if let Some(tasks) = cluster_tasks {
-            tasks.abort();
+            // After the handover: the last status says what still runs (nothing), so the
+            // operator does not wait for this node's report to go stale.
+            tasks.finish().await;
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
 fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let instances = report::table::fetch(args.agent)?;
+    let document = report::table::fetch_document(args.agent)?;
     if args.json {
-        let document = report::StatusDocument { instances };
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
-        print!("{}", report::table::render(&instances));
+        print!("{}", report::table::render(&document.instances));
+        let rejected = report::table::render_rejected(&document.rejected);
+        if !rejected.is_empty() {
+            print!("\n{rejected}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,6 @@ pub use virtual_server::{
 };
 pub use vrrp_node::{
     CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
-    ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec,
-    VrrpNodeStatus,
+    ROLL_CALL_ANNOTATION, RejectReason, RejectedInstance, ResolvedRealServer,
+    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
 };
