@@ -151,6 +151,20 @@ def agent_keeps_its_last_configuration_in_a_host_directory():
     render("agent.stateDir=relative/path", expect_error=True)
 
 
+def agent_runs_scripts_only_from_the_script_directory_mounted_read_only():
+    off = one(render(), "DaemonSet")
+    assert "--script-dir" not in container(off)["args"], "no script directory by default: no script runs"
+    assert "shareProcessNamespace" not in off["spec"]["template"]["spec"]
+    ds = one(render("agent.scriptDirectory=/etc/kube-vrrp/scripts"), "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    args = container(ds)["args"]
+    assert args[args.index("--script-dir") + 1] == "/etc/kube-vrrp/scripts", args
+    assert {"name": "scripts", "hostPath": {"path": "/etc/kube-vrrp/scripts", "type": "Directory"}} in spec["volumes"]
+    assert {"name": "scripts", "mountPath": "/etc/kube-vrrp/scripts", "readOnly": True} in container(ds)["volumeMounts"]
+    assert spec["shareProcessNamespace"] is True, "a pause process as PID 1 reaps what killed scripts leave"
+    render("agent.scriptDirectory=scripts", expect_error=True)
+
+
 def agent_gets_exactly_the_named_secrets_in_the_configured_namespace():
     docs = render("agent.secrets.namespace=vrrp-secrets", "agent.secrets.names={vrrp-auth,other}")
     role = one(docs, "Role", "kube-vrrp-agent-secrets")
@@ -377,6 +391,7 @@ TESTS = [
     agent_follows_endpoint_slices_for_endpoint_trackers_and_nothing_more,
     agent_reads_secrets_of_the_release_namespace_by_default_so_v2_passwords_work,
     agent_keeps_its_last_configuration_in_a_host_directory,
+    agent_runs_scripts_only_from_the_script_directory_mounted_read_only,
     agent_gets_exactly_the_named_secrets_in_the_configured_namespace,
     agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy,
     agent_status_policy_admits_the_agent_on_its_own_node_only,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube_vrrp_agent::check::EndpointReadiness;
+use kube_vrrp_agent::check::script_dirs::ScriptDirs;
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
@@ -100,6 +101,29 @@ struct RunArgs {
     /// How often the manifests directory is checked for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     poll_ms: u64,
+    /// A host directory scripts may run from (track scripts and script health checks), as an
+    /// absolute path; repeat for several. A VirtualIP or VirtualServer naming a program
+    /// elsewhere is refused with its reason. None given: no script runs.
+    #[arg(long = "script-dir", value_name = "DIR")]
+    script_dirs: Vec<PathBuf>,
+    /// Health check attempts in flight at most (more wait for their turn).
+    #[arg(long, value_name = "N", default_value_t = kube_vrrp_agent::check::real_server::runner::DEFAULT_CONCURRENCY)]
+    check_concurrency: usize,
+}
+
+/// The `--script-dir` directories, which must be absolute paths.
+fn script_dirs(dirs: &[PathBuf]) -> anyhow::Result<ScriptDirs> {
+    for dir in dirs {
+        anyhow::ensure!(
+            dir.is_absolute(),
+            "--script-dir {}: give an absolute path",
+            dir.display()
+        );
+        if !dir.is_dir() {
+            tracing::warn!(dir = %dir.display(), "--script-dir is not a directory on this host: no script in it can run");
+        }
+    }
+    Ok(ScriptDirs::new(dirs.iter().cloned()))
 }
 
 #[derive(Debug, Args)]
@@ -281,8 +305,12 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let (sender, updates) = source::channel();
         let readiness = EndpointReadiness::new();
+        let scripts = script_dirs(&args.script_dirs)?;
+        if !scripts.dirs().is_empty() && std::process::id() == 1 {
+            tracing::warn!("running as PID 1: processes a killed script leaves behind are reaped only by an init (the chart shares the pod's process namespace for this)");
+        }
         let cluster_tasks = if let Some(dir) = args.manifests {
-            let standalone = Standalone::new(dir, args.node);
+            let standalone = Standalone::new(dir, args.node).script_dirs(scripts.clone());
             tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
             None
         } else {
@@ -291,6 +319,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 node_addresses: args.node_ip,
                 heartbeat: Duration::from_secs(args.heartbeat.max(1)),
                 state_dir: args.state_dir,
+                script_dirs: scripts.clone(),
                 ..ClusterOptions::new(args.node)
             };
             tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, state_dir = ?options.state_dir, "cluster mode: watching this node's VrrpNode");

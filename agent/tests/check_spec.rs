@@ -1,16 +1,19 @@
-//! Trackers built from a `VrrpNode` instance's `track`, external (endpoints) trackers, and the
-//! checker statuses reported back.
+//! Trackers built from a `VrrpNode` instance's `track`, followed (endpoints, VirtualServer
+//! quorum) trackers, and the checker statuses reported back.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use kube_vrrp_agent::check::real_server::{HealthSnapshot, Quorum, VirtualServerHealth};
 use kube_vrrp_agent::check::{
-    EndpointReadiness, FileProbe, Probe, ScriptProbe, TrackState, Tracker, TrackerSet,
+    EndpointReadiness, FileProbe, Followed, Probe, QuorumFeed, ScriptProbe, TrackState, Tracker,
+    TrackerSet,
 };
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_crds::{
-    CheckerKind, DurationString, ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface,
-    TrackScript,
+    CheckerKind, DurationString, ResolvedVirtualServer, ServiceRef, Track, TrackEndpoints,
+    TrackFile, TrackInterface, TrackScript, TrackVirtualServer,
 };
 
 fn script(name: &str, command: &[&str], interval: &str, weight: Option<i32>) -> TrackScript {
@@ -124,7 +127,11 @@ async fn endpoints_trackers_follow_the_readiness_feed_and_are_reported_as_checke
         name: "frontend".into(),
     };
     let readiness = EndpointReadiness::new();
-    let (set, mut rx) = TrackerSet::spawn(&track, Metrics::new(), &readiness);
+    let followed = Followed {
+        endpoints: readiness.clone(),
+        ..Followed::default()
+    };
+    let (set, mut rx) = TrackerSet::spawn(&track, Metrics::new(), &followed);
     assert_eq!(
         *rx.borrow_and_update(),
         TrackState {
@@ -180,4 +187,104 @@ async fn endpoints_trackers_follow_the_readiness_feed_and_are_reported_as_checke
     let statuses = set.checker_statuses("web");
     assert!(!statuses[1].healthy);
     assert_eq!(statuses[1].message.as_deref(), Some("down or failing"));
+}
+
+fn quorum_snapshot(name: &str, up: Option<bool>, refused: bool) -> HealthSnapshot {
+    let mut snapshot = HealthSnapshot::default();
+    if let Some(up) = up {
+        let config: ResolvedVirtualServer = serde_json::from_value(serde_json::json!({
+            "name": name, "virtualIP": "web", "addresses": ["192.0.2.100"], "port": 80,
+            "protocol": "TCP", "scheduler": "wlc", "forwarding": "NAT",
+            "realServers": [{"address": "198.51.100.1", "port": 80, "weight": 1}]
+        }))
+        .unwrap();
+        snapshot.virtual_servers.insert(
+            name.to_owned(),
+            VirtualServerHealth {
+                config,
+                refused: refused.then(|| "healthCheck.script: outside".to_owned()),
+                real_servers: std::collections::BTreeMap::new(),
+                quorum: Quorum {
+                    up,
+                    healthy_weight: u64::from(up),
+                    threshold: 1,
+                    sorry_server_active: false,
+                },
+                quorum_since: None,
+            },
+        );
+    }
+    snapshot
+}
+
+#[tokio::test]
+async fn a_virtual_server_tracker_follows_the_quorum_the_health_checks_publish() {
+    let track = Track {
+        virtual_servers: vec![TrackVirtualServer {
+            name: "web-80".into(),
+            weight: Some(-50),
+        }],
+        ..Track::default()
+    };
+    assert_eq!(
+        Tracker::from_spec(&track),
+        vec![Tracker {
+            name: "virtualserver:web-80".into(),
+            weight: -50,
+            probe: Probe::Quorum {
+                virtual_server: "web-80".into()
+            },
+        }]
+    );
+    let (publish, snapshots) =
+        tokio::sync::watch::channel(Arc::new(quorum_snapshot("web-80", None, false)));
+    let followed = Followed {
+        quorums: QuorumFeed::new(snapshots),
+        ..Followed::default()
+    };
+    let (set, mut rx) = TrackerSet::spawn(&track, Metrics::new(), &followed);
+    tokio::time::timeout(Duration::from_millis(300), set.settled())
+        .await
+        .expect_err("the checks do not run web-80 yet: pending");
+    assert_eq!(
+        rx.borrow_and_update().weight_delta,
+        -50,
+        "pending counts as down"
+    );
+
+    publish.send_replace(Arc::new(quorum_snapshot("web-80", Some(true), false)));
+    let up = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.weight_delta == 0))
+        .await
+        .expect("quorum up: no weight")
+        .map(|s| *s)
+        .unwrap();
+    assert!(!up.fault);
+    let status = &set.checker_statuses("web")[0];
+    assert_eq!(
+        (status.kind, status.target.as_str(), status.healthy),
+        (CheckerKind::VirtualServer, "web-80", true)
+    );
+
+    publish.send_replace(Arc::new(quorum_snapshot("web-80", Some(false), false)));
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| s.weight_delta == -50),
+    )
+    .await
+    .expect("quorum lost: the weight applies")
+    .unwrap();
+
+    publish.send_replace(Arc::new(quorum_snapshot("web-80", Some(true), false)));
+    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.weight_delta == 0))
+        .await
+        .expect("quorum back")
+        .unwrap();
+    publish.send_replace(Arc::new(quorum_snapshot("web-80", Some(true), true)));
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|s| s.weight_delta == -50),
+    )
+    .await
+    .expect("refused checks: the VirtualServer is not programmed, so its quorum is down")
+    .unwrap();
 }

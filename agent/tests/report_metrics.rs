@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kube_vrrp_agent::check::real_server::Quorum;
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::DropReason;
@@ -78,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 9] = [
+const SERIES: [&str; 17] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -88,6 +89,14 @@ const SERIES: [&str; 9] = [
     "kube_vrrp_instance_last_transition_timestamp_seconds",
     "kube_vrrp_check_up",
     "kube_vrrp_check_failures_total",
+    "kube_vrrp_realserver_checks_total",
+    "kube_vrrp_realserver_check_duration_seconds_bucket",
+    "kube_vrrp_realserver_check_duration_seconds_sum",
+    "kube_vrrp_realserver_check_duration_seconds_count",
+    "kube_vrrp_realserver_up",
+    "kube_vrrp_virtualserver_quorum_up",
+    "kube_vrrp_virtualserver_healthy_weight",
+    "kube_vrrp_virtualserver_sorry_server_active",
 ];
 
 fn exercise(metrics: &Metrics) {
@@ -104,6 +113,20 @@ fn exercise(metrics: &Metrics) {
     metrics.check("script:haproxy", false);
     metrics.check("script:haproxy", false);
     metrics.check("script:haproxy", true);
+    let took = std::time::Duration::from_millis(3);
+    metrics.real_server_check("web-80", "10.1.0.1:80", "passed", "http", took);
+    metrics.real_server_check("web-80", "10.1.0.1:80", "unexpected_status", "http", took);
+    metrics.real_server_check("web-80", "10.1.0.1:80", "unexpected_status", "http", took);
+    metrics.real_server_up("web-80", "10.1.0.1:80", false);
+    metrics.quorum(
+        "web-80",
+        &Quorum {
+            up: false,
+            healthy_weight: 0,
+            threshold: 1,
+            sorry_server_active: true,
+        },
+    );
 }
 
 #[test]
@@ -144,7 +167,12 @@ fn no_series_carries_a_label_that_the_scrape_sets_on_the_target() {
             "interface",
             "state",
             "reason",
-            "tracker"
+            "tracker",
+            "virtualserver",
+            "real_server",
+            "result",
+            "kind",
+            "le",
         ])
     );
 }
@@ -385,4 +413,100 @@ fn forget_tracker_removes_its_series() {
         samples.iter().all(|s| !s.labels.contains_key("tracker")),
         "{samples:?}"
     );
+}
+
+#[test]
+fn real_server_series_count_attempts_by_result_and_carry_the_verdict_and_quorum() {
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    let samples = parse(&metrics.encode());
+    let rs = |result: &str| {
+        value(
+            &samples,
+            "kube_vrrp_realserver_checks_total",
+            &[
+                ("virtualserver", "web-80"),
+                ("real_server", "10.1.0.1:80"),
+                ("result", result),
+            ],
+        )
+    };
+    assert_eq!(rs("passed"), Some(1.0));
+    assert_eq!(rs("unexpected_status"), Some(2.0));
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_realserver_check_duration_seconds_count",
+            &[("virtualserver", "web-80"), ("kind", "http")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_realserver_up",
+            &[("virtualserver", "web-80"), ("real_server", "10.1.0.1:80")]
+        ),
+        Some(0.0)
+    );
+    let web = [("virtualserver", "web-80")];
+    assert_eq!(
+        value(&samples, "kube_vrrp_virtualserver_quorum_up", &web),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_virtualserver_sorry_server_active",
+            &web
+        ),
+        Some(1.0)
+    );
+
+    metrics.forget_real_server("web-80", "10.1.0.1:80");
+    metrics.forget_virtual_server("web-80");
+    let left = parse(&metrics.encode());
+    assert!(
+        !left.iter().any(|s| s.labels.get("virtualserver").is_some()),
+        "series of a removed VirtualServer stay: {left:?}"
+    );
+}
+
+#[test]
+fn every_real_server_metric_the_chart_alerts_on_is_exported() {
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../charts/kube-vrrp/rules/alerts.yaml"),
+    )
+    .expect("the chart's alert rules");
+    let metrics = Metrics::new();
+    exercise(&metrics);
+    let exported: BTreeSet<String> = parse(&metrics.encode())
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let mut used = BTreeSet::new();
+    for (start, _) in rules.match_indices("kube_vrrp_") {
+        let name: String = rules[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // `kube_vrrp_check_*` in a comment names a family, not a metric.
+        if name.ends_with('_') {
+            continue;
+        }
+        if name.starts_with("kube_vrrp_realserver_")
+            || name.starts_with("kube_vrrp_virtualserver_")
+            || name.starts_with("kube_vrrp_check_")
+        {
+            used.insert(name);
+        }
+    }
+    assert!(used.len() >= 4, "{used:?}");
+    for name in &used {
+        assert!(
+            exported.contains(name),
+            "the alerts use {name}, which the agent does not export"
+        );
+    }
 }

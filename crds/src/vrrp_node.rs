@@ -253,6 +253,9 @@ pub enum RejectReason {
     /// The instance is valid but could not be started (no interface, VRID taken, ...); the
     /// agent keeps retrying.
     StartFailed,
+    /// The instance runs a script from outside the directories the agent allows scripts from
+    /// (its `--script-dir`).
+    ScriptNotAllowed,
 }
 
 impl RejectReason {
@@ -263,6 +266,7 @@ impl RejectReason {
             Self::SecretUnavailable => "SecretUnavailable",
             Self::Unsupported => "Unsupported",
             Self::StartFailed => "StartFailed",
+            Self::ScriptNotAllowed => "ScriptNotAllowed",
         }
     }
 }
@@ -339,6 +343,8 @@ pub enum CheckerKind {
     Endpoints,
     /// A real server's health check.
     RealServer,
+    /// A VirtualServer's quorum (`track.virtualServers`).
+    VirtualServer,
 }
 
 impl CheckerKind {
@@ -350,6 +356,7 @@ impl CheckerKind {
             Self::Script => "Script",
             Self::Endpoints => "Endpoints",
             Self::RealServer => "RealServer",
+            Self::VirtualServer => "VirtualServer",
         }
     }
 }

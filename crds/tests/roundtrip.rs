@@ -7,10 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube_vrrp_crds::{
     CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
-    RejectReason, RejectedInstance,
-    ResolvedRealServer, ResolvedVirtualServer, State, VirtualIp, VirtualIpNodeStatus,
-    VirtualIpPhase, VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpInstance, VrrpNode,
-    VrrpNodeSpec, VrrpNodeStatus, VrrpVersion, condition,
+    RejectReason, RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, State, VirtualIp,
+    VirtualIpNodeStatus, VirtualIpPhase, VirtualIpStatus, VirtualServer, VirtualServerStatus,
+    VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus, VrrpVersion, condition,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

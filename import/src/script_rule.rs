@@ -1,11 +1,12 @@
 //! What the report says about every script a configuration runs (track scripts and
-//! `MISC_CHECK`): the path is kept as written, and the design's rule that scripts run only from
-//! an allow-listed host directory is not enforced by the agent yet, so the user must see to it.
+//! `MISC_CHECK`): the path is kept as written, and the agent runs scripts only from the host
+//! directories it is started with (`--script-dir`), so the user must put them there.
 
 /// What to do about a script.
 pub const ADVICE: &str = "keep the script in a root-owned directory that only root can write \
-    (what keepalived's enable_script_security checked); in a cluster, mount that directory \
-    read-only into the agent's pod at the same path";
+    (what keepalived's enable_script_security checked) and start the agent with --script-dir \
+    naming it (in a cluster: the chart's agent.scriptDirectory, mounted read-only into the \
+    agent's pod at the same path)";
 
 /// The report line for `owner` running `command`.
 pub fn message(owner: &str, command: &[String]) -> String {
@@ -16,8 +17,8 @@ pub fn message(owner: &str, command: &[String]) -> String {
         " (a relative path: it is looked up in the agent's PATH)"
     };
     format!(
-        "{owner} runs {program}{relative}; kube-vrrp is to run scripts only from an allow-listed \
-         host directory, a rule the agent does not enforce yet, so it runs this path as written"
+        "{owner} runs {program}{relative}; the agent runs scripts only from the directories \
+         given with --script-dir and refuses a VirtualIP or VirtualServer naming one elsewhere"
     )
 }
 

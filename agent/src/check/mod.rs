@@ -26,6 +26,7 @@ pub mod aggregate;
 pub mod endpoints;
 pub mod file;
 pub mod interface;
+pub mod quorum;
 pub mod real_server;
 pub mod rise_fall;
 pub mod script;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 pub use aggregate::{Observation, TrackState, aggregate};
 pub use endpoints::EndpointReadiness;
 pub use file::FileProbe;
+pub use quorum::QuorumFeed;
 pub use script::{ScriptOutcome, ScriptProbe};
 
 use crate::report::Metrics;
@@ -69,6 +71,8 @@ pub enum Probe {
     Script(ScriptProbe),
     /// A Service having a Ready endpoint on this node (from an [`EndpointReadiness`]).
     Endpoints(ServiceRef),
+    /// A VirtualServer's quorum holding on this node (from a [`QuorumFeed`]).
+    Quorum { virtual_server: String },
 }
 
 impl Probe {
@@ -79,6 +83,7 @@ impl Probe {
             Self::File(_) => CheckerKind::File,
             Self::Script(_) => CheckerKind::Script,
             Self::Endpoints(_) => CheckerKind::Endpoints,
+            Self::Quorum { .. } => CheckerKind::VirtualServer,
         }
     }
 }
@@ -92,9 +97,9 @@ pub const DEFAULT_SCRIPT_PERIOD: Duration = Duration::from_secs(1);
 
 impl Tracker {
     /// The runtime form of every tracker in `track`, in the order interfaces, files, scripts,
-    /// endpoints. Names (the `tracker` metric label) are `interface:<name>`, `file:<path>`,
-    /// `script:<name>` and `endpoints:<namespace>/<name>`; a missing weight is 0 (FAULT when
-    /// failing).
+    /// endpoints, VirtualServers. Names (the `tracker` metric label) are `interface:<name>`,
+    /// `file:<path>`, `script:<name>`, `endpoints:<namespace>/<name>` and
+    /// `virtualserver:<name>`; a missing weight is 0 (FAULT when failing).
     pub fn from_spec(track: &Track) -> Vec<Tracker> {
         let mut out = Vec::new();
         for t in &track.interfaces {
@@ -144,6 +149,15 @@ impl Tracker {
                 probe: Probe::Endpoints(t.service.clone()),
             });
         }
+        for t in &track.virtual_servers {
+            out.push(Tracker {
+                name: format!("virtualserver:{}", t.name),
+                weight: t.weight.unwrap_or(0),
+                probe: Probe::Quorum {
+                    virtual_server: t.name.clone(),
+                },
+            });
+        }
         out
     }
 
@@ -163,6 +177,7 @@ impl Tracker {
                 .unwrap_or(&self.name)
                 .to_owned(),
             Probe::Endpoints(service) => format!("{}/{}", service.namespace, service.name),
+            Probe::Quorum { virtual_server } => virtual_server.clone(),
         }
     }
 }
@@ -297,6 +312,14 @@ impl Slot {
     }
 }
 
+/// What trackers follow that the agent learns elsewhere: Services' endpoint readiness (cluster
+/// mode's EndpointSlice watch) and VirtualServers' quorums (the health checks). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    pub endpoints: EndpointReadiness,
+    pub quorums: QuorumFeed,
+}
+
 /// The running trackers of one instance. Dropping it stops every tracker task (and kills any
 /// script still running).
 pub struct TrackerSet {
@@ -320,16 +343,17 @@ impl TrackerSet {
     ///
     /// The first value counts every tracker as [`Observation::Pending`] (down), except file
     /// trackers, which are read before this returns; [`TrackerSet::settled`] waits for the rest.
-    /// Endpoint trackers follow nothing and stay pending: see [`TrackerSet::start_following`].
+    /// Endpoint and quorum trackers follow nothing and stay pending: see
+    /// [`TrackerSet::start_following`].
     pub fn start(trackers: Vec<Tracker>, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
-        Self::start_following(trackers, metrics, &EndpointReadiness::new())
+        Self::start_following(trackers, metrics, &Followed::default())
     }
 
-    /// [`TrackerSet::start`], endpoint trackers following `readiness`.
+    /// [`TrackerSet::start`], endpoint and quorum trackers following `followed`.
     pub fn start_following(
         trackers: Vec<Tracker>,
         metrics: Metrics,
-        readiness: &EndpointReadiness,
+        followed: &Followed,
     ) -> (Self, watch::Receiver<TrackState>) {
         let facts: Vec<Facts> = trackers
             .iter()
@@ -386,7 +410,12 @@ impl TrackerSet {
                 Probe::Script(probe) => tasks.push(tokio::spawn(script::track(probe, slot))),
                 Probe::Endpoints(service) => tasks.push(tokio::spawn(endpoints::track(
                     service,
-                    readiness.clone(),
+                    followed.endpoints.clone(),
+                    slot,
+                ))),
+                Probe::Quorum { virtual_server } => tasks.push(tokio::spawn(quorum::track(
+                    virtual_server,
+                    followed.quorums.clone(),
                     slot,
                 ))),
             }
@@ -399,9 +428,9 @@ impl TrackerSet {
     pub fn spawn(
         track: &Track,
         metrics: Metrics,
-        readiness: &EndpointReadiness,
+        followed: &Followed,
     ) -> (Self, watch::Receiver<TrackState>) {
-        Self::start_following(Tracker::from_spec(track), metrics, readiness)
+        Self::start_following(Tracker::from_spec(track), metrics, followed)
     }
 
     /// The trackers as `VrrpNode.status.checkers` entries owned by `owner` (the instance).

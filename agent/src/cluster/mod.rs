@@ -72,6 +72,8 @@ pub struct ClusterOptions {
     pub heartbeat: Duration,
     /// Where the last applied configuration is kept; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
+    /// Where track scripts may run from.
+    pub script_dirs: crate::check::script_dirs::ScriptDirs,
 }
 
 impl ClusterOptions {
@@ -82,6 +84,7 @@ impl ClusterOptions {
             node_addresses: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
             state_dir: None,
+            script_dirs: crate::check::script_dirs::ScriptDirs::default(),
         }
     }
 }
@@ -151,7 +154,9 @@ pub fn spawn(
         options.node.clone(),
         options.node_addresses.clone(),
     );
-    let watch = watch.state_dir(options.state_dir.clone());
+    let watch = watch
+        .state_dir(options.state_dir.clone())
+        .script_dirs(options.script_dirs.clone());
     let endpoints = EndpointWatch::new(
         client.clone(),
         options.node.clone(),

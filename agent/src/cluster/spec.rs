@@ -36,7 +36,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::last_config::{self, LastConfig};
-use crate::source::resolve::{Accepted, Mode, resolve};
+use crate::check::script_dirs::ScriptDirs;
+use crate::source::resolve::{Accepted, Mode, Rules, resolve};
 use crate::source::{ConfigSender, publish};
 
 /// The first wait before instances rejected for a Secret problem are resolved again; doubled
@@ -87,6 +88,8 @@ pub struct SpecWatch {
     node: String,
     node_addresses: Vec<IpAddr>,
     state_dir: Option<PathBuf>,
+    /// Where track scripts may run from.
+    script_dirs: ScriptDirs,
     roll_call: watch::Sender<Option<String>>,
     tracked_services: watch::Sender<BTreeSet<ServiceRef>>,
     /// The spec and generation last resolved (a status-only update resolves nothing).
@@ -118,6 +121,7 @@ impl SpecWatch {
             node,
             node_addresses,
             state_dir: None,
+            script_dirs: ScriptDirs::default(),
             roll_call,
             tracked_services,
             resolved: None,
@@ -137,6 +141,20 @@ impl SpecWatch {
     pub fn state_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.state_dir = dir;
         self
+    }
+
+    /// Runs track scripts only from `dirs` (an instance naming another is rejected).
+    #[must_use]
+    pub fn script_dirs(mut self, dirs: ScriptDirs) -> Self {
+        self.script_dirs = dirs;
+        self
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            mode: Mode::Cluster,
+            script_dirs: self.script_dirs.clone(),
+        }
     }
 
     /// Watches and publishes into `sender` until the receiving side is gone.
@@ -271,7 +289,7 @@ impl SpecWatch {
         };
         let resolution = resolve(
             &stored.spec(),
-            Mode::Cluster,
+            self.rules(),
             &|key: &SecretKeyRef| stored.password(key),
             &BTreeMap::new(),
         );
@@ -326,7 +344,7 @@ impl SpecWatch {
                 .cloned()
                 .unwrap_or_else(|| Err("the Secret was not read".to_owned()))
         };
-        let resolution = resolve(&object.spec, Mode::Cluster, &lookup, &self.accepted);
+        let resolution = resolve(&object.spec, self.rules(), &lookup, &self.accepted);
         for rejected in &resolution.rejected {
             tracing::error!(node = %self.node, ?generation, instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others follow the VrrpNode");
         }

@@ -31,7 +31,7 @@ use links::LinkMonitor;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
 
-use crate::check::EndpointReadiness;
+use crate::check::{EndpointReadiness, Followed, QuorumFeed};
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
 use crate::net::{NetError, rtnetlink_connect};
@@ -203,7 +203,7 @@ impl Driver {
                 board,
                 metrics,
                 links: monitor,
-                endpoints: EndpointReadiness::new(),
+                followed: Followed::default(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),
@@ -214,7 +214,15 @@ impl Driver {
     /// without it they stay pending.
     #[must_use]
     pub fn follow_endpoints(mut self, readiness: EndpointReadiness) -> Self {
-        self.services.endpoints = readiness;
+        self.services.followed.endpoints = readiness;
+        self
+    }
+
+    /// VirtualServer quorum trackers follow `quorums` (the health checks); without it they
+    /// stay pending.
+    #[must_use]
+    pub fn follow_quorums(mut self, quorums: QuorumFeed) -> Self {
+        self.services.followed.quorums = quorums;
         self
     }
 

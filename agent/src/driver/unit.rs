@@ -21,7 +21,7 @@ use super::endpoint::Endpoint;
 use super::links::LinkMonitor;
 use super::machine::Machine;
 use super::vips::Vips;
-use crate::check::{EndpointReadiness, TrackState, TrackerSet};
+use crate::check::{Followed, TrackState, TrackerSet};
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
@@ -58,8 +58,8 @@ pub struct Services {
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub links: LinkMonitor,
-    /// What endpoint trackers follow.
-    pub endpoints: EndpointReadiness,
+    /// What endpoint and quorum trackers follow.
+    pub followed: Followed,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -238,7 +238,7 @@ impl Unit {
         let (set, receiver) = TrackerSet::spawn(
             &member.spec.track,
             self.services.metrics.clone(),
-            &self.services.endpoints,
+            &self.services.followed,
         );
         let forward = forward_track(index, receiver, self.inputs.clone());
         member.trackers = Some((set, forward));

@@ -18,6 +18,7 @@ use kube_vrrp_crds::{
     VrrpVersion,
 };
 
+use crate::check::script_dirs::ScriptDirs;
 use crate::driver::{DesiredConfig, InstanceSpec};
 use crate::net::announce::GarpSettings;
 use crate::vrrp::packet::Authentication;
@@ -33,6 +34,23 @@ pub enum Mode {
     Cluster,
     /// Standalone mode: manifests only; `track.endpoints` is refused.
     Standalone,
+}
+
+/// What the agent allows besides the spec's own rules: its mode, and the directories scripts
+/// may run from (`--script-dir`). A bare [`Mode`] allows no script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub mode: Mode,
+    pub script_dirs: ScriptDirs,
+}
+
+impl From<Mode> for Rules {
+    fn from(mode: Mode) -> Self {
+        Self {
+            mode,
+            script_dirs: ScriptDirs::default(),
+        }
+    }
 }
 
 /// Why an instance cannot be run as given.
@@ -105,15 +123,19 @@ impl Resolution {
 /// (marked `runningPrevious`).
 pub fn resolve(
     spec: &VrrpNodeSpec,
-    mode: Mode,
+    rules: impl Into<Rules>,
     secret: &impl Fn(&SecretKeyRef) -> Result<Vec<u8>, String>,
     previous: &BTreeMap<String, Accepted>,
 ) -> Resolution {
+    let rules = rules.into();
     let mut out = Resolution::default();
     let mut seen = std::collections::BTreeSet::new();
     for instance in &spec.instances {
         let outcome = if seen.insert(instance.name.as_str()) {
-            resolve_instance(instance, mode, secret)
+            resolve_instance(instance, &rules, secret).and_then(|accepted| {
+                tracked_servers_exist(instance, spec)?;
+                Ok(accepted)
+            })
         } else {
             Err(Problem::new(
                 RejectReason::Invalid,
@@ -159,7 +181,7 @@ pub fn internal_ips(node: &Node) -> Vec<IpAddr> {
 /// Resolves one instance, or says why it cannot run.
 pub fn resolve_instance(
     instance: &VrrpInstance,
-    mode: Mode,
+    rules: &Rules,
     secret: &impl Fn(&SecretKeyRef) -> Result<Vec<u8>, String>,
 ) -> Result<Accepted, Problem> {
     let violations = instance.validate();
@@ -167,7 +189,16 @@ pub fn resolve_instance(
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         return Err(Problem::new(RejectReason::Invalid, all.join("; ")));
     }
-    if mode == Mode::Standalone && !instance.track.endpoints.is_empty() {
+    for (i, script) in instance.track.scripts.iter().enumerate() {
+        let program = script.command.first().map_or("", String::as_str);
+        rules.script_dirs.admit(program).map_err(|why| {
+            Problem::new(
+                RejectReason::ScriptNotAllowed,
+                format!("track.scripts[{i}] ({}): {why}", script.name),
+            )
+        })?;
+    }
+    if rules.mode == Mode::Standalone && !instance.track.endpoints.is_empty() {
         return Err(Problem::new(
             RejectReason::Unsupported,
             "track.endpoints follows a Service's EndpointSlices through the Kubernetes API, \
@@ -199,6 +230,29 @@ pub fn resolve_instance(
             ..spec
         },
     })
+}
+
+/// Each VirtualServer `instance` tracks must be one of its own on this node (the quorum is
+/// computed by the health checks of this node's VirtualServers).
+fn tracked_servers_exist(instance: &VrrpInstance, spec: &VrrpNodeSpec) -> Result<(), Problem> {
+    for (i, tracked) in instance.track.virtual_servers.iter().enumerate() {
+        let found = spec.virtual_servers.iter().find(|s| s.name == tracked.name);
+        let message = match found {
+            Some(server) if server.virtual_ip == instance.name => continue,
+            Some(server) => format!(
+                "track.virtualServers[{i}]: VirtualServer {} belongs to VirtualIP {}, not to \
+                 this one; an instance tracks the quorum of its own VirtualServers",
+                tracked.name, server.virtual_ip
+            ),
+            None => format!(
+                "track.virtualServers[{i}]: no VirtualServer {} of this VirtualIP is deployed \
+                 on this node (missing, refused, or naming another VirtualIP)",
+                tracked.name
+            ),
+        };
+        return Err(Problem::new(RejectReason::Invalid, message));
+    }
+    Ok(())
 }
 
 /// Parses what validation has checked into the driver's types (a v2 instance must also carry
@@ -556,5 +610,105 @@ mod tests {
         assert_eq!(config.generation, Some(7));
         assert_eq!(config.instances.len(), 1);
         assert_eq!(config.rejected[0].name, "legacy");
+    }
+
+    fn with_script(name: &str, program: &str) -> VrrpInstance {
+        let mut vip = instance(name);
+        vip.track.scripts = vec![kube_vrrp_crds::TrackScript {
+            name: "chk".into(),
+            command: vec![program.into(), "-q".into()],
+            interval: DurationString::new("1s"),
+            timeout: DurationString::new("1s"),
+            rise: 1,
+            fall: 1,
+            weight: None,
+        }];
+        vip
+    }
+
+    #[test]
+    fn a_track_script_outside_the_allowed_directories_rejects_its_instance_alone() {
+        let rules = Rules {
+            mode: Mode::Cluster,
+            script_dirs: ScriptDirs::new([std::path::PathBuf::from("/etc/kube-vrrp/scripts")]),
+        };
+        let r = resolve(
+            &spec(vec![
+                with_script("inside", "/etc/kube-vrrp/scripts/chk"),
+                with_script("outside", "/usr/local/bin/chk"),
+            ]),
+            rules,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(names(&r), ["inside"]);
+        assert_eq!(r.rejected.len(), 1);
+        let rejected = &r.rejected[0];
+        assert_eq!(
+            (rejected.name.as_str(), rejected.reason),
+            ("outside", RejectReason::ScriptNotAllowed)
+        );
+        assert!(
+            rejected.message.contains("track.scripts[0] (chk)")
+                && rejected.message.contains("/etc/kube-vrrp/scripts"),
+            "{}",
+            rejected.message
+        );
+        let none_allowed = resolve(
+            &spec(vec![with_script("inside", "/etc/kube-vrrp/scripts/chk")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert!(none_allowed.rejected[0].message.contains("--script-dir"));
+    }
+
+    #[test]
+    fn a_tracked_virtual_server_must_be_one_of_the_instances_own_on_this_node() {
+        let server = |name: &str, vip: &str| -> kube_vrrp_crds::ResolvedVirtualServer {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "virtualIP": vip, "addresses": ["10.0.0.50"], "port": 80,
+                "protocol": "TCP", "scheduler": "wlc", "forwarding": "NAT", "realServers": []
+            }))
+            .unwrap()
+        };
+        let tracking = |name: &str, tracked: &str| {
+            let mut vip = instance(name);
+            vip.track.virtual_servers = vec![kube_vrrp_crds::TrackVirtualServer {
+                name: tracked.into(),
+                weight: Some(-50),
+            }];
+            vip
+        };
+        let mut other = tracking("other", "web-80");
+        other.virtual_router_id = 52;
+        other.addresses = vec!["10.0.0.60/24".into()];
+        let mut missing = tracking("missing", "nowhere");
+        missing.virtual_router_id = 53;
+        missing.addresses = vec!["10.0.0.70/24".into()];
+        let node = VrrpNodeSpec {
+            instances: vec![tracking("web", "web-80"), other, missing],
+            virtual_servers: vec![server("web-80", "web")],
+        };
+        let r = resolve(&node, Mode::Cluster, &no_secret, &BTreeMap::new());
+        assert_eq!(names(&r), ["web"]);
+        let reasons: Vec<(&str, RejectReason, bool)> = r
+            .rejected
+            .iter()
+            .map(|x| {
+                (
+                    x.name.as_str(),
+                    x.reason,
+                    x.message.contains("track.virtualServers[0]"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("missing", RejectReason::Invalid, true),
+                ("other", RejectReason::Invalid, true)
+            ]
+        );
     }
 }

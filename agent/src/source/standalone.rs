@@ -14,8 +14,9 @@ use kube_vrrp_plan::{ManifestError, load_manifests_setting_aside_invalid};
 use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::resolve::{Accepted, Mode, internal_ips, resolve};
+use super::resolve::{Accepted, Mode, Rules, internal_ips, resolve};
 use super::{ConfigSender, publish};
+use crate::check::script_dirs::ScriptDirs;
 use crate::driver::DesiredConfig;
 
 /// How often the directory is checked for changes by default.
@@ -41,6 +42,8 @@ pub struct Standalone {
     previous: Option<Plan>,
     /// The instances last accepted, kept running when a new version of one is rejected.
     accepted: BTreeMap<String, Accepted>,
+    /// Where track scripts may run from.
+    script_dirs: ScriptDirs,
 }
 
 impl Standalone {
@@ -50,7 +53,15 @@ impl Standalone {
             node: node.into(),
             previous: None,
             accepted: BTreeMap::new(),
+            script_dirs: ScriptDirs::default(),
         }
+    }
+
+    /// Runs track scripts only from `dirs` (a VirtualIP naming another is rejected).
+    #[must_use]
+    pub fn script_dirs(mut self, dirs: ScriptDirs) -> Self {
+        self.script_dirs = dirs;
+        self
     }
 
     /// Loads the directory now and resolves this node's configuration.
@@ -84,7 +95,11 @@ impl Standalone {
                     )
                 })
         };
-        let mut resolution = resolve(&spec, Mode::Standalone, &lookup, &self.accepted);
+        let rules = Rules {
+            mode: Mode::Standalone,
+            script_dirs: self.script_dirs.clone(),
+        };
+        let mut resolution = resolve(&spec, rules, &lookup, &self.accepted);
         self.reject_set_aside(&set_aside, &mut resolution);
         for rejected in &resolution.rejected {
             tracing::error!(instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others run");
