@@ -197,7 +197,7 @@ fn quorum_snapshot(name: &str, up: Option<bool>, refused: bool) -> HealthSnapsho
             "protocol": "TCP", "scheduler": "wlc", "forwarding": "NAT",
             "realServers": [{"address": "198.51.100.1", "port": 80, "weight": 1}]
         }))
-        .unwrap();
+        .expect("a VirtualServer");
         snapshot.virtual_servers.insert(
             name.to_owned(),
             VirtualServerHealth {

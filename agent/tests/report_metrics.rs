@@ -467,7 +467,7 @@ fn real_server_series_count_attempts_by_result_and_carry_the_verdict_and_quorum(
     metrics.forget_virtual_server("web-80");
     let left = parse(&metrics.encode());
     assert!(
-        !left.iter().any(|s| s.labels.get("virtualserver").is_some()),
+        !left.iter().any(|s| s.labels.contains_key("virtualserver")),
         "series of a removed VirtualServer stay: {left:?}"
     );
 }
