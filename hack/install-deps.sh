@@ -16,6 +16,7 @@ declare -A package_of=(
     [skopeo]=skopeo
     [jq]=jq
     [objcopy]=binutils
+    [openssl]=openssl
 )
 missing=()
 for command in "${!package_of[@]}"; do
