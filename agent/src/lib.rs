@@ -6,6 +6,7 @@ pub mod check;
 pub mod cluster;
 pub mod decode;
 pub mod driver;
+pub mod ipvs;
 pub mod net;
 pub mod report;
 pub mod source;
