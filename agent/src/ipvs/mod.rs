@@ -3,8 +3,11 @@
 //! socket that sends them ([`client`]).
 
 pub mod client;
+pub mod desired;
 pub mod model;
+pub mod owner;
 pub mod packet;
+pub mod plan;
 pub mod request;
 
 pub use client::{IpvsClient, IpvsError, IpvsInfo};
