@@ -190,6 +190,7 @@ fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
     DesiredConfig {
         instances,
         node_addresses: Vec::new(),
+        virtual_servers: Vec::new(),
     }
 }
 

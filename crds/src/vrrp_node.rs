@@ -232,7 +232,7 @@ pub struct InstanceStatus {
 }
 
 /// IPVS summary.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpvsStatus {
     /// The kernel can program IPVS.

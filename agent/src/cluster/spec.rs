@@ -177,6 +177,7 @@ impl SpecWatch {
                 let empty = DesiredConfig {
                     instances: Vec::new(),
                     node_addresses: self.node_addresses.clone(),
+                    virtual_servers: Vec::new(),
                 };
                 if publish(sender, empty) {
                     tracing::info!(node = %self.node, "no VrrpNode for this node: every instance leaves");

@@ -12,12 +12,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::status::{build_status, status_patch};
 use super::{ClusterError, DEFAULT_HEARTBEAT, DEFAULT_STATUS_POLL, FIELD_MANAGER};
-use crate::report::{InstanceStatus, StatusBoard};
+use crate::report::{InstanceStatus, IpvsReport, StatusBoard};
 
 /// What a write carries apart from its heartbeat time: a write is due when this changes.
 #[derive(Debug, Clone, PartialEq)]
 struct Content {
     instances: Vec<InstanceStatus>,
+    ipvs: Option<IpvsReport>,
     observed_generation: Option<i64>,
 }
 
@@ -93,6 +94,7 @@ impl StatusWriter {
             }
             let content = Content {
                 instances: self.board.snapshot(),
+                ipvs: self.board.ipvs(),
                 observed_generation,
             };
             let changed = written.as_ref() != Some(&content);
@@ -125,6 +127,7 @@ impl StatusWriter {
     async fn write(&self, content: &Content) -> Result<(), ClusterError> {
         let status = build_status(
             &content.instances,
+            content.ipvs.as_ref(),
             content.observed_generation,
             Timestamp::now(),
         );

@@ -19,6 +19,8 @@ pub struct DesiredConfig {
     pub instances: Vec<InstanceSpec>,
     /// The node's own addresses (its InternalIPs): the last resort when picking an interface.
     pub node_addresses: Vec<IpAddr>,
+    /// The node's VirtualServers, for the IPVS task (the VRRP units do not read them).
+    pub virtual_servers: Vec<kube_vrrp_crds::ResolvedVirtualServer>,
 }
 
 /// One VRRP instance, resolved.

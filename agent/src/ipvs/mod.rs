@@ -1,6 +1,9 @@
 //! IPVS: the kernel's generic-netlink family `IPVS` ([`packet`], pure), the typed services and
-//! destinations built from it ([`model`]), the requests that change them ([`request`]), and the
-//! socket that sends them ([`client`]).
+//! destinations built from it ([`model`]), the requests that change them ([`request`]), the
+//! socket that sends them ([`client`]); what the node's VirtualServers want ([`desired`]),
+//! which services are ours ([`owner`]), the diff between wanted and present ([`plan`], pure),
+//! the synchroniser that applies it ([`sync`]), and the task that runs it beside VRRP
+//! ([`task`]).
 
 pub mod client;
 pub mod desired;
@@ -9,6 +12,8 @@ pub mod owner;
 pub mod packet;
 pub mod plan;
 pub mod request;
+pub mod sync;
+pub mod task;
 
 pub use client::{IpvsClient, IpvsError, IpvsInfo};
 pub use model::{

@@ -69,11 +69,22 @@ mod state_name {
     }
 }
 
-/// The `/status` document: `{"instances": [...]}`.
+/// The `/status` document: `{"instances": [...], "ipvs": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDocument {
     /// Every instance, sorted by name.
     pub instances: Vec<InstanceStatus>,
+    /// IPVS on this node, once the IPVS task has looked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<kube_vrrp_crds::IpvsStatus>,
+}
+
+/// What the IPVS task last reported, and since when IPVS has been (un)available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpvsReport {
+    pub status: kube_vrrp_crds::IpvsStatus,
+    /// When `status.available` last changed.
+    pub since: Timestamp,
 }
 
 /// Shared, cheap-to-clone status of every instance. The lock is held only to copy an entry in
@@ -86,6 +97,7 @@ pub struct StatusBoard {
 #[derive(Default)]
 struct Inner {
     instances: Mutex<BTreeMap<String, InstanceStatus>>,
+    ipvs: Mutex<Option<IpvsReport>>,
     ready: AtomicBool,
 }
 
@@ -116,6 +128,24 @@ impl StatusBoard {
     /// A copy of every entry, sorted by name.
     pub fn snapshot(&self) -> Vec<InstanceStatus> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Puts the IPVS task's report on the board.
+    pub fn set_ipvs(&self, report: IpvsReport) {
+        *self
+            .inner
+            .ipvs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(report);
+    }
+
+    /// The IPVS task's last report.
+    pub fn ipvs(&self) -> Option<IpvsReport> {
+        self.inner
+            .ipvs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Marks the board populated (the driver has configured its instances): `/readyz` is 200

@@ -62,6 +62,7 @@ async fn metrics_text(State(shared): State<Shared>) -> Response {
 async fn status(State(shared): State<Shared>) -> Response {
     axum::Json(StatusDocument {
         instances: shared.board.snapshot(),
+        ipvs: shared.board.ipvs().map(|report| report.status),
     })
     .into_response()
 }

@@ -107,6 +107,11 @@ pub fn age(span: jiff::SignedDuration) -> String {
 /// GETs `/status` from the agent at `addr` (plain HTTP/1.1, blocking, [`FETCH_TIMEOUT`] per
 /// step) and returns its instances.
 pub fn fetch(addr: SocketAddr) -> Result<Vec<InstanceStatus>, ReportError> {
+    fetch_document(addr).map(|document| document.instances)
+}
+
+/// GETs the whole `/status` document from the agent at `addr`.
+pub fn fetch_document(addr: SocketAddr) -> Result<StatusDocument, ReportError> {
     let io = |source| ReportError::Io { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)
         .map_err(|source| ReportError::Connect { addr, source })?;
@@ -127,9 +132,7 @@ pub fn fetch(addr: SocketAddr) -> Result<Vec<InstanceStatus>, ReportError> {
             body: String::from_utf8_lossy(&body).trim().to_owned(),
         });
     }
-    let document: StatusDocument =
-        serde_json::from_slice(&body).map_err(|source| ReportError::Json { addr, source })?;
-    Ok(document.instances)
+    serde_json::from_slice(&body).map_err(|source| ReportError::Json { addr, source })
 }
 
 /// Splits a complete HTTP/1.x response into its status code and body (de-chunked, cut to

@@ -56,6 +56,7 @@ pub fn desired_config<'a>(
         Ok(DesiredConfig {
             instances,
             node_addresses,
+            virtual_servers: spec.virtual_servers.clone(),
         })
     } else {
         Err(problems)
