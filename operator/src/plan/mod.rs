@@ -87,8 +87,8 @@ impl From<Manifests> for PlanInput {
             virtual_ips: m.virtual_ips,
             virtual_servers: m.virtual_servers,
             nodes: m.nodes,
-            endpoint_slices: Vec::new(),
-            services: Vec::new(),
+            endpoint_slices: m.endpoint_slices,
+            services: m.services,
         }
     }
 }
