@@ -9,8 +9,9 @@
 //!   delete; draining → weight 0 first, deleted once it has no connections or the drain
 //!   timed out.
 //!
-//! A wanted service that the kernel has but that is not ours is a conflict, left untouched;
-//! an owned service no longer wanted is deleted (its destinations go with it).
+//! A wanted service that the kernel has but that is not ours is a conflict, left untouched
+//! (and so are its destinations); an owned service no longer wanted is deleted (its
+//! destinations go with it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -136,27 +137,38 @@ pub struct Plan {
     pub deletes: BTreeSet<ServiceKey>,
 }
 
-/// Plans `keys` (the services to look at): `desired` by key, the kernel's `view` of those it
-/// has, and the keys that are `ours`.
+/// What the kernel has, as far as planning needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelView<'a> {
+    /// Every service key in the kernel, whoever owns it.
+    pub present: &'a BTreeSet<ServiceKey>,
+    /// The services that are ours.
+    pub ours: &'a BTreeSet<ServiceKey>,
+    /// What the kernel has of ours (service and destinations).
+    pub observed: &'a BTreeMap<ServiceKey, Observed>,
+}
+
+/// Plans `keys` (the services to look at): `desired` by key against the kernel's `view`.
 pub fn plan(
     keys: &BTreeSet<ServiceKey>,
     desired: &BTreeMap<ServiceKey, DesiredService>,
-    view: &BTreeMap<ServiceKey, Observed>,
-    ours: &BTreeSet<ServiceKey>,
+    view: KernelView<'_>,
     now: Instant,
     drain_timeout: Duration,
     drains: &mut DrainBook,
 ) -> Plan {
     let mut out = Plan::default();
     for key in keys {
-        let observed = view.get(key);
-        let owned = ours.contains(key);
+        let owned = view.ours.contains(key);
+        if view.present.contains(key) && !owned {
+            if desired.contains_key(key) {
+                out.conflicts.insert(*key);
+            }
+            continue;
+        }
+        let observed = view.observed.get(key).filter(|_| owned);
         match desired.get(key) {
             Some(wanted) => {
-                if observed.is_some() && !owned {
-                    out.conflicts.insert(*key);
-                    continue;
-                }
                 if observed.is_none() {
                     out.adds.insert(*key);
                 }
@@ -343,7 +355,13 @@ mod tests {
         ]
         .into();
         let ours: BTreeSet<ServiceKey> = [key(81)].into();
-        let p = plan(&keys, &desired_map, &view, &ours, at(0), DRAIN, &mut DrainBook::default());
+        let present: BTreeSet<ServiceKey> = view.keys().copied().collect();
+        let kernel = KernelView {
+            present: &present,
+            ours: &ours,
+            observed: &view,
+        };
+        let p = plan(&keys, &desired_map, kernel, at(0), DRAIN, &mut DrainBook::default());
         assert_eq!(p.conflicts, [key(80)].into(), "kube-proxy's or an admin's");
         assert_eq!(p.requests, [Request::DelService(key(81))]);
         assert_eq!(p.deletes, [key(81)].into());

@@ -15,7 +15,7 @@ use super::desired::{DesiredService, Refused};
 use super::model::{DestinationEntry, ServiceEntry, ServiceKey};
 use super::owner::{Record, classify};
 use super::packet::stats::Counters;
-use super::plan::{DrainBook, Observed, plan};
+use super::plan::{DrainBook, KernelView, Observed, plan};
 use super::request::Request;
 
 /// How the synchroniser runs.
@@ -43,6 +43,8 @@ pub struct Syncer {
     options: SyncOptions,
     record: Record,
     view: BTreeMap<ServiceKey, Observed>,
+    /// Every service key the kernel had at the last refresh, changed by our own requests.
+    present: BTreeSet<ServiceKey>,
     ours: BTreeSet<ServiceKey>,
     desired: BTreeMap<ServiceKey, DesiredService>,
     refused: Vec<Refused>,
@@ -64,6 +66,7 @@ impl Syncer {
             options,
             record,
             view: BTreeMap::new(),
+            present: BTreeSet::new(),
             ours: BTreeSet::new(),
             desired: BTreeMap::new(),
             refused: Vec::new(),
@@ -116,17 +119,14 @@ impl Syncer {
             self.save_record();
         }
         self.ours = ownership.ours();
+        self.present = services.iter().map(|s| s.service.key).collect();
         let mut view = BTreeMap::new();
         for entry in services {
             let key = entry.service.key;
-            if !self.ours.contains(&key) && !wanted.contains(&key) {
+            if !self.ours.contains(&key) {
                 continue;
             }
-            let destinations = if self.ours.contains(&key) {
-                self.client.destinations(key).await?
-            } else {
-                Vec::new()
-            };
+            let destinations = self.client.destinations(key).await?;
             view.insert(
                 key,
                 Observed {
@@ -178,11 +178,15 @@ impl Syncer {
     }
 
     async fn sync(&mut self, keys: &BTreeSet<ServiceKey>, now: Instant) -> SyncReport {
+        let kernel = KernelView {
+            present: &self.present,
+            ours: &self.ours,
+            observed: &self.view,
+        };
         let mut planned = plan(
             keys,
             &self.desired,
-            &self.view,
-            &self.ours,
+            kernel,
             now,
             self.options.drain_timeout,
             &mut self.drains,
@@ -207,20 +211,36 @@ impl Syncer {
         if planned.requests.is_empty() {
             return SyncReport::default();
         }
-        let outcomes = self.client.apply(&planned.requests).await;
-        let mut report = SyncReport {
-            requests: planned.requests.len(),
-            failed: 0,
-        };
-        for (request, outcome) in planned.requests.iter().zip(outcomes) {
-            let key = request_key(request);
-            match outcome {
-                Ok(()) => self.advance(request),
-                Err(error) => {
-                    report.failed += 1;
-                    let message = explain(request, &error);
-                    tracing::warn!(service = %key, error = %message, "IPVS request refused");
-                    self.failures.entry(key).or_insert(message);
+        // Services first, then destinations, and only of services whose own request went
+        // through: a service added by someone else in between (EEXIST) gets none of ours.
+        let (services, destinations): (Vec<Request>, Vec<Request>) = planned
+            .requests
+            .iter()
+            .cloned()
+            .partition(|r| matches!(r, Request::NewService(_) | Request::SetService(_) | Request::DelService(_)));
+        let mut report = SyncReport::default();
+        let mut refused: BTreeSet<ServiceKey> = BTreeSet::new();
+        for phase in [services, destinations] {
+            let phase: Vec<Request> = phase
+                .into_iter()
+                .filter(|r| !refused.contains(&request_key(r)))
+                .collect();
+            if phase.is_empty() {
+                continue;
+            }
+            report.requests += phase.len();
+            let outcomes = self.client.apply(&phase).await;
+            for (request, outcome) in phase.iter().zip(outcomes) {
+                let key = request_key(request);
+                match outcome {
+                    Ok(()) => self.advance(request),
+                    Err(error) => {
+                        report.failed += 1;
+                        refused.insert(key);
+                        let message = explain(request, &error);
+                        tracing::warn!(service = %key, error = %message, "IPVS request refused");
+                        self.failures.entry(key).or_insert(message);
+                    }
                 }
             }
         }
@@ -244,6 +264,7 @@ impl Syncer {
         match request {
             Request::NewService(s) => {
                 self.ours.insert(s.key);
+                self.present.insert(s.key);
                 self.view.insert(
                     s.key,
                     Observed {
@@ -263,6 +284,7 @@ impl Syncer {
             Request::DelService(key) => {
                 self.view.remove(key);
                 self.ours.remove(key);
+                self.present.remove(key);
             }
             Request::NewDest(key, d) => {
                 if let Some(o) = self.view.get_mut(key) {

@@ -26,6 +26,7 @@ fn init_script() -> String {
     format!(
         "#!/bin/busybox sh
 /bin/busybox --install -s /bin
+# busybox runs its own applets before PATH: iproute2's ip is /sbin/ip, called by its path.
 mkdir -p /proc /sys /dev /run /tmp /var
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -34,7 +35,7 @@ mount -t tmpfs run /run
 mount -t tmpfs tmp /tmp
 ln -s /run /var/run
 for m in $(cat /etc/modules.order); do insmod /lib/modules/$m || echo \"insmod $m failed\"; done
-ip link set lo up
+/sbin/ip link set lo up
 dmesg -n 1
 stty -echo
 export PATH=/usr/sbin:/sbin:/usr/bin:/bin PS1= PS2=

@@ -8,7 +8,9 @@
 
 pub mod cpio;
 pub mod image;
+pub mod ipvsadm;
 pub mod kernel;
+pub mod lab;
 pub mod vm;
 
 use std::path::PathBuf;

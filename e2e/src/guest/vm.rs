@@ -187,8 +187,9 @@ impl Guest {
     pub fn run_for(&mut self, command: &str, timeout: Duration) -> Result<Output, GuestError> {
         self.sequence += 1;
         let n = self.sequence;
+        // A subshell: `exit` or `set -e` in a command must not end the guest's shell (init).
         // The marker is split in the command so that it can only be matched in the output.
-        let line = format!("{{ {command}\n}} 2>&1; echo \"@@KV\"\"DONE {n} $?@@\"\n");
+        let line = format!("( {command}\n) 2>&1; echo \"@@KV\"\"DONE {n} $?@@\"\n");
         self.stdin
             .write_all(line.as_bytes())
             .and_then(|()| self.stdin.flush())
