@@ -127,9 +127,12 @@ impl IpvsClient {
     /// Opens the socket and resolves the family. Must be called inside a tokio runtime.
     pub async fn connect() -> Result<Self, IpvsError> {
         let family_id = resolve_family().await?;
-        let (connection, handle, _) =
+        let (mut connection, handle, _) =
             netlink_proto::new_connection::<RawGenlMessage>(NETLINK_GENERIC)
                 .map_err(IpvsError::Socket)?;
+        // Acknowledgements reach the answer streams, so that each change of a batch has its
+        // own outcome (the kernel answers each message of a datagram in turn).
+        connection.set_forward_ack(true);
         Ok(Self {
             handle,
             family_id,

@@ -6,8 +6,8 @@
 //! - settings differ (scheduler, flags, persistence) → edit it in place: its connections and
 //!   destinations stay;
 //! - a destination absent → add; settings differ → edit; in the kernel but no longer wanted →
-//!   delete; draining → weight 0 first, deleted once it has no connections or the drain
-//!   timed out.
+//!   delete; draining → weight 0 first, deleted once its connections ended (TCP/SCTP: no
+//!   active one; UDP: none at all) or the drain timed out.
 //!
 //! A wanted service that the kernel has but that is not ours is a conflict, left untouched
 //! (and so are its destinations); an owned service no longer wanted is deleted (its
@@ -96,7 +96,7 @@ pub fn diff_service(
                 if have.destination.settings.normalized() != d.settings {
                     // First step of a drain (or a settings change while draining): weight 0.
                     out.push(Request::SetDest(key, d));
-                } else if have.active_connections == 0 && have.inactive_connections == 0
+                } else if connections_ended(key, have)
                     || now.saturating_duration_since(since) >= drain_timeout
                 {
                     drains.forget(&id);
@@ -123,6 +123,19 @@ pub fn diff_service(
         }
     }
     out
+}
+
+/// Whether a draining destination has no connection left: for TCP and SCTP, none active
+/// (inactive ones are closing, e.g. in TIME_WAIT); for UDP, whose flows IPVS counts as
+/// inactive, none at all.
+fn connections_ended(key: ServiceKey, have: &DestinationEntry) -> bool {
+    match key {
+        ServiceKey::Address {
+            protocol: super::packet::Protocol::Udp,
+            ..
+        } => have.active_connections == 0 && have.inactive_connections == 0,
+        _ => have.active_connections == 0,
+    }
 }
 
 /// The plan for a set of services.

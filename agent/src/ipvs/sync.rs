@@ -51,6 +51,9 @@ pub struct Syncer {
     conflicts: BTreeSet<ServiceKey>,
     failures: BTreeMap<ServiceKey, String>,
     drains: DrainBook,
+    /// A desired state was given: until then nothing is changed (an empty desired state
+    /// before the configuration is read must not delete what a restarted agent adopts).
+    configured: bool,
 }
 
 impl Syncer {
@@ -73,6 +76,7 @@ impl Syncer {
             conflicts: BTreeSet::new(),
             failures: BTreeMap::new(),
             drains: DrainBook::default(),
+            configured: false,
         };
         syncer.refresh().await?;
         Ok(syncer)
@@ -165,14 +169,23 @@ impl Syncer {
                 .filter(|(_, d)| d.destinations.iter().any(|x| x.draining))
                 .map(|(k, _)| *k),
         );
+        if !self.configured {
+            // The first desired state: look at every service we own.
+            keys.extend(self.ours.iter().copied());
+            self.configured = true;
+        }
         self.desired = desired;
         self.refused = refused;
         self.sync(&keys, now).await
     }
 
-    /// Re-reads the kernel and brings every service looked at in line.
+    /// Re-reads the kernel and brings every service looked at in line (only re-reads before
+    /// the first desired state).
     pub async fn reconcile(&mut self, now: Instant) -> Result<SyncReport, IpvsError> {
         self.refresh().await?;
+        if !self.configured {
+            return Ok(SyncReport::default());
+        }
         let keys: BTreeSet<ServiceKey> = self.ours.union(&self.desired.keys().copied().collect()).copied().collect();
         Ok(self.sync(&keys, now).await)
     }

@@ -20,8 +20,8 @@ pub const MODULES: &[&str] = &[
 /// The line the init script prints when the shell is ready for commands.
 pub const READY: &str = "KUBE-VRRP-GUEST-READY";
 
-/// The guest's `/init`: mounts, modules, loopback up, quiet console, then a shell on the
-/// serial console that reads the harness's commands (no echo).
+/// The guest's `/init`: mounts, modules, loopback up, quiet console, then (as a child of PID 1)
+/// a shell on the serial console that reads the harness's commands (no echo).
 fn init_script() -> String {
     format!(
         "#!/bin/busybox sh
@@ -40,7 +40,9 @@ dmesg -n 1
 stty -echo
 export PATH=/usr/sbin:/sbin:/usr/bin:/bin PS1= PS2=
 echo {READY}
-exec sh
+# The command shell is not PID 1: orphans (background jobs of subshells) are reparented to
+# PID 1, and their exit must not interrupt the shell that reads the harness's commands.
+while :; do sh; done
 "
     )
 }

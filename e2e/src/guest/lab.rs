@@ -140,10 +140,15 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
         Ok(())
     }
 
-    /// Starts the agent in standalone mode (debug logs to /tmp/agent.log, appended).
+    /// Starts the agent in standalone mode as node `guest` (logs to /tmp/agent.log, appended).
     pub fn start_agent(&mut self, extra: &str) -> Result<(), GuestError> {
+        self.start_agent_as("guest", extra)
+    }
+
+    /// Starts the agent in standalone mode as node `node`.
+    pub fn start_agent_as(&mut self, node: &str, extra: &str) -> Result<(), GuestError> {
         let out = self.guest.ok(&format!(
-            "RUST_LOG=info /opt/kv/kube-vrrp-agent run --node guest --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --state-dir /run/kube-vrrp --ipvs-resync-ms 1000 {extra} >> /tmp/agent.log 2>&1 &
+            "RUST_LOG=info /opt/kv/kube-vrrp-agent run --node {node} --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --state-dir /run/kube-vrrp --ipvs-resync-ms 1000 {extra} >> /tmp/agent.log 2>&1 &
 echo $!"
         ))?;
         self.agent_pid = out.trim().parse().ok();
