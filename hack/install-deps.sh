@@ -13,6 +13,14 @@ declare -A package_of=(
     [promtool]=prometheus
     [unzip]=unzip
     [npm]=npm
+    # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
+    [qemu-system-x86_64]=qemu-system-x86
+    [busybox]=busybox-static
+    [ipvsadm]=ipvsadm
+    [modprobe]=kmod
+    [depmod]=kmod
+    [cpio]=cpio
+    [strip]=binutils
 )
 missing=()
 for command in "${!package_of[@]}"; do
