@@ -434,7 +434,7 @@ pub struct VirtualServerStatus {
     /// Health and weight of each real server, as seen by the MASTER.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub real_servers: Vec<RealServerStatus>,
-    /// Available, Degraded (see `kube_vrrp_crds::condition`).
+    /// Programmed, Available, Degraded (see `kube_vrrp_crds::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.
@@ -442,7 +442,7 @@ pub struct VirtualServerStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// One real server's health.
+/// One real server: whether the MASTER programmed it, with which weight, and its health.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealServerStatus {
@@ -450,7 +450,13 @@ pub struct RealServerStatus {
     pub address: String,
     /// Port.
     pub port: u16,
-    /// Weight currently programmed (0 when inhibited).
+    /// The MASTER reports it in IPVS (on every address of the VirtualServer).
+    #[serde(default)]
+    pub programmed: bool,
+    /// Being drained: a terminating endpoint at weight 0, removed when its connections end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+    /// Weight in IPVS as the MASTER reports it (0 when not programmed or drained).
     pub weight: u32,
     /// Passing its health check.
     pub healthy: bool,
