@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use kube_vrrp_agent::ipvs::IpvsClient;
 use kube_vrrp_agent::ipvs::desired::desired_services;
 use kube_vrrp_agent::ipvs::sync::{SyncOptions, Syncer};
-use kube_vrrp_crds::{
-    Forwarding, Protocol, ResolvedRealServer, ResolvedVirtualServer, Scheduler,
-};
+use kube_vrrp_crds::{Forwarding, Protocol, ResolvedRealServer, ResolvedVirtualServer, Scheduler};
 
 /// Service addresses from the benchmarking range 198.18.0.0/15 (RFC 2544); nothing is sent.
 fn address(i: usize) -> String {
@@ -34,7 +32,11 @@ fn servers(count: usize, per: usize, changed: bool) -> Vec<ResolvedVirtualServer
             addresses: vec![address(i)],
             port: 80,
             protocol: Protocol::Tcp,
-            scheduler: if changed && i % step == 0 { Scheduler::Rr } else { Scheduler::Wlc },
+            scheduler: if changed && i % step == 0 {
+                Scheduler::Rr
+            } else {
+                Scheduler::Wlc
+            },
             scheduler_flags: Vec::new(),
             forwarding: Forwarding::Nat,
             tunnel: None,
@@ -48,7 +50,11 @@ fn servers(count: usize, per: usize, changed: bool) -> Vec<ResolvedVirtualServer
                     address: format!("198.19.{}.{}", r, (i % 250) + 1),
                     port: 8080 + (i / 250) as u16,
                     // 1 % of the real servers: the first of every tenth service.
-                    weight: if changed && r == 0 && i % 10 == 5 { 5 } else { 1 },
+                    weight: if changed && r == 0 && i % 10 == 5 {
+                        5
+                    } else {
+                        1
+                    },
                     ..ResolvedRealServer::default()
                 })
                 .collect(),
@@ -72,9 +78,17 @@ fn restore_file(all: &[ResolvedVirtualServer], changes_only: bool) -> String {
         for r in &s.real_servers {
             let changed = r.weight != 1;
             if !changes_only {
-                let _ = writeln!(out, "-a {service} -r {}:{} -m -w {}", r.address, r.port, r.weight);
+                let _ = writeln!(
+                    out,
+                    "-a {service} -r {}:{} -m -w {}",
+                    r.address, r.port, r.weight
+                );
             } else if changed {
-                let _ = writeln!(out, "-e {service} -r {}:{} -m -w {}", r.address, r.port, r.weight);
+                let _ = writeln!(
+                    out,
+                    "-e {service} -r {}:{} -m -w {}",
+                    r.address, r.port, r.weight
+                );
             }
         }
         let _ = i;
@@ -100,21 +114,33 @@ fn ipvsadm(args: &[&str], input: Option<&str>) -> Duration {
 }
 
 fn count_listed() -> (usize, usize) {
-    let out = Command::new("ipvsadm").arg("-Ln").output().expect("ipvsadm -Ln");
+    let out = Command::new("ipvsadm")
+        .arg("-Ln")
+        .output()
+        .expect("ipvsadm -Ln");
     let text = String::from_utf8_lossy(&out.stdout);
     let services = text.lines().filter(|l| l.starts_with("TCP")).count();
-    let dests = text.lines().filter(|l| l.trim_start().starts_with("->") && !l.contains("RemoteAddress")).count();
+    let dests = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("->") && !l.contains("RemoteAddress"))
+        .count();
     (services, dests)
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let count = args.first().copied().unwrap_or(1000);
     let per = args.get(1).copied().unwrap_or(10);
     let runs = args.get(2).copied().unwrap_or(5);
     let base = servers(count, per, false);
     let changed = servers(count, per, true);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     for run in 0..runs {
         ipvsadm(&["-C"], None);
         let state = std::env::temp_dir().join(format!("ipvs-bench-{run}"));
@@ -142,10 +168,18 @@ fn main() {
             assert_eq!(change.failed, 0);
             (full_time, start.elapsed(), (full.requests, change.requests))
         });
-        assert_eq!(count_listed(), (count, count * per), "the agent programmed everything");
+        assert_eq!(
+            count_listed(),
+            (count, count * per),
+            "the agent programmed everything"
+        );
         ipvsadm(&["-C"], None);
         let restore_full = ipvsadm(&["-R"], Some(&restore_file(&base, false)));
-        assert_eq!(count_listed(), (count, count * per), "ipvsadm restored everything");
+        assert_eq!(
+            count_listed(),
+            (count, count * per),
+            "ipvsadm restored everything"
+        );
         let restore_change = ipvsadm(&["-R"], Some(&restore_file(&changed, true)));
         println!(
             "{{\"run\":{run},\"services\":{count},\"real_servers\":{},\"agent_full_ms\":{:.1},\"agent_change_ms\":{:.1},\"agent_full_requests\":{},\"agent_change_requests\":{},\"ipvsadm_restore_full_ms\":{:.1},\"ipvsadm_restore_change_ms\":{:.1}}}",

@@ -43,7 +43,10 @@ struct Wire {
 /// The netlink messages of capture `name`, in order: what ipvsadm sent, and what it received
 /// (the `MSG_PEEK` reads that libnl makes before each real read are left out).
 fn capture(name: &str) -> Vec<Wire> {
-    let path = format!("{}/tests/ipvs_captures/{name}.strace", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/ipvs_captures/{name}.strace",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut buffers: Vec<(bool, Vec<u8>)> = Vec::new();
     let mut current: Option<(bool, Vec<u8>)> = None;
@@ -122,7 +125,10 @@ fn sent(name: &str) -> Wire {
         .into_iter()
         .filter(|w| w.sent && is_ipvs(w))
         .collect();
-    assert_eq!(ipvs[0].payload[0], 15, "{name}: ipvsadm starts with GET_INFO");
+    assert_eq!(
+        ipvs[0].payload[0], 15,
+        "{name}: ipvsadm starts with GET_INFO"
+    );
     if ipvs.len() > 1 {
         ipvs.remove(0);
     }
@@ -187,7 +193,9 @@ fn identity_only(message: &IpvsMessage, dest_identity: bool) -> IpvsMessage {
                     .filter(|a| {
                         matches!(
                             a,
-                            DestAttribute::AddrFamily(_) | DestAttribute::Addr(_) | DestAttribute::Port(_)
+                            DestAttribute::AddrFamily(_)
+                                | DestAttribute::Addr(_)
+                                | DestAttribute::Port(_)
                         )
                     })
                     .cloned()
@@ -207,7 +215,10 @@ fn assert_same_request(name: &str, request: &Request) {
     assert_eq!(ours.header.message_type, wire.kind, "{name}: family id");
     let theirs = parse(&wire.payload);
     let (theirs, compared) = match theirs.cmd {
-        IpvsCmd::NewService | IpvsCmd::SetService | IpvsCmd::GetInfo | IpvsCmd::GetConfig
+        IpvsCmd::NewService
+        | IpvsCmd::SetService
+        | IpvsCmd::GetInfo
+        | IpvsCmd::GetConfig
         | IpvsCmd::SetConfig => (theirs, wire.payload.clone()),
         IpvsCmd::DelDest => {
             let id = identity_only(&theirs, true);
@@ -341,10 +352,19 @@ fn new_services_of_every_protocol_family_and_key_encode_as_ipvsadm_does() {
         port,
     };
     let cases = [
-        ("new_service_tcp_rr", service(tcp("192.0.2.1", 80), S::RoundRobin, 0, 0, 32)),
+        (
+            "new_service_tcp_rr",
+            service(tcp("192.0.2.1", 80), S::RoundRobin, 0, 0, 32),
+        ),
         (
             "new_service_udp_wrr_ops",
-            service(udp("192.0.2.1", 53), S::WeightedRoundRobin, ServiceFlags::ONEPACKET, 0, 32),
+            service(
+                udp("192.0.2.1", 53),
+                S::WeightedRoundRobin,
+                ServiceFlags::ONEPACKET,
+                0,
+                32,
+            ),
         ),
         (
             "new_service_sctp_lc",
@@ -424,8 +444,14 @@ fn new_services_of_every_protocol_family_and_key_encode_as_ipvsadm_does() {
                 64,
             ),
         ),
-        ("new_service_dh", service(tcp("192.0.2.3", 80), S::DestinationHashing, 0, 0, 32)),
-        ("new_service_udp_nq", service(udp("192.0.2.3", 80), S::NeverQueue, 0, 0, 32)),
+        (
+            "new_service_dh",
+            service(tcp("192.0.2.3", 80), S::DestinationHashing, 0, 0, 32),
+        ),
+        (
+            "new_service_udp_nq",
+            service(udp("192.0.2.3", 80), S::NeverQueue, 0, 0, 32),
+        ),
     ];
     for (name, svc) in cases {
         assert_same_request(name, &Request::NewService(svc));
@@ -451,7 +477,10 @@ fn destinations_of_every_forwarding_method_and_tunnel_encode_as_ipvsadm_does() {
     assert_same_request("new_dest_nat_thresholds", &Request::NewDest(key, nat));
     assert_same_request(
         "new_dest_dr",
-        &Request::NewDest(key, dest("198.51.100.2", 80, ForwardingMethod::DirectRoute, 1)),
+        &Request::NewDest(
+            key,
+            dest("198.51.100.2", 80, ForwardingMethod::DirectRoute, 1),
+        ),
     );
     assert_same_request(
         "new_dest_tun_ipip",
@@ -568,7 +597,10 @@ fn the_kernels_dump_decodes_into_services_and_destinations() {
         family: AddressFamily::Inet,
         mark: 7,
     });
-    assert_eq!(fwm.service.settings.scheduler, Scheduler::WeightedLeastConnection);
+    assert_eq!(
+        fwm.service.settings.scheduler,
+        Scheduler::WeightedLeastConnection
+    );
 
     let dests: Vec<DestinationEntry> = answers
         .iter()
@@ -581,7 +613,10 @@ fn the_kernels_dump_decodes_into_services_and_destinations() {
     assert_eq!(nat.destination.settings.forwarding, ForwardingMethod::Masq);
     assert_eq!(nat.destination.settings.weight, 3);
     assert_eq!(
-        (nat.destination.settings.upper_threshold, nat.destination.settings.lower_threshold),
+        (
+            nat.destination.settings.upper_threshold,
+            nat.destination.settings.lower_threshold
+        ),
         (100, 10)
     );
     assert_eq!((nat.active_connections, nat.inactive_connections), (0, 0));
@@ -589,13 +624,26 @@ fn the_kernels_dump_decodes_into_services_and_destinations() {
         .iter()
         .find(|d| d.destination.address == "2001:db8:1::7".parse::<IpAddr>().unwrap())
         .unwrap();
-    assert_eq!(gue.destination.settings.forwarding, ForwardingMethod::Tunnel);
+    assert_eq!(
+        gue.destination.settings.forwarding,
+        ForwardingMethod::Tunnel
+    );
     assert_eq!(gue.destination.settings.tunnel.kind, TunnelType::Gue);
     assert_eq!(gue.destination.settings.tunnel.port, 6080);
     assert_eq!(gue.destination.settings.weight, 2);
-    let dr = dests.iter().find(|d| d.destination.port == 80 && d.destination.address == v4("198.51.100.2")).unwrap();
-    assert_eq!(dr.destination.settings.forwarding, ForwardingMethod::DirectRoute);
-    assert_eq!(dr.destination.settings.tunnel, Tunnel::default(), "tunnel fields only for tunnels");
+    let dr = dests
+        .iter()
+        .find(|d| d.destination.port == 80 && d.destination.address == v4("198.51.100.2"))
+        .unwrap();
+    assert_eq!(
+        dr.destination.settings.forwarding,
+        ForwardingMethod::DirectRoute
+    );
+    assert_eq!(
+        dr.destination.settings.tunnel,
+        Tunnel::default(),
+        "tunnel fields only for tunnels"
+    );
 }
 
 #[test]
@@ -610,7 +658,11 @@ fn the_kernels_info_and_timeouts_decode() {
         })
         .unwrap();
     assert_eq!(version, 0x01_02_01, "IPVS 1.2.1");
-    assert!(info[0].attributes.contains(&IpvsAttribute::InfoConnTabSize(4096)));
+    assert!(
+        info[0]
+            .attributes
+            .contains(&IpvsAttribute::InfoConnTabSize(4096))
+    );
     let config = received("get_config_timeouts");
     let config = config.iter().find(|m| m.cmd == IpvsCmd::SetConfig).unwrap();
     assert_eq!(

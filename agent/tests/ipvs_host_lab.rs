@@ -62,7 +62,8 @@ fn without_ipvs_the_agent_says_so_once_and_vrrp_runs_on() {
     let peer = Netns::create("kvipvsp").unwrap();
     veth(&ns, "eth0", &peer, "eth0").unwrap();
     peer.exec(&["ip", "link", "set", "eth0", "up"]).unwrap();
-    ns.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "eth0"]).unwrap();
+    ns.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "eth0"])
+        .unwrap();
     ns.exec(&["ip", "link", "set", "eth0", "up"]).unwrap();
     ns.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
     let dir = std::env::temp_dir().join(format!("kvipvs-host-{}", std::process::id()));
@@ -92,13 +93,17 @@ fn without_ipvs_the_agent_says_so_once_and_vrrp_runs_on() {
         .spawn()
         .unwrap();
     let addr: SocketAddr = LISTEN.parse().unwrap();
-    let status = |ns: &Netns| -> Option<StatusDocument> { ns.run_in(move || fetch_document(addr)).unwrap().ok() };
+    let status = |ns: &Netns| -> Option<StatusDocument> {
+        ns.run_in(move || fetch_document(addr)).unwrap().ok()
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = None;
     while Instant::now() < deadline {
         last = status(&ns);
         let master = last.as_ref().is_some_and(|d| {
-            d.instances.iter().any(|i| i.name == "web" && i.state == State::Master && !i.vips.is_empty())
+            d.instances
+                .iter()
+                .any(|i| i.name == "web" && i.state == State::Master && !i.vips.is_empty())
         });
         if master && last.as_ref().is_some_and(|d| d.ipvs.is_some()) {
             break;
@@ -111,8 +116,16 @@ fn without_ipvs_the_agent_says_so_once_and_vrrp_runs_on() {
     let _ = child.kill();
     let _ = child.wait();
     let text = fs::read_to_string(&log).unwrap_or_default();
-    let web = document.instances.iter().find(|i| i.name == "web").expect("instance web");
-    assert_eq!(web.state, State::Master, "VRRP runs on whatever IPVS does; log:\n{text}");
+    let web = document
+        .instances
+        .iter()
+        .find(|i| i.name == "web")
+        .expect("instance web");
+    assert_eq!(
+        web.state,
+        State::Master,
+        "VRRP runs on whatever IPVS does; log:\n{text}"
+    );
     let ipvs = document.ipvs.expect("an IPVS report");
     let service = ipvs
         .virtual_services
@@ -125,15 +138,28 @@ fn without_ipvs_the_agent_says_so_once_and_vrrp_runs_on() {
     } else {
         assert!(!ipvs.available, "{ipvs:?}");
         let reason = ipvs.message.clone().unwrap_or_default();
-        assert!(reason.contains("no generic netlink family IPVS"), "{reason}");
+        assert!(
+            reason.contains("no generic netlink family IPVS"),
+            "{reason}"
+        );
         assert!(!service.programmed);
         assert!(
-            service.message.as_deref().unwrap_or_default().contains("IPVS is not available"),
+            service
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("IPVS is not available"),
             "{service:?}"
         );
-        let warnings = text.lines().filter(|l| l.contains("IPVS unavailable")).count();
+        let warnings = text
+            .lines()
+            .filter(|l| l.contains("IPVS unavailable"))
+            .count();
         assert_eq!(warnings, 1, "one warning, not one per retry; log:\n{text}");
-        assert!(!dir.join("state/ipvs-services.json").exists(), "nothing was recorded as ours");
+        assert!(
+            !dir.join("state/ipvs-services.json").exists(),
+            "nothing was recorded as ours"
+        );
     }
     let _ = fs::remove_dir_all(&dir);
 }

@@ -45,7 +45,7 @@ pub use virtual_server::{
     TunnelType, VirtualServer, VirtualServerSpec, VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus, IpvsServiceStatus, IpvsStatus,
-    ResolvedRealServer,
-    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus, IpvsServiceStatus,
+    IpvsStatus, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec,
+    VrrpNodeStatus,
 };

@@ -311,7 +311,13 @@ impl Loader {
                     .namespace
                     .get_or_insert_with(|| "default".to_owned())
                     .clone();
-                insert(&mut self.services, "Service", format!("{namespace}/{name}"), at, service)
+                insert(
+                    &mut self.services,
+                    "Service",
+                    format!("{namespace}/{name}"),
+                    at,
+                    service,
+                )
             }
             ("discovery.k8s.io/v1", "EndpointSlice") => {
                 let mut slice: EndpointSlice = decode(&at, "EndpointSlice", &name, doc)?;

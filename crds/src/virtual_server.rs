@@ -186,7 +186,9 @@ impl Forwarding {
 }
 
 /// A flag of the `sh` and `mh` schedulers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerFlag {
     /// Pick another real server when the hashed one is unavailable (`sh-fallback`, `mh-fallback`).
@@ -537,7 +539,12 @@ impl VirtualServerSpec {
             out.required("spec.backendRef.namespace", &b.namespace);
             out.required("spec.backendRef.name", &b.name);
             out.range("spec.backendRef.weight", i64::from(b.weight), 0, 65535);
-            thresholds("spec.backendRef", b.upper_threshold, b.lower_threshold, &mut out);
+            thresholds(
+                "spec.backendRef",
+                b.upper_threshold,
+                b.lower_threshold,
+                &mut out,
+            );
         }
         if let Some(hc) = &self.health_check {
             hc.check("spec.healthCheck", &mut out);

@@ -586,15 +586,46 @@ fn cel_and_validate_agree_on_scheduler_flags_persistence_granularity_tunnels_and
         }
         spec
     };
-    vs_case(&base(json!({"scheduler": "mh", "schedulerFlags": ["fallback", "port"]})), None);
-    vs_case(&base(json!({"scheduler": "rr", "schedulerFlags": ["port"]})), Some(SCHEDULER_FLAGS));
-    vs_case(&base(json!({"persistenceTimeout": "60s", "persistenceGranularity": 24})), None);
-    vs_case(&base(json!({"persistenceGranularity": 24})), Some(GRANULARITY_NEEDS_TIMEOUT));
-    vs_case(&base(json!({"tunnel": {"type": "IPIP"}})), Some(TUNNEL_NEEDS_TUN));
-    vs_case(&base(json!({"forwarding": "TUN", "tunnel": {"type": "GUE", "port": 6080, "checksum": "RemoteChecksum"}})), None);
-    vs_case(&base(json!({"forwarding": "TUN", "tunnel": {"type": "GUE"}})), Some(GUE_PORT));
-    vs_case(&base(json!({"forwarding": "TUN", "tunnel": {"type": "GRE", "checksum": "RemoteChecksum"}})), Some(REMCSUM_GUE));
-    vs_case(&base(json!({"forwarding": "TUN", "tunnel": {"type": "IPIP", "checksum": "Checksum"}})), Some(IPIP_NO_CSUM));
+    vs_case(
+        &base(json!({"scheduler": "mh", "schedulerFlags": ["fallback", "port"]})),
+        None,
+    );
+    vs_case(
+        &base(json!({"scheduler": "rr", "schedulerFlags": ["port"]})),
+        Some(SCHEDULER_FLAGS),
+    );
+    vs_case(
+        &base(json!({"persistenceTimeout": "60s", "persistenceGranularity": 24})),
+        None,
+    );
+    vs_case(
+        &base(json!({"persistenceGranularity": 24})),
+        Some(GRANULARITY_NEEDS_TIMEOUT),
+    );
+    vs_case(
+        &base(json!({"tunnel": {"type": "IPIP"}})),
+        Some(TUNNEL_NEEDS_TUN),
+    );
+    vs_case(
+        &base(
+            json!({"forwarding": "TUN", "tunnel": {"type": "GUE", "port": 6080, "checksum": "RemoteChecksum"}}),
+        ),
+        None,
+    );
+    vs_case(
+        &base(json!({"forwarding": "TUN", "tunnel": {"type": "GUE"}})),
+        Some(GUE_PORT),
+    );
+    vs_case(
+        &base(
+            json!({"forwarding": "TUN", "tunnel": {"type": "GRE", "checksum": "RemoteChecksum"}}),
+        ),
+        Some(REMCSUM_GUE),
+    );
+    vs_case(
+        &base(json!({"forwarding": "TUN", "tunnel": {"type": "IPIP", "checksum": "Checksum"}})),
+        Some(IPIP_NO_CSUM),
+    );
     vs_case(
         &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10", "upperThreshold": 100, "lowerThreshold": 10}]}),
         None,

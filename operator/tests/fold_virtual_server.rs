@@ -247,10 +247,10 @@ fn folding_table_over_checks_and_quorum() {
 fn messages_name_failing_real_servers_and_the_quorum() {
     let v = vs(true, Some(4));
     let r = resolved(&v, &[3, 2, 1]);
-    let rep = report_for(&r, vec![
-        check("10.1.0.1:8080", true),
-        check("10.1.0.2:8080", false),
-    ]);
+    let rep = report_for(
+        &r,
+        vec![check("10.1.0.1:8080", true), check("10.1.0.2:8080", false)],
+    );
     let s = fold_virtual_server(
         now(),
         &v,
@@ -335,7 +335,10 @@ fn without_master_plan_or_with_a_conflict_nothing_is_served() {
         let s = fold_virtual_server(now(), &v, &view);
         assert_eq!(cond(&s, condition::AVAILABLE).0, "False", "{reason}");
         assert_eq!(cond(&s, condition::AVAILABLE).1, reason);
-        assert_eq!(cond(&s, condition::PROGRAMMED), cond(&s, condition::AVAILABLE));
+        assert_eq!(
+            cond(&s, condition::PROGRAMMED),
+            cond(&s, condition::AVAILABLE)
+        );
         assert_eq!(cond(&s, condition::DEGRADED).1, "NotServing", "{reason}");
         assert!(
             s.real_servers.is_empty() && s.healthy_summary.is_none(),
@@ -388,10 +391,17 @@ fn nothing_is_available_unless_the_master_reports_it_programmed() {
     let s = fold(&silent);
     assert_eq!(cond(&s, condition::PROGRAMMED).0, "False");
     assert_eq!(
-        (cond(&s, condition::AVAILABLE).0, cond(&s, condition::AVAILABLE).1),
+        (
+            cond(&s, condition::AVAILABLE).0,
+            cond(&s, condition::AVAILABLE).1
+        ),
         ("False", "NotReported")
     );
-    assert!(s.real_servers.iter().all(|r| !r.programmed && r.weight == 0));
+    assert!(
+        s.real_servers
+            .iter()
+            .all(|r| !r.programmed && r.weight == 0)
+    );
 
     // IPVS missing on the MASTER.
     let missing = VrrpNodeStatus {
@@ -405,13 +415,17 @@ fn nothing_is_available_unless_the_master_reports_it_programmed() {
     let s = fold(&missing);
     let (status, reason, message) = cond(&s, condition::AVAILABLE);
     assert_eq!((status, reason), ("False", "IPVSUnavailable"));
-    assert!(message.contains("no generic netlink family IPVS"), "{message}");
+    assert!(
+        message.contains("no generic netlink family IPVS"),
+        "{message}"
+    );
 
     // Listed but not programmed (a foreign service holds the address).
     let mut held = report_for(&r, vec![]);
     if let Some(ipvs) = held.ipvs.as_mut() {
         ipvs.virtual_services[0].programmed = false;
-        ipvs.virtual_services[0].message = Some("TCP 10.0.0.50:80 is in the kernel but was not created by kube-vrrp".into());
+        ipvs.virtual_services[0].message =
+            Some("TCP 10.0.0.50:80 is in the kernel but was not created by kube-vrrp".into());
         ipvs.virtual_services[0].real_servers.clear();
     }
     let s = fold(&held);
@@ -423,7 +437,10 @@ fn nothing_is_available_unless_the_master_reports_it_programmed() {
     // Programmed: Programmed and Available, real servers with the kernel's weights.
     let s = fold(&report_for(&r, vec![]));
     assert_eq!(cond(&s, condition::PROGRAMMED).0, "True");
-    assert_eq!(cond(&s, condition::AVAILABLE), ("True", "Serving", "n1 serves 2 of 2 real servers"));
+    assert_eq!(
+        cond(&s, condition::AVAILABLE),
+        ("True", "Serving", "n1 serves 2 of 2 real servers")
+    );
     assert!(s.real_servers.iter().all(|r| r.programmed && r.weight == 1));
 }
 
@@ -443,5 +460,8 @@ fn a_draining_real_server_is_shown_and_serves_nothing() {
         },
     );
     assert!(s.real_servers[1].draining && s.real_servers[1].weight == 0);
-    assert_eq!(cond(&s, condition::AVAILABLE).2, "n1 serves 1 of 2 real servers");
+    assert_eq!(
+        cond(&s, condition::AVAILABLE).2,
+        "n1 serves 1 of 2 real servers"
+    );
 }

@@ -155,16 +155,17 @@ impl IpvsClient {
         let mut answers = self
             .handle
             .request(self.raw(request), SocketAddr::new(0, 0))
-            .map_err(|_| IpvsError::Closed { request: describe() })?;
+            .map_err(|_| IpvsError::Closed {
+                request: describe(),
+            })?;
         let collect = async {
             let mut out = Vec::new();
             while let Some(raw) = answers.next().await {
-                let message = map_from_rawgenlmsg::<IpvsMessage>(raw).map_err(|e| {
-                    IpvsError::Malformed {
+                let message =
+                    map_from_rawgenlmsg::<IpvsMessage>(raw).map_err(|e| IpvsError::Malformed {
                         request: describe(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 match message.payload {
                     NetlinkPayload::InnerMessage(genl) => out.push(genl.payload),
                     NetlinkPayload::Error(e) if e.code.is_some() => {
@@ -210,10 +211,7 @@ impl IpvsClient {
                 })
                 .collect()
         };
-        let Ok(mut answers) = self
-            .handle
-            .request_batch(messages, SocketAddr::new(0, 0))
-        else {
+        let Ok(mut answers) = self.handle.request_batch(messages, SocketAddr::new(0, 0)) else {
             return closed();
         };
         let collect = async {

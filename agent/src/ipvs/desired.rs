@@ -130,7 +130,11 @@ fn service_of(server: &ResolvedVirtualServer, address: &str) -> Result<DesiredSe
     if timeout > 0 {
         flags |= ServiceFlags::PERSISTENT;
     }
-    let max_prefix = if family == AddressFamily::Inet { 32 } else { 128 };
+    let max_prefix = if family == AddressFamily::Inet {
+        32
+    } else {
+        128
+    };
     let prefix = server.persistence_granularity.unwrap_or(max_prefix);
     if prefix > max_prefix {
         return Err(format!(
@@ -299,7 +303,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].virtual_server, "first");
         assert_eq!(refused.len(), 2);
-        assert!(refused[0].message.contains("longer than a IPv4 address") || refused[0].message.contains("IPv4"), "{:?}", refused[0]);
+        assert!(
+            refused[0].message.contains("longer than a IPv4 address")
+                || refused[0].message.contains("IPv4"),
+            "{:?}",
+            refused[0]
+        );
         assert_eq!(refused[1].virtual_server, "twin");
     }
 

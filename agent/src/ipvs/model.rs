@@ -121,7 +121,11 @@ pub fn netmask(family: AddressFamily, prefix: u8) -> u32 {
         AddressFamily::Inet6 => u32::from(prefix.min(128)),
         _ => {
             let bits = u32::from(prefix.min(32));
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from_ne_bytes(mask.to_be_bytes())
         }
     }
@@ -168,7 +172,9 @@ impl Service {
         if let Some(pe) = &self.settings.persistence_engine {
             out.push(ServiceAttribute::PeName(pe.clone()));
         }
-        out.push(ServiceAttribute::Flags(ServiceFlags::all(self.settings.flags)));
+        out.push(ServiceAttribute::Flags(ServiceFlags::all(
+            self.settings.flags,
+        )));
         out.push(ServiceAttribute::Timeout(self.settings.timeout));
         out.push(ServiceAttribute::Netmask(self.settings.netmask));
         out
@@ -338,7 +344,8 @@ impl DestinationEntry {
                 address,
                 port: port.ok_or(ModelError::Missing("IPVS_DEST_ATTR_PORT"))?,
                 settings: DestinationSettings {
-                    forwarding: forwarding.ok_or(ModelError::Missing("IPVS_DEST_ATTR_FWD_METHOD"))?,
+                    forwarding: forwarding
+                        .ok_or(ModelError::Missing("IPVS_DEST_ATTR_FWD_METHOD"))?,
                     weight,
                     upper_threshold: upper,
                     lower_threshold: lower,

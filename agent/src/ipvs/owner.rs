@@ -244,9 +244,16 @@ mod tests {
         ];
         let ownership = classify(&record, &kernel, &BTreeSet::new());
         assert_eq!(ownership.owned, [key(80)].into());
-        assert_eq!(ownership.disowned, [key(81)].into(), "unmarked: edited by someone else");
+        assert_eq!(
+            ownership.disowned,
+            [key(81)].into(),
+            "unmarked: edited by someone else"
+        );
         assert_eq!(ownership.vanished, [key(83)].into());
-        assert!(ownership.adopted.is_empty(), "marked but unrecorded and unwanted: left alone");
+        assert!(
+            ownership.adopted.is_empty(),
+            "marked but unrecorded and unwanted: left alone"
+        );
     }
 
     #[test]
@@ -255,7 +262,11 @@ mod tests {
         let wanted: BTreeSet<ServiceKey> = [key(82), key(84)].into();
         let ownership = classify(&Record::default(), &kernel, &wanted);
         assert_eq!(ownership.adopted, [key(82)].into());
-        assert_eq!(ownership.ours(), [key(82)].into(), "an unmarked service is never adopted");
+        assert_eq!(
+            ownership.ours(),
+            [key(82)].into(),
+            "an unmarked service is never adopted"
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl DrainBook {
 
     /// Forgets drains of services no longer looked at.
     pub fn retain_services(&mut self, keys: &BTreeSet<ServiceKey>) {
-        self.started.retain(|(service, ..), _| keys.contains(service));
+        self.started
+            .retain(|(service, ..), _| keys.contains(service));
     }
 }
 
@@ -302,12 +303,18 @@ mod tests {
     fn an_unchanged_service_needs_no_request() {
         let want = desired(80, Scheduler::RoundRobin, &[(1, 1, false)]);
         let have = observed(80, Scheduler::RoundRobin, &[(1, 1, 5)]);
-        assert!(diff_service(&want, Some(&have), at(0), DRAIN, &mut DrainBook::default()).is_empty());
+        assert!(
+            diff_service(&want, Some(&have), at(0), DRAIN, &mut DrainBook::default()).is_empty()
+        );
     }
 
     #[test]
     fn a_weight_a_scheduler_and_a_real_server_swap_take_one_request_each() {
-        let want = desired(80, Scheduler::WeightedRoundRobin, &[(1, 5, false), (3, 1, false)]);
+        let want = desired(
+            80,
+            Scheduler::WeightedRoundRobin,
+            &[(1, 5, false), (3, 1, false)],
+        );
         let have = observed(80, Scheduler::RoundRobin, &[(1, 1, 0), (2, 1, 0)]);
         let out = diff_service(&want, Some(&have), at(0), DRAIN, &mut DrainBook::default());
         assert_eq!(
@@ -329,12 +336,42 @@ mod tests {
     fn a_draining_destination_goes_to_weight_zero_then_leaves_when_its_connections_end() {
         let mut drains = DrainBook::default();
         let want = desired(80, Scheduler::RoundRobin, &[(1, 1, false), (2, 0, true)]);
-        let first = diff_service(&want, Some(&observed(80, Scheduler::RoundRobin, &[(1, 1, 0), (2, 1, 4)])), at(0), DRAIN, &mut drains);
+        let first = diff_service(
+            &want,
+            Some(&observed(
+                80,
+                Scheduler::RoundRobin,
+                &[(1, 1, 0), (2, 1, 4)],
+            )),
+            at(0),
+            DRAIN,
+            &mut drains,
+        );
         assert_eq!(first, [Request::SetDest(key(80), dest(2, 0))]);
-        let busy = diff_service(&want, Some(&observed(80, Scheduler::RoundRobin, &[(1, 1, 0), (2, 0, 4)])), at(10), DRAIN, &mut drains);
+        let busy = diff_service(
+            &want,
+            Some(&observed(
+                80,
+                Scheduler::RoundRobin,
+                &[(1, 1, 0), (2, 0, 4)],
+            )),
+            at(10),
+            DRAIN,
+            &mut drains,
+        );
         assert!(busy.is_empty(), "still has connections: {busy:?}");
         assert!(!drains.is_empty());
-        let idle = diff_service(&want, Some(&observed(80, Scheduler::RoundRobin, &[(1, 1, 0), (2, 0, 0)])), at(11), DRAIN, &mut drains);
+        let idle = diff_service(
+            &want,
+            Some(&observed(
+                80,
+                Scheduler::RoundRobin,
+                &[(1, 1, 0), (2, 0, 0)],
+            )),
+            at(11),
+            DRAIN,
+            &mut drains,
+        );
         assert_eq!(
             idle,
             [Request::DelDest {
@@ -353,16 +390,25 @@ mod tests {
         let have = observed(80, Scheduler::RoundRobin, &[(2, 0, 4)]);
         assert!(diff_service(&want, Some(&have), at(0), DRAIN, &mut drains).is_empty());
         assert!(diff_service(&want, Some(&have), at(29), DRAIN, &mut drains).is_empty());
-        assert_eq!(diff_service(&want, Some(&have), at(30), DRAIN, &mut drains).len(), 1);
+        assert_eq!(
+            diff_service(&want, Some(&have), at(30), DRAIN, &mut drains).len(),
+            1
+        );
     }
 
     #[test]
     fn a_service_that_is_not_ours_is_a_conflict_and_an_owned_unwanted_one_is_deleted() {
         let keys: BTreeSet<ServiceKey> = [key(80), key(81), key(82)].into();
-        let desired_map: BTreeMap<ServiceKey, DesiredService> =
-            [(key(80), desired(80, Scheduler::RoundRobin, &[(1, 1, false)]))].into();
+        let desired_map: BTreeMap<ServiceKey, DesiredService> = [(
+            key(80),
+            desired(80, Scheduler::RoundRobin, &[(1, 1, false)]),
+        )]
+        .into();
         let view: BTreeMap<ServiceKey, Observed> = [
-            (key(80), observed(80, Scheduler::WeightedLeastConnection, &[])),
+            (
+                key(80),
+                observed(80, Scheduler::WeightedLeastConnection, &[]),
+            ),
             (key(81), observed(81, Scheduler::RoundRobin, &[])),
             (key(82), observed(82, Scheduler::RoundRobin, &[])),
         ]
@@ -374,10 +420,20 @@ mod tests {
             ours: &ours,
             observed: &view,
         };
-        let p = plan(&keys, &desired_map, kernel, at(0), DRAIN, &mut DrainBook::default());
+        let p = plan(
+            &keys,
+            &desired_map,
+            kernel,
+            at(0),
+            DRAIN,
+            &mut DrainBook::default(),
+        );
         assert_eq!(p.conflicts, [key(80)].into(), "kube-proxy's or an admin's");
         assert_eq!(p.requests, [Request::DelService(key(81))]);
         assert_eq!(p.deletes, [key(81)].into());
-        assert!(p.adds.is_empty(), "82 is neither ours nor wanted: untouched");
+        assert!(
+            p.adds.is_empty(),
+            "82 is neither ours nor wanted: untouched"
+        );
     }
 }

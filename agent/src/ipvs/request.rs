@@ -128,8 +128,15 @@ impl fmt::Display for Request {
             Self::DumpServices => write!(f, "list services"),
             Self::GetService(key) => write!(f, "get service {key}"),
             Self::DumpDestinations(key) => write!(f, "list real servers of {key}"),
-            Self::NewService(s) => write!(f, "add service {} ({})", s.key, s.settings.scheduler.name()),
-            Self::SetService(s) => write!(f, "edit service {} ({})", s.key, s.settings.scheduler.name()),
+            Self::NewService(s) => {
+                write!(f, "add service {} ({})", s.key, s.settings.scheduler.name())
+            }
+            Self::SetService(s) => write!(
+                f,
+                "edit service {} ({})",
+                s.key,
+                s.settings.scheduler.name()
+            ),
             Self::DelService(key) => write!(f, "delete service {key}"),
             Self::NewDest(key, d) => write!(
                 f,

@@ -186,7 +186,11 @@ impl Syncer {
         if !self.configured {
             return Ok(SyncReport::default());
         }
-        let keys: BTreeSet<ServiceKey> = self.ours.union(&self.desired.keys().copied().collect()).copied().collect();
+        let keys: BTreeSet<ServiceKey> = self
+            .ours
+            .union(&self.desired.keys().copied().collect())
+            .copied()
+            .collect();
         Ok(self.sync(&keys, now).await)
     }
 
@@ -215,9 +219,12 @@ impl Syncer {
             if self.record != before && !self.save_record() {
                 // Never add a service we could not record as ours.
                 self.record = before;
-                planned.requests.retain(|r| !planned.adds.contains(&request_key(r)));
+                planned
+                    .requests
+                    .retain(|r| !planned.adds.contains(&request_key(r)));
                 for key in &planned.adds {
-                    self.failures.insert(*key, "cannot write the IPVS ownership record".into());
+                    self.failures
+                        .insert(*key, "cannot write the IPVS ownership record".into());
                 }
             }
         }
@@ -226,11 +233,13 @@ impl Syncer {
         }
         // Services first, then destinations, and only of services whose own request went
         // through: a service added by someone else in between (EEXIST) gets none of ours.
-        let (services, destinations): (Vec<Request>, Vec<Request>) = planned
-            .requests
-            .iter()
-            .cloned()
-            .partition(|r| matches!(r, Request::NewService(_) | Request::SetService(_) | Request::DelService(_)));
+        let (services, destinations): (Vec<Request>, Vec<Request>) =
+            planned.requests.iter().cloned().partition(|r| {
+                matches!(
+                    r,
+                    Request::NewService(_) | Request::SetService(_) | Request::DelService(_)
+                )
+            });
         let mut report = SyncReport::default();
         let mut refused: BTreeSet<ServiceKey> = BTreeSet::new();
         for phase in [services, destinations] {
@@ -403,11 +412,7 @@ impl Syncer {
                 real_servers: Vec::new(),
             });
         }
-        let owned: Vec<&Observed> = self
-            .ours
-            .iter()
-            .filter_map(|k| self.view.get(k))
-            .collect();
+        let owned: Vec<&Observed> = self.ours.iter().filter_map(|k| self.view.get(k)).collect();
         IpvsStatus {
             available: true,
             services: count(owned.len()),

@@ -70,6 +70,7 @@ pub fn spawn(
             since: Timestamp::now(),
             next_connect: Instant::now(),
             config: None,
+            unchecked: std::collections::BTreeSet::new(),
         };
         task.run(source, driver).await;
     })
@@ -85,6 +86,8 @@ struct Task {
     since: Timestamp,
     next_connect: Instant,
     config: Option<Arc<DesiredConfig>>,
+    /// VirtualServers already told about their health check not running.
+    unchecked: std::collections::BTreeSet<String>,
 }
 
 impl Task {
@@ -154,6 +157,11 @@ impl Task {
     }
 
     async fn apply(&mut self, config: &DesiredConfig) {
+        for server in &config.virtual_servers {
+            if server.health_check.is_some() && self.unchecked.insert(server.name.clone()) {
+                tracing::warn!(virtual_server = %server.name, "healthCheck is not run by this agent yet: real servers are programmed with their configured weight and reported as not checked");
+            }
+        }
         let Some(syncer) = self.syncer.as_mut() else {
             return;
         };
@@ -174,7 +182,11 @@ impl Task {
         };
         match syncer.reconcile(Instant::now()).await {
             Ok(report) if report.requests > 0 => {
-                tracing::info!(requests = report.requests, failed = report.failed, "IPVS repaired or drained");
+                tracing::info!(
+                    requests = report.requests,
+                    failed = report.failed,
+                    "IPVS repaired or drained"
+                );
             }
             Ok(_) => {}
             Err(error) => {

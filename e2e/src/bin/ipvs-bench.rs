@@ -33,9 +33,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let program = args.program.unwrap_or_else(|| {
-        guest::vm::target_binary("examples/ipvs_sync_bench", "release")
-    });
+    let program = args
+        .program
+        .unwrap_or_else(|| guest::vm::target_binary("examples/ipvs_sync_bench", "release"));
     anyhow::ensure!(
         program.exists(),
         "{} is not built: cargo build --release -p kube-vrrp-agent --example ipvs_sync_bench",
@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
     }
     let field = |name: &str| median(runs.iter().filter_map(|r| r[name].as_f64()).collect());
     let (agent_full, agent_change) = (field("agent_full_ms"), field("agent_change_ms"));
-    let (restore_full, restore_change) = (field("ipvsadm_restore_full_ms"), field("ipvsadm_restore_change_ms"));
+    let (restore_full, restore_change) = (
+        field("ipvsadm_restore_full_ms"),
+        field("ipvsadm_restore_change_ms"),
+    );
     println!();
     println!(
         "IPVS sync, {} services x {} real servers, median of {} runs in the guest (QEMU TCG):",
@@ -77,9 +80,17 @@ fn main() -> anyhow::Result<()> {
         args.real_servers,
         runs.len()
     );
-    println!("  full sync from empty:   agent {agent_full:.1} ms, ipvsadm --restore {restore_full:.1} ms  (agent / restore = {:.2})", agent_full / restore_full);
-    println!("  1 % change:             agent {agent_change:.1} ms, ipvsadm --restore of the change {restore_change:.1} ms");
-    println!("  full restore / agent 1 % change = {:.1}x (goal >= 20x)", restore_full / agent_change);
+    println!(
+        "  full sync from empty:   agent {agent_full:.1} ms, ipvsadm --restore {restore_full:.1} ms  (agent / restore = {:.2})",
+        agent_full / restore_full
+    );
+    println!(
+        "  1 % change:             agent {agent_change:.1} ms, ipvsadm --restore of the change {restore_change:.1} ms"
+    );
+    println!(
+        "  full restore / agent 1 % change = {:.1}x (goal >= 20x)",
+        restore_full / agent_change
+    );
     vm.shutdown()?;
     Ok(())
 }

@@ -186,14 +186,20 @@ fn main() -> anyhow::Result<()> {
             "# A netlink exchange of ipvsadm with the kernel's IPVS family, captured in the\n",
         );
         text.push_str("# guest lab by e2e/src/bin/ipvs-capture.rs (QEMU, -accel tcg -cpu max).\n");
-        writeln!(text, "# kernel: Debian linux-image-{} (booted as packaged)", kernel.version)?;
+        writeln!(
+            text,
+            "# kernel: Debian linux-image-{} (booted as packaged)",
+            kernel.version
+        )?;
         writeln!(text, "# ipvsadm: {ipvsadm} (Debian package ipvsadm)")?;
         writeln!(text, "# strace: {strace}")?;
         for step in case.setup {
             writeln!(text, "# state before: {step}")?;
         }
         writeln!(text, "# command: {}", case.command)?;
-        text.push_str("# captured with: strace -e trace=sendmsg,recvmsg -e write=all -e read=all\n");
+        text.push_str(
+            "# captured with: strace -e trace=sendmsg,recvmsg -e write=all -e read=all\n",
+        );
         text.push_str(&trace.text);
         if !text.ends_with('\n') {
             text.push('\n');

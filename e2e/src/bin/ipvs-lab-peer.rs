@@ -101,7 +101,12 @@ fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
 }
 
 fn ask_udp(addr: SocketAddr) -> anyhow::Result<String> {
-    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()?;
     let socket = UdpSocket::bind(bind)?;
     socket.set_read_timeout(Some(TIMEOUT))?;
     socket.send_to(b"who\n", addr)?;

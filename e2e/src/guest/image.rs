@@ -12,9 +12,22 @@ use super::{GuestError, tool};
 
 /// Modules every guest loads: IPVS with every scheduler, and the links the labs use.
 pub const MODULES: &[&str] = &[
-    "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr",
-    "ip_vs_dh", "ip_vs_sh", "ip_vs_sed", "ip_vs_nq", "ip_vs_mh", "ip_vs_fo", "ip_vs_ovf",
-    "dummy", "veth",
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_lc",
+    "ip_vs_wlc",
+    "ip_vs_lblc",
+    "ip_vs_lblcr",
+    "ip_vs_dh",
+    "ip_vs_sh",
+    "ip_vs_sed",
+    "ip_vs_nq",
+    "ip_vs_mh",
+    "ip_vs_fo",
+    "ip_vs_ovf",
+    "dummy",
+    "veth",
 ];
 
 /// The line the init script prints when the shell is ready for commands.
@@ -80,7 +93,8 @@ impl Initramfs {
 
     /// The host file `host` at `path`, with its permission bits.
     pub fn file(&mut self, path: &str, host: &Path) -> Result<(), GuestError> {
-        let data = std::fs::read(host).map_err(GuestError::io(format!("reading {}", host.display())))?;
+        let data =
+            std::fs::read(host).map_err(GuestError::io(format!("reading {}", host.display())))?;
         let perm = std::fs::metadata(host)
             .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
             .unwrap_or(0o644);
@@ -97,8 +111,12 @@ impl Initramfs {
                 std::process::id(),
                 host.file_name().and_then(|n| n.to_str()).unwrap_or("bin")
             ));
-            let out = stripped.to_str().ok_or_else(|| GuestError::Invalid("temp dir is not UTF-8".into()))?;
-            let input = host.to_str().ok_or_else(|| GuestError::Invalid(format!("{} is not UTF-8", host.display())))?;
+            let out = stripped
+                .to_str()
+                .ok_or_else(|| GuestError::Invalid("temp dir is not UTF-8".into()))?;
+            let input = host
+                .to_str()
+                .ok_or_else(|| GuestError::Invalid(format!("{} is not UTF-8", host.display())))?;
             tool("strip", &["--strip-debug", "-o", out, input])?;
             let result = self.file(path, &stripped);
             let _ = std::fs::remove_file(&stripped);
@@ -110,7 +128,9 @@ impl Initramfs {
     }
 
     fn libraries_of(&mut self, host: &Path) -> Result<(), GuestError> {
-        let input = host.to_str().ok_or_else(|| GuestError::Invalid(format!("{} is not UTF-8", host.display())))?;
+        let input = host
+            .to_str()
+            .ok_or_else(|| GuestError::Invalid(format!("{} is not UTF-8", host.display())))?;
         let out = tool("ldd", &[input])?;
         for line in String::from_utf8_lossy(&out).lines() {
             // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
@@ -122,7 +142,8 @@ impl Initramfs {
             if let Some(path) = path
                 && self.dirs.insert(format!("lib:{path}"))
             {
-                let real = std::fs::canonicalize(path).map_err(GuestError::io(format!("resolving {path}")))?;
+                let real = std::fs::canonicalize(path)
+                    .map_err(GuestError::io(format!("resolving {path}")))?;
                 self.file(path, &real)?;
             }
         }

@@ -126,8 +126,14 @@ FWM  7 wlc
         assert_eq!(list[0].key(), "TCP 192.0.2.1:80");
         assert_eq!(list[0].scheduler, "rr");
         let route = list[0].real_server("198.51.100.2:80").unwrap();
-        assert_eq!((route.forward.as_str(), route.weight, route.active), ("Route", 1, 2));
-        assert_eq!(list[1].flags, "(sh-fallback,sh-port) persistent 300 mask 255.255.255.0");
+        assert_eq!(
+            (route.forward.as_str(), route.weight, route.active),
+            ("Route", 1, 2)
+        );
+        assert_eq!(
+            list[1].flags,
+            "(sh-fallback,sh-port) persistent 300 mask 255.255.255.0"
+        );
         assert_eq!(list[2].key(), "FWM 7");
     }
 

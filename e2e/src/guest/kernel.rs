@@ -50,7 +50,8 @@ impl GuestKernel {
         let work = self.root.with_extension("download");
         let _ = std::fs::remove_dir_all(&work);
         let _ = std::fs::remove_dir_all(&self.root);
-        std::fs::create_dir_all(&work).map_err(GuestError::io(format!("creating {}", work.display())))?;
+        std::fs::create_dir_all(&work)
+            .map_err(GuestError::io(format!("creating {}", work.display())))?;
         let status = std::process::Command::new("apt-get")
             .args(["download", "-q", &package])
             .current_dir(&work)
@@ -68,7 +69,9 @@ impl GuestKernel {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| GuestError::Invalid(format!("apt-get download {package} left no .deb")))?;
+            .ok_or_else(|| {
+                GuestError::Invalid(format!("apt-get download {package} left no .deb"))
+            })?;
         let root = path_str(&self.root)?;
         tool("dpkg-deb", &["-x", path_str(&deb)?, root])?;
         tool("depmod", &["-b", root, &self.version])?;
@@ -80,7 +83,9 @@ impl GuestKernel {
 
     /// The compressed kernel image.
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root.join("boot").join(format!("vmlinuz-{}", self.version))
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.version))
     }
 
     /// The module files that `modules` need, dependencies first, each once.
@@ -152,7 +157,11 @@ mod tests {
 
     #[test]
     fn kernel_versions_order_by_their_numbers() {
-        let mut v = vec!["6.1.0-9-cloud-amd64", "6.1.0-57-cloud-amd64", "6.1.0-10-cloud-amd64"];
+        let mut v = vec![
+            "6.1.0-9-cloud-amd64",
+            "6.1.0-57-cloud-amd64",
+            "6.1.0-10-cloud-amd64",
+        ];
         v.sort_by_key(|v| version_key(v));
         assert_eq!(v.last(), Some(&"6.1.0-57-cloud-amd64"));
     }

@@ -58,7 +58,9 @@ pub struct IpvsLab {
 
 impl std::fmt::Debug for IpvsLab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IpvsLab").field("agent_pid", &self.agent_pid).finish_non_exhaustive()
+        f.debug_struct("IpvsLab")
+            .field("agent_pid", &self.agent_pid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +115,9 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
 ",
         );
         for (name, address) in REAL_SERVERS {
-            script.push_str(&format!("/sbin/ip -n backends addr add {address}/24 dev eth0\n"));
+            script.push_str(&format!(
+                "/sbin/ip -n backends addr add {address}/24 dev eth0\n"
+            ));
             let _ = name;
         }
         script.push_str("/sbin/ip -n backends route add default via 198.51.100.1\n");
@@ -130,7 +134,8 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
     /// Writes manifest file `name` (write then rename, so the agent never reads half a file).
     pub fn write_manifest(&mut self, name: &str, yaml: &str) -> Result<(), GuestError> {
         self.guest.write_file(&format!("/lab/.{name}.tmp"), yaml)?;
-        self.guest.ok(&format!("mv /lab/.{name}.tmp {MANIFESTS}/{name}"))?;
+        self.guest
+            .ok(&format!("mv /lab/.{name}.tmp {MANIFESTS}/{name}"))?;
         Ok(())
     }
 
@@ -172,7 +177,9 @@ echo $!"
 
     /// The agent's `/status` document as JSON text.
     pub fn status(&mut self) -> Result<serde_json::Value, GuestError> {
-        let text = self.guest.ok(&format!("wget -q -O - http://{LISTEN}/status"))?;
+        let text = self
+            .guest
+            .ok(&format!("wget -q -O - http://{LISTEN}/status"))?;
         serde_json::from_str(text.trim())
             .map_err(|e| GuestError::Invalid(format!("/status is not JSON ({e}): {text}")))
     }
@@ -196,7 +203,12 @@ echo $!"
 
     /// `count` TCP connections (or UDP queries) from the client namespace to `vip:port`;
     /// answers by real server name.
-    pub fn client(&mut self, udp: bool, port: u16, count: u32) -> Result<BTreeMap<String, u32>, GuestError> {
+    pub fn client(
+        &mut self,
+        udp: bool,
+        port: u16,
+        count: u32,
+    ) -> Result<BTreeMap<String, u32>, GuestError> {
         let proto = if udp { "--udp" } else { "--tcp" };
         let text = self.guest.ok(&format!(
             "/sbin/ip netns exec client /opt/kv/ipvs-lab-peer client {proto} {VIP}:{port} --count {count}"

@@ -35,9 +35,7 @@ pub enum GuestError {
         status: String,
         stderr: String,
     },
-    #[error(
-        "{tool} is missing: install it with hack/install-deps.sh (Debian package {package})"
-    )]
+    #[error("{tool} is missing: install it with hack/install-deps.sh (Debian package {package})")]
     Missing { tool: String, package: &'static str },
     #[error("the guest did not {what} within {timeout:?}; console tail:\n{tail}")]
     Timeout {

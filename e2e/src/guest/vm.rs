@@ -58,22 +58,30 @@ pub struct Guest {
 
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guest").field("pid", &self.child.id()).finish_non_exhaustive()
+        f.debug_struct("Guest")
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
     }
 }
 
 impl Guest {
     /// Boots `kernel` with the archives `images` concatenated as its initramfs, and waits for
     /// the shell.
-    pub fn boot(kernel: &GuestKernel, images: &[&[u8]], spec: &GuestSpec) -> Result<Self, GuestError> {
+    pub fn boot(
+        kernel: &GuestKernel,
+        images: &[&[u8]],
+        spec: &GuestSpec,
+    ) -> Result<Self, GuestError> {
         let initrd = std::env::temp_dir().join(format!(
             "kube-vrrp-guest-{}-{}.cpio",
             std::process::id(),
             unique()
         ));
-        let mut file = std::fs::File::create(&initrd).map_err(GuestError::io("writing the initramfs"))?;
+        let mut file =
+            std::fs::File::create(&initrd).map_err(GuestError::io("writing the initramfs"))?;
         for image in images {
-            file.write_all(image).map_err(GuestError::io("writing the initramfs"))?;
+            file.write_all(image)
+                .map_err(GuestError::io("writing the initramfs"))?;
         }
         drop(file);
         let started = Instant::now();
@@ -104,8 +112,14 @@ impl Guest {
                     }
                 }
             })?;
-        let stdin = child.stdin.take().ok_or_else(|| GuestError::Invalid("qemu has no stdin".into()))?;
-        let mut stdout = child.stdout.take().ok_or_else(|| GuestError::Invalid("qemu has no stdout".into()))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| GuestError::Invalid("qemu has no stdin".into()))?;
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| GuestError::Invalid("qemu has no stdout".into()))?;
         let console: Arc<(Mutex<Console>, Condvar)> = Arc::default();
         let reader = Arc::clone(&console);
         std::thread::spawn(move || {
@@ -152,18 +166,28 @@ impl Guest {
 
     /// Waits until `needle` appears after the consumed part of the console; consumes up to
     /// its end and returns what came before it.
-    fn wait_for(&mut self, needle: &[u8], timeout: Duration, what: &str) -> Result<Vec<u8>, GuestError> {
+    fn wait_for(
+        &mut self,
+        needle: &[u8],
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Vec<u8>, GuestError> {
         let deadline = Instant::now() + timeout;
         let (lock, signal) = &*self.console;
         let mut c = lock.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(at) = c.bytes[c.consumed..].windows(needle.len()).position(|w| w == needle) {
+            if let Some(at) = c.bytes[c.consumed..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+            {
                 let start = c.consumed;
                 let end = start + at;
                 c.consumed = end + needle.len();
                 return Ok(c.bytes[start..end].to_vec());
             }
-            let tail = || String::from_utf8_lossy(&c.bytes[c.bytes.len().saturating_sub(3000)..]).into_owned();
+            let tail = || {
+                String::from_utf8_lossy(&c.bytes[c.bytes.len().saturating_sub(3000)..]).into_owned()
+            };
             if c.closed {
                 return Err(GuestError::Exited { tail: tail() });
             }
@@ -197,7 +221,10 @@ impl Guest {
         let prefix = format!("@@KVDONE {n} ");
         let before = self.wait_for(prefix.as_bytes(), timeout, &format!("finish `{command}`"))?;
         let status = self.wait_for(b"@@", Duration::from_secs(5), "print an exit status")?;
-        let status = String::from_utf8_lossy(&status).trim().parse().unwrap_or(-1);
+        let status = String::from_utf8_lossy(&status)
+            .trim()
+            .parse()
+            .unwrap_or(-1);
         let text = String::from_utf8_lossy(&before).replace('\r', "");
         Ok(Output {
             status,
@@ -228,13 +255,17 @@ impl Guest {
     pub fn write_file(&mut self, path: &str, content: &str) -> Result<(), GuestError> {
         const END: &str = "__KUBE_VRRP_EOF__";
         if content.lines().any(|l| l == END) {
-            return Err(GuestError::Invalid(format!("{path}: content holds the line {END}")));
+            return Err(GuestError::Invalid(format!(
+                "{path}: content holds the line {END}"
+            )));
         }
         let mut text = content.to_owned();
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        self.ok(&format!("mkdir -p \"$(dirname {path})\"; cat > {path} <<'{END}'\n{text}{END}"))?;
+        self.ok(&format!(
+            "mkdir -p \"$(dirname {path})\"; cat > {path} <<'{END}'\n{text}{END}"
+        ))?;
         Ok(())
     }
 

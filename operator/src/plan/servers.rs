@@ -292,7 +292,11 @@ mod tests {
             "a",
             "IPv4",
             &[(None, 8080, "TCP")],
-            &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(false)), ("10.0.0.3", Some(false))],
+            &[
+                ("10.0.0.1", Some(true)),
+                ("10.0.0.2", Some(false)),
+                ("10.0.0.3", Some(false)),
+            ],
         )];
         for ep in &mut slices[0].endpoints[1..2] {
             if let Some(c) = ep.conditions.as_mut() {

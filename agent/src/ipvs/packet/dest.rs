@@ -230,9 +230,7 @@ impl DestAttribute {
             IPVS_DEST_ATTR_ADDR => {
                 Self::Addr(InetAddr::parse(value).context("IPVS_DEST_ATTR_ADDR")?)
             }
-            IPVS_DEST_ATTR_PORT => {
-                Self::Port(parse_u16_be(value).context("IPVS_DEST_ATTR_PORT")?)
-            }
+            IPVS_DEST_ATTR_PORT => Self::Port(parse_u16_be(value).context("IPVS_DEST_ATTR_PORT")?),
             IPVS_DEST_ATTR_FWD_METHOD => {
                 Self::FwdMethod(u32_of("IPVS_DEST_ATTR_FWD_METHOD")?.into())
             }
