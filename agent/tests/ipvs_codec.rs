@@ -12,6 +12,8 @@
 //!   (delete), ipvsadm also sends the settings the kernel ignores there; those are compared
 //!   after keeping the identity only, and everything else byte for byte.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is the test failing
+
 use std::net::IpAddr;
 
 use kube_vrrp_agent::ipvs::model::netmask;

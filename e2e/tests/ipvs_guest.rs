@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use kube_vrrp_e2e::guest::GuestError;
@@ -86,10 +87,10 @@ fn listed(lab: &mut IpvsLab, key: &str) -> ListedService {
 /// The `requests=` of the agent's last "IPVS synchronised" log line.
 fn last_sync_requests(log: &str) -> Option<u64> {
     log.lines()
+        .rev()
         .filter(|l| l.contains("IPVS synchronised"))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["fields"]["requests"].as_u64())
-        .last()
+        .find_map(|v| v["fields"]["requests"].as_u64())
 }
 
 fn foreign_services(lab: &mut IpvsLab) {
@@ -479,7 +480,8 @@ fn backend_manifests(slice_endpoints: &str) -> String {
         80,
         "  scheduler: rr\n  backendRef: {namespace: default, name: backend, port: http}\n",
     );
-    yaml += &format!(
+    let _ = write!(
+        yaml,
         "---
 apiVersion: v1
 kind: Service

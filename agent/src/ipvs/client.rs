@@ -231,10 +231,9 @@ impl IpvsClient {
             }
             outcomes
         };
-        let mut outcomes = match tokio::time::timeout(REQUEST_TIMEOUT, collect).await {
-            Ok(outcomes) => outcomes,
-            Err(_) => Vec::new(),
-        };
+        let mut outcomes = tokio::time::timeout(REQUEST_TIMEOUT, collect)
+            .await
+            .unwrap_or_default();
         for request in chunk.iter().skip(outcomes.len()) {
             outcomes.push(Err(IpvsError::Timeout {
                 request: request.to_string(),

@@ -117,30 +117,26 @@ impl fmt::Display for ServiceKey {
 /// Persistence granularity as `IPVS_SVC_ATTR_NETMASK` carries it for `family`: an IPv4
 /// netmask of `prefix` bits (its bytes in network order), or the IPv6 prefix length itself.
 pub fn netmask(family: AddressFamily, prefix: u8) -> u32 {
-    match family {
-        AddressFamily::Inet6 => u32::from(prefix.min(128)),
-        _ => {
-            let bits = u32::from(prefix.min(32));
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from_ne_bytes(mask.to_be_bytes())
-        }
+    if family == AddressFamily::Inet6 {
+        return u32::from(prefix.min(128));
     }
+    let bits = u32::from(prefix.min(32));
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    u32::from_ne_bytes(mask.to_be_bytes())
 }
 
 /// The prefix length of a netmask carried for `family` (none for an IPv4 mask with holes).
 pub fn netmask_prefix(family: AddressFamily, raw: u32) -> Option<u8> {
-    match family {
-        AddressFamily::Inet6 => u8::try_from(raw).ok().filter(|p| *p <= 128),
-        _ => {
-            let mask = u32::from_be_bytes(raw.to_ne_bytes());
-            let ones = mask.leading_ones();
-            (mask.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
-        }
+    if family == AddressFamily::Inet6 {
+        return u8::try_from(raw).ok().filter(|p| *p <= 128);
     }
+    let mask = u32::from_be_bytes(raw.to_ne_bytes());
+    let ones = mask.leading_ones();
+    (mask.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
 
 /// What a service does, all of it editable in place.
@@ -249,6 +245,7 @@ pub struct DestinationSettings {
 impl DestinationSettings {
     /// The settings with the tunnel fields zeroed unless forwarding is `Tunnel`: the kernel
     /// reports them for every destination, but only a tunnel uses them.
+    #[must_use]
     pub fn normalized(mut self) -> Self {
         if self.forwarding != ForwardingMethod::Tunnel {
             self.tunnel = Tunnel::default();
@@ -332,7 +329,7 @@ impl DestinationEntry {
                 DestAttribute::TunFlags(f) => tunnel.flags = *f,
                 DestAttribute::Stats(s) => stats = Some(Counters::of(s)),
                 DestAttribute::Stats64(s) => stats64 = Some(Counters::of(s)),
-                _ => {}
+                DestAttribute::Other(_) => {}
             }
         }
         let address = address

@@ -95,9 +95,9 @@ impl Initramfs {
     pub fn file(&mut self, path: &str, host: &Path) -> Result<(), GuestError> {
         let data =
             std::fs::read(host).map_err(GuestError::io(format!("reading {}", host.display())))?;
-        let perm = std::fs::metadata(host)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
-            .unwrap_or(0o644);
+        let perm = std::fs::metadata(host).map_or(0o644, |m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions())
+        });
         self.bytes(path, perm, &data);
         Ok(())
     }

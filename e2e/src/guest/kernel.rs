@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn kernel_versions_order_by_their_numbers() {
-        let mut v = vec![
+        let mut v = [
             "6.1.0-9-cloud-amd64",
             "6.1.0-57-cloud-amd64",
             "6.1.0-10-cloud-amd64",

@@ -5,6 +5,7 @@
 //! director: NAT in, un-NAT out. The agent runs in standalone mode on `/lab/manifests`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::image::{self, Initramfs};
@@ -114,17 +115,18 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
 /sbin/ip -n client route add default via 203.0.113.1
 ",
         );
-        for (name, address) in REAL_SERVERS {
-            script.push_str(&format!(
-                "/sbin/ip -n backends addr add {address}/24 dev eth0\n"
-            ));
-            let _ = name;
+        for (_, address) in REAL_SERVERS {
+            let _ = writeln!(
+                script,
+                "/sbin/ip -n backends addr add {address}/24 dev eth0"
+            );
         }
         script.push_str("/sbin/ip -n backends route add default via 198.51.100.1\n");
         for (name, address) in REAL_SERVERS {
-            script.push_str(&format!(
-                "/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve --name {name} --tcp {address}:8080 --udp {address}:5353 > /tmp/{name}.log 2>&1 &\n"
-            ));
+            let _ = writeln!(
+                script,
+                "/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve --name {name} --tcp {address}:8080 --udp {address}:5353 > /tmp/{name}.log 2>&1 &"
+            );
         }
         script.push_str("mkdir -p /lab/manifests /run/kube-vrrp\n");
         self.guest.ok(&script)?;

@@ -123,7 +123,7 @@ impl Guest {
         let console: Arc<(Mutex<Console>, Condvar)> = Arc::default();
         let reader = Arc::clone(&console);
         std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
+            let mut buf = vec![0u8; 65536];
             loop {
                 let n = stdout.read(&mut buf).unwrap_or(0);
                 let (lock, signal) = &*reader;
