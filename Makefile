@@ -51,8 +51,10 @@ tools: deps ## project-local helm, kubectl and validators under .tools/
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
-bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
+bench: release ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived (root)
 	$(CARGO) bench -p kube-vrrp-operator --bench plan
+	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
+	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 
