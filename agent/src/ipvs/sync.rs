@@ -87,9 +87,10 @@ impl Syncer {
         &self.client
     }
 
-    /// Whether something needs another look soon: a drain in progress, or a failed request.
+    /// Whether something needs another look soon: a drain in progress. (Refused requests are
+    /// retried at the normal resync pace, so a lasting refusal does not become a loop.)
     pub fn busy(&self) -> bool {
-        !self.drains.is_empty() || !self.failures.is_empty()
+        !self.drains.is_empty()
     }
 
     fn save_record(&self) -> bool {
@@ -208,9 +209,14 @@ impl Syncer {
             self.options.drain_timeout,
             &mut self.drains,
         );
+        let previous_failures = std::mem::take(&mut self.failures);
+        for (key, message) in &previous_failures {
+            if !keys.contains(key) {
+                self.failures.insert(*key, message.clone());
+            }
+        }
         for key in keys {
             self.conflicts.remove(key);
-            self.failures.remove(key);
         }
         self.conflicts.extend(planned.conflicts.iter().copied());
         if !planned.adds.is_empty() {
@@ -260,20 +266,28 @@ impl Syncer {
                         report.failed += 1;
                         refused.insert(key);
                         let message = explain(request, &error);
-                        tracing::warn!(service = %key, error = %message, "IPVS request refused");
+                        // Said once: a refusal repeated on every retry is logged at debug.
+                        if previous_failures.get(&key) == Some(&message) {
+                            tracing::debug!(service = %key, error = %message, "IPVS request refused again");
+                        } else {
+                            tracing::warn!(service = %key, error = %message, "IPVS request refused");
+                        }
                         self.failures.entry(key).or_insert(message);
                     }
                 }
             }
         }
-        let deleted: Vec<ServiceKey> = planned
+        // Out of the record: services deleted, and services whose addition was refused (never
+        // ours).
+        let gone: Vec<ServiceKey> = planned
             .deletes
             .iter()
             .filter(|k| !self.view.contains_key(k))
+            .chain(planned.adds.iter().filter(|k| !self.ours.contains(k)))
             .copied()
             .collect();
-        if !deleted.is_empty() {
-            for key in deleted {
+        if !gone.is_empty() {
+            for key in gone {
                 self.record.services.remove(&key);
             }
             self.save_record();

@@ -181,12 +181,15 @@ impl Task {
             return;
         };
         match syncer.reconcile(Instant::now()).await {
-            Ok(report) if report.requests > 0 => {
+            Ok(report) if report.requests > report.failed => {
                 tracing::info!(
                     requests = report.requests,
                     failed = report.failed,
                     "IPVS repaired or drained"
                 );
+            }
+            Ok(report) if report.requests > 0 => {
+                tracing::debug!(requests = report.requests, "IPVS retries refused again");
             }
             Ok(_) => {}
             Err(error) => {
