@@ -252,6 +252,11 @@ fn guest_programs_every_virtual_server_and_traffic_follows_each_scheduler() {
         assert_eq!(&listed(&mut lab, &key("TCP", 9101 + i as u16)).scheduler, s);
     }
     assert_foreign_untouched(&mut lab, "after start");
+    // IPVS first, then VRRP: the VirtualIP could not become MASTER before its services existed.
+    let log = lab.agent_log().unwrap();
+    let programmed_at = log.find("IPVS synchronised").expect("a sync");
+    let master_at = log.find("\"to\":\"MASTER\"").expect("MASTER");
+    assert!(programmed_at < master_at, "{log}");
 
     // Traffic from the client namespace, by each scheduler's rule.
     assert_eq!(
