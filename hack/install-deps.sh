@@ -15,6 +15,14 @@ declare -A package_of=(
     [npm]=npm
     [skopeo]=skopeo
     [jq]=jq
+    # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
+    [qemu-system-x86_64]=qemu-system-x86
+    [busybox]=busybox-static
+    [ipvsadm]=ipvsadm
+    [modprobe]=kmod
+    [depmod]=kmod
+    [cpio]=cpio
+    [strip]=binutils
     [objcopy]=binutils
     [openssl]=openssl
 )

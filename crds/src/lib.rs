@@ -40,11 +40,12 @@ pub use virtual_ip::{
 };
 pub use virtual_server::{
     BackendRef, Forwarding, HealthCheck, HttpCheck, Protocol, RealServer, RealServerStatus,
-    Scheduler, ScriptCheck, SorryServer, TcpCheck, VirtualServer, VirtualServerSpec,
-    VirtualServerStatus,
+    Scheduler, SchedulerFlag, ScriptCheck, SorryServer, TcpCheck, Tunnel, TunnelChecksum,
+    TunnelType, VirtualServer, VirtualServerSpec, VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
-    ROLL_CALL_ANNOTATION, RejectReason, RejectedInstance, ResolvedRealServer,
+    CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus,
+    IpvsServiceStatus, IpvsStatus, QuorumStatus, ROLL_CALL_ANNOTATION, RejectReason,
+    RejectedInstance, ResolvedRealServer,
     ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
 };

@@ -10,6 +10,8 @@
 //! - Quorum lost with a `sorryServer`: the real servers leave the pool (weight 0 with
 //!   `inhibitOnFailure`), and the sorry server takes all traffic with weight 1, until the
 //!   quorum is back; then the sorry server goes and the healthy real servers return.
+//! - A draining real server (a terminating endpoint) is passed on as it is, to be drained by
+//!   the IPVS sync; it counts towards no quorum.
 
 use kube_vrrp_crds::{ResolvedRealServer, ResolvedVirtualServer};
 
@@ -39,7 +41,11 @@ pub struct Pool {
 
 /// The pool of `server` when `healthy` says which real servers pass their checks.
 pub fn pool(server: &ResolvedVirtualServer, healthy: impl Fn(&ResolvedRealServer) -> bool) -> Pool {
-    let verdicts: Vec<bool> = server.real_servers.iter().map(&healthy).collect();
+    let verdicts: Vec<bool> = server
+        .real_servers
+        .iter()
+        .map(|rs| !rs.draining && healthy(rs))
+        .collect();
     let healthy_weight: u64 = server
         .real_servers
         .iter()
@@ -61,6 +67,9 @@ pub fn pool(server: &ResolvedVirtualServer, healthy: impl Fn(&ResolvedRealServer
         .iter()
         .zip(&verdicts)
         .filter_map(|(rs, up)| {
+            if rs.draining {
+                return Some(rs.clone());
+            }
             let weight = if *up && sorry.is_none() {
                 rs.weight
             } else if server.inhibit_on_failure {
@@ -81,6 +90,7 @@ pub fn pool(server: &ResolvedVirtualServer, healthy: impl Fn(&ResolvedRealServer
             address: sorry.address.clone(),
             port,
             weight: SORRY_SERVER_WEIGHT,
+            ..ResolvedRealServer::default()
         });
     }
     Pool { members, quorum }
@@ -105,8 +115,11 @@ mod tests {
             port: 80,
             protocol: Protocol::Tcp,
             scheduler: Scheduler::Wrr,
+            scheduler_flags: Vec::new(),
             forwarding: Forwarding::Nat,
+            tunnel: None,
             persistence_timeout: None,
+            persistence_granularity: None,
             quorum,
             sorry_server: sorry.then(|| SorryServer {
                 address: "198.51.100.99".into(),
@@ -120,6 +133,7 @@ mod tests {
                     address: format!("198.51.100.{}", i + 1),
                     port: 8080,
                     weight: *w,
+                    ..ResolvedRealServer::default()
                 })
                 .collect(),
             health_check: None,
@@ -273,6 +287,19 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    #[test]
+    fn a_draining_real_server_passes_through_and_counts_towards_no_quorum() {
+        let mut vs = server(&[2, 2], Some(2), true, false);
+        vs.real_servers[1].draining = true;
+        let all_up = pool(&vs, |_| true);
+        assert_eq!(members(&all_up), [(1, 2), (2, 2)]);
+        assert!(all_up.members[1].draining, "the sync drains it");
+        assert_eq!(all_up.quorum.healthy_weight, 2);
+        let first_down = pool(&vs, |rs| rs.address.ends_with(".2"));
+        assert!(first_down.quorum.sorry_server_active);
+        assert_eq!(members(&first_down), [(2, 2), (99, 1)]);
     }
 
     #[test]
