@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube_vrrp_agent::check::EndpointReadiness;
+use kube_vrrp_agent::check::real_server::{HealthChecks, HealthOptions, Memory};
 use kube_vrrp_agent::check::script_dirs::ScriptDirs;
+use kube_vrrp_agent::check::{EndpointReadiness, QuorumFeed};
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
@@ -318,6 +319,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (sender, updates) = source::channel();
         let readiness = EndpointReadiness::new();
         let scripts = script_dirs(&args.script_dirs)?;
+        let node = args.node.clone();
         if !scripts.dirs().is_empty() && std::process::id() == 1 {
             tracing::warn!("running as PID 1: processes a killed script leaves behind are reaped only by an init (the chart shares the pod's process namespace for this)");
         }
@@ -353,15 +355,27 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         // IPVS follows the configuration first and hands it on to VRRP (see ipvs::task).
         let (to_driver, driver_updates) = source::channel();
+        // Health checks run on a thread of their own; IPVS and quorum trackers follow them.
+        let health_options = HealthOptions {
+            script_dirs: scripts,
+            concurrency: args.check_concurrency.max(1),
+            memory: Some(Memory::in_dir(&args.runtime_dir, &node)),
+        };
+        let health = HealthChecks::start(health_options, metrics.clone())
+            .context("starting the health checks' thread")?;
+        let quorums = QuorumFeed::new(health.subscribe());
+        tokio::spawn(board.clone().follow_health(health.subscribe()));
         let ipvs_options = ipvs::task::IpvsOptions {
             runtime_dir: args.runtime_dir,
             drain_timeout: Duration::from_secs(args.ipvs_drain_timeout),
             resync: Duration::from_millis(args.ipvs_resync_ms.max(100)),
         };
-        let ipvs_task = ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone());
+        let ipvs_task =
+            ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone(), health);
         let driver = Driver::new(board, metrics)
             .context("opening rtnetlink")?
-            .follow_endpoints(readiness);
+            .follow_endpoints(readiness)
+            .follow_quorums(quorums);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(driver::run(driver, driver_updates, async move {
             let _ = stop_rx.await;

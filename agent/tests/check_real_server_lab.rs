@@ -1033,6 +1033,7 @@ fn verdicts_kept_on_disk_are_what_a_restarted_runner_assumes_until_its_first_che
         let options = HealthOptions {
             memory: Some(kube_vrrp_agent::check::real_server::Memory::in_dir(
                 &memory_dir,
+                "n1",
             )),
             ..HealthOptions::default()
         };

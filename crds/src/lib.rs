@@ -46,6 +46,6 @@ pub use virtual_server::{
 pub use vrrp_node::{
     CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus,
     IpvsServiceStatus, IpvsStatus, QuorumStatus, ROLL_CALL_ANNOTATION, RejectReason,
-    RejectedInstance, ResolvedRealServer,
-    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+    RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus,
 };

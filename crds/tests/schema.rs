@@ -96,7 +96,6 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
     assert_rules_at(node(&vs, "spec.realServers.[]"), cel::THRESHOLDS);
     assert_rules_at(node(&vs, "spec.backendRef"), cel::THRESHOLDS);
 
-
     let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
     assert_eq!(
         total, 28,

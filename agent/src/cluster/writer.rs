@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::status::{build_status, status_patch};
 use super::{ClusterError, DEFAULT_HEARTBEAT, FIELD_MANAGER};
-use crate::report::{InstanceStatus, IpvsReport, StatusBoard};
+use crate::report::{HealthReport, InstanceStatus, IpvsReport, StatusBoard};
 
 /// The shortest time between two writes by default.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -31,6 +31,7 @@ pub const FINAL_WRITE_LIMIT: Duration = Duration::from_secs(1);
 struct Content {
     instances: Vec<InstanceStatus>,
     ipvs: Option<IpvsReport>,
+    health: HealthReport,
     observed_generation: Option<i64>,
     rejected: Vec<RejectedInstance>,
     roll_call: Option<String>,
@@ -97,6 +98,7 @@ impl StatusWriter {
         Some(Content {
             instances: self.board.snapshot(),
             ipvs: self.board.ipvs(),
+            health: self.board.health(),
             observed_generation: applied.generation,
             rejected: applied.rejected,
             roll_call: self.roll_call.borrow().clone(),
@@ -188,6 +190,8 @@ impl StatusWriter {
             Timestamp::now(),
         );
         status.rejected.clone_from(&content.rejected);
+        status.checkers.clone_from(&content.health.checkers);
+        status.quorums.clone_from(&content.health.quorums);
         status.roll_call.clone_from(&content.roll_call);
         let patch = Patch::Apply(status_patch(&self.node, &status));
         let params = PatchParams::apply(FIELD_MANAGER).force();

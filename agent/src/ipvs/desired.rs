@@ -2,6 +2,8 @@
 //! (one per VirtualServer address) with their destinations. Pure. A VirtualServer that cannot
 //! be turned into services (an address that is not an IP, a prefix too long for its family,
 //! two VirtualServers on one address, port and protocol) is refused with a reason, alone.
+//! The real servers' health decides each pool first ([`with_health`]): weights, removals,
+//! the sorry server; a VirtualServer whose checks cannot run here is refused.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -10,6 +12,8 @@ use kube_vrrp_crds::{
     Forwarding, Protocol as CrdProtocol, ResolvedVirtualServer, Scheduler as CrdScheduler,
     SchedulerFlag, TunnelChecksum, TunnelType as CrdTunnelType,
 };
+
+use crate::check::real_server::HealthSnapshot;
 
 use super::model::{
     Destination, DestinationSettings, Service, ServiceKey, ServiceSettings, Tunnel, netmask,
@@ -73,6 +77,35 @@ pub fn desired_services(servers: &[ResolvedVirtualServer]) -> (Vec<DesiredServic
         }
     }
     (out, refused)
+}
+
+/// `servers` with their pools as the health checks decide them (see
+/// [`crate::check::real_server::pool`]), and the VirtualServers refused because their checks
+/// cannot run on this node (one refusal per address, as the kernel would have one service
+/// each).
+pub fn with_health(
+    servers: &[ResolvedVirtualServer],
+    health: &HealthSnapshot,
+) -> (Vec<ResolvedVirtualServer>, Vec<Refused>) {
+    let mut pooled = Vec::with_capacity(servers.len());
+    let mut refused = Vec::new();
+    for server in servers {
+        if let Some(why) = health.refused(&server.name) {
+            refused.extend(server.addresses.iter().map(|address| Refused {
+                virtual_server: server.name.clone(),
+                address: address.clone(),
+                port: server.port,
+                protocol: server.protocol,
+                message: format!("its health check cannot run on this node: {why}"),
+            }));
+            continue;
+        }
+        pooled.push(ResolvedVirtualServer {
+            real_servers: health.pool(server).members,
+            ..server.clone()
+        });
+    }
+    (pooled, refused)
 }
 
 /// The kernel's scheduler for the API's.
@@ -281,6 +314,69 @@ mod tests {
         assert_eq!(d.tunnel.port, 6080);
         assert_eq!(d.tunnel.flags, TunnelFlags(TunnelFlags::REMCSUM));
         assert_eq!(d.upper_threshold, 100);
+    }
+
+    #[test]
+    fn health_decides_the_pool_and_a_server_whose_checks_cannot_run_is_refused() {
+        use crate::check::real_server::{Quorum, RealServerHealth, VirtualServerHealth};
+        let mut checked = server("checked", &["192.0.2.1"], 80);
+        checked.health_check =
+            Some(serde_json::from_value(serde_json::json!({"tcp": {}})).expect("a health check"));
+        checked.real_servers.push(ResolvedRealServer {
+            address: "198.51.100.12".into(),
+            port: 8080,
+            weight: 3,
+            ..ResolvedRealServer::default()
+        });
+        let refused_one = server("scripted", &["192.0.2.2", "192.0.2.3"], 80);
+        let quorum = Quorum {
+            up: true,
+            healthy_weight: 2,
+            threshold: 1,
+            sorry_server_active: false,
+        };
+        let mut health = HealthSnapshot::default();
+        let dead = RealServerHealth {
+            healthy: false,
+            checked: true,
+            last_result: Some(kube_vrrp_crds::CheckResult::Refused),
+            detail: None,
+            since: None,
+        };
+        health.virtual_servers.insert(
+            "checked".into(),
+            VirtualServerHealth {
+                config: checked.clone(),
+                refused: None,
+                real_servers: [(("198.51.100.12".parse().expect("ip"), 8080), dead)].into(),
+                quorum,
+                quorum_since: None,
+            },
+        );
+        health.virtual_servers.insert(
+            "scripted".into(),
+            VirtualServerHealth {
+                config: refused_one.clone(),
+                refused: Some("healthCheck.script: /x is outside".into()),
+                real_servers: std::collections::BTreeMap::new(),
+                quorum,
+                quorum_since: None,
+            },
+        );
+        let (pooled, refused) = with_health(&[checked, refused_one], &health);
+        assert_eq!(pooled.len(), 1);
+        let addresses: Vec<&str> = pooled[0]
+            .real_servers
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(addresses, ["198.51.100.11"], "the failing one is out");
+        assert_eq!(refused.len(), 2, "one refusal per address");
+        assert!(
+            refused[0].message.contains("/x is outside"),
+            "{:?}",
+            refused[0]
+        );
     }
 
     #[test]

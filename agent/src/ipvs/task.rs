@@ -6,6 +6,14 @@
 //! re-read every `resync` (every second while a drain or a retry is pending) for the status
 //! (connection counts) and to repair drift.
 //!
+//! The real servers' health checks ([`HealthChecks`]) follow the same configuration, and
+//! every change of their verdicts re-synchronises IPVS: a failing real server leaves the pool
+//! (or drops to weight 0 with `inhibitOnFailure`), a VirtualServer below its quorum hands its
+//! traffic to its sorry server. This node's checks change this node's IPVS only, whatever its
+//! VRRP state, as keepalived's checkers do: a BACKUP's services are kept (see above), so its
+//! pool is already what its checks say when it takes over, and its checks also feed its
+//! quorum trackers, so a node whose backends are dead does not take the VIP.
+//!
 //! IPVS missing (no `ip_vs` module, as on hosts that cannot load it) is reported as
 //! `IPVSAvailable=False` with the reason, looked for again every [`CONNECT_RETRY`], logged
 //! once; the configuration goes on to VRRP at once, unaffected.
@@ -19,9 +27,10 @@ use kube_vrrp_crds::{IpvsServiceStatus, IpvsStatus};
 use tokio::task::JoinHandle;
 
 use super::client::{IpvsClient, IpvsError};
-use super::desired::desired_services;
+use super::desired::{desired_services, with_health};
 use super::owner::RECORD_FILE;
 use super::sync::{SyncOptions, Syncer};
+use crate::check::real_server::{HealthChecks, HealthSnapshot};
 use crate::driver::DesiredConfig;
 use crate::report::{IpvsReport, StatusBoard};
 use crate::source::{ConfigSender, ConfigUpdates, publish};
@@ -52,15 +61,18 @@ impl Default for IpvsOptions {
     }
 }
 
-/// Starts the task: it reads `source`, programs IPVS, and publishes each configuration into
-/// `driver` after that.
+/// Starts the task: it reads `source`, configures the health checks, programs IPVS with
+/// their verdicts, and publishes each configuration into `driver` after that. The task owns
+/// `health`: aborting the task stops the checks.
 pub fn spawn(
     options: IpvsOptions,
     source: ConfigUpdates,
     driver: ConfigSender,
     board: StatusBoard,
+    health: HealthChecks,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let verdicts = health.subscribe();
         let task = Task {
             options,
             board,
@@ -70,7 +82,8 @@ pub fn spawn(
             since: Timestamp::now(),
             next_connect: Instant::now(),
             config: None,
-            unchecked: std::collections::BTreeSet::new(),
+            health,
+            verdicts,
         };
         task.run(source, driver).await;
     })
@@ -86,13 +99,14 @@ struct Task {
     since: Timestamp,
     next_connect: Instant,
     config: Option<Arc<DesiredConfig>>,
-    /// VirtualServers already told about their health check not running.
-    unchecked: std::collections::BTreeSet<String>,
+    health: HealthChecks,
+    verdicts: tokio::sync::watch::Receiver<Arc<HealthSnapshot>>,
 }
 
 impl Task {
     async fn run(mut self, mut source: ConfigUpdates, driver: ConfigSender) {
         let mut source_open = true;
+        let mut verdicts_open = true;
         loop {
             if self.syncer.is_none() && Instant::now() >= self.next_connect {
                 self.connect().await;
@@ -101,6 +115,7 @@ impl Task {
             if current.as_ref().map(Arc::as_ptr) != self.config.as_ref().map(Arc::as_ptr) {
                 self.config = current;
                 if let Some(config) = self.config.clone() {
+                    self.health.configure(config.virtual_servers.clone());
                     self.apply(&config).await;
                     publish(&driver, (*config).clone());
                 }
@@ -115,6 +130,13 @@ impl Task {
                 changed = source.changed(), if source_open => {
                     if changed.is_err() {
                         source_open = false;
+                    }
+                }
+                changed = self.verdicts.changed(), if verdicts_open => {
+                    match (changed, self.config.clone()) {
+                        (Err(_), _) => verdicts_open = false,
+                        (Ok(()), Some(config)) => self.apply(&config).await,
+                        (Ok(()), None) => {}
                     }
                 }
                 () = tokio::time::sleep(wait) => self.resync().await,
@@ -157,15 +179,13 @@ impl Task {
     }
 
     async fn apply(&mut self, config: &DesiredConfig) {
-        for server in &config.virtual_servers {
-            if server.health_check.is_some() && self.unchecked.insert(server.name.clone()) {
-                tracing::warn!(virtual_server = %server.name, "healthCheck is not run by this agent yet: real servers are programmed with their configured weight and reported as not checked");
-            }
-        }
         let Some(syncer) = self.syncer.as_mut() else {
             return;
         };
-        let (desired, refused) = desired_services(&config.virtual_servers);
+        let verdicts = Arc::clone(&self.verdicts.borrow_and_update());
+        let (pooled, refused_by_health) = with_health(&config.virtual_servers, &verdicts);
+        let (desired, mut refused) = desired_services(&pooled);
+        refused.extend(refused_by_health);
         for r in &refused {
             tracing::warn!(virtual_server = %r.virtual_server, address = %r.address, reason = %r.message, "VirtualServer not programmed");
         }

@@ -73,8 +73,9 @@ mod state_name {
     }
 }
 
-/// The `/status` document: `{"instances": [...], "rejected": [...], "generation": N, "ipvs": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The `/status` document: `{"instances": [...], "rejected": [...], "generation": N,
+/// "ipvs": {...}, "checkers": [...], "quorums": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDocument {
     /// Every instance, sorted by name.
     pub instances: Vec<InstanceStatus>,
@@ -87,6 +88,19 @@ pub struct StatusDocument {
     /// IPVS on this node, once the IPVS task has looked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs: Option<kube_vrrp_crds::IpvsStatus>,
+    /// Real servers' health checks, by VirtualServer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkers: Vec<kube_vrrp_crds::CheckerStatus>,
+    /// VirtualServers' quorums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quorums: Vec<kube_vrrp_crds::QuorumStatus>,
+}
+
+/// What the health checks last published, as reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthReport {
+    pub checkers: Vec<kube_vrrp_crds::CheckerStatus>,
+    pub quorums: Vec<kube_vrrp_crds::QuorumStatus>,
 }
 
 /// What the IPVS task last reported, and since when IPVS has been (un)available.
@@ -118,6 +132,7 @@ struct Inner {
     instances: Mutex<BTreeMap<String, InstanceStatus>>,
     applied: Mutex<Applied>,
     ipvs: Mutex<Option<IpvsReport>>,
+    health: Mutex<HealthReport>,
     ready: AtomicBool,
     /// Bumped on every change, so readers wait instead of polling.
     changes: watch::Sender<u64>,
@@ -129,6 +144,7 @@ impl Default for Inner {
             instances: Mutex::default(),
             applied: Mutex::default(),
             ipvs: Mutex::default(),
+            health: Mutex::default(),
             ready: AtomicBool::default(),
             changes: watch::Sender::new(0),
         }
@@ -188,11 +204,14 @@ impl StatusBoard {
     /// The `/status` document: every instance, the rejected ones, the generation applied.
     pub fn document(&self) -> StatusDocument {
         let applied = self.applied();
+        let health = self.health();
         StatusDocument {
             instances: self.snapshot(),
             rejected: applied.rejected,
             generation: applied.generation,
             ipvs: self.ipvs().map(|report| report.status),
+            checkers: health.checkers,
+            quorums: health.quorums,
         }
     }
 
@@ -231,6 +250,49 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Puts the health checks' report on the board (readers are told only when it changed).
+    pub fn set_health(&self, report: HealthReport) {
+        let mut current = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != report {
+            *current = report;
+            drop(current);
+            self.changed();
+        }
+    }
+
+    /// The health checks' last report.
+    pub fn health(&self) -> HealthReport {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts every snapshot of the health checks on the board, until they stop.
+    pub async fn follow_health(
+        self,
+        mut snapshots: watch::Receiver<Arc<crate::check::real_server::HealthSnapshot>>,
+    ) {
+        loop {
+            let report = {
+                let snapshot = snapshots.borrow_and_update();
+                HealthReport {
+                    checkers: snapshot.checker_statuses(),
+                    quorums: snapshot.quorum_statuses(),
+                }
+            };
+            self.set_health(report);
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Marks the board populated (the driver has configured its instances): `/readyz` is 200

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The file name in the state directory.
-pub const MEMORY_FILE: &str = "real-server-health.json";
+/// The file name in the state directory, before the node name (agents of a lab share one
+/// directory, each keeps its own file).
+pub const MEMORY_FILE_PREFIX: &str = "real-server-health-";
 
 /// Where the verdicts are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +19,10 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// The memory file in `state_dir`.
-    pub fn in_dir(state_dir: &Path) -> Self {
+    /// The memory file of `node` in `state_dir`.
+    pub fn in_dir(state_dir: &Path, node: &str) -> Self {
         Self {
-            path: state_dir.join(MEMORY_FILE),
+            path: state_dir.join(format!("{MEMORY_FILE_PREFIX}{node}.json")),
         }
     }
 
@@ -65,7 +66,8 @@ mod tests {
     #[test]
     fn verdicts_survive_a_save_and_load_and_garbage_reads_as_nothing() {
         let dir = std::env::temp_dir().join(format!("kube-vrrp-memory-{}", std::process::id()));
-        let memory = Memory::in_dir(&dir);
+        let memory = Memory::in_dir(&dir, "n1");
+        assert!(memory.path().ends_with("real-server-health-n1.json"));
         assert!(memory.load().is_empty(), "no file yet");
         let verdicts = BTreeMap::from([
             ("web/10.0.0.1:80".to_owned(), false),
