@@ -58,6 +58,9 @@ pub mod condition {
     pub const AVAILABLE: &str = "Available";
     /// VirtualServer: the MASTER of its VirtualIP reports every service of it programmed.
     pub const PROGRAMMED: &str = "Programmed";
+    /// VirtualServer: the healthy real servers' weights reach its quorum, as the health checks
+    /// of the MASTER of its VirtualIP see them.
+    pub const QUORUM: &str = "Quorum";
 }
 
 #[cfg(test)]

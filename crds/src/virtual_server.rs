@@ -480,7 +480,10 @@ pub struct VirtualServerStatus {
     /// Health and weight of each real server, as seen by the MASTER.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub real_servers: Vec<RealServerStatus>,
-    /// Programmed, Available, Degraded (see `kube_vrrp_crds::condition`).
+    /// The MASTER reports its sorry server taking all traffic (the quorum is lost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry_server_active: bool,
+    /// Programmed, Available, Quorum, Degraded (see `kube_vrrp_crds::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.
@@ -509,9 +512,12 @@ pub struct RealServerStatus {
     /// When health last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
-    /// Why the last check failed, if it did.
+    /// What the MASTER's last check of it saw (why it fails, when it does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the MASTER's last check of it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<crate::vrrp_node::CheckResult>,
 }
 
 impl VirtualServerSpec {

@@ -139,8 +139,10 @@ fn virtual_server_with_every_field_and_status_round_trips() {
             weight: 3,
             healthy: true,
             last_transition_time: None,
-            message: None,
+            message: Some("status 200 (5 bytes)".into()),
+            last_result: Some(CheckResult::Passed),
         }],
+        sorry_server_active: true,
         conditions: conditions(),
         observed_generation: Some(1),
     });

@@ -1058,3 +1058,161 @@ async fn a_spec_edited_by_someone_else_after_our_apply_is_applied_again() {
     let (second, _) = pass(&ctx, handle, &snap, vec![applied_at_generation_1("n2")]).await;
     assert_eq!(second.unwrap().applied, ["n2"]);
 }
+
+fn server_event(type_: &'static str, reason: &'static str, note: &'static str) -> Call {
+    Call {
+        method: Method::POST,
+        path: "/apis/events.k8s.io/v1/namespaces/default/events".to_owned(),
+        query: vec![],
+        check: Box::new(move |body| {
+            assert_eq!(body["type"], type_);
+            assert_eq!(body["reason"], reason);
+            assert_eq!(body["note"], note);
+            assert_eq!(body["regarding"]["kind"], "VirtualServer");
+            assert_eq!(body["regarding"]["name"], "http");
+        }),
+        answer: (StatusCode::CREATED, json!({"metadata": {"name": "e"}})),
+    }
+}
+
+#[tokio::test]
+async fn a_real_server_falling_on_the_master_writes_the_status_and_warns_with_quorum_events() {
+    let server: VirtualServer = serde_json::from_value(json!({
+        "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
+        "metadata": {"name": "http", "generation": 1, "resourceVersion": "300"},
+        "spec": {"virtualIPRef": "web", "port": 80, "healthCheck": {"tcp": {}},
+                 "sorryServer": {"address": "10.1.0.99"},
+                 "realServers": [{"address": "10.1.0.1", "port": 8080}]}
+    }))
+    .unwrap();
+    let mut input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    input.virtual_servers = vec![server.clone()];
+    let master_reports = |healthy: bool| {
+        let programmed = if healthy {
+            ("10.1.0.1", 8080)
+        } else {
+            ("10.1.0.99", 80)
+        };
+        planned_vrrp_nodes(&input)
+            .into_iter()
+            .zip([State::Master, State::Backup])
+            .map(|(n, s)| {
+                let mut n = report(n, "web", s);
+                if let Some(status) = n.status.as_mut() {
+                    status.ipvs = Some(kube_vrrp_crds::IpvsStatus {
+                        available: true,
+                        services: 1,
+                        real_servers: 1,
+                        message: None,
+                        virtual_services: vec![kube_vrrp_crds::IpvsServiceStatus {
+                            virtual_server: "http".into(),
+                            address: "10.0.0.50".into(),
+                            port: 80,
+                            protocol: kube_vrrp_crds::Protocol::Tcp,
+                            programmed: true,
+                            message: None,
+                            real_servers: vec![kube_vrrp_crds::IpvsRealServerStatus {
+                                address: programmed.0.into(),
+                                port: programmed.1,
+                                weight: 1,
+                                active_connections: 0,
+                                inactive_connections: 0,
+                                draining: false,
+                            }],
+                        }],
+                    });
+                    status.checkers = vec![kube_vrrp_crds::CheckerStatus {
+                        kind: kube_vrrp_crds::CheckerKind::RealServer,
+                        owner: "http".into(),
+                        target: "10.1.0.1:8080".into(),
+                        healthy,
+                        last_transition_time: None,
+                        message: Some(
+                            if healthy {
+                                "connected"
+                            } else {
+                                "connection refused"
+                            }
+                            .into(),
+                        ),
+                        last_result: Some(if healthy {
+                            kube_vrrp_crds::CheckResult::Passed
+                        } else {
+                            kube_vrrp_crds::CheckResult::Refused
+                        }),
+                    }];
+                    status.quorums = vec![kube_vrrp_crds::QuorumStatus {
+                        virtual_server: "http".into(),
+                        up: healthy,
+                        healthy_weight: u64::from(healthy),
+                        quorum: 1,
+                        sorry_server_active: !healthy,
+                        last_transition_time: None,
+                    }];
+                }
+                n
+            })
+            .collect::<Vec<_>>()
+    };
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = harness(true);
+    // First pass: everything healthy; the status is written, no Event (nothing before it).
+    let mut snap = snapshot(input.clone(), master_reports(true));
+    settle_statuses(&mut snap);
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    let first_write = Call {
+        method: Method::PATCH,
+        path: "/apis/kubevrrp.io/v1alpha1/virtualservers/http/status".to_owned(),
+        query: ssa_query(),
+        check: Box::new(move |body| {
+            *keep.lock().unwrap() = body["status"].clone();
+        }),
+        answer: (StatusCode::OK, serde_json::to_value(&server).unwrap()),
+    };
+    let (first, handle) = pass(&ctx, handle, &snap, vec![first_write]).await;
+    assert_eq!(first.unwrap().events, 0);
+
+    // The MASTER's check fails: the status says so and two Warnings are posted.
+    let failing = master_reports(false);
+    let mut snap = snapshot(input, failing);
+    settle_statuses(&mut snap);
+    let vs = Arc::make_mut(&mut snap.virtual_servers[0]);
+    vs.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    vs.metadata.resource_version = Some("301".to_owned());
+    let second_write = Call {
+        method: Method::PATCH,
+        path: "/apis/kubevrrp.io/v1alpha1/virtualservers/http/status".to_owned(),
+        query: ssa_query(),
+        check: Box::new(|body| {
+            let status = &body["status"];
+            assert_eq!(status["sorryServerActive"], true);
+            assert_eq!(status["realServers"][0]["healthy"], false);
+            assert_eq!(status["realServers"][0]["lastResult"], "Refused");
+        }),
+        answer: (StatusCode::OK, serde_json::to_value(&server).unwrap()),
+    };
+    let (second, _) = pass(
+        &ctx,
+        handle,
+        &snap,
+        vec![
+            second_write,
+            server_event(
+                "Warning",
+                "QuorumLost",
+                "VirtualServer http lost its quorum: healthy weight 0 is below the quorum of 1; the sorry server 10.1.0.99:80 takes all traffic",
+            ),
+            server_event(
+                "Warning",
+                "RealServerDown",
+                "real server 10.1.0.1:8080 fails its health check (connection refused)",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(second.unwrap().events, 2);
+}

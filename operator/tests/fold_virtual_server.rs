@@ -470,3 +470,111 @@ fn a_draining_real_server_is_shown_and_serves_nothing() {
         "n1 serves 1 of 2 real servers"
     );
 }
+
+fn quorum_report(
+    up: bool,
+    healthy_weight: u64,
+    quorum: u32,
+    sorry: bool,
+) -> kube_vrrp_crds::QuorumStatus {
+    kube_vrrp_crds::QuorumStatus {
+        virtual_server: "http".into(),
+        up,
+        healthy_weight,
+        quorum,
+        sorry_server_active: sorry,
+        last_transition_time: Some(Time(now() - SignedDuration::from_secs(5))),
+    }
+}
+
+#[test]
+fn the_masters_quorum_decides_the_quorum_condition_availability_and_the_sorry_server() {
+    let mut server = vs(true, Some(4));
+    server.spec.sorry_server =
+        Some(serde_json::from_value(json!({"address": "10.1.0.99", "port": 8080})).unwrap());
+    let mut planned = resolved(&server, &[3, 2]);
+    planned.sorry_server.clone_from(&server.spec.sorry_server);
+    // Quorum lost: the MASTER moved all traffic to the sorry server, the real servers are
+    // out of IPVS.
+    let mut programmed = planned.clone();
+    programmed.real_servers = vec![ResolvedRealServer {
+        address: "10.1.0.99".into(),
+        port: 8080,
+        weight: 1,
+        ..ResolvedRealServer::default()
+    }];
+    let mut report = report_for(
+        &programmed,
+        vec![check("10.1.0.1:8080", false), check("10.1.0.2:8080", true)],
+    );
+    report.quorums = vec![quorum_report(false, 2, 4, true)];
+    let view = ServerView {
+        conflict: None,
+        resolved: Some(&planned),
+        master: Some(("node-a", &report)),
+    };
+    let status = fold_virtual_server(now(), &server, &view);
+    assert!(status.sorry_server_active);
+    let (s, reason, message) = cond(&status, condition::QUORUM);
+    assert_eq!((s, reason), ("False", "QuorumLost"));
+    assert_eq!(
+        message,
+        "healthy weight 2 is below the quorum of 4; the sorry server 10.1.0.99:8080 takes all traffic"
+    );
+    assert_eq!(cond(&status, condition::AVAILABLE).1, "BelowQuorum");
+    assert_eq!(cond(&status, condition::AVAILABLE).2, message);
+    let failing = &status.real_servers[0];
+    assert_eq!(
+        failing.last_result,
+        Some(kube_vrrp_crds::CheckResult::Refused)
+    );
+    assert!(!failing.programmed && !failing.healthy);
+
+    // Quorum back: the real servers are programmed again and the sorry server is gone.
+    let mut report = report_for(
+        &planned,
+        vec![check("10.1.0.1:8080", true), check("10.1.0.2:8080", true)],
+    );
+    report.quorums = vec![quorum_report(true, 5, 4, false)];
+    let view = ServerView {
+        master: Some(("node-a", &report)),
+        ..view
+    };
+    let status = fold_virtual_server(now(), &server, &view);
+    assert!(!status.sorry_server_active);
+    assert_eq!(cond(&status, condition::QUORUM).0, "True");
+    assert_eq!(
+        cond(&status, condition::QUORUM).2,
+        "healthy weight 5 reaches the quorum of 4"
+    );
+    assert_eq!(cond(&status, condition::AVAILABLE).0, "True");
+}
+
+#[test]
+fn without_a_quorum_report_the_quorum_condition_says_so() {
+    let server = vs(false, None);
+    let planned = resolved(&server, &[1]);
+    let report = report_for(&planned, vec![]);
+    let status = fold_virtual_server(
+        now(),
+        &server,
+        &ServerView {
+            conflict: None,
+            resolved: Some(&planned),
+            master: Some(("node-a", &report)),
+        },
+    );
+    assert_eq!(
+        cond(&status, condition::QUORUM),
+        (
+            "False",
+            "NotReported",
+            "node-a has not reported the quorum of this VirtualServer"
+        )
+    );
+    assert_eq!(
+        cond(&status, condition::AVAILABLE).0,
+        "True",
+        "the programmed weights serve"
+    );
+}

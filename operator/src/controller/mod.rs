@@ -131,6 +131,8 @@ struct Memory {
     deleted: HashMap<String, Option<String>>,
     statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
     server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
+    /// What each VirtualServer may still publish of real-server Events.
+    server_event_budgets: HashMap<String, crate::fold::EventBudget>,
     /// Roll calls sent, by node: the transition time each asked about.
     roll_calls: HashMap<String, Timestamp>,
     exported_vips: BTreeSet<String>,

@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use super::digest::{SPEC_DIGEST_ANNOTATION, spec_digest};
 use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
 use crate::fold::{
-    ConflictNote, EventSeverity, FoldEvent, Placement, Reports, ServerView, fold_reports,
-    fold_virtual_server,
+    ConflictNote, EventBudget, EventSeverity, FoldEvent, Placement, Reports, ServerView,
+    fold_reports, fold_virtual_server, server_events,
 };
 use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
 use kube_vrrp_plan::{Objects, Plan, plan_objects};
@@ -292,7 +292,15 @@ where
         })
 }
 
-async fn publish(ctx: &Context, vip: &VirtualIp, event: &FoldEvent) -> Result<(), Error> {
+async fn publish<K>(
+    ctx: &Context,
+    kind: &'static str,
+    object: &K,
+    event: &FoldEvent,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
     let ev = Event {
         type_: match event.severity() {
             EventSeverity::Normal => EventType::Normal,
@@ -304,12 +312,12 @@ async fn publish(ctx: &Context, vip: &VirtualIp, event: &FoldEvent) -> Result<()
         secondary: None,
     };
     Recorder::new(ctx.client.clone(), ctx.reporter.clone())
-        .publish(&ev, &vip.object_ref(&()))
+        .publish(&ev, &object.object_ref(&()))
         .await
         .map_err(|source| Error::Api {
             reason: ErrorReason::PublishEvent,
-            kind: "VirtualIP",
-            name: vip.name_any(),
+            kind,
+            name: object.meta().name.clone().unwrap_or_default(),
             source,
         })
 }
@@ -448,7 +456,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                 );
                 outcome.statuses.push(name.to_owned());
                 for event in &folded.events {
-                    match publish(ctx, vip, event).await {
+                    match publish(ctx, "VirtualIP", vip.as_ref(), event).await {
                         Ok(()) => outcome.events += 1,
                         // An Event is best effort: counted, but the status is written.
                         Err(e) => count_error(ctx, &e),
@@ -501,11 +509,24 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         }
         match write_status::<VirtualServer, _>(ctx, "VirtualServer", name, &status).await {
             Ok(()) => {
+                let events = server_events::diff(name, vs.status.as_ref(), &status);
+                let events = memory(ctx)
+                    .server_event_budgets
+                    .entry(name.to_owned())
+                    .or_insert_with(|| EventBudget::new(snapshot.now))
+                    .admit(snapshot.now, events);
                 memory(ctx).server_statuses.insert(
                     name.to_owned(),
                     (stored.metadata.resource_version.clone(), status),
                 );
                 outcome.server_statuses.push(name.to_owned());
+                for event in &events {
+                    match publish(ctx, "VirtualServer", stored.as_ref(), event).await {
+                        Ok(()) => outcome.events += 1,
+                        // An Event is best effort: counted, but the status is written.
+                        Err(e) => count_error(ctx, &e),
+                    }
+                }
             }
             Err(e) => errors.push(e),
         }
@@ -556,6 +577,8 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             .filter_map(|v| v.metadata.name.as_deref())
             .collect();
         mem.server_statuses
+            .retain(|name, _| servers.contains(name.as_str()));
+        mem.server_event_budgets
             .retain(|name, _| servers.contains(name.as_str()));
         mem.specs.retain(|name, _| plan.nodes.contains_key(name));
         mem.deleted

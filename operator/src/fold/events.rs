@@ -34,6 +34,17 @@ pub enum EventReason {
     SplitBrain,
     /// A split brain ended.
     SplitBrainResolved,
+    /// VirtualServer: a real server failed its health check on the MASTER.
+    RealServerDown,
+    /// VirtualServer: a failing real server passes its health check again on the MASTER.
+    RealServerUp,
+    /// VirtualServer: more real servers changed than the Event budget allows; one summary.
+    RealServersChanged,
+    /// VirtualServer: the healthy weight fell below the quorum (keepalived's quorum-down
+    /// script).
+    QuorumLost,
+    /// VirtualServer: the quorum is reached again (keepalived's quorum-up script).
+    QuorumRegained,
 }
 
 impl EventReason {
@@ -43,14 +54,23 @@ impl EventReason {
             Self::MasterChanged => "MasterChanged",
             Self::SplitBrain => "SplitBrain",
             Self::SplitBrainResolved => "SplitBrainResolved",
+            Self::RealServerDown => "RealServerDown",
+            Self::RealServerUp => "RealServerUp",
+            Self::RealServersChanged => "RealServersChanged",
+            Self::QuorumLost => "QuorumLost",
+            Self::QuorumRegained => "QuorumRegained",
         }
     }
 
     /// The severity of Events with this reason.
     pub fn severity(self) -> EventSeverity {
         match self {
-            Self::MasterChanged | Self::SplitBrainResolved => EventSeverity::Normal,
-            Self::SplitBrain => EventSeverity::Warning,
+            Self::MasterChanged
+            | Self::SplitBrainResolved
+            | Self::RealServerUp
+            | Self::RealServersChanged
+            | Self::QuorumRegained => EventSeverity::Normal,
+            Self::SplitBrain | Self::RealServerDown | Self::QuorumLost => EventSeverity::Warning,
         }
     }
 }

@@ -44,6 +44,7 @@
 
 pub mod conditions;
 pub mod events;
+pub mod server_events;
 pub mod virtual_server;
 
 use std::borrow::Borrow;
@@ -58,6 +59,7 @@ use kube_vrrp_crds::{
 
 pub use conditions::ConditionReason;
 pub use events::{EventReason, EventSeverity, FoldEvent};
+pub use server_events::EventBudget;
 pub use virtual_server::{ServerConditionReason, ServerView, fold_virtual_server};
 
 /// Default staleness bound: three heartbeats of the agent's default 10 s period.

@@ -10,14 +10,22 @@
 //! A real server's check result is the MASTER's `status.checkers` entry of kind
 //! `RealServer`, owned by the VirtualServer, whose target is `address:port`
 //! (`[address]:port` for IPv6 is accepted too). Without a health check a real server is
-//! healthy; with one but no result yet it is not (the MASTER has not checked it).
+//! healthy; with one but no entry yet it is not (the MASTER has not taken it in). An entry
+//! not checked yet says so in its message (the agent keeps such a real server in its pool
+//! until its first check, as keepalived does).
+//!
+//! The quorum is the MASTER's `status.quorums` entry: `Quorum` says whether the healthy
+//! weight reaches it, `sorryServerActive` whether the sorry server took the traffic; a lost
+//! quorum makes the VirtualServer not `Available`.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
 use kube_vrrp_crds::{
-    CheckerKind, CheckerStatus, IpvsServiceStatus, RealServerStatus, ResolvedRealServer,
-    ResolvedVirtualServer, VirtualServer, VirtualServerStatus, VrrpNodeStatus, condition,
+    CheckerKind, CheckerStatus, IpvsServiceStatus, QuorumStatus, RealServerStatus,
+    ResolvedRealServer, ResolvedVirtualServer, VirtualServer, VirtualServerStatus, VrrpNodeStatus,
+    condition,
 };
 
 use super::ConflictNote;
@@ -52,6 +60,10 @@ pub enum ServerConditionReason {
     AllRealServersHealthy,
     /// Degraded=False: nothing is served, so nothing is degraded.
     NotServing,
+    /// Quorum=True: the healthy weight reaches the quorum on the MASTER.
+    QuorumReached,
+    /// Quorum=False: the healthy weight is below the quorum on the MASTER.
+    QuorumLost,
 }
 
 impl ServerConditionReason {
@@ -70,6 +82,8 @@ impl ServerConditionReason {
             Self::RealServersUnhealthy => "RealServersUnhealthy",
             Self::AllRealServersHealthy => "AllRealServersHealthy",
             Self::NotServing => "NotServing",
+            Self::QuorumReached => "QuorumReached",
+            Self::QuorumLost => "QuorumLost",
         }
     }
 }
@@ -98,6 +112,30 @@ fn check_of<'a>(
     report.checkers.iter().find(|c| {
         c.kind == CheckerKind::RealServer && c.owner == server && target_matches(&c.target, rs)
     })
+}
+
+fn quorum_of<'a>(report: &'a VrrpNodeStatus, server: &str) -> Option<&'a QuorumStatus> {
+    report.quorums.iter().find(|q| q.virtual_server == server)
+}
+
+/// What a lost quorum means for traffic, for messages.
+fn quorum_message(q: &QuorumStatus, resolved: &ResolvedVirtualServer) -> String {
+    let verb = if q.up { "reaches" } else { "is below" };
+    let mut message = format!(
+        "healthy weight {} {verb} the quorum of {}",
+        q.healthy_weight, q.quorum
+    );
+    if q.sorry_server_active
+        && let Some(sorry) = &resolved.sorry_server
+    {
+        let _ = write!(
+            message,
+            "; the sorry server {}:{} takes all traffic",
+            sorry.address,
+            sorry.port.unwrap_or(resolved.port)
+        );
+    }
+    message
 }
 
 fn same_address(a: &str, b: &str) -> bool {
@@ -175,9 +213,11 @@ pub fn fold_virtual_server(
     let not_serving = |reason: &str, message: String| VirtualServerStatus {
         healthy_summary: None,
         real_servers: Vec::new(),
+        sorry_server_active: false,
         conditions: vec![
             cond(condition::PROGRAMMED, false, reason, message.clone()),
-            cond(condition::AVAILABLE, false, reason, message),
+            cond(condition::AVAILABLE, false, reason, message.clone()),
+            cond(condition::QUORUM, false, reason, message),
             cond(
                 condition::DEGRADED,
                 false,
@@ -246,6 +286,7 @@ pub fn fold_virtual_server(
                 healthy,
                 last_transition_time: check.and_then(|c| c.last_transition_time.clone()),
                 message,
+                last_result: check.and_then(|c| c.last_result),
             }
         })
         .collect();
@@ -267,8 +308,31 @@ pub fn fold_virtual_server(
         ),
         Err((reason, message)) => (false, *reason, message.clone()),
     };
+    let quorum = quorum_of(report, name);
+    let quorum_condition = match quorum {
+        Some(q) if q.up => (
+            true,
+            ServerConditionReason::QuorumReached,
+            quorum_message(q, resolved),
+        ),
+        Some(q) => (
+            false,
+            ServerConditionReason::QuorumLost,
+            quorum_message(q, resolved),
+        ),
+        None => (
+            false,
+            ServerConditionReason::NotReported,
+            format!("{master} has not reported the quorum of this VirtualServer"),
+        ),
+    };
     let available = match (&services, resolved.quorum) {
         (Err((reason, message)), _) => (false, *reason, message.clone()),
+        (Ok(_), _) if quorum.is_some_and(|q| !q.up) => (
+            false,
+            ServerConditionReason::BelowQuorum,
+            quorum_condition.2.clone(),
+        ),
         (Ok(_), Some(q)) if serving_weight < u64::from(q) => (
             false,
             ServerConditionReason::BelowQuorum,
@@ -322,6 +386,7 @@ pub fn fold_virtual_server(
 
     VirtualServerStatus {
         healthy_summary: Some(format!("{healthy_count}/{}", real_servers.len())),
+        sorry_server_active: quorum.is_some_and(|q| q.sorry_server_active),
         conditions: vec![
             cond(
                 condition::PROGRAMMED,
@@ -334,6 +399,12 @@ pub fn fold_virtual_server(
                 available.0,
                 available.1.as_str(),
                 available.2,
+            ),
+            cond(
+                condition::QUORUM,
+                quorum_condition.0,
+                quorum_condition.1.as_str(),
+                quorum_condition.2,
             ),
             cond(
                 condition::DEGRADED,
