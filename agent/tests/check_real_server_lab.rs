@@ -137,6 +137,7 @@ struct Seen {
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
     accepted_at: Mutex<Vec<Instant>>,
+    peers: Mutex<Vec<IpAddr>>,
 }
 
 impl Seen {
@@ -262,11 +263,15 @@ fn http_server(
 fn tcp_server(listener: std::net::TcpListener, seen: Arc<Seen>) -> tokio::task::JoinHandle<()> {
     let listener = tokio_listener(listener);
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
             seen.accepted_at
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(Instant::now());
+            seen.peers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(peer.ip());
             drop(stream);
         }
     })
@@ -339,6 +344,61 @@ fn a_tcp_check_is_refused_when_the_listener_goes_away_and_passes_when_it_is_back
         let back = probe.attempt(Duration::from_secs(1)).await;
         assert_eq!(back.result, CheckResult::Passed, "{back:?}");
         task.abort();
+    });
+}
+
+#[test]
+fn a_check_with_a_source_address_connects_from_it_and_one_not_on_the_node_is_misconfigured() {
+    let lab = Lab::new(0);
+    lab.checker
+        .exec(&["ip", "addr", "add", "10.77.0.11/24", "dev", "chk0"])
+        .expect("second checker address");
+    let listener = lab.listen(BACKEND_IP, 8080);
+    lab.check(move || async move {
+        let seen = Arc::new(Seen::default());
+        let _server = tcp_server(listener, Arc::clone(&seen));
+        let from = |source: &str| {
+            let server = virtual_server(
+                "web-80",
+                &[(BACKEND_IP, 8080)],
+                &serde_json::json!({"tcp": {}, "sourceAddress": source}),
+            );
+            probe_of(&server, &ScriptDirs::default())
+        };
+        let second = Duration::from_secs(1);
+        let bound = from("10.77.0.11").attempt(second).await;
+        assert_eq!(bound.result, CheckResult::Passed, "{bound:?}");
+        let default = {
+            let server = virtual_server(
+                "web-80",
+                &[(BACKEND_IP, 8080)],
+                &serde_json::json!({"tcp": {}}),
+            );
+            probe_of(&server, &ScriptDirs::default())
+        };
+        assert_eq!(default.attempt(second).await.result, CheckResult::Passed);
+        let peers = seen
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let want: Vec<IpAddr> = ["10.77.0.11", CHECKER_IP]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(peers, want, "the first check came from its sourceAddress");
+
+        let elsewhere = from("10.99.0.1").attempt(second).await;
+        assert_eq!(
+            elsewhere.result,
+            CheckResult::Misconfigured,
+            "{elsewhere:?}"
+        );
+        assert!(
+            elsewhere.detail.contains("sourceAddress 10.99.0.1"),
+            "{}",
+            elsewhere.detail
+        );
     });
 }
 
