@@ -106,9 +106,11 @@ impl CheckMachine {
     }
 
     /// An attempt starts at `now` (the caller runs the probe with [`CheckTimers::timeout`]).
+    /// A check's period counts from when it was due, not from when it could start, so a late
+    /// wake-up does not push every later check back.
     pub fn begin(&mut self, now: Instant) {
         if self.attempts == 0 {
-            self.check_started = Some(now);
+            self.check_started = Some(self.due.map_or(now, |due| due.min(now)));
         }
         self.attempts += 1;
         self.due = None;
@@ -342,6 +344,19 @@ mod tests {
         let due = m.next_deadline().unwrap();
         m.begin(due);
         assert!(m.finish(due, false).changed);
+    }
+
+    #[test]
+    fn a_late_start_does_not_push_the_schedule_back() {
+        let t0 = Instant::now();
+        let mut m = CheckMachine::new(timers(1, 1, 1), t0, true);
+        m.begin(t0 + Duration::from_millis(300));
+        m.finish(t0 + Duration::from_millis(310), true);
+        assert_eq!(
+            m.next_deadline(),
+            Some(t0 + 5 * S),
+            "due at 0 + interval, not 0.3 + interval"
+        );
     }
 
     #[test]
