@@ -355,10 +355,14 @@ impl Agent {
         std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
         let manifests = manifests.to_owned();
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), STATUS_PORT);
-        let (binary, manifests_arg, listen_arg) = (
+        // Runtime state (the IPVS record, real-server verdicts) stays in the lab's work
+        // directory, removed with the lab, instead of the host's /run/kube-vrrp.
+        let runtime = dir.join("run");
+        let (binary, manifests_arg, listen_arg, runtime_arg) = (
             binary.to_string_lossy().into_owned(),
             manifests.to_string_lossy().into_owned(),
             listen.to_string(),
+            runtime.to_string_lossy().into_owned(),
         );
         let args = [
             binary.as_str(),
@@ -369,6 +373,8 @@ impl Agent {
             &manifests_arg,
             "--listen",
             &listen_arg,
+            "--runtime-dir",
+            &runtime_arg,
         ];
         let process = DaemonProcess::spawn(
             "kube-vrrp-agent",
@@ -421,6 +427,13 @@ impl Agent {
 
     pub fn node(&self) -> usize {
         self.node
+    }
+
+    /// The agent's whole `/status` document.
+    pub fn status_document(&self, lab: &Lab) -> Result<Value, LabError> {
+        let response = self.get(lab, "/status")?;
+        serde_json::from_slice(&response.body)
+            .map_err(|e| LabError::Status(format!("/status is not JSON: {e}")))
     }
 
     pub fn pid(&self) -> u32 {

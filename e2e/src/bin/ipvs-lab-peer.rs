@@ -7,6 +7,15 @@
 //!   under `"error"`).
 //! - `hold --tcp ADDR:PORT --seconds S`: one connection kept open S seconds (an active
 //!   connection for drain tests); prints the server's name when it has it.
+//! - `serve ... --http ADDR:PORT [--status-file PATH]`: also answers HTTP GETs with NAME,
+//!   with the status code written in PATH when it exists (e.g. 503), else 200.
+//! - `serve-http --address ADDR --ports LO-HI`: HTTP 200 on every port of the range (the
+//!   health check benchmark's 1,000 real servers), one thread.
+//! - `client ... --jsonl [--interval-ms N] [--seconds S]`: one JSON line per attempt,
+//!   `{"t": SECONDS, "answer": NAME|null}`, instead of the counts.
+//! - `watch --interval-ms N`: prints `{"t": SECONDS, "pools": {...}}` whenever
+//!   `/proc/net/ip_vs` changes (destinations and weights of every service).
+//! - `now`: prints the time the other commands stamp their lines with (the guest's clock).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -31,6 +40,23 @@ enum Command {
         tcp: Vec<SocketAddr>,
         #[arg(long)]
         udp: Vec<SocketAddr>,
+        #[arg(long)]
+        http: Vec<SocketAddr>,
+        #[arg(long)]
+        status_file: Option<std::path::PathBuf>,
+        /// Written with the time once every listener is bound.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
+    },
+    ServeHttp {
+        #[arg(long)]
+        address: std::net::IpAddr,
+        /// `LO-HI`, inclusive.
+        #[arg(long)]
+        ports: String,
+        /// Rewritten every second with the number of requests answered so far.
+        #[arg(long)]
+        count_file: Option<std::path::PathBuf>,
     },
     Client {
         #[arg(long, conflicts_with = "udp")]
@@ -39,7 +65,19 @@ enum Command {
         udp: Option<SocketAddr>,
         #[arg(long, default_value_t = 10)]
         count: u32,
+        #[arg(long)]
+        jsonl: bool,
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// Stop after this long instead of after `count` attempts.
+        #[arg(long)]
+        seconds: Option<f64>,
     },
+    Watch {
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+    },
+    Now,
     Hold {
         #[arg(long)]
         tcp: SocketAddr,
@@ -50,8 +88,25 @@ enum Command {
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-fn serve(name: &str, tcp: &[SocketAddr], udp: &[SocketAddr]) -> anyhow::Result<()> {
+fn serve(
+    name: &str,
+    tcp: &[SocketAddr],
+    udp: &[SocketAddr],
+    http: &[SocketAddr],
+    status_file: Option<&std::path::Path>,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let mut threads = Vec::new();
+    for addr in http {
+        let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        let (name, status_file) = (
+            name.to_owned(),
+            status_file.map(std::path::Path::to_path_buf),
+        );
+        threads.push(std::thread::spawn(move || {
+            serve_http_named(listener, name, status_file);
+        }));
+    }
     for addr in tcp {
         let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let answer = format!("{name}\n");
@@ -78,10 +133,116 @@ fn serve(name: &str, tcp: &[SocketAddr], udp: &[SocketAddr]) -> anyhow::Result<(
             }
         }));
     }
+    if let Some(ready) = ready_file {
+        std::fs::write(ready, format!("{}\n", now())).context("writing the ready file")?;
+    }
     for t in threads {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// Seconds on the guest's clock, as every line is stamped.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Answers HTTP GETs on `listener` with `name`, and the status in `status_file` if any.
+fn serve_http_named(listener: TcpListener, name: String, status_file: Option<std::path::PathBuf>) {
+    for mut stream in listener.incoming().flatten() {
+        let (name, status_file) = (name.clone(), status_file.clone());
+        std::thread::spawn(move || {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let status: u16 = status_file
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(200);
+            let body = format!("{name}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+    }
+}
+
+/// HTTP 200 on every port of `ports` at `address`, in one thread; the count of answers goes
+/// to `count_file` every second.
+fn serve_http_range(
+    address: std::net::IpAddr,
+    ports: &str,
+    count_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let answered = std::sync::Arc::new(AtomicU64::new(0));
+    let (lo, hi) = ports.split_once('-').context("--ports LO-HI")?;
+    let (lo, hi): (u16, u16) = (lo.parse()?, hi.parse()?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        for port in lo..=hi {
+            let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, port))
+                .await
+                .with_context(|| format!("binding {address}:{port}"))?;
+            let answered = std::sync::Arc::clone(&answered);
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let answered = std::sync::Arc::clone(&answered);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 512];
+                        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => request.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+                            .await
+                            .is_ok()
+                        {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Some(path) = &count_file {
+                let _ = std::fs::write(path, format!("{}\n", answered.load(Ordering::Relaxed)));
+            }
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// Prints the pools whenever `/proc/net/ip_vs` changes.
+fn watch(interval: Duration) -> anyhow::Result<()> {
+    let mut last = None;
+    loop {
+        let text = std::fs::read_to_string("/proc/net/ip_vs").context("reading /proc/net/ip_vs")?;
+        let pools = kube_vrrp_e2e::guest::proc_ip_vs::parse(&text);
+        if last.as_ref() != Some(&pools) {
+            println!("{}", serde_json::json!({"t": now(), "pools": pools}));
+            last = Some(pools);
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 fn ask_tcp(addr: SocketAddr) -> anyhow::Result<String> {
@@ -117,20 +278,74 @@ fn ask_udp(addr: SocketAddr) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { name, tcp, udp } => serve(&name, &tcp, &udp),
-        Command::Client { tcp, udp, count } => {
+        Command::Serve {
+            name,
+            tcp,
+            udp,
+            http,
+            status_file,
+            ready_file,
+        } => serve(
+            &name,
+            &tcp,
+            &udp,
+            &http,
+            status_file.as_deref(),
+            ready_file.as_deref(),
+        ),
+        Command::ServeHttp {
+            address,
+            ports,
+            count_file,
+        } => serve_http_range(address, &ports, count_file),
+        Command::Client {
+            tcp,
+            udp,
+            count,
+            jsonl,
+            interval_ms,
+            seconds,
+        } => {
             let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-            for _ in 0..count {
+            let started = std::time::Instant::now();
+            let mut done = 0u32;
+            loop {
+                let finished = match seconds {
+                    Some(s) => started.elapsed().as_secs_f64() >= s,
+                    None => done >= count,
+                };
+                if finished {
+                    break;
+                }
+                let t = now();
                 let answer = match (tcp, udp) {
                     (Some(addr), _) => ask_tcp(addr),
                     (None, Some(addr)) => ask_udp(addr),
                     (None, None) => anyhow::bail!("--tcp or --udp"),
                 };
-                *counts
-                    .entry(answer.unwrap_or_else(|_| "error".to_owned()))
-                    .or_default() += 1;
+                if jsonl {
+                    println!(
+                        "{}",
+                        serde_json::json!({"t": t, "answer": answer.as_ref().ok()})
+                    );
+                } else {
+                    *counts
+                        .entry(answer.unwrap_or_else(|_| "error".to_owned()))
+                        .or_default() += 1;
+                }
+                done += 1;
+                if interval_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(interval_ms));
+                }
             }
-            println!("{}", serde_json::to_string(&counts)?);
+            if !jsonl {
+                println!("{}", serde_json::to_string(&counts)?);
+            }
+            Ok(())
+        }
+        Command::Watch { interval_ms } => watch(Duration::from_millis(interval_ms.max(1))),
+        Command::Now => {
+            println!("{}", now());
             Ok(())
         }
         Command::Hold { tcp, seconds } => {

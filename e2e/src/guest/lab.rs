@@ -1,8 +1,10 @@
 //! The IPVS lab inside the guest: the node's NIC `lab0` (a dummy link on 192.0.2.0/24, where
 //! the VIP goes), a `backends` network namespace holding the real servers (198.51.100.11–13,
-//! TCP 8080 and UDP 5353, each answering with its name), and a `client` namespace
-//! (203.0.113.2) routed through the node, so client traffic crosses IPVS the way it does on a
-//! director: NAT in, un-NAT out. The agent runs in standalone mode on `/lab/manifests`.
+//! TCP 8080 and UDP 5353, each answering with its name, and HTTP on 8081 answering with the
+//! status in `/tmp/<name>.status`, 200 without it) and a sorry server (198.51.100.14, the
+//! same ports), and a `client` namespace (203.0.113.2) routed through the node, so client
+//! traffic crosses IPVS the way it does on a director: NAT in, un-NAT out. The agent runs in
+//! standalone mode on `/lab/manifests`; keepalived, when carried, from a file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,6 +25,14 @@ pub const REAL_SERVERS: [(&str, &str); 3] = [
     ("rs2", "198.51.100.12"),
     ("rs3", "198.51.100.13"),
 ];
+/// The sorry server in the `backends` namespace: (name, address).
+pub const SORRY_SERVER: (&str, &str) = ("sorry", "198.51.100.14");
+/// The HTTP port of every real server.
+pub const HTTP_PORT: u16 = 8081;
+/// Where the IPVS change watcher writes.
+pub const WATCH_LOG: &str = "/tmp/ipvs-watch.jsonl";
+/// Where keepalived's configuration goes.
+pub const KEEPALIVED_CONF: &str = "/lab/keepalived.conf";
 /// Where the agent's manifests live in the guest.
 pub const MANIFESTS: &str = "/lab/manifests";
 /// The agent's `--listen` in the guest.
@@ -69,8 +79,14 @@ impl IpvsLab {
     /// Boots the guest with the agent (`profile`: `debug` or `release`) and the lab peer, and
     /// builds the topology. `extra`: more host programs to carry.
     pub fn boot(profile: &str) -> Result<Self, GuestError> {
+        Self::boot_carrying(profile, &[])
+    }
+
+    /// [`IpvsLab::boot`], carrying host programs `extra` (e.g. `keepalived`) with their
+    /// libraries into `/usr/bin`.
+    pub fn boot_carrying(profile: &str, extra: &[&str]) -> Result<Self, GuestError> {
         let kernel = GuestKernel::prepare(&tools_dir())?;
-        let base = image::base(&kernel, &[])?;
+        let base = image::base(&kernel, extra)?;
         let mut payload = Initramfs::new();
         for name in ["kube-vrrp-agent", "ipvs-lab-peer"] {
             let path = target_binary(name, profile);
@@ -121,15 +137,140 @@ echo 1 > /proc/sys/net/ipv4/ip_forward
                 "/sbin/ip -n backends addr add {address}/24 dev eth0"
             );
         }
+        let _ = writeln!(
+            script,
+            "/sbin/ip -n backends addr add {}/24 dev eth0",
+            SORRY_SERVER.1
+        );
         script.push_str("/sbin/ip -n backends route add default via 198.51.100.1\n");
-        for (name, address) in REAL_SERVERS {
-            let _ = writeln!(
-                script,
-                "/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve --name {name} --tcp {address}:8080 --udp {address}:5353 > /tmp/{name}.log 2>&1 &"
-            );
-        }
-        script.push_str("mkdir -p /lab/manifests /run/kube-vrrp\n");
         self.guest.ok(&script)?;
+        for (name, _) in REAL_SERVERS.iter().chain([&SORRY_SERVER]) {
+            self.start_real_server(name)?;
+        }
+        self.guest.ok("mkdir -p /lab/manifests /run/kube-vrrp")?;
+        Ok(())
+    }
+
+    fn address_of(name: &str) -> Result<&'static str, GuestError> {
+        REAL_SERVERS
+            .iter()
+            .chain([&SORRY_SERVER])
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| GuestError::Invalid(format!("no real server {name}")))
+    }
+
+    /// Starts real server `name` (TCP 8080, UDP 5353, HTTP 8081), its pid in `/tmp/<name>.pid`;
+    /// returns the guest's time when its listeners were bound.
+    pub fn start_real_server(&mut self, name: &str) -> Result<f64, GuestError> {
+        let address = Self::address_of(name)?;
+        let text = self.guest.ok(&format!(
+            "rm -f /tmp/{name}.ready
+/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve --name {name} --tcp {address}:8080 --udp {address}:5353 --http {address}:{HTTP_PORT} --status-file /tmp/{name}.status --ready-file /tmp/{name}.ready >> /tmp/{name}.log 2>&1 &
+echo $! > /tmp/{name}.pid
+for i in $(seq 200); do [ -s /tmp/{name}.ready ] && break; sleep 0.05; done; cat /tmp/{name}.ready"
+        ))?;
+        text.trim()
+            .parse()
+            .map_err(|e| GuestError::Invalid(format!("`now` printed {text:?}: {e}")))
+    }
+
+    /// Kills real server `name` (its listeners go away: connections are refused).
+    pub fn stop_real_server(&mut self, name: &str) -> Result<(), GuestError> {
+        Self::address_of(name)?;
+        self.guest.ok(&format!(
+            "kill -KILL $(cat /tmp/{name}.pid); rm -f /tmp/{name}.pid"
+        ))?;
+        Ok(())
+    }
+
+    /// Makes real server `name` answer HTTP with `status` (200: healthy again).
+    pub fn set_http_status(&mut self, name: &str, status: u16) -> Result<(), GuestError> {
+        Self::address_of(name)?;
+        self.guest
+            .ok(&format!("echo {status} > /tmp/{name}.status"))?;
+        Ok(())
+    }
+
+    /// The guest's clock, as the watcher and the client stamp their lines.
+    pub fn now(&mut self) -> Result<f64, GuestError> {
+        let text = self.guest.ok("/opt/kv/ipvs-lab-peer now")?;
+        text.trim()
+            .parse()
+            .map_err(|e| GuestError::Invalid(format!("`now` printed {text:?}: {e}")))
+    }
+
+    /// Runs `command` and returns the guest's clock just before it.
+    pub fn at(&mut self, command: &str) -> Result<f64, GuestError> {
+        let text = self
+            .guest
+            .ok(&format!("/opt/kv/ipvs-lab-peer now; {command}"))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| GuestError::Invalid(format!("no time before {command:?}: {text}")))
+    }
+
+    /// Starts the IPVS change watcher (every 20 ms) into [`WATCH_LOG`], from scratch.
+    pub fn start_watcher(&mut self) -> Result<(), GuestError> {
+        self.guest.ok(&format!(
+            "kill $(cat /tmp/watch.pid 2>/dev/null) 2>/dev/null; rm -f {WATCH_LOG}
+/opt/kv/ipvs-lab-peer watch --interval-ms 20 > {WATCH_LOG} 2>/tmp/watch.err &
+echo $! > /tmp/watch.pid"
+        ))?;
+        Ok(())
+    }
+
+    /// What the watcher saw so far.
+    pub fn watched(&mut self) -> Result<Vec<super::timeline::Observed>, GuestError> {
+        Ok(super::timeline::observed(
+            &self.guest.ok(&format!("cat {WATCH_LOG}"))?,
+        ))
+    }
+
+    /// Starts a client in the `client` namespace: a TCP connection to `VIP:port` every
+    /// `interval_ms` for `seconds`, one JSON line each into `/tmp/client.jsonl`.
+    pub fn start_client_log(
+        &mut self,
+        port: u16,
+        interval_ms: u64,
+        seconds: f64,
+    ) -> Result<(), GuestError> {
+        self.guest.ok(&format!(
+            "rm -f /tmp/client.jsonl; /sbin/ip netns exec client /opt/kv/ipvs-lab-peer client --tcp {VIP}:{port} --jsonl --interval-ms {interval_ms} --seconds {seconds} > /tmp/client.jsonl 2>&1 &
+echo $! > /tmp/client.pid"
+        ))?;
+        Ok(())
+    }
+
+    /// Waits for the client of [`IpvsLab::start_client_log`] to finish; its attempts.
+    pub fn client_attempts(&mut self) -> Result<Vec<super::timeline::Attempt>, GuestError> {
+        self.guest
+            .ok("while kill -0 $(cat /tmp/client.pid) 2>/dev/null; do sleep 0.2; done")?;
+        Ok(super::timeline::attempts(
+            &self.guest.ok("cat /tmp/client.jsonl")?,
+        ))
+    }
+
+    /// Starts keepalived's checker (`-C`) on [`KEEPALIVED_CONF`], logging through a busybox
+    /// syslogd to `/tmp/keepalived.log` (keepalived's `-l` would write on the console the lab
+    /// talks over).
+    pub fn start_keepalived(&mut self, conf: &str) -> Result<(), GuestError> {
+        self.guest.write_file(KEEPALIVED_CONF, conf)?;
+        self.guest.ok(&format!(
+            "mkdir -p /run/keepalived /var/run
+[ -S /dev/log ] || {{ /bin/busybox syslogd -O /tmp/keepalived.log; sleep 0.2; }}
+/usr/bin/keepalived -n -D -C -f {KEEPALIVED_CONF} -p /run/keepalived/k.pid -c /run/keepalived/c.pid > /tmp/keepalived.out 2>&1 &
+echo $! > /tmp/keepalived.pid"
+        ))?;
+        Ok(())
+    }
+
+    /// Stops keepalived (SIGTERM: it removes its services) and waits for it to exit.
+    pub fn stop_keepalived(&mut self) -> Result<(), GuestError> {
+        self.guest.ok(
+            "pid=$(cat /tmp/keepalived.pid); kill -TERM $pid; for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; ! kill -0 $pid 2>/dev/null",
+        )?;
         Ok(())
     }
 

@@ -11,6 +11,8 @@ pub mod image;
 pub mod ipvsadm;
 pub mod kernel;
 pub mod lab;
+pub mod proc_ip_vs;
+pub mod timeline;
 pub mod vm;
 
 use std::path::PathBuf;
