@@ -24,8 +24,8 @@ e2e: build ## the network-namespace lab against keepalived (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
 	$(CARGO) test -p kube-vrrp-e2e --no-fail-fast -- --test-threads=1 --skip guest_
 
-e2e-ipvs: build ## the IPVS guest lab: real IPVS in a QEMU guest (Debian's cloud kernel, cached in .tools/guest)
-	$(CARGO) test -p kube-vrrp-e2e --test ipvs_guest --no-fail-fast -- --test-threads=1
+e2e-ipvs: build ## the IPVS guest lab: real IPVS and health checks (vs keepalived) in a QEMU guest (Debian's cloud kernel, cached in .tools/guest)
+	$(CARGO) test -p kube-vrrp-e2e --test ipvs_guest --test checks_guest --no-fail-fast -- --test-threads=1
 
 lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
 	$(CARGO) fmt --all -- --check

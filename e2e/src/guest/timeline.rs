@@ -1,5 +1,5 @@
 //! What happened in IPVS and to clients over time, from the guest lab's logs: the watcher's
-//! pools (one JSON line per change, with the guest's monotonic time) become a list of
+//! pools (one JSON line per change, stamped with the guest's clock) become a list of
 //! destination changes, and a client's attempts (one JSON line each) say which connections
 //! failed when. Pure.
 
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::proc_ip_vs::Pools;
 
-/// One line of the watcher: the pools at time `t` (seconds, guest CLOCK_MONOTONIC).
+/// One line of the watcher: the pools at time `t` (seconds since the epoch, guest clock).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Observed {
     pub t: f64,
