@@ -73,10 +73,11 @@ spec:
 /// keepalived's equivalent of [`manifests`] with keepalived's timers (no rise/fall: 1/1).
 fn keepalived_conf() -> String {
     let real = |check: &str| -> String {
-        ["198.51.100.11", "198.51.100.12", "198.51.100.13"]
-            .iter()
-            .map(|a| format!("  real_server {a} 8080 {{\n    weight 1\n{check}  }}\n"))
-            .collect()
+        let mut out = String::new();
+        for a in ["198.51.100.11", "198.51.100.12", "198.51.100.13"] {
+            let _ = writeln!(out, "  real_server {a} 8080 {{\n    weight 1\n{check}  }}");
+        }
+        out
     };
     let tcp = "    TCP_CHECK {\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }\n";
     let http = format!(
@@ -161,11 +162,11 @@ impl Phase {
 /// The scenario run against whichever daemon programs IPVS; every phase waits for IPVS to
 /// follow before the next.
 fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
-    let within = Duration::from_secs(30);
     // Each step waits for both services to be as they must end up (a real server killed
     // fails its TCP and its HTTP checks).
     const ALL: &[(&str, u32)] = &[("rs1", 1), ("rs2", 1), ("rs3", 1)];
     type Until = fn(&Pools) -> bool;
+    let within = Duration::from_secs(30);
     let steps: [(&'static str, &str, Until); 7] = [
         (
             "rs2 killed: out of :80, weight 0 on :81",

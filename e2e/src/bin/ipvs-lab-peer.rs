@@ -104,7 +104,7 @@ fn serve(
             status_file.map(std::path::Path::to_path_buf),
         );
         threads.push(std::thread::spawn(move || {
-            serve_http_named(listener, name, status_file);
+            serve_http_named(&listener, &name, status_file.as_deref());
         }));
     }
     for addr in tcp {
@@ -150,9 +150,12 @@ fn now() -> f64 {
 }
 
 /// Answers HTTP GETs on `listener` with `name`, and the status in `status_file` if any.
-fn serve_http_named(listener: TcpListener, name: String, status_file: Option<std::path::PathBuf>) {
+fn serve_http_named(listener: &TcpListener, name: &str, status_file: Option<&std::path::Path>) {
     for mut stream in listener.incoming().flatten() {
-        let (name, status_file) = (name.clone(), status_file.clone());
+        let (name, status_file) = (
+            name.to_owned(),
+            status_file.map(std::path::Path::to_path_buf),
+        );
         std::thread::spawn(move || {
             let mut request = Vec::new();
             let mut buf = [0u8; 512];

@@ -154,7 +154,7 @@ mod tests {
                 "TCP v:80 +s (weight 1)"
             ]
         );
-        assert_eq!(changes(&log)[0].t, 2.5);
+        assert!((changes(&log)[0].t - 2.5).abs() < 1e-9);
     }
 
     #[test]
