@@ -1,0 +1,345 @@
+//! `checks-bench`: 1,000 real servers checked over HTTP every second, against local servers.
+//!
+//! - Host (real CPU, namespace lab): the agent in node n1 runs a VirtualIP (VRRPv3, adverts
+//!   every 100 ms) and 4 VirtualServers × 250 real servers (HTTP checks at 1 s) served by
+//!   one process in the client namespace; IPVS is unavailable on this kernel, which the
+//!   checks do not need. Measured: the agent's CPU and RSS, and the advert interval jitter
+//!   at the lab switch, with the checks running and without them.
+//! - Guest (QEMU, software emulation, real IPVS): the same load under keepalived's checker
+//!   process and under the agent, one after the other; their CPU and RSS side by side, and the
+//!   HTTP requests the servers answered per second (the load both really put on them).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use kube_vrrp_e2e::addressing::{self, Family};
+use kube_vrrp_e2e::agent::Agent;
+use kube_vrrp_e2e::guest::lab::IpvsLab;
+use kube_vrrp_e2e::netns::require_root;
+use kube_vrrp_e2e::resources::{self, Usage, parse_stat, parse_vm_rss_kib};
+use kube_vrrp_e2e::{Lab, LabSpec};
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Health check benchmark: 1,000 real servers at 1 s, agent vs keepalived (needs root)"
+)]
+struct Args {
+    /// Measuring window, in seconds.
+    #[arg(long, default_value_t = 30)]
+    window: u64,
+    /// Virtual servers × real servers each.
+    #[arg(long, default_value_t = 4)]
+    servers: u16,
+    #[arg(long, default_value_t = 250)]
+    real_servers: u16,
+    /// Skip the guest (keepalived) part.
+    #[arg(long)]
+    host_only: bool,
+    /// Skip the host (jitter) part.
+    #[arg(long)]
+    guest_only: bool,
+}
+
+const FIRST_PORT: u16 = 10_000;
+const ADVERT: Duration = Duration::from_millis(100);
+
+fn virtual_servers(vip_ref: &str, rs_address: &str, servers: u16, per: u16) -> String {
+    let mut out = String::new();
+    for s in 0..servers {
+        let _ = write!(
+            out,
+            "---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualServer
+metadata:
+  name: bench-{s}
+spec:
+  virtualIPRef: {vip_ref}
+  port: {port}
+  scheduler: rr
+  healthCheck:
+    http: {{path: /, expectedStatus: [200]}}
+    interval: 1s
+    timeout: 1s
+  realServers:
+",
+            port = 8000 + s
+        );
+        for r in 0..per {
+            let _ = writeln!(
+                out,
+                "    - {{address: {rs_address}, port: {}, weight: 1}}",
+                FIRST_PORT + s * per + r
+            );
+        }
+    }
+    out
+}
+
+fn keepalived_conf(vip: &str, rs_address: &str, servers: u16, per: u16) -> String {
+    let mut out = String::from("global_defs {\n  router_id bench\n}\n");
+    for s in 0..servers {
+        let _ = writeln!(
+            out,
+            "virtual_server {vip} {} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP",
+            8000 + s
+        );
+        for r in 0..per {
+            let port = FIRST_PORT + s * per + r;
+            let _ = writeln!(
+                out,
+                "  real_server {rs_address} {port} {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /\n        status_code 200\n      }}\n      connect_timeout 1\n    }}\n  }}"
+            );
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+/// Lateness of adverts against the interval, in milliseconds: p50, p99, max, and the count of
+/// intervals.
+type Jitter = (f64, f64, f64, usize);
+
+fn jitter(at: &[Instant]) -> Option<Jitter> {
+    let mut late: Vec<f64> = at
+        .windows(2)
+        .map(|w| (w[1].duration_since(w[0]).as_secs_f64() - ADVERT.as_secs_f64()) * 1000.0)
+        .collect();
+    if late.is_empty() {
+        return None;
+    }
+    late.sort_by(f64::total_cmp);
+    let pick = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    Some((pick(0.5), pick(0.99), *late.last()?, late.len()))
+}
+
+struct HostResult {
+    with_checks: Usage,
+    jitter_with: Jitter,
+    jitter_without: Jitter,
+    checked: usize,
+}
+
+fn host_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<HostResult> {
+    let binary = kube_vrrp_e2e::agent::binary().context("the agent binary")?;
+    let peer = binary.with_file_name("ipvs-lab-peer");
+    let lab = Lab::new(LabSpec {
+        nodes: 1,
+        ipv6: false,
+    })?;
+    let client_ip = addressing::client_ip(Family::V4);
+    let vip = addressing::vip(Family::V4, 0);
+    let last = FIRST_PORT + servers * per - 1;
+    let mut backend = lab.client().spawn(&[
+        peer.to_str().context("peer path")?,
+        "serve-http",
+        "--address",
+        &client_ip.to_string(),
+        "--ports",
+        &format!("{FIRST_PORT}-{last}"),
+    ])?;
+    let dir = lab.workdir().join("checks-bench");
+    let measure = |with_checks: bool| -> anyhow::Result<(Usage, Jitter, usize)> {
+        let manifests = dir.join(if with_checks { "with" } else { "without" });
+        std::fs::create_dir_all(&manifests)?;
+        let mut yaml = format!(
+            "apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+status:
+  addresses: [{{type: InternalIP, address: {}}}]
+---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: bench
+spec:
+  addresses: [\"{vip}\"]
+  virtualRouterID: 51
+  advertInterval: 100ms
+",
+            addressing::node_ip(1, Family::V4)
+        );
+        if with_checks {
+            yaml.push_str(&virtual_servers(
+                "bench",
+                &client_ip.to_string(),
+                servers,
+                per,
+            ));
+        }
+        std::fs::write(manifests.join("bench.yaml"), yaml)?;
+        let agent = Agent::start_with_manifests(&binary, &lab, 1, &manifests)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lab.holders(vip.addr())? != [1] {
+            if Instant::now() >= deadline {
+                bail!("n1 never held {vip}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Past start-up: every first check done (they spread over the first second).
+        std::thread::sleep(Duration::from_secs(5));
+        let sniffer = lab.sniff()?;
+        let usage = resources::measure(agent.pid(), window)?;
+        let adverts: Vec<Instant> = sniffer.adverts().into_iter().map(|a| a.at).collect();
+        let status = agent.status_document(&lab)?;
+        let checked = status["checkers"].as_array().map_or(0, |all| {
+            all.iter()
+                .filter(|c| c["lastResult"] == "Passed" && c["healthy"] == true)
+                .count()
+        });
+        drop(agent);
+        Ok((usage, jitter(&adverts).context("no adverts seen")?, checked))
+    };
+    let (_, jitter_without, _) = measure(false)?;
+    let (with_checks, jitter_with, checked) = measure(true)?;
+    let _ = backend.kill();
+    let _ = backend.wait();
+    Ok(HostResult {
+        with_checks,
+        jitter_with,
+        jitter_without,
+        checked,
+    })
+}
+
+/// CPU ticks and RSS (KiB) of a guest process.
+fn guest_sample(lab: &mut IpvsLab, pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = lab.guest.ok(&format!("cat /proc/{pid}/stat"))?;
+    let status = lab.guest.ok(&format!("cat /proc/{pid}/status"))?;
+    let (ticks, _) = parse_stat(&stat).context("guest /proc/PID/stat")?;
+    Ok((ticks, parse_vm_rss_kib(&status).unwrap_or(0)))
+}
+
+fn guest_requests(lab: &mut IpvsLab) -> anyhow::Result<u64> {
+    Ok(lab
+        .guest
+        .ok("cat /tmp/http-requests 2>/dev/null || echo 0")?
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+/// Guest CPU (percent of one core), RSS (MiB) and answered requests per second of `pid` over
+/// `window` (guest clock ticks at 100 Hz).
+fn guest_usage(lab: &mut IpvsLab, pid: u32, window: Duration) -> anyhow::Result<(f64, f64, f64)> {
+    let t0 = lab.now()?;
+    let (c0, _) = guest_sample(lab, pid)?;
+    let r0 = guest_requests(lab)?;
+    std::thread::sleep(window);
+    let t1 = lab.now()?;
+    let (c1, rss) = guest_sample(lab, pid)?;
+    let r1 = guest_requests(lab)?;
+    let elapsed = t1 - t0;
+    Ok((
+        c1.saturating_sub(c0) as f64 / 100.0 / elapsed * 100.0,
+        rss as f64 / 1024.0,
+        r1.saturating_sub(r0) as f64 / elapsed,
+    ))
+}
+
+struct GuestResult {
+    keepalived: (f64, f64, f64),
+    agent: (f64, f64, f64),
+}
+
+fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestResult> {
+    let mut lab = IpvsLab::boot_carrying("release", &["keepalived"])?;
+    let backend = "198.51.100.21";
+    let last = FIRST_PORT + servers * per - 1;
+    lab.guest.ok(&format!(
+        "/sbin/ip -n backends addr add {backend}/24 dev eth0
+/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &"
+    ))?;
+    let vip = kube_vrrp_e2e::guest::lab::VIP;
+    // keepalived's checker (its pid from -c), warmed up.
+    lab.start_keepalived(&keepalived_conf(vip, backend, servers, per))?;
+    std::thread::sleep(Duration::from_secs(15));
+    let checker: u32 = lab
+        .guest
+        .ok("cat /run/keepalived/c.pid")?
+        .trim()
+        .parse()
+        .context("keepalived's checker pid")?;
+    let keepalived = guest_usage(&mut lab, checker, window)?;
+    lab.stop_keepalived()?;
+    lab.guest.ok("ipvsadm -C")?;
+
+    let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
+    yaml.push_str(&virtual_servers("web", backend, servers, per));
+    lab.write_manifest("bench.yaml", &yaml)?;
+    lab.start_agent("")?;
+    std::thread::sleep(Duration::from_secs(15));
+    let agent_pid: u32 = lab
+        .guest
+        .ok("pidof kube-vrrp-agent")?
+        .split_whitespace()
+        .next()
+        .context("the agent's pid")?
+        .parse()?;
+    let agent = guest_usage(&mut lab, agent_pid, window)?;
+    lab.stop_agent("TERM")?;
+    Ok(GuestResult { keepalived, agent })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    require_root();
+    kube_vrrp_e2e::agent::set_log_filter("warn");
+    let window = Duration::from_secs(args.window.max(5));
+    let total = u32::from(args.servers) * u32::from(args.real_servers);
+    println!(
+        "health check benchmark: {total} real servers ({} VirtualServers × {}), HTTP GET every 1 s, window {} s",
+        args.servers,
+        args.real_servers,
+        window.as_secs()
+    );
+    if !args.guest_only {
+        let host = host_part(window, args.servers, args.real_servers)?;
+        println!(
+            "\nhost (namespace lab, real CPU), agent with a VRRPv3 MASTER advertising every 100 ms:"
+        );
+        println!(
+            "  agent CPU {:.2} % of a core, RSS {:.1} MiB; {} of {total} real servers checked healthy",
+            host.with_checks.cpu_percent,
+            host.with_checks.rss_kib as f64 / 1024.0,
+            host.checked
+        );
+        for (what, (p50, p99, max, n)) in [
+            ("without checks", host.jitter_without),
+            ("with checks", host.jitter_with),
+        ] {
+            println!(
+                "  advert interval - 100 ms {what:<15}: p50 {p50:+.3} ms, p99 {p99:+.3} ms, max {max:+.3} ms ({n} intervals)"
+            );
+        }
+        if host.checked < total as usize {
+            bail!(
+                "only {} of {total} real servers were checked healthy",
+                host.checked
+            );
+        }
+    }
+    if !args.host_only {
+        let guest = guest_part(window, args.servers, args.real_servers)?;
+        println!("\nguest (QEMU TCG, real IPVS), the same load, one daemon at a time:");
+        println!(
+            "  {:<28} {:>10} {:>10} {:>16}",
+            "", "CPU %", "RSS MiB", "answered req/s"
+        );
+        for (name, (cpu, rss, rps)) in [
+            ("keepalived checker process", guest.keepalived),
+            ("kube-vrrp agent (all of it)", guest.agent),
+        ] {
+            println!("  {name:<28} {cpu:>10.1} {rss:>10.1} {rps:>16.0}");
+        }
+        println!(
+            "  agent ÷ keepalived CPU: {:.2}",
+            guest.agent.0 / guest.keepalived.0.max(f64::MIN_POSITIVE)
+        );
+    }
+    Ok(())
+}
