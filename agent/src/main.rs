@@ -173,7 +173,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             });
             Some(cluster::spawn(client, &options, sender, board.clone()))
         };
-        let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
+        let driver = Driver::new(board, metrics)
+            .await
+            .context("opening rtnetlink")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(driver::run(driver, updates, async move {
             let _ = stop_rx.await;

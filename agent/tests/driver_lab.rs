@@ -51,7 +51,7 @@ impl Agent {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let driver = Driver::new(b, m).unwrap();
+                let driver = Driver::new(b, m).await.unwrap();
                 driver::run(driver, updates, async move {
                     let _ = stopped.await;
                 })

@@ -96,6 +96,7 @@ mod tests {
             ],
             transitions: 3,
             last_transition: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+            message: None,
         }
     }
 

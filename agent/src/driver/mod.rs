@@ -7,10 +7,15 @@
 //! Applying a new configuration diffs it per unit ([`plan_apply`]): unchanged units keep their
 //! task, state and VIPs; changed ones get their new settings in place; removed ones shut down
 //! gracefully; new ones start after the start-up cleanup of leftover VIPs.
+//!
+//! The node changes under the driver: one watch follows every interface and its addresses
+//! ([`interfaces`]). Instances follow their interface by NAME: addresses feed their sources and
+//! VIP books, and an interface that comes back with a new index (a bond or a driver reloaded)
+//! has its units started again on it.
 
 pub mod config;
 pub mod endpoint;
-pub mod links;
+pub mod interfaces;
 pub mod machine;
 pub mod receive;
 pub mod unit;
@@ -26,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
 use endpoint::Endpoint;
-use links::LinkMonitor;
+use interfaces::InterfaceWatch;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
 
@@ -171,6 +176,18 @@ struct RunningUnit {
     handle: UnitHandle,
 }
 
+impl RunningUnit {
+    /// Whether any member's interface now has another index than the one it was bound to
+    /// (re-created), per `indexes` (every interface's name → index).
+    fn needs_rebind(&self, indexes: &BTreeMap<String, u32>) -> bool {
+        self.endpoints.iter().any(|endpoint| {
+            indexes
+                .get(&endpoint.interface)
+                .is_some_and(|ifindex| *ifindex != endpoint.ifindex)
+        })
+    }
+}
+
 /// The runtime of every VRRP instance of this node.
 pub struct Driver {
     links: Links,
@@ -188,19 +205,19 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// Opens rtnetlink and the link watch in the calling thread's network namespace. Must be
-    /// called inside a tokio runtime.
-    pub fn new(board: StatusBoard, metrics: Metrics) -> Result<Self, DriverError> {
+    /// Opens rtnetlink and the interface watch in the calling thread's network namespace.
+    /// Must be called inside a tokio runtime.
+    pub async fn new(board: StatusBoard, metrics: Metrics) -> Result<Self, DriverError> {
         let handle = rtnetlink_connect()?;
         let links = Links::new(handle.clone());
-        let monitor = LinkMonitor::start(links.clone())?;
+        let interfaces = InterfaceWatch::start(links.clone()).await?;
         Ok(Self {
             links,
             services: Services {
                 addresses: Addresses::new(handle),
                 board,
                 metrics,
-                links: monitor,
+                interfaces,
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),
@@ -276,6 +293,47 @@ impl Driver {
         failed
     }
 
+    /// Starts again, on the interface's new index, every unit bound to an interface that was
+    /// re-created. Returns how many units could not start again (left for the next retry).
+    pub async fn rebind(
+        &mut self,
+        indexes: &BTreeMap<String, u32>,
+        node_addresses: &[IpAddr],
+    ) -> usize {
+        let keys: Vec<UnitKey> = self
+            .units
+            .iter()
+            .filter(|(_, unit)| unit.needs_rebind(indexes))
+            .map(|(key, _)| key.clone())
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        tracing::info!(units = ?keys.iter().map(UnitKey::label).collect::<Vec<_>>(), "interfaces re-created with a new index: starting their instances again");
+        let stopped: Vec<RunningUnit> = keys
+            .iter()
+            .filter_map(|key| self.units.remove(key))
+            .collect();
+        let specs: Vec<(UnitKey, Vec<InstanceSpec>)> = keys
+            .into_iter()
+            .zip(stopped.iter().map(|unit| unit.specs.clone()))
+            .collect();
+        self.stop_units(stopped).await;
+        let mut failed = 0;
+        for (key, specs) in specs {
+            match self.start_unit(&key, &specs, node_addresses).await {
+                Ok(unit) => {
+                    self.units.insert(key, unit);
+                }
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(unit = %key.label(), %error, "cannot start instance again; will retry");
+                }
+            }
+        }
+        failed
+    }
+
     /// Stops every instance gracefully (each MASTER sends priority 0 and removes its VIPs).
     pub async fn shutdown(&mut self) {
         let all: Vec<RunningUnit> = std::mem::take(&mut self.units).into_values().collect();
@@ -316,6 +374,7 @@ impl Driver {
         for spec in specs {
             let link = self.pick_link(spec, node_addresses).await?;
             let endpoint = self.endpoint(&link, spec.family())?;
+            let view = self.services.interfaces.follow(&link.name);
             let cleanup = self
                 .services
                 .addresses
@@ -330,7 +389,7 @@ impl Driver {
             setups.push(MemberSetup {
                 spec: spec.clone(),
                 endpoint,
-                link_state: link.state,
+                view,
             });
         }
         let (sender, adverts) = mpsc::channel(unit::ADVERT_QUEUE);
@@ -407,7 +466,14 @@ impl Driver {
         if let Some(endpoint) = self.endpoints.get(&(link.ifindex, family)) {
             return Ok(Arc::clone(endpoint));
         }
-        let endpoint = Arc::new(Endpoint::open(link, family, &self.services.metrics)?);
+        let endpoint = Arc::new(Endpoint::open(
+            &link.name,
+            link.ifindex,
+            link.mac,
+            family,
+            self.services.interfaces.follow(&link.name),
+            &self.services.metrics,
+        )?);
         self.endpoints
             .insert((link.ifindex, family), Arc::clone(&endpoint));
         Ok(endpoint)
@@ -423,12 +489,16 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut source_open = true;
+    let mut indexes = driver.services.interfaces.indexes();
     // Consecutive applies of one configuration that left units unstarted.
     let mut failures: u32 = 0;
     loop {
         let current = updates.borrow_and_update().clone();
         if let Some(config) = current {
-            failures = if driver.apply(&config).await > 0 {
+            let now = indexes.borrow_and_update().clone();
+            let unstarted =
+                driver.apply(&config).await + driver.rebind(&now, &config.node_addresses).await;
+            failures = if unstarted > 0 {
                 failures.saturating_add(1)
             } else {
                 0
@@ -444,6 +514,8 @@ pub async fn run(
                     source_open = false;
                 }
             }
+            // An interface came, went or came back: re-bind, and retry what could not start.
+            Ok(()) = indexes.changed() => failures = 0,
             () = tokio::time::sleep(retry_delay(failures)), if failures > 0 => {}
         }
     }

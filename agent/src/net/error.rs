@@ -35,6 +35,13 @@ pub enum NetError {
     MissingControlMessage(&'static str),
     #[error("received datagram of more than {0} bytes was truncated")]
     Truncated(usize),
+    #[error(
+        "{address} is already on the interface and was not installed by kube-vrrp (owner: {owner})"
+    )]
+    AddressTaken {
+        address: ipnet::IpNet,
+        owner: String,
+    },
 }
 
 impl NetError {

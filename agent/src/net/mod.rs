@@ -10,6 +10,7 @@ pub mod error;
 pub mod link;
 pub mod socket;
 mod sys;
+pub mod timer;
 
 pub use error::NetError;
 
