@@ -16,6 +16,11 @@ pub(crate) fn default_true() -> bool {
     true
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+pub(crate) fn is_true(value: &bool) -> bool {
+    *value
+}
+
 pub(crate) fn default_advert_interval() -> DurationString {
     DurationString::new("1s")
 }
@@ -103,9 +108,12 @@ pub struct VirtualIpSpec {
     #[serde(default = "default_zero")]
     pub preempt_delay: DurationString,
 
-    /// Accept packets addressed to the virtual addresses on a master that does not own them
-    /// (RFC 5798 Accept_Mode). Version 3 only.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether the MASTER accepts packets addressed to the virtual addresses (RFC 5798
+    /// Accept_Mode). Default true, as keepalived without `vrrp_strict`: a VIP exists to carry
+    /// traffic. false: the MASTER drops everything addressed to the VIPs except IPv6 Neighbor
+    /// Discovery (RFC 5798 §6.4.3; RFC 3768 §6.4.3 for version 2), with an nftables table on the
+    /// node; services on the VIP, IPVS VirtualServers included, then receive nothing.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub accept_mode: bool,
 
     /// VRRPv2 simple-text authentication (type PASS); the password comes from a Secret.
@@ -332,7 +340,7 @@ impl Default for VirtualIpSpec {
             advert_interval: default_advert_interval(),
             preempt: default_true(),
             preempt_delay: default_zero(),
-            accept_mode: false,
+            accept_mode: default_true(),
             authentication: None,
             unicast: false,
             garp: None,
@@ -378,13 +386,6 @@ impl VirtualIpSpec {
         }
         out.advert_interval("spec.advertInterval", self.version, &self.advert_interval);
         out.duration("spec.preemptDelay", &self.preempt_delay);
-        if self.accept_mode && self.version != VrrpVersion::V3 {
-            out.push(
-                "spec.acceptMode",
-                ViolationKind::RequiresVersion3,
-                "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode".to_owned(),
-            );
-        }
         if let Some(auth) = &self.authentication {
             if self.version != VrrpVersion::V2 {
                 out.push(

@@ -75,8 +75,9 @@ pub struct VrrpInstance {
     pub preempt: bool,
     /// Delay before preempting after start-up.
     pub preempt_delay: DurationString,
-    /// RFC 5798 Accept_Mode (version 3).
-    #[serde(default)]
+    /// RFC 5798 Accept_Mode: false drops traffic addressed to the VIPs on this node (absent:
+    /// true, the API default).
+    #[serde(default = "crate::virtual_ip::default_true")]
     pub accept_mode: bool,
     /// Unicast peers (the other nodes' addresses); empty: multicast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

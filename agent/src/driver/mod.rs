@@ -35,6 +35,7 @@ use interfaces::InterfaceWatch;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
 
+use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
 use crate::net::{NetError, rtnetlink_connect};
@@ -215,6 +216,7 @@ impl Driver {
             links,
             services: Services {
                 addresses: Addresses::new(handle),
+                accept: AcceptFilter::new(),
                 board,
                 metrics,
                 interfaces,

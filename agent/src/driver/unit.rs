@@ -29,6 +29,7 @@ use super::machine::Machine;
 use super::retry_delay;
 use super::vips::{Vips, describe_conflicts};
 use crate::check::{TrackState, TrackerSet};
+use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
@@ -63,6 +64,7 @@ enum Input {
 #[derive(Debug, Clone)]
 pub struct Services {
     pub addresses: Addresses,
+    pub accept: AcceptFilter,
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub interfaces: InterfaceWatch,
@@ -93,6 +95,8 @@ impl Drop for Helper {
 struct AddRetry {
     failures: u32,
     at: Option<Instant>,
+    /// `at` on the wall clock, for status.
+    at_wall: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -113,6 +117,8 @@ struct Member {
     add_retry: AddRetry,
     /// VIPs re-added after something else removed them, and the last time.
     restored: Option<(u64, Timestamp)>,
+    /// Why `acceptMode: false` is not enforced, when it is not.
+    accept_error: Option<String>,
     transitions: u64,
     last_transition: Option<Timestamp>,
     published: Option<InstanceStatus>,
@@ -168,13 +174,14 @@ impl Member {
                 self.endpoint.family.as_str()
             ));
         }
-        if let Some(at) = self.add_retry.at {
-            let wait = at.saturating_duration_since(Instant::now());
+        if let (Some(_), Some(at)) = (self.add_retry.at, self.add_retry.at_wall) {
             parts.push(format!(
-                "adding the VIPs failed {} time(s) in a row; retry in {}s",
-                self.add_retry.failures,
-                wait.as_secs()
+                "adding the VIPs failed {} time(s) in a row; the instance rejoins at {at}, without preempting a working MASTER",
+                self.add_retry.failures
             ));
+        }
+        if let Some(error) = &self.accept_error {
+            parts.push(error.clone());
         }
         if let Some((count, at)) = self.restored {
             parts.push(format!(
@@ -262,6 +269,7 @@ impl Unit {
                 edge: EdgeFaults::default(),
                 add_retry: AddRetry::default(),
                 restored: None,
+                accept_error: None,
                 transitions: 0,
                 last_transition: None,
                 published: None,
@@ -332,6 +340,7 @@ impl Unit {
             }
             metrics.vip_conflicts(&member.spec.name, member.vips.conflicts().len());
             self.log_conflicts(index);
+            self.enforce_accept_mode(index).await;
             // What the edge says is known before the instance joins: a conflict or a missing
             // source keeps it out from the start.
             self.tell_edge(index, now).await;
@@ -382,6 +391,7 @@ impl Unit {
             }
             if self.members[index].add_retry.at.is_some_and(|at| at <= now) {
                 self.members[index].add_retry.at = None;
+                self.members[index].add_retry.at_wall = None;
                 tracing::info!(instance = %self.members[index].spec.name, "retrying: the instance rejoins and adds its VIPs when it becomes MASTER again");
                 self.tell_edge(index, now).await;
             }
@@ -519,6 +529,25 @@ impl Unit {
         self.perform(actions).await;
     }
 
+    /// `acceptMode: false` (RFC 5798 §6.4.3): traffic to the VIPs is dropped on this node,
+    /// whatever its state (see [`AcceptFilter`]); an address owner (priority 255) accepts.
+    async fn enforce_accept_mode(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        let spec = &member.spec;
+        let vips = if spec.accept_mode || spec.priority == u8::MAX {
+            Vec::new()
+        } else {
+            spec.vip_addresses()
+        };
+        member.accept_error = match self.services.accept.set(&spec.name, &vips).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::error!(instance = %spec.name, %error, "acceptMode: false cannot be enforced: traffic to the VIPs is accepted");
+                Some(format!("acceptMode: false is not enforced: {error}"))
+            }
+        };
+    }
+
     fn log_conflicts(&self, index: usize) {
         let member = &self.members[index];
         if member.vips.conflicts().is_empty() {
@@ -564,6 +593,9 @@ impl Unit {
             }
             if diff.addresses {
                 self.swap_addresses(index).await;
+            }
+            if diff.protocol || diff.addresses {
+                self.enforce_accept_mode(index).await;
             }
             if diff.track {
                 self.start_trackers(index);
@@ -612,6 +644,9 @@ impl Unit {
             self.remove_vips(index, &held).await;
             let member = &mut self.members[index];
             member.trackers = None;
+            if let Err(error) = self.services.accept.set(&member.spec.name, &[]).await {
+                tracing::error!(instance = %member.spec.name, %error, "cannot remove the acceptMode rules");
+            }
             self.services.board.remove(&member.spec.name);
             self.services.metrics.forget(&member.spec.name);
         }
@@ -755,6 +790,9 @@ impl Unit {
             member.add_retry.failures = member.add_retry.failures.saturating_add(1);
             let wait = retry_delay(member.add_retry.failures);
             member.add_retry.at = Some(Instant::now() + wait);
+            member.add_retry.at_wall = Timestamp::now()
+                .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+                .ok();
             for (vip, error) in &installed.failed {
                 self.services.metrics.vip_add_failed(&name);
                 tracing::error!(instance = %name, %vip, %error, failures = member.add_retry.failures, retry_in = ?wait, "adding a VIP failed: the instance leaves MASTER (FAULT) and retries later");

@@ -42,6 +42,8 @@ pub enum NetError {
         address: ipnet::IpNet,
         owner: String,
     },
+    #[error("{op}: {message}")]
+    Nftables { op: &'static str, message: String },
 }
 
 impl NetError {
