@@ -134,8 +134,11 @@ pub struct VirtualIpSpec {
     #[schemars(length(min = 1, max = 63))]
     pub sync_group: Option<String>,
 
-    /// Use the RFC virtual MAC 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}) on a
-    /// macvlan interface.
+    /// Use the RFC virtual MAC 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}), as
+    /// keepalived's `use_vmac`: the agent creates a macvlan `vrrp.{VRID}` (`vrrp6.{VRID}`) on the
+    /// interface, holds the VIPs and sends adverts and gratuitous ARP / NA on it, and sets
+    /// `arp_ignore=1` and `arp_filter=1` on the interface while it exists (IPv4), so that only the
+    /// virtual MAC answers for the VIPs.
     #[serde(
         rename = "useVirtualMAC",
         default,

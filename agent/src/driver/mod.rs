@@ -20,6 +20,7 @@ pub mod machine;
 pub mod receive;
 pub mod unit;
 pub mod vips;
+pub mod virtual_mac;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -34,10 +35,12 @@ use endpoint::Endpoint;
 use interfaces::InterfaceWatch;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
+use virtual_mac::{VirtualMacs, VmacBinding};
 
 use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
+use crate::net::vmac::Vmacs;
 use crate::net::{NetError, rtnetlink_connect};
 use crate::report::{Metrics, StatusBoard};
 use crate::vrrp::Family;
@@ -174,18 +177,25 @@ fn filter_of(spec: &InstanceSpec) -> AdvertFilter {
 struct RunningUnit {
     specs: Vec<InstanceSpec>,
     endpoints: Vec<Arc<Endpoint>>,
+    /// The virtual MAC interfaces of the members that have one.
+    vmacs: Vec<VmacBinding>,
     handle: UnitHandle,
 }
 
 impl RunningUnit {
-    /// Whether any member's interface now has another index than the one it was bound to
-    /// (re-created), per `indexes` (every interface's name → index).
+    /// Whether a member's interface now has another index than the one it was bound to
+    /// (re-created), or its virtual MAC interface is gone while its parent is still there,
+    /// per `indexes` (every interface's name → index).
     fn needs_rebind(&self, indexes: &BTreeMap<String, u32>) -> bool {
-        self.endpoints.iter().any(|endpoint| {
-            indexes
-                .get(&endpoint.interface)
-                .is_some_and(|ifindex| *ifindex != endpoint.ifindex)
-        })
+        let moved = |name: &str, ifindex: u32| indexes.get(name).is_some_and(|now| *now != ifindex);
+        self.endpoints
+            .iter()
+            .any(|endpoint| moved(&endpoint.interface, endpoint.ifindex))
+            || self.vmacs.iter().any(|vmac| {
+                moved(&vmac.parent, vmac.parent_index)
+                    || (!indexes.contains_key(&vmac.name)
+                        && indexes.get(&vmac.parent) == Some(&vmac.parent_index))
+            })
     }
 }
 
@@ -215,8 +225,9 @@ impl Driver {
         Ok(Self {
             links,
             services: Services {
-                addresses: Addresses::new(handle),
+                addresses: Addresses::new(handle.clone()),
                 accept: AcceptFilter::new(),
+                vmacs: VirtualMacs::new(Vmacs::new(handle)),
                 board,
                 metrics,
                 interfaces,
@@ -373,26 +384,15 @@ impl Driver {
         node_addresses: &[IpAddr],
     ) -> Result<RunningUnit, DriverError> {
         let mut setups = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let link = self.pick_link(spec, node_addresses).await?;
-            let endpoint = self.endpoint(&link, spec.family())?;
-            let view = self.services.interfaces.follow(&link.name);
-            let cleanup = self
-                .services
-                .addresses
-                .remove_leftovers(link.ifindex, &spec.addresses)
-                .await?;
-            if !cleanup.removed.is_empty() {
-                tracing::warn!(instance = %spec.name, interface = %link.name, removed = ?cleanup.removed, "removed leftover VIPs before joining");
+        let mut vmacs = Vec::new();
+        let outcome = self
+            .setup_members(specs, node_addresses, &mut setups, &mut vmacs)
+            .await;
+        if let Err(error) = outcome {
+            for vmac in &vmacs {
+                self.services.vmacs.detach(vmac).await;
             }
-            for foreign in &cleanup.foreign {
-                tracing::warn!(instance = %spec.name, interface = %link.name, address = %foreign.address, "a configured VIP is on the interface but was not installed by kube-vrrp; left alone");
-            }
-            setups.push(MemberSetup {
-                spec: spec.clone(),
-                endpoint,
-                view,
-            });
+            return Err(error);
         }
         let (sender, adverts) = mpsc::channel(unit::ADVERT_QUEUE);
         let mut routed: Vec<(Arc<Endpoint>, &InstanceSpec)> = Vec::new();
@@ -407,6 +407,9 @@ impl Driver {
             if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
                 for (endpoint, spec) in routed {
                     endpoint.routes.remove(spec.vrid, &spec.name);
+                }
+                for vmac in &vmacs {
+                    self.services.vmacs.detach(vmac).await;
                 }
                 return Err(DriverError::VridInUse {
                     instance: spec.name.clone(),
@@ -431,8 +434,59 @@ impl Driver {
         Ok(RunningUnit {
             specs: specs.to_vec(),
             endpoints,
+            vmacs,
             handle,
         })
+    }
+
+    /// Resolves each member's edge: its interface (or virtual MAC interface on it), endpoint,
+    /// interface follows and start-up cleanup. Virtual MACs created are pushed to `vmacs` as
+    /// they are, so that the caller removes them if a later step fails.
+    async fn setup_members(
+        &mut self,
+        specs: &[InstanceSpec],
+        node_addresses: &[IpAddr],
+        setups: &mut Vec<MemberSetup>,
+        vmacs: &mut Vec<VmacBinding>,
+    ) -> Result<(), DriverError> {
+        for spec in specs {
+            let parent = self.pick_link(spec, node_addresses).await?;
+            let (link, vmac) = if spec.use_virtual_mac {
+                let vmac = self
+                    .services
+                    .vmacs
+                    .attach(&parent, spec.family(), spec.vrid)
+                    .await?;
+                vmacs.push(vmac.clone());
+                (self.links.by_index(vmac.ifindex).await?, Some(vmac))
+            } else {
+                (parent.clone(), None)
+            };
+            let endpoint = self.endpoint(&link, spec.family(), &parent.name)?;
+            let view = self.services.interfaces.follow(&link.name);
+            let sources = vmac
+                .is_some()
+                .then(|| self.services.interfaces.follow(&parent.name));
+            let cleanup = self
+                .services
+                .addresses
+                .remove_leftovers(link.ifindex, &spec.addresses)
+                .await?;
+            if !cleanup.removed.is_empty() {
+                tracing::warn!(instance = %spec.name, interface = %link.name, removed = ?cleanup.removed, "removed leftover VIPs before joining");
+            }
+            for foreign in &cleanup.foreign {
+                tracing::warn!(instance = %spec.name, interface = %link.name, address = %foreign.address, "a configured VIP is on the interface but was not installed by kube-vrrp; left alone");
+            }
+            setups.push(MemberSetup {
+                spec: spec.clone(),
+                endpoint,
+                view,
+                sources,
+                vmac,
+            });
+        }
+        Ok(())
     }
 
     /// The interface hint; else the interface whose subnet holds the first VIP; else the one
@@ -464,7 +518,14 @@ impl Driver {
             })
     }
 
-    fn endpoint(&mut self, link: &Link, family: Family) -> Result<Arc<Endpoint>, DriverError> {
+    /// The endpoint of `family` on `link`; its own-address filter follows `own_interface`
+    /// (the link itself, or the parent of a virtual MAC interface).
+    fn endpoint(
+        &mut self,
+        link: &Link,
+        family: Family,
+        own_interface: &str,
+    ) -> Result<Arc<Endpoint>, DriverError> {
         if let Some(endpoint) = self.endpoints.get(&(link.ifindex, family)) {
             return Ok(Arc::clone(endpoint));
         }
@@ -473,7 +534,7 @@ impl Driver {
             link.ifindex,
             link.mac,
             family,
-            self.services.interfaces.follow(&link.name),
+            self.services.interfaces.follow(own_interface),
             &self.services.metrics,
         )?);
         self.endpoints

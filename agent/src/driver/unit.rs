@@ -28,6 +28,7 @@ use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::retry_delay;
 use super::vips::{Vips, describe_conflicts};
+use super::virtual_mac::{VirtualMacs, VmacBinding};
 use crate::check::{TrackState, TrackerSet};
 use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
@@ -58,6 +59,8 @@ pub enum Control {
 enum Input {
     Track(usize, TrackState),
     Interface(usize, InterfaceView),
+    /// The interface under a virtual MAC changed.
+    Sources(usize, InterfaceView),
 }
 
 /// Shared services every unit task uses.
@@ -65,6 +68,7 @@ enum Input {
 pub struct Services {
     pub addresses: Addresses,
     pub accept: AcceptFilter,
+    pub vmacs: VirtualMacs,
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub interfaces: InterfaceWatch,
@@ -75,8 +79,12 @@ pub struct Services {
 pub struct MemberSetup {
     pub spec: InstanceSpec,
     pub endpoint: Arc<Endpoint>,
-    /// The member's interface, followed by name.
+    /// The member's interface (its virtual MAC interface, when it has one), followed by name.
     pub view: watch::Receiver<InterfaceView>,
+    /// With a virtual MAC: the interface under it, whose addresses VRRP speaks from.
+    pub sources: Option<watch::Receiver<InterfaceView>>,
+    /// The member's virtual MAC interface, removed when the member stops.
+    pub vmac: Option<VmacBinding>,
 }
 
 /// Aborts a helper task when dropped.
@@ -105,6 +113,10 @@ struct Member {
     endpoint: Arc<Endpoint>,
     /// The interface as last seen.
     view: InterfaceView,
+    /// With a virtual MAC: the interface under it as last seen (where the sources come from).
+    source_view: Option<InterfaceView>,
+    _sources_watch: Option<Helper>,
+    vmac: Option<VmacBinding>,
     /// The addresses VRRP speaks from, as last derived from `view`.
     sources: Sources,
     debounce: LinkDebounce,
@@ -246,7 +258,17 @@ impl Unit {
         let mut members = Vec::with_capacity(setups.len());
         for (index, mut setup) in setups.into_iter().enumerate() {
             let view = setup.view.borrow_and_update().clone();
-            let sources = Sources::of(&view.addresses, setup.endpoint.family);
+            let source_view = setup
+                .sources
+                .as_mut()
+                .map(|sources| sources.borrow_and_update().clone());
+            let sources = Sources::of(
+                &source_view.as_ref().unwrap_or(&view).addresses,
+                setup.endpoint.family,
+            );
+            let sources_watch = setup
+                .sources
+                .map(|sources| forward_sources(index, sources, inputs.clone()));
             let unicast = !setup.spec.unicast_peers.is_empty();
             // Without a source the machine gets the unspecified address; the member starts in
             // FAULT (no source address) and gets its real one as soon as the interface has it.
@@ -262,6 +284,9 @@ impl Unit {
                 spec: setup.spec,
                 endpoint: setup.endpoint,
                 view,
+                source_view,
+                _sources_watch: sources_watch,
+                vmac: setup.vmac,
                 sources,
                 trackers: None,
                 _view_watch: view_watch,
@@ -411,6 +436,13 @@ impl Unit {
                 self.perform(actions).await;
             }
             Input::Interface(index, view) => self.on_interface(index, now, view).await,
+            Input::Sources(index, view) => {
+                if let Some(member) = self.members.get_mut(index) {
+                    member.source_view = Some(view);
+                    self.follow_sources(index, now).await;
+                    self.tell_edge(index, now).await;
+                }
+            }
         }
     }
 
@@ -448,7 +480,12 @@ impl Unit {
     /// none is an edge fault.
     async fn follow_sources(&mut self, index: usize, now: Instant) {
         let member = &mut self.members[index];
-        let sources = Sources::of(&member.view.addresses, member.endpoint.family);
+        let addresses = &member
+            .source_view
+            .as_ref()
+            .unwrap_or(&member.view)
+            .addresses;
+        let sources = Sources::of(addresses, member.endpoint.family);
         if sources == member.sources {
             return;
         }
@@ -646,6 +683,9 @@ impl Unit {
             member.trackers = None;
             if let Err(error) = self.services.accept.set(&member.spec.name, &[]).await {
                 tracing::error!(instance = %member.spec.name, %error, "cannot remove the acceptMode rules");
+            }
+            if let Some(vmac) = member.vmac.take() {
+                self.services.vmacs.detach(&vmac).await;
             }
             self.services.board.remove(&member.spec.name);
             self.services.metrics.forget(&member.spec.name);
@@ -880,6 +920,21 @@ fn forward_interface(
         while receiver.changed().await.is_ok() {
             let view = receiver.borrow_and_update().clone();
             if inputs.send(Input::Interface(index, view)).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+fn forward_sources(
+    index: usize,
+    mut receiver: watch::Receiver<InterfaceView>,
+    inputs: mpsc::UnboundedSender<Input>,
+) -> Helper {
+    Helper(tokio::spawn(async move {
+        while receiver.changed().await.is_ok() {
+            let view = receiver.borrow_and_update().clone();
+            if inputs.send(Input::Sources(index, view)).is_err() {
                 return;
             }
         }

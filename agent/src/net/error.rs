@@ -44,6 +44,10 @@ pub enum NetError {
     },
     #[error("{op}: {message}")]
     Nftables { op: &'static str, message: String },
+    #[error(
+        "an interface named {name} exists and is not the virtual MAC of this instance on {parent}"
+    )]
+    VmacNameTaken { name: String, parent: String },
 }
 
 impl NetError {

@@ -1,5 +1,6 @@
 //! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, interface and address
-//! events, the Accept_Mode filter (nftables), and a precise timer (timerfd).
+//! events, the Accept_Mode filter (nftables), virtual MAC interfaces (macvlan), and a precise
+//! timer (timerfd).
 //!
 //! Everything here is a thin adapter over a kernel interface; the pure parts (frame builders,
 //! the GARP schedule, the link debounce) are unit-tested, the I/O parts are
@@ -13,6 +14,7 @@ pub mod link;
 pub mod socket;
 mod sys;
 pub mod timer;
+pub mod vmac;
 
 pub use error::NetError;
 

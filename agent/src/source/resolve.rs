@@ -147,9 +147,6 @@ fn resolve_instance<'a>(
             }
         }
     };
-    if instance.use_virtual_mac {
-        tracing::warn!(instance = %instance.name, "useVirtualMAC is not supported yet; the interface MAC is used");
-    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -168,6 +165,7 @@ fn resolve_instance<'a>(
         authentication,
         garp,
         sync_group: instance.sync_group.clone(),
+        use_virtual_mac: instance.use_virtual_mac,
         track: instance.track.clone(),
     })
 }

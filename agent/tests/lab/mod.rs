@@ -244,6 +244,7 @@ pub fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
         authentication: Authentication::None,
         garp: GarpSettings::default(),
         sync_group: None,
+        use_virtual_mac: false,
         track: Track::default(),
     }
 }
