@@ -95,6 +95,8 @@ struct StatusArgs {
 
 /// The longest a graceful shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+/// How long blocking reads (tracked files, manifests) may hold the exit after the shutdown.
+const BLOCKING_EXIT_LIMIT: Duration = Duration::from_secs(1);
 
 /// Logs go through a lossy background writer: a slow or blocked stderr drops log lines
 /// instead of stalling a VRRP task. Keep the guard until exit (it flushes on drop).
@@ -135,7 +137,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let shutdown = termination()?;
         let board = StatusBoard::new();
         let metrics = Metrics::new();
@@ -189,7 +191,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             tasks.abort();
         }
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A blocking read stuck on a tracked file (a hung mount) must not keep the process alive.
+    runtime.shutdown_timeout(BLOCKING_EXIT_LIMIT);
+    outcome
 }
 
 fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {

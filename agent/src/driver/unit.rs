@@ -44,6 +44,10 @@ use crate::vrrp::packet::{Advertisement, Authentication};
 pub const LINK_DOWN_HOLD: Duration = Duration::from_millis(100);
 /// A link must stay up this long before a faulted instance rejoins.
 pub const LINK_UP_HOLD: Duration = Duration::from_millis(500);
+/// How long the trackers' first state waits for tracked files to be read (on blocking
+/// threads) before it is delivered with the unread ones counted as failing. The instance task
+/// itself never waits: it runs as if untracked meanwhile.
+pub const FIRST_FILE_READ_LIMIT: Duration = Duration::from_secs(1);
 
 /// What the driver tells a unit task.
 #[derive(Debug)]
@@ -388,7 +392,8 @@ impl Unit {
             return;
         }
         let (set, receiver) = TrackerSet::spawn(&member.spec.track, self.services.metrics.clone());
-        let forward = forward_track(index, receiver, self.inputs.clone());
+        let files_read = set.files_read();
+        let forward = forward_track(index, receiver, self.inputs.clone(), files_read);
         member.trackers = Some((set, forward));
     }
 
@@ -945,8 +950,17 @@ fn forward_track(
     index: usize,
     mut receiver: tokio::sync::watch::Receiver<TrackState>,
     inputs: mpsc::UnboundedSender<Input>,
+    files_read: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Helper {
     Helper(tokio::spawn(async move {
+        if tokio::time::timeout(FIRST_FILE_READ_LIMIT, files_read)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "tracked files not read within {FIRST_FILE_READ_LIMIT:?}: counted as failing until they are"
+            );
+        }
         loop {
             let state = *receiver.borrow_and_update();
             if inputs.send(Input::Track(index, state)).is_err() {

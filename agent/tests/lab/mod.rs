@@ -62,6 +62,7 @@ impl Agent {
                 })
                 .await;
             });
+            runtime.shutdown_timeout(Duration::from_secs(1));
         });
         Self {
             board,
@@ -427,6 +428,12 @@ impl BinaryAgent {
     pub fn log(&self) -> String {
         self.process.log()
     }
+
+    /// SIGTERM; panics unless the agent exits within `limit`.
+    pub fn terminate(&mut self, limit: Duration) {
+        let status = self.process.terminate(limit).unwrap();
+        assert!(status.success(), "the agent exited with {status}");
+    }
 }
 
 /// Runs `f` on a thread inside the namespace named `name`.
@@ -478,3 +485,17 @@ status:
 }
 
 pub mod flood;
+
+impl BinaryAgent {
+    /// The agent's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    }
+}
