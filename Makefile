@@ -48,10 +48,11 @@ tools: deps ## project-local helm, kubectl and validators under .tools/
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
-bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
+bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived; advert timing idle and under a 50k packets/s flood (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
+	$(CARGO) bench -p kube-vrrp-agent --bench advert_timing
 
 demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi
