@@ -17,6 +17,7 @@ pub mod config;
 pub mod endpoint;
 pub mod interfaces;
 pub mod machine;
+mod member;
 pub mod receive;
 pub mod unit;
 pub mod vips;

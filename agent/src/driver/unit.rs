@@ -26,6 +26,7 @@ use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::endpoint::{Endpoint, Sources};
 use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
+use super::member::{AddRetry, Helper, Member, unspecified};
 use super::retry_delay;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
@@ -35,7 +36,7 @@ use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
 use crate::net::timer::Deadline;
-use crate::report::{InstanceStatus, Metrics, StatusBoard};
+use crate::report::{Metrics, StatusBoard};
 use crate::vrrp::Version;
 use crate::vrrp::instance::{Action, EdgeFaults, Event, Instance, ReceivedAdvert, State, Tracking};
 use crate::vrrp::packet::{Advertisement, Authentication};
@@ -89,123 +90,6 @@ pub struct MemberSetup {
     pub sources: Option<watch::Receiver<InterfaceView>>,
     /// The member's virtual MAC interface, removed when the member stops.
     pub vmac: Option<VmacBinding>,
-}
-
-/// Aborts a helper task when dropped.
-#[derive(Debug)]
-struct Helper(JoinHandle<()>);
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// When a failed VIP add is retried: [`retry_delay`] after each failure in a row (1 s doubling
-/// to 30 s); a successful add starts over.
-#[derive(Debug, Clone, Copy, Default)]
-struct AddRetry {
-    failures: u32,
-    at: Option<Instant>,
-    /// `at` on the wall clock, for status.
-    at_wall: Option<Timestamp>,
-}
-
-#[derive(Debug)]
-struct Member {
-    spec: InstanceSpec,
-    endpoint: Arc<Endpoint>,
-    /// The interface as last seen.
-    view: InterfaceView,
-    /// With a virtual MAC: the interface under it as last seen (where the sources come from).
-    source_view: Option<InterfaceView>,
-    _sources_watch: Option<Helper>,
-    vmac: Option<VmacBinding>,
-    /// The addresses VRRP speaks from, as last derived from `view`.
-    sources: Sources,
-    debounce: LinkDebounce,
-    trackers: Option<(TrackerSet, Helper)>,
-    _view_watch: Helper,
-    garp: Option<GarpSchedule>,
-    vips: Vips,
-    /// What the machine was last told about the edge.
-    edge: EdgeFaults,
-    add_retry: AddRetry,
-    /// VIPs re-added after something else removed them, and the last time.
-    restored: Option<(u64, Timestamp)>,
-    /// Why `acceptMode: false` is not enforced, when it is not.
-    accept_error: Option<String>,
-    transitions: u64,
-    last_transition: Option<Timestamp>,
-    published: Option<InstanceStatus>,
-}
-
-impl Member {
-    /// The raw link state of the member's own interface: down while the name is gone or now
-    /// names another interface (re-created: the driver re-binds the unit).
-    fn link_state(&self) -> LinkState {
-        if self.view.ifindex == Some(self.endpoint.ifindex) {
-            self.view.state
-        } else {
-            LinkState::Down
-        }
-    }
-
-    /// The address this member speaks from (and breaks ties with), if the interface has one.
-    fn source(&self) -> Option<IpAddr> {
-        self.sources
-            .for_instance(!self.spec.unicast_peers.is_empty())
-    }
-
-    /// The machine's primary address: the source, or the unspecified address while there is
-    /// none (the member is then in FAULT and sends nothing).
-    fn primary(&self) -> IpAddr {
-        self.source()
-            .unwrap_or_else(|| unspecified(self.endpoint.family))
-    }
-
-    /// The edge faults the interface and the books call for now.
-    fn edge_faults(&self) -> EdgeFaults {
-        EdgeFaults {
-            address_conflict: !self.vips.conflicts().is_empty(),
-            no_source_address: self.source().is_none(),
-            vip_add_failed: self.add_retry.at.is_some(),
-        }
-    }
-
-    /// Why the member is not running normally, in words, if it is not.
-    fn message(&self) -> Option<String> {
-        let mut parts = Vec::new();
-        if !self.vips.conflicts().is_empty() {
-            parts.push(format!(
-                "address conflict on {}: {} already there, not installed by kube-vrrp; left alone, instance kept in FAULT",
-                self.endpoint.interface,
-                describe_conflicts(self.vips.conflicts())
-            ));
-        }
-        if self.source().is_none() {
-            parts.push(format!(
-                "{} has no {} address to send adverts from",
-                self.endpoint.interface,
-                self.endpoint.family.as_str()
-            ));
-        }
-        if let (Some(_), Some(at)) = (self.add_retry.at, self.add_retry.at_wall) {
-            parts.push(format!(
-                "adding the VIPs failed {} time(s) in a row; the instance rejoins at {at}, without preempting a working MASTER",
-                self.add_retry.failures
-            ));
-        }
-        if let Some(error) = &self.accept_error {
-            parts.push(error.clone());
-        }
-        if let Some((count, at)) = self.restored {
-            parts.push(format!(
-                "VIPs removed by something else while MASTER were re-added {count} time(s), last at {at}: another VRRP daemon or an administrator manages the same address"
-            ));
-        }
-        (!parts.is_empty()).then(|| parts.join("; "))
-    }
 }
 
 /// A running unit task, as the driver holds it.
@@ -887,32 +771,12 @@ impl Unit {
             let Some(instance) = self.machine.member(index) else {
                 continue;
             };
-            let status = InstanceStatus {
-                name: member.spec.name.clone(),
-                vrid: member.spec.vrid,
-                interface: member.endpoint.interface.clone(),
-                version: member.spec.version.number(),
-                state: instance.state(),
-                priority: member.spec.priority,
-                effective_priority: instance.effective_priority(),
-                master_address: instance.master_address(),
-                vips: member.vips.held().to_vec(),
-                transitions: member.transitions,
-                last_transition: member.last_transition,
-                message: member.message(),
-            };
+            let status = member.status(instance);
             if member.published.as_ref() != Some(&status) {
                 self.services.board.set(status.clone());
                 member.published = Some(status);
             }
         }
-    }
-}
-
-fn unspecified(family: crate::vrrp::Family) -> IpAddr {
-    match family {
-        crate::vrrp::Family::Ipv4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        crate::vrrp::Family::Ipv6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     }
 }
 
