@@ -203,10 +203,11 @@ fn main() {
             "eth0",
             Ipv4Addr::new(224, 0, 0, 18),
             RATE,
+            None,
             forged.clone(),
         );
         let flooded = measure(&lab, &format!("flood-{rt}"));
-        sent += flood.stop().values().sum::<u64>();
+        sent += flood.stop().0.values().sum::<u64>();
         rows.push((scheduling, "50,000 forged packets/s", flooded));
         assert_eq!(
             agent.state("web"),

@@ -1,14 +1,15 @@
-//! A forged flood, for real: 50,000 packets per second for two seconds at a MASTER and a BACKUP
+//! A forged flood, for real: 100,000 packets sent at 50,000 per second at a MASTER and a BACKUP
 //! (TTL 64 adverts claiming priority 254, garbage, adverts for a VRID nobody runs) move
 //! nothing — same states, same transition counts, the VIP on the MASTER alone throughout — and
-//! every packet is counted by reason, packet for packet. How late adverts are under such a flood
+//! every packet is counted by reason, packet for packet (the rate the generator reached on a
+//! loaded machine is printed, not asserted). How late adverts are under such a flood
 //! is measured by `cargo bench -p kube-vrrp-agent --bench advert_timing`, not asserted here.
 #![allow(clippy::unwrap_used)]
 
 mod lab;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication};
@@ -18,6 +19,7 @@ use lab::{Agent, CLIENT, config, holds, spec, wait_for, wait_for_within};
 
 const VIP: &str = "192.0.2.50";
 const RATE: u64 = 50_000;
+const PACKETS: u64 = 100_000;
 
 fn advert(vrid: u8, priority: u8) -> Vec<u8> {
     Advertisement {
@@ -38,8 +40,15 @@ fn advert(vrid: u8, priority: u8) -> Vec<u8> {
 #[test]
 fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
     let lab = lab::lab("kvfl");
-    let a1 = Agent::start(&lab.n1, config(vec![spec("web", 51, "192.0.2.50/24", 150)]));
-    let a2 = Agent::start(&lab.n2, config(vec![spec("web", 51, "192.0.2.50/24", 100)]));
+    // Adverts every second: what the forged packets could move is what this checks; a machine
+    // too loaded to run a 100 ms instance on time under the flood is the benchmark's business.
+    let slow = |priority: u8| {
+        let mut web = spec("web", 51, "192.0.2.50/24", priority);
+        web.advert_interval = Duration::from_secs(1);
+        web
+    };
+    let a1 = Agent::start(&lab.n1, config(vec![slow(150)]));
+    let a2 = Agent::start(&lab.n2, config(vec![slow(100)]));
     wait_for("n1 MASTER, n2 BACKUP", || {
         a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Backup)
     });
@@ -74,10 +83,10 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
         "eth0",
         Ipv4Addr::new(224, 0, 0, 18),
         RATE,
+        Some(PACKETS),
         forged,
     );
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
+    while !flood.is_finished() {
         assert!(
             holds(&lab.n1, VIP) && !holds(&lab.n2, VIP),
             "the VIP moved during the flood"
@@ -86,11 +95,15 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
         assert_eq!(a2.state("web"), Some(State::Backup));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sent = flood.stop();
+    let (sent, took) = flood.stop();
     let total: u64 = sent.values().sum();
-    assert!(
-        total >= RATE * 19 / 10,
-        "the flood sent only {total} packets: {sent:?}"
+    assert_eq!(
+        total, PACKETS,
+        "the flood could not send everything: {sent:?}"
+    );
+    eprintln!(
+        "flood: {total} packets in {took:?} ({:.0} packets/s)",
+        total as f64 / took.as_secs_f64()
     );
     for (node, (agent, (transitions, drops))) in [&a1, &a2].iter().zip(before).enumerate() {
         let node = node + 1;
@@ -101,9 +114,18 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
             || agent.dropped_total() - drops >= total,
         );
         let counted = agent.dropped_total() - drops;
+        let by_reason = agent
+            .metrics
+            .encode()
+            .lines()
+            .filter(|line| {
+                line.starts_with("kube_vrrp_packets_dropped_total") && !line.ends_with(" 0")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         assert_eq!(
             counted, total,
-            "n{node} counted {counted} drops for {total} packets sent: {sent:?}"
+            "n{node} counted {counted} drops for {total} packets sent: {sent:?}\n{by_reason}"
         );
         let overflow = agent.dropped("overflow");
         for kind in ["ttl", "vrid"] {

@@ -26,16 +26,19 @@ pub struct Forged {
 pub struct Flood {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<BTreeMap<&'static str, u64>>,
+    started: Instant,
 }
 
 impl Flood {
     /// Starts sending `forged` round-robin from namespace `ns_name` out of `interface` to
-    /// `destination` at `rate` packets per second (all kinds together).
+    /// `destination` at `rate` packets per second (all kinds together), until stopped or, with
+    /// `limit`, until that many have been sent.
     pub fn start(
         ns_name: &str,
         interface: &str,
         destination: Ipv4Addr,
         rate: u64,
+        limit: Option<u64>,
         forged: Vec<Forged>,
     ) -> Self {
         let interface = interface.to_owned();
@@ -63,9 +66,10 @@ impl Flood {
             let start = Instant::now();
             let mut total: u64 = 0;
             let mut turn: usize = 0;
-            while !stopped.load(Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) && limit.is_none_or(|limit| total < limit) {
                 let due = u64::try_from(start.elapsed().as_micros() * u128::from(rate) / 1_000_000)
-                    .unwrap_or(u64::MAX);
+                    .unwrap_or(u64::MAX)
+                    .min(limit.unwrap_or(u64::MAX));
                 while total < due {
                     let kind = &forged[turn % forged.len()];
                     let payload = &kind.payloads[(turn / forged.len()) % kind.payloads.len()];
@@ -79,13 +83,23 @@ impl Flood {
             }
             sent
         });
-        Self { stop, thread }
+        Self {
+            stop,
+            thread,
+            started: Instant::now(),
+        }
     }
 
-    /// Stops the flood; returns the packets sent, by kind.
-    pub fn stop(self) -> BTreeMap<&'static str, u64> {
+    /// Whether a flood with a limit has sent it all.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Stops the flood; returns the packets sent, by kind, and how long it ran.
+    pub fn stop(self) -> (BTreeMap<&'static str, u64>, Duration) {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
+        let sent = self.thread.join().unwrap();
+        (sent, self.started.elapsed())
     }
 }
 
