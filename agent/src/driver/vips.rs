@@ -151,17 +151,10 @@ impl Vips {
                     self.record_held(vip);
                     outcome.held.push(vip);
                 }
-                Err(NetError::AddressTaken { address, owner }) => {
-                    let entry = InterfaceAddress {
-                        ifindex,
-                        address,
-                        flags: 0,
-                        label: None,
-                        protocol: 0,
-                    };
-                    tracing::debug!(%vip, %owner, "VIP taken by another owner");
-                    self.record_taken(entry.clone());
-                    outcome.taken.push(entry);
+                Err(NetError::AddressTaken(entry)) => {
+                    tracing::debug!(%vip, owner = %entry.owner(), "VIP taken by another owner");
+                    self.record_taken((*entry).clone());
+                    outcome.taken.push(*entry);
                 }
                 Err(error) => outcome.failed.push((vip, error)),
             }

@@ -247,10 +247,9 @@ impl Addresses {
                     .iter()
                     .find(|entry| entry.address.addr() == vip.addr())
                 {
-                    Some(entry) if !entry.is_vip() => Err(NetError::AddressTaken {
-                        address: entry.address,
-                        owner: entry.owner(),
-                    }),
+                    Some(entry) if !entry.is_vip() => {
+                        Err(NetError::AddressTaken(Box::new(entry.clone())))
+                    }
                     _ => Ok(Change::AlreadyPresent),
                 }
             }

@@ -36,12 +36,11 @@ pub enum NetError {
     #[error("received datagram of more than {0} bytes was truncated")]
     Truncated(usize),
     #[error(
-        "{address} is already on the interface and was not installed by kube-vrrp (owner: {owner})"
+        "{} is already on the interface and was not installed by kube-vrrp (owner: {})",
+        .0.address,
+        .0.owner()
     )]
-    AddressTaken {
-        address: ipnet::IpNet,
-        owner: String,
-    },
+    AddressTaken(Box<crate::net::address::InterfaceAddress>),
     #[error("{op}: {message}")]
     Nftables { op: &'static str, message: String },
     #[error(
