@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 AGENT := target/debug/kube-vrrp-agent
 
-.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check bench demo e2e-cluster tools
+.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ build: ## debug build of every binary
 release: ## optimised binaries (benchmarks use these)
 	$(CARGO) build --workspace --release --bins
 
-test: deps build unit e2e chart-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules
+test: deps build unit e2e chart-check image-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules, the image
 	@echo "make test: all suites passed"
 
 unit: ## every crate's tests: unit, golden, property, simulation, namespace (root)
@@ -47,6 +47,12 @@ tools: deps ## project-local helm, kubectl and validators under .tools/
 
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
+
+image: release ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+	hack/image.sh
+
+image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
+	hack/check-image.sh
 
 bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived; advert timing idle and under a 50k packets/s flood (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan

@@ -13,6 +13,9 @@ declare -A package_of=(
     [promtool]=prometheus
     [unzip]=unzip
     [npm]=npm
+    [skopeo]=skopeo
+    [jq]=jq
+    [objcopy]=binutils
 )
 missing=()
 for command in "${!package_of[@]}"; do

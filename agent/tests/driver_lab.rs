@@ -191,7 +191,7 @@ fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
 fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
     DesiredConfig {
         instances,
-        node_addresses: Vec::new(),
+        ..DesiredConfig::default()
     }
 }
 

@@ -42,6 +42,7 @@ pub use virtual_server::{
     VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
-    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ROLL_CALL_ANNOTATION, RejectReason,
+    RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus,
 };

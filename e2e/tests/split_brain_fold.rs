@@ -187,15 +187,39 @@ impl Operator {
         }
     }
 
-    /// Folds `reports` now and keeps the result as the VirtualIP's status.
+    /// Folds `reports` now and keeps the result as the VirtualIP's status. A MASTER whose
+    /// report another node's later transition supersedes is asked for a roll call; these
+    /// agents are alive (their `/status` just answered), so each answers, as its next status
+    /// write would in a cluster, and the fold is made again with the answers.
     fn fold(&mut self, reports: &Reports) -> Folded {
-        let folded = fold(
-            Timestamp::now(),
+        let now = Timestamp::now();
+        let mut nodes = reports.vrrp_nodes();
+        let mut folded = fold(
+            now,
             &FoldConfig::default(),
             &self.virtual_ip,
             &self.placement,
-            &reports.vrrp_nodes(),
+            &nodes,
         );
+        if !folded.roll_calls.is_empty() {
+            for node in &mut nodes {
+                let asked = node
+                    .metadata
+                    .name
+                    .as_deref()
+                    .and_then(|name| folded.roll_calls.get(name));
+                if let (Some(at), Some(status)) = (asked, node.status.as_mut()) {
+                    status.roll_call = Some(at.to_string());
+                }
+            }
+            folded = fold(
+                now,
+                &FoldConfig::default(),
+                &self.virtual_ip,
+                &self.placement,
+                &nodes,
+            );
+        }
         self.virtual_ip.status = Some(folded.status.clone());
         folded
     }

@@ -185,6 +185,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Config {
             fold: FoldConfig {
                 staleness: jiff::SignedDuration::from_secs(staleness),
+                ..FoldConfig::default()
             },
             resync: Duration::from_secs(args.resync_seconds),
             ..Config::default()

@@ -2,7 +2,8 @@
 //! from (VirtualIPs, VirtualServers, Nodes, EndpointSlices, Services) to one `VrrpNodeSpec` per
 //! node, the VRID allocation of each VirtualIP, and the conflicts that keep a VirtualIP or
 //! VirtualServer from being deployed; plus [`manifests`], the reader of a directory of such
-//! objects that standalone mode and `kube-vrrp-operator plan` share.
+//! objects that standalone mode and `kube-vrrp-operator plan` share, and [`manifest_writer`],
+//! which writes such objects so that the reader reads them back.
 //!
 //! No I/O, no clock, no API client: the operator's controller and the agent's standalone
 //! mode call [`plan`] with what they read, so both always agree. Everything is ordered
@@ -40,6 +41,7 @@
 //! another's (VirtualIP, port, protocol), or whose backend port cannot be resolved is a
 //! conflict naming both the VirtualIP and the VirtualServer; its VirtualIP is unaffected.
 
+pub mod manifest_writer;
 pub mod manifests;
 pub mod nodes;
 pub mod output;
@@ -61,7 +63,11 @@ use kube_vrrp_crds::{
 };
 use serde::Serialize;
 
-pub use manifests::{DocumentLocation, ManifestError, Manifests, load_manifests, parse_manifests};
+pub use manifest_writer::write_manifests;
+pub use manifests::{
+    DocumentLocation, ManifestError, Manifests, load_manifests,
+    load_manifests_setting_aside_invalid, parse_manifests,
+};
 pub use segment::{Family, Segment};
 
 use nodes::NodeInfo;
@@ -99,7 +105,35 @@ impl From<Manifests> for PlanInput {
     }
 }
 
+/// Everything planning reads, borrowed: what [`plan_objects`] takes. The operator lends the
+/// objects its reflector stores hold (behind `Arc`s) without copying them;
+/// [`PlanInput::objects`] lends the owned ones.
+#[derive(Clone, Debug, Default)]
+pub struct Objects<'a> {
+    /// VirtualIPs, with their status.
+    pub virtual_ips: Vec<&'a VirtualIp>,
+    /// VirtualServers.
+    pub virtual_servers: Vec<&'a VirtualServer>,
+    /// Nodes.
+    pub nodes: Vec<&'a Node>,
+    /// EndpointSlices of the Services that VirtualServers name.
+    pub endpoint_slices: Vec<&'a EndpointSlice>,
+    /// Those Services.
+    pub services: Vec<&'a Service>,
+}
+
 impl PlanInput {
+    /// The objects, borrowed.
+    pub fn objects(&self) -> Objects<'_> {
+        Objects {
+            virtual_ips: self.virtual_ips.iter().collect(),
+            virtual_servers: self.virtual_servers.iter().collect(),
+            nodes: self.nodes.iter().collect(),
+            endpoint_slices: self.endpoint_slices.iter().collect(),
+            services: self.services.iter().collect(),
+        }
+    }
+
     /// Records `previous` allocations as `status.virtualRouterID` of the VirtualIPs that have
     /// none, as the operator's status writer does. Standalone mode, which has no status, calls
     /// this before re-planning so that allocated VRIDs stay stable across edits.
@@ -245,12 +279,18 @@ enum Rule<'a> {
 
 /// Plans `input`. Pure and deterministic; never panics.
 pub fn plan(input: &PlanInput) -> Plan {
+    plan_objects(&input.objects())
+}
+
+/// Plans borrowed objects (see [`Objects`]); [`plan`] of the same objects gives the same plan.
+pub fn plan_objects(input: &Objects<'_>) -> Plan {
     let nodes = nodes::index(&input.nodes);
     let mut conflicts = Vec::new();
 
     // 1. Validity.
     let mut candidates = Vec::new();
     for vip in unique_by_name(&input.virtual_ips, |v| v.metadata.name.as_deref()) {
+        let vip: &VirtualIp = vip;
         match candidate(vip) {
             Ok(c) => candidates.push(c),
             Err(message) => conflicts.push(Conflict {
@@ -480,9 +520,10 @@ pub fn plan(input: &PlanInput) -> Plan {
 }
 
 /// The objects in name order, each name once (the first given wins); nameless ones dropped.
-fn unique_by_name<T>(items: &[T], name: impl Fn(&T) -> Option<&str>) -> Vec<&T> {
-    let mut out: Vec<&T> = items
+fn unique_by_name<'a, T>(items: &[&'a T], name: impl Fn(&T) -> Option<&str>) -> Vec<&'a T> {
+    let mut out: Vec<&'a T> = items
         .iter()
+        .copied()
         .filter(|i| name(i).is_some_and(|n| !n.is_empty()))
         .collect();
     out.sort_by(|a, b| name(a).cmp(&name(b)));

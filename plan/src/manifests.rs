@@ -157,6 +157,23 @@ fn join_errors(errors: &[ManifestError]) -> String {
 /// (naming file and document), undecodable documents, invalid VirtualIPs/VirtualServers (with
 /// all their violations) and duplicate names. Nothing is silently dropped.
 pub fn load_manifests(dir: &Path) -> Result<Manifests, ManifestError> {
+    load(dir, false).map(|(manifests, _)| manifests)
+}
+
+/// [`load_manifests`], except that VirtualIPs and VirtualServers that break validation rules
+/// are set aside instead of failing the load: they are returned beside the valid objects, one
+/// [`ManifestError::Invalid`] each (naming the object and every violation), so that standalone
+/// mode rejects each alone while the others follow edits. Anything else still fails the load.
+pub fn load_manifests_setting_aside_invalid(
+    dir: &Path,
+) -> Result<(Manifests, Vec<ManifestError>), ManifestError> {
+    load(dir, true)
+}
+
+fn load(
+    dir: &Path,
+    set_aside_invalid: bool,
+) -> Result<(Manifests, Vec<ManifestError>), ManifestError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::ReadDir {
         dir: dir.to_owned(),
         source,
@@ -178,7 +195,10 @@ pub fn load_manifests(dir: &Path) -> Result<Manifests, ManifestError> {
     }
     files.sort();
 
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        set_aside_invalid,
+        ..Loader::default()
+    };
     for file in files {
         match std::fs::read_to_string(&file) {
             Ok(text) => loader.file(&file, &text),
@@ -187,7 +207,8 @@ pub fn load_manifests(dir: &Path) -> Result<Manifests, ManifestError> {
                 .push(ManifestError::ReadFile { file, source }),
         }
     }
-    loader.finish()
+    let set_aside = std::mem::take(&mut loader.set_aside);
+    loader.finish().map(|manifests| (manifests, set_aside))
 }
 
 /// Parses manifests from YAML text as if read from `file` (for tests and for callers that
@@ -205,6 +226,9 @@ struct Loader {
     nodes: BTreeMap<String, (DocumentLocation, Node)>,
     secrets: BTreeMap<String, (DocumentLocation, Secret)>,
     problems: Vec<ManifestError>,
+    /// Set invalid VirtualIPs and VirtualServers aside (in `set_aside`) instead of failing.
+    set_aside_invalid: bool,
+    set_aside: Vec<ManifestError>,
 }
 
 impl Loader {
@@ -231,6 +255,16 @@ impl Loader {
     }
 
     fn document(&mut self, at: DocumentLocation, doc: Value) -> Result<(), ManifestError> {
+        match self.object(at, doc) {
+            Err(invalid @ ManifestError::Invalid { .. }) if self.set_aside_invalid => {
+                self.set_aside.push(invalid);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn object(&mut self, at: DocumentLocation, doc: Value) -> Result<(), ManifestError> {
         if doc.is_null() {
             return Ok(());
         }

@@ -55,8 +55,11 @@ impl NodeInfo {
 
 /// Nodes sorted by name; of two nodes with one name (impossible in a cluster) the first
 /// given is kept.
-pub fn index(nodes: &[Node]) -> Vec<NodeInfo> {
-    let mut out: Vec<NodeInfo> = nodes.iter().filter_map(NodeInfo::from_node).collect();
+pub fn index(nodes: &[&Node]) -> Vec<NodeInfo> {
+    let mut out: Vec<NodeInfo> = nodes
+        .iter()
+        .filter_map(|n| NodeInfo::from_node(n))
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out.dedup_by(|later, earlier| later.name == earlier.name);
     out
@@ -119,12 +122,13 @@ mod tests {
     fn index_sorts_by_name_and_drops_nameless_and_repeated_nodes() {
         let mut nameless = node("x", &[]);
         nameless.metadata.name = None;
-        let idx = index(&[
+        let nodes = [
             node("b", &[("InternalIP", "10.0.0.2")]),
             nameless,
             node("a", &[]),
             node("b", &[("InternalIP", "10.0.0.3")]),
-        ]);
+        ];
+        let idx = index(&nodes.iter().collect::<Vec<_>>());
         let names: Vec<&str> = idx.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(idx[1].internal_ips, ["10.0.0.2".parse::<IpAddr>().unwrap()]);

@@ -23,9 +23,9 @@ pub struct Backends<'a> {
 
 impl<'a> Backends<'a> {
     /// Indexes the slices (by their service-name label) and Services.
-    pub fn new(slices: &'a [EndpointSlice], services: &'a [Service]) -> Self {
+    pub fn new(slices: &[&'a EndpointSlice], services: &[&'a Service]) -> Self {
         let mut out = Self::default();
-        for s in slices {
+        for &s in slices {
             let ns = s.metadata.namespace.as_deref().unwrap_or("default");
             if let Some(svc) = s
                 .metadata
@@ -39,7 +39,7 @@ impl<'a> Backends<'a> {
         for v in out.slices.values_mut() {
             v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         }
-        for s in services {
+        for &s in services {
             let ns = s.metadata.namespace.as_deref().unwrap_or("default");
             if let Some(name) = s.metadata.name.as_deref() {
                 out.services.entry((ns, name)).or_insert(s);
@@ -268,7 +268,7 @@ mod tests {
                 &[("fd00::1", Some(true))],
             ),
         ];
-        let b = Backends::new(&slices, &[]);
+        let b = Backends::new(&slices.iter().collect::<Vec<_>>(), &[]);
         let out = b.real_servers(&spec(None), Family::Ipv4).unwrap();
         assert_eq!(addresses(&out), ["10.0.0.1:8080", "10.0.0.2:8080"]);
         let out = b.real_servers(&spec(None), Family::Ipv6).unwrap();
@@ -283,7 +283,7 @@ mod tests {
             &[(Some("http"), 8080, "TCP"), (Some("admin"), 9000, "TCP")],
             &[("10.0.0.1", None)],
         )];
-        let b = Backends::new(&slices, &[]);
+        let b = Backends::new(&slices.iter().collect::<Vec<_>>(), &[]);
         let out = b
             .real_servers(&spec(Some(&IntOrString::Int(9000))), Family::Ipv4)
             .unwrap();
@@ -298,7 +298,7 @@ mod tests {
             &[(Some("http"), 8080, "TCP")],
             &[("10.0.0.1", None)],
         )];
-        let b = Backends::new(&slices, &[]);
+        let b = Backends::new(&slices.iter().collect::<Vec<_>>(), &[]);
         let out = b
             .real_servers(
                 &spec(Some(&IntOrString::String("grpc".to_owned()))),
@@ -315,7 +315,7 @@ mod tests {
             "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
         }))
         .unwrap();
-        let b = Backends::new(&[], std::slice::from_ref(&service));
+        let b = Backends::new(&[], &[&service]);
         let err = b
             .real_servers(&spec(Some(&IntOrString::Int(81))), Family::Ipv4)
             .unwrap_err();
@@ -333,7 +333,7 @@ mod tests {
             &[(Some("dns"), 53, "UDP"), (Some("http"), 8080, "TCP")],
             &[("10.0.0.1", None)],
         )];
-        let b = Backends::new(&slices, &[]);
+        let b = Backends::new(&slices.iter().collect::<Vec<_>>(), &[]);
         let out = b.real_servers(&spec(None), Family::Ipv4).unwrap();
         assert_eq!(addresses(&out), ["10.0.0.1:8080"]);
     }

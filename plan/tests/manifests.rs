@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use kube::ResourceExt;
 use kube_vrrp_crds::{ViolationKind, VrrpVersion};
 use kube_vrrp_plan::manifests::DocumentLocation;
-use kube_vrrp_plan::{ManifestError, load_manifests, parse_manifests};
+use kube_vrrp_plan::{
+    ManifestError, load_manifests, load_manifests_setting_aside_invalid, parse_manifests,
+};
 
 fn data(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -229,4 +231,56 @@ fn misspelt_fields_are_reported_instead_of_ignored() {
             ("spec.priorities[0]", ViolationKind::ExactlyOneOf),
         ]
     );
+}
+
+#[test]
+fn invalid_virtual_ips_and_servers_can_be_set_aside_while_anything_else_still_fails() {
+    let dir = std::env::temp_dir().join(format!("kv-aside-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("vips.yaml"),
+        "apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata: {name: ok}
+spec: {addresses: [\"10.0.0.80/24\"]}
+---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata: {name: mixed}
+spec: {addresses: [\"10.0.0.50/24\", \"2001:db8::50/64\"]}
+---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualServer
+metadata: {name: nowhere}
+spec: {virtualIPRef: ok, port: 80}
+",
+    )
+    .unwrap();
+    assert!(
+        load_manifests(&dir).is_err(),
+        "the strict loader still refuses the directory"
+    );
+    let (manifests, aside) = load_manifests_setting_aside_invalid(&dir).unwrap();
+    let kept: Vec<String> = manifests
+        .virtual_ips
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(kept, ["ok"]);
+    assert!(manifests.virtual_servers.is_empty());
+    let set_aside: Vec<(&str, &str)> = aside
+        .iter()
+        .map(|e| match e {
+            ManifestError::Invalid { kind, name, .. } => (*kind, name.as_str()),
+            other => panic!("only invalid objects are set aside: {other}"),
+        })
+        .collect();
+    assert_eq!(
+        set_aside,
+        [("VirtualIP", "mixed"), ("VirtualServer", "nowhere")]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Unknown kinds, bad YAML and the like still fail the whole load.
+    assert!(load_manifests_setting_aside_invalid(&data("invalid")).is_err());
 }

@@ -73,6 +73,7 @@ fn instance_status(instance: &report::InstanceStatus) -> InstanceStatus {
         transitions: instance.transitions,
         last_transition_time: instance.last_transition.map(Time),
         vips_held,
+        message: instance.message.clone(),
     }
 }
 

@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube_vrrp_crds::{RejectReason, RejectedInstance};
 use tokio::sync::{mpsc, watch};
 
 pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
@@ -38,12 +39,13 @@ use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
 use virtual_mac::{VirtualMacs, VmacBinding};
 
+use crate::check::EndpointReadiness;
 use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
 use crate::net::vmac::Vmacs;
 use crate::net::{NetError, rtnetlink_connect};
-use crate::report::{Metrics, StatusBoard};
+use crate::report::{Applied, Metrics, StatusBoard};
 use crate::vrrp::Family;
 
 /// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
@@ -232,10 +234,19 @@ impl Driver {
                 board,
                 metrics,
                 interfaces,
+                endpoints: EndpointReadiness::new(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),
         })
+    }
+
+    /// Endpoint trackers follow `readiness` (fed by cluster mode's EndpointSlice watch);
+    /// without it they stay pending.
+    #[must_use]
+    pub fn follow_endpoints(mut self, readiness: EndpointReadiness) -> Self {
+        self.services.endpoints = readiness;
+        self
     }
 
     /// The names of the running instances.
@@ -248,8 +259,9 @@ impl Driver {
 
     /// Brings the running instances in line with `config`. An instance that cannot start (no
     /// interface yet, no source address yet, VRID taken) is logged and left out; [`run`] tries
-    /// again with a growing delay ([`retry_delay`]). Returns how many units could not start.
-    pub async fn apply(&mut self, config: &DesiredConfig) -> usize {
+    /// again with a growing delay ([`retry_delay`]). Returns the instances that could not
+    /// start, each with why (reason `StartFailed`).
+    pub async fn apply(&mut self, config: &DesiredConfig) -> Vec<RejectedInstance> {
         let desired = units_of(&config.instances);
         let running: BTreeMap<UnitKey, Vec<InstanceSpec>> = self
             .units
@@ -289,7 +301,7 @@ impl Driver {
                 unit.specs.clone_from(specs);
             }
         }
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for key in &plan.start {
             let Some(specs) = desired.get(key) else {
                 continue;
@@ -299,8 +311,13 @@ impl Driver {
                     self.units.insert(key.clone(), unit);
                 }
                 Err(error) => {
-                    failed += 1;
                     tracing::error!(unit = %key.label(), %error, "cannot start instance; will retry");
+                    failed.extend(specs.iter().map(|spec| RejectedInstance {
+                        name: spec.name.clone(),
+                        reason: RejectReason::StartFailed,
+                        message: format!("{error}; retrying"),
+                        running_previous: false,
+                    }));
                 }
             }
         }
@@ -308,12 +325,12 @@ impl Driver {
     }
 
     /// Starts again, on the interface's new index, every unit bound to an interface that was
-    /// re-created. Returns how many units could not start again (left for the next retry).
+    /// re-created. Returns the instances that could not start again (retried later).
     pub async fn rebind(
         &mut self,
         indexes: &BTreeMap<String, u32>,
         node_addresses: &[IpAddr],
-    ) -> usize {
+    ) -> Vec<RejectedInstance> {
         let keys: Vec<UnitKey> = self
             .units
             .iter()
@@ -321,7 +338,7 @@ impl Driver {
             .map(|(key, _)| key.clone())
             .collect();
         if keys.is_empty() {
-            return 0;
+            return Vec::new();
         }
         tracing::info!(units = ?keys.iter().map(UnitKey::label).collect::<Vec<_>>(), "interfaces re-created with a new index: starting their instances again");
         let stopped: Vec<RunningUnit> = keys
@@ -333,15 +350,20 @@ impl Driver {
             .zip(stopped.iter().map(|unit| unit.specs.clone()))
             .collect();
         self.stop_units(stopped).await;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for (key, specs) in specs {
             match self.start_unit(&key, &specs, node_addresses).await {
                 Ok(unit) => {
                     self.units.insert(key, unit);
                 }
                 Err(error) => {
-                    failed += 1;
                     tracing::error!(unit = %key.label(), %error, "cannot start instance again; will retry");
+                    failed.extend(specs.iter().map(|spec| RejectedInstance {
+                        name: spec.name.clone(),
+                        reason: RejectReason::StartFailed,
+                        message: format!("{error}; retrying"),
+                        running_previous: false,
+                    }));
                 }
             }
         }
@@ -560,13 +582,20 @@ pub async fn run(
         let current = updates.borrow_and_update().clone();
         if let Some(config) = current {
             let now = indexes.borrow_and_update().clone();
-            let unstarted =
-                driver.apply(&config).await + driver.rebind(&now, &config.node_addresses).await;
-            failures = if unstarted > 0 {
-                failures.saturating_add(1)
-            } else {
+            let mut not_started = driver.apply(&config).await;
+            not_started.extend(driver.rebind(&now, &config.node_addresses).await);
+            failures = if not_started.is_empty() {
                 0
+            } else {
+                failures.saturating_add(1)
             };
+            let mut rejected = config.rejected.clone();
+            rejected.extend(not_started);
+            rejected.sort_by(|a, b| a.name.cmp(&b.name));
+            driver.services.board.set_applied(Applied {
+                generation: config.generation,
+                rejected,
+            });
             driver.services.board.mark_ready();
         }
         tokio::select! {

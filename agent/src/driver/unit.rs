@@ -30,7 +30,7 @@ use super::member::{AddRetry, Helper, Member, unspecified};
 use super::retry_delay;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
-use crate::check::{TrackState, TrackerSet};
+use crate::check::{EndpointReadiness, TrackState, TrackerSet};
 use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
@@ -77,6 +77,8 @@ pub struct Services {
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub interfaces: InterfaceWatch,
+    /// What endpoint trackers follow.
+    pub endpoints: EndpointReadiness,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -275,7 +277,11 @@ impl Unit {
         if member.spec.track.is_empty() {
             return;
         }
-        let (set, receiver) = TrackerSet::spawn(&member.spec.track, self.services.metrics.clone());
+        let (set, receiver) = TrackerSet::spawn(
+            &member.spec.track,
+            self.services.metrics.clone(),
+            &self.services.endpoints,
+        );
         let files_read = set.files_read();
         let forward = forward_track(index, receiver, self.inputs.clone(), files_read);
         member.trackers = Some((set, forward));

@@ -253,7 +253,7 @@ pub fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
 pub fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
     DesiredConfig {
         instances,
-        node_addresses: Vec::new(),
+        ..DesiredConfig::default()
     }
 }
 
