@@ -51,7 +51,7 @@ impl Agent {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let driver = Driver::new(b, m).unwrap();
+                let driver = Driver::new(b, m).await.unwrap();
                 driver::run(driver, updates, async move {
                     let _ = stopped.await;
                 })
@@ -183,6 +183,7 @@ fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
         authentication: Authentication::None,
         garp: GarpSettings::default(),
         sync_group: None,
+        use_virtual_mac: false,
         track: Track::default(),
     }
 }

@@ -64,11 +64,6 @@ pub const VIRTUAL_IP_SPEC: &[CelRule] = &[
         field_path: Some(".advertInterval"),
     },
     CelRule {
-        rule: concat!("!has(self.acceptMode) || !self.acceptMode || !", is_v2!()),
-        message: "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode",
-        field_path: Some(".acceptMode"),
-    },
-    CelRule {
         rule: concat!("!has(self.authentication) || ", is_v2!()),
         message: "authentication exists only in VRRPv2; set version: 2 or remove authentication",
         field_path: Some(".authentication"),

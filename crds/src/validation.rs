@@ -56,8 +56,6 @@ pub enum ViolationKind {
     NotWholeSeconds,
     /// A VRRPv3 advert interval is not a multiple of 10 ms.
     NotCentiseconds,
-    /// A field that only VRRPv3 supports is set with VRRPv2.
-    RequiresVersion3,
     /// A field that only VRRPv2 supports is set with VRRPv3.
     RequiresVersion2,
     /// Exactly one of several alternative fields must be set.
@@ -82,7 +80,6 @@ impl ViolationKind {
             Self::InvalidDuration => "invalid_duration",
             Self::NotWholeSeconds => "not_whole_seconds",
             Self::NotCentiseconds => "not_centiseconds",
-            Self::RequiresVersion3 => "requires_version_3",
             Self::RequiresVersion2 => "requires_version_2",
             Self::ExactlyOneOf => "exactly_one_of",
             Self::InvalidFormat => "invalid_format",
@@ -363,7 +360,6 @@ mod tests {
             ViolationKind::InvalidDuration,
             ViolationKind::NotWholeSeconds,
             ViolationKind::NotCentiseconds,
-            ViolationKind::RequiresVersion3,
             ViolationKind::RequiresVersion2,
             ViolationKind::ExactlyOneOf,
             ViolationKind::InvalidFormat,
