@@ -64,17 +64,22 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
 fn signed_integer_formats(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            // A 64-bit unsigned value gets no maximum: int64 already bounds it, and i64::MAX
+            // does not survive the schema's float `maximum` (it rounds to 2^63, which the API
+            // server refuses as a bound of an int64 field).
             let bounds = match map.get("format").and_then(Value::as_str) {
-                Some("uint8") => Some(("int32", u64::from(u8::MAX))),
-                Some("uint16") => Some(("int32", u64::from(u16::MAX))),
-                Some("uint32") => Some(("int64", u64::from(u32::MAX))),
-                Some("uint64" | "uint") => Some(("int64", i64::MAX as u64)),
+                Some("uint8") => Some(("int32", Some(u64::from(u8::MAX)))),
+                Some("uint16") => Some(("int32", Some(u64::from(u16::MAX)))),
+                Some("uint32") => Some(("int64", Some(u64::from(u32::MAX)))),
+                Some("uint64" | "uint") => Some(("int64", None)),
                 _ => None,
             };
             if let Some((format, max)) = bounds {
                 map.insert("format".to_owned(), json!(format));
                 map.entry("minimum").or_insert(json!(0));
-                map.entry("maximum").or_insert(json!(max));
+                if let Some(max) = max {
+                    map.entry("maximum").or_insert(json!(max));
+                }
             }
             for child in map.values_mut() {
                 signed_integer_formats(child);
@@ -93,13 +98,15 @@ mod tests {
     fn unsigned_formats_become_bounded_signed_ones() {
         let mut v = json!({"a": {"type": "integer", "format": "uint8", "minimum": 1.0},
                            "b": [{"type": "integer", "format": "uint32"}],
-                           "c": {"type": "integer", "format": "int32"}});
+                           "c": {"type": "integer", "format": "int32"},
+                           "d": {"type": "integer", "format": "uint64"}});
         signed_integer_formats(&mut v);
         assert_eq!(
             v,
             json!({"a": {"type": "integer", "format": "int32", "minimum": 1.0, "maximum": 255},
                    "b": [{"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64}],
-                   "c": {"type": "integer", "format": "int32"}})
+                   "c": {"type": "integer", "format": "int32"},
+                   "d": {"type": "integer", "format": "int64", "minimum": 0}})
         );
     }
 

@@ -260,8 +260,46 @@ fn ranges_and_enums_are_in_the_schema() {
 
 // ---- CEL evaluation with kube-cel (the apiserver's rules run client-side) ----
 
+/// kube-cel lacks cel-go's `int(duration)` (nanoseconds), which the rules use because the API
+/// server's cost estimator refuses `duration()` over computed strings. Here it becomes
+/// `getMilliseconds() * 1000000`: the same verdict for every interval these tests use (whole
+/// milliseconds). Sub-millisecond values are checked against the real API server by the
+/// cluster lab (`e2e/tests/cluster.rs`).
+fn with_millisecond_int_duration(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "rule"
+                    && let Value::String(rule) = v
+                {
+                    *rule = rewrite_int_duration(rule);
+                } else {
+                    with_millisecond_int_duration(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_millisecond_int_duration),
+        _ => {}
+    }
+}
+
+fn rewrite_int_duration(rule: &str) -> String {
+    let mut out = String::new();
+    let mut rest = rule;
+    while let Some(start) = rest.find("int(duration(") {
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + "int(duration(".len()..];
+        let end = inner.find("))").expect("int(duration(...)) closes");
+        out.push_str(&format!("(duration({}).getMilliseconds() * 1000000)", &inner[..end]));
+        rest = &inner[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn cel_messages<K: CustomResourceExt>(object: &Value) -> Vec<String> {
-    let crd = crd_json::<K>();
+    let mut crd = crd_json::<K>();
+    with_millisecond_int_duration(&mut crd);
     match kube_cel::validate(root_schema(&crd), object, None) {
         Ok(()) => Vec::new(),
         Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
