@@ -192,7 +192,7 @@ fn kubectl_get_vip_shows_address_master_state_nodes_age() {
     assert_eq!(
         columns,
         vec![
-            ("Address", ".spec.addresses"),
+            ("Address", ".spec.addresses[0]"),
             ("Master", ".status.master"),
             ("State", ".status.state"),
             ("Nodes", ".status.nodesSummary"),
