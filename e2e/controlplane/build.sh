@@ -20,8 +20,10 @@ go="${GO:-$(command -v go || true)}"
 [[ -x ${go} ]] || go=/usr/local/go/bin/go
 [[ -x ${go} ]] || die "no Go toolchain (looked in PATH and /usr/local/go/bin/go)"
 export GO="${go}" GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
-# Module and build caches stay with the project's other tools (and go with them).
-export GOMODCACHE="${GOMODCACHE_CONTROLPLANE:-${root}/.tools/go/mod}" GOCACHE="${GOCACHE_CONTROLPLANE:-${root}/.tools/go/cache}"
+# The module cache stays with the project's other tools. The build cache (several GiB) is only
+# worth keeping until the binaries exist: a rebuild happens when the pin changes, and then
+# little of it is reused. It is removed after a successful build.
+export GOMODCACHE="${GOMODCACHE_CONTROLPLANE:-${root}/.tools/go/mod}" GOCACHE="${root}/.tools/go/build-cache"
 
 pinned="$(awk '$1 == "k8s.io/kubernetes" { sub(/^v/, "", $2); print $2; exit }' "${here}/go.mod")"
 version="${1:-${K8S_VERSION:-${pinned}}}"
@@ -70,5 +72,6 @@ started=${SECONDS}
 mv "${out}/kube-apiserver.new" "${out}/kube-apiserver"
 mv "${out}/etcd.new" "${out}/etcd"
 stamp_of >"${out}/.stamp"
+"${go}" clean -cache && rm -rf "${GOCACHE}"
 say "built in $((SECONDS - started)) s: $("${out}/kube-apiserver" --version), etcd $("${out}/etcd" --version | sed -n 's/^etcd Version: //p')"
 echo "${out}"
