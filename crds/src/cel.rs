@@ -84,6 +84,16 @@ pub const PRIORITY_RULE: &[CelRule] = &[CelRule {
     field_path: None,
 }];
 
+/// Rules on each requirement (`matchExpressions[]`) of every label selector in the CRDs,
+/// added by `crd_yaml` together with the operator enum and the list bounds.
+pub const LABEL_SELECTOR_REQUIREMENT: &[CelRule] = &[CelRule {
+    rule: "self.operator in ['In', 'NotIn'] ? (has(self.values) && self.values.size() > 0) : \
+           (!has(self.values) || self.values.size() == 0)",
+    message: "operators In and NotIn need at least one value (without one the selector matches \
+              no node); Exists and DoesNotExist take none",
+    field_path: Some(".values"),
+}];
+
 /// Rules on `VirtualServer.spec`.
 pub const VIRTUAL_SERVER_SPEC: &[CelRule] = &[
     CelRule {
@@ -117,6 +127,7 @@ pub const HEALTH_CHECK: &[CelRule] = &[CelRule {
 pub const ALL: &[&[CelRule]] = &[
     VIRTUAL_IP_SPEC,
     PRIORITY_RULE,
+    LABEL_SELECTOR_REQUIREMENT,
     VIRTUAL_SERVER_SPEC,
     SERVER_ADDRESS,
     HEALTH_CHECK,

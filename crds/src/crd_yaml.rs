@@ -5,6 +5,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
+use crate::cel::LABEL_SELECTOR_REQUIREMENT;
+use crate::validation::{MAX_SELECTOR_REQUIREMENTS, MAX_SELECTOR_VALUES};
 use crate::{VirtualIp, VirtualServer, VrrpNode};
 
 /// The header written atop each generated file.
@@ -38,6 +40,7 @@ pub fn crds() -> Result<Vec<(&'static str, CustomResourceDefinition)>, RenderErr
         };
         let mut value = serde_json::to_value(crd).map_err(error)?;
         signed_integer_formats(&mut value);
+        label_selector_rules(&mut value);
         serde_json::from_value(value)
             .map(|crd| (name, crd))
             .map_err(error)
@@ -58,6 +61,46 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
                 })
         })
         .collect()
+}
+
+/// The operators a label selector requirement may use.
+const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// Gives every label selector schema (an object with `matchExpressions` and `matchLabels`)
+/// what the API server needs to refuse a selector that cannot work, as it does for built-in
+/// kinds: the operator enum, bounded lists (so CEL stays within the cost budget), and the
+/// values rule of `cel::LABEL_SELECTOR_REQUIREMENT` on each requirement.
+fn label_selector_rules(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_selector = map
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|p| {
+                    p.contains_key("matchExpressions") && p.contains_key("matchLabels")
+                });
+            if is_selector
+                && let Some(expressions) = map
+                    .get_mut("properties")
+                    .and_then(|p| p.get_mut("matchExpressions"))
+            {
+                expressions["maxItems"] = json!(MAX_SELECTOR_REQUIREMENTS);
+                let item = &mut expressions["items"];
+                item["properties"]["operator"]["enum"] = json!(SELECTOR_OPERATORS);
+                item["properties"]["values"]["maxItems"] = json!(MAX_SELECTOR_VALUES);
+                let rules: Vec<Value> = LABEL_SELECTOR_REQUIREMENT
+                    .iter()
+                    .map(|r| json!({"rule": r.rule, "message": r.message, "fieldPath": r.field_path}))
+                    .collect();
+                item["x-kubernetes-validations"] = json!(rules);
+            }
+            for child in map.values_mut() {
+                label_selector_rules(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(label_selector_rules),
+        _ => {}
+    }
 }
 
 /// Rewrites `format: uintN` to a signed format with `minimum`/`maximum` bounds, everywhere.
