@@ -5,6 +5,7 @@
 //! command, args and environment and a token of the chart's ServiceAccount bound to its Pod.
 //! [`Cluster`] owns all of it and removes all of it when dropped.
 
+pub mod audit;
 pub mod binaries;
 pub mod chart;
 pub mod controlplane;
@@ -14,6 +15,8 @@ pub mod kubeconfig;
 pub mod kubectl;
 pub mod pki;
 pub mod pod;
+pub mod user;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ pub use self::controlplane::ControlPlane;
 pub use self::error::ClusterError;
 pub use self::kubectl::Tool;
 pub use self::pod::Pod;
+pub use self::user::User;
 
 use self::pod::{Placement, Runtime};
 use crate::addressing::{self, Family, OPERATOR_HOST_BASE};
@@ -37,6 +41,8 @@ pub const RELEASE: &str = "kube-vrrp";
 pub const NAMESPACE: &str = "kube-vrrp";
 /// The label every lab Node carries, as the README tells users to label their VIP nodes.
 pub const VIP_NODE_LABEL: &str = "kubevrrp.io/vip";
+/// The operator's leader-election Lease (in the release namespace).
+pub const OPERATOR_LEASE: &str = "kube-vrrp-operator";
 /// Where a ServiceAccount token is mounted in every pod.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -241,6 +247,35 @@ impl Cluster {
         self.control_plane.admin()
     }
 
+    /// The cluster admin at the keyboard: apply, get, describe.
+    pub fn user(&self) -> User {
+        User::new(self.control_plane.admin().clone())
+    }
+
+    /// The index (into [`Cluster::operators`]) of the operator replica holding the Lease.
+    pub fn leader(&self) -> Result<usize, ClusterError> {
+        let lease = self.kubectl().json(&[
+            "get",
+            "lease",
+            OPERATOR_LEASE,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+        ])?;
+        let holder = lease
+            .pointer("/spec/holderIdentity")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.operators
+            .iter()
+            .position(|p| p.name() == holder)
+            .ok_or_else(|| ClusterError::Decode {
+                what: format!("Lease {NAMESPACE}/{OPERATOR_LEASE}"),
+                message: format!("holder {holder:?} is no operator pod"),
+            })
+    }
+
     /// Helm as the cluster admin.
     pub fn helm(&self) -> &Tool {
         &self.helm
@@ -298,23 +333,24 @@ impl Cluster {
     }
 
     /// Writes a kubeconfig (through the host's forwarder) that authenticates with the token
-    /// mounted in `pod`: what that pod's ServiceAccount may do, exactly.
-    pub fn kubeconfig_of(&self, pod: &Pod) -> Result<PathBuf, ClusterError> {
+    /// mounted in pod `name`: what that pod's ServiceAccount may do, exactly.
+    pub fn kubeconfig_of(&self, name: &str) -> Result<PathBuf, ClusterError> {
+        let pod = self
+            .pods()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| ClusterError::pod(name, "no such pod"))?;
         let dir = pod
             .mount_source(SERVICE_ACCOUNT_DIR)
-            .ok_or_else(|| ClusterError::pod(pod.name(), "no ServiceAccount token mounted"))?;
+            .ok_or_else(|| ClusterError::pod(name, "no ServiceAccount token mounted"))?;
         let token_path = dir.join("token");
         let token = std::fs::read_to_string(&token_path)
             .map_err(ClusterError::io(format!("read {}", token_path.display())))?;
-        let path = self
-            .lab
-            .workdir()
-            .join(format!("{}.kubeconfig", pod.name()));
+        let path = self.lab.workdir().join(format!("{name}.kubeconfig"));
         kubeconfig::write(
             &path,
             &format!("https://{}", self.control_plane.host_endpoint()),
             self.control_plane.ca_cert(),
-            pod.name(),
+            name,
             token.trim(),
         )?;
         Ok(path)

@@ -366,6 +366,24 @@ impl Pod {
         .is_some_and(|r| (200..400).contains(&r.status))
     }
 
+    /// The container's port named `name` (e.g. "metrics"), as the chart declares it.
+    pub fn named_port(&self, name: &str) -> Option<u16> {
+        self.object
+            .pointer("/spec/containers/0/ports")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+            .and_then(|p| p.get("containerPort"))
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+    }
+
+    /// The network namespace and address the container's port `port` is reached at (for
+    /// threads that probe it on their own).
+    pub fn endpoint(&self, port: u16) -> (String, SocketAddr) {
+        (self.netns.clone(), SocketAddr::new(self.address, port))
+    }
+
     /// GETs `path` from the container's port `port` (e.g. its metrics).
     pub fn get(&self, port: u16, path: &str) -> Result<http::Response, ClusterError> {
         let (addr, path) = (SocketAddr::new(self.address, port), path.to_owned());
@@ -387,7 +405,7 @@ impl Pod {
         Ok(())
     }
 
-    /// Sends SIGTERM without waiting.
+    /// Sends `signal` to the container without waiting (SIGSTOP/SIGCONT freeze and thaw it).
     pub fn signal(&mut self, signal: Signal) -> Result<(), ClusterError> {
         if let Some(process) = self.process.as_mut() {
             process.signal(signal)?;
