@@ -52,7 +52,15 @@ pub fn run() {
     poll("status.master n2", Duration::from_secs(15), POLL, || {
         Ok((user::master(&user.vip("web")?) == "n2").then_some(()))
     })
-    .unwrap_or_else(|e| panic!("{e}\n{}", super::logs_tail(&cluster, 15)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; the API server says: {}\n{}",
+            user.vip("web")
+                .map(|v| v["status"].to_string())
+                .unwrap_or_default(),
+            super::logs_tail(&cluster, 15)
+        )
+    });
     eprintln!(
         "n1 died → status.master n2 after {:.0} ms",
         died.elapsed().as_secs_f64() * 1e3

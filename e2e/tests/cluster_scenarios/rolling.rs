@@ -58,7 +58,8 @@ pub fn run() {
             )
             .unwrap_or_else(|e| {
                 panic!(
-                    "{e} (a stopping MASTER's final status write moves it at once)\n{}",
+                    "{e} (a stopping MASTER's final status write moves it at once); the API server says: {}\n{}",
+                    user.vip("web").map(|v| v["status"].to_string()).unwrap_or_default(),
                     super::logs_tail(&cluster, 15)
                 )
             });
