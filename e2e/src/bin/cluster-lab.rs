@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -130,18 +131,49 @@ fn summary(cluster: &Cluster) -> String {
 
 /// The background process: owns the lab until SIGTERM/SIGINT/SIGHUP.
 fn foreground(nodes: usize, values: Vec<String>) -> anyhow::Result<()> {
+    // Signals are blocked in every thread and taken by one watcher, so the lab is removed
+    // whichever arrives, even during bring-up.
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(signal);
     }
     set.thread_block().context("block signals")?;
-    let cluster =
+    let stop = Arc::new(Mutex::new(None));
+    let raised = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            *raised
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signal);
+        }
+    });
+    let stopped = || {
+        *stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut cluster =
         Cluster::up(&ClusterSpec { nodes, values }).context("bringing the cluster lab up")?;
-    let text = summary(&cluster);
-    std::fs::create_dir_all(state_dir()).context("create the state directory")?;
-    std::fs::write(summary_file(), &text).context("write the summary")?;
-    println!("{text}");
-    let signal = set.wait().context("wait for a signal")?;
+    if stopped().is_none() {
+        let text = summary(&cluster);
+        std::fs::create_dir_all(state_dir()).context("create the state directory")?;
+        std::fs::write(summary_file(), &text).context("write the summary")?;
+        println!("{text}");
+    }
+    // Play kubelet and controllers for deleted Pods until told to stop.
+    let signal = loop {
+        if let Some(signal) = stopped() {
+            break signal;
+        }
+        match cluster.reconcile_deleted_pods() {
+            Ok(replaced) if !replaced.is_empty() => {
+                println!("pods deleted by a user, made again: {replaced:?}");
+            }
+            Ok(_) => {}
+            Err(e) => println!("following Pod deletions: {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     println!("{signal}: removing the cluster lab");
     drop(cluster);
     let _ = std::fs::remove_file(summary_file());

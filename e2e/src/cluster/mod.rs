@@ -233,6 +233,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// Follows what users do to the Pod objects, as kubelets and controllers would: a deleted
+    /// (or deleting) pod is stopped and made again from its workload. Returns the pods
+    /// replaced. `cluster-lab` calls this every second, so `kubectl delete pod` works there.
+    pub fn reconcile_deleted_pods(&mut self) -> Result<Vec<String>, ClusterError> {
+        let list = self
+            .kubectl()
+            .json(&["get", "pods", "-n", NAMESPACE, "-o", "json"])?;
+        let alive: std::collections::BTreeSet<String> = list["items"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .filter_map(|p| {
+                p.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut replaced = Vec::new();
+        for pod in self.operators.iter_mut().chain(self.agents.iter_mut()) {
+            if !alive.contains(pod.name()) {
+                pod.replace(&self.runtime)?;
+                replaced.push(pod.name().to_owned());
+            }
+        }
+        Ok(replaced)
+    }
+
     /// Node `n`'s "root filesystem" for hostPath volumes (the lab's nodes share one host).
     pub fn node_root(&self, n: usize) -> PathBuf {
         self.lab.workdir().join("nodes").join(format!("n{n}"))

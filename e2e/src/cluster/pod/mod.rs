@@ -73,6 +73,16 @@ pub struct Pod {
     readiness: Option<(u16, String)>,
     log: PathBuf,
     process: Option<DaemonProcess>,
+    /// What it was made from, to make it again when its Pod object is deleted.
+    origin: Origin,
+}
+
+/// The workload template, placement and work directory a pod was created from.
+#[derive(Clone, Debug)]
+struct Origin {
+    template: Value,
+    placement: Placement,
+    workdir: PathBuf,
 }
 
 fn container_of(pod: &Value, name: &str) -> Result<Value, ClusterError> {
@@ -255,7 +265,41 @@ impl Pod {
             grace: Duration::from_secs(grace),
             log: dir.join("container.log"),
             process: None,
+            origin: Origin {
+                template: template.clone(),
+                placement: placement.clone(),
+                workdir: workdir.to_owned(),
+            },
         })
+    }
+
+    /// What the kubelet and the workload's controller do when a user deletes the Pod object:
+    /// the container is stopped (SIGTERM, grace period), the object removed, and a new Pod of
+    /// the same name created from the same template and started.
+    pub fn replace(&mut self, runtime: &Runtime) -> Result<(), ClusterError> {
+        self.terminate()?;
+        runtime.api.run(&[
+            "delete",
+            "pod",
+            &self.name,
+            "-n",
+            &self.namespace,
+            "--grace-period=0",
+            "--force",
+            "--ignore-not-found",
+        ])?;
+        let origin = self.origin.clone();
+        let mut fresh = Self::create(
+            runtime,
+            &origin.template,
+            &self.name,
+            &self.namespace,
+            &origin.placement,
+            &origin.workdir,
+        )?;
+        fresh.start()?;
+        *self = fresh;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
