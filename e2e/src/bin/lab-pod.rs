@@ -5,6 +5,10 @@
 //!
 //! `lab-pod --mount SRC:DST[:ro]... [--read-only-root] -- COMMAND ARGS...`
 //!
+//! The command starts with no signal blocked, as a container runtime starts containers (a
+//! blocked mask is inherited across fork and exec, and the harness that runs the lab may block
+//! SIGTERM to wait for it).
+//!
 //! A mount target that does not exist is not created on the host: the nearest existing
 //! ancestor gets a private tmpfs (as a container image would have its own directories), and
 //! the target is made inside it.
@@ -18,6 +22,7 @@ use clap::Parser;
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::SigSet;
 use nix::sys::stat::Mode;
 
 #[derive(Debug, Parser)]
@@ -166,6 +171,7 @@ fn run(cli: &Cli) -> anyhow::Result<std::convert::Infallible> {
         .context("make / read-only")?;
     }
     drop(mounts);
+    SigSet::all().thread_unblock().context("unblock signals")?;
     let error = std::process::Command::new(&program_path).args(args).exec();
     Err(error).with_context(|| format!("exec {}", program_path.display()))
 }

@@ -28,6 +28,9 @@ const ETCD_PEER_PORT: u16 = 2380;
 /// How long the API server may take to become ready (a cold start on a busy 2-core machine).
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a stopping API server may drain before it is killed.
+const APISERVER_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Every request except the API server's own loopback calls, at Metadata level (who, what,
 /// which object, the answer's code): enough to count writes per user and to prove who wrote
 /// nothing.
@@ -197,10 +200,14 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Stops the API server (SIGTERM, as on a control-plane restart); etcd keeps running.
+    /// Stops the API server as a static pod's kubelet would: SIGTERM, and SIGKILL when it has
+    /// not finished its graceful shutdown (open watches keep it draining) within
+    /// [`APISERVER_STOP_GRACE`]. etcd keeps running.
     pub fn stop_apiserver(&mut self) -> Result<(), ClusterError> {
-        if let Some(mut process) = self.apiserver.take() {
-            process.terminate(Duration::from_secs(30))?;
+        if let Some(mut process) = self.apiserver.take()
+            && process.terminate(APISERVER_STOP_GRACE).is_err()
+        {
+            process.kill()?;
         }
         Ok(())
     }
