@@ -62,11 +62,13 @@ pub fn run() {
                 .and_then(|list| list.into_iter().find(|i| i.name == "web" && i.is_backup())))
         },
     );
-    let restarted_log = cluster.agent(2).unwrap().log();
+    let pod = cluster.agent(2).unwrap();
     assert!(
         restarted.is_ok(),
-        "{}\nn2's log:\n{restarted_log}",
-        restarted.unwrap_err()
+        "{}\nn2's log ({}):\n{}",
+        restarted.unwrap_err(),
+        pod.log_path().display(),
+        pod.log()
     );
 
     std::thread::sleep(OUTAGE.saturating_sub(stopped.elapsed()));
