@@ -367,7 +367,10 @@ impl Pod {
 
     /// Everything the container printed, across restarts.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read(&self.log).map_or_else(
+            |e| format!("(cannot read {}: {e})", self.log.display()),
+            |bytes| String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     pub fn log_path(&self) -> &Path {
