@@ -62,10 +62,11 @@ cluster-lab-down: ## stop the cluster lab and remove everything it made
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
-bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
+bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived; cluster: apply→answer, API writes, operator RSS at scale (root)
 	$(CARGO) bench -p kube-vrrp-operator --bench plan
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
+	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent KUBE_VRRP_OPERATOR=target/release/kube-vrrp-operator $(CARGO) run --release -p kube-vrrp-e2e --bin cluster-bench
 
 demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi

@@ -15,46 +15,46 @@ use cluster_scenarios as s;
 
 #[test]
 fn crds_examples_and_invalid_manifests_get_one_verdict_from_the_api_server_and_the_validator() {
-    s::validation::run();
+    s::timed("validation", s::validation::run);
 }
 
 #[test]
 fn applying_a_virtual_ip_shows_its_master_in_kubectl_get_and_its_events_in_describe() {
-    s::apply::run();
+    s::timed("apply", s::apply::run);
 }
 
 #[test]
 fn a_master_dying_hard_moves_status_master_without_ever_showing_split_brain() {
-    s::failover::run();
+    s::timed("failover", s::failover::run);
 }
 
 #[test]
 fn a_rolling_restart_of_every_agent_keeps_the_vip_answering_and_never_shows_split_brain() {
-    s::rolling::run();
+    s::timed("rolling", s::rolling::run);
 }
 
 #[test]
 fn a_partition_shows_split_brain_naming_the_masters_and_clears_after_healing() {
-    s::partition::run();
+    s::timed("partition", s::partition::run);
 }
 
 #[test]
 fn operators_and_agents_need_nothing_beyond_the_charts_rbac_and_agents_are_held_to_their_own_node()
 {
-    s::rbac::run();
+    s::timed("rbac", s::rbac::run);
 }
 
 #[test]
 fn a_standby_operator_takes_over_the_lease_and_the_old_leader_writes_nothing_after_losing_it() {
-    s::leader::run();
+    s::timed("leader", s::leader::run);
 }
 
 #[test]
 fn the_api_server_stopping_moves_no_vip_and_an_agent_restarted_meanwhile_runs_its_last_config() {
-    s::outage::run();
+    s::timed("outage", s::outage::run);
 }
 
 #[test]
 fn one_bad_virtual_ip_is_rejected_alone_and_shown_while_the_nodes_other_instances_follow_changes() {
-    s::isolation::run();
+    s::timed("isolation", s::isolation::run);
 }

@@ -26,6 +26,13 @@ use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec, Pod};
 use kube_vrrp_e2e::{Mac, exposition, http, netns};
 use serde_json::{Value, json};
 
+/// Runs scenario `name` and prints how long it took (the lab's bring-up included).
+pub fn timed(name: &str, scenario: fn()) {
+    let started = Instant::now();
+    scenario();
+    eprintln!("scenario {name}: {:.1} s", started.elapsed().as_secs_f64());
+}
+
 /// How often watchers and waits look.
 pub const POLL: Duration = Duration::from_millis(100);
 
