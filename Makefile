@@ -3,11 +3,11 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 AGENT := target/debug/kube-vrrp-agent
 # Kubernetes release of the lab's control plane (kube-apiserver and etcd built from Go modules);
-# empty: the one pinned in e2e/controlplane/go.mod. E.g. `make test K8S_VERSION=1.30.14`.
+# empty: the one pinned in e2e/controlplane/go.mod. E.g. `make test K8S_VERSION=1.31.14`.
 K8S_VERSION ?=
 export KUBE_VRRP_K8S_VERSION := $(K8S_VERSION)
 
-.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check bench demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
+.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ build: ## debug build of every binary
 release: ## optimised binaries (benchmarks use these)
 	$(CARGO) build --workspace --release --bins
 
-test: deps build unit e2e chart-check ## everything: unit, golden, property, lab e2e and cluster scenarios (root), chart and alert rules
+test: deps build unit e2e chart-check image-check ## everything: unit, golden, property, lab e2e and cluster scenarios (root), chart and alert rules, the image
 	@echo "make test: all suites passed"
 
 unit: ## every crate's tests: unit, golden, property, simulation, namespace (root)
@@ -62,8 +62,14 @@ cluster-lab-down: ## stop the cluster lab and remove everything it made
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
+image: release ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+	hack/image.sh
+
+image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
+	hack/check-image.sh
+
 bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived; cluster: apply→answer, API writes, operator RSS at scale (root)
-	$(CARGO) bench -p kube-vrrp-operator --bench plan
+	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent KUBE_VRRP_OPERATOR=target/release/kube-vrrp-operator $(CARGO) run --release -p kube-vrrp-e2e --bin cluster-bench

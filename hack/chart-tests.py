@@ -79,7 +79,8 @@ def agent_gets_its_node_name_from_the_downward_api_and_passes_it_to_run():
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert c["command"] == ["kube-vrrp-agent"]
-    assert c["args"] == ["run", "--node", "$(NODE_NAME)", "--listen", "0.0.0.0:9090"]
+    assert c["args"] == ["run", "--node", "$(NODE_NAME)", "--listen", "0.0.0.0:9090",
+                         "--state-dir", "/var/lib/kube-vrrp"]
 
 
 def agent_probes_healthz_and_readyz_on_its_listener():
@@ -106,10 +107,50 @@ def agent_rbac_reads_vrrpnodes_patches_their_status_and_nothing_else():
     assert grants(role, "kubevrrp.io", "vrrpnodes/status", "patch")
     assert not grants(role, "kubevrrp.io", "vrrpnodes", "patch")
     assert not grants(role, "kubevrrp.io", "virtualips", "get")
-    assert grants(role, "events.k8s.io", "events", "create")
+    # The operator records every Event; the agent emits none, so it may not create them.
+    assert not grants(role, "events.k8s.io", "events", "create")
+    assert not grants(role, "", "events", "create")
     for r in rules_of(role):
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
-    assert not any(grants(r, "", "secrets", "get") for r in docs if r["kind"] in ("ClusterRole", "Role"))
+    assert not grants(role, "", "secrets", "get"), "no cluster-wide Secret access"
+    cluster_roles = [r for r in docs if r["kind"] == "ClusterRole"]
+    assert not any(grants(r, "", "secrets", verb) for r in cluster_roles for verb in ("get", "list", "watch"))
+
+
+def agent_follows_endpoint_slices_for_endpoint_trackers_and_nothing_more():
+    role = one(render(), "ClusterRole", "kube-vrrp-agent")
+    assert grants(role, "discovery.k8s.io", "endpointslices", "list")
+    assert grants(role, "discovery.k8s.io", "endpointslices", "watch")
+    assert not grants(role, "discovery.k8s.io", "endpointslices", "create")
+    assert not grants(role, "", "services", "get")
+
+
+def agent_reads_secrets_of_the_release_namespace_by_default_so_v2_passwords_work():
+    docs = render()
+    role = one(docs, "Role", "kube-vrrp-agent-secrets")
+    assert role["metadata"]["namespace"] == "kube-vrrp"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}], \
+        "get only: no list or watch, so names cannot be enumerated"
+    binding = one(docs, "RoleBinding", "kube-vrrp-agent-secrets")
+    assert binding["metadata"]["namespace"] == "kube-vrrp"
+    assert binding["roleRef"]["name"] == "kube-vrrp-agent-secrets"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kube-vrrp-agent", "namespace": "kube-vrrp"}]
+    off = render("agent.secrets.enabled=false")
+    assert not any(d["kind"] in ("Role", "RoleBinding") and d["metadata"]["name"] == "kube-vrrp-agent-secrets" for d in off)
+
+
+def agent_keeps_its_last_configuration_in_a_host_directory():
+    ds = one(render(), "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    args = container(ds)["args"]
+    assert args[args.index("--state-dir") + 1] == "/var/lib/kube-vrrp", args
+    assert {"name": "state", "hostPath": {"path": "/var/lib/kube-vrrp", "type": "DirectoryOrCreate"}} in spec["volumes"]
+    assert {"name": "state", "mountPath": "/var/lib/kube-vrrp"} in container(ds)["volumeMounts"]
+    assert container(ds)["securityContext"]["readOnlyRootFilesystem"] is True
+    off = one(render("agent.stateDir="), "DaemonSet")
+    assert "--state-dir" not in container(off)["args"]
+    assert not any(v["name"] == "state" for v in off["spec"]["template"]["spec"]["volumes"])
+    render("agent.stateDir=relative/path", expect_error=True)
 
 
 def agent_gets_exactly_the_named_secrets_in_the_configured_namespace():
@@ -335,6 +376,9 @@ TESTS = [
     agent_probes_healthz_and_readyz_on_its_listener,
     agent_is_node_critical_tolerates_control_planes_and_updates_one_node_at_a_time,
     agent_rbac_reads_vrrpnodes_patches_their_status_and_nothing_else,
+    agent_follows_endpoint_slices_for_endpoint_trackers_and_nothing_more,
+    agent_reads_secrets_of_the_release_namespace_by_default_so_v2_passwords_work,
+    agent_keeps_its_last_configuration_in_a_host_directory,
     agent_gets_exactly_the_named_secrets_in_the_configured_namespace,
     agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy,
     agent_status_policy_admits_the_agent_on_its_own_node_only,

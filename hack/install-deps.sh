@@ -14,6 +14,9 @@ declare -A package_of=(
     [unzip]=unzip
     [npm]=npm
     [setpriv]=util-linux
+    [skopeo]=skopeo
+    [jq]=jq
+    [objcopy]=binutils
 )
 missing=()
 for command in "${!package_of[@]}"; do

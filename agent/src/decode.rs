@@ -10,9 +10,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::vrrp::packet::{
-    Advertisement, Authentication, ChecksumVerdict, DecodeError, IPPROTO_VRRP, IpPacket, Version,
-};
+use crate::vrrp::packet::{Advertisement, Authentication, ChecksumVerdict, DecodeError, IpPacket};
+use crate::vrrp::{IPPROTO_VRRP, Version};
 
 /// A decoded VRRP packet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

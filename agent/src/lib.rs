@@ -3,6 +3,7 @@
 //! them together (`driver`).
 
 pub mod check;
+pub mod checksum;
 pub mod cluster;
 pub mod decode;
 pub mod driver;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube_vrrp_agent::check::EndpointReadiness;
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
@@ -38,6 +39,14 @@ enum Command {
     Run(RunArgs),
     /// Print the instances of a running agent as a table (from its `/status`).
     Status(StatusArgs),
+    /// Translate keepalived.conf files (one per node) into VirtualIP, VirtualServer, Node and
+    /// Secret manifests.
+    ///
+    /// The manifests go to stdout (for `kubectl apply -f -` or a standalone manifests
+    /// directory), the report of what does not carry over to stderr, each item with file and
+    /// line. Exit status: 0 when everything was translated as written, 1 when the report has
+    /// items, 2 when the input cannot be read.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,6 +77,16 @@ struct RunArgs {
         conflicts_with = "manifests"
     )]
     heartbeat: u64,
+    /// Cluster mode: a directory on the node where the last applied configuration is kept
+    /// (`last-config-<node>.json`, mode 0600, v2 passwords included), so an agent restarted while the
+    /// API server is down runs it. Omitted: nothing is kept.
+    #[arg(
+        long,
+        env = "STATE_DIR",
+        value_name = "DIR",
+        conflicts_with = "manifests"
+    )]
+    state_dir: Option<PathBuf>,
     /// Cluster mode: this node's own addresses (comma-separated), used to pick an instance's
     /// interface when neither a hint nor a subnet decides (e.g. from status.hostIP).
     #[arg(long, env = "NODE_IP", value_name = "IP", value_delimiter = ',')]
@@ -81,6 +100,116 @@ struct RunArgs {
     /// How often the manifests directory is checked for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     poll_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The node of each file, in the order of the files (--node n1 --node n2 n1.conf n2.conf).
+    /// With one file and no --node: this machine's host name.
+    #[arg(long = "node", value_name = "NAME")]
+    nodes: Vec<String>,
+    /// keepalived's config id for `@name` lines (its -i), one per file in order. Default: the
+    /// first label of each node name, as keepalived defaults to the host name's.
+    #[arg(long = "config-id", value_name = "ID")]
+    config_ids: Vec<String>,
+    /// A copy of each node's root directory, one per file in order: absolute `include` paths
+    /// are read under it. Default: this machine's `/`.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Namespace of the Secrets that hold VRRPv2 passwords.
+    #[arg(long, value_name = "NAMESPACE", default_value = "kube-vrrp")]
+    secret_namespace: String,
+    /// Print for a cluster: no Node objects (the VirtualIPs select the cluster's own Nodes by
+    /// their kubernetes.io/hostname label and use their InternalIPs as unicast peers).
+    #[arg(long)]
+    cluster: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    report_json: bool,
+    /// The keepalived.conf files (includes are read from there).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Exit status of `import` when the input cannot be read.
+const EXIT_UNREADABLE: u8 = 2;
+
+fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let nodes = if args.nodes.is_empty() && args.files.len() == 1 {
+        match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            Ok(host) => vec![host.trim().to_ascii_lowercase()],
+            Err(e) => {
+                eprintln!(
+                    "import: reading this machine's host name: {e}; name the node with --node"
+                );
+                return Ok(ExitCode::from(EXIT_UNREADABLE));
+            }
+        }
+    } else {
+        args.nodes
+    };
+    if nodes.len() != args.files.len() {
+        eprintln!(
+            "import: {} files but {} --node names; name each file's node, in order",
+            args.files.len(),
+            nodes.len()
+        );
+        return Ok(ExitCode::from(EXIT_UNREADABLE));
+    }
+    for (flag, count) in [
+        ("--config-id", args.config_ids.len()),
+        ("--root", args.roots.len()),
+    ] {
+        if count != 0 && count != args.files.len() {
+            eprintln!("import: give one {flag} per file, in order, or none");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    }
+    let inputs: Vec<kube_vrrp_import::Input> = nodes
+        .iter()
+        .zip(&args.files)
+        .enumerate()
+        .map(|(i, (node, file))| kube_vrrp_import::Input {
+            config_id: args
+                .config_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| kube_vrrp_import::default_config_id(node)),
+            root: args.roots.get(i).cloned(),
+            ..kube_vrrp_import::Input::new(node, file)
+        })
+        .collect();
+    let options = kube_vrrp_import::Options {
+        secret_namespace: args.secret_namespace,
+        nodes: !args.cluster,
+    };
+    let mut files = kube_vrrp_import::FileSystem::new(".");
+    let outcome = match kube_vrrp_import::import(&inputs, &mut files, &options) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_UNREADABLE));
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let sources: Vec<String> = inputs
+        .iter()
+        .map(|i| format!("{} (node {})", i.file.display(), i.node))
+        .collect();
+    writeln!(stdout, "# kube-vrrp-agent import of {}", sources.join(", "))?;
+    writeln!(
+        stdout,
+        "# Review the report on stderr before applying these objects."
+    )?;
+    stdout.write_all(outcome.yaml.as_bytes())?;
+    stdout.flush()?;
+    if args.report_json {
+        eprintln!("{}", serde_json::to_string_pretty(&outcome.report)?);
+    } else {
+        eprint!("{}", outcome.report.render());
+    }
+    eprintln!("{}", outcome.summary());
+    Ok(ExitCode::from(outcome.exit_status()))
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +280,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let (sender, updates) = source::channel();
+        let readiness = EndpointReadiness::new();
         let cluster_tasks = if let Some(dir) = args.manifests {
             let standalone = Standalone::new(dir, args.node);
             tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
@@ -160,9 +290,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             let options = ClusterOptions {
                 node_addresses: args.node_ip,
                 heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+                state_dir: args.state_dir,
                 ..ClusterOptions::new(args.node)
             };
-            tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, "cluster mode: watching this node's VrrpNode");
+            tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, state_dir = ?options.state_dir, "cluster mode: watching this node's VrrpNode");
             // SIGHUP re-reads manifests in standalone mode; here the watch is always current,
             // and the default action (exit) would drop every VIP without a goodbye.
             let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
@@ -171,9 +302,17 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                     tracing::info!("SIGHUP ignored: cluster mode follows the VrrpNode watch");
                 }
             });
-            Some(cluster::spawn(client, &options, sender, board.clone()))
+            Some(cluster::spawn(
+                client,
+                &options,
+                sender,
+                board.clone(),
+                readiness.clone(),
+            ))
         };
-        let driver = Driver::new(board, metrics).context("opening rtnetlink")?;
+        let driver = Driver::new(board, metrics)
+            .context("opening rtnetlink")?
+            .follow_endpoints(readiness);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(driver::run(driver, updates, async move {
             let _ = stop_rx.await;
@@ -184,19 +323,24 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::error!("graceful shutdown took longer than {SHUTDOWN_LIMIT:?}; exiting");
         }
         if let Some(tasks) = cluster_tasks {
-            tasks.abort();
+            // After the handover: the last status says what still runs (nothing), so the
+            // operator does not wait for this node's report to go stale.
+            tasks.finish().await;
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
 fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let instances = report::table::fetch(args.agent)?;
+    let document = report::table::fetch_document(args.agent)?;
     if args.json {
-        let document = report::StatusDocument { instances };
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
-        print!("{}", report::table::render(&instances));
+        print!("{}", report::table::render(&document.instances));
+        let rejected = report::table::render_rejected(&document.rejected);
+        if !rejected.is_empty() {
+            print!("\n{rejected}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -243,5 +387,6 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Decode(args) => decode_command(args),
         Command::Run(args) => run_command(args),
         Command::Status(args) => status_command(&args),
+        Command::Import(args) => import_command(args),
     }
 }

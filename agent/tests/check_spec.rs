@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kube_vrrp_agent::check::{FileProbe, Probe, ScriptProbe, TrackState, Tracker, TrackerSet};
+use kube_vrrp_agent::check::{
+    EndpointReadiness, FileProbe, Probe, ScriptProbe, TrackState, Tracker, TrackerSet,
+};
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_crds::{
     CheckerKind, DurationString, ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface,
@@ -84,10 +86,10 @@ fn track_spec_becomes_kind_prefixed_trackers_with_weight_zero_by_default() {
             Tracker {
                 name: "endpoints:web/frontend".into(),
                 weight: 10,
-                probe: Probe::External {
-                    kind: CheckerKind::Endpoints,
-                    target: "web/frontend".into(),
-                },
+                probe: Probe::Endpoints(ServiceRef {
+                    namespace: "web".into(),
+                    name: "frontend".into(),
+                }),
             },
         ]
     );
@@ -110,13 +112,18 @@ fn unparseable_script_durations_fall_back_to_one_second() {
 }
 
 #[tokio::test]
-async fn endpoints_trackers_are_fed_by_the_caller_and_reported_as_checkers() {
+async fn endpoints_trackers_follow_the_readiness_feed_and_are_reported_as_checkers() {
     let track = Track {
         scripts: vec![script("ok", &["true"], "50ms", None)],
         endpoints: vec![endpoints("web", "frontend", None)],
         ..Track::default()
     };
-    let (set, mut rx) = TrackerSet::spawn(&track, Metrics::new());
+    let frontend = ServiceRef {
+        namespace: "web".into(),
+        name: "frontend".into(),
+    };
+    let readiness = EndpointReadiness::new();
+    let (set, mut rx) = TrackerSet::spawn(&track, Metrics::new(), &readiness);
     assert_eq!(
         *rx.borrow_and_update(),
         TrackState {
@@ -125,20 +132,25 @@ async fn endpoints_trackers_are_fed_by_the_caller_and_reported_as_checkers() {
         },
         "nothing has reported yet: weight-0 trackers count as down"
     );
-    assert!(!set.report_external("endpoints:web/other", true));
-    assert!(
-        !set.report_external("script:ok", false),
-        "only external trackers can be fed"
+    assert_eq!(Tracker::endpoints_name(&frontend), "endpoints:web/frontend");
+    // Another Service's readiness moves nothing.
+    readiness.publish(
+        [(
+            ServiceRef {
+                namespace: "web".into(),
+                name: "other".into(),
+            },
+            true,
+        )]
+        .into(),
     );
-    let name = Tracker::endpoints_name(&ServiceRef {
-        namespace: "web".into(),
-        name: "frontend".into(),
-    });
-    assert_eq!(name, "endpoints:web/frontend");
-    assert!(set.report_external(&name, true));
+    tokio::time::timeout(Duration::from_millis(300), set.settled())
+        .await
+        .expect_err("the endpoints tracker is still pending");
+    readiness.publish([(frontend.clone(), true)].into());
     tokio::time::timeout(Duration::from_secs(5), set.settled())
         .await
-        .expect("the script never ran");
+        .expect("the script never ran or the endpoints tracker never reported");
     let state = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| !s.fault))
         .await
         .expect("no recovery")
@@ -159,8 +171,11 @@ async fn endpoints_trackers_are_fed_by_the_caller_and_reported_as_checkers() {
         assert_eq!(status.message, None);
     }
 
-    assert!(set.report_external("endpoints:web/frontend", false));
-    assert!(rx.borrow().fault);
+    readiness.publish([(frontend, false)].into());
+    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.fault))
+        .await
+        .expect("no ready endpoint on this node: FAULT")
+        .unwrap();
     let statuses = set.checker_statuses("web");
     assert!(!statuses[1].healthy);
     assert_eq!(statuses[1].message.as_deref(), Some("down or failing"));

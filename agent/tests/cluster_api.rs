@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,13 +12,13 @@ use http::{Method, Request, Response, StatusCode};
 use jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
-use kube_vrrp_agent::cluster::{FIELD_MANAGER, SpecWatch, StatusWriter};
+use kube_vrrp_agent::cluster::{FIELD_MANAGER, SpecOutputs, SpecWatch, StatusWriter};
 use kube_vrrp_agent::driver::DesiredConfig;
-use kube_vrrp_agent::report::{InstanceStatus, StatusBoard};
+use kube_vrrp_agent::report::{Applied, InstanceStatus, StatusBoard};
 use kube_vrrp_agent::source::{self, ConfigUpdates};
 use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::Authentication;
-use kube_vrrp_crds::VrrpNode;
+use kube_vrrp_crds::{RejectReason, RejectedInstance, VrrpNode};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_test::mock::{Handle, SendResponse};
@@ -227,7 +228,7 @@ fn names(config: &DesiredConfig) -> Vec<&str> {
 struct Watching {
     handle: ApiHandle,
     updates: ConfigUpdates,
-    generation: watch::Receiver<Option<i64>>,
+    outputs: SpecOutputs,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -238,18 +239,23 @@ impl Drop for Watching {
 }
 
 fn start_watch() -> Watching {
+    start_watch_keeping(None)
+}
+
+/// A watch that keeps its configuration in `state_dir`.
+fn start_watch_keeping(state_dir: Option<PathBuf>) -> Watching {
     let (client, handle) = mock();
-    let (watch, generation) = SpecWatch::new(
+    let (watch, outputs) = SpecWatch::new(
         client,
         NODE.into(),
         vec![IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10))],
     );
     let (sender, updates) = source::channel();
-    let task = tokio::spawn(watch.run(sender));
+    let task = tokio::spawn(watch.state_dir(state_dir).run(sender));
     Watching {
         handle,
         updates,
-        generation,
+        outputs,
         task,
     }
 }
@@ -283,7 +289,7 @@ async fn the_first_list_and_watch_select_only_this_node_and_its_spec_is_publishe
         config.node_addresses,
         vec![IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10))]
     );
-    assert_eq!(*w.generation.borrow(), Some(3));
+    assert_eq!(config.generation, Some(3));
 }
 
 #[tokio::test]
@@ -309,7 +315,7 @@ async fn a_spec_update_on_the_watch_reaches_the_config_channel() {
     // The stream ended: the watcher resumes from the event's resourceVersion.
     let (request, _held) = next_call(&mut w.handle, "the watch resuming").await;
     assert_watch(&request, "11");
-    assert_eq!(*w.generation.borrow(), Some(4));
+    assert_eq!(config.generation, Some(4));
 }
 
 #[tokio::test]
@@ -346,11 +352,18 @@ async fn a_v2_password_is_read_from_the_secret_the_spec_names() {
 }
 
 #[tokio::test]
-async fn a_failed_secret_read_publishes_nothing_and_is_retried_after_a_second() {
+async fn a_failed_secret_read_rejects_only_its_instance_and_is_retried_after_a_second() {
     let mut w = start_watch();
     let (request, responder) = next_call(&mut w.handle, "the first list").await;
     assert_list(&request);
-    let node = vrrp_node(1, "10", &[v2_instance_with_password("legacy")]);
+    let node = vrrp_node(
+        1,
+        "10",
+        &[
+            instance("web", 51, 150),
+            v2_instance_with_password("legacy"),
+        ],
+    );
     ok_json(responder, &list_of(&[node], "10"));
     let (request, responder) = next_call(&mut w.handle, "the Secret get").await;
     assert_eq!(
@@ -359,6 +372,20 @@ async fn a_failed_secret_read_publishes_nothing_and_is_retried_after_a_second() 
     );
     error_status(responder, StatusCode::SERVICE_UNAVAILABLE);
     let failed_at = Instant::now();
+    let config = config_where(&mut w.updates, "web without legacy", |c| {
+        names(c) == ["web"]
+    })
+    .await;
+    assert_eq!(config.rejected.len(), 1, "{:?}", config.rejected);
+    assert_eq!(config.rejected[0].name, "legacy");
+    assert_eq!(config.rejected[0].reason, RejectReason::SecretUnavailable);
+    assert!(
+        config.rejected[0]
+            .message
+            .starts_with("reading Secret kube-vrrp/vrrp-auth: "),
+        "{}",
+        config.rejected[0].message
+    );
     // The watch goes on meanwhile; the Secret is read again after the resolve backoff.
     let (request, _held) = next_call(&mut w.handle, "the watch").await;
     assert_watch(&request, "10");
@@ -372,23 +399,20 @@ async fn a_failed_secret_read_publishes_nothing_and_is_retried_after_a_second() 
         "the Secret was read again after {:?}",
         failed_at.elapsed()
     );
-    assert!(
-        w.updates.borrow().is_none(),
-        "a configuration was published without its password"
-    );
     ok_json(
         responder,
         &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrrp-auth"},
                 "data": {"password": "czNjcmV0"}}),
     );
-    let config = config_where(&mut w.updates, "instance legacy", |c| {
-        names(c) == ["legacy"]
+    let config = config_where(&mut w.updates, "legacy and web", |c| {
+        names(c) == ["legacy", "web"]
     })
     .await;
     assert_eq!(
         config.instances[0].authentication,
         Authentication::simple_text_password(b"s3cret").unwrap()
     );
+    assert!(config.rejected.is_empty());
 }
 
 #[tokio::test]
@@ -434,7 +458,7 @@ async fn a_deleted_vrrp_node_publishes_no_instances() {
     ok_stream(watch, watch_event("DELETED", &deleted));
     let config = config_where(&mut w.updates, "no instance", |c| c.instances.is_empty()).await;
     assert_eq!(config.node_addresses.len(), 1, "node addresses are kept");
-    assert_eq!(*w.generation.borrow(), None);
+    assert_eq!(config.generation, None);
 }
 
 #[tokio::test]
@@ -481,13 +505,13 @@ async fn a_failing_watch_keeps_the_last_config_and_is_retried_after_a_backoff() 
         responder,
         &list_of(&[vrrp_node(4, "20", &[instance("web", 51, 120)])], "20"),
     );
-    config_where(&mut w.updates, "priority 120 after the relist", |c| {
+    let config = config_where(&mut w.updates, "priority 120 after the relist", |c| {
         c.instances[0].priority == 120
     })
     .await;
     let (request, _held) = next_call(&mut w.handle, "the watch after the relist").await;
     assert_watch(&request, "20");
-    assert_eq!(*w.generation.borrow(), Some(4));
+    assert_eq!(config.generation, Some(4));
 }
 
 #[tokio::test]
@@ -514,7 +538,8 @@ async fn a_failing_first_list_publishes_nothing_and_is_retried() {
 struct Writing {
     handle: ApiHandle,
     board: StatusBoard,
-    generation: watch::Sender<Option<i64>>,
+    roll_call: watch::Sender<Option<String>>,
+    leaving: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -524,21 +549,31 @@ impl Drop for Writing {
     }
 }
 
+fn applied(generation: Option<i64>) -> Applied {
+    Applied {
+        generation,
+        rejected: Vec::new(),
+    }
+}
+
 fn start_writer(heartbeat: Duration, ready: bool) -> Writing {
     let (client, handle) = mock();
     let board = StatusBoard::new();
     board.set(board_entry("web", State::Backup));
+    board.set_applied(applied(Some(5)));
     if ready {
         board.mark_ready();
     }
-    let (generation, receiver) = watch::channel(Some(5));
-    let writer = StatusWriter::new(client, NODE.into(), board.clone(), receiver)
+    let (roll_call, roll_call_rx) = watch::channel(None);
+    let (leaving, leaving_rx) = watch::channel(false);
+    let writer = StatusWriter::new(client, NODE.into(), board.clone(), roll_call_rx, leaving_rx)
         .heartbeat(heartbeat)
-        .poll(Duration::from_millis(20));
+        .min_interval(Duration::from_millis(20));
     Writing {
         handle,
         board,
-        generation,
+        roll_call,
+        leaving,
         task: tokio::spawn(writer.run()),
     }
 }
@@ -630,7 +665,7 @@ async fn an_unchanged_snapshot_is_written_only_as_the_heartbeat() {
 async fn a_new_spec_generation_is_written_as_observed_generation() {
     let mut w = start_writer(Duration::from_secs(30), true);
     expect_apply(&mut w, "the first status").await;
-    w.generation.send_replace(Some(6));
+    w.board.set_applied(applied(Some(6)));
     let body = expect_apply(&mut w, "the status after generation 6").await;
     assert_eq!(body["status"]["observedGeneration"], 6);
 }
@@ -653,14 +688,14 @@ async fn nothing_is_written_before_the_driver_has_applied_a_configuration() {
 async fn nothing_is_written_while_the_node_has_no_vrrp_node() {
     let mut w = start_writer(Duration::from_millis(100), true);
     expect_apply(&mut w, "the first status").await;
-    w.generation.send_replace(None);
+    w.board.set_applied(applied(None));
     assert_quiet(
         &mut w.handle,
         Duration::from_millis(400),
         "the VrrpNode was deleted",
     )
     .await;
-    w.generation.send_replace(Some(1));
+    w.board.set_applied(applied(Some(1)));
     let body = expect_apply(&mut w, "the status once the VrrpNode is back").await;
     assert_eq!(body["status"]["observedGeneration"], 1);
 }
@@ -674,4 +709,511 @@ async fn a_failed_write_is_retried_with_the_latest_snapshot() {
     w.board.set(board_entry("web", State::Master));
     let body = expect_apply(&mut w, "the retried status").await;
     assert_eq!(body["status"]["instances"][0]["state"], "Master");
+}
+
+#[tokio::test]
+async fn rejected_instances_are_written_with_their_reasons() {
+    let mut w = start_writer(Duration::from_secs(30), true);
+    expect_apply(&mut w, "the first status").await;
+    w.board.set_applied(Applied {
+        generation: Some(6),
+        rejected: vec![RejectedInstance {
+            name: "legacy".into(),
+            reason: RejectReason::SecretUnavailable,
+            message: "Secret kube-vrrp/vrrp-auth not found".into(),
+            running_previous: false,
+        }],
+    });
+    let body = expect_apply(&mut w, "the status with the rejection").await;
+    assert_eq!(body["status"]["observedGeneration"], 6);
+    assert_eq!(
+        body["status"]["rejected"],
+        json!([{"name": "legacy", "reason": "SecretUnavailable",
+                "message": "Secret kube-vrrp/vrrp-auth not found", "runningPrevious": false}])
+    );
+}
+
+#[tokio::test]
+async fn a_roll_call_is_answered_at_once_by_a_write_that_echoes_it() {
+    let mut w = start_writer(Duration::from_secs(30), true);
+    let first = expect_apply(&mut w, "the first status").await;
+    assert!(first["status"].get("rollCall").is_none());
+    w.roll_call
+        .send_replace(Some("2026-11-22T03:00:30.5Z".to_owned()));
+    let answer = expect_apply(&mut w, "the answer to the roll call").await;
+    assert_eq!(answer["status"]["rollCall"], "2026-11-22T03:00:30.5Z");
+}
+
+#[tokio::test]
+async fn on_leaving_one_last_status_says_what_still_runs_and_the_writer_returns() {
+    let mut w = start_writer(Duration::from_secs(30), true);
+    expect_apply(&mut w, "the first status").await;
+    // The driver has shut down: its instances left the board.
+    w.board.remove("web");
+    w.leaving.send_replace(true);
+    let mut last = None;
+    // The removal and the goodbye may share one write or take two; the last one counts.
+    for _ in 0..2 {
+        let body = expect_apply(&mut w, "the final status").await;
+        let done = body["status"]["instanceCount"] == 0;
+        last = Some(body);
+        if done {
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last["status"]["instanceCount"], 0);
+    assert!(last["status"].get("instances").is_none());
+    assert_eq!(last["status"]["observedGeneration"], 5);
+    tokio::time::timeout(STEP, &mut w.task)
+        .await
+        .expect("the writer returns after its last write")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_last_write_gives_up_after_a_second_when_the_api_does_not_answer() {
+    let mut w = start_writer(Duration::from_secs(30), true);
+    expect_apply(&mut w, "the first status").await;
+    w.board.remove("web");
+    w.leaving.send_replace(true);
+    let (_request, _unanswered) = next_call(&mut w.handle, "the final status").await;
+    let asked = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), &mut w.task)
+        .await
+        .expect("the writer does not wait for the API for long")
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------- one bad instance
+
+fn secret_answer(responder: Responder, code: StatusCode) {
+    if code == StatusCode::OK {
+        ok_json(
+            responder,
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrrp-auth"},
+                    "data": {"password": "czNjcmV0"}}),
+        );
+    } else {
+        let reason = if code == StatusCode::FORBIDDEN {
+            "Forbidden"
+        } else {
+            "NotFound"
+        };
+        let status = json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": format!("secrets \"vrrp-auth\" is {reason}"), "reason": reason,
+            "code": code.as_u16(),
+        });
+        responder.send_response(
+            Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_rejects_its_instance_alone_and_the_others_follow_changes_and_removals() {
+    let mut w = start_watch();
+    let (request, responder) = next_call(&mut w.handle, "the first list").await;
+    assert_list(&request);
+    let node = vrrp_node(
+        1,
+        "10",
+        &[
+            instance("web", 51, 150),
+            instance("db", 52, 100),
+            v2_instance_with_password("legacy"),
+        ],
+    );
+    ok_json(responder, &list_of(&[node], "10"));
+    let (_, responder) = next_call(&mut w.handle, "the Secret get").await;
+    secret_answer(responder, StatusCode::NOT_FOUND);
+    let config = config_where(&mut w.updates, "db and web", |c| names(c) == ["db", "web"]).await;
+    assert_eq!(config.generation, Some(1));
+    assert_eq!(
+        config.rejected,
+        [RejectedInstance {
+            name: "legacy".into(),
+            reason: RejectReason::SecretUnavailable,
+            message: "Secret kube-vrrp/vrrp-auth not found: create it, or fix \
+                      spec.authentication.passwordSecretRef"
+                .into(),
+            running_previous: false,
+        }]
+    );
+    let (request, watch) = next_call(&mut w.handle, "the watch").await;
+    assert_watch(&request, "10");
+    // db is removed and web changes while legacy's Secret is still missing.
+    let changed = vrrp_node(
+        2,
+        "11",
+        &[
+            instance("web", 51, 200),
+            v2_instance_with_password("legacy"),
+        ],
+    );
+    ok_stream(watch, watch_event("MODIFIED", &changed));
+    let (_, responder) = next_call(&mut w.handle, "the Secret get for the new spec").await;
+    secret_answer(responder, StatusCode::NOT_FOUND);
+    let config = config_where(&mut w.updates, "web at 200 and db gone", |c| {
+        names(c) == ["web"] && c.instances[0].priority == 200
+    })
+    .await;
+    assert_eq!(config.generation, Some(2));
+    assert_eq!(config.rejected[0].name, "legacy");
+}
+
+#[tokio::test]
+async fn a_forbidden_secret_says_which_permission_is_missing() {
+    let mut w = start_watch();
+    let (_, responder) = next_call(&mut w.handle, "the first list").await;
+    ok_json(
+        responder,
+        &list_of(
+            &[vrrp_node(1, "10", &[v2_instance_with_password("legacy")])],
+            "10",
+        ),
+    );
+    let (_, responder) = next_call(&mut w.handle, "the Secret get").await;
+    secret_answer(responder, StatusCode::FORBIDDEN);
+    let config = config_where(&mut w.updates, "a rejection", |c| !c.rejected.is_empty()).await;
+    assert!(config.instances.is_empty());
+    assert!(
+        config.rejected[0]
+            .message
+            .starts_with("the agent may not read Secret kube-vrrp/vrrp-auth (403 Forbidden)"),
+        "{}",
+        config.rejected[0].message
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_instance_is_rejected_alone_with_the_crd_rule() {
+    let mut w = start_watch();
+    let mut impossible = instance("legacy", 60, 100);
+    impossible["version"] = json!(2);
+    impossible["advertInterval"] = json!("1500ms");
+    let node = vrrp_node(1, "10", &[instance("web", 51, 150), impossible]);
+    let _watch = list_then_watch(&mut w, Some(node)).await;
+    let config = config_where(&mut w.updates, "web alone", |c| names(c) == ["web"]).await;
+    assert_eq!(config.rejected[0].reason, RejectReason::Invalid);
+    assert!(
+        config.rejected[0].message.contains("advertInterval"),
+        "{}",
+        config.rejected[0].message
+    );
+}
+
+#[tokio::test]
+async fn a_bad_new_version_of_a_running_instance_keeps_the_running_one() {
+    let mut w = start_watch();
+    let watch = list_then_watch(
+        &mut w,
+        Some(vrrp_node(1, "10", &[instance("web", 51, 150)])),
+    )
+    .await;
+    config_where(&mut w.updates, "web", |c| names(c) == ["web"]).await;
+    let mut broken = instance("web", 51, 180);
+    broken["advertInterval"] = json!("15ms");
+    ok_stream(
+        watch,
+        watch_event("MODIFIED", &vrrp_node(2, "11", &[broken])),
+    );
+    let config = config_where(&mut w.updates, "the rejection", |c| !c.rejected.is_empty()).await;
+    assert_eq!(names(&config), ["web"], "web keeps running");
+    assert_eq!(
+        config.instances[0].priority, 150,
+        "as it was applied before"
+    );
+    assert!(config.rejected[0].running_previous);
+    assert_eq!(config.generation, Some(2));
+}
+
+#[tokio::test]
+async fn the_roll_call_annotation_and_the_tracked_services_are_handed_on() {
+    let mut w = start_watch();
+    let mut node = vrrp_node(
+        1,
+        "10",
+        &[{
+            let mut web = instance("web", 51, 150);
+            web["track"] = json!({"endpoints": [
+                {"service": {"namespace": "shop", "name": "frontend"}, "weight": -30}
+            ]});
+            web
+        }],
+    );
+    node["metadata"]["annotations"] = json!({"kubevrrp.io/roll-call": "2026-11-22T03:00:30Z"});
+    let _watch = list_then_watch(&mut w, Some(node)).await;
+    config_where(&mut w.updates, "web", |c| names(c) == ["web"]).await;
+    assert_eq!(
+        w.outputs.roll_call.borrow().as_deref(),
+        Some("2026-11-22T03:00:30Z")
+    );
+    let tracked: Vec<String> = w
+        .outputs
+        .tracked_services
+        .borrow()
+        .iter()
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect();
+    assert_eq!(tracked, ["shop/frontend"]);
+}
+
+// ---------------------------------------------------------------- the configuration on disk
+
+fn state_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kv-state-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test]
+async fn the_applied_configuration_is_kept_on_disk_with_its_password_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = state_dir("kept");
+    let mut w = start_watch_keeping(Some(dir.clone()));
+    let (_, responder) = next_call(&mut w.handle, "the first list").await;
+    let node = vrrp_node(
+        4,
+        "10",
+        &[
+            instance("web", 51, 150),
+            v2_instance_with_password("legacy"),
+        ],
+    );
+    ok_json(responder, &list_of(&[node], "10"));
+    let (_, responder) = next_call(&mut w.handle, "the Secret get").await;
+    secret_answer(responder, StatusCode::OK);
+    config_where(&mut w.updates, "both", |c| c.instances.len() == 2).await;
+    let path = kube_vrrp_agent::cluster::last_config::path_in(&dir, NODE);
+    let kept = tokio::time::timeout(STEP, async {
+        loop {
+            if let Ok(Some(kept)) = kube_vrrp_agent::cluster::last_config::load(&dir, NODE) {
+                return kept;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the configuration is written to disk");
+    assert_eq!(kept.generation, Some(4));
+    let names: Vec<&str> = kept.instances.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["legacy", "web"]);
+    assert_eq!(kept.passwords.len(), 1);
+    assert_eq!(kept.passwords[0].value.0, b"s3cret");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only root reads the file");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Waits until the configuration kept in `dir` is that of `generation`.
+async fn kept_generation(dir: &std::path::Path, generation: i64) {
+    tokio::time::timeout(STEP, async {
+        while !matches!(
+            kube_vrrp_agent::cluster::last_config::load(dir, NODE),
+            Ok(Some(ref kept)) if kept.generation == Some(generation)
+        ) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("generation {generation} was not kept on disk"));
+}
+
+fn keep_on_disk(dir: &std::path::Path) {
+    use kube_vrrp_agent::source::resolve::{Mode, resolve};
+    let legacy: kube_vrrp_crds::VrrpInstance =
+        serde_json::from_value(v2_instance_with_password("legacy")).unwrap();
+    let web: kube_vrrp_crds::VrrpInstance =
+        serde_json::from_value(instance("web", 51, 150)).unwrap();
+    let spec = kube_vrrp_crds::VrrpNodeSpec {
+        instances: vec![web, legacy],
+        virtual_servers: Vec::new(),
+    };
+    let resolution = resolve(
+        &spec,
+        Mode::Cluster,
+        &|_: &kube_vrrp_crds::SecretKeyRef| Ok(b"s3cret".to_vec()),
+        &std::collections::BTreeMap::new(),
+    );
+    let kept =
+        kube_vrrp_agent::cluster::last_config::LastConfig::new(NODE, Some(9), &resolution.accepted);
+    kube_vrrp_agent::cluster::last_config::store(dir, &kept).unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_reach_the_api_runs_the_configuration_on_disk_until_it_answers() {
+    let dir = state_dir("outage");
+    keep_on_disk(&dir);
+    let mut w = start_watch_keeping(Some(dir.clone()));
+    let (request, responder) = next_call(&mut w.handle, "the first list").await;
+    assert_list(&request);
+    error_status(responder, StatusCode::SERVICE_UNAVAILABLE);
+    let config = config_where(&mut w.updates, "the configuration on disk", |c| {
+        c.instances.len() == 2
+    })
+    .await;
+    assert_eq!(config.generation, Some(9));
+    assert_eq!(
+        config.instances[0].authentication,
+        Authentication::simple_text_password(b"s3cret").unwrap(),
+        "the v2 instance runs with the password kept on disk"
+    );
+    // The API returns: its spec replaces the one on disk.
+    let (request, responder) = next_call(&mut w.handle, "the retried list").await;
+    assert_list(&request);
+    ok_json(
+        responder,
+        &list_of(&[vrrp_node(10, "30", &[instance("web", 51, 120)])], "30"),
+    );
+    let config = config_where(&mut w.updates, "the API's spec", |c| {
+        names(c) == ["web"] && c.instances[0].priority == 120
+    })
+    .await;
+    assert_eq!(config.generation, Some(10));
+    kept_generation(&dir, 10).await;
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_api_that_does_not_answer_at_start_up_is_waited_for_two_seconds_then_the_disk_is_used() {
+    let dir = state_dir("silent");
+    keep_on_disk(&dir);
+    let mut w = start_watch_keeping(Some(dir.clone()));
+    let started = Instant::now();
+    let (request, _unanswered) = next_call(&mut w.handle, "the first list").await;
+    assert_list(&request);
+    config_where(&mut w.updates, "the configuration on disk", |c| {
+        c.instances.len() == 2
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_file_on_disk_is_ignored_and_nothing_runs_until_the_api_answers() {
+    let dir = state_dir("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        kube_vrrp_agent::cluster::last_config::path_in(&dir, NODE),
+        b"{\"format\": \"kube-vrrp-agent/last-config\", \"version\": 1, \"node\": ",
+    )
+    .unwrap();
+    let mut w = start_watch_keeping(Some(dir.clone()));
+    let (_, responder) = next_call(&mut w.handle, "the first list").await;
+    error_status(responder, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, responder) = next_call(&mut w.handle, "the retried list").await;
+    assert!(
+        w.updates.borrow().is_none(),
+        "nothing was published from a corrupt file"
+    );
+    ok_json(
+        responder,
+        &list_of(&[vrrp_node(1, "10", &[instance("web", 51, 150)])], "10"),
+    );
+    config_where(&mut w.updates, "the API's spec", |c| names(c) == ["web"]).await;
+    kept_generation(&dir, 1).await;
+    drop(w);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---------------------------------------------------------------- track.endpoints
+
+fn endpoint_slice(name: &str, node: &str, ready: bool, rv: &str) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv,
+                     "labels": {"kubernetes.io/service-name": "frontend"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": node,
+                       "conditions": {"ready": ready}}],
+    })
+}
+
+#[tokio::test]
+async fn only_the_named_services_slices_are_watched_and_their_readiness_on_this_node_is_published()
+{
+    use kube_vrrp_agent::check::EndpointReadiness;
+    use kube_vrrp_agent::cluster::EndpointWatch;
+    use kube_vrrp_crds::ServiceRef;
+
+    let (client, mut handle) = mock();
+    let frontend = ServiceRef {
+        namespace: "shop".into(),
+        name: "frontend".into(),
+    };
+    let (services, services_rx) = watch::channel(std::collections::BTreeSet::new());
+    let readiness = EndpointReadiness::new();
+    let task =
+        tokio::spawn(EndpointWatch::new(client, NODE.into(), services_rx, readiness.clone()).run());
+    assert_quiet(
+        &mut handle,
+        Duration::from_millis(200),
+        "no Service is tracked",
+    )
+    .await;
+    services.send_replace([frontend.clone()].into());
+    let (request, responder) = next_call(&mut handle, "the list of the slices").await;
+    assert_eq!(request.method(), Method::GET);
+    assert_eq!(
+        request.uri().path(),
+        "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices"
+    );
+    let q = query(&request);
+    assert!(
+        q.contains("labelSelector=kubernetes.io%2Fservice-name+in+%28frontend%29"),
+        "{q}"
+    );
+    ok_json(
+        responder,
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList",
+                "metadata": {"resourceVersion": "40"},
+                "items": [endpoint_slice("frontend-a", NODE, true, "40"),
+                          endpoint_slice("frontend-b", "node-b", true, "40")]}),
+    );
+    let (request, watch) = next_call(&mut handle, "the watch of the slices").await;
+    assert!(query(&request).contains("watch=true"));
+    tokio::time::timeout(STEP, async {
+        while readiness.get(&frontend) != Some(true) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the ready endpoint on this node is published");
+    // This node's endpoint turns not ready; the other node's does not count.
+    ok_stream(
+        watch,
+        watch_event("MODIFIED", &endpoint_slice("frontend-a", NODE, false, "41")),
+    );
+    tokio::time::timeout(STEP, async {
+        while readiness.get(&frontend) != Some(false) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("no ready endpoint on this node any more");
+    task.abort();
 }

@@ -241,12 +241,26 @@ current-context: fake
     std::fs::write(path, text).unwrap();
 }
 
-/// One agent in cluster mode in a lab node, its kubeconfig pointing at `api`.
+/// One agent in cluster mode in a lab node, its kubeconfig pointing at `api`, keeping its
+/// configuration in `<dir>/<node>.state/`.
 fn start_agent(lab: &Lab, node: usize, api: SocketAddr, dir: &Path) -> DaemonProcess {
+    start_agent_logging_to(lab, node, api, dir, "")
+}
+
+/// [`start_agent`], the log file name carrying `suffix` (a restarted agent's own log).
+fn start_agent_logging_to(
+    lab: &Lab,
+    node: usize,
+    api: SocketAddr,
+    dir: &Path,
+    suffix: &str,
+) -> DaemonProcess {
     let name = lab.node_name(node).unwrap().to_owned();
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
     write_kubeconfig(&kubeconfig, api);
     let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
+    let state = dir.join(format!("{name}.state"));
+    let state = state.to_str().unwrap().to_owned();
     DaemonProcess::spawn(
         "kube-vrrp-agent",
         &name,
@@ -260,13 +274,15 @@ fn start_agent(lab: &Lab, node: usize, api: SocketAddr, dir: &Path) -> DaemonPro
             &kubeconfig,
             "--heartbeat",
             "1",
+            "--state-dir",
+            &state,
             "--listen",
             LISTEN,
             "--log-format",
             "json",
         ],
         &[("RUST_LOG", "info")],
-        &dir.join(format!("{name}.log")),
+        &dir.join(format!("{name}{suffix}.log")),
     )
     .unwrap()
 }
@@ -319,6 +335,7 @@ const WRITE_RETRY: &str = "cannot write the VrrpNode status; VRRP is unaffected,
 /// Two agents in cluster mode, each with its own fake API server serving its `VrrpNode`
 /// (`web`, VRID 51, advert 200 ms, n1 at 150, n2 at 100). Field order is drop order.
 struct Cluster {
+    dir: PathBuf,
     agent1: DaemonProcess,
     agent2: DaemonProcess,
     api1: FakeApi,
@@ -352,6 +369,7 @@ impl Cluster {
         let agent1 = start_agent(&lab, 1, api1.addr, &scratch.0);
         let agent2 = start_agent(&lab, 2, api2.addr, &scratch.0);
         Self {
+            dir: scratch.0.clone(),
             agent1,
             agent2,
             api1,
@@ -557,5 +575,60 @@ fn a_new_priority_on_the_watch_moves_the_vip_and_a_deleted_vrrp_node_releases_it
         "n1 did not take over because of n2's priority-0 advert:\n{log}"
     );
     c.agent1.ensure_running().unwrap();
+    c.agent2.ensure_running().unwrap();
+}
+
+#[test]
+fn an_agent_restarted_while_the_api_server_is_down_runs_the_configuration_kept_on_disk() {
+    let mut c = Cluster::start("restart");
+    c.wait_for_master(1);
+    let kept = c.dir.join("n1.state").join("last-config-n1.json");
+    wait_for("n1's configuration on disk", SETTLE, || kept.exists());
+    c.api1.stop();
+    c.api2.stop();
+    // n1 dies without a word while the API server is away: n2 takes over (n1's address stays
+    // on its interface until an agent cleans it up).
+    c.agent1.kill().unwrap();
+    wait_for("n2 MASTER", SETTLE, || {
+        web(&c.lab, 2).is_some_and(|s| s.state == State::Master)
+    });
+    // n1 comes back with the API server still away: it runs what it kept (priority 150,
+    // preempt) and takes the VIP back.
+    let api1 = c.api1.addr;
+    c.agent1 = start_agent_logging_to(&c.lab, 1, api1, &c.dir, "-restarted");
+    c.wait_for_master(1);
+    let log = c.agent1.log();
+    assert!(
+        log.contains("running the configuration kept on disk until it answers"),
+        "n1 did not say where its configuration came from:\n{log}"
+    );
+    assert_eq!(web(&c.lab, 1).unwrap().priority, 150);
+    c.agent1.ensure_running().unwrap();
+    c.agent2.ensure_running().unwrap();
+}
+
+#[test]
+fn on_sigterm_the_master_hands_over_then_reports_that_it_runs_nothing() {
+    let mut c = Cluster::start("sigterm");
+    c.wait_for_master(1);
+    wait_for("n1's status apply showing MASTER", SETTLE, || {
+        c.api1
+            .applies()
+            .iter()
+            .any(|a| a["status"]["instances"][0]["state"] == "Master")
+    });
+    c.agent1.terminate(SETTLE).unwrap();
+    c.wait_for_master_alone(2);
+    let last = c.api1.applies().last().cloned().unwrap();
+    assert_eq!(
+        last["status"]["instanceCount"], 0,
+        "the last status says n1 runs nothing: {last}"
+    );
+    assert!(last["status"].get("instances").is_none(), "{last}");
+    let log = c.agent1.log();
+    assert!(
+        log.contains("final VrrpNode status written"),
+        "no final write logged:\n{log}"
+    );
     c.agent2.ensure_running().unwrap();
 }

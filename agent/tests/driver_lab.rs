@@ -17,7 +17,8 @@ use kube_vrrp_agent::driver::{self, DesiredConfig, Driver, InstanceSpec};
 use kube_vrrp_agent::net::announce::GarpSettings;
 use kube_vrrp_agent::report::{InstanceStatus, Metrics, StatusBoard};
 use kube_vrrp_agent::source::{self, ConfigSender};
-use kube_vrrp_agent::vrrp::instance::{State, Version};
+use kube_vrrp_agent::vrrp::Version;
+use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::Authentication;
 use kube_vrrp_crds::{Track, TrackFile};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
@@ -189,7 +190,7 @@ fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
 fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
     DesiredConfig {
         instances,
-        node_addresses: Vec::new(),
+        ..DesiredConfig::default()
     }
 }
 

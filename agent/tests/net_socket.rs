@@ -10,8 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use kube_vrrp_agent::net::link::{Link, Links};
-use kube_vrrp_agent::net::socket::{Received, VRRP_MULTICAST_V4, VRRP_MULTICAST_V6, VrrpSocket};
-use kube_vrrp_agent::net::{Family, rtnetlink_connect};
+use kube_vrrp_agent::net::rtnetlink_connect;
+use kube_vrrp_agent::net::socket::{Received, VrrpSocket};
+use kube_vrrp_agent::vrrp::{Family, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -128,12 +129,12 @@ fn ipv4_multicast_advert_arrives_in_b_with_ttl_255_source_destination_and_ifinde
         let (_, socket) = open("va", Family::Ipv4).await;
         assert_eq!(socket.local_address(), IpAddr::V4(A_V4));
         socket
-            .send(&PAYLOAD, IpAddr::V4(VRRP_MULTICAST_V4))
+            .send(&PAYLOAD, IpAddr::V4(VRRP_MULTICAST_IPV4))
             .await
             .unwrap();
     });
     assert_eq!(received.source, IpAddr::V4(A_V4));
-    assert_eq!(received.destination, IpAddr::V4(VRRP_MULTICAST_V4));
+    assert_eq!(received.destination, IpAddr::V4(VRRP_MULTICAST_IPV4));
     assert_eq!(received.ttl, 255);
     assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
@@ -165,7 +166,7 @@ fn ipv6_multicast_advert_arrives_in_b_from_a_link_local_source_with_hop_limit_25
         );
         source_tx.send(socket.local_address()).unwrap();
         socket
-            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_V6))
+            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_IPV6))
             .await
             .unwrap();
     });
@@ -175,7 +176,7 @@ fn ipv6_multicast_advert_arrives_in_b_from_a_link_local_source_with_hop_limit_25
         "source {a_source} is not link-local"
     );
     assert_eq!(received.source, a_source);
-    assert_eq!(received.destination, IpAddr::V6(VRRP_MULTICAST_V6));
+    assert_eq!(received.destination, IpAddr::V6(VRRP_MULTICAST_IPV6));
     assert_eq!(received.ttl, 255);
     assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
@@ -210,7 +211,7 @@ fn ipv4_packet_sent_with_ttl_64_by_a_plain_raw_socket_is_received_with_ttl_64() 
         let plain = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
         plain.bind_device(Some(b"va")).unwrap();
         plain.set_multicast_ttl_v4(64).unwrap();
-        let group = SocketAddr::V4(SocketAddrV4::new(VRRP_MULTICAST_V4, 0));
+        let group = SocketAddr::V4(SocketAddrV4::new(VRRP_MULTICAST_IPV4, 0));
         plain.send_to(&PAYLOAD, &group.into()).unwrap();
     });
     assert_eq!(received.ttl, 64);
@@ -227,7 +228,7 @@ fn ipv6_packet_sent_with_hop_limit_64_by_a_plain_raw_socket_is_received_with_hop
         plain.bind_device(Some(b"va")).unwrap();
         plain.set_multicast_if_v6(a_link.ifindex).unwrap();
         plain.set_multicast_hops_v6(64).unwrap();
-        let group = SocketAddr::V6(SocketAddrV6::new(VRRP_MULTICAST_V6, 0, 0, a_link.ifindex));
+        let group = SocketAddr::V6(SocketAddrV6::new(VRRP_MULTICAST_IPV6, 0, 0, a_link.ifindex));
         plain.send_to(&PAYLOAD, &group.into()).unwrap();
     });
     assert_eq!(received.ttl, 64);
@@ -285,7 +286,7 @@ fn sending_to_an_address_of_the_other_family_is_refused() {
     let refused = in_ns(&lab.a, || async {
         let (_, socket) = open("va", Family::Ipv4).await;
         socket
-            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_V6))
+            .send(&PAYLOAD, IpAddr::V6(VRRP_MULTICAST_IPV6))
             .await
             .is_err()
     });

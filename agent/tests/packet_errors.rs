@@ -7,9 +7,9 @@ mod vectors;
 use std::net::IpAddr;
 
 use kube_vrrp_agent::vrrp::packet::{
-    AddressFamily, Advertisement, Authentication, DecodeError, DropReason, EncodeError, IpPacket,
-    Version, verify_ttl,
+    Advertisement, Authentication, DecodeError, DropReason, EncodeError, IpPacket, verify_ttl,
 };
+use kube_vrrp_agent::vrrp::{Family, Version};
 use vectors::{V2_NONE, V2_PASS, V3_IPV4, V3_IPV6, bytes};
 
 fn ip(text: &str) -> IpAddr {
@@ -399,7 +399,7 @@ fn encoding_an_ipv6_address_in_an_ipv4_advert_fails() {
         encode4(&adv),
         Err(EncodeError::AddressFamily {
             address: ip("fd00::1"),
-            family: AddressFamily::Ipv4
+            family: Family::Ipv4
         })
     );
 }

@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
 use kube_vrrp_agent::decode;
-use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication, IpPacket, Version, verify_ttl};
+use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication, IpPacket, verify_ttl};
+use kube_vrrp_agent::vrrp::{Family, Version};
 use proptest::prelude::*;
 use vectors::{ALL, bytes};
 
@@ -230,7 +231,7 @@ proptest! {
     #[test]
     fn valid_advertisements_round_trip_through_encode_and_decode((advertisement, src, dst) in valid_advertisement()) {
         let encoded = advertisement.encode(src, dst).unwrap();
-        prop_assert_eq!(encoded.len(), advertisement.encoded_len(kube_vrrp_agent::vrrp::packet::AddressFamily::of(src)));
+        prop_assert_eq!(encoded.len(), advertisement.encoded_len(Family::of(src)));
         let decoded = Advertisement::decode(&encoded, src, dst).unwrap();
         prop_assert_eq!(&decoded, &advertisement);
         // The checksum covers every bit: flipping any one is caught (v3 also binds the addresses).

@@ -7,8 +7,9 @@ mod vectors;
 use std::net::IpAddr;
 
 use kube_vrrp_agent::vrrp::packet::{
-    Advertisement, Authentication, ChecksumVerdict, IpPacket, VRRP_TTL, Version, verify_ttl,
+    Advertisement, Authentication, ChecksumVerdict, IpPacket, verify_ttl,
 };
+use kube_vrrp_agent::vrrp::{VRRP_TTL, Version};
 use vectors::{V2_NONE, V2_PASS, V3_IPV4, V3_IPV4_MULTI, V3_IPV6, bytes};
 
 fn ip(text: &str) -> IpAddr {

@@ -262,3 +262,30 @@ async fn serve_until_returns_when_shutdown_resolves() {
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[tokio::test]
+async fn status_lists_the_rejected_instances_and_the_generation_applied() {
+    use kube_vrrp_agent::report::Applied;
+    use kube_vrrp_crds::{RejectReason, RejectedInstance};
+    let board = StatusBoard::new();
+    board.set(web());
+    let rejected = RejectedInstance {
+        name: "legacy".into(),
+        reason: RejectReason::SecretUnavailable,
+        message: "Secret kube-vrrp/vrrp-auth not found".into(),
+        running_previous: false,
+    };
+    board.set_applied(Applied {
+        generation: Some(7),
+        rejected: vec![rejected.clone()],
+    });
+    let server = Server::start(board, Metrics::new()).await;
+    let addr = server.addr;
+    let document = tokio::task::spawn_blocking(move || table::fetch_document(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(document.instances, vec![web()]);
+    assert_eq!(document.rejected, vec![rejected]);
+    assert_eq!(document.generation, Some(7));
+}

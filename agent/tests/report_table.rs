@@ -78,3 +78,30 @@ fn empty_status_renders_only_the_header() {
         "NAME   VRID   INTERFACE   STATE   PRIO   EFF   MASTER   VIPS   AGE\n"
     );
 }
+
+#[test]
+fn rejected_instances_render_under_their_own_header() {
+    use kube_vrrp_agent::report::table::render_rejected;
+    use kube_vrrp_crds::{RejectReason, RejectedInstance};
+    assert_eq!(render_rejected(&[]), "", "nothing to say, nothing printed");
+    let rejected = [
+        RejectedInstance {
+            name: "legacy".into(),
+            reason: RejectReason::SecretUnavailable,
+            message: "Secret kube-vrrp/vrrp-auth not found".into(),
+            running_previous: false,
+        },
+        RejectedInstance {
+            name: "web".into(),
+            reason: RejectReason::Invalid,
+            message: "advertInterval: 15ms is not a multiple of 10ms".into(),
+            running_previous: true,
+        },
+    ];
+    assert_eq!(
+        render_rejected(&rejected),
+        "REJECTED   REASON              RUNNING    MESSAGE\n\
+         legacy     SecretUnavailable   no         Secret kube-vrrp/vrrp-auth not found\n\
+         web        Invalid             previous   advertInterval: 15ms is not a multiple of 10ms\n"
+    );
+}

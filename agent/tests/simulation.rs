@@ -5,7 +5,8 @@ mod sim;
 
 use std::time::Duration;
 
-use kube_vrrp_agent::vrrp::instance::{Event, State, Tracking, TransitionReason, Version};
+use kube_vrrp_agent::vrrp::Version;
+use kube_vrrp_agent::vrrp::instance::{Event, State, Tracking, TransitionReason};
 use sim::{Sim, config, master_down_interval, micros, skew_time};
 
 const SECOND: Duration = Duration::from_secs(1);

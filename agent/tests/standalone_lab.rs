@@ -407,3 +407,50 @@ fn start_up_cleanup_removes_a_leftover_vip() {
     );
     assert!(lab.n2.holds(VIP));
 }
+
+#[test]
+fn an_instance_that_cannot_run_is_rejected_alone_and_the_others_keep_following_edits() {
+    // web runs; db is added with an impossible VRRPv2 timer: only db is refused.
+    let lab = lab("one-bad", &manifests("", None));
+    let a1 = lab.n1.start();
+    wait_for("web MASTER on n1", SETTLE, || {
+        lab.n1.state("web") == Some(State::Master)
+    });
+    let impossible_db = manifests("", Some("100")).replace(
+        "  virtualRouterID: 52\n  advertInterval: 100ms\n",
+        "  virtualRouterID: 52\n  version: 2\n  advertInterval: 1500ms\n",
+    );
+    assert!(impossible_db.contains("1500ms"));
+    lab.n1.write("lab.yaml", &impossible_db);
+    let addr: SocketAddr = LISTEN.parse().unwrap();
+    let document = || {
+        lab.n1
+            .ns
+            .run_in(move || kube_vrrp_agent::report::table::fetch_document(addr))
+            .unwrap()
+            .ok()
+    };
+    wait_for("db rejected in /status", SETTLE, || {
+        document().is_some_and(|d| d.rejected.iter().any(|r| r.name == "db"))
+    });
+    let rejected = document().unwrap().rejected;
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0].message.contains("spec.advertInterval"),
+        "{}",
+        rejected[0].message
+    );
+    assert!(lab.n1.instance("db").is_none(), "db runs anyway");
+    assert!(!lab.n1.holds(DB_VIP));
+    // web keeps following edits meanwhile: its priority moves, it stays MASTER with its VIP.
+    let raised = impossible_db.replace("priority: 150", "priority: 200");
+    lab.n1.write("lab.yaml", &raised);
+    wait_for("web at priority 200", SETTLE, || {
+        lab.n1
+            .instance("web")
+            .is_some_and(|web| web.priority == 200)
+    });
+    assert_eq!(lab.n1.state("web"), Some(State::Master));
+    assert!(lab.n1.holds(VIP));
+    drop(a1);
+}

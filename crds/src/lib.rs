@@ -6,13 +6,11 @@
 //!   [`State`], condition types in [`condition`].
 //! - Validation: `VirtualIpSpec::validate()` / `VirtualServerSpec::validate()` return every
 //!   [`Violation`]; the same rules are CEL `x-kubernetes-validations` in the schema ([`cel`]).
-//! - Standalone mode: [`load_manifests`] reads VirtualIP, VirtualServer, Node and Secret YAML.
 //! - CRD YAML: [`crd_yaml::crds`] / [`crd_yaml::render_all`], written by the `crdgen` binary.
 
 pub mod cel;
 pub mod crd_yaml;
 pub mod duration;
-pub mod manifests;
 pub mod pruning;
 pub mod state;
 pub mod track;
@@ -30,7 +28,6 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "kubevrrp.io/v1alpha1";
 
 pub use duration::{DurationError, DurationString};
-pub use manifests::{DocumentLocation, ManifestError, Manifests, load_manifests, parse_manifests};
 pub use state::{State, condition};
 pub use track::{ServiceRef, Track, TrackEndpoints, TrackFile, TrackInterface, TrackScript};
 pub use validation::{Violation, ViolationKind};
@@ -45,6 +42,7 @@ pub use virtual_server::{
     VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
-    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ROLL_CALL_ANNOTATION, RejectReason,
+    RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus,
 };

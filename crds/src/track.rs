@@ -101,7 +101,9 @@ pub struct TrackScript {
 }
 
 /// A namespaced reference to a Service.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRef {
     /// Namespace of the Service.

@@ -46,7 +46,7 @@ pub(crate) fn default_zero() -> DurationString {
     printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#
 )]
 #[kube(
-    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict or Pending", "jsonPath":".status.state"}"#
+    printcolumn = r#"{"name":"State", "type":"string", "description":"Ready, NoMaster, SplitBrain, Conflict, Rejected or Pending", "jsonPath":".status.state"}"#
 )]
 #[kube(
     printcolumn = r#"{"name":"Nodes", "type":"string", "description":"Nodes running VRRP / nodes selected", "jsonPath":".status.nodesSummary"}"#
@@ -256,6 +256,8 @@ pub enum VirtualIpPhase {
     SplitBrain,
     /// The VRID or an address clashes with another VirtualIP; not deployed.
     Conflict,
+    /// Every selected node's agent rejected it (see the Degraded condition); none runs it.
+    Rejected,
 }
 
 impl VirtualIpPhase {
@@ -267,6 +269,7 @@ impl VirtualIpPhase {
             Self::NoMaster => "NoMaster",
             Self::SplitBrain => "SplitBrain",
             Self::Conflict => "Conflict",
+            Self::Rejected => "Rejected",
         }
     }
 }
@@ -278,7 +281,7 @@ pub struct VirtualIpStatus {
     /// Name of the node that is MASTER; empty when there is none (or more than one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
-    /// Summary: Ready, NoMaster, SplitBrain, Conflict or Pending.
+    /// Summary: Ready, NoMaster, SplitBrain, Conflict, Rejected or Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VirtualIpPhase>,
     /// Nodes in Master or Backup, slash, nodes selected: e.g. "3/3".
@@ -348,13 +351,21 @@ impl VirtualIpSpec {
     /// (empty when valid). Field paths start at the object root (`spec.addresses[1]`).
     pub fn validate(&self) -> Vec<Violation> {
         let mut out = Violations::default();
-        out.cidrs("spec.addresses", &self.addresses);
-        if let Some(vrid) = self.virtual_router_id {
-            out.range("spec.virtualRouterID", i64::from(vrid), 1, 255);
-        }
-        if let Some(interface) = &self.interface {
-            out.required("spec.interface", interface);
-        }
+        let shared = InstanceRules {
+            addresses: &self.addresses,
+            virtual_router_id: self.virtual_router_id,
+            interface: self.interface.as_deref(),
+            version: self.version,
+            advert_interval: &self.advert_interval,
+            preempt_delay: &self.preempt_delay,
+            accept_mode: self.accept_mode,
+            authentication: self.authentication.as_ref(),
+            garp: self.garp.as_ref(),
+            sync_group: self.sync_group.as_deref(),
+            track: self.track.as_ref(),
+        };
+        // In the order of the spec's fields, so a person reads the violations top to bottom.
+        shared.check_where("spec", &mut out);
         if let Some(selector) = &self.node_selector {
             out.label_selector("spec.nodeSelector", selector);
         }
@@ -376,40 +387,7 @@ impl VirtualIpSpec {
             }
             out.range(&format!("{field}.priority"), i64::from(p.priority), 1, 254);
         }
-        out.advert_interval("spec.advertInterval", self.version, &self.advert_interval);
-        out.duration("spec.preemptDelay", &self.preempt_delay);
-        if self.accept_mode && self.version != VrrpVersion::V3 {
-            out.push(
-                "spec.acceptMode",
-                ViolationKind::RequiresVersion3,
-                "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode".to_owned(),
-            );
-        }
-        if let Some(auth) = &self.authentication {
-            if self.version != VrrpVersion::V2 {
-                out.push(
-                    "spec.authentication",
-                    ViolationKind::RequiresVersion2,
-                    "authentication exists only in VRRPv2; set version: 2 or remove \
-                     authentication"
-                        .to_owned(),
-                );
-            }
-            let r = &auth.password_secret_ref;
-            let f = "spec.authentication.passwordSecretRef";
-            out.required(&format!("{f}.namespace"), &r.namespace);
-            out.required(&format!("{f}.name"), &r.name);
-            out.required(&format!("{f}.key"), &r.key);
-        }
-        if let Some(garp) = &self.garp {
-            garp.check("spec.garp", &mut out);
-        }
-        if let Some(group) = &self.sync_group {
-            out.required("spec.syncGroup", group);
-        }
-        if let Some(track) = &self.track {
-            track.check("spec.track", &mut out);
-        }
+        shared.check_how("spec", &mut out);
         out.into_vec()
     }
 
@@ -423,6 +401,91 @@ impl VirtualIpSpec {
             Ok(nets)
         } else {
             Err(violations)
+        }
+    }
+}
+
+/// The rules a VirtualIP shares with every instance planned from it: one rule set, checked
+/// by [`VirtualIpSpec::validate`] for the API (and standalone manifests) and by
+/// `VrrpInstance::validate` at the agent, so the two can never disagree.
+pub(crate) struct InstanceRules<'a> {
+    pub addresses: &'a [String],
+    pub virtual_router_id: Option<u8>,
+    pub interface: Option<&'a str>,
+    pub version: VrrpVersion,
+    pub advert_interval: &'a DurationString,
+    pub preempt_delay: &'a DurationString,
+    pub accept_mode: bool,
+    pub authentication: Option<&'a Authentication>,
+    pub garp: Option<&'a Garp>,
+    pub sync_group: Option<&'a str>,
+    pub track: Option<&'a Track>,
+}
+
+/// `prefix.field`, or `field` for an empty prefix.
+fn path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+impl InstanceRules<'_> {
+    /// Checks every shared rule; field paths are `prefix.field` (`field` for an empty prefix).
+    pub(crate) fn check(&self, prefix: &str, out: &mut Violations) {
+        self.check_where(prefix, out);
+        self.check_how(prefix, out);
+    }
+
+    /// Where the instance runs: addresses, VRID, interface.
+    pub(crate) fn check_where(&self, prefix: &str, out: &mut Violations) {
+        out.cidrs(&path(prefix, "addresses"), self.addresses);
+        if let Some(vrid) = self.virtual_router_id {
+            out.range(&path(prefix, "virtualRouterID"), i64::from(vrid), 1, 255);
+        }
+        if let Some(interface) = self.interface {
+            out.required(&path(prefix, "interface"), interface);
+        }
+    }
+
+    /// How it runs: version and timers, accept mode, authentication, GARP, sync group,
+    /// trackers.
+    pub(crate) fn check_how(&self, prefix: &str, out: &mut Violations) {
+        let at = |field: &str| path(prefix, field);
+        out.advert_interval(&at("advertInterval"), self.version, self.advert_interval);
+        out.duration(&at("preemptDelay"), self.preempt_delay);
+        if self.accept_mode && self.version != VrrpVersion::V3 {
+            out.push(
+                at("acceptMode"),
+                ViolationKind::RequiresVersion3,
+                "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode".to_owned(),
+            );
+        }
+        if let Some(auth) = self.authentication {
+            if self.version != VrrpVersion::V2 {
+                out.push(
+                    at("authentication"),
+                    ViolationKind::RequiresVersion2,
+                    "authentication exists only in VRRPv2; set version: 2 or remove \
+                     authentication"
+                        .to_owned(),
+                );
+            }
+            let r = &auth.password_secret_ref;
+            let f = at("authentication.passwordSecretRef");
+            out.required(&format!("{f}.namespace"), &r.namespace);
+            out.required(&format!("{f}.name"), &r.name);
+            out.required(&format!("{f}.key"), &r.key);
+        }
+        if let Some(garp) = self.garp {
+            garp.check(&at("garp"), out);
+        }
+        if let Some(group) = self.sync_group {
+            out.required(&at("syncGroup"), group);
+        }
+        if let Some(track) = self.track {
+            track.check(&at("track"), out);
         }
     }
 }

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::duration::DurationString;
 use crate::state::State;
 use crate::track::Track;
+use crate::validation::{Violation, Violations};
 use crate::version::VrrpVersion;
-use crate::virtual_ip::{Authentication, Garp};
+use crate::virtual_ip::{Authentication, Garp, InstanceRules};
 use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryServer};
 
 /// The per-node VRRP and IPVS configuration, and the agent's report.
@@ -33,6 +34,12 @@ use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryS
 )]
 #[kube(
     printcolumn = r#"{"name":"Masters", "type":"integer", "description":"Instances in MASTER state", "jsonPath":".status.masterCount"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Generation", "type":"integer", "description":"Spec generation written by the operator", "jsonPath":".metadata.generation"}"#
+)]
+#[kube(
+    printcolumn = r#"{"name":"Observed", "type":"integer", "description":"Spec generation the agent applied", "jsonPath":".status.observedGeneration"}"#
 )]
 #[kube(printcolumn = r#"{"name":"Heartbeat", "type":"date", "jsonPath":".status.heartbeatTime"}"#)]
 #[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
@@ -97,6 +104,45 @@ pub struct VrrpInstance {
     /// Trackers.
     #[serde(default, skip_serializing_if = "Track::is_empty")]
     pub track: Track,
+}
+
+/// Most unicast peers of one instance (schema `maxItems`).
+pub const MAX_UNICAST_PEERS: usize = 256;
+
+/// The annotation by which the operator asks a node's agent to report now: its value is
+/// echoed in `status.rollCall` by the next status write of a live agent (see the operator's
+/// fold module for when it is set).
+pub const ROLL_CALL_ANNOTATION: &str = "kubevrrp.io/roll-call";
+
+impl VrrpInstance {
+    /// Checks the instance with the rules of the VirtualIP it was planned from (one rule set:
+    /// the same code as `VirtualIpSpec::validate`), plus its own (priority 1..254, unicast
+    /// peers are IP addresses). Field paths are relative to the instance (`advertInterval`).
+    /// The agent runs this on every instance it is given, from the API or a directory.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut out = Violations::default();
+        out.required("name", &self.name);
+        let shared = InstanceRules {
+            addresses: &self.addresses,
+            virtual_router_id: Some(self.virtual_router_id),
+            interface: self.interface.as_deref(),
+            version: self.version,
+            advert_interval: &self.advert_interval,
+            preempt_delay: &self.preempt_delay,
+            accept_mode: self.accept_mode,
+            authentication: self.authentication.as_ref(),
+            garp: Some(&self.garp),
+            sync_group: self.sync_group.as_deref(),
+            track: Some(&self.track),
+        };
+        shared.check("", &mut out);
+        out.range("priority", i64::from(self.priority), 1, 254);
+        out.max_items("unicastPeers", &self.unicast_peers, MAX_UNICAST_PEERS);
+        for (i, peer) in self.unicast_peers.iter().enumerate() {
+            out.ip(&format!("unicastPeers[{i}]"), peer);
+        }
+        out.into_vec()
+    }
 }
 
 /// An IPVS virtual service with its real servers resolved.
@@ -177,9 +223,60 @@ pub struct VrrpNodeStatus {
     /// IPVSAvailable and others (see `kube_vrrp_crds::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The spec generation the agent runs.
+    /// The spec generation the agent applied (instances it could not apply are listed in
+    /// `rejected`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Instances of the spec the agent does not run as given, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub rejected: Vec<RejectedInstance>,
+    /// The roll call (annotation `kubevrrp.io/roll-call`) this report answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll_call: Option<String>,
+}
+
+/// Why the agent does not run an instance as its spec says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum RejectReason {
+    /// The instance breaks a validation rule (the VirtualIP rules, checked again at the agent).
+    Invalid,
+    /// The v2 password cannot be read: the Secret or its key is missing, reading it is
+    /// forbidden, or the API failed.
+    SecretUnavailable,
+    /// The instance asks for something this agent cannot do in its mode.
+    Unsupported,
+    /// The instance is valid but could not be started (no interface, VRID taken, ...); the
+    /// agent keeps retrying.
+    StartFailed,
+}
+
+impl RejectReason {
+    /// The name used in status, conditions, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "Invalid",
+            Self::SecretUnavailable => "SecretUnavailable",
+            Self::Unsupported => "Unsupported",
+            Self::StartFailed => "StartFailed",
+        }
+    }
+}
+
+/// One instance the agent does not run as given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedInstance {
+    /// Name of the instance (the VirtualIP).
+    pub name: String,
+    /// Why, as a word.
+    pub reason: RejectReason,
+    /// What is wrong and what to do about it.
+    pub message: String,
+    /// The agent still runs the version of this instance it applied before (the new one was
+    /// rejected); false when the instance does not run at all.
+    #[serde(default)]
+    pub running_previous: bool,
 }
 
 /// One VRRP instance as the agent sees it.

@@ -6,10 +6,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube_vrrp_crds::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ResolvedRealServer,
-    ResolvedVirtualServer, State, VirtualIp, VirtualIpNodeStatus, VirtualIpPhase, VirtualIpStatus,
-    VirtualServer, VirtualServerStatus, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
-    VrrpVersion, condition,
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, RejectReason, RejectedInstance,
+    ResolvedRealServer, ResolvedVirtualServer, State, VirtualIp, VirtualIpNodeStatus,
+    VirtualIpPhase, VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpInstance, VrrpNode,
+    VrrpNodeSpec, VrrpNodeStatus, VrrpVersion, condition,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -207,6 +207,13 @@ fn vrrp_node() -> VrrpNode {
         heartbeat_time: Some(time("2026-11-22T03:01:00Z")),
         conditions: conditions(),
         observed_generation: Some(7),
+        rejected: vec![RejectedInstance {
+            name: "legacy".into(),
+            reason: RejectReason::SecretUnavailable,
+            message: "Secret kube-vrrp/vrrp-auth: not found".into(),
+            running_previous: true,
+        }],
+        roll_call: Some("2026-11-22T03:00:30Z".into()),
     });
     node
 }

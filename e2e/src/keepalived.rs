@@ -108,20 +108,26 @@ impl Keepalived {
                 )));
             }
         }
+        let view = NodeView {
+            node,
+            name: lab.node_name(node)?.to_owned(),
+            nodes: lab.node_count(),
+        };
+        Self::start_with_config(lab, node, &render_config(&view, instances))
+    }
+
+    /// Starts keepalived in node `node`'s namespace with `config` as its keepalived.conf (a
+    /// user's own file, e.g. the one an import started from).
+    pub fn start_with_config(lab: &Lab, node: usize, config: &str) -> Result<Self, LabError> {
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("keepalived-{name}"));
         std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
-        let view = NodeView {
-            node,
-            name: name.clone(),
-            nodes: lab.node_count(),
-        };
-        let config = dir.join("keepalived.conf");
-        std::fs::write(&config, render_config(&view, instances))
-            .map_err(LabError::io(format!("write {}", config.display())))?;
+        let config_path = dir.join("keepalived.conf");
+        std::fs::write(&config_path, config)
+            .map_err(LabError::io(format!("write {}", config_path.display())))?;
         let path = |file: &str| dir.join(file).to_string_lossy().into_owned();
         let (conf, pid, vrrp_pid, check_pid) = (
-            config.to_string_lossy().into_owned(),
+            config_path.to_string_lossy().into_owned(),
             path("keepalived.pid"),
             path("vrrp.pid"),
             path("checkers.pid"),
@@ -144,7 +150,7 @@ impl Keepalived {
         Ok(Self {
             node,
             process,
-            config,
+            config: config_path,
         })
     }
 

@@ -5,4 +5,3 @@ pub mod fold;
 pub mod http;
 pub mod lease;
 pub mod metrics;
-pub mod plan;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use kube_vrrp_crds::{ManifestError, load_manifests};
-use kube_vrrp_operator::plan::output::{conflict_line, render_yaml};
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::output::{conflict_line, render_yaml};
+use kube_vrrp_plan::{ManifestError, load_manifests};
+use kube_vrrp_plan::{PlanInput, plan};
 
 /// kube-vrrp operator: turns VirtualIP and VirtualServer resources into VrrpNode objects.
 #[derive(Debug, Parser)]
@@ -185,6 +185,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         Config {
             fold: FoldConfig {
                 staleness: jiff::SignedDuration::from_secs(staleness),
+                ..FoldConfig::default()
             },
             resync: Duration::from_secs(args.resync_seconds),
             ..Config::default()

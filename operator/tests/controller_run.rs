@@ -53,6 +53,8 @@ struct Fake {
     holder_owner: BTreeMap<String, String>,
     rv: u64,
     writes: Vec<Write>,
+    /// `path?query` of every GET.
+    reads: Vec<String>,
 }
 
 fn respond(send: Responder, status: StatusCode, body: &Value) {
@@ -188,6 +190,13 @@ impl Fake {
         let (collection, name, sub) = split(req.uri().path());
         let q = query(req.uri());
         let method = req.method().clone();
+        if method == Method::GET {
+            self.reads.push(format!(
+                "{}?{}",
+                req.uri().path(),
+                req.uri().query().unwrap_or_default()
+            ));
+        }
         if method != Method::GET {
             self.writes.push(Write {
                 method: method.clone(),
@@ -290,6 +299,13 @@ impl Fake {
                         "spec"
                     };
                     obj[part] = body[part].clone();
+                    // Annotations the applier sets are its fields too.
+                    if part == "spec" && body["metadata"]["annotations"].is_object() {
+                        merge(
+                            &mut obj["metadata"]["annotations"],
+                            &body["metadata"]["annotations"],
+                        );
+                    }
                 } else if sub.as_deref() == Some("status") {
                     merge(&mut obj["status"], &body["status"]);
                 } else {
@@ -298,6 +314,12 @@ impl Fake {
                         p.remove("metadata");
                     }
                     merge(&mut obj, &patch);
+                    if body["metadata"]["annotations"].is_object() {
+                        merge(
+                            &mut obj["metadata"]["annotations"],
+                            &body["metadata"]["annotations"],
+                        );
+                    }
                 }
                 let o = self.commit(&collection, &name, Some(obj), "MODIFIED");
                 respond(send, StatusCode::OK, &o);
@@ -594,6 +616,7 @@ async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
         Config {
             fold: kube_vrrp_operator::fold::FoldConfig {
                 staleness: jiff::SignedDuration::from_secs(2),
+                ..kube_vrrp_operator::fold::FoldConfig::default()
             },
             resync: Duration::from_millis(200),
             debounce: Duration::from_millis(20),
@@ -625,6 +648,71 @@ async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
         s.get("master").is_none() && s["state"] == "Pending"
     })
     .await;
+    controller.abort();
+    server.abort();
+}
+
+const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+const VIRTUAL_SERVERS: &str = "/apis/kubevrrp.io/v1alpha1/virtualservers";
+
+fn slice_reads(fake: &Shared) -> Vec<String> {
+    fake.lock()
+        .unwrap()
+        .reads
+        .iter()
+        .filter(|r| r.starts_with(ENDPOINT_SLICES))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn only_the_endpoint_slices_of_backend_services_are_watched() {
+    let fake: Shared = Arc::default();
+    seed(&fake);
+    let (c, server) = client(&fake);
+    let (_leader_tx, leader) = watch::channel(true);
+    let ctx = Arc::new(Context::new(
+        c,
+        reporter(None),
+        Arc::new(Metrics::new()),
+        Config {
+            resync: Duration::from_millis(200),
+            debounce: Duration::from_millis(20),
+            ..Config::default()
+        },
+        leader,
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let controller = tokio::spawn(run(ctx.clone(), ready.clone()));
+    let t = Duration::from_secs(5);
+    eventually("readiness", t, || ready.load(Ordering::Relaxed)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        slice_reads(&fake).is_empty(),
+        "no VirtualServer names a Service, yet EndpointSlices were read: {:?}",
+        slice_reads(&fake)
+    );
+    fake.lock().unwrap().commit(
+        VIRTUAL_SERVERS,
+        "shop",
+        Some(
+            json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualServer",
+                    "metadata": {"name": "shop"},
+                    "spec": {"virtualIPRef": "web", "port": 80,
+                             "backendRef": {"namespace": "shop", "name": "frontend"}}}),
+        ),
+        "ADDED",
+    );
+    eventually("a list of the backend's slices", t, || {
+        !slice_reads(&fake).is_empty()
+    })
+    .await;
+    for read in slice_reads(&fake) {
+        assert!(
+            read.contains("labelSelector=kubernetes.io%2Fservice-name+in+%28frontend%29"),
+            "an EndpointSlice read not limited to the backend Service: {read}"
+        );
+    }
     controller.abort();
     server.abort();
 }

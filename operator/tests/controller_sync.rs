@@ -17,12 +17,13 @@ use kube_vrrp_crds::{
     InstanceStatus, State, VirtualIp, VirtualIpSpec, VirtualIpStatus, VirtualServer, VrrpNode,
     VrrpNodeSpec, VrrpNodeStatus, condition,
 };
+use kube_vrrp_operator::controller::digest::{SPEC_DIGEST_ANNOTATION, spec_digest};
 use kube_vrrp_operator::controller::{
-    Config, Context, ErrorReason, Snapshot, SyncOutcome, placement_of, reporter, sync,
+    Config, Context, ErrorReason, Snapshot, SyncOutcome, placement_of, reporter, strip, sync,
 };
 use kube_vrrp_operator::fold::fold;
 use kube_vrrp_operator::metrics::Metrics;
-use kube_vrrp_operator::plan::{PlanInput, plan};
+use kube_vrrp_plan::{PlanInput, plan};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_test::mock::Handle;
@@ -106,8 +107,9 @@ fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
 
 /// Gives every VirtualIP of `snap` the status a pass would write now.
 fn settle_statuses(snap: &mut Snapshot) {
-    let p = plan(&snap.input);
-    for v in &mut snap.input.virtual_ips {
+    let p = plan(&input_of(snap));
+    for v in &mut snap.virtual_ips {
+        let v = Arc::make_mut(v);
         let name = v.metadata.name.clone().unwrap();
         let f = fold(
             snap.now,
@@ -324,11 +326,26 @@ async fn run_pass(
 }
 
 fn snapshot(input: PlanInput, vrrp_nodes: Vec<VrrpNode>) -> Snapshot {
-    Snapshot {
-        now: now(),
-        input,
-        vrrp_nodes,
+    Snapshot::new(now(), input, vrrp_nodes)
+}
+
+/// The snapshot's objects as an owned planner input (a copy; tests only).
+fn input_of(snap: &Snapshot) -> PlanInput {
+    fn owned<T: Clone>(items: &[Arc<T>]) -> Vec<T> {
+        items.iter().map(|i| (**i).clone()).collect()
     }
+    PlanInput {
+        virtual_ips: owned(&snap.virtual_ips),
+        virtual_servers: owned(&snap.virtual_servers),
+        nodes: owned(&snap.nodes),
+        endpoint_slices: owned(&snap.endpoint_slices),
+        services: owned(&snap.services),
+    }
+}
+
+/// `nodes`, shared as a store holds them.
+fn shared(nodes: Vec<VrrpNode>) -> Vec<Arc<VrrpNode>> {
+    nodes.into_iter().map(Arc::new).collect()
 }
 
 const NODES: [(&str, &str); 2] = [("n1", "192.168.1.1"), ("n2", "192.168.1.2")];
@@ -509,7 +526,7 @@ async fn a_master_change_writes_the_status_and_a_normal_event() {
     let mut snap = snapshot(input, before);
     settle_statuses(&mut snap);
     assert_eq!(
-        snap.input.virtual_ips[0]
+        snap.virtual_ips[0]
             .status
             .as_ref()
             .unwrap()
@@ -521,9 +538,9 @@ async fn a_master_change_writes_the_status_and_a_normal_event() {
     snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
         .into_iter()
         .zip([State::Backup, State::Master])
-        .map(|(n, s)| report(n, "web", s))
+        .map(|(n, s)| Arc::new(report((*n).clone(), "web", s)))
         .collect();
-    let web = snap.input.virtual_ips[0].clone();
+    let web = (*snap.virtual_ips[0]).clone();
     let (result, _) = run_pass(
         harness(true),
         &snap,
@@ -645,7 +662,7 @@ async fn a_status_written_by_someone_else_is_rewritten_from_observation() {
         .collect();
     let mut snap = snapshot(input, nodes);
     settle_statuses(&mut snap);
-    let web = &mut snap.input.virtual_ips[0];
+    let web = Arc::make_mut(&mut snap.virtual_ips[0]);
     let mut tampered: VirtualIpStatus = web.status.clone().unwrap();
     tampered.nodes_summary = Some("9/9".to_owned());
     web.status = Some(tampered);
@@ -686,8 +703,8 @@ async fn each_master_change_is_its_own_event_with_its_own_note() {
         ([State::Master, State::Backup], "n1", "moved from n2 to n1"),
     ];
     for (i, (states, master, how)) in moves.into_iter().enumerate() {
-        snap.vrrp_nodes = reports(states);
-        let web = snap.input.virtual_ips[0].clone();
+        snap.vrrp_nodes = shared(reports(states));
+        let web = (*snap.virtual_ips[0]).clone();
         let note: &'static str =
             Box::leak(format!("MASTER of 10.0.0.50/24 (VRID 51) {how}").into_boxed_str());
         let calls = vec![
@@ -700,7 +717,9 @@ async fn each_master_change_is_its_own_event_with_its_own_note() {
         assert_eq!(outcome.unwrap().events, 1, "move {i}");
         // The store catches up with the write.
         settle_statuses(&mut snap);
-        snap.input.virtual_ips[0].metadata.resource_version = Some(format!("{}", 200 + i));
+        Arc::make_mut(&mut snap.virtual_ips[0])
+            .metadata
+            .resource_version = Some(format!("{}", 200 + i));
     }
 }
 
@@ -754,9 +773,259 @@ async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
     assert_eq!(first.unwrap().server_statuses, ["http"]);
 
     // The store now holds what was written: the next pass writes nothing.
-    let vs = &mut snap.input.virtual_servers[0];
+    let vs = Arc::make_mut(&mut snap.virtual_servers[0]);
     vs.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
     vs.metadata.resource_version = Some("301".to_owned());
     let (second, _) = pass(&ctx, handle, &snap, vec![]).await;
     assert!(second.unwrap().server_statuses.is_empty());
+}
+
+/// `n` reporting `vip` in `state`, changed `transition` s ago, written `heartbeat` s ago.
+fn report_at(n: VrrpNode, vip: &str, state: State, transition: i64, heartbeat: i64) -> VrrpNode {
+    let mut n = report(n, vip, state);
+    let status = n.status.as_mut().unwrap();
+    status.heartbeat_time = Some(Time(now() - SignedDuration::from_secs(heartbeat)));
+    status.instances[0].last_transition_time =
+        Some(Time(now() - SignedDuration::from_secs(transition)));
+    n
+}
+
+fn roll_call(node: &str, at: Timestamp) -> Call {
+    let expected = at.to_string();
+    Call {
+        method: Method::PATCH,
+        path: format!("/apis/kubevrrp.io/v1alpha1/vrrpnodes/{node}"),
+        query: vec![("fieldManager", "kube-vrrp-operator")],
+        check: Box::new(move |body| {
+            assert_eq!(
+                body,
+                &json!({"metadata": {"annotations": {"kubevrrp.io/roll-call": expected}}}),
+                "a metadata-only merge patch: the spec is untouched"
+            );
+        }),
+        answer: (
+            StatusCode::OK,
+            json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
+                   "metadata": {"name": node, "resourceVersion": "9"}, "spec": {}}),
+        ),
+    }
+}
+
+/// n1 was MASTER, n2 BACKUP; the snapshot's VirtualIP carries that settled status.
+fn n1_was_master() -> Snapshot {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let before = planned_vrrp_nodes(&input)
+        .into_iter()
+        .zip([State::Master, State::Backup])
+        .map(|(n, s)| report_at(n, "web", s, 600, 8))
+        .collect();
+    let mut snap = snapshot(input, before);
+    settle_statuses(&mut snap);
+    snap
+}
+
+#[tokio::test]
+async fn an_ordinary_failover_moves_the_master_without_a_warning_and_calls_the_old_masters_roll() {
+    let mut snap = n1_was_master();
+    // n1 died without a last word 8 s ago; n2 became MASTER 3 s ago.
+    snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
+        .into_iter()
+        .zip([(State::Master, 600, 8), (State::Master, 3, 3)])
+        .map(|(n, (s, t, h))| Arc::new(report_at((*n).clone(), "web", s, t, h)))
+        .collect();
+    let web = (*snap.virtual_ips[0]).clone();
+    let took_over = now() - SignedDuration::from_secs(3);
+    let h = harness(true);
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = h;
+    let (result, handle) = pass(
+        &ctx,
+        handle,
+        &snap,
+        vec![
+            write_status(&web, |status| {
+                assert_eq!(status["master"], "n2");
+                assert_eq!(status["state"], "Ready");
+                let split = status["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == condition::SPLIT_BRAIN)
+                    .unwrap();
+                assert_eq!(split["status"], "False");
+            }),
+            event(
+                "Normal",
+                "MasterChanged",
+                "MASTER of 10.0.0.50/24 (VRID 51) moved from n1 to n2",
+            ),
+            roll_call("n1", took_over),
+        ],
+    )
+    .await;
+    let outcome = result.unwrap();
+    assert_eq!(outcome.roll_calls, ["n1"]);
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 1"),
+        "{text}"
+    );
+    // The store catches up with the status; n1's annotation not yet: no second roll call.
+    settle_statuses(&mut snap);
+    let (again, handle) = pass(&ctx, handle, &snap, vec![]).await;
+    assert!(again.unwrap().roll_calls.is_empty());
+    // Once the store shows the annotation, a new leader would not send it either.
+    let mut annotated = snap.clone();
+    Arc::make_mut(&mut annotated.vrrp_nodes[0])
+        .metadata
+        .annotations = Some([("kubevrrp.io/roll-call".to_owned(), took_over.to_string())].into());
+    let fresh = harness(true);
+    drop(handle);
+    let (third, _) = run_pass(fresh, &annotated, vec![]).await;
+    assert!(third.unwrap().roll_calls.is_empty());
+}
+
+#[tokio::test]
+async fn a_partitioned_master_that_answers_the_roll_call_is_reported_as_split_brain() {
+    let mut snap = n1_was_master();
+    let took_over = now() - SignedDuration::from_secs(3);
+    snap.vrrp_nodes = std::mem::take(&mut snap.vrrp_nodes)
+        .into_iter()
+        .zip([(State::Master, 600, 1), (State::Master, 3, 3)])
+        .map(|(n, (s, t, h))| Arc::new(report_at((*n).clone(), "web", s, t, h)))
+        .collect();
+    // n1's answer echoes n2's transition; its heartbeat alone would also prove it alive.
+    Arc::make_mut(&mut snap.vrrp_nodes[0])
+        .status
+        .as_mut()
+        .unwrap()
+        .roll_call = Some(took_over.to_string());
+    let web = (*snap.virtual_ips[0]).clone();
+    let (result, ctx) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            write_status(&web, |status| assert_eq!(status["state"], "SplitBrain")),
+            event(
+                "Warning",
+                "SplitBrain",
+                "n1 and n2 both claim 10.0.0.50/24 (VRID 51) as MASTER; they cannot hear \
+                 each other's adverts: check the network between them",
+            ),
+        ],
+    )
+    .await;
+    assert!(result.unwrap().roll_calls.is_empty());
+    let text = ctx.metrics.render().unwrap();
+    assert!(
+        text.contains("kube_vrrp_virtualip_masters{virtualip=\"web\"} 2"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------- spec digests
+
+/// `n` as the operator's store keeps it: spec dropped, the digest of `spec` annotated.
+fn as_stored(mut n: VrrpNode) -> VrrpNode {
+    let digest = spec_digest(&n.spec);
+    n.metadata.annotations = Some([(SPEC_DIGEST_ANNOTATION.to_owned(), digest)].into());
+    strip::vrrp_node(&mut n);
+    n
+}
+
+#[tokio::test]
+async fn every_apply_carries_the_digest_of_the_spec_it_applies() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let planned = planned_vrrp_nodes(&input);
+    let digests: Vec<String> = planned.iter().map(|n| spec_digest(&n.spec)).collect();
+    let snap = snapshot(input, vec![]);
+    let check = |expected: String| {
+        move |body: &Value| {
+            assert_eq!(
+                body["metadata"]["annotations"][SPEC_DIGEST_ANNOTATION],
+                expected.as_str()
+            );
+        }
+    };
+    let web = (*snap.virtual_ips[0]).clone();
+    let (result, _) = run_pass(
+        harness(true),
+        &snap,
+        vec![
+            apply_vrrp_node("n1", check(digests[0].clone())),
+            apply_vrrp_node("n2", check(digests[1].clone())),
+            write_status(&web, |_| ()),
+        ],
+    )
+    .await;
+    assert_eq!(result.unwrap().applied, ["n1", "n2"]);
+}
+
+#[tokio::test]
+async fn a_stored_vrrp_node_without_its_spec_but_with_the_planned_digest_is_left_alone() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let nodes = planned_vrrp_nodes(&input)
+        .into_iter()
+        .map(|n| as_stored(report(n, "web", State::Backup)))
+        .collect();
+    let mut snap = snapshot(input, nodes);
+    assert!(
+        snap.vrrp_nodes[0].spec.instances.is_empty(),
+        "the store drops specs"
+    );
+    settle_statuses(&mut snap);
+    let (result, _) = run_pass(harness(true), &snap, vec![]).await;
+    assert!(result.unwrap().applied.is_empty());
+}
+
+#[tokio::test]
+async fn a_spec_edited_by_someone_else_after_our_apply_is_applied_again() {
+    let input = input(&NODES, vec![vip("web", "10.0.0.50/24")]);
+    let stored: Vec<VrrpNode> = planned_vrrp_nodes(&input)
+        .into_iter()
+        .map(|n| as_stored(report(n, "web", State::Backup)))
+        .collect();
+    let mut snap = snapshot(input, vec![]);
+    settle_statuses(&mut snap);
+    let Harness {
+        ctx,
+        handle,
+        _leader,
+    } = harness(true);
+    let applied_at_generation_1 = |name: &str| {
+        let mut call = apply_vrrp_node(name, |_| ());
+        call.answer.1["metadata"]["generation"] = json!(1);
+        call
+    };
+    // First pass: nothing stored yet, both applied (the API gives generation 1).
+    let (first, handle) = pass(
+        &ctx,
+        handle,
+        &snap,
+        vec![applied_at_generation_1("n1"), applied_at_generation_1("n2")],
+    )
+    .await;
+    assert_eq!(first.unwrap().applied, ["n1", "n2"]);
+    // The store now shows them at generation 1; n2 was then edited by hand (generation 2),
+    // its digest annotation unchanged.
+    snap.vrrp_nodes = shared(
+        stored
+            .into_iter()
+            .map(|mut n| {
+                n.metadata.resource_version = Some("20".to_owned());
+                n.metadata.generation = Some(if n.metadata.name.as_deref() == Some("n2") {
+                    2
+                } else {
+                    1
+                });
+                n
+            })
+            .collect(),
+    );
+    settle_statuses(&mut snap);
+    let (second, _) = pass(&ctx, handle, &snap, vec![applied_at_generation_1("n2")]).await;
+    assert_eq!(second.unwrap().applied, ["n2"]);
 }

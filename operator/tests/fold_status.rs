@@ -337,6 +337,7 @@ fn heartbeat_exactly_at_the_bound_is_fresh_and_one_second_older_is_stale() {
     let p = placement(&["a"]);
     let config = FoldConfig {
         staleness: SignedDuration::from_secs(30),
+        ..FoldConfig::default()
     };
     for (age, fresh) in [(30, true), (31, false), (-10, true)] {
         let mut n = node("a", "web", Report::Fresh(State::Master));
@@ -462,7 +463,7 @@ fn condition_times_are_whole_seconds() {
         &FoldConfig::default(),
         &vip("web"),
         &placement(&["a"]),
-        &[],
+        &[] as &[VrrpNode],
     );
     for c in &f.status.conditions {
         assert_eq!(c.last_transition_time, Time(now()), "{}", c.type_);

@@ -49,7 +49,7 @@ fn vip(name: &str, address: &str) -> String {
 
 #[test]
 fn clean_manifests_print_the_golden_vrrp_nodes_and_exit_zero() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/plan/design-example");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plan/tests/data/plan/design-example");
     let out = run_plan(&data.join("input"));
     assert_eq!(
         out.status.code(),

@@ -16,12 +16,14 @@
 //! - Scripts: argv run without a shell in its own process group, stdio closed; exit 0 is a
 //!   success; a run past its timeout is killed (the whole group) and is a failure. The first
 //!   result decides at once, then `rise` successes / `fall` failures in a row flip the state.
-//! - Endpoints: fed by the caller through [`TrackerSet::report_external`].
+//! - Endpoints: up while the Service has a Ready endpoint on this node, as published into an
+//!   [`EndpointReadiness`] (in cluster mode by the EndpointSlice watch); pending until known.
 //! - Metrics: `kube_vrrp_check_up{tracker}` follows each tracker's health;
 //!   `kube_vrrp_check_failures_total{tracker}` counts failed script runs, and files, interfaces
 //!   and endpoints turning bad.
 
 pub mod aggregate;
+pub mod endpoints;
 pub mod file;
 pub mod interface;
 pub mod rise_fall;
@@ -37,6 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use aggregate::{Observation, TrackState, aggregate};
+pub use endpoints::EndpointReadiness;
 pub use file::FileProbe;
 pub use script::{ScriptOutcome, ScriptProbe};
 
@@ -62,9 +65,8 @@ pub enum Probe {
     File(FileProbe),
     /// A command's exit status.
     Script(ScriptProbe),
-    /// Up/down fed by the caller through [`TrackerSet::report_external`] (e.g. a Service's
-    /// endpoints, which the agent learns from the API server).
-    External { kind: CheckerKind, target: String },
+    /// A Service having a Ready endpoint on this node (from an [`EndpointReadiness`]).
+    Endpoints(ServiceRef),
 }
 
 impl Probe {
@@ -74,7 +76,7 @@ impl Probe {
             Self::Interface { .. } => CheckerKind::Interface,
             Self::File(_) => CheckerKind::File,
             Self::Script(_) => CheckerKind::Script,
-            Self::External { kind, .. } => *kind,
+            Self::Endpoints(_) => CheckerKind::Endpoints,
         }
     }
 }
@@ -134,21 +136,16 @@ impl Tracker {
             });
         }
         for t in &track.endpoints {
-            let target = format!("{}/{}", t.service.namespace, t.service.name);
             out.push(Tracker {
                 name: Self::endpoints_name(&t.service),
                 weight: t.weight.unwrap_or(0),
-                probe: Probe::External {
-                    kind: CheckerKind::Endpoints,
-                    target,
-                },
+                probe: Probe::Endpoints(t.service.clone()),
             });
         }
         out
     }
 
-    /// The name of the external tracker for a Service's endpoints, as
-    /// [`TrackerSet::report_external`] expects it: `endpoints:<namespace>/<name>`.
+    /// The name of the tracker of a Service's endpoints: `endpoints:<namespace>/<name>`.
     pub fn endpoints_name(service: &ServiceRef) -> String {
         format!("endpoints:{}/{}", service.namespace, service.name)
     }
@@ -163,7 +160,7 @@ impl Tracker {
                 .strip_prefix("script:")
                 .unwrap_or(&self.name)
                 .to_owned(),
-            Probe::External { target, .. } => target.clone(),
+            Probe::Endpoints(service) => format!("{}/{}", service.namespace, service.name),
         }
     }
 }
@@ -184,8 +181,6 @@ struct Facts {
     weight: i32,
     kind: CheckerKind,
     target: String,
-    /// Fed through [`TrackerSet::report_external`] rather than by a task.
-    external: bool,
 }
 
 /// What every tracker of a set last saw, and where the aggregate goes.
@@ -323,7 +318,17 @@ impl TrackerSet {
     ///
     /// The first value counts every tracker as [`Observation::Pending`] (down), except file
     /// trackers, which are read before this returns; [`TrackerSet::settled`] waits for the rest.
+    /// Endpoint trackers follow nothing and stay pending: see [`TrackerSet::start_following`].
     pub fn start(trackers: Vec<Tracker>, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
+        Self::start_following(trackers, metrics, &EndpointReadiness::new())
+    }
+
+    /// [`TrackerSet::start`], endpoint trackers following `readiness`.
+    pub fn start_following(
+        trackers: Vec<Tracker>,
+        metrics: Metrics,
+        readiness: &EndpointReadiness,
+    ) -> (Self, watch::Receiver<TrackState>) {
         let facts: Vec<Facts> = trackers
             .iter()
             .map(|t| Facts {
@@ -331,7 +336,6 @@ impl TrackerSet {
                 weight: t.weight,
                 kind: t.probe.kind(),
                 target: t.target(),
-                external: matches!(t.probe, Probe::External { .. }),
             })
             .collect();
         let entries = vec![
@@ -378,7 +382,11 @@ impl TrackerSet {
                     tasks.push(tokio::spawn(file::track(probe, slot)));
                 }
                 Probe::Script(probe) => tasks.push(tokio::spawn(script::track(probe, slot))),
-                Probe::External { .. } => {}
+                Probe::Endpoints(service) => tasks.push(tokio::spawn(endpoints::track(
+                    service,
+                    readiness.clone(),
+                    slot,
+                ))),
             }
         }
         (Self { shared, tasks }, receiver)
@@ -386,31 +394,12 @@ impl TrackerSet {
 
     /// [`TrackerSet::start`] for the trackers of a `VrrpNode` instance (see
     /// [`Tracker::from_spec`]).
-    pub fn spawn(track: &Track, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
-        Self::start(Tracker::from_spec(track), metrics)
-    }
-
-    /// Feeds an external tracker (one built with [`Probe::External`], e.g. `endpoints:ns/svc`)
-    /// its current up/down. Returns false when no external tracker has that name.
-    pub fn report_external(&self, name: &str, up: bool) -> bool {
-        let Some(index) = self
-            .shared
-            .trackers
-            .iter()
-            .position(|f| f.external && f.name == name)
-        else {
-            return false;
-        };
-        let slot = Slot {
-            shared: Arc::clone(&self.shared),
-            index,
-        };
-        slot.report_counting_failure_on_change(if up {
-            Observation::Up
-        } else {
-            Observation::Down
-        });
-        true
+    pub fn spawn(
+        track: &Track,
+        metrics: Metrics,
+        readiness: &EndpointReadiness,
+    ) -> (Self, watch::Receiver<TrackState>) {
+        Self::start_following(Tracker::from_spec(track), metrics, readiness)
     }
 
     /// The trackers as `VrrpNode.status.checkers` entries owned by `owner` (the instance).

@@ -1,12 +1,15 @@
 //! Cluster mode: this node's configuration comes from its own `VrrpNode` through the API
-//! server ([`spec`]), and the live state goes back into `VrrpNode.status` ([`writer`], built by
-//! the pure [`status`]).
+//! server ([`spec`]), is kept on disk for restarts during an API outage ([`last_config`]),
+//! the EndpointSlices of the Services its trackers name are followed ([`endpoints`]), and the
+//! live state goes back into `VrrpNode.status` ([`writer`], built by the pure [`status`]).
 //!
-//! The API server is never in the VRRP path: the watch only publishes into the driver's
-//! configuration channel, and the writer only reads status snapshots. When the API server is
-//! unreachable the last configuration stays in force, VRRP keeps running, and both sides
-//! retry with backoff.
+//! The API server is never in the VRRP path: the watches only publish into channels the
+//! driver and the trackers read, and the writer only reads status snapshots. When the API
+//! server is unreachable the last configuration stays in force, VRRP keeps running, and every
+//! side retries with backoff.
 
+pub mod endpoints;
+pub mod last_config;
 pub mod spec;
 pub mod status;
 pub mod writer;
@@ -17,15 +20,17 @@ use std::time::Duration;
 
 use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use spec::SpecWatch;
+pub use endpoints::EndpointWatch;
+pub use spec::{SpecOutputs, SpecWatch};
 pub use status::{build_status, status_patch};
 pub use writer::StatusWriter;
 
+use crate::check::EndpointReadiness;
 use crate::report::StatusBoard;
 use crate::source::ConfigSender;
-use crate::source::resolve::InstanceProblem;
 
 /// The server-side apply field manager of everything the agent writes.
 pub const FIELD_MANAGER: &str = "kube-vrrp-agent";
@@ -33,21 +38,9 @@ pub const FIELD_MANAGER: &str = "kube-vrrp-agent";
 /// How often the status is rewritten when nothing changed, by default.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// How often the status board is compared with what was last written, by default.
-pub const DEFAULT_STATUS_POLL: Duration = Duration::from_millis(100);
-
-/// What went wrong talking to the API server or turning the `VrrpNode` into a configuration.
+/// What went wrong talking to the API server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("reading Secret {namespace}/{name}: {source}")]
-    Secret {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("the VrrpNode spec cannot be run: {}", join(.0))]
-    Instances(Vec<InstanceProblem>),
     #[error("writing the status of VrrpNode {node}: {source}")]
     WriteStatus {
         node: String,
@@ -68,14 +61,6 @@ pub enum ClusterError {
     Client(#[source] kube::Error),
 }
 
-fn join(problems: &[InstanceProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// Settings of cluster mode.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -85,34 +70,49 @@ pub struct ClusterOptions {
     pub node_addresses: Vec<IpAddr>,
     /// Status rewritten at least this often.
     pub heartbeat: Duration,
-    /// Status board compared with the last write this often.
-    pub status_poll: Duration,
+    /// Where the last applied configuration is kept; `None`: nowhere.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
-    /// Defaults for `node`: no node addresses, [`DEFAULT_HEARTBEAT`], [`DEFAULT_STATUS_POLL`].
+    /// Defaults for `node`: no node addresses, [`DEFAULT_HEARTBEAT`], no state directory.
     pub fn new(node: impl Into<String>) -> Self {
         Self {
             node: node.into(),
             node_addresses: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
-            status_poll: DEFAULT_STATUS_POLL,
+            state_dir: None,
         }
     }
 }
 
-/// The two background tasks of cluster mode. Dropping this aborts neither; call
-/// [`ClusterTasks::abort`] at exit.
+/// The background tasks of cluster mode. Call [`ClusterTasks::finish`] at exit, after the
+/// driver has shut down.
 #[derive(Debug)]
 pub struct ClusterTasks {
     pub spec: JoinHandle<()>,
+    pub endpoints: JoinHandle<()>,
     pub status: JoinHandle<()>,
+    leaving: watch::Sender<bool>,
 }
 
 impl ClusterTasks {
-    /// Stops both tasks.
+    /// Has the status writer make its last write (bounded by
+    /// [`writer::FINAL_WRITE_LIMIT`]), then stops every task.
+    pub async fn finish(mut self) {
+        self.spec.abort();
+        self.endpoints.abort();
+        self.leaving.send_replace(true);
+        let limit = writer::FINAL_WRITE_LIMIT + Duration::from_millis(200);
+        if tokio::time::timeout(limit, &mut self.status).await.is_err() {
+            self.status.abort();
+        }
+    }
+
+    /// Stops every task at once, without a last write.
     pub fn abort(&self) {
         self.spec.abort();
+        self.endpoints.abort();
         self.status.abort();
     }
 }
@@ -137,24 +137,40 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClusterError> {
     Client::try_from(config).map_err(ClusterError::Client)
 }
 
-/// Starts the `VrrpNode` watch (publishing into `sender`) and the status writer (reading
-/// `board`). Must be called inside a tokio runtime.
+/// Starts the `VrrpNode` watch (publishing into `sender`), the EndpointSlice watch (feeding
+/// `readiness`) and the status writer (reading `board`). Must be called inside a tokio runtime.
 pub fn spawn(
     client: Client,
     options: &ClusterOptions,
     sender: ConfigSender,
     board: StatusBoard,
+    readiness: EndpointReadiness,
 ) -> ClusterTasks {
-    let (watch, generation) = SpecWatch::new(
+    let (watch, outputs) = SpecWatch::new(
         client.clone(),
         options.node.clone(),
         options.node_addresses.clone(),
     );
-    let writer = StatusWriter::new(client, options.node.clone(), board, generation)
-        .heartbeat(options.heartbeat)
-        .poll(options.status_poll);
+    let watch = watch.state_dir(options.state_dir.clone());
+    let endpoints = EndpointWatch::new(
+        client.clone(),
+        options.node.clone(),
+        outputs.tracked_services,
+        readiness,
+    );
+    let (leaving, leaving_rx) = watch::channel(false);
+    let writer = StatusWriter::new(
+        client,
+        options.node.clone(),
+        board,
+        outputs.roll_call,
+        leaving_rx,
+    )
+    .heartbeat(options.heartbeat);
     ClusterTasks {
         spec: tokio::spawn(watch.run(sender)),
+        endpoints: tokio::spawn(endpoints.run()),
         status: tokio::spawn(writer.run()),
+        leaving,
     }
 }

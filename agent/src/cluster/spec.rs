@@ -2,13 +2,25 @@
 //! selector `metadata.name=<node>`), reads the v2 passwords from the Secrets its spec names,
 //! and publishes the resolved configuration exactly like the standalone source does.
 //!
-//! A deleted (or absent) `VrrpNode` publishes an empty configuration: every instance leaves
-//! gracefully. When the API server cannot be reached the watch retries with kube's default
-//! backoff (0.8 s doubling to 30 s), logging each failed attempt once, and the last
-//! configuration stays in force.
+//! - Instance by instance ([`resolve`]): an invalid instance, or one whose Secret cannot be
+//!   read (missing, no such key, forbidden, API error), is rejected alone with its reason; the
+//!   others follow every change, removals included. A rejected new version of a running
+//!   instance leaves the running one in place. Secret problems are retried with backoff
+//!   (1 s doubling to 30 s): the Secret may appear or be granted later.
+//! - The applied configuration is kept on disk ([`super::last_config`]) when a state
+//!   directory is set. At start-up, if the API server has not answered the first list within
+//!   [`DISK_FALLBACK_AFTER`] (or answered with an error), the configuration on disk is run
+//!   until the API returns; the first list then replaces it (unchanged instances keep running).
+//! - A deleted (or absent) `VrrpNode` publishes an empty configuration: every instance leaves
+//!   gracefully. When the API server cannot be reached the watch retries with kube's default
+//!   backoff (0.8 s doubling to 30 s), logging each failed attempt once, and the last
+//!   configuration stays in force.
+//! - The roll call annotation is passed to the status writer, which echoes it; the Services
+//!   named by `track.endpoints` of the accepted instances are passed to the EndpointSlice watch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,27 +29,32 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
-use kube_vrrp_crds::{SecretKeyRef, VrrpNode, VrrpNodeSpec, VrrpVersion};
+use kube_vrrp_crds::{
+    ROLL_CALL_ANNOTATION, SecretKeyRef, ServiceRef, VrrpNode, VrrpNodeSpec, VrrpVersion,
+};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::ClusterError;
-use crate::driver::DesiredConfig;
-use crate::source::resolve::desired_config;
+use super::last_config::{self, LastConfig};
+use crate::source::resolve::{Accepted, Mode, resolve};
 use crate::source::{ConfigSender, publish};
 
-/// The first wait before a configuration that could not be resolved (e.g. a Secret read
-/// failed) is tried again; doubled per failure up to [`RESOLVE_RETRY_MAX`].
+/// The first wait before instances rejected for a Secret problem are resolved again; doubled
+/// per failure up to [`RESOLVE_RETRY_MAX`].
 pub const RESOLVE_RETRY_MIN: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts to resolve the same configuration.
 pub const RESOLVE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long a starting agent waits for the API server's first answer before it runs the
+/// configuration kept on disk.
+pub const DISK_FALLBACK_AFTER: Duration = Duration::from_secs(2);
 
 /// The field selector that narrows the list/watch to one node's `VrrpNode`.
 pub fn field_selector(node: &str) -> String {
     format!("metadata.name={node}")
 }
 
-/// Secret values by (namespace, name, key).
-type SecretValues = BTreeMap<(String, String, String), Vec<u8>>;
+/// Secret values (or why not) by (namespace, name, key).
+type SecretValues = BTreeMap<(String, String, String), Result<Vec<u8>, String>>;
 
 /// What the watch last saw of the node's object.
 #[derive(Debug, Clone)]
@@ -46,14 +63,38 @@ enum Seen {
     Absent,
 }
 
+/// What applying an event did.
+enum Outcome {
+    /// The spec and generation were those last resolved: nothing to do.
+    Unchanged,
+    /// Resolved and published; the Secret retry to schedule, if any.
+    Resolved(Option<(Instant, u32)>),
+}
+
+/// What the spec watch hands to the other cluster tasks.
+#[derive(Debug)]
+pub struct SpecOutputs {
+    /// The roll call annotation of the `VrrpNode`, for the status writer to echo.
+    pub roll_call: watch::Receiver<Option<String>>,
+    /// The Services named by `track.endpoints` of the instances run, for the EndpointSlice
+    /// watch.
+    pub tracked_services: watch::Receiver<BTreeSet<ServiceRef>>,
+}
+
 /// Watches one node's `VrrpNode` and publishes its resolved configuration.
 pub struct SpecWatch {
     client: Client,
     node: String,
     node_addresses: Vec<IpAddr>,
-    generation: watch::Sender<Option<i64>>,
-    /// The last spec published (to skip re-resolving on status-only updates).
-    resolved: Option<VrrpNodeSpec>,
+    state_dir: Option<PathBuf>,
+    roll_call: watch::Sender<Option<String>>,
+    tracked_services: watch::Sender<BTreeSet<ServiceRef>>,
+    /// The spec and generation last resolved (a status-only update resolves nothing).
+    resolved: Option<(VrrpNodeSpec, Option<i64>)>,
+    /// The instances accepted last, kept when a new version of one is rejected.
+    accepted: BTreeMap<String, Accepted>,
+    /// Something (disk or API) has been published.
+    published: bool,
 }
 
 impl std::fmt::Debug for SpecWatch {
@@ -61,27 +102,41 @@ impl std::fmt::Debug for SpecWatch {
         f.debug_struct("SpecWatch")
             .field("node", &self.node)
             .field("node_addresses", &self.node_addresses)
+            .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
     }
 }
 
 impl SpecWatch {
-    /// A watch of the `VrrpNode` named `node`, and the receiver of the spec generation in
-    /// force (`None` until a spec was published, and after the object is deleted).
-    pub fn new(
-        client: Client,
-        node: String,
-        node_addresses: Vec<IpAddr>,
-    ) -> (Self, watch::Receiver<Option<i64>>) {
-        let (generation, receiver) = watch::channel(None);
+    /// A watch of the `VrrpNode` named `node`, and the receivers of what it finds besides the
+    /// configuration.
+    pub fn new(client: Client, node: String, node_addresses: Vec<IpAddr>) -> (Self, SpecOutputs) {
+        let (roll_call, roll_call_rx) = watch::channel(None);
+        let (tracked_services, tracked_rx) = watch::channel(BTreeSet::new());
         let watch = Self {
             client,
             node,
             node_addresses,
-            generation,
+            state_dir: None,
+            roll_call,
+            tracked_services,
             resolved: None,
+            accepted: BTreeMap::new(),
+            published: false,
         };
-        (watch, receiver)
+        let outputs = SpecOutputs {
+            roll_call: roll_call_rx,
+            tracked_services: tracked_rx,
+        };
+        (watch, outputs)
+    }
+
+    /// Keeps the applied configuration in `dir` and runs it at start-up when the API server
+    /// does not answer (see the module).
+    #[must_use]
+    pub fn state_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.state_dir = dir;
+        self
     }
 
     /// Watches and publishes into `sender` until the receiving side is gone.
@@ -92,20 +147,39 @@ impl SpecWatch {
         tokio::pin!(stream);
         let mut listed: Option<VrrpNode> = None;
         let mut failures: u32 = 0;
-        let mut pending: Option<(Seen, tokio::time::Instant, u32)> = None;
+        let mut last_seen: Option<Seen> = None;
+        let mut retry: Option<(Instant, u32)> = None;
+        let mut fallback_at = self
+            .state_dir
+            .is_some()
+            .then(|| Instant::now() + DISK_FALLBACK_AFTER);
         loop {
-            let retry = async {
-                match &pending {
-                    Some((_, at, _)) => tokio::time::sleep_until(*at).await,
+            let retry_due = async {
+                match retry {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let fallback_due = async {
+                match fallback_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
             let event = tokio::select! {
                 () = sender.closed() => return,
-                () = retry => {
-                    if let Some((seen, _, attempts)) = pending.take() {
-                        pending = self.apply(&sender, seen, attempts).await;
+                () = retry_due => {
+                    if let (Some(seen), Some((_, attempts))) = (last_seen.clone(), retry.take()) {
+                        self.resolved = None;
+                        if let Outcome::Resolved(next) = self.apply(&sender, &seen, attempts).await {
+                            retry = next;
+                        }
                     }
+                    continue;
+                }
+                () = fallback_due => {
+                    fallback_at = None;
+                    self.run_from_disk(&sender, "the API server has not answered yet").await;
                     continue;
                 }
                 event = stream.next() => event,
@@ -119,6 +193,10 @@ impl SpecWatch {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(node = %self.node, %error, attempt = failures, "cannot watch the VrrpNode; the last configuration stays in force, retrying with backoff");
+                    if fallback_at.take().is_some() {
+                        self.run_from_disk(&sender, "the API server cannot be reached")
+                            .await;
+                    }
                     continue;
                 }
             };
@@ -138,6 +216,7 @@ impl SpecWatch {
                     continue;
                 }
                 Event::InitDone => {
+                    fallback_at = None;
                     // A relist: resolve again even if the spec is unchanged (a Secret may have
                     // been rotated).
                     self.resolved = None;
@@ -158,97 +237,207 @@ impl SpecWatch {
                     Seen::Absent
                 }
             };
-            pending = self.apply(&sender, seen, 0).await;
+            if let Outcome::Resolved(next) = self.apply(&sender, &seen, 0).await {
+                retry = next;
+            }
+            last_seen = Some(seen);
         }
     }
 
-    /// Resolves and publishes what was seen. On failure returns the retry to schedule (the
-    /// last good configuration stays in force meanwhile).
-    async fn apply(
-        &mut self,
-        sender: &ConfigSender,
-        seen: Seen,
-        attempts: u32,
-    ) -> Option<(Seen, tokio::time::Instant, u32)> {
-        let object = match &seen {
+    /// Runs the configuration kept on disk, if any, unless something was published already.
+    async fn run_from_disk(&mut self, sender: &ConfigSender, why: &str) {
+        let Some(dir) = self.state_dir.clone() else {
+            return;
+        };
+        if self.published {
+            return;
+        }
+        let node = self.node.clone();
+        let loaded = tokio::task::spawn_blocking(move || last_config::load(&dir, &node)).await;
+        let stored = match loaded {
+            Ok(Ok(Some(stored))) => stored,
+            Ok(Ok(None)) => {
+                tracing::info!(node = %self.node, "{why}, and no configuration is kept on disk yet: running nothing until it answers");
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::error!(node = %self.node, %error, "{why}, and the configuration kept on disk cannot be used; it is ignored: running nothing until the API answers");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(node = %self.node, %error, "reading the configuration kept on disk failed");
+                return;
+            }
+        };
+        let resolution = resolve(
+            &stored.spec(),
+            Mode::Cluster,
+            &|key: &SecretKeyRef| stored.password(key),
+            &BTreeMap::new(),
+        );
+        let count = resolution.accepted.len();
+        self.accept(&resolution.accepted);
+        let config = resolution.into_config(self.node_addresses.clone(), stored.generation);
+        publish(sender, config);
+        self.published = true;
+        tracing::warn!(node = %self.node, generation = ?stored.generation, instances = count, "{why}: running the configuration kept on disk until it answers");
+    }
+
+    /// Resolves and publishes what was seen; `attempts` Secret retries were made so far.
+    async fn apply(&mut self, sender: &ConfigSender, seen: &Seen, attempts: u32) -> Outcome {
+        let object = match seen {
             Seen::Absent => {
                 self.resolved = None;
-                self.generation.send_replace(None);
-                let empty = DesiredConfig {
-                    instances: Vec::new(),
+                self.roll_call.send_replace(None);
+                self.accept(&[]);
+                let empty = crate::driver::DesiredConfig {
                     node_addresses: self.node_addresses.clone(),
+                    ..crate::driver::DesiredConfig::default()
                 };
+                self.published = true;
                 if publish(sender, empty) {
                     tracing::info!(node = %self.node, "no VrrpNode for this node: every instance leaves");
+                    self.keep_on_disk(None, Vec::new()).await;
                 }
-                return None;
+                return Outcome::Resolved(None);
             }
             Seen::Present(object) => object,
         };
+        let roll_call = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROLL_CALL_ANNOTATION))
+            .cloned();
+        self.roll_call.send_if_modified(|current| {
+            let changed = *current != roll_call;
+            current.clone_from(&roll_call);
+            changed
+        });
         let generation = object.metadata.generation;
-        if self.resolved.as_ref() == Some(&object.spec) {
-            self.generation.send_replace(generation);
-            return None;
+        let key = (object.spec.clone(), generation);
+        if self.resolved.as_ref() == Some(&key) {
+            return Outcome::Unchanged;
         }
-        match self.resolve(&object.spec).await {
-            Ok(config) => {
-                let count = config.instances.len();
-                self.resolved = Some(object.spec.clone());
-                self.generation.send_replace(generation);
-                if publish(sender, config) {
-                    tracing::info!(node = %self.node, ?generation, instances = count, "configuration loaded from the VrrpNode");
-                }
-                None
-            }
-            Err(error) => {
-                let attempts = attempts.saturating_add(1);
-                let delay = resolve_retry_delay(attempts);
-                tracing::error!(node = %self.node, ?generation, %error, attempt = attempts, retry_in = ?delay, "VrrpNode spec rejected; the last good configuration stays in force");
-                Some((seen, tokio::time::Instant::now() + delay, attempts))
-            }
-        }
-    }
-
-    async fn resolve(&self, spec: &VrrpNodeSpec) -> Result<DesiredConfig, ClusterError> {
-        let secrets = self.read_secrets(spec).await?;
-        let config = desired_config(spec, self.node_addresses.clone(), |key| {
+        let secrets = self.read_secrets(&object.spec).await;
+        let lookup = |key: &SecretKeyRef| {
             secrets
                 .get(&(key.namespace.clone(), key.name.clone(), key.key.clone()))
-                .map(Vec::as_slice)
-        })
-        .map_err(ClusterError::Instances)?;
-        Ok(crate::source::without_endpoint_trackers(config))
+                .cloned()
+                .unwrap_or_else(|| Err("the Secret was not read".to_owned()))
+        };
+        let resolution = resolve(&object.spec, Mode::Cluster, &lookup, &self.accepted);
+        for rejected in &resolution.rejected {
+            tracing::error!(node = %self.node, ?generation, instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others follow the VrrpNode");
+        }
+        let retry = resolution.needs_secret_retry().then(|| {
+            let attempts = attempts.saturating_add(1);
+            let delay = resolve_retry_delay(attempts);
+            tracing::info!(node = %self.node, retry_in = ?delay, "Secrets will be read again");
+            (Instant::now() + delay, attempts)
+        });
+        let count = resolution.accepted.len();
+        self.accept(&resolution.accepted);
+        let accepted = resolution.accepted.clone();
+        let config = resolution.into_config(self.node_addresses.clone(), generation);
+        self.resolved = Some(key);
+        self.published = true;
+        if publish(sender, config) {
+            tracing::info!(node = %self.node, ?generation, instances = count, "configuration loaded from the VrrpNode");
+            self.keep_on_disk(generation, accepted).await;
+        }
+        Outcome::Resolved(retry)
     }
 
-    /// Gets every Secret a v2 instance of `spec` names, once each. A missing Secret or key is
-    /// left out (resolution then names the instance); an API error fails the whole read.
-    async fn read_secrets(&self, spec: &VrrpNodeSpec) -> Result<SecretValues, ClusterError> {
+    /// Records the accepted instances and the Services their endpoint trackers name.
+    fn accept(&mut self, accepted: &[Accepted]) {
+        self.accepted = accepted
+            .iter()
+            .map(|a| (a.source.name.clone(), a.clone()))
+            .collect();
+        let services: BTreeSet<ServiceRef> = accepted
+            .iter()
+            .flat_map(|a| a.source.track.endpoints.iter().map(|e| e.service.clone()))
+            .collect();
+        self.tracked_services.send_if_modified(|current| {
+            let changed = *current != services;
+            *current = services;
+            changed
+        });
+    }
+
+    /// Writes what now runs to the state directory (if any), off the runtime.
+    async fn keep_on_disk(&self, generation: Option<i64>, accepted: Vec<Accepted>) {
+        let Some(dir) = self.state_dir.clone() else {
+            return;
+        };
+        let stored = LastConfig::new(&self.node, generation, &accepted);
+        let written = tokio::task::spawn_blocking(move || last_config::store(&dir, &stored)).await;
+        match written {
+            Ok(Ok(())) => {
+                tracing::debug!(node = %self.node, ?generation, "configuration kept on disk");
+            }
+            Ok(Err(error)) => {
+                tracing::error!(node = %self.node, %error, "cannot keep the configuration on disk; a restart during an API outage would run an older one");
+            }
+            Err(error) => {
+                tracing::error!(node = %self.node, %error, "writing the configuration to disk failed");
+            }
+        }
+    }
+
+    /// Gets every Secret a v2 instance of `spec` names, once each: each key's bytes, or a
+    /// sentence saying why they cannot be had.
+    async fn read_secrets(&self, spec: &VrrpNodeSpec) -> SecretValues {
         let mut values = SecretValues::new();
-        let mut fetched: BTreeMap<(String, String), Option<Secret>> = BTreeMap::new();
+        let mut fetched: BTreeMap<(String, String), Result<Option<Secret>, String>> =
+            BTreeMap::new();
         for key in secret_refs(spec) {
             let id = (key.namespace.clone(), key.name.clone());
             if !fetched.contains_key(&id) {
                 let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
-                let secret =
-                    api.get_opt(&key.name)
-                        .await
-                        .map_err(|source| ClusterError::Secret {
-                            namespace: key.namespace.clone(),
-                            name: key.name.clone(),
-                            source,
-                        })?;
+                let secret = api
+                    .get_opt(&key.name)
+                    .await
+                    .map_err(|error| secret_error(&key.namespace, &key.name, &error));
                 fetched.insert(id.clone(), secret);
             }
-            let value = fetched
-                .get(&id)
-                .and_then(Option::as_ref)
-                .and_then(|secret| secret.data.as_ref())
-                .and_then(|data| data.get(&key.key));
-            if let Some(value) = value {
-                values.insert((id.0, id.1, key.key.clone()), value.0.clone());
-            }
+            let value = match fetched.get(&id) {
+                Some(Ok(Some(secret))) => secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(&key.key))
+                    .map(|value| value.0.clone())
+                    .ok_or_else(|| {
+                        format!(
+                            "Secret {}/{} has no key {:?}: add it, or fix \
+                             spec.authentication.passwordSecretRef.key",
+                            key.namespace, key.name, key.key
+                        )
+                    }),
+                Some(Ok(None)) => Err(format!(
+                    "Secret {}/{} not found: create it, or fix \
+                     spec.authentication.passwordSecretRef",
+                    key.namespace, key.name
+                )),
+                Some(Err(message)) => Err(message.clone()),
+                None => Err("the Secret was not read".to_owned()),
+            };
+            values.insert((id.0, id.1, key.key.clone()), value);
         }
-        Ok(values)
+        values
+    }
+}
+
+/// Why a Secret could not be read, in words a person can act on.
+fn secret_error(namespace: &str, name: &str, error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "the agent may not read Secret {namespace}/{name} (403 Forbidden): keep VRRP \
+             password Secrets in the namespace the chart grants (values agent.secrets), or \
+             grant get on this Secret to the agent's ServiceAccount"
+        ),
+        other => format!("reading Secret {namespace}/{name}: {other}; retrying"),
     }
 }
 

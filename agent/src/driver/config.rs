@@ -5,20 +5,24 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use kube_vrrp_crds::Track;
+use kube_vrrp_crds::{RejectedInstance, Track};
 
-use crate::net::Family;
 use crate::net::announce::GarpSettings;
-use crate::vrrp::instance::{Config, Version};
+use crate::vrrp::instance::Config;
 use crate::vrrp::packet::Authentication;
+use crate::vrrp::{Family, Version};
 
-/// Everything the driver runs on this node.
+/// Everything the driver runs on this node, and what the source could not give it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DesiredConfig {
     /// The instances, sorted by name; names are unique.
     pub instances: Vec<InstanceSpec>,
     /// The node's own addresses (its InternalIPs): the last resort when picking an interface.
     pub node_addresses: Vec<IpAddr>,
+    /// The source's generation (the `VrrpNode`'s in cluster mode), reported once applied.
+    pub generation: Option<i64>,
+    /// Instances of the source that are not run as given, and why (reported once applied).
+    pub rejected: Vec<RejectedInstance>,
 }
 
 /// One VRRP instance, resolved.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use super::receive::{Routes, receive_loop};
+use crate::net::NetError;
 use crate::net::announce::Announcer;
 use crate::net::link::Link;
 use crate::net::socket::VrrpSocket;
-use crate::net::{Family, NetError};
 use crate::report::Metrics;
+use crate::vrrp::Family;
 
 /// A VRRP socket on one interface with its receive task; the task stops when this is dropped.
 #[derive(Debug)]

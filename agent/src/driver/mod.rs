@@ -11,8 +11,10 @@
 pub mod config;
 pub mod endpoint;
 pub mod links;
+pub mod machine;
 pub mod receive;
 pub mod unit;
+pub mod vips;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -20,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube_vrrp_crds::{RejectReason, RejectedInstance};
 use tokio::sync::{mpsc, watch};
 
 pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
@@ -28,10 +31,12 @@ use links::LinkMonitor;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
 
+use crate::check::EndpointReadiness;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
-use crate::net::{Family, NetError, rtnetlink_connect};
-use crate::report::{Metrics, StatusBoard};
+use crate::net::{NetError, rtnetlink_connect};
+use crate::report::{Applied, Metrics, StatusBoard};
+use crate::vrrp::Family;
 
 /// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
 pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -198,10 +203,19 @@ impl Driver {
                 board,
                 metrics,
                 links: monitor,
+                endpoints: EndpointReadiness::new(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),
         })
+    }
+
+    /// Endpoint trackers follow `readiness` (fed by cluster mode's EndpointSlice watch);
+    /// without it they stay pending.
+    #[must_use]
+    pub fn follow_endpoints(mut self, readiness: EndpointReadiness) -> Self {
+        self.services.endpoints = readiness;
+        self
     }
 
     /// The names of the running instances.
@@ -214,8 +228,9 @@ impl Driver {
 
     /// Brings the running instances in line with `config`. An instance that cannot start (no
     /// interface yet, no source address yet, VRID taken) is logged and left out; [`run`] tries
-    /// again with a growing delay ([`retry_delay`]). Returns how many units could not start.
-    pub async fn apply(&mut self, config: &DesiredConfig) -> usize {
+    /// again with a growing delay ([`retry_delay`]). Returns the instances that could not
+    /// start, each with why (reason `StartFailed`).
+    pub async fn apply(&mut self, config: &DesiredConfig) -> Vec<RejectedInstance> {
         let desired = units_of(&config.instances);
         let running: BTreeMap<UnitKey, Vec<InstanceSpec>> = self
             .units
@@ -255,7 +270,7 @@ impl Driver {
                 unit.specs.clone_from(specs);
             }
         }
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for key in &plan.start {
             let Some(specs) = desired.get(key) else {
                 continue;
@@ -265,8 +280,13 @@ impl Driver {
                     self.units.insert(key.clone(), unit);
                 }
                 Err(error) => {
-                    failed += 1;
                     tracing::error!(unit = %key.label(), %error, "cannot start instance; will retry");
+                    failed.extend(specs.iter().map(|spec| RejectedInstance {
+                        name: spec.name.clone(),
+                        reason: RejectReason::StartFailed,
+                        message: format!("{error}; retrying"),
+                        running_previous: false,
+                    }));
                 }
             }
         }
@@ -425,11 +445,19 @@ pub async fn run(
     loop {
         let current = updates.borrow_and_update().clone();
         if let Some(config) = current {
-            failures = if driver.apply(&config).await > 0 {
-                failures.saturating_add(1)
-            } else {
+            let not_started = driver.apply(&config).await;
+            failures = if not_started.is_empty() {
                 0
+            } else {
+                failures.saturating_add(1)
             };
+            let mut rejected = config.rejected.clone();
+            rejected.extend(not_started);
+            rejected.sort_by(|a, b| a.name.cmp(&b.name));
+            driver.services.board.set_applied(Applied {
+                generation: config.generation,
+                rejected,
+            });
             driver.services.board.mark_ready();
         }
         tokio::select! {

@@ -14,10 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::net::socket::{Received, VrrpSocket};
 use crate::report::Metrics;
-use crate::vrrp::instance::{ReceivedAdvert, Version};
-use crate::vrrp::packet::{
-    Advertisement, Authentication, DropReason, VRRP_TTL, Version as WireVersion,
-};
+use crate::vrrp::instance::ReceivedAdvert;
+use crate::vrrp::packet::{Advertisement, Authentication, DropReason};
+use crate::vrrp::{VRRP_TTL, Version};
 
 /// What the receiver checks for one VRID before handing an advert to its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +60,7 @@ pub fn admit<'a>(
     if !filter.unicast_peers.is_empty() && !filter.unicast_peers.contains(&received.source) {
         return Err(DropReason::Source);
     }
-    let wire_version = match filter.version {
-        Version::V2 => WireVersion::V2,
-        Version::V3 => WireVersion::V3,
-    };
-    if advert.version != wire_version {
+    if advert.version != filter.version {
         return Err(DropReason::Version);
     }
     if filter.version == Version::V2 {
@@ -222,12 +217,7 @@ mod tests {
         }
     }
 
-    fn advert(
-        version: WireVersion,
-        vrid: u8,
-        interval_cs: u16,
-        auth: Authentication,
-    ) -> Advertisement {
+    fn advert(version: Version, vrid: u8, interval_cs: u16, auth: Authentication) -> Advertisement {
         Advertisement {
             version,
             vrid,
@@ -255,7 +245,7 @@ mod tests {
     #[test]
     fn a_valid_v3_advert_is_admitted_with_its_priority_and_interval() {
         let packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             SOURCE,
             255,
         );
@@ -269,7 +259,7 @@ mod tests {
     #[test]
     fn a_ttl_other_than_255_is_dropped_as_ttl() {
         let packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             SOURCE,
             254,
         );
@@ -279,7 +269,7 @@ mod tests {
     #[test]
     fn our_own_source_is_dropped_as_source() {
         let packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             OWN,
             255,
         );
@@ -292,7 +282,7 @@ mod tests {
     #[test]
     fn a_source_outside_the_unicast_peers_is_dropped_as_source() {
         let packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             SOURCE,
             255,
         );
@@ -306,7 +296,7 @@ mod tests {
     #[test]
     fn an_unknown_vrid_is_dropped_as_vrid() {
         let packet = received(
-            &advert(WireVersion::V3, 52, 100, Authentication::None),
+            &advert(Version::V3, 52, 100, Authentication::None),
             SOURCE,
             255,
         );
@@ -316,7 +306,7 @@ mod tests {
     #[test]
     fn a_v2_password_mismatch_is_dropped_as_auth() {
         let sent = Authentication::simple_text_password(b"secret").unwrap();
-        let packet = received(&advert(WireVersion::V2, 51, 100, sent), SOURCE, 255);
+        let packet = received(&advert(Version::V2, 51, 100, sent), SOURCE, 255);
         let mut expected = filter(Version::V2);
         expected.authentication = Authentication::simple_text_password(b"other").unwrap();
         assert_eq!(check(&packet, &expected), Err(DropReason::Auth));
@@ -327,7 +317,7 @@ mod tests {
     #[test]
     fn a_v2_interval_mismatch_is_dropped_as_interval() {
         let packet = received(
-            &advert(WireVersion::V2, 51, 200, Authentication::None),
+            &advert(Version::V2, 51, 200, Authentication::None),
             SOURCE,
             255,
         );
@@ -340,7 +330,7 @@ mod tests {
     #[test]
     fn a_v3_interval_differing_from_ours_is_admitted_for_learning() {
         let packet = received(
-            &advert(WireVersion::V3, 51, 300, Authentication::None),
+            &advert(Version::V3, 51, 300, Authentication::None),
             SOURCE,
             255,
         );
@@ -350,7 +340,7 @@ mod tests {
     #[test]
     fn a_v2_advert_for_a_v3_instance_is_dropped_as_version() {
         let packet = received(
-            &advert(WireVersion::V2, 51, 100, Authentication::None),
+            &advert(Version::V2, 51, 100, Authentication::None),
             SOURCE,
             255,
         );
@@ -363,7 +353,7 @@ mod tests {
     #[test]
     fn a_corrupted_checksum_is_dropped_by_its_decode_reason() {
         let mut packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             SOURCE,
             255,
         );
@@ -377,7 +367,7 @@ mod tests {
     #[test]
     fn a_truncated_packet_is_dropped_as_length() {
         let mut packet = received(
-            &advert(WireVersion::V3, 51, 100, Authentication::None),
+            &advert(Version::V3, 51, 100, Authentication::None),
             SOURCE,
             255,
         );

@@ -19,14 +19,16 @@ use tokio::task::JoinHandle;
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::endpoint::Endpoint;
 use super::links::LinkMonitor;
-use crate::check::{TrackState, TrackerSet};
+use super::machine::Machine;
+use super::vips::Vips;
+use crate::check::{EndpointReadiness, TrackState, TrackerSet};
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
 use crate::report::{InstanceStatus, Metrics, StatusBoard};
-use crate::vrrp::instance::{Action, Event, Instance, ReceivedAdvert, State, Tracking, Version};
-use crate::vrrp::packet::{Advertisement, Authentication, Version as WireVersion};
-use crate::vrrp::sync_group::SyncGroup;
+use crate::vrrp::Version;
+use crate::vrrp::instance::{Action, Event, Instance, ReceivedAdvert, State, Tracking};
+use crate::vrrp::packet::{Advertisement, Authentication};
 
 /// A link must stay down this long before the instance goes to FAULT (absorbs flaps).
 pub const LINK_DOWN_HOLD: Duration = Duration::from_millis(100);
@@ -56,6 +58,8 @@ pub struct Services {
     pub board: StatusBoard,
     pub metrics: Metrics,
     pub links: LinkMonitor,
+    /// What endpoint trackers follow.
+    pub endpoints: EndpointReadiness,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -65,56 +69,6 @@ pub struct MemberSetup {
     pub endpoint: Arc<Endpoint>,
     /// The interface's raw link state when the unit started.
     pub link_state: LinkState,
-}
-
-/// The lone instance or the sync group of a unit.
-#[derive(Debug)]
-enum Machine {
-    Single(Box<Instance>),
-    Group(SyncGroup),
-}
-
-impl Machine {
-    fn apply(&mut self, index: usize, now: Instant, event: Event) -> Vec<(usize, Action)> {
-        match self {
-            Self::Single(instance) => tag(instance.handle(now, event)),
-            Self::Group(group) => group.apply(index, now, event).unwrap_or_else(|error| {
-                tracing::error!(%error, "sync group event for a missing member");
-                Vec::new()
-            }),
-        }
-    }
-
-    fn on_timeout(&mut self, now: Instant) -> Vec<(usize, Action)> {
-        match self {
-            Self::Single(instance) => {
-                if instance.next_deadline().is_some_and(|at| at <= now) {
-                    tag(instance.handle(now, Event::Timeout))
-                } else {
-                    Vec::new()
-                }
-            }
-            Self::Group(group) => group.on_timeout(now),
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        match self {
-            Self::Single(instance) => instance.next_deadline(),
-            Self::Group(group) => group.next_deadline(),
-        }
-    }
-
-    fn member(&self, index: usize) -> Option<&Instance> {
-        match self {
-            Self::Single(instance) => (index == 0).then_some(&**instance),
-            Self::Group(group) => group.member(index),
-        }
-    }
-}
-
-fn tag(actions: Vec<Action>) -> Vec<(usize, Action)> {
-    actions.into_iter().map(|action| (0, action)).collect()
 }
 
 /// Aborts a helper task when dropped.
@@ -135,8 +89,7 @@ struct Member {
     trackers: Option<(TrackerSet, Helper)>,
     _link_watch: Helper,
     garp: Option<GarpSchedule>,
-    /// The VIPs this member installed and has not removed.
-    held: Vec<IpNet>,
+    vips: Vips,
     transitions: u64,
     last_transition: Option<Timestamp>,
     published: Option<InstanceStatus>,
@@ -201,31 +154,18 @@ impl Unit {
             );
             members.push(Member {
                 debounce: LinkDebounce::new(setup.link_state, LINK_DOWN_HOLD, LINK_UP_HOLD),
+                vips: Vips::new(setup.spec.addresses.clone()),
                 spec: setup.spec,
                 endpoint: setup.endpoint,
                 trackers: None,
                 _link_watch: link_watch,
                 garp: None,
-                held: Vec::new(),
                 transitions: 0,
                 last_transition: None,
                 published: None,
             });
         }
-        let machine = if sync_group {
-            Machine::Group(SyncGroup::new(instances))
-        } else {
-            match instances.pop() {
-                Some(instance) if instances.is_empty() => Machine::Single(Box::new(instance)),
-                // The driver builds a lone unit from exactly one spec; anything else runs as a
-                // group rather than losing instances.
-                Some(instance) => {
-                    instances.push(instance);
-                    Machine::Group(SyncGroup::new(instances))
-                }
-                None => Machine::Group(SyncGroup::new(Vec::new())),
-            }
-        };
+        let machine = Machine::new(instances, sync_group);
         let unit = Self {
             label,
             machine,
@@ -295,7 +235,11 @@ impl Unit {
         if member.spec.track.is_empty() {
             return;
         }
-        let (set, receiver) = TrackerSet::spawn(&member.spec.track, self.services.metrics.clone());
+        let (set, receiver) = TrackerSet::spawn(
+            &member.spec.track,
+            self.services.metrics.clone(),
+            &self.services.endpoints,
+        );
         let forward = forward_track(index, receiver, self.inputs.clone());
         member.trackers = Some((set, forward));
     }
@@ -370,7 +314,7 @@ impl Unit {
             }
             tracing::info!(instance = %spec.name, protocol = diff.protocol, addresses = diff.addresses, track = diff.track, edge = diff.edge, "applying new configuration");
             let primary = member.endpoint.source_for(!spec.unicast_peers.is_empty());
-            let old = std::mem::replace(&mut self.members[index].spec, spec);
+            self.members[index].spec = spec;
             if diff.protocol {
                 let config = self.members[index].spec.machine_config(primary);
                 let actions =
@@ -379,7 +323,7 @@ impl Unit {
                 self.perform(actions).await;
             }
             if diff.addresses {
-                self.swap_addresses(index, &old.addresses).await;
+                self.swap_addresses(index).await;
             }
             if diff.track {
                 self.start_trackers(index);
@@ -389,16 +333,13 @@ impl Unit {
 
     /// A member holding VIPs installs the new set and removes what left it; a MASTER
     /// announces again.
-    async fn swap_addresses(&mut self, index: usize, old: &[IpNet]) {
-        if self.members[index].held.is_empty() {
+    async fn swap_addresses(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        let holding = !member.vips.held().is_empty();
+        let gone = member.vips.set_wanted(member.spec.addresses.clone());
+        if !holding {
             return;
         }
-        let wanted = self.members[index].spec.addresses.clone();
-        let gone: Vec<IpNet> = old
-            .iter()
-            .filter(|vip| !wanted.contains(vip))
-            .copied()
-            .collect();
         self.remove_vips(index, &gone).await;
         self.add_vips(index).await;
         if self.state(index) == Some(State::Master) {
@@ -420,9 +361,15 @@ impl Unit {
         }
         for index in 0..self.members.len() {
             // Whatever the machine said, nothing of ours stays on the interface.
-            let held = self.members[index].held.clone();
-            self.remove_vips(index, &held).await;
             let member = &mut self.members[index];
+            member
+                .vips
+                .release_held(
+                    &self.services.addresses,
+                    member.endpoint.ifindex,
+                    &member.spec.name,
+                )
+                .await;
             member.trackers = None;
             self.services.board.remove(&member.spec.name);
             self.services.metrics.forget(&member.spec.name);
@@ -491,10 +438,7 @@ impl Unit {
         let member = &self.members[index];
         let spec = &member.spec;
         let advert = Advertisement {
-            version: match spec.version {
-                Version::V2 => WireVersion::V2,
-                Version::V3 => WireVersion::V3,
-            },
+            version: spec.version,
             vrid: spec.vrid,
             priority,
             max_advert_interval_cs: duration_to_cs(max_advert_interval),
@@ -530,44 +474,28 @@ impl Unit {
 
     async fn add_vips(&mut self, index: usize) {
         let member = &mut self.members[index];
-        for vip in member.spec.addresses.clone() {
-            match self
-                .services
-                .addresses
-                .add(member.endpoint.ifindex, &member.endpoint.interface, vip)
-                .await
-            {
-                Ok(change) => {
-                    tracing::debug!(instance = %member.spec.name, %vip, change = change.as_str(), "VIP added");
-                    if !member.held.contains(&vip) {
-                        member.held.push(vip);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(instance = %member.spec.name, %vip, %error, "adding a VIP failed");
-                }
-            }
-        }
+        member
+            .vips
+            .install(
+                &self.services.addresses,
+                member.endpoint.ifindex,
+                &member.endpoint.interface,
+                &member.spec.name,
+            )
+            .await;
     }
 
     async fn remove_vips(&mut self, index: usize, vips: &[IpNet]) {
         let member = &mut self.members[index];
-        for vip in vips {
-            match self
-                .services
-                .addresses
-                .remove(member.endpoint.ifindex, *vip)
-                .await
-            {
-                Ok(change) => {
-                    tracing::debug!(instance = %member.spec.name, %vip, change = change.as_str(), "VIP removed");
-                    member.held.retain(|held| held != vip);
-                }
-                Err(error) => {
-                    tracing::error!(instance = %member.spec.name, %vip, %error, "removing a VIP failed");
-                }
-            }
-        }
+        member
+            .vips
+            .release(
+                &self.services.addresses,
+                member.endpoint.ifindex,
+                vips,
+                &member.spec.name,
+            )
+            .await;
     }
 
     async fn announce_due(&mut self, index: usize, now: Instant) {
@@ -600,15 +528,12 @@ impl Unit {
                 name: member.spec.name.clone(),
                 vrid: member.spec.vrid,
                 interface: member.endpoint.interface.clone(),
-                version: match member.spec.version {
-                    Version::V2 => 2,
-                    Version::V3 => 3,
-                },
+                version: member.spec.version.number(),
                 state: instance.state(),
                 priority: member.spec.priority,
                 effective_priority: instance.effective_priority(),
                 master_address: instance.master_address(),
-                vips: member.held.clone(),
+                vips: member.vips.held().to_vec(),
                 transitions: member.transitions,
                 last_transition: member.last_transition,
             };

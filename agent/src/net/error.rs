@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::vrrp::packet::{DecodeError, DropReason};
+
 /// What went wrong at a kernel edge. Each variant names the operation so logs say what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -27,8 +29,8 @@ pub enum NetError {
     NoMacAddress(String),
     #[error("address {address} does not match the socket's family")]
     FamilyMismatch { address: IpAddr },
-    #[error("received a malformed IPv4 datagram: {0}")]
-    MalformedIpv4(&'static str),
+    #[error("received a malformed IP datagram: {0}")]
+    MalformedIp(#[source] DecodeError),
     #[error("received datagram lacks the {0} control message")]
     MissingControlMessage(&'static str),
     #[error("received datagram of more than {0} bytes was truncated")]
@@ -41,8 +43,19 @@ impl NetError {
     pub fn is_datagram_error(&self) -> bool {
         matches!(
             self,
-            Self::MalformedIpv4(_) | Self::MissingControlMessage(_) | Self::Truncated(_)
+            Self::MalformedIp(_) | Self::MissingControlMessage(_) | Self::Truncated(_)
         )
+    }
+
+    /// The drop counter a per-datagram error is counted under; `None` for errors of the socket
+    /// itself.
+    pub fn drop_reason(&self) -> Option<DropReason> {
+        match self {
+            Self::MalformedIp(error) => Some(error.drop_reason()),
+            Self::Truncated(_) => Some(DropReason::Length),
+            Self::MissingControlMessage(_) => Some(DropReason::Malformed),
+            _ => None,
+        }
     }
 
     pub(crate) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Self {
@@ -76,12 +89,15 @@ mod tests {
     #[test]
     fn datagram_errors_are_told_apart_from_socket_errors() {
         assert!(NetError::Truncated(65_536).is_datagram_error());
-        assert!(NetError::MalformedIpv4("bad total length").is_datagram_error());
+        let short = NetError::MalformedIp(DecodeError::IpTooShort { len: 3, min: 20 });
+        assert!(short.is_datagram_error());
+        assert_eq!(short.drop_reason(), Some(DropReason::Length));
         assert!(NetError::MissingControlMessage("IP_PKTINFO").is_datagram_error());
         let socket_error = NetError::Io {
             op: "receive a VRRP datagram",
             source: std::io::Error::from_raw_os_error(nix::libc::EBADF),
         };
         assert!(!socket_error.is_datagram_error());
+        assert_eq!(socket_error.drop_reason(), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, link events.
 //!
 //! Everything here is a thin adapter over a kernel interface; the pure parts (frame builders,
-//! the GARP schedule, the link debounce, IPv4 header parsing) are unit-tested, the I/O parts are
+//! the GARP schedule, the link debounce) are unit-tested, the I/O parts are
 //! tested for real in network namespaces (`agent/tests/net_*.rs`).
 
 pub mod address;
@@ -12,31 +12,6 @@ pub mod socket;
 mod sys;
 
 pub use error::NetError;
-
-/// An IP address family, as the VRRP edge sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-}
-
-impl Family {
-    /// The family of an address.
-    pub fn of(address: std::net::IpAddr) -> Self {
-        match address {
-            std::net::IpAddr::V4(_) => Self::Ipv4,
-            std::net::IpAddr::V6(_) => Self::Ipv6,
-        }
-    }
-
-    /// A short name for logs and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ipv4 => "ipv4",
-            Self::Ipv6 => "ipv6",
-        }
-    }
-}
 
 /// Opens an rtnetlink connection in the calling thread's network namespace and drives it on the
 /// current tokio runtime. The returned handle is cheap to clone; the connection task ends when

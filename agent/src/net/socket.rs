@@ -12,7 +12,7 @@
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, PoisonError};
 
@@ -24,33 +24,14 @@ use nix::sys::socket::{
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use super::NetError;
 use super::link::Link;
 use super::sys::register;
-use super::{Family, NetError};
-
-/// IANA's IP protocol number for VRRP.
-pub const IPPROTO_VRRP: i32 = 112;
-/// The IPv4 multicast group of VRRP (RFC 5798 §5.1.1.2).
-pub const VRRP_MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-/// The IPv6 multicast group of VRRP (RFC 5798 §5.1.2.2).
-pub const VRRP_MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
-/// The TTL / hop limit every VRRP packet is sent with (RFC 5798 §5.1.1.3, §5.1.2.3).
-pub const VRRP_TTL: u8 = 255;
+use crate::vrrp::packet::IpPacket;
+use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
 /// Receive buffer size: the largest IP datagram, so nothing the kernel delivers is truncated.
 const RECV_BUFFER: usize = 65_536;
-/// Smallest IPv4 header.
-const IPV4_MIN_HEADER: usize = 20;
-
-impl Family {
-    /// The VRRP multicast group of this family.
-    pub fn vrrp_multicast(self) -> IpAddr {
-        match self {
-            Self::Ipv4 => IpAddr::V4(VRRP_MULTICAST_V4),
-            Self::Ipv6 => IpAddr::V6(VRRP_MULTICAST_V6),
-        }
-    }
-}
 
 /// One VRRP datagram as received: the VRRP payload (IP header stripped) plus what the driver
 /// needs to validate it.
@@ -108,8 +89,12 @@ impl VrrpSocket {
             IpAddr::V4(_) => Domain::IPV4,
             IpAddr::V6(_) => Domain::IPV6,
         };
-        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))
-            .map_err(NetError::io("open raw VRRP socket"))?;
+        let socket = Socket::new(
+            domain,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+        )
+        .map_err(NetError::io("open raw VRRP socket"))?;
         socket
             .bind_device(Some(ifname.as_bytes()))
             .map_err(NetError::io("bind VRRP socket to device"))?;
@@ -117,7 +102,7 @@ impl VrrpSocket {
             IpAddr::V4(address) => {
                 socket
                     .join_multicast_v4_n(
-                        &VRRP_MULTICAST_V4,
+                        &VRRP_MULTICAST_IPV4,
                         &InterfaceIndexOrAddress::Index(ifindex),
                     )
                     .map_err(NetError::io("join 224.0.0.18"))?;
@@ -138,7 +123,7 @@ impl VrrpSocket {
             }
             IpAddr::V6(_) => {
                 socket
-                    .join_multicast_v6(&VRRP_MULTICAST_V6, ifindex)
+                    .join_multicast_v6(&VRRP_MULTICAST_IPV6, ifindex)
                     .map_err(NetError::io("join ff02::12"))?;
                 socket
                     .set_multicast_if_v6(ifindex)
@@ -335,13 +320,15 @@ impl VrrpSocket {
                 let Some(ifindex) = ifindex else {
                     return Ok(Err(NetError::MissingControlMessage("IP_PKTINFO")));
                 };
-                Ok(parse_ipv4(&buffer[..bytes]).map(|datagram| Received {
-                    source: IpAddr::V4(datagram.source),
-                    destination: IpAddr::V4(datagram.destination),
-                    ttl: datagram.ttl,
-                    ifindex,
-                    payload: datagram.payload.to_vec(),
-                }))
+                Ok(IpPacket::decode_ipv4(&buffer[..bytes])
+                    .map(|packet| Received {
+                        source: packet.source,
+                        destination: packet.destination,
+                        ttl: packet.ttl,
+                        ifindex,
+                        payload: packet.payload.to_vec(),
+                    })
+                    .map_err(NetError::MalformedIp))
             }
             IpAddr::V6(_) => {
                 let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
@@ -416,131 +403,15 @@ fn needs_scope(address: Ipv6Addr) -> bool {
     (first & 0xffc0) == 0xfe80 || (address.is_multicast() && matches!(first & 0x000f, 1 | 2))
 }
 
-/// The parts of an IPv4 datagram the driver needs, borrowed from the received bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ipv4Datagram<'a> {
-    pub source: Ipv4Addr,
-    pub destination: Ipv4Addr,
-    pub ttl: u8,
-    pub protocol: u8,
-    pub payload: &'a [u8],
-}
-
-/// Splits an IPv4 datagram as a raw socket delivers it (header included) into header fields and
-/// payload. The payload ends at the header's total length (link padding is dropped).
-pub fn parse_ipv4(datagram: &[u8]) -> Result<Ipv4Datagram<'_>, NetError> {
-    if datagram.len() < IPV4_MIN_HEADER {
-        return Err(NetError::MalformedIpv4("shorter than an IPv4 header"));
-    }
-    if datagram[0] >> 4 != 4 {
-        return Err(NetError::MalformedIpv4("version is not 4"));
-    }
-    let header_len = usize::from(datagram[0] & 0x0f) * 4;
-    if header_len < IPV4_MIN_HEADER || header_len > datagram.len() {
-        return Err(NetError::MalformedIpv4("bad header length"));
-    }
-    let total_len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
-    if total_len < header_len || total_len > datagram.len() {
-        return Err(NetError::MalformedIpv4("bad total length"));
-    }
-    let address = |at: usize| {
-        Ipv4Addr::new(
-            datagram[at],
-            datagram[at + 1],
-            datagram[at + 2],
-            datagram[at + 3],
-        )
-    };
-    Ok(Ipv4Datagram {
-        source: address(12),
-        destination: address(16),
-        ttl: datagram[8],
-        protocol: datagram[9],
-        payload: &datagram[header_len..total_len],
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An IPv4 header (no options) carrying a 4-byte payload, TTL 255, protocol 112,
-    /// 192.0.2.1 -> 224.0.0.18, followed by 2 bytes of link padding.
-    const DATAGRAM: [u8; 26] = [
-        0x45, 0xc0, 0x00, 0x18, 0x00, 0x00, 0x40, 0x00, 0xff, 0x70, 0x00, 0x00, 192, 0, 2, 1, 224,
-        0, 0, 18, 0x31, 0x33, 0x64, 0x01, 0xaa, 0xbb,
-    ];
-
-    #[test]
-    fn parse_ipv4_reads_addresses_ttl_protocol_and_stops_payload_at_total_length() {
-        let datagram = parse_ipv4(&DATAGRAM).unwrap();
-        assert_eq!(datagram.source, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(datagram.destination, VRRP_MULTICAST_V4);
-        assert_eq!(datagram.ttl, 255);
-        assert_eq!(datagram.protocol, 112);
-        assert_eq!(datagram.payload, &[0x31, 0x33, 0x64, 0x01]);
-    }
-
-    #[test]
-    fn parse_ipv4_skips_header_options() {
-        let mut with_options = DATAGRAM[..20].to_vec();
-        with_options[0] = 0x46;
-        with_options[3] = 0x1c;
-        with_options.extend_from_slice(&[1, 1, 1, 0]);
-        with_options.extend_from_slice(&DATAGRAM[20..24]);
-        let datagram = parse_ipv4(&with_options).unwrap();
-        assert_eq!(datagram.payload, &[0x31, 0x33, 0x64, 0x01]);
-    }
-
-    #[test]
-    fn parse_ipv4_rejects_a_short_datagram() {
-        assert!(matches!(
-            parse_ipv4(&DATAGRAM[..19]),
-            Err(NetError::MalformedIpv4(_))
-        ));
-    }
-
-    #[test]
-    fn parse_ipv4_rejects_a_non_ipv4_version() {
-        let mut datagram = DATAGRAM;
-        datagram[0] = 0x65;
-        assert!(matches!(
-            parse_ipv4(&datagram),
-            Err(NetError::MalformedIpv4(_))
-        ));
-    }
-
-    #[test]
-    fn parse_ipv4_rejects_a_header_length_below_twenty_bytes() {
-        let mut datagram = DATAGRAM;
-        datagram[0] = 0x44;
-        assert!(matches!(
-            parse_ipv4(&datagram),
-            Err(NetError::MalformedIpv4(_))
-        ));
-    }
-
-    #[test]
-    fn parse_ipv4_rejects_a_total_length_beyond_the_received_bytes() {
-        let mut datagram = DATAGRAM;
-        datagram[3] = 0x40;
-        assert!(matches!(
-            parse_ipv4(&datagram),
-            Err(NetError::MalformedIpv4(_))
-        ));
-    }
-
     #[test]
     fn link_local_and_link_scope_multicast_need_a_scope_id_but_global_unicast_does_not() {
         assert!(needs_scope("fe80::1".parse().unwrap()));
-        assert!(needs_scope(VRRP_MULTICAST_V6));
+        assert!(needs_scope(VRRP_MULTICAST_IPV6));
         assert!(!needs_scope("2001:db8::1".parse().unwrap()));
         assert!(!needs_scope("ff05::2".parse().unwrap()));
-    }
-
-    #[test]
-    fn family_knows_its_vrrp_group() {
-        assert_eq!(Family::Ipv4.vrrp_multicast(), IpAddr::V4(VRRP_MULTICAST_V4));
-        assert_eq!(Family::Ipv6.vrrp_multicast().to_string(), "ff02::12");
     }
 }

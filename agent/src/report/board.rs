@@ -1,5 +1,7 @@
-//! The live status board: what each VRRP instance is doing now, shared by the driver (writer)
-//! and the HTTP `/status` endpoint (reader).
+//! The live status board: what each VRRP instance is doing now, and what of the configuration
+//! the driver applied (the source's generation, the instances it does not run as given),
+//! shared by the driver (writer) and the readers: the HTTP `/status` endpoint and, in cluster
+//! mode, the status writer, which is woken by [`StatusBoard::changes`] instead of polling.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ipnet::IpNet;
 use jiff::Timestamp;
+use kube_vrrp_crds::RejectedInstance;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::vrrp::instance::State;
 
@@ -69,11 +73,27 @@ mod state_name {
     }
 }
 
-/// The `/status` document: `{"instances": [...]}`.
+/// The `/status` document: `{"instances": [...], "rejected": [...], "generation": N}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDocument {
     /// Every instance, sorted by name.
     pub instances: Vec<InstanceStatus>,
+    /// Instances of the configuration the agent does not run as given, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<RejectedInstance>,
+    /// The `VrrpNode` generation the agent applied (cluster mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+}
+
+/// What the driver applied of the configuration it was last given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The source's generation (the `VrrpNode`'s in cluster mode); `None` when the source has
+    /// none (standalone mode, or no `VrrpNode` for this node).
+    pub generation: Option<i64>,
+    /// Instances not run as given, and why, sorted by name.
+    pub rejected: Vec<RejectedInstance>,
 }
 
 /// Shared, cheap-to-clone status of every instance. The lock is held only to copy an entry in
@@ -83,10 +103,23 @@ pub struct StatusBoard {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     instances: Mutex<BTreeMap<String, InstanceStatus>>,
+    applied: Mutex<Applied>,
     ready: AtomicBool,
+    /// Bumped on every change, so readers wait instead of polling.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            instances: Mutex::default(),
+            applied: Mutex::default(),
+            ready: AtomicBool::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for StatusBoard {
@@ -106,11 +139,57 @@ impl StatusBoard {
     /// Inserts or replaces the entry named `status.name`.
     pub fn set(&self, status: InstanceStatus) {
         self.lock().insert(status.name.clone(), status);
+        self.changed();
     }
 
     /// Removes the entry named `name`, if any.
     pub fn remove(&self, name: &str) {
-        self.lock().remove(name);
+        if self.lock().remove(name).is_some() {
+            self.changed();
+        }
+    }
+
+    /// Records what the driver applied of its latest configuration.
+    pub fn set_applied(&self, applied: Applied) {
+        let mut current = self
+            .inner
+            .applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != applied {
+            *current = applied;
+            drop(current);
+            self.changed();
+        }
+    }
+
+    /// What the driver applied of its latest configuration.
+    pub fn applied(&self) -> Applied {
+        self.inner
+            .applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The `/status` document: every instance, the rejected ones, the generation applied.
+    pub fn document(&self) -> StatusDocument {
+        let applied = self.applied();
+        StatusDocument {
+            instances: self.snapshot(),
+            rejected: applied.rejected,
+            generation: applied.generation,
+        }
+    }
+
+    /// A receiver that sees a change whenever an entry, the applied configuration or the
+    /// readiness changes (`changed().await` instead of polling).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A copy of every entry, sorted by name.
@@ -121,7 +200,9 @@ impl StatusBoard {
     /// Marks the board populated (the driver has configured its instances): `/readyz` is 200
     /// from now on.
     pub fn mark_ready(&self) {
-        self.inner.ready.store(true, Ordering::Release);
+        if !self.inner.ready.swap(true, Ordering::AcqRel) {
+            self.changed();
+        }
     }
 
     /// Whether [`StatusBoard::mark_ready`] was called.

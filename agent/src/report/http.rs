@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use super::board::{StatusBoard, StatusDocument};
+use super::board::StatusBoard;
 use super::metrics::Metrics;
 
 /// The content type of the OpenMetrics text format.
@@ -60,10 +60,7 @@ async fn metrics_text(State(shared): State<Shared>) -> Response {
 }
 
 async fn status(State(shared): State<Shared>) -> Response {
-    axum::Json(StatusDocument {
-        instances: shared.board.snapshot(),
-    })
-    .into_response()
+    axum::Json(shared.board.document()).into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use kube_vrrp_crds::RejectedInstance;
 
 use super::ReportError;
 use super::board::{InstanceStatus, StatusDocument};
@@ -104,9 +105,49 @@ pub fn age(span: jiff::SignedDuration) -> String {
     }
 }
 
+/// The instances the agent rejected, one line each under a header (`REJECTED REASON RUNNING
+/// MESSAGE`, RUNNING saying whether the previous version still runs); empty when none. Pure.
+pub fn render_rejected(rejected: &[RejectedInstance]) -> String {
+    if rejected.is_empty() {
+        return String::new();
+    }
+    let name = rejected
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain(std::iter::once("REJECTED".len()))
+        .max()
+        .unwrap_or_default();
+    let reason = rejected
+        .iter()
+        .map(|r| r.reason.as_str().len())
+        .chain(std::iter::once("REASON".len()))
+        .max()
+        .unwrap_or_default();
+    let mut out = format!(
+        "{:<name$}   {:<reason$}   {:<8}   MESSAGE\n",
+        "REJECTED", "REASON", "RUNNING"
+    );
+    for r in rejected {
+        let running = if r.running_previous { "previous" } else { "no" };
+        let _ = writeln!(
+            out,
+            "{:<name$}   {:<reason$}   {running:<8}   {}",
+            r.name,
+            r.reason.as_str(),
+            r.message
+        );
+    }
+    out
+}
+
 /// GETs `/status` from the agent at `addr` (plain HTTP/1.1, blocking, [`FETCH_TIMEOUT`] per
 /// step) and returns its instances.
 pub fn fetch(addr: SocketAddr) -> Result<Vec<InstanceStatus>, ReportError> {
+    fetch_document(addr).map(|document| document.instances)
+}
+
+/// GETs the whole `/status` document from the agent at `addr` (see [`fetch`]).
+pub fn fetch_document(addr: SocketAddr) -> Result<StatusDocument, ReportError> {
     let io = |source| ReportError::Io { addr, source };
     let mut stream = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT)
         .map_err(|source| ReportError::Connect { addr, source })?;
@@ -127,9 +168,7 @@ pub fn fetch(addr: SocketAddr) -> Result<Vec<InstanceStatus>, ReportError> {
             body: String::from_utf8_lossy(&body).trim().to_owned(),
         });
     }
-    let document: StatusDocument =
-        serde_json::from_slice(&body).map_err(|source| ReportError::Json { addr, source })?;
-    Ok(document.instances)
+    serde_json::from_slice(&body).map_err(|source| ReportError::Json { addr, source })
 }
 
 /// Splits a complete HTTP/1.x response into its status code and body (de-chunked, cut to

@@ -1,7 +1,8 @@
 //! Where the agent's configuration comes from. Every source (the manifests directory of
 //! standalone mode, or the node's `VrrpNode` watch in `cluster`) resolves a `VrrpNodeSpec` with
-//! [`resolve::desired_config`] and publishes the result into one [`ConfigSender`]; the driver
-//! reads the matching [`ConfigUpdates`] and never knows which source it runs on.
+//! [`resolve::resolve`] (instance by instance: a bad one is rejected alone) and publishes the
+//! result into one [`ConfigSender`]; the driver reads the matching [`ConfigUpdates`] and never
+//! knows which source it runs on.
 
 pub mod resolve;
 pub mod standalone;
@@ -33,16 +34,4 @@ pub fn publish(sender: &ConfigSender, config: DesiredConfig) -> bool {
             true
         }
     })
-}
-
-/// Endpoint trackers are fed from EndpointSlices, which no source watches yet: a tracker that
-/// never reports would hold its instance in FAULT. Every source drops them, with a warning.
-pub fn without_endpoint_trackers(mut config: DesiredConfig) -> DesiredConfig {
-    for instance in &mut config.instances {
-        if !instance.track.endpoints.is_empty() {
-            tracing::warn!(instance = %instance.name, "endpoint trackers are not supported yet and are ignored");
-            instance.track.endpoints.clear();
-        }
-    }
-    config
 }

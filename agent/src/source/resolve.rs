@@ -1,65 +1,147 @@
-//! From a node's `VrrpNodeSpec` to the driver's [`DesiredConfig`]: parse addresses, peers and
-//! durations, read v2 passwords through a lookup. Pure; shared by every config source.
+//! From a node's `VrrpNodeSpec` to the driver's [`DesiredConfig`], instance by instance: each
+//! instance is checked with the CRD's own rules (`VrrpInstance::validate`, the rule set the
+//! API server and the planner use), its addresses, peers and durations are parsed, and its v2
+//! password is read through a lookup. Pure; shared by every config source.
+//!
+//! One bad instance is rejected alone, with its reason ([`RejectedInstance`]); the others run.
+//! A rejected new version of an instance the agent already runs leaves the running version in
+//! place (a bad edit or an unreadable Secret never takes a VIP down); a rejected new instance
+//! does not start; an instance removed from the spec always stops.
 
-use std::fmt;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use kube_vrrp_crds::{DurationString, SecretKeyRef, VrrpInstance, VrrpNodeSpec, VrrpVersion};
+use kube_vrrp_crds::{
+    DurationString, RejectReason, RejectedInstance, SecretKeyRef, VrrpInstance, VrrpNodeSpec,
+    VrrpVersion,
+};
 
 use crate::driver::{DesiredConfig, InstanceSpec};
-use crate::net::Family;
 use crate::net::announce::GarpSettings;
-use crate::vrrp::instance::Version;
 use crate::vrrp::packet::Authentication;
+use crate::vrrp::{Family, Version};
 
 /// The longest v2 password: the Authentication Data field is 8 bytes.
 pub const PASSWORD_MAX: usize = 8;
 
-/// One field of one instance that cannot be run.
+/// What the configuration source can follow besides the spec itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Cluster mode: the API server is there, so `track.endpoints` can be followed.
+    Cluster,
+    /// Standalone mode: manifests only; `track.endpoints` is refused.
+    Standalone,
+}
+
+/// Why an instance cannot be run as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceProblem {
-    pub instance: String,
-    pub field: &'static str,
+pub struct Problem {
+    pub reason: RejectReason,
     pub message: String,
 }
 
-impl fmt::Display for InstanceProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "instance {}: {}: {}",
-            self.instance, self.field, self.message
-        )
+impl Problem {
+    fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
-/// Resolves every instance of `spec`. `secret` returns the bytes under a Secret key. Any
-/// problem rejects the whole configuration (the caller keeps the last good one), and every
-/// problem is listed.
-pub fn desired_config<'a>(
-    spec: &VrrpNodeSpec,
-    node_addresses: Vec<IpAddr>,
-    secret: impl Fn(&SecretKeyRef) -> Option<&'a [u8]>,
-) -> Result<DesiredConfig, Vec<InstanceProblem>> {
-    let mut instances = Vec::with_capacity(spec.instances.len());
-    let mut problems = Vec::new();
-    for instance in &spec.instances {
-        match resolve_instance(instance, &secret) {
-            Ok(resolved) => instances.push(resolved),
-            Err(mut found) => problems.append(&mut found),
+/// One instance accepted: the spec it came from, the v2 password it read (as stored in the
+/// Secret), and what the driver runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub source: VrrpInstance,
+    pub password: Option<Vec<u8>>,
+    pub spec: InstanceSpec,
+}
+
+/// Every instance of a spec, resolved: what runs (sorted by name) and what was rejected.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resolution {
+    pub accepted: Vec<Accepted>,
+    pub rejected: Vec<RejectedInstance>,
+}
+
+impl Resolution {
+    /// The accepted instances by name, as `previous` for the next [`resolve`].
+    pub fn by_name(&self) -> BTreeMap<String, Accepted> {
+        self.accepted
+            .iter()
+            .map(|a| (a.source.name.clone(), a.clone()))
+            .collect()
+    }
+
+    /// Whether a Secret problem was met (worth trying again later: the Secret may appear, be
+    /// granted, or the API recover).
+    pub fn needs_secret_retry(&self) -> bool {
+        self.rejected
+            .iter()
+            .any(|r| r.reason == RejectReason::SecretUnavailable)
+    }
+
+    /// The driver's configuration: the accepted instances, the node's addresses, the source's
+    /// generation and the rejections.
+    pub fn into_config(
+        self,
+        node_addresses: Vec<IpAddr>,
+        generation: Option<i64>,
+    ) -> DesiredConfig {
+        DesiredConfig {
+            instances: self.accepted.into_iter().map(|a| a.spec).collect(),
+            node_addresses,
+            generation,
+            rejected: self.rejected,
         }
     }
-    if problems.is_empty() {
-        instances.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(DesiredConfig {
-            instances,
-            node_addresses,
-        })
-    } else {
-        Err(problems)
+}
+
+/// Resolves every instance of `spec`. `secret` returns the bytes under a Secret key, or why
+/// it cannot. A rejected instance whose name is in `previous` keeps that accepted version
+/// (marked `runningPrevious`).
+pub fn resolve(
+    spec: &VrrpNodeSpec,
+    mode: Mode,
+    secret: &impl Fn(&SecretKeyRef) -> Result<Vec<u8>, String>,
+    previous: &BTreeMap<String, Accepted>,
+) -> Resolution {
+    let mut out = Resolution::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for instance in &spec.instances {
+        let outcome = if seen.insert(instance.name.as_str()) {
+            resolve_instance(instance, mode, secret)
+        } else {
+            Err(Problem::new(
+                RejectReason::Invalid,
+                "another instance of this VrrpNode has the same name",
+            ))
+        };
+        match outcome {
+            Ok(accepted) => out.accepted.push(accepted),
+            Err(problem) => {
+                let kept = previous
+                    .get(&instance.name)
+                    .filter(|_| !out.accepted.iter().any(|a| a.source.name == instance.name));
+                if let Some(kept) = kept {
+                    out.accepted.push(kept.clone());
+                }
+                out.rejected.push(RejectedInstance {
+                    name: instance.name.clone(),
+                    reason: problem.reason,
+                    message: problem.message,
+                    running_previous: kept.is_some(),
+                });
+            }
+        }
     }
+    out.accepted
+        .sort_by(|a, b| a.source.name.cmp(&b.source.name));
+    out.rejected.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 /// The InternalIP addresses in a Node's status.
@@ -74,86 +156,97 @@ pub fn internal_ips(node: &Node) -> Vec<IpAddr> {
         .collect()
 }
 
-fn resolve_instance<'a>(
+/// Resolves one instance, or says why it cannot run.
+pub fn resolve_instance(
     instance: &VrrpInstance,
-    secret: &impl Fn(&SecretKeyRef) -> Option<&'a [u8]>,
-) -> Result<InstanceSpec, Vec<InstanceProblem>> {
-    let mut problems = Vec::new();
-    let mut problem = |field: &'static str, message: String| {
-        problems.push(InstanceProblem {
-            instance: instance.name.clone(),
-            field,
-            message,
-        });
-    };
-    let mut duration = |field: &'static str, value: &DurationString| match value.parse() {
-        Ok(duration) => duration,
-        Err(error) => {
-            problem(field, format!("{:?}: {error}", value.as_str()));
-            std::time::Duration::ZERO
-        }
-    };
-    let advert_interval = duration("advertInterval", &instance.advert_interval);
-    let preempt_delay = duration("preemptDelay", &instance.preempt_delay);
-    let garp = GarpSettings {
-        delay: duration("garp.delay", &instance.garp.delay),
-        repeat: instance.garp.repeat,
-        refresh: duration("garp.refresh", &instance.garp.refresh),
-        ..GarpSettings::default()
-    };
-    let mut addresses = Vec::with_capacity(instance.addresses.len());
-    for text in &instance.addresses {
-        match text.parse::<IpNet>() {
-            Ok(address) => addresses.push(address),
-            Err(error) => problem("addresses", format!("{text:?}: {error}")),
-        }
+    mode: Mode,
+    secret: &impl Fn(&SecretKeyRef) -> Result<Vec<u8>, String>,
+) -> Result<Accepted, Problem> {
+    let violations = instance.validate();
+    if !violations.is_empty() {
+        let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Err(Problem::new(RejectReason::Invalid, all.join("; ")));
     }
-    if addresses.is_empty() {
-        problem("addresses", "no virtual address".into());
+    if mode == Mode::Standalone && !instance.track.endpoints.is_empty() {
+        return Err(Problem::new(
+            RejectReason::Unsupported,
+            "track.endpoints follows a Service's EndpointSlices through the Kubernetes API, \
+             which standalone mode does not have; remove track.endpoints or run the agent in \
+             cluster mode",
+        ));
     }
-    let families: Vec<Family> = addresses.iter().map(|a| Family::of(a.addr())).collect();
-    if families.windows(2).any(|pair| pair[0] != pair[1]) {
-        problem("addresses", "IPv4 and IPv6 mixed in one instance".into());
-    }
-    let version = match instance.version {
-        VrrpVersion::V2 => Version::V2,
-        VrrpVersion::V3 => Version::V3,
-    };
-    if version == Version::V2 && families.contains(&Family::Ipv6) {
-        problem("version", "VRRP v2 carries IPv4 only".into());
-    }
-    let mut unicast_peers = Vec::with_capacity(instance.unicast_peers.len());
-    for text in &instance.unicast_peers {
-        match text.parse::<IpAddr>() {
-            Ok(peer) => unicast_peers.push(peer),
-            Err(error) => problem("unicastPeers", format!("{text:?}: {error}")),
-        }
-    }
-    let authentication = match (&instance.authentication, version) {
-        (None, _) | (Some(_), Version::V3) => Authentication::None,
+    let spec = parse(instance)?;
+    let (authentication, password) = match (&instance.authentication, spec.version) {
+        (None, _) | (Some(_), Version::V3) => (Authentication::None, None),
         (Some(auth), Version::V2) => {
-            let key = &auth.password_secret_ref;
-            if let Some(password) = secret(key) {
-                let password = trim_password(&instance.name, password);
-                Authentication::simple_text_password(password).unwrap_or(Authentication::None)
-            } else {
-                problem(
-                    "authentication",
-                    format!(
-                        "Secret {}/{} has no key {:?}",
-                        key.namespace, key.name, key.key
-                    ),
-                );
-                Authentication::None
-            }
+            let password = secret(&auth.password_secret_ref)
+                .map_err(|message| Problem::new(RejectReason::SecretUnavailable, message))?;
+            let used = trim_password(&instance.name, &password);
+            let authentication = Authentication::simple_text_password(used).map_err(|error| {
+                Problem::new(RejectReason::SecretUnavailable, error.to_string())
+            })?;
+            (authentication, Some(password))
         }
     };
     if instance.use_virtual_mac {
         tracing::warn!(instance = %instance.name, "useVirtualMAC is not supported yet; the interface MAC is used");
     }
-    if !problems.is_empty() {
-        return Err(problems);
+    Ok(Accepted {
+        source: instance.clone(),
+        password,
+        spec: InstanceSpec {
+            authentication,
+            ..spec
+        },
+    })
+}
+
+/// Parses what validation has checked into the driver's types (a v2 instance must also carry
+/// IPv4: adverts of v2 have no room for IPv6).
+fn parse(instance: &VrrpInstance) -> Result<InstanceSpec, Problem> {
+    let invalid = |message: String| Problem::new(RejectReason::Invalid, message);
+    let duration = |field: &str, value: &DurationString| {
+        value
+            .parse()
+            .map_err(|error| invalid(format!("{field}: {:?}: {error}", value.as_str())))
+    };
+    let advert_interval = duration("advertInterval", &instance.advert_interval)?;
+    let preempt_delay = duration("preemptDelay", &instance.preempt_delay)?;
+    let garp = GarpSettings {
+        delay: duration("garp.delay", &instance.garp.delay)?,
+        repeat: instance.garp.repeat,
+        refresh: duration("garp.refresh", &instance.garp.refresh)?,
+        ..GarpSettings::default()
+    };
+    let addresses = instance
+        .addresses
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .map_err(|error| invalid(format!("addresses: {text:?}: {error}")))
+        })
+        .collect::<Result<Vec<IpNet>, Problem>>()?;
+    let version = match instance.version {
+        VrrpVersion::V2 => Version::V2,
+        VrrpVersion::V3 => Version::V3,
+    };
+    if version == Version::V2
+        && addresses
+            .iter()
+            .any(|a| Family::of(a.addr()) == Family::Ipv6)
+    {
+        return Err(invalid(
+            "version: VRRPv2 carries IPv4 addresses only; use version 3 for IPv6".to_owned(),
+        ));
     }
+    let unicast_peers = instance
+        .unicast_peers
+        .iter()
+        .map(|text| {
+            text.parse::<IpAddr>()
+                .map_err(|error| invalid(format!("unicastPeers: {text:?}: {error}")))
+        })
+        .collect::<Result<Vec<IpAddr>, Problem>>()?;
     Ok(InstanceSpec {
         name: instance.name.clone(),
         interface: instance.interface.clone(),
@@ -166,7 +259,7 @@ fn resolve_instance<'a>(
         preempt_delay,
         accept_mode: instance.accept_mode,
         unicast_peers,
-        authentication,
+        authentication: Authentication::None,
         garp,
         sync_group: instance.sync_group.clone(),
         track: instance.track.clone(),
@@ -187,7 +280,7 @@ fn trim_password<'p>(instance: &str, password: &'p [u8]) -> &'p [u8] {
 mod tests {
     use std::time::Duration;
 
-    use kube_vrrp_crds::{AuthType, Garp, Track};
+    use kube_vrrp_crds::{AuthType, Garp, ServiceRef, Track, TrackEndpoints};
 
     use super::*;
 
@@ -212,6 +305,21 @@ mod tests {
         }
     }
 
+    fn v2_with_password(name: &str) -> VrrpInstance {
+        let mut legacy = instance(name);
+        legacy.version = VrrpVersion::V2;
+        legacy.advert_interval = DurationString::new("1s");
+        legacy.authentication = Some(kube_vrrp_crds::Authentication {
+            auth_type: AuthType::Pass,
+            password_secret_ref: SecretKeyRef {
+                namespace: "kube-vrrp".into(),
+                name: "vrrp-auth".into(),
+                key: "password".into(),
+            },
+        });
+        legacy
+    }
+
     fn spec(instances: Vec<VrrpInstance>) -> VrrpNodeSpec {
         VrrpNodeSpec {
             instances,
@@ -219,10 +327,28 @@ mod tests {
         }
     }
 
+    fn no_secret(_: &SecretKeyRef) -> Result<Vec<u8>, String> {
+        Err("Secret kube-vrrp/vrrp-auth not found".into())
+    }
+
+    fn names(resolution: &Resolution) -> Vec<&str> {
+        resolution
+            .accepted
+            .iter()
+            .map(|a| a.spec.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn a_v3_instance_resolves_with_parsed_addresses_and_timers() {
-        let config = desired_config(&spec(vec![instance("web")]), Vec::new(), |_| None).unwrap();
-        let web = &config.instances[0];
+        let r = resolve(
+            &spec(vec![instance("web")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+        let web = &r.accepted[0].spec;
         assert_eq!(
             web.addresses,
             vec!["10.0.0.50/24".parse::<IpNet>().unwrap()]
@@ -235,28 +361,182 @@ mod tests {
     }
 
     #[test]
-    fn a_v2_password_is_read_from_the_secret() {
-        let mut web = instance("web");
-        web.version = VrrpVersion::V2;
-        web.advert_interval = DurationString::new("1s");
-        web.authentication = Some(kube_vrrp_crds::Authentication {
-            auth_type: AuthType::Pass,
-            password_secret_ref: SecretKeyRef {
-                namespace: "kube-vrrp".into(),
-                name: "vrrp-auth".into(),
-                key: "password".into(),
+    fn a_v2_password_is_read_from_the_secret_and_kept_as_read() {
+        let r = resolve(
+            &spec(vec![v2_with_password("legacy")]),
+            Mode::Cluster,
+            &|key: &SecretKeyRef| {
+                assert_eq!(
+                    (key.name.as_str(), key.key.as_str()),
+                    ("vrrp-auth", "password")
+                );
+                Ok(b"s3cret".to_vec())
             },
-        });
-        let config = desired_config(&spec(vec![web.clone()]), Vec::new(), |key| {
-            (key.name == "vrrp-auth" && key.key == "password").then_some(b"s3cret".as_slice())
-        })
-        .unwrap();
+            &BTreeMap::new(),
+        );
+        let legacy = &r.accepted[0];
         assert_eq!(
-            config.instances[0].authentication,
+            legacy.spec.authentication,
             Authentication::simple_text_password(b"s3cret").unwrap()
         );
-        let missing = desired_config(&spec(vec![web]), Vec::new(), |_| None).unwrap_err();
-        assert_eq!(missing[0].field, "authentication");
+        assert_eq!(legacy.password.as_deref(), Some(b"s3cret".as_slice()));
+    }
+
+    #[test]
+    fn a_missing_secret_rejects_only_its_instance() {
+        let r = resolve(
+            &spec(vec![instance("web"), v2_with_password("legacy")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(names(&r), ["web"]);
+        assert_eq!(
+            r.rejected,
+            [RejectedInstance {
+                name: "legacy".into(),
+                reason: RejectReason::SecretUnavailable,
+                message: "Secret kube-vrrp/vrrp-auth not found".into(),
+                running_previous: false,
+            }]
+        );
+        assert!(r.needs_secret_retry());
+    }
+
+    #[test]
+    fn a_rejected_new_version_keeps_the_running_one() {
+        let before = resolve(
+            &spec(vec![instance("web"), instance("db")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        let mut bad = instance("web");
+        bad.advert_interval = DurationString::new("15ms");
+        let mut db = instance("db");
+        db.priority = 200;
+        let after = resolve(
+            &spec(vec![bad, db]),
+            Mode::Cluster,
+            &no_secret,
+            &before.by_name(),
+        );
+        assert_eq!(names(&after), ["db", "web"]);
+        assert_eq!(
+            after.accepted[0].spec.priority, 200,
+            "db follows the change"
+        );
+        assert_eq!(
+            after.accepted[1], before.accepted[1],
+            "web runs its previous version"
+        );
+        assert_eq!(after.rejected.len(), 1);
+        assert_eq!(after.rejected[0].reason, RejectReason::Invalid);
+        assert!(after.rejected[0].running_previous);
+        assert!(
+            after.rejected[0].message.contains("advertInterval"),
+            "{}",
+            after.rejected[0].message
+        );
+        assert!(!after.needs_secret_retry(), "an invalid spec stays invalid");
+    }
+
+    #[test]
+    fn a_removed_instance_leaves_even_when_another_is_rejected() {
+        let before = resolve(
+            &spec(vec![instance("web"), instance("db")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        let after = resolve(
+            &spec(vec![v2_with_password("legacy")]),
+            Mode::Cluster,
+            &no_secret,
+            &before.by_name(),
+        );
+        assert!(after.accepted.is_empty(), "web and db were removed");
+        assert_eq!(after.rejected[0].name, "legacy");
+    }
+
+    #[test]
+    fn an_impossible_timer_is_rejected_with_the_crd_rule() {
+        let mut legacy = instance("legacy");
+        legacy.version = VrrpVersion::V2;
+        legacy.advert_interval = DurationString::new("1500ms");
+        let r = resolve(
+            &spec(vec![legacy]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert!(r.accepted.is_empty());
+        assert_eq!(r.rejected[0].reason, RejectReason::Invalid);
+        assert!(
+            r.rejected[0]
+                .message
+                .starts_with("advertInterval: 1500ms is not a whole number"),
+            "{}",
+            r.rejected[0].message
+        );
+    }
+
+    #[test]
+    fn endpoint_trackers_are_refused_in_standalone_mode_and_kept_in_cluster_mode() {
+        let mut tracked = instance("web");
+        tracked.track.endpoints = vec![TrackEndpoints {
+            service: ServiceRef {
+                namespace: "shop".into(),
+                name: "frontend".into(),
+            },
+            weight: Some(-30),
+        }];
+        let standalone = resolve(
+            &spec(vec![tracked.clone()]),
+            Mode::Standalone,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert!(standalone.accepted.is_empty());
+        assert_eq!(standalone.rejected[0].reason, RejectReason::Unsupported);
+        let cluster = resolve(
+            &spec(vec![tracked]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(cluster.accepted[0].spec.track.endpoints.len(), 1);
+    }
+
+    #[test]
+    fn a_v2_instance_with_ipv6_addresses_is_rejected() {
+        let mut legacy = instance("legacy");
+        legacy.version = VrrpVersion::V2;
+        legacy.advert_interval = DurationString::new("1s");
+        legacy.addresses = vec!["2001:db8::50/64".into()];
+        let r = resolve(
+            &spec(vec![legacy]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(r.rejected[0].reason, RejectReason::Invalid);
+    }
+
+    #[test]
+    fn a_duplicate_name_is_rejected_and_the_first_runs() {
+        let mut second = instance("web");
+        second.virtual_router_id = 52;
+        let r = resolve(
+            &spec(vec![instance("web"), second]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(names(&r), ["web"]);
+        assert_eq!(r.accepted[0].spec.vrid, 51);
+        assert_eq!(r.rejected[0].reason, RejectReason::Invalid);
+        assert!(!r.rejected[0].running_previous);
     }
 
     #[test]
@@ -265,25 +545,16 @@ mod tests {
     }
 
     #[test]
-    fn every_bad_field_is_reported_and_the_whole_config_rejected() {
-        let mut bad = instance("bad");
-        bad.addresses = vec!["not-an-address".into()];
-        bad.advert_interval = DurationString::new("soon");
-        let problems =
-            desired_config(&spec(vec![instance("good"), bad]), Vec::new(), |_| None).unwrap_err();
-        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
-        assert!(
-            fields.contains(&"addresses") && fields.contains(&"advertInterval"),
-            "{problems:?}"
+    fn the_config_carries_the_generation_and_the_rejections() {
+        let r = resolve(
+            &spec(vec![instance("web"), v2_with_password("legacy")]),
+            Mode::Cluster,
+            &no_secret,
+            &BTreeMap::new(),
         );
-        assert!(problems.iter().all(|p| p.instance == "bad"));
-    }
-
-    #[test]
-    fn mixed_families_are_rejected() {
-        let mut mixed = instance("mixed");
-        mixed.addresses = vec!["10.0.0.50/24".into(), "2001:db8::50/64".into()];
-        let problems = desired_config(&spec(vec![mixed]), Vec::new(), |_| None).unwrap_err();
-        assert_eq!(problems[0].field, "addresses");
+        let config = r.into_config(vec!["192.0.2.1".parse().unwrap()], Some(7));
+        assert_eq!(config.generation, Some(7));
+        assert_eq!(config.instances.len(), 1);
+        assert_eq!(config.rejected[0].name, "legacy");
     }
 }

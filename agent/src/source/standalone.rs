@@ -1,16 +1,20 @@
 //! Standalone mode: the configuration of one node from a directory of VirtualIP,
 //! VirtualServer, Node and Secret manifests, planned by the operator's own planner. The
-//! directory is polled (and re-read at once on SIGHUP); a broken edit is logged with its
-//! reason and the last good configuration stays in force.
+//! directory is polled (and re-read at once on SIGHUP). A directory that cannot be read or
+//! planned is logged with its reason and the last good configuration stays in force; an
+//! instance that cannot run (invalid, its Secret missing, `track.endpoints`) is rejected
+//! alone and shown in `/status`, as in cluster mode.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use kube_vrrp_crds::{ManifestError, load_manifests};
-use kube_vrrp_operator::plan::{Plan, PlanInput, plan};
+use kube_vrrp_crds::{RejectReason, RejectedInstance};
+use kube_vrrp_plan::{ManifestError, load_manifests_setting_aside_invalid};
+use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::resolve::{InstanceProblem, desired_config, internal_ips};
+use super::resolve::{Accepted, Mode, internal_ips, resolve};
 use super::{ConfigSender, publish};
 use crate::driver::DesiredConfig;
 
@@ -26,16 +30,6 @@ pub enum SourceError {
         "no Node named {0:?} in the manifests: add one (metadata.name, labels, status.addresses) so this node's share can be planned"
     )]
     NoSuchNode(String),
-    #[error("{}", join(.0))]
-    Instances(Vec<InstanceProblem>),
-}
-
-fn join(problems: &[InstanceProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Reads and plans a manifests directory for one node.
@@ -45,6 +39,8 @@ pub struct Standalone {
     node: String,
     /// The last plan, so allocated VRIDs stay stable across edits.
     previous: Option<Plan>,
+    /// The instances last accepted, kept running when a new version of one is rejected.
+    accepted: BTreeMap<String, Accepted>,
 }
 
 impl Standalone {
@@ -53,12 +49,13 @@ impl Standalone {
             dir: dir.into(),
             node: node.into(),
             previous: None,
+            accepted: BTreeMap::new(),
         }
     }
 
     /// Loads the directory now and resolves this node's configuration.
     pub fn load(&mut self) -> Result<DesiredConfig, SourceError> {
-        let manifests = load_manifests(&self.dir)?;
+        let (manifests, set_aside) = load_manifests_setting_aside_invalid(&self.dir)?;
         let node = manifests
             .nodes
             .iter()
@@ -75,13 +72,61 @@ impl Standalone {
             tracing::warn!(virtual_ip = %conflict.virtual_ip, reason = conflict.reason.as_str(), message = %conflict.message, "not deployed");
         }
         let spec = planned.nodes.get(&self.node).cloned().unwrap_or_default();
-        let config = desired_config(&spec, node_addresses, |key| {
-            secrets.secret_value(&key.namespace, &key.name, &key.key)
-        })
-        .map_err(SourceError::Instances)?;
-        let config = super::without_endpoint_trackers(config);
+        let lookup = |key: &kube_vrrp_crds::SecretKeyRef| {
+            secrets
+                .secret_value(&key.namespace, &key.name, &key.key)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| {
+                    format!(
+                        "no Secret {}/{} with key {:?} in the manifests directory: add it, or fix \
+                         spec.authentication.passwordSecretRef",
+                        key.namespace, key.name, key.key
+                    )
+                })
+        };
+        let mut resolution = resolve(&spec, Mode::Standalone, &lookup, &self.accepted);
+        self.reject_set_aside(&set_aside, &mut resolution);
+        for rejected in &resolution.rejected {
+            tracing::error!(instance = %rejected.name, reason = rejected.reason.as_str(), message = %rejected.message, running_previous = rejected.running_previous, "instance rejected; the others run");
+        }
+        self.accepted = resolution.by_name();
         self.previous = Some(planned);
-        Ok(config)
+        Ok(resolution.into_config(node_addresses, None))
+    }
+
+    /// Rejects each VirtualIP the loader set aside as invalid, keeping the version that runs
+    /// (if one does), as a rejected instance of a VrrpNode would be.
+    fn reject_set_aside(
+        &self,
+        set_aside: &[ManifestError],
+        resolution: &mut super::resolve::Resolution,
+    ) {
+        for problem in set_aside {
+            let ManifestError::Invalid { kind, name, .. } = problem else {
+                continue;
+            };
+            if *kind != "VirtualIP" {
+                tracing::error!(%problem, "invalid VirtualServer left out");
+                continue;
+            }
+            let kept = self
+                .accepted
+                .get(name)
+                .filter(|_| !resolution.accepted.iter().any(|a| a.source.name == *name));
+            if let Some(kept) = kept {
+                resolution.accepted.push(kept.clone());
+            }
+            resolution.rejected.push(RejectedInstance {
+                name: name.clone(),
+                reason: RejectReason::Invalid,
+                message: problem.to_string(),
+                running_previous: kept.is_some(),
+            });
+        }
+        resolution
+            .accepted
+            .sort_by(|a, b| a.source.name.cmp(&b.source.name));
+        resolution.rejected.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     /// Loads and publishes when the result differs; a failure is logged and changes nothing.
@@ -227,6 +272,96 @@ spec:
         std::fs::write(dir.join("broken.yaml"), "kind: [\n").unwrap();
         source.reload(&sender);
         assert_eq!(receiver.borrow().as_deref(), Some(&*first));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const LEGACY: &str = "---
+apiVersion: kubevrrp.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: legacy
+spec:
+  addresses: [\"192.0.2.60/24\"]
+  virtualRouterID: 60
+  version: 2
+  advertInterval: 1s
+  authentication:
+    type: PASS
+    passwordSecretRef: {namespace: kube-vrrp, name: vrrp-auth, key: password}
+";
+
+    fn names(config: &DesiredConfig) -> Vec<&str> {
+        config.instances.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_missing_secret_rejects_only_its_virtual_ip() {
+        let dir = dir("secret", &format!("{NODE_AND_VIP}{LEGACY}"));
+        let config = Standalone::new(&dir, "n1").load().unwrap();
+        assert_eq!(names(&config), ["web"]);
+        assert_eq!(config.rejected.len(), 1);
+        assert_eq!(config.rejected[0].name, "legacy");
+        assert_eq!(config.rejected[0].reason, RejectReason::SecretUnavailable);
+        assert!(
+            config.rejected[0]
+                .message
+                .starts_with("no Secret kube-vrrp/vrrp-auth with key \"password\""),
+            "{}",
+            config.rejected[0].message
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_endpoint_tracker_is_refused_with_its_reason() {
+        let tracked = format!(
+            "{NODE_AND_VIP}  track:\n    endpoints:\n      - service: {{namespace: shop, name: frontend}}\n"
+        );
+        let dir = dir("endpoints", &tracked);
+        let config = Standalone::new(&dir, "n1").load().unwrap();
+        assert!(config.instances.is_empty());
+        assert_eq!(config.rejected[0].reason, RejectReason::Unsupported);
+        assert!(config.rejected[0].message.contains("track.endpoints"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_invalid_edit_rejects_that_virtual_ip_alone_and_its_running_version_stays() {
+        let dir = dir("invalid", NODE_AND_VIP);
+        let mut source = Standalone::new(&dir, "n1");
+        let first = source.load().unwrap();
+        assert_eq!(names(&first), ["web"]);
+        // web breaks a CRD rule; a new VirtualIP db is added at the same time.
+        let broken = NODE_AND_VIP.replace(
+            "virtualRouterID: 51",
+            "virtualRouterID: 51\n  advertInterval: 15ms",
+        );
+        std::fs::write(
+            dir.join("lab.yaml"),
+            format!(
+                "{broken}---\napiVersion: kubevrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: db\nspec:\n  addresses: [\"192.0.2.51/24\"]\n  virtualRouterID: 52\n"
+            ),
+        )
+        .unwrap();
+        let second = source.load().unwrap();
+        assert_eq!(
+            names(&second),
+            ["db", "web"],
+            "db follows the edit, web keeps running"
+        );
+        assert_eq!(
+            second.instances[1], first.instances[0],
+            "web as it ran before"
+        );
+        assert_eq!(second.rejected.len(), 1);
+        assert_eq!(second.rejected[0].name, "web");
+        assert_eq!(second.rejected[0].reason, RejectReason::Invalid);
+        assert!(second.rejected[0].running_previous);
+        assert!(
+            second.rejected[0].message.contains("spec.advertInterval"),
+            "{}",
+            second.rejected[0].message
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

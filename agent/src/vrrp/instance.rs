@@ -10,7 +10,8 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use kube_vrrp_agent::vrrp::instance::{Action, Config, Event, Instance, State, Version};
+//! use kube_vrrp_agent::vrrp::Version;
+//! use kube_vrrp_agent::vrrp::instance::{Action, Config, Event, Instance, State};
 //!
 //! let mut instance = Instance::new(Config {
 //!     vrid: 51,
@@ -35,6 +36,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::protocol::Version;
+
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
@@ -49,24 +52,6 @@ pub const PRIORITY_STOP: u8 = 0;
 pub const MIN_ADVERT_INTERVAL: Duration = Duration::from_millis(10);
 /// RFC 5798 §5.2.7: the largest v3 interval (4095 centiseconds).
 const MAX_V3_ADVERT_INTERVAL: Duration = Duration::from_millis(40_950);
-
-/// The protocol version an instance speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// RFC 3768: IPv4 only, whole-second intervals, no interval learning.
-    V2,
-    /// RFC 5798: centisecond intervals, Backups learn Master_Adver_Interval from adverts.
-    V3,
-}
-
-impl Version {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V2 => "v2",
-            Self::V3 => "v3",
-        }
-    }
-}
 
 /// RFC 5798 §6.4: the states of one virtual router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

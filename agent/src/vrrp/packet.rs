@@ -1,7 +1,6 @@
 //! VRRP advertisement codec (RFC 3768 v2, RFC 5798 v3; IPv4 and IPv6): pure encode/decode, the
 //! decode errors and the drop reasons they map to. No I/O.
 
-mod checksum;
 mod ip;
 
 use std::fmt;
@@ -9,14 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use ip::{IpPacket, verify_ttl};
 
-/// IP protocol number of VRRP.
-pub const IPPROTO_VRRP: u8 = 112;
-/// The TTL / hop limit every VRRP packet is sent with and must be received with.
-pub const VRRP_TTL: u8 = 255;
-/// The IPv4 multicast group adverts are sent to (RFC 5798 §5.1.1.2).
-pub const VRRP_MULTICAST_IPV4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-/// The IPv6 multicast group adverts are sent to (RFC 5798 §5.1.2.2).
-pub const VRRP_MULTICAST_IPV6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+use super::protocol::{Family, IPPROTO_VRRP, Version};
+use crate::checksum::{Sum, add_pseudo_header};
 /// The largest v3 Max Advertise Interval (12 bits of centiseconds).
 pub const V3_MAX_ADVERT_INTERVAL_CS: u16 = 0x0fff;
 /// The largest v2 Advertisement Interval (8 bits of seconds), in centiseconds.
@@ -32,57 +25,6 @@ const TYPE_ADVERTISEMENT: u8 = 1;
 const AUTH_TYPE_NONE: u8 = 0;
 const AUTH_TYPE_SIMPLE_TEXT_PASSWORD: u8 = 1;
 const AUTH_TYPE_IP_AUTHENTICATION_HEADER: u8 = 2;
-
-/// VRRP protocol version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// RFC 3768: IPv4 only, interval in whole seconds, optional simple-text password.
-    V2,
-    /// RFC 5798: IPv4 and IPv6, interval in centiseconds, checksum over a pseudo-header.
-    V3,
-}
-
-impl Version {
-    /// The value of the 4-bit Version field.
-    pub fn number(self) -> u8 {
-        match self {
-            Self::V2 => 2,
-            Self::V3 => 3,
-        }
-    }
-}
-
-/// The address family of a VRRP router (of its source, destination and virtual addresses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddressFamily {
-    Ipv4,
-    Ipv6,
-}
-
-impl AddressFamily {
-    /// The family of `address`.
-    pub fn of(address: IpAddr) -> Self {
-        match address {
-            IpAddr::V4(_) => Self::Ipv4,
-            IpAddr::V6(_) => Self::Ipv6,
-        }
-    }
-
-    /// Length of one address of this family on the wire.
-    pub fn address_len(self) -> usize {
-        match self {
-            Self::Ipv4 => 4,
-            Self::Ipv6 => 16,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ipv4 => "ipv4",
-            Self::Ipv6 => "ipv6",
-        }
-    }
-}
 
 /// VRRPv2 authentication (RFC 2338 §5.3.6, kept by keepalived). v3 has none.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -239,10 +181,7 @@ pub enum EncodeError {
     #[error("source {src} and destination {dst} are of different address families")]
     FamilyMismatch { src: IpAddr, dst: IpAddr },
     #[error("virtual address {address} is not of the router's family ({family})", family = family.as_str())]
-    AddressFamily {
-        address: IpAddr,
-        family: AddressFamily,
-    },
+    AddressFamily { address: IpAddr, family: Family },
     #[error("{0} virtual addresses, at most 255 fit in an advertisement")]
     TooManyAddresses(usize),
     #[error("advertisement interval is 0")]
@@ -391,7 +330,7 @@ impl DecodeError {
 
 impl Advertisement {
     /// The length of this advertisement on the wire.
-    pub fn encoded_len(&self, family: AddressFamily) -> usize {
+    pub fn encoded_len(&self, family: Family) -> usize {
         let auth = match self.version {
             Version::V2 => V2_AUTH_DATA_LEN,
             Version::V3 => 0,
@@ -403,8 +342,8 @@ impl Advertisement {
     ///
     /// `src` and `dst` give the family and, for v3, the pseudo-header.
     pub fn encode(&self, src: IpAddr, dst: IpAddr) -> Result<Vec<u8>, EncodeError> {
-        let family = AddressFamily::of(src);
-        if AddressFamily::of(dst) != family {
+        let family = Family::of(src);
+        if Family::of(dst) != family {
             return Err(EncodeError::FamilyMismatch { src, dst });
         }
         self.validate(family)?;
@@ -438,26 +377,22 @@ impl Advertisement {
             }
             Version::V3 => Some((src, dst)),
         };
-        let sum = checksum::compute(&out, pseudo);
+        let sum = vrrp_checksum(&out, pseudo);
         out[6..8].copy_from_slice(&sum.to_be_bytes());
         Ok(out)
     }
 
-    fn validate(&self, family: AddressFamily) -> Result<(), EncodeError> {
+    fn validate(&self, family: Family) -> Result<(), EncodeError> {
         if self.vrid == 0 {
             return Err(EncodeError::ZeroVrid);
         }
-        if self.version == Version::V2 && family == AddressFamily::Ipv6 {
+        if self.version == Version::V2 && family == Family::Ipv6 {
             return Err(EncodeError::V2OverIpv6);
         }
         if self.addresses.len() > usize::from(u8::MAX) {
             return Err(EncodeError::TooManyAddresses(self.addresses.len()));
         }
-        if let Some(&address) = self
-            .addresses
-            .iter()
-            .find(|a| AddressFamily::of(**a) != family)
-        {
+        if let Some(&address) = self.addresses.iter().find(|a| Family::of(**a) != family) {
             return Err(EncodeError::AddressFamily { address, family });
         }
         let interval = self.max_advert_interval_cs;
@@ -494,7 +429,7 @@ impl Advertisement {
     /// Decodes a VRRP message received from `src` for `dst`, verifying its checksum.
     pub fn decode(payload: &[u8], src: IpAddr, dst: IpAddr) -> Result<Self, DecodeError> {
         check_families(src, dst)?;
-        let family = Some(AddressFamily::of(src));
+        let family = Some(Family::of(src));
         decode_message(payload, family, Some((src, dst)), ChecksumPolicy::Enforce)
             .map(|(advertisement, _)| advertisement)
     }
@@ -507,7 +442,7 @@ impl Advertisement {
         dst: IpAddr,
     ) -> Result<(Self, ChecksumVerdict), DecodeError> {
         check_families(src, dst)?;
-        let family = Some(AddressFamily::of(src));
+        let family = Some(Family::of(src));
         decode_message(payload, family, Some((src, dst)), ChecksumPolicy::Report)
     }
 
@@ -522,7 +457,7 @@ impl Advertisement {
 }
 
 fn check_families(src: IpAddr, dst: IpAddr) -> Result<(), DecodeError> {
-    if AddressFamily::of(src) == AddressFamily::of(dst) {
+    if Family::of(src) == Family::of(dst) {
         Ok(())
     } else {
         Err(DecodeError::FamilyMismatch { src, dst })
@@ -540,7 +475,7 @@ enum ChecksumPolicy {
 /// message, checksum; then type, VRID, authentication type and interval.
 fn decode_message(
     payload: &[u8],
-    family: Option<AddressFamily>,
+    family: Option<Family>,
     pseudo: Option<(IpAddr, IpAddr)>,
     policy: ChecksumPolicy,
 ) -> Result<(Advertisement, ChecksumVerdict), DecodeError> {
@@ -558,10 +493,10 @@ fn decode_message(
     let count = fixed[3];
     let (family, trailer) = match version {
         Version::V2 => {
-            if family == Some(AddressFamily::Ipv6) {
+            if family == Some(Family::Ipv6) {
                 return Err(DecodeError::V2OverIpv6);
             }
-            (AddressFamily::Ipv4, V2_AUTH_DATA_LEN)
+            (Family::Ipv4, V2_AUTH_DATA_LEN)
         }
         Version::V3 => (
             family.unwrap_or_else(|| infer_v3_family(payload.len(), count)),
@@ -582,7 +517,7 @@ fn decode_message(
         (Version::V3, None) => ChecksumVerdict::Unverified { received },
         (Version::V2, _) | (Version::V3, Some(_)) => {
             let computed =
-                checksum::compute(payload, if version == Version::V3 { pseudo } else { None });
+                vrrp_checksum(payload, if version == Version::V3 { pseudo } else { None });
             if computed == received {
                 ChecksumVerdict::Valid { received }
             } else {
@@ -632,10 +567,8 @@ fn decode_message(
     let addresses = payload[FIXED_HEADER_LEN..addresses_end]
         .chunks_exact(family.address_len())
         .map(|chunk| match family {
-            AddressFamily::Ipv4 => {
-                IpAddr::V4(Ipv4Addr::new(chunk[0], chunk[1], chunk[2], chunk[3]))
-            }
-            AddressFamily::Ipv6 => {
+            Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(chunk[0], chunk[1], chunk[2], chunk[3])),
+            Family::Ipv6 => {
                 let mut octets = [0; 16];
                 octets.copy_from_slice(chunk);
                 IpAddr::V6(Ipv6Addr::from(octets))
@@ -658,11 +591,23 @@ fn decode_message(
 
 /// The family of a bare v3 message: IPv6 when the addresses fill exactly `count` × 16 bytes,
 /// otherwise IPv4 (whose length check then reports any mismatch).
-fn infer_v3_family(len: usize, count: u8) -> AddressFamily {
+fn infer_v3_family(len: usize, count: u8) -> Family {
     let addresses_len = len.saturating_sub(FIXED_HEADER_LEN);
     if count > 0 && addresses_len == usize::from(count) * 16 {
-        AddressFamily::Ipv6
+        Family::Ipv6
     } else {
-        AddressFamily::Ipv4
+        Family::Ipv4
     }
+}
+
+/// The checksum of a VRRP message (RFC 5798 §5.2.8), computed as if its checksum field at bytes
+/// 6..8 were zero; over the pseudo-header too when `pseudo` is given (v3).
+fn vrrp_checksum(message: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
+    let mut sum = Sum::default();
+    if let Some((source, destination)) = pseudo {
+        add_pseudo_header(&mut sum, source, destination, IPPROTO_VRRP, message.len());
+    }
+    sum.add(message.get(..6).unwrap_or(message));
+    sum.add(message.get(8..).unwrap_or(&[]));
+    sum.finish()
 }

@@ -183,8 +183,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{SyncGroup, SyncGroupError};
+    use crate::vrrp::Version;
     use crate::vrrp::instance::{
-        Action, Config, Event, Instance, ReceivedAdvert, State, Tracking, TransitionReason, Version,
+        Action, Config, Event, Instance, ReceivedAdvert, State, Tracking, TransitionReason,
     };
 
     const OURS: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));

@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use kube_vrrp_agent::vrrp::Version;
 use kube_vrrp_agent::vrrp::instance::{
-    Action, Config, Event, ForcedState, Instance, ReceivedAdvert, Tracking, Version,
+    Action, Config, Event, ForcedState, Instance, ReceivedAdvert, Tracking,
 };
 use kube_vrrp_agent::vrrp::sync_group::SyncGroup;
 use serde_json::{Value, json};

@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use kube_vrrp_agent::vrrp::Version;
 use kube_vrrp_agent::vrrp::instance::{
-    Action, Config, Event, Instance, ReceivedAdvert, State, TransitionReason, Version,
+    Action, Config, Event, Instance, ReceivedAdvert, State, TransitionReason,
 };
 use kube_vrrp_agent::vrrp::sync_group::SyncGroup;
 

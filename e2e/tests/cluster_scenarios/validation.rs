@@ -1,7 +1,7 @@
 //! Scenario 1: the CRDs are accepted and established, every example under `deploy/examples/`
 //! is accepted, and one table of manifests gets the same verdict from the real API server
 //! (`kubectl apply --dry-run=server`) and from the standalone validator
-//! (`kube_vrrp_crds::parse_manifests`), each naming the field when it refuses.
+//! (`kube_vrrp_plan::parse_manifests`), each naming the field when it refuses.
 
 use std::path::{Path, PathBuf};
 
@@ -204,7 +204,7 @@ fn api_server_verdict(
 /// The standalone validator's verdict on the same object as a YAML file.
 fn validator_verdict(object: &Value) -> Result<(), String> {
     let yaml = serde_saphyr::to_string(object).unwrap();
-    kube_vrrp_crds::parse_manifests(Path::new("case.yaml"), &yaml)
+    kube_vrrp_plan::parse_manifests(Path::new("case.yaml"), &yaml)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -8,7 +8,10 @@
 //! debounces changes, resyncs periodically and backs off on errors.
 
 mod backoff;
+pub mod digest;
 mod run;
+mod slices;
+pub mod strip;
 mod sync;
 
 use std::collections::{BTreeSet, HashMap};
@@ -16,9 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::runtime::events::Reporter;
-use kube_vrrp_crds::{VirtualIpStatus, VirtualServerStatus, VrrpNode, VrrpNodeSpec};
+use kube_vrrp_crds::{VirtualIp, VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpNode};
 use tokio::sync::watch;
 
 pub use backoff::ErrorBackoff;
@@ -27,7 +32,7 @@ pub use sync::{placement_of, sync};
 
 use crate::fold::FoldConfig;
 use crate::metrics::Metrics;
-use crate::plan::PlanInput;
+use kube_vrrp_plan::PlanInput;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "kube-vrrp-operator";
@@ -119,23 +124,55 @@ impl Context {
 /// write instead (so it neither writes twice nor emits an Event twice).
 #[derive(Debug, Default)]
 struct Memory {
-    specs: HashMap<String, (Option<String>, VrrpNodeSpec)>,
+    /// VrrpNode specs applied: the store's resourceVersion then, the spec's digest, and the
+    /// generation the apply returned (a later generation with the same digest annotation
+    /// means someone else edited the spec).
+    specs: HashMap<String, (Option<String>, String, Option<i64>)>,
     deleted: HashMap<String, Option<String>>,
     statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
     server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
+    /// Roll calls sent, by node: the transition time each asked about.
+    roll_calls: HashMap<String, Timestamp>,
     exported_vips: BTreeSet<String>,
     exported_nodes: BTreeSet<String>,
 }
 
-/// The watched objects at one instant.
+/// The watched objects at one instant, shared with the reflector stores (no copies).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// When the snapshot was taken (judges heartbeat freshness).
     pub now: Timestamp,
-    /// VirtualIPs, VirtualServers, Nodes, EndpointSlices, Services.
-    pub input: PlanInput,
-    /// Every VrrpNode, with spec and status.
-    pub vrrp_nodes: Vec<VrrpNode>,
+    /// VirtualIPs, with their status.
+    pub virtual_ips: Vec<Arc<VirtualIp>>,
+    /// VirtualServers.
+    pub virtual_servers: Vec<Arc<VirtualServer>>,
+    /// Nodes (stripped to what planning reads).
+    pub nodes: Vec<Arc<Node>>,
+    /// EndpointSlices of the Services VirtualServers name.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Services (stripped to their ports).
+    pub services: Vec<Arc<Service>>,
+    /// Every VrrpNode, with its status (the spec is stripped in the store; its digest
+    /// annotation says what it holds).
+    pub vrrp_nodes: Vec<Arc<VrrpNode>>,
+}
+
+impl Snapshot {
+    /// A snapshot of owned objects (callers without reflector stores, e.g. tests).
+    pub fn new(now: Timestamp, input: PlanInput, vrrp_nodes: Vec<VrrpNode>) -> Self {
+        fn shared<T>(items: Vec<T>) -> Vec<Arc<T>> {
+            items.into_iter().map(Arc::new).collect()
+        }
+        Self {
+            now,
+            virtual_ips: shared(input.virtual_ips),
+            virtual_servers: shared(input.virtual_servers),
+            nodes: shared(input.nodes),
+            endpoint_slices: shared(input.endpoint_slices),
+            services: shared(input.services),
+            vrrp_nodes: shared(vrrp_nodes),
+        }
+    }
 }
 
 /// What a pass did.
@@ -151,6 +188,8 @@ pub struct SyncOutcome {
     pub statuses: Vec<String>,
     /// VirtualServers whose status was written, by name.
     pub server_statuses: Vec<String>,
+    /// VrrpNodes whose agent was asked to report (roll call), by name.
+    pub roll_calls: Vec<String>,
     /// Events published.
     pub events: usize,
     /// Planner conflicts.
@@ -168,6 +207,8 @@ pub enum ErrorReason {
     WriteStatus,
     /// Publishing an Event failed.
     PublishEvent,
+    /// Setting a VrrpNode's roll call annotation failed.
+    RollCall,
     /// The leader election task ended.
     LeaseStopped,
     /// A watch's store was dropped: the controller cannot see the cluster.
@@ -182,6 +223,7 @@ impl ErrorReason {
             Self::DeleteVrrpNode => "DeleteVrrpNode",
             Self::WriteStatus => "WriteStatus",
             Self::PublishEvent => "PublishEvent",
+            Self::RollCall => "RollCall",
             Self::LeaseStopped => "LeaseStopped",
             Self::WatchStopped => "WatchStopped",
         }

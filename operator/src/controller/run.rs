@@ -1,6 +1,9 @@
-//! Feeding the sync pass: reflectors over VirtualIP, VirtualServer, Node, EndpointSlice,
-//! Service and VrrpNode fill in-memory stores; any change, a periodic resync or a change of
-//! leadership triggers one debounced pass; a failed pass is retried with backoff.
+//! Feeding the sync pass: reflectors over VirtualIP, VirtualServer, Node, Service and
+//! VrrpNode fill in-memory stores, each object stripped to what a pass reads
+//! ([`super::strip`]); the EndpointSlices of the backend Services only are followed by
+//! [`BackendSlices`]. Any change, a periodic resync or a change of leadership triggers one
+//! debounced pass over `Arc`s shared with the stores (no copies); a failed pass is retried
+//! with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +12,6 @@ use std::time::Instant;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,40 +21,34 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until};
 
-use super::{Context, Error, Snapshot, sync};
+use super::slices::{BackendSlices, backend_names};
+use super::{Context, Error, Snapshot, strip, sync};
 use crate::metrics::{ControllerLabels, ErrorLabels, SYNC_CONTROLLER};
-use crate::plan::PlanInput;
 
 /// The stores the pass reads.
 struct Stores {
     virtual_ips: Store<VirtualIp>,
     virtual_servers: Store<VirtualServer>,
     nodes: Store<Node>,
-    endpoint_slices: Store<EndpointSlice>,
     services: Store<Service>,
     vrrp_nodes: Store<VrrpNode>,
-}
-
-fn items<K>(store: &Store<K>) -> Vec<K>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store.state().iter().map(|k| (**k).clone()).collect()
+    slices: BackendSlices,
 }
 
 impl Stores {
     fn snapshot(&self) -> Snapshot {
+        let virtual_servers = self.virtual_servers.state();
+        // The slices of the Services named now; a new set is listed before the next pass.
+        self.slices
+            .want(backend_names(virtual_servers.iter().map(AsRef::as_ref)));
         Snapshot {
             now: jiff::Timestamp::now(),
-            input: PlanInput {
-                virtual_ips: items(&self.virtual_ips),
-                virtual_servers: items(&self.virtual_servers),
-                nodes: items(&self.nodes),
-                endpoint_slices: items(&self.endpoint_slices),
-                services: items(&self.services),
-            },
-            vrrp_nodes: items(&self.vrrp_nodes),
+            virtual_ips: self.virtual_ips.state(),
+            virtual_servers,
+            nodes: self.nodes.state(),
+            endpoint_slices: self.slices.snapshot(),
+            services: self.services.state(),
+            vrrp_nodes: self.vrrp_nodes.state(),
         }
     }
 
@@ -70,10 +66,6 @@ impl Stores {
             .wait_until_ready()
             .await
             .map_err(stopped("Node"))?;
-        self.endpoint_slices
-            .wait_until_ready()
-            .await
-            .map_err(stopped("EndpointSlice"))?;
         self.services
             .wait_until_ready()
             .await
@@ -82,22 +74,39 @@ impl Stores {
             .wait_until_ready()
             .await
             .map_err(stopped("VrrpNode"))?;
+        self.slices.want(backend_names(
+            self.virtual_servers.state().iter().map(AsRef::as_ref),
+        ));
+        if !self.slices.wait_until_listed().await {
+            return Err(Error::WatchStopped("EndpointSlice"));
+        }
         Ok(())
     }
 }
 
 type Changes = SelectAll<BoxStream<'static, Result<(), watcher::Error>>>;
 
-fn watch<K>(api: Api<K>, changes: &mut Changes) -> Store<K>
+/// Objects per page of a list. VrrpNodes are big before they are stripped (one resolved
+/// instance per VirtualIP of the node, in spec and status): small pages keep the list's
+/// transient memory small.
+const LIST_PAGE: u32 = 500;
+const VRRP_NODE_LIST_PAGE: u32 = 10;
+
+/// A reflector store of `api`'s objects, listed `page` at a time, each passed through `strip`
+/// first.
+fn watch<K>(api: Api<K>, page: u32, strip: fn(&mut K), changes: &mut Changes) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .map_ok(drop)
-        .boxed();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().page_size(page)).modify(strip),
+    )
+    .default_backoff()
+    .map_ok(drop)
+    .boxed();
     changes.push(stream);
     reader
 }
@@ -107,17 +116,42 @@ where
 pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error> {
     let client: Client = ctx.client.clone();
     let mut changes = Changes::new();
+    let (trigger, mut triggered) = mpsc::channel::<()>(1);
     let stores = Stores {
-        virtual_ips: watch(Api::all(client.clone()), &mut changes),
-        virtual_servers: watch(Api::all(client.clone()), &mut changes),
-        nodes: watch(Api::all(client.clone()), &mut changes),
-        endpoint_slices: watch(Api::all(client.clone()), &mut changes),
-        services: watch(Api::all(client.clone()), &mut changes),
-        vrrp_nodes: watch(Api::all(client), &mut changes),
+        virtual_ips: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::virtual_ip,
+            &mut changes,
+        ),
+        virtual_servers: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::virtual_server,
+            &mut changes,
+        ),
+        nodes: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::node,
+            &mut changes,
+        ),
+        services: watch(
+            Api::all(client.clone()),
+            LIST_PAGE,
+            strip::service,
+            &mut changes,
+        ),
+        vrrp_nodes: watch(
+            Api::all(client.clone()),
+            VRRP_NODE_LIST_PAGE,
+            strip::vrrp_node,
+            &mut changes,
+        ),
+        slices: BackendSlices::start(client, trigger.clone()),
     };
 
     // Drive the watches; each change becomes one pending trigger.
-    let (trigger, mut triggered) = mpsc::channel::<()>(1);
     let driver = tokio::spawn(async move {
         while let Some(change) = changes.next().await {
             if let Err(e) = change {
@@ -172,12 +206,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
                         || !outcome.deleted.is_empty()
                         || !outcome.statuses.is_empty()
                         || !outcome.server_statuses.is_empty()
+                        || !outcome.roll_calls.is_empty()
                     {
                         tracing::info!(
                             applied = ?outcome.applied,
                             deleted = ?outcome.deleted,
                             statuses = ?outcome.statuses,
                             server_statuses = ?outcome.server_statuses,
+                            roll_calls = ?outcome.roll_calls,
                             events = outcome.events,
                             conflicts = outcome.conflicts,
                             "sync pass wrote changes"

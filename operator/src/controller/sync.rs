@@ -1,25 +1,29 @@
 //! The sync pass: plan, apply VrrpNodes that differ, delete VrrpNodes without work, write
 //! VirtualIP and VirtualServer statuses that changed, publish Events, and update the gauges.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{MutexGuard, PoisonError};
 
+use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use kube_vrrp_crds::{
-    API_VERSION, ResolvedVirtualServer, VirtualIp, VirtualServer, VirtualServerStatus, VrrpNode,
-    VrrpNodeSpec,
+    API_VERSION, ROLL_CALL_ANNOTATION, ResolvedVirtualServer, VirtualIp, VirtualServer,
+    VirtualServerStatus, VrrpNode, VrrpNodeSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::digest::{SPEC_DIGEST_ANNOTATION, spec_digest};
 use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
 use crate::fold::{
-    ConflictNote, EventSeverity, FoldEvent, Placement, ServerView, fold, fold_virtual_server,
+    ConflictNote, EventSeverity, FoldEvent, Placement, Reports, ServerView, fold_reports,
+    fold_virtual_server,
 };
 use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
-use crate::plan::{Plan, plan};
+use kube_vrrp_plan::{Objects, Plan, plan_objects};
 
 /// What the planner decided for `virtual_ip`, as folding needs it. Only the VirtualIP's own
 /// conflicts count (a broken VirtualServer does not make its VirtualIP conflict); several are
@@ -65,6 +69,8 @@ struct Applied<'a, T: Serialize + std::fmt::Debug> {
 #[derive(Debug, Serialize)]
 struct Name<'a> {
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<&'static str, &'a str>>,
 }
 
 fn apply_params() -> PatchParams {
@@ -75,40 +81,63 @@ fn memory(ctx: &Context) -> MutexGuard<'_, Memory> {
     ctx.memory.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `vip` with the status this replica last wrote, while the store still lags behind it.
-fn as_written(ctx: &Context, vip: &VirtualIp) -> VirtualIp {
+/// `vip` with the status this replica last wrote, while the store still lags behind it (a
+/// copy only then).
+fn as_written<'a>(ctx: &Context, vip: &'a VirtualIp) -> Cow<'a, VirtualIp> {
     let name = vip.name_any();
     let mut mem = memory(ctx);
     match mem.statuses.get(&name) {
         Some((rv, status)) if *rv == vip.metadata.resource_version => {
             let mut v = vip.clone();
             v.status = Some(status.clone());
-            v
+            Cow::Owned(v)
         }
         Some(_) => {
             mem.statuses.remove(&name);
-            vip.clone()
+            Cow::Borrowed(vip)
         }
-        None => vip.clone(),
+        None => Cow::Borrowed(vip),
     }
 }
 
-/// `vs` with the status this replica last wrote, while the store still lags behind it.
-fn server_as_written(ctx: &Context, vs: &VirtualServer) -> VirtualServer {
+/// `vs` with the status this replica last wrote, while the store still lags behind it (a
+/// copy only then).
+fn server_as_written<'a>(ctx: &Context, vs: &'a VirtualServer) -> Cow<'a, VirtualServer> {
     let name = vs.name_any();
     let mut mem = memory(ctx);
     match mem.server_statuses.get(&name) {
         Some((rv, status)) if *rv == vs.metadata.resource_version => {
             let mut v = vs.clone();
             v.status = Some(status.clone());
-            v
+            Cow::Owned(v)
         }
         Some(_) => {
             mem.server_statuses.remove(&name);
-            vs.clone()
+            Cow::Borrowed(vs)
         }
-        None => vs.clone(),
+        None => Cow::Borrowed(vs),
     }
+}
+
+/// Whether the VrrpNode `current` holds `planned` (of digest `digest`): its digest annotation
+/// says so and nobody edited the spec since this replica applied it, or (a store that keeps
+/// specs) its spec is equal.
+fn holds(
+    current: &VrrpNode,
+    planned: &VrrpNodeSpec,
+    digest: &str,
+    applied: Option<&(Option<String>, String, Option<i64>)>,
+) -> bool {
+    let annotated = current
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SPEC_DIGEST_ANNOTATION))
+        .is_some_and(|d| d == digest);
+    let edited_since = applied.is_some_and(|(_, ours, generation)| {
+        ours == digest && generation.is_some() && current.metadata.generation > *generation
+    });
+    (annotated && !edited_since) || current.spec == *planned
 }
 
 /// The planner's conflicts of VirtualServer `name`, joined.
@@ -141,18 +170,28 @@ fn resolved_server<'a>(
         .or_else(|| plan.nodes.values().find_map(on))
 }
 
-async fn apply_vrrp_node(ctx: &Context, name: &str, spec: &VrrpNodeSpec) -> Result<(), Error> {
+/// Applies `spec` (and its digest annotation) to VrrpNode `name`; returns the generation the
+/// API server gave it.
+async fn apply_vrrp_node(
+    ctx: &Context,
+    name: &str,
+    spec: &VrrpNodeSpec,
+    digest: &str,
+) -> Result<Option<i64>, Error> {
     let api: Api<VrrpNode> = Api::all(ctx.client.clone());
     let body = Applied {
         api_version: API_VERSION,
         kind: "VrrpNode",
-        metadata: Name { name },
+        metadata: Name {
+            name,
+            annotations: Some([(SPEC_DIGEST_ANNOTATION, digest)].into()),
+        },
         spec: Some(spec),
         status: None,
     };
     api.patch(name, &apply_params(), &Patch::Apply(&body))
         .await
-        .map(drop)
+        .map(|applied| applied.metadata.generation)
         .map_err(|source| Error::Api {
             reason: ErrorReason::ApplyVrrpNode,
             kind: "VrrpNode",
@@ -175,6 +214,52 @@ async fn delete_vrrp_node(ctx: &Context, name: &str) -> Result<(), Error> {
     }
 }
 
+/// The roll calls still to make: of `wanted` (node → superseding transition time), those
+/// whose VrrpNode does not already carry that time or a later one in its annotation, and
+/// that this replica has not already sent (its store may lag behind its own patch).
+fn roll_calls_to_send(
+    wanted: &BTreeMap<String, Timestamp>,
+    vrrp_nodes: &BTreeMap<&str, &VrrpNode>,
+    sent: &std::collections::HashMap<String, Timestamp>,
+) -> Vec<(String, Timestamp)> {
+    wanted
+        .iter()
+        .filter(|(node, at)| {
+            let annotated = vrrp_nodes
+                .get(node.as_str())
+                .and_then(|n| n.metadata.annotations.as_ref())
+                .and_then(|a| a.get(ROLL_CALL_ANNOTATION))
+                .and_then(|v| v.parse::<Timestamp>().ok());
+            vrrp_nodes.contains_key(node.as_str())
+                && annotated.is_none_or(|a| a < **at)
+                && sent.get(*node).is_none_or(|s| s < *at)
+        })
+        .map(|(node, at)| (node.clone(), *at))
+        .collect()
+}
+
+/// Asks the agent of `node` to report now, echoing `at` (a metadata-only merge patch: the
+/// spec and its generation are untouched).
+async fn call_the_roll(ctx: &Context, node: &str, at: Timestamp) -> Result<(), Error> {
+    let api: Api<VrrpNode> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {ROLL_CALL_ANNOTATION: at.to_string()}}
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(node, &params, &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Api {
+            reason: ErrorReason::RollCall,
+            kind: "VrrpNode",
+            name: node.to_owned(),
+            source,
+        })
+}
+
 async fn write_status<K, S>(
     ctx: &Context,
     kind: &'static str,
@@ -189,7 +274,10 @@ where
     let body = Applied {
         api_version: API_VERSION,
         kind,
-        metadata: Name { name },
+        metadata: Name {
+            name,
+            annotations: None,
+        },
         spec: None,
         status: Some(status),
     };
@@ -252,36 +340,45 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     };
     let mut errors: Vec<Error> = Vec::new();
 
-    let virtual_ips: Vec<VirtualIp> = snapshot
-        .input
+    let virtual_ips: Vec<Cow<'_, VirtualIp>> = snapshot
         .virtual_ips
         .iter()
         .map(|v| as_written(ctx, v))
         .collect();
-    let mut input = snapshot.input.clone();
-    input.virtual_ips.clone_from(&virtual_ips);
-    let plan = plan(&input);
+    let objects = Objects {
+        virtual_ips: virtual_ips.iter().map(AsRef::as_ref).collect(),
+        virtual_servers: snapshot.virtual_servers.iter().map(AsRef::as_ref).collect(),
+        nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
+        endpoint_slices: snapshot.endpoint_slices.iter().map(AsRef::as_ref).collect(),
+        services: snapshot.services.iter().map(AsRef::as_ref).collect(),
+    };
+    let plan = plan_objects(&objects);
     outcome.conflicts = plan.conflicts.len();
 
     // VrrpNodes.
     let existing: BTreeMap<&str, &VrrpNode> = snapshot
         .vrrp_nodes
         .iter()
-        .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
+        .filter_map(|n| Some((n.metadata.name.as_deref()?, n.as_ref())))
         .collect();
     for (name, spec) in &plan.nodes {
+        let digest = spec_digest(spec);
         let current = existing.get(name.as_str());
-        if current.is_some_and(|c| c.spec == *spec) {
+        let applied = memory(ctx).specs.get(name).cloned();
+        if current.is_some_and(|c| holds(c, spec, &digest, applied.as_ref())) {
             continue;
         }
         let rv = current.and_then(|c| c.metadata.resource_version.clone());
-        if memory(ctx).specs.get(name) == Some(&(rv.clone(), spec.clone())) {
+        if applied
+            .as_ref()
+            .is_some_and(|(at, ours, _)| *at == rv && *ours == digest)
+        {
             continue;
         }
-        match apply_vrrp_node(ctx, name, spec).await {
-            Ok(()) => {
+        match apply_vrrp_node(ctx, name, spec, &digest).await {
+            Ok(generation) => {
                 let mut mem = memory(ctx);
-                mem.specs.insert(name.clone(), (rv, spec.clone()));
+                mem.specs.insert(name.clone(), (rv, digest, generation));
                 mem.deleted.remove(name);
                 outcome.applied.push(name.clone());
             }
@@ -310,21 +407,21 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     // VirtualIP statuses, Events and gauges.
     let mut vip_names = BTreeSet::new();
     let mut masters: BTreeMap<String, String> = BTreeMap::new();
-    for (vip, stored) in virtual_ips.iter().zip(&snapshot.input.virtual_ips) {
+    let mut roll_calls: BTreeMap<String, Timestamp> = BTreeMap::new();
+    let reports = Reports::new(snapshot.now, &ctx.config.fold, &snapshot.vrrp_nodes);
+    for (vip, stored) in virtual_ips.iter().zip(&snapshot.virtual_ips) {
         let Some(name) = vip.metadata.name.as_deref() else {
             continue;
         };
         vip_names.insert(name.to_owned());
         let placement = placement_of(&plan, name);
-        let folded = fold(
-            snapshot.now,
-            &ctx.config.fold,
-            vip,
-            &placement,
-            &snapshot.vrrp_nodes,
-        );
+        let folded = fold_reports(vip, &placement, &reports);
         if let [only] = folded.fresh_masters.as_slice() {
             masters.insert(name.to_owned(), only.clone());
+        }
+        for (node, at) in &folded.roll_calls {
+            let latest = roll_calls.entry(node.clone()).or_insert(*at);
+            *latest = (*latest).max(*at);
         }
         let labels = VirtualIpLabels {
             virtualip: name.to_owned(),
@@ -362,8 +459,20 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         }
     }
 
+    // Roll calls: superseded MASTERs are asked whether they are alive (see `fold`).
+    let sent = memory(ctx).roll_calls.clone();
+    for (node, at) in roll_calls_to_send(&roll_calls, &existing, &sent) {
+        match call_the_roll(ctx, &node, at).await {
+            Ok(()) => {
+                memory(ctx).roll_calls.insert(node.clone(), at);
+                outcome.roll_calls.push(node);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+
     // VirtualServer statuses, as the MASTER of their VirtualIP sees them.
-    for stored in &snapshot.input.virtual_servers {
+    for stored in &snapshot.virtual_servers {
         let vs = server_as_written(ctx, stored);
         let Some(name) = vs.metadata.name.as_deref() else {
             continue;
@@ -442,7 +551,6 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         // Forget writes about objects that are gone.
         mem.statuses.retain(|name, _| vip_names.contains(name));
         let servers: BTreeSet<&str> = snapshot
-            .input
             .virtual_servers
             .iter()
             .filter_map(|v| v.metadata.name.as_deref())
@@ -451,6 +559,8 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             .retain(|name, _| servers.contains(name.as_str()));
         mem.specs.retain(|name, _| plan.nodes.contains_key(name));
         mem.deleted
+            .retain(|name, _| existing.contains_key(name.as_str()));
+        mem.roll_calls
             .retain(|name, _| existing.contains_key(name.as_str()));
         mem.exported_vips = vip_names;
         mem.exported_nodes = node_names;

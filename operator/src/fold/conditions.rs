@@ -22,6 +22,8 @@ pub enum ConditionReason {
     SplitBrain,
     /// Ready=False: the planner refused the VirtualIP.
     Conflict,
+    /// Ready=False: every selected node's agent rejected the VirtualIP.
+    Rejected,
     /// SplitBrain=True.
     MultipleMasters,
     /// SplitBrain=False.
@@ -30,7 +32,14 @@ pub enum ConditionReason {
     NodeFault,
     /// Degraded=True: only nodes without a fresh report.
     NodeNotReporting,
-    /// Degraded=True: nodes in FAULT and nodes without a fresh report.
+    /// Degraded=True: only nodes whose MASTER report a later transition superseded (they
+    /// said nothing since another node took over).
+    NodeSuperseded,
+    /// Degraded=True: only nodes whose agent rejected the VirtualIP.
+    NodeRejected,
+    /// Degraded=True: only nodes whose agent has not applied its latest spec.
+    SpecNotApplied,
+    /// Degraded=True: nodes with different troubles.
     NodesUnhealthy,
     /// Degraded=False.
     AllNodesHealthy,
@@ -47,10 +56,14 @@ impl ConditionReason {
             Self::NotReporting => "NotReporting",
             Self::SplitBrain => "SplitBrain",
             Self::Conflict => "Conflict",
+            Self::Rejected => "Rejected",
             Self::MultipleMasters => "MultipleMasters",
             Self::AtMostOneMaster => "AtMostOneMaster",
             Self::NodeFault => "NodeFault",
             Self::NodeNotReporting => "NodeNotReporting",
+            Self::NodeSuperseded => "NodeSuperseded",
+            Self::NodeRejected => "NodeRejected",
+            Self::SpecNotApplied => "SpecNotApplied",
             Self::NodesUnhealthy => "NodesUnhealthy",
             Self::AllNodesHealthy => "AllNodesHealthy",
             Self::NoConflict => "NoConflict",
@@ -64,6 +77,7 @@ pub(crate) struct Facts<'a> {
     pub virtual_router_id: Option<u8>,
     pub fresh_masters: &'a [String],
     pub any_fresh: bool,
+    pub rejected_everywhere: bool,
     pub troubled: &'a BTreeMap<String, NodeTrouble>,
     pub conflict: Option<&'a ConflictNote>,
 }
@@ -109,6 +123,15 @@ pub(crate) fn build(
                     ConditionReason::Conflict.as_str(),
                     format!("not deployed: {}", c.message),
                 )
+            } else if facts.rejected_everywhere {
+                (
+                    false,
+                    ConditionReason::Rejected.as_str(),
+                    format!(
+                        "no node runs VirtualIP {}: every selected node rejected it (see Degraded)",
+                        facts.virtual_ip
+                    ),
+                )
             } else if facts.any_fresh {
                 (
                     false,
@@ -151,29 +174,16 @@ pub(crate) fn build(
             String::new(),
         )
     } else {
-        let faults = facts
-            .troubled
-            .values()
-            .filter(|t| matches!(t, NodeTrouble::Fault))
-            .count();
-        let reason = if faults == facts.troubled.len() {
-            ConditionReason::NodeFault
-        } else if faults == 0 {
-            ConditionReason::NodeNotReporting
-        } else {
-            ConditionReason::NodesUnhealthy
+        let mut kinds = facts.troubled.values().map(trouble_reason);
+        let first = kinds.next();
+        let reason = match first {
+            Some(first) if kinds.all(|k| k == first) => first,
+            _ => ConditionReason::NodesUnhealthy,
         };
         let parts: Vec<String> = facts
             .troubled
             .iter()
-            .map(|(node, t)| match t {
-                NodeTrouble::Fault => format!("{node} is in FAULT"),
-                NodeTrouble::Stale(h) => format!(
-                    "{node} has not reported since {}",
-                    h.strftime("%Y-%m-%dT%H:%M:%SZ")
-                ),
-                NodeTrouble::Missing => format!("{node} has not reported this VirtualIP"),
-            })
+            .map(|(node, t)| describe(node, t))
             .collect();
         (true, reason.as_str(), parts.join("; "))
     };
@@ -194,6 +204,59 @@ pub(crate) fn build(
         carry(previous, type_, status, reason, message, now, generation)
     })
     .collect()
+}
+
+/// The Degraded reason of one kind of trouble (stale and missing nodes are both "not
+/// reporting").
+fn trouble_reason(trouble: &NodeTrouble) -> ConditionReason {
+    match trouble {
+        NodeTrouble::Fault => ConditionReason::NodeFault,
+        NodeTrouble::Stale(_) | NodeTrouble::Missing => ConditionReason::NodeNotReporting,
+        NodeTrouble::Superseded { .. } => ConditionReason::NodeSuperseded,
+        NodeTrouble::Rejected { .. } => ConditionReason::NodeRejected,
+        NodeTrouble::NotApplied { .. } => ConditionReason::SpecNotApplied,
+    }
+}
+
+fn clock(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// One node's trouble as a clause of the Degraded message.
+fn describe(node: &str, trouble: &NodeTrouble) -> String {
+    match trouble {
+        NodeTrouble::Fault => format!("{node} is in FAULT"),
+        NodeTrouble::Stale(h) => format!("{node} has not reported since {}", clock(*h)),
+        NodeTrouble::Superseded { by, since } => format!(
+            "{node} has not reported since {} and {by} became MASTER after that",
+            clock(*since)
+        ),
+        NodeTrouble::Missing => format!("{node} has not reported this VirtualIP"),
+        NodeTrouble::Rejected {
+            reason,
+            message,
+            running_previous,
+        } => format!(
+            "{node} rejected this VirtualIP ({reason}: {message}) and {}",
+            if *running_previous {
+                "runs its previous configuration"
+            } else {
+                "does not run it"
+            }
+        ),
+        NodeTrouble::NotApplied {
+            generation,
+            observed,
+        } => match observed {
+            Some(o) => format!(
+                "{node} has not applied its latest spec (VrrpNode generation {generation}; it \
+                 runs {o})"
+            ),
+            None => {
+                format!("{node} has not applied any spec yet (VrrpNode generation {generation})")
+            }
+        },
+    }
 }
 
 /// A condition whose `lastTransitionTime` is the previous one's while `status` is unchanged,

@@ -7,12 +7,37 @@
 //! - A report is **fresh** when its `heartbeatTime` is at most [`FoldConfig::staleness`] old
 //!   (a heartbeat from the future, i.e. clock skew, counts as fresh). A stale report never
 //!   counts as MASTER and its node is not listed in `status.nodes`.
-//! - Every fresh report that carries an instance of this VirtualIP is listed, selected or not:
-//!   a node that still runs the VirtualIP after leaving the selection can still cause a
-//!   split brain.
-//! - `Ready` is True with exactly one fresh MASTER, `SplitBrain` with more than one,
-//!   `Degraded` when a selected node is in FAULT or has no fresh report of the VirtualIP,
-//!   `Conflict` when the planner refused the VirtualIP.
+//! - **Supersede.** A fresh MASTER report of node A is *superseded* when another node B
+//!   reports MASTER with a `lastTransitionTime` later than A's last word: later than A's
+//!   `heartbeatTime` minus [`FoldConfig::clock_skew`], later than the roll call A last
+//!   answered (`status.rollCall`), and later than A's own transition. B became MASTER after
+//!   A last said anything, which is what an ordinary failover looks like: A died without a
+//!   last word (SIGKILL, power, a cut switch port) and its last report stays fresh for up to
+//!   `staleness`. A superseded report does not count as MASTER and is not listed; its node
+//!   is troubled ([`NodeTrouble::Superseded`]). Only a later transition supersedes, so two
+//!   reports never supersede each other and the latest MASTER transition always stands;
+//!   equal transition times supersede nothing (both count: undecidable is reported).
+//! - **Clocks.** `heartbeatTime` and `lastTransitionTime` are written by different nodes'
+//!   clocks. `clock_skew` (1 s by default) absorbs ordinary skew in the direction that would
+//!   page someone: B's transition up to that much *before* A's heartbeat still supersedes A.
+//!   The roll call needs no allowance: A echoes a timestamp B wrote.
+//! - **Roll call.** A superseded MASTER might be alive behind a partition, not dead. The
+//!   fold asks for a roll call of A ([`Folded::roll_calls`]): the controller sets the
+//!   annotation `kubevrrp.io/roll-call` on A's VrrpNode to B's transition time, a live agent
+//!   answers with a status write echoing it in `status.rollCall` within one round trip, and
+//!   from then on A's claim stands beside B's: `SplitBrain=True`. A dead agent never answers,
+//!   so a failover never shows a split brain, while a real partition (both keep reporting
+//!   MASTER, neither supersedes) shows one once B is MASTER (Master_Down_Interval after the
+//!   cut) plus the roll call's round trip (B's write, the annotation, A's answer), without
+//!   waiting for A's next heartbeat.
+//! - Every fresh, unsuperseded report that carries an instance of this VirtualIP is listed,
+//!   selected or not: a node that still runs the VirtualIP after leaving the selection can
+//!   still cause a split brain.
+//! - `Ready` is True with exactly one counted MASTER, `SplitBrain` with more than one,
+//!   `Degraded` when a selected node is in FAULT, has no fresh report of the VirtualIP, was
+//!   superseded, rejected the VirtualIP (`status.rejected`), or has not applied its latest
+//!   spec for longer than [`FoldConfig::apply_grace`] (`status.observedGeneration` below
+//!   `metadata.generation`), and `Conflict` when the planner refused the VirtualIP.
 //! - A condition's `lastTransitionTime` moves only when its `status` flips. Messages hold no
 //!   durations that grow with time, so an unchanged world folds to an equal status and the
 //!   controller writes nothing.
@@ -21,13 +46,14 @@ pub mod conditions;
 pub mod events;
 pub mod virtual_server;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube_vrrp_crds::{
-    InstanceStatus, State, VirtualIp, VirtualIpNodeStatus, VirtualIpPhase, VirtualIpStatus,
-    VrrpNode, condition,
+    InstanceStatus, RejectedInstance, State, VirtualIp, VirtualIpNodeStatus, VirtualIpPhase,
+    VirtualIpStatus, VrrpNode, condition,
 };
 
 pub use conditions::ConditionReason;
@@ -37,17 +63,31 @@ pub use virtual_server::{ServerConditionReason, ServerView, fold_virtual_server}
 /// Default staleness bound: three heartbeats of the agent's default 10 s period.
 pub const DEFAULT_STALENESS: SignedDuration = SignedDuration::from_secs(30);
 
+/// Default allowance for the skew between two nodes' clocks when one node's transition is
+/// compared with another's heartbeat.
+pub const DEFAULT_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(1);
+
+/// Default time an agent has to apply a new spec before its node counts as lagging.
+pub const DEFAULT_APPLY_GRACE: SignedDuration = SignedDuration::from_secs(10);
+
 /// How folding judges reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoldConfig {
     /// A report whose heartbeat is older than this is stale.
     pub staleness: SignedDuration,
+    /// Allowance for clock skew between nodes (see the module's supersede rule).
+    pub clock_skew: SignedDuration,
+    /// A node whose `observedGeneration` trails its spec's generation for longer than this
+    /// (since the spec was written) has not applied its latest spec.
+    pub apply_grace: SignedDuration,
 }
 
 impl Default for FoldConfig {
     fn default() -> Self {
         Self {
             staleness: DEFAULT_STALENESS,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            apply_grace: DEFAULT_APPLY_GRACE,
         }
     }
 }
@@ -79,8 +119,32 @@ pub enum NodeTrouble {
     Fault,
     /// The node's last heartbeat is older than the staleness bound.
     Stale(Timestamp),
+    /// The node's MASTER report was superseded: `by` became MASTER after the node's last
+    /// heartbeat (`since`).
+    Superseded {
+        /// The node whose later transition superseded it.
+        by: String,
+        /// The superseded node's last heartbeat.
+        since: Timestamp,
+    },
     /// The node has no report at all, or its report lacks this VirtualIP.
     Missing,
+    /// The node's agent rejected the VirtualIP's instance.
+    Rejected {
+        /// `RejectReason::as_str()`.
+        reason: &'static str,
+        /// The agent's message.
+        message: String,
+        /// The agent still runs the instance as it applied it before.
+        running_previous: bool,
+    },
+    /// The node's agent has not applied the latest spec of its VrrpNode.
+    NotApplied {
+        /// `metadata.generation` of the VrrpNode.
+        generation: i64,
+        /// `status.observedGeneration` (none: the agent has applied no spec yet).
+        observed: Option<i64>,
+    },
 }
 
 /// The result of folding one VirtualIP.
@@ -90,10 +154,14 @@ pub struct Folded {
     pub status: VirtualIpStatus,
     /// Events to publish on the VirtualIP, oldest concern first.
     pub events: Vec<FoldEvent>,
-    /// Nodes with a fresh MASTER report, by name.
+    /// Nodes with a fresh MASTER report that no later transition supersedes, by name: the
+    /// MASTERs that count.
     pub fresh_masters: Vec<String>,
     /// Selected nodes in trouble, by name.
     pub troubled: BTreeMap<String, NodeTrouble>,
+    /// Roll calls to make: node name → the superseding transition time its agent should
+    /// echo (see the module's roll call rule).
+    pub roll_calls: BTreeMap<String, Timestamp>,
 }
 
 impl Folded {
@@ -107,6 +175,26 @@ impl Folded {
 struct Seen<'a> {
     node: &'a str,
     instance: &'a InstanceStatus,
+    /// The node's last word in its own clock.
+    heartbeat: Timestamp,
+    /// The roll call the node last answered (a timestamp another node wrote).
+    answered: Option<Timestamp>,
+}
+
+impl Seen<'_> {
+    /// When this node last became what it reports.
+    fn transition(&self) -> Option<Timestamp> {
+        self.instance.last_transition_time.as_ref().map(|t| t.0)
+    }
+
+    /// Whether another node's MASTER transition at `at` supersedes this node's MASTER report:
+    /// it is later than this node's own transition, than its last heartbeat (less the skew
+    /// allowance) and than the roll call it answered.
+    fn superseded_at(&self, at: Timestamp, skew: SignedDuration) -> bool {
+        self.transition().is_none_or(|own| at > own)
+            && at > self.heartbeat - skew
+            && self.answered.is_none_or(|answered| at > answered)
+    }
 }
 
 /// Whether a heartbeat at `heartbeat` is fresh at `now`.
@@ -114,40 +202,182 @@ pub fn is_fresh(now: Timestamp, heartbeat: Option<&Time>, staleness: SignedDurat
     heartbeat.is_some_and(|h| now.duration_since(h.0) <= staleness)
 }
 
+/// When the spec of `node` was last written: the newest `managedFields` entry that is not
+/// about the status subresource (only the operator writes the spec). `None` when the server
+/// sent no managed fields.
+pub fn spec_written_at(node: &VrrpNode) -> Option<Timestamp> {
+    node.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.as_deref().is_none_or(str::is_empty))
+        .filter_map(|entry| entry.time.as_ref().map(|t| t.0))
+        .max()
+}
+
+/// Whether `node`'s agent has not applied its latest spec at `now`: its observed generation
+/// trails the spec's, and the spec was written more than `grace` ago (or when unknown).
+fn lagging(now: Timestamp, node: &VrrpNode, grace: SignedDuration) -> Option<NodeTrouble> {
+    let generation = node.metadata.generation?;
+    let observed = node.status.as_ref().and_then(|s| s.observed_generation);
+    if observed.is_some_and(|o| o >= generation) {
+        return None;
+    }
+    let written = spec_written_at(node);
+    if written.is_some_and(|at| now.duration_since(at) <= grace) {
+        return None;
+    }
+    Some(NodeTrouble::NotApplied {
+        generation,
+        observed,
+    })
+}
+
+/// One node's fresh report, indexed by instance name.
+struct NodeReport<'a> {
+    node: &'a str,
+    heartbeat: Timestamp,
+    answered: Option<Timestamp>,
+    instances: HashMap<&'a str, &'a InstanceStatus>,
+    rejected: HashMap<&'a str, &'a RejectedInstance>,
+    lagging: Option<NodeTrouble>,
+}
+
+/// Every node's report at one instant, judged (fresh or stale, lagging or not) and indexed
+/// once, so folding each VirtualIP looks its instance up instead of scanning every report.
+pub struct Reports<'a> {
+    now: Timestamp,
+    config: FoldConfig,
+    /// Fresh reports, by node name (the first of two reports with one name wins).
+    fresh: Vec<NodeReport<'a>>,
+    /// Last heartbeat of each stale report.
+    stale: BTreeMap<&'a str, Timestamp>,
+}
+
+impl<'a> Reports<'a> {
+    /// Judges and indexes `vrrp_nodes` at `now`.
+    pub fn new<N: Borrow<VrrpNode>>(
+        now: Timestamp,
+        config: &FoldConfig,
+        vrrp_nodes: &'a [N],
+    ) -> Self {
+        let mut fresh: Vec<NodeReport<'a>> = Vec::new();
+        let mut stale = BTreeMap::new();
+        for vn in vrrp_nodes {
+            let vn: &'a VrrpNode = vn.borrow();
+            let (Some(node), Some(status)) = (vn.metadata.name.as_deref(), vn.status.as_ref())
+            else {
+                continue;
+            };
+            let Some(heartbeat) = status
+                .heartbeat_time
+                .as_ref()
+                .filter(|h| is_fresh(now, Some(h), config.staleness))
+            else {
+                if let Some(h) = &status.heartbeat_time {
+                    stale.insert(node, h.0);
+                }
+                continue;
+            };
+            fresh.push(NodeReport {
+                node,
+                heartbeat: heartbeat.0,
+                answered: status
+                    .roll_call
+                    .as_deref()
+                    .and_then(|r| r.parse::<Timestamp>().ok()),
+                instances: status
+                    .instances
+                    .iter()
+                    .map(|i| (i.name.as_str(), i))
+                    .collect(),
+                rejected: status
+                    .rejected
+                    .iter()
+                    .map(|r| (r.name.as_str(), r))
+                    .collect(),
+                lagging: lagging(now, vn, config.apply_grace),
+            });
+        }
+        fresh.sort_by(|a, b| a.node.cmp(b.node));
+        fresh.dedup_by(|later, earlier| later.node == earlier.node);
+        Self {
+            now,
+            config: *config,
+            fresh,
+            stale,
+        }
+    }
+}
+
 /// Folds the reports of `vrrp_nodes` about `vip` at `now` into its new status, and the
-/// Events that its change from `vip.status` calls for.
-pub fn fold(
+/// Events that its change from `vip.status` calls for ([`fold_reports`] over
+/// [`Reports::new`]; a pass over many VirtualIPs indexes the reports once instead).
+pub fn fold<N: Borrow<VrrpNode>>(
     now: Timestamp,
     config: &FoldConfig,
     vip: &VirtualIp,
     placement: &Placement,
-    vrrp_nodes: &[VrrpNode],
+    vrrp_nodes: &[N],
 ) -> Folded {
+    fold_reports(vip, placement, &Reports::new(now, config, vrrp_nodes))
+}
+
+/// Folds the indexed `reports` about `vip` into its new status and Events.
+pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_>) -> Folded {
+    let (now, config) = (reports.now, &reports.config);
     let name = vip.metadata.name.as_deref().unwrap_or_default();
     // Conditions carry whole seconds, as the API stores them; keeps re-folds equal.
     let now_s = Timestamp::from_second(now.as_second()).unwrap_or(now);
 
     let mut seen: Vec<Seen<'_>> = Vec::new();
-    let mut stale: BTreeMap<&str, Timestamp> = BTreeMap::new();
-    for vn in vrrp_nodes {
-        let Some(node) = vn.metadata.name.as_deref() else {
-            continue;
-        };
-        let Some(status) = vn.status.as_ref() else {
-            continue;
-        };
-        if !is_fresh(now, status.heartbeat_time.as_ref(), config.staleness) {
-            if let Some(h) = &status.heartbeat_time {
-                stale.insert(node, h.0);
-            }
-            continue;
+    let stale = &reports.stale;
+    let mut rejected: BTreeMap<&str, &RejectedInstance> = BTreeMap::new();
+    let mut lagging_nodes: BTreeMap<&str, NodeTrouble> = BTreeMap::new();
+    for report in &reports.fresh {
+        let node = report.node;
+        if let Some(r) = report.rejected.get(name) {
+            rejected.insert(node, r);
         }
-        if let Some(instance) = status.instances.iter().find(|i| i.name == name) {
-            seen.push(Seen { node, instance });
+        if let Some(trouble) = &report.lagging {
+            lagging_nodes.insert(node, trouble.clone());
+        }
+        if let Some(instance) = report.instances.get(name) {
+            seen.push(Seen {
+                node,
+                instance,
+                heartbeat: report.heartbeat,
+                answered: report.answered,
+            });
         }
     }
-    seen.sort_by(|a, b| a.node.cmp(b.node));
-    seen.dedup_by(|a, b| a.node == b.node);
+
+    // Supersede: each MASTER report against every later MASTER transition of another node.
+    let mut superseded: BTreeMap<&str, (&str, Timestamp)> = BTreeMap::new();
+    for a in seen.iter().filter(|s| s.instance.state == State::Master) {
+        let latest = seen
+            .iter()
+            .filter(|b| b.node != a.node && b.instance.state == State::Master)
+            .filter_map(|b| b.transition().map(|at| (b.node, at)))
+            .filter(|&(_, at)| a.superseded_at(at, config.clock_skew))
+            .max_by_key(|&(_, at)| at);
+        if let Some(by) = latest {
+            superseded.insert(a.node, by);
+        }
+    }
+    let roll_calls: BTreeMap<String, Timestamp> = superseded
+        .iter()
+        .map(|(node, (_, at))| ((*node).to_owned(), *at))
+        .collect();
+    let superseded_since: BTreeMap<&str, (&str, Timestamp)> = seen
+        .iter()
+        .filter_map(|s| {
+            superseded
+                .get(s.node)
+                .map(|&(by, _)| (s.node, (by, s.heartbeat)))
+        })
+        .collect();
+    seen.retain(|s| !superseded.contains_key(s.node));
 
     let fresh_masters: Vec<String> = seen
         .iter()
@@ -157,14 +387,32 @@ pub fn fold(
 
     let mut troubled = BTreeMap::new();
     for node in &placement.selected {
-        let trouble = match seen.iter().find(|s| s.node == node) {
-            Some(s) if s.instance.state == State::Fault => Some(NodeTrouble::Fault),
-            Some(_) => None,
-            None => Some(
-                stale
-                    .get(node.as_str())
-                    .map_or(NodeTrouble::Missing, |&h| NodeTrouble::Stale(h)),
-            ),
+        let node_str = node.as_str();
+        let trouble = if let Some(r) = rejected.get(node_str) {
+            Some(NodeTrouble::Rejected {
+                reason: r.reason.as_str(),
+                message: r.message.clone(),
+                running_previous: r.running_previous,
+            })
+        } else if let Some(&(by, since)) = superseded_since.get(node_str) {
+            Some(NodeTrouble::Superseded {
+                by: by.to_owned(),
+                since,
+            })
+        } else {
+            match seen.iter().find(|s| s.node == node_str) {
+                Some(s) if s.instance.state == State::Fault => Some(NodeTrouble::Fault),
+                Some(_) => lagging_nodes.get(node_str).cloned(),
+                None => Some(stale.get(node_str).map_or_else(
+                    || {
+                        lagging_nodes
+                            .get(node_str)
+                            .cloned()
+                            .unwrap_or(NodeTrouble::Missing)
+                    },
+                    |&h| NodeTrouble::Stale(h),
+                )),
+            }
         };
         if let Some(t) = trouble {
             troubled.insert(node.clone(), t);
@@ -181,12 +429,20 @@ pub fn fold(
         })
         .count();
 
+    let rejected_everywhere = seen.is_empty()
+        && !placement.selected.is_empty()
+        && placement
+            .selected
+            .iter()
+            .all(|n| matches!(troubled.get(n), Some(NodeTrouble::Rejected { .. })));
     let phase = if placement.conflict.is_some() {
         VirtualIpPhase::Conflict
     } else if fresh_masters.len() > 1 {
         VirtualIpPhase::SplitBrain
     } else if fresh_masters.len() == 1 {
         VirtualIpPhase::Ready
+    } else if rejected_everywhere {
+        VirtualIpPhase::Rejected
     } else if seen.is_empty() {
         VirtualIpPhase::Pending
     } else {
@@ -202,6 +458,7 @@ pub fn fold(
         virtual_router_id,
         fresh_masters: &fresh_masters,
         any_fresh: !seen.is_empty(),
+        rejected_everywhere,
         troubled: &troubled,
         conflict: placement.conflict.as_ref(),
     };
@@ -240,6 +497,7 @@ pub fn fold(
         events,
         fresh_masters,
         troubled,
+        roll_calls,
     }
 }
 

@@ -6,7 +6,9 @@
 //! whatever its `arp_accept`, and some devices ignore unsolicited ARP replies. The target
 //! hardware address is zero, as RFC 5227 asks.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::checksum;
 
 /// `ETH_P_ARP`.
 pub const ETH_P_ARP: u16 = 0x0806;
@@ -85,31 +87,15 @@ pub fn unsolicited_neighbor_advertisement(
     frame.extend_from_slice(&target.octets());
     frame.extend_from_slice(&[ND_OPT_TARGET_LINKADDR, 1]);
     frame.extend_from_slice(&mac);
-    let checksum = icmpv6_checksum(source, ALL_NODES, &frame[icmp_start..]);
+    let checksum = checksum::with_pseudo_header(
+        IpAddr::V6(source),
+        IpAddr::V6(ALL_NODES),
+        IPPROTO_ICMPV6,
+        &frame[icmp_start..],
+    );
     frame[icmp_start + 2..icmp_start + 4].copy_from_slice(&checksum.to_be_bytes());
     debug_assert_eq!(frame.len(), ETHERNET_HEADER + IPV6_HEADER + NA_ICMP_LEN);
     frame
-}
-
-/// The ICMPv6 checksum (RFC 4443 §2.3): the one's complement sum over the IPv6 pseudo-header
-/// and the message (whose checksum field must be zero).
-fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
-        for pair in bytes.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
-            sum += u32::from(word);
-        }
-    };
-    add(&source.octets());
-    add(&destination.octets());
-    add(&(message.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, IPPROTO_ICMPV6]);
-    add(message);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -178,6 +164,12 @@ mod tests {
     fn a_message_with_its_checksum_filled_in_sums_to_zero() {
         let vip: Ipv6Addr = "fe80::1234".parse().unwrap();
         let frame = unsolicited_neighbor_advertisement(MAC, vip, vip, false);
-        assert_eq!(icmpv6_checksum(vip, ALL_NODES, &frame[54..]), 0);
+        let sum = checksum::with_pseudo_header(
+            IpAddr::V6(vip),
+            IpAddr::V6(ALL_NODES),
+            IPPROTO_ICMPV6,
+            &frame[54..],
+        );
+        assert_eq!(sum, 0);
     }
 }

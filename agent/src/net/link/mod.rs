@@ -13,11 +13,12 @@ use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
 
+use super::NetError;
 use super::address::{
     Addresses, IFA_F_DADFAILED, IFA_F_SECONDARY, IFA_F_TENTATIVE, InterfaceAddress,
 };
 use super::error::netlink_errno;
-use super::{Family, NetError};
+use crate::vrrp::Family;
 
 const ENODEV: i32 = nix::libc::ENODEV;
 

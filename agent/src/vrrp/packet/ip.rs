@@ -4,7 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Advertisement, ChecksumVerdict, DecodeError, IPPROTO_VRRP, VRRP_TTL};
+use super::{Advertisement, ChecksumVerdict, DecodeError};
+use crate::vrrp::protocol::{IPPROTO_VRRP, VRRP_TTL};
 
 const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
