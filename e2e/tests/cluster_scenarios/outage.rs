@@ -131,7 +131,28 @@ pub fn run() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", super::logs_tail(&cluster, 10)));
-    let vip = wait_master(&user, "web", "n1", Duration::from_secs(15));
+    let vip = poll(
+        "VirtualIP web: MASTER n1 and Ready=True after the outage",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            let vip = user.vip("web")?;
+            Ok((user::master(&vip) == "n1" && user::condition_true(&vip, "Ready")).then_some(vip))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; the API server says: {}\n{}",
+            user.vip("web")
+                .map(|v| v["status"].to_string())
+                .unwrap_or_default(),
+            super::logs_tail(&cluster, 20)
+        )
+    });
+    eprintln!(
+        "API server back → VirtualIP status caught up after {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
     assert!(!user::condition_true(&vip, "SplitBrain"));
     // And it follows changes again.
     user.apply(&vip_manifest(

@@ -2,8 +2,8 @@
 //! default values: a v2 VirtualIP with a password Secret works; every API call of the
 //! operators and agents succeeds (no 403 in their logs or in the audit log); an agent's token
 //! cannot write another node's VrrpNode status (the ValidatingAdmissionPolicy's denial), cannot
-//! write any spec, and cannot read a Secret it was not granted; the agents read no Secret but
-//! the ones VirtualIPs name.
+//! write any spec, cannot read a Secret outside the namespace it was granted nor list Secrets;
+//! the agents read no Secret but the one a VirtualIP names.
 
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use super::{mac_of, up, vip_address, vip_manifest, wait_master};
 
 const AGENT_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-agent";
 const OPERATOR_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-operator";
+/// A namespace the chart grants agents nothing in (the chart's default grants `get` on the
+/// release namespace's Secrets, for v2 passwords).
+const OTHER_NAMESPACE: &str = "default";
 
 fn refused(tool: &Tool, args: &[&str], input: &str) -> String {
     let out = tool.output(args, input).unwrap();
@@ -39,7 +42,7 @@ pub fn run() {
     )
     .unwrap();
     user.apply(
-        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated", "namespace": NAMESPACE},
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated", "namespace": OTHER_NAMESPACE},
                 "type": "Opaque", "stringData": {"token": "not for agents"}})
         .to_string(),
     )
@@ -209,7 +212,7 @@ pub fn run() {
     );
     let secret = refused(
         &as_agent,
-        &["get", "secret", "unrelated", "-n", NAMESPACE],
+        &["get", "secret", "unrelated", "-n", OTHER_NAMESPACE],
         "",
     );
     assert!(
