@@ -30,7 +30,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
     let prober = cluster
         .lab()
         .probe(vip_address(0), Duration::from_millis(20))

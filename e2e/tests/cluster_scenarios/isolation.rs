@@ -35,7 +35,7 @@ pub fn run() {
         &json!({"version": 2, "authentication": auth}),
     ))
     .unwrap();
-    wait_master(&user, "good", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "good", "n1", Duration::from_secs(20));
 
     // Each node says which instance it rejected, and why.
     poll(
@@ -98,7 +98,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "good", "n2", Duration::from_secs(20));
+    wait_master(&cluster, "good", "n2", Duration::from_secs(20));
     let prober = cluster
         .lab()
         .probe(vip_address(0), Duration::from_millis(20))

@@ -43,7 +43,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
     let old = cluster.leader().unwrap();
     let old_name = cluster.operators()[old].name().to_owned();
 
@@ -70,7 +70,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n2", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n2", Duration::from_secs(20));
 
     // The old leader thaws and must stand by.
     cluster.operators()[old].signal(Signal::SIGCONT).unwrap();
@@ -137,5 +137,5 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n3", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n3", Duration::from_secs(20));
 }

@@ -93,8 +93,9 @@ pub fn master_down_interval(priority: u8, advert: Duration) -> Duration {
 }
 
 /// Waits until `kubectl get vip NAME -o json` says `master` is MASTER and Ready=True; returns
-/// the object.
-pub fn wait_master(user: &User, name: &str, master: &str, timeout: Duration) -> Value {
+/// the object. On timeout it fails with the status and the pods' logs.
+pub fn wait_master(cluster: &Cluster, name: &str, master: &str, timeout: Duration) -> Value {
+    let user = cluster.user();
     poll(
         &format!("VirtualIP {name}: MASTER {master} and Ready=True"),
         timeout,
@@ -109,10 +110,11 @@ pub fn wait_master(user: &User, name: &str, master: &str, timeout: Duration) -> 
     )
     .unwrap_or_else(|e| {
         panic!(
-            "{e}; last seen: {}",
+            "{e}; last seen: {}\n{}",
             user.vip(name)
                 .map(|v| v["status"].to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            logs_tail(cluster, 20)
         )
     })
 }

@@ -25,7 +25,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
     let transitions = |cluster: &mut kube_vrrp_e2e::cluster::Cluster, n: usize| {
         agent_instances(cluster, n)
@@ -164,5 +164,5 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n2", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n2", Duration::from_secs(20));
 }

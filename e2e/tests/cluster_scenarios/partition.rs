@@ -27,7 +27,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
 
     let partitioned = Instant::now();
     cluster.lab().partition().unwrap();

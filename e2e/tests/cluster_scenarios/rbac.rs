@@ -66,9 +66,9 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
     let legacy = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_master(&user, "legacy", "n2", Duration::from_secs(20))
+        wait_master(&cluster, "legacy", "n2", Duration::from_secs(20))
     }));
     assert!(
         legacy.is_ok(),
@@ -95,7 +95,7 @@ pub fn run() {
         let log = pod.log();
         let denied: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("403") || l.to_lowercase().contains("forbidden"))
+            .filter(|l| l.contains("code: 403") || l.to_lowercase().contains("forbidden"))
             .collect();
         assert!(
             denied.is_empty(),

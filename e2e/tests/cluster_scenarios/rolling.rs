@@ -36,7 +36,7 @@ pub fn run() {
         &json!({}),
     ))
     .unwrap();
-    wait_master(&user, "web", "n1", Duration::from_secs(20));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
     let prober = cluster.lab().probe(vip_address(0), PROBE_PERIOD).unwrap();
     let watcher = Watcher::start(&cluster, "web");
     std::thread::sleep(Duration::from_secs(1));
@@ -74,7 +74,7 @@ pub fn run() {
         // Back in the election (and, for n1, preempting back) before the next node goes.
         std::thread::sleep(Duration::from_secs(2));
     }
-    wait_master(&user, "web", "n1", Duration::from_secs(10));
+    wait_master(&cluster, "web", "n1", Duration::from_secs(10));
     let samples = watcher.finish();
 
     // The client's view: the longest silence between two answers for the VIP.
