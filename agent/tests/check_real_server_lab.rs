@@ -692,11 +692,16 @@ fn an_https_check_of_a_self_signed_server_passes_unverified_and_verifies_against
 // -------------------------------------------------------------------------------- scripts
 
 /// A scratch directory of scripts, removed on drop.
+/// A scratch directory of scripts, one per test: tests run in parallel in one process, so the
+/// name carries a counter besides the pid (a shared one would be removed under another test).
 struct Scripts(PathBuf);
 
 impl Scripts {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("kube-vrrp-rs-scripts-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("kube-vrrp-rs-scripts-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch directory");
         Self(dir)
@@ -797,7 +802,7 @@ fn a_hung_script_is_killed_with_its_group_at_the_timeout_and_leaves_no_zombie() 
         }
 
         let failed = script(&exit2).attempt(timeout * 10).await;
-        assert_eq!(failed.result, CheckResult::ScriptFailed);
+        assert_eq!(failed.result, CheckResult::ScriptFailed, "{failed:?}");
         assert_eq!(failed.detail, "exit status 2");
 
         let passed = script(&env).attempt(timeout * 10).await;
