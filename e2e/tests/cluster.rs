@@ -58,3 +58,8 @@ fn the_api_server_stopping_moves_no_vip_and_an_agent_restarted_meanwhile_runs_it
 fn one_bad_virtual_ip_is_rejected_alone_and_shown_while_the_nodes_other_instances_follow_changes() {
     s::timed("isolation", s::isolation::run);
 }
+
+#[test]
+fn cordoned_not_ready_and_excluded_nodes_hand_their_vips_over_with_priority_zero() {
+    s::timed("nodes", s::nodes::run);
+}

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod failover;
 pub mod isolation;
 pub mod leader;
+pub mod nodes;
 pub mod outage;
 pub mod partition;
 pub mod rbac;
