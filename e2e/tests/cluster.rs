@@ -63,3 +63,8 @@ fn one_bad_virtual_ip_is_rejected_alone_and_shown_while_the_nodes_other_instance
 fn cordoned_not_ready_and_excluded_nodes_hand_their_vips_over_with_priority_zero() {
     s::timed("nodes", s::nodes::run);
 }
+
+#[test]
+fn the_readmes_upgrade_steps_bring_older_crds_to_the_charts_and_move_no_vip() {
+    s::timed("upgrade", s::upgrade::run);
+}

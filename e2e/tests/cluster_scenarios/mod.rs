@@ -12,6 +12,7 @@ pub mod outage;
 pub mod partition;
 pub mod rbac;
 pub mod rolling;
+pub mod upgrade;
 pub mod validation;
 
 use std::net::IpAddr;
