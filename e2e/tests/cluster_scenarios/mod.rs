@@ -7,10 +7,12 @@ pub mod apply;
 pub mod failover;
 pub mod isolation;
 pub mod leader;
+pub mod nodes;
 pub mod outage;
 pub mod partition;
 pub mod rbac;
 pub mod rolling;
+pub mod upgrade;
 pub mod validation;
 
 use std::net::IpAddr;

@@ -48,6 +48,8 @@ pub struct Config {
     pub debounce: Duration,
     /// Delays after failed passes.
     pub backoff: ErrorBackoff,
+    /// Which unhealthy nodes planning leaves out.
+    pub nodes: kube_vrrp_plan::NodePolicy,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             resync: Duration::from_secs(10),
             debounce: Duration::from_millis(200),
             backoff: ErrorBackoff::default(),
+            nodes: kube_vrrp_plan::NodePolicy::default(),
         }
     }
 }
