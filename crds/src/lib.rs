@@ -19,6 +19,7 @@ pub mod version;
 pub mod virtual_ip;
 pub mod virtual_server;
 pub mod vrrp_node;
+pub mod watch_backoff;
 
 /// API group of every kube-vrrp resource.
 pub const GROUP: &str = "kubevrrp.io";

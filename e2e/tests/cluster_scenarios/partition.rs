@@ -6,9 +6,8 @@
 use std::time::{Duration, Instant};
 
 use kube_vrrp_e2e::cluster::user::{self, poll};
-use serde_json::json;
 
-use super::{POLL, master_down_interval, up, vip_manifest, wait_master};
+use super::{POLL, apply_web, master_down_interval, up};
 
 const ADVERT: Duration = Duration::from_millis(100);
 /// One status write: an agent notices the change (status poll 100 ms) and patches its
@@ -18,16 +17,7 @@ const STATUS_WRITE: Duration = Duration::from_secs(1);
 pub fn run() {
     let cluster = up();
     let user = cluster.user();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
-    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    apply_web(&cluster);
 
     let partitioned = Instant::now();
     cluster.lab().partition().unwrap();
