@@ -368,7 +368,7 @@ fn guest_checks_take_dead_backends_out_within_fall_intervals_and_clients_only_lo
 }
 
 #[test]
-fn keepalived_and_the_agent_make_the_same_ipvs_changes_for_the_same_real_server_behaviour() {
+fn guest_keepalived_and_the_agent_make_the_same_ipvs_changes_for_the_same_real_server_behaviour() {
     let mut lab = IpvsLab::boot_carrying("debug", &["keepalived"]).unwrap();
     lab.guest
         .keep_console_at(std::env::temp_dir().join("kube-vrrp-guest-interop.log"));
