@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-use crate::{VirtualIp, VirtualServer, VrrpNode};
+use crate::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode};
 
 /// The header written atop each generated file.
 pub const HEADER: &str =
@@ -29,6 +29,7 @@ pub fn crds() -> Result<Vec<(&'static str, CustomResourceDefinition)>, RenderErr
         ("virtualips.yaml", VirtualIp::crd()),
         ("virtualservers.yaml", VirtualServer::crd()),
         ("vrrpnodes.yaml", VrrpNode::crd()),
+        ("virtualippools.yaml", VirtualIpPool::crd()),
     ]
     .into_iter()
     .map(|(name, crd)| {

@@ -67,6 +67,8 @@ pub enum ViolationKind {
     /// A field the schema does not know (usually a misspelling); the API server would prune
     /// it, so standalone mode rejects it instead of ignoring it silently.
     UnknownField,
+    /// An address range starts above its end.
+    InvalidRange,
 }
 
 impl ViolationKind {
@@ -87,6 +89,7 @@ impl ViolationKind {
             Self::ExactlyOneOf => "exactly_one_of",
             Self::InvalidFormat => "invalid_format",
             Self::UnknownField => "unknown_field",
+            Self::InvalidRange => "invalid_range",
         }
     }
 }
@@ -368,6 +371,7 @@ mod tests {
             ViolationKind::ExactlyOneOf,
             ViolationKind::InvalidFormat,
             ViolationKind::UnknownField,
+            ViolationKind::InvalidRange,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());
