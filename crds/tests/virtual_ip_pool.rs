@@ -34,10 +34,9 @@ fn with_millisecond_int_duration(rule: &str) -> String {
         out.push_str(&rest[..start]);
         let inner = &rest[start + "int(duration(".len()..];
         let end = inner.find("))").unwrap();
-        out.push_str(&format!(
-            "(duration({}).getMilliseconds() * 1000000)",
-            &inner[..end]
-        ));
+        out.push_str("(duration(");
+        out.push_str(&inner[..end]);
+        out.push_str(").getMilliseconds() * 1000000)");
         rest = &inner[end + 2..];
     }
     out.push_str(rest);

@@ -46,10 +46,15 @@ pub fn placement_of(plan: &Plan, virtual_ip: &str) -> Placement {
         (Some(a), None) => a.priorities.keys().cloned().collect(),
         _ => BTreeSet::new(),
     };
+    let instance = match (allocation, &conflict) {
+        (Some(a), None) => a.instance.clone(),
+        _ => None,
+    };
     Placement {
         virtual_router_id: allocation.map(|a| a.virtual_router_id),
         selected,
         conflict,
+        instance,
     }
 }
 
