@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 AGENT := target/debug/kube-vrrp-agent
 
-.PHONY: help deps build release test unit e2e lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools
+.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ build: ## debug build of every binary
 release: ## optimised binaries (benchmarks use these)
 	$(CARGO) build --workspace --release --bins
 
-test: deps build unit e2e chart-check image-check ## everything: unit, golden, property, lab e2e (root), chart and alert rules, the image
+test: deps build unit e2e e2e-ipvs chart-check image-check ## everything: unit, golden, property, lab e2e (root), IPVS guest lab, chart and alert rules, the image
 	@echo "make test: all suites passed"
 
 unit: ## every crate's tests: unit, golden, property, simulation, namespace (root)
@@ -22,7 +22,10 @@ unit: ## every crate's tests: unit, golden, property, simulation, namespace (roo
 
 e2e: build ## the network-namespace lab against keepalived (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
-	$(CARGO) test -p kube-vrrp-e2e --no-fail-fast -- --test-threads=1
+	$(CARGO) test -p kube-vrrp-e2e --no-fail-fast -- --test-threads=1 --skip guest_
+
+e2e-ipvs: build ## the IPVS guest lab: real IPVS in a QEMU guest (Debian's cloud kernel, cached in .tools/guest)
+	$(CARGO) test -p kube-vrrp-e2e --test ipvs_guest --no-fail-fast -- --test-threads=1
 
 lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
 	$(CARGO) fmt --all -- --check
@@ -54,8 +57,10 @@ image: release ## the container image as an archive, without a container engine 
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
 	hack/check-image.sh
 
-bench: release ## planner at 1,000 VIPs x 100 nodes; lab failover/handover and agent CPU/RSS vs keepalived (root)
+bench: release ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
+	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
+	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 

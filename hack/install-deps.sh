@@ -15,7 +15,14 @@ declare -A package_of=(
     [npm]=npm
     [skopeo]=skopeo
     [jq]=jq
-    [objcopy]=binutils
+    # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
+    [qemu-system-x86_64]=qemu-system-x86
+    [busybox]=busybox-static
+    [ipvsadm]=ipvsadm
+    [modprobe]=kmod
+    [depmod]=kmod
+    [cpio]=cpio
+    [strip]=binutils
 )
 missing=()
 for command in "${!package_of[@]}"; do

@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod cluster;
 pub mod decode;
 pub mod driver;
+pub mod ipvs;
 pub mod net;
 pub mod report;
 pub mod source;

@@ -13,6 +13,7 @@ use kube_vrrp_agent::check::EndpointReadiness;
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
+use kube_vrrp_agent::ipvs;
 use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
 use kube_vrrp_agent::source::{self, standalone::Standalone};
 use tokio::signal::unix::{SignalKind, signal};
@@ -100,6 +101,17 @@ struct RunArgs {
     /// How often the manifests directory is checked for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     poll_ms: u64,
+    /// Where the agent keeps what lives as long as the kernel's own tables (the record of the
+    /// IPVS services it owns): a tmpfs such as /run, so a rebooted node starts clean.
+    #[arg(long, value_name = "DIR", default_value = "/run/kube-vrrp")]
+    runtime_dir: PathBuf,
+    /// How long a terminating real server may keep its connections before it is removed, in
+    /// seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    ipvs_drain_timeout: u64,
+    /// How often IPVS is re-read (status, connection counts, drift), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    ipvs_resync_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -310,11 +322,19 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 readiness.clone(),
             ))
         };
+        // IPVS follows the configuration first and hands it on to VRRP (see ipvs::task).
+        let (to_driver, driver_updates) = source::channel();
+        let ipvs_options = ipvs::task::IpvsOptions {
+            runtime_dir: args.runtime_dir,
+            drain_timeout: Duration::from_secs(args.ipvs_drain_timeout),
+            resync: Duration::from_millis(args.ipvs_resync_ms.max(100)),
+        };
+        let ipvs_task = ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone());
         let driver = Driver::new(board, metrics)
             .context("opening rtnetlink")?
             .follow_endpoints(readiness);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(driver::run(driver, updates, async move {
+        let run = tokio::spawn(driver::run(driver, driver_updates, async move {
             let _ = stop_rx.await;
         }));
         shutdown.await;
@@ -327,6 +347,8 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             // operator does not wait for this node's report to go stale.
             tasks.finish().await;
         }
+        // Services stay in the kernel: a restarted agent adopts them without a gap.
+        ipvs_task.abort();
         Ok(ExitCode::SUCCESS)
     })
 }

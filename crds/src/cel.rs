@@ -181,7 +181,52 @@ pub const VIRTUAL_SERVER_SPEC: &[CelRule] = &[
         message: "persistenceTimeout must be whole seconds, e.g. 300s",
         field_path: Some(".persistenceTimeout"),
     },
+    CelRule {
+        rule: "!has(self.schedulerFlags) || self.schedulerFlags.size() == 0 || \
+               (has(self.scheduler) && (self.scheduler == 'sh' || self.scheduler == 'mh'))",
+        message: "schedulerFlags apply to the sh and mh schedulers only",
+        field_path: Some(".schedulerFlags"),
+    },
+    CelRule {
+        rule: "!has(self.persistenceGranularity) || has(self.persistenceTimeout)",
+        message: "persistenceGranularity needs persistenceTimeout",
+        field_path: Some(".persistenceGranularity"),
+    },
+    CelRule {
+        rule: "!has(self.tunnel) || (has(self.forwarding) && self.forwarding == 'TUN')",
+        message: "tunnel applies to forwarding: TUN only",
+        field_path: Some(".tunnel"),
+    },
 ];
+
+/// Rules on `VirtualServer.spec.tunnel`.
+pub const TUNNEL: &[CelRule] = &[
+    CelRule {
+        rule: "(has(self.type) && self.type == 'GUE') == has(self.port)",
+        message: "port is required for GUE tunnels and refused for others",
+        field_path: Some(".port"),
+    },
+    CelRule {
+        rule: "!has(self.checksum) || self.checksum != 'RemoteChecksum' || \
+               (has(self.type) && self.type == 'GUE')",
+        message: "RemoteChecksum is a GUE option",
+        field_path: Some(".checksum"),
+    },
+    CelRule {
+        rule: "!has(self.checksum) || self.checksum != 'Checksum' || \
+               (has(self.type) && self.type != 'IPIP')",
+        message: "IPIP has no checksum option",
+        field_path: Some(".checksum"),
+    },
+];
+
+/// Rules on a real server or backend reference with connection thresholds.
+pub const THRESHOLDS: &[CelRule] = &[CelRule {
+    rule: "!has(self.lowerThreshold) || \
+           (has(self.upperThreshold) && self.lowerThreshold < self.upperThreshold)",
+    message: "lowerThreshold needs an upperThreshold above it",
+    field_path: Some(".lowerThreshold"),
+}];
 
 /// Rules on a real server or sorry server (`address` must be an IP).
 pub const SERVER_ADDRESS: &[CelRule] = &[CelRule {
@@ -207,6 +252,8 @@ pub const ALL: &[&[CelRule]] = &[
     VIRTUAL_SERVER_SPEC,
     SERVER_ADDRESS,
     HEALTH_CHECK,
+    TUNNEL,
+    THRESHOLDS,
 ];
 
 fn apply(schema: &mut Schema, rules: &[CelRule]) {
@@ -247,4 +294,12 @@ pub(crate) fn server_address(schema: &mut Schema) {
 
 pub(crate) fn health_check(schema: &mut Schema) {
     apply(schema, HEALTH_CHECK);
+}
+
+pub(crate) fn tunnel(schema: &mut Schema) {
+    apply(schema, TUNNEL);
+}
+
+pub(crate) fn thresholds(schema: &mut Schema) {
+    apply(schema, THRESHOLDS);
 }

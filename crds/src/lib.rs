@@ -45,11 +45,11 @@ pub use virtual_ip::{
 pub use virtual_ip_pool::{PoolVrrp, VirtualIpPool, VirtualIpPoolSpec, VirtualIpPoolStatus};
 pub use virtual_server::{
     BackendRef, Forwarding, HealthCheck, HttpCheck, Protocol, RealServer, RealServerStatus,
-    Scheduler, ScriptCheck, SorryServer, TcpCheck, VirtualServer, VirtualServerSpec,
-    VirtualServerStatus,
+    Scheduler, SchedulerFlag, ScriptCheck, SorryServer, TcpCheck, Tunnel, TunnelChecksum,
+    TunnelType, VirtualServer, VirtualServerSpec, VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, ROLL_CALL_ANNOTATION, RejectReason,
-    RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode,
-    VrrpNodeSpec, VrrpNodeStatus,
+    CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus, IpvsServiceStatus,
+    IpvsStatus, ROLL_CALL_ANNOTATION, RejectReason, RejectedInstance, ResolvedRealServer,
+    ResolvedVirtualServer, VrrpInstance, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
 };

@@ -54,8 +54,10 @@ pub mod condition {
     pub const DEGRADED: &str = "Degraded";
     /// VrrpNode: the node's kernel can program IPVS.
     pub const IPVS_AVAILABLE: &str = "IPVSAvailable";
-    /// VirtualServer: at least quorum real servers are healthy.
+    /// VirtualServer: at least quorum real servers are healthy, as programmed by the MASTER.
     pub const AVAILABLE: &str = "Available";
+    /// VirtualServer: the MASTER of its VirtualIP reports every service of it programmed.
+    pub const PROGRAMMED: &str = "Programmed";
 }
 
 #[cfg(test)]

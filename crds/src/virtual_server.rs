@@ -49,10 +49,23 @@ pub struct VirtualServerSpec {
     /// How packets reach real servers.
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// Flags of the `sh` and `mh` schedulers: `fallback` (pick another real server when the
+    /// hashed one is unavailable) and `port` (hash the source port too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub scheduler_flags: Vec<SchedulerFlag>,
     /// Client affinity: connections from one client go to the same real server for this
     /// long (whole seconds). Omitted: no persistence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence_timeout: Option<DurationString>,
+    /// Persistence granularity as a prefix length: clients in one network of this size share
+    /// their real server (IPv4 up to 32, IPv6 up to 128). Omitted: per client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 128))]
+    pub persistence_granularity: Option<u8>,
+    /// Encapsulation of `forwarding: TUN`. Omitted: IP-in-IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     /// Minimum total weight of healthy real servers for the service to count as up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -172,6 +185,62 @@ impl Forwarding {
     }
 }
 
+/// A flag of the `sh` and `mh` schedulers.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerFlag {
+    /// Pick another real server when the hashed one is unavailable (`sh-fallback`, `mh-fallback`).
+    Fallback,
+    /// Hash the source port as well as the address (`sh-port`, `mh-port`).
+    Port,
+}
+
+/// Encapsulation of tunnelled (`TUN`) real servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::tunnel)]
+pub struct Tunnel {
+    /// Encapsulation type.
+    #[serde(default, rename = "type")]
+    pub kind: TunnelType,
+    /// Destination UDP port of a GUE tunnel (required for GUE, refused for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Checksum of the outer UDP header (GUE, GRE).
+    #[serde(default)]
+    pub checksum: TunnelChecksum,
+}
+
+/// Tunnel encapsulation type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TunnelType {
+    /// IP in IP.
+    #[default]
+    #[serde(rename = "IPIP")]
+    Ipip,
+    /// Generic UDP Encapsulation.
+    #[serde(rename = "GUE")]
+    Gue,
+    /// Generic Routing Encapsulation.
+    #[serde(rename = "GRE")]
+    Gre,
+}
+
+/// Tunnel checksum option.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TunnelChecksum {
+    /// No checksum.
+    #[default]
+    None,
+    /// Checksum the encapsulation (GUE, GRE).
+    Checksum,
+    /// Remote checksum offload (GUE only).
+    RemoteChecksum,
+}
+
 fn default_weight() -> u32 {
     1
 }
@@ -180,6 +249,7 @@ fn default_weight() -> u32 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::server_address)]
+#[schemars(transform = crate::cel::thresholds)]
 pub struct RealServer {
     /// IP address of the real server.
     #[schemars(length(min = 1, max = 64))]
@@ -192,6 +262,15 @@ pub struct RealServer {
     #[serde(default = "default_weight")]
     #[schemars(range(max = 65535))]
     pub weight: u32,
+    /// Active connections above which the real server takes no new ones. Omitted: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub upper_threshold: Option<u32>,
+    /// Active connections below which an overloaded real server takes new ones again (needs
+    /// `upperThreshold`, below it). Omitted: the kernel uses 3/4 of `upperThreshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub lower_threshold: Option<u32>,
 }
 
 /// The server used when no real server is healthy.
@@ -211,6 +290,7 @@ pub struct SorryServer {
 /// A Service whose endpoints become real servers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::cel::thresholds)]
 pub struct BackendRef {
     /// Namespace of the Service.
     #[schemars(length(min = 1, max = 63))]
@@ -226,6 +306,14 @@ pub struct BackendRef {
     #[serde(default = "default_weight")]
     #[schemars(range(max = 65535))]
     pub weight: u32,
+    /// Upper connection threshold of every endpoint (see `realServers[].upperThreshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub upper_threshold: Option<u32>,
+    /// Lower connection threshold of every endpoint (see `realServers[].lowerThreshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub lower_threshold: Option<u32>,
 }
 
 fn default_check_interval() -> DurationString {
@@ -348,7 +436,7 @@ pub struct VirtualServerStatus {
     /// Health and weight of each real server, as seen by the MASTER.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub real_servers: Vec<RealServerStatus>,
-    /// Available, Degraded (see `kube_vrrp_crds::condition`).
+    /// Programmed, Available, Degraded (see `kube_vrrp_crds::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.
@@ -356,7 +444,7 @@ pub struct VirtualServerStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// One real server's health.
+/// One real server: whether the MASTER programmed it, with which weight, and its health.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealServerStatus {
@@ -364,7 +452,13 @@ pub struct RealServerStatus {
     pub address: String,
     /// Port.
     pub port: u16,
-    /// Weight currently programmed (0 when inhibited).
+    /// The MASTER reports it in IPVS (on every address of the VirtualServer).
+    #[serde(default)]
+    pub programmed: bool,
+    /// Being drained: a terminating endpoint at weight 0, removed when its connections end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+    /// Weight in IPVS as the MASTER reports it (0 when not programmed or drained).
     pub weight: u32,
     /// Passing its health check.
     pub healthy: bool,
@@ -385,6 +479,35 @@ impl VirtualServerSpec {
         out.range("spec.port", i64::from(self.port), 1, 65535);
         if let Some(t) = &self.persistence_timeout {
             out.whole_seconds("spec.persistenceTimeout", t);
+        }
+        if !self.scheduler_flags.is_empty()
+            && !matches!(self.scheduler, Scheduler::Sh | Scheduler::Mh)
+        {
+            out.push(
+                "spec.schedulerFlags",
+                ViolationKind::InvalidFormat,
+                "schedulerFlags apply to the sh and mh schedulers only".to_owned(),
+            );
+        }
+        if let Some(g) = self.persistence_granularity {
+            out.range("spec.persistenceGranularity", i64::from(g), 1, 128);
+            if self.persistence_timeout.is_none() {
+                out.push(
+                    "spec.persistenceGranularity",
+                    ViolationKind::Required,
+                    "persistenceGranularity needs persistenceTimeout".to_owned(),
+                );
+            }
+        }
+        if let Some(t) = &self.tunnel {
+            if self.forwarding != Forwarding::Tun {
+                out.push(
+                    "spec.tunnel",
+                    ViolationKind::InvalidFormat,
+                    "tunnel applies to forwarding: TUN only".to_owned(),
+                );
+            }
+            t.check("spec.tunnel", &mut out);
         }
         if let Some(q) = self.quorum {
             out.range("spec.quorum", i64::from(q), 1, i64::from(u32::MAX));
@@ -410,16 +533,62 @@ impl VirtualServerSpec {
                 out.range(&format!("{f}.port"), i64::from(p), 1, 65535);
             }
             out.range(&format!("{f}.weight"), i64::from(r.weight), 0, 65535);
+            thresholds(&f, r.upper_threshold, r.lower_threshold, &mut out);
         }
         if let Some(b) = &self.backend_ref {
             out.required("spec.backendRef.namespace", &b.namespace);
             out.required("spec.backendRef.name", &b.name);
             out.range("spec.backendRef.weight", i64::from(b.weight), 0, 65535);
+            thresholds(
+                "spec.backendRef",
+                b.upper_threshold,
+                b.lower_threshold,
+                &mut out,
+            );
         }
         if let Some(hc) = &self.health_check {
             hc.check("spec.healthCheck", &mut out);
         }
         out.into_vec()
+    }
+}
+
+/// A lower threshold needs an upper one above it.
+fn thresholds(field: &str, upper: Option<u32>, lower: Option<u32>, out: &mut Violations) {
+    if let Some(lower) = lower
+        && upper.is_none_or(|upper| lower >= upper)
+    {
+        out.push(
+            format!("{field}.lowerThreshold"),
+            ViolationKind::OutOfRange,
+            format!("{lower} needs an upperThreshold above it"),
+        );
+    }
+}
+
+impl Tunnel {
+    fn check(&self, field: &str, out: &mut Violations) {
+        if (self.kind == TunnelType::Gue) != self.port.is_some() {
+            out.push(
+                format!("{field}.port"),
+                ViolationKind::Required,
+                "port is required for GUE tunnels and refused for others".to_owned(),
+            );
+        }
+        if self.checksum == TunnelChecksum::RemoteChecksum && self.kind != TunnelType::Gue {
+            out.push(
+                format!("{field}.checksum"),
+                ViolationKind::InvalidFormat,
+                "RemoteChecksum is a GUE option".to_owned(),
+            );
+        }
+        if self.checksum == TunnelChecksum::Checksum && self.kind == TunnelType::Ipip {
+            out.push(
+                format!("{field}.checksum"),
+                ViolationKind::InvalidFormat,
+                "IPIP has no checksum option".to_owned(),
+            );
+        }
     }
 }
 

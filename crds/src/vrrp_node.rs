@@ -12,7 +12,9 @@ use crate::track::Track;
 use crate::validation::{Violation, Violations};
 use crate::version::VrrpVersion;
 use crate::virtual_ip::{Authentication, Garp, InstanceRules};
-use crate::virtual_server::{Forwarding, HealthCheck, Protocol, Scheduler, SorryServer};
+use crate::virtual_server::{
+    Forwarding, HealthCheck, Protocol, Scheduler, SchedulerFlag, SorryServer, Tunnel,
+};
 
 /// The per-node VRRP and IPVS configuration, and the agent's report.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -163,11 +165,22 @@ pub struct ResolvedVirtualServer {
     pub protocol: Protocol,
     /// IPVS scheduler.
     pub scheduler: Scheduler,
+    /// Flags of the sh and mh schedulers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub scheduler_flags: Vec<SchedulerFlag>,
     /// Forwarding method.
     pub forwarding: Forwarding,
+    /// Encapsulation of TUN forwarding; omitted: IP-in-IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     /// Persistence timeout (whole seconds); omitted: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence_timeout: Option<DurationString>,
+    /// Persistence granularity as a prefix length; omitted: per client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 128))]
+    pub persistence_granularity: Option<u8>,
     /// Minimum healthy weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
@@ -187,7 +200,7 @@ pub struct ResolvedVirtualServer {
 }
 
 /// A real server with its port decided.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedRealServer {
     /// IP address.
@@ -196,6 +209,16 @@ pub struct ResolvedRealServer {
     pub port: u16,
     /// IPVS weight.
     pub weight: u32,
+    /// Upper connection threshold; omitted: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_threshold: Option<u32>,
+    /// Lower connection threshold; omitted: the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_threshold: Option<u32>,
+    /// A terminating endpoint: drained (weight 0, no new connections) and removed once its
+    /// connections end or the drain times out; never added.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// The agent's report for its node.
@@ -306,7 +329,7 @@ pub struct InstanceStatus {
 }
 
 /// IPVS summary.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpvsStatus {
     /// The kernel can program IPVS.
@@ -320,6 +343,53 @@ pub struct IpvsStatus {
     /// Why IPVS is unavailable, or the last programming error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The virtual services of this node's VirtualServers (one per VirtualServer address),
+    /// as the kernel has them: what the agent programmed, or why it could not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub virtual_services: Vec<IpvsServiceStatus>,
+}
+
+/// One virtual service of a VirtualServer on this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpvsServiceStatus {
+    /// Name of the VirtualServer.
+    pub virtual_server: String,
+    /// The service's address (one of the VirtualIP's).
+    pub address: String,
+    /// The service's port.
+    pub port: u16,
+    /// The service's protocol.
+    pub protocol: Protocol,
+    /// The service is in the kernel with the VirtualServer's settings, owned by this agent.
+    pub programmed: bool,
+    /// Why it is not programmed (or not completely).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The real servers the kernel has for this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub real_servers: Vec<IpvsRealServerStatus>,
+}
+
+/// One real server as the kernel has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpvsRealServerStatus {
+    /// IP address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// Weight in the kernel (0 while draining).
+    pub weight: u32,
+    /// Established connections.
+    pub active_connections: u32,
+    /// Connections in other states (e.g. closing, or UDP).
+    pub inactive_connections: u32,
+    /// Being drained: no new connections, removed when the last one ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// What a checker watches.

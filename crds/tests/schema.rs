@@ -94,6 +94,9 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
     assert_rules_at(node(&vs, "spec.realServers.[]"), cel::SERVER_ADDRESS);
     assert_rules_at(node(&vs, "spec.sorryServer"), cel::SERVER_ADDRESS);
     assert_rules_at(node(&vs, "spec.healthCheck"), cel::HEALTH_CHECK);
+    assert_rules_at(node(&vs, "spec.tunnel"), cel::TUNNEL);
+    assert_rules_at(node(&vs, "spec.realServers.[]"), cel::THRESHOLDS);
+    assert_rules_at(node(&vs, "spec.backendRef"), cel::THRESHOLDS);
 
     let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
     assert_eq!(
@@ -577,4 +580,76 @@ fn structural_check_flags_an_untyped_node() {
         &mut problems,
     );
     assert_eq!(problems, [".x: no type"]);
+}
+
+const SCHEDULER_FLAGS: &CelRule = &cel::VIRTUAL_SERVER_SPEC[2];
+const GRANULARITY_NEEDS_TIMEOUT: &CelRule = &cel::VIRTUAL_SERVER_SPEC[3];
+const TUNNEL_NEEDS_TUN: &CelRule = &cel::VIRTUAL_SERVER_SPEC[4];
+const GUE_PORT: &CelRule = &cel::TUNNEL[0];
+const REMCSUM_GUE: &CelRule = &cel::TUNNEL[1];
+const IPIP_NO_CSUM: &CelRule = &cel::TUNNEL[2];
+const LOWER_BELOW_UPPER: &CelRule = &cel::THRESHOLDS[0];
+
+#[test]
+fn cel_and_validate_agree_on_scheduler_flags_persistence_granularity_tunnels_and_thresholds() {
+    let rs = json!([{"address": "10.0.1.10"}]);
+    let base = |extra: Value| {
+        let mut spec = json!({"virtualIPRef": "web", "port": 80, "realServers": rs});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        spec
+    };
+    vs_case(
+        &base(json!({"scheduler": "mh", "schedulerFlags": ["fallback", "port"]})),
+        None,
+    );
+    vs_case(
+        &base(json!({"scheduler": "rr", "schedulerFlags": ["port"]})),
+        Some(SCHEDULER_FLAGS),
+    );
+    vs_case(
+        &base(json!({"persistenceTimeout": "60s", "persistenceGranularity": 24})),
+        None,
+    );
+    vs_case(
+        &base(json!({"persistenceGranularity": 24})),
+        Some(GRANULARITY_NEEDS_TIMEOUT),
+    );
+    vs_case(
+        &base(json!({"tunnel": {"type": "IPIP"}})),
+        Some(TUNNEL_NEEDS_TUN),
+    );
+    vs_case(
+        &base(
+            json!({"forwarding": "TUN", "tunnel": {"type": "GUE", "port": 6080, "checksum": "RemoteChecksum"}}),
+        ),
+        None,
+    );
+    vs_case(
+        &base(json!({"forwarding": "TUN", "tunnel": {"type": "GUE"}})),
+        Some(GUE_PORT),
+    );
+    vs_case(
+        &base(
+            json!({"forwarding": "TUN", "tunnel": {"type": "GRE", "checksum": "RemoteChecksum"}}),
+        ),
+        Some(REMCSUM_GUE),
+    );
+    vs_case(
+        &base(json!({"forwarding": "TUN", "tunnel": {"type": "IPIP", "checksum": "Checksum"}})),
+        Some(IPIP_NO_CSUM),
+    );
+    vs_case(
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10", "upperThreshold": 100, "lowerThreshold": 10}]}),
+        None,
+    );
+    vs_case(
+        &json!({"virtualIPRef": "web", "port": 80, "realServers": [{"address": "10.0.1.10", "lowerThreshold": 10}]}),
+        Some(LOWER_BELOW_UPPER),
+    );
+    vs_case(
+        &json!({"virtualIPRef": "web", "port": 80, "backendRef": {"namespace": "a", "name": "b", "upperThreshold": 5, "lowerThreshold": 5}}),
+        Some(LOWER_BELOW_UPPER),
+    );
 }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod daemon;
 pub mod error;
 pub mod exposition;
+pub mod guest;
 pub mod http;
 pub mod instance;
 pub mod keepalived;

@@ -115,7 +115,7 @@ impl Reports {
             .iter()
             .map(|(node, snapshot)| {
                 let mut vn = VrrpNode::new(&node_name(*node), VrrpNodeSpec::default());
-                vn.status = Some(build_status(snapshot, None, now));
+                vn.status = Some(build_status(snapshot, None, None, now));
                 vn
             })
             .collect()

@@ -737,7 +737,36 @@ async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
     let nodes = planned_vrrp_nodes(&input)
         .into_iter()
         .zip([State::Master, State::Backup])
-        .map(|(n, s)| report(n, "web", s))
+        .map(|(n, s)| {
+            let mut n = report(n, "web", s);
+            // Each node reports the service programmed, as an agent with IPVS does.
+            let programmed = kube_vrrp_crds::IpvsStatus {
+                available: true,
+                services: 1,
+                real_servers: 1,
+                message: None,
+                virtual_services: vec![kube_vrrp_crds::IpvsServiceStatus {
+                    virtual_server: "http".into(),
+                    address: "10.0.0.50".into(),
+                    port: 80,
+                    protocol: kube_vrrp_crds::Protocol::Tcp,
+                    programmed: true,
+                    message: None,
+                    real_servers: vec![kube_vrrp_crds::IpvsRealServerStatus {
+                        address: "10.1.0.1".into(),
+                        port: 8080,
+                        weight: 1,
+                        active_connections: 0,
+                        inactive_connections: 0,
+                        draining: false,
+                    }],
+                }],
+            };
+            if let Some(status) = n.status.as_mut() {
+                status.ipvs = Some(programmed);
+            }
+            n
+        })
         .collect();
     let mut snap = snapshot(input, nodes);
     settle_statuses(&mut snap);

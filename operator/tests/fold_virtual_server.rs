@@ -5,8 +5,9 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube_vrrp_crds::{
-    CheckerKind, CheckerStatus, ResolvedRealServer, ResolvedVirtualServer, VirtualServer,
-    VirtualServerSpec, VirtualServerStatus, VrrpNodeStatus, condition,
+    CheckerKind, CheckerStatus, IpvsRealServerStatus, IpvsServiceStatus, IpvsStatus, Protocol,
+    ResolvedRealServer, ResolvedVirtualServer, VirtualServer, VirtualServerSpec,
+    VirtualServerStatus, VrrpNodeStatus, condition,
 };
 use kube_vrrp_operator::fold::{ConflictNote, ServerView, fold_virtual_server};
 use serde_json::json;
@@ -55,9 +56,44 @@ fn check(target: &str, healthy: bool) -> CheckerStatus {
     }
 }
 
-fn report(checks: Vec<CheckerStatus>) -> VrrpNodeStatus {
+/// The MASTER's IPVS report: `resolved` programmed with its real servers at their weights.
+fn ipvs_of(resolved: &ResolvedVirtualServer) -> IpvsStatus {
+    IpvsStatus {
+        available: true,
+        services: 1,
+        real_servers: resolved.real_servers.len() as u32,
+        message: None,
+        virtual_services: resolved
+            .addresses
+            .iter()
+            .map(|a| IpvsServiceStatus {
+                virtual_server: resolved.name.clone(),
+                address: a.clone(),
+                port: resolved.port,
+                protocol: Protocol::Tcp,
+                programmed: true,
+                message: None,
+                real_servers: resolved
+                    .real_servers
+                    .iter()
+                    .map(|r| IpvsRealServerStatus {
+                        address: r.address.clone(),
+                        port: r.port,
+                        weight: r.weight,
+                        active_connections: 0,
+                        inactive_connections: 0,
+                        draining: r.draining,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn report_for(resolved: &ResolvedVirtualServer, checks: Vec<CheckerStatus>) -> VrrpNodeStatus {
     VrrpNodeStatus {
         checkers: checks,
+        ipvs: Some(ipvs_of(resolved)),
         ..VrrpNodeStatus::default()
     }
 }
@@ -99,7 +135,7 @@ fn folding_table_over_checks_and_quorum() {
             weights: vec![3, 2],
             checks: vec![check("10.1.0.1:8080", true), check("10.1.0.2:8080", false)],
             summary: "1/2",
-            weights_out: vec![3, 0],
+            weights_out: vec![3, 2],
             available: ("True", "Serving"),
             degraded: ("True", "RealServersUnhealthy"),
         },
@@ -110,7 +146,7 @@ fn folding_table_over_checks_and_quorum() {
             weights: vec![3, 2],
             checks: vec![check("10.1.0.1:8080", true), check("10.1.0.2:8080", false)],
             summary: "1/2",
-            weights_out: vec![3, 0],
+            weights_out: vec![3, 2],
             available: ("False", "BelowQuorum"),
             degraded: ("True", "RealServersUnhealthy"),
         },
@@ -132,7 +168,7 @@ fn folding_table_over_checks_and_quorum() {
             weights: vec![1],
             checks: vec![],
             summary: "0/1",
-            weights_out: vec![0],
+            weights_out: vec![1],
             available: ("False", "NoHealthyRealServer"),
             degraded: ("True", "RealServersUnhealthy"),
         },
@@ -152,7 +188,7 @@ fn folding_table_over_checks_and_quorum() {
                 },
             ],
             summary: "0/1",
-            weights_out: vec![0],
+            weights_out: vec![1],
             available: ("False", "NoHealthyRealServer"),
             degraded: ("True", "RealServersUnhealthy"),
         },
@@ -171,7 +207,7 @@ fn folding_table_over_checks_and_quorum() {
     for row in rows {
         let server = vs(row.health_check, row.quorum);
         let planned = resolved(&server, &row.weights);
-        let status_report = report(row.checks);
+        let status_report = report_for(&planned, row.checks);
         let status = fold_virtual_server(
             now(),
             &server,
@@ -211,10 +247,10 @@ fn folding_table_over_checks_and_quorum() {
 fn messages_name_failing_real_servers_and_the_quorum() {
     let v = vs(true, Some(4));
     let r = resolved(&v, &[3, 2, 1]);
-    let rep = report(vec![
-        check("10.1.0.1:8080", true),
-        check("10.1.0.2:8080", false),
-    ]);
+    let rep = report_for(
+        &r,
+        vec![check("10.1.0.1:8080", true), check("10.1.0.2:8080", false)],
+    );
     let s = fold_virtual_server(
         now(),
         &v,
@@ -246,8 +282,9 @@ fn ipv6_targets_in_brackets_match() {
         address: "fd00::1".to_owned(),
         port: 80,
         weight: 1,
+        ..ResolvedRealServer::default()
     }];
-    let rep = report(vec![check("[fd00::1]:80", true)]);
+    let rep = report_for(&r, vec![check("[fd00::1]:80", true)]);
     let s = fold_virtual_server(
         now(),
         &v,
@@ -298,6 +335,10 @@ fn without_master_plan_or_with_a_conflict_nothing_is_served() {
         let s = fold_virtual_server(now(), &v, &view);
         assert_eq!(cond(&s, condition::AVAILABLE).0, "False", "{reason}");
         assert_eq!(cond(&s, condition::AVAILABLE).1, reason);
+        assert_eq!(
+            cond(&s, condition::PROGRAMMED),
+            cond(&s, condition::AVAILABLE)
+        );
         assert_eq!(cond(&s, condition::DEGRADED).1, "NotServing", "{reason}");
         assert!(
             s.real_servers.is_empty() && s.healthy_summary.is_none(),
@@ -310,7 +351,7 @@ fn without_master_plan_or_with_a_conflict_nothing_is_served() {
 fn refolding_keeps_condition_times_until_a_flip() {
     let mut v = vs(true, None);
     let r = resolved(&v, &[1]);
-    let up = report(vec![check("10.1.0.1:8080", true)]);
+    let up = report_for(&r, vec![check("10.1.0.1:8080", true)]);
     let view = |rep| ServerView {
         conflict: None,
         resolved: Some(&r),
@@ -320,7 +361,7 @@ fn refolding_keeps_condition_times_until_a_flip() {
     v.status = Some(serde_json::from_value(serde_json::to_value(&first).unwrap()).unwrap());
     let later = now() + SignedDuration::from_secs(600);
     assert_eq!(fold_virtual_server(later, &v, &view(&up)), first);
-    let down = report(vec![check("10.1.0.1:8080", false)]);
+    let down = report_for(&r, vec![check("10.1.0.1:8080", false)]);
     let flipped = fold_virtual_server(later, &v, &view(&down));
     let a = flipped
         .conditions
@@ -328,4 +369,99 @@ fn refolding_keeps_condition_times_until_a_flip() {
         .find(|c| c.type_ == condition::AVAILABLE)
         .unwrap();
     assert_eq!(a.last_transition_time, Time(later));
+}
+
+#[test]
+fn nothing_is_available_unless_the_master_reports_it_programmed() {
+    let v = vs(false, None);
+    let r = resolved(&v, &[1, 1]);
+    let fold = |rep: &VrrpNodeStatus| {
+        fold_virtual_server(
+            now(),
+            &v,
+            &ServerView {
+                conflict: None,
+                resolved: Some(&r),
+                master: Some(("n1", rep)),
+            },
+        )
+    };
+    // A MASTER that reports no IPVS at all: not Available (this used to say Serving).
+    let silent = VrrpNodeStatus::default();
+    let s = fold(&silent);
+    assert_eq!(cond(&s, condition::PROGRAMMED).0, "False");
+    assert_eq!(
+        (
+            cond(&s, condition::AVAILABLE).0,
+            cond(&s, condition::AVAILABLE).1
+        ),
+        ("False", "NotReported")
+    );
+    assert!(
+        s.real_servers
+            .iter()
+            .all(|r| !r.programmed && r.weight == 0)
+    );
+
+    // IPVS missing on the MASTER.
+    let missing = VrrpNodeStatus {
+        ipvs: Some(IpvsStatus {
+            available: false,
+            message: Some("the kernel has no generic netlink family IPVS".into()),
+            ..IpvsStatus::default()
+        }),
+        ..VrrpNodeStatus::default()
+    };
+    let s = fold(&missing);
+    let (status, reason, message) = cond(&s, condition::AVAILABLE);
+    assert_eq!((status, reason), ("False", "IPVSUnavailable"));
+    assert!(
+        message.contains("no generic netlink family IPVS"),
+        "{message}"
+    );
+
+    // Listed but not programmed (a foreign service holds the address).
+    let mut held = report_for(&r, vec![]);
+    if let Some(ipvs) = held.ipvs.as_mut() {
+        ipvs.virtual_services[0].programmed = false;
+        ipvs.virtual_services[0].message =
+            Some("TCP 10.0.0.50:80 is in the kernel but was not created by kube-vrrp".into());
+        ipvs.virtual_services[0].real_servers.clear();
+    }
+    let s = fold(&held);
+    let (status, reason, message) = cond(&s, condition::PROGRAMMED);
+    assert_eq!((status, reason), ("False", "NotProgrammed"));
+    assert!(message.contains("not created by kube-vrrp"));
+    assert_eq!(cond(&s, condition::AVAILABLE).0, "False");
+
+    // Programmed: Programmed and Available, real servers with the kernel's weights.
+    let s = fold(&report_for(&r, vec![]));
+    assert_eq!(cond(&s, condition::PROGRAMMED).0, "True");
+    assert_eq!(
+        cond(&s, condition::AVAILABLE),
+        ("True", "Serving", "n1 serves 2 of 2 real servers")
+    );
+    assert!(s.real_servers.iter().all(|r| r.programmed && r.weight == 1));
+}
+
+#[test]
+fn a_draining_real_server_is_shown_and_serves_nothing() {
+    let v = vs(false, None);
+    let mut r = resolved(&v, &[1, 0]);
+    r.real_servers[1].draining = true;
+    let rep = report_for(&r, vec![]);
+    let s = fold_virtual_server(
+        now(),
+        &v,
+        &ServerView {
+            conflict: None,
+            resolved: Some(&r),
+            master: Some(("n1", &rep)),
+        },
+    );
+    assert!(s.real_servers[1].draining && s.real_servers[1].weight == 0);
+    assert_eq!(
+        cond(&s, condition::AVAILABLE).2,
+        "n1 serves 1 of 2 real servers"
+    );
 }

@@ -105,8 +105,8 @@ impl From<Manifests> for PlanInput {
             virtual_ips: m.virtual_ips,
             virtual_servers: m.virtual_servers,
             nodes: m.nodes,
-            endpoint_slices: Vec::new(),
-            services: Vec::new(),
+            endpoint_slices: m.endpoint_slices,
+            services: m.services,
         }
     }
 }
@@ -835,8 +835,11 @@ fn resolve_server(
         port: s.port,
         protocol: s.protocol,
         scheduler: s.scheduler,
+        scheduler_flags: s.scheduler_flags.clone(),
         forwarding: s.forwarding,
+        tunnel: s.tunnel.clone(),
         persistence_timeout: s.persistence_timeout.clone(),
+        persistence_granularity: s.persistence_granularity,
         quorum: s.quorum,
         sorry_server: s.sorry_server.clone(),
         inhibit_on_failure: s.inhibit_on_failure,

@@ -6,7 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -30,6 +31,11 @@ pub struct Manifests {
     /// Secrets; `stringData` has been merged into `data`. A Secret without a namespace is
     /// in `default`.
     pub secrets: Vec<Secret>,
+    /// Services that `backendRef`s name (a Service without a namespace is in `default`).
+    pub services: Vec<Service>,
+    /// EndpointSlices of those Services (labelled `kubernetes.io/service-name`): their
+    /// endpoints become real servers, terminating ones drained.
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl Manifests {
@@ -87,7 +93,8 @@ pub enum ManifestError {
     /// A document's apiVersion/kind is not one standalone mode reads.
     #[error(
         "{at}: unsupported kind {api_version}/{kind}; standalone mode reads \
-         kubevrrp.io/v1alpha1 VirtualIP and VirtualServer, and v1 Node and Secret"
+         kubevrrp.io/v1alpha1 VirtualIP and VirtualServer, v1 Node, Secret and Service, \
+         and discovery.k8s.io/v1 EndpointSlice"
     )]
     UnknownKind {
         at: DocumentLocation,
@@ -225,6 +232,8 @@ struct Loader {
     virtual_servers: BTreeMap<String, (DocumentLocation, VirtualServer)>,
     nodes: BTreeMap<String, (DocumentLocation, Node)>,
     secrets: BTreeMap<String, (DocumentLocation, Secret)>,
+    services: BTreeMap<String, (DocumentLocation, Service)>,
+    endpoint_slices: BTreeMap<String, (DocumentLocation, EndpointSlice)>,
     problems: Vec<ManifestError>,
     /// Set invalid VirtualIPs and VirtualServers aside (in `set_aside`) instead of failing.
     set_aside_invalid: bool,
@@ -329,6 +338,36 @@ impl Loader {
                     secret,
                 )
             }
+            ("v1", "Service") => {
+                let mut service: Service = decode(&at, "Service", &name, doc)?;
+                let namespace = service
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".to_owned())
+                    .clone();
+                insert(
+                    &mut self.services,
+                    "Service",
+                    format!("{namespace}/{name}"),
+                    at,
+                    service,
+                )
+            }
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                let mut slice: EndpointSlice = decode(&at, "EndpointSlice", &name, doc)?;
+                let namespace = slice
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".to_owned())
+                    .clone();
+                insert(
+                    &mut self.endpoint_slices,
+                    "EndpointSlice",
+                    format!("{namespace}/{name}"),
+                    at,
+                    slice,
+                )
+            }
             _ => Err(ManifestError::UnknownKind {
                 at,
                 api_version,
@@ -344,6 +383,8 @@ impl Loader {
                 virtual_servers: values(self.virtual_servers),
                 nodes: values(self.nodes),
                 secrets: values(self.secrets),
+                services: values(self.services),
+                endpoint_slices: values(self.endpoint_slices),
             }),
             1 => Err(self.problems.remove(0)),
             _ => Err(ManifestError::Several(self.problems)),

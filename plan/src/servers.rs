@@ -50,7 +50,8 @@ impl<'a> Backends<'a> {
 
     /// The real servers of `spec` for a VirtualIP of `family`: the static ones in spec
     /// order, then the Service's ready endpoints of that family sorted by address and port,
-    /// without repeating an (address, port). Errors name what to fix.
+    /// without repeating an (address, port), then its terminating ones as `draining` (weight
+    /// 0: the agent lets their connections end, then removes them). Errors name what to fix.
     pub fn real_servers(
         &self,
         spec: &VirtualServerSpec,
@@ -67,6 +68,9 @@ impl<'a> Backends<'a> {
                 address,
                 port: r.port.unwrap_or(spec.port),
                 weight: r.weight,
+                upper_threshold: r.upper_threshold,
+                lower_threshold: r.lower_threshold,
+                draining: false,
             };
             let fresh = match r.address.parse::<IpAddr>() {
                 Ok(ip) => seen.insert((ip, server.port)),
@@ -80,14 +84,18 @@ impl<'a> Backends<'a> {
         }
         if let Some(backend) = &spec.backend_ref {
             let mut found = self.endpoints(spec, backend, family)?;
-            found.sort_unstable();
-            found.dedup();
-            for (ip, port) in found {
+            // Ready ones first, so that an address both ready and terminating (two slices
+            // mid-update) counts as ready.
+            found.sort_unstable_by_key(|(ip, port, draining)| (*draining, *ip, *port));
+            for (ip, port, draining) in found {
                 if seen.insert((ip, port)) {
                     out.push(ResolvedRealServer {
                         address: ip.to_string(),
                         port,
-                        weight: backend.weight,
+                        weight: if draining { 0 } else { backend.weight },
+                        upper_threshold: backend.upper_threshold,
+                        lower_threshold: backend.lower_threshold,
+                        draining,
                     });
                 }
             }
@@ -95,13 +103,14 @@ impl<'a> Backends<'a> {
         Ok(out)
     }
 
-    /// Ready endpoint (address, port) pairs of the backend Service.
+    /// Endpoint (address, port, terminating) triples of the backend Service: the ready ones
+    /// (readiness unknown counts as ready), and the terminating ones (not ready).
     fn endpoints(
         &self,
         spec: &VirtualServerSpec,
         backend: &BackendRef,
         family: Family,
-    ) -> Result<Vec<(IpAddr, u16)>, String> {
+    ) -> Result<Vec<(IpAddr, u16, bool)>, String> {
         let key = (backend.namespace.as_str(), backend.name.as_str());
         let service = self.services.get(&key).copied();
         let protocol = spec.protocol.as_str();
@@ -170,15 +179,17 @@ impl<'a> Backends<'a> {
                 continue;
             };
             for ep in &slice.endpoints {
-                let ready = ep.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-                if !ready {
+                let conditions = ep.conditions.as_ref();
+                let ready = conditions.and_then(|c| c.ready) != Some(false);
+                let terminating = conditions.and_then(|c| c.terminating) == Some(true);
+                if !ready && !terminating {
                     continue;
                 }
                 for a in &ep.addresses {
                     if let Ok(ip) = a.parse::<IpAddr>()
                         && Family::of(ip) == family
                     {
-                        out.push((ip, port));
+                        out.push((ip, port, !ready));
                     }
                 }
             }
@@ -273,6 +284,31 @@ mod tests {
         assert_eq!(addresses(&out), ["10.0.0.1:8080", "10.0.0.2:8080"]);
         let out = b.real_servers(&spec(None), Family::Ipv6).unwrap();
         assert_eq!(addresses(&out), ["fd00::1:8080"]);
+    }
+
+    #[test]
+    fn a_terminating_endpoint_is_kept_as_draining_with_weight_zero() {
+        let mut slices = [slice(
+            "a",
+            "IPv4",
+            &[(None, 8080, "TCP")],
+            &[
+                ("10.0.0.1", Some(true)),
+                ("10.0.0.2", Some(false)),
+                ("10.0.0.3", Some(false)),
+            ],
+        )];
+        for ep in &mut slices[0].endpoints[1..2] {
+            if let Some(c) = ep.conditions.as_mut() {
+                c.terminating = Some(true);
+                c.serving = Some(true);
+            }
+        }
+        let b = Backends::new(&slices.iter().collect::<Vec<_>>(), &[]);
+        let out = b.real_servers(&spec(None), Family::Ipv4).unwrap();
+        assert_eq!(addresses(&out), ["10.0.0.1:8080", "10.0.0.2:8080"]);
+        assert!(!out[0].draining && out[0].weight == 1);
+        assert!(out[1].draining && out[1].weight == 0, "{:?}", out[1]);
     }
 
     #[test]

@@ -2,19 +2,21 @@
 //! that carries it. Pure.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Resource;
-use kube_vrrp_crds::{InstanceStatus, State, VrrpNode, VrrpNodeStatus};
+use kube_vrrp_crds::{InstanceStatus, State, VrrpNode, VrrpNodeStatus, condition};
 use serde_json::{Value, json};
 
 use crate::report;
 use crate::vrrp::instance::State as MachineState;
 
 /// The report of this node: one entry per instance of `snapshot` (kept in its order), the
-/// instance and MASTER counts, `heartbeat` as `heartbeatTime`, and the spec generation the
-/// agent runs as `observedGeneration`.
+/// instance and MASTER counts, IPVS with its `IPVSAvailable` condition (once the IPVS task has
+/// looked), `heartbeat` as `heartbeatTime`, and the spec generation the agent runs as
+/// `observedGeneration`.
 pub fn build_status(
     snapshot: &[report::InstanceStatus],
+    ipvs: Option<&report::IpvsReport>,
     observed_generation: Option<i64>,
     heartbeat: Timestamp,
 ) -> VrrpNodeStatus {
@@ -27,9 +29,30 @@ pub fn build_status(
         instance_count: Some(count(instances.len())),
         master_count: Some(count(masters)),
         instances,
+        ipvs: ipvs.map(|report| report.status.clone()),
+        conditions: ipvs
+            .map(|report| vec![ipvs_condition(report, observed_generation)])
+            .unwrap_or_default(),
         heartbeat_time: Some(Time(heartbeat)),
         observed_generation,
         ..VrrpNodeStatus::default()
+    }
+}
+
+/// `IPVSAvailable`: True when the kernel answers the IPVS family, False with the reason.
+fn ipvs_condition(report: &report::IpvsReport, generation: Option<i64>) -> Condition {
+    let (status, reason) = if report.status.available {
+        ("True", "Available")
+    } else {
+        ("False", "Unavailable")
+    };
+    Condition {
+        type_: condition::IPVS_AVAILABLE.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: report.status.message.clone().unwrap_or_default(),
+        last_transition_time: Time(report.since),
+        observed_generation: generation,
     }
 }
 
@@ -107,6 +130,7 @@ mod tests {
     fn a_master_reports_its_state_priorities_master_address_and_held_vips() {
         let status = build_status(
             &[board_entry("web", MachineState::Master)],
+            None,
             Some(4),
             heartbeat(),
         );
@@ -130,11 +154,33 @@ mod tests {
         let status = build_status(
             &[board_entry("web", MachineState::Backup)],
             None,
+            None,
             heartbeat(),
         );
         assert_eq!(status.instances[0].state, State::Backup);
         assert!(status.instances[0].vips_held.is_empty());
         assert_eq!(status.observed_generation, None);
+    }
+
+    #[test]
+    fn ipvs_missing_is_reported_with_its_reason_as_ipvs_available_false() {
+        let report = report::IpvsReport {
+            status: kube_vrrp_crds::IpvsStatus {
+                available: false,
+                message: Some("the kernel has no generic netlink family IPVS".into()),
+                ..kube_vrrp_crds::IpvsStatus::default()
+            },
+            since: Timestamp::from_second(1_800_000_050).unwrap(),
+        };
+        let status = build_status(&[], Some(&report), Some(1), heartbeat());
+        let c = &status.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("IPVSAvailable", "False", "Unavailable")
+        );
+        assert!(c.message.contains("no generic netlink family IPVS"));
+        assert_eq!(c.last_transition_time, Time(report.since));
+        assert_eq!(status.ipvs.as_ref().map(|i| i.available), Some(false));
     }
 
     #[test]
@@ -158,7 +204,7 @@ mod tests {
             board_entry("c", MachineState::Master),
             board_entry("d", MachineState::Fault),
         ];
-        let status = build_status(&snapshot, Some(1), heartbeat());
+        let status = build_status(&snapshot, None, Some(1), heartbeat());
         assert_eq!(status.instance_count, Some(4));
         assert_eq!(status.master_count, Some(2));
         let names: Vec<&str> = status.instances.iter().map(|i| i.name.as_str()).collect();
@@ -167,7 +213,7 @@ mod tests {
 
     #[test]
     fn an_empty_board_reports_zero_instances_with_a_heartbeat() {
-        let status = build_status(&[], Some(2), heartbeat());
+        let status = build_status(&[], None, Some(2), heartbeat());
         assert_eq!(status.instance_count, Some(0));
         assert_eq!(status.master_count, Some(0));
         assert!(status.instances.is_empty());
@@ -178,6 +224,7 @@ mod tests {
     fn the_patch_names_the_kind_the_node_and_carries_the_status_in_camel_case() {
         let status = build_status(
             &[board_entry("web", MachineState::Master)],
+            None,
             Some(7),
             heartbeat(),
         );

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::status::{build_status, status_patch};
 use super::{ClusterError, DEFAULT_HEARTBEAT, FIELD_MANAGER};
-use crate::report::{InstanceStatus, StatusBoard};
+use crate::report::{InstanceStatus, IpvsReport, StatusBoard};
 
 /// The shortest time between two writes by default.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -30,6 +30,7 @@ pub const FINAL_WRITE_LIMIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq)]
 struct Content {
     instances: Vec<InstanceStatus>,
+    ipvs: Option<IpvsReport>,
     observed_generation: Option<i64>,
     rejected: Vec<RejectedInstance>,
     roll_call: Option<String>,
@@ -95,6 +96,7 @@ impl StatusWriter {
         applied.generation?;
         Some(Content {
             instances: self.board.snapshot(),
+            ipvs: self.board.ipvs(),
             observed_generation: applied.generation,
             rejected: applied.rejected,
             roll_call: self.roll_call.borrow().clone(),
@@ -181,6 +183,7 @@ impl StatusWriter {
     async fn write(&self, content: &Content, limit: Duration) -> Result<(), ClusterError> {
         let mut status = build_status(
             &content.instances,
+            content.ipvs.as_ref(),
             content.observed_generation,
             Timestamp::now(),
         );

@@ -23,6 +23,8 @@ pub struct DesiredConfig {
     pub generation: Option<i64>,
     /// Instances of the source that are not run as given, and why (reported once applied).
     pub rejected: Vec<RejectedInstance>,
+    /// The node's VirtualServers, for the IPVS task (the VRRP units do not read them).
+    pub virtual_servers: Vec<kube_vrrp_crds::ResolvedVirtualServer>,
 }
 
 /// One VRRP instance, resolved.

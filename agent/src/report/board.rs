@@ -73,7 +73,7 @@ mod state_name {
     }
 }
 
-/// The `/status` document: `{"instances": [...], "rejected": [...], "generation": N}`.
+/// The `/status` document: `{"instances": [...], "rejected": [...], "generation": N, "ipvs": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDocument {
     /// Every instance, sorted by name.
@@ -84,6 +84,17 @@ pub struct StatusDocument {
     /// The `VrrpNode` generation the agent applied (cluster mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
+    /// IPVS on this node, once the IPVS task has looked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<kube_vrrp_crds::IpvsStatus>,
+}
+
+/// What the IPVS task last reported, and since when IPVS has been (un)available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpvsReport {
+    pub status: kube_vrrp_crds::IpvsStatus,
+    /// When `status.available` last changed.
+    pub since: Timestamp,
 }
 
 /// What the driver applied of the configuration it was last given.
@@ -106,6 +117,7 @@ pub struct StatusBoard {
 struct Inner {
     instances: Mutex<BTreeMap<String, InstanceStatus>>,
     applied: Mutex<Applied>,
+    ipvs: Mutex<Option<IpvsReport>>,
     ready: AtomicBool,
     /// Bumped on every change, so readers wait instead of polling.
     changes: watch::Sender<u64>,
@@ -116,6 +128,7 @@ impl Default for Inner {
         Self {
             instances: Mutex::default(),
             applied: Mutex::default(),
+            ipvs: Mutex::default(),
             ready: AtomicBool::default(),
             changes: watch::Sender::new(0),
         }
@@ -179,11 +192,12 @@ impl StatusBoard {
             instances: self.snapshot(),
             rejected: applied.rejected,
             generation: applied.generation,
+            ipvs: self.ipvs().map(|report| report.status),
         }
     }
 
-    /// A receiver that sees a change whenever an entry, the applied configuration or the
-    /// readiness changes (`changed().await` instead of polling).
+    /// A receiver that sees a change whenever an entry, the applied configuration, the IPVS
+    /// report or the readiness changes (`changed().await` instead of polling).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
@@ -195,6 +209,28 @@ impl StatusBoard {
     /// A copy of every entry, sorted by name.
     pub fn snapshot(&self) -> Vec<InstanceStatus> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Puts the IPVS task's report on the board (readers are told only when it changed).
+    pub fn set_ipvs(&self, report: IpvsReport) {
+        let previous = self
+            .inner
+            .ipvs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(report);
+        if previous.as_ref() != self.ipvs().as_ref() {
+            self.changed();
+        }
+    }
+
+    /// The IPVS task's last report.
+    pub fn ipvs(&self) -> Option<IpvsReport> {
+        self.inner
+            .ipvs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Marks the board populated (the driver has configured its instances): `/readyz` is 200

@@ -6,7 +6,7 @@ pub mod http;
 pub mod metrics;
 pub mod table;
 
-pub use board::{Applied, InstanceStatus, StatusBoard, StatusDocument};
+pub use board::{Applied, InstanceStatus, IpvsReport, StatusBoard, StatusDocument};
 pub use metrics::Metrics;
 
 /// What went wrong serving or fetching a report.

@@ -65,6 +65,8 @@ pub struct Accepted {
 pub struct Resolution {
     pub accepted: Vec<Accepted>,
     pub rejected: Vec<RejectedInstance>,
+    /// The spec's VirtualServers, for the IPVS task (the VRRP units do not read them).
+    pub virtual_servers: Vec<kube_vrrp_crds::ResolvedVirtualServer>,
 }
 
 impl Resolution {
@@ -96,6 +98,7 @@ impl Resolution {
             node_addresses,
             generation,
             rejected: self.rejected,
+            virtual_servers: self.virtual_servers,
         }
     }
 }
@@ -141,6 +144,7 @@ pub fn resolve(
     out.accepted
         .sort_by(|a, b| a.source.name.cmp(&b.source.name));
     out.rejected.sort_by(|a, b| a.name.cmp(&b.name));
+    out.virtual_servers.clone_from(&spec.virtual_servers);
     out
 }
 

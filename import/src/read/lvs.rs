@@ -144,8 +144,11 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
         port,
         protocol: Protocol::Tcp,
         scheduler: Scheduler::Wlc,
+        scheduler_flags: Vec::new(),
         forwarding: Forwarding::Nat,
+        tunnel: None,
         persistence_timeout: None,
+        persistence_granularity: None,
         quorum: None,
         sorry_server: None,
         inhibit_on_failure: false,
@@ -358,6 +361,8 @@ fn real_server(
         address: address.to_string(),
         port: port.filter(|p| *p != spec.port),
         weight: 1,
+        upper_threshold: None,
+        lower_threshold: None,
     };
     if spec.forwarding != Forwarding::Nat && server.port.is_some() {
         report.warn(

@@ -1,16 +1,23 @@
-//! VirtualServer status folding, pure: the real servers the planner resolved, judged by the
-//! health checks that the MASTER of the VirtualIP reports (only the MASTER programs IPVS),
-//! become `healthySummary`, `realServers[]` and the `Available` and `Degraded` conditions.
+//! VirtualServer status folding, pure: the real servers the planner resolved, as the MASTER of
+//! the VirtualIP reports them — programmed in IPVS (`status.ipvs`), and healthy
+//! (`status.checkers`) — become `healthySummary`, `realServers[]` and the `Programmed`,
+//! `Available` and `Degraded` conditions.
+//!
+//! Status never claims more than the MASTER reported: `Programmed` needs the MASTER to list
+//! every service of the VirtualServer as programmed, and `Available` needs `Programmed` plus
+//! enough programmed, healthy, non-draining weight (the quorum, or any without one).
 //!
 //! A real server's check result is the MASTER's `status.checkers` entry of kind
 //! `RealServer`, owned by the VirtualServer, whose target is `address:port`
 //! (`[address]:port` for IPv6 is accepted too). Without a health check a real server is
 //! healthy; with one but no result yet it is not (the MASTER has not checked it).
 
+use std::net::IpAddr;
+
 use jiff::Timestamp;
 use kube_vrrp_crds::{
-    CheckerKind, CheckerStatus, RealServerStatus, ResolvedRealServer, ResolvedVirtualServer,
-    VirtualServer, VirtualServerStatus, VrrpNodeStatus, condition,
+    CheckerKind, CheckerStatus, IpvsServiceStatus, RealServerStatus, ResolvedRealServer,
+    ResolvedVirtualServer, VirtualServer, VirtualServerStatus, VrrpNodeStatus, condition,
 };
 
 use super::ConflictNote;
@@ -19,17 +26,26 @@ use super::conditions::carry;
 /// Why a VirtualServer condition has its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServerConditionReason {
-    /// Available=True: healthy weight reaches the quorum (or, without quorum, one healthy
-    /// real server).
+    /// Available=True: programmed, and healthy weight reaches the quorum (or, without
+    /// quorum, one healthy real server).
     Serving,
     /// Available=False: healthy weight below the quorum.
     BelowQuorum,
     /// Available=False: no healthy real server.
     NoHealthyRealServer,
-    /// Available=False: the VirtualIP has no single fresh MASTER.
+    /// Available/Programmed=False: the VirtualIP has no single fresh MASTER.
     NoMaster,
-    /// Available=False: the VirtualIP is not deployed, so neither is the VirtualServer.
+    /// Available/Programmed=False: the VirtualIP is not deployed, so neither is the
+    /// VirtualServer.
     NotDeployed,
+    /// Programmed=True: the MASTER reports every service programmed.
+    Programmed,
+    /// Programmed/Available=False: the MASTER reports a service missing or incomplete.
+    NotProgrammed,
+    /// Programmed/Available=False: the MASTER's kernel cannot program IPVS.
+    IpvsUnavailable,
+    /// Programmed/Available=False: the MASTER has reported nothing about IPVS.
+    NotReported,
     /// Degraded=True: some real servers fail their checks.
     RealServersUnhealthy,
     /// Degraded=False.
@@ -47,6 +63,10 @@ impl ServerConditionReason {
             Self::NoHealthyRealServer => "NoHealthyRealServer",
             Self::NoMaster => "NoMaster",
             Self::NotDeployed => "NotDeployed",
+            Self::Programmed => "Programmed",
+            Self::NotProgrammed => "NotProgrammed",
+            Self::IpvsUnavailable => "IPVSUnavailable",
+            Self::NotReported => "NotReported",
             Self::RealServersUnhealthy => "RealServersUnhealthy",
             Self::AllRealServersHealthy => "AllRealServersHealthy",
             Self::NotServing => "NotServing",
@@ -80,6 +100,64 @@ fn check_of<'a>(
     })
 }
 
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The services the MASTER reports for `resolved`, one per address, or why they are not
+/// (all) programmed.
+fn programmed<'a>(
+    report: &'a VrrpNodeStatus,
+    master: &str,
+    resolved: &ResolvedVirtualServer,
+) -> Result<Vec<&'a IpvsServiceStatus>, (ServerConditionReason, String)> {
+    let Some(ipvs) = report.ipvs.as_ref() else {
+        return Err((
+            ServerConditionReason::NotReported,
+            format!("{master} has not reported IPVS"),
+        ));
+    };
+    if !ipvs.available {
+        return Err((
+            ServerConditionReason::IpvsUnavailable,
+            format!(
+                "IPVS is not available on {master}: {}",
+                ipvs.message.as_deref().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for address in &resolved.addresses {
+        let entry = ipvs.virtual_services.iter().find(|s| {
+            s.virtual_server == resolved.name
+                && s.port == resolved.port
+                && s.protocol == resolved.protocol
+                && same_address(&s.address, address)
+        });
+        match entry {
+            Some(e) if e.programmed => found.push(e),
+            Some(e) => problems.push(
+                e.message
+                    .clone()
+                    .unwrap_or_else(|| format!("{address}:{} is not programmed", resolved.port)),
+            ),
+            None => problems.push(format!(
+                "{master} does not report {address}:{} yet",
+                resolved.port
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err((ServerConditionReason::NotProgrammed, problems.join("; ")))
+    }
+}
+
 /// Folds one VirtualServer's status at `now`.
 pub fn fold_virtual_server(
     now: Timestamp,
@@ -98,6 +176,7 @@ pub fn fold_virtual_server(
         healthy_summary: None,
         real_servers: Vec::new(),
         conditions: vec![
+            cond(condition::PROGRAMMED, false, reason, message.clone()),
             cond(condition::AVAILABLE, false, reason, message),
             cond(
                 condition::DEGRADED,
@@ -124,6 +203,8 @@ pub fn fold_virtual_server(
             format!("VirtualIP {vip} has no single MASTER to program this service"),
         );
     };
+    let services = programmed(report, master, resolved);
+    let listed = services.as_deref().unwrap_or_default();
 
     let real_servers: Vec<RealServerStatus> = resolved
         .real_servers
@@ -131,6 +212,16 @@ pub fn fold_virtual_server(
         .map(|rs| {
             let check = check_of(report, name, rs);
             let healthy = resolved.health_check.is_none() || check.is_some_and(|c| c.healthy);
+            let in_kernel: Vec<u32> = listed
+                .iter()
+                .filter_map(|s| {
+                    s.real_servers
+                        .iter()
+                        .find(|r| same_address(&r.address, &rs.address) && r.port == rs.port)
+                        .map(|r| r.weight)
+                })
+                .collect();
+            let is_programmed = !listed.is_empty() && in_kernel.len() == listed.len();
             let message = if healthy {
                 None
             } else {
@@ -145,7 +236,13 @@ pub fn fold_virtual_server(
             RealServerStatus {
                 address: rs.address.clone(),
                 port: rs.port,
-                weight: if healthy { rs.weight } else { 0 },
+                programmed: is_programmed,
+                draining: rs.draining,
+                weight: if is_programmed {
+                    in_kernel.into_iter().min().unwrap_or(0)
+                } else {
+                    0
+                },
                 healthy,
                 last_transition_time: check.and_then(|c| c.last_transition_time.clone()),
                 message,
@@ -153,29 +250,45 @@ pub fn fold_virtual_server(
         })
         .collect();
 
-    let healthy: Vec<&RealServerStatus> = real_servers.iter().filter(|r| r.healthy).collect();
-    let healthy_weight: u64 = healthy.iter().map(|r| u64::from(r.weight)).sum();
-    let available = match resolved.quorum {
-        Some(q) if healthy_weight < u64::from(q) => (
+    let serving: Vec<&RealServerStatus> = real_servers
+        .iter()
+        .filter(|r| r.healthy && r.programmed && !r.draining && r.weight > 0)
+        .collect();
+    let serving_weight: u64 = serving.iter().map(|r| u64::from(r.weight)).sum();
+    let programmed_condition = match &services {
+        Ok(_) => (
+            true,
+            ServerConditionReason::Programmed,
+            format!(
+                "{master} programmed {} service(s) with {} real server(s)",
+                resolved.addresses.len(),
+                real_servers.iter().filter(|r| r.programmed).count()
+            ),
+        ),
+        Err((reason, message)) => (false, *reason, message.clone()),
+    };
+    let available = match (&services, resolved.quorum) {
+        (Err((reason, message)), _) => (false, *reason, message.clone()),
+        (Ok(_), Some(q)) if serving_weight < u64::from(q) => (
             false,
             ServerConditionReason::BelowQuorum,
-            format!("healthy weight {healthy_weight} is below the quorum of {q}"),
+            format!("healthy weight {serving_weight} is below the quorum of {q}"),
         ),
-        _ if healthy.is_empty() => (
+        (Ok(_), _) if serving.is_empty() => (
             false,
             ServerConditionReason::NoHealthyRealServer,
             if real_servers.is_empty() {
                 "no real server: add realServers or check the backendRef Service".to_owned()
             } else {
-                "no real server passes its health check".to_owned()
+                "no programmed real server with weight passes its health check".to_owned()
             },
         ),
-        _ => (
+        (Ok(_), _) => (
             true,
             ServerConditionReason::Serving,
             format!(
                 "{master} serves {} of {} real servers",
-                healthy.len(),
+                serving.len(),
                 real_servers.len()
             ),
         ),
@@ -205,10 +318,17 @@ pub fn fold_virtual_server(
             failing.join("; "),
         )
     };
+    let healthy_count = real_servers.iter().filter(|r| r.healthy).count();
 
     VirtualServerStatus {
-        healthy_summary: Some(format!("{}/{}", healthy.len(), real_servers.len())),
+        healthy_summary: Some(format!("{healthy_count}/{}", real_servers.len())),
         conditions: vec![
+            cond(
+                condition::PROGRAMMED,
+                programmed_condition.0,
+                programmed_condition.1.as_str(),
+                programmed_condition.2,
+            ),
             cond(
                 condition::AVAILABLE,
                 available.0,

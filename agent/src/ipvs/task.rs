@@ -1,0 +1,251 @@
+//! The IPVS task: its own task, apart from the VRRP units, that follows the node's
+//! configuration. Each new configuration is synchronised into IPVS first and then handed on
+//! to the VRRP driver, so a VirtualIP never starts (and so never becomes MASTER) before its
+//! services exist. Services are kept whatever the VRRP state (as keepalived does): a BACKUP
+//! already has them when it takes over, and a handover changes nothing in IPVS. The kernel is
+//! re-read every `resync` (every second while a drain or a retry is pending) for the status
+//! (connection counts) and to repair drift.
+//!
+//! IPVS missing (no `ip_vs` module, as on hosts that cannot load it) is reported as
+//! `IPVSAvailable=False` with the reason, looked for again every [`CONNECT_RETRY`], logged
+//! once; the configuration goes on to VRRP at once, unaffected.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube_vrrp_crds::{IpvsServiceStatus, IpvsStatus};
+use tokio::task::JoinHandle;
+
+use super::client::{IpvsClient, IpvsError};
+use super::desired::desired_services;
+use super::owner::RECORD_FILE;
+use super::sync::{SyncOptions, Syncer};
+use crate::driver::DesiredConfig;
+use crate::report::{IpvsReport, StatusBoard};
+use crate::source::{ConfigSender, ConfigUpdates, publish};
+
+/// How often a missing IPVS is looked for again.
+pub const CONNECT_RETRY: Duration = Duration::from_secs(30);
+/// How soon the kernel is looked at again while a drain or a retry is pending.
+pub const BUSY_RESYNC: Duration = Duration::from_secs(1);
+
+/// Settings of the IPVS task.
+#[derive(Clone, Debug)]
+pub struct IpvsOptions {
+    /// Where the ownership record lives (on the node, e.g. `/run/kube-vrrp`).
+    pub runtime_dir: PathBuf,
+    /// The longest a terminating real server keeps its connections.
+    pub drain_timeout: Duration,
+    /// How often the kernel is re-read.
+    pub resync: Duration,
+}
+
+impl Default for IpvsOptions {
+    fn default() -> Self {
+        Self {
+            runtime_dir: PathBuf::from("/run/kube-vrrp"),
+            drain_timeout: Duration::from_secs(30),
+            resync: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts the task: it reads `source`, programs IPVS, and publishes each configuration into
+/// `driver` after that.
+pub fn spawn(
+    options: IpvsOptions,
+    source: ConfigUpdates,
+    driver: ConfigSender,
+    board: StatusBoard,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let task = Task {
+            options,
+            board,
+            syncer: None,
+            unavailable: None,
+            available: None,
+            since: Timestamp::now(),
+            next_connect: Instant::now(),
+            config: None,
+            unchecked: std::collections::BTreeSet::new(),
+        };
+        task.run(source, driver).await;
+    })
+}
+
+struct Task {
+    options: IpvsOptions,
+    board: StatusBoard,
+    syncer: Option<Syncer>,
+    /// Why IPVS cannot be used, while it cannot.
+    unavailable: Option<String>,
+    available: Option<bool>,
+    since: Timestamp,
+    next_connect: Instant,
+    config: Option<Arc<DesiredConfig>>,
+    /// VirtualServers already told about their health check not running.
+    unchecked: std::collections::BTreeSet<String>,
+}
+
+impl Task {
+    async fn run(mut self, mut source: ConfigUpdates, driver: ConfigSender) {
+        let mut source_open = true;
+        loop {
+            if self.syncer.is_none() && Instant::now() >= self.next_connect {
+                self.connect().await;
+            }
+            let current = source.borrow_and_update().clone();
+            if current.as_ref().map(Arc::as_ptr) != self.config.as_ref().map(Arc::as_ptr) {
+                self.config = current;
+                if let Some(config) = self.config.clone() {
+                    self.apply(&config).await;
+                    publish(&driver, (*config).clone());
+                }
+            }
+            self.report();
+            let wait = match &self.syncer {
+                Some(s) if s.busy() => BUSY_RESYNC,
+                Some(_) => self.options.resync,
+                None => self.next_connect.saturating_duration_since(Instant::now()),
+            };
+            tokio::select! {
+                changed = source.changed(), if source_open => {
+                    if changed.is_err() {
+                        source_open = false;
+                    }
+                }
+                () = tokio::time::sleep(wait) => self.resync().await,
+            }
+        }
+    }
+
+    async fn connect(&mut self) {
+        let options = SyncOptions {
+            record: self.options.runtime_dir.join(RECORD_FILE),
+            drain_timeout: self.options.drain_timeout,
+        };
+        let connected = async {
+            let client = IpvsClient::connect().await?;
+            let info = client.info().await?;
+            let syncer = Syncer::start(client, options).await?;
+            Ok::<_, IpvsError>((syncer, info))
+        }
+        .await;
+        match connected {
+            Ok((syncer, info)) => {
+                tracing::info!(version = %info.version_string(), connection_table = info.connection_table_size, "IPVS available");
+                self.syncer = Some(syncer);
+                self.unavailable = None;
+                if let Some(config) = self.config.clone() {
+                    self.apply(&config).await;
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                if self.unavailable.as_deref() == Some(reason.as_str()) {
+                    tracing::debug!(%reason, "IPVS still unavailable");
+                } else {
+                    tracing::warn!(%reason, retry_in = ?CONNECT_RETRY, "IPVS unavailable: VirtualServers are not programmed; VRRP is unaffected");
+                }
+                self.unavailable = Some(reason);
+                self.next_connect = Instant::now() + CONNECT_RETRY;
+            }
+        }
+    }
+
+    async fn apply(&mut self, config: &DesiredConfig) {
+        for server in &config.virtual_servers {
+            if server.health_check.is_some() && self.unchecked.insert(server.name.clone()) {
+                tracing::warn!(virtual_server = %server.name, "healthCheck is not run by this agent yet: real servers are programmed with their configured weight and reported as not checked");
+            }
+        }
+        let Some(syncer) = self.syncer.as_mut() else {
+            return;
+        };
+        let (desired, refused) = desired_services(&config.virtual_servers);
+        for r in &refused {
+            tracing::warn!(virtual_server = %r.virtual_server, address = %r.address, reason = %r.message, "VirtualServer not programmed");
+        }
+        let started = Instant::now();
+        let report = syncer.apply(desired, refused, Instant::now()).await;
+        if report.requests > 0 {
+            tracing::info!(requests = report.requests, failed = report.failed, took = ?started.elapsed(), "IPVS synchronised");
+        }
+    }
+
+    async fn resync(&mut self) {
+        let Some(syncer) = self.syncer.as_mut() else {
+            return;
+        };
+        match syncer.reconcile(Instant::now()).await {
+            Ok(report) if report.requests > report.failed => {
+                tracing::info!(
+                    requests = report.requests,
+                    failed = report.failed,
+                    "IPVS repaired or drained"
+                );
+            }
+            Ok(report) if report.requests > 0 => {
+                tracing::debug!(requests = report.requests, "IPVS retries refused again");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "reading IPVS failed; reconnecting");
+                self.syncer = None;
+                self.unavailable = Some(error.to_string());
+                self.next_connect = Instant::now() + BUSY_RESYNC;
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        let status = match &self.syncer {
+            Some(syncer) => syncer.status(),
+            None => self.unavailable_status(),
+        };
+        if self.available != Some(status.available) {
+            self.available = Some(status.available);
+            self.since = Timestamp::now();
+        }
+        self.board.set_ipvs(IpvsReport {
+            status,
+            since: self.since,
+        });
+    }
+
+    fn unavailable_status(&self) -> IpvsStatus {
+        let reason = self
+            .unavailable
+            .clone()
+            .unwrap_or_else(|| "IPVS not looked for yet".to_owned());
+        let servers = self
+            .config
+            .as_ref()
+            .map(|c| c.virtual_servers.as_slice())
+            .unwrap_or_default();
+        let virtual_services = servers
+            .iter()
+            .flat_map(|s| {
+                s.addresses.iter().map(|address| IpvsServiceStatus {
+                    virtual_server: s.name.clone(),
+                    address: address.clone(),
+                    port: s.port,
+                    protocol: s.protocol,
+                    programmed: false,
+                    message: Some(format!("IPVS is not available on this node: {reason}")),
+                    real_servers: Vec::new(),
+                })
+            })
+            .collect();
+        IpvsStatus {
+            available: false,
+            services: 0,
+            real_servers: 0,
+            message: Some(reason),
+            virtual_services,
+        }
+    }
+}
