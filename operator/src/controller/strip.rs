@@ -90,7 +90,8 @@ pub fn service(service: &mut Service) {
     let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
     let mut meta = identity(&service.metadata, |_| load_balancer);
     if load_balancer {
-        meta.deletion_timestamp = service.metadata.deletion_timestamp.clone();
+        meta.deletion_timestamp
+            .clone_from(&service.metadata.deletion_timestamp);
         let ours: BTreeMap<String, String> = service
             .metadata
             .annotations

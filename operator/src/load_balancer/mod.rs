@@ -57,6 +57,7 @@ use kube_vrrp_plan::Family;
 pub use allocate::allocate;
 pub use naming::{shard_name, virtual_ip_name};
 pub use pools::PoolProblem;
+pub use request::service_ref;
 
 /// The `spec.loadBalancerClass` of Services this operator serves.
 pub const LOAD_BALANCER_CLASS: &str = "kubevrrp.io/vrrp";

@@ -42,8 +42,8 @@ impl Request {
     }
 }
 
-/// The Service's identity.
-pub(crate) fn service_ref(service: &Service) -> ServiceRef {
+/// The Service's identity (namespace "default" when none is given).
+pub fn service_ref(service: &Service) -> ServiceRef {
     ServiceRef {
         namespace: service
             .metadata
