@@ -59,6 +59,7 @@ image-check: deps image ## open the image archive: config, size, both binaries r
 
 bench: release ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
+	$(CARGO) bench -p kube-vrrp-operator --bench allocate
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
 	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi

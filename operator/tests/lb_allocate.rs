@@ -701,3 +701,24 @@ fn cluster_services_spread_over_one_shared_router_per_node_of_at_most_sixty_four
     let again = w.pass();
     assert_eq!(again.virtual_ips, plan.virtual_ips);
 }
+
+#[test]
+fn a_pool_spreads_over_at_most_sixteen_shared_routers_however_many_nodes_it_has() {
+    let services: Vec<Service> = (0..40)
+        .map(|i| plain("bulk", &format!("s{i:02}"), i))
+        .collect();
+    let mut w = World::with(vec![lan()], services);
+    w.nodes = (0..40)
+        .map(|i| node(&format!("n{i:02}"), &format!("10.0.1.{i}")))
+        .collect();
+    let plan = w.plan();
+    let routers: std::collections::BTreeSet<String> = plan
+        .virtual_ips
+        .values()
+        .map(|v| v.spec.virtual_router.clone().unwrap())
+        .collect();
+    assert_eq!(
+        routers.len(),
+        kube_vrrp_operator::load_balancer::MAX_SPREAD_ROUTERS
+    );
+}

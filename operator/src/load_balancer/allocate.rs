@@ -23,6 +23,11 @@ use super::{
 };
 use kube_vrrp_crds::validation::MAX_ADDRESSES;
 
+/// Most shared virtual routers a pool's family spreads its addresses over for the sake of
+/// spreading MASTERs over nodes (more only once each carries 64 addresses): each costs a VRID
+/// of the segment's 255.
+pub const MAX_SPREAD_ROUTERS: usize = 16;
+
 /// Most pools named in a "no pool serves it" message.
 const MAX_POOLS_EXPLAINED: usize = 5;
 
@@ -835,7 +840,10 @@ fn desired(
             .map_or(1, |p| eligible_nodes(p, nodes));
         let counts = shards.entry((slot.pool.as_str(), slot.family)).or_default();
         let members: usize = counts.values().sum::<usize>() + 1;
-        let wanted = nodes_of_pool.max(members.div_ceil(MAX_ADDRESSES)).max(1);
+        let wanted = nodes_of_pool
+            .min(MAX_SPREAD_ROUTERS)
+            .max(members.div_ceil(MAX_ADDRESSES))
+            .max(1);
         // The emptiest of the wanted routers; when all are full, the first one with room.
         let n = (0..=counts.len().max(wanted))
             .filter(|n| counts.get(n).copied().unwrap_or(0) < MAX_ADDRESSES)

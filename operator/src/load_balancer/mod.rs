@@ -21,8 +21,9 @@
 //!   and its pool ([`POOL_ANNOTATION`]). Its VRRP settings are the pool's `vrrp`. With
 //!   `externalTrafficPolicy: Cluster` it joins one of the pool's shared virtual routers
 //!   (`<pool>-<family>-<n>`, one VRID for up to 64 addresses; as many routers as the pool has
-//!   nodes, so MASTERs spread); with `Local` it is an instance of its own that tracks the
-//!   Service's endpoints without weight, so only a node with a ready endpoint holds it.
+//!   nodes, at most [`MAX_SPREAD_ROUTERS`] until they are full, so MASTERs spread without
+//!   spending the segment's 255 VRIDs); with `Local` it is an instance of its own that tracks
+//!   the Service's endpoints without weight, so only a node with a ready endpoint holds it.
 //! - **Stability.** The allocation is read back from the VirtualIPs (their Service
 //!   annotation) and from the Services' `status.loadBalancer.ingress`, never from memory: an
 //!   address stays with its Service while it is still in a pool that serves the Service, of a
@@ -54,7 +55,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube_vrrp_crds::{ServiceRef, VirtualIp, VirtualIpPool, VirtualIpSpec};
 use kube_vrrp_plan::Family;
 
-pub use allocate::allocate;
+pub use allocate::{MAX_SPREAD_ROUTERS, allocate};
 pub use naming::{shard_name, virtual_ip_name};
 pub use pools::PoolProblem;
 pub use request::service_ref;
