@@ -236,6 +236,8 @@ struct StatusArgs {
 
 /// The longest a graceful shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+/// How long blocking reads (tracked files, manifests) may hold the exit after the shutdown.
+const BLOCKING_EXIT_LIMIT: Duration = Duration::from_secs(1);
 
 /// Logs go through a lossy background writer: a slow or blocked stderr drops log lines
 /// instead of stalling a VRRP task. Keep the guard until exit (it flushes on drop).
@@ -276,7 +278,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let shutdown = termination()?;
         let board = StatusBoard::new();
         let metrics = Metrics::new();
@@ -331,6 +333,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let ipvs_task = ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone());
         let driver = Driver::new(board, metrics)
+            .await
             .context("opening rtnetlink")?
             .follow_endpoints(readiness);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -350,7 +353,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Services stay in the kernel: a restarted agent adopts them without a gap.
         ipvs_task.abort();
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A blocking read stuck on a tracked file (a hung mount) must not keep the process alive.
+    runtime.shutdown_timeout(BLOCKING_EXIT_LIMIT);
+    outcome
 }
 
 fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {

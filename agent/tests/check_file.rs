@@ -64,7 +64,8 @@ async fn file_value_times_weight_moves_priority_and_a_missing_file_is_fault() {
         vec![file_tracker("load", -10, path.clone())],
         metrics.clone(),
     );
-    // Read before start() returns: no Pending.
+    // Read on a blocking thread, at once.
+    set.files_read().await;
     assert_eq!(
         *rx.borrow_and_update(),
         TrackState {
@@ -133,8 +134,9 @@ async fn weight_zero_file_is_fault_while_non_zero() {
     let scratch = Scratch::new("file-zero");
     let path = scratch.0.join("maintenance");
     std::fs::write(&path, "0").unwrap();
-    let (_set, mut rx) =
+    let (set, mut rx) =
         TrackerSet::start(vec![file_tracker("maint", 0, path.clone())], Metrics::new());
+    set.files_read().await;
     assert_eq!(*rx.borrow_and_update(), TrackState::default());
     std::fs::write(&path, "1").unwrap();
     wait_for_state(
@@ -167,6 +169,7 @@ async fn missing_file_at_start_is_fault_immediately() {
         vec![file_tracker("absent", 50, scratch.0.join("nope"))],
         Metrics::new(),
     );
+    set.files_read().await;
     assert_eq!(
         *rx.borrow(),
         TrackState {

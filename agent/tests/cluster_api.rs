@@ -100,6 +100,7 @@ fn board_entry(name: &str, state: State) -> InstanceStatus {
         vips: vec!["10.0.0.51/24".parse().unwrap()],
         transitions: 1,
         last_transition: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+        message: None,
     }
 }
 

@@ -289,3 +289,43 @@ fn adding_a_vip_to_a_missing_interface_is_an_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn an_address_that_is_not_ours_is_never_removed_and_cannot_be_added_as_ours() {
+    let ns = node();
+    // An administrator's addresses, equal to VIPs: IPv4 (label d0) and IPv6 (no IFA_PROTO).
+    ns.exec(&["ip", "addr", "add", "10.0.0.50/24", "dev", "d0"])
+        .unwrap();
+    ns.exec(&["ip", "addr", "add", "2001:db8::50/64", "dev", "d0", "nodad"])
+        .unwrap();
+    let (removed, removed6, added, added6, listed) = in_ns(&ns, |addresses, ifindex| async move {
+        let removed = addresses
+            .remove(ifindex, net("10.0.0.50/24"))
+            .await
+            .unwrap();
+        let removed6 = addresses
+            .remove(ifindex, net("2001:db8::50/64"))
+            .await
+            .unwrap();
+        let added = addresses.add(ifindex, "d0", net("10.0.0.50/24")).await;
+        let added6 = addresses.add(ifindex, "d0", net("2001:db8::50/64")).await;
+        (
+            removed,
+            removed6,
+            added.map_err(|e| e.to_string()),
+            added6.map_err(|e| e.to_string()),
+            addresses.list(ifindex).await.unwrap(),
+        )
+    });
+    assert_eq!((removed, removed6), (Change::NotOurs, Change::NotOurs));
+    let taken = added.unwrap_err();
+    assert!(
+        taken.contains("10.0.0.50/24") && taken.contains("not installed by kube-vrrp"),
+        "{taken}"
+    );
+    assert!(added6.is_err(), "{added6:?}");
+    for address in ["10.0.0.50/24", "2001:db8::50/64"] {
+        let entry = find(&listed, address).expect("the administrator's address was removed");
+        assert!(!entry.is_vip(), "{address} became ours: {entry:?}");
+    }
+}

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::Duration;
 
-use kube_vrrp_agent::net::link::{LinkEvent, LinkEvents, LinkState, Links, OperState};
+use kube_vrrp_agent::net::link::{InterfaceEvent, InterfaceEvents, LinkState, Links, OperState};
 use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
 
@@ -58,10 +58,10 @@ fn ip(args: &[&str]) {
 
 /// The next event for `ifindex` matching `wanted`, skipping others; panics after 5 s.
 async fn wait_for(
-    events: &mut LinkEvents,
+    events: &mut InterfaceEvents,
     what: &str,
-    wanted: impl Fn(&LinkEvent) -> bool,
-) -> LinkEvent {
+    wanted: impl Fn(&InterfaceEvent) -> bool,
+) -> InterfaceEvent {
     tokio::time::timeout(WAIT, async {
         loop {
             let event = events.next().await.expect("link event stream ended");
@@ -162,23 +162,23 @@ fn link_down_up_and_removal_are_observed_as_events() {
         .parse()
         .unwrap();
     in_ns(&a, move || async move {
-        let mut events = LinkEvents::subscribe().unwrap();
+        let mut events = InterfaceEvents::subscribe().unwrap();
         ip(&["link", "set", "va", "down"]);
         let down = wait_for(&mut events, "down", |event| {
-            matches!(event, LinkEvent::Changed { ifindex: i, state: LinkState::Down, .. } if *i == ifindex)
+            matches!(event, InterfaceEvent::Changed { ifindex: i, state: LinkState::Down, .. } if *i == ifindex)
         })
         .await;
-        assert!(matches!(down, LinkEvent::Changed { ref name, .. } if name == "va"));
+        assert!(matches!(down, InterfaceEvent::Changed { ref name, .. } if name == "va"));
         ip(&["link", "set", "va", "up"]);
         wait_for(&mut events, "up", |event| {
-            matches!(event, LinkEvent::Changed { ifindex: i, state: LinkState::Up, .. } if *i == ifindex)
+            matches!(event, InterfaceEvent::Changed { ifindex: i, state: LinkState::Up, .. } if *i == ifindex)
         })
         .await;
         ip(&["link", "del", "va"]);
         wait_for(
             &mut events,
             "removed",
-            |event| matches!(event, LinkEvent::Removed { ifindex: i, .. } if *i == ifindex),
+            |event| matches!(event, InterfaceEvent::Removed { ifindex: i, .. } if *i == ifindex),
         )
         .await;
     });
@@ -192,15 +192,15 @@ fn losing_the_peer_takes_the_link_down_and_its_return_brings_it_up() {
     std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
             in_ns(&a, move || async move {
-                let mut events = LinkEvents::subscribe().unwrap();
+                let mut events = InterfaceEvents::subscribe().unwrap();
                 down_tx.send(()).unwrap();
                 wait_for(&mut events, "carrier loss", |event| {
-                    matches!(event, LinkEvent::Changed { name, state: LinkState::Down, .. } if name == "va")
+                    matches!(event, InterfaceEvent::Changed { name, state: LinkState::Down, .. } if name == "va")
                 })
                 .await;
                 up_tx.send(()).unwrap();
                 wait_for(&mut events, "carrier return", |event| {
-                    matches!(event, LinkEvent::Changed { name, state: LinkState::Up, .. } if name == "va")
+                    matches!(event, InterfaceEvent::Changed { name, state: LinkState::Up, .. } if name == "va")
                 })
                 .await;
             });

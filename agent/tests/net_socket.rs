@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use kube_vrrp_agent::net::link::{Link, Links};
-use kube_vrrp_agent::net::rtnetlink_connect;
 use kube_vrrp_agent::net::socket::{Received, VrrpSocket};
+use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
 use kube_vrrp_agent::vrrp::{Family, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -86,14 +86,34 @@ async fn link_with_source(ifname: &str, family: Family) -> Link {
     );
 }
 
-async fn open(ifname: &str, family: Family) -> (Link, VrrpSocket) {
-    let link = link_with_source(ifname, family).await;
-    let socket = VrrpSocket::open(&link, family).unwrap();
-    (link, socket)
+/// A socket with the address it sends from: the link's primary IPv4 or IPv6 link-local address,
+/// as the driver picks it.
+struct Speaker {
+    socket: VrrpSocket,
+    source: IpAddr,
 }
 
-async fn recv_within(socket: &VrrpSocket) -> Received {
-    tokio::time::timeout(WAIT, socket.recv())
+impl Speaker {
+    fn local_address(&self) -> IpAddr {
+        self.source
+    }
+
+    async fn send(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        self.socket
+            .send_from(payload, self.source, destination)
+            .await
+    }
+}
+
+async fn open(ifname: &str, family: Family) -> (Link, Speaker) {
+    let link = link_with_source(ifname, family).await;
+    let socket = VrrpSocket::open(link.ifindex, &link.name, family).unwrap();
+    let source = link.source_for(family).unwrap();
+    (link, Speaker { socket, source })
+}
+
+async fn recv_within(speaker: &Speaker) -> Received {
+    tokio::time::timeout(WAIT, speaker.socket.recv())
         .await
         .expect("no VRRP datagram received within 5 s")
         .unwrap()

@@ -26,6 +26,7 @@ fn web() -> InstanceStatus {
         ],
         transitions: 2,
         last_transition: Some("2026-11-22T03:00:00Z".parse().unwrap()),
+        message: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn db() -> InstanceStatus {
         vips: vec!["fd00::7/64".parse().unwrap()],
         transitions: 0,
         last_transition: None,
+        message: None,
     }
 }
 

@@ -78,7 +78,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 9] = [
+const SERIES: [&str; 13] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -88,6 +88,10 @@ const SERIES: [&str; 9] = [
     "kube_vrrp_instance_last_transition_timestamp_seconds",
     "kube_vrrp_check_up",
     "kube_vrrp_check_failures_total",
+    "kube_vrrp_receive_errors_total",
+    "kube_vrrp_vip_conflicts",
+    "kube_vrrp_vip_add_failures_total",
+    "kube_vrrp_vip_restored_total",
 ];
 
 fn exercise(metrics: &Metrics) {
@@ -101,6 +105,10 @@ fn exercise(metrics: &Metrics) {
     metrics.dropped("eth0", DropReason::Ttl);
     metrics.dropped("eth0", DropReason::Ttl);
     metrics.dropped("eth0", DropReason::Checksum);
+    metrics.receive_counters("eth9").socket_error();
+    metrics.vip_conflicts("web", 1);
+    metrics.vip_add_failed("web");
+    metrics.vips_restored("web", 2);
     metrics.check("script:haproxy", false);
     metrics.check("script:haproxy", false);
     metrics.check("script:haproxy", true);
@@ -124,7 +132,7 @@ const TARGET_LABELS: [&str; 4] = ["instance", "job", "node", "pod"];
 fn no_series_carries_a_label_that_the_scrape_sets_on_the_target() {
     let metrics = Metrics::new();
     exercise(&metrics);
-    metrics.prepare_interface("eth1");
+    let _ = metrics.receive_counters("eth1");
     let samples = parse(&metrics.encode());
     let names: BTreeSet<&str> = samples
         .iter()
@@ -256,7 +264,7 @@ fn counters_and_gauges_hold_what_was_recorded() {
 #[test]
 fn drop_reason_labels_are_the_codec_names() {
     let metrics = Metrics::new();
-    metrics.prepare_interface("eth1");
+    let _ = metrics.receive_counters("eth1");
     let samples = parse(&metrics.encode());
     let reasons: BTreeSet<&str> = samples
         .iter()

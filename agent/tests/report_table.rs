@@ -27,6 +27,7 @@ fn status(
         vips: vips.iter().map(|v| v.parse().unwrap()).collect(),
         transitions: 1,
         last_transition: since.map(|s| s.parse().unwrap()),
+        message: None,
     }
 }
 

@@ -16,6 +16,11 @@ pub(crate) fn default_true() -> bool {
     true
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+pub(crate) fn is_true(value: &bool) -> bool {
+    *value
+}
+
 pub(crate) fn default_advert_interval() -> DurationString {
     DurationString::new("1s")
 }
@@ -40,7 +45,7 @@ pub(crate) fn default_zero() -> DurationString {
     doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance)."
 )]
 #[kube(
-    printcolumn = r#"{"name":"Address", "type":"string", "description":"Virtual addresses", "jsonPath":".spec.addresses"}"#
+    printcolumn = r#"{"name":"Address", "type":"string", "description":"The first virtual address (kubectl would print the whole list as a JSON array)", "jsonPath":".spec.addresses[0]"}"#
 )]
 #[kube(
     printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#
@@ -106,9 +111,12 @@ pub struct VirtualIpSpec {
     #[serde(default = "default_zero")]
     pub preempt_delay: DurationString,
 
-    /// Accept packets addressed to the virtual addresses on a master that does not own them
-    /// (RFC 5798 Accept_Mode). Version 3 only.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether the MASTER accepts packets addressed to the virtual addresses (RFC 5798
+    /// Accept_Mode). Default true, as keepalived without `vrrp_strict`: a VIP exists to carry
+    /// traffic. false: the MASTER drops everything addressed to the VIPs except IPv6 Neighbor
+    /// Discovery (RFC 5798 §6.4.3; RFC 3768 §6.4.3 for version 2), with an nftables table on the
+    /// node; services on the VIP, IPVS VirtualServers included, then receive nothing.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub accept_mode: bool,
 
     /// VRRPv2 simple-text authentication (type PASS); the password comes from a Secret.
@@ -129,8 +137,11 @@ pub struct VirtualIpSpec {
     #[schemars(length(min = 1, max = 63))]
     pub sync_group: Option<String>,
 
-    /// Use the RFC virtual MAC 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}) on a
-    /// macvlan interface.
+    /// Use the RFC virtual MAC 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}), as
+    /// keepalived's `use_vmac`: the agent creates a macvlan `vrrp.{VRID}` (`vrrp6.{VRID}`) on the
+    /// interface, holds the VIPs and sends adverts and gratuitous ARP / NA on it, and sets
+    /// `arp_ignore=1` and `arp_filter=1` on the interface while it exists (IPv4), so that only the
+    /// virtual MAC answers for the VIPs.
     #[serde(
         rename = "useVirtualMAC",
         default,
@@ -347,7 +358,7 @@ impl Default for VirtualIpSpec {
             advert_interval: default_advert_interval(),
             preempt: default_true(),
             preempt_delay: default_zero(),
-            accept_mode: false,
+            accept_mode: default_true(),
             authentication: None,
             unicast: false,
             garp: None,
@@ -371,7 +382,6 @@ impl VirtualIpSpec {
             version: self.version,
             advert_interval: &self.advert_interval,
             preempt_delay: &self.preempt_delay,
-            accept_mode: self.accept_mode,
             authentication: self.authentication.as_ref(),
             garp: self.garp.as_ref(),
             sync_group: self.sync_group.as_deref(),
@@ -464,7 +474,6 @@ pub(crate) struct InstanceRules<'a> {
     pub version: VrrpVersion,
     pub advert_interval: &'a DurationString,
     pub preempt_delay: &'a DurationString,
-    pub accept_mode: bool,
     pub authentication: Option<&'a Authentication>,
     pub garp: Option<&'a Garp>,
     pub sync_group: Option<&'a str>,
@@ -498,19 +507,12 @@ impl InstanceRules<'_> {
         }
     }
 
-    /// How it runs: version and timers, accept mode, authentication, GARP, sync group,
-    /// trackers.
+    /// How it runs: version and timers, authentication, GARP, sync group, trackers.
+    /// (`acceptMode` holds with either version: no rule.)
     pub(crate) fn check_how(&self, prefix: &str, out: &mut Violations) {
         let at = |field: &str| path(prefix, field);
         out.advert_interval(&at("advertInterval"), self.version, self.advert_interval);
         out.duration(&at("preemptDelay"), self.preempt_delay);
-        if self.accept_mode && self.version != VrrpVersion::V3 {
-            out.push(
-                at("acceptMode"),
-                ViolationKind::RequiresVersion3,
-                "acceptMode is a VRRPv3 feature; set version: 3 or remove acceptMode".to_owned(),
-            );
-        }
         if let Some(auth) = self.authentication {
             if self.version != VrrpVersion::V2 {
                 out.push(

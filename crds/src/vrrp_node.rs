@@ -84,8 +84,9 @@ pub struct VrrpInstance {
     pub preempt: bool,
     /// Delay before preempting after start-up.
     pub preempt_delay: DurationString,
-    /// RFC 5798 Accept_Mode (version 3).
-    #[serde(default)]
+    /// RFC 5798 Accept_Mode: false drops traffic addressed to the VIPs on this node (absent:
+    /// true, the API default).
+    #[serde(default = "crate::virtual_ip::default_true")]
     pub accept_mode: bool,
     /// Unicast peers (the other nodes' addresses); empty: multicast.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -131,7 +132,6 @@ impl VrrpInstance {
             version: self.version,
             advert_interval: &self.advert_interval,
             preempt_delay: &self.preempt_delay,
-            accept_mode: self.accept_mode,
             authentication: self.authentication.as_ref(),
             garp: Some(&self.garp),
             sync_group: self.sync_group.as_deref(),
@@ -326,6 +326,11 @@ pub struct InstanceStatus {
     /// Virtual addresses present on the interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips_held: Vec<String>,
+    /// Why the instance is not running normally, when it is not: a VIP held by another owner
+    /// (both named), no address to send from, a failed VIP add and its retry, VIPs removed by
+    /// something else, `acceptMode: false` not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// IPVS summary.

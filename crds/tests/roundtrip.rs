@@ -197,6 +197,7 @@ fn vrrp_node() -> VrrpNode {
             transitions: 3,
             last_transition_time: Some(time("2026-11-22T03:00:00Z")),
             vips_held: vec!["10.0.0.50/24".into()],
+            message: None,
         }],
         ipvs: Some(IpvsStatus {
             available: false,

@@ -63,7 +63,11 @@ fn minimal_spec_with_only_addresses_is_valid_and_gets_defaults() {
     assert_eq!(s.advert_interval.as_str(), "1s");
     assert!(s.preempt);
     assert_eq!(s.preempt_delay.as_str(), "0s");
-    assert!(!s.accept_mode && !s.unicast && !s.use_virtual_mac);
+    assert!(
+        s.accept_mode,
+        "acceptMode defaults to accept, as keepalived without vrrp_strict"
+    );
+    assert!(!s.unicast && !s.use_virtual_mac);
 }
 
 #[test]
@@ -264,14 +268,16 @@ fn unparsable_preempt_delay_is_an_invalid_duration() {
 }
 
 #[test]
-fn accept_mode_requires_version_3() {
+fn accept_mode_either_way_is_valid_with_either_version() {
     let mut s = base();
-    s.version = VrrpVersion::V2;
-    s.advert_interval = "1s".into();
-    s.accept_mode = true;
-    assert_only(&s, "spec.acceptMode", ViolationKind::RequiresVersion3);
-    s.version = VrrpVersion::V3;
-    assert_valid(&s);
+    for accept in [true, false] {
+        s.accept_mode = accept;
+        s.version = VrrpVersion::V2;
+        s.advert_interval = "1s".into();
+        assert_valid(&s);
+        s.version = VrrpVersion::V3;
+        assert_valid(&s);
+    }
 }
 
 const AUTH: &str = r#"

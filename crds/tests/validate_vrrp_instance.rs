@@ -75,11 +75,6 @@ fn an_instance_breaks_exactly_the_rules_its_virtual_ip_breaks() {
             s.advert_interval = "15ms".into();
         }),
         ("a duration typo", |s| s.preempt_delay = "5 sec".into()),
-        ("accept mode with v2", |s| {
-            s.version = kube_vrrp_crds::VrrpVersion::V2;
-            s.advert_interval = "1s".into();
-            s.accept_mode = true;
-        }),
         ("authentication with v3", |s| {
             s.authentication = serde_saphyr::from_str(
                 "{type: PASS, passwordSecretRef: {namespace: ns, name: '', key: k}}",

@@ -96,6 +96,7 @@ fn reporting(name: &str, state: State) -> VrrpNode {
             } else {
                 Vec::new()
             },
+            message: None,
         }],
         ..VrrpNodeStatus::default()
     });

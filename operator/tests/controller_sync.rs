@@ -99,6 +99,7 @@ fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
             transitions: 1,
             last_transition_time: Some(Time(now() - SignedDuration::from_secs(60))),
             vips_held: Vec::new(),
+            message: None,
         }],
         ..VrrpNodeStatus::default()
     });

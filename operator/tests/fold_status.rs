@@ -75,6 +75,7 @@ fn node(name: &str, vip: &str, report: Report) -> VrrpNode {
                 transitions: 1,
                 last_transition_time: Some(ago(600)),
                 vips_held: Vec::new(),
+                message: None,
             })
             .into_iter()
             .collect(),

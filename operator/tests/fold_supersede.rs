@@ -74,6 +74,7 @@ fn report(name: &str, state: State, transition: f64, heartbeat: f64) -> VrrpNode
             transitions: 1,
             last_transition_time: Some(Time(ago(transition))),
             vips_held: Vec::new(),
+            message: None,
         }],
         ..VrrpNodeStatus::default()
     });

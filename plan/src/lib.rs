@@ -29,7 +29,9 @@
 //!    [`ConflictReason::VridsExhausted`].
 //! 5. **Nodes.** `nodeSelector` picks nodes (omitted: all). With `unicast`, a node
 //!    without an InternalIP of the VirtualIP's family cannot be a peer and is left out.
-//!    No node left: [`ConflictReason::NoEligibleNode`]; such a VirtualIP keeps its VRID in
+//!    No node left: [`ConflictReason::NoEligibleNode`]; an address that is a selected node's
+//!    own (any of its `status.addresses`): [`ConflictReason::NodeAddress`] (the agent never
+//!    takes or removes a node's address). Either way the VirtualIP keeps its VRID in
 //!    [`Plan::allocations`] so it comes back with the same one.
 //! 6. **Priorities.** The first matching `priorities[]` entry gives a node its priority;
 //!    the other nodes are ranked below the lowest explicit priority (see [`priority`]), by
@@ -215,6 +217,8 @@ pub enum ConflictReason {
     VridsExhausted,
     /// No node is selected (or, with unicast, none has an InternalIP of the family).
     NoEligibleNode,
+    /// An address of the VirtualIP is a selected node's own address.
+    NodeAddress,
     /// A VirtualServer names a VirtualIP that does not exist.
     VirtualIpNotFound,
     /// Another VirtualServer already serves this (VirtualIP, port, protocol).
@@ -239,6 +243,7 @@ impl ConflictReason {
             Self::DuplicateVrid => "DuplicateVrid",
             Self::VridsExhausted => "VridsExhausted",
             Self::NoEligibleNode => "NoEligibleNode",
+            Self::NodeAddress => "NodeAddress",
             Self::VirtualIpNotFound => "VirtualIpNotFound",
             Self::DuplicateService => "DuplicateService",
             Self::BackendPortUnresolved => "BackendPortUnresolved",
@@ -476,7 +481,19 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
             );
             continue;
         }
-        let member_list: Vec<&Candidate<'_>> = members().collect();
+        // A member whose address is a selected node's own is refused alone.
+        let mut member_list: Vec<&Candidate<'_>> = Vec::new();
+        for c in members() {
+            match node_address_taken(c, &nodes, &selected) {
+                Some(message) => {
+                    conflicts.push(vrid_conflict(c, ConflictReason::NodeAddress, message));
+                }
+                None => member_list.push(c),
+            }
+        }
+        if member_list.is_empty() {
+            continue;
+        }
         push_instances(
             &mut specs,
             &Instance {
@@ -488,7 +505,7 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
             &selected,
             &priorities,
         );
-        for c in members() {
+        for &c in &member_list {
             deployed.insert(
                 c.name,
                 Deployed {
@@ -707,6 +724,21 @@ fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, Vec<usize>) {
         out.push(i);
     }
     (out, excluded)
+}
+
+/// Why the VirtualIP may not be deployed when one of its addresses is a selected node's own.
+fn node_address_taken(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize]) -> Option<String> {
+    selected.iter().find_map(|&n| {
+        let node = &nodes[n];
+        c.nets.iter().find_map(|net| {
+            let (kind, _) = node.addresses.iter().find(|(_, ip)| *ip == net.addr())?;
+            Some(format!(
+                "address {} is node '{}''s own address ({kind}); a VirtualIP must not take a                  node's address (the agent would refuse it, and its MASTER elsewhere would                  duplicate it): use another address",
+                net.addr(),
+                node.name
+            ))
+        })
+    })
 }
 
 fn no_node_message(c: &Candidate<'_>, total: usize, excluded: usize) -> String {

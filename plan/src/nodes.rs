@@ -16,23 +16,31 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
     /// `status.addresses` of type InternalIP that parse, in the order given.
     pub internal_ips: Vec<IpAddr>,
+    /// Every `status.addresses` entry that parses as an IP address (InternalIP, ExternalIP,
+    /// ...), with its type: the node's own addresses, which no VirtualIP may take.
+    pub addresses: Vec<(String, IpAddr)>,
 }
 
 impl NodeInfo {
     /// Reads a Node; `None` when it has no name.
     pub fn from_node(node: &Node) -> Option<Self> {
         let name = node.metadata.name.clone().filter(|n| !n.is_empty())?;
-        let internal_ips = node
+        let addresses: Vec<(String, IpAddr)> = node
             .status
             .iter()
             .flat_map(|s| s.addresses.iter().flatten())
-            .filter(|a| a.type_ == "InternalIP")
-            .filter_map(|a| a.address.trim().parse().ok())
+            .filter_map(|a| Some((a.type_.clone(), a.address.trim().parse().ok()?)))
+            .collect();
+        let internal_ips = addresses
+            .iter()
+            .filter(|(kind, _)| kind == "InternalIP")
+            .map(|(_, ip)| *ip)
             .collect();
         Some(Self {
             name,
             labels: node.metadata.labels.clone().unwrap_or_default(),
             internal_ips,
+            addresses,
         })
     }
 

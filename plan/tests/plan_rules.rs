@@ -112,6 +112,17 @@ fn each_conflict_blocks_only_its_own_virtual_ip() {
             deployed: vec!["a", "b"],
         },
         ConflictCase {
+            name: "a node's own address as a VIP",
+            // nodes(2) are 10.0.0.10 and 10.0.0.11.
+            vips: vec![
+                vip("takes-node", &["10.0.0.11/24"]),
+                vip("ok", &["10.0.0.50/24"]),
+            ],
+            nodes: 2,
+            expected: vec![("takes-node", ConflictReason::NodeAddress)],
+            deployed: vec!["ok"],
+        },
+        ConflictCase {
             name: "no nodes at all",
             vips: vec![vip("a", &["10.0.0.1/24"])],
             nodes: 0,

@@ -11,8 +11,10 @@
 //!   waits until every tracker has reported once.
 //! - Interfaces: healthy while the link has IFF_UP and IFF_RUNNING; a missing link is down.
 //! - Files: the first token is an integer (empty file = 0); `weight × value` is added, weight 0
-//!   means FAULT while the value is not 0, a product below -253 is FAULT. A missing, unreadable
-//!   or non-integer file is FAULT whatever the weight. Read every [`FILE_INTERVAL`].
+//!   means FAULT while the value is not 0, a product below -253 is FAULT. A missing, unreadable,
+//!   oversized ([`file::MAX_FILE_BYTES`]) or non-integer file is FAULT whatever the weight. Read
+//!   on a blocking thread at once and every [`FILE_INTERVAL`]; [`TrackerSet::files_read`]
+//!   resolves once every file has been read.
 //! - Scripts: argv run without a shell in its own process group, stdio closed; exit 0 is a
 //!   success; a run past its timeout is killed (the whole group) and is a failure. The first
 //!   result decides at once, then `rise` successes / `fall` failures in a row flip the state.
@@ -189,6 +191,8 @@ struct Shared {
     entries: Mutex<Vec<Entry>>,
     state: watch::Sender<TrackState>,
     pending: watch::Sender<usize>,
+    /// File trackers that have not reported yet.
+    files_pending: watch::Sender<usize>,
     metrics: Metrics,
 }
 
@@ -239,6 +243,18 @@ impl Slot {
                 .iter()
                 .filter(|e| e.observation == Observation::Pending)
                 .count();
+            let files_pending = entries
+                .iter()
+                .zip(&shared.trackers)
+                .filter(|(e, facts)| {
+                    facts.kind == CheckerKind::File && e.observation == Observation::Pending
+                })
+                .count();
+            shared.files_pending.send_if_modified(|current| {
+                let changed = *current != files_pending;
+                *current = files_pending;
+                changed
+            });
             let state = aggregate(&shared.weighted(&entries));
             shared.state.send_if_modified(|current| {
                 let changed = *current != state;
@@ -316,9 +332,10 @@ impl TrackerSet {
     /// trackers are opened on the calling thread (so in its network namespace); scripts inherit
     /// the namespace of the runtime thread that starts them.
     ///
-    /// The first value counts every tracker as [`Observation::Pending`] (down), except file
-    /// trackers, which are read before this returns; [`TrackerSet::settled`] waits for the rest.
-    /// Endpoint trackers follow nothing and stay pending: see [`TrackerSet::start_following`].
+    /// The first value counts every tracker as [`Observation::Pending`] (down); nothing is read
+    /// on the caller's thread. [`TrackerSet::files_read`] waits for the file trackers' first
+    /// reads, [`TrackerSet::settled`] for every tracker's first result. Endpoint trackers follow
+    /// nothing and stay pending: see [`TrackerSet::start_following`].
     pub fn start(trackers: Vec<Tracker>, metrics: Metrics) -> (Self, watch::Receiver<TrackState>) {
         Self::start_following(trackers, metrics, &EndpointReadiness::new())
     }
@@ -354,11 +371,17 @@ impl TrackerSet {
         );
         let (state, receiver) = watch::channel(first);
         let (pending, _) = watch::channel(trackers.len());
+        let files = trackers
+            .iter()
+            .filter(|t| matches!(t.probe, Probe::File(_)))
+            .count();
+        let (files_pending, _) = watch::channel(files);
         let shared = Arc::new(Shared {
             trackers: facts,
             entries: Mutex::new(entries),
             state,
             pending,
+            files_pending,
             metrics,
         });
         let mut tasks = Vec::with_capacity(trackers.len());
@@ -377,10 +400,7 @@ impl TrackerSet {
                         .ok();
                     tasks.push(tokio::spawn(interface::track(interface, watch, slot)));
                 }
-                Probe::File(probe) => {
-                    slot.report_counting_failure_on_change(file::read_now(&probe.path));
-                    tasks.push(tokio::spawn(file::track(probe, slot)));
-                }
+                Probe::File(probe) => tasks.push(tokio::spawn(file::track(probe, slot))),
                 Probe::Script(probe) => tasks.push(tokio::spawn(script::track(probe, slot))),
                 Probe::Endpoints(service) => tasks.push(tokio::spawn(endpoints::track(
                     service,
@@ -443,6 +463,17 @@ impl TrackerSet {
             .zip(entries)
             .map(|(facts, entry)| (facts.name.clone(), entry.observation))
             .collect()
+    }
+
+    /// Resolves once every file tracker has been read once (files are read on blocking threads;
+    /// this is the moment the set's state reflects them). Owns what it waits on, so it can be
+    /// awaited by another task than the set's owner.
+    pub fn files_read(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut pending = self.shared.files_pending.subscribe();
+        async move {
+            // The sender lives as long as the set; if the set is gone, nothing is pending.
+            let _ = pending.wait_for(|count| *count == 0).await;
+        }
     }
 
     /// Resolves once every tracker has reported at least once.

@@ -96,6 +96,7 @@ fn instance_status(instance: &report::InstanceStatus) -> InstanceStatus {
         transitions: instance.transitions,
         last_transition_time: instance.last_transition.map(Time),
         vips_held,
+        message: instance.message.clone(),
     }
 }
 
@@ -119,6 +120,7 @@ mod tests {
             ],
             transitions: 3,
             last_transition: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+            message: None,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct InstanceSpec {
     pub garp: GarpSettings,
     /// Instances with the same sync group fail over together.
     pub sync_group: Option<String>,
+    /// Speak and hold the VIPs on a macvlan with the RFC virtual MAC.
+    pub use_virtual_mac: bool,
     pub track: Track,
 }
 
@@ -116,7 +118,8 @@ impl InstanceDiff {
                 || old.vrid != new.vrid
                 || old.version != new.version
                 || old.family() != new.family()
-                || old.sync_group != new.sync_group,
+                || old.sync_group != new.sync_group
+                || old.use_virtual_mac != new.use_virtual_mac,
             protocol: old.priority != new.priority
                 || old.advert_interval != new.advert_interval
                 || old.preempt != new.preempt
@@ -156,6 +159,7 @@ pub(crate) mod tests {
             authentication: Authentication::None,
             garp: GarpSettings::default(),
             sync_group: None,
+            use_virtual_mac: false,
             track: Track::default(),
         }
     }

@@ -7,14 +7,21 @@
 //! Applying a new configuration diffs it per unit ([`plan_apply`]): unchanged units keep their
 //! task, state and VIPs; changed ones get their new settings in place; removed ones shut down
 //! gracefully; new ones start after the start-up cleanup of leftover VIPs.
+//!
+//! The node changes under the driver: one watch follows every interface and its addresses
+//! ([`interfaces`]). Instances follow their interface by NAME: addresses feed their sources and
+//! VIP books, and an interface that comes back with a new index (a bond or a driver reloaded)
+//! has its units started again on it.
 
 pub mod config;
 pub mod endpoint;
-pub mod links;
+pub mod interfaces;
 pub mod machine;
+mod member;
 pub mod receive;
 pub mod unit;
 pub mod vips;
+pub mod virtual_mac;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,13 +34,16 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
 use endpoint::Endpoint;
-use links::LinkMonitor;
+use interfaces::InterfaceWatch;
 use receive::{AdvertFilter, Route};
 use unit::{Control, MemberSetup, Services, UnitHandle};
+use virtual_mac::{VirtualMacs, VmacBinding};
 
 use crate::check::EndpointReadiness;
+use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::link::{Link, Links, link_for_address};
+use crate::net::vmac::Vmacs;
 use crate::net::{NetError, rtnetlink_connect};
 use crate::report::{Applied, Metrics, StatusBoard};
 use crate::vrrp::Family;
@@ -170,7 +180,26 @@ fn filter_of(spec: &InstanceSpec) -> AdvertFilter {
 struct RunningUnit {
     specs: Vec<InstanceSpec>,
     endpoints: Vec<Arc<Endpoint>>,
+    /// The virtual MAC interfaces of the members that have one.
+    vmacs: Vec<VmacBinding>,
     handle: UnitHandle,
+}
+
+impl RunningUnit {
+    /// Whether a member's interface now has another index than the one it was bound to
+    /// (re-created), or its virtual MAC interface is gone while its parent is still there,
+    /// per `indexes` (every interface's name → index).
+    fn needs_rebind(&self, indexes: &BTreeMap<String, u32>) -> bool {
+        let moved = |name: &str, ifindex: u32| indexes.get(name).is_some_and(|now| *now != ifindex);
+        self.endpoints
+            .iter()
+            .any(|endpoint| moved(&endpoint.interface, endpoint.ifindex))
+            || self.vmacs.iter().any(|vmac| {
+                moved(&vmac.parent, vmac.parent_index)
+                    || (!indexes.contains_key(&vmac.name)
+                        && indexes.get(&vmac.parent) == Some(&vmac.parent_index))
+            })
+    }
 }
 
 /// The runtime of every VRRP instance of this node.
@@ -190,19 +219,21 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// Opens rtnetlink and the link watch in the calling thread's network namespace. Must be
-    /// called inside a tokio runtime.
-    pub fn new(board: StatusBoard, metrics: Metrics) -> Result<Self, DriverError> {
+    /// Opens rtnetlink and the interface watch in the calling thread's network namespace.
+    /// Must be called inside a tokio runtime.
+    pub async fn new(board: StatusBoard, metrics: Metrics) -> Result<Self, DriverError> {
         let handle = rtnetlink_connect()?;
         let links = Links::new(handle.clone());
-        let monitor = LinkMonitor::start(links.clone())?;
+        let interfaces = InterfaceWatch::start(links.clone()).await?;
         Ok(Self {
             links,
             services: Services {
-                addresses: Addresses::new(handle),
+                addresses: Addresses::new(handle.clone()),
+                accept: AcceptFilter::new(),
+                vmacs: VirtualMacs::new(Vmacs::new(handle)),
                 board,
                 metrics,
-                links: monitor,
+                interfaces,
                 endpoints: EndpointReadiness::new(),
             },
             endpoints: HashMap::new(),
@@ -293,6 +324,52 @@ impl Driver {
         failed
     }
 
+    /// Starts again, on the interface's new index, every unit bound to an interface that was
+    /// re-created. Returns the instances that could not start again (retried later).
+    pub async fn rebind(
+        &mut self,
+        indexes: &BTreeMap<String, u32>,
+        node_addresses: &[IpAddr],
+    ) -> Vec<RejectedInstance> {
+        let keys: Vec<UnitKey> = self
+            .units
+            .iter()
+            .filter(|(_, unit)| unit.needs_rebind(indexes))
+            .map(|(key, _)| key.clone())
+            .collect();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        tracing::info!(units = ?keys.iter().map(UnitKey::label).collect::<Vec<_>>(), "interfaces re-created with a new index: starting their instances again");
+        let stopped: Vec<RunningUnit> = keys
+            .iter()
+            .filter_map(|key| self.units.remove(key))
+            .collect();
+        let specs: Vec<(UnitKey, Vec<InstanceSpec>)> = keys
+            .into_iter()
+            .zip(stopped.iter().map(|unit| unit.specs.clone()))
+            .collect();
+        self.stop_units(stopped).await;
+        let mut failed = Vec::new();
+        for (key, specs) in specs {
+            match self.start_unit(&key, &specs, node_addresses).await {
+                Ok(unit) => {
+                    self.units.insert(key, unit);
+                }
+                Err(error) => {
+                    tracing::error!(unit = %key.label(), %error, "cannot start instance again; will retry");
+                    failed.extend(specs.iter().map(|spec| RejectedInstance {
+                        name: spec.name.clone(),
+                        reason: RejectReason::StartFailed,
+                        message: format!("{error}; retrying"),
+                        running_previous: false,
+                    }));
+                }
+            }
+        }
+        failed
+    }
+
     /// Stops every instance gracefully (each MASTER sends priority 0 and removes its VIPs).
     pub async fn shutdown(&mut self) {
         let all: Vec<RunningUnit> = std::mem::take(&mut self.units).into_values().collect();
@@ -330,25 +407,15 @@ impl Driver {
         node_addresses: &[IpAddr],
     ) -> Result<RunningUnit, DriverError> {
         let mut setups = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let link = self.pick_link(spec, node_addresses).await?;
-            let endpoint = self.endpoint(&link, spec.family())?;
-            let cleanup = self
-                .services
-                .addresses
-                .remove_leftovers(link.ifindex, &spec.addresses)
-                .await?;
-            if !cleanup.removed.is_empty() {
-                tracing::warn!(instance = %spec.name, interface = %link.name, removed = ?cleanup.removed, "removed leftover VIPs before joining");
+        let mut vmacs = Vec::new();
+        let outcome = self
+            .setup_members(specs, node_addresses, &mut setups, &mut vmacs)
+            .await;
+        if let Err(error) = outcome {
+            for vmac in &vmacs {
+                self.services.vmacs.detach(vmac).await;
             }
-            for foreign in &cleanup.foreign {
-                tracing::warn!(instance = %spec.name, interface = %link.name, address = %foreign.address, "a configured VIP is on the interface but was not installed by kube-vrrp; left alone");
-            }
-            setups.push(MemberSetup {
-                spec: spec.clone(),
-                endpoint,
-                link_state: link.state,
-            });
+            return Err(error);
         }
         let (sender, adverts) = mpsc::channel(unit::ADVERT_QUEUE);
         let mut routed: Vec<(Arc<Endpoint>, &InstanceSpec)> = Vec::new();
@@ -363,6 +430,9 @@ impl Driver {
             if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
                 for (endpoint, spec) in routed {
                     endpoint.routes.remove(spec.vrid, &spec.name);
+                }
+                for vmac in &vmacs {
+                    self.services.vmacs.detach(vmac).await;
                 }
                 return Err(DriverError::VridInUse {
                     instance: spec.name.clone(),
@@ -387,8 +457,59 @@ impl Driver {
         Ok(RunningUnit {
             specs: specs.to_vec(),
             endpoints,
+            vmacs,
             handle,
         })
+    }
+
+    /// Resolves each member's edge: its interface (or virtual MAC interface on it), endpoint,
+    /// interface follows and start-up cleanup. Virtual MACs created are pushed to `vmacs` as
+    /// they are, so that the caller removes them if a later step fails.
+    async fn setup_members(
+        &mut self,
+        specs: &[InstanceSpec],
+        node_addresses: &[IpAddr],
+        setups: &mut Vec<MemberSetup>,
+        vmacs: &mut Vec<VmacBinding>,
+    ) -> Result<(), DriverError> {
+        for spec in specs {
+            let parent = self.pick_link(spec, node_addresses).await?;
+            let (link, vmac) = if spec.use_virtual_mac {
+                let vmac = self
+                    .services
+                    .vmacs
+                    .attach(&parent, spec.family(), spec.vrid)
+                    .await?;
+                vmacs.push(vmac.clone());
+                (self.links.by_index(vmac.ifindex).await?, Some(vmac))
+            } else {
+                (parent.clone(), None)
+            };
+            let endpoint = self.endpoint(&link, spec.family(), &parent.name)?;
+            let view = self.services.interfaces.follow(&link.name);
+            let sources = vmac
+                .is_some()
+                .then(|| self.services.interfaces.follow(&parent.name));
+            let cleanup = self
+                .services
+                .addresses
+                .remove_leftovers(link.ifindex, &spec.addresses)
+                .await?;
+            if !cleanup.removed.is_empty() {
+                tracing::warn!(instance = %spec.name, interface = %link.name, removed = ?cleanup.removed, "removed leftover VIPs before joining");
+            }
+            for foreign in &cleanup.foreign {
+                tracing::warn!(instance = %spec.name, interface = %link.name, address = %foreign.address, "a configured VIP is on the interface but was not installed by kube-vrrp; left alone");
+            }
+            setups.push(MemberSetup {
+                spec: spec.clone(),
+                endpoint,
+                view,
+                sources,
+                vmac,
+            });
+        }
+        Ok(())
     }
 
     /// The interface hint; else the interface whose subnet holds the first VIP; else the one
@@ -420,11 +541,25 @@ impl Driver {
             })
     }
 
-    fn endpoint(&mut self, link: &Link, family: Family) -> Result<Arc<Endpoint>, DriverError> {
+    /// The endpoint of `family` on `link`; its own-address filter follows `own_interface`
+    /// (the link itself, or the parent of a virtual MAC interface).
+    fn endpoint(
+        &mut self,
+        link: &Link,
+        family: Family,
+        own_interface: &str,
+    ) -> Result<Arc<Endpoint>, DriverError> {
         if let Some(endpoint) = self.endpoints.get(&(link.ifindex, family)) {
             return Ok(Arc::clone(endpoint));
         }
-        let endpoint = Arc::new(Endpoint::open(link, family, &self.services.metrics)?);
+        let endpoint = Arc::new(Endpoint::open(
+            &link.name,
+            link.ifindex,
+            link.mac,
+            family,
+            self.services.interfaces.follow(own_interface),
+            &self.services.metrics,
+        )?);
         self.endpoints
             .insert((link.ifindex, family), Arc::clone(&endpoint));
         Ok(endpoint)
@@ -440,12 +575,15 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut source_open = true;
+    let mut indexes = driver.services.interfaces.indexes();
     // Consecutive applies of one configuration that left units unstarted.
     let mut failures: u32 = 0;
     loop {
         let current = updates.borrow_and_update().clone();
         if let Some(config) = current {
-            let not_started = driver.apply(&config).await;
+            let now = indexes.borrow_and_update().clone();
+            let mut not_started = driver.apply(&config).await;
+            not_started.extend(driver.rebind(&now, &config.node_addresses).await);
             failures = if not_started.is_empty() {
                 0
             } else {
@@ -469,6 +607,8 @@ pub async fn run(
                     source_open = false;
                 }
             }
+            // An interface came, went or came back: re-bind, and retry what could not start.
+            Ok(()) = indexes.changed() => failures = 0,
             () = tokio::time::sleep(retry_delay(failures)), if failures > 0 => {}
         }
     }

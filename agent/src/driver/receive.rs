@@ -3,17 +3,22 @@
 //!
 //! The receiver never waits on an instance: adverts go through bounded channels with
 //! `try_send`, and a full channel drops the advert (VRRP tolerates a lost advert; a stuck
-//! instance must not stall its neighbours).
+//! instance must not stall its neighbours). Every datagram that is not handed to an instance is
+//! counted by reason, including those the kernel dropped for a full receive queue; an error of
+//! one datagram is counted, never waited on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use super::endpoint::own_addresses;
+use super::interfaces::InterfaceView;
 use crate::net::socket::{Received, VrrpSocket};
 use crate::report::Metrics;
+use crate::report::metrics::ReceiveCounters;
 use crate::vrrp::instance::ReceivedAdvert;
 use crate::vrrp::packet::{Advertisement, Authentication, DropReason};
 use crate::vrrp::{VRRP_TTL, Version};
@@ -162,39 +167,115 @@ impl Routes {
     }
 }
 
-/// Pause after a socket error, so a broken socket does not spin.
-const ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// After this many errors of the socket itself in a row (not of one datagram), the loop pauses
+/// [`SOCKET_ERROR_PAUSE`] between reads, so that a broken socket does not spin a core.
+const SOCKET_ERRORS_BEFORE_PAUSE: u32 = 100;
+const SOCKET_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
-/// The receive loop of one socket; runs until aborted.
+/// The receive loop of one socket; runs until aborted. `view` follows the interface, whose own
+/// addresses (as they are now) tell our own adverts apart.
 pub async fn receive_loop(
     socket: Arc<VrrpSocket>,
     interface: String,
-    own: Vec<IpAddr>,
+    mut view: watch::Receiver<InterfaceView>,
     routes: Routes,
     metrics: Metrics,
 ) {
-    metrics.prepare_interface(&interface);
+    let counters = metrics.receive_counters(&interface);
+    let mut own = own_addresses(&view.borrow_and_update().addresses);
+    let mut following = true;
+    let mut queue_drops = QueueDrops::default();
+    let mut socket_errors: u32 = 0;
     loop {
-        let received = match socket.recv().await {
-            Ok(received) => received,
+        let received = tokio::select! {
+            changed = view.changed(), if following => {
+                if changed.is_ok() {
+                    own = own_addresses(&view.borrow_and_update().addresses);
+                } else {
+                    following = false;
+                }
+                continue;
+            }
+            received = socket.recv() => received,
+        };
+        let received = match received {
+            Ok(received) => {
+                socket_errors = 0;
+                received
+            }
             Err(error) => {
-                tracing::warn!(%interface, %error, "receiving a VRRP datagram failed");
-                tokio::time::sleep(ERROR_PAUSE).await;
+                if let Some(reason) = error.drop_reason() {
+                    counters.dropped(reason, 1);
+                    tracing::debug!(%interface, %error, reason = reason.as_str(), "VRRP datagram dropped");
+                    continue;
+                }
+                counters.socket_error();
+                socket_errors = socket_errors.saturating_add(1);
+                if socket_errors == 1 || socket_errors.is_power_of_two() {
+                    tracing::warn!(%interface, %error, in_a_row = socket_errors, "receiving a VRRP datagram failed");
+                }
+                if socket_errors >= SOCKET_ERRORS_BEFORE_PAUSE {
+                    tokio::time::sleep(SOCKET_ERROR_PAUSE).await;
+                }
                 continue;
             }
         };
-        match routes.route(&received, &own) {
-            Ok((admitted, instance, member, sender)) => {
-                metrics.advert_received(&instance);
-                if let Err(error) = sender.try_send((member, admitted.advert)) {
-                    tracing::debug!(%interface, %instance, %error, "instance queue full or gone, advert dropped");
-                }
-            }
-            Err(reason) => {
-                metrics.dropped(&interface, reason);
-                tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
+        deliver(
+            &received,
+            &own,
+            &routes,
+            &counters,
+            &metrics,
+            &interface,
+            &mut queue_drops,
+        );
+    }
+}
+
+/// Counts the kernel's drops reported with `received`, then routes it or counts its drop.
+fn deliver(
+    received: &Received,
+    own: &[IpAddr],
+    routes: &Routes,
+    counters: &ReceiveCounters,
+    metrics: &Metrics,
+    interface: &str,
+    queue_drops: &mut QueueDrops,
+) {
+    let overflowed = queue_drops.since_last(received.queue_drops);
+    if overflowed > 0 {
+        counters.dropped(DropReason::Overflow, u64::from(overflowed));
+        tracing::debug!(%interface, dropped = overflowed, "the kernel dropped VRRP datagrams: receive queue full");
+    }
+    match routes.route(received, own) {
+        Ok((admitted, instance, member, sender)) => {
+            metrics.advert_received(&instance);
+            if let Err(error) = sender.try_send((member, admitted.advert)) {
+                tracing::debug!(%interface, %instance, %error, "instance queue full or gone, advert dropped");
             }
         }
+        Err(reason) => {
+            counters.dropped(reason, 1);
+            tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
+        }
+    }
+}
+
+/// The kernel's cumulative count of datagrams dropped on a socket (SO_RXQ_OVFL), turned into
+/// increments. Pure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDrops {
+    seen: u32,
+}
+
+impl QueueDrops {
+    /// How many drops `reported` (the count carried by a datagram, absent while it is 0) adds
+    /// to what was seen before. The counter wraps at 2^32.
+    pub fn since_last(&mut self, reported: Option<u32>) -> u32 {
+        let total = reported.unwrap_or(self.seen);
+        let new = total.wrapping_sub(self.seen);
+        self.seen = total;
+        new
     }
 }
 
@@ -235,6 +316,7 @@ mod tests {
             ttl,
             ifindex: 2,
             payload: advert.encode(source, GROUP).unwrap(),
+            queue_drops: None,
         }
     }
 
@@ -376,6 +458,18 @@ mod tests {
             check(&packet, &filter(Version::V3)),
             Err(DropReason::Length)
         );
+    }
+
+    #[test]
+    fn queue_drops_are_counted_once_from_the_kernels_running_total() {
+        let mut drops = QueueDrops::default();
+        assert_eq!(drops.since_last(None), 0);
+        assert_eq!(drops.since_last(Some(3)), 3);
+        assert_eq!(drops.since_last(Some(3)), 0);
+        assert_eq!(drops.since_last(None), 0);
+        assert_eq!(drops.since_last(Some(10)), 7);
+        let mut wrapping = QueueDrops { seen: u32::MAX - 1 };
+        assert_eq!(wrapping.since_last(Some(2)), 4);
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The task of one unit: a lone VRRP instance, or the instances of one sync group. It owns the
-//! pure machine and performs its actions (adverts, VIPs, announcements, status), selecting
-//! over received adverts, the machine's deadline, the GARP schedule, link and tracker changes,
+//! pure machine ([`Machine`]) and performs its actions (adverts, VIPs, announcements, status),
+//! selecting over the machine's deadline, received adverts, interface and tracker changes,
 //! configuration updates and shutdown.
 //!
-//! Trackers and link watches feed the task through channels; nothing here waits on a tracker,
-//! the API, a log sink or HTTP. The only awaits in the VRRP path are the socket send and the
-//! rtnetlink address requests.
+//! Timers come first: before each wait, a deadline that has passed is served, and the wait is
+//! a timerfd ([`Deadline`]), so neither a flood of adverts nor tokio's millisecond timer wheel
+//! moves an advert. Trackers and the interface watch feed the task through channels; nothing
+//! here waits on a tracker, the API, a log sink or HTTP. The only awaits in the VRRP path are
+//! the socket send and the rtnetlink address requests.
+//!
+//! What the node's edge says about each member (its interface's addresses and index, a VIP it
+//! cannot own, a VIP it could not add) becomes [`EdgeFaults`] for the machine, so the machine
+//! decides states and the task only reports.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,27 +19,36 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use jiff::Timestamp;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
-use super::endpoint::Endpoint;
-use super::links::LinkMonitor;
+use super::endpoint::{Endpoint, Sources};
+use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
-use super::vips::Vips;
+use super::member::{AddRetry, Helper, Member, unspecified};
+use super::retry_delay;
+use super::vips::{Vips, describe_conflicts};
+use super::virtual_mac::{VirtualMacs, VmacBinding};
 use crate::check::{EndpointReadiness, TrackState, TrackerSet};
+use crate::net::accept::AcceptFilter;
 use crate::net::address::Addresses;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
-use crate::report::{InstanceStatus, Metrics, StatusBoard};
+use crate::net::timer::Deadline;
+use crate::report::{Metrics, StatusBoard};
 use crate::vrrp::Version;
-use crate::vrrp::instance::{Action, Event, Instance, ReceivedAdvert, State, Tracking};
+use crate::vrrp::instance::{Action, EdgeFaults, Event, Instance, ReceivedAdvert, State, Tracking};
 use crate::vrrp::packet::{Advertisement, Authentication};
 
 /// A link must stay down this long before the instance goes to FAULT (absorbs flaps).
 pub const LINK_DOWN_HOLD: Duration = Duration::from_millis(100);
 /// A link must stay up this long before a faulted instance rejoins.
 pub const LINK_UP_HOLD: Duration = Duration::from_millis(500);
+/// How long the trackers' first state waits for tracked files to be read (on blocking
+/// threads) before it is delivered with the unread ones counted as failing. The instance task
+/// itself never waits: it runs as if untracked meanwhile.
+pub const FIRST_FILE_READ_LIMIT: Duration = Duration::from_secs(1);
 
 /// What the driver tells a unit task.
 #[derive(Debug)]
@@ -48,16 +63,20 @@ pub enum Control {
 #[derive(Debug)]
 enum Input {
     Track(usize, TrackState),
-    Link(usize, LinkState),
+    Interface(usize, InterfaceView),
+    /// The interface under a virtual MAC changed.
+    Sources(usize, InterfaceView),
 }
 
 /// Shared services every unit task uses.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub addresses: Addresses,
+    pub accept: AcceptFilter,
+    pub vmacs: VirtualMacs,
     pub board: StatusBoard,
     pub metrics: Metrics,
-    pub links: LinkMonitor,
+    pub interfaces: InterfaceWatch,
     /// What endpoint trackers follow.
     pub endpoints: EndpointReadiness,
 }
@@ -67,32 +86,12 @@ pub struct Services {
 pub struct MemberSetup {
     pub spec: InstanceSpec,
     pub endpoint: Arc<Endpoint>,
-    /// The interface's raw link state when the unit started.
-    pub link_state: LinkState,
-}
-
-/// Aborts a helper task when dropped.
-#[derive(Debug)]
-struct Helper(JoinHandle<()>);
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[derive(Debug)]
-struct Member {
-    spec: InstanceSpec,
-    endpoint: Arc<Endpoint>,
-    debounce: LinkDebounce,
-    trackers: Option<(TrackerSet, Helper)>,
-    _link_watch: Helper,
-    garp: Option<GarpSchedule>,
-    vips: Vips,
-    transitions: u64,
-    last_transition: Option<Timestamp>,
-    published: Option<InstanceStatus>,
+    /// The member's interface (its virtual MAC interface, when it has one), followed by name.
+    pub view: watch::Receiver<InterfaceView>,
+    /// With a virtual MAC: the interface under it, whose addresses VRRP speaks from.
+    pub sources: Option<watch::Receiver<InterfaceView>>,
+    /// The member's virtual MAC interface, removed when the member stops.
+    pub vmac: Option<VmacBinding>,
 }
 
 /// A running unit task, as the driver holds it.
@@ -116,8 +115,15 @@ pub fn spawn(
 ) -> UnitHandle {
     let (control, control_rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
+        let timer = match Deadline::new() {
+            Ok(timer) => timer,
+            Err(error) => {
+                tracing::error!(unit = %label, %error, "cannot create the instance's timer; instance not started");
+                return;
+            }
+        };
         let (mut unit, inputs) = Unit::new(label, setups, sync_group, services);
-        unit.run(control_rx, adverts, inputs).await;
+        unit.run(timer, control_rx, adverts, inputs).await;
     });
     UnitHandle { control, task }
 }
@@ -140,30 +146,52 @@ impl Unit {
         let (inputs, inputs_rx) = mpsc::unbounded_channel();
         let mut instances = Vec::with_capacity(setups.len());
         let mut members = Vec::with_capacity(setups.len());
-        for (index, setup) in setups.into_iter().enumerate() {
-            let primary = setup
-                .endpoint
-                .source_for(!setup.spec.unicast_peers.is_empty());
-            instances.push(Instance::new(setup.spec.machine_config(primary)));
-            let link_watch = forward_link(
-                index,
-                services
-                    .links
-                    .watch(setup.endpoint.ifindex, setup.link_state),
-                inputs.clone(),
+        for (index, mut setup) in setups.into_iter().enumerate() {
+            let view = setup.view.borrow_and_update().clone();
+            let source_view = setup
+                .sources
+                .as_mut()
+                .map(|sources| sources.borrow_and_update().clone());
+            let sources = Sources::of(
+                &source_view.as_ref().unwrap_or(&view).addresses,
+                setup.endpoint.family,
             );
-            members.push(Member {
-                debounce: LinkDebounce::new(setup.link_state, LINK_DOWN_HOLD, LINK_UP_HOLD),
+            let sources_watch = setup
+                .sources
+                .map(|sources| forward_sources(index, sources, inputs.clone()));
+            let unicast = !setup.spec.unicast_peers.is_empty();
+            // Without a source the machine gets the unspecified address; the member starts in
+            // FAULT (no source address) and gets its real one as soon as the interface has it.
+            let primary = sources
+                .for_instance(unicast)
+                .unwrap_or_else(|| unspecified(setup.endpoint.family));
+            instances.push(Instance::new(setup.spec.machine_config(primary)));
+            // `setup.view` moves into the forwarder below.
+            let view_watch = forward_interface(index, setup.view, inputs.clone());
+            let mut member = Member {
+                debounce: LinkDebounce::new(LinkState::Down, LINK_DOWN_HOLD, LINK_UP_HOLD),
                 vips: Vips::new(setup.spec.addresses.clone()),
                 spec: setup.spec,
                 endpoint: setup.endpoint,
+                view,
+                source_view,
+                _sources_watch: sources_watch,
+                vmac: setup.vmac,
+                sources,
                 trackers: None,
-                _link_watch: link_watch,
+                _view_watch: view_watch,
                 garp: None,
+                edge: EdgeFaults::default(),
+                add_retry: AddRetry::default(),
+                restored: None,
+                accept_error: None,
                 transitions: 0,
                 last_transition: None,
                 published: None,
-            });
+            };
+            member.debounce = LinkDebounce::new(member.link_state(), LINK_DOWN_HOLD, LINK_UP_HOLD);
+            member.vips.observe(&member.view.addresses);
+            members.push(member);
         }
         let machine = Machine::new(instances, sync_group);
         let unit = Self {
@@ -178,16 +206,25 @@ impl Unit {
 
     async fn run(
         &mut self,
+        mut timer: Deadline,
         mut control: mpsc::UnboundedReceiver<Control>,
         mut adverts: mpsc::Receiver<(usize, ReceivedAdvert)>,
         mut inputs: mpsc::UnboundedReceiver<Input>,
     ) {
         self.start().await;
         loop {
-            self.publish();
+            // A deadline that has passed is served before anything queued.
             let deadline = self.next_deadline();
+            if deadline.is_some_and(|at| at <= Instant::now()) {
+                self.on_timeout().await;
+                continue;
+            }
+            self.publish();
+            if let Err(error) = timer.set(deadline) {
+                tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
+            }
             tokio::select! {
-                biased;
+                () = timer.wait() => self.on_timeout().await,
                 command = control.recv() => match command {
                     Some(Control::Update(specs)) => self.update(specs).await,
                     Some(Control::Shutdown) | None => break,
@@ -197,27 +234,32 @@ impl Unit {
                     self.perform(actions).await;
                 }
                 Some(input) = inputs.recv() => self.on_input(input).await,
-                () = sleep_until(deadline) => self.on_timeout().await,
             }
         }
         self.stop().await;
     }
 
     async fn start(&mut self) {
-        for (index, member) in self.members.iter().enumerate() {
-            let spec = &member.spec;
+        let now = Instant::now();
+        for index in 0..self.members.len() {
+            let member = &self.members[index];
             let metrics = &self.services.metrics;
             metrics.state(
-                &spec.name,
-                spec.vrid,
+                &member.spec.name,
+                member.spec.vrid,
                 &member.endpoint.interface,
                 State::Initialize,
             );
             if let Some(instance) = self.machine.member(index) {
-                metrics.effective_priority(&spec.name, instance.effective_priority());
+                metrics.effective_priority(&member.spec.name, instance.effective_priority());
             }
+            metrics.vip_conflicts(&member.spec.name, member.vips.conflicts().len());
+            self.log_conflicts(index);
+            self.enforce_accept_mode(index).await;
+            // What the edge says is known before the instance joins: a conflict or a missing
+            // source keeps it out from the start.
+            self.tell_edge(index, now).await;
         }
-        let now = Instant::now();
         for index in 0..self.members.len() {
             let actions = self.machine.apply(index, now, Event::Startup);
             self.perform(actions).await;
@@ -240,7 +282,8 @@ impl Unit {
             self.services.metrics.clone(),
             &self.services.endpoints,
         );
-        let forward = forward_track(index, receiver, self.inputs.clone());
+        let files_read = set.files_read();
+        let forward = forward_track(index, receiver, self.inputs.clone(), files_read);
         member.trackers = Some((set, forward));
     }
 
@@ -249,6 +292,7 @@ impl Unit {
             [
                 member.garp.as_ref().and_then(GarpSchedule::next_deadline),
                 member.debounce.next_deadline(),
+                member.add_retry.at,
             ]
         });
         members
@@ -265,6 +309,12 @@ impl Unit {
             if let Some(state) = self.members[index].debounce.on_timeout(now) {
                 self.on_link(index, now, state).await;
             }
+            if self.members[index].add_retry.at.is_some_and(|at| at <= now) {
+                self.members[index].add_retry.at = None;
+                self.members[index].add_retry.at_wall = None;
+                tracing::info!(instance = %self.members[index].spec.name, "retrying: the instance rejoins and adds its VIPs when it becomes MASTER again");
+                self.tell_edge(index, now).await;
+            }
             self.announce_due(index, now).await;
         }
     }
@@ -280,15 +330,167 @@ impl Unit {
                 let actions = self.machine.apply(index, now, Event::Tracking(tracking));
                 self.perform(actions).await;
             }
-            Input::Link(index, state) => {
-                let Some(member) = self.members.get_mut(index) else {
-                    return;
-                };
-                if let Some(state) = member.debounce.observe(now, state) {
-                    self.on_link(index, now, state).await;
+            Input::Interface(index, view) => self.on_interface(index, now, view).await,
+            Input::Sources(index, view) => {
+                if let Some(member) = self.members.get_mut(index) {
+                    member.source_view = Some(view);
+                    self.follow_sources(index, now).await;
+                    self.tell_edge(index, now).await;
                 }
             }
         }
+    }
+
+    /// The member's interface changed: its link state, its addresses (sources, conflicts, our
+    /// own VIPs), or its index.
+    async fn on_interface(&mut self, index: usize, now: Instant, view: InterfaceView) {
+        let Some(member) = self.members.get_mut(index) else {
+            return;
+        };
+        member.view = view;
+        let link = member.link_state();
+        if let Some(state) = member.debounce.observe(now, link) {
+            self.on_link(index, now, state).await;
+        }
+        self.follow_sources(index, now).await;
+        let member = &mut self.members[index];
+        if member.view.ifindex != Some(member.endpoint.ifindex) {
+            // Gone or re-created: nothing on the old index to compare; the driver re-binds.
+            return;
+        }
+        let observed = member.vips.observe(&member.view.addresses);
+        if observed.conflicts_changed {
+            self.services
+                .metrics
+                .vip_conflicts(&member.spec.name, member.vips.conflicts().len());
+            self.log_conflicts(index);
+        }
+        if !observed.missing.is_empty() {
+            self.restore(index, &observed.missing).await;
+        }
+        self.tell_edge(index, now).await;
+    }
+
+    /// Sources follow the interface's addresses: a new one goes to the machine (tie-break),
+    /// none is an edge fault.
+    async fn follow_sources(&mut self, index: usize, now: Instant) {
+        let member = &mut self.members[index];
+        let addresses = &member
+            .source_view
+            .as_ref()
+            .unwrap_or(&member.view)
+            .addresses;
+        let sources = Sources::of(addresses, member.endpoint.family);
+        if sources == member.sources {
+            return;
+        }
+        let before = member.source();
+        member.sources = sources;
+        let after = member.source();
+        if before == after {
+            return;
+        }
+        tracing::info!(instance = %member.spec.name, interface = %member.endpoint.interface, from = ?before, to = ?after, "the address VRRP speaks from changed");
+        if let Some(primary) = after {
+            let config = member.spec.machine_config(primary);
+            let actions = self.machine.apply(index, now, Event::ConfigChanged(config));
+            self.perform(actions).await;
+        }
+    }
+
+    /// Held VIPs that disappeared while MASTER: re-added, counted and reported. The interface
+    /// view can lag behind our own adds, so the kernel is asked first.
+    async fn restore(&mut self, index: usize, missing: &[IpNet]) {
+        if self.state(index) != Some(State::Master) {
+            return;
+        }
+        let member = &mut self.members[index];
+        let present = match self.services.addresses.list(member.endpoint.ifindex).await {
+            Ok(present) => present,
+            Err(error) => {
+                tracing::warn!(instance = %member.spec.name, %error, "cannot list addresses to check VIPs");
+                return;
+            }
+        };
+        let gone: Vec<IpNet> = missing
+            .iter()
+            .filter(|vip| {
+                !present.iter().any(|entry| {
+                    entry.is_vip()
+                        && entry.address.addr() == vip.addr()
+                        && entry.address.prefix_len() == vip.prefix_len()
+                })
+            })
+            .copied()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for vip in &gone {
+            member.vips.record_released(*vip);
+        }
+        tracing::warn!(
+            instance = %member.spec.name,
+            interface = %member.endpoint.interface,
+            vips = ?gone,
+            "VIPs were removed by something else while this instance is MASTER (another VRRP daemon, or an administrator?); re-adding them"
+        );
+        let count = member.restored.map_or(0, |(count, _)| count) + gone.len() as u64;
+        member.restored = Some((count, Timestamp::now()));
+        self.services
+            .metrics
+            .vips_restored(&member.spec.name, gone.len());
+        self.add_vips(index).await;
+        if self.state(index) == Some(State::Master) {
+            let now = Instant::now();
+            let member = &mut self.members[index];
+            member.garp = Some(GarpSchedule::new(now, &member.spec.garp));
+            self.announce_due(index, now).await;
+        }
+    }
+
+    /// Tells the machine what the edge says now, if it changed.
+    async fn tell_edge(&mut self, index: usize, now: Instant) {
+        let member = &mut self.members[index];
+        let edge = member.edge_faults();
+        if edge == member.edge {
+            return;
+        }
+        member.edge = edge;
+        let actions = self.machine.apply(index, now, Event::EdgeFaults(edge));
+        self.perform(actions).await;
+    }
+
+    /// `acceptMode: false` (RFC 5798 §6.4.3): traffic to the VIPs is dropped on this node,
+    /// whatever its state (see [`AcceptFilter`]); an address owner (priority 255) accepts.
+    async fn enforce_accept_mode(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        let spec = &member.spec;
+        let vips = if spec.accept_mode || spec.priority == u8::MAX {
+            Vec::new()
+        } else {
+            spec.vip_addresses()
+        };
+        member.accept_error = match self.services.accept.set(&spec.name, &vips).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::error!(instance = %spec.name, %error, "acceptMode: false cannot be enforced: traffic to the VIPs is accepted");
+                Some(format!("acceptMode: false is not enforced: {error}"))
+            }
+        };
+    }
+
+    fn log_conflicts(&self, index: usize) {
+        let member = &self.members[index];
+        if member.vips.conflicts().is_empty() {
+            return;
+        }
+        tracing::error!(
+            instance = %member.spec.name,
+            interface = %member.endpoint.interface,
+            conflicts = %describe_conflicts(member.vips.conflicts()),
+            "a VIP of this instance is already on the interface and was not installed by kube-vrrp: it is left alone, and the instance stays in FAULT while it is there"
+        );
     }
 
     async fn on_link(&mut self, index: usize, now: Instant, state: LinkState) {
@@ -313,30 +515,38 @@ impl Unit {
                 continue;
             }
             tracing::info!(instance = %spec.name, protocol = diff.protocol, addresses = diff.addresses, track = diff.track, edge = diff.edge, "applying new configuration");
-            let primary = member.endpoint.source_for(!spec.unicast_peers.is_empty());
+            let now = Instant::now();
             self.members[index].spec = spec;
-            if diff.protocol {
-                let config = self.members[index].spec.machine_config(primary);
-                let actions =
-                    self.machine
-                        .apply(index, Instant::now(), Event::ConfigChanged(config));
+            let member = &self.members[index];
+            if diff.protocol || diff.edge {
+                let config = member.spec.machine_config(member.primary());
+                let actions = self.machine.apply(index, now, Event::ConfigChanged(config));
                 self.perform(actions).await;
             }
             if diff.addresses {
                 self.swap_addresses(index).await;
             }
+            if diff.protocol || diff.addresses {
+                self.enforce_accept_mode(index).await;
+            }
             if diff.track {
                 self.start_trackers(index);
             }
+            self.tell_edge(index, now).await;
         }
     }
 
     /// A member holding VIPs installs the new set and removes what left it; a MASTER
-    /// announces again.
+    /// announces again. Conflicts are re-evaluated against the new set.
     async fn swap_addresses(&mut self, index: usize) {
         let member = &mut self.members[index];
         let holding = !member.vips.held().is_empty();
         let gone = member.vips.set_wanted(member.spec.addresses.clone());
+        member.vips.observe(&member.view.addresses);
+        self.services
+            .metrics
+            .vip_conflicts(&member.spec.name, member.vips.conflicts().len());
+        self.log_conflicts(index);
         if !holding {
             return;
         }
@@ -360,17 +570,18 @@ impl Unit {
             self.perform(actions).await;
         }
         for index in 0..self.members.len() {
-            // Whatever the machine said, nothing of ours stays on the interface.
+            // Whatever the machine said, nothing of ours stays on the interface (and nothing
+            // that is not ours is touched).
+            let held = self.members[index].vips.held().to_vec();
+            self.remove_vips(index, &held).await;
             let member = &mut self.members[index];
-            member
-                .vips
-                .release_held(
-                    &self.services.addresses,
-                    member.endpoint.ifindex,
-                    &member.spec.name,
-                )
-                .await;
             member.trackers = None;
+            if let Err(error) = self.services.accept.set(&member.spec.name, &[]).await {
+                tracing::error!(instance = %member.spec.name, %error, "cannot remove the acceptMode rules");
+            }
+            if let Some(vmac) = member.vmac.take() {
+                self.services.vmacs.detach(&vmac).await;
+            }
             self.services.board.remove(&member.spec.name);
             self.services.metrics.forget(&member.spec.name);
         }
@@ -414,15 +625,23 @@ impl Unit {
                 priority,
                 max_advert_interval,
             } => self.send_advert(index, priority, max_advert_interval).await,
-            Action::AddVips => self.add_vips(index).await,
+            Action::AddVips => {
+                if self.add_vips(index).await {
+                    // The failure is an edge fault: the machine leaves MASTER (priority 0
+                    // advert) at once, before any announcement.
+                    Box::pin(self.tell_edge(index, now)).await;
+                }
+            }
             Action::RemoveVips => {
-                let vips = self.members[index].spec.addresses.clone();
-                self.remove_vips(index, &vips).await;
+                let held = self.members[index].vips.held().to_vec();
+                self.remove_vips(index, &held).await;
             }
             Action::Announce => {
-                let member = &mut self.members[index];
-                member.garp = Some(GarpSchedule::new(now, &member.spec.garp));
-                self.announce_due(index, now).await;
+                if self.state(index) == Some(State::Master) {
+                    let member = &mut self.members[index];
+                    member.garp = Some(GarpSchedule::new(now, &member.spec.garp));
+                    self.announce_due(index, now).await;
+                }
             }
             Action::EffectivePriorityChanged { from, to } => {
                 let member = &self.members[index];
@@ -437,6 +656,10 @@ impl Unit {
     async fn send_advert(&self, index: usize, priority: u8, max_advert_interval: Duration) {
         let member = &self.members[index];
         let spec = &member.spec;
+        let Some(source) = member.source() else {
+            tracing::warn!(instance = %spec.name, interface = %member.endpoint.interface, "no address to send an advert from");
+            return;
+        };
         let advert = Advertisement {
             version: spec.version,
             vrid: spec.vrid,
@@ -449,7 +672,6 @@ impl Unit {
             },
         };
         let socket = &member.endpoint.socket;
-        let source = member.endpoint.source_for(!spec.unicast_peers.is_empty());
         let destinations: Vec<IpAddr> = if spec.unicast_peers.is_empty() {
             vec![member.endpoint.family.vrrp_multicast()]
         } else {
@@ -472,30 +694,57 @@ impl Unit {
         }
     }
 
-    async fn add_vips(&mut self, index: usize) {
+    /// Installs the member's VIPs. Returns whether the edge faults changed (a VIP taken by
+    /// another owner, or refused by the kernel).
+    async fn add_vips(&mut self, index: usize) -> bool {
         let member = &mut self.members[index];
-        member
+        let installed = member
             .vips
             .install(
                 &self.services.addresses,
                 member.endpoint.ifindex,
                 &member.endpoint.interface,
-                &member.spec.name,
             )
             .await;
+        let name = member.spec.name.clone();
+        if !installed.held.is_empty() {
+            tracing::debug!(instance = %name, vips = ?installed.held, "VIPs in place");
+        }
+        if !installed.taken.is_empty() {
+            self.services
+                .metrics
+                .vip_conflicts(&name, member.vips.conflicts().len());
+            self.log_conflicts(index);
+        }
+        let member = &mut self.members[index];
+        if installed.failed.is_empty() {
+            if installed.taken.is_empty() {
+                member.add_retry = AddRetry::default();
+            }
+        } else {
+            member.add_retry.failures = member.add_retry.failures.saturating_add(1);
+            let wait = retry_delay(member.add_retry.failures);
+            member.add_retry.at = Some(Instant::now() + wait);
+            member.add_retry.at_wall = Timestamp::now()
+                .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+                .ok();
+            for (vip, error) in &installed.failed {
+                self.services.metrics.vip_add_failed(&name);
+                tracing::error!(instance = %name, %vip, %error, failures = member.add_retry.failures, retry_in = ?wait, "adding a VIP failed: the instance leaves MASTER (FAULT) and retries later");
+            }
+        }
+        member.edge_faults() != member.edge
     }
 
     async fn remove_vips(&mut self, index: usize, vips: &[IpNet]) {
         let member = &mut self.members[index];
-        member
+        let errors = member
             .vips
-            .release(
-                &self.services.addresses,
-                member.endpoint.ifindex,
-                vips,
-                &member.spec.name,
-            )
+            .release(&self.services.addresses, member.endpoint.ifindex, vips)
             .await;
+        for (vip, error) in errors {
+            tracing::error!(instance = %member.spec.name, %vip, %error, "removing a VIP failed");
+        }
     }
 
     async fn announce_due(&mut self, index: usize, now: Instant) {
@@ -510,7 +759,11 @@ impl Unit {
         let Some(announcer) = member.endpoint.announcer.as_ref() else {
             return;
         };
-        let addresses = member.spec.vip_addresses();
+        // Only what this instance holds is announced.
+        let addresses = member.vips.held_addresses();
+        if addresses.is_empty() {
+            return;
+        }
         for _ in 0..due {
             if let Err(error) = announcer.announce(&addresses).await {
                 tracing::warn!(instance = %member.spec.name, %error, "announcing VIPs failed");
@@ -524,19 +777,7 @@ impl Unit {
             let Some(instance) = self.machine.member(index) else {
                 continue;
             };
-            let status = InstanceStatus {
-                name: member.spec.name.clone(),
-                vrid: member.spec.vrid,
-                interface: member.endpoint.interface.clone(),
-                version: member.spec.version.number(),
-                state: instance.state(),
-                priority: member.spec.priority,
-                effective_priority: instance.effective_priority(),
-                master_address: instance.master_address(),
-                vips: member.vips.held().to_vec(),
-                transitions: member.transitions,
-                last_transition: member.last_transition,
-            };
+            let status = member.status(instance);
             if member.published.as_ref() != Some(&status) {
                 self.services.board.set(status.clone());
                 member.published = Some(status);
@@ -545,22 +786,30 @@ impl Unit {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn forward_link(
+fn forward_interface(
     index: usize,
-    mut receiver: tokio::sync::watch::Receiver<LinkState>,
+    mut receiver: watch::Receiver<InterfaceView>,
     inputs: mpsc::UnboundedSender<Input>,
 ) -> Helper {
     Helper(tokio::spawn(async move {
         while receiver.changed().await.is_ok() {
-            let state = *receiver.borrow_and_update();
-            if inputs.send(Input::Link(index, state)).is_err() {
+            let view = receiver.borrow_and_update().clone();
+            if inputs.send(Input::Interface(index, view)).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+fn forward_sources(
+    index: usize,
+    mut receiver: watch::Receiver<InterfaceView>,
+    inputs: mpsc::UnboundedSender<Input>,
+) -> Helper {
+    Helper(tokio::spawn(async move {
+        while receiver.changed().await.is_ok() {
+            let view = receiver.borrow_and_update().clone();
+            if inputs.send(Input::Sources(index, view)).is_err() {
                 return;
             }
         }
@@ -571,8 +820,17 @@ fn forward_track(
     index: usize,
     mut receiver: tokio::sync::watch::Receiver<TrackState>,
     inputs: mpsc::UnboundedSender<Input>,
+    files_read: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Helper {
     Helper(tokio::spawn(async move {
+        if tokio::time::timeout(FIRST_FILE_READ_LIMIT, files_read)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "tracked files not read within {FIRST_FILE_READ_LIMIT:?}: counted as failing until they are"
+            );
+        }
         loop {
             let state = *receiver.borrow_and_update();
             if inputs.send(Input::Track(index, state)).is_err() {

@@ -1,5 +1,6 @@
 //! VIP addresses on interfaces through rtnetlink: add, remove, list, and the start-up cleanup of
-//! crash leftovers.
+//! crash leftovers. Only addresses kube-vrrp installed are ever removed: an address equal to a
+//! VIP that carries neither our tag nor our label belongs to someone else and is left alone.
 //!
 //! A VIP is installed so nothing mistakes it for the node's own address: tagged with
 //! `IFA_PROTO` = [`IFAPROT_KUBE_VRRP`] (both families, kernel >= 6.3) and, for IPv4, the label
@@ -79,12 +80,31 @@ impl InterfaceAddress {
                 .is_some_and(|label| label.ends_with(LABEL_SUFFIX))
     }
 
+    /// Who installed the address, for logs and status: `kube-vrrp` for ours, else the kernel's
+    /// `IFA_PROTO` name (`kernel_lo`, `kernel_ra`, `kernel_ll`), `IFA_PROTO <n>`, or
+    /// `unknown (no IFA_PROTO)` for an address added by hand or by a tool that sets none; with
+    /// its label when it has one.
+    pub fn owner(&self) -> String {
+        let who = match self.protocol {
+            _ if self.is_vip() => "kube-vrrp".to_owned(),
+            0 => "unknown (no IFA_PROTO)".to_owned(),
+            1 => "kernel_lo".to_owned(),
+            2 => "kernel_ra".to_owned(),
+            3 => "kernel_ll".to_owned(),
+            other => format!("IFA_PROTO {other}"),
+        };
+        match &self.label {
+            Some(label) => format!("{who}, label {label}"),
+            None => who,
+        }
+    }
+
     /// Whether an `IFA_F_*` flag is set.
     pub fn has_flag(&self, flag: u32) -> bool {
         self.flags & flag == flag
     }
 
-    fn from_message(message: &AddressMessage) -> Option<Self> {
+    pub(crate) fn from_message(message: &AddressMessage) -> Option<Self> {
         let mut local = None;
         let mut peer = None;
         let mut label = None;
@@ -115,9 +135,12 @@ impl InterfaceAddress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Added,
+    /// Our own address (tagged) was already there.
     AlreadyPresent,
     Removed,
     Absent,
+    /// The address is there but not ours: left alone.
+    NotOurs,
 }
 
 impl Change {
@@ -127,8 +150,27 @@ impl Change {
             Self::AlreadyPresent => "already_present",
             Self::Removed => "removed",
             Self::Absent => "absent",
+            Self::NotOurs => "not_ours",
         }
     }
+}
+
+/// The entry on the interface that is `vip` (same address and prefix length), if any.
+pub fn find_vip(present: &[InterfaceAddress], vip: IpNet) -> Option<&InterfaceAddress> {
+    present.iter().find(|entry| {
+        entry.address.addr() == vip.addr() && entry.address.prefix_len() == vip.prefix_len()
+    })
+}
+
+/// The addresses on the interface that equal one of `vips` (any prefix length) but were not
+/// installed by kube-vrrp: each is another owner's, a conflict for the instance naming it.
+pub fn foreign_matches<'a>(
+    present: &'a [InterfaceAddress],
+    vips: &'a [IpNet],
+) -> impl Iterator<Item = &'a InterfaceAddress> + 'a {
+    present.iter().filter(move |entry| {
+        !entry.is_vip() && vips.iter().any(|vip| vip.addr() == entry.address.addr())
+    })
 }
 
 /// The outcome of the start-up cleanup.
@@ -172,7 +214,8 @@ impl Addresses {
     }
 
     /// Installs `vip` on interface `ifindex` (named `ifname`, for the IPv4 label). Adding a VIP
-    /// that is already there succeeds with [`Change::AlreadyPresent`].
+    /// that is already there as ours succeeds with [`Change::AlreadyPresent`]; one that is
+    /// there but was installed by someone else is [`NetError::AddressTaken`].
     pub async fn add(&self, ifindex: u32, ifname: &str, vip: IpNet) -> Result<Change, NetError> {
         let mut request = self
             .handle
@@ -198,26 +241,61 @@ impl Addresses {
             )));
         match request.execute().await {
             Ok(()) => Ok(Change::Added),
-            Err(error) if netlink_errno(&error) == Some(EEXIST) => Ok(Change::AlreadyPresent),
+            Err(error) if netlink_errno(&error) == Some(EEXIST) => {
+                let present = self.list(ifindex).await?;
+                match present
+                    .iter()
+                    .find(|entry| entry.address.addr() == vip.addr())
+                {
+                    Some(entry) if !entry.is_vip() => {
+                        Err(NetError::AddressTaken(Box::new(entry.clone())))
+                    }
+                    _ => Ok(Change::AlreadyPresent),
+                }
+            }
             Err(error) => Err(NetError::netlink("add VIP")(error)),
         }
     }
 
-    /// Removes `vip` (address and prefix length) from interface `ifindex`. Removing an absent
-    /// address succeeds with [`Change::Absent`].
+    /// Removes `vip` (address and prefix length) from interface `ifindex` if kube-vrrp installed
+    /// it. Removing an absent address succeeds with [`Change::Absent`]; an address that is there
+    /// but not ours is left alone and reported as [`Change::NotOurs`].
+    ///
+    /// IPv4 deletes also carry our label, which the kernel matches, so an address someone else
+    /// put in place of ours between the listing and the delete is never removed; IPv6 has no
+    /// label, and relies on the listing alone.
     pub async fn remove(&self, ifindex: u32, vip: IpNet) -> Result<Change, NetError> {
+        let present = self.list(ifindex).await?;
+        match find_vip(&present, vip) {
+            None => Ok(Change::Absent),
+            Some(entry) if !entry.is_vip() => Ok(Change::NotOurs),
+            Some(entry) => self.delete(entry).await,
+        }
+    }
+
+    /// Deletes exactly `entry` (an address of ours), by address, prefix length and, for IPv4,
+    /// label.
+    async fn delete(&self, entry: &InterfaceAddress) -> Result<Change, NetError> {
+        let address = entry.address;
         let mut message = AddressMessage::default();
-        message.header.index = ifindex;
-        message.header.prefix_len = vip.prefix_len();
-        message.header.family = match vip {
+        message.header.index = entry.ifindex;
+        message.header.prefix_len = address.prefix_len();
+        message.header.family = match address {
             IpNet::V4(_) => AddressFamily::Inet,
             IpNet::V6(_) => AddressFamily::Inet6,
         };
-        message.attributes.push(AddressAttribute::Local(vip.addr()));
-        if vip.addr().is_ipv4() {
+        message
+            .attributes
+            .push(AddressAttribute::Local(address.addr()));
+        if address.addr().is_ipv4() {
             message
                 .attributes
-                .push(AddressAttribute::Address(vip.addr()));
+                .push(AddressAttribute::Address(address.addr()));
+            if let Some(label) = &entry.label {
+                message
+                    .attributes
+                    .push(AddressAttribute::Label(label.clone()));
+            }
         }
         match self.handle.address().del(message).execute().await {
             Ok(()) => Ok(Change::Removed),
@@ -280,7 +358,9 @@ impl Addresses {
         let present = self.list(ifindex).await?;
         let cleanup = plan_cleanup(&present, configured);
         for leftover in &cleanup.removed {
-            self.remove(ifindex, *leftover).await?;
+            if let Some(entry) = find_vip(&present, *leftover) {
+                self.delete(entry).await?;
+            }
         }
         Ok(cleanup)
     }
@@ -365,10 +445,52 @@ mod tests {
             Change::AlreadyPresent,
             Change::Removed,
             Change::Absent,
+            Change::NotOurs,
         ]
         .into_iter()
         .map(Change::as_str)
         .collect();
-        assert_eq!(names, ["added", "already_present", "removed", "absent"]);
+        assert_eq!(
+            names,
+            ["added", "already_present", "removed", "absent", "not_ours"]
+        );
+    }
+
+    #[test]
+    fn an_untagged_address_equal_to_a_vip_is_foreign_whatever_its_prefix() {
+        let present = [
+            entry("10.0.0.5/24", Some("eth0"), 0),
+            entry("10.0.0.50/32", Some("eth0:vrrp"), IFAPROT_KUBE_VRRP),
+            entry("10.0.0.51/32", Some("eth0"), 0),
+        ];
+        let vips: Vec<IpNet> = vec![
+            "10.0.0.50/24".parse().unwrap(),
+            "10.0.0.51/24".parse().unwrap(),
+        ];
+        let foreign: Vec<String> = foreign_matches(&present, &vips)
+            .map(|entry| entry.address.to_string())
+            .collect();
+        assert_eq!(foreign, ["10.0.0.51/32"]);
+    }
+
+    #[test]
+    fn a_vip_is_found_only_with_its_own_prefix_length() {
+        let present = [entry("10.0.0.50/32", Some("eth0:vrrp"), IFAPROT_KUBE_VRRP)];
+        assert!(find_vip(&present, "10.0.0.50/24".parse().unwrap()).is_none());
+        assert!(find_vip(&present, "10.0.0.50/32".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn owners_are_named_by_protocol_and_label() {
+        assert_eq!(
+            entry("10.0.0.5/24", Some("eth0"), 0).owner(),
+            "unknown (no IFA_PROTO), label eth0"
+        );
+        assert_eq!(entry("fe80::1/64", None, 3).owner(), "kernel_ll");
+        assert_eq!(
+            entry("10.0.0.50/24", Some("eth0:vrrp"), IFAPROT_KUBE_VRRP).owner(),
+            "kube-vrrp, label eth0:vrrp"
+        );
+        assert_eq!(entry("10.0.0.9/24", None, 4).owner(), "IFA_PROTO 4");
     }
 }

@@ -35,6 +35,18 @@ pub enum NetError {
     MissingControlMessage(&'static str),
     #[error("received datagram of more than {0} bytes was truncated")]
     Truncated(usize),
+    #[error(
+        "{} is already on the interface and was not installed by kube-vrrp (owner: {})",
+        .0.address,
+        .0.owner()
+    )]
+    AddressTaken(Box<crate::net::address::InterfaceAddress>),
+    #[error("{op}: {message}")]
+    Nftables { op: &'static str, message: String },
+    #[error(
+        "an interface named {name} exists and is not the virtual MAC of this instance on {parent}"
+    )]
+    VmacNameTaken { name: String, parent: String },
 }
 
 impl NetError {

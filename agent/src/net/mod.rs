@@ -1,15 +1,20 @@
-//! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, link events.
+//! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, interface and address
+//! events, the Accept_Mode filter (nftables), virtual MAC interfaces (macvlan), and a precise
+//! timer (timerfd).
 //!
 //! Everything here is a thin adapter over a kernel interface; the pure parts (frame builders,
 //! the GARP schedule, the link debounce) are unit-tested, the I/O parts are
 //! tested for real in network namespaces (`agent/tests/net_*.rs`).
 
+pub mod accept;
 pub mod address;
 pub mod announce;
 pub mod error;
 pub mod link;
 pub mod socket;
 mod sys;
+pub mod timer;
+pub mod vmac;
 
 pub use error::NetError;
 

@@ -1,12 +1,14 @@
 //! Raw VRRP sockets (IP protocol 112), one per (interface, family): send with TTL / hop limit
-//! 255 from a fixed source, receive with TTL / hop limit, destination and ifindex.
+//! 255 from the source the caller names, receive with TTL / hop limit, destination, ifindex and
+//! the kernel's count of datagrams it dropped for a full receive queue.
 //!
-//! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to its source
+//! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to a source
 //! address: a raw socket bound to a local address only receives datagrams whose destination is
 //! that address (the kernel's `raw_v4_match` / `raw_v6_match`), which would hide the adverts sent
 //! to 224.0.0.18 / ff02::12. Instead every datagram pins its source and interface with an
-//! IP_PKTINFO / IPV6_PKTINFO control message, so the source is still known up front (the v3
-//! checksum pseudo-header needs it) and never left to route lookup.
+//! IP_PKTINFO / IPV6_PKTINFO control message, so the source is known up front (the v3 checksum
+//! pseudo-header needs it), never left to route lookup, and free to follow the node's
+//! addresses as they change: nothing about the socket depends on them.
 //!
 //! Nothing is filtered here beyond what the kernel does: the driver drops by TTL, source and
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
@@ -25,13 +27,15 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use super::NetError;
-use super::link::Link;
 use super::sys::register;
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
 /// Receive buffer size: the largest IP datagram, so nothing the kernel delivers is truncated.
 const RECV_BUFFER: usize = 65_536;
+/// The socket's receive queue (SO_RCVBUF, forced past `rmem_max` with CAP_NET_ADMIN): room for a
+/// burst of a few thousand adverts, so a flood is read and counted rather than dropped unread.
+const RECEIVE_QUEUE_BYTES: usize = 4 << 20;
 
 /// One VRRP datagram as received: the VRRP payload (IP header stripped) plus what the driver
 /// needs to validate it.
@@ -47,13 +51,16 @@ pub struct Received {
     pub ifindex: u32,
     /// The VRRP packet (header, addresses, authentication data).
     pub payload: Vec<u8>,
+    /// How many datagrams the kernel has dropped on this socket because its receive queue was
+    /// full, counted since the socket opened (SO_RXQ_OVFL); absent while none were.
+    pub queue_drops: Option<u32>,
 }
 
 /// A raw VRRP socket on one interface for one address family.
 pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
-    source: IpAddr,
+    family: Family,
     buffer: Mutex<Vec<u8>>,
 }
 
@@ -61,33 +68,18 @@ impl std::fmt::Debug for VrrpSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VrrpSocket")
             .field("ifindex", &self.ifindex)
-            .field("source", &self.source)
+            .field("family", &self.family)
             .finish_non_exhaustive()
     }
 }
 
 impl VrrpSocket {
-    /// Opens the socket of `family` on `link`, sending from its primary IPv4 address or its IPv6
-    /// link-local address. Must be called inside a tokio runtime.
-    pub fn open(link: &Link, family: Family) -> Result<Self, NetError> {
-        let source = link
-            .source_for(family)
-            .ok_or_else(|| NetError::NoSourceAddress {
-                ifname: link.name.clone(),
-                what: match family {
-                    Family::Ipv4 => "primary IPv4 address",
-                    Family::Ipv6 => "IPv6 link-local address (none, or still tentative)",
-                },
-            })?;
-        Self::open_with_source(link.ifindex, &link.name, source)
-    }
-
-    /// Opens the socket on interface `ifindex` (named `ifname`) sending from `source`, whose
-    /// family selects the socket's. Must be called inside a tokio runtime.
-    pub fn open_with_source(ifindex: u32, ifname: &str, source: IpAddr) -> Result<Self, NetError> {
-        let domain = match source {
-            IpAddr::V4(_) => Domain::IPV4,
-            IpAddr::V6(_) => Domain::IPV6,
+    /// Opens the socket of `family` on interface `ifindex` (named `ifname`). Must be called
+    /// inside a tokio runtime.
+    pub fn open(ifindex: u32, ifname: &str, family: Family) -> Result<Self, NetError> {
+        let domain = match family {
+            Family::Ipv4 => Domain::IPV4,
+            Family::Ipv6 => Domain::IPV6,
         };
         let socket = Socket::new(
             domain,
@@ -98,17 +90,20 @@ impl VrrpSocket {
         socket
             .bind_device(Some(ifname.as_bytes()))
             .map_err(NetError::io("bind VRRP socket to device"))?;
-        match source {
-            IpAddr::V4(address) => {
+        // The queue is raised past rmem_max when the agent may (CAP_NET_ADMIN), else as far as
+        // rmem_max allows; a smaller queue only means earlier `overflow` drops.
+        if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_QUEUE_BYTES).is_err() {
+            let _ = socket.set_recv_buffer_size(RECEIVE_QUEUE_BYTES);
+        }
+        setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(NetError::errno("set SO_RXQ_OVFL"))?;
+        match family {
+            Family::Ipv4 => {
                 socket
                     .join_multicast_v4_n(
                         &VRRP_MULTICAST_IPV4,
                         &InterfaceIndexOrAddress::Index(ifindex),
                     )
                     .map_err(NetError::io("join 224.0.0.18"))?;
-                socket
-                    .set_multicast_if_v4(&address)
-                    .map_err(NetError::io("set IP_MULTICAST_IF"))?;
                 socket
                     .set_multicast_loop_v4(false)
                     .map_err(NetError::io("clear IP_MULTICAST_LOOP"))?;
@@ -121,7 +116,7 @@ impl VrrpSocket {
                 setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
                     .map_err(NetError::errno("set IP_PKTINFO"))?;
             }
-            IpAddr::V6(_) => {
+            Family::Ipv6 => {
                 socket
                     .join_multicast_v6(&VRRP_MULTICAST_IPV6, ifindex)
                     .map_err(NetError::io("join ff02::12"))?;
@@ -150,14 +145,9 @@ impl VrrpSocket {
         Ok(Self {
             fd,
             ifindex,
-            source,
+            family,
             buffer: Mutex::new(vec![0; RECV_BUFFER]),
         })
-    }
-
-    /// The source address every datagram is sent from (for the v3 checksum pseudo-header).
-    pub fn local_address(&self) -> IpAddr {
-        self.source
     }
 
     /// The interface this socket sends and receives on.
@@ -167,7 +157,7 @@ impl VrrpSocket {
 
     /// The socket's address family.
     pub fn family(&self) -> Family {
-        Family::of(self.source)
+        self.family
     }
 
     /// Waits for the next VRRP datagram on the interface.
@@ -194,14 +184,8 @@ impl VrrpSocket {
         }
     }
 
-    /// Sends one VRRP payload to `destination` (the group or a unicast peer) with TTL / hop
-    /// limit 255 from [`Self::local_address`].
-    pub async fn send(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
-        self.send_from(payload, self.source, destination).await
-    }
-
-    /// [`Self::send`] from another local `source` of the same family on this interface: unicast
-    /// peers know a node by a routable address, not by its IPv6 link-local one.
+    /// Sends one VRRP payload from `source` (a local address of the socket's family) to
+    /// `destination` (the group or a unicast peer) with TTL / hop limit 255.
     pub async fn send_from(
         &self,
         payload: &[u8],
@@ -288,10 +272,10 @@ impl VrrpSocket {
     fn recv_now(&self, socket: &Socket) -> io::Result<Result<Received, NetError>> {
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
         let fd = socket.as_raw_fd();
-        match self.source {
-            IpAddr::V4(_) => {
-                let mut control = nix::cmsg_space!(libc::in_pktinfo);
-                let (bytes, truncated, ifindex) = {
+        match self.family {
+            Family::Ipv4 => {
+                let mut control = nix::cmsg_space!(libc::in_pktinfo, u32);
+                let (bytes, truncated, ifindex, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
                     let message = recvmsg::<SockaddrStorage>(
                         fd,
@@ -301,10 +285,15 @@ impl VrrpSocket {
                     )
                     .map_err(io::Error::from)?;
                     let mut ifindex = None;
+                    let mut queue_drops = None;
                     if let Ok(cmsgs) = message.cmsgs() {
                         for cmsg in cmsgs {
-                            if let ControlMessageOwned::Ipv4PacketInfo(info) = cmsg {
-                                ifindex = u32::try_from(info.ipi_ifindex).ok();
+                            match cmsg {
+                                ControlMessageOwned::Ipv4PacketInfo(info) => {
+                                    ifindex = u32::try_from(info.ipi_ifindex).ok();
+                                }
+                                ControlMessageOwned::RxqOvfl(count) => queue_drops = Some(count),
+                                _ => {}
                             }
                         }
                     }
@@ -312,6 +301,7 @@ impl VrrpSocket {
                         message.bytes,
                         message.flags.contains(MsgFlags::MSG_TRUNC),
                         ifindex,
+                        queue_drops,
                     )
                 };
                 if truncated {
@@ -327,12 +317,13 @@ impl VrrpSocket {
                         ttl: packet.ttl,
                         ifindex,
                         payload: packet.payload.to_vec(),
+                        queue_drops,
                     })
                     .map_err(NetError::MalformedIp))
             }
-            IpAddr::V6(_) => {
-                let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
-                let (bytes, truncated, source, info, hop_limit) = {
+            Family::Ipv6 => {
+                let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
+                let (bytes, truncated, source, info, hop_limit, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
                     let message = recvmsg::<SockaddrStorage>(
                         fd,
@@ -343,6 +334,7 @@ impl VrrpSocket {
                     .map_err(io::Error::from)?;
                     let mut info = None;
                     let mut hop_limit = None;
+                    let mut queue_drops = None;
                     if let Ok(cmsgs) = message.cmsgs() {
                         for cmsg in cmsgs {
                             match cmsg {
@@ -355,6 +347,7 @@ impl VrrpSocket {
                                 ControlMessageOwned::Ipv6HopLimit(limit) => {
                                     hop_limit = u8::try_from(limit).ok();
                                 }
+                                ControlMessageOwned::RxqOvfl(count) => queue_drops = Some(count),
                                 _ => {}
                             }
                         }
@@ -370,6 +363,7 @@ impl VrrpSocket {
                         source,
                         info,
                         hop_limit,
+                        queue_drops,
                     )
                 };
                 if truncated {
@@ -390,6 +384,7 @@ impl VrrpSocket {
                     ttl,
                     ifindex,
                     payload: buffer[..bytes].to_vec(),
+                    queue_drops,
                 }))
             }
         }

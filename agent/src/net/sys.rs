@@ -1,5 +1,5 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets, and
-//! registering owned sockets with tokio's reactor.
+//! registering owned sockets and timerfds with tokio's reactor.
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -7,7 +7,10 @@
 //! it guarantees that.
 #![allow(unsafe_code)]
 
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
 use nix::libc;
+use nix::sys::timerfd::TimerFd;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
 use tokio::io::unix::AsyncFd;
 
@@ -18,6 +21,29 @@ pub(crate) fn register(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
     // moved into the `AsyncFd`, which deregisters it before dropping (and closing) it; nothing
     // else can close or replace the descriptor in between.
     unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)
+}
+
+/// A timerfd as tokio's reactor holds it.
+pub(crate) struct OwnedTimer(TimerFd);
+
+impl OwnedTimer {
+    pub(crate) fn timer(&self) -> &TimerFd {
+        &self.0
+    }
+}
+
+impl AsRawFd for OwnedTimer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Hands `timer` to tokio's reactor (must be called inside a tokio runtime).
+pub(crate) fn register_timer(timer: TimerFd) -> std::io::Result<AsyncFd<OwnedTimer>> {
+    // SAFETY: `TimerFd` owns its descriptor (an `OwnedFd`) and `OwnedTimer::as_raw_fd` returns
+    // that same descriptor for as long as it lives. It is moved into the `AsyncFd`, which
+    // deregisters it before dropping (and closing) it; nothing else can close or replace it.
+    unsafe { AsyncFd::register(OwnedTimer(timer)) }.map_err(std::io::Error::from)
 }
 
 /// A link-layer (`AF_PACKET`) socket address: the interface, the EtherType in host order, and

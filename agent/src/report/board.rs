@@ -44,6 +44,11 @@ pub struct InstanceStatus {
     pub transitions: u64,
     /// When the state last changed.
     pub last_transition: Option<Timestamp>,
+    /// Why the instance is not running normally, when it is not: an address conflict (with
+    /// both owners), no source address, a failed VIP add and its retry, VIPs removed by
+    /// something else. Absent when all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `State` as the keepalived-style words of [`State::as_str`].

@@ -48,6 +48,33 @@ struct TrackerLabels {
     tracker: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabels {
+    interface: String,
+}
+
+/// The counters of one interface's receive loop, resolved once, so that counting a packet
+/// takes neither a lock nor an allocation.
+#[derive(Clone, Debug)]
+pub struct ReceiveCounters {
+    dropped: Vec<(DropReason, Counter)>,
+    errors: Counter,
+}
+
+impl ReceiveCounters {
+    /// Counts `count` packets dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason, count: u64) {
+        if let Some((_, counter)) = self.dropped.iter().find(|(r, _)| *r == reason) {
+            counter.inc_by(count);
+        }
+    }
+
+    /// Counts one error of the socket itself (not of one datagram).
+    pub fn socket_error(&self) {
+        self.errors.inc();
+    }
+}
+
 /// The agent's metrics. Cheap to clone; every clone updates the same registry.
 ///
 /// Label values are bounded: instance, interface and tracker names come from configuration, and
@@ -75,6 +102,10 @@ struct Inner {
     last_transition: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
     check_up: Family<TrackerLabels, Gauge>,
     check_failures: Family<TrackerLabels, Counter>,
+    receive_errors: Family<InterfaceLabels, Counter>,
+    vip_conflicts: Family<InstanceLabels, Gauge>,
+    vip_add_failures: Family<InstanceLabels, Counter>,
+    vips_restored: Family<InstanceLabels, Counter>,
     /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
     placements: Mutex<HashMap<String, (u8, String)>>,
 }
@@ -98,6 +129,10 @@ impl Metrics {
         let last_transition = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
         let check_up = Family::<TrackerLabels, Gauge>::default();
         let check_failures = Family::<TrackerLabels, Counter>::default();
+        let receive_errors = Family::<InterfaceLabels, Counter>::default();
+        let vip_conflicts = Family::<InstanceLabels, Gauge>::default();
+        let vip_add_failures = Family::<InstanceLabels, Counter>::default();
+        let vips_restored = Family::<InstanceLabels, Counter>::default();
         registry.register(
             "instance_state",
             "VRRP instance state: 1 for the current state, 0 for the others",
@@ -140,6 +175,26 @@ impl Metrics {
             "Failed tracker probes (script runs that failed or timed out, files and interfaces turning bad)",
             check_failures.clone(),
         );
+        registry.register(
+            "receive_errors",
+            "Errors of a VRRP receive socket itself; errors of one datagram are counted in packets_dropped",
+            receive_errors.clone(),
+        );
+        registry.register(
+            "vip_conflicts",
+            "Virtual addresses of the instance present on its interface but installed by someone else: left alone, the instance stays in FAULT",
+            vip_conflicts.clone(),
+        );
+        registry.register(
+            "vip_add_failures",
+            "Failed attempts to install the instance's virtual addresses (each puts it in FAULT until a retry)",
+            vip_add_failures.clone(),
+        );
+        registry.register(
+            "vip_restored",
+            "Virtual addresses re-added after something else removed them while the instance was MASTER",
+            vips_restored.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -152,6 +207,10 @@ impl Metrics {
                 last_transition,
                 check_up,
                 check_failures,
+                receive_errors,
+                vip_conflicts,
+                vip_add_failures,
+                vips_restored,
                 placements: Mutex::new(HashMap::new()),
             }),
         }
@@ -213,6 +272,9 @@ impl Metrics {
         let _ = self.inner.transitions.get_or_create(&labels);
         let _ = self.inner.adverts_sent.get_or_create(&labels);
         let _ = self.inner.adverts_received.get_or_create(&labels);
+        let _ = self.inner.vip_conflicts.get_or_create(&labels);
+        let _ = self.inner.vip_add_failures.get_or_create(&labels);
+        let _ = self.inner.vips_restored.get_or_create(&labels);
     }
 
     fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
@@ -244,6 +306,33 @@ impl Metrics {
         self.inner.adverts_sent.remove(&labels);
         self.inner.adverts_received.remove(&labels);
         self.inner.last_transition.remove(&labels);
+        self.inner.vip_conflicts.remove(&labels);
+        self.inner.vip_add_failures.remove(&labels);
+        self.inner.vips_restored.remove(&labels);
+    }
+
+    /// Sets how many of `instance`'s VIPs another owner holds on its interface.
+    pub fn vip_conflicts(&self, instance: &str, count: usize) {
+        self.inner
+            .vip_conflicts
+            .get_or_create(&Self::instance(instance))
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one failed attempt to install `instance`'s VIPs.
+    pub fn vip_add_failed(&self, instance: &str) {
+        self.inner
+            .vip_add_failures
+            .get_or_create(&Self::instance(instance))
+            .inc();
+    }
+
+    /// Counts `count` VIPs of `instance` re-added after something else removed them.
+    pub fn vips_restored(&self, instance: &str, count: usize) {
+        self.inner
+            .vips_restored
+            .get_or_create(&Self::instance(instance))
+            .inc_by(count as u64);
     }
 
     /// Counts one advertisement sent by `instance`.
@@ -273,14 +362,31 @@ impl Metrics {
             .inc();
     }
 
-    /// Creates every drop counter of `interface` at 0, so that `rate()` sees the first drop.
-    pub fn prepare_interface(&self, interface: &str) {
-        for reason in DropReason::ALL {
-            let _ = self.inner.packets_dropped.get_or_create(&DropLabels {
+    /// The counters of `interface`'s receive loop, every one created at 0 (so that `rate()`
+    /// sees the first drop).
+    pub fn receive_counters(&self, interface: &str) -> ReceiveCounters {
+        let dropped = DropReason::ALL
+            .into_iter()
+            .map(|reason| {
+                let counter = self
+                    .inner
+                    .packets_dropped
+                    .get_or_create(&DropLabels {
+                        interface: interface.to_owned(),
+                        reason: reason.as_str(),
+                    })
+                    .clone();
+                (reason, counter)
+            })
+            .collect();
+        let errors = self
+            .inner
+            .receive_errors
+            .get_or_create(&InterfaceLabels {
                 interface: interface.to_owned(),
-                reason: reason.as_str(),
-            });
-        }
+            })
+            .clone();
+        ReceiveCounters { dropped, errors }
     }
 
     /// Sets the priority `instance` advertises after tracker weights.

@@ -192,9 +192,6 @@ pub fn resolve_instance(
             (authentication, Some(password))
         }
     };
-    if instance.use_virtual_mac {
-        tracing::warn!(instance = %instance.name, "useVirtualMAC is not supported yet; the interface MAC is used");
-    }
     Ok(Accepted {
         source: instance.clone(),
         password,
@@ -266,6 +263,7 @@ fn parse(instance: &VrrpInstance) -> Result<InstanceSpec, Problem> {
         authentication: Authentication::None,
         garp,
         sync_group: instance.sync_group.clone(),
+        use_virtual_mac: instance.use_virtual_mac,
         track: instance.track.clone(),
     })
 }

@@ -144,9 +144,28 @@ impl Standalone {
         }
     }
 
+    /// [`Standalone::reload`] on a blocking thread: reading the files and planning them must
+    /// not hold one of the runtime's two workers. `None` when the runtime is shutting down.
+    async fn reload_off_runtime(mut self, sender: &ConfigSender) -> Option<Self> {
+        let sender = sender.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            self.reload(&sender);
+            self
+        })
+        .await;
+        match done {
+            Ok(this) => Some(this),
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_cancelled) => None,
+            },
+        }
+    }
+
     /// Loads now, then reloads whenever the directory changes (checked every `poll`) or on
-    /// SIGHUP, publishing into `sender`, until the receiving side is gone.
-    pub async fn watch(mut self, sender: ConfigSender, poll: Duration) {
+    /// SIGHUP, publishing into `sender`, until the receiving side is gone. Reads and planning
+    /// run on blocking threads.
+    pub async fn watch(self, sender: ConfigSender, poll: Duration) {
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(hangup) => Some(hangup),
             Err(error) => {
@@ -154,8 +173,19 @@ impl Standalone {
                 None
             }
         };
-        let mut seen = fingerprint(&self.dir);
-        self.reload(&sender);
+        let dir = self.dir.clone();
+        let fingerprint_now = || {
+            let dir = dir.clone();
+            async move {
+                tokio::task::spawn_blocking(move || fingerprint(&dir))
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        let mut seen = fingerprint_now().await;
+        let Some(mut this) = self.reload_off_runtime(&sender).await else {
+            return;
+        };
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -169,13 +199,16 @@ impl Standalone {
                     }
                 } => true,
             };
-            let now = fingerprint(&self.dir);
+            let now = fingerprint_now().await;
             if forced || now != seen {
                 seen = now;
                 if forced {
                     tracing::info!("SIGHUP: reloading manifests");
                 }
-                self.reload(&sender);
+                let Some(reloaded) = this.reload_off_runtime(&sender).await else {
+                    return;
+                };
+                this = reloaded;
             }
         }
     }

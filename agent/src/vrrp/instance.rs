@@ -99,6 +99,14 @@ pub enum TransitionReason {
     InterfaceUp,
     TrackerFault,
     TrackerRecovered,
+    /// A VIP is on the interface but was installed by someone else (see [`EdgeFaults`]).
+    AddressConflict,
+    /// The interface has no address to send adverts from.
+    NoSourceAddress,
+    /// Installing the VIPs failed.
+    VipAddFailed,
+    /// Every edge fault cleared.
+    EdgeRecovered,
     /// Another member of the instance's sync group moved the group.
     SyncGroup,
 }
@@ -118,6 +126,10 @@ impl TransitionReason {
             Self::InterfaceUp => "interface_up",
             Self::TrackerFault => "tracker_fault",
             Self::TrackerRecovered => "tracker_recovered",
+            Self::AddressConflict => "address_conflict",
+            Self::NoSourceAddress => "no_source_address",
+            Self::VipAddFailed => "vip_add_failed",
+            Self::EdgeRecovered => "edge_recovered",
             Self::SyncGroup => "sync_group",
         }
     }
@@ -226,6 +238,35 @@ pub struct Tracking {
     pub fault: bool,
 }
 
+/// What the node's edge reports that keeps an instance out of the election: each is a reason
+/// for Fault of its own (not RFC states, keepalived-like faults). Each event carries the whole
+/// current value, not a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EdgeFaults {
+    /// A virtual address is on the interface but was installed by someone else: taking over
+    /// would claim an address this instance cannot own (and may not remove).
+    pub address_conflict: bool,
+    /// The interface has no address of the family to send adverts from.
+    pub no_source_address: bool,
+    /// Installing the virtual addresses failed; the edge clears it when a retry is due.
+    pub vip_add_failed: bool,
+}
+
+impl EdgeFaults {
+    /// The first fault present, as a transition reason.
+    pub fn reason(self) -> Option<TransitionReason> {
+        if self.no_source_address {
+            Some(TransitionReason::NoSourceAddress)
+        } else if self.address_conflict {
+            Some(TransitionReason::AddressConflict)
+        } else if self.vip_add_failed {
+            Some(TransitionReason::VipAddFailed)
+        } else {
+            None
+        }
+    }
+}
+
 /// What a sync group can impose on a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForcedState {
@@ -246,6 +287,8 @@ pub enum Event {
     Timeout,
     Advert(ReceivedAdvert),
     Tracking(Tracking),
+    /// The current edge faults (address conflict, no source address, failed VIP add).
+    EdgeFaults(EdgeFaults),
     InterfaceDown,
     InterfaceUp,
     /// New parameters, applied without leaving the current state.
@@ -287,6 +330,7 @@ pub struct Instance {
     started: bool,
     interface_up: bool,
     tracking: Tracking,
+    edge: EdgeFaults,
     effective_priority: u8,
     master_adver_interval: Duration,
     /// The Adver_Timer (Master) or the Master_Down_Timer (Backup).
@@ -302,6 +346,9 @@ pub struct Instance {
     want_master: Option<TransitionReason>,
     /// The sync group holds this instance in Fault.
     forced_fault: bool,
+    /// Back from a failed VIP add: until this instance is Master again, it does not preempt a
+    /// working Master (a retry must not cost the clients a handover each time it fails).
+    holding_back: bool,
 }
 
 impl Instance {
@@ -316,6 +363,7 @@ impl Instance {
             started: false,
             interface_up: true,
             tracking,
+            edge: EdgeFaults::default(),
             effective_priority,
             master_adver_interval,
             deadline: None,
@@ -325,6 +373,7 @@ impl Instance {
             sync_member: false,
             want_master: None,
             forced_fault: false,
+            holding_back: false,
         }
     }
 
@@ -337,6 +386,7 @@ impl Instance {
             Event::Timeout => self.on_timeout(now, &mut out),
             Event::Advert(advert) => self.on_advert(now, advert, &mut out),
             Event::Tracking(tracking) => self.on_tracking(now, tracking, &mut out),
+            Event::EdgeFaults(edge) => self.on_edge_faults(now, edge, &mut out),
             Event::InterfaceDown => self.on_interface_down(&mut out),
             Event::InterfaceUp => self.on_interface_up(now, &mut out),
             Event::ConfigChanged(config) => self.on_config_changed(now, config, &mut out),
@@ -403,15 +453,23 @@ impl Instance {
         self.started
     }
 
-    /// The instance's own fault cause (interface or tracker), ignoring any sync-group fault.
+    /// The instance's own fault cause (interface, edge or tracker), ignoring any sync-group
+    /// fault.
     pub fn fault_condition(&self) -> Option<TransitionReason> {
         if !self.interface_up {
             Some(TransitionReason::InterfaceDown)
+        } else if let Some(reason) = self.edge.reason() {
+            Some(reason)
         } else if self.tracking.fault {
             Some(TransitionReason::TrackerFault)
         } else {
             None
         }
+    }
+
+    /// The edge faults last reported.
+    pub fn edge_faults(&self) -> EdgeFaults {
+        self.edge
     }
 
     /// A sync member whose own rules would take it to Master, waiting for its group.
@@ -438,7 +496,7 @@ impl Instance {
     }
 
     fn preempts(&self) -> bool {
-        self.config.preempt || self.config.is_owner()
+        (self.config.preempt || self.config.is_owner()) && !self.holding_back
     }
 
     fn transition(&mut self, to: State, reason: TransitionReason, out: &mut Vec<Action>) {
@@ -498,6 +556,7 @@ impl Instance {
         self.master_address = Some(self.config.primary_address);
         self.preempt_at = None;
         self.want_master = None;
+        self.holding_back = false;
     }
 
     /// Leaves a running state for Fault. A Master with a working interface resigns with
@@ -559,10 +618,11 @@ impl Instance {
             return;
         }
         match self.state {
-            // §6.4.3: Adver_Timer fired: send an advert, re-arm.
+            // §6.4.3: Adver_Timer fired: send an advert, re-arm from the deadline (not from
+            // `now`, so that late wake-ups do not add up to drift).
             State::Master => {
                 self.send_advert(out);
-                self.deadline = Some(now + self.advert_interval());
+                self.deadline = Some(next_advert(deadline, now, self.advert_interval()));
             }
             // §6.4.2: Master_Down_Timer fired.
             State::Backup => {
@@ -666,6 +726,26 @@ impl Instance {
         }
     }
 
+    fn on_edge_faults(&mut self, now: Instant, edge: EdgeFaults, out: &mut Vec<Action>) {
+        let was_faulted = self.fault_condition().is_some();
+        if self.edge.vip_add_failed && !edge.vip_add_failed {
+            self.holding_back = true;
+        }
+        self.edge = edge;
+        if !self.started {
+            return;
+        }
+        match self.fault_condition() {
+            Some(reason) if !was_faulted && matches!(self.state, State::Backup | State::Master) => {
+                self.enter_fault(reason, out);
+            }
+            None if was_faulted && self.state == State::Fault && !self.forced_fault => {
+                self.enter_running(now, TransitionReason::EdgeRecovered, out);
+            }
+            _ => {}
+        }
+    }
+
     fn on_interface_down(&mut self, out: &mut Vec<Action>) {
         if !self.interface_up {
             return;
@@ -747,6 +827,15 @@ impl Instance {
             out.push(Action::EffectivePriorityChanged { from, to });
         }
     }
+}
+
+/// The Adver_Timer's next deadline after the one at `deadline` fired at `now`: one interval
+/// later, keeping the adverts on their schedule however late this one fired; if the timer is
+/// more than an interval behind (the process was stopped), the schedule restarts from `now`
+/// instead of sending a burst to catch up.
+fn next_advert(deadline: Instant, now: Instant, interval: Duration) -> Instant {
+    let next = deadline + interval;
+    if next > now { next } else { now + interval }
 }
 
 /// keepalived semantics: the owner keeps 255; others move by the tracker weights within 1..=254.

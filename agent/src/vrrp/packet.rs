@@ -270,11 +270,13 @@ pub enum DropReason {
     Family,
     /// Not a usable IP packet (bad IP header, fragment, not protocol 112).
     Malformed,
+    /// Dropped by the kernel before the agent read it: the socket's receive queue was full.
+    Overflow,
 }
 
 impl DropReason {
     /// Every reason, for pre-registering counters.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Ttl,
         Self::Checksum,
         Self::Version,
@@ -286,6 +288,7 @@ impl DropReason {
         Self::Source,
         Self::Family,
         Self::Malformed,
+        Self::Overflow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -301,6 +304,7 @@ impl DropReason {
             Self::Source => "source",
             Self::Family => "family",
             Self::Malformed => "malformed",
+            Self::Overflow => "overflow",
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kube_vrrp_agent::vrrp::Version;
 use kube_vrrp_agent::vrrp::instance::{
-    Action, Config, Event, ForcedState, Instance, ReceivedAdvert, Tracking,
+    Action, Config, EdgeFaults, Event, ForcedState, Instance, ReceivedAdvert, Tracking,
 };
 use kube_vrrp_agent::vrrp::sync_group::SyncGroup;
 use serde_json::{Value, json};
@@ -65,6 +65,13 @@ fn event_json(event: &Event) -> Value {
         }),
         Event::Tracking(tracking) => json!({
             "tracking": { "weight_delta": tracking.weight_delta, "fault": tracking.fault }
+        }),
+        Event::EdgeFaults(edge) => json!({
+            "edge_faults": {
+                "address_conflict": edge.address_conflict,
+                "no_source_address": edge.no_source_address,
+                "vip_add_failed": edge.vip_add_failed,
+            }
         }),
         Event::ConfigChanged(config) => json!({
             "config_changed": {
@@ -205,6 +212,12 @@ fn parse_line(text: &str) -> Result<Line, String> {
         Event::Tracking(Tracking {
             weight_delta,
             fault: bool_field(tracking, "fault")?,
+        })
+    } else if let Some(edge) = input.get("edge_faults") {
+        Event::EdgeFaults(EdgeFaults {
+            address_conflict: bool_field(edge, "address_conflict")?,
+            no_source_address: bool_field(edge, "no_source_address")?,
+            vip_add_failed: bool_field(edge, "vip_add_failed")?,
         })
     } else if let Some(forced) = input.get("force").and_then(Value::as_str) {
         Event::Force(match forced {

@@ -79,23 +79,9 @@ pub fn merge(
     } else {
         Vec::new()
     };
-    let accept_mode = match agreed.version {
-        VrrpVersion::V3 => agreed.accept,
-        VrrpVersion::V2 => {
-            if !agreed.accept {
-                report.warn(
-                    ItemKind::Unsupported,
-                    &members[0].1.accept.at,
-                    format!(
-                        "{what}: no_accept has no equivalent for VRRP version 2; imported \
-                         without it"
-                    ),
-                    Some("use version 3 to turn Accept_Mode off"),
-                );
-            }
-            false
-        }
-    };
+    // acceptMode holds with both versions (RFC 3768 §6.4.3 is acceptMode: false), as keepalived's
+    // accept / no_accept do.
+    let accept_mode = agreed.accept;
     for (_, instance) in members {
         for tracker in &instance.trackers {
             if let Tracker::Script(s) = &tracker.value {

@@ -1,11 +1,12 @@
 //! Interfaces: resolve one by name or index (index, MAC, oper state, primary IPv4, IPv6
-//! link-local), find the interface whose subnet holds an address, and watch link up/down.
+//! link-local), find the interface whose subnet holds an address, and watch links and their
+//! addresses change.
 
 mod debounce;
 mod events;
 
 pub use debounce::LinkDebounce;
-pub use events::{LinkEvent, LinkEvents};
+pub use events::{InterfaceEvent, InterfaceEvents};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -99,7 +100,7 @@ pub struct Link {
     pub oper_state: OperState,
     /// IFF_UP && IFF_RUNNING.
     pub state: LinkState,
-    /// The first primary (non-secondary) IPv4 address that is not a kube-vrrp VIP.
+    /// The node's own IPv4 address VRRP sends from: see [`primary_ipv4`].
     pub primary_ipv4: Option<Ipv4Addr>,
     /// The first usable (not tentative, DAD not failed, not a VIP) IPv6 link-local address.
     pub ipv6_link_local: Option<Ipv6Addr>,
@@ -158,16 +159,24 @@ impl Link {
     }
 }
 
-/// The first primary IPv4 address that kube-vrrp did not install.
+/// The first primary IPv4 address that kube-vrrp did not install; else the first secondary one
+/// it did not install. While a node is renumbered with `promote_secondaries`, the kernel may
+/// promote one of our VIPs to primary and leave the node's new address secondary: the node's
+/// own address is still the one to send from.
 pub fn primary_ipv4(addresses: &[InterfaceAddress]) -> Option<Ipv4Addr> {
-    addresses
-        .iter()
-        .find_map(|entry| match entry.address.addr() {
-            IpAddr::V4(address) if !entry.has_flag(IFA_F_SECONDARY) && !entry.is_vip() => {
-                Some(address)
-            }
-            _ => None,
-        })
+    let own = |primary: bool| {
+        addresses
+            .iter()
+            .find_map(|entry| match entry.address.addr() {
+                IpAddr::V4(address)
+                    if entry.has_flag(IFA_F_SECONDARY) != primary && !entry.is_vip() =>
+                {
+                    Some(address)
+                }
+                _ => None,
+            })
+    };
+    own(true).or_else(|| own(false))
 }
 
 /// The first IPv6 link-local address that can be used as a source (DAD done and passed) and
@@ -307,6 +316,15 @@ mod tests {
             entry(2, "10.0.0.5/24", 0, 0),
         ];
         assert_eq!(primary_ipv4(&addresses), Some(Ipv4Addr::new(10, 0, 0, 5)));
+    }
+
+    #[test]
+    fn primary_ipv4_falls_back_to_a_secondary_when_a_vip_was_promoted_to_primary() {
+        let addresses = [
+            entry(2, "10.0.0.50/24", IFA_F_NOPREFIXROUTE, IFAPROT_KUBE_VRRP),
+            entry(2, "10.0.0.7/24", IFA_F_SECONDARY, 0),
+        ];
+        assert_eq!(primary_ipv4(&addresses), Some(Ipv4Addr::new(10, 0, 0, 7)));
     }
 
     #[test]

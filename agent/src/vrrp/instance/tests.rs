@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::{
-    Action, Config, ConfigError, Event, Instance, ReceivedAdvert, State, Tracking,
+    Action, Config, ConfigError, EdgeFaults, Event, Instance, ReceivedAdvert, State, Tracking,
     TransitionReason, Version,
 };
 
@@ -869,4 +869,164 @@ fn ipv6_master_steps_down_for_an_equal_priority_from_a_greater_link_local_addres
         )
     );
     assert_eq!(instance.master_address(), Some(greater));
+}
+
+// ---- the Adver_Timer keeps its schedule ----
+
+#[test]
+fn master_adverts_stay_on_their_schedule_when_every_timeout_is_handled_late() {
+    let mut cfg = config(100);
+    cfg.advert_interval = ms(10);
+    let (mut instance, became) = master(cfg, Instant::now());
+    let first = instance.next_deadline().unwrap();
+    assert_eq!(first, became + ms(10));
+    // Every wake-up comes 3 ms late; the deadlines stay on the 10 ms grid.
+    for k in 1..=100u32 {
+        let due = instance.next_deadline().unwrap();
+        assert_eq!(due, first + ms(10) * (k - 1), "advert {k} drifted");
+        let actions = instance.handle(due + ms(3), Event::Timeout);
+        assert!(matches!(actions[..], [Action::SendAdvert { .. }]));
+    }
+}
+
+#[test]
+fn a_master_timer_more_than_an_interval_behind_restarts_its_schedule_instead_of_bursting() {
+    let mut cfg = config(100);
+    cfg.advert_interval = ms(10);
+    let (mut instance, _) = master(cfg, Instant::now());
+    let due = instance.next_deadline().unwrap();
+    // The process was stopped for 55 ms: one advert now, the next one interval later.
+    let woke = due + ms(55);
+    instance.handle(woke, Event::Timeout);
+    assert_eq!(instance.next_deadline(), Some(woke + ms(10)));
+}
+
+// ---- edge faults ----
+
+fn conflict() -> Event {
+    Event::EdgeFaults(EdgeFaults {
+        address_conflict: true,
+        ..EdgeFaults::default()
+    })
+}
+
+#[test]
+fn an_address_conflict_keeps_a_backup_out_of_the_election_until_it_clears() {
+    let t0 = Instant::now();
+    let mut instance = backup(config(150), t0);
+    let actions = instance.handle(t0 + ms(5), conflict());
+    assert_eq!(
+        actions,
+        vec![changed(
+            State::Backup,
+            State::Fault,
+            TransitionReason::AddressConflict
+        )]
+    );
+    assert_eq!(
+        instance.next_deadline(),
+        None,
+        "a FAULT instance runs no timer"
+    );
+    assert_eq!(
+        instance.fault_condition(),
+        Some(TransitionReason::AddressConflict)
+    );
+    let actions = instance.handle(t0 + ms(10), Event::EdgeFaults(EdgeFaults::default()));
+    assert_eq!(
+        actions,
+        vec![changed(
+            State::Fault,
+            State::Backup,
+            TransitionReason::EdgeRecovered
+        )]
+    );
+}
+
+#[test]
+fn a_conflict_present_at_startup_starts_the_instance_in_fault() {
+    let t0 = Instant::now();
+    let mut instance = Instance::new(config(150));
+    instance.handle(t0, conflict());
+    let actions = instance.handle(t0, Event::Startup);
+    assert_eq!(
+        actions,
+        vec![changed(
+            State::Initialize,
+            State::Fault,
+            TransitionReason::AddressConflict
+        )]
+    );
+}
+
+#[test]
+fn a_master_whose_vip_add_failed_resigns_with_priority_zero_and_releases_its_vips() {
+    let (mut instance, became) = master(config(150), Instant::now());
+    let failed = EdgeFaults {
+        vip_add_failed: true,
+        ..EdgeFaults::default()
+    };
+    let actions = instance.handle(became, Event::EdgeFaults(failed));
+    assert_eq!(
+        actions,
+        vec![
+            changed(State::Master, State::Fault, TransitionReason::VipAddFailed),
+            Action::SendAdvert {
+                priority: 0,
+                max_advert_interval: Duration::from_secs(1)
+            },
+            Action::RemoveVips,
+        ]
+    );
+}
+
+#[test]
+fn losing_the_source_address_is_a_fault_until_one_returns() {
+    let t0 = Instant::now();
+    let mut instance = backup(config(100), t0);
+    let lost = EdgeFaults {
+        no_source_address: true,
+        ..EdgeFaults::default()
+    };
+    instance.handle(t0, Event::EdgeFaults(lost));
+    assert_eq!(instance.state(), State::Fault);
+    // The interface going down and up meanwhile does not bring it back on its own.
+    instance.handle(t0, Event::InterfaceDown);
+    instance.handle(t0, Event::InterfaceUp);
+    assert_eq!(instance.state(), State::Fault);
+    instance.handle(t0, Event::EdgeFaults(EdgeFaults::default()));
+    assert_eq!(instance.state(), State::Backup);
+}
+
+#[test]
+fn back_from_a_failed_vip_add_an_instance_does_not_preempt_a_working_master() {
+    let (mut instance, became) = master(config(150), Instant::now());
+    let failed = EdgeFaults {
+        vip_add_failed: true,
+        ..EdgeFaults::default()
+    };
+    instance.handle(became, Event::EdgeFaults(failed));
+    let retry = became + Duration::from_secs(1);
+    instance.handle(retry, Event::EdgeFaults(EdgeFaults::default()));
+    assert_eq!(instance.state(), State::Backup);
+    // A lower-priority Master took over meanwhile: it is followed, not preempted.
+    let heard = retry + ms(100);
+    instance.handle(heard, advert(LOWER_ADDRESS, 100, Duration::from_secs(1)));
+    assert_eq!(instance.master_address(), Some(LOWER_ADDRESS));
+    let deadline = instance.next_deadline().unwrap();
+    instance.handle(
+        deadline.checked_sub(ms(1)).unwrap(),
+        advert(LOWER_ADDRESS, 100, Duration::from_secs(1)),
+    );
+    assert_eq!(instance.state(), State::Backup);
+    // The Master goes silent: the retry becomes Master, and preempts again from then on.
+    let silent = instance.next_deadline().unwrap();
+    instance.handle(silent, Event::Timeout);
+    assert_eq!(instance.state(), State::Master);
+    instance.handle(silent, advert(LOWER_ADDRESS, 100, Duration::from_secs(1)));
+    assert_eq!(
+        instance.state(),
+        State::Master,
+        "a Master discards a lower priority"
+    );
 }

@@ -1,0 +1,146 @@
+//! A precise one-shot timer for the VRRP tasks: a `timerfd` on CLOCK_MONOTONIC, awaited
+//! through tokio's reactor. tokio's own timer rounds every deadline up to the next millisecond,
+//! which at a 10 ms advert interval is a tenth of the interval; a timerfd fires at the
+//! nanosecond it was set for.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use tokio::io::unix::AsyncFd;
+
+use super::NetError;
+use super::sys::{OwnedTimer, register_timer};
+
+/// One deadline at a time; [`Deadline::wait`] resolves when it has passed.
+pub struct Deadline {
+    fd: AsyncFd<OwnedTimer>,
+    armed: Option<Instant>,
+}
+
+impl std::fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deadline")
+            .field("armed", &self.armed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deadline {
+    /// A timer with nothing armed. Must be called inside a tokio runtime.
+    pub fn new() -> Result<Self, NetError> {
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(NetError::errno("create a timerfd"))?;
+        let fd = register_timer(timer).map_err(NetError::io("register a timerfd"))?;
+        Ok(Self { fd, armed: None })
+    }
+
+    /// Arms the timer for `deadline` (`None`: disarms it). Re-arming for the deadline already
+    /// armed costs nothing.
+    pub fn set(&mut self, deadline: Option<Instant>) -> Result<(), NetError> {
+        if deadline == self.armed {
+            return Ok(());
+        }
+        let timer = self.fd.get_ref().timer();
+        match deadline {
+            None => timer.unset().map_err(NetError::errno("disarm a timerfd"))?,
+            Some(at) => {
+                // A zero expiration would disarm the timer: a deadline already passed fires
+                // after one nanosecond instead.
+                let after = at
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_nanos(1));
+                timer
+                    .set(
+                        Expiration::OneShot(TimeSpec::from_duration(after)),
+                        TimerSetTimeFlags::empty(),
+                    )
+                    .map_err(NetError::errno("arm a timerfd"))?;
+            }
+        }
+        self.armed = deadline;
+        Ok(())
+    }
+
+    /// The deadline armed, if any.
+    pub fn armed(&self) -> Option<Instant> {
+        self.armed
+    }
+
+    /// Resolves once the armed deadline has passed; never while nothing is armed. Cancel-safe:
+    /// dropping the future loses nothing, the expiry stays readable.
+    pub async fn wait(&self) {
+        if self.armed.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            let Ok(mut guard) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
+            let expired = guard.try_io(|fd| {
+                let mut count = [0u8; 8];
+                match nix::unistd::read(fd.get_ref().timer().as_fd(), &mut count) {
+                    Ok(_) => Ok(()),
+                    Err(Errno::EAGAIN) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                    Err(errno) => Err(io::Error::from(errno)),
+                }
+            });
+            // Otherwise re-armed since the expiry was seen (WouldBlock cleared the readiness),
+            // or a read error on a timerfd, which cannot happen for an 8-byte buffer.
+            if let Ok(Ok(())) = expired {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deadline_fires_on_time_and_a_disarmed_one_never_does() {
+        let mut deadline = Deadline::new().unwrap();
+        let at = Instant::now() + Duration::from_millis(20);
+        deadline.set(Some(at)).unwrap();
+        deadline.wait().await;
+        assert!(Instant::now() >= at, "fired before its deadline");
+        deadline.set(None).unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(30), deadline.wait()).await;
+        assert!(waited.is_err(), "a disarmed timer fired");
+    }
+
+    #[tokio::test]
+    async fn re_arming_later_moves_the_expiry() {
+        let mut deadline = Deadline::new().unwrap();
+        deadline
+            .set(Some(Instant::now() + Duration::from_millis(5)))
+            .unwrap();
+        let later = Instant::now() + Duration::from_millis(40);
+        deadline.set(Some(later)).unwrap();
+        deadline.wait().await;
+        assert!(Instant::now() >= later);
+        assert_eq!(deadline.armed(), Some(later));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_in_the_past_fires_at_once() {
+        let mut deadline = Deadline::new().unwrap();
+        deadline
+            .set(Some(
+                Instant::now()
+                    .checked_sub(Duration::from_millis(5))
+                    .unwrap(),
+            ))
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), deadline.wait())
+            .await
+            .unwrap();
+    }
+}
