@@ -1,0 +1,420 @@
+//! LoadBalancer Services against the real cluster lab: a kube-apiserver and etcd built from Go
+//! modules, the chart installed with Helm (its default values serve the `kubevrrp.io/vrrp`
+//! class), two operator replicas and one agent per node namespace with the chart's RBAC. Each
+//! scenario creates a `VirtualIPPool` on the lab's switch and Services of type LoadBalancer,
+//! and asserts on what a user sees (`kubectl get svc`, the Service's ingress and Events, the
+//! VirtualIP) and on what the client namespace sees (who answers ARP for the address).
+//!
+//! Needs root, the control plane (`make controlplane`), kubectl and Helm (`make tools`) and the
+//! workspace binaries; a missing piece fails with what to run.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use kube_vrrp_e2e::cluster::user::{User, poll};
+use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
+use kube_vrrp_e2e::probe::NeighborProber;
+use kube_vrrp_e2e::{Mac, netns};
+use serde_json::{Value, json};
+
+/// How often the scenarios look at the API server.
+const POLL: Duration = Duration::from_millis(50);
+/// The pool's two addresses on the lab's switch (no node, client or lab host uses them).
+const FIRST: &str = "192.168.77.200";
+const LAST: &str = "192.168.77.201";
+/// The pool's advert interval (the pool default for VRRPv3, written out).
+const ADVERT: Duration = Duration::from_millis(100);
+/// The label the pool's nodeSelector asks for.
+const LB_LABEL: &str = "kubevrrp.io/lb";
+
+fn up() -> Cluster {
+    netns::require_root();
+    let started = Instant::now();
+    let cluster =
+        Cluster::up(&ClusterSpec::default()).unwrap_or_else(|e| panic!("cluster lab: {e}"));
+    eprintln!(
+        "cluster lab up in {:.1} s (Kubernetes v{})",
+        started.elapsed().as_secs_f64(),
+        cluster.control_plane().k8s_version()
+    );
+    cluster
+}
+
+/// Pool `lan`: the two addresses, VRRP on the nodes labelled [`LB_LABEL`], n1 preferred.
+fn pool_manifest() -> String {
+    json!({
+        "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualIPPool",
+        "metadata": {"name": "lan"},
+        "spec": {
+            "addresses": [format!("{FIRST}-{LAST}")],
+            "vrrp": {
+                "advertInterval": "100ms",
+                "nodeSelector": {"matchLabels": {LB_LABEL: "true"}},
+                "priorities": [
+                    {"nodeName": "n1", "priority": 150},
+                    {"nodeName": "n2", "priority": 100},
+                    {"nodeName": "n3", "priority": 50},
+                ],
+            },
+        },
+    })
+    .to_string()
+}
+
+/// A LoadBalancer Service of kube-vrrp's class in namespace `default`.
+fn service_manifest(name: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "kubevrrp.io/vrrp",
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    })
+    .to_string()
+}
+
+fn label_nodes(user: &User, value: Option<&str>) {
+    for node in ["n1", "n2", "n3"] {
+        let label = value.map_or_else(|| format!("{LB_LABEL}-"), |v| format!("{LB_LABEL}={v}"));
+        user.kubectl()
+            .run(&["label", "node", node, &label, "--overwrite"])
+            .unwrap();
+    }
+}
+
+fn service(user: &User, name: &str) -> Value {
+    user.get("service", name, &["-n", "default"]).unwrap()
+}
+
+/// `status.loadBalancer.ingress` as (ip, ipMode) pairs.
+fn ingress(service: &Value) -> Vec<(String, String)> {
+    service
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    let field = |k: &str| i[k].as_str().unwrap_or_default().to_owned();
+                    (field("ip"), field("ipMode"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits for the Service's first ingress entry; returns it and when it was seen.
+fn wait_ingress(cluster: &Cluster, name: &str, timeout: Duration) -> ((String, String), Instant) {
+    let user = cluster.user();
+    let found = poll(&format!("Service {name}: ingress"), timeout, POLL, || {
+        Ok(ingress(&service(&user, name)).into_iter().next())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; the Service: {}\n{}",
+            service(&user, name)["status"],
+            logs_tail(cluster)
+        )
+    });
+    (found, Instant::now())
+}
+
+/// The Events on Service `name` as (type, reason, message).
+fn service_events(user: &User, name: &str) -> Vec<(String, String, String)> {
+    let selector = format!("involvedObject.kind=Service,involvedObject.name={name}");
+    let list = user
+        .kubectl()
+        .json(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ])
+        .unwrap();
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                    (f("type"), f("reason"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn virtual_ip_exists(user: &User, name: &str) -> bool {
+    user.kubectl()
+        .run(&["get", "vip", "-o", "name"])
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == format!("virtualip.kubevrrp.io/{name}"))
+}
+
+/// The first reply at or after `since` from `mac`, as seen by the prober.
+fn first_reply_from(prober: &NeighborProber, since: Instant, mac: Mac) -> Option<Instant> {
+    prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at >= since && r.mac == mac)
+        .map(|r| r.at)
+        .min()
+}
+
+fn logs_tail(cluster: &Cluster) -> String {
+    cluster
+        .pods()
+        .map(|p| {
+            let log = p.log();
+            let all: Vec<&str> = log.lines().collect();
+            format!(
+                "===== {} =====\n{}",
+                p.name(),
+                all[all.len().saturating_sub(20)..].join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// RFC 5798 Master_Down_Interval of a backup of `priority` at [`ADVERT`].
+fn master_down_interval(priority: u8) -> Duration {
+    ADVERT * 3 + ADVERT * (256 - u32::from(priority)) / 256
+}
+
+#[test]
+fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a_node_answers_as_master()
+ {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    user.apply(&pool_manifest()).unwrap();
+    let address: IpAddr = FIRST.parse().unwrap();
+    let prober = cluster
+        .lab()
+        .probe(address, Duration::from_millis(20))
+        .unwrap();
+    user.apply(&service_manifest("web")).unwrap();
+
+    // The address is allocated at once: a VirtualIP for it, naming the Service.
+    let vip_name = "lb-192-168-77-200";
+    let vip = poll(
+        "VirtualIP of the Service",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            virtual_ip_exists(&user, vip_name)
+                .then(|| user.vip(vip_name))
+                .transpose()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    assert!(
+        vip["spec"]["addresses"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("{FIRST}/"))),
+        "{vip}"
+    );
+    let row = user.get_vip_row(vip_name).unwrap();
+    assert_eq!(
+        row.get("SERVICE").map(String::as_str),
+        Some("default/web"),
+        "{row:?}"
+    );
+
+    // No node carries the pool's label: no MASTER, so no ingress and no answer, for 5 s.
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let svc = service(&user, "web");
+        assert!(
+            ingress(&svc).is_empty(),
+            "ingress without a MASTER: {}",
+            svc["status"]
+        );
+        std::thread::sleep(POLL);
+    }
+    assert!(
+        prober.replies().is_empty(),
+        "the address answered without a MASTER: {:?}",
+        prober.replies()
+    );
+    let events = service_events(&user, "web");
+    assert!(
+        events.iter().any(|(kind, reason, message)| kind == "Normal"
+            && reason == "AddressAllocated"
+            && message.contains(FIRST)),
+        "no AddressAllocated Event on the Service: {events:?}"
+    );
+
+    // Labelling the nodes deploys the VirtualIP: n1 (150) becomes MASTER, then ingress.
+    let labelled = Instant::now();
+    label_nodes(&user, Some("true"));
+    let ((ip, mode), seen) = wait_ingress(&cluster, "web", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"));
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let answered = first_reply_from(&prober, labelled, n1).unwrap_or_else(|| {
+        panic!(
+            "ingress {ip} was written before the address answered from n1's MAC {n1}; replies: {:?}",
+            prober.replies()
+        )
+    });
+    assert!(
+        answered <= seen,
+        "ingress seen before the first answer from the MASTER"
+    );
+    let others: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.mac != n1)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the address answered from another MAC: {others:?}"
+    );
+    let vip = user.vip(vip_name).unwrap();
+    assert_eq!(
+        vip["status"]["master"].as_str(),
+        Some("n1"),
+        "{}",
+        vip["status"]
+    );
+    let table = user
+        .kubectl()
+        .run(&["get", "svc", "web", "-n", "default"])
+        .unwrap();
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(3) == Some(FIRST)),
+        "kubectl get svc: {table}"
+    );
+    eprintln!(
+        "nodes labelled → address answers from n1 after {:.0} ms; → ingress seen after {:.0} ms",
+        ms(answered - labelled),
+        ms(seen - labelled)
+    );
+
+    // Deleting the Service removes the VirtualIP; the address stops answering.
+    let deleted = Instant::now();
+    user.kubectl()
+        .run(&["delete", "service", "web", "-n", "default", "--wait=false"])
+        .unwrap();
+    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
+        Ok((!virtual_ip_exists(&user, vip_name)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    let gone = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let late: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at > gone + Duration::from_secs(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the address still answers after its VirtualIP went: {late:?}"
+    );
+    eprintln!(
+        "Service deleted → VirtualIP gone after {:.0} ms",
+        ms(gone - deleted)
+    );
+
+    // The address is back in the pool: the next Service gets the lowest free one, .200 again.
+    user.apply(&service_manifest("api")).unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "api", Duration::from_secs(30));
+    assert_eq!(ip, FIRST, "the released address did not return to the pool");
+    eprintln!(
+        "scenario lb-lifecycle: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_load_balancer_service_answers_within_a_second_of_creation_and_moves_within_master_down_interval_when_its_master_dies()
+ {
+    let started = Instant::now();
+    let mut cluster = up();
+    let user = cluster.user();
+    label_nodes(&user, Some("true"));
+    user.apply(&pool_manifest()).unwrap();
+    let address: IpAddr = FIRST.parse().unwrap();
+    let prober = cluster
+        .lab()
+        .probe(address, Duration::from_millis(10))
+        .unwrap();
+    // The pool is read and planned before the Service exists, as it is in a running cluster.
+    poll("pool status", Duration::from_secs(30), POLL, || {
+        let pool = user.get("virtualippool", "lan", &[])?;
+        Ok(pool.get("status").filter(|s| !s.is_null()).map(|_| ()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+
+    let created = Instant::now();
+    user.apply(&service_manifest("web")).unwrap();
+    let ((ip, mode), seen) = wait_ingress(&cluster, "web", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"));
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let answered = prober
+        .wait_for_reply(created, Duration::from_secs(5), |m| m == n1)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n1: {:?}", prober.replies()))
+        .at;
+    eprintln!(
+        "Service created → answers from n1 after {:.0} ms; → ingress seen after {:.0} ms",
+        ms(answered - created),
+        ms(seen - created)
+    );
+    assert!(
+        answered <= seen,
+        "ingress seen before the address answered from its MASTER"
+    );
+
+    // n1 dies hard: its switch port cut, its agent SIGKILLed.
+    std::thread::sleep(Duration::from_secs(1));
+    let died = Instant::now();
+    cluster.lab().cut(1).unwrap();
+    cluster.agent(1).unwrap().kill().unwrap();
+    let n2 = cluster.lab().node_mac(2).unwrap();
+    let moved = prober
+        .wait_for_reply(died, Duration::from_secs(5), |m| m == n2)
+        .unwrap_or_else(|| panic!("{FIRST} did not answer from n2 after n1 died"))
+        .at;
+    let mdi = master_down_interval(100);
+    eprintln!(
+        "n1 died → {FIRST} answers from n2 after {:.0} ms (Master_Down_Interval of n2: {:.0} ms)",
+        ms(moved - died),
+        ms(mdi)
+    );
+    assert!(
+        moved - died < Duration::from_secs(1),
+        "failover took {:.0} ms",
+        ms(moved - died)
+    );
+    // The Service keeps its address throughout; the VirtualIP names its new MASTER.
+    poll("status.master n2", Duration::from_secs(15), POLL, || {
+        let vip = user.vip("lb-192-168-77-200")?;
+        Ok((vip["status"]["master"].as_str() == Some("n2")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    assert_eq!(
+        ingress(&service(&user, "web")),
+        vec![(FIRST.to_owned(), "VIP".to_owned())]
+    );
+    eprintln!(
+        "scenario lb-failover: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
