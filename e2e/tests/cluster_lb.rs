@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use kube_vrrp_e2e::cluster::user::{User, poll};
 use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
 use kube_vrrp_e2e::probe::NeighborProber;
-use kube_vrrp_e2e::{Mac, netns};
+use kube_vrrp_e2e::{Mac, exposition, netns};
 use serde_json::{Value, json};
 
 /// How often the scenarios look at the API server.
@@ -64,9 +64,14 @@ fn pool_manifest() -> String {
 
 /// A LoadBalancer Service of kube-vrrp's class in namespace `default`.
 fn service_manifest(name: &str) -> String {
+    annotated_service_manifest(name, &json!({}))
+}
+
+/// [`service_manifest`] with `annotations`.
+fn annotated_service_manifest(name: &str, annotations: &Value) -> String {
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
         "spec": {
             "type": "LoadBalancer",
             "loadBalancerClass": "kubevrrp.io/vrrp",
@@ -415,6 +420,163 @@ fn a_load_balancer_service_answers_within_a_second_of_creation_and_moves_within_
     );
     eprintln!(
         "scenario lb-failover: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits until Service `name` has a Warning Event of `reason`; returns its message.
+fn wait_warning(cluster: &Cluster, name: &str, reason: &str) -> String {
+    let user = cluster.user();
+    poll(
+        &format!("Service {name}: Warning {reason}"),
+        Duration::from_secs(30),
+        POLL,
+        || {
+            Ok(service_events(&user, name)
+                .into_iter()
+                .find(|(kind, r, _)| kind == "Warning" && r == reason)
+                .map(|(_, _, message)| message))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; its Events: {:?}\n{}",
+            service_events(&user, name),
+            logs_tail(cluster)
+        )
+    })
+}
+
+/// The uid of every VirtualIP, by name.
+fn virtual_ip_uids(user: &User) -> Vec<(String, String)> {
+    let list = user.kubectl().json(&["get", "vip", "-o", "json"]).unwrap();
+    let mut uids: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let field = |k: &str| v["metadata"][k].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("uid"))
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_operator_restart_keeps_every_allocation()
+ {
+    let started = Instant::now();
+    let mut cluster = up();
+    let user = cluster.user();
+    label_nodes(&user, Some("true"));
+    user.apply(&pool_manifest()).unwrap();
+    let ips = "kubevrrp.io/load-balancer-ips";
+
+    // A requested address is honoured even though a lower one is free.
+    user.apply(&annotated_service_manifest("pinned", &json!({ips: LAST})))
+        .unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "pinned", Duration::from_secs(30));
+    assert_eq!(ip, LAST);
+
+    // A request outside every pool is refused with a Warning Event, and no ingress.
+    user.apply(&annotated_service_manifest(
+        "outside",
+        &json!({ips: "192.168.77.250"}),
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "outside", "AddressNotInPool");
+    assert!(why.contains("192.168.77.250"), "{why}");
+    assert!(ingress(&service(&user, "outside")).is_empty());
+
+    // The next Service gets the lowest free address; the one after finds the pool exhausted.
+    user.apply(&service_manifest("auto")).unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "auto", Duration::from_secs(30));
+    assert_eq!(ip, FIRST);
+    user.apply(&service_manifest("late")).unwrap();
+    let why = wait_warning(&cluster, "late", "PoolExhausted");
+    eprintln!("late: {why}");
+    assert!(ingress(&service(&user, "late")).is_empty());
+
+    // Both operator replicas killed and started again: every allocation stays as it was,
+    // read back from the VirtualIPs and the Services' ingress, and no VirtualIP is recreated.
+    let before = virtual_ip_uids(&user);
+    assert_eq!(
+        before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["lb-192-168-77-200", "lb-192-168-77-201"]
+    );
+    let restarted = Instant::now();
+    for pod in cluster.operators() {
+        pod.kill().unwrap();
+    }
+    for pod in cluster.operators() {
+        pod.start().unwrap();
+    }
+    for pod in cluster.operators() {
+        pod.wait_ready(Duration::from_secs(60)).unwrap();
+    }
+    // Two sync passes of the replica that holds the Lease after the restart (its
+    // kube_vrrp_reconcile_total counts from 0; a standby counts passes that do nothing), then
+    // time for more.
+    poll(
+        "two sync passes of the leader after the restart",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            let leader = cluster.leader()?;
+            let Some(pod) = cluster.pods().nth(leader) else {
+                return Ok(None);
+            };
+            let Some(port) = pod.named_port("metrics") else {
+                return Ok(None);
+            };
+            let body = pod.get(port, "/metrics")?;
+            let passes = exposition::value(
+                &String::from_utf8_lossy(&body.body),
+                "kube_vrrp_reconcile_total",
+                &[],
+            );
+            Ok(passes.filter(|p| *p >= 2.0).map(|_| ()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!(
+        "operators restarted; allocations checked {:.1} s later",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert_eq!(virtual_ip_uids(&user), before, "a VirtualIP was recreated");
+    for (name, address) in [("pinned", LAST), ("auto", FIRST)] {
+        assert_eq!(
+            ingress(&service(&user, name)),
+            vec![(address.to_owned(), "VIP".to_owned())],
+            "{name} after the restart"
+        );
+    }
+    assert!(ingress(&service(&user, "late")).is_empty());
+
+    // Recovery: the pinned Service goes; its address returns to the pool once no node holds it,
+    // and the waiting Service gets it.
+    let deleted = Instant::now();
+    user.kubectl()
+        .run(&[
+            "delete",
+            "service",
+            "pinned",
+            "-n",
+            "default",
+            "--wait=false",
+        ])
+        .unwrap();
+    let ((ip, _), seen) = wait_ingress(&cluster, "late", Duration::from_secs(30));
+    assert_eq!(ip, LAST);
+    eprintln!(
+        "pinned deleted → late gets {LAST} after {:.0} ms",
+        ms(seen - deleted)
+    );
+    assert!(ingress(&service(&user, "outside")).is_empty());
+    eprintln!(
+        "scenario lb-requests: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
