@@ -69,6 +69,12 @@ fn service_manifest(name: &str) -> String {
 
 /// [`service_manifest`] with `annotations`.
 fn annotated_service_manifest(name: &str, annotations: &Value) -> String {
+    custom_service_manifest(name, annotations, 80, "Cluster")
+}
+
+/// A LoadBalancer Service of kube-vrrp's class with `annotations`, one TCP `port` and
+/// `externalTrafficPolicy: policy`.
+fn custom_service_manifest(name: &str, annotations: &Value, port: u16, policy: &str) -> String {
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": "default", "annotations": annotations},
@@ -76,7 +82,8 @@ fn annotated_service_manifest(name: &str, annotations: &Value) -> String {
             "type": "LoadBalancer",
             "loadBalancerClass": "kubevrrp.io/vrrp",
             "selector": {"app": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            "externalTrafficPolicy": policy,
+            "ports": [{"name": "http", "port": port, "targetPort": 8080, "protocol": "TCP"}],
         },
     })
     .to_string()
@@ -577,6 +584,189 @@ fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_op
     assert!(ingress(&service(&user, "outside")).is_empty());
     eprintln!(
         "scenario lb-requests: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn services_share_an_address_only_with_the_same_key_and_distinct_ports() {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user, Some("true"));
+    user.apply(&pool_manifest()).unwrap();
+    let shared = |key: Option<&str>| {
+        let mut a = json!({"kubevrrp.io/load-balancer-ips": FIRST});
+        if let Some(key) = key {
+            a["kubevrrp.io/allow-shared-ip"] = json!(key);
+        }
+        a
+    };
+    user.apply(&custom_service_manifest(
+        "http",
+        &shared(Some("front")),
+        80,
+        "Cluster",
+    ))
+    .unwrap();
+    user.apply(&custom_service_manifest(
+        "https",
+        &shared(Some("front")),
+        443,
+        "Cluster",
+    ))
+    .unwrap();
+    for name in ["http", "https"] {
+        let ((ip, mode), _) = wait_ingress(&cluster, name, Duration::from_secs(30));
+        assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"), "{name}");
+    }
+    let vip = user.vip("lb-192-168-77-200").unwrap();
+    assert_eq!(
+        vip["metadata"]["annotations"]["kubevrrp.io/services"].as_str(),
+        Some("default/http,default/https"),
+        "one VirtualIP serves both"
+    );
+    assert_eq!(virtual_ip_uids(&user).len(), 1);
+
+    // Without the key, or with the key and a port already served, the address is refused.
+    user.apply(&custom_service_manifest(
+        "nokey",
+        &shared(None),
+        8080,
+        "Cluster",
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "nokey", "AddressInUse");
+    eprintln!("nokey: {why}");
+    user.apply(&custom_service_manifest(
+        "collide",
+        &shared(Some("front")),
+        80,
+        "Cluster",
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "collide", "PortsCollide");
+    eprintln!("collide: {why}");
+    for name in ["nokey", "collide"] {
+        assert!(
+            ingress(&service(&user, name)).is_empty(),
+            "{name} got an ingress"
+        );
+    }
+    // The address answers from one MAC, the MASTER's.
+    let prober = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let since = Instant::now();
+    assert!(
+        prober
+            .wait_for_reply(since, Duration::from_secs(5), |m| m == n1)
+            .is_some(),
+        "{FIRST} does not answer from n1"
+    );
+    eprintln!(
+        "scenario lb-sharing: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// An EndpointSlice of Service `service` with one ready endpoint on `node`.
+fn endpoint_slice(service: &str, node: &str) -> String {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.9.5"], "conditions": {"ready": true}, "nodeName": node}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    })
+    .to_string()
+}
+
+#[test]
+fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_ready_endpoint() {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user, Some("true"));
+    user.apply(&pool_manifest()).unwrap();
+    let prober = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    // The lab runs no kube-controller-manager: the EndpointSlices are written by hand.
+    user.apply(&custom_service_manifest("local", &json!({}), 80, "Local"))
+        .unwrap();
+    let vip_name = "lb-192-168-77-200";
+    poll(
+        "VirtualIP of the Service",
+        Duration::from_secs(30),
+        POLL,
+        || Ok(virtual_ip_exists(&user, vip_name).then_some(())),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    let vip = user.vip(vip_name).unwrap();
+    assert_eq!(
+        vip["spec"]["track"]["endpoints"][0]["service"]["name"].as_str(),
+        Some("local"),
+        "{}",
+        vip["spec"]
+    );
+    // No ready endpoint anywhere: no node may hold it, so nothing answers and no ingress.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        prober.replies().is_empty(),
+        "answered without an endpoint: {:?}",
+        prober.replies()
+    );
+    assert!(ingress(&service(&user, "local")).is_empty());
+
+    // The endpoint on n2 (priority 100, below n1's 150): n2 holds the address.
+    let placed = Instant::now();
+    user.apply(&endpoint_slice("local", "n2")).unwrap();
+    let n2 = cluster.lab().node_mac(2).unwrap();
+    let at = prober
+        .wait_for_reply(placed, Duration::from_secs(10), |m| m == n2)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n2: {:?}", prober.replies()))
+        .at;
+    let ((ip, _), seen) = wait_ingress(&cluster, "local", Duration::from_secs(30));
+    assert_eq!(ip, FIRST);
+    eprintln!(
+        "endpoint on n2 → answers from n2 after {:.0} ms, ingress seen after {:.0} ms",
+        ms(at - placed),
+        ms(seen - placed)
+    );
+
+    // The endpoint moves to n3: so does the address, and n2 stops answering.
+    let moved = Instant::now();
+    user.apply(&endpoint_slice("local", "n3")).unwrap();
+    let n3 = cluster.lab().node_mac(3).unwrap();
+    let at = prober
+        .wait_for_reply(moved, Duration::from_secs(10), |m| m == n3)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n3: {:?}", prober.replies()))
+        .at;
+    eprintln!(
+        "endpoint moved to n3 → answers from n3 after {:.0} ms",
+        ms(at - moved)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let check = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let stale: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at >= check && r.mac != n3)
+        .collect();
+    assert!(stale.is_empty(), "another node still answers: {stale:?}");
+    poll("status.master n3", Duration::from_secs(15), POLL, || {
+        let vip = user.vip(vip_name)?;
+        Ok((vip["status"]["master"].as_str() == Some("n3")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    eprintln!(
+        "scenario lb-local: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
