@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube_vrrp_crds::{VirtualIp, VirtualIpPool};
 use kube_vrrp_operator::load_balancer::{
-    ADDRESSES_ANNOTATION, LOAD_BALANCER_CLASS, LbConfig, LbInput, SHARING_ANNOTATION, allocate,
+    ADDRESSES_ANNOTATION, DesiredVirtualIp, LOAD_BALANCER_CLASS, LbConfig, LbInput,
+    SHARING_ANNOTATION, allocate,
 };
 use kube_vrrp_plan::{PlanInput, plan};
 use serde_json::json;
@@ -90,6 +91,22 @@ fn services() -> Vec<Service> {
         .collect()
 }
 
+fn lb_input<'a>(
+    pools: &'a [VirtualIpPool],
+    services: &'a [Service],
+    nodes: &'a [Node],
+    virtual_ips: &'a [VirtualIp],
+) -> LbInput<'a> {
+    LbInput {
+        pools: pools.iter().collect(),
+        services: services.iter().collect(),
+        namespaces: Vec::new(),
+        nodes: nodes.iter().collect(),
+        virtual_ips: virtual_ips.iter().collect(),
+        held: Vec::new(),
+    }
+}
+
 fn measure(name: &str, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..RUNS)
         .map(|_| {
@@ -114,26 +131,15 @@ fn main() {
     let config = LbConfig {
         default_class: false,
     };
-    fn input<'a>(
-        pools: &'a [VirtualIpPool],
-        services: &'a [Service],
-        nodes: &'a [Node],
-        virtual_ips: &'a [VirtualIp],
-    ) -> LbInput<'a> {
-        LbInput {
-            pools: pools.iter().collect(),
-            services: services.iter().collect(),
-            namespaces: Vec::new(),
-            nodes: nodes.iter().collect(),
-            virtual_ips: virtual_ips.iter().collect(),
-            held: Vec::new(),
-        }
-    }
     let input = |virtual_ips: &[VirtualIp]| {
-        allocate(&input(&pools, &services, &nodes, virtual_ips), &config)
+        allocate(&lb_input(&pools, &services, &nodes, virtual_ips), &config)
     };
     let first = input(&[]);
-    let virtual_ips: Vec<VirtualIp> = first.virtual_ips.values().map(|d| d.object()).collect();
+    let virtual_ips: Vec<VirtualIp> = first
+        .virtual_ips
+        .values()
+        .map(DesiredVirtualIp::object)
+        .collect();
     let assigned = first
         .services
         .values()
