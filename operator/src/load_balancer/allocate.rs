@@ -160,8 +160,8 @@ impl<'a> Book<'a> {
                 family,
                 reason: FailureReason::AddressInUse,
                 message: format!(
-                    "{ip} is Service {}'s; to share it, give both Services the annotation \
-                     {SHARING_ANNOTATION} with one value, and ports that differ",
+                    "{ip} is taken by Service {}; to share it, give the Services the \
+                     annotation {SHARING_ANNOTATION} with one value, and ports that differ",
                     names(&others)
                 ),
             });
