@@ -89,11 +89,11 @@ fn custom_service_manifest(name: &str, annotations: &Value, port: u16, policy: &
     .to_string()
 }
 
-fn label_nodes(user: &User, value: Option<&str>) {
+/// Gives n1..n3 the label the pool's nodeSelector asks for.
+fn label_nodes(user: &User) {
     for node in ["n1", "n2", "n3"] {
-        let label = value.map_or_else(|| format!("{LB_LABEL}-"), |v| format!("{LB_LABEL}={v}"));
         user.kubectl()
-            .run(&["label", "node", node, &label, "--overwrite"])
+            .run(&["label", "node", node, &format!("{LB_LABEL}=true")])
             .unwrap();
     }
 }
@@ -273,7 +273,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
 
     // Labelling the nodes deploys the VirtualIP: n1 (150) becomes MASTER, then ingress.
     let labelled = Instant::now();
-    label_nodes(&user, Some("true"));
+    label_nodes(&user);
     let ((ip, mode), seen) = wait_ingress(&cluster, "web", Duration::from_secs(30));
     assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"));
     let n1 = cluster.lab().node_mac(1).unwrap();
@@ -356,12 +356,12 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
 }
 
 #[test]
-fn a_load_balancer_service_answers_within_a_second_of_creation_and_moves_within_master_down_interval_when_its_master_dies()
+fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_within_a_second_when_the_master_dies()
  {
     let started = Instant::now();
     let mut cluster = up();
     let user = cluster.user();
-    label_nodes(&user, Some("true"));
+    label_nodes(&user);
     user.apply(&pool_manifest()).unwrap();
     let address: IpAddr = FIRST.parse().unwrap();
     let prober = cluster
@@ -476,7 +476,7 @@ fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_op
     let started = Instant::now();
     let mut cluster = up();
     let user = cluster.user();
-    label_nodes(&user, Some("true"));
+    label_nodes(&user);
     user.apply(&pool_manifest()).unwrap();
     let ips = "kubevrrp.io/load-balancer-ips";
 
@@ -593,7 +593,7 @@ fn services_share_an_address_only_with_the_same_key_and_distinct_ports() {
     let started = Instant::now();
     let cluster = up();
     let user = cluster.user();
-    label_nodes(&user, Some("true"));
+    label_nodes(&user);
     user.apply(&pool_manifest()).unwrap();
     let shared = |key: Option<&str>| {
         let mut a = json!({"kubevrrp.io/load-balancer-ips": FIRST});
@@ -690,7 +690,7 @@ fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_read
     let started = Instant::now();
     let cluster = up();
     let user = cluster.user();
-    label_nodes(&user, Some("true"));
+    label_nodes(&user);
     user.apply(&pool_manifest()).unwrap();
     let prober = cluster
         .lab()
