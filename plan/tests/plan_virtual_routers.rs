@@ -192,3 +192,29 @@ fn virtual_servers_of_a_member_follow_the_shared_instance() {
     assert_eq!(server.virtual_ip, "r");
     assert_eq!(server.addresses, ["10.0.0.1"]);
 }
+
+#[test]
+fn a_member_taking_a_nodes_own_address_is_refused_alone_and_the_router_keeps_the_others() {
+    // nodes(2) are 10.0.0.10 and 10.0.0.11.
+    let p = plan(&input(
+        vec![
+            routed("a", "10.0.0.1/32", "r"),
+            routed("takes-node", "10.0.0.11/32", "r"),
+        ],
+        2,
+    ));
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert_eq!(
+        (p.conflicts[0].virtual_ip.as_str(), p.conflicts[0].reason),
+        ("takes-node", ConflictReason::NodeAddress)
+    );
+    for spec in p.nodes.values() {
+        assert_eq!(spec.instances.len(), 1);
+        assert_eq!(spec.instances[0].name, "r");
+        assert_eq!(spec.instances[0].addresses, ["10.0.0.1/32"]);
+    }
+    assert_eq!(
+        p.allocations["takes-node"].virtual_router_id, p.allocations["a"].virtual_router_id,
+        "the refused member keeps the router's VRID for when it is fixed"
+    );
+}
