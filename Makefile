@@ -65,7 +65,8 @@ cluster-lab-down: ## stop the cluster lab and remove everything it made
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
-image: release ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+image: ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+	$(CARGO) build --release -p kube-vrrp-agent -p kube-vrrp-operator --bins
 	hack/image.sh
 
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)

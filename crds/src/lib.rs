@@ -24,6 +24,7 @@ pub mod virtual_ip;
 pub mod virtual_ip_pool;
 pub mod virtual_server;
 pub mod vrrp_node;
+pub mod watch_backoff;
 
 /// API group of every kube-vrrp resource.
 pub const GROUP: &str = "kubevrrp.io";

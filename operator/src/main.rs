@@ -39,8 +39,13 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz server.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long, default_value = "[::]:8080")]
     metrics_addr: std::net::SocketAddr,
+    /// Keep cordoned nodes in the plan. By default a cordoned node (like a NotReady one or
+    /// one labelled node.kubernetes.io/exclude-from-external-load-balancers) holds no VIP,
+    /// and its MASTERs hand over with priority 0.
+    #[arg(long)]
+    keep_cordoned_nodes: bool,
     /// Namespace of the leader election Lease (default: the pod's namespace, else "default").
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
@@ -206,6 +211,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 default_class: args.default_load_balancer_class,
             }),
             write_concurrency: args.write_concurrency.max(1),
+            nodes: kube_vrrp_plan::NodePolicy {
+                keep_cordoned: args.keep_cordoned_nodes,
+            },
             ..Config::default()
         },
         election.leader(),

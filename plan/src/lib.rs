@@ -76,6 +76,7 @@ pub use manifests::{
     DocumentLocation, ManifestError, Manifests, load_manifests,
     load_manifests_setting_aside_invalid, parse_manifests,
 };
+pub use nodes::{NodePolicy, Unavailable};
 pub use segment::{Family, Segment};
 
 use nodes::NodeInfo;
@@ -98,6 +99,8 @@ pub struct PlanInput {
     /// Those Services (to map a numbered `backendRef.port` to the endpoint port; without
     /// the Service the number is matched against the endpoint port itself).
     pub services: Vec<Service>,
+    /// Which unhealthy nodes are left out.
+    pub node_policy: NodePolicy,
 }
 
 impl From<Manifests> for PlanInput {
@@ -109,6 +112,7 @@ impl From<Manifests> for PlanInput {
             nodes: m.nodes,
             endpoint_slices: m.endpoint_slices,
             services: m.services,
+            node_policy: NodePolicy::default(),
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct Objects<'a> {
     pub endpoint_slices: Vec<&'a EndpointSlice>,
     /// Those Services.
     pub services: Vec<&'a Service>,
+    /// Which unhealthy nodes are left out.
+    pub node_policy: NodePolicy,
 }
 
 impl PlanInput {
@@ -139,6 +145,7 @@ impl PlanInput {
             nodes: self.nodes.iter().collect(),
             endpoint_slices: self.endpoint_slices.iter().collect(),
             services: self.services.iter().collect(),
+            node_policy: self.node_policy,
         }
     }
 
@@ -456,7 +463,7 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
                 continue;
             }
         };
-        let (selected, excluded) = select(leader, &nodes);
+        let (selected, excluded) = select(leader, &nodes, input.node_policy);
         let priorities = rank(leader, g.instance, &nodes, &selected);
         let allocation = Allocation {
             virtual_router_id: vrid,
@@ -710,9 +717,16 @@ fn vrid_conflict(c: &Candidate<'_>, reason: ConflictReason, message: String) -> 
 
 /// The indices of the eligible nodes (step 4), in name order, and of those that matched
 /// the selector but were left out for lack of a unicast address.
-fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, Vec<usize>) {
+///
+/// Nodes the policy leaves out (NotReady, cordoned, excluded by label) hold none of the
+/// VirtualIP's instances, so an instance on a node that turns unhealthy is removed and its
+/// MASTER hands over with priority 0. If that would leave no node at all, the unhealthy
+/// ones are kept: a VIP on a doubtful node beats no VIP (a cluster-wide NotReady, as when
+/// the API server was unreachable for a while, must not take every VIP down).
+fn select(c: &Candidate<'_>, nodes: &[NodeInfo], policy: NodePolicy) -> (Vec<usize>, Vec<usize>) {
     let mut excluded = Vec::new();
-    let mut out = Vec::new();
+    let mut healthy = Vec::new();
+    let mut unhealthy = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         if c.selector.as_ref().is_some_and(|s| !s.matches(&n.labels)) {
             continue;
@@ -721,9 +735,18 @@ fn select(c: &Candidate<'_>, nodes: &[NodeInfo]) -> (Vec<usize>, Vec<usize>) {
             excluded.push(i);
             continue;
         }
-        out.push(i);
+        if policy.leaves_out(n) {
+            unhealthy.push(i);
+        } else {
+            healthy.push(i);
+        }
     }
-    (out, excluded)
+    let selected = if healthy.is_empty() {
+        unhealthy
+    } else {
+        healthy
+    };
+    (selected, excluded)
 }
 
 /// Why the VirtualIP may not be deployed when one of its addresses is a selected node's own.

@@ -155,7 +155,7 @@ fn arb_input() -> impl Strategy<Value = PlanInput> {
                 virtual_servers,
                 nodes,
                 endpoint_slices,
-                services: Vec::new(),
+                ..PlanInput::default()
             },
         )
 }

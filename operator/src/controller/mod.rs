@@ -60,6 +60,8 @@ pub struct Config {
     /// Writes of one kind a pass makes at once (VirtualIPs for Services, Service statuses,
     /// Events, pool statuses); 1 makes them one by one, in a fixed order.
     pub write_concurrency: usize,
+    /// Which unhealthy nodes planning leaves out.
+    pub nodes: kube_vrrp_plan::NodePolicy,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             backoff: ErrorBackoff::default(),
             load_balancers: None,
             write_concurrency: 16,
+            nodes: kube_vrrp_plan::NodePolicy::default(),
         }
     }
 }

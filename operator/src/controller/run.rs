@@ -126,7 +126,7 @@ where
         writer,
         watcher(api, watcher::Config::default().page_size(page)).modify(strip),
     )
-    .default_backoff()
+    .backoff(kube_vrrp_crds::watch_backoff::WatchBackoff::default())
     .map_ok(drop)
     .boxed();
     changes.push(stream);

@@ -1,11 +1,13 @@
 //! What the reflector stores keep of each object: only what a pass reads. Applied to every
 //! watch event before it reaches a store (`WatchStreamExt::modify`), so the operator's memory
-//! grows with what it plans from, not with what the cluster holds (images and conditions of
+//! grows with what it plans from, not with what the cluster holds (images and most conditions of
 //! Nodes, Service selectors, EndpointSlice topology, managed fields). Pure.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeStatus, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Service, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use kube::api::ObjectMeta;
 use kube_vrrp_crds::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode, VrrpNodeSpec};
@@ -60,23 +62,31 @@ pub fn virtual_server(vs: &mut VirtualServer) {
     lighten(&mut vs.metadata);
 }
 
-/// A Node: its name, labels and InternalIP and ExternalIP addresses (the planner reads the
-/// InternalIPs; load balancing never hands out either).
+/// A Node: its name, labels, addresses (the node's own addresses, which no VIP may take;
+/// InternalIPs are the unicast peers), whether it is cordoned, and the status of its Ready
+/// condition without its timestamps (a heartbeat changes nothing the planner reads).
 pub fn node(node: &mut Node) {
-    let addresses = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .map(|all| {
-            all.iter()
-                .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "ExternalIP"))
-                .cloned()
-                .collect::<Vec<_>>()
-        });
+    let status = node.status.as_ref();
+    let addresses = status.and_then(|s| s.addresses.clone());
+    let conditions = status.and_then(|s| s.conditions.as_ref()).map(|all| {
+        all.iter()
+            .filter(|c| c.type_ == "Ready")
+            .map(|c| NodeCondition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                ..NodeCondition::default()
+            })
+            .collect::<Vec<_>>()
+    });
+    let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable);
     node.metadata = identity(&node.metadata, |_| true);
-    node.spec = None;
+    node.spec = unschedulable.map(|u| NodeSpec {
+        unschedulable: Some(u),
+        ..NodeSpec::default()
+    });
     node.status = Some(NodeStatus {
         addresses,
+        conditions,
         ..NodeStatus::default()
     });
 }
@@ -181,17 +191,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_keeps_its_name_labels_and_internal_and_external_ips_only() {
+    fn a_node_keeps_its_name_labels_addresses_cordon_and_readiness_only() {
         let mut n: Node = serde_json::from_value(json!({
             "metadata": {"name": "n1", "labels": {"zone": "a"}, "annotations": {"big": "x"},
                          "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
-            "spec": {"podCIDR": "10.244.0.0/24"},
+            "spec": {"podCIDR": "10.244.0.0/24", "unschedulable": true},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
                               {"type": "ExternalIP", "address": "198.51.100.1"},
                               {"type": "Hostname", "address": "n1"}],
                 "images": [{"names": ["registry/app:1"], "sizeBytes": 1}],
-                "conditions": [{"type": "Ready", "status": "True"}],
+                "conditions": [{"type": "Ready", "status": "True",
+                                "lastHeartbeatTime": "2026-11-30T00:00:00Z", "reason": "KubeletReady"},
+                               {"type": "MemoryPressure", "status": "False"}],
             },
         }))
         .unwrap();
@@ -201,8 +213,11 @@ mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "n1", "labels": {"zone": "a"}},
+                "spec": {"unschedulable": true},
                 "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
-                                         {"type": "ExternalIP", "address": "198.51.100.1"}]},
+                                         {"type": "ExternalIP", "address": "198.51.100.1"},
+                                         {"type": "Hostname", "address": "n1"}],
+                           "conditions": [{"type": "Ready", "status": "True"}]},
             })
         );
     }

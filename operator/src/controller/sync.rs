@@ -307,7 +307,7 @@ async fn publish(ctx: &Context, vip: &VirtualIp, event: &FoldEvent) -> Result<()
             EventSeverity::Warning => EventType::Warning,
         },
         reason: event.reason.as_str().to_owned(),
-        note: Some(event.note.clone()),
+        note: Some(crate::fold::events::bounded_note(&event.note)),
         action: "UpdateStatus".to_owned(),
         secondary: None,
     };
@@ -385,6 +385,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
         endpoint_slices: snapshot.endpoint_slices.iter().map(AsRef::as_ref).collect(),
         services: snapshot.services.iter().map(AsRef::as_ref).collect(),
+        node_policy: ctx.config.nodes,
     };
     let plan = plan_objects(&objects);
     outcome.conflicts = plan.conflicts.len();
