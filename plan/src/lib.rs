@@ -756,7 +756,9 @@ fn node_address_taken(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize])
         c.nets.iter().find_map(|net| {
             let (kind, _) = node.addresses.iter().find(|(_, ip)| *ip == net.addr())?;
             Some(format!(
-                "address {} is node '{}''s own address ({kind}); a VirtualIP must not take a                  node's address (the agent would refuse it, and its MASTER elsewhere would                  duplicate it): use another address",
+                "address {} is node '{}''s own address ({kind}); a VirtualIP must not take a \
+                 node's address (the agent would refuse it, and its MASTER elsewhere would \
+                 duplicate it): use another address",
                 net.addr(),
                 node.name
             ))
