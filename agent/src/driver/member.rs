@@ -64,6 +64,11 @@ pub(super) struct Member {
     pub(super) restored: Option<(u64, Timestamp)>,
     /// When a planned exit started handing over (the VIPs kept for the new MASTER).
     pub(super) handover_started: Option<Instant>,
+    /// In BACKUP: when the last advert was heard (the MASTER's).
+    pub(super) last_heard: Option<Instant>,
+    /// Just become MASTER after hearing one: when the old MASTER was last heard, until this
+    /// node's first advert times the failover.
+    pub(super) failover_from: Option<Instant>,
     /// Why `acceptMode: false` is not enforced, when it is not.
     pub(super) accept_error: Option<String>,
     pub(super) transitions: u64,

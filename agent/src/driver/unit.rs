@@ -188,6 +188,8 @@ impl Unit {
                 add_retry: AddRetry::default(),
                 restored: None,
                 handover_started: None,
+                last_heard: None,
+                failover_from: None,
                 accept_error: None,
                 transitions: 0,
                 last_transition: None,
@@ -242,14 +244,23 @@ impl Unit {
                         self.leave().await;
                     }
                 },
-                Some((index, advert)) = adverts.recv() => {
-                    let actions = self.machine.apply(index, Instant::now(), Event::Advert(advert));
-                    self.perform(actions).await;
-                }
+                Some((index, advert)) = adverts.recv() => self.on_advert(index, advert).await,
                 Some(input) = inputs.recv() => self.on_input(input).await,
             }
         }
         self.stop().await;
+    }
+
+    async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) {
+        let now = Instant::now();
+        if self.state(index) == Some(State::Backup)
+            && let Some(member) = self.members.get_mut(index)
+        {
+            // Only a MASTER advertises: for the failover histogram, the old MASTER's last word.
+            member.last_heard = Some(now);
+        }
+        let actions = self.machine.apply(index, now, Event::Advert(advert));
+        self.perform(actions).await;
     }
 
     /// Shutdown (RFC 5798 §6.4.3): every member leaves the election; a MASTER announces
@@ -633,6 +644,14 @@ impl Unit {
                 if from == State::Master {
                     member.garp = None;
                 }
+                // A failover is timed from the old MASTER's last advert heard in BACKUP to this
+                // node's first advert; a MASTER never heard (start-up) makes no failover.
+                member.failover_from = if (from, to) == (State::Backup, State::Master) {
+                    member.last_heard.take()
+                } else {
+                    None
+                };
+                member.last_heard = None;
                 tracing::info!(
                     instance = %member.spec.name,
                     vrid = member.spec.vrid,
@@ -656,7 +675,11 @@ impl Unit {
                 // Only a MASTER advertises a priority; an advert queued behind a transition
                 // that left MASTER (a failed VIP add) is stale.
                 if priority == PRIORITY_STOP || self.state(index) == Some(State::Master) {
+                    let failover = self.members[index].failover_from.take();
                     self.send_advert(index, priority, max_advert_interval).await;
+                    if let Some(heard) = failover {
+                        self.record_failover(index, now.saturating_duration_since(heard));
+                    }
                 }
             }
             Action::AddVips => {
@@ -697,6 +720,18 @@ impl Unit {
                     .effective_priority(&member.spec.name, to);
             }
         }
+    }
+
+    fn record_failover(&self, index: usize, took: Duration) {
+        let member = &self.members[index];
+        let Some(instance) = self.machine.member(index) else {
+            return;
+        };
+        let master_down_interval = instance.master_down_interval();
+        tracing::info!(instance = %member.spec.name, took = ?took, master_down_interval = ?master_down_interval, "failover: from the old MASTER's last advert heard to this node's first");
+        self.services
+            .metrics
+            .failover(&member.spec.name, took, master_down_interval);
     }
 
     async fn send_advert(&self, index: usize, priority: u8, max_advert_interval: Duration) {
