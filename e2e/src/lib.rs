@@ -2,6 +2,7 @@
 
 pub mod addressing;
 pub mod agent;
+pub mod cluster;
 pub mod daemon;
 pub mod error;
 pub mod exposition;
