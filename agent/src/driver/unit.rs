@@ -678,7 +678,9 @@ impl Unit {
                     let failover = self.members[index].failover_from.take();
                     self.send_advert(index, priority, max_advert_interval).await;
                     if let Some(heard) = failover {
-                        self.record_failover(index, now.saturating_duration_since(heard));
+                        // Once sent: the advert is on the wire.
+                        let sent = Instant::now();
+                        self.record_failover(index, sent.saturating_duration_since(heard));
                     }
                 }
             }
