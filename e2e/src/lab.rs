@@ -1,8 +1,9 @@
 //! The lab: node namespaces `n1..nN` and a client, each with an `eth0` on bridge `br0` inside a
-//! switch namespace; link cuts, partitions, VIP ownership, and probes. All removed on drop.
+//! switch namespace (and, on demand, a server the client reaches through a VIP); link cuts,
+//! partitions, VIP ownership, and probes. All removed on drop.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +20,14 @@ pub const LAB_IF: &str = "eth0";
 pub const BRIDGE: &str = "br0";
 /// The switch-side port of the client.
 const CLIENT_PORT: &str = "pc";
+/// The switch-side port of the server.
+const SERVER_PORT: &str = "ps";
+/// The server's address on the lab subnet.
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 200);
+/// The address the server serves on, routed through the nodes (see [`Lab::add_server`]).
+pub const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// The network of [`SERVICE_IP`].
+const SERVICE_NET: &str = "10.77.0.0/24";
 
 /// What to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +65,7 @@ pub struct Lab {
     // Field order is drop order: hosts first, then the switch.
     nodes: Vec<LabNode>,
     client: Netns,
+    server: Option<Netns>,
     switch: Netns,
     workdir: PathBuf,
 }
@@ -129,6 +139,7 @@ impl Lab {
             spec,
             nodes: Vec::with_capacity(spec.nodes),
             client,
+            server: None,
             switch,
             workdir,
         };
@@ -307,6 +318,67 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds a server namespace on the switch holding [`SERVICE_IP`], which the client reaches
+    /// through `gateway` (a VIP): the client routes the service network via the gateway, every
+    /// node forwards it to the server (IPv4 forwarding on, no ICMP redirects), and the server
+    /// answers the client directly. Only the client → server direction crosses the VIP, so a
+    /// stream from the client shows exactly what a move of the VIP costs forwarded traffic.
+    /// A node never relays the gateway address itself: a packet for it reaching a node that
+    /// does not hold it is dropped (a blackhole route, which the address, when held, overrides
+    /// from the local table), so a ping to the VIP is answered by its holder or by nobody.
+    pub fn add_server(&mut self, gateway: Ipv4Addr) -> Result<&Netns, LabError> {
+        if self.server.is_some() {
+            return Err(LabError::Invalid("the lab already has a server".into()));
+        }
+        let server = Netns::create("kvsv")?;
+        wire_host(
+            &self.switch,
+            &server,
+            SERVER_PORT,
+            addressing::server_mac(),
+            &[IpAddr::V4(SERVER_IP)],
+        )?;
+        server.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SERVICE_IP}/32"),
+            "dev",
+            "lo",
+        ])?;
+        server.exec(&["ip", "link", "set", "lo", "up"])?;
+        let server_ip = SERVER_IP.to_string();
+        for node in &self.nodes {
+            for key in [
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0",
+            ] {
+                node.ns.exec(&["sysctl", "-qw", key])?;
+            }
+            node.ns
+                .exec(&["ip", "route", "add", SERVICE_NET, "via", &server_ip])?;
+            node.ns
+                .exec(&["ip", "route", "add", "blackhole", &format!("{gateway}/32")])?;
+        }
+        self.client
+            .exec(&["sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0"])?;
+        self.client.exec(&[
+            "ip",
+            "route",
+            "add",
+            SERVICE_NET,
+            "via",
+            &gateway.to_string(),
+        ])?;
+        Ok(self.server.insert(server))
+    }
+
+    /// The server namespace, once [`Lab::add_server`] made it.
+    pub fn server(&self) -> Option<&Netns> {
+        self.server.as_ref()
+    }
+
     /// Whether node `node` has `addr` on eth0.
     pub fn holds(&self, node: usize, addr: IpAddr) -> Result<bool, LabError> {
         let out = self
@@ -427,7 +499,7 @@ impl Lab {
 }
 
 /// Namespace name prefixes the lab creates (`Netns::create` appends `{pid}x{n}`).
-const PREFIXES: [&str; 4] = ["kvsw", "kvc", "kvn", "kva"];
+const PREFIXES: [&str; 5] = ["kvsw", "kvsv", "kvc", "kvn", "kva"];
 
 /// The pid embedded in a lab namespace name, if it is one: `kvn2-1234x7` → 1234.
 fn lab_namespace_pid(name: &str) -> Option<u32> {
@@ -490,6 +562,7 @@ mod tests {
         assert_eq!(lab_namespace_pid("kvn2-1234x7"), Some(1234));
         assert_eq!(lab_namespace_pid("kvsw99x0"), Some(99));
         assert_eq!(lab_namespace_pid("kvc5x1"), Some(5));
+        assert_eq!(lab_namespace_pid("kvsv8x2"), Some(8));
         assert_eq!(lab_namespace_pid("kvacp-77x3"), Some(77));
         assert_eq!(lab_namespace_pid("kvt5x1"), None);
         assert_eq!(lab_namespace_pid("kvn2-1234"), None);

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod error;
 pub mod exposition;
 pub mod guest;
+pub mod handover;
 pub mod http;
 pub mod instance;
 pub mod keepalived;
