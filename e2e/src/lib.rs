@@ -2,6 +2,7 @@
 
 pub mod addressing;
 pub mod agent;
+pub mod callgrind;
 pub mod daemon;
 pub mod error;
 pub mod exposition;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod process;
 pub mod resources;
 pub mod scenario;
+pub mod steady;
 
 pub use error::LabError;
 pub use instance::{InstanceSpec, TrackFile, Version};
