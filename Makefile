@@ -2,8 +2,12 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 AGENT := target/debug/kube-vrrp-agent
+# Kubernetes release of the lab's control plane (kube-apiserver and etcd built from Go modules);
+# empty: the one pinned in e2e/controlplane/go.mod. E.g. `make test K8S_VERSION=1.31.14`.
+K8S_VERSION ?=
+export KUBE_VRRP_K8S_VERSION := $(K8S_VERSION)
 
-.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools
+.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,13 +18,13 @@ build: ## debug build of every binary
 release: ## optimised binaries (benchmarks use these)
 	$(CARGO) build --workspace --release --bins
 
-test: deps build unit e2e e2e-ipvs chart-check image-check ## everything: unit, golden, property, lab e2e (root), IPVS guest lab, chart and alert rules, the image
+test: deps build unit e2e e2e-ipvs chart-check image-check ## everything: unit, golden, property, lab e2e and cluster scenarios (root), IPVS guest lab, chart and alert rules, the image
 	@echo "make test: all suites passed"
 
 unit: ## every crate's tests: unit, golden, property, simulation, namespace (root)
 	$(CARGO) test --workspace --exclude kube-vrrp-e2e --no-fail-fast
 
-e2e: build ## the network-namespace lab against keepalived (needs root)
+e2e: build tools controlplane ## the network-namespace lab against keepalived, and the cluster scenarios against a real kube-apiserver (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
 	$(CARGO) test -p kube-vrrp-e2e --no-fail-fast -- --test-threads=1 --skip guest_
 
@@ -48,6 +52,16 @@ deps: ## the Debian packages the lab and checks use (installs only what is missi
 tools: deps ## project-local helm, kubectl and validators under .tools/
 	hack/install-tools.sh
 
+controlplane: ## kube-apiserver and etcd built from Go modules into .tools/controlplane/ (test tooling; rebuilt only when the pin changes)
+	e2e/controlplane/build.sh $(K8S_VERSION)
+
+cluster-lab: deps build tools controlplane ## leave a real control plane, the chart and its operator/agent pods running in the lab; prints KUBECONFIG (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make cluster-lab: the lab needs root" >&2; exit 1; fi
+	target/debug/cluster-lab up
+
+cluster-lab-down: ## stop the cluster lab and remove everything it made
+	@if [ -x target/debug/cluster-lab ]; then target/debug/cluster-lab down; else echo "no cluster lab binary: nothing to stop"; fi
+
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
@@ -57,17 +71,18 @@ image: release ## the container image as an archive, without a container engine 
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
 	hack/check-image.sh
 
-bench: release ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; advert timing idle and under a 50k packets/s flood (root)
+bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; advert timing idle and under a flood; cluster: apply→answer, API writes, operator RSS at scale (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
 	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
 	$(CARGO) bench -p kube-vrrp-agent --bench advert_timing
+	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent KUBE_VRRP_OPERATOR=target/release/kube-vrrp-operator $(CARGO) run --release -p kube-vrrp-e2e --bin cluster-bench
 
 demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin lab-demo
 
-e2e-cluster: ## the lab's core scenarios against a real cluster named by KUBECONFIG (see hack/e2e-cluster.sh)
+e2e-cluster: build tools controlplane ## the core scenarios against the cluster named by KUBECONFIG, or against a cluster lab it brings up and removes (see hack/e2e-cluster.sh)
 	hack/e2e-cluster.sh

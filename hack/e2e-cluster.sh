@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The lab's core scenarios against a real cluster (make e2e-cluster). This machine has no
-# kube-apiserver, so this runs only where KUBECONFIG names a cluster that has:
-#   - kube-vrrp installed (helm install kube-vrrp charts/kube-vrrp -n kube-vrrp --create-namespace)
-#     with an image that contains this commit's binaries;
-#   - at least two Linux nodes on one L2 segment (E2E_NODES, default: the first two Ready nodes);
-#   - a free address in that segment for the test VIP (E2E_VIP, e.g. 10.0.0.250/24: required);
-#   - kubectl on PATH (or .tools/bin/kubectl from `make tools`).
+# The core scenarios against a real cluster (make e2e-cluster):
+#   - with KUBECONFIG set: the cluster it names, which needs kube-vrrp installed
+#     (helm install kube-vrrp charts/kube-vrrp -n kube-vrrp --create-namespace) with an image that
+#     contains this commit's binaries, two Linux nodes on one L2 segment (E2E_NODES, default: the
+#     first two Ready nodes) and a free address on that segment for the test VIP (E2E_VIP, e.g.
+#     10.0.0.250/24: required);
+#   - without KUBECONFIG: the cluster lab (`make cluster-lab`: a kube-apiserver built from Go
+#     modules, the chart installed with Helm, its pods run in network namespaces), brought up for
+#     the run and removed after it, with E2E_VIP=192.168.77.60/24 on the lab's switch (root).
+# kubectl comes from PATH or .tools/bin (make tools).
 # Scenarios: apply → one MASTER and Ready within Master_Down_Interval + 1 s; graceful handover when
 # the MASTER's agent pod is deleted (SIGTERM: priority 0); no SplitBrain at any point; cleanup.
 set -euo pipefail
@@ -15,12 +18,30 @@ export PATH="${PWD}/.tools/bin:${PATH}"
 die() { printf 'e2e-cluster: FAIL: %s\n' "$*" >&2; exit 1; }
 say() { printf 'e2e-cluster: %s\n' "$*"; }
 
-[[ -n "${KUBECONFIG:-}" ]] || die "set KUBECONFIG to a cluster with kube-vrrp installed"
-[[ -n "${E2E_VIP:-}" ]] || die "set E2E_VIP to a free CIDR address on the nodes' segment (e.g. 10.0.0.250/24)"
-command -v kubectl >/dev/null || die "kubectl not found (make tools installs one under .tools/bin)"
 ns="${E2E_NAMESPACE:-kube-vrrp}"
 name="e2e-$$"
 label="kubevrrp.io/e2e-${$}"
+nodes=()
+lab=""
+cleanup() {
+    kubectl delete virtualip "${name}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kubectl label node "${nodes[@]}" "${label}-" >/dev/null 2>&1 || true
+    if [[ -n "${lab}" ]]; then target/debug/cluster-lab down >/dev/null || true; fi
+}
+trap cleanup EXIT
+if [[ -z "${KUBECONFIG:-}" ]]; then
+    [[ ${EUID} -eq 0 ]] || die "no KUBECONFIG: the cluster lab needs root (or set KUBECONFIG to a cluster with kube-vrrp installed)"
+    [[ -x target/debug/cluster-lab ]] || die "target/debug/cluster-lab not built (make build)"
+    say "no KUBECONFIG: bringing up the cluster lab"
+    target/debug/cluster-lab up >/dev/null
+    lab=yes
+    KUBECONFIG="$(sed -n 's/^ *export KUBECONFIG=//p' "${TMPDIR:-/tmp}/kube-vrrp-cluster-lab/summary")"
+    export KUBECONFIG
+    E2E_VIP="${E2E_VIP:-192.168.77.60/24}"
+    say "cluster lab up: KUBECONFIG=${KUBECONFIG}"
+fi
+[[ -n "${E2E_VIP:-}" ]] || die "set E2E_VIP to a free CIDR address on the nodes' segment (e.g. 10.0.0.250/24)"
+command -v kubectl >/dev/null || die "kubectl not found (make tools installs one under .tools/bin)"
 
 kubectl get crd virtualips.kubevrrp.io >/dev/null || die "the VirtualIP CRD is not installed"
 if [[ -n "${E2E_NODES:-}" ]]; then
@@ -29,12 +50,6 @@ else
     mapfile -t nodes < <(kubectl get nodes -o jsonpath='{range .items[?(@.status.conditions[-1].status=="True")]}{.metadata.name}{"\n"}{end}' | head -n 2)
 fi
 ((${#nodes[@]} >= 2)) || die "need two Ready nodes (got: ${nodes[*]:-none})"
-
-cleanup() {
-    kubectl delete virtualip "${name}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-    kubectl label node "${nodes[@]}" "${label}-" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
 
 field() { kubectl get virtualip "${name}" -o jsonpath="$1" 2>/dev/null || true; }
 condition() { field "{.status.conditions[?(@.type==\"$1\")].status}"; }

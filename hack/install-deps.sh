@@ -13,6 +13,7 @@ declare -A package_of=(
     [promtool]=prometheus
     [unzip]=unzip
     [npm]=npm
+    [setpriv]=util-linux
     [skopeo]=skopeo
     [jq]=jq
     # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
@@ -29,6 +30,11 @@ for command in "${!package_of[@]}"; do
     command -v "${command}" >/dev/null 2>&1 || missing+=("${package_of[${command}]}")
 done
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The cluster lab's control plane is built from Go modules (e2e/controlplane/build.sh); Debian's
+# golang is too old for current Kubernetes, so the machine's toolchain is used: say so early.
+if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go ]]; then
+    printf 'install-deps: no Go toolchain (PATH or /usr/local/go/bin/go): the cluster lab cannot build kube-apiserver\n' >&2
+fi
 ((${#missing[@]})) || exit 0
 
 if [[ ${EUID} -ne 0 ]]; then

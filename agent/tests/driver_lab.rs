@@ -241,13 +241,14 @@ fn unicast_peers_elect_and_adverts_from_other_sources_are_dropped() {
     };
     let a1 = Agent::start(&lab.n1, config(vec![unicast(150, "192.0.2.2")]));
     let a2 = Agent::start(&lab.n2, config(vec![unicast(100, "192.0.2.1")]));
-    wait_for("n1 MASTER, n2 BACKUP", || {
-        a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Backup)
+    // A BACKUP learns its MASTER from the first advert it accepts, which may come after it
+    // entered BACKUP; wait for that advert rather than racing it.
+    let n1_address = Some("192.0.2.1".parse::<IpAddr>().unwrap());
+    wait_for("n1 MASTER, n2 BACKUP following n1", || {
+        a1.state("web") == Some(State::Master)
+            && a2.state("web") == Some(State::Backup)
+            && a2.status("web").and_then(|s| s.master_address) == n1_address
     });
-    assert_eq!(
-        a2.status("web").unwrap().master_address,
-        Some("192.0.2.1".parse::<IpAddr>().unwrap())
-    );
     // n2 now trusts only a peer that does not exist: n1's adverts are dropped as `source`.
     a2.apply(config(vec![unicast(100, "192.0.2.9")]));
     wait_for("n2 MASTER once n1 is no longer a peer", || {
@@ -297,8 +298,12 @@ fn ipv6_instances_elect_over_link_local_sources() {
         &lab.n2,
         config(vec![spec("web6", 61, "2001:db8::50/64", 100)]),
     );
-    wait_for("n1 MASTER, n2 BACKUP", || {
-        a1.state("web6") == Some(State::Master) && a2.state("web6") == Some(State::Backup)
+    wait_for("n1 MASTER, n2 BACKUP following it", || {
+        a1.state("web6") == Some(State::Master)
+            && a2.state("web6") == Some(State::Backup)
+            && a2
+                .status("web6")
+                .is_some_and(|s| s.master_address.is_some())
     });
     let master = a2.status("web6").unwrap().master_address.unwrap();
     assert!(

@@ -137,8 +137,12 @@ fn an_ipv6_master_follows_a_new_link_local_address_and_its_backup_hears_it() {
         &lab.n2,
         config(vec![spec("web6", 61, "2001:db8::50/64", 100)]),
     );
-    wait_for("n1 MASTER, n2 BACKUP", || {
-        a1.state("web6") == Some(State::Master) && a2.state("web6") == Some(State::Backup)
+    wait_for("n1 MASTER, n2 BACKUP following it", || {
+        a1.state("web6") == Some(State::Master)
+            && a2.state("web6") == Some(State::Backup)
+            && a2
+                .status("web6")
+                .is_some_and(|s| s.master_address.is_some())
     });
     let old = a2.status("web6").unwrap().master_address.unwrap();
     lab.n1

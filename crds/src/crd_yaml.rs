@@ -5,6 +5,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
+use crate::cel::LABEL_SELECTOR_REQUIREMENT;
+use crate::validation::{MAX_SELECTOR_REQUIREMENTS, MAX_SELECTOR_VALUES};
 use crate::{VirtualIp, VirtualServer, VrrpNode};
 
 /// The header written atop each generated file.
@@ -38,6 +40,7 @@ pub fn crds() -> Result<Vec<(&'static str, CustomResourceDefinition)>, RenderErr
         };
         let mut value = serde_json::to_value(crd).map_err(error)?;
         signed_integer_formats(&mut value);
+        label_selector_rules(&mut value);
         serde_json::from_value(value)
             .map(|crd| (name, crd))
             .map_err(error)
@@ -60,21 +63,66 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, RenderError> {
         .collect()
 }
 
+/// The operators a label selector requirement may use.
+const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// Gives every label selector schema (an object with `matchExpressions` and `matchLabels`)
+/// what the API server needs to refuse a selector that cannot work, as it does for built-in
+/// kinds: the operator enum, bounded lists (so CEL stays within the cost budget), and the
+/// values rule of `cel::LABEL_SELECTOR_REQUIREMENT` on each requirement.
+fn label_selector_rules(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_selector = map
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|p| {
+                    p.contains_key("matchExpressions") && p.contains_key("matchLabels")
+                });
+            if is_selector
+                && let Some(expressions) = map
+                    .get_mut("properties")
+                    .and_then(|p| p.get_mut("matchExpressions"))
+            {
+                expressions["maxItems"] = json!(MAX_SELECTOR_REQUIREMENTS);
+                let item = &mut expressions["items"];
+                item["properties"]["operator"]["enum"] = json!(SELECTOR_OPERATORS);
+                item["properties"]["values"]["maxItems"] = json!(MAX_SELECTOR_VALUES);
+                let rules: Vec<Value> = LABEL_SELECTOR_REQUIREMENT
+                    .iter()
+                    .map(|r| json!({"rule": r.rule, "message": r.message, "fieldPath": r.field_path}))
+                    .collect();
+                item["x-kubernetes-validations"] = json!(rules);
+            }
+            for child in map.values_mut() {
+                label_selector_rules(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(label_selector_rules),
+        _ => {}
+    }
+}
+
 /// Rewrites `format: uintN` to a signed format with `minimum`/`maximum` bounds, everywhere.
 fn signed_integer_formats(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            // A 64-bit unsigned value gets no maximum: int64 already bounds it, and i64::MAX
+            // does not survive the schema's float `maximum` (it rounds to 2^63, which the API
+            // server refuses as a bound of an int64 field).
             let bounds = match map.get("format").and_then(Value::as_str) {
-                Some("uint8") => Some(("int32", u64::from(u8::MAX))),
-                Some("uint16") => Some(("int32", u64::from(u16::MAX))),
-                Some("uint32") => Some(("int64", u64::from(u32::MAX))),
-                Some("uint64" | "uint") => Some(("int64", i64::MAX as u64)),
+                Some("uint8") => Some(("int32", Some(u64::from(u8::MAX)))),
+                Some("uint16") => Some(("int32", Some(u64::from(u16::MAX)))),
+                Some("uint32") => Some(("int64", Some(u64::from(u32::MAX)))),
+                Some("uint64" | "uint") => Some(("int64", None)),
                 _ => None,
             };
             if let Some((format, max)) = bounds {
                 map.insert("format".to_owned(), json!(format));
                 map.entry("minimum").or_insert(json!(0));
-                map.entry("maximum").or_insert(json!(max));
+                if let Some(max) = max {
+                    map.entry("maximum").or_insert(json!(max));
+                }
             }
             for child in map.values_mut() {
                 signed_integer_formats(child);
@@ -93,13 +141,15 @@ mod tests {
     fn unsigned_formats_become_bounded_signed_ones() {
         let mut v = json!({"a": {"type": "integer", "format": "uint8", "minimum": 1.0},
                            "b": [{"type": "integer", "format": "uint32"}],
-                           "c": {"type": "integer", "format": "int32"}});
+                           "c": {"type": "integer", "format": "int32"},
+                           "d": {"type": "integer", "format": "uint64"}});
         signed_integer_formats(&mut v);
         assert_eq!(
             v,
             json!({"a": {"type": "integer", "format": "int32", "minimum": 1.0, "maximum": 255},
                    "b": [{"type": "integer", "format": "int64", "minimum": 0, "maximum": 4_294_967_295_u64}],
-                   "c": {"type": "integer", "format": "int32"}})
+                   "c": {"type": "integer", "format": "int32"},
+                   "d": {"type": "integer", "format": "int64", "minimum": 0}})
         );
     }
 

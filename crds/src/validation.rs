@@ -23,6 +23,11 @@ pub const MAX_REAL_SERVERS: usize = 256;
 pub const MAX_TRACKERS: usize = 32;
 /// Longest address or CIDR string (schema `maxLength`).
 pub const MAX_ADDRESS_LENGTH: usize = 64;
+/// Most requirements (`matchExpressions`) in one label selector (schema `maxItems`, which keeps
+/// the CEL rule on each requirement within the API server's cost budget).
+pub const MAX_SELECTOR_REQUIREMENTS: usize = 32;
+/// Most values of one selector requirement (schema `maxItems`).
+pub const MAX_SELECTOR_VALUES: usize = 64;
 
 /// Shortest VRRPv3 advert interval: one centisecond.
 pub const V3_MIN_ADVERT_INTERVAL: Duration = Duration::from_millis(10);
@@ -283,14 +288,23 @@ impl Violations {
     }
 
     /// Checks a label selector the way Kubernetes validates built-in ones: operators are
-    /// In, NotIn, Exists or DoesNotExist; In/NotIn need values; Exists/DoesNotExist take none.
-    /// (The CRD schema cannot check this: LabelSelector lists are unbounded, so CEL over them
-    /// would exceed the cost budget. The operator rejects such selectors when planning.)
+    /// In, NotIn, Exists or DoesNotExist; In/NotIn need values; Exists/DoesNotExist take none;
+    /// at most [`MAX_SELECTOR_REQUIREMENTS`] requirements of at most [`MAX_SELECTOR_VALUES`]
+    /// values. (The CRD schema says the same: an enum, bounds, and the CEL rule
+    /// `cel::LABEL_SELECTOR_REQUIREMENT` on each requirement.)
     pub(crate) fn label_selector(&mut self, field: &str, selector: &LabelSelector) {
-        for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        let requirements = selector.match_expressions.as_deref().unwrap_or_default();
+        self.max_items(
+            &format!("{field}.matchExpressions"),
+            requirements,
+            MAX_SELECTOR_REQUIREMENTS,
+        );
+        for (i, e) in requirements.iter().enumerate() {
             let f = format!("{field}.matchExpressions[{i}]");
             self.required(&format!("{f}.key"), &e.key);
-            let has_values = e.values.as_ref().is_some_and(|v| !v.is_empty());
+            let values = e.values.as_deref().unwrap_or_default();
+            self.max_items(&format!("{f}.values"), values, MAX_SELECTOR_VALUES);
+            let has_values = !values.is_empty();
             match e.operator.as_str() {
                 "In" | "NotIn" if !has_values => self.push(
                     format!("{f}.values"),

@@ -45,7 +45,7 @@ pub(crate) fn default_zero() -> DurationString {
     doc = "A set of virtual addresses held by one elected node (a keepalived vrrp_instance)."
 )]
 #[kube(
-    printcolumn = r#"{"name":"Address", "type":"string", "description":"Virtual addresses", "jsonPath":".spec.addresses"}"#
+    printcolumn = r#"{"name":"Address", "type":"string", "description":"The first virtual address (kubectl would print the whole list as a JSON array)", "jsonPath":".spec.addresses[0]"}"#
 )]
 #[kube(
     printcolumn = r#"{"name":"Master", "type":"string", "description":"Node holding the addresses", "jsonPath":".status.master"}"#

@@ -82,6 +82,14 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
     let vip = crd_json::<VirtualIp>();
     assert_rules_at(node(&vip, "spec"), cel::VIRTUAL_IP_SPEC);
     assert_rules_at(node(&vip, "spec.priorities.[]"), cel::PRIORITY_RULE);
+    assert_rules_at(
+        node(&vip, "spec.nodeSelector.matchExpressions.[]"),
+        cel::LABEL_SELECTOR_REQUIREMENT,
+    );
+    assert_rules_at(
+        node(&vip, "spec.priorities.[].nodeSelector.matchExpressions.[]"),
+        cel::LABEL_SELECTOR_REQUIREMENT,
+    );
 
     let vs = crd_json::<VirtualServer>();
     assert_rules_at(node(&vs, "spec"), cel::VIRTUAL_SERVER_SPEC);
@@ -94,7 +102,7 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
 
     let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
     assert_eq!(
-        total, 17,
+        total, 18,
         "a rule set changed: update this test and its twins"
     );
 }
@@ -195,7 +203,7 @@ fn kubectl_get_vip_shows_address_master_state_nodes_age() {
     assert_eq!(
         columns,
         vec![
-            ("Address", ".spec.addresses"),
+            ("Address", ".spec.addresses[0]"),
             ("Master", ".status.master"),
             ("State", ".status.state"),
             ("Nodes", ".status.nodesSummary"),
@@ -263,8 +271,48 @@ fn ranges_and_enums_are_in_the_schema() {
 
 // ---- CEL evaluation with kube-cel (the apiserver's rules run client-side) ----
 
+/// kube-cel lacks cel-go's `int(duration)` (nanoseconds), which the rules use because the API
+/// server's cost estimator refuses `duration()` over computed strings. Here it becomes
+/// `getMilliseconds() * 1000000`: the same verdict for every interval these tests use (whole
+/// milliseconds). Sub-millisecond values are checked against the real API server by the
+/// cluster lab (`e2e/tests/cluster.rs`).
+fn with_millisecond_int_duration(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key == "rule"
+                    && let Value::String(rule) = v
+                {
+                    *rule = rewrite_int_duration(rule);
+                } else {
+                    with_millisecond_int_duration(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(with_millisecond_int_duration),
+        _ => {}
+    }
+}
+
+fn rewrite_int_duration(rule: &str) -> String {
+    let mut out = String::new();
+    let mut rest = rule;
+    while let Some(start) = rest.find("int(duration(") {
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + "int(duration(".len()..];
+        let end = inner.find("))").expect("int(duration(...)) closes");
+        out.push_str("(duration(");
+        out.push_str(&inner[..end]);
+        out.push_str(").getMilliseconds() * 1000000)");
+        rest = &inner[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn cel_messages<K: CustomResourceExt>(object: &Value) -> Vec<String> {
-    let crd = crd_json::<K>();
+    let mut crd = crd_json::<K>();
+    with_millisecond_int_duration(&mut crd);
     match kube_cel::validate(root_schema(&crd), object, None) {
         Ok(()) => Vec::new(),
         Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
@@ -438,6 +486,51 @@ fn cel_requires_exactly_one_of_node_name_or_selector_per_priority() {
             {"nodeName": "node-a", "nodeSelector": selector, "priority": 150}]}),
         Some(&cel::PRIORITY_RULE[0]),
     );
+}
+
+#[test]
+fn cel_refuses_selector_requirements_without_values_where_they_need_some_and_with_values_where_they_take_none()
+ {
+    let requirement = |operator: &str, values: Value| {
+        json!({"addresses": ["10.0.0.50/24"], "nodeSelector": {"matchExpressions": [
+            {"key": "kubevrrp.io/vip", "operator": operator, "values": values}]}})
+    };
+    vip_case(&requirement("In", json!(["true"])), None);
+    vip_case(&requirement("Exists", json!([])), None);
+    vip_case(
+        &requirement("In", json!([])),
+        Some(&cel::LABEL_SELECTOR_REQUIREMENT[0]),
+    );
+    vip_case(
+        &requirement("NotIn", json!([])),
+        Some(&cel::LABEL_SELECTOR_REQUIREMENT[0]),
+    );
+    vip_case(
+        &requirement("DoesNotExist", json!(["x"])),
+        Some(&cel::LABEL_SELECTOR_REQUIREMENT[0]),
+    );
+    let priority = json!({"addresses": ["10.0.0.50/24"], "priorities": [{"priority": 150, "nodeSelector":
+        {"matchExpressions": [{"key": "tier", "operator": "In", "values": []}]}}]});
+    vip_case(&priority, Some(&cel::LABEL_SELECTOR_REQUIREMENT[0]));
+}
+
+#[test]
+fn label_selectors_in_the_schema_bound_their_lists_and_name_their_operators() {
+    let vip = crd_json::<VirtualIp>();
+    for path in ["spec.nodeSelector", "spec.priorities.[].nodeSelector"] {
+        let expressions = node(&vip, &format!("{path}.matchExpressions"));
+        assert_eq!(expressions["maxItems"], json!(32), "{path}");
+        assert_eq!(
+            expressions["items"]["properties"]["operator"]["enum"],
+            json!(["In", "NotIn", "Exists", "DoesNotExist"]),
+            "{path}"
+        );
+        assert_eq!(
+            expressions["items"]["properties"]["values"]["maxItems"],
+            json!(64),
+            "{path}"
+        );
+    }
 }
 
 #[test]

@@ -63,6 +63,22 @@ pub fn client_ip(family: Family) -> IpAddr {
     host(family, CLIENT_HOST)
 }
 
+/// Host numbers of the lab's other hosts on the switch (no node, client or VIP uses them): the
+/// control plane, then one per operator replica ([`lab_host_ip`]).
+pub const CONTROL_PLANE_HOST: u8 = 2;
+/// The first operator replica's host number; replica `i` is this plus `i`.
+pub const OPERATOR_HOST_BASE: u8 = 3;
+
+/// The address of the lab host numbered `host` (see [`CONTROL_PLANE_HOST`]).
+pub fn lab_host_ip(host: u8, family: Family) -> IpAddr {
+    self::host(family, host)
+}
+
+/// The MAC of the lab host numbered `host`: 02:77:00:00:01:NN.
+pub fn lab_host_mac(host: u8) -> crate::Mac {
+    crate::Mac([0x02, 0x77, 0, 0, 1, host])
+}
+
 /// The `index`-th virtual address (from 0) with the lab subnet's prefix: 192.168.77.50/24,
 /// fd00:77::50/64 (hex 0x50 for IPv6), ...
 pub fn vip(family: Family, index: u8) -> IpNet {

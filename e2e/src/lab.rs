@@ -154,11 +154,7 @@ impl Lab {
                 port: format!("p{n}"),
             });
         }
-        let families: &[Family] = if spec.ipv6 {
-            &[Family::V4, Family::V6]
-        } else {
-            &[Family::V4]
-        };
+        let families = lab.families();
         disable_dad(&lab.client)?;
         let client_addrs: Vec<IpAddr> =
             families.iter().map(|&f| addressing::client_ip(f)).collect();
@@ -242,6 +238,37 @@ impl Lab {
     /// A directory for config files, logs and pid files; removed with the lab.
     pub fn workdir(&self) -> &Path {
         &self.workdir
+    }
+
+    /// Wires one more host to the switch, e.g. the control plane or an operator replica: a new
+    /// namespace `kva{role}-...` with `eth0` on a non-isolated port `p{role}` (so a partition of
+    /// the nodes still lets every node reach it), addressed as lab host `host` in every family
+    /// of the lab (see [`addressing::lab_host_ip`]). The caller owns the namespace; dropping it
+    /// removes the host and its port.
+    pub fn attach(&self, role: &str, host: u8) -> Result<Netns, LabError> {
+        let ns = Netns::create(&format!("kva{role}-"))?;
+        disable_dad(&ns)?;
+        let addrs: Vec<IpAddr> = self
+            .families()
+            .iter()
+            .map(|&f| addressing::lab_host_ip(host, f))
+            .collect();
+        wire_host(
+            &self.switch,
+            &ns,
+            &format!("p{role}"),
+            addressing::lab_host_mac(host),
+            &addrs,
+        )?;
+        Ok(ns)
+    }
+
+    fn families(&self) -> &'static [Family] {
+        if self.spec.ipv6 {
+            &[Family::V4, Family::V6]
+        } else {
+            &[Family::V4]
+        }
     }
 
     /// Takes node `node`'s switch port down: it hears nothing and nothing hears it.
@@ -405,14 +432,14 @@ impl Lab {
 }
 
 /// Namespace name prefixes the lab creates (`Netns::create` appends `{pid}x{n}`).
-const PREFIXES: [&str; 3] = ["kvsw", "kvc", "kvn"];
+const PREFIXES: [&str; 4] = ["kvsw", "kvc", "kvn", "kva"];
 
 /// The pid embedded in a lab namespace name, if it is one: `kvn2-1234x7` → 1234.
 fn lab_namespace_pid(name: &str) -> Option<u32> {
     let prefix = PREFIXES.iter().find(|p| name.starts_with(**p))?;
     let rest = &name[prefix.len()..];
-    // Node namespaces carry their number and a dash before the pid.
-    let rest = if *prefix == "kvn" {
+    // Node and attached-host namespaces carry their number or role and a dash before the pid.
+    let rest = if *prefix == "kvn" || *prefix == "kva" {
         rest.split_once('-')?.1
     } else {
         rest
@@ -552,6 +579,7 @@ mod tests {
         assert_eq!(lab_namespace_pid("kvn2-1234x7"), Some(1234));
         assert_eq!(lab_namespace_pid("kvsw99x0"), Some(99));
         assert_eq!(lab_namespace_pid("kvc5x1"), Some(5));
+        assert_eq!(lab_namespace_pid("kvacp-77x3"), Some(77));
         assert_eq!(lab_namespace_pid("kvt5x1"), None);
         assert_eq!(lab_namespace_pid("kvn2-1234"), None);
         assert_eq!(lab_namespace_pid("other"), None);

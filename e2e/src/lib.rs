@@ -3,6 +3,7 @@
 pub mod addressing;
 pub mod agent;
 pub mod callgrind;
+pub mod cluster;
 pub mod daemon;
 pub mod error;
 pub mod exposition;

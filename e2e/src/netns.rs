@@ -87,22 +87,7 @@ impl Netns {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let path = format!("/run/netns/{}", self.name);
-        let name = self.name.clone();
-        let handle = std::thread::spawn(move || -> Result<T, NetnsError> {
-            let enter_error = |reason: String| NetnsError::Enter {
-                name: name.clone(),
-                reason,
-            };
-            let file = File::open(&path).map_err(|e| enter_error(e.to_string()))?;
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| enter_error(e.to_string()))?;
-            Ok(f())
-        });
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        run_in_named(&self.name, f)
     }
 
     /// Kills every process still running inside the namespace.
@@ -125,6 +110,30 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// [`Netns::run_in`] for a namespace known by name (for threads that outlive a borrow).
+pub fn run_in_named<T, F>(name: &str, f: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let path = format!("/run/netns/{name}");
+    let name = name.to_owned();
+    let handle = std::thread::spawn(move || -> Result<T, NetnsError> {
+        let enter_error = |reason: String| NetnsError::Enter {
+            name: name.clone(),
+            reason,
+        };
+        let file = File::open(&path).map_err(|e| enter_error(e.to_string()))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| enter_error(e.to_string()))?;
+        Ok(f())
+    });
+    match handle.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
@@ -33,6 +33,21 @@ impl DaemonProcess {
         env: &[(&str, &str)],
         log: &Path,
     ) -> Result<Self, LabError> {
+        let mut command = ns.command(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::spawn_command(daemon, node, command, log)
+    }
+
+    /// Starts a prepared `command` (its stdio is replaced) with stdout and stderr appended to
+    /// `log`. The command must exec the daemon in place for [`DaemonProcess::pid`] to be its pid.
+    pub fn spawn_command(
+        daemon: &'static str,
+        node: &str,
+        mut command: Command,
+        log: &Path,
+    ) -> Result<Self, LabError> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -41,14 +56,10 @@ impl DaemonProcess {
         let err = out
             .try_clone()
             .map_err(LabError::io(format!("open {}", log.display())))?;
-        let mut command = ns.command(args);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        for (key, value) in env {
-            command.env(key, value);
-        }
         let child = command
             .spawn()
             .map_err(LabError::io(format!("start {daemon} on {node}")))?;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use kube_vrrp_crds::{
     DurationString, Forwarding, HealthCheck, HttpCheck, Protocol, RealServer, Scheduler,
-    ScriptCheck, SorryServer, TcpCheck, VirtualServerSpec,
+    SchedulerFlag, ScriptCheck, SorryServer, TcpCheck, Tunnel, TunnelChecksum, TunnelType,
+    VirtualServerSpec,
 };
 
 use crate::ast::Statement;
@@ -165,10 +166,24 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
         match stmt.keyword() {
             "lvs_sched" | "lb_algo" => scheduler(stmt, &what, &mut spec, report),
             "lvs_method" | "lb_kind" => {
-                if let Some(f) = forwarding(stmt, &what, report) {
+                if let Some((f, tunnel)) = forwarding(stmt, &what, report) {
                     spec.forwarding = f;
+                    spec.tunnel = tunnel;
                 }
             }
+            "persistence_granularity" => match stmt.word(1).and_then(granularity) {
+                Some(g) => spec.persistence_granularity = Some(g),
+                None => refuse(
+                    report,
+                    stmt,
+                    &what,
+                    "takes an IPv4 netmask (255.255.255.0) or a prefix length",
+                ),
+            },
+            "sh-fallback" | "mh-fallback" | "flag-1" => {
+                scheduler_flag(&mut spec, SchedulerFlag::Fallback);
+            }
+            "sh-port" | "mh-port" | "flag-2" => scheduler_flag(&mut spec, SchedulerFlag::Port),
             "persistence_timeout" => match stmt.word(1) {
                 None => {
                     spec.persistence_timeout =
@@ -215,6 +230,32 @@ pub(super) fn read(block: &Statement, report: &mut Report) -> Option<VirtualServ
             "real_server" => real_servers.push(stmt),
             _ => report_untranslated(report, Context::VirtualServer, &what, stmt),
         }
+    }
+    if !spec.scheduler_flags.is_empty() && !matches!(spec.scheduler, Scheduler::Sh | Scheduler::Mh)
+    {
+        report.warn(
+            ItemKind::Invalid,
+            &block.at,
+            format!(
+                "{what}: scheduler flags do nothing with the {} scheduler (only sh and mh read \
+                 them); not imported",
+                spec.scheduler.as_str()
+            ),
+            None,
+        );
+        spec.scheduler_flags.clear();
+    }
+    if spec.persistence_granularity.is_some() && spec.persistence_timeout.is_none() {
+        report.warn(
+            ItemKind::Invalid,
+            &block.at,
+            format!(
+                "{what}: persistence_granularity does nothing without persistence_timeout; not \
+                 imported"
+            ),
+            None,
+        );
+        spec.persistence_granularity = None;
     }
     if spec.forwarding != Forwarding::Nat
         && let Some(sorry) = spec.sorry_server.as_mut()
@@ -309,7 +350,12 @@ fn scheduler(stmt: &Statement, what: &str, spec: &mut VirtualServerSpec, report:
     };
 }
 
-fn forwarding(stmt: &Statement, what: &str, report: &mut Report) -> Option<Forwarding> {
+/// `lvs_method NAT|DR|TUN`, with TUN's `type ipip|gue port N|gre` and `nocsum|csum|remcsum`.
+fn forwarding(
+    stmt: &Statement,
+    what: &str,
+    report: &mut Report,
+) -> Option<(Forwarding, Option<Tunnel>)> {
     let f = match stmt.word(1) {
         Some("NAT") => Forwarding::Nat,
         Some("DR") => Forwarding::Dr,
@@ -319,19 +365,106 @@ fn forwarding(stmt: &Statement, what: &str, report: &mut Report) -> Option<Forwa
             return None;
         }
     };
-    if stmt.words.len() > 2 {
-        report.warn(
-            ItemKind::Unsupported,
-            &stmt.at,
-            format!(
-                "{what}: tunnel options {:?} have no equivalent; imported as plain {}",
-                stmt.words[2..].join(" "),
-                f.as_str()
-            ),
-            None,
-        );
+    if stmt.words.len() <= 2 {
+        return Some((f, None));
     }
-    Some(f)
+    if f != Forwarding::Tun {
+        refuse(report, stmt, what, "takes options after TUN only");
+        return Some((f, None));
+    }
+    let Some((tunnel, checksum)) = tunnel(&stmt.words[2..]) else {
+        refuse(
+            report,
+            stmt,
+            what,
+            "takes TUN [type ipip|gue port PORT|gre] [nocsum|csum|remcsum]",
+        );
+        return Some((f, None));
+    };
+    let Some(word) = checksum else {
+        return Some((f, Some(tunnel)));
+    };
+    if let Some(with) = with_checksum(tunnel.clone(), word) {
+        return Some((f, Some(with)));
+    }
+    let kind = match tunnel.kind {
+        TunnelType::Ipip => "ipip",
+        TunnelType::Gue => "gue",
+        TunnelType::Gre => "gre",
+    };
+    report.warn(
+        ItemKind::Invalid,
+        &stmt.at,
+        format!(
+            "{what}: {word} does not apply to {kind} tunnels (csum: GUE and GRE, remcsum: GUE); \
+             keepalived ignores it, and so does import"
+        ),
+        None,
+    );
+    Some((f, Some(tunnel)))
+}
+
+/// TUN's options as keepalived reads them: `type ipip`, `type gue port N` or `type gre`, and
+/// the checksum word after them, if any (judged by [`with_checksum`]).
+fn tunnel(words: &[String]) -> Option<(Tunnel, Option<&str>)> {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (kind, rest) = match words.as_slice() {
+        ["type", "ipip", rest @ ..] => (TunnelType::Ipip, rest),
+        ["type", "gre", rest @ ..] => (TunnelType::Gre, rest),
+        ["type", "gue", "port", port, rest @ ..] => {
+            let port = unsigned(port, 1, 65_535)? as u16;
+            let tunnel = Tunnel {
+                kind: TunnelType::Gue,
+                port: Some(port),
+                checksum: TunnelChecksum::None,
+            };
+            return match rest {
+                [] => Some((tunnel, None)),
+                [word] => Some((tunnel, Some(*word))),
+                _ => None,
+            };
+        }
+        _ => return None,
+    };
+    let tunnel = Tunnel {
+        kind,
+        ..Tunnel::default()
+    };
+    match rest {
+        [] => Some((tunnel, None)),
+        [word] => Some((tunnel, Some(*word))),
+        _ => None,
+    }
+}
+
+/// A tunnel with keepalived's checksum word applied, or `None` when the word does not apply
+/// to its type (`nocsum`/`csum`: GUE and GRE; `remcsum`: GUE only).
+fn with_checksum(mut tunnel: Tunnel, word: &str) -> Option<Tunnel> {
+    tunnel.checksum = match (word, tunnel.kind) {
+        ("nocsum", TunnelType::Gue | TunnelType::Gre) => TunnelChecksum::None,
+        ("csum", TunnelType::Gue | TunnelType::Gre) => TunnelChecksum::Checksum,
+        ("remcsum", TunnelType::Gue) => TunnelChecksum::RemoteChecksum,
+        _ => return None,
+    };
+    Some(tunnel)
+}
+
+/// `persistence_granularity`: an IPv4 netmask (contiguous ones) or a prefix length, as the
+/// prefix length the API takes.
+fn granularity(word: &str) -> Option<u8> {
+    if let Ok(mask) = word.parse::<std::net::Ipv4Addr>() {
+        let bits = u32::from(mask);
+        let ones = bits.leading_ones();
+        return (ones > 0 && bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8);
+    }
+    unsigned(word, 1, 128).map(|v| v as u8)
+}
+
+/// Adds a scheduler flag once (`sh-port` and `flag-2` are the same kernel bit).
+fn scheduler_flag(spec: &mut VirtualServerSpec, flag: SchedulerFlag) {
+    if !spec.scheduler_flags.contains(&flag) {
+        spec.scheduler_flags.push(flag);
+    }
 }
 
 /// One real server, its check and its `inhibit_on_failure`.
@@ -391,7 +524,7 @@ fn real_server(
                 None => refuse(report, stmt, &what, "takes a weight from 0 to 65535"),
             },
             "lvs_method" => {
-                if let Some(f) = forwarding(stmt, &what, report)
+                if let Some((f, _)) = forwarding(stmt, &what, report)
                     && f != spec.forwarding
                 {
                     report.warn(
@@ -409,9 +542,39 @@ fn real_server(
                 }
             }
             "inhibit_on_failure" => inhibit = flag(stmt, report, &what),
+            "uthreshold" => match stmt
+                .word(1)
+                .and_then(|v| unsigned(v, 0, u64::from(u32::MAX)))
+            {
+                Some(0) => server.upper_threshold = None,
+                Some(v) => server.upper_threshold = Some(v as u32),
+                None => refuse(report, stmt, &what, "takes a connection count"),
+            },
+            "lthreshold" => match stmt
+                .word(1)
+                .and_then(|v| unsigned(v, 0, u64::from(u32::MAX)))
+            {
+                Some(0) => server.lower_threshold = None,
+                Some(v) => server.lower_threshold = Some(v as u32),
+                None => refuse(report, stmt, &what, "takes a connection count"),
+            },
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" => checkers.push(stmt),
             _ => report_untranslated(report, Context::RealServer, &what, stmt),
         }
+    }
+    if let Some(lower) = server.lower_threshold
+        && server.upper_threshold.is_none_or(|upper| lower >= upper)
+    {
+        report.warn(
+            ItemKind::Invalid,
+            &block.at,
+            format!(
+                "{what}: lthreshold {lower} needs a uthreshold above it (IPVS ignores it \
+                 otherwise); not imported"
+            ),
+            None,
+        );
+        server.lower_threshold = None;
     }
     let timers = timers.within(vs_timers);
     let mut check = None;
