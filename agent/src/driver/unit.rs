@@ -212,14 +212,21 @@ impl Unit {
         mut inputs: mpsc::UnboundedReceiver<Input>,
     ) {
         self.start().await;
+        // False after an advert that changed nothing a status shows: the common case, whose
+        // path then builds no snapshot.
+        let mut republish = true;
         loop {
             // A deadline that has passed is served before anything queued.
             let deadline = self.next_deadline();
             if deadline.is_some_and(|at| at <= Instant::now()) {
                 self.on_timeout().await;
+                republish = true;
                 continue;
             }
-            self.publish();
+            if republish {
+                self.publish();
+            }
+            republish = true;
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
@@ -230,7 +237,9 @@ impl Unit {
                     Some(Control::Shutdown) | None => break,
                 },
                 Some((index, advert)) = adverts.recv() => {
+                    let before = self.observed(index);
                     let actions = self.machine.apply(index, Instant::now(), Event::Advert(advert));
+                    republish = !actions.is_empty() || self.observed(index) != before;
                     self.perform(actions).await;
                 }
                 Some(input) = inputs.recv() => self.on_input(input).await,
@@ -769,6 +778,19 @@ impl Unit {
                 tracing::warn!(instance = %member.spec.name, %error, "announcing VIPs failed");
             }
         }
+    }
+
+    /// What of member `index`'s status an advert can change without an action: its state,
+    /// effective priority and MASTER. Everything else changes only through actions, timeouts,
+    /// inputs and updates, after which the unit publishes anyway.
+    fn observed(&self, index: usize) -> Option<(State, u8, Option<IpAddr>)> {
+        self.machine.member(index).map(|instance| {
+            (
+                instance.state(),
+                instance.effective_priority(),
+                instance.master_address(),
+            )
+        })
     }
 
     /// Puts each member's status on the board when it changed.
