@@ -22,6 +22,10 @@ use crate::driver::DesiredConfig;
 /// How often the directory is checked for changes by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the directory must stay quiet after a change before it is read, so that files
+/// written together are applied together.
+const EDITS_SETTLE: Duration = Duration::from_millis(200);
+
 /// Why a manifests directory gives no usable configuration for this node.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -207,6 +211,15 @@ impl Standalone {
                         None => std::future::pending().await,
                     }
                 } => {
+                    // Edits made together (several files written, an editor's save) are read
+                    // together: wait until the directory has been quiet for a moment.
+                    let mut change = change;
+                    while let (Ok(Change::Entries), Some(watch)) = (&change, changes.as_mut()) {
+                        match tokio::time::timeout(EDITS_SETTLE, watch.changed()).await {
+                            Ok(next) => change = next,
+                            Err(_quiet) => break,
+                        }
+                    }
                     if !matches!(change, Ok(Change::Entries)) {
                         tracing::warn!(dir = %dir.display(), ?change, every = ?poll, "the inotify watch of the manifests directory ended; polling it");
                         changes = None;
