@@ -65,7 +65,8 @@ cluster-lab-down: ## stop the cluster lab and remove everything it made
 chart-check: tools ## helm lint/template, manifest validation, promtool rule tests
 	hack/check-chart.sh
 
-image: release ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+image: ## the container image as an archive, without a container engine (target/image/kube-vrrp-VERSION.tar)
+	$(CARGO) build --release -p kube-vrrp-agent -p kube-vrrp-operator --bins
 	hack/image.sh
 
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
@@ -73,6 +74,7 @@ image-check: deps image ## open the image archive: config, size, both binaries r
 
 bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; advert timing idle and under a flood; cluster: apply→answer, API writes, operator RSS at scale (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
+	$(CARGO) bench -p kube-vrrp-operator --bench allocate
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
 	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi

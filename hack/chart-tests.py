@@ -79,8 +79,10 @@ def agent_gets_its_node_name_from_the_downward_api_and_passes_it_to_run():
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert c["command"] == ["kube-vrrp-agent"]
-    assert c["args"] == ["run", "--node", "$(NODE_NAME)", "--listen", "0.0.0.0:9090",
+    assert c["args"] == ["run", "--node", "$(NODE_NAME)", "--listen", "[::]:7475",
                          "--state-dir", "/var/lib/kube-vrrp"]
+    # Both families on a dual-stack node.
+    assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIPs"
 
 
 def agent_probes_healthz_and_readyz_on_its_listener():
@@ -88,7 +90,7 @@ def agent_probes_healthz_and_readyz_on_its_listener():
     assert c["ports"] == [{"name": "metrics", "containerPort": 9191, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert "0.0.0.0:9191" in c["args"]
+    assert "[::]:9191" in c["args"]
 
 
 def agent_is_node_critical_tolerates_control_planes_and_updates_one_node_at_a_time():
@@ -98,6 +100,24 @@ def agent_is_node_critical_tolerates_control_planes_and_updates_one_node_at_a_ti
     assert spec["terminationGracePeriodSeconds"] == 30
     assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+
+
+def agent_tolerates_every_taint_when_asked():
+    spec = one(render("agent.tolerateAllTaints=true"), "DaemonSet")["spec"]["template"]["spec"]
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+
+
+def no_namespace_is_rendered_unless_asked():
+    assert [d for d in render() if d["kind"] == "Namespace"] == []
+
+
+def the_release_namespace_is_rendered_privileged_and_kept_on_uninstall_when_asked():
+    ns = one(render("namespace.create=true"), "Namespace")
+    assert ns["metadata"]["name"] == "kube-vrrp"
+    labels = ns["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "privileged"
+    assert ns["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def agent_rbac_reads_vrrpnodes_patches_their_status_and_nothing_else():
@@ -215,11 +235,16 @@ def operator_runs_two_replicas_with_metrics_and_lease_namespace_flags():
     assert dep["spec"]["replicas"] == 2
     c = container(dep)
     assert c["command"] == ["kube-vrrp-operator"]
-    assert c["args"] == ["run", "--metrics-addr", "0.0.0.0:8080", "--lease-namespace", "kube-vrrp"]
+    assert c["args"] == ["run", "--metrics-addr", "[::]:8080", "--lease-namespace", "kube-vrrp"]
     assert c["image"] == "ghcr.io/kube-vrrp/kube-vrrp:0.1.0"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert one(render(), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def operator_keeps_cordoned_nodes_only_when_asked():
+    c = container(one(render("operator.keepCordonedNodes=true"), "Deployment"))
+    assert "--keep-cordoned-nodes" in c["args"]
 
 
 def operator_lease_role_lives_in_the_lease_namespace():
@@ -240,13 +265,40 @@ def operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets():
         assert grants(role, "kubevrrp.io", "vrrpnodes", verb), verb
     assert grants(role, "kubevrrp.io", "virtualips/status", "patch")
     assert grants(role, "kubevrrp.io", "virtualservers/status", "patch")
-    assert not grants(role, "kubevrrp.io", "virtualips", "patch")
     assert grants(role, "", "nodes", "watch") and not grants(role, "", "nodes", "patch")
     assert grants(role, "discovery.k8s.io", "endpointslices", "watch")
     assert not grants(role, "", "secrets", "get")
     assert not grants(role, "coordination.k8s.io", "leases", "get"), "leases belong in the namespaced Role"
     for r in rules_of(role):
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
+
+
+def operator_serves_load_balancers_with_the_rights_they_need_and_none_without():
+    docs = render()
+    role = one(docs, "ClusterRole", "kube-vrrp-operator")
+    for verb in ("create", "patch", "delete"):
+        assert grants(role, "kubevrrp.io", "virtualips", verb), verb
+    assert grants(role, "kubevrrp.io", "virtualippools", "watch")
+    assert grants(role, "kubevrrp.io", "virtualippools/status", "patch")
+    assert not grants(role, "kubevrrp.io", "virtualippools", "patch"), "pools are the user's"
+    assert grants(role, "", "services/status", "patch")
+    assert not grants(role, "", "services", "patch"), "a Service's spec is the user's"
+    assert grants(role, "", "namespaces", "watch") and not grants(role, "", "namespaces", "patch")
+    args = container(one(docs, "Deployment"))["args"]
+    assert "--load-balancers=false" not in args and "--default-load-balancer-class" not in args
+
+    default = render("loadBalancer.default=true")
+    assert container(one(default, "Deployment"))["args"][-1] == "--default-load-balancer-class"
+
+    off = render("loadBalancer.enabled=false", "loadBalancer.default=true")
+    role = one(off, "ClusterRole", "kube-vrrp-operator")
+    for verb in ("create", "patch", "delete"):
+        assert not grants(role, "kubevrrp.io", "virtualips", verb), verb
+    assert not grants(role, "kubevrrp.io", "virtualippools", "get")
+    assert not grants(role, "", "services/status", "patch")
+    assert not grants(role, "", "namespaces", "list")
+    args = container(one(off, "Deployment"))["args"]
+    assert args[-1] == "--load-balancers=false" and "--default-load-balancer-class" not in args
 
 
 def pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing():
@@ -271,7 +323,7 @@ def image_tag_and_digest_are_configurable():
 
 def metrics_services_select_their_component_and_carry_the_scrape_job_label():
     docs = render()
-    for component, port in (("agent", 9090), ("operator", 8080)):
+    for component, port in (("agent", 7475), ("operator", 8080)):
         svc = one(docs, "Service", f"kube-vrrp-{component}-metrics")
         assert svc["metadata"]["labels"]["kubevrrp.io/scrape-job"] == f"kube-vrrp-{component}"
         assert svc["spec"]["selector"]["app.kubernetes.io/component"] == component
@@ -375,6 +427,9 @@ TESTS = [
     agent_gets_its_node_name_from_the_downward_api_and_passes_it_to_run,
     agent_probes_healthz_and_readyz_on_its_listener,
     agent_is_node_critical_tolerates_control_planes_and_updates_one_node_at_a_time,
+    agent_tolerates_every_taint_when_asked,
+    no_namespace_is_rendered_unless_asked,
+    the_release_namespace_is_rendered_privileged_and_kept_on_uninstall_when_asked,
     agent_rbac_reads_vrrpnodes_patches_their_status_and_nothing_else,
     agent_follows_endpoint_slices_for_endpoint_trackers_and_nothing_more,
     agent_reads_secrets_of_the_release_namespace_by_default_so_v2_passwords_work,
@@ -383,8 +438,10 @@ TESTS = [
     agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy,
     agent_status_policy_admits_the_agent_on_its_own_node_only,
     operator_runs_two_replicas_with_metrics_and_lease_namespace_flags,
+    operator_keeps_cordoned_nodes_only_when_asked,
     operator_lease_role_lives_in_the_lease_namespace,
     operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets,
+    operator_serves_load_balancers_with_the_rights_they_need_and_none_without,
     pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing,
     image_tag_and_digest_are_configurable,
     metrics_services_select_their_component_and_carry_the_scrape_job_label,

@@ -283,7 +283,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let board = StatusBoard::new();
         let metrics = Metrics::new();
         if let Some(addr) = args.listen {
-            let listener = tokio::net::TcpListener::bind(addr)
+            let listener = report::http::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
             let (board, metrics) = (board.clone(), metrics.clone());

@@ -58,3 +58,13 @@ fn the_api_server_stopping_moves_no_vip_and_an_agent_restarted_meanwhile_runs_it
 fn one_bad_virtual_ip_is_rejected_alone_and_shown_while_the_nodes_other_instances_follow_changes() {
     s::timed("isolation", s::isolation::run);
 }
+
+#[test]
+fn cordoned_not_ready_and_excluded_nodes_hand_their_vips_over_with_priority_zero() {
+    s::timed("nodes", s::nodes::run);
+}
+
+#[test]
+fn the_readmes_upgrade_steps_bring_older_crds_to_the_charts_and_move_no_vip() {
+    s::timed("upgrade", s::upgrade::run);
+}

@@ -50,8 +50,17 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 /// Serves the router on `addr` until the task is dropped or the listener fails.
+/// `[::]:PORT` serves IPv4 and IPv6 (dual-stack and IPv6-only pod networks); where the kernel
+/// has no IPv6 at all, binding it fails and `0.0.0.0:PORT` is used instead.
 pub async fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Err(error) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+            let fallback = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            tracing::warn!(%addr, %fallback, %error, "no IPv6 here: listening on IPv4 only");
+            tokio::net::TcpListener::bind(fallback).await?
+        }
+        bound => bound?,
+    };
     serve_on(listener, state).await
 }
 

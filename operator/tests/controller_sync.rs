@@ -341,6 +341,7 @@ fn input_of(snap: &Snapshot) -> PlanInput {
         nodes: owned(&snap.nodes),
         endpoint_slices: owned(&snap.endpoint_slices),
         services: owned(&snap.services),
+        ..PlanInput::default()
     }
 }
 

@@ -229,6 +229,7 @@ fn main() {
         nodes: nodes(100),
         endpoint_slices,
         services: Vec::new(),
+        node_policy: kube_vrrp_plan::NodePolicy::default(),
     };
     let ok = measure("all-nodes", &all_nodes) & measure("zoned", &zoned);
     if !ok {

@@ -1,4 +1,5 @@
-//! The nodes as the planner sees them: name, labels and InternalIPs, sorted by name.
+//! The nodes as the planner sees them: name, labels, addresses and whether they may hold a
+//! VIP (Ready, not cordoned, not excluded), sorted by name.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,6 +20,53 @@ pub struct NodeInfo {
     /// Every `status.addresses` entry that parses as an IP address (InternalIP, ExternalIP,
     /// ...), with its type: the node's own addresses, which no VirtualIP may take.
     pub addresses: Vec<(String, IpAddr)>,
+    /// Why the node should not hold a VIP, if it should not.
+    pub unavailable: Option<Unavailable>,
+}
+
+/// The label with which an administrator takes a node out of load balancing (as for the
+/// cloud and MetalLB's and kube-vip's load balancers).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// Why a node is left out of planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Unavailable {
+    /// Labelled [`EXCLUDE_LABEL`].
+    Excluded,
+    /// Its `Ready` condition is `False` or `Unknown` (a node that has not reported any
+    /// conditions yet counts as ready: nothing says otherwise).
+    NotReady,
+    /// `spec.unschedulable` (`kubectl cordon`, a drain in progress).
+    Cordoned,
+}
+
+impl Unavailable {
+    /// The word used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Excluded => "excluded by label",
+            Self::NotReady => "NotReady",
+            Self::Cordoned => "cordoned",
+        }
+    }
+}
+
+/// Which unhealthy nodes planning leaves out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodePolicy {
+    /// Keep cordoned nodes (a cordon stops new pods, not necessarily VIPs).
+    pub keep_cordoned: bool,
+}
+
+impl NodePolicy {
+    /// Whether `node` should hold no VIP under this policy.
+    pub fn leaves_out(self, node: &NodeInfo) -> bool {
+        match node.unavailable {
+            None => false,
+            Some(Unavailable::Cordoned) => !self.keep_cordoned,
+            Some(Unavailable::Excluded | Unavailable::NotReady) => true,
+        }
+    }
 }
 
 impl NodeInfo {
@@ -36,11 +84,28 @@ impl NodeInfo {
             .filter(|(kind, _)| kind == "InternalIP")
             .map(|(_, ip)| *ip)
             .collect();
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let ready = node
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status == "True");
+        let unavailable = if labels.contains_key(EXCLUDE_LABEL) {
+            Some(Unavailable::Excluded)
+        } else if ready == Some(false) {
+            Some(Unavailable::NotReady)
+        } else if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+            Some(Unavailable::Cordoned)
+        } else {
+            None
+        };
         Some(Self {
             name,
-            labels: node.metadata.labels.clone().unwrap_or_default(),
+            labels,
             internal_ips,
             addresses,
+            unavailable,
         })
     }
 

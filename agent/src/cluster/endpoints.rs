@@ -137,8 +137,8 @@ impl EndpointWatch {
         };
         let selector = label_selector(wanted);
         tracing::info!(node = %self.node, %selector, "watching the EndpointSlices of tracked Services");
-        let stream =
-            watcher::watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+        let stream = watcher::watcher(api, watcher::Config::default().labels(&selector))
+            .backoff(kube_vrrp_crds::watch_backoff::WatchBackoff::default());
         tokio::pin!(stream);
         let mut slices: BTreeMap<(String, String), (ServiceRef, bool)> = BTreeMap::new();
         let mut listing: BTreeMap<(String, String), (ServiceRef, bool)> = BTreeMap::new();

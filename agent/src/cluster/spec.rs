@@ -143,7 +143,8 @@ impl SpecWatch {
     pub async fn run(mut self, sender: ConfigSender) {
         let api: Api<VrrpNode> = Api::all(self.client.clone());
         let config = watcher::Config::default().fields(&field_selector(&self.node));
-        let stream = watcher::watcher(api, config).default_backoff();
+        let stream = watcher::watcher(api, config)
+            .backoff(kube_vrrp_crds::watch_backoff::WatchBackoff::default());
         tokio::pin!(stream);
         let mut listed: Option<VrrpNode> = None;
         let mut failures: u32 = 0;

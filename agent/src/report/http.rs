@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use axum::extract::State;
@@ -32,6 +33,24 @@ pub fn router(board: StatusBoard, metrics: Metrics) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(Shared { board, metrics })
+}
+
+/// Binds the report listener. `[::]:PORT` serves IPv4 and IPv6 alike (dual-stack and
+/// IPv6-only nodes); on a node whose kernel has no IPv6 at all (`ipv6.disable=1`) it falls
+/// back to `0.0.0.0:PORT` and says so.
+pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(error)
+            if addr.ip().is_unspecified()
+                && addr.is_ipv6()
+                && error.raw_os_error() == Some(nix::errno::Errno::EAFNOSUPPORT as i32) =>
+        {
+            let fallback = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            tracing::warn!(%addr, %fallback, "this kernel has no IPv6: listening on IPv4 only");
+            TcpListener::bind(fallback).await
+        }
+        bound => bound,
+    }
 }
 
 /// Serves the endpoints on `listener` until the listener fails.

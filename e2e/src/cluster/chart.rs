@@ -18,8 +18,9 @@ pub struct Workloads {
     pub operator: Value,
 }
 
-/// `helm install RELEASE CHART -n NAMESPACE --create-namespace [--set VALUE]...`; returns
-/// Helm's output (its NOTES included).
+/// `helm install RELEASE CHART -n NAMESPACE --create-namespace --set namespace.create=true
+/// [--set VALUE]...` (the README's install: the chart labels the namespace it lands in for
+/// Pod Security); returns Helm's output (its NOTES included).
 pub fn install(
     helm: &Tool,
     chart: &Path,
@@ -35,6 +36,8 @@ pub fn install(
         "-n",
         namespace,
         "--create-namespace",
+        "--set",
+        "namespace.create=true",
     ];
     for value in values {
         args.extend(["--set", value.as_str()]);

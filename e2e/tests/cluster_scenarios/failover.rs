@@ -7,11 +7,10 @@
 use std::time::{Duration, Instant};
 
 use kube_vrrp_e2e::cluster::user::{self, poll};
-use serde_json::json;
 
 use super::{
-    POLL, Watcher, assert_never_split_brain, assert_no_warning_event, mac_of, up, vip_address,
-    vip_manifest, wait_master,
+    POLL, Watcher, apply_web, assert_never_split_brain, assert_no_warning_event, mac_of, up,
+    vip_address,
 };
 
 /// The operator's default `--staleness-seconds`, plus a margin: after it the dead node's report
@@ -21,16 +20,7 @@ const WATCH_AFTER_DEATH: Duration = Duration::from_secs(35);
 pub fn run() {
     let mut cluster = up();
     let user = cluster.user();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
-    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    apply_web(&cluster);
     let prober = cluster
         .lab()
         .probe(vip_address(0), Duration::from_millis(20))

@@ -12,7 +12,7 @@ use kube_vrrp_e2e::cluster::{Cluster, NAMESPACE, OPERATOR_LEASE};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use super::{POLL, up, vip_manifest, wait_master};
+use super::{POLL, apply_web, up, vip_manifest, wait_master};
 
 /// The chart's lease duration (the operator's default `--lease-duration-seconds`).
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -34,16 +34,7 @@ fn wait_leader_change(cluster: &Cluster, from: usize) -> (usize, Duration) {
 pub fn run() {
     let mut cluster = up();
     let user = cluster.user();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
-    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    apply_web(&cluster);
     let old = cluster.leader().unwrap();
     let old_name = cluster.operators()[old].name().to_owned();
 

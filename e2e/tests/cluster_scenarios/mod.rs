@@ -7,10 +7,12 @@ pub mod apply;
 pub mod failover;
 pub mod isolation;
 pub mod leader;
+pub mod nodes;
 pub mod outage;
 pub mod partition;
 pub mod rbac;
 pub mod rolling;
+pub mod upgrade;
 pub mod validation;
 
 use std::net::IpAddr;
@@ -35,6 +37,23 @@ pub fn timed(name: &str, scenario: fn()) {
 
 /// How often watchers and waits look.
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// The scenarios' usual VirtualIP: `web` at 192.168.77.50, VRID 50, adverts every 100 ms,
+/// priorities n1 150, n2 100, n3 50; returns once n1 is its MASTER.
+pub fn apply_web(cluster: &Cluster) {
+    cluster
+        .user()
+        .apply(&vip_manifest(
+            "web",
+            0,
+            50,
+            "100ms",
+            &[("n1", 150), ("n2", 100), ("n3", 50)],
+            &serde_json::json!({}),
+        ))
+        .unwrap();
+    wait_master(cluster, "web", "n1", Duration::from_secs(20));
+}
 
 /// Brings the cluster lab up with the chart's default values (fails clearly without root).
 pub fn up() -> Cluster {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use kube_vrrp_e2e::cluster::user::{self, poll};
 use serde_json::json;
 
-use super::{POLL, agent_instances, mac_of, up, vip_address, vip_manifest, wait_master};
+use super::{POLL, agent_instances, apply_web, mac_of, up, vip_address, vip_manifest, wait_master};
 
 const OUTAGE: Duration = Duration::from_secs(60);
 const ADVERT: Duration = Duration::from_millis(100);
@@ -16,16 +16,7 @@ const ADVERT: Duration = Duration::from_millis(100);
 pub fn run() {
     let mut cluster = up();
     let user = cluster.user();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
-    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    apply_web(&cluster);
     std::thread::sleep(Duration::from_secs(2));
     let transitions = |cluster: &mut kube_vrrp_e2e::cluster::Cluster, n: usize| {
         agent_instances(cluster, n)

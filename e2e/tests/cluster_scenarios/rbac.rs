@@ -11,7 +11,7 @@ use kube_vrrp_e2e::cluster::audit;
 use kube_vrrp_e2e::cluster::{NAMESPACE, Tool};
 use serde_json::json;
 
-use super::{mac_of, up, vip_address, vip_manifest, wait_master};
+use super::{apply_web, mac_of, up, vip_address, vip_manifest, wait_master};
 
 const AGENT_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-agent";
 const OPERATOR_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-operator";
@@ -57,16 +57,7 @@ pub fn run() {
         &json!({"version": 2, "authentication": auth}),
     ))
     .unwrap();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
-    wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    apply_web(&cluster);
     let legacy = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_master(&cluster, "legacy", "n2", Duration::from_secs(20))
     }));

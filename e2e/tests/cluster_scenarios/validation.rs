@@ -73,9 +73,9 @@ fn cases() -> Vec<Case> {
             Refused("spec.authentication"),
         ),
         case(
-            "v2 with acceptMode",
+            "v2 with acceptMode (keepalived's accept holds for both versions)",
             with(&json!({"version": 2, "advertInterval": "1s", "acceptMode": true})),
-            Refused("spec.acceptMode"),
+            Accepted,
         ),
         case(
             "v2 at 500ms",

@@ -14,8 +14,10 @@ pub struct ErrorBackoff {
 }
 
 impl Default for ErrorBackoff {
+    /// Up to 8 s: after an API server outage the first pass that can write comes within
+    /// seconds of its return (a failing pass costs one pass, no list).
     fn default() -> Self {
-        Self::new(Duration::from_millis(500), Duration::from_secs(60))
+        Self::new(Duration::from_millis(500), Duration::from_secs(8))
     }
 }
 

@@ -131,7 +131,7 @@ async fn follow(
         let config = watcher::Config::default().labels(&selector(&names));
         let stream = make_watcher(api, config)
             .modify(strip::endpoint_slice)
-            .default_backoff();
+            .backoff(kube_vrrp_crds::watch_backoff::WatchBackoff::default());
         tokio::pin!(stream);
         let mut listing = Slices::new();
         loop {

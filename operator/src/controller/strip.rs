@@ -1,19 +1,23 @@
 //! What the reflector stores keep of each object: only what a pass reads. Applied to every
 //! watch event before it reaches a store (`WatchStreamExt::modify`), so the operator's memory
-//! grows with what it plans from, not with what the cluster holds (images and conditions of
+//! grows with what it plans from, not with what the cluster holds (images and most conditions of
 //! Nodes, Service selectors, EndpointSlice topology, managed fields). Pure.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Service, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use kube::api::ObjectMeta;
-use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode, VrrpNodeSpec};
+use kube_vrrp_crds::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode, VrrpNodeSpec};
 
 /// kubectl's copy of the whole object, in an annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The label EndpointSlices carry naming their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Annotations of ours on Services (requested addresses, pools, sharing key).
+const KUBE_VRRP_PREFIX: &str = "kubevrrp.io/";
 
 /// The identity a store needs (name, namespace, uid, resourceVersion, generation, creation
 /// time), plus the labels and annotations `keep` lets through.
@@ -58,35 +62,91 @@ pub fn virtual_server(vs: &mut VirtualServer) {
     lighten(&mut vs.metadata);
 }
 
-/// A Node: its name, labels and InternalIP addresses (all the planner reads).
+/// A Node: its name, labels, addresses (the node's own addresses, which no VIP may take;
+/// InternalIPs are the unicast peers), whether it is cordoned, and the status of its Ready
+/// condition without its timestamps (a heartbeat changes nothing the planner reads).
 pub fn node(node: &mut Node) {
-    let addresses = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .map(|all| {
-            all.iter()
-                .filter(|a| a.type_ == "InternalIP")
-                .cloned()
-                .collect::<Vec<_>>()
-        });
+    let status = node.status.as_ref();
+    let addresses = status.and_then(|s| s.addresses.clone());
+    let conditions = status.and_then(|s| s.conditions.as_ref()).map(|all| {
+        all.iter()
+            .filter(|c| c.type_ == "Ready")
+            .map(|c| NodeCondition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                ..NodeCondition::default()
+            })
+            .collect::<Vec<_>>()
+    });
+    let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable);
     node.metadata = identity(&node.metadata, |_| true);
-    node.spec = None;
+    node.spec = unschedulable.map(|u| NodeSpec {
+        unschedulable: Some(u),
+        ..NodeSpec::default()
+    });
     node.status = Some(NodeStatus {
         addresses,
+        conditions,
         ..NodeStatus::default()
     });
 }
 
-/// A Service: its name and ports (the planner maps a numbered backendRef port to a port name).
+/// A Service: its name and ports (the planner maps a numbered backendRef port to a port name);
+/// a Service of type LoadBalancer also keeps what load balancing reads: its creation time,
+/// labels (pool selectors), kube-vrrp annotations, class, requested address, families,
+/// traffic policy and its load balancer status.
 pub fn service(service: &mut Service) {
-    service.metadata = identity(&service.metadata, |_| false);
-    let ports = service.spec.as_ref().and_then(|s| s.ports.clone());
-    service.spec = Some(ServiceSpec {
-        ports,
-        ..ServiceSpec::default()
+    let spec = service.spec.take().unwrap_or_default();
+    let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+    let mut meta = identity(&service.metadata, |_| load_balancer);
+    if load_balancer {
+        meta.deletion_timestamp
+            .clone_from(&service.metadata.deletion_timestamp);
+        let ours: BTreeMap<String, String> = service
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(KUBE_VRRP_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        meta.annotations = (!ours.is_empty()).then_some(ours);
+    }
+    service.metadata = meta;
+    service.spec = Some(if load_balancer {
+        ServiceSpec {
+            ports: spec.ports,
+            type_: spec.type_,
+            load_balancer_class: spec.load_balancer_class,
+            load_balancer_ip: spec.load_balancer_ip,
+            ip_families: spec.ip_families,
+            external_traffic_policy: spec.external_traffic_policy,
+            ..ServiceSpec::default()
+        }
+    } else {
+        ServiceSpec {
+            ports: spec.ports,
+            type_: spec.type_,
+            ..ServiceSpec::default()
+        }
     });
-    service.status = None;
+    if !load_balancer {
+        service.status = None;
+    } else if let Some(status) = service.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+/// A Namespace: its name and labels (pools select Services by their namespace's labels).
+pub fn namespace(namespace: &mut Namespace) {
+    namespace.metadata = identity(&namespace.metadata, |_| true);
+    namespace.spec = None;
+    namespace.status = None;
+}
+
+/// A VirtualIPPool: as a VirtualIP.
+pub fn virtual_ip_pool(pool: &mut VirtualIpPool) {
+    lighten(&mut pool.metadata);
 }
 
 /// An EndpointSlice: its Service label, address type, ports, and each endpoint's addresses
@@ -131,16 +191,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_keeps_its_name_labels_and_internal_ips_only() {
+    fn a_node_keeps_its_name_labels_addresses_cordon_and_readiness_only() {
         let mut n: Node = serde_json::from_value(json!({
             "metadata": {"name": "n1", "labels": {"zone": "a"}, "annotations": {"big": "x"},
                          "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
-            "spec": {"podCIDR": "10.244.0.0/24"},
+            "spec": {"podCIDR": "10.244.0.0/24", "unschedulable": true},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                              {"type": "ExternalIP", "address": "198.51.100.1"},
                               {"type": "Hostname", "address": "n1"}],
                 "images": [{"names": ["registry/app:1"], "sizeBytes": 1}],
-                "conditions": [{"type": "Ready", "status": "True"}],
+                "conditions": [{"type": "Ready", "status": "True",
+                                "lastHeartbeatTime": "2026-11-30T00:00:00Z", "reason": "KubeletReady"},
+                               {"type": "MemoryPressure", "status": "False"}],
             },
         }))
         .unwrap();
@@ -150,17 +213,23 @@ mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "n1", "labels": {"zone": "a"}},
-                "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"}]},
+                "spec": {"unschedulable": true},
+                "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                                         {"type": "ExternalIP", "address": "198.51.100.1"},
+                                         {"type": "Hostname", "address": "n1"}],
+                           "conditions": [{"type": "Ready", "status": "True"}]},
             })
         );
     }
 
     #[test]
-    fn a_service_keeps_its_ports_only() {
+    fn a_service_keeps_its_ports_and_type_only() {
         let mut s: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-            "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                         "annotations": {"kubevrrp.io/pool": "lan"}},
+            "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.10", "type": "ClusterIP",
                      "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}},
         }))
         .unwrap();
         service(&mut s);
@@ -169,7 +238,44 @@ mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "web", "namespace": "shop"},
-                "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+                "spec": {"type": "ClusterIP",
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_load_balancer_keeps_what_load_balancing_reads() {
+        let mut s: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+                         "creationTimestamp": "2026-11-22T03:00:00Z",
+                         "labels": {"app": "web"},
+                         "annotations": {"kubevrrp.io/pool": "lan", "team": "x", LAST_APPLIED: "{}"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": "kubevrrp.io/vrrp",
+                     "loadBalancerIP": "10.0.0.5", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack", "externalTrafficPolicy": "Local",
+                     "selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+                     "ports": [{"port": 80, "nodePort": 30080}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5", "ipMode": "VIP"}]},
+                       "conditions": [{"type": "x", "status": "True", "reason": "r", "message": "",
+                                       "lastTransitionTime": "2026-11-22T03:00:00Z"}]},
+        }))
+        .unwrap();
+        service(&mut s);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+                             "creationTimestamp": "2026-11-22T03:00:00Z",
+                             "labels": {"app": "web"},
+                             "annotations": {"kubevrrp.io/pool": "lan"}},
+                "spec": {"type": "LoadBalancer", "loadBalancerClass": "kubevrrp.io/vrrp",
+                         "loadBalancerIP": "10.0.0.5", "ipFamilies": ["IPv4"],
+                         "externalTrafficPolicy": "Local",
+                         "ports": [{"port": 80, "nodePort": 30080}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5", "ipMode": "VIP"}]}},
             })
         );
     }

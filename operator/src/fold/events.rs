@@ -71,6 +71,23 @@ impl FoldEvent {
     }
 }
 
+/// The API server refuses an Event whose note is longer than this many bytes (422).
+pub const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to [`NOTE_LIMIT`] bytes on a character boundary, ending in "…" when cut (a
+/// VirtualIP with many IPv6 addresses names more than fits).
+pub fn bounded_note(note: &str) -> String {
+    const MARK: &str = "…";
+    if note.len() <= NOTE_LIMIT {
+        return note.to_owned();
+    }
+    let mut end = NOTE_LIMIT - MARK.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &note[..end])
+}
+
 /// The Events for the change from `previous` to `new` of VirtualIP `name`.
 pub(crate) fn diff(
     name: &str,
@@ -135,4 +152,33 @@ pub(crate) fn diff(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_note_is_kept_whole() {
+        assert_eq!(bounded_note("n1 became MASTER"), "n1 became MASTER");
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(bounded_note(&exact), exact);
+    }
+
+    #[test]
+    fn a_note_naming_sixty_four_ipv6_addresses_is_cut_on_a_character_boundary() {
+        let addresses: Vec<String> = (0..64)
+            .map(|i| format!("2001:db8:ffff:ffff:ffff:ffff:ffff:{i:04x}"))
+            .collect();
+        let note = format!("n1 became MASTER of {} (VRID 51) ✓", addresses.join(", "));
+        assert!(note.len() > NOTE_LIMIT);
+        let cut = bounded_note(&note);
+        assert!(cut.len() <= NOTE_LIMIT, "{} bytes", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(note.starts_with(cut.trim_end_matches('…')));
+        // A multi-byte character straddling the limit is dropped whole, not split.
+        let wide = "é".repeat(NOTE_LIMIT);
+        let cut = bounded_note(&wide);
+        assert!(cut.len() <= NOTE_LIMIT && cut.ends_with('…'));
+    }
 }
