@@ -381,22 +381,27 @@ impl Lab {
 
     /// Whether node `node` has `addr` on eth0.
     pub fn holds(&self, node: usize, addr: IpAddr) -> Result<bool, LabError> {
+        Ok(self.addresses(node)?.contains(&addr))
+    }
+
+    /// Every address on node `node`'s eth0 (VIPs included), in the order `ip` lists them.
+    pub fn addresses(&self, node: usize) -> Result<Vec<IpAddr>, LabError> {
         let out = self
             .node(node)?
             .ns
             .exec(&["ip", "-o", "addr", "show", "dev", LAB_IF])?;
-        let wanted = addr.to_string();
-        Ok(out.lines().any(|line| {
-            let mut words = line.split_whitespace();
-            while let Some(word) = words.next() {
-                if (word == "inet" || word == "inet6")
-                    && words.next().and_then(|cidr| cidr.split('/').next()) == Some(wanted.as_str())
-                {
-                    return true;
-                }
-            }
-            false
-        }))
+        Ok(parse_addresses(&out))
+    }
+
+    /// The packets node `node`'s eth0 has received and sent so far (the kernel's counters).
+    pub fn packets(&self, node: usize) -> Result<LinkPackets, LabError> {
+        let out = self
+            .node(node)?
+            .ns
+            .exec(&["ip", "-s", "-j", "link", "show", "dev", LAB_IF])?;
+        parse_link_packets(&out).ok_or_else(|| {
+            LabError::Invalid(format!("no packet counters in `ip -s -j link`: {out}"))
+        })
     }
 
     /// The nodes that have `addr` on eth0, ascending.
@@ -553,8 +558,92 @@ impl Drop for Lab {
     }
 }
 
+/// Packets counted by an interface, as the kernel keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkPackets {
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl LinkPackets {
+    /// What was counted since `earlier`.
+    #[must_use]
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            received: self.received.saturating_sub(earlier.received),
+            sent: self.sent.saturating_sub(earlier.sent),
+        }
+    }
+}
+
+/// The addresses of `ip -o addr show` output (`inet` and `inet6` words).
+fn parse_addresses(out: &str) -> Vec<IpAddr> {
+    let mut addresses = Vec::new();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            if (word == "inet" || word == "inet6")
+                && let Some(address) = words
+                    .next()
+                    .and_then(|cidr| cidr.split('/').next())
+                    .and_then(|a| a.parse().ok())
+            {
+                addresses.push(address);
+            }
+        }
+    }
+    addresses
+}
+
+/// The packet counters of the first link in `ip -s -j link show` output.
+fn parse_link_packets(out: &str) -> Option<LinkPackets> {
+    let value: serde_json::Value = serde_json::from_str(out).ok()?;
+    let stats = value.get(0)?.get("stats64")?;
+    Some(LinkPackets {
+        received: stats.get("rx")?.get("packets")?.as_u64()?,
+        sent: stats.get("tx")?.get("packets")?.as_u64()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn addresses_are_read_from_ip_addr_output() {
+        let out = "2: eth0    inet 192.168.77.11/24 scope global eth0\\       valid_lft forever\n\
+                   2: eth0    inet 172.16.1.7/16 scope global secondary eth0:vrrp\\       valid_lft forever\n\
+                   2: eth0    inet6 fe80::1/64 scope link \\       valid_lft forever\n";
+        let addresses: Vec<String> = parse_addresses(out)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addresses, ["192.168.77.11", "172.16.1.7", "fe80::1"]);
+    }
+
+    #[test]
+    fn packet_counters_are_read_from_ip_link_json() {
+        let out = r#"[{"ifindex":2,"ifname":"eth0","stats64":{"rx":{"bytes":100,"packets":7},"tx":{"bytes":50,"packets":3}}}]"#;
+        let packets = parse_link_packets(out).unwrap();
+        assert_eq!(
+            packets,
+            LinkPackets {
+                received: 7,
+                sent: 3
+            }
+        );
+        let later = LinkPackets {
+            received: 10,
+            sent: 3,
+        };
+        assert_eq!(
+            later.since(packets),
+            LinkPackets {
+                received: 3,
+                sent: 0
+            }
+        );
+        assert!(parse_link_packets("[]").is_none());
+    }
+
     use super::*;
 
     #[test]

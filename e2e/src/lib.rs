@@ -2,6 +2,7 @@
 
 pub mod addressing;
 pub mod agent;
+pub mod callgrind;
 pub mod cluster;
 pub mod daemon;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod probe;
 pub mod process;
 pub mod resources;
 pub mod scenario;
+pub mod steady;
 
 pub use error::LabError;
 pub use instance::{InstanceSpec, TrackFile, Version};

@@ -444,6 +444,7 @@ impl Driver {
                 filter: filter_of(spec),
                 member,
                 sender: sender.clone(),
+                received: self.services.metrics.adverts_received_counter(&spec.name),
             };
             if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
                 for (endpoint, spec) in routed {

@@ -221,6 +221,9 @@ impl Unit {
         // After Shutdown the task runs on while a MASTER hands over (make-before-break): it
         // keeps its VIPs, hears adverts and serves its timer until the new MASTER speaks.
         let mut leaving = false;
+        // False after an advert that changed nothing a status shows: the common case, whose
+        // path then builds no snapshot.
+        let mut republish = true;
         loop {
             if leaving && !self.machine.is_handing_over() {
                 break;
@@ -229,9 +232,13 @@ impl Unit {
             let deadline = self.next_deadline();
             if deadline.is_some_and(|at| at <= Instant::now()) {
                 self.on_timeout().await;
+                republish = true;
                 continue;
             }
-            self.publish();
+            if republish {
+                self.publish();
+            }
+            republish = true;
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
@@ -244,14 +251,17 @@ impl Unit {
                         self.leave().await;
                     }
                 },
-                Some((index, advert)) = adverts.recv() => self.on_advert(index, advert).await,
+                Some((index, advert)) = adverts.recv() => {
+                    republish = self.on_advert(index, advert).await;
+                }
                 Some(input) = inputs.recv() => self.on_input(input).await,
             }
         }
         self.stop().await;
     }
 
-    async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) {
+    /// Feeds an advert to the machine; true when it changed something a status shows.
+    async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) -> bool {
         let now = Instant::now();
         if self.state(index) == Some(State::Backup)
             && let Some(member) = self.members.get_mut(index)
@@ -259,8 +269,11 @@ impl Unit {
             // Only a MASTER advertises: for the failover histogram, the old MASTER's last word.
             member.last_heard = Some(now);
         }
+        let before = self.observed(index);
         let actions = self.machine.apply(index, now, Event::Advert(advert));
+        let changed = !actions.is_empty() || self.observed(index) != before;
         self.perform(actions).await;
+        changed
     }
 
     /// Shutdown (RFC 5798 §6.4.3): every member leaves the election; a MASTER announces
@@ -852,6 +865,19 @@ impl Unit {
                 tracing::warn!(instance = %member.spec.name, %error, "announcing VIPs failed");
             }
         }
+    }
+
+    /// What of member `index`'s status an advert can change without an action: its state,
+    /// effective priority and MASTER. Everything else changes only through actions, timeouts,
+    /// inputs and updates, after which the unit publishes anyway.
+    fn observed(&self, index: usize) -> Option<(State, u8, Option<IpAddr>)> {
+        self.machine.member(index).map(|instance| {
+            (
+                instance.state(),
+                instance.effective_priority(),
+                instance.master_address(),
+            )
+        })
     }
 
     /// Puts each member's status on the board when it changed.

@@ -449,6 +449,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of adverts `instance` received: the receive path keeps it and counts
+    /// without a lookup (nor the label it would allocate).
+    pub fn adverts_received_counter(&self, instance: &str) -> Counter {
+        self.inner
+            .adverts_received
+            .get_or_create(&Self::instance(instance))
+            .clone()
+    }
+
     /// Counts one packet dropped on `interface`.
     pub fn dropped(&self, interface: &str, reason: DropReason) {
         self.inner
