@@ -279,13 +279,40 @@ def operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets():
         assert grants(role, "kubevrrp.io", "vrrpnodes", verb), verb
     assert grants(role, "kubevrrp.io", "virtualips/status", "patch")
     assert grants(role, "kubevrrp.io", "virtualservers/status", "patch")
-    assert not grants(role, "kubevrrp.io", "virtualips", "patch")
     assert grants(role, "", "nodes", "watch") and not grants(role, "", "nodes", "patch")
     assert grants(role, "discovery.k8s.io", "endpointslices", "watch")
     assert not grants(role, "", "secrets", "get")
     assert not grants(role, "coordination.k8s.io", "leases", "get"), "leases belong in the namespaced Role"
     for r in rules_of(role):
         assert "*" not in r["verbs"] and "*" not in r["resources"], r
+
+
+def operator_serves_load_balancers_with_the_rights_they_need_and_none_without():
+    docs = render()
+    role = one(docs, "ClusterRole", "kube-vrrp-operator")
+    for verb in ("create", "patch", "delete"):
+        assert grants(role, "kubevrrp.io", "virtualips", verb), verb
+    assert grants(role, "kubevrrp.io", "virtualippools", "watch")
+    assert grants(role, "kubevrrp.io", "virtualippools/status", "patch")
+    assert not grants(role, "kubevrrp.io", "virtualippools", "patch"), "pools are the user's"
+    assert grants(role, "", "services/status", "patch")
+    assert not grants(role, "", "services", "patch"), "a Service's spec is the user's"
+    assert grants(role, "", "namespaces", "watch") and not grants(role, "", "namespaces", "patch")
+    args = container(one(docs, "Deployment"))["args"]
+    assert "--load-balancers=false" not in args and "--default-load-balancer-class" not in args
+
+    default = render("loadBalancer.default=true")
+    assert container(one(default, "Deployment"))["args"][-1] == "--default-load-balancer-class"
+
+    off = render("loadBalancer.enabled=false", "loadBalancer.default=true")
+    role = one(off, "ClusterRole", "kube-vrrp-operator")
+    for verb in ("create", "patch", "delete"):
+        assert not grants(role, "kubevrrp.io", "virtualips", verb), verb
+    assert not grants(role, "kubevrrp.io", "virtualippools", "get")
+    assert not grants(role, "", "services/status", "patch")
+    assert not grants(role, "", "namespaces", "list")
+    args = container(one(off, "Deployment"))["args"]
+    assert args[-1] == "--load-balancers=false" and "--default-load-balancer-class" not in args
 
 
 def pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing():
@@ -429,6 +456,7 @@ TESTS = [
     operator_keeps_cordoned_nodes_only_when_asked,
     operator_lease_role_lives_in_the_lease_namespace,
     operator_rbac_owns_vrrpnodes_writes_statuses_and_reads_no_secrets,
+    operator_serves_load_balancers_with_the_rights_they_need_and_none_without,
     pod_templates_carry_no_chart_version_so_chart_only_upgrades_restart_nothing,
     image_tag_and_digest_are_configurable,
     metrics_services_select_their_component_and_carry_the_scrape_job_label,

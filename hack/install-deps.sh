@@ -16,6 +16,9 @@ declare -A package_of=(
     [setpriv]=util-linux
     [skopeo]=skopeo
     [jq]=jq
+    # make bench: instruction counts of the agent and keepalived (callgrind).
+    [valgrind]=valgrind
+    [callgrind_control]=valgrind
     # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
     [qemu-system-x86_64]=qemu-system-x86
     [busybox]=busybox-static

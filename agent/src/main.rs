@@ -259,8 +259,12 @@ struct StatusArgs {
     json: bool,
 }
 
-/// The longest a graceful shutdown may take before the process exits anyway.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+/// The longest a graceful shutdown may take before the process exits anyway: the longest
+/// handover a MASTER makes (it keeps its VIPs until the new MASTER speaks), the units' own
+/// stop time, and a margin. The chart's terminationGracePeriodSeconds (30 s) covers it.
+const SHUTDOWN_LIMIT: Duration = kube_vrrp_agent::vrrp::instance::HANDOVER_LIMIT
+    .saturating_add(driver::UNIT_STOP_TIMEOUT)
+    .saturating_add(Duration::from_secs(2));
 /// How long blocking reads (tracked files, manifests) may hold the exit after the shutdown.
 const BLOCKING_EXIT_LIMIT: Duration = Duration::from_secs(1);
 

@@ -484,7 +484,7 @@ async fn a_failing_watch_keeps_the_last_config_and_is_retried_after_a_backoff() 
     let waited = failed_at.elapsed();
     assert_watch(&request, "10");
     assert!(
-        waited >= Duration::from_millis(300),
+        waited >= kube_vrrp_crds::watch_backoff::FIRST,
         "the watch was retried after {waited:?}, without backoff"
     );
     assert_eq!(

@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 21] = [
+const SERIES: [&str; 24] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -101,6 +101,9 @@ const SERIES: [&str; 21] = [
     "kube_vrrp_virtualserver_quorum_up",
     "kube_vrrp_virtualserver_healthy_weight",
     "kube_vrrp_virtualserver_sorry_server_active",
+    "kube_vrrp_instance_failover_seconds_bucket",
+    "kube_vrrp_instance_failover_seconds_sum",
+    "kube_vrrp_instance_failover_seconds_count",
 ];
 
 fn exercise(metrics: &Metrics) {
@@ -134,6 +137,11 @@ fn exercise(metrics: &Metrics) {
             threshold: 1,
             sorry_server_active: true,
         },
+    );
+    metrics.failover(
+        "web",
+        std::time::Duration::from_millis(3612),
+        std::time::Duration::from_micros(3_609_375),
     );
 }
 
@@ -196,8 +204,9 @@ fn every_per_instance_series_names_its_instance_in_vrrp_instance() {
             s.name.starts_with("kube_vrrp_instance_") || s.name.starts_with("kube_vrrp_adverts_")
         })
         .collect();
-    // 4 state series + transitions, priority, timestamp, sent, received.
-    assert_eq!(per_instance.len(), 9, "{per_instance:?}");
+    // 4 state series + transitions, priority, timestamp, sent, received, and the failover
+    // histogram's sum, count and 18 + 1 buckets.
+    assert_eq!(per_instance.len(), 30, "{per_instance:?}");
     for sample in per_instance {
         assert_eq!(
             sample.labels.get("vrrp_instance").map(String::as_str),
@@ -517,4 +526,54 @@ fn every_real_server_metric_the_chart_alerts_on_is_exported() {
             "the alerts use {name}, which the agent does not export"
         );
     }
+}
+
+#[test]
+fn a_failover_lands_in_buckets_around_the_instances_own_master_down_interval() {
+    use std::time::Duration;
+    let metrics = Metrics::new();
+    let mdi = Duration::from_micros(3_609_375);
+    // A death just past Master_Down_Interval, and a planned handover at Skew_Time.
+    metrics.failover("web", Duration::from_millis(3612), mdi);
+    metrics.failover("web", Duration::from_micros(609_375), mdi);
+    // Another instance at 10 ms adverts gets its own buckets.
+    metrics.failover(
+        "db",
+        Duration::from_millis(37),
+        Duration::from_micros(36_094),
+    );
+    let samples = parse(&metrics.encode());
+    let bucket = |instance: &str, le: &str| {
+        value(
+            &samples,
+            "kube_vrrp_instance_failover_seconds_bucket",
+            &[("vrrp_instance", instance), ("le", le)],
+        )
+    };
+    // 1.0 and 1.01 × 3.609375 s (rounded to whole µs): the death falls between them.
+    assert_eq!(bucket("web", "3.609375"), Some(1.0));
+    assert_eq!(bucket("web", "3.645469"), Some(2.0));
+    // 0.2 × Master_Down_Interval holds the handover.
+    assert_eq!(bucket("web", "0.721875"), Some(1.0));
+    assert_eq!(bucket("web", "+Inf"), Some(2.0));
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_instance_failover_seconds_count",
+            &[("vrrp_instance", "web")]
+        ),
+        Some(2.0)
+    );
+    // 1.02 and 1.05 × 36.094 ms, rounded to whole microseconds.
+    assert_eq!(bucket("db", "0.036094"), Some(0.0));
+    assert_eq!(bucket("db", "0.036816"), Some(0.0));
+    assert_eq!(bucket("db", "0.037899"), Some(1.0));
+    metrics.forget("web");
+    let samples = parse(&metrics.encode());
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.labels.get("vrrp_instance").map(String::as_str) != Some("web")),
+        "{samples:?}"
+    );
 }

@@ -83,7 +83,35 @@ fn graceful_shutdown_hands_over_after_skew_time() {
     assert_eq!(handover[0].reason, TransitionReason::MasterStopped);
     assert!(sim.entered(a, VRID, State::Master).is_empty());
     assert_eq!(sim.state(c, VRID), State::Initialize);
+    // Make-before-break: c keeps the VIPs until b's first advert reaches it (one link delay
+    // after b took them), so at no moment does nobody hold them.
+    let taken = handover[0].at;
+    assert_eq!(
+        sim.vip_holdings(VRID),
+        vec![
+            (
+                "c",
+                master_down_interval(200, SECOND),
+                Some(taken + LINK_DELAY)
+            ),
+            ("b", taken, None),
+        ]
+    );
     sim.check_golden("graceful_shutdown");
+}
+
+#[test]
+fn a_planned_exit_with_nobody_to_take_over_lets_go_after_three_intervals() {
+    let mut sim = Sim::new(LINK_DELAY);
+    let a = sim.add_node("a", vec![config(VRID, 100, "10.0.0.1")]);
+    sim.start(a);
+    sim.run_until(secs(10));
+    sim.shutdown(a);
+    sim.run_until(secs(20));
+    let became = master_down_interval(100, SECOND);
+    // Priority 0 at 10 s, again at 11 s and 12 s; the VIPs go at 13 s.
+    assert_eq!(sim.vip_holdings(VRID), vec![("a", became, Some(secs(13)))]);
+    assert_eq!(sim.state(a, VRID), State::Initialize);
 }
 
 /// a (100) is Master alone; c (200) starts at 5 s with the given preempt settings.

@@ -72,6 +72,92 @@ pub const VIRTUAL_IP_SPEC: &[CelRule] = &[
     },
 ];
 
+/// Rules on `VirtualIP.spec` about its virtual router (kept apart from
+/// [`VIRTUAL_IP_SPEC`], the rules a VirtualIP shares with every instance planned from it).
+pub const VIRTUAL_ROUTER: &[CelRule] = &[CelRule {
+    rule: "!has(self.virtualRouter) || \
+           self.virtualRouter.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+    message: "virtualRouter must be a name of lower-case letters, digits, '-' and '.', starting \
+              and ending with a letter or digit",
+    field_path: Some(".virtualRouter"),
+}];
+
+/// An entry of `VirtualIPPool.spec.addresses` that is a range: two IP addresses joined by `-`.
+macro_rules! is_range {
+    ($a:literal) => {
+        concat!(
+            "(",
+            $a,
+            ".split('-').size() == 2 && isIP(",
+            $a,
+            ".split('-')[0]) && isIP(",
+            $a,
+            ".split('-')[1]))"
+        )
+    };
+}
+
+/// Rules on `VirtualIPPool.spec`. One rule of `VirtualIpPoolSpec::validate` has no twin here:
+/// a range must start at its lower address, and CEL cannot order IP addresses; the operator
+/// refuses such a pool (condition Ready=False, reason Invalid).
+pub const VIRTUAL_IP_POOL_SPEC: &[CelRule] = &[
+    CelRule {
+        rule: concat!("self.addresses.all(a, isCIDR(a) || ", is_range!("a"), ")"),
+        message: "every address block must be a CIDR (192.168.10.0/24) or a range of two \
+                  addresses (192.168.10.100-192.168.10.150)",
+        field_path: Some(".addresses"),
+    },
+    CelRule {
+        rule: "self.addresses.all(a, !isCIDR(a) || cidr(a) == cidr(a).masked())",
+        message: "a CIDR must name a network, not an address inside it: write \
+                  192.168.10.0/24, or 192.168.10.5/32 for one address",
+        field_path: Some(".addresses"),
+    },
+    CelRule {
+        rule: concat!(
+            "self.addresses.all(a, !",
+            is_range!("a"),
+            " || ip(a.split('-')[0]).family() == ip(a.split('-')[1]).family())"
+        ),
+        message: "a range is of one family: both ends IPv4 or both IPv6",
+        field_path: Some(".addresses"),
+    },
+    CelRule {
+        rule: "!(has(self.vrrp) && has(self.vrrp.version) && self.vrrp.version == 2) || \
+               self.addresses.all(a, !a.contains(':'))",
+        message: "VRRPv2 carries IPv4 addresses only, and the pool has IPv6 blocks; use \
+                  version 3, or a second pool for IPv6",
+        field_path: Some(".vrrp.version"),
+    },
+];
+
+/// Rules on `VirtualIPPool.spec.vrrp`.
+pub const POOL_VRRP: &[CelRule] = &[
+    CelRule {
+        rule: concat!(
+            "!",
+            is_v2!(),
+            " || !has(self.advertInterval) || ",
+            "(duration(self.advertInterval) >= duration('1s') && ",
+            "duration(self.advertInterval) <= duration('255s') && ",
+            "int(duration(self.advertInterval)) % 1000000000 == 0)"
+        ),
+        message: "with version 2, advertInterval must be whole seconds from 1s to 255s",
+        field_path: Some(".advertInterval"),
+    },
+    CelRule {
+        rule: concat!(
+            is_v2!(),
+            " || !has(self.advertInterval) || ",
+            "(duration(self.advertInterval) >= duration('10ms') && ",
+            "duration(self.advertInterval) <= duration('40950ms') && ",
+            "int(duration(self.advertInterval)) % 10000000 == 0)"
+        ),
+        message: "with version 3, advertInterval must be a multiple of 10ms from 10ms to 40.95s",
+        field_path: Some(".advertInterval"),
+    },
+];
+
 /// Rules on each `VirtualIP.spec.priorities[]` entry.
 pub const PRIORITY_RULE: &[CelRule] = &[CelRule {
     rule: "has(self.nodeName) != has(self.nodeSelector)",
@@ -231,6 +317,9 @@ pub const SCRIPT_COMMAND: &[CelRule] = &[CelRule {
 /// Every rule set, for tests that check the generated YAML.
 pub const ALL: &[&[CelRule]] = &[
     VIRTUAL_IP_SPEC,
+    VIRTUAL_ROUTER,
+    VIRTUAL_IP_POOL_SPEC,
+    POOL_VRRP,
     PRIORITY_RULE,
     LABEL_SELECTOR_REQUIREMENT,
     VIRTUAL_SERVER_SPEC,
@@ -255,6 +344,15 @@ fn apply(schema: &mut Schema, rules: &[CelRule]) {
 
 pub(crate) fn virtual_ip_spec(schema: &mut Schema) {
     apply(schema, VIRTUAL_IP_SPEC);
+    apply(schema, VIRTUAL_ROUTER);
+}
+
+pub(crate) fn virtual_ip_pool_spec(schema: &mut Schema) {
+    apply(schema, VIRTUAL_IP_POOL_SPEC);
+}
+
+pub(crate) fn pool_vrrp(schema: &mut Schema) {
+    apply(schema, POOL_VRRP);
 }
 
 pub(crate) fn priority_rule(schema: &mut Schema) {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::cel::LABEL_SELECTOR_REQUIREMENT;
 use crate::validation::{MAX_SELECTOR_REQUIREMENTS, MAX_SELECTOR_VALUES};
-use crate::{VirtualIp, VirtualServer, VrrpNode};
+use crate::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode};
 
 /// The header written atop each generated file.
 pub const HEADER: &str =
@@ -31,6 +31,7 @@ pub fn crds() -> Result<Vec<(&'static str, CustomResourceDefinition)>, RenderErr
         ("virtualips.yaml", VirtualIp::crd()),
         ("virtualservers.yaml", VirtualServer::crd()),
         ("vrrpnodes.yaml", VrrpNode::crd()),
+        ("virtualippools.yaml", VirtualIpPool::crd()),
     ]
     .into_iter()
     .map(|(name, crd)| {

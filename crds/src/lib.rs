@@ -1,13 +1,17 @@
 //! kube-vrrp API types (group `kubevrrp.io`, version `v1alpha1`): `VirtualIP`,
-//! `VirtualServer` and `VrrpNode`, their validation, and the standalone manifest loader.
+//! `VirtualServer`, `VrrpNode` and `VirtualIPPool`, their validation, and the standalone
+//! manifest loader.
 //!
-//! - Types: [`VirtualIp`], [`VirtualServer`], [`VrrpNode`] (kube `CustomResource`s, all
-//!   cluster-scoped) with their specs and statuses; [`DurationString`], [`VrrpVersion`],
-//!   [`State`], condition types in [`condition`].
-//! - Validation: `VirtualIpSpec::validate()` / `VirtualServerSpec::validate()` return every
-//!   [`Violation`]; the same rules are CEL `x-kubernetes-validations` in the schema ([`cel`]).
+//! - Types: [`VirtualIp`], [`VirtualServer`], [`VrrpNode`], [`VirtualIpPool`] (kube
+//!   `CustomResource`s, all cluster-scoped) with their specs and statuses;
+//!   [`DurationString`], [`VrrpVersion`], [`State`], condition types in [`condition`];
+//!   [`AddressBlock`], a pool's CIDR or range.
+//! - Validation: `VirtualIpSpec::validate()`, `VirtualServerSpec::validate()` and
+//!   `VirtualIpPoolSpec::validate()` return every [`Violation`]; the same rules are CEL
+//!   `x-kubernetes-validations` in the schema ([`cel`]).
 //! - CRD YAML: [`crd_yaml::crds`] / [`crd_yaml::render_all`], written by the `crdgen` binary.
 
+pub mod address_block;
 pub mod cel;
 pub mod crd_yaml;
 pub mod duration;
@@ -17,6 +21,7 @@ pub mod track;
 pub mod validation;
 pub mod version;
 pub mod virtual_ip;
+pub mod virtual_ip_pool;
 pub mod virtual_server;
 pub mod vrrp_node;
 pub mod watch_backoff;
@@ -28,6 +33,7 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` of every kube-vrrp resource.
 pub const API_VERSION: &str = "kubevrrp.io/v1alpha1";
 
+pub use address_block::{AddressBlock, BlockError, Span};
 pub use duration::{DurationError, DurationString};
 pub use state::{State, condition};
 pub use track::{
@@ -39,6 +45,7 @@ pub use virtual_ip::{
     AuthType, Authentication, Garp, PriorityRule, SecretKeyRef, VirtualIp, VirtualIpNodeStatus,
     VirtualIpPhase, VirtualIpSpec, VirtualIpStatus,
 };
+pub use virtual_ip_pool::{PoolVrrp, VirtualIpPool, VirtualIpPoolSpec, VirtualIpPoolStatus};
 pub use virtual_server::{
     BackendRef, Forwarding, HealthCheck, HttpCheck, Protocol, RealServer, RealServerStatus,
     Scheduler, SchedulerFlag, ScriptCheck, SorryServer, TcpCheck, Tunnel, TunnelChecksum,

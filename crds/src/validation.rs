@@ -61,6 +61,8 @@ pub enum ViolationKind {
     NotWholeSeconds,
     /// A VRRPv3 advert interval is not a multiple of 10 ms.
     NotCentiseconds,
+    /// Something only VRRPv3 supports (IPv6 addresses) is asked of VRRPv2.
+    RequiresVersion3,
     /// A field that only VRRPv2 supports is set with VRRPv3.
     RequiresVersion2,
     /// Exactly one of several alternative fields must be set.
@@ -70,6 +72,8 @@ pub enum ViolationKind {
     /// A field the schema does not know (usually a misspelling); the API server would prune
     /// it, so standalone mode rejects it instead of ignoring it silently.
     UnknownField,
+    /// An address range starts above its end.
+    InvalidRange,
 }
 
 impl ViolationKind {
@@ -85,10 +89,12 @@ impl ViolationKind {
             Self::InvalidDuration => "invalid_duration",
             Self::NotWholeSeconds => "not_whole_seconds",
             Self::NotCentiseconds => "not_centiseconds",
+            Self::RequiresVersion3 => "requires_version_3",
             Self::RequiresVersion2 => "requires_version_2",
             Self::ExactlyOneOf => "exactly_one_of",
             Self::InvalidFormat => "invalid_format",
             Self::UnknownField => "unknown_field",
+            Self::InvalidRange => "invalid_range",
         }
     }
 }
@@ -374,10 +380,12 @@ mod tests {
             ViolationKind::InvalidDuration,
             ViolationKind::NotWholeSeconds,
             ViolationKind::NotCentiseconds,
+            ViolationKind::RequiresVersion3,
             ViolationKind::RequiresVersion2,
             ViolationKind::ExactlyOneOf,
             ViolationKind::InvalidFormat,
             ViolationKind::UnknownField,
+            ViolationKind::InvalidRange,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());

@@ -56,6 +56,9 @@ pub(crate) fn default_zero() -> DurationString {
 #[kube(
     printcolumn = r#"{"name":"Nodes", "type":"string", "description":"Nodes running VRRP / nodes selected", "jsonPath":".status.nodesSummary"}"#
 )]
+#[kube(
+    printcolumn = r#"{"name":"Service", "type":"string", "description":"LoadBalancer Services served by the address (namespace/name)", "jsonPath":".metadata.annotations.kubevrrp\\.io/services"}"#
+)]
 #[kube(printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#)]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::cel::virtual_ip_spec)]
@@ -149,6 +152,15 @@ pub struct VirtualIpSpec {
     /// Trackers that lower or raise the effective priority, or put the instance in FAULT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<Track>,
+
+    /// VirtualIPs naming the same virtual router share one VRRP instance (one VRID): one
+    /// MASTER holds all their addresses and they fail over together, at the cost of one VRID
+    /// instead of one each (a segment has 255). Every other field but `addresses` must be
+    /// equal among them. The instance is named after the virtual router, which must not be
+    /// another VirtualIP's name. Omitted: the VirtualIP is an instance of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub virtual_router: Option<String>,
 }
 
 /// A priority for nodes picked by name or by labels. Exactly one of the two is set.
@@ -353,6 +365,7 @@ impl Default for VirtualIpSpec {
             sync_group: None,
             use_virtual_mac: false,
             track: None,
+            virtual_router: None,
         }
     }
 }
@@ -379,23 +392,18 @@ impl VirtualIpSpec {
         if let Some(selector) = &self.node_selector {
             out.label_selector("spec.nodeSelector", selector);
         }
-        out.max_items("spec.priorities", &self.priorities, MAX_PRIORITIES);
-        for (i, p) in self.priorities.iter().enumerate() {
-            let field = format!("spec.priorities[{i}]");
-            if p.node_name.is_some() == p.node_selector.is_some() {
-                out.push(
-                    field.clone(),
-                    ViolationKind::ExactlyOneOf,
-                    "needs exactly one of nodeName or nodeSelector".to_owned(),
-                );
-            }
-            if let Some(name) = &p.node_name {
-                out.required(&format!("{field}.nodeName"), name);
-            }
-            if let Some(selector) = &p.node_selector {
-                out.label_selector(&format!("{field}.nodeSelector"), selector);
-            }
-            out.range(&format!("{field}.priority"), i64::from(p.priority), 1, 254);
+        check_priorities(&mut out, "spec.priorities", &self.priorities);
+        if let Some(router) = &self.virtual_router
+            && !is_dns_subdomain(router)
+        {
+            out.push(
+                "spec.virtualRouter",
+                ViolationKind::InvalidFormat,
+                format!(
+                    "{router:?} is not a valid name: lower-case letters, digits, '-' and '.', \
+                     starting and ending with a letter or digit, at most 253 characters"
+                ),
+            );
         }
         shared.check_how("spec", &mut out);
         out.into_vec()
@@ -413,6 +421,47 @@ impl VirtualIpSpec {
             Err(violations)
         }
     }
+}
+
+/// Checks a `priorities` list: at most [`MAX_PRIORITIES`] entries, each with exactly one of
+/// `nodeName` or `nodeSelector` and a priority from 1 to 254.
+pub(crate) fn check_priorities(out: &mut Violations, field: &str, priorities: &[PriorityRule]) {
+    out.max_items(field, priorities, MAX_PRIORITIES);
+    for (i, p) in priorities.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        if p.node_name.is_some() == p.node_selector.is_some() {
+            out.push(
+                field.clone(),
+                ViolationKind::ExactlyOneOf,
+                "needs exactly one of nodeName or nodeSelector".to_owned(),
+            );
+        }
+        if let Some(name) = &p.node_name {
+            out.required(&format!("{field}.nodeName"), name);
+        }
+        if let Some(selector) = &p.node_selector {
+            out.label_selector(&format!("{field}.nodeSelector"), selector);
+        }
+        out.range(&format!("{field}.priority"), i64::from(p.priority), 1, 254);
+    }
+}
+
+/// Whether `s` is a DNS subdomain (RFC 1123), as Kubernetes object names are: at most 253
+/// characters, dot-separated labels of lower-case letters, digits and '-', each starting and
+/// ending with a letter or digit.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            match (bytes.first(), bytes.last()) {
+                (Some(&first), Some(&last)) => {
+                    alnum(first) && alnum(last) && bytes.iter().all(|&c| alnum(c) || c == b'-')
+                }
+                _ => false,
+            }
+        })
 }
 
 /// The rules a VirtualIP shares with every instance planned from it: one rule set, checked

@@ -9,7 +9,7 @@ use std::path::Path;
 fn committed_crd_yaml_matches_the_types() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("yaml");
     let files = kube_vrrp_crds::crd_yaml::render_all().unwrap();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     for (name, yaml) in files {
         let committed = std::fs::read_to_string(dir.join(name)).unwrap();
         assert!(

@@ -6,7 +6,7 @@
 
 use kube::CustomResourceExt;
 use kube_vrrp_crds::cel::{self, CelRule};
-use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
+use kube_vrrp_crds::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode};
 use serde_json::{Value, json};
 
 /// The CRD as shipped (derived, then tidied by `crd_yaml::crds`).
@@ -81,6 +81,7 @@ fn assert_rules_at(node: &Value, rules: &[CelRule]) {
 fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
     let vip = crd_json::<VirtualIp>();
     assert_rules_at(node(&vip, "spec"), cel::VIRTUAL_IP_SPEC);
+    assert_rules_at(node(&vip, "spec"), cel::VIRTUAL_ROUTER);
     assert_rules_at(node(&vip, "spec.priorities.[]"), cel::PRIORITY_RULE);
     assert_rules_at(
         node(&vip, "spec.nodeSelector.matchExpressions.[]"),
@@ -90,6 +91,11 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
         node(&vip, "spec.priorities.[].nodeSelector.matchExpressions.[]"),
         cel::LABEL_SELECTOR_REQUIREMENT,
     );
+
+    let pool = crd_json::<VirtualIpPool>();
+    assert_rules_at(node(&pool, "spec"), cel::VIRTUAL_IP_POOL_SPEC);
+    assert_rules_at(node(&pool, "spec.vrrp"), cel::POOL_VRRP);
+    assert_rules_at(node(&pool, "spec.vrrp.priorities.[]"), cel::PRIORITY_RULE);
 
     let vs = crd_json::<VirtualServer>();
     assert_rules_at(node(&vs, "spec"), cel::VIRTUAL_SERVER_SPEC);
@@ -106,7 +112,7 @@ fn every_cel_rule_sits_on_the_schema_node_it_constrains() {
 
     let total: usize = cel::ALL.iter().map(|set| set.len()).sum();
     assert_eq!(
-        total, 28,
+        total, 35,
         "a rule set changed: update this test and its twins"
     );
 }
@@ -117,6 +123,7 @@ fn every_cel_rule_compiles() {
         crd_json::<VirtualIp>(),
         crd_json::<VirtualServer>(),
         crd_json::<VrrpNode>(),
+        crd_json::<VirtualIpPool>(),
     ] {
         let compiled = kube_cel::compile_schema(root_schema(&crd));
         let mut stack = vec![&compiled];
@@ -191,6 +198,12 @@ fn crds_are_cluster_scoped_in_group_kubevrrp_io() {
             "vsvr",
         ),
         (crd_json::<VrrpNode>(), "vrrpnodes", "VrrpNode", "vrn"),
+        (
+            crd_json::<VirtualIpPool>(),
+            "virtualippools",
+            "VirtualIPPool",
+            "vippool",
+        ),
     ] {
         assert_eq!(crd["metadata"]["name"], format!("{plural}.kubevrrp.io"));
         assert_eq!(crd["spec"]["group"], "kubevrrp.io");
@@ -205,7 +218,7 @@ fn crds_are_cluster_scoped_in_group_kubevrrp_io() {
 }
 
 #[test]
-fn kubectl_get_vip_shows_address_master_state_nodes_age() {
+fn kubectl_get_vip_shows_address_master_state_nodes_service_age() {
     let crd = crd_json::<VirtualIp>();
     let columns: Vec<(&str, &str)> = version(&crd)["additionalPrinterColumns"]
         .as_array()
@@ -220,6 +233,7 @@ fn kubectl_get_vip_shows_address_master_state_nodes_age() {
             ("Master", ".status.master"),
             ("State", ".status.state"),
             ("Nodes", ".status.nodesSummary"),
+            ("Service", ".metadata.annotations.kubevrrp\\.io/services"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );

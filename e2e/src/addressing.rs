@@ -101,6 +101,11 @@ pub fn client_mac() -> crate::Mac {
     crate::Mac([0x02, 0x77, 0, 0, 0, 0xcc])
 }
 
+/// The server's MAC address (see [`crate::Lab::add_server`]).
+pub fn server_mac() -> crate::Mac {
+    crate::Mac([0x02, 0x77, 0, 0, 0, 0xdd])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ pub const SECRET_NAMESPACE: &str = "kube-vrrp";
 /// The agent's HTTP port inside its node namespace (on loopback).
 pub const STATUS_PORT: u16 = 9180;
 
+/// How long a started agent has to answer on `/status`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same under a wrapper such as valgrind, which runs it tens of times slower.
+pub const WRAPPED_READY_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The agents' `RUST_LOG` in the lab unless [`set_log_filter`] chose another.
 pub const DEFAULT_LOG_FILTER: &str = "debug";
 
@@ -323,6 +328,35 @@ impl Agent {
         node: usize,
         instances: &[InstanceSpec],
     ) -> Result<Self, LabError> {
+        let manifests = Self::write_manifests(lab, node, instances)?;
+        Self::start_with_manifests(binary, lab, node, &manifests)
+    }
+
+    /// [`Agent::start`] under a wrapper command (`prefix`, e.g. valgrind), which may make the
+    /// agent much slower to start: `/status` is given [`WRAPPED_READY_TIMEOUT`] to answer.
+    pub fn start_wrapped(
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+        prefix: &[String],
+    ) -> Result<Self, LabError> {
+        let manifests = Self::write_manifests(lab, node, instances)?;
+        Self::spawn(
+            &binary()?,
+            lab,
+            node,
+            &manifests,
+            prefix,
+            WRAPPED_READY_TIMEOUT,
+        )
+    }
+
+    /// Writes node `node`'s manifests directory for `instances`; returns it.
+    fn write_manifests(
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+    ) -> Result<PathBuf, LabError> {
         for spec in instances {
             spec.validate().map_err(LabError::Invalid)?;
         }
@@ -339,7 +373,7 @@ impl Agent {
         let yaml = manifests_yaml(lab.node_count(), lab.spec().ipv6, instances, &track_file)?;
         let file = manifests.join("lab.yaml");
         std::fs::write(&file, yaml).map_err(LabError::io(format!("write {}", file.display())))?;
-        Self::start_with_manifests(binary, lab, node, &manifests)
+        Ok(manifests)
     }
 
     /// Starts the agent in node `node`'s namespace on an existing manifests directory (e.g.
@@ -349,6 +383,17 @@ impl Agent {
         lab: &Lab,
         node: usize,
         manifests: &Path,
+    ) -> Result<Self, LabError> {
+        Self::spawn(binary, lab, node, manifests, &[], READY_TIMEOUT)
+    }
+
+    fn spawn(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+        prefix: &[String],
+        ready_timeout: Duration,
     ) -> Result<Self, LabError> {
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("agent-{name}"));
@@ -364,7 +409,8 @@ impl Agent {
             listen.to_string(),
             runtime.to_string_lossy().into_owned(),
         );
-        let args = [
+        let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        args.extend([
             binary.as_str(),
             "run",
             "--node",
@@ -375,7 +421,7 @@ impl Agent {
             &listen_arg,
             "--runtime-dir",
             &runtime_arg,
-        ];
+        ]);
         let process = DaemonProcess::spawn(
             "kube-vrrp-agent",
             &name,
@@ -391,7 +437,7 @@ impl Agent {
             manifests,
             binary: PathBuf::from(&binary),
         };
-        agent.wait_ready(lab, Duration::from_secs(10))?;
+        agent.wait_ready(lab, ready_timeout)?;
         Ok(agent)
     }
 

@@ -38,9 +38,25 @@ impl Daemon {
         node: usize,
         instances: &[InstanceSpec],
     ) -> Result<Self, LabError> {
+        Self::start_wrapped(kind, lab, node, instances, &[])
+    }
+
+    /// [`Daemon::start`] under a wrapper command (`prefix`, e.g. valgrind; empty: none).
+    pub fn start_wrapped(
+        kind: DaemonKind,
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+        prefix: &[String],
+    ) -> Result<Self, LabError> {
         Ok(match kind {
-            DaemonKind::Keepalived => Self::Keepalived(Keepalived::start(lab, node, instances)?),
-            DaemonKind::Agent => Self::Agent(Agent::start(lab, node, instances)?),
+            DaemonKind::Keepalived => {
+                Self::Keepalived(Keepalived::start_wrapped(lab, node, instances, prefix)?)
+            }
+            DaemonKind::Agent if prefix.is_empty() => {
+                Self::Agent(Agent::start(lab, node, instances)?)
+            }
+            DaemonKind::Agent => Self::Agent(Agent::start_wrapped(lab, node, instances, prefix)?),
         })
     }
 

@@ -99,6 +99,16 @@ pub struct Keepalived {
 impl Keepalived {
     /// Writes the config for `node` and starts keepalived in its namespace.
     pub fn start(lab: &Lab, node: usize, instances: &[InstanceSpec]) -> Result<Self, LabError> {
+        Self::start_wrapped(lab, node, instances, &[])
+    }
+
+    /// [`Keepalived::start`] under a wrapper command (`prefix`, e.g. valgrind).
+    pub fn start_wrapped(
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+        prefix: &[String],
+    ) -> Result<Self, LabError> {
         for spec in instances {
             spec.validate().map_err(LabError::Invalid)?;
             if spec.track_file.is_some() {
@@ -113,12 +123,16 @@ impl Keepalived {
             name: lab.node_name(node)?.to_owned(),
             nodes: lab.node_count(),
         };
-        Self::start_with_config(lab, node, &render_config(&view, instances))
+        Self::spawn(lab, node, &render_config(&view, instances), prefix)
     }
 
     /// Starts keepalived in node `node`'s namespace with `config` as its keepalived.conf (a
     /// user's own file, e.g. the one an import started from).
     pub fn start_with_config(lab: &Lab, node: usize, config: &str) -> Result<Self, LabError> {
+        Self::spawn(lab, node, config, &[])
+    }
+
+    fn spawn(lab: &Lab, node: usize, config: &str, prefix: &[String]) -> Result<Self, LabError> {
         let name = lab.node_name(node)?.to_owned();
         let dir = lab.workdir().join(format!("keepalived-{name}"));
         std::fs::create_dir_all(&dir).map_err(LabError::io(format!("create {}", dir.display())))?;
@@ -132,10 +146,11 @@ impl Keepalived {
             path("vrrp.pid"),
             path("checkers.pid"),
         );
-        let args = [
+        let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        args.extend([
             KEEPALIVED, "-n", "-l", "-D", "-f", &conf, "-p", &pid, "-r", &vrrp_pid, "-c",
             &check_pid,
-        ];
+        ]);
         let mut process = DaemonProcess::spawn(
             "keepalived",
             &name,

@@ -1,8 +1,9 @@
 //! The lab: node namespaces `n1..nN` and a client, each with an `eth0` on bridge `br0` inside a
-//! switch namespace; link cuts, partitions, VIP ownership, and probes. All removed on drop.
+//! switch namespace (and, on demand, a server the client reaches through a VIP); link cuts,
+//! partitions, VIP ownership, and probes. All removed on drop.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +20,14 @@ pub const LAB_IF: &str = "eth0";
 pub const BRIDGE: &str = "br0";
 /// The switch-side port of the client.
 const CLIENT_PORT: &str = "pc";
+/// The switch-side port of the server.
+const SERVER_PORT: &str = "ps";
+/// The server's address on the lab subnet.
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 200);
+/// The address the server serves on, routed through the nodes (see [`Lab::add_server`]).
+pub const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// The network of [`SERVICE_IP`].
+const SERVICE_NET: &str = "10.77.0.0/24";
 
 /// What to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +65,7 @@ pub struct Lab {
     // Field order is drop order: hosts first, then the switch.
     nodes: Vec<LabNode>,
     client: Netns,
+    server: Option<Netns>,
     switch: Netns,
     workdir: PathBuf,
 }
@@ -129,6 +139,7 @@ impl Lab {
             spec,
             nodes: Vec::with_capacity(spec.nodes),
             client,
+            server: None,
             switch,
             workdir,
         };
@@ -307,24 +318,90 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds a server namespace on the switch holding [`SERVICE_IP`], which the client reaches
+    /// through `gateway` (a VIP): the client routes the service network via the gateway, every
+    /// node forwards it to the server (IPv4 forwarding on, no ICMP redirects), and the server
+    /// answers the client directly. Only the client → server direction crosses the VIP, so a
+    /// stream from the client shows exactly what a move of the VIP costs forwarded traffic.
+    /// A node never relays the gateway address itself: a packet for it reaching a node that
+    /// does not hold it is dropped (a blackhole route, which the address, when held, overrides
+    /// from the local table), so a ping to the VIP is answered by its holder or by nobody.
+    pub fn add_server(&mut self, gateway: Ipv4Addr) -> Result<&Netns, LabError> {
+        if self.server.is_some() {
+            return Err(LabError::Invalid("the lab already has a server".into()));
+        }
+        let server = Netns::create("kvsv")?;
+        wire_host(
+            &self.switch,
+            &server,
+            SERVER_PORT,
+            addressing::server_mac(),
+            &[IpAddr::V4(SERVER_IP)],
+        )?;
+        server.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SERVICE_IP}/32"),
+            "dev",
+            "lo",
+        ])?;
+        server.exec(&["ip", "link", "set", "lo", "up"])?;
+        let server_ip = SERVER_IP.to_string();
+        for node in &self.nodes {
+            for key in [
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0",
+            ] {
+                node.ns.exec(&["sysctl", "-qw", key])?;
+            }
+            node.ns
+                .exec(&["ip", "route", "add", SERVICE_NET, "via", &server_ip])?;
+            node.ns
+                .exec(&["ip", "route", "add", "blackhole", &format!("{gateway}/32")])?;
+        }
+        self.client
+            .exec(&["sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0"])?;
+        self.client.exec(&[
+            "ip",
+            "route",
+            "add",
+            SERVICE_NET,
+            "via",
+            &gateway.to_string(),
+        ])?;
+        Ok(self.server.insert(server))
+    }
+
+    /// The server namespace, once [`Lab::add_server`] made it.
+    pub fn server(&self) -> Option<&Netns> {
+        self.server.as_ref()
+    }
+
     /// Whether node `node` has `addr` on eth0.
     pub fn holds(&self, node: usize, addr: IpAddr) -> Result<bool, LabError> {
+        Ok(self.addresses(node)?.contains(&addr))
+    }
+
+    /// Every address on node `node`'s eth0 (VIPs included), in the order `ip` lists them.
+    pub fn addresses(&self, node: usize) -> Result<Vec<IpAddr>, LabError> {
         let out = self
             .node(node)?
             .ns
             .exec(&["ip", "-o", "addr", "show", "dev", LAB_IF])?;
-        let wanted = addr.to_string();
-        Ok(out.lines().any(|line| {
-            let mut words = line.split_whitespace();
-            while let Some(word) = words.next() {
-                if (word == "inet" || word == "inet6")
-                    && words.next().and_then(|cidr| cidr.split('/').next()) == Some(wanted.as_str())
-                {
-                    return true;
-                }
-            }
-            false
-        }))
+        Ok(parse_addresses(&out))
+    }
+
+    /// The packets node `node`'s eth0 has received and sent so far (the kernel's counters).
+    pub fn packets(&self, node: usize) -> Result<LinkPackets, LabError> {
+        let out = self
+            .node(node)?
+            .ns
+            .exec(&["ip", "-s", "-j", "link", "show", "dev", LAB_IF])?;
+        parse_link_packets(&out).ok_or_else(|| {
+            LabError::Invalid(format!("no packet counters in `ip -s -j link`: {out}"))
+        })
     }
 
     /// The nodes that have `addr` on eth0, ascending.
@@ -427,7 +504,7 @@ impl Lab {
 }
 
 /// Namespace name prefixes the lab creates (`Netns::create` appends `{pid}x{n}`).
-const PREFIXES: [&str; 4] = ["kvsw", "kvc", "kvn", "kva"];
+const PREFIXES: [&str; 5] = ["kvsw", "kvsv", "kvc", "kvn", "kva"];
 
 /// The pid embedded in a lab namespace name, if it is one: `kvn2-1234x7` → 1234.
 fn lab_namespace_pid(name: &str) -> Option<u32> {
@@ -481,8 +558,92 @@ impl Drop for Lab {
     }
 }
 
+/// Packets counted by an interface, as the kernel keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkPackets {
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl LinkPackets {
+    /// What was counted since `earlier`.
+    #[must_use]
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            received: self.received.saturating_sub(earlier.received),
+            sent: self.sent.saturating_sub(earlier.sent),
+        }
+    }
+}
+
+/// The addresses of `ip -o addr show` output (`inet` and `inet6` words).
+fn parse_addresses(out: &str) -> Vec<IpAddr> {
+    let mut addresses = Vec::new();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            if (word == "inet" || word == "inet6")
+                && let Some(address) = words
+                    .next()
+                    .and_then(|cidr| cidr.split('/').next())
+                    .and_then(|a| a.parse().ok())
+            {
+                addresses.push(address);
+            }
+        }
+    }
+    addresses
+}
+
+/// The packet counters of the first link in `ip -s -j link show` output.
+fn parse_link_packets(out: &str) -> Option<LinkPackets> {
+    let value: serde_json::Value = serde_json::from_str(out).ok()?;
+    let stats = value.get(0)?.get("stats64")?;
+    Some(LinkPackets {
+        received: stats.get("rx")?.get("packets")?.as_u64()?,
+        sent: stats.get("tx")?.get("packets")?.as_u64()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn addresses_are_read_from_ip_addr_output() {
+        let out = "2: eth0    inet 192.168.77.11/24 scope global eth0\\       valid_lft forever\n\
+                   2: eth0    inet 172.16.1.7/16 scope global secondary eth0:vrrp\\       valid_lft forever\n\
+                   2: eth0    inet6 fe80::1/64 scope link \\       valid_lft forever\n";
+        let addresses: Vec<String> = parse_addresses(out)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addresses, ["192.168.77.11", "172.16.1.7", "fe80::1"]);
+    }
+
+    #[test]
+    fn packet_counters_are_read_from_ip_link_json() {
+        let out = r#"[{"ifindex":2,"ifname":"eth0","stats64":{"rx":{"bytes":100,"packets":7},"tx":{"bytes":50,"packets":3}}}]"#;
+        let packets = parse_link_packets(out).unwrap();
+        assert_eq!(
+            packets,
+            LinkPackets {
+                received: 7,
+                sent: 3
+            }
+        );
+        let later = LinkPackets {
+            received: 10,
+            sent: 3,
+        };
+        assert_eq!(
+            later.since(packets),
+            LinkPackets {
+                received: 3,
+                sent: 0
+            }
+        );
+        assert!(parse_link_packets("[]").is_none());
+    }
+
     use super::*;
 
     #[test]
@@ -490,6 +651,7 @@ mod tests {
         assert_eq!(lab_namespace_pid("kvn2-1234x7"), Some(1234));
         assert_eq!(lab_namespace_pid("kvsw99x0"), Some(99));
         assert_eq!(lab_namespace_pid("kvc5x1"), Some(5));
+        assert_eq!(lab_namespace_pid("kvsv8x2"), Some(8));
         assert_eq!(lab_namespace_pid("kvacp-77x3"), Some(77));
         assert_eq!(lab_namespace_pid("kvt5x1"), None);
         assert_eq!(lab_namespace_pid("kvn2-1234"), None);

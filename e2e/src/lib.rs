@@ -2,11 +2,13 @@
 
 pub mod addressing;
 pub mod agent;
+pub mod callgrind;
 pub mod cluster;
 pub mod daemon;
 pub mod error;
 pub mod exposition;
 pub mod guest;
+pub mod handover;
 pub mod http;
 pub mod instance;
 pub mod keepalived;
@@ -17,6 +19,7 @@ pub mod probe;
 pub mod process;
 pub mod resources;
 pub mod scenario;
+pub mod steady;
 
 pub use error::LabError;
 pub use instance::{InstanceSpec, TrackFile, Version};

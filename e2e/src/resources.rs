@@ -1,6 +1,7 @@
 //! CPU time and resident memory of a daemon and its children, read from `/proc` over a window
 //! (for the benchmark's "255 instances" rows).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::LabError;
@@ -61,6 +62,44 @@ fn ticks(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// The time a thread has run, in nanoseconds: the first field of `/proc/PID/task/TID/schedstat`.
+pub fn parse_schedstat_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of a `/proc/PID/task/TID/status`
+/// text: how often the thread stopped running (to wait, or preempted).
+pub fn parse_context_switches(text: &str) -> Option<u64> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
+/// Per thread of a process tree: (run time in ns, context switches), by thread id.
+fn threads(pids: &[u32]) -> HashMap<u32, (u64, u64)> {
+    let mut out = HashMap::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for tid in tasks
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let run = read(&format!("{base}/schedstat")).and_then(|t| parse_schedstat_ns(&t));
+            let switches = read(&format!("{base}/status")).and_then(|t| parse_context_switches(&t));
+            if let (Some(run), Some(switches)) = (run, switches) {
+                out.insert(tid, (run, switches));
+            }
+        }
+    }
+    out
+}
+
 /// What a process tree used over a window.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Usage {
@@ -68,6 +107,12 @@ pub struct Usage {
     pub cpu_percent: f64,
     /// Resident memory at the end of the window, summed over the tree, in KiB.
     pub rss_kib: u64,
+    /// Context switches of all threads over the window, per second: how often the daemon
+    /// woke up (or was preempted).
+    pub wakeups_per_second: f64,
+    /// Whether CPU time comes from the threads' nanosecond run times (`schedstat`), or, when a
+    /// thread ended during the window, from the process's clock ticks (10 ms steps).
+    pub precise: bool,
     pub window: Duration,
 }
 
@@ -79,9 +124,9 @@ pub fn measure(pid: u32, window: Duration) -> Result<Usage, LabError> {
         .flatten()
         .filter(|&hz| hz > 0)
         .ok_or_else(|| LabError::Invalid("sysconf(CLK_TCK) unavailable".into()))?;
-    let (start, t0) = (Instant::now(), ticks(&tree));
+    let (start, t0, before) = (Instant::now(), ticks(&tree), threads(&tree));
     std::thread::sleep(window);
-    let (elapsed, t1) = (start.elapsed(), ticks(&tree));
+    let (after, t1, elapsed) = (threads(&tree), ticks(&tree), start.elapsed());
     let rss_kib = tree
         .iter()
         .filter_map(|p| parse_vm_rss_kib(&read(&format!("/proc/{p}/status"))?))
@@ -91,9 +136,23 @@ pub fn measure(pid: u32, window: Duration) -> Result<Usage, LabError> {
             "process {pid} exited during the window"
         )));
     }
+    // A thread that ended took its counters with it; one that started counts from zero.
+    let precise = before.keys().all(|tid| after.contains_key(tid));
+    let (run_ns, switches) = after.iter().fold((0, 0), |(run, sw), (tid, (r, s))| {
+        let (r0, s0) = before.get(tid).copied().unwrap_or_default();
+        (run + r.saturating_sub(r0), sw + s.saturating_sub(s0))
+    });
+    let seconds = elapsed.as_secs_f64();
+    let cpu_seconds = if precise {
+        run_ns as f64 / 1e9
+    } else {
+        t1.saturating_sub(t0) as f64 / hz as f64
+    };
     Ok(Usage {
-        cpu_percent: t1.saturating_sub(t0) as f64 / hz as f64 / elapsed.as_secs_f64() * 100.0,
+        cpu_percent: cpu_seconds / seconds * 100.0,
         rss_kib,
+        wakeups_per_second: switches as f64 / seconds,
+        precise,
         window: elapsed,
     })
 }
@@ -118,6 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn thread_run_time_and_context_switches_are_read_from_proc() {
+        assert_eq!(parse_schedstat_ns("123456789 5000 42\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat_ns(""), None);
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t40\nnonvoluntary_ctxt_switches:\t2\n";
+        assert_eq!(parse_context_switches(status), Some(42));
+        assert_eq!(parse_context_switches("Name:\tx\n"), None);
+    }
+
+    #[test]
     fn this_process_uses_cpu_when_it_spins_and_has_resident_memory() {
         let pid = std::process::id();
         assert!(process_tree(pid).contains(&pid));
@@ -131,6 +199,7 @@ mod tests {
         let usage = measure(pid, Duration::from_millis(300)).unwrap();
         spinner.join().unwrap();
         assert!(usage.cpu_percent > 0.0, "{usage:?}");
+        assert!(usage.wakeups_per_second > 0.0, "{usage:?}");
         assert!(usage.rss_kib > 100, "{usage:?}");
     }
 }

@@ -4,4 +4,5 @@ pub mod controller;
 pub mod fold;
 pub mod http;
 pub mod lease;
+pub mod load_balancer;
 pub mod metrics;

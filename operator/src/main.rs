@@ -70,6 +70,19 @@ struct RunArgs {
     /// Seconds between passes without changes (notices stale reports).
     #[arg(long, default_value_t = 10)]
     resync_seconds: u64,
+    /// Serve Services of type LoadBalancer of class kubevrrp.io/vrrp: addresses from
+    /// VirtualIPPools, one VirtualIP per address (`--load-balancers=false`: Services are not
+    /// written and pools are not read).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    load_balancers: bool,
+    /// Also serve LoadBalancer Services that name no loadBalancerClass: be the cluster's
+    /// default load balancer.
+    #[arg(long)]
+    default_load_balancer_class: bool,
+    /// Writes of one kind a pass makes at once (VirtualIPs for Services, Service statuses,
+    /// Events, pool statuses).
+    #[arg(long, default_value_t = 16)]
+    write_concurrency: usize,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -151,6 +164,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
     use kube_vrrp_operator::fold::FoldConfig;
     use kube_vrrp_operator::http::{self, HttpState};
     use kube_vrrp_operator::lease::{self, LeaseConfig};
+    use kube_vrrp_operator::load_balancer::LbConfig;
     use kube_vrrp_operator::metrics::Metrics;
 
     let client = client(args.kubeconfig.as_deref()).await?;
@@ -193,6 +207,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
                 ..FoldConfig::default()
             },
             resync: Duration::from_secs(args.resync_seconds),
+            load_balancers: args.load_balancers.then_some(LbConfig {
+                default_class: args.default_load_balancer_class,
+            }),
+            write_concurrency: args.write_concurrency.max(1),
             nodes: kube_vrrp_plan::NodePolicy {
                 keep_cordoned: args.keep_cordoned_nodes,
             },

@@ -89,6 +89,7 @@ fn placement(selected: &[&str]) -> Placement {
         virtual_router_id: Some(51),
         selected: selected.iter().map(|s| (*s).to_owned()).collect(),
         conflict: None,
+        instance: None,
     }
 }
 
@@ -357,6 +358,7 @@ fn a_conflict_sets_the_conflict_condition_with_the_planner_message() {
             reason: "VridTaken",
             message: "VRID 51 on eth0/IPv4 is already used by VirtualIP 'db'".to_owned(),
         }),
+        instance: None,
     };
     let f = run(&vip("web"), &p, &[]);
     assert_eq!(f.status.state, Some(VirtualIpPhase::Conflict));
@@ -608,4 +610,25 @@ fn a_stale_report_without_the_instance_reads_as_stale_not_missing() {
         "{}",
         d.message
     );
+}
+
+#[test]
+fn a_member_of_a_virtual_router_folds_the_reports_of_the_routers_instance() {
+    let member = vip("lb-10-0-0-50");
+    let mut p = placement(&["a", "b"]);
+    p.instance = Some("lan-ipv4-0".to_owned());
+    // The nodes report the shared instance under the router's name, never the member's.
+    let nodes = [
+        node("a", "lan-ipv4-0", Report::Fresh(State::Master)),
+        node("b", "lan-ipv4-0", Report::Fresh(State::Backup)),
+    ];
+    let f = fold(now(), &FoldConfig::default(), &member, &p, &nodes);
+    assert_eq!(f.status.master.as_deref(), Some("a"));
+    assert_eq!(f.status.state, Some(VirtualIpPhase::Ready));
+    assert_eq!(f.status.nodes_summary.as_deref(), Some("2/2"));
+    // Reports of an instance named like the member are not the member's.
+    let own_name = [node("a", "lb-10-0-0-50", Report::Fresh(State::Master))];
+    let f = fold(now(), &FoldConfig::default(), &member, &p, &own_name);
+    assert_eq!(f.status.master, None);
+    assert_eq!(f.status.state, Some(VirtualIpPhase::Pending));
 }

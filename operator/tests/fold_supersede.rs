@@ -91,6 +91,7 @@ fn placement(selected: &[&str]) -> Placement {
         virtual_router_id: Some(51),
         selected: selected.iter().map(|s| (*s).to_owned()).collect(),
         conflict: None,
+        instance: None,
     }
 }
 

@@ -17,19 +17,26 @@
 //!    VirtualIP. VirtualIPs claim their addresses in precedence order: one that already
 //!    holds a VRID in its status first (it is deployed), then the older, then the first by
 //!    name; a later claimant is [`ConflictReason::DuplicateAddress`].
-//! 3. **VRID** (see [`vrid`] and [`Segment`]): explicit and held VRIDs are kept, the
+//! 3. **Instances** (see `router`): VirtualIPs naming one `spec.virtualRouter` share one
+//!    instance, run with the settings of its first member; a member whose settings differ
+//!    ([`ConflictReason::VirtualRouterMismatch`]), that would take it past 64 addresses
+//!    ([`ConflictReason::VirtualRouterFull`]), or a router named like a lone VirtualIP
+//!    ([`ConflictReason::InstanceNameTaken`]) is refused. Every other VirtualIP is an
+//!    instance of its own. The steps below are per instance.
+//! 4. **VRID** (see [`vrid`] and [`Segment`]): explicit and held VRIDs are kept, the
 //!    others get the lowest free one per segment (family + interface hint).
 //!    Clashes are [`ConflictReason::VridTaken`], [`ConflictReason::DuplicateVrid`] or
 //!    [`ConflictReason::VridsExhausted`].
-//! 4. **Nodes.** `nodeSelector` picks nodes (omitted: all). With `unicast`, a node
+//! 5. **Nodes.** `nodeSelector` picks nodes (omitted: all). With `unicast`, a node
 //!    without an InternalIP of the VirtualIP's family cannot be a peer and is left out.
 //!    No node left: [`ConflictReason::NoEligibleNode`]; an address that is a selected node's
 //!    own (any of its `status.addresses`): [`ConflictReason::NodeAddress`] (the agent never
 //!    takes or removes a node's address). Either way the VirtualIP keeps its VRID in
 //!    [`Plan::allocations`] so it comes back with the same one.
-//! 5. **Priorities.** The first matching `priorities[]` entry gives a node its priority;
-//!    the other nodes are ranked below the lowest explicit priority (see [`priority`]).
-//! 6. **Peers.** With `unicast`, each node's peers are the other selected nodes'
+//! 6. **Priorities.** The first matching `priorities[]` entry gives a node its priority;
+//!    the other nodes are ranked below the lowest explicit priority (see [`priority`]), by
+//!    the instance's name.
+//! 7. **Peers.** With `unicast`, each node's peers are the other selected nodes'
 //!    InternalIPs of the family, in node-name order.
 //!
 //! A VirtualIP in conflict is pushed to no node; the others are unaffected. Passwords
@@ -46,6 +53,7 @@ pub mod manifests;
 pub mod nodes;
 pub mod output;
 pub mod priority;
+mod router;
 pub mod segment;
 pub mod selector;
 pub mod servers;
@@ -188,6 +196,17 @@ pub struct Allocation {
     /// no InternalIP of the VirtualIP's family to be a peer at.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreachable: Vec<String>,
+    /// The virtual router whose instance carries the VirtualIP (`spec.virtualRouter`);
+    /// `None`: the VirtualIP is an instance of its own, named after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl Allocation {
+    /// The name of the instance that carries VirtualIP `virtual_ip` in the nodes' specs.
+    pub fn instance_name<'a>(&'a self, virtual_ip: &'a str) -> &'a str {
+        self.instance.as_deref().unwrap_or(virtual_ip)
+    }
 }
 
 /// Why something is not deployed.
@@ -213,6 +232,12 @@ pub enum ConflictReason {
     DuplicateService,
     /// The backendRef's port cannot be matched to an endpoint port.
     BackendPortUnresolved,
+    /// The VirtualIP's settings differ from those of its virtual router's first member.
+    VirtualRouterMismatch,
+    /// The virtual router already carries as many addresses as one instance can.
+    VirtualRouterFull,
+    /// The virtual router is named like a VirtualIP that is an instance of its own.
+    InstanceNameTaken,
 }
 
 impl ConflictReason {
@@ -229,6 +254,9 @@ impl ConflictReason {
             Self::VirtualIpNotFound => "VirtualIpNotFound",
             Self::DuplicateService => "DuplicateService",
             Self::BackendPortUnresolved => "BackendPortUnresolved",
+            Self::VirtualRouterMismatch => "VirtualRouterMismatch",
+            Self::VirtualRouterFull => "VirtualRouterFull",
+            Self::InstanceNameTaken => "InstanceNameTaken",
         }
     }
 }
@@ -276,6 +304,21 @@ struct Candidate<'a> {
     rules: Vec<(Rule<'a>, u8)>,
     seniority: Seniority<'a>,
     held: Option<u8>,
+}
+
+/// A VirtualIP that is deployed: its candidate, the instance carrying it and the nodes
+/// (indices) that run that instance.
+struct Deployed<'c, 'a> {
+    candidate: &'c Candidate<'a>,
+    instance: &'a str,
+    carriers: Vec<usize>,
+}
+
+/// One instance to push to the nodes: its name, members (leader first) and VRID.
+struct Instance<'c, 'a> {
+    name: &'a str,
+    members: &'c [&'c Candidate<'a>],
+    vrid: u8,
 }
 
 /// How a `priorities[]` entry picks nodes.
@@ -346,93 +389,139 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
         .filter_map(|(c, ok)| ok.then_some(c))
         .collect();
 
-    // 3. VRIDs.
-    let claims: Vec<Claim<'_>> = candidates
+    // 3. Instances: VirtualIPs sharing a virtual router are one.
+    let groups = router::group(&candidates, &mut conflicts);
+
+    // 4. VRIDs, one per instance.
+    let claims: Vec<Claim<'_>> = groups
         .iter()
-        .map(|c| Claim {
-            segment: segment_of(c),
-            explicit: c.vip.spec.virtual_router_id,
-            held: c.held,
-            seniority: c.seniority,
+        .map(|g| {
+            let leader = &candidates[g.members[0]];
+            Claim {
+                segment: segment_of(leader),
+                explicit: leader.vip.spec.virtual_router_id,
+                held: g.held,
+                holders: g.holders,
+                seniority: leader.seniority,
+            }
         })
         .collect();
     let outcomes = vrid::allocate(&claims);
 
-    // 4-6. Nodes, priorities, peers; the instances.
+    // 5-7. Nodes, priorities, peers; the instances.
     let mut plan = Plan::default();
     // Specs by node index (nodes are in name order); empty ones are dropped at the end.
     let mut specs: Vec<VrrpNodeSpec> = vec![VrrpNodeSpec::default(); nodes.len()];
-    let mut deployed: BTreeMap<&str, (&Candidate<'_>, Vec<usize>)> = BTreeMap::new();
-    for ((c, claim), outcome) in candidates.iter().zip(&claims).zip(outcomes) {
+    let mut deployed: BTreeMap<&str, Deployed<'_, '_>> = BTreeMap::new();
+    for ((g, claim), outcome) in groups.iter().zip(&claims).zip(outcomes) {
+        let leader = &candidates[g.members[0]];
+        let members = || g.members.iter().map(|&m| &candidates[m]);
         let vrid = match outcome {
             Outcome::Allocated(v) => v,
             Outcome::Taken { vrid, holder } => {
-                conflicts.push(vrid_conflict(
-                    c,
-                    ConflictReason::VridTaken,
-                    format!(
-                        "VRID {vrid} on {} is already used by VirtualIP '{}'; pick another \
-                     virtualRouterID or omit it to allocate one",
-                        claim.segment, claims[holder].seniority.name
-                    ),
-                ));
+                conflicts.extend(members().map(|c| {
+                    vrid_conflict(
+                        c,
+                        ConflictReason::VridTaken,
+                        format!(
+                            "VRID {vrid} on {} is already used by VirtualIP '{}'; pick \
+                             another virtualRouterID or omit it to allocate one",
+                            claim.segment, claims[holder].seniority.name
+                        ),
+                    )
+                }));
                 continue;
             }
             Outcome::Duplicate { vrid, holder } => {
-                conflicts.push(vrid_conflict(
-                    c,
-                    ConflictReason::DuplicateVrid,
-                    format!(
-                        "VRID {vrid} on {} is also requested by VirtualIP '{}', which takes \
-                     precedence (created earlier, or first by name); pick another \
-                     virtualRouterID or omit it to allocate one",
-                        claim.segment, claims[holder].seniority.name
-                    ),
-                ));
+                conflicts.extend(members().map(|c| {
+                    vrid_conflict(
+                        c,
+                        ConflictReason::DuplicateVrid,
+                        format!(
+                            "VRID {vrid} on {} is also requested by VirtualIP '{}', which \
+                             takes precedence (created earlier, or first by name); pick \
+                             another virtualRouterID or omit it to allocate one",
+                            claim.segment, claims[holder].seniority.name
+                        ),
+                    )
+                }));
                 continue;
             }
             Outcome::Exhausted => {
-                conflicts.push(vrid_conflict(
-                    c,
-                    ConflictReason::VridsExhausted,
-                    format!(
-                        "all 255 VRIDs on {} are in use; set spec.interface to put this \
-                     VirtualIP on another interface, or delete an unused VirtualIP",
-                        claim.segment
-                    ),
-                ));
+                conflicts.extend(members().map(|c| {
+                    vrid_conflict(
+                        c,
+                        ConflictReason::VridsExhausted,
+                        format!(
+                            "all 255 VRIDs on {} are in use; set spec.interface to put this \
+                             VirtualIP on another interface, share a VRID with \
+                             spec.virtualRouter, or delete an unused VirtualIP",
+                            claim.segment
+                        ),
+                    )
+                }));
                 continue;
             }
         };
-        let (selected, excluded) = select(c, &nodes, input.node_policy);
-        let priorities = rank(c, &nodes, &selected);
-        plan.allocations.insert(
-            c.name.to_owned(),
-            Allocation {
-                virtual_router_id: vrid,
-                segment: claim.segment.clone(),
-                priorities: selected
-                    .iter()
-                    .zip(&priorities)
-                    .map(|(&n, p)| (nodes[n].name.clone(), *p))
-                    .collect(),
-                unreachable: excluded.iter().map(|&n| nodes[n].name.clone()).collect(),
-            },
-        );
+        let (selected, excluded) = select(leader, &nodes, input.node_policy);
+        let priorities = rank(leader, g.instance, &nodes, &selected);
+        let allocation = Allocation {
+            virtual_router_id: vrid,
+            segment: claim.segment.clone(),
+            priorities: selected
+                .iter()
+                .zip(&priorities)
+                .map(|(&n, p)| (nodes[n].name.clone(), *p))
+                .collect(),
+            unreachable: excluded.iter().map(|&n| nodes[n].name.clone()).collect(),
+            instance: g.router.then(|| g.instance.to_owned()),
+        };
+        for c in members() {
+            plan.allocations
+                .insert(c.name.to_owned(), allocation.clone());
+        }
         if selected.is_empty() {
-            conflicts.push(vrid_conflict(
-                c,
-                ConflictReason::NoEligibleNode,
-                no_node_message(c, nodes.len(), excluded.len()),
-            ));
+            let message = no_node_message(leader, nodes.len(), excluded.len());
+            conflicts.extend(
+                members()
+                    .map(|c| vrid_conflict(c, ConflictReason::NoEligibleNode, message.clone())),
+            );
             continue;
         }
-        if let Some(message) = node_address_taken(c, &nodes, &selected) {
-            conflicts.push(vrid_conflict(c, ConflictReason::NodeAddress, message));
+        // A member whose address is a selected node's own is refused alone.
+        let mut member_list: Vec<&Candidate<'_>> = Vec::new();
+        for c in members() {
+            match node_address_taken(c, &nodes, &selected) {
+                Some(message) => {
+                    conflicts.push(vrid_conflict(c, ConflictReason::NodeAddress, message));
+                }
+                None => member_list.push(c),
+            }
+        }
+        if member_list.is_empty() {
             continue;
         }
-        push_instances(&mut specs, c, vrid, &nodes, &selected, &priorities);
-        deployed.insert(c.name, (c, selected));
+        push_instances(
+            &mut specs,
+            &Instance {
+                name: g.instance,
+                members: &member_list,
+                vrid,
+            },
+            &nodes,
+            &selected,
+            &priorities,
+        );
+        for &c in &member_list {
+            deployed.insert(
+                c.name,
+                Deployed {
+                    candidate: c,
+                    instance: g.instance,
+                    carriers: selected.clone(),
+                },
+            );
+        }
     }
 
     // VirtualServers.
@@ -487,12 +576,12 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
         }
         served.insert((vip_name, vs.spec.port, protocol), vs_name);
         // A VirtualIP in conflict carries nothing; its own conflict says why.
-        let Some((c, _)) = deployed.get(vip_name) else {
+        let Some(d) = deployed.get(vip_name) else {
             continue;
         };
-        match backends.real_servers(&vs.spec, c.family) {
+        match backends.real_servers(&vs.spec, d.candidate.family) {
             Ok(real_servers) => {
-                resolved.push((vip_name, resolve_server(vs_name, vs, c, real_servers)));
+                resolved.push((vip_name, resolve_server(vs_name, vs, d, real_servers)));
             }
             Err(message) => conflicts.push(server_conflict(
                 ConflictReason::BackendPortUnresolved,
@@ -502,8 +591,8 @@ pub fn plan_objects(input: &Objects<'_>) -> Plan {
     }
     resolved.sort_by(|a, b| a.1.name.cmp(&b.1.name));
     for (vip_name, server) in resolved {
-        if let Some((_, carriers)) = deployed.get(vip_name) {
-            for &n in carriers {
+        if let Some(d) = deployed.get(vip_name) {
+            for &n in &d.carriers {
                 specs[n].virtual_servers.push(server.clone());
             }
         }
@@ -667,7 +756,9 @@ fn node_address_taken(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize])
         c.nets.iter().find_map(|net| {
             let (kind, _) = node.addresses.iter().find(|(_, ip)| *ip == net.addr())?;
             Some(format!(
-                "address {} is node '{}''s own address ({kind}); a VirtualIP must not take a                  node's address (the agent would refuse it, and its MASTER elsewhere would                  duplicate it): use another address",
+                "address {} is node '{}''s own address ({kind}); a VirtualIP must not take a \
+                 node's address (the agent would refuse it, and its MASTER elsewhere would \
+                 duplicate it): use another address",
                 net.addr(),
                 node.name
             ))
@@ -694,8 +785,9 @@ fn no_node_message(c: &Candidate<'_>, total: usize, excluded: usize) -> String {
     }
 }
 
-/// Priorities of the selected nodes (step 5), in the same order.
-fn rank(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize]) -> Vec<u8> {
+/// Priorities of the selected nodes (step 6), in the same order; unlisted nodes are ranked by
+/// the instance's name.
+fn rank(c: &Candidate<'_>, instance: &str, nodes: &[NodeInfo], selected: &[usize]) -> Vec<u8> {
     let mut out = vec![0; selected.len()];
     let mut unlisted = Vec::new();
     let mut unlisted_at = Vec::new();
@@ -717,29 +809,34 @@ fn rank(c: &Candidate<'_>, nodes: &[NodeInfo], selected: &[usize]) -> Vec<u8> {
     let ceiling = priority::ceiling(c.rules.iter().map(|(_, p)| *p));
     for (i, p) in unlisted_at
         .into_iter()
-        .zip(priority::rank_unlisted(c.name, ceiling, &unlisted))
+        .zip(priority::rank_unlisted(instance, ceiling, &unlisted))
     {
         out[i] = p;
     }
     out
 }
 
-/// Adds the VirtualIP's instance to each selected node (step 6).
+/// Adds the instance to each selected node (step 7): the leader's settings, every member's
+/// addresses.
 fn push_instances(
     specs: &mut [VrrpNodeSpec],
-    c: &Candidate<'_>,
-    vrid: u8,
+    instance: &Instance<'_, '_>,
     nodes: &[NodeInfo],
     selected: &[usize],
     priorities: &[u8],
 ) {
-    let spec = &c.vip.spec;
+    let leader = instance.members[0];
+    let spec = &leader.vip.spec;
     let template = VrrpInstance {
-        name: c.name.to_owned(),
+        name: instance.name.to_owned(),
         interface: spec.interface.clone(),
-        virtual_router_id: vrid,
+        virtual_router_id: instance.vrid,
         version: spec.version,
-        addresses: spec.addresses.clone(),
+        addresses: instance
+            .members
+            .iter()
+            .flat_map(|m| m.vip.spec.addresses.iter().cloned())
+            .collect(),
         priority: 0,
         advert_interval: spec.advert_interval.clone(),
         preempt: spec.preempt,
@@ -755,7 +852,7 @@ fn push_instances(
     let peers: Vec<String> = if spec.unicast {
         selected
             .iter()
-            .filter_map(|&n| nodes[n].internal_ip(c.family))
+            .filter_map(|&n| nodes[n].internal_ip(leader.family))
             .map(|ip| ip.to_string())
             .collect()
     } else {
@@ -779,14 +876,19 @@ fn push_instances(
 fn resolve_server(
     name: &str,
     vs: &VirtualServer,
-    c: &Candidate<'_>,
+    d: &Deployed<'_, '_>,
     real_servers: Vec<kube_vrrp_crds::ResolvedRealServer>,
 ) -> ResolvedVirtualServer {
     let s = &vs.spec;
     ResolvedVirtualServer {
         name: name.to_owned(),
-        virtual_ip: c.name.to_owned(),
-        addresses: c.nets.iter().map(|n| n.addr().to_string()).collect(),
+        virtual_ip: d.instance.to_owned(),
+        addresses: d
+            .candidate
+            .nets
+            .iter()
+            .map(|n| n.addr().to_string())
+            .collect(),
         port: s.port,
         protocol: s.protocol,
         scheduler: s.scheduler,

@@ -5,7 +5,8 @@
 //! 1. A VirtualIP *asks* for a VRID when its spec names one (explicit) or, without one,
 //!    when its status already holds one (an earlier allocation, kept stable).
 //! 2. When several ask for the same VRID, the one whose status already holds it wins (it
-//!    is running with it), then an explicit one over an allocated one, then the older
+//!    is running with it; of several, the instance whose VirtualIPs hold it more often),
+//!    then an explicit one over an allocated one, then the older
 //!    (`creationTimestamp`; unknown counts as newest), then the first by name.
 //! 3. A losing explicit VirtualIP is a conflict: [`Outcome::Taken`] when the winner's
 //!    status already holds the VRID, [`Outcome::Duplicate`] when both only ask for it.
@@ -56,6 +57,8 @@ pub struct Claim<'a> {
     pub explicit: Option<u8>,
     /// `status.virtualRouterID` (the VRID it holds now).
     pub held: Option<u8>,
+    /// How many VirtualIPs of the claim (an instance may carry several) hold `held`.
+    pub holders: usize,
     /// Precedence among equals.
     pub seniority: Seniority<'a>,
 }
@@ -110,7 +113,12 @@ pub fn allocate(claims: &[Claim<'_>]) -> Vec<Outcome> {
         who.sort_by(|&a, &b| {
             let key = |i: usize| {
                 let c = &claims[i];
-                (c.held != Some(vrid), c.explicit.is_none(), c.seniority)
+                (
+                    c.held != Some(vrid),
+                    std::cmp::Reverse(c.holders),
+                    c.explicit.is_none(),
+                    c.seniority,
+                )
             };
             key(a).cmp(&key(b))
         });
@@ -175,6 +183,7 @@ mod tests {
             segment: seg(Some("eth0")),
             explicit,
             held,
+            holders: usize::from(held.is_some()),
             seniority: Seniority {
                 created: None,
                 name,
@@ -205,6 +214,16 @@ mod tests {
         assert_eq!(
             allocate(&claims),
             [Outcome::Allocated(7), Outcome::Allocated(1)]
+        );
+    }
+
+    #[test]
+    fn of_two_claims_holding_one_vrid_the_one_held_by_more_virtual_ips_keeps_it() {
+        let mut claims = [claim("a", None, Some(5)), claim("r", None, Some(5))];
+        claims[1].holders = 3;
+        assert_eq!(
+            allocate(&claims),
+            [Outcome::Allocated(1), Outcome::Allocated(5)]
         );
     }
 

@@ -63,6 +63,7 @@ prop_compose! {
         node_zone in zone(),
         rules in prop::collection::vec((0usize..4, zone(), prop_oneof![9 => 1u8..=254, 1 => Just(0u8), 1 => Just(255u8)]), 0..3),
         stamp in prop::option::of(prop::sample::select(STAMPS)),
+        router in prop::option::weighted(0.3, prop::sample::select(vec!["r0", "r1", "vip0"])),
     ) -> VirtualIp {
         let mut v = plan_support::vip(&format!("vip{i}"), &addresses);
         v.spec.virtual_router_id = vrid;
@@ -84,6 +85,7 @@ prop_compose! {
             v = plan_support::with_held(v, h);
         }
         v.metadata.creation_timestamp = stamp.map(|s| Time(s.parse().unwrap()));
+        v.spec.virtual_router = router.map(str::to_owned);
         v
     }
 }
@@ -210,13 +212,23 @@ proptest! {
                 .map(|a| a.address.clone())
                 .collect();
             for inst in &spec.instances {
-                prop_assert!(!conflicted.contains(inst.name.as_str()), "{} pushed", inst.name);
+                // The VirtualIPs the instance carries: none in conflict, at least one.
+                let members: Vec<&str> = p
+                    .allocations
+                    .iter()
+                    .filter(|(k, a)| a.instance_name(k) == inst.name && !conflicted.contains(k.as_str()))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                prop_assert!(!members.is_empty(), "{} carries no VirtualIP", inst.name);
+                for m in &members {
+                    prop_assert!(!conflicted.contains(m), "{} pushed", m);
+                }
                 prop_assert!((1..=254).contains(&inst.priority));
                 prop_assert!((1..=255).contains(&inst.virtual_router_id));
                 for peer in &inst.unicast_peers {
                     prop_assert!(!own.contains(peer), "{name} peers with itself");
                 }
-                let alloc = &p.allocations[&inst.name];
+                let alloc = &p.allocations[members[0]];
                 let key = (alloc.segment.to_string(), inst.virtual_router_id);
                 let holder = segments.entry(key).or_insert_with(|| inst.name.clone());
                 prop_assert_eq!(holder.as_str(), inst.name.as_str(), "VRID used twice on a segment");

@@ -60,6 +60,15 @@ impl Machine {
         }
     }
 
+    /// Whether any member is still handing over after a planned exit (VIPs kept for the new
+    /// MASTER).
+    pub fn is_handing_over(&self) -> bool {
+        match self {
+            Self::Single(instance) => instance.is_handing_over(),
+            Self::Group(group) => group.members().iter().any(Instance::is_handing_over),
+        }
+    }
+
     /// Member `index`, if there is one.
     pub fn member(&self, index: usize) -> Option<&Instance> {
         match self {

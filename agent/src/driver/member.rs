@@ -62,6 +62,13 @@ pub(super) struct Member {
     pub(super) add_retry: AddRetry,
     /// VIPs re-added after something else removed them, and the last time.
     pub(super) restored: Option<(u64, Timestamp)>,
+    /// When a planned exit started handing over (the VIPs kept for the new MASTER).
+    pub(super) handover_started: Option<Instant>,
+    /// In BACKUP: when the last advert was heard (the MASTER's).
+    pub(super) last_heard: Option<Instant>,
+    /// Just become MASTER after hearing one: when the old MASTER was last heard, until this
+    /// node's first advert times the failover.
+    pub(super) failover_from: Option<Instant>,
     /// Why `acceptMode: false` is not enforced, when it is not.
     pub(super) accept_error: Option<String>,
     pub(super) transitions: u64,
@@ -140,6 +147,18 @@ impl Member {
 impl Member {
     /// The status of this member, with `instance` its machine.
     pub(super) fn status(&self, instance: &Instance) -> InstanceStatus {
+        let handover = instance.handover_until().map(|until| {
+            let left = until.saturating_duration_since(Instant::now());
+            let at = jiff::SignedDuration::try_from(left)
+                .ok()
+                .and_then(|left| Timestamp::now().checked_add(left).ok())
+                .map_or_else(String::new, |at| format!(", at the latest at {at}"));
+            format!("handing over: priority 0 sent; the VIPs stay until the new MASTER's first advert{at}")
+        });
+        let message = match (handover, self.message()) {
+            (Some(handover), Some(rest)) => Some(format!("{handover}; {rest}")),
+            (handover, rest) => handover.or(rest),
+        };
         InstanceStatus {
             name: self.spec.name.clone(),
             vrid: self.spec.vrid,
@@ -152,7 +171,7 @@ impl Member {
             vips: self.vips.held().to_vec(),
             transitions: self.transitions,
             last_transition: self.last_transition,
-            message: self.message(),
+            message,
         }
     }
 }

@@ -47,9 +47,22 @@ use crate::net::vmac::Vmacs;
 use crate::net::{NetError, rtnetlink_connect};
 use crate::report::{Applied, Metrics, StatusBoard};
 use crate::vrrp::Family;
+use crate::vrrp::instance::handover_timeout;
 
-/// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed).
+/// How long one unit may take to leave gracefully (priority 0 sent, VIPs removed), on top of
+/// the handover of its MASTERs ([`crate::vrrp::instance::handover_timeout`]).
 pub const UNIT_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the unit running `specs` may take to stop: the longest handover of its members
+/// plus [`UNIT_STOP_TIMEOUT`].
+pub fn unit_stop_limit(specs: &[InstanceSpec]) -> Duration {
+    specs
+        .iter()
+        .map(|spec| handover_timeout(spec.advert_interval))
+        .max()
+        .unwrap_or_default()
+        + UNIT_STOP_TIMEOUT
+}
 /// The first wait before instances that could not start are tried again (e.g. an IPv6
 /// link-local address still tentative, an interface not created yet); it doubles on every
 /// failed retry up to [`START_RETRY_MAX`] and starts over with each new configuration.
@@ -388,18 +401,23 @@ impl Driver {
         let mut waits = Vec::with_capacity(units.len());
         for unit in units {
             let _ = unit.handle.control.send(Control::Shutdown);
-            for (spec, endpoint) in unit.specs.iter().zip(&unit.endpoints) {
-                endpoint.routes.remove(spec.vrid, &spec.name);
-            }
-            let names: Vec<String> = unit.specs.iter().map(|spec| spec.name.clone()).collect();
-            let mut task = unit.handle.task;
+            let limit = unit_stop_limit(&unit.specs);
+            let RunningUnit {
+                specs,
+                endpoints,
+                handle,
+                ..
+            } = unit;
+            let mut task = handle.task;
             waits.push(async move {
-                if tokio::time::timeout(UNIT_STOP_TIMEOUT, &mut task)
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(limit, &mut task).await.is_err() {
+                    let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
                     tracing::error!(instances = ?names, "instance did not stop in time; aborted");
                     task.abort();
+                }
+                // A MASTER handing over hears adverts until it stops: its route goes last.
+                for (spec, endpoint) in specs.iter().zip(&endpoints) {
+                    endpoint.routes.remove(spec.vrid, &spec.name);
                 }
             });
         }
@@ -434,6 +452,7 @@ impl Driver {
                 filter: filter_of(spec),
                 member,
                 sender: sender.clone(),
+                received: self.services.metrics.adverts_received_counter(&spec.name),
             };
             if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
                 for (endpoint, spec) in routed {

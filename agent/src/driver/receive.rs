@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 
 use super::endpoint::own_addresses;
@@ -59,8 +60,9 @@ pub fn admit<'a>(
     if own.contains(&received.source) {
         return Err(DropReason::Source);
     }
-    let advert = Advertisement::decode(&received.payload, received.source, received.destination)
-        .map_err(|error| error.drop_reason())?;
+    let advert =
+        Advertisement::decode_header(&received.payload, received.source, received.destination)
+            .map_err(|error| error.drop_reason())?;
     let filter = filter_of(advert.vrid).ok_or(DropReason::Vrid)?;
     if !filter.unicast_peers.is_empty() && !filter.unicast_peers.contains(&received.source) {
         return Err(DropReason::Source);
@@ -91,9 +93,6 @@ pub fn admit<'a>(
 /// The sending side of a unit's advert queue: (member index, advert).
 pub type AdvertSender = mpsc::Sender<(usize, ReceivedAdvert)>;
 
-/// An admitted advert with where it goes: instance name, member index, queue.
-type Delivery = (Admitted, String, usize, AdvertSender);
-
 /// Where the adverts of one VRID go: the instance's task (and the member index inside it).
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -101,6 +100,8 @@ pub struct Route {
     pub filter: AdvertFilter,
     pub member: usize,
     pub sender: AdvertSender,
+    /// The instance's count of adverts received (a handle: counting allocates nothing).
+    pub received: Counter,
 }
 
 /// The VRIDs served on one (interface, family), shared by the driver (writer) and the
@@ -151,19 +152,25 @@ impl Routes {
             .is_empty()
     }
 
-    /// Admits `received` against the current routes and returns where it goes.
-    fn route(&self, received: &Received, own: &[IpAddr]) -> Result<Delivery, DropReason> {
+    /// Admits `received` against the current routes and hands the advert to its instance
+    /// (counted; dropped when the instance's queue is full); the reason it was not admitted
+    /// otherwise. Allocates nothing: this is the path of every advert.
+    pub fn deliver(
+        &self,
+        received: &Received,
+        own: &[IpAddr],
+        interface: &str,
+    ) -> Result<(), DropReason> {
         let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let admitted = admit(received, own, |vrid| {
             map.get(&vrid).map(|route| &route.filter)
         })?;
         let route = map.get(&admitted.vrid).ok_or(DropReason::Vrid)?;
-        Ok((
-            admitted,
-            route.instance.clone(),
-            route.member,
-            route.sender.clone(),
-        ))
+        route.received.inc();
+        if let Err(error) = route.sender.try_send((route.member, admitted.advert)) {
+            tracing::debug!(%interface, instance = %route.instance, %error, "instance queue full or gone, advert dropped");
+        }
+        Ok(())
     }
 }
 
@@ -182,12 +189,13 @@ pub async fn receive_loop(
     metrics: Metrics,
 ) {
     let counters = metrics.receive_counters(&interface);
+    let mut received = Received::empty();
     let mut own = own_addresses(&view.borrow_and_update().addresses);
     let mut following = true;
     let mut queue_drops = QueueDrops::default();
     let mut socket_errors: u32 = 0;
     loop {
-        let received = tokio::select! {
+        let outcome = tokio::select! {
             changed = view.changed(), if following => {
                 if changed.is_ok() {
                     own = own_addresses(&view.borrow_and_update().addresses);
@@ -196,13 +204,10 @@ pub async fn receive_loop(
                 }
                 continue;
             }
-            received = socket.recv() => received,
+            outcome = socket.recv_into(&mut received) => outcome,
         };
-        let received = match received {
-            Ok(received) => {
-                socket_errors = 0;
-                received
-            }
+        match outcome {
+            Ok(()) => socket_errors = 0,
             Err(error) => {
                 if let Some(reason) = error.drop_reason() {
                     counters.dropped(reason, 1);
@@ -219,13 +224,12 @@ pub async fn receive_loop(
                 }
                 continue;
             }
-        };
+        }
         deliver(
             &received,
             &own,
             &routes,
             &counters,
-            &metrics,
             &interface,
             &mut queue_drops,
         );
@@ -238,7 +242,6 @@ fn deliver(
     own: &[IpAddr],
     routes: &Routes,
     counters: &ReceiveCounters,
-    metrics: &Metrics,
     interface: &str,
     queue_drops: &mut QueueDrops,
 ) {
@@ -247,17 +250,9 @@ fn deliver(
         counters.dropped(DropReason::Overflow, u64::from(overflowed));
         tracing::debug!(%interface, dropped = overflowed, "the kernel dropped VRRP datagrams: receive queue full");
     }
-    match routes.route(received, own) {
-        Ok((admitted, instance, member, sender)) => {
-            metrics.advert_received(&instance);
-            if let Err(error) = sender.try_send((member, admitted.advert)) {
-                tracing::debug!(%interface, %instance, %error, "instance queue full or gone, advert dropped");
-            }
-        }
-        Err(reason) => {
-            counters.dropped(reason, 1);
-            tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
-        }
+    if let Err(reason) = routes.deliver(received, own, interface) {
+        counters.dropped(reason, 1);
+        tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
     }
 }
 
@@ -481,6 +476,7 @@ mod tests {
             filter: filter(Version::V3),
             member: 0,
             sender: sender.clone(),
+            received: Counter::default(),
         };
         routes.insert(51, route("web")).unwrap();
         assert_eq!(routes.insert(51, route("db")), Err("web".to_owned()));

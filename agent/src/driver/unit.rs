@@ -38,7 +38,10 @@ use crate::net::link::{LinkDebounce, LinkState};
 use crate::net::timer::Deadline;
 use crate::report::{Metrics, StatusBoard};
 use crate::vrrp::Version;
-use crate::vrrp::instance::{Action, EdgeFaults, Event, Instance, ReceivedAdvert, State, Tracking};
+use crate::vrrp::instance::{
+    Action, EdgeFaults, Event, HandoverEnd, Instance, PRIORITY_STOP, ReceivedAdvert, State,
+    Tracking,
+};
 use crate::vrrp::packet::{Advertisement, Authentication};
 
 /// A link must stay down this long before the instance goes to FAULT (absorbs flaps).
@@ -184,6 +187,9 @@ impl Unit {
                 edge: EdgeFaults::default(),
                 add_retry: AddRetry::default(),
                 restored: None,
+                handover_started: None,
+                last_heard: None,
+                failover_from: None,
                 accept_error: None,
                 transitions: 0,
                 last_transition: None,
@@ -212,31 +218,81 @@ impl Unit {
         mut inputs: mpsc::UnboundedReceiver<Input>,
     ) {
         self.start().await;
+        // After Shutdown the task runs on while a MASTER hands over (make-before-break): it
+        // keeps its VIPs, hears adverts and serves its timer until the new MASTER speaks.
+        let mut leaving = false;
+        // False after an advert that changed nothing a status shows: the common case, whose
+        // path then builds no snapshot.
+        let mut republish = true;
         loop {
+            if leaving && !self.machine.is_handing_over() {
+                break;
+            }
             // A deadline that has passed is served before anything queued.
             let deadline = self.next_deadline();
             if deadline.is_some_and(|at| at <= Instant::now()) {
                 self.on_timeout().await;
+                republish = true;
                 continue;
             }
-            self.publish();
+            if republish {
+                self.publish();
+            }
+            republish = true;
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
             tokio::select! {
                 () = timer.wait() => self.on_timeout().await,
-                command = control.recv() => match command {
+                command = control.recv(), if !leaving => match command {
                     Some(Control::Update(specs)) => self.update(specs).await,
-                    Some(Control::Shutdown) | None => break,
+                    Some(Control::Shutdown) | None => {
+                        leaving = true;
+                        self.leave().await;
+                    }
                 },
                 Some((index, advert)) = adverts.recv() => {
-                    let actions = self.machine.apply(index, Instant::now(), Event::Advert(advert));
-                    self.perform(actions).await;
+                    republish = self.on_advert(index, advert).await;
                 }
                 Some(input) = inputs.recv() => self.on_input(input).await,
             }
         }
         self.stop().await;
+    }
+
+    /// Feeds an advert to the machine; true when it changed something a status shows.
+    async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) -> bool {
+        let now = Instant::now();
+        if self.state(index) == Some(State::Backup)
+            && let Some(member) = self.members.get_mut(index)
+        {
+            // Only a MASTER advertises: for the failover histogram, the old MASTER's last word.
+            member.last_heard = Some(now);
+        }
+        let before = self.observed(index);
+        let actions = self.machine.apply(index, now, Event::Advert(advert));
+        let changed = !actions.is_empty() || self.observed(index) != before;
+        self.perform(actions).await;
+        changed
+    }
+
+    /// Shutdown (RFC 5798 §6.4.3): every member leaves the election; a MASTER announces
+    /// priority 0 and, its interface up, keeps its VIPs until the new MASTER's first advert.
+    async fn leave(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.members.len() {
+            let actions = self.machine.apply(index, now, Event::Shutdown);
+            self.perform(actions).await;
+            if let Some(until) = self
+                .machine
+                .member(index)
+                .and_then(Instance::handover_until)
+            {
+                let member = &mut self.members[index];
+                member.handover_started = Some(now);
+                tracing::info!(instance = %member.spec.name, within = ?until.saturating_duration_since(now), "handing over: priority 0 sent, the VIPs stay until the new MASTER's first advert");
+            }
+        }
     }
 
     async fn start(&mut self) {
@@ -563,12 +619,8 @@ impl Unit {
         self.machine.member(index).map(Instance::state)
     }
 
+    /// After [`Unit::leave`] and any handover: nothing of the unit stays behind.
     async fn stop(&mut self) {
-        let now = Instant::now();
-        for index in 0..self.members.len() {
-            let actions = self.machine.apply(index, now, Event::Shutdown);
-            self.perform(actions).await;
-        }
         for index in 0..self.members.len() {
             // Whatever the machine said, nothing of ours stays on the interface (and nothing
             // that is not ours is touched).
@@ -605,6 +657,14 @@ impl Unit {
                 if from == State::Master {
                     member.garp = None;
                 }
+                // A failover is timed from the old MASTER's last advert heard in BACKUP to this
+                // node's first advert; a MASTER never heard (start-up) makes no failover.
+                member.failover_from = if (from, to) == (State::Backup, State::Master) {
+                    member.last_heard.take()
+                } else {
+                    None
+                };
+                member.last_heard = None;
                 tracing::info!(
                     instance = %member.spec.name,
                     vrid = member.spec.vrid,
@@ -624,7 +684,19 @@ impl Unit {
             Action::SendAdvert {
                 priority,
                 max_advert_interval,
-            } => self.send_advert(index, priority, max_advert_interval).await,
+            } => {
+                // Only a MASTER advertises a priority; an advert queued behind a transition
+                // that left MASTER (a failed VIP add) is stale.
+                if priority == PRIORITY_STOP || self.state(index) == Some(State::Master) {
+                    let failover = self.members[index].failover_from.take();
+                    self.send_advert(index, priority, max_advert_interval).await;
+                    if let Some(heard) = failover {
+                        // Once sent: the advert is on the wire.
+                        let sent = Instant::now();
+                        self.record_failover(index, sent.saturating_duration_since(heard));
+                    }
+                }
+            }
             Action::AddVips => {
                 if self.add_vips(index).await {
                     // The failure is an edge fault: the machine leaves MASTER (priority 0
@@ -643,6 +715,18 @@ impl Unit {
                     self.announce_due(index, now).await;
                 }
             }
+            Action::HandoverEnded(end) => {
+                let member = &mut self.members[index];
+                let took = member
+                    .handover_started
+                    .take()
+                    .map(|since| now.saturating_duration_since(since));
+                let new_master = match end {
+                    HandoverEnd::NewMaster(address) => Some(address),
+                    _ => None,
+                };
+                tracing::info!(instance = %member.spec.name, end = end.as_str(), new_master = ?new_master, took = ?took, "handover over: the VIPs go");
+            }
             Action::EffectivePriorityChanged { from, to } => {
                 let member = &self.members[index];
                 tracing::info!(instance = %member.spec.name, from, to, "effective priority changed");
@@ -651,6 +735,18 @@ impl Unit {
                     .effective_priority(&member.spec.name, to);
             }
         }
+    }
+
+    fn record_failover(&self, index: usize, took: Duration) {
+        let member = &self.members[index];
+        let Some(instance) = self.machine.member(index) else {
+            return;
+        };
+        let master_down_interval = instance.master_down_interval();
+        tracing::info!(instance = %member.spec.name, took = ?took, master_down_interval = ?master_down_interval, "failover: from the old MASTER's last advert heard to this node's first");
+        self.services
+            .metrics
+            .failover(&member.spec.name, took, master_down_interval);
     }
 
     async fn send_advert(&self, index: usize, priority: u8, max_advert_interval: Duration) {
@@ -769,6 +865,19 @@ impl Unit {
                 tracing::warn!(instance = %member.spec.name, %error, "announcing VIPs failed");
             }
         }
+    }
+
+    /// What of member `index`'s status an advert can change without an action: its state,
+    /// effective priority and MASTER. Everything else changes only through actions, timeouts,
+    /// inputs and updates, after which the unit publishes anyway.
+    fn observed(&self, index: usize) -> Option<(State, u8, Option<IpAddr>)> {
+        self.machine.member(index).map(|instance| {
+            (
+                instance.state(),
+                instance.effective_priority(),
+                instance.master_address(),
+            )
+        })
     }
 
     /// Puts each member's status on the board when it changed.

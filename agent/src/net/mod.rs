@@ -12,7 +12,7 @@ pub mod announce;
 pub mod error;
 pub mod link;
 pub mod socket;
-mod sys;
+pub(crate) mod sys;
 pub mod timer;
 pub mod vmac;
 

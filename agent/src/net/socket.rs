@@ -14,7 +14,7 @@
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, PoisonError};
 
@@ -54,6 +54,38 @@ pub struct Received {
     /// How many datagrams the kernel has dropped on this socket because its receive queue was
     /// full, counted since the socket opened (SO_RXQ_OVFL); absent while none were.
     pub queue_drops: Option<u32>,
+}
+
+impl Received {
+    /// A datagram to receive into (addresses unspecified, no payload yet).
+    pub fn empty() -> Self {
+        Self {
+            source: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            destination: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ttl: 0,
+            ifindex: 0,
+            payload: Vec::new(),
+            queue_drops: None,
+        }
+    }
+
+    /// Overwrites every field, copying `payload` into the existing buffer.
+    fn fill(
+        &mut self,
+        (source, destination): (IpAddr, IpAddr),
+        ttl: u8,
+        ifindex: u32,
+        payload: &[u8],
+        queue_drops: Option<u32>,
+    ) {
+        self.source = source;
+        self.destination = destination;
+        self.ttl = ttl;
+        self.ifindex = ifindex;
+        self.payload.clear();
+        self.payload.extend_from_slice(payload);
+        self.queue_drops = queue_drops;
+    }
 }
 
 /// A raw VRRP socket on one interface for one address family.
@@ -165,13 +197,20 @@ impl VrrpSocket {
     /// An error for one datagram (truncated, malformed header, missing control message) does not
     /// break the socket: log or count it and call `recv` again.
     pub async fn recv(&self) -> Result<Received, NetError> {
+        let mut received = Received::empty();
+        self.recv_into(&mut received).await.map(|()| received)
+    }
+
+    /// [`VrrpSocket::recv`] into `into`, whose payload buffer is reused: once it has grown to
+    /// the largest datagram, receiving allocates nothing. On an error `into` is unspecified.
+    pub async fn recv_into(&self, into: &mut Received) -> Result<(), NetError> {
         loop {
             let mut guard = self
                 .fd
                 .readable()
                 .await
                 .map_err(NetError::io("wait for a VRRP datagram"))?;
-            match guard.try_io(|fd| self.recv_now(fd.get_ref())) {
+            match guard.try_io(|fd| self.recv_now(fd.get_ref(), into)) {
                 Ok(Ok(received)) => return received,
                 Ok(Err(error)) => {
                     return Err(NetError::Io {
@@ -269,7 +308,7 @@ impl VrrpSocket {
 
     /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
     /// readiness); the inner one is about the datagram.
-    fn recv_now(&self, socket: &Socket) -> io::Result<Result<Received, NetError>> {
+    fn recv_now(&self, socket: &Socket, into: &mut Received) -> io::Result<Result<(), NetError>> {
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
         let fd = socket.as_raw_fd();
         match self.family {
@@ -311,13 +350,14 @@ impl VrrpSocket {
                     return Ok(Err(NetError::MissingControlMessage("IP_PKTINFO")));
                 };
                 Ok(IpPacket::decode_ipv4(&buffer[..bytes])
-                    .map(|packet| Received {
-                        source: packet.source,
-                        destination: packet.destination,
-                        ttl: packet.ttl,
-                        ifindex,
-                        payload: packet.payload.to_vec(),
-                        queue_drops,
+                    .map(|packet| {
+                        into.fill(
+                            (packet.source, packet.destination),
+                            packet.ttl,
+                            ifindex,
+                            packet.payload,
+                            queue_drops,
+                        );
                     })
                     .map_err(NetError::MalformedIp))
             }
@@ -378,14 +418,14 @@ impl VrrpSocket {
                 let Some(ttl) = hop_limit else {
                     return Ok(Err(NetError::MissingControlMessage("IPV6_HOPLIMIT")));
                 };
-                Ok(Ok(Received {
-                    source: IpAddr::V6(source),
-                    destination: IpAddr::V6(destination),
+                into.fill(
+                    (IpAddr::V6(source), IpAddr::V6(destination)),
                     ttl,
                     ifindex,
-                    payload: buffer[..bytes].to_vec(),
+                    &buffer[..bytes],
                     queue_drops,
-                }))
+                );
+                Ok(Ok(()))
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets, and
-//! registering owned sockets and timerfds with tokio's reactor.
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor.
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -10,6 +10,7 @@
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use nix::libc;
+use nix::sys::inotify::Inotify;
 use nix::sys::timerfd::TimerFd;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
 use tokio::io::unix::AsyncFd;
@@ -44,6 +45,29 @@ pub(crate) fn register_timer(timer: TimerFd) -> std::io::Result<AsyncFd<OwnedTim
     // that same descriptor for as long as it lives. It is moved into the `AsyncFd`, which
     // deregisters it before dropping (and closing) it; nothing else can close or replace it.
     unsafe { AsyncFd::register(OwnedTimer(timer)) }.map_err(std::io::Error::from)
+}
+
+/// An inotify instance as tokio's reactor holds it.
+pub(crate) struct OwnedInotify(Inotify);
+
+impl OwnedInotify {
+    pub(crate) fn inotify(&self) -> &Inotify {
+        &self.0
+    }
+}
+
+impl AsRawFd for OwnedInotify {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Hands `inotify` to tokio's reactor (must be called inside a tokio runtime).
+pub(crate) fn register_inotify(inotify: Inotify) -> std::io::Result<AsyncFd<OwnedInotify>> {
+    // SAFETY: `Inotify` owns its descriptor (an `OwnedFd`) and `OwnedInotify::as_raw_fd`
+    // returns that same descriptor for as long as it lives. It is moved into the `AsyncFd`,
+    // which deregisters it before dropping (and closing) it; nothing else can close or replace it.
+    unsafe { AsyncFd::register(OwnedInotify(inotify)) }.map_err(std::io::Error::from)
 }
 
 /// A link-layer (`AF_PACKET`) socket address: the interface, the EtherType in host order, and

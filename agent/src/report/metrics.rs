@@ -1,13 +1,17 @@
 //! The agent's Prometheus metrics (`kube_vrrp_*`): one registry, bounded label values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::vrrp::instance::State;
@@ -51,6 +55,86 @@ struct TrackerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceLabels {
     interface: String,
+}
+
+/// The buckets of an instance's failover histogram, as fractions of its Master_Down_Interval:
+/// a planned handover lands near Skew_Time (well below 1), a MASTER that died just above 1.
+pub const FAILOVER_BUCKETS: [f64; 18] = [
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0, 1.01, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0,
+    3.0,
+];
+
+/// `kube_vrrp_instance_failover_seconds`: one classic histogram per instance, its buckets
+/// placed around that instance's own Master_Down_Interval (a `Family` shares one set of
+/// buckets between all its series, so this collector keeps its own).
+#[derive(Debug, Default)]
+struct FailoverHistograms {
+    /// By instance: the Master_Down_Interval the buckets were made for, and the histogram.
+    by_instance: Mutex<BTreeMap<String, (Duration, Histogram)>>,
+}
+
+impl FailoverHistograms {
+    fn observe(&self, instance: &str, took: Duration, master_down_interval: Duration) {
+        let mut map = self
+            .by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(instance.to_owned()).or_insert_with(|| {
+            (
+                master_down_interval,
+                failover_histogram(master_down_interval),
+            )
+        });
+        if entry.0 != master_down_interval {
+            // New timers: a new series with buckets around the new interval.
+            *entry = (
+                master_down_interval,
+                failover_histogram(master_down_interval),
+            );
+        }
+        entry.1.observe(took.as_secs_f64());
+    }
+
+    fn forget(&self, instance: &str) {
+        self.by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(instance);
+    }
+}
+
+/// Bucket bounds are whole microseconds (the resolution of the timers), so that their `le`
+/// labels read as plain decimals.
+fn failover_histogram(master_down_interval: Duration) -> Histogram {
+    #[allow(clippy::cast_precision_loss)] // a Master_Down_Interval is far below 2^52 µs
+    let micros = master_down_interval.as_micros() as f64;
+    Histogram::new(
+        FAILOVER_BUCKETS
+            .iter()
+            .map(move |fraction| (fraction * micros).round() / 1e6),
+    )
+}
+
+impl Collector for FailoverHistograms {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let map = self
+            .by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut metric = encoder.encode_descriptor(
+            "instance_failover",
+            "Each BACKUP to MASTER transition of the instance, at the new MASTER: from the last advert heard from the old MASTER to its own first advert. Buckets are fractions of the instance's Master_Down_Interval (0.05 to 3)",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (instance, (_, histogram)) in map.iter() {
+            let labels = InstanceLabels {
+                vrrp_instance: instance.clone(),
+            };
+            histogram.encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// The counters of one interface's receive loop, resolved once, so that counting a packet
@@ -108,6 +192,7 @@ pub(super) struct Inner {
     vip_conflicts: Family<InstanceLabels, Gauge>,
     vip_add_failures: Family<InstanceLabels, Counter>,
     vips_restored: Family<InstanceLabels, Counter>,
+    failovers: Arc<FailoverHistograms>,
     /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
     placements: Mutex<HashMap<String, (u8, String)>>,
 }
@@ -197,11 +282,14 @@ impl Metrics {
             "Virtual addresses re-added after something else removed them while the instance was MASTER",
             vips_restored.clone(),
         );
+        let failovers = Arc::new(FailoverHistograms::default());
+        registry.register_collector(Box::new(Arc::clone(&failovers)));
         let health = super::health_metrics::HealthFamilies::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 health,
                 registry,
+                failovers,
                 instance_state,
                 transitions,
                 effective_priority,
@@ -313,6 +401,16 @@ impl Metrics {
         self.inner.vip_conflicts.remove(&labels);
         self.inner.vip_add_failures.remove(&labels);
         self.inner.vips_restored.remove(&labels);
+        self.inner.failovers.forget(instance);
+    }
+
+    /// Records one failover of `instance` to this node: `took` from the last advert heard from
+    /// the old MASTER to this node's first advert as MASTER, in a histogram with buckets around
+    /// `master_down_interval`.
+    pub fn failover(&self, instance: &str, took: Duration, master_down_interval: Duration) {
+        self.inner
+            .failovers
+            .observe(instance, took, master_down_interval);
     }
 
     /// Sets how many of `instance`'s VIPs another owner holds on its interface.
@@ -353,6 +451,15 @@ impl Metrics {
             .adverts_received
             .get_or_create(&Self::instance(instance))
             .inc();
+    }
+
+    /// The counter of adverts `instance` received: the receive path keeps it and counts
+    /// without a lookup (nor the label it would allocate).
+    pub fn adverts_received_counter(&self, instance: &str) -> Counter {
+        self.inner
+            .adverts_received
+            .get_or_create(&Self::instance(instance))
+            .clone()
     }
 
     /// Counts one packet dropped on `interface`.

@@ -4,6 +4,7 @@
 //! result into one [`ConfigSender`]; the driver reads the matching [`ConfigUpdates`] and never
 //! knows which source it runs on.
 
+pub mod dir_changes;
 pub mod resolve;
 pub mod standalone;
 

@@ -1,6 +1,6 @@
 //! Standalone mode: the configuration of one node from a directory of VirtualIP,
 //! VirtualServer, Node and Secret manifests, planned by the operator's own planner. The
-//! directory is polled (and re-read at once on SIGHUP). A directory that cannot be read or
+//! directory is watched with inotify (polled where it cannot be; re-read at once on SIGHUP). A directory that cannot be read or
 //! planned is logged with its reason and the last good configuration stays in force; an
 //! instance that cannot run (invalid, its Secret missing, `track.endpoints`) is rejected
 //! alone and shown in `/status`, as in cluster mode.
@@ -14,6 +14,7 @@ use kube_vrrp_plan::{ManifestError, load_manifests_setting_aside_invalid};
 use kube_vrrp_plan::{Plan, PlanInput, plan};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::dir_changes::{Change, DirChanges};
 use super::resolve::{Accepted, Mode, Rules, internal_ips, resolve};
 use super::{ConfigSender, publish};
 use crate::check::script_dirs::ScriptDirs;
@@ -21,6 +22,10 @@ use crate::driver::DesiredConfig;
 
 /// How often the directory is checked for changes by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the directory must stay quiet after a change before it is read, so that files
+/// written together are applied together.
+const EDITS_SETTLE: Duration = Duration::from_millis(200);
 
 /// Why a manifests directory gives no usable configuration for this node.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +182,8 @@ impl Standalone {
         }
     }
 
-    /// Loads now, then reloads whenever the directory changes (checked every `poll`) or on
+    /// Loads now, then reloads whenever the directory changes (told by inotify; checked every
+    /// `poll` where inotify cannot watch it) or on
     /// SIGHUP, publishing into `sender`, until the receiving side is gone. Reads and planning
     /// run on blocking threads.
     pub async fn watch(self, sender: ConfigSender, poll: Duration) {
@@ -201,12 +207,40 @@ impl Standalone {
         let Some(mut this) = self.reload_off_runtime(&sender).await else {
             return;
         };
+        let mut changes = match DirChanges::watch(&dir) {
+            Ok(changes) => Some(changes),
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, every = ?poll, "cannot watch the manifests directory with inotify; polling it");
+                None
+            }
+        };
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let forced = tokio::select! {
                 () = sender.closed() => return,
-                _ = ticker.tick() => false,
+                _ = ticker.tick(), if changes.is_none() => false,
+                change = async {
+                    match changes.as_mut() {
+                        Some(changes) => changes.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Edits made together (several files written, an editor's save) are read
+                    // together: wait until the directory has been quiet for a moment.
+                    let mut change = change;
+                    while let (Ok(Change::Entries), Some(watch)) = (&change, changes.as_mut()) {
+                        match tokio::time::timeout(EDITS_SETTLE, watch.changed()).await {
+                            Ok(next) => change = next,
+                            Err(_quiet) => break,
+                        }
+                    }
+                    if !matches!(change, Ok(Change::Entries)) {
+                        tracing::warn!(dir = %dir.display(), ?change, every = ?poll, "the inotify watch of the manifests directory ended; polling it");
+                        changes = None;
+                    }
+                    false
+                }
                 Some(()) = async {
                     match hangup.as_mut() {
                         Some(hangup) => hangup.recv().await,

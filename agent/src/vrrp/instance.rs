@@ -6,7 +6,20 @@
 //! Nothing here reads a clock, opens a socket or spawns anything.
 //!
 //! Only one timer runs at a time: the Adver_Timer as Master, the Master_Down_Timer as Backup,
-//! none in Initialize or Fault; [`Instance::next_deadline`] returns whichever is armed.
+//! the handover's timer in Initialize after a planned exit (below), none otherwise;
+//! [`Instance::next_deadline`] returns whichever is armed.
+//!
+//! **A planned exit is make-before-break.** On [`Event::Shutdown`] a Master does what RFC 5798
+//! §6.4.3 asks (it sends an advert with priority 0 and goes to Initialize) but keeps its
+//! virtual addresses for a bounded [`handover_timeout`] instead of dropping them at once: it
+//! goes on answering for them until another router's first advert says that router is Master
+//! (§6.4.2: a Backup hearing priority 0 takes over after Skew_Time), and only then releases
+//! them. The RFC places no rule on answering ARP in Initialize (§6.4.1 only waits for
+//! Startup); the Backup rule "MUST NOT respond to ARP requests" (§6.4.2) is not broken, since
+//! the router never enters Backup. A new Master takes its addresses and announces them before
+//! it sends its first advert (§6.4.1, §6.4.2 list these steps for one event; the order on the
+//! wire is ours), so that by the time the old Master hears it and lets go, the clients have
+//! been told where the addresses went: no request is answered by nobody.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -52,6 +65,19 @@ pub const PRIORITY_STOP: u8 = 0;
 pub const MIN_ADVERT_INTERVAL: Duration = Duration::from_millis(10);
 /// RFC 5798 §5.2.7: the largest v3 interval (4095 centiseconds).
 const MAX_V3_ADVERT_INTERVAL: Duration = Duration::from_millis(40_950);
+/// A handover waits for the new Master at most this many advertisement intervals...
+pub const HANDOVER_INTERVALS: u32 = 3;
+/// ...and never longer than this (a v2 interval may be minutes).
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a Master leaving on purpose keeps its addresses while it waits for the new
+/// Master's first advert: [`HANDOVER_INTERVALS`] advertisement intervals, at most
+/// [`HANDOVER_LIMIT`]. A Backup takes over Skew_Time (less than one interval) after the
+/// priority-0 advert; the priority-0 advert is repeated every interval meanwhile, so one lost
+/// packet does not cost the handover.
+pub fn handover_timeout(advert_interval: Duration) -> Duration {
+    (advert_interval.max(MIN_ADVERT_INTERVAL) * HANDOVER_INTERVALS).min(HANDOVER_LIMIT)
+}
 
 /// RFC 5798 §6.4: the states of one virtual router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +135,30 @@ pub enum TransitionReason {
     EdgeRecovered,
     /// Another member of the instance's sync group moved the group.
     SyncGroup,
+}
+
+/// How a handover (make-before-break planned exit) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverEnd {
+    /// Another router's advert with a non-zero priority: it is Master now.
+    NewMaster(IpAddr),
+    /// Nobody took over within [`handover_timeout`].
+    TimedOut,
+    /// The interface went down: nobody can be answered any more.
+    InterfaceDown,
+    /// The instance was started again before anyone took over.
+    Restarted,
+}
+
+impl HandoverEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NewMaster(_) => "new_master",
+            Self::TimedOut => "timed_out",
+            Self::InterfaceDown => "interface_down",
+            Self::Restarted => "restarted",
+        }
+    }
 }
 
 impl TransitionReason {
@@ -319,6 +369,17 @@ pub enum Action {
     Announce,
     /// The priority used in adverts and elections changed (trackers or configuration).
     EffectivePriorityChanged { from: u8, to: u8 },
+    /// A handover ended; [`Action::RemoveVips`] follows.
+    HandoverEnded(HandoverEnd),
+}
+
+/// A planned exit in progress: priority 0 announced, the VIPs still held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Handover {
+    /// When the VIPs go whatever happens.
+    until: Instant,
+    /// When the priority-0 advert is sent again.
+    next_stop_advert: Instant,
 }
 
 /// One VRRP virtual router on one interface.
@@ -349,6 +410,8 @@ pub struct Instance {
     /// Back from a failed VIP add: until this instance is Master again, it does not preempt a
     /// working Master (a retry must not cost the clients a handover each time it fails).
     holding_back: bool,
+    /// A planned exit waiting for the new Master (in Initialize, VIPs still held).
+    handover: Option<Handover>,
 }
 
 impl Instance {
@@ -374,6 +437,7 @@ impl Instance {
             want_master: None,
             forced_fault: false,
             holding_back: false,
+            handover: None,
         }
     }
 
@@ -382,7 +446,7 @@ impl Instance {
         let mut out = Vec::new();
         match event {
             Event::Startup => self.on_startup(now, &mut out),
-            Event::Shutdown => self.on_shutdown(&mut out),
+            Event::Shutdown => self.on_shutdown(now, &mut out),
             Event::Timeout => self.on_timeout(now, &mut out),
             Event::Advert(advert) => self.on_advert(now, advert, &mut out),
             Event::Tracking(tracking) => self.on_tracking(now, tracking, &mut out),
@@ -451,6 +515,21 @@ impl Instance {
     /// Whether the instance is between Startup and Shutdown.
     pub fn is_started(&self) -> bool {
         self.started
+    }
+
+    /// Whether a planned exit is still holding the VIPs, waiting for the new Master.
+    pub fn is_handing_over(&self) -> bool {
+        self.handover.is_some()
+    }
+
+    /// When a handover in progress releases the VIPs at the latest.
+    pub fn handover_until(&self) -> Option<Instant> {
+        self.handover.map(|handover| handover.until)
+    }
+
+    /// Whether the VIPs are the instance's to hold now: as Master, or handing over.
+    pub fn holds_vips(&self) -> bool {
+        self.state == State::Master || self.handover.is_some()
     }
 
     /// The instance's own fault cause (interface, edge or tracker), ignoring any sync-group
@@ -545,13 +624,16 @@ impl Instance {
         self.want_master = self.config.is_owner().then_some(owner_reason);
     }
 
-    /// §6.4.1 / §6.4.2: send an advert, take the VIPs, announce them, arm the Adver_Timer.
+    /// §6.4.1 / §6.4.2: take the VIPs, announce them, send an advert, arm the Adver_Timer.
+    /// The RFC lists the advert first; announcing first means that a Master handing over
+    /// (or preempted), which lets go when it hears this advert, lets go only after the clients
+    /// were told where the addresses went (make-before-break, see the module's doc).
     fn become_master(&mut self, now: Instant, reason: TransitionReason, out: &mut Vec<Action>) {
         self.transition(State::Master, reason, out);
         self.master_adver_interval = self.advert_interval();
-        self.send_advert(out);
         out.push(Action::AddVips);
         out.push(Action::Announce);
+        self.send_advert(out);
         self.deadline = Some(now + self.advert_interval());
         self.master_address = Some(self.config.primary_address);
         self.preempt_at = None;
@@ -580,6 +662,9 @@ impl Instance {
         if self.started {
             return;
         }
+        // Started again while handing over: the addresses are let go first, so that they are
+        // taken again only through the election.
+        self.end_handover(HandoverEnd::Restarted, out);
         self.started = true;
         // A fault present at startup keeps the instance out of the election.
         if let Some(reason) = self.fault_condition() {
@@ -589,8 +674,10 @@ impl Instance {
         }
     }
 
-    /// §6.4.2 / §6.4.3 Shutdown: a Master sends priority 0 and releases the VIPs.
-    fn on_shutdown(&mut self, out: &mut Vec<Action>) {
+    /// §6.4.2 / §6.4.3 Shutdown: a Master sends priority 0 and goes to Initialize; with its
+    /// interface up it keeps the VIPs until the new Master's first advert or
+    /// [`handover_timeout`] (make-before-break), else it releases them at once.
+    fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
         if !self.started {
             return;
         }
@@ -599,11 +686,21 @@ impl Instance {
         if self.state != State::Initialize {
             self.transition(State::Initialize, TransitionReason::Shutdown, out);
         }
+        self.deadline = None;
         if was_master {
             self.send_stop_advert(out);
-            out.push(Action::RemoveVips);
+            if self.interface_up {
+                let interval = self.advert_interval();
+                let handover = Handover {
+                    until: now + handover_timeout(interval),
+                    next_stop_advert: now + interval,
+                };
+                self.deadline = Some(handover.next_stop_advert.min(handover.until));
+                self.handover = Some(handover);
+            } else {
+                out.push(Action::RemoveVips);
+            }
         }
-        self.deadline = None;
         self.preempt_at = None;
         self.want_master = None;
         self.forced_fault = false;
@@ -615,6 +712,19 @@ impl Instance {
             return;
         };
         if now < deadline {
+            return;
+        }
+        if let Some(mut handover) = self.handover {
+            if now >= handover.until {
+                self.end_handover(HandoverEnd::TimedOut, out);
+            } else {
+                // Nobody has taken over yet: say it again, in case the last one was lost.
+                handover.next_stop_advert =
+                    next_advert(handover.next_stop_advert, now, self.advert_interval());
+                self.deadline = Some(handover.next_stop_advert.min(handover.until));
+                self.handover = Some(handover);
+                self.send_stop_advert(out);
+            }
             return;
         }
         match self.state {
@@ -641,6 +751,12 @@ impl Instance {
     }
 
     fn on_advert(&mut self, now: Instant, advert: ReceivedAdvert, out: &mut Vec<Action>) {
+        // Handing over: a non-zero advert is the new Master's (only a Master advertises), and
+        // it has announced the addresses before sending it; let them go.
+        if self.handover.is_some() && advert.priority != PRIORITY_STOP {
+            self.end_handover(HandoverEnd::NewMaster(advert.source), out);
+            return;
+        }
         match self.state {
             State::Backup => self.backup_receives(now, advert),
             State::Master => self.master_receives(now, advert, out),
@@ -751,6 +867,7 @@ impl Instance {
             return;
         }
         self.interface_up = false;
+        self.end_handover(HandoverEnd::InterfaceDown, out);
         if self.started && matches!(self.state, State::Backup | State::Master) {
             self.enter_fault(TransitionReason::InterfaceDown, out);
         }
@@ -816,6 +933,15 @@ impl Instance {
             (ForcedState::Master, State::Master | State::Initialize | State::Fault)
             | (ForcedState::Backup, State::Backup | State::Initialize)
             | (ForcedState::Fault, State::Initialize) => {}
+        }
+    }
+
+    /// Ends a handover in progress, if any: the VIPs go.
+    fn end_handover(&mut self, end: HandoverEnd, out: &mut Vec<Action>) {
+        if self.handover.take().is_some() {
+            out.push(Action::HandoverEnded(end));
+            out.push(Action::RemoveVips);
+            self.deadline = None;
         }
     }
 

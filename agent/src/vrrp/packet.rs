@@ -115,6 +115,17 @@ impl fmt::Debug for Authentication {
 /// +---------------------------------------------------------------+
 /// ```
 ///
+/// An advertisement's fixed fields, everything but the virtual addresses: what the receive path
+/// checks and hands on (see [`Advertisement::decode_header`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdvertHeader {
+    pub version: Version,
+    pub vrid: u8,
+    pub priority: u8,
+    pub max_advert_interval_cs: u16,
+    pub auth: Authentication,
+}
+
 /// The v3 checksum also covers the IPv4 or IPv6 pseudo-header (RFC 5798 §5.2.8).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Advertisement {
@@ -438,6 +449,19 @@ impl Advertisement {
             .map(|(advertisement, _)| advertisement)
     }
 
+    /// [`Advertisement::decode`] without the virtual addresses (the receive path does not need
+    /// them): the same checks, and nothing allocated.
+    pub fn decode_header(
+        payload: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<AdvertHeader, DecodeError> {
+        check_families(src, dst)?;
+        let family = Some(Family::of(src));
+        decode_checked(payload, family, Some((src, dst)), ChecksumPolicy::Enforce)
+            .map(|(header, _, _)| header)
+    }
+
     /// Like [`Advertisement::decode`], but a checksum mismatch is reported in the verdict instead
     /// of failing the decode (for diagnostics). Every other check still applies.
     pub fn decode_lenient(
@@ -483,6 +507,40 @@ fn decode_message(
     pseudo: Option<(IpAddr, IpAddr)>,
     policy: ChecksumPolicy,
 ) -> Result<(Advertisement, ChecksumVerdict), DecodeError> {
+    let (header, family, verdict) = decode_checked(payload, family, pseudo, policy)?;
+    let addresses_end = FIXED_HEADER_LEN + usize::from(payload[3]) * family.address_len();
+    let addresses = payload[FIXED_HEADER_LEN..addresses_end]
+        .chunks_exact(family.address_len())
+        .map(|chunk| match family {
+            Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(chunk[0], chunk[1], chunk[2], chunk[3])),
+            Family::Ipv6 => {
+                let mut octets = [0; 16];
+                octets.copy_from_slice(chunk);
+                IpAddr::V6(Ipv6Addr::from(octets))
+            }
+        })
+        .collect();
+    Ok((
+        Advertisement {
+            version: header.version,
+            vrid: header.vrid,
+            priority: header.priority,
+            max_advert_interval_cs: header.max_advert_interval_cs,
+            addresses,
+            auth: header.auth,
+        },
+        verdict,
+    ))
+}
+
+/// Every check of [`decode_message`], without collecting the addresses: the header, the
+/// message's family and the checksum verdict. Allocates nothing.
+fn decode_checked(
+    payload: &[u8],
+    family: Option<Family>,
+    pseudo: Option<(IpAddr, IpAddr)>,
+    policy: ChecksumPolicy,
+) -> Result<(AdvertHeader, Family, ChecksumVerdict), DecodeError> {
     let Some(fixed) = payload.first_chunk::<FIXED_HEADER_LEN>() else {
         return Err(DecodeError::TooShort {
             len: payload.len(),
@@ -568,27 +626,15 @@ fn decode_message(
     if max_advert_interval_cs == 0 {
         return Err(DecodeError::ZeroInterval);
     }
-    let addresses = payload[FIXED_HEADER_LEN..addresses_end]
-        .chunks_exact(family.address_len())
-        .map(|chunk| match family {
-            Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(chunk[0], chunk[1], chunk[2], chunk[3])),
-            Family::Ipv6 => {
-                let mut octets = [0; 16];
-                octets.copy_from_slice(chunk);
-                IpAddr::V6(Ipv6Addr::from(octets))
-            }
-        })
-        .collect();
-
     Ok((
-        Advertisement {
+        AdvertHeader {
             version,
             vrid,
             priority: fixed[2],
             max_advert_interval_cs,
-            addresses,
             auth,
         },
+        family,
         verdict,
     ))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kube_vrrp_agent::vrrp::Version;
 use kube_vrrp_agent::vrrp::instance::{
-    Action, Config, EdgeFaults, Event, ForcedState, Instance, ReceivedAdvert, Tracking,
+    Action, Config, EdgeFaults, Event, ForcedState, HandoverEnd, Instance, ReceivedAdvert, Tracking,
 };
 use kube_vrrp_agent::vrrp::sync_group::SyncGroup;
 use serde_json::{Value, json};
@@ -106,6 +106,12 @@ fn action_json(action: &Action) -> Value {
         Action::EffectivePriorityChanged { from, to } => json!({
             "effective_priority_changed": { "from": from, "to": to }
         }),
+        Action::HandoverEnded(end) => match end {
+            HandoverEnd::NewMaster(address) => json!({
+                "handover_ended": { "end": end.as_str(), "new_master": address.to_string() }
+            }),
+            _ => json!({ "handover_ended": { "end": end.as_str() } }),
+        },
     }
 }
 

@@ -419,6 +419,28 @@ impl Sim {
             .collect()
     }
 
+    /// Who held the VIPs of `vrid`, as (node, from, until) spans from each node's `AddVips` to
+    /// its `RemoveVips` (`None`: still held), in the order they began.
+    pub fn vip_holdings(&self, vrid: u8) -> Vec<(&'static str, Duration, Option<Duration>)> {
+        let mut spans: Vec<(&'static str, Duration, Option<Duration>)> = Vec::new();
+        for record in self.log.iter().filter(|r| r.vrid == vrid) {
+            match record.entry {
+                Entry::Output(Action::AddVips) => spans.push((record.node, record.at, None)),
+                Entry::Output(Action::RemoveVips) => {
+                    if let Some(span) = spans
+                        .iter_mut()
+                        .rev()
+                        .find(|(node, _, until)| *node == record.node && until.is_none())
+                    {
+                        span.2 = Some(record.at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        spans
+    }
+
     /// When `node` last received a non-zero advert for `vrid` from the node at `source`.
     pub fn last_advert_heard(&self, node: usize, vrid: u8, source: usize) -> Option<Duration> {
         let (name, address) = (self.nodes[node].name, self.nodes[source].address);

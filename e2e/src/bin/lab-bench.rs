@@ -1,18 +1,20 @@
-//! `lab-bench`: repeated failover measurements in the namespace lab, for keepalived, our agent,
-//! or both (then the ratio ours ÷ keepalived's), and the CPU and memory of one daemon running 1
-//! and 255 instances.
+//! `lab-bench`: the namespace lab's benchmarks, keepalived beside our agent. Repeated failovers
+//! (the ratio ours ÷ keepalived's), and the steady state of a MASTER/BACKUP pair at 1 and 255
+//! instances with adverts every 1 s and every 10 ms: instructions per second and per advert
+//! (callgrind: one daemon under valgrind, its peer native), and CPU, memory and wakeups (both
+//! native). Prints each result as it comes and, at the end, the markdown tables the README shows.
 
-use std::time::Duration;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use kube_vrrp_e2e::addressing::{self, Family};
-use kube_vrrp_e2e::daemon::{Daemon, DaemonKind};
+use kube_vrrp_e2e::daemon::DaemonKind;
 use kube_vrrp_e2e::netns::require_root;
-use kube_vrrp_e2e::resources::{self, Usage};
 use kube_vrrp_e2e::scenario::{Disruption, run_failover};
+use kube_vrrp_e2e::steady::{self, Cost, NativeUsage, Role, Steady};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec, Version};
-use kube_vrrp_e2e::{Lab, LabError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -22,29 +24,44 @@ enum Which {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Failover benchmarks in the kube-vrrp namespace lab (needs root)")]
+#[command(
+    about = "Benchmarks in the kube-vrrp namespace lab, keepalived beside the agent (needs root)"
+)]
 struct Args {
-    /// Runs per case.
+    /// Runs per failover case.
     #[arg(long, default_value_t = 8)]
     runs: usize,
     /// Which daemon to measure.
-    #[arg(long, value_enum, default_value_t = Which::Keepalived)]
+    #[arg(long, value_enum, default_value_t = Which::Both)]
     daemon: Which,
-    /// Only cases whose name contains this.
+    /// Only cases whose name contains this (failover: death-v2-1s, death-v3-10ms,
+    /// sigterm-v3-1s; steady state: steady-1x1s, steady-1x10ms, steady-255x1s, steady-255x10ms).
     #[arg(long)]
     only: Option<String>,
-    /// Also print one JSON object per case.
+    /// Also print one JSON object per result.
     #[arg(long)]
     json: bool,
-    /// Measuring window of the CPU / RSS cases, in seconds.
+    /// Runs per steady-state case (each a fresh lab), for the spread.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Measuring window of the native steady-state runs (CPU, memory, wakeups), in seconds.
     #[arg(long, default_value_t = 30)]
     window: u64,
-    /// Skip the CPU / RSS cases.
+    /// Measuring window of the instruction counts, in seconds.
+    #[arg(long, default_value_t = 20)]
+    cost_window: u64,
+    /// Skip the failover cases.
     #[arg(long)]
-    no_resources: bool,
+    no_failover: bool,
+    /// Skip the instruction counts (valgrind).
+    #[arg(long)]
+    no_cost: bool,
+    /// Skip the native steady-state runs (CPU, memory, wakeups).
+    #[arg(long, alias = "no-resources")]
+    no_native: bool,
 }
 
-/// One benchmark case: an instance and how its MASTER goes away.
+/// One failover case: an instance and how its MASTER goes away.
 struct Case {
     name: &'static str,
     instance: InstanceSpec,
@@ -79,38 +96,120 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Min, median and max of a non-empty sample.
-#[derive(Clone, Copy, Debug)]
-struct Summary {
-    min: Duration,
-    median: Duration,
-    max: Duration,
+/// The steady-state cases: 1 and 255 instances, adverts every 1 s and every 10 ms.
+fn steady_cases() -> Vec<Steady> {
+    let mut out = Vec::new();
+    for instances in [1, 255] {
+        for advert in [Duration::from_secs(1), Duration::from_millis(10)] {
+            out.push(Steady { instances, advert });
+        }
+    }
+    out
 }
 
-fn summarize(mut samples: Vec<Duration>) -> Option<Summary> {
-    samples.sort();
+const ROLES: [Role; 2] = [Role::Master, Role::Backup];
+
+/// Min, median and max of a non-empty sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Summary<T> {
+    min: T,
+    median: T,
+    max: T,
+}
+
+fn summarize<T: Copy + PartialOrd + Median>(mut samples: Vec<T>) -> Option<Summary<T>> {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let (min, max) = (*samples.first()?, *samples.last()?);
     let mid = samples.len() / 2;
     let median = if samples.len().is_multiple_of(2) {
-        (samples[mid - 1] + samples[mid]) / 2
+        T::mean(samples[mid - 1], samples[mid])
     } else {
         samples[mid]
     };
     Some(Summary { min, median, max })
 }
 
+/// The mean of two middle samples.
+trait Median {
+    fn mean(a: Self, b: Self) -> Self;
+}
+
+impl Median for Duration {
+    fn mean(a: Self, b: Self) -> Self {
+        (a + b) / 2
+    }
+}
+
+impl Median for f64 {
+    fn mean(a: Self, b: Self) -> Self {
+        f64::midpoint(a, b)
+    }
+}
+
+impl Summary<f64> {
+    /// (max − min) ÷ median, in percent.
+    fn spread_percent(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.max - self.min) / self.median * 100.0
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-struct CaseResult {
-    summary: Option<Summary>,
+fn selected(only: Option<&str>, name: &str) -> bool {
+    only.is_none_or(|only| name.contains(only))
+}
+
+/// The 1-minute load average now.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// What ran the benchmark: the CPU model, its cores, the kernel.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned());
+    format!("{model}, {cores} cores, Linux {kernel}")
+}
+
+/// Today's date and time in UTC, as `date` prints it.
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map_or_else(|| "unknown date".into(), |d| d.trim().to_owned())
+}
+
+struct FailoverResult {
+    case: &'static str,
+    kind: DaemonKind,
+    summary: Option<Summary<Duration>>,
     expected: Duration,
     failures: usize,
     wrong_successor: usize,
 }
 
-fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> CaseResult {
+fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
     let lab = LabSpec {
         nodes: 3,
         ipv6: false,
@@ -146,7 +245,9 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> CaseResult {
             }
         }
     }
-    CaseResult {
+    FailoverResult {
+        case: case.name,
+        kind,
         summary: summarize(samples),
         expected,
         failures,
@@ -154,62 +255,313 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> CaseResult {
     }
 }
 
-/// The CPU / RSS cases: this many instances at advert 1 s.
-const RESOURCE_CASES: [usize; 2] = [1, 255];
-
-/// `count` v3 instances at 1 s, VRIDs 1..=count, one VIP each (172.16.1.VRID/16), n1 preferred.
-fn resource_instances(count: usize) -> Vec<InstanceSpec> {
-    (1..=count)
-        .filter_map(|vrid| u8::try_from(vrid).ok())
-        .map(|vrid| {
-            let vip = format!("172.16.1.{vrid}/16")
-                .parse()
-                .unwrap_or_else(|_| addressing::vip(Family::V4, 0));
-            let mut spec = InstanceSpec::new(&format!("vip-{vrid}"), vrid, vec![vip]);
-            spec.priorities = vec![150, 100];
-            spec
-        })
-        .collect()
+/// Every measurement of one steady-state case for one daemon.
+struct SteadyResult {
+    steady: Steady,
+    kind: DaemonKind,
+    /// Per role: the instruction counts of the runs that kept up, and how many did not.
+    costs: Vec<(Role, Vec<Cost>, usize)>,
+    natives: Vec<NativeUsage>,
+    failures: usize,
 }
 
-/// One daemon per node of a two-node lab running `count` instances; once n1 is MASTER of all of
-/// them and n2 BACKUP, measures both over `window`. Returns (MASTER usage, BACKUP usage).
-fn run_resources(
-    kind: DaemonKind,
-    count: usize,
-    window: Duration,
-) -> Result<(Usage, Usage), LabError> {
-    let instances = resource_instances(count);
-    let lab = Lab::new(LabSpec {
-        nodes: 2,
-        ipv6: false,
-    })?;
-    let master = Daemon::start(kind, &lab, 1, &instances)?;
-    let backup = Daemon::start(kind, &lab, 2, &instances)?;
-    let last = instances
-        .last()
-        .and_then(InstanceSpec::first_vip)
-        .ok_or_else(|| LabError::Invalid("no instance".into()))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while lab.holders(last)? != [1] {
-        if std::time::Instant::now() >= deadline {
-            return Err(LabError::Timeout {
-                what: format!("n1 alone holding {last}"),
-                timeout: Duration::from_secs(60),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
+impl SteadyResult {
+    fn costs(&self, role: Role) -> (&[Cost], usize) {
+        self.costs
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map_or((&[][..], 0), |(_, costs, lagging)| {
+                (costs.as_slice(), *lagging)
+            })
     }
-    // Past start-up: elections done, GARPs sent, allocations settled.
-    std::thread::sleep(Duration::from_secs(5));
-    let (master_pid, backup_pid) = (master.pid(), backup.pid());
-    let on_backup = std::thread::spawn(move || resources::measure(backup_pid, window));
-    let master_usage = resources::measure(master_pid, window)?;
-    let backup_usage = on_backup
-        .join()
-        .map_err(|_| LabError::Invalid("measuring thread panicked".into()))??;
-    drop((master, backup));
-    Ok((master_usage, backup_usage))
+
+    fn per_second(&self, role: Role) -> Option<Summary<f64>> {
+        summarize(self.costs(role).0.iter().map(Cost::per_second).collect())
+    }
+
+    fn per_advert(&self, role: Role) -> Option<Summary<f64>> {
+        summarize(
+            self.costs(role)
+                .0
+                .iter()
+                .filter_map(|c| c.per_advert(role))
+                .collect(),
+        )
+    }
+
+    fn native(&self, value: impl Fn(&NativeUsage) -> f64) -> Option<Summary<f64>> {
+        summarize(self.natives.iter().map(value).collect())
+    }
+}
+
+fn run_steady(kind: DaemonKind, steady: Steady, args: &Args, loads: &mut Vec<f64>) -> SteadyResult {
+    let name = format!("steady-{}", steady.name());
+    let mut result = SteadyResult {
+        steady,
+        kind,
+        costs: ROLES.iter().map(|&r| (r, Vec::new(), 0)).collect(),
+        natives: Vec::new(),
+        failures: 0,
+    };
+    for run in 1..=args.repeat {
+        if !args.no_native {
+            loads.push(load_average());
+            match steady::measure_native(kind, steady, Duration::from_secs(args.window)) {
+                Ok(native) => {
+                    for role in ROLES {
+                        let usage = native.of(role);
+                        eprintln!(
+                            "  {} {name} {} run {run}/{}: {:.3} % of a core{}, {:.1} MiB, {:.1} wakeups/s",
+                            kind.as_str(),
+                            role.as_str(),
+                            args.repeat,
+                            usage.cpu_percent,
+                            if usage.precise { "" } else { " (ticks)" },
+                            usage.rss_kib as f64 / 1024.0,
+                            usage.wakeups_per_second,
+                        );
+                        if args.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({
+                                    "case": name, "daemon": kind.as_str(), "role": role.as_str(),
+                                    "run": run, "window_s": usage.window.as_secs_f64(),
+                                    "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
+                                    "wakeups_per_s": usage.wakeups_per_second,
+                                    "adverts": native.wire.adverts(role),
+                                })
+                            );
+                        }
+                    }
+                    result.natives.push(native);
+                }
+                Err(e) => {
+                    eprintln!("  {} {name} native run {run} failed: {e}", kind.as_str());
+                    result.failures += 1;
+                }
+            }
+        }
+        if !args.no_cost {
+            for (role, costs, lagging) in &mut result.costs {
+                match steady::measure_cost(
+                    kind,
+                    steady,
+                    *role,
+                    Duration::from_secs(args.cost_window),
+                ) {
+                    Ok(cost) => {
+                        eprintln!(
+                            "  {} {name} {} run {run}/{} (callgrind): {} instructions in {:.1} s, {:.0}/s, {} adverts ({:.0} expected), {}/advert{}",
+                            kind.as_str(),
+                            role.as_str(),
+                            args.repeat,
+                            cost.instructions,
+                            cost.window.as_secs_f64(),
+                            cost.per_second(),
+                            cost.wire.adverts(*role),
+                            cost.expected_adverts,
+                            cost.per_advert(*role)
+                                .map_or("-".into(), |v| format!("{v:.0}")),
+                            if cost.kept_up() {
+                                ""
+                            } else {
+                                " — NOT KEPT UP, left out"
+                            },
+                        );
+                        if args.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({
+                                    "case": name, "daemon": kind.as_str(), "role": role.as_str(),
+                                    "run": run, "instructions": cost.instructions,
+                                    "window_s": cost.window.as_secs_f64(),
+                                    "adverts": cost.wire.adverts(*role),
+                                    "expected_adverts": cost.expected_adverts,
+                                    "kept_up": cost.kept_up(),
+                                })
+                            );
+                        }
+                        if cost.kept_up() {
+                            costs.push(cost);
+                        } else {
+                            *lagging += 1;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "  {} {name} {} callgrind run {run} failed: {e}",
+                            kind.as_str(),
+                            role.as_str()
+                        );
+                        *lagging += 1;
+                    }
+                }
+            }
+        }
+    }
+    result
+}
+
+/// `1,234,567`.
+fn thousands(value: f64) -> String {
+    if !value.is_finite() {
+        return "–".into();
+    }
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
+}
+
+/// A median with its spread over the runs: `12,345 (±0.3 %)`.
+fn count_cell(summary: Option<Summary<f64>>) -> String {
+    summary.map_or("–".into(), |s| {
+        format!(
+            "{} (spread {:.1} %)",
+            thousands(s.median),
+            s.spread_percent()
+        )
+    })
+}
+
+/// `0.123 (0.100–0.150)` with `decimals` places.
+fn range_cell(summary: Option<Summary<f64>>, decimals: usize) -> String {
+    summary.map_or("–".into(), |s| {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            s.median,
+            s.min,
+            s.max,
+            d = decimals
+        )
+    })
+}
+
+fn failover_markdown(results: &[FailoverResult], runs: usize) -> String {
+    let mut out = format!(
+        "Failover, three nodes (priorities 150/100/50), {runs} runs each, measured from the client \
+         namespace: from the old MASTER's last advert to the first answer for the VIP from another MAC.\n\n\
+         | case | daemon | median (min–max) | RFC 5798 value | median − RFC | failed runs |\n\
+         | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for r in results {
+        let (cell, minus) = r.summary.map_or(("–".into(), "–".into()), |s| {
+            (
+                format!("{:.1} ms ({:.1}–{:.1})", ms(s.median), ms(s.min), ms(s.max)),
+                format!("{:+.1} ms", ms(s.median) - ms(r.expected)),
+            )
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cell} | {:.1} ms | {minus} | {} |",
+            r.case,
+            r.kind.as_str(),
+            ms(r.expected),
+            r.failures
+        );
+    }
+    out
+}
+
+fn cost_markdown(results: &[SteadyResult], args: &Args) -> String {
+    let mut out = format!(
+        "Instructions (valgrind's callgrind: user-space instructions of the daemon and its \
+         libraries, not the kernel's; the measured daemon under valgrind, its peer native; \
+         {} s windows; median of {} runs, spread = (max − min) ÷ median). Per advert: \
+         instructions ÷ adverts the MASTER sent or the BACKUP received, counted on the wire.\n\n\
+         | instances × advert | role | keepalived /s | kube-vrrp /s | keepalived /advert | kube-vrrp /advert | ours ÷ keepalived (per advert) |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+        args.cost_window, args.repeat
+    );
+    for steady in steady_cases() {
+        for role in ROLES {
+            let of = |kind| {
+                results
+                    .iter()
+                    .find(|r| r.steady == steady && r.kind == kind)
+            };
+            let (k, a) = (of(DaemonKind::Keepalived), of(DaemonKind::Agent));
+            if k.is_none() && a.is_none() {
+                continue;
+            }
+            let cell = |r: Option<&SteadyResult>,
+                        f: &dyn Fn(&SteadyResult) -> Option<Summary<f64>>| {
+                let Some(r) = r else { return "–".to_owned() };
+                let (_, lagging) = r.costs(role);
+                let mut text = count_cell(f(r));
+                if lagging > 0 {
+                    let _ = write!(text, "; {lagging} run(s) did not keep up under valgrind");
+                }
+                text
+            };
+            let ratio = match (
+                k.and_then(|r| r.per_advert(role)),
+                a.and_then(|r| r.per_advert(role)),
+            ) {
+                (Some(k), Some(a)) if k.median > 0.0 => format!("{:.2}", a.median / k.median),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} × {} | {} | {} | {} | {} | {} | {ratio} |",
+                steady.instances,
+                kube_vrrp_e2e::agent::duration_string(steady.advert),
+                role.as_str(),
+                cell(k, &|r| r.per_second(role)),
+                cell(a, &|r| r.per_second(role)),
+                cell(k, &|r| r.per_advert(role)),
+                cell(a, &|r| r.per_advert(role)),
+            );
+        }
+    }
+    out
+}
+
+fn native_markdown(results: &[SteadyResult], args: &Args, loads: &[f64]) -> String {
+    let max_load = loads.iter().copied().fold(f64::NAN, f64::max);
+    let mut out = format!(
+        "CPU (percent of one core), resident memory and wakeups (context switches per second, \
+         all threads) of both daemons of a native pair over {} s; median (min–max) of {} runs, \
+         each in a fresh lab; load average at the start of a run: up to {max_load:.2}.\n\n\
+         | instances × advert | role | keepalived CPU % | kube-vrrp CPU % | keepalived RSS MiB | kube-vrrp RSS MiB | keepalived wakeups/s | kube-vrrp wakeups/s |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        args.window, args.repeat
+    );
+    for steady in steady_cases() {
+        for role in ROLES {
+            let of = |kind| {
+                results
+                    .iter()
+                    .find(|r| r.steady == steady && r.kind == kind && !r.natives.is_empty())
+            };
+            let (k, a) = (of(DaemonKind::Keepalived), of(DaemonKind::Agent));
+            if k.is_none() && a.is_none() {
+                continue;
+            }
+            let cell = |r: Option<&SteadyResult>, value: &dyn Fn(&NativeUsage) -> f64, decimals| {
+                r.map_or("–".into(), |r| range_cell(r.native(value), decimals))
+            };
+            let _ = writeln!(
+                out,
+                "| {} × {} | {} | {} | {} | {} | {} | {} | {} |",
+                steady.instances,
+                kube_vrrp_e2e::agent::duration_string(steady.advert),
+                role.as_str(),
+                cell(k, &|n| n.of(role).cpu_percent, 3),
+                cell(a, &|n| n.of(role).cpu_percent, 3),
+                cell(k, &|n| n.of(role).rss_kib as f64 / 1024.0, 1),
+                cell(a, &|n| n.of(role).rss_kib as f64 / 1024.0, 1),
+                cell(k, &|n| n.of(role).wakeups_per_second, 1),
+                cell(a, &|n| n.of(role).wakeups_per_second, 1),
+            );
+        }
+    }
+    out
 }
 
 fn main() -> anyhow::Result<()> {
@@ -217,8 +569,8 @@ fn main() -> anyhow::Result<()> {
     require_root();
     // Debug logging of every packet is not what the benchmark measures.
     kube_vrrp_e2e::agent::set_log_filter("info");
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
+    if args.runs == 0 || args.repeat == 0 {
+        bail!("--runs and --repeat must be at least 1");
     }
     let kinds: &[DaemonKind] = match args.daemon {
         Which::Keepalived => &[DaemonKind::Keepalived],
@@ -228,116 +580,74 @@ fn main() -> anyhow::Result<()> {
     if kinds.contains(&DaemonKind::Agent) {
         kube_vrrp_e2e::agent::binary().context("the agent benchmark needs the agent binary")?;
     }
-    println!(
-        "{:<16} {:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9} {:>6} {:>6}",
-        "case",
-        "daemon",
-        "runs",
-        "min ms",
-        "median ms",
-        "max ms",
-        "rfc ms",
-        "med-rfc",
-        "fail",
-        "other"
-    );
+    let (started, start_load) = (now_utc(), load_average());
+    let began = Instant::now();
+    let mut loads = Vec::new();
     let mut any_failed = false;
-    for case in cases() {
-        if args
-            .only
-            .as_deref()
-            .is_some_and(|only| !case.name.contains(only))
-        {
-            continue;
-        }
-        let mut medians = Vec::new();
-        for &kind in kinds {
-            let result = run_case(kind, &case, args.runs);
-            any_failed |= result.failures > 0;
-            let (min, median, max) = result.summary.map_or((f64::NAN, f64::NAN, f64::NAN), |s| {
-                (ms(s.min), ms(s.median), ms(s.max))
-            });
-            println!(
-                "{:<16} {:<16} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>+9.1} {:>6} {:>6}",
-                case.name,
-                kind.as_str(),
-                args.runs,
-                min,
-                median,
-                max,
-                ms(result.expected),
-                median - ms(result.expected),
-                result.failures,
-                result.wrong_successor
-            );
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "case": case.name, "daemon": kind.as_str(), "runs": args.runs,
-                        "min_ms": min, "median_ms": median, "max_ms": max,
-                        "rfc_ms": ms(result.expected), "failures": result.failures,
-                        "wrong_successor": result.wrong_successor,
-                    })
-                );
-            }
-            medians.push(median);
-        }
-        if let [keepalived, agent] = medians.as_slice() {
-            println!(
-                "{:<16} ratio agent/keepalived (median): {:.3}",
-                case.name,
-                agent / keepalived
-            );
-        }
-    }
-    if !args.no_resources {
-        let window = Duration::from_secs(args.window);
-        println!(
-            "\n{:<16} {:<16} {:<7} {:>9} {:>10} {:>9}",
-            "case", "daemon", "role", "window s", "cpu %core", "rss MiB"
-        );
-        for count in RESOURCE_CASES {
-            let name = format!("resources-{count}");
-            if args
-                .only
-                .as_deref()
-                .is_some_and(|only| !name.contains(only))
-            {
+    let mut failovers = Vec::new();
+    if !args.no_failover {
+        for case in cases() {
+            if !selected(args.only.as_deref(), case.name) {
                 continue;
             }
             for &kind in kinds {
-                match run_resources(kind, count, window) {
-                    Ok((master, backup)) => {
-                        for (role, usage) in [("master", master), ("backup", backup)] {
-                            println!(
-                                "{:<16} {:<16} {:<7} {:>9.1} {:>10.3} {:>9.1}",
-                                name,
-                                kind.as_str(),
-                                role,
-                                usage.window.as_secs_f64(),
-                                usage.cpu_percent,
-                                usage.rss_kib as f64 / 1024.0
-                            );
-                            if args.json {
-                                println!(
-                                    "{}",
-                                    serde_json::json!({
-                                        "case": name, "daemon": kind.as_str(), "role": role,
-                                        "instances": count, "window_s": usage.window.as_secs_f64(),
-                                        "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
-                                    })
-                                );
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("  {} {name} failed: {e}", kind.as_str());
-                        any_failed = true;
-                    }
+                loads.push(load_average());
+                let result = run_case(kind, &case, args.runs);
+                any_failed |= result.failures > 0;
+                if let Some(s) = result.summary {
+                    eprintln!(
+                        "{} {}: median {:.1} ms ({:.1}–{:.1}), RFC {:.1} ms, {:+.1} ms",
+                        case.name,
+                        kind.as_str(),
+                        ms(s.median),
+                        ms(s.min),
+                        ms(s.max),
+                        ms(result.expected),
+                        ms(s.median) - ms(result.expected)
+                    );
                 }
+                if args.json {
+                    let s = result.summary;
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "case": case.name, "daemon": kind.as_str(), "runs": args.runs,
+                            "min_ms": s.map(|s| ms(s.min)), "median_ms": s.map(|s| ms(s.median)),
+                            "max_ms": s.map(|s| ms(s.max)), "rfc_ms": ms(result.expected),
+                            "failures": result.failures, "wrong_successor": result.wrong_successor,
+                        })
+                    );
+                }
+                failovers.push(result);
             }
         }
+    }
+    let mut steadies = Vec::new();
+    if !(args.no_cost && args.no_native) {
+        for steady in steady_cases() {
+            if !selected(args.only.as_deref(), &format!("steady-{}", steady.name())) {
+                continue;
+            }
+            for &kind in kinds {
+                let result = run_steady(kind, steady, &args, &mut loads);
+                any_failed |= result.failures > 0;
+                steadies.push(result);
+            }
+        }
+    }
+    println!(
+        "\n## Measured with `make bench` ({started}, {}; load average {start_load:.2} at the start; {:.0} min)\n",
+        machine(),
+        began.elapsed().as_secs_f64() / 60.0
+    );
+    if !failovers.is_empty() {
+        println!("{}", failover_markdown(&failovers, args.runs));
+    }
+    if !steadies.is_empty() && !args.no_cost {
+        println!("{}", cost_markdown(&steadies, &args));
+    }
+    if !steadies.is_empty() && !args.no_native {
+        println!("{}", native_markdown(&steadies, &args, &loads));
     }
     if any_failed {
         bail!("some runs failed (see above)");
@@ -356,23 +666,23 @@ mod tests {
         assert_eq!((odd.min, odd.median, odd.max), (ms(10), ms(20), ms(30)));
         let even = summarize(vec![ms(40), ms(10), ms(20), ms(30)]).unwrap();
         assert_eq!((even.min, even.median, even.max), (ms(10), ms(25), ms(40)));
-        assert!(summarize(Vec::new()).is_none());
+        assert!(summarize(Vec::<Duration>::new()).is_none());
+        let spread = summarize(vec![99.0, 100.0, 101.0]).unwrap();
+        assert!((spread.spread_percent() - 2.0).abs() < 1e-9);
     }
 
     #[test]
-    fn the_255_resource_instances_have_distinct_vrids_and_addresses() {
-        let instances = resource_instances(255);
-        assert_eq!(instances.len(), 255);
-        let vrids: std::collections::BTreeSet<u8> = instances.iter().map(|i| i.vrid).collect();
-        let vips: std::collections::BTreeSet<_> = instances
-            .iter()
-            .filter_map(InstanceSpec::first_vip)
-            .collect();
-        assert_eq!((vrids.len(), vips.len()), (255, 255));
-        assert!(instances.iter().all(|i| i.validate().is_ok()));
-        assert_eq!(
-            instances[254].first_vip().unwrap().to_string(),
-            "172.16.1.255"
-        );
+    fn counts_are_written_with_thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+        assert_eq!(thousands(-12_345.0), "-12,345");
+        assert_eq!(thousands(f64::NAN), "–");
+    }
+
+    #[test]
+    fn there_are_four_steady_cases_and_each_has_its_own_name() {
+        let names: Vec<String> = steady_cases().iter().map(Steady::name).collect();
+        assert_eq!(names, ["1x1s", "1x10ms", "255x1s", "255x10ms"]);
     }
 }

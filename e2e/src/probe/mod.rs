@@ -1,13 +1,18 @@
-//! Measurement probes: a VIP prober and a VRRP sniffer running in lab namespaces, and the
-//! failover measurement over what they recorded.
+//! Measurement probes running in lab namespaces: a VIP prober (who answers ARP / NS), a VRRP
+//! sniffer, a ping prober and a TCP stream; and the failover measurement over what they
+//! recorded.
 
+pub mod echo;
 pub mod failover;
 pub mod frame;
 pub mod neighbor;
 mod packet_socket;
 pub mod recording;
 pub mod sniffer;
+pub mod stream;
 
+pub use echo::{EchoProber, Ping, Pings};
 pub use failover::{Failover, MeasureError, measure_failover};
 pub use neighbor::{NeighborProber, NeighborReply};
 pub use sniffer::{Advert, AdvertSniffer};
+pub use stream::{Arrival, TcpStreamProbe};

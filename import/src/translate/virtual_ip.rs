@@ -145,6 +145,7 @@ pub fn merge(
         sync_group: agreed.sync_group,
         use_virtual_mac: agreed.vmac,
         track: (!agreed.track.is_empty()).then_some(agreed.track),
+        virtual_router: None,
     };
     let mut vip = VirtualIp::new(name, spec);
     vip.metadata.annotations = Some(BTreeMap::from([(

@@ -1,7 +1,8 @@
-//! The operator's controller: one global sync pass (VRID allocation is global) that plans,
+//! The operator's controller: one global sync pass (VRID allocation is global) that gives
+//! LoadBalancer Services their addresses and VirtualIPs (`load_balancers`), plans,
 //! server-side applies the VrrpNodes that differ, deletes those of nodes without work,
 //! folds every VirtualIP's and VirtualServer's status and writes the ones that changed,
-//! and emits Events.
+//! writes Services' ingress and pools' status, and emits Events.
 //!
 //! [`sync`] is the pass, a plain async function over a [`Snapshot`] of the watched
 //! objects, so tests drive it against a mocked API. [`run`] feeds it from reflectors,
@@ -9,6 +10,7 @@
 
 mod backoff;
 pub mod digest;
+mod load_balancers;
 mod run;
 mod slices;
 pub mod strip;
@@ -19,11 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::runtime::events::Reporter;
-use kube_vrrp_crds::{VirtualIp, VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpNode};
+use kube_vrrp_crds::{
+    ServiceRef, VirtualIp, VirtualIpPool, VirtualIpPoolStatus, VirtualIpStatus, VirtualServer,
+    VirtualServerStatus, VrrpNode,
+};
 use tokio::sync::watch;
 
 pub use backoff::ErrorBackoff;
@@ -31,6 +36,7 @@ pub use run::run;
 pub use sync::{placement_of, sync};
 
 use crate::fold::FoldConfig;
+use crate::load_balancer::{Failure, LbConfig};
 use crate::metrics::Metrics;
 use kube_vrrp_plan::PlanInput;
 
@@ -48,6 +54,12 @@ pub struct Config {
     pub debounce: Duration,
     /// Delays after failed passes.
     pub backoff: ErrorBackoff,
+    /// Serve LoadBalancer Services (`None`: Services, pools and namespaces are not read for
+    /// it and nothing is written for them).
+    pub load_balancers: Option<LbConfig>,
+    /// Writes of one kind a pass makes at once (VirtualIPs for Services, Service statuses,
+    /// Events, pool statuses); 1 makes them one by one, in a fixed order.
+    pub write_concurrency: usize,
     /// Which unhealthy nodes planning leaves out.
     pub nodes: kube_vrrp_plan::NodePolicy,
 }
@@ -59,6 +71,8 @@ impl Default for Config {
             resync: Duration::from_secs(10),
             debounce: Duration::from_millis(200),
             backoff: ErrorBackoff::default(),
+            load_balancers: None,
+            write_concurrency: 16,
             nodes: kube_vrrp_plan::NodePolicy::default(),
         }
     }
@@ -127,12 +141,22 @@ impl Context {
 /// write instead (so it neither writes twice nor emits an Event twice).
 #[derive(Debug, Default)]
 struct Memory {
+    /// VirtualIPs of Service addresses written (applied or deleted), by name.
+    lb_specs: HashMap<String, load_balancers::SpecWrite>,
+    /// Service ingress written: the store's resourceVersion then, and the ingress.
+    ingress: HashMap<ServiceRef, (Option<String>, Vec<LoadBalancerIngress>)>,
+    /// The allocation failures each Service was told of (an Event each).
+    failures: HashMap<ServiceRef, BTreeSet<Failure>>,
+    /// Pool statuses written: the store's resourceVersion then, and the status.
+    pool_statuses: HashMap<String, (Option<String>, VirtualIpPoolStatus)>,
     /// VrrpNode specs applied: the store's resourceVersion then, the spec's digest, and the
     /// generation the apply returned (a later generation with the same digest annotation
     /// means someone else edited the spec).
     specs: HashMap<String, (Option<String>, String, Option<i64>)>,
     deleted: HashMap<String, Option<String>>,
-    statuses: HashMap<String, (Option<String>, VirtualIpStatus)>,
+    /// VirtualIP statuses written: the resourceVersions at which the store lags behind the
+    /// write (the store's then, and those of spec writes this replica made just before).
+    statuses: HashMap<String, (Vec<Option<String>>, VirtualIpStatus)>,
     server_statuses: HashMap<String, (Option<String>, VirtualServerStatus)>,
     /// What each VirtualServer may still publish of real-server Events.
     server_event_budgets: HashMap<String, crate::fold::EventBudget>,
@@ -155,8 +179,12 @@ pub struct Snapshot {
     pub nodes: Vec<Arc<Node>>,
     /// EndpointSlices of the Services VirtualServers name.
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Services (stripped to their ports).
+    /// Services (stripped to their ports; LoadBalancers to what load balancing reads).
     pub services: Vec<Arc<Service>>,
+    /// VirtualIPPools (empty without load balancing).
+    pub virtual_ip_pools: Vec<Arc<VirtualIpPool>>,
+    /// Namespaces, stripped to their labels (empty without load balancing).
+    pub namespaces: Vec<Arc<Namespace>>,
     /// Every VrrpNode, with its status (the spec is stripped in the store; its digest
     /// annotation says what it holds).
     pub vrrp_nodes: Vec<Arc<VrrpNode>>,
@@ -175,6 +203,8 @@ impl Snapshot {
             nodes: shared(input.nodes),
             endpoint_slices: shared(input.endpoint_slices),
             services: shared(input.services),
+            virtual_ip_pools: Vec::new(),
+            namespaces: Vec::new(),
             vrrp_nodes: shared(vrrp_nodes),
         }
     }
@@ -199,6 +229,14 @@ pub struct SyncOutcome {
     pub events: usize,
     /// Planner conflicts.
     pub conflicts: usize,
+    /// VirtualIPs of Service addresses applied, by name.
+    pub virtual_ips_applied: Vec<String>,
+    /// VirtualIPs of Service addresses deleted, by name.
+    pub virtual_ips_deleted: Vec<String>,
+    /// Services whose load balancer status was written (`namespace/name`).
+    pub service_statuses: Vec<String>,
+    /// VirtualIPPools whose status was written, by name.
+    pub pool_statuses: Vec<String>,
 }
 
 /// Why a pass failed, for logs and the `reason` metric label.
@@ -218,6 +256,14 @@ pub enum ErrorReason {
     LeaseStopped,
     /// A watch's store was dropped: the controller cannot see the cluster.
     WatchStopped,
+    /// Applying the VirtualIP of a Service address failed.
+    ApplyVirtualIp,
+    /// Deleting the VirtualIP of a released address failed.
+    DeleteVirtualIp,
+    /// Writing a Service's load balancer status failed.
+    WriteServiceStatus,
+    /// Writing a VirtualIPPool status failed.
+    WritePoolStatus,
 }
 
 impl ErrorReason {
@@ -231,6 +277,10 @@ impl ErrorReason {
             Self::RollCall => "RollCall",
             Self::LeaseStopped => "LeaseStopped",
             Self::WatchStopped => "WatchStopped",
+            Self::ApplyVirtualIp => "ApplyVirtualIp",
+            Self::DeleteVirtualIp => "DeleteVirtualIp",
+            Self::WriteServiceStatus => "WriteServiceStatus",
+            Self::WritePoolStatus => "WritePoolStatus",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Feeding the sync pass: reflectors over VirtualIP, VirtualServer, Node, Service and
-//! VrrpNode fill in-memory stores, each object stripped to what a pass reads
+//! VrrpNode (and, with load balancing, VirtualIPPool and Namespace) fill in-memory stores, each object stripped to what a pass reads
 //! ([`super::strip`]); the EndpointSlices of the backend Services only are followed by
 //! [`BackendSlices`]. Any change, a periodic resync or a change of leadership triggers one
 //! debounced pass over `Arc`s shared with the stores (no copies); a failed pass is retried
@@ -11,12 +11,12 @@ use std::time::Instant;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode};
+use kube_vrrp_crds::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until};
@@ -33,6 +33,8 @@ struct Stores {
     services: Store<Service>,
     vrrp_nodes: Store<VrrpNode>,
     slices: BackendSlices,
+    /// Pools and namespaces, with load balancing only.
+    load_balancing: Option<(Store<VirtualIpPool>, Store<Namespace>)>,
 }
 
 impl Stores {
@@ -48,6 +50,16 @@ impl Stores {
             nodes: self.nodes.state(),
             endpoint_slices: self.slices.snapshot(),
             services: self.services.state(),
+            virtual_ip_pools: self
+                .load_balancing
+                .as_ref()
+                .map(|(pools, _)| pools.state())
+                .unwrap_or_default(),
+            namespaces: self
+                .load_balancing
+                .as_ref()
+                .map(|(_, namespaces)| namespaces.state())
+                .unwrap_or_default(),
             vrrp_nodes: self.vrrp_nodes.state(),
         }
     }
@@ -74,6 +86,16 @@ impl Stores {
             .wait_until_ready()
             .await
             .map_err(stopped("VrrpNode"))?;
+        if let Some((pools, namespaces)) = &self.load_balancing {
+            pools
+                .wait_until_ready()
+                .await
+                .map_err(stopped("VirtualIPPool"))?;
+            namespaces
+                .wait_until_ready()
+                .await
+                .map_err(stopped("Namespace"))?;
+        }
         self.slices.want(backend_names(
             self.virtual_servers.state().iter().map(AsRef::as_ref),
         ));
@@ -148,6 +170,22 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
             strip::vrrp_node,
             &mut changes,
         ),
+        load_balancing: ctx.config.load_balancers.as_ref().map(|_| {
+            (
+                watch(
+                    Api::all(client.clone()),
+                    LIST_PAGE,
+                    strip::virtual_ip_pool,
+                    &mut changes,
+                ),
+                watch(
+                    Api::all(client.clone()),
+                    LIST_PAGE,
+                    strip::namespace,
+                    &mut changes,
+                ),
+            )
+        }),
         slices: BackendSlices::start(client, trigger.clone()),
     };
 
@@ -207,13 +245,21 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
                         || !outcome.statuses.is_empty()
                         || !outcome.server_statuses.is_empty()
                         || !outcome.roll_calls.is_empty()
+                        || !outcome.virtual_ips_applied.is_empty()
+                        || !outcome.virtual_ips_deleted.is_empty()
+                        || !outcome.service_statuses.is_empty()
+                        || !outcome.pool_statuses.is_empty()
                     {
                         tracing::info!(
                             applied = ?outcome.applied,
                             deleted = ?outcome.deleted,
-                            statuses = ?outcome.statuses,
+                            statuses = outcome.statuses.len(),
                             server_statuses = ?outcome.server_statuses,
                             roll_calls = ?outcome.roll_calls,
+                            virtual_ips_applied = outcome.virtual_ips_applied.len(),
+                            virtual_ips_deleted = outcome.virtual_ips_deleted.len(),
+                            service_statuses = outcome.service_statuses.len(),
+                            pool_statuses = ?outcome.pool_statuses,
                             events = outcome.events,
                             conflicts = outcome.conflicts,
                             "sync pass wrote changes"

@@ -5,15 +5,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeCondition, NodeSpec, NodeStatus, Service, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use kube::api::ObjectMeta;
-use kube_vrrp_crds::{VirtualIp, VirtualServer, VrrpNode, VrrpNodeSpec};
+use kube_vrrp_crds::{VirtualIp, VirtualIpPool, VirtualServer, VrrpNode, VrrpNodeSpec};
 
 /// kubectl's copy of the whole object, in an annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The label EndpointSlices carry naming their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Annotations of ours on Services (requested addresses, pools, sharing key).
+const KUBE_VRRP_PREFIX: &str = "kubevrrp.io/";
 
 /// The identity a store needs (name, namespace, uid, resourceVersion, generation, creation
 /// time), plus the labels and annotations `keep` lets through.
@@ -87,15 +91,62 @@ pub fn node(node: &mut Node) {
     });
 }
 
-/// A Service: its name and ports (the planner maps a numbered backendRef port to a port name).
+/// A Service: its name and ports (the planner maps a numbered backendRef port to a port name);
+/// a Service of type LoadBalancer also keeps what load balancing reads: its creation time,
+/// labels (pool selectors), kube-vrrp annotations, class, requested address, families,
+/// traffic policy and its load balancer status.
 pub fn service(service: &mut Service) {
-    service.metadata = identity(&service.metadata, |_| false);
-    let ports = service.spec.as_ref().and_then(|s| s.ports.clone());
-    service.spec = Some(ServiceSpec {
-        ports,
-        ..ServiceSpec::default()
+    let spec = service.spec.take().unwrap_or_default();
+    let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+    let mut meta = identity(&service.metadata, |_| load_balancer);
+    if load_balancer {
+        meta.deletion_timestamp
+            .clone_from(&service.metadata.deletion_timestamp);
+        let ours: BTreeMap<String, String> = service
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(KUBE_VRRP_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        meta.annotations = (!ours.is_empty()).then_some(ours);
+    }
+    service.metadata = meta;
+    service.spec = Some(if load_balancer {
+        ServiceSpec {
+            ports: spec.ports,
+            type_: spec.type_,
+            load_balancer_class: spec.load_balancer_class,
+            load_balancer_ip: spec.load_balancer_ip,
+            ip_families: spec.ip_families,
+            external_traffic_policy: spec.external_traffic_policy,
+            ..ServiceSpec::default()
+        }
+    } else {
+        ServiceSpec {
+            ports: spec.ports,
+            type_: spec.type_,
+            ..ServiceSpec::default()
+        }
     });
-    service.status = None;
+    if !load_balancer {
+        service.status = None;
+    } else if let Some(status) = service.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+/// A Namespace: its name and labels (pools select Services by their namespace's labels).
+pub fn namespace(namespace: &mut Namespace) {
+    namespace.metadata = identity(&namespace.metadata, |_| true);
+    namespace.spec = None;
+    namespace.status = None;
+}
+
+/// A VirtualIPPool: as a VirtualIP.
+pub fn virtual_ip_pool(pool: &mut VirtualIpPool) {
+    lighten(&mut pool.metadata);
 }
 
 /// An EndpointSlice: its Service label, address type, ports, and each endpoint's addresses
@@ -147,6 +198,7 @@ mod tests {
             "spec": {"podCIDR": "10.244.0.0/24", "unschedulable": true},
             "status": {
                 "addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                              {"type": "ExternalIP", "address": "198.51.100.1"},
                               {"type": "Hostname", "address": "n1"}],
                 "images": [{"names": ["registry/app:1"], "sizeBytes": 1}],
                 "conditions": [{"type": "Ready", "status": "True",
@@ -163,6 +215,7 @@ mod tests {
                 "metadata": {"name": "n1", "labels": {"zone": "a"}},
                 "spec": {"unschedulable": true},
                 "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                                         {"type": "ExternalIP", "address": "198.51.100.1"},
                                          {"type": "Hostname", "address": "n1"}],
                            "conditions": [{"type": "Ready", "status": "True"}]},
             })
@@ -170,11 +223,13 @@ mod tests {
     }
 
     #[test]
-    fn a_service_keeps_its_ports_only() {
+    fn a_service_keeps_its_ports_and_type_only() {
         let mut s: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-            "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                         "annotations": {"kubevrrp.io/pool": "lan"}},
+            "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.10", "type": "ClusterIP",
                      "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}},
         }))
         .unwrap();
         service(&mut s);
@@ -183,7 +238,44 @@ mod tests {
             json!({
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "web", "namespace": "shop"},
-                "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+                "spec": {"type": "ClusterIP",
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_load_balancer_keeps_what_load_balancing_reads() {
+        let mut s: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+                         "creationTimestamp": "2026-11-22T03:00:00Z",
+                         "labels": {"app": "web"},
+                         "annotations": {"kubevrrp.io/pool": "lan", "team": "x", LAST_APPLIED: "{}"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": "kubevrrp.io/vrrp",
+                     "loadBalancerIP": "10.0.0.5", "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack", "externalTrafficPolicy": "Local",
+                     "selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+                     "ports": [{"port": 80, "nodePort": 30080}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5", "ipMode": "VIP"}]},
+                       "conditions": [{"type": "x", "status": "True", "reason": "r", "message": "",
+                                       "lastTransitionTime": "2026-11-22T03:00:00Z"}]},
+        }))
+        .unwrap();
+        service(&mut s);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "shop", "uid": "u1",
+                             "creationTimestamp": "2026-11-22T03:00:00Z",
+                             "labels": {"app": "web"},
+                             "annotations": {"kubevrrp.io/pool": "lan"}},
+                "spec": {"type": "LoadBalancer", "loadBalancerClass": "kubevrrp.io/vrrp",
+                         "loadBalancerIP": "10.0.0.5", "ipFamilies": ["IPv4"],
+                         "externalTrafficPolicy": "Local",
+                         "ports": [{"port": 80, "nodePort": 30080}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5", "ipMode": "VIP"}]}},
             })
         );
     }

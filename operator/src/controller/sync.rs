@@ -17,11 +17,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::digest::{SPEC_DIGEST_ANNOTATION, spec_digest};
+use super::load_balancers::{self, Seen};
 use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
 use crate::fold::{
     ConflictNote, EventBudget, EventSeverity, FoldEvent, Placement, Reports, ServerView,
     fold_reports, fold_virtual_server, server_events,
 };
+use crate::load_balancer::is_managed;
 use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
 use kube_vrrp_plan::{Objects, Plan, plan_objects};
 
@@ -46,10 +48,15 @@ pub fn placement_of(plan: &Plan, virtual_ip: &str) -> Placement {
         (Some(a), None) => a.priorities.keys().cloned().collect(),
         _ => BTreeSet::new(),
     };
+    let instance = match (allocation, &conflict) {
+        (Some(a), None) => a.instance.clone(),
+        _ => None,
+    };
     Placement {
         virtual_router_id: allocation.map(|a| a.virtual_router_id),
         selected,
         conflict,
+        instance,
     }
 }
 
@@ -73,30 +80,31 @@ struct Name<'a> {
     annotations: Option<BTreeMap<&'static str, &'a str>>,
 }
 
-fn apply_params() -> PatchParams {
+pub(super) fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-fn memory(ctx: &Context) -> MutexGuard<'_, Memory> {
+pub(super) fn memory(ctx: &Context) -> MutexGuard<'_, Memory> {
     ctx.memory.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `vip` with the status this replica last wrote, while the store still lags behind it (a
+/// `seen` with the status this replica last wrote, while the store still lags behind it (a
 /// copy only then).
-fn as_written<'a>(ctx: &Context, vip: &'a VirtualIp) -> Cow<'a, VirtualIp> {
-    let name = vip.name_any();
+fn status_as_written(ctx: &Context, seen: &mut Seen<'_>) {
+    let name = seen.vip.name_any();
+    let store_rv = seen.lagging.first().cloned().flatten();
     let mut mem = memory(ctx);
     match mem.statuses.get(&name) {
-        Some((rv, status)) if *rv == vip.metadata.resource_version => {
-            let mut v = vip.clone();
-            v.status = Some(status.clone());
-            Cow::Owned(v)
+        Some((lagging, status))
+            if lagging.contains(&store_rv) && seen.vip.status.as_ref() != Some(status) =>
+        {
+            seen.vip.to_mut().status = Some(status.clone());
         }
+        Some((lagging, _)) if lagging.contains(&store_rv) => {}
         Some(_) => {
             mem.statuses.remove(&name);
-            Cow::Borrowed(vip)
         }
-        None => Cow::Borrowed(vip),
+        None => {}
     }
 }
 
@@ -322,7 +330,7 @@ where
         })
 }
 
-fn count_error(ctx: &Context, e: &Error) {
+pub(super) fn count_error(ctx: &Context, e: &Error) {
     tracing::warn!(reason = e.reason().as_str(), error = %e, "sync write failed");
     ctx.metrics
         .reconcile_errors_total
@@ -348,13 +356,39 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     };
     let mut errors: Vec<Error> = Vec::new();
 
-    let virtual_ips: Vec<Cow<'_, VirtualIp>> = snapshot
-        .virtual_ips
-        .iter()
-        .map(|v| as_written(ctx, v))
-        .collect();
+    // The VirtualIPs this pass plans with: the store's, with what this replica wrote where
+    // the store lags; first the VirtualIPs of LoadBalancer Services are brought in line.
+    let mut seen: Vec<Seen<'_>> = if ctx.config.load_balancers.is_some() {
+        load_balancers::overlay(ctx, snapshot)
+    } else {
+        snapshot
+            .virtual_ips
+            .iter()
+            .map(|v| Seen {
+                vip: Cow::Borrowed(v.as_ref()),
+                lagging: vec![v.metadata.resource_version.clone()],
+            })
+            .collect()
+    };
+    let allocation = match &ctx.config.load_balancers {
+        Some(config) => Some(
+            load_balancers::allocate_and_apply(
+                ctx,
+                config,
+                snapshot,
+                &mut seen,
+                &mut outcome,
+                &mut errors,
+            )
+            .await,
+        ),
+        None => None,
+    };
+    for s in &mut seen {
+        status_as_written(ctx, s);
+    }
     let objects = Objects {
-        virtual_ips: virtual_ips.iter().map(AsRef::as_ref).collect(),
+        virtual_ips: seen.iter().map(|s| s.vip.as_ref()).collect(),
         virtual_servers: snapshot.virtual_servers.iter().map(AsRef::as_ref).collect(),
         nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
         endpoint_slices: snapshot.endpoint_slices.iter().map(AsRef::as_ref).collect(),
@@ -418,7 +452,9 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     let mut masters: BTreeMap<String, String> = BTreeMap::new();
     let mut roll_calls: BTreeMap<String, Timestamp> = BTreeMap::new();
     let reports = Reports::new(snapshot.now, &ctx.config.fold, &snapshot.vrrp_nodes);
-    for (vip, stored) in virtual_ips.iter().zip(&snapshot.virtual_ips) {
+    let mut lb_folded: BTreeMap<String, load_balancers::Folded> = BTreeMap::new();
+    for s in &seen {
+        let vip = s.vip.as_ref();
         let Some(name) = vip.metadata.name.as_deref() else {
             continue;
         };
@@ -443,21 +479,31 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             .virtualip_ready
             .get_or_create(&labels)
             .set(i64::from(folded.ready()));
+        let managed = allocation.is_some() && is_managed(vip);
+        if managed {
+            lb_folded.insert(
+                name.to_owned(),
+                load_balancers::Folded {
+                    answering: !folded.fresh_masters.is_empty(),
+                    conflict: placement.conflict.as_ref().map(|c| c.message.clone()),
+                    events: Vec::new(),
+                },
+            );
+        }
         if vip.status.as_ref() == Some(&folded.status) {
             continue;
         }
         match write_status::<VirtualIp, _>(ctx, "VirtualIP", name, &folded.status).await {
             Ok(()) => {
-                memory(ctx).statuses.insert(
-                    name.to_owned(),
-                    (
-                        stored.metadata.resource_version.clone(),
-                        folded.status.clone(),
-                    ),
-                );
+                memory(ctx)
+                    .statuses
+                    .insert(name.to_owned(), (s.lagging.clone(), folded.status.clone()));
                 outcome.statuses.push(name.to_owned());
+                if let Some(f) = lb_folded.get_mut(name) {
+                    f.events.clone_from(&folded.events);
+                }
                 for event in &folded.events {
-                    match publish(ctx, "VirtualIP", vip.as_ref(), event).await {
+                    match publish(ctx, "VirtualIP", vip, event).await {
                         Ok(()) => outcome.events += 1,
                         // An Event is best effort: counted, but the status is written.
                         Err(e) => count_error(ctx, &e),
@@ -478,6 +524,19 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             }
             Err(e) => errors.push(e),
         }
+    }
+
+    // LoadBalancer Services: ingress, Events; pools: status.
+    if let Some(allocation) = &allocation {
+        load_balancers::publish_results(
+            ctx,
+            snapshot,
+            allocation,
+            &lb_folded,
+            &mut outcome,
+            &mut errors,
+        )
+        .await;
     }
 
     // VirtualServer statuses, as the MASTER of their VirtualIP sees them.

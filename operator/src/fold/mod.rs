@@ -103,6 +103,9 @@ pub struct Placement {
     pub selected: BTreeSet<String>,
     /// Why the planner refused the VirtualIP, if it did.
     pub conflict: Option<ConflictNote>,
+    /// The virtual router whose instance carries the VirtualIP; `None`: the VirtualIP is an
+    /// instance of its own (nodes report it under its own name).
+    pub instance: Option<String>,
 }
 
 /// A planner conflict: its reason name (`ConflictReason::as_str()`) and message.
@@ -336,15 +339,17 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
     let stale = &reports.stale;
     let mut rejected: BTreeMap<&str, &RejectedInstance> = BTreeMap::new();
     let mut lagging_nodes: BTreeMap<&str, NodeTrouble> = BTreeMap::new();
+    // Nodes report the instance, which is the VirtualIP's own or its virtual router's.
+    let instance = placement.instance.as_deref().unwrap_or(name);
     for report in &reports.fresh {
         let node = report.node;
-        if let Some(r) = report.rejected.get(name) {
+        if let Some(r) = report.rejected.get(instance) {
             rejected.insert(node, r);
         }
         if let Some(trouble) = &report.lagging {
             lagging_nodes.insert(node, trouble.clone());
         }
-        if let Some(instance) = report.instances.get(name) {
+        if let Some(instance) = report.instances.get(instance) {
             seen.push(Seen {
                 node,
                 instance,

@@ -118,11 +118,30 @@ impl Edge {
                     );
                 }
                 Action::Announce => assert!(self.vips_held, "announce without VIPs"),
+                Action::HandoverEnded(_) => {
+                    assert!(self.vips_held, "a handover ended without VIPs");
+                    assert_eq!(
+                        state,
+                        State::Initialize,
+                        "a handover ended outside Initialize"
+                    );
+                }
                 Action::EffectivePriorityChanged { .. } => {}
             }
         }
         assert_eq!(state, instance.state(), "transitions do not add up");
-        assert_eq!(self.vips_held, instance.state() == State::Master);
+        assert_eq!(self.vips_held, instance.holds_vips());
+        assert_eq!(
+            instance.holds_vips(),
+            instance.state() == State::Master || instance.is_handing_over()
+        );
+        if instance.is_handing_over() {
+            assert_eq!(
+                instance.state(),
+                State::Initialize,
+                "handing over outside Initialize"
+            );
+        }
     }
 }
 
@@ -134,6 +153,13 @@ fn check_instance(instance: &Instance, now: Instant) {
         State::Backup | State::Master => {
             let deadline = instance.next_deadline().expect("running without a timer");
             assert!(deadline > now, "timer armed in the past");
+        }
+        State::Initialize if instance.is_handing_over() => {
+            let deadline = instance
+                .next_deadline()
+                .expect("handing over without a timer");
+            assert!(deadline > now, "timer armed in the past");
+            assert!(deadline <= instance.handover_until().expect("handover without an end"));
         }
         State::Initialize | State::Fault => assert_eq!(instance.next_deadline(), None),
     }

@@ -111,6 +111,7 @@ fn interval_below_ten_milliseconds_is_raised_to_ten() {
 fn initialize_owner_startup_sends_advert_announces_and_becomes_master() {
     // §6.4.1: "If the Priority = 255 ... Send an ADVERTISEMENT, broadcast gratuitous ARP /
     // send Unsolicited NA, set the Adver_Timer to Advertisement_Interval, transition to Master".
+    // The addresses are taken and announced before the advert goes (make-before-break).
     let t0 = Instant::now();
     let mut instance = Instance::new(config(255));
     let actions = instance.handle(t0, Event::Startup);
@@ -118,12 +119,12 @@ fn initialize_owner_startup_sends_advert_announces_and_becomes_master() {
         actions,
         vec![
             changed(State::Initialize, State::Master, TransitionReason::Owner),
+            Action::AddVips,
+            Action::Announce,
             Action::SendAdvert {
                 priority: 255,
                 max_advert_interval: Duration::from_secs(1)
             },
-            Action::AddVips,
-            Action::Announce,
         ]
     );
     assert_eq!(instance.next_deadline(), Some(t0 + Duration::from_secs(1)));
@@ -219,7 +220,8 @@ fn backup_shutdown_cancels_master_down_timer_and_returns_to_initialize() {
 #[test]
 fn backup_master_down_timer_expiry_sends_advert_announces_and_becomes_master() {
     // §6.4.2: "If the Master_Down_Timer fires, then: Send an ADVERTISEMENT, broadcast
-    // gratuitous ARP / Unsolicited NA, set the Adver_Timer, transition to Master".
+    // gratuitous ARP / Unsolicited NA, set the Adver_Timer, transition to Master". The
+    // addresses are taken and announced before the advert goes (make-before-break).
     let t0 = Instant::now();
     let mut instance = backup(config(100), t0);
     let at = t0 + Duration::from_micros(3_609_375);
@@ -231,12 +233,12 @@ fn backup_master_down_timer_expiry_sends_advert_announces_and_becomes_master() {
                 State::Master,
                 TransitionReason::MasterDownTimer
             ),
+            Action::AddVips,
+            Action::Announce,
             Action::SendAdvert {
                 priority: 100,
                 max_advert_interval: Duration::from_secs(1)
             },
-            Action::AddVips,
-            Action::Announce,
         ]
     );
     assert_eq!(instance.next_deadline(), Some(at + Duration::from_secs(1)));
@@ -447,24 +449,213 @@ fn master_adver_timer_expiry_sends_advert_and_rearms() {
     assert_eq!(instance.next_deadline(), Some(at + Duration::from_secs(1)));
 }
 
+fn stop_advert() -> Action {
+    Action::SendAdvert {
+        priority: 0,
+        max_advert_interval: Duration::from_secs(1),
+    }
+}
+
 #[test]
-fn master_shutdown_sends_priority_zero_and_removes_vips() {
+fn master_shutdown_sends_priority_zero_and_keeps_its_vips_for_the_new_master() {
     // §6.4.3: "If a Shutdown event is received, then: Cancel the Adver_Timer, send an
-    // ADVERTISEMENT with Priority = 0, transition to the Initialize state".
+    // ADVERTISEMENT with Priority = 0, transition to the Initialize state". The addresses stay
+    // (make-before-break): §6.4.1 places no rule on answering ARP in Initialize.
     let t0 = Instant::now();
     let (mut instance, became) = master(config(100), t0);
+    let left = became + ms(10);
     assert_eq!(
-        instance.handle(became + ms(10), Event::Shutdown),
+        instance.handle(left, Event::Shutdown),
         vec![
             changed(State::Master, State::Initialize, TransitionReason::Shutdown),
-            Action::SendAdvert {
-                priority: 0,
-                max_advert_interval: Duration::from_secs(1)
-            },
+            stop_advert(),
+        ]
+    );
+    assert_eq!(instance.state(), State::Initialize);
+    assert!(!instance.is_started());
+    assert!(instance.is_handing_over());
+    assert!(instance.holds_vips());
+    assert_eq!(instance.master_address(), None);
+    assert!(!instance.accepts_vip_traffic());
+    // The Adver_Timer is cancelled; the handover's timer repeats priority 0 one interval on.
+    assert_eq!(
+        instance.next_deadline(),
+        Some(left + Duration::from_secs(1))
+    );
+    assert_eq!(
+        instance.handover_until(),
+        Some(left + Duration::from_secs(3))
+    );
+}
+
+#[test]
+fn a_master_handing_over_lets_go_at_the_new_masters_first_advert() {
+    // §6.4.2: a Backup hearing priority 0 takes over after Skew_Time and advertises; only a
+    // Master advertises, so the first non-zero advert is the new Master's. It announced the
+    // addresses before sending it: now they go.
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(150), t0);
+    let left = became + ms(10);
+    instance.handle(left, Event::Shutdown);
+    let skew = left + Duration::from_micros(609_375);
+    assert_eq!(
+        instance.handle(skew, advert(HIGHER_ADDRESS, 100, Duration::from_secs(1))),
+        vec![
+            Action::HandoverEnded(super::HandoverEnd::NewMaster(HIGHER_ADDRESS)),
             Action::RemoveVips,
         ]
     );
+    assert!(!instance.is_handing_over());
+    assert!(!instance.holds_vips());
+    assert_eq!(instance.state(), State::Initialize);
     assert_eq!(instance.next_deadline(), None);
+    // Later adverts change nothing: Initialize ignores them (§6.4.1).
+    assert!(
+        instance
+            .handle(
+                skew + ms(5),
+                advert(HIGHER_ADDRESS, 100, Duration::from_secs(1))
+            )
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_lower_priority_router_taking_over_also_ends_the_handover() {
+    // Whatever its priority: a router that advertises after our priority 0 is the Master.
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(200), t0);
+    instance.handle(became, Event::Shutdown);
+    let actions = instance.handle(became + ms(700), advert(LOWER_ADDRESS, 1, ms(1000)));
+    assert_eq!(actions.last(), Some(&Action::RemoveVips));
+}
+
+#[test]
+fn another_routers_priority_zero_does_not_end_a_handover() {
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(100), t0);
+    instance.handle(became, Event::Shutdown);
+    assert!(
+        instance
+            .handle(became + ms(1), advert(HIGHER_ADDRESS, 0, ms(1000)))
+            .is_empty()
+    );
+    assert!(instance.is_handing_over());
+}
+
+#[test]
+fn a_handover_repeats_priority_zero_every_interval_and_lets_go_after_three() {
+    // One lost priority-0 advert must not leave the Backups waiting Master_Down_Interval
+    // (3 intervals + Skew_Time) after the addresses went: it is repeated each interval.
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(100), t0);
+    instance.handle(became, Event::Shutdown);
+    let second = became + Duration::from_secs(1);
+    assert_eq!(instance.next_deadline(), Some(second));
+    assert!(instance.handle(became + ms(999), Event::Timeout).is_empty());
+    assert_eq!(instance.handle(second, Event::Timeout), vec![stop_advert()]);
+    let third = became + Duration::from_secs(2);
+    assert_eq!(instance.next_deadline(), Some(third));
+    assert_eq!(instance.handle(third, Event::Timeout), vec![stop_advert()]);
+    let end = became + Duration::from_secs(3);
+    assert_eq!(instance.next_deadline(), Some(end));
+    assert_eq!(
+        instance.handle(end, Event::Timeout),
+        vec![
+            Action::HandoverEnded(super::HandoverEnd::TimedOut),
+            Action::RemoveVips,
+        ]
+    );
+    assert!(!instance.holds_vips());
+    assert_eq!(instance.next_deadline(), None);
+}
+
+#[test]
+fn the_handover_timeout_is_three_intervals_and_at_most_ten_seconds() {
+    assert_eq!(super::handover_timeout(ms(10)), ms(30));
+    assert_eq!(super::handover_timeout(Duration::ZERO), ms(30));
+    assert_eq!(
+        super::handover_timeout(Duration::from_secs(1)),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        super::handover_timeout(Duration::from_secs(255)),
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn a_master_whose_interface_is_down_releases_its_vips_at_shutdown() {
+    // Nobody can be answered through a dead link: no reason to wait.
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(100), t0);
+    // The edge reports the link down after shutdown began...
+    instance.handle(became, Event::Shutdown);
+    assert_eq!(
+        instance.handle(became + ms(1), Event::InterfaceDown),
+        vec![
+            Action::HandoverEnded(super::HandoverEnd::InterfaceDown),
+            Action::RemoveVips,
+        ]
+    );
+    // ...or before (a Master with its link down is in Fault, which already released them).
+    let (mut instance, became) = master(config(100), t0);
+    let actions = instance.handle(became, Event::InterfaceDown);
+    assert!(actions.contains(&Action::RemoveVips));
+    assert!(
+        instance
+            .handle(became, Event::Shutdown)
+            .iter()
+            .all(|a| *a != Action::RemoveVips)
+    );
+    assert!(!instance.is_handing_over());
+}
+
+#[test]
+fn started_again_while_handing_over_the_instance_lets_go_and_rejoins_as_backup() {
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(100), t0);
+    instance.handle(became, Event::Shutdown);
+    let actions = instance.handle(became + ms(5), Event::Startup);
+    assert_eq!(
+        &actions[..3],
+        &[
+            Action::HandoverEnded(super::HandoverEnd::Restarted),
+            Action::RemoveVips,
+            changed(State::Initialize, State::Backup, TransitionReason::Startup),
+        ]
+    );
+    assert_eq!(instance.state(), State::Backup);
+    assert!(!instance.holds_vips());
+}
+
+#[test]
+fn a_handing_over_instance_ignores_trackers_faults_and_forces() {
+    let t0 = Instant::now();
+    let (mut instance, became) = master(config(100), t0);
+    instance.handle(became, Event::Shutdown);
+    let fault = Tracking {
+        weight_delta: 0,
+        fault: true,
+    };
+    assert!(instance.handle(became, Event::Tracking(fault)).is_empty());
+    assert!(
+        instance
+            .handle(
+                became,
+                Event::EdgeFaults(EdgeFaults {
+                    address_conflict: true,
+                    ..EdgeFaults::default()
+                })
+            )
+            .is_empty()
+    );
+    assert!(
+        instance
+            .handle(became, Event::Force(super::ForcedState::Backup))
+            .is_empty()
+    );
+    assert!(instance.is_handing_over());
 }
 
 #[test]
@@ -758,7 +949,7 @@ fn backup_whose_priority_rises_above_the_master_preempts_after_master_down_inter
         )
     );
     assert_eq!(
-        actions[1],
+        actions[3],
         Action::SendAdvert {
             priority: 130,
             max_advert_interval: Duration::from_secs(1)

@@ -1,0 +1,772 @@
+//! LoadBalancer Services against the real cluster lab: a kube-apiserver and etcd built from Go
+//! modules, the chart installed with Helm (its default values serve the `kubevrrp.io/vrrp`
+//! class), two operator replicas and one agent per node namespace with the chart's RBAC. Each
+//! scenario creates a `VirtualIPPool` on the lab's switch and Services of type LoadBalancer,
+//! and asserts on what a user sees (`kubectl get svc`, the Service's ingress and Events, the
+//! VirtualIP) and on what the client namespace sees (who answers ARP for the address).
+//!
+//! Needs root, the control plane (`make controlplane`), kubectl and Helm (`make tools`) and the
+//! workspace binaries; a missing piece fails with what to run.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use kube_vrrp_e2e::cluster::user::{User, poll};
+use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
+use kube_vrrp_e2e::probe::NeighborProber;
+use kube_vrrp_e2e::{Mac, exposition, netns};
+use serde_json::{Value, json};
+
+/// How often the scenarios look at the API server.
+const POLL: Duration = Duration::from_millis(50);
+/// The pool's two addresses on the lab's switch (no node, client or lab host uses them).
+const FIRST: &str = "192.168.77.200";
+const LAST: &str = "192.168.77.201";
+/// The pool's advert interval (the pool default for VRRPv3, written out).
+const ADVERT: Duration = Duration::from_millis(100);
+/// The label the pool's nodeSelector asks for.
+const LB_LABEL: &str = "kubevrrp.io/lb";
+
+fn up() -> Cluster {
+    netns::require_root();
+    let started = Instant::now();
+    let cluster =
+        Cluster::up(&ClusterSpec::default()).unwrap_or_else(|e| panic!("cluster lab: {e}"));
+    eprintln!(
+        "cluster lab up in {:.1} s (Kubernetes v{})",
+        started.elapsed().as_secs_f64(),
+        cluster.control_plane().k8s_version()
+    );
+    cluster
+}
+
+/// Pool `lan`: the two addresses, VRRP on the nodes labelled [`LB_LABEL`], n1 preferred.
+fn pool_manifest() -> String {
+    json!({
+        "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualIPPool",
+        "metadata": {"name": "lan"},
+        "spec": {
+            "addresses": [format!("{FIRST}-{LAST}")],
+            "vrrp": {
+                "advertInterval": "100ms",
+                "nodeSelector": {"matchLabels": {LB_LABEL: "true"}},
+                "priorities": [
+                    {"nodeName": "n1", "priority": 150},
+                    {"nodeName": "n2", "priority": 100},
+                    {"nodeName": "n3", "priority": 50},
+                ],
+            },
+        },
+    })
+    .to_string()
+}
+
+/// A LoadBalancer Service of kube-vrrp's class in namespace `default`.
+fn service_manifest(name: &str) -> String {
+    annotated_service_manifest(name, &json!({}))
+}
+
+/// [`service_manifest`] with `annotations`.
+fn annotated_service_manifest(name: &str, annotations: &Value) -> String {
+    custom_service_manifest(name, annotations, 80, "Cluster")
+}
+
+/// A LoadBalancer Service of kube-vrrp's class with `annotations`, one TCP `port` and
+/// `externalTrafficPolicy: policy`.
+fn custom_service_manifest(name: &str, annotations: &Value, port: u16, policy: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "kubevrrp.io/vrrp",
+            "selector": {"app": name},
+            "externalTrafficPolicy": policy,
+            "ports": [{"name": "http", "port": port, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    })
+    .to_string()
+}
+
+/// Gives n1..n3 the label the pool's nodeSelector asks for.
+fn label_nodes(user: &User) {
+    for node in ["n1", "n2", "n3"] {
+        user.kubectl()
+            .run(&["label", "node", node, &format!("{LB_LABEL}=true")])
+            .unwrap();
+    }
+}
+
+fn service(user: &User, name: &str) -> Value {
+    user.get("service", name, &["-n", "default"]).unwrap()
+}
+
+/// `status.loadBalancer.ingress` as (ip, ipMode) pairs.
+fn ingress(service: &Value) -> Vec<(String, String)> {
+    service
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    let field = |k: &str| i[k].as_str().unwrap_or_default().to_owned();
+                    (field("ip"), field("ipMode"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits for the Service's first ingress entry; returns it and when it was seen.
+fn wait_ingress(cluster: &Cluster, name: &str, timeout: Duration) -> ((String, String), Instant) {
+    let user = cluster.user();
+    let found = poll(&format!("Service {name}: ingress"), timeout, POLL, || {
+        Ok(ingress(&service(&user, name)).into_iter().next())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; the Service: {}\n{}",
+            service(&user, name)["status"],
+            logs_tail(cluster)
+        )
+    });
+    (found, Instant::now())
+}
+
+/// The Events on Service `name` as (type, reason, message).
+fn service_events(user: &User, name: &str) -> Vec<(String, String, String)> {
+    let selector = format!("involvedObject.kind=Service,involvedObject.name={name}");
+    let list = user
+        .kubectl()
+        .json(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &selector,
+            "-o",
+            "json",
+        ])
+        .unwrap();
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                    (f("type"), f("reason"), f("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn virtual_ip_exists(user: &User, name: &str) -> bool {
+    user.kubectl()
+        .run(&["get", "vip", "-o", "name"])
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == format!("virtualip.kubevrrp.io/{name}"))
+}
+
+/// The first reply at or after `since` from `mac`, as seen by the prober.
+fn first_reply_from(prober: &NeighborProber, since: Instant, mac: Mac) -> Option<Instant> {
+    prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at >= since && r.mac == mac)
+        .map(|r| r.at)
+        .min()
+}
+
+fn logs_tail(cluster: &Cluster) -> String {
+    cluster
+        .pods()
+        .map(|p| {
+            let log = p.log();
+            let all: Vec<&str> = log.lines().collect();
+            format!(
+                "===== {} =====\n{}",
+                p.name(),
+                all[all.len().saturating_sub(20)..].join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// RFC 5798 Master_Down_Interval of a backup of `priority` at [`ADVERT`].
+fn master_down_interval(priority: u8) -> Duration {
+    ADVERT * 3 + ADVERT * (256 - u32::from(priority)) / 256
+}
+
+#[test]
+fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a_node_answers_as_master()
+ {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    user.apply(&pool_manifest()).unwrap();
+    let address: IpAddr = FIRST.parse().unwrap();
+    let prober = cluster
+        .lab()
+        .probe(address, Duration::from_millis(20))
+        .unwrap();
+    user.apply(&service_manifest("web")).unwrap();
+
+    // The address is allocated at once: a VirtualIP for it, naming the Service.
+    let vip_name = "lb-192-168-77-200";
+    let vip = poll(
+        "VirtualIP of the Service",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            virtual_ip_exists(&user, vip_name)
+                .then(|| user.vip(vip_name))
+                .transpose()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    assert!(
+        vip["spec"]["addresses"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("{FIRST}/"))),
+        "{vip}"
+    );
+    let row = user.get_vip_row(vip_name).unwrap();
+    assert_eq!(
+        row.get("SERVICE").map(String::as_str),
+        Some("default/web"),
+        "{row:?}"
+    );
+
+    // No node carries the pool's label: no MASTER, so no ingress and no answer, for 5 s.
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let svc = service(&user, "web");
+        assert!(
+            ingress(&svc).is_empty(),
+            "ingress without a MASTER: {}",
+            svc["status"]
+        );
+        std::thread::sleep(POLL);
+    }
+    assert!(
+        prober.replies().is_empty(),
+        "the address answered without a MASTER: {:?}",
+        prober.replies()
+    );
+    let events = service_events(&user, "web");
+    assert!(
+        events.iter().any(|(kind, reason, message)| kind == "Normal"
+            && reason == "AddressAllocated"
+            && message.contains(FIRST)),
+        "no AddressAllocated Event on the Service: {events:?}"
+    );
+
+    // Labelling the nodes deploys the VirtualIP: n1 (150) becomes MASTER, then ingress.
+    let labelled = Instant::now();
+    label_nodes(&user);
+    let ((ip, mode), seen) = wait_ingress(&cluster, "web", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"));
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let answered = first_reply_from(&prober, labelled, n1).unwrap_or_else(|| {
+        panic!(
+            "ingress {ip} was written before the address answered from n1's MAC {n1}; replies: {:?}",
+            prober.replies()
+        )
+    });
+    assert!(
+        answered <= seen,
+        "ingress seen before the first answer from the MASTER"
+    );
+    let others: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.mac != n1)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the address answered from another MAC: {others:?}"
+    );
+    let vip = user.vip(vip_name).unwrap();
+    assert_eq!(
+        vip["status"]["master"].as_str(),
+        Some("n1"),
+        "{}",
+        vip["status"]
+    );
+    let table = user
+        .kubectl()
+        .run(&["get", "svc", "web", "-n", "default"])
+        .unwrap();
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(3) == Some(FIRST)),
+        "kubectl get svc: {table}"
+    );
+    eprintln!(
+        "nodes labelled → address answers from n1 after {:.0} ms; → ingress seen after {:.0} ms",
+        ms(answered - labelled),
+        ms(seen - labelled)
+    );
+
+    // Deleting the Service removes the VirtualIP; the address stops answering.
+    let deleted = Instant::now();
+    user.kubectl()
+        .run(&["delete", "service", "web", "-n", "default", "--wait=false"])
+        .unwrap();
+    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
+        Ok((!virtual_ip_exists(&user, vip_name)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    let gone = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let late: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at > gone + Duration::from_secs(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the address still answers after its VirtualIP went: {late:?}"
+    );
+    eprintln!(
+        "Service deleted → VirtualIP gone after {:.0} ms",
+        ms(gone - deleted)
+    );
+
+    // The address is back in the pool: the next Service gets the lowest free one, .200 again.
+    user.apply(&service_manifest("api")).unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "api", Duration::from_secs(30));
+    assert_eq!(ip, FIRST, "the released address did not return to the pool");
+    eprintln!(
+        "scenario lb-lifecycle: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_within_a_second_when_the_master_dies()
+ {
+    let started = Instant::now();
+    let mut cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(&pool_manifest()).unwrap();
+    let address: IpAddr = FIRST.parse().unwrap();
+    let prober = cluster
+        .lab()
+        .probe(address, Duration::from_millis(10))
+        .unwrap();
+    // The pool is read and planned before the Service exists, as it is in a running cluster.
+    poll("pool status", Duration::from_secs(30), POLL, || {
+        let pool = user.get("virtualippool", "lan", &[])?;
+        Ok(pool.get("status").filter(|s| !s.is_null()).map(|_| ()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+
+    let created = Instant::now();
+    user.apply(&service_manifest("web")).unwrap();
+    let ((ip, mode), seen) = wait_ingress(&cluster, "web", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"));
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let answered = prober
+        .wait_for_reply(created, Duration::from_secs(5), |m| m == n1)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n1: {:?}", prober.replies()))
+        .at;
+    eprintln!(
+        "Service created → answers from n1 after {:.0} ms; → ingress seen after {:.0} ms",
+        ms(answered - created),
+        ms(seen - created)
+    );
+    assert!(
+        answered <= seen,
+        "ingress seen before the address answered from its MASTER"
+    );
+
+    // n1 dies hard: its switch port cut, its agent SIGKILLed.
+    std::thread::sleep(Duration::from_secs(1));
+    let died = Instant::now();
+    cluster.lab().cut(1).unwrap();
+    cluster.agent(1).unwrap().kill().unwrap();
+    let n2 = cluster.lab().node_mac(2).unwrap();
+    let moved = prober
+        .wait_for_reply(died, Duration::from_secs(5), |m| m == n2)
+        .unwrap_or_else(|| panic!("{FIRST} did not answer from n2 after n1 died"))
+        .at;
+    let mdi = master_down_interval(100);
+    eprintln!(
+        "n1 died → {FIRST} answers from n2 after {:.0} ms (Master_Down_Interval of n2: {:.0} ms)",
+        ms(moved - died),
+        ms(mdi)
+    );
+    assert!(
+        moved - died < Duration::from_secs(1),
+        "failover took {:.0} ms",
+        ms(moved - died)
+    );
+    // The Service keeps its address throughout; the VirtualIP names its new MASTER.
+    poll("status.master n2", Duration::from_secs(15), POLL, || {
+        let vip = user.vip("lb-192-168-77-200")?;
+        Ok((vip["status"]["master"].as_str() == Some("n2")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    assert_eq!(
+        ingress(&service(&user, "web")),
+        vec![(FIRST.to_owned(), "VIP".to_owned())]
+    );
+    eprintln!(
+        "scenario lb-failover: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits until Service `name` has a Warning Event of `reason`; returns its message.
+fn wait_warning(cluster: &Cluster, name: &str, reason: &str) -> String {
+    let user = cluster.user();
+    poll(
+        &format!("Service {name}: Warning {reason}"),
+        Duration::from_secs(30),
+        POLL,
+        || {
+            Ok(service_events(&user, name)
+                .into_iter()
+                .find(|(kind, r, _)| kind == "Warning" && r == reason)
+                .map(|(_, _, message)| message))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; its Events: {:?}\n{}",
+            service_events(&user, name),
+            logs_tail(cluster)
+        )
+    })
+}
+
+/// The uid of every VirtualIP, by name.
+fn virtual_ip_uids(user: &User) -> Vec<(String, String)> {
+    let list = user.kubectl().json(&["get", "vip", "-o", "json"]).unwrap();
+    let mut uids: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let field = |k: &str| v["metadata"][k].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("uid"))
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_operator_restart_keeps_every_allocation()
+ {
+    let started = Instant::now();
+    let mut cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(&pool_manifest()).unwrap();
+    let ips = "kubevrrp.io/load-balancer-ips";
+
+    // A requested address is honoured even though a lower one is free.
+    user.apply(&annotated_service_manifest("pinned", &json!({ips: LAST})))
+        .unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "pinned", Duration::from_secs(30));
+    assert_eq!(ip, LAST);
+
+    // A request outside every pool is refused with a Warning Event, and no ingress.
+    user.apply(&annotated_service_manifest(
+        "outside",
+        &json!({ips: "192.168.77.250"}),
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "outside", "AddressNotInPool");
+    assert!(why.contains("192.168.77.250"), "{why}");
+    assert!(ingress(&service(&user, "outside")).is_empty());
+
+    // The next Service gets the lowest free address; the one after finds the pool exhausted.
+    user.apply(&service_manifest("auto")).unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "auto", Duration::from_secs(30));
+    assert_eq!(ip, FIRST);
+    user.apply(&service_manifest("late")).unwrap();
+    let why = wait_warning(&cluster, "late", "PoolExhausted");
+    eprintln!("late: {why}");
+    assert!(ingress(&service(&user, "late")).is_empty());
+
+    // Both operator replicas killed and started again: every allocation stays as it was,
+    // read back from the VirtualIPs and the Services' ingress, and no VirtualIP is recreated.
+    let before = virtual_ip_uids(&user);
+    assert_eq!(
+        before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["lb-192-168-77-200", "lb-192-168-77-201"]
+    );
+    let restarted = Instant::now();
+    for pod in cluster.operators() {
+        pod.kill().unwrap();
+    }
+    for pod in cluster.operators() {
+        pod.start().unwrap();
+    }
+    for pod in cluster.operators() {
+        pod.wait_ready(Duration::from_secs(60)).unwrap();
+    }
+    // Two sync passes of the replica that holds the Lease after the restart (its
+    // kube_vrrp_reconcile_total counts from 0; a standby counts passes that do nothing), then
+    // time for more.
+    poll(
+        "two sync passes of the leader after the restart",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            let leader = cluster.leader()?;
+            let Some(pod) = cluster.pods().nth(leader) else {
+                return Ok(None);
+            };
+            let Some(port) = pod.named_port("metrics") else {
+                return Ok(None);
+            };
+            let body = pod.get(port, "/metrics")?;
+            let passes = exposition::value(
+                &String::from_utf8_lossy(&body.body),
+                "kube_vrrp_reconcile_total",
+                &[],
+            );
+            Ok(passes.filter(|p| *p >= 2.0).map(|_| ()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!(
+        "operators restarted; allocations checked {:.1} s later",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert_eq!(virtual_ip_uids(&user), before, "a VirtualIP was recreated");
+    for (name, address) in [("pinned", LAST), ("auto", FIRST)] {
+        assert_eq!(
+            ingress(&service(&user, name)),
+            vec![(address.to_owned(), "VIP".to_owned())],
+            "{name} after the restart"
+        );
+    }
+    assert!(ingress(&service(&user, "late")).is_empty());
+
+    // Recovery: the pinned Service goes; its address returns to the pool once no node holds it,
+    // and the waiting Service gets it.
+    let deleted = Instant::now();
+    user.kubectl()
+        .run(&[
+            "delete",
+            "service",
+            "pinned",
+            "-n",
+            "default",
+            "--wait=false",
+        ])
+        .unwrap();
+    let ((ip, _), seen) = wait_ingress(&cluster, "late", Duration::from_secs(30));
+    assert_eq!(ip, LAST);
+    eprintln!(
+        "pinned deleted → late gets {LAST} after {:.0} ms",
+        ms(seen - deleted)
+    );
+    assert!(ingress(&service(&user, "outside")).is_empty());
+    eprintln!(
+        "scenario lb-requests: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn services_share_an_address_only_with_the_same_key_and_distinct_ports() {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(&pool_manifest()).unwrap();
+    let shared = |key: Option<&str>| {
+        let mut a = json!({"kubevrrp.io/load-balancer-ips": FIRST});
+        if let Some(key) = key {
+            a["kubevrrp.io/allow-shared-ip"] = json!(key);
+        }
+        a
+    };
+    user.apply(&custom_service_manifest(
+        "http",
+        &shared(Some("front")),
+        80,
+        "Cluster",
+    ))
+    .unwrap();
+    user.apply(&custom_service_manifest(
+        "https",
+        &shared(Some("front")),
+        443,
+        "Cluster",
+    ))
+    .unwrap();
+    for name in ["http", "https"] {
+        let ((ip, mode), _) = wait_ingress(&cluster, name, Duration::from_secs(30));
+        assert_eq!((ip.as_str(), mode.as_str()), (FIRST, "VIP"), "{name}");
+    }
+    let vip = user.vip("lb-192-168-77-200").unwrap();
+    assert_eq!(
+        vip["metadata"]["annotations"]["kubevrrp.io/services"].as_str(),
+        Some("default/http,default/https"),
+        "one VirtualIP serves both"
+    );
+    assert_eq!(virtual_ip_uids(&user).len(), 1);
+
+    // Without the key, or with the key and a port already served, the address is refused.
+    user.apply(&custom_service_manifest(
+        "nokey",
+        &shared(None),
+        8080,
+        "Cluster",
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "nokey", "AddressInUse");
+    eprintln!("nokey: {why}");
+    user.apply(&custom_service_manifest(
+        "collide",
+        &shared(Some("front")),
+        80,
+        "Cluster",
+    ))
+    .unwrap();
+    let why = wait_warning(&cluster, "collide", "PortsCollide");
+    eprintln!("collide: {why}");
+    for name in ["nokey", "collide"] {
+        assert!(
+            ingress(&service(&user, name)).is_empty(),
+            "{name} got an ingress"
+        );
+    }
+    // The address answers from one MAC, the MASTER's.
+    let prober = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let since = Instant::now();
+    assert!(
+        prober
+            .wait_for_reply(since, Duration::from_secs(5), |m| m == n1)
+            .is_some(),
+        "{FIRST} does not answer from n1"
+    );
+    eprintln!(
+        "scenario lb-sharing: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// An EndpointSlice of Service `service` with one ready endpoint on `node`.
+fn endpoint_slice(service: &str, node: &str) -> String {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.9.5"], "conditions": {"ready": true}, "nodeName": node}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    })
+    .to_string()
+}
+
+#[test]
+fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_ready_endpoint() {
+    let started = Instant::now();
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(&pool_manifest()).unwrap();
+    let prober = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    // The lab runs no kube-controller-manager: the EndpointSlices are written by hand.
+    user.apply(&custom_service_manifest("local", &json!({}), 80, "Local"))
+        .unwrap();
+    let vip_name = "lb-192-168-77-200";
+    poll(
+        "VirtualIP of the Service",
+        Duration::from_secs(30),
+        POLL,
+        || Ok(virtual_ip_exists(&user, vip_name).then_some(())),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    let vip = user.vip(vip_name).unwrap();
+    assert_eq!(
+        vip["spec"]["track"]["endpoints"][0]["service"]["name"].as_str(),
+        Some("local"),
+        "{}",
+        vip["spec"]
+    );
+    // No ready endpoint anywhere: no node may hold it, so nothing answers and no ingress.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        prober.replies().is_empty(),
+        "answered without an endpoint: {:?}",
+        prober.replies()
+    );
+    assert!(ingress(&service(&user, "local")).is_empty());
+
+    // The endpoint on n2 (priority 100, below n1's 150): n2 holds the address.
+    let placed = Instant::now();
+    user.apply(&endpoint_slice("local", "n2")).unwrap();
+    let n2 = cluster.lab().node_mac(2).unwrap();
+    let at = prober
+        .wait_for_reply(placed, Duration::from_secs(10), |m| m == n2)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n2: {:?}", prober.replies()))
+        .at;
+    let ((ip, _), seen) = wait_ingress(&cluster, "local", Duration::from_secs(30));
+    assert_eq!(ip, FIRST);
+    eprintln!(
+        "endpoint on n2 → answers from n2 after {:.0} ms, ingress seen after {:.0} ms",
+        ms(at - placed),
+        ms(seen - placed)
+    );
+
+    // The endpoint moves to n3: so does the address, and n2 stops answering.
+    let moved = Instant::now();
+    user.apply(&endpoint_slice("local", "n3")).unwrap();
+    let n3 = cluster.lab().node_mac(3).unwrap();
+    let at = prober
+        .wait_for_reply(moved, Duration::from_secs(10), |m| m == n3)
+        .unwrap_or_else(|| panic!("{FIRST} never answered from n3: {:?}", prober.replies()))
+        .at;
+    eprintln!(
+        "endpoint moved to n3 → answers from n3 after {:.0} ms",
+        ms(at - moved)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let check = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let stale: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at >= check && r.mac != n3)
+        .collect();
+    assert!(stale.is_empty(), "another node still answers: {stale:?}");
+    poll("status.master n3", Duration::from_secs(15), POLL, || {
+        let vip = user.vip(vip_name)?;
+        Ok((vip["status"]["master"].as_str() == Some("n3")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    eprintln!(
+        "scenario lb-local: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
