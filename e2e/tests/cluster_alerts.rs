@@ -1,0 +1,584 @@
+//! The chart's alerts, proven by a real Prometheus (Debian's server) in the cluster lab: it
+//! scrapes the agents and operators with the scrape configs generated from the chart's
+//! rendered ServiceMonitors and evaluates the chart's rendered PrometheusRule groups. Each
+//! scenario disrupts the lab and reads `/api/v1/alerts` and `/api/v1/query`.
+//!
+//! Scrape and evaluation interval: 1 s. The rules' `for:` are as rendered; where a scenario
+//! would take minutes, it renders the chart with a shorter `for:` through the chart's own
+//! `monitoring.prometheusRule.alertOverrides` value (each scenario says which).
+//!
+//! Needs root, the control plane, kubectl and Helm, and `/usr/bin/prometheus`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[allow(dead_code)] // shared with tests/cluster.rs; this file uses a part of it
+mod cluster_scenarios;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cluster_scenarios as s;
+use kube_vrrp_e2e::cluster::prometheus::{Alert, Prometheus, PrometheusApi, sample_value};
+use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
+use kube_vrrp_e2e::netns;
+use serde_json::json;
+
+/// Prometheus' scrape and rule evaluation interval in the lab.
+const SCRAPE: Duration = Duration::from_secs(1);
+const ADVERT: Duration = Duration::from_millis(100);
+/// An agent notices a change, patches its VrrpNode, the operator folds it (see partition.rs).
+const STATUS_WRITE: Duration = Duration::from_secs(1);
+/// `for:` of both dual-MASTER alerts as rendered with the chart's defaults.
+const DUAL_MASTER_FOR: Duration = Duration::from_secs(10);
+
+/// The lab and its Prometheus, the chart rendered with `overrides` (alert name, `for:`).
+fn lab(overrides: &[(&str, &str)]) -> (Cluster, Prometheus) {
+    netns::require_root();
+    let mut values = vec!["monitoring.serviceMonitor.interval=1s".to_owned()];
+    for (alert, for_) in overrides {
+        values.push(format!(
+            "monitoring.prometheusRule.alertOverrides.{alert}.for={for_}"
+        ));
+    }
+    let started = Instant::now();
+    let cluster = Cluster::up(&ClusterSpec {
+        nodes: 3,
+        values: values.clone(),
+    })
+    .unwrap_or_else(|e| panic!("cluster lab: {e}"));
+    let prometheus =
+        Prometheus::start(&cluster, &values, "1s").unwrap_or_else(|e| panic!("prometheus: {e}"));
+    eprintln!(
+        "cluster lab and Prometheus up in {:.1} s ({} rule groups, config in {})",
+        started.elapsed().as_secs_f64(),
+        prometheus.rendered().rule_groups.len(),
+        prometheus.dir().display()
+    );
+    let user = cluster.user();
+    user.apply(&s::vip_manifest(
+        "web",
+        0,
+        50,
+        "100ms",
+        &[("n1", 150), ("n2", 100), ("n3", 50)],
+        &json!({}),
+    ))
+    .unwrap();
+    s::wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    (cluster, prometheus)
+}
+
+/// Every alert `/api/v1/alerts` shows as firing, sampled every 250 ms until dropped.
+struct AlertWatch {
+    firing: Arc<Mutex<BTreeSet<String>>>,
+    samples: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AlertWatch {
+    fn start(api: PrometheusApi) -> Self {
+        let firing = Arc::new(Mutex::new(BTreeSet::new()));
+        let samples = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, n, flag) = (firing.clone(), samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(alerts) = api.firing() {
+                    let mut seen = f.lock().unwrap();
+                    for a in alerts {
+                        seen.insert(describe(&a));
+                    }
+                    *n.lock().unwrap() += 1;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Self {
+            firing,
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; returns the alerts seen firing and the number of samples taken.
+    fn finish(mut self) -> (BTreeSet<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let firing = self.firing.lock().unwrap().clone();
+        let samples = *self.samples.lock().unwrap();
+        (firing, samples)
+    }
+}
+
+fn describe(a: &Alert) -> String {
+    let labels: Vec<String> = a
+        .labels
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "node" | "virtualip" | "vrrp_instance" | "condition"
+            )
+        })
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    format!("{}{{{}}}", a.name, labels.join(","))
+}
+
+/// Watches the alerts for `how_long` and fails if any fired.
+fn assert_silent(prometheus: &Prometheus, how_long: Duration, what: &str) {
+    let watch = AlertWatch::start(prometheus.api());
+    std::thread::sleep(how_long);
+    let (firing, samples) = watch.finish();
+    assert!(samples > 0, "{what}: /api/v1/alerts was never read");
+    assert!(firing.is_empty(), "{what}: alerts fired: {firing:?}");
+    eprintln!("{what}: no alert fired in {samples} looks over {how_long:?}");
+}
+
+/// Polls until an alert `name` whose labels include `labels` is firing; returns how long it
+/// took from `since`.
+fn wait_firing(
+    prometheus: &Prometheus,
+    name: &str,
+    labels: &[(&str, &str)],
+    since: Instant,
+    timeout: Duration,
+) -> (Duration, Alert) {
+    let api = prometheus.api();
+    loop {
+        let alerts = api.alerts().unwrap();
+        if let Some(a) = alerts.iter().find(|a| {
+            a.name == name
+                && a.state == "firing"
+                && labels.iter().all(|(k, v)| a.label(k) == Some(v))
+        }) {
+            let took = since.elapsed();
+            eprintln!("{} firing after {:.1} s", describe(a), took.as_secs_f64());
+            return (took, a.clone());
+        }
+        assert!(
+            since.elapsed() < timeout,
+            "{name} {labels:?} not firing within {timeout:?}; alerts: {:?}\nprometheus log:\n{}",
+            alerts
+                .iter()
+                .map(|a| format!("{} {}", describe(a), a.state))
+                .collect::<Vec<_>>(),
+            prometheus.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls until no alert named in `names` is pending or firing; returns how long it took.
+fn wait_resolved(prometheus: &Prometheus, names: &[&str], timeout: Duration) -> Duration {
+    let since = Instant::now();
+    let api = prometheus.api();
+    loop {
+        let left: Vec<Alert> = api
+            .alerts()
+            .unwrap()
+            .into_iter()
+            .filter(|a| names.contains(&a.name.as_str()))
+            .collect();
+        if left.is_empty() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < timeout,
+            "still active after {timeout:?}: {:?}",
+            left.iter().map(describe).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of a query that must return exactly one sample.
+fn single(prometheus: &Prometheus, expr: &str) -> f64 {
+    let result = prometheus.api().query(expr).unwrap();
+    assert_eq!(result.len(), 1, "{expr}: {result:?}");
+    sample_value(&result[0]).unwrap()
+}
+
+/// Every metric name a dashboard query uses: identifiers before `{` and every `kube_vrrp_*`.
+fn dashboard_metrics(dashboard: &serde_json::Value) -> BTreeSet<String> {
+    fn exprs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        ("expr" | "definition", Some(e)) => out.push(e),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    exprs(dashboard, &mut found);
+    assert!(!found.is_empty(), "the dashboard has no queries");
+    let mut names = BTreeSet::new();
+    for expr in found {
+        let chars: Vec<char> = expr.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i].is_ascii_alphabetic() || chars[i] == '_' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let preceded_by_dollar = start > 0 && chars[start - 1] == '$';
+                if !preceded_by_dollar
+                    && (word.starts_with("kube_vrrp_") || chars.get(i) == Some(&'{'))
+                {
+                    names.insert(word);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+/// The dashboard in the chart is JSON, and every metric its queries use is in a scrape of the
+/// lab's agents or operators (a family with no series yet counts by its `# TYPE` line), or is
+/// Prometheus' own `up` with a series for every agent.
+fn assert_dashboard_uses_exported_metrics(cluster: &Cluster, prometheus: &Prometheus) {
+    let path = kube_vrrp_e2e::cluster::binaries::repo_root()
+        .join("charts/kube-vrrp/dashboards/kube-vrrp.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+    let names = dashboard_metrics(&dashboard);
+    let mut exported = BTreeSet::new();
+    for pod in cluster.pods() {
+        let port = pod.named_port("metrics").unwrap();
+        let body = pod.get(port, "/metrics").unwrap().body;
+        for line in String::from_utf8_lossy(&body).lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut words = rest.split_whitespace();
+                if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+                    exported.insert(name.to_owned());
+                    if kind == "counter" {
+                        exported.insert(format!("{name}_total"));
+                    }
+                }
+            } else if !line.starts_with('#') {
+                let name: String = line
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                exported.insert(name);
+            }
+        }
+    }
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| n.as_str() != "up" && !exported.contains(*n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard uses metrics no agent or operator exports: {missing:?}"
+    );
+    if names.contains("up") {
+        assert_eq!(
+            single(prometheus, "count(up{job=~\".*kube-vrrp-agent.*\"})"),
+            3.0
+        );
+    }
+    eprintln!(
+        "dashboard: {} metric names, each exported: {names:?}",
+        names.len()
+    );
+}
+
+#[test]
+fn a_partition_fires_both_dual_master_alerts_within_for_plus_two_scrapes_and_they_resolve_after_healing()
+ {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[]);
+    assert_silent(&prometheus, DUAL_MASTER_FOR + 2 * SCRAPE, "healthy lab");
+
+    let partitioned = Instant::now();
+    cluster.lab().partition().unwrap();
+    // The condition itself takes 2 × Master_Down_Interval and one status write to arise.
+    let arise = s::master_down_interval(50, ADVERT) * 2 + STATUS_WRITE;
+    let allowed = arise + DUAL_MASTER_FOR + 2 * SCRAPE + SCRAPE;
+    let (operator_side, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpDualMaster",
+        &[("virtualip", "web")],
+        partitioned,
+        Duration::from_secs(40),
+    );
+    let (agent_side, alert) = wait_firing(
+        &prometheus,
+        "KubeVrrpInstanceDualMaster",
+        &[("vrid", "50")],
+        partitioned,
+        Duration::from_secs(40),
+    );
+    eprintln!(
+        "partition → KubeVrrpDualMaster {:.1} s, KubeVrrpInstanceDualMaster {:.1} s (allowed {:.1} s: condition {:.1} s + for {:?} + 2 scrapes + 1 evaluation)",
+        operator_side.as_secs_f64(),
+        agent_side.as_secs_f64(),
+        allowed.as_secs_f64(),
+        arise.as_secs_f64(),
+        DUAL_MASTER_FOR
+    );
+    assert!(
+        operator_side <= allowed,
+        "KubeVrrpDualMaster after {operator_side:?}, allowed {allowed:?}"
+    );
+    assert!(
+        agent_side <= allowed,
+        "KubeVrrpInstanceDualMaster after {agent_side:?}, allowed {allowed:?}"
+    );
+    assert_eq!(
+        single(
+            &prometheus,
+            &format!(
+                "count(kube_vrrp_instance_state{{vrrp_instance=\"{}\",state=~\"(?i)master\"}} == 1)",
+                alert.label("vrrp_instance").unwrap()
+            )
+        ),
+        3.0,
+        "every partitioned node is MASTER"
+    );
+    assert_eq!(
+        single(
+            &prometheus,
+            "max(kube_vrrp_virtualip_masters{virtualip=\"web\"})"
+        ),
+        3.0
+    );
+
+    cluster.lab().heal_partition().unwrap();
+    let resolved = wait_resolved(
+        &prometheus,
+        &["KubeVrrpDualMaster", "KubeVrrpInstanceDualMaster"],
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "heal → both dual-MASTER alerts resolved after {:.1} s",
+        resolved.as_secs_f64()
+    );
+    eprintln!(
+        "scenario alerts-partition: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_hard_failover_and_a_rolling_restart_of_every_agent_raise_no_alert() {
+    let started = Instant::now();
+    let (mut cluster, prometheus) = lab(&[]);
+    let watch = AlertWatch::start(prometheus.api());
+
+    cluster.agent(1).unwrap().kill().unwrap();
+    s::wait_master(&cluster, "web", "n2", Duration::from_secs(20));
+    let pod = cluster.agent(1).unwrap();
+    pod.start().unwrap();
+    pod.wait_ready(Duration::from_secs(30)).unwrap();
+    s::wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+
+    for n in 1..=3 {
+        let pod = cluster.agent(n).unwrap();
+        pod.terminate().unwrap();
+        pod.start().unwrap();
+        pod.wait_ready(Duration::from_secs(30)).unwrap();
+    }
+    s::wait_master(&cluster, "web", "n1", Duration::from_secs(20));
+    // Long enough for anything pending during the disruptions to fire.
+    std::thread::sleep(DUAL_MASTER_FOR + 3 * SCRAPE);
+    let (firing, samples) = watch.finish();
+
+    // Prometheus saw the disruptions it stayed quiet about.
+    let window = format!("{}s", started.elapsed().as_secs() + 5);
+    assert_eq!(
+        single(
+            &prometheus,
+            &format!(
+                "max(max_over_time(kube_vrrp_instance_state{{node=\"n2\",state=~\"(?i)master\"}}[{window}]))"
+            )
+        ),
+        1.0,
+        "Prometheus never saw n2 as MASTER"
+    );
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(
+            single(
+                &prometheus,
+                &format!("min_over_time(up{{node=\"{n}\"}}[{window}])")
+            ),
+            0.0,
+            "Prometheus never saw agent {n} down"
+        );
+    }
+    assert!(samples > 0, "/api/v1/alerts was never read");
+    assert!(
+        firing.is_empty(),
+        "alerts fired during failover and rolling restart: {firing:?}"
+    );
+    eprintln!(
+        "failover + rolling restart: no alert fired in {samples} looks; scenario alerts-failover-rolling: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn with_the_operators_stopped_a_partition_still_fires_the_agent_side_dual_master_alert() {
+    let started = Instant::now();
+    let (mut cluster, prometheus) = lab(&[("KubeVrrpOperatorAbsent", "5s")]);
+    for op in cluster.operators() {
+        op.terminate().unwrap();
+    }
+    let stopped = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpOperatorAbsent",
+        &[],
+        stopped,
+        Duration::from_secs(30),
+    );
+
+    let partitioned = Instant::now();
+    cluster.lab().partition().unwrap();
+    let allowed = s::master_down_interval(50, ADVERT) * 2 + DUAL_MASTER_FOR + 3 * SCRAPE;
+    let (took, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpInstanceDualMaster",
+        &[("vrid", "50")],
+        partitioned,
+        Duration::from_secs(40),
+    );
+    assert!(
+        took <= allowed,
+        "KubeVrrpInstanceDualMaster after {took:?}, allowed {allowed:?}"
+    );
+    let operator_side: Vec<Alert> = prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.name == "KubeVrrpDualMaster")
+        .collect();
+    assert!(
+        operator_side.is_empty(),
+        "the operator-side alert cannot know with no operator: {operator_side:?}"
+    );
+
+    cluster.lab().heal_partition().unwrap();
+    let resolved = wait_resolved(
+        &prometheus,
+        &["KubeVrrpInstanceDualMaster"],
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "operators stopped, partition → KubeVrrpInstanceDualMaster after {:.1} s (allowed {:.1} s), resolved {:.1} s after heal; scenario alerts-no-operator: {:.1} s",
+        took.as_secs_f64(),
+        allowed.as_secs_f64(),
+        resolved.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn agents_going_down_raise_agent_down_degraded_heartbeat_stale_no_master_and_absent_naming_the_right_node()
+ {
+    let started = Instant::now();
+    let short = [
+        ("KubeVrrpAgentDown", "5s"),
+        ("KubeVrrpHeartbeatStale", "5s"),
+        ("KubeVrrpVirtualIPNotReady", "5s"),
+        ("KubeVrrpNoMaster", "5s"),
+        ("KubeVrrpAgentAbsent", "5s"),
+    ];
+    let (mut cluster, prometheus) = lab(&short);
+    assert_silent(
+        &prometheus,
+        Duration::from_secs(10),
+        "healthy lab (short for:)",
+    );
+
+    // A BACKUP's agent stops.
+    cluster.agent(3).unwrap().terminate().unwrap();
+    let down = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpAgentDown",
+        &[("node", "n3")],
+        down,
+        Duration::from_secs(20),
+    );
+    wait_firing(
+        &prometheus,
+        "KubeVrrpVirtualIPNotReady",
+        &[("virtualip", "web"), ("condition", "Degraded")],
+        down,
+        Duration::from_secs(90),
+    );
+    wait_firing(
+        &prometheus,
+        "KubeVrrpHeartbeatStale",
+        &[("node", "n3")],
+        down,
+        Duration::from_secs(120),
+    );
+    let api = prometheus.api();
+    let wrong: Vec<String> = api
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.name.as_str(),
+                "KubeVrrpAgentDown" | "KubeVrrpHeartbeatStale"
+            ) && a.label("node") != Some("n3")
+        })
+        .map(describe)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "alerts naming a node that is up: {wrong:?}"
+    );
+    assert!(
+        api.alerts()
+            .unwrap()
+            .iter()
+            .all(|a| a.name != "KubeVrrpNoMaster"),
+        "n1 is still MASTER"
+    );
+
+    // Then every agent.
+    cluster.agent(1).unwrap().terminate().unwrap();
+    cluster.agent(2).unwrap().terminate().unwrap();
+    let all_down = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpAgentAbsent",
+        &[],
+        all_down,
+        Duration::from_secs(30),
+    );
+    wait_firing(
+        &prometheus,
+        "KubeVrrpNoMaster",
+        &[("virtualip", "web")],
+        all_down,
+        Duration::from_secs(90),
+    );
+    eprintln!(
+        "scenario alerts-agents-down: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
