@@ -306,6 +306,7 @@ fn a_partition_fires_both_dual_master_alerts_within_for_plus_two_scrapes_and_the
  {
     let started = Instant::now();
     let (cluster, prometheus) = lab(&[]);
+    assert_dashboard_uses_exported_metrics(&cluster, &prometheus);
     assert_silent(&prometheus, DUAL_MASTER_FOR + 2 * SCRAPE, "healthy lab");
 
     let partitioned = Instant::now();
