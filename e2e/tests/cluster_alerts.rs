@@ -210,11 +210,18 @@ fn wait_query(prometheus: &Prometheus, expr: &str, timeout: Duration) {
     }
 }
 
-/// The value of a query that must return exactly one sample.
-fn single(prometheus: &Prometheus, expr: &str) -> f64 {
+/// The value of a query that must return exactly one sample, a whole number (a count).
+fn single(prometheus: &Prometheus, expr: &str) -> i64 {
     let result = prometheus.api().query(expr).unwrap();
     assert_eq!(result.len(), 1, "{expr}: {result:?}");
-    sample_value(&result[0]).unwrap()
+    let value = sample_value(&result[0]).unwrap();
+    assert!(
+        value.fract().abs() < f64::EPSILON,
+        "{expr}: {value} is not whole"
+    );
+    #[allow(clippy::cast_possible_truncation)] // whole, and a count of a few series
+    let whole = value as i64;
+    whole
 }
 
 /// Every metric name a dashboard query uses: identifiers before `{` and every `kube_vrrp_*`.
@@ -304,7 +311,7 @@ fn assert_dashboard_uses_exported_metrics(cluster: &Cluster, prometheus: &Promet
     if names.contains("up") {
         assert_eq!(
             single(prometheus, "count(up{job=~\".*kube-vrrp-agent.*\"})"),
-            3.0
+            3
         );
     }
     eprintln!(
@@ -364,7 +371,7 @@ fn a_partition_fires_both_dual_master_alerts_within_for_plus_two_scrapes_and_the
                 alert.label("vrrp_instance").unwrap()
             )
         ),
-        3.0,
+        3,
         "every partitioned node is MASTER"
     );
     assert_eq!(
@@ -372,7 +379,7 @@ fn a_partition_fires_both_dual_master_alerts_within_for_plus_two_scrapes_and_the
             &prometheus,
             "max(kube_vrrp_virtualip_masters{virtualip=\"web\"})"
         ),
-        3.0
+        3
     );
 
     cluster.lab().heal_partition().unwrap();

@@ -516,14 +516,15 @@ impl Prometheus {
                 .api()
                 .query("count(up == 1)")
                 .ok()
-                .and_then(|r| r.first().and_then(|s| sample_value(s)));
+                .and_then(|r| r.first().and_then(sample_value));
             let groups = self.api().get("/api/v1/rules").ok().map_or(0, |r| {
                 r.pointer("/data/groups")
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len)
             });
             #[allow(clippy::cast_precision_loss)] // a handful of targets
-            if scraped == Some(targets as f64) && groups == self.rendered.rule_groups.len() {
+            let all_scraped = scraped.is_some_and(|n| (n - targets as f64).abs() < 0.5);
+            if all_scraped && groups == self.rendered.rule_groups.len() {
                 return Ok(());
             }
             if started.elapsed() > timeout {
