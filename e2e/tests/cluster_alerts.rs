@@ -597,3 +597,44 @@ fn agents_going_down_raise_agent_down_degraded_heartbeat_stale_no_master_and_abs
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn partitions_coming_and_going_raise_flapping_for_the_backups_and_not_for_the_steady_master() {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[("KubeVrrpInstanceFlapping", "5s")]);
+    // Each partition makes n2 and n3 MASTER, each heal sends them back to BACKUP: two
+    // transitions a cycle on each, n1 MASTER throughout. Shorter than the dual-MASTER `for:`.
+    let flapping = Instant::now();
+    for _ in 0..6 {
+        cluster.lab().partition().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        cluster.lab().heal_partition().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for node in ["n2", "n3"] {
+        wait_firing(
+            &prometheus,
+            "KubeVrrpInstanceFlapping",
+            &[("node", node), ("vrrp_instance", "web")],
+            flapping,
+            Duration::from_secs(60),
+        );
+    }
+    let steady: Vec<String> = prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name == "KubeVrrpInstanceFlapping" && a.label("node") == Some("n1"))
+        .map(describe)
+        .collect();
+    assert!(steady.is_empty(), "the steady MASTER flaps: {steady:?}");
+    let transitions = single(
+        &prometheus,
+        "sum(kube_vrrp_instance_transitions_total{node=\"n2\",vrrp_instance=\"web\"})",
+    );
+    eprintln!(
+        "6 partition/heal cycles: n2 counted {transitions} transitions; scenario alerts-flapping: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
