@@ -638,3 +638,78 @@ fn partitions_coming_and_going_raise_flapping_for_the_backups_and_not_for_the_st
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn an_address_someone_else_put_on_a_backups_interface_raises_instance_fault_for_that_node_until_removed()
+ {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[
+        ("KubeVrrpInstanceFault", "5s"),
+        ("KubeVrrpVirtualIPNotReady", "5s"),
+    ]);
+    let vip = kube_vrrp_e2e::addressing::vip(kube_vrrp_e2e::addressing::Family::V4, 0).to_string();
+    let n3 = cluster.lab().node_ns(3).unwrap();
+    n3.exec(&["ip", "addr", "add", &vip, "dev", "eth0"])
+        .unwrap();
+    let added = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpInstanceFault",
+        &[("node", "n3"), ("vrrp_instance", "web")],
+        added,
+        Duration::from_secs(30),
+    );
+    let others: Vec<String> = prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name == "KubeVrrpInstanceFault" && a.label("node") != Some("n3"))
+        .map(describe)
+        .collect();
+    assert!(others.is_empty(), "FAULT on other nodes: {others:?}");
+    assert_eq!(
+        single(
+            &prometheus,
+            "max(kube_vrrp_vip_conflicts{node=\"n3\",vrrp_instance=\"web\"})"
+        ),
+        1
+    );
+
+    n3.exec(&["ip", "addr", "del", &vip, "dev", "eth0"])
+        .unwrap();
+    let resolved = wait_resolved(
+        &prometheus,
+        &["KubeVrrpInstanceFault"],
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "conflicting address removed → KubeVrrpInstanceFault resolved after {:.1} s",
+        resolved.as_secs_f64()
+    );
+
+    // A second VirtualIP on the same VRID and interface: Conflict.
+    cluster
+        .user()
+        .apply(&s::vip_manifest(
+            "clash",
+            1,
+            50,
+            "100ms",
+            &[("n1", 150), ("n2", 100), ("n3", 50)],
+            &json!({}),
+        ))
+        .unwrap();
+    let applied = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpVirtualIPNotReady",
+        &[("condition", "Conflict")],
+        applied,
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "scenario alerts-fault-conflict: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
