@@ -713,3 +713,43 @@ fn an_address_someone_else_put_on_a_backups_interface_raises_instance_fault_for_
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn vrrp_packets_with_a_wrong_ttl_on_the_segment_raise_packets_dropped_for_every_node() {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[("KubeVrrpPacketsDropped", "5s")]);
+    // A host on the switch sends VRRPv3 adverts for VRID 50 with TTL 1 (RFC 5798 requires
+    // 255), ten a second for 20 s, with Python's raw socket (the lab has no VRRP sender of
+    // its own that can get the TTL wrong).
+    let peer = cluster.lab().attach("bad", 21).unwrap();
+    let source = kube_vrrp_e2e::addressing::lab_host_ip(21, kube_vrrp_e2e::addressing::Family::V4);
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('{source}'))\n\
+         adv = bytes([0x31, 50, 100, 1, 0x00, 10, 0, 0]) + socket.inet_aton('192.168.77.50')\n\
+         for _ in range(200):\n    s.sendto(adv, ('224.0.0.18', 0)); time.sleep(0.1)\n"
+    );
+    let sender = std::thread::spawn(move || peer.exec(&["python3", "-c", &script]));
+    let sent = Instant::now();
+    let mut nodes = Vec::new();
+    for node in ["n1", "n2", "n3"] {
+        let (_, alert) = wait_firing(
+            &prometheus,
+            "KubeVrrpPacketsDropped",
+            &[("node", node), ("interface", "eth0")],
+            sent,
+            Duration::from_secs(30),
+        );
+        nodes.push(format!(
+            "{node}: reason={}",
+            alert.label("reason").unwrap_or("?")
+        ));
+    }
+    sender.join().unwrap().unwrap();
+    eprintln!(
+        "adverts with TTL 1 → KubeVrrpPacketsDropped for {nodes:?}; scenario alerts-drops: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
