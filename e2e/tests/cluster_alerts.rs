@@ -753,3 +753,41 @@ fn vrrp_packets_with_a_wrong_ttl_on_the_segment_raise_packets_dropped_for_every_
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn with_the_api_server_stopped_a_partition_fires_the_agent_side_dual_master_alert_and_reconcile_errors()
+ {
+    let started = Instant::now();
+    let (mut cluster, prometheus) = lab(&[("KubeVrrpReconcileErrors", "5s")]);
+    cluster.control_plane_mut().stop_apiserver().unwrap();
+    let stopped = Instant::now();
+    cluster.lab().partition().unwrap();
+    let (took, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpInstanceDualMaster",
+        &[("vrid", "50")],
+        stopped,
+        Duration::from_secs(40),
+    );
+    let allowed = s::master_down_interval(50, ADVERT) * 2 + DUAL_MASTER_FOR + 3 * SCRAPE;
+    assert!(
+        took <= allowed,
+        "KubeVrrpInstanceDualMaster after {took:?}, allowed {allowed:?}"
+    );
+    let (errors, alert) = wait_firing(
+        &prometheus,
+        "KubeVrrpReconcileErrors",
+        &[],
+        stopped,
+        Duration::from_secs(60),
+    );
+    cluster.lab().heal_partition().unwrap();
+    cluster.control_plane_mut().start_apiserver().unwrap();
+    eprintln!(
+        "API server stopped, partition → KubeVrrpInstanceDualMaster after {:.1} s, KubeVrrpReconcileErrors ({}) after {:.1} s; scenario alerts-no-apiserver: {:.1} s",
+        took.as_secs_f64(),
+        alert.label("reason").unwrap_or("?"),
+        errors.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
