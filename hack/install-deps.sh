@@ -11,6 +11,7 @@ declare -A package_of=(
     [ping]=iputils-ping
     [arping]=iputils-arping
     [promtool]=prometheus
+    [prometheus]=prometheus
     [unzip]=unzip
     [npm]=npm
     [setpriv]=util-linux

@@ -23,6 +23,15 @@ pub struct VirtualIpLabels {
     pub virtualip: String,
 }
 
+/// Labels `{virtualip, condition}`: one series per condition type of the VirtualIP's status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VirtualIpConditionLabels {
+    /// VirtualIP name.
+    pub virtualip: String,
+    /// Condition type (`Ready`, `SplitBrain`, `Degraded`, `Conflict`).
+    pub condition: String,
+}
+
 /// Labels `{node}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
@@ -53,6 +62,8 @@ pub struct Metrics {
     pub virtualip_masters: Family<VirtualIpLabels, Gauge>,
     /// `kube_vrrp_virtualip_ready{virtualip}`: 1 with exactly one fresh MASTER.
     pub virtualip_ready: Family<VirtualIpLabels, Gauge>,
+    /// `kube_vrrp_virtualip_condition{virtualip,condition}`: 1 while the condition is True.
+    pub virtualip_condition: Family<VirtualIpConditionLabels, Gauge>,
     /// `kube_vrrp_reconcile_total{controller}`.
     pub reconcile_total: Family<ControllerLabels, Counter>,
     /// `kube_vrrp_reconcile_errors_total{controller,reason}`.
@@ -81,6 +92,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let virtualip_masters = Family::<VirtualIpLabels, Gauge>::default();
         let virtualip_ready = Family::<VirtualIpLabels, Gauge>::default();
+        let virtualip_condition = Family::<VirtualIpConditionLabels, Gauge>::default();
         let reconcile_total = Family::<ControllerLabels, Counter>::default();
         let reconcile_errors_total = Family::<ErrorLabels, Counter>::default();
         let reconcile_duration_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
@@ -94,6 +106,11 @@ impl Metrics {
             "kube_vrrp_virtualip_ready",
             "1 when exactly one node is MASTER of the VirtualIP",
             virtualip_ready.clone(),
+        );
+        registry.register(
+            "kube_vrrp_virtualip_condition",
+            "1 while the VirtualIP's status condition of this type is True, else 0",
+            virtualip_condition.clone(),
         );
         // Counters get their `_total` suffix from the encoder.
         registry.register(
@@ -120,6 +137,7 @@ impl Metrics {
             registry,
             virtualip_masters,
             virtualip_ready,
+            virtualip_condition,
             reconcile_total,
             reconcile_errors_total,
             reconcile_duration_seconds,
@@ -138,6 +156,7 @@ impl Metrics {
     pub fn clear_views(&self) {
         self.virtualip_masters.clear();
         self.virtualip_ready.clear();
+        self.virtualip_condition.clear();
         self.vrrpnode_heartbeat_age_seconds.clear();
     }
 }
@@ -154,6 +173,12 @@ mod tests {
         };
         m.virtualip_masters.get_or_create(&vip).set(2);
         m.virtualip_ready.get_or_create(&vip).set(0);
+        m.virtualip_condition
+            .get_or_create(&VirtualIpConditionLabels {
+                virtualip: "web".into(),
+                condition: "Degraded".into(),
+            })
+            .set(1);
         m.reconcile_total
             .get_or_create(&ControllerLabels {
                 controller: SYNC_CONTROLLER,
@@ -173,6 +198,7 @@ mod tests {
         for line in [
             "kube_vrrp_virtualip_masters{virtualip=\"web\"} 2",
             "kube_vrrp_virtualip_ready{virtualip=\"web\"} 0",
+            "kube_vrrp_virtualip_condition{virtualip=\"web\",condition=\"Degraded\"} 1",
             "kube_vrrp_reconcile_total{controller=\"sync\"} 1",
             "kube_vrrp_reconcile_errors_total{controller=\"sync\",reason=\"ApplyVrrpNode\"} 1",
             "kube_vrrp_reconcile_duration_seconds_count 1",

@@ -15,6 +15,7 @@ pub mod kubeconfig;
 pub mod kubectl;
 pub mod pki;
 pub mod pod;
+pub mod prometheus;
 pub mod user;
 pub mod view;
 

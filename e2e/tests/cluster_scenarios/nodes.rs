@@ -1,12 +1,15 @@
 //! Node health: a MASTER's node cordoned (then made NotReady, then labelled out of load
-//! balancing) loses its instance, and its MASTER hands over with priority 0: the next node
-//! answers for the VIP within Skew_Time, long before Master_Down_Interval, with no split
-//! brain and no Warning Event; uncordoned, the node gets its instance back and preempts.
-//! Every node unhealthy at once keeps the VIP where it is.
+//! balancing) loses its instance, and its MASTER hands over with priority 0, keeping the VIP
+//! until the next MASTER's first advert (make-before-break): the next node answers within
+//! about a second, long before Master_Down_Interval, a client pinging every 10 ms loses no
+//! ping, and there is no split brain and no Warning Event. This is how a drain moves VIPs
+//! while the agent is still up, before its pod is evicted. Uncordoned, the node gets its
+//! instance back and preempts. Every node unhealthy at once keeps the VIP where it is.
 
 use std::time::{Duration, Instant};
 
 use kube_vrrp_e2e::cluster::user::{self, poll};
+use kube_vrrp_e2e::probe::echo::EchoProber;
 use serde_json::json;
 
 use super::{
@@ -60,6 +63,13 @@ pub fn run() {
     let watcher = Watcher::start(&cluster, "web");
     let kubectl = user.kubectl();
     let n2 = mac_of(&cluster, 2);
+    let pinger = EchoProber::start(
+        cluster.lab().client(),
+        vip_address(0),
+        Duration::from_millis(10),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
 
     // Cordoned: n1's instance goes, its MASTER hands over with priority 0.
     let cordoned = Instant::now();
@@ -77,6 +87,23 @@ pub fn run() {
         "n2 took over after {handover:?}: that is a silent MASTER timing out, not a handover"
     );
     wait_master(&cluster, "web", "n2", Duration::from_secs(15));
+    // Pings sent until a second after the handover; later ones may still be in flight.
+    let settled = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pings = pinger.pings();
+    let from = cordoned.checked_sub(Duration::from_millis(400)).unwrap();
+    let to = settled + Duration::from_secs(1);
+    let lost = pings.lost(from, to);
+    eprintln!(
+        "cordon n1: {} of {} pings lost (every 10 ms, from before the cordon to after the handover)",
+        lost.len(),
+        pings.sent(from, to)
+    );
+    assert!(
+        lost.is_empty(),
+        "pings lost during the cordon handover: {lost:?}"
+    );
+    drop(pinger);
     poll(
         "n1's VrrpNode without instances",
         Duration::from_secs(10),

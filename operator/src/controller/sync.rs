@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
+use kube_vrrp_crds::condition;
 use kube_vrrp_crds::{
     API_VERSION, ROLL_CALL_ANNOTATION, ResolvedVirtualServer, VirtualIp, VirtualServer,
     VirtualServerStatus, VrrpNode, VrrpNodeSpec,
@@ -24,7 +25,9 @@ use crate::fold::{
     fold_reports, fold_virtual_server, server_events,
 };
 use crate::load_balancer::is_managed;
-use crate::metrics::{ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpLabels};
+use crate::metrics::{
+    ErrorLabels, NodeLabels, SYNC_CONTROLLER, VirtualIpConditionLabels, VirtualIpLabels,
+};
 use kube_vrrp_plan::{Objects, Plan, plan_objects};
 
 /// What the planner decided for `virtual_ip`, as folding needs it. Only the VirtualIP's own
@@ -479,6 +482,15 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             .virtualip_ready
             .get_or_create(&labels)
             .set(i64::from(folded.ready()));
+        for condition in &folded.status.conditions {
+            ctx.metrics
+                .virtualip_condition
+                .get_or_create(&VirtualIpConditionLabels {
+                    virtualip: name.to_owned(),
+                    condition: condition.type_.clone(),
+                })
+                .set(i64::from(condition.status == "True"));
+        }
         let managed = allocation.is_some() && is_managed(vip);
         if managed {
             lb_folded.insert(
@@ -623,6 +635,19 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             ctx.metrics.virtualip_ready.remove(&VirtualIpLabels {
                 virtualip: gone.clone(),
             });
+            for type_ in [
+                condition::READY,
+                condition::SPLIT_BRAIN,
+                condition::DEGRADED,
+                condition::CONFLICT,
+            ] {
+                ctx.metrics
+                    .virtualip_condition
+                    .remove(&VirtualIpConditionLabels {
+                        virtualip: gone.clone(),
+                        condition: type_.to_owned(),
+                    });
+            }
         }
         for gone in mem.exported_nodes.difference(&node_names) {
             ctx.metrics
