@@ -80,7 +80,8 @@ def agent_gets_its_node_name_from_the_downward_api_and_passes_it_to_run():
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert c["command"] == ["kube-vrrp-agent"]
     assert c["args"] == ["run", "--node", "$(NODE_NAME)", "--listen", "[::]:7475",
-                         "--state-dir", "/var/lib/kube-vrrp"]
+                         "--state-dir", "/var/lib/kube-vrrp",
+                         "--track-file-dir", "/etc/kube-vrrp/track"]
     # Both families on a dual-stack node.
     assert env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIPs"
 
@@ -171,6 +172,19 @@ def agent_keeps_its_last_configuration_in_a_host_directory():
     assert "--state-dir" not in container(off)["args"]
     assert not any(v["name"] == "state" for v in off["spec"]["template"]["spec"]["volumes"])
     render("agent.stateDir=relative/path", expect_error=True)
+
+
+def agent_reads_tracked_files_from_a_host_directory_mounted_read_only():
+    ds = one(render(), "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    args = container(ds)["args"]
+    assert args[args.index("--track-file-dir") + 1] == "/etc/kube-vrrp/track", args
+    assert {"name": "track-files", "hostPath": {"path": "/etc/kube-vrrp/track", "type": "DirectoryOrCreate"}} in spec["volumes"]
+    assert {"name": "track-files", "mountPath": "/etc/kube-vrrp/track", "readOnly": True} in container(ds)["volumeMounts"]
+    off = one(render("agent.trackFileDirectory="), "DaemonSet")
+    assert "--track-file-dir" not in container(off)["args"]
+    assert not any(v["name"] == "track-files" for v in off["spec"]["template"]["spec"]["volumes"])
+    render("agent.trackFileDirectory=relative", expect_error=True)
 
 
 def agent_runs_scripts_only_from_the_script_directory_mounted_read_only():
@@ -448,6 +462,7 @@ TESTS = [
     agent_follows_endpoint_slices_for_endpoint_trackers_and_nothing_more,
     agent_reads_secrets_of_the_release_namespace_by_default_so_v2_passwords_work,
     agent_keeps_its_last_configuration_in_a_host_directory,
+    agent_reads_tracked_files_from_a_host_directory_mounted_read_only,
     agent_runs_scripts_only_from_the_script_directory_mounted_read_only,
     agent_gets_exactly_the_named_secrets_in_the_configured_namespace,
     agent_status_writes_are_limited_to_its_own_node_by_an_admission_policy,

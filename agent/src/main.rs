@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube_vrrp_agent::check::host_dirs::{HostAccess, HostDirs};
 use kube_vrrp_agent::check::real_server::{HealthChecks, HealthOptions, Memory};
-use kube_vrrp_agent::check::script_dirs::ScriptDirs;
 use kube_vrrp_agent::check::{EndpointReadiness, QuorumFeed};
 use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
@@ -119,24 +119,39 @@ struct RunArgs {
     /// elsewhere is refused with its reason. None given: no script runs.
     #[arg(long = "script-dir", value_name = "DIR")]
     script_dirs: Vec<PathBuf>,
+    /// A host directory `track.files` may name files in, as an absolute path; repeat for
+    /// several. A VirtualIP naming a file elsewhere is refused with its reason. None given:
+    /// any absolute path (the agent runs on the host; in a pod the chart mounts one directory
+    /// from the node and names it here).
+    #[arg(long = "track-file-dir", value_name = "DIR")]
+    track_file_dirs: Vec<PathBuf>,
     /// Health check attempts in flight at most (more wait for their turn).
     #[arg(long, value_name = "N", default_value_t = kube_vrrp_agent::check::real_server::runner::DEFAULT_CONCURRENCY)]
     check_concurrency: usize,
 }
 
-/// The `--script-dir` directories, which must be absolute paths.
-fn script_dirs(dirs: &[PathBuf]) -> anyhow::Result<ScriptDirs> {
-    for dir in dirs {
-        anyhow::ensure!(
-            dir.is_absolute(),
-            "--script-dir {}: give an absolute path",
-            dir.display()
-        );
-        if !dir.is_dir() {
-            tracing::warn!(dir = %dir.display(), "--script-dir is not a directory on this host: no script in it can run");
+/// The `--script-dir` and `--track-file-dir` directories, which must be absolute paths.
+fn host_access(args: &RunArgs) -> anyhow::Result<HostAccess> {
+    for (flag, dirs) in [
+        ("--script-dir", &args.script_dirs),
+        ("--track-file-dir", &args.track_file_dirs),
+    ] {
+        for dir in dirs {
+            anyhow::ensure!(
+                dir.is_absolute(),
+                "{flag} {}: give an absolute path",
+                dir.display()
+            );
+            if !dir.is_dir() {
+                tracing::warn!(dir = %dir.display(), "{flag} is not a directory on this host: nothing in it can be used");
+            }
         }
     }
-    Ok(ScriptDirs::new(dirs.iter().cloned()))
+    Ok(HostAccess {
+        scripts: HostDirs::scripts(args.script_dirs.iter().cloned()),
+        track_files: (!args.track_file_dirs.is_empty())
+            .then(|| HostDirs::track_files(args.track_file_dirs.iter().cloned())),
+    })
 }
 
 #[derive(Debug, Args)]
@@ -324,13 +339,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let (sender, updates) = source::channel();
         let readiness = EndpointReadiness::new();
-        let scripts = script_dirs(&args.script_dirs)?;
+        let host = host_access(&args)?;
         let node = args.node.clone();
-        if !scripts.dirs().is_empty() && std::process::id() == 1 {
+        if !host.scripts.dirs().is_empty() && std::process::id() == 1 {
             tracing::warn!("running as PID 1: processes a killed script leaves behind are reaped only by an init (the chart shares the pod's process namespace for this)");
         }
         let cluster_tasks = if let Some(dir) = args.manifests {
-            let standalone = Standalone::new(dir, args.node).script_dirs(scripts.clone());
+            let standalone = Standalone::new(dir, args.node).host_access(host.clone());
             tokio::spawn(standalone.watch(sender, Duration::from_millis(args.poll_ms.max(10))));
             None
         } else {
@@ -339,7 +354,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 node_addresses: args.node_ip,
                 heartbeat: Duration::from_secs(args.heartbeat.max(1)),
                 state_dir: args.state_dir,
-                script_dirs: scripts.clone(),
+                host: host.clone(),
                 ..ClusterOptions::new(args.node)
             };
             tracing::info!(node = %options.node, heartbeat = ?options.heartbeat, state_dir = ?options.state_dir, "cluster mode: watching this node's VrrpNode");
@@ -363,7 +378,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let (to_driver, driver_updates) = source::channel();
         // Health checks run on a thread of their own; IPVS and quorum trackers follow them.
         let health_options = HealthOptions {
-            script_dirs: scripts,
+            script_dirs: host.scripts,
             concurrency: args.check_concurrency.max(1),
             memory: Some(Memory::in_dir(&args.runtime_dir, &node)),
         };

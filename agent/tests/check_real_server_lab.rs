@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use kube_vrrp_agent::check::host_dirs::HostDirs;
 use kube_vrrp_agent::check::real_server::probe::{HealthProbe, checks};
 use kube_vrrp_agent::check::real_server::{HealthChecks, HealthOptions, HealthSnapshot};
-use kube_vrrp_agent::check::script_dirs::ScriptDirs;
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_crds::{CheckResult, ResolvedVirtualServer};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
@@ -297,7 +297,7 @@ fn virtual_server(
 }
 
 /// The probe of the first real server of `server`.
-fn probe_of(server: &ResolvedVirtualServer, dirs: &ScriptDirs) -> Arc<HealthProbe> {
+fn probe_of(server: &ResolvedVirtualServer, dirs: &HostDirs) -> Arc<HealthProbe> {
     let checks = checks(server, dirs)
         .expect("the check builds")
         .expect("a health check");
@@ -328,7 +328,7 @@ fn a_tcp_check_is_refused_when_the_listener_goes_away_and_passes_when_it_is_back
             &[(BACKEND_IP, 8080)],
             &serde_json::json!({"tcp": {}, "timeout": "1s"}),
         );
-        let probe = probe_of(&server, &ScriptDirs::default());
+        let probe = probe_of(&server, &HostDirs::default());
         let seen = Arc::new(Seen::default());
         let task = tcp_server(listener, Arc::clone(&seen));
         let up = probe.attempt(Duration::from_secs(1)).await;
@@ -363,7 +363,7 @@ fn a_check_with_a_source_address_connects_from_it_and_one_not_on_the_node_is_mis
                 &[(BACKEND_IP, 8080)],
                 &serde_json::json!({"tcp": {}, "sourceAddress": source}),
             );
-            probe_of(&server, &ScriptDirs::default())
+            probe_of(&server, &HostDirs::default())
         };
         let second = Duration::from_secs(1);
         let bound = from("10.77.0.11").attempt(second).await;
@@ -374,7 +374,7 @@ fn a_check_with_a_source_address_connects_from_it_and_one_not_on_the_node_is_mis
                 &[(BACKEND_IP, 8080)],
                 &serde_json::json!({"tcp": {}}),
             );
-            probe_of(&server, &ScriptDirs::default())
+            probe_of(&server, &HostDirs::default())
         };
         assert_eq!(default.attempt(second).await.result, CheckResult::Passed);
         let peers = seen
@@ -412,7 +412,7 @@ fn a_tcp_check_of_an_address_nobody_answers_for_times_out_within_its_timeout() {
             &[("10.77.0.9", 8080)],
             &serde_json::json!({"tcp": {}}),
         );
-        let probe = probe_of(&server, &ScriptDirs::default());
+        let probe = probe_of(&server, &HostDirs::default());
         let started = Instant::now();
         let outcome = probe.attempt(Duration::from_millis(400)).await;
         let took = started.elapsed();
@@ -443,7 +443,7 @@ fn an_http_check_sees_503_a_wrong_body_a_hang_an_endless_body_and_garbage() {
                 "maxBodyBytes": 65536
             }}),
         );
-        let probe = probe_of(&server, &ScriptDirs::default());
+        let probe = probe_of(&server, &HostDirs::default());
         let timeout = Duration::from_millis(500);
         let attempt = |b: Behaviour| {
             behaviour.store(b as u8, Ordering::SeqCst);
@@ -505,7 +505,7 @@ fn without_a_digest_an_endless_body_still_fails_at_the_cap() {
             &[(BACKEND_IP, 8080)],
             &serde_json::json!({"http": {"maxBodyBytes": 100_000}}),
         );
-        let outcome = probe_of(&server, &ScriptDirs::default())
+        let outcome = probe_of(&server, &HostDirs::default())
             .attempt(Duration::from_secs(2))
             .await;
         assert_eq!(outcome.result, CheckResult::BodyTooLarge, "{outcome:?}");
@@ -610,7 +610,7 @@ fn an_https_check_of_a_self_signed_server_passes_unverified_and_verifies_against
                 &[(BACKEND_IP, 8443)],
                 &serde_json::json!({"http": http}),
             );
-            probe_of(&server, &ScriptDirs::default())
+            probe_of(&server, &HostDirs::default())
         };
         let second = Duration::from_secs(2);
 
@@ -647,7 +647,7 @@ fn an_https_check_of_a_self_signed_server_passes_unverified_and_verifies_against
             &[(BACKEND_IP, 8443)],
             &serde_json::json!({"http": {"https": true, "host": "web.lab", "verifyCertificate": true}}),
         );
-        match checks(&server, &ScriptDirs::default()) {
+        match checks(&server, &HostDirs::default()) {
             Ok(Some(built)) => {
                 let outcome = built.probes[0].1.attempt(second).await;
                 assert_eq!(outcome.result, CheckResult::TlsFailed, "{outcome:?}");
@@ -672,7 +672,7 @@ fn an_https_check_of_a_self_signed_server_passes_unverified_and_verifies_against
                 &[(BACKEND_IP, 8443)],
                 &serde_json::json!({"http": {"https": true}}),
             );
-            probe_of(&server, &ScriptDirs::default())
+            probe_of(&server, &HostDirs::default())
         };
         let outcome = by_address.attempt(second).await;
         assert_eq!(outcome.result, CheckResult::Passed, "{outcome:?}");
@@ -715,8 +715,8 @@ impl Scripts {
         path.display().to_string()
     }
 
-    fn dirs(&self) -> ScriptDirs {
-        ScriptDirs::new([self.0.clone()])
+    fn dirs(&self) -> HostDirs {
+        HostDirs::scripts([self.0.clone()])
     }
 }
 

@@ -279,6 +279,9 @@ pub enum RejectReason {
     /// The instance runs a script from outside the directories the agent allows scripts from
     /// (its `--script-dir`).
     ScriptNotAllowed,
+    /// The instance tracks a file outside the directories the agent may read tracked files
+    /// from (its `--track-file-dir`).
+    TrackFileNotAllowed,
 }
 
 impl RejectReason {
@@ -290,6 +293,7 @@ impl RejectReason {
             Self::Unsupported => "Unsupported",
             Self::StartFailed => "StartFailed",
             Self::ScriptNotAllowed => "ScriptNotAllowed",
+            Self::TrackFileNotAllowed => "TrackFileNotAllowed",
         }
     }
 }

@@ -27,12 +27,12 @@
 pub mod aggregate;
 pub mod endpoints;
 pub mod file;
+pub mod host_dirs;
 pub mod interface;
 pub mod quorum;
 pub mod real_server;
 pub mod rise_fall;
 pub mod script;
-pub mod script_dirs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};

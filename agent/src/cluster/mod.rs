@@ -72,8 +72,8 @@ pub struct ClusterOptions {
     pub heartbeat: Duration,
     /// Where the last applied configuration is kept; `None`: nowhere.
     pub state_dir: Option<PathBuf>,
-    /// Where track scripts may run from.
-    pub script_dirs: crate::check::script_dirs::ScriptDirs,
+    /// Where track scripts may run from and tracked files be read.
+    pub host: crate::check::host_dirs::HostAccess,
 }
 
 impl ClusterOptions {
@@ -84,7 +84,7 @@ impl ClusterOptions {
             node_addresses: Vec::new(),
             heartbeat: DEFAULT_HEARTBEAT,
             state_dir: None,
-            script_dirs: crate::check::script_dirs::ScriptDirs::default(),
+            host: crate::check::host_dirs::HostAccess::default(),
         }
     }
 }
@@ -156,7 +156,7 @@ pub fn spawn(
     );
     let watch = watch
         .state_dir(options.state_dir.clone())
-        .script_dirs(options.script_dirs.clone());
+        .host_access(options.host.clone());
     let endpoints = EndpointWatch::new(
         client.clone(),
         options.node.clone(),

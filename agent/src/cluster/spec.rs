@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::last_config::{self, LastConfig};
-use crate::check::script_dirs::ScriptDirs;
+use crate::check::host_dirs::HostAccess;
 use crate::source::resolve::{Accepted, Mode, Rules, resolve};
 use crate::source::{ConfigSender, publish};
 
@@ -88,8 +88,8 @@ pub struct SpecWatch {
     node: String,
     node_addresses: Vec<IpAddr>,
     state_dir: Option<PathBuf>,
-    /// Where track scripts may run from.
-    script_dirs: ScriptDirs,
+    /// Where track scripts may run from and tracked files be read.
+    host: HostAccess,
     roll_call: watch::Sender<Option<String>>,
     tracked_services: watch::Sender<BTreeSet<ServiceRef>>,
     /// The spec and generation last resolved (a status-only update resolves nothing).
@@ -121,7 +121,7 @@ impl SpecWatch {
             node,
             node_addresses,
             state_dir: None,
-            script_dirs: ScriptDirs::default(),
+            host: HostAccess::default(),
             roll_call,
             tracked_services,
             resolved: None,
@@ -143,17 +143,18 @@ impl SpecWatch {
         self
     }
 
-    /// Runs track scripts only from `dirs` (an instance naming another is rejected).
+    /// Runs track scripts and reads tracked files only where `host` allows (an instance
+    /// naming another path is rejected).
     #[must_use]
-    pub fn script_dirs(mut self, dirs: ScriptDirs) -> Self {
-        self.script_dirs = dirs;
+    pub fn host_access(mut self, host: HostAccess) -> Self {
+        self.host = host;
         self
     }
 
     fn rules(&self) -> Rules {
         Rules {
             mode: Mode::Cluster,
-            script_dirs: self.script_dirs.clone(),
+            host: self.host.clone(),
         }
     }
 

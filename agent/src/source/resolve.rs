@@ -18,7 +18,7 @@ use kube_vrrp_crds::{
     VrrpVersion,
 };
 
-use crate::check::script_dirs::ScriptDirs;
+use crate::check::host_dirs::HostAccess;
 use crate::driver::{DesiredConfig, InstanceSpec};
 use crate::net::announce::GarpSettings;
 use crate::vrrp::packet::Authentication;
@@ -36,19 +36,20 @@ pub enum Mode {
     Standalone,
 }
 
-/// What the agent allows besides the spec's own rules: its mode, and the directories scripts
-/// may run from (`--script-dir`). A bare [`Mode`] allows no script.
+/// What the agent allows besides the spec's own rules: its mode, and what it may reach on the
+/// host (`--script-dir`, `--track-file-dir`). A bare [`Mode`] allows no script and tracked
+/// files anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     pub mode: Mode,
-    pub script_dirs: ScriptDirs,
+    pub host: HostAccess,
 }
 
 impl From<Mode> for Rules {
     fn from(mode: Mode) -> Self {
         Self {
             mode,
-            script_dirs: ScriptDirs::default(),
+            host: HostAccess::default(),
         }
     }
 }
@@ -195,10 +196,18 @@ pub fn resolve_instance(
     }
     for (i, script) in instance.track.scripts.iter().enumerate() {
         let program = script.command.first().map_or("", String::as_str);
-        rules.script_dirs.admit(program).map_err(|why| {
+        rules.host.scripts.admit(program).map_err(|why| {
             Problem::new(
                 RejectReason::ScriptNotAllowed,
                 format!("track.scripts[{i}] ({}): {why}", script.name),
+            )
+        })?;
+    }
+    for (i, file) in instance.track.files.iter().enumerate() {
+        rules.host.admit_track_file(&file.path).map_err(|why| {
+            Problem::new(
+                RejectReason::TrackFileNotAllowed,
+                format!("track.files[{i}]: {why}"),
             )
         })?;
     }
@@ -628,11 +637,67 @@ mod tests {
         vip
     }
 
+    fn with_file(name: &str, path: &str) -> VrrpInstance {
+        let mut vip = instance(name);
+        vip.track.files = vec![kube_vrrp_crds::TrackFile {
+            path: path.into(),
+            weight: None,
+        }];
+        vip
+    }
+
+    #[test]
+    fn a_tracked_file_outside_the_mounted_directory_rejects_its_instance_alone() {
+        let rules = Rules {
+            mode: Mode::Cluster,
+            host: HostAccess {
+                track_files: Some(crate::check::host_dirs::HostDirs::track_files([
+                    std::path::PathBuf::from("/etc/kube-vrrp/track"),
+                ])),
+                ..HostAccess::default()
+            },
+        };
+        let r = resolve(
+            &spec(vec![
+                with_file("inside", "/etc/kube-vrrp/track/maintenance"),
+                with_file("outside", "/etc/maintenance"),
+            ]),
+            rules,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(names(&r), ["inside"]);
+        let rejected = &r.rejected[0];
+        assert_eq!(
+            (rejected.name.as_str(), rejected.reason),
+            ("outside", RejectReason::TrackFileNotAllowed)
+        );
+        assert!(
+            rejected.message.contains("track.files[0]")
+                && rejected.message.contains("/etc/kube-vrrp/track"),
+            "{}",
+            rejected.message
+        );
+        // Without --track-file-dir (an agent on the host), any absolute path is read.
+        let anywhere = resolve(
+            &spec(vec![with_file("outside", "/etc/maintenance")]),
+            Mode::Standalone,
+            &no_secret,
+            &BTreeMap::new(),
+        );
+        assert_eq!(names(&anywhere), ["outside"]);
+    }
+
     #[test]
     fn a_track_script_outside_the_allowed_directories_rejects_its_instance_alone() {
         let rules = Rules {
             mode: Mode::Cluster,
-            script_dirs: ScriptDirs::new([std::path::PathBuf::from("/etc/kube-vrrp/scripts")]),
+            host: HostAccess {
+                scripts: crate::check::host_dirs::HostDirs::scripts([std::path::PathBuf::from(
+                    "/etc/kube-vrrp/scripts",
+                )]),
+                track_files: None,
+            },
         };
         let r = resolve(
             &spec(vec![

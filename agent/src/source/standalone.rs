@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::dir_changes::{Change, DirChanges};
 use super::resolve::{Accepted, Mode, Rules, internal_ips, resolve};
 use super::{ConfigSender, publish};
-use crate::check::script_dirs::ScriptDirs;
+use crate::check::host_dirs::HostAccess;
 use crate::driver::DesiredConfig;
 
 /// How often the directory is checked for changes by default.
@@ -47,8 +47,8 @@ pub struct Standalone {
     previous: Option<Plan>,
     /// The instances last accepted, kept running when a new version of one is rejected.
     accepted: BTreeMap<String, Accepted>,
-    /// Where track scripts may run from.
-    script_dirs: ScriptDirs,
+    /// Where track scripts may run from and tracked files be read.
+    host: HostAccess,
 }
 
 impl Standalone {
@@ -58,14 +58,15 @@ impl Standalone {
             node: node.into(),
             previous: None,
             accepted: BTreeMap::new(),
-            script_dirs: ScriptDirs::default(),
+            host: HostAccess::default(),
         }
     }
 
-    /// Runs track scripts only from `dirs` (a VirtualIP naming another is rejected).
+    /// Runs track scripts and reads tracked files only where `host` allows (a VirtualIP
+    /// naming another path is rejected).
     #[must_use]
-    pub fn script_dirs(mut self, dirs: ScriptDirs) -> Self {
-        self.script_dirs = dirs;
+    pub fn host_access(mut self, host: HostAccess) -> Self {
+        self.host = host;
         self
     }
 
@@ -102,7 +103,7 @@ impl Standalone {
         };
         let rules = Rules {
             mode: Mode::Standalone,
-            script_dirs: self.script_dirs.clone(),
+            host: self.host.clone(),
         };
         let mut resolution = resolve(&spec, rules, &lookup, &self.accepted);
         self.reject_set_aside(&set_aside, &mut resolution);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use kube_vrrp_crds::CheckResult;
 
 use super::outcome::Outcome;
+use crate::check::host_dirs::HostDirs;
 use crate::check::script::{ScriptOutcome, run_with_env};
-use crate::check::script_dirs::ScriptDirs;
 
 /// The environment variable holding the real server's address.
 pub const ADDRESS_VARIABLE: &str = "REAL_SERVER_ADDRESS";
@@ -23,7 +23,7 @@ pub struct CommandProbe {
     /// `REAL_SERVER_ADDRESS` and `REAL_SERVER_PORT`.
     pub env: Vec<(&'static str, String)>,
     /// Where the program must still lie when it is run.
-    pub dirs: ScriptDirs,
+    pub dirs: HostDirs,
 }
 
 impl CommandProbe {

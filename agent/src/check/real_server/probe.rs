@@ -15,7 +15,7 @@ use super::machine::CheckTimers;
 use super::outcome::Outcome;
 use super::tcp::{Connect, TcpProbe};
 use super::tls::{TlsClient, Trust, client_config, server_name};
-use crate::check::script_dirs::ScriptDirs;
+use crate::check::host_dirs::HostDirs;
 
 /// What one attempt runs.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub fn timers(check: &HealthCheck) -> Result<CheckTimers, String> {
 }
 
 /// The checks of `server` (`None` without a `healthCheck`), or why they cannot run here.
-pub fn checks(server: &ResolvedVirtualServer, dirs: &ScriptDirs) -> Result<Option<Checks>, String> {
+pub fn checks(server: &ResolvedVirtualServer, dirs: &HostDirs) -> Result<Option<Checks>, String> {
     let Some(check) = &server.health_check else {
         return Ok(None);
     };
@@ -122,7 +122,7 @@ fn probe(
     address: IpAddr,
     source: Option<IpAddr>,
     tls: Option<&(Arc<rustls::ClientConfig>, bool)>,
-    dirs: &ScriptDirs,
+    dirs: &HostDirs,
 ) -> Result<HealthProbe, String> {
     if let Some(tcp) = &check.tcp {
         return Ok(HealthProbe::Tcp(TcpProbe {

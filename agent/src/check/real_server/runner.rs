@@ -22,7 +22,7 @@ use super::outcome::Outcome;
 use super::pool::Quorum;
 use super::probe::{HealthProbe, checks};
 use super::spread::phase;
-use crate::check::script_dirs::ScriptDirs;
+use crate::check::host_dirs::HostDirs;
 use crate::report::Metrics;
 
 /// Attempts in flight at most, by default.
@@ -32,7 +32,7 @@ pub const DEFAULT_CONCURRENCY: usize = 256;
 #[derive(Debug, Clone)]
 pub struct HealthOptions {
     /// Where script checks may run from.
-    pub script_dirs: ScriptDirs,
+    pub script_dirs: HostDirs,
     /// Attempts in flight at most (at least 1).
     pub concurrency: usize,
     /// Where verdicts are kept across restarts; `None`: nowhere.
@@ -42,7 +42,7 @@ pub struct HealthOptions {
 impl Default for HealthOptions {
     fn default() -> Self {
         Self {
-            script_dirs: ScriptDirs::default(),
+            script_dirs: HostDirs::default(),
             concurrency: DEFAULT_CONCURRENCY,
             memory: None,
         }
