@@ -391,7 +391,7 @@ async fn publish(ctx: &Context, event: ServiceEvent<'_>) -> Result<(), Error> {
             EventType::Normal
         },
         reason: event.reason.to_owned(),
-        note: Some(event.note),
+        note: Some(crate::fold::events::bounded_note(&event.note)),
         action: "AllocateAddress".to_owned(),
         secondary: None,
     };
