@@ -761,11 +761,11 @@ impl HttpCheck {
                         .to_owned(),
                 );
             }
-            if !bundle.contains(PEM_CERTIFICATE) {
+            if !bundle.starts_with(PEM_CERTIFICATE) {
                 out.push(
                     format!("{f}.caBundle"),
                     ViolationKind::InvalidFormat,
-                    format!("holds no PEM certificate (a {PEM_CERTIFICATE} block)"),
+                    format!("must hold PEM certificates, starting with {PEM_CERTIFICATE}"),
                 );
             }
         }
