@@ -791,3 +791,70 @@ fn with_the_api_server_stopped_a_partition_fires_the_agent_side_dual_master_aler
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_tracked_file_turning_non_zero_on_the_master_raises_tracker_down_for_that_node_until_cleared() {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[("KubeVrrpTrackerDown", "5s")]);
+    // keepalived's track_file through the chart's default directory, mounted from each node.
+    let file = "/etc/kube-vrrp/track/maintenance";
+    let on_node = |n: usize| cluster.node_root(n).join(file.trim_start_matches('/'));
+    for n in 1..=3 {
+        std::fs::create_dir_all(on_node(n).parent().unwrap()).unwrap();
+        std::fs::write(on_node(n), "0\n").unwrap();
+    }
+    cluster
+        .user()
+        .apply(&s::vip_manifest(
+            "tracked",
+            1,
+            60,
+            "100ms",
+            &[("n1", 150), ("n2", 100), ("n3", 50)],
+            &json!({"track": {"files": [{"path": file}]}}),
+        ))
+        .unwrap();
+    s::wait_master(&cluster, "tracked", "n1", Duration::from_secs(20));
+    assert_silent(
+        &prometheus,
+        Duration::from_secs(8),
+        "every tracked file holds 0",
+    );
+
+    // The MASTER's file says 1: FAULT there (no weight), the VIP moves, the tracker is down.
+    std::fs::write(on_node(1), "1\n").unwrap();
+    let written = Instant::now();
+    wait_firing(
+        &prometheus,
+        "KubeVrrpTrackerDown",
+        &[("node", "n1"), ("tracker", &format!("file:{file}"))],
+        written,
+        Duration::from_secs(30),
+    );
+    s::wait_master(&cluster, "tracked", "n2", Duration::from_secs(15));
+    let others: Vec<String> = prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name == "KubeVrrpTrackerDown" && a.label("node") != Some("n1"))
+        .map(describe)
+        .collect();
+    assert!(others.is_empty(), "TrackerDown on other nodes: {others:?}");
+
+    std::fs::write(on_node(1), "0\n").unwrap();
+    let resolved = wait_resolved(
+        &prometheus,
+        &["KubeVrrpTrackerDown"],
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "tracked file back to 0 → KubeVrrpTrackerDown resolved after {:.1} s",
+        resolved.as_secs_f64()
+    );
+    s::wait_master(&cluster, "tracked", "n1", Duration::from_secs(15));
+    eprintln!(
+        "scenario tracker down: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
