@@ -28,6 +28,33 @@ macro_rules! is_v2 {
     };
 }
 
+/// VRRPv2 carries the interval in whole seconds (RFC 3768): on a VirtualIP and a pool's `vrrp`.
+const V2_ADVERT_INTERVAL: CelRule = CelRule {
+    rule: concat!(
+        "!",
+        is_v2!(),
+        " || !has(self.advertInterval) || ",
+        "(duration(self.advertInterval) >= duration('1s') && ",
+        "duration(self.advertInterval) <= duration('255s') && ",
+        "int(duration(self.advertInterval)) % 1000000000 == 0)"
+    ),
+    message: "with version 2, advertInterval must be whole seconds from 1s to 255s",
+    field_path: Some(".advertInterval"),
+};
+
+/// VRRPv3 carries it in centiseconds, 12 bits (RFC 5798): on a VirtualIP and a pool's `vrrp`.
+const V3_ADVERT_INTERVAL: CelRule = CelRule {
+    rule: concat!(
+        is_v2!(),
+        " || !has(self.advertInterval) || ",
+        "(duration(self.advertInterval) >= duration('10ms') && ",
+        "duration(self.advertInterval) <= duration('40950ms') && ",
+        "int(duration(self.advertInterval)) % 10000000 == 0)"
+    ),
+    message: "with version 3, advertInterval must be a multiple of 10ms from 10ms to 40.95s",
+    field_path: Some(".advertInterval"),
+};
+
 /// Rules on `VirtualIP.spec`.
 pub const VIRTUAL_IP_SPEC: &[CelRule] = &[
     CelRule {
@@ -42,29 +69,8 @@ pub const VIRTUAL_IP_SPEC: &[CelRule] = &[
         message: "addresses must all be IPv4 or all be IPv6; use a second VirtualIP for the other family",
         field_path: Some(".addresses"),
     },
-    CelRule {
-        rule: concat!(
-            "!",
-            is_v2!(),
-            " || !has(self.advertInterval) || ",
-            "(duration(self.advertInterval) >= duration('1s') && ",
-            "duration(self.advertInterval) <= duration('255s') && ",
-            "int(duration(self.advertInterval)) % 1000000000 == 0)"
-        ),
-        message: "with version 2, advertInterval must be whole seconds from 1s to 255s",
-        field_path: Some(".advertInterval"),
-    },
-    CelRule {
-        rule: concat!(
-            is_v2!(),
-            " || !has(self.advertInterval) || ",
-            "(duration(self.advertInterval) >= duration('10ms') && ",
-            "duration(self.advertInterval) <= duration('40950ms') && ",
-            "int(duration(self.advertInterval)) % 10000000 == 0)"
-        ),
-        message: "with version 3, advertInterval must be a multiple of 10ms from 10ms to 40.95s",
-        field_path: Some(".advertInterval"),
-    },
+    V2_ADVERT_INTERVAL,
+    V3_ADVERT_INTERVAL,
     CelRule {
         rule: concat!("!has(self.authentication) || ", is_v2!()),
         message: "authentication exists only in VRRPv2; set version: 2 or remove authentication",
@@ -132,31 +138,7 @@ pub const VIRTUAL_IP_POOL_SPEC: &[CelRule] = &[
 ];
 
 /// Rules on `VirtualIPPool.spec.vrrp`.
-pub const POOL_VRRP: &[CelRule] = &[
-    CelRule {
-        rule: concat!(
-            "!",
-            is_v2!(),
-            " || !has(self.advertInterval) || ",
-            "(duration(self.advertInterval) >= duration('1s') && ",
-            "duration(self.advertInterval) <= duration('255s') && ",
-            "int(duration(self.advertInterval)) % 1000000000 == 0)"
-        ),
-        message: "with version 2, advertInterval must be whole seconds from 1s to 255s",
-        field_path: Some(".advertInterval"),
-    },
-    CelRule {
-        rule: concat!(
-            is_v2!(),
-            " || !has(self.advertInterval) || ",
-            "(duration(self.advertInterval) >= duration('10ms') && ",
-            "duration(self.advertInterval) <= duration('40950ms') && ",
-            "int(duration(self.advertInterval)) % 10000000 == 0)"
-        ),
-        message: "with version 3, advertInterval must be a multiple of 10ms from 10ms to 40.95s",
-        field_path: Some(".advertInterval"),
-    },
-];
+pub const POOL_VRRP: &[CelRule] = &[V2_ADVERT_INTERVAL, V3_ADVERT_INTERVAL];
 
 /// Rules on each `VirtualIP.spec.priorities[]` entry.
 pub const PRIORITY_RULE: &[CelRule] = &[CelRule {
