@@ -11,7 +11,6 @@ use kube_vrrp_crds::ServiceRef;
 use tokio::sync::watch;
 
 use super::Slot;
-use super::aggregate::Observation;
 
 /// Whether each followed Service has a Ready endpoint on this node. Cheap to clone; every
 /// clone shares one state.
@@ -57,18 +56,6 @@ impl EndpointReadiness {
 /// Reports `service`'s readiness into `slot` whenever it is known and changes, until the
 /// tracker is dropped.
 pub(crate) async fn track(service: ServiceRef, readiness: EndpointReadiness, slot: Slot) {
-    let mut receiver = readiness.subscribe();
-    loop {
-        let known = receiver.borrow_and_update().get(&service).copied();
-        if let Some(up) = known {
-            slot.report_counting_failure_on_change(if up {
-                Observation::Up
-            } else {
-                Observation::Down
-            });
-        }
-        if receiver.changed().await.is_err() {
-            return;
-        }
-    }
+    slot.follow(readiness.subscribe(), |ready| ready.get(&service).copied())
+        .await;
 }

@@ -301,6 +301,29 @@ impl Slot {
         previous
     }
 
+    /// Reports `up(value)` of every value `receiver` sees (nothing while it is `None`), until
+    /// the sender is gone: trackers that follow a state another task keeps (endpoint
+    /// readiness, a VirtualServer's quorum).
+    pub(crate) async fn follow<T>(
+        &self,
+        mut receiver: tokio::sync::watch::Receiver<T>,
+        up: impl Fn(&T) -> Option<bool>,
+    ) {
+        loop {
+            let known = up(&receiver.borrow_and_update());
+            if let Some(up) = known {
+                self.report_counting_failure_on_change(if up {
+                    aggregate::Observation::Up
+                } else {
+                    aggregate::Observation::Down
+                });
+            }
+            if receiver.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// [`Slot::report`], counting a failure when the tracker turns bad (from up or pending).
     /// For trackers that poll a state (files, interfaces) rather than run probes.
     pub(crate) fn report_counting_failure_on_change(&self, observation: Observation) {

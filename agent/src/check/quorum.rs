@@ -9,7 +9,6 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::Slot;
-use super::aggregate::Observation;
 use super::real_server::HealthSnapshot;
 
 /// The health checks' snapshots, for quorum trackers. Cheap to clone.
@@ -55,18 +54,8 @@ fn up(snapshot: &HealthSnapshot, virtual_server: &str) -> Option<bool> {
 /// Reports the quorum of `virtual_server` into `slot` whenever it is known and changes,
 /// until the tracker is dropped.
 pub(crate) async fn track(virtual_server: String, feed: QuorumFeed, slot: Slot) {
-    let mut receiver = feed.receiver.clone();
-    loop {
-        let known = up(&receiver.borrow_and_update(), &virtual_server);
-        if let Some(up) = known {
-            slot.report_counting_failure_on_change(if up {
-                Observation::Up
-            } else {
-                Observation::Down
-            });
-        }
-        if receiver.changed().await.is_err() {
-            return;
-        }
-    }
+    slot.follow(feed.receiver.clone(), |snapshot| {
+        up(snapshot, &virtual_server)
+    })
+    .await;
 }
