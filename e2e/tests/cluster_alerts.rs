@@ -287,8 +287,16 @@ fn assert_dashboard_uses_exported_metrics(cluster: &Cluster, prometheus: &Promet
                 let mut words = rest.split_whitespace();
                 if let (Some(name), Some(kind)) = (words.next(), words.next()) {
                     exported.insert(name.to_owned());
-                    if kind == "counter" {
-                        exported.insert(format!("{name}_total"));
+                    match kind {
+                        "counter" => {
+                            exported.insert(format!("{name}_total"));
+                        }
+                        "histogram" => {
+                            for part in ["bucket", "sum", "count"] {
+                                exported.insert(format!("{name}_{part}"));
+                            }
+                        }
+                        _ => {}
                     }
                 }
             } else if !line.starts_with('#') {
