@@ -494,8 +494,14 @@ fn service_env(apiserver: SocketAddr) -> Vec<(String, String)> {
     ]
 }
 
-/// `lab-pod [mounts] -- setpriv [privileges] -- BINARY ARGS`: the image command's first word
-/// is looked up among the lab's binaries.
+/// Where the image holds its binaries; the lab mounts the workspace's there, read-only, so a
+/// pod volume mounted over a parent of the checkout (an emptyDir at /tmp over a checkout in
+/// /tmp) cannot hide them.
+const IMAGE_BIN: &str = "/usr/local/bin";
+
+/// `lab-pod [mounts] -- setpriv [privileges] -- /usr/local/bin/BINARY ARGS`: the image
+/// command's first word is looked up among the lab's binaries, whose directory lab-pod mounts
+/// at [`IMAGE_BIN`] before the pod's volumes.
 fn launch_command(
     runtime: &Runtime,
     line: &[String],
@@ -507,7 +513,12 @@ fn launch_command(
         .binaries
         .get(program)
         .ok_or_else(|| format!("the lab has no binary for the image command {program}"))?;
+    let (Some(dir), Some(name)) = (binary.parent(), binary.file_name()) else {
+        return Err(format!("{}: not a file path", binary.display()));
+    };
     let mut command = vec![runtime.lab_pod.display().to_string()];
+    command.push("--mount".into());
+    command.push(format!("{}:{IMAGE_BIN}:ro", dir.display()));
     for mount in mounts {
         command.push("--mount".into());
         command.push(mount.as_arg());
@@ -519,7 +530,7 @@ fn launch_command(
     command.push(runtime.setpriv.display().to_string());
     command.extend(privileges.setpriv_args());
     command.push("--".into());
-    command.push(binary.display().to_string());
+    command.push(format!("{IMAGE_BIN}/{}", name.to_string_lossy()));
     command.extend(args.iter().cloned());
     Ok(command)
 }
