@@ -520,10 +520,11 @@ fn guest_drains_a_terminating_endpoint_then_removes_it() {
         .unwrap();
     lab.start_agent("--ipvs-drain-timeout 120").unwrap();
     wait_programmed(&mut lab, &[key("TCP", 80)], &[]).unwrap();
-    // A long connection to rs2, the only endpoint.
+    // A long connection to rs2, the only endpoint: long enough to outlast the configuration
+    // change reaching the agent in a guest under software emulation.
     lab.guest
         .ok(&format!(
-            "/sbin/ip netns exec client /opt/kv/ipvs-lab-peer hold --tcp {VIP}:80 --seconds 6 > /tmp/hold.log 2>&1 &"
+            "/sbin/ip netns exec client /opt/kv/ipvs-lab-peer hold --tcp {VIP}:80 --seconds 20 > /tmp/hold.log 2>&1 &"
         ))
         .unwrap();
     lab.wait_until("the held connection is active", PROGRAMMED, |lab| {
