@@ -7,206 +7,22 @@
 // `allow-unwrap-in-tests` allows inside the test functions.
 #![allow(clippy::unwrap_used)]
 
+mod lab;
+
 use std::fs;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::thread::{JoinHandle, sleep};
-use std::time::{Duration, Instant};
+use std::thread::sleep;
+use std::time::Duration;
 
-use kube_vrrp_agent::driver::{self, DesiredConfig, Driver, InstanceSpec};
-use kube_vrrp_agent::net::announce::GarpSettings;
-use kube_vrrp_agent::report::{InstanceStatus, Metrics, StatusBoard};
-use kube_vrrp_agent::source::{self, ConfigSender};
 use kube_vrrp_agent::vrrp::Version;
 use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::Authentication;
-use kube_vrrp_crds::{Track, TrackFile};
-use kube_vrrp_e2e::netns::{Netns, require_root, veth};
+use kube_vrrp_crds::TrackFile;
+use lab::{Agent, config, holds, spec, wait_for};
 
-const SETTLE: Duration = Duration::from_secs(5);
-
-/// A driver running on its own thread inside a namespace. Stopped gracefully on drop.
-struct Agent {
-    board: StatusBoard,
-    metrics: Metrics,
-    config: ConfigSender,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Agent {
-    fn start(ns: &Netns, config: DesiredConfig) -> Self {
-        let board = StatusBoard::new();
-        let metrics = Metrics::new();
-        let (sender, updates) = source::channel();
-        source::publish(&sender, config);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let path = format!("/run/netns/{}", ns.name());
-        let (b, m) = (board.clone(), metrics.clone());
-        let thread = std::thread::spawn(move || {
-            let file = fs::File::open(&path).unwrap();
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let driver = Driver::new(b, m).await.unwrap();
-                driver::run(driver, updates, async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        Self {
-            board,
-            metrics,
-            config: sender,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn status(&self, name: &str) -> Option<InstanceStatus> {
-        self.board
-            .snapshot()
-            .into_iter()
-            .find(|status| status.name == name)
-    }
-
-    fn state(&self, name: &str) -> Option<State> {
-        self.status(name).map(|status| status.state)
-    }
-
-    fn apply(&self, config: DesiredConfig) {
-        source::publish(&self.config, config);
-    }
-
-    /// The value of one sample of the metrics text, 0 when absent.
-    fn metric(&self, sample: &str) -> f64 {
-        self.metrics
-            .encode()
-            .lines()
-            .find_map(|line| line.strip_prefix(sample))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Two nodes on a bridge in a third "switch" namespace, so that one node's link going down
-/// leaves the other's carrier up (a bare veth pair would take both down).
-struct Lab {
-    n1: Netns,
-    n2: Netns,
-    _switch: Netns,
-}
-
-fn lab() -> Lab {
-    require_root();
-    let n1 = Netns::create("kvdr").unwrap();
-    let n2 = Netns::create("kvdr").unwrap();
-    let switch = Netns::create("kvdr").unwrap();
-    switch
-        .exec(&[
-            "ip",
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])
-        .unwrap();
-    switch.exec(&["ip", "link", "set", "br0", "up"]).unwrap();
-    for ns in [&n1, &n2] {
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
-            .unwrap();
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])
-            .unwrap();
-    }
-    for (ns, port, v4, v6) in [
-        (&n1, "p1", "192.0.2.1/24", "2001:db8::1/64"),
-        (&n2, "p2", "192.0.2.2/24", "2001:db8::2/64"),
-    ] {
-        veth(ns, "eth0", &switch, port).unwrap();
-        switch
-            .exec(&["ip", "link", "set", port, "master", "br0"])
-            .unwrap();
-        ns.exec(&["ip", "addr", "add", v4, "dev", "eth0"]).unwrap();
-        ns.exec(&["ip", "-6", "addr", "add", v6, "dev", "eth0"])
-            .unwrap();
-    }
-    Lab {
-        n1,
-        n2,
-        _switch: switch,
-    }
-}
-
-fn holds(ns: &Netns, address: &str) -> bool {
-    let out = ns
-        .exec(&["ip", "-br", "addr", "show", "dev", "eth0"])
-        .unwrap();
-    out.split_whitespace()
-        .any(|word| word.split('/').next() == Some(address))
-}
-
-fn spec(name: &str, vrid: u8, vip: &str, priority: u8) -> InstanceSpec {
-    InstanceSpec {
-        name: name.to_owned(),
-        interface: None,
-        vrid,
-        version: Version::V3,
-        addresses: vec![vip.parse().unwrap()],
-        priority,
-        advert_interval: Duration::from_millis(100),
-        preempt: true,
-        preempt_delay: Duration::ZERO,
-        accept_mode: false,
-        unicast_peers: Vec::new(),
-        authentication: Authentication::None,
-        garp: GarpSettings::default(),
-        sync_group: None,
-        use_virtual_mac: false,
-        track: Track::default(),
-    }
-}
-
-fn config(instances: Vec<InstanceSpec>) -> DesiredConfig {
-    DesiredConfig {
-        instances,
-        ..DesiredConfig::default()
-    }
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < SETTLE,
-            "timed out after {SETTLE:?} waiting for {what}"
-        );
-        sleep(Duration::from_millis(10));
-    }
+fn lab() -> lab::Lab {
+    lab::lab("kvdr")
 }
 
 #[test]
@@ -254,9 +70,7 @@ fn unicast_peers_elect_and_adverts_from_other_sources_are_dropped() {
     wait_for("n2 MASTER once n1 is no longer a peer", || {
         a2.state("web") == Some(State::Master)
     });
-    assert!(
-        a2.metric("kube_vrrp_packets_dropped_total{interface=\"eth0\",reason=\"source\"}") > 0.0
-    );
+    assert!(a2.dropped("source") > 0);
 }
 
 #[test]
@@ -275,9 +89,7 @@ fn v2_peers_with_the_same_password_elect_and_a_wrong_password_is_dropped() {
     wait_for("both MASTER", || {
         a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Master)
     });
-    wait_for("auth drops counted", || {
-        a2.metric("kube_vrrp_packets_dropped_total{interface=\"eth0\",reason=\"auth\"}") > 0.0
-    });
+    wait_for("auth drops counted", || a2.dropped("auth") > 0);
     // The same password: n2 hears n1's higher priority and steps down.
     a2.apply(config(vec![v2(100, b"secret")]));
     wait_for("n2 BACKUP", || a2.state("web") == Some(State::Backup));
