@@ -49,12 +49,20 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// Linux's "address family not supported": what binding `[::]` gives without IPv6.
+const EAFNOSUPPORT: i32 = 97;
+
 /// Serves the router on `addr` until the task is dropped or the listener fails.
 /// `[::]:PORT` serves IPv4 and IPv6 (dual-stack and IPv6-only pod networks); where the kernel
-/// has no IPv6 at all, binding it fails and `0.0.0.0:PORT` is used instead.
+/// has no IPv6 at all, binding it fails and `0.0.0.0:PORT` is used instead; any other
+/// failure (the port taken) is the error it is.
 pub async fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<()> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
-        Err(error) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+        Err(error)
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && error.raw_os_error() == Some(EAFNOSUPPORT) =>
+        {
             let fallback = SocketAddr::from(([0, 0, 0, 0], addr.port()));
             tracing::warn!(%addr, %fallback, %error, "no IPv6 here: listening on IPv4 only");
             tokio::net::TcpListener::bind(fallback).await?
