@@ -1,14 +1,28 @@
-//! Leader election over a `coordination.k8s.io` Lease (kube-lease-manager): one replica
-//! holds the Lease and writes; the others watch and take over within the lease duration
-//! once the holder stops renewing, or at once when it releases the Lease on shutdown.
+//! Leader election over a `coordination.k8s.io` Lease, fenced by this replica's monotonic
+//! clock: one replica holds the Lease and writes; a standby takes over once the Lease's
+//! record has stood unchanged for the lease duration (measured on its own clock, so clock
+//! skew between nodes does not matter), or at once when the holder releases it on shutdown.
+//! A holder that cannot renew, or that was frozen past its term (SIGSTOP, a long GC-like
+//! pause, a VM stall), stops writing when the term it last secured runs out, before any
+//! standby may take over, whether or not it has heard of the takeover yet.
 
-use kube::Client;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Default Lease name.
 pub const DEFAULT_LEASE_NAME: &str = "kube-vrrp-operator";
+
+/// How often a standby reads the Lease, and a holder retries a failed renewal.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// Where the Lease is and how it is held.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,9 +33,9 @@ pub struct LeaseConfig {
     pub name: String,
     /// This replica's identity (the pod name); `None`: a random one.
     pub identity: Option<String>,
-    /// Seconds a holder's lock stays valid after its last renewal.
+    /// Seconds a holder's term lasts after its last renewal was sent.
     pub duration_seconds: u64,
-    /// Seconds before expiry at which the holder renews.
+    /// Seconds before the end of its term at which the holder renews.
     pub grace_seconds: u64,
 }
 
@@ -40,7 +54,7 @@ impl Default for LeaseConfig {
 /// Leader election failures.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    /// The timings cannot work (the library would panic on them).
+    /// The timings cannot work.
     #[error("lease grace ({grace}s) must be above 0 and below the duration ({duration}s)")]
     Timing {
         /// Duration in seconds.
@@ -48,16 +62,16 @@ pub enum LeaseError {
         /// Grace in seconds.
         grace: u64,
     },
-    /// The Lease could not be read, created or released.
+    /// The Lease could not be released.
     #[error("lease {namespace}/{name}: {source}")]
-    Manager {
+    Api {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
-        /// The library error.
+        /// The API error.
         #[source]
-        source: LeaseManagerError,
+        source: kube::Error,
     },
     /// The election task panicked or was cancelled.
     #[error("the leader election task ended abnormally: {0}")]
@@ -76,8 +90,25 @@ impl LeaseConfig {
         Ok(())
     }
 
-    fn wrap(&self, source: LeaseManagerError) -> LeaseError {
-        LeaseError::Manager {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_seconds)
+    }
+
+    /// How long after sending a renewal the holder renews again.
+    fn renew_after(&self) -> Duration {
+        Duration::from_secs(self.duration_seconds - self.grace_seconds)
+    }
+
+    /// How long after sending its last successful renewal the holder may write: the lease
+    /// duration less half the grace, left for writes already on their way. A standby counts
+    /// the duration from when it saw that renewal, which is later.
+    fn term(&self) -> Duration {
+        self.duration()
+            .saturating_sub(Duration::from_secs(self.grace_seconds) / 2)
+    }
+
+    fn api_error(&self, source: kube::Error) -> LeaseError {
+        LeaseError::Api {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             source,
@@ -85,66 +116,394 @@ impl LeaseConfig {
     }
 }
 
-/// A running election.
-pub struct Election {
-    leader: watch::Receiver<bool>,
-    task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
-    config: LeaseConfig,
+/// Whether this replica may write now: its role, told on every change, and the end of the
+/// term it holds.
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    role: watch::Receiver<bool>,
+    term_ends: Arc<Mutex<Option<Instant>>>,
 }
 
-impl std::fmt::Debug for Election {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Election")
-            .field("leader", &*self.leader.borrow())
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+impl Leadership {
+    /// Leadership decided by `role` alone, with no term of its own (tests, a single replica
+    /// driven by hand).
+    pub fn unfenced(role: watch::Receiver<bool>) -> Self {
+        Self {
+            role,
+            term_ends: Arc::new(Mutex::new(None)),
+        }
     }
+
+    /// True while this replica holds the Lease and its term has not run out.
+    pub fn holds(&self) -> bool {
+        *self.role.borrow()
+            && self
+                .term_ends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_none_or(|ends| Instant::now() < ends)
+    }
+
+    /// Waits for the role to change; an error once the election has stopped.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.role.changed().await
+    }
+}
+
+/// What a replica does with the Lease as it reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Move {
+    /// It is ours: renew it when due.
+    Renew,
+    /// It is free or expired: take it.
+    Acquire,
+    /// Another replica holds it.
+    Wait,
+}
+
+/// The move for `spec`, whose record has stood unchanged for `unchanged_for` on this
+/// replica's clock.
+fn decide(me: &str, spec: &LeaseSpec, unchanged_for: Duration, default: Duration) -> Move {
+    match spec.holder_identity.as_deref() {
+        Some(holder) if holder == me => Move::Renew,
+        None | Some("") => Move::Acquire,
+        Some(_) => {
+            let duration = spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(default, Duration::from_secs);
+            if unchanged_for >= duration {
+                Move::Acquire
+            } else {
+                Move::Wait
+            }
+        }
+    }
+}
+
+/// `spec` held by `me` from `now`: a renewal keeps the acquire time and transition count, an
+/// acquisition starts a new term.
+fn held_by(me: &str, spec: &LeaseSpec, acquiring: bool, duration_seconds: u64) -> LeaseSpec {
+    let now = Some(MicroTime(Timestamp::now()));
+    LeaseSpec {
+        holder_identity: Some(me.to_owned()),
+        lease_duration_seconds: i32::try_from(duration_seconds).ok(),
+        renew_time: now.clone(),
+        acquire_time: if acquiring {
+            now
+        } else {
+            spec.acquire_time.clone()
+        },
+        lease_transitions: if acquiring {
+            Some(spec.lease_transitions.unwrap_or(0) + 1)
+        } else {
+            spec.lease_transitions
+        },
+        ..spec.clone()
+    }
+}
+
+/// A running election.
+#[derive(Debug)]
+pub struct Election {
+    leadership: Leadership,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), LeaseError>>,
 }
 
 impl Election {
-    /// A receiver that is true while this replica holds the Lease.
-    pub fn leader(&self) -> watch::Receiver<bool> {
-        self.leader.clone()
+    /// This replica's leadership.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
     }
 
     /// Stops campaigning and releases the Lease if held, so another replica takes over at
-    /// once. Every other receiver from [`Election::leader`] must be dropped first, or this
-    /// waits for them.
+    /// once.
     pub async fn stop(self) -> Result<(), LeaseError> {
-        let Self {
-            leader,
-            task,
-            config,
-        } = self;
-        drop(leader);
-        task.await?.map(drop).map_err(|e| config.wrap(e))
+        let _ = self.stop.send(true);
+        self.task.await?
     }
 }
 
 /// Starts campaigning for the Lease (created when missing).
-pub async fn elect(client: Client, config: &LeaseConfig) -> Result<Election, LeaseError> {
+pub fn elect(client: Client, config: &LeaseConfig) -> Result<Election, LeaseError> {
     config.validate()?;
-    let mut builder = LeaseManagerBuilder::new(client, &config.name)
-        .with_namespace(&config.namespace)
-        .with_duration(config.duration_seconds)
-        .with_grace(config.grace_seconds);
-    if let Some(identity) = &config.identity {
-        // The field manager stays the library's, derived from the identity: SSA conflicts
-        // between replicas' field managers are what make the lock exclusive.
-        builder = builder.with_identity(identity);
-    }
-    let manager = builder.build().await.map_err(|e| config.wrap(e))?;
-    let (leader, task) = manager.watch().await;
-    Ok(Election {
-        leader,
-        task,
+    let identity = config.identity.clone().unwrap_or_else(random_identity);
+    let (role_tx, role) = watch::channel(false);
+    let term_ends = Arc::new(Mutex::new(None));
+    let (stop, stopped) = watch::channel(false);
+    let campaign = Campaign {
+        api: Api::namespaced(client, &config.namespace),
         config: config.clone(),
+        identity,
+        role: role_tx,
+        term_ends: Arc::clone(&term_ends),
+        held_since: None,
+        seen: None,
+    };
+    Ok(Election {
+        leadership: Leadership { role, term_ends },
+        stop,
+        task: tokio::spawn(campaign.run(stopped)),
     })
+}
+
+/// An identity unique enough without a pod name: the process and the time it started.
+fn random_identity() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("kube-vrrp-operator-{}-{nanos:09}", std::process::id())
+}
+
+/// The campaign loop's state.
+struct Campaign {
+    api: Api<Lease>,
+    config: LeaseConfig,
+    identity: String,
+    role: watch::Sender<bool>,
+    term_ends: Arc<Mutex<Option<Instant>>>,
+    /// When the last successful renewal (or acquisition) of ours was sent.
+    held_since: Option<Instant>,
+    /// The record's `resourceVersion` as last read, and when it was first read so.
+    seen: Option<(String, Instant)>,
+}
+
+impl Campaign {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) -> Result<(), LeaseError> {
+        loop {
+            self.step().await;
+            let wake = self.next_wake();
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                _ = stopped.changed() => break,
+            }
+        }
+        self.release().await
+    }
+
+    /// One read of the Lease and the move it calls for.
+    async fn step(&mut self) {
+        let lease = match self.api.get_opt(&self.config.name).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %self.config.name, "reading the Lease failed");
+                self.check_term();
+                return;
+            }
+        };
+        let Some(lease) = lease else {
+            self.create().await;
+            return;
+        };
+        let now = Instant::now();
+        let version = lease.resource_version().unwrap_or_default();
+        if self.seen.as_ref().is_none_or(|(v, _)| *v != version) {
+            self.seen = Some((version, now));
+        }
+        let unchanged_for = self
+            .seen
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, at)| now - *at);
+        let spec = lease.spec.clone().unwrap_or_default();
+        match decide(&self.identity, &spec, unchanged_for, self.config.duration()) {
+            Move::Wait => {
+                if self.held_since.is_some() {
+                    tracing::warn!(holder = ?spec.holder_identity, "the Lease was taken over");
+                }
+                self.lapse();
+            }
+            Move::Renew => {
+                if self
+                    .held_since
+                    .is_none_or(|at| now >= at + self.config.renew_after())
+                {
+                    self.write(lease, &spec, false).await;
+                }
+                self.check_term();
+            }
+            Move::Acquire => {
+                self.write(lease, &spec, true).await;
+            }
+        }
+    }
+
+    /// Replaces the Lease with one held by us, guarded by the `resourceVersion` it was read
+    /// at: of two replicas racing, one gets a conflict.
+    async fn write(&mut self, lease: Lease, spec: &LeaseSpec, acquiring: bool) {
+        let body = Lease {
+            spec: Some(held_by(
+                &self.identity,
+                spec,
+                acquiring,
+                self.config.duration_seconds,
+            )),
+            ..lease
+        };
+        let sent = Instant::now();
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &body)
+            .await
+        {
+            Ok(written) => {
+                self.seen = Some((
+                    written.resource_version().unwrap_or_default(),
+                    Instant::now(),
+                ));
+                self.hold(sent);
+            }
+            Err(e) => {
+                let level_conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
+                if level_conflict {
+                    tracing::debug!("the Lease changed while writing it");
+                } else {
+                    tracing::warn!(error = %e, acquiring, "writing the Lease failed");
+                }
+                self.check_term();
+            }
+        }
+    }
+
+    async fn create(&mut self) {
+        let body = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.config.name.clone()),
+                namespace: Some(self.config.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(held_by(
+                &self.identity,
+                &LeaseSpec::default(),
+                true,
+                self.config.duration_seconds,
+            )),
+        };
+        let sent = Instant::now();
+        match self.api.create(&PostParams::default(), &body).await {
+            Ok(written) => {
+                self.seen = Some((
+                    written.resource_version().unwrap_or_default(),
+                    Instant::now(),
+                ));
+                self.hold(sent);
+            }
+            Err(e) => {
+                if !matches!(&e, kube::Error::Api(s) if s.code == 409) {
+                    tracing::warn!(error = %e, "creating the Lease failed");
+                }
+            }
+        }
+    }
+
+    /// A write of ours sent at `sent` succeeded: the term runs from then.
+    fn hold(&mut self, sent: Instant) {
+        let ends = sent + self.config.term();
+        *self
+            .term_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ends);
+        if self.held_since.is_none() {
+            tracing::info!(identity = %self.identity, "acquired the Lease");
+        }
+        self.held_since = Some(sent);
+        self.role
+            .send_if_modified(|role| !std::mem::replace(role, true));
+    }
+
+    /// Gives up the role once the term has run out without a renewal.
+    fn check_term(&mut self) {
+        if let Some(since) = self.held_since
+            && Instant::now() >= since + self.config.term()
+        {
+            tracing::warn!(
+                unrenewed_for = ?since.elapsed(),
+                "the Lease term ran out without a renewal; writing nothing until it is held again"
+            );
+            self.lapse();
+        }
+    }
+
+    fn lapse(&mut self) {
+        self.held_since = None;
+        *self
+            .term_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.role
+            .send_if_modified(|role| std::mem::replace(role, false));
+    }
+
+    /// When to read the Lease next: a holder when its renewal is due (or, after a failed
+    /// one, soon, but no later than the end of its term); a standby every [`RETRY`].
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        match self.held_since {
+            Some(since) => {
+                let due = since + self.config.renew_after();
+                let ends = since + self.config.term();
+                if due > now {
+                    due
+                } else {
+                    (now + RETRY).min(ends)
+                }
+            }
+            None => now + RETRY,
+        }
+    }
+
+    /// Hands the Lease over at once on shutdown: no holder, so a standby takes it on its
+    /// next read.
+    async fn release(mut self) -> Result<(), LeaseError> {
+        if self.held_since.is_none() {
+            return Ok(());
+        }
+        self.lapse();
+        let Some(lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.config.api_error(e))?
+        else {
+            return Ok(());
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        let body = Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: None,
+                renew_time: None,
+                ..spec
+            }),
+            ..lease
+        };
+        self.api
+            .replace(&self.config.name, &PostParams::default(), &body)
+            .await
+            .map(drop)
+            .map_err(|e| self.config.api_error(e))?;
+        tracing::info!("released the Lease");
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DURATION: Duration = Duration::from_secs(15);
+
+    fn spec(holder: Option<&str>, duration: Option<i32>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            lease_duration_seconds: duration,
+            lease_transitions: Some(3),
+            acquire_time: Some(MicroTime(Timestamp::UNIX_EPOCH)),
+            ..LeaseSpec::default()
+        }
+    }
 
     #[test]
     fn grace_must_be_positive_and_below_the_duration() {
@@ -157,5 +516,86 @@ mod tests {
             };
             assert_eq!(c.validate().is_ok(), ok, "{duration}/{grace}");
         }
+    }
+
+    #[test]
+    fn a_holder_renews_before_its_term_ends_and_its_term_ends_before_a_standby_may_take_over() {
+        let c = LeaseConfig::default();
+        assert_eq!(c.renew_after(), Duration::from_secs(10));
+        assert_eq!(c.term(), Duration::from_millis(12_500));
+        assert!(c.renew_after() < c.term() && c.term() < c.duration());
+        let tight = LeaseConfig {
+            duration_seconds: 2,
+            grace_seconds: 1,
+            ..LeaseConfig::default()
+        };
+        assert!(tight.renew_after() < tight.term() && tight.term() < tight.duration());
+    }
+
+    #[test]
+    fn ours_is_renewed_a_free_one_taken_and_anothers_waited_for_until_it_stood_unchanged_a_duration()
+     {
+        let s = Duration::from_secs;
+        assert_eq!(
+            decide("a", &spec(Some("a"), Some(15)), s(99), DURATION),
+            Move::Renew
+        );
+        assert_eq!(
+            decide("a", &spec(None, Some(15)), s(0), DURATION),
+            Move::Acquire
+        );
+        assert_eq!(
+            decide("a", &spec(Some(""), None), s(0), DURATION),
+            Move::Acquire
+        );
+        assert_eq!(
+            decide("a", &spec(Some("b"), Some(15)), s(14), DURATION),
+            Move::Wait
+        );
+        assert_eq!(
+            decide("a", &spec(Some("b"), Some(15)), s(15), DURATION),
+            Move::Acquire
+        );
+        // The holder's own duration counts, not ours.
+        assert_eq!(
+            decide("a", &spec(Some("b"), Some(30)), s(20), DURATION),
+            Move::Wait
+        );
+        // Without one, ours.
+        assert_eq!(
+            decide("a", &spec(Some("b"), None), s(15), DURATION),
+            Move::Acquire
+        );
+    }
+
+    #[test]
+    fn acquiring_starts_a_new_term_and_renewing_keeps_it() {
+        let old = spec(Some("b"), Some(30));
+        let acquired = held_by("a", &old, true, 15);
+        assert_eq!(acquired.holder_identity.as_deref(), Some("a"));
+        assert_eq!(acquired.lease_duration_seconds, Some(15));
+        assert_eq!(acquired.lease_transitions, Some(4));
+        assert_ne!(acquired.acquire_time, old.acquire_time);
+        assert!(acquired.renew_time.is_some());
+        let renewed = held_by("a", &acquired, false, 15);
+        assert_eq!(renewed.lease_transitions, Some(4));
+        assert_eq!(renewed.acquire_time, acquired.acquire_time);
+    }
+
+    #[test]
+    fn leadership_lapses_on_its_own_when_the_term_ends_unrenewed() {
+        let (_role_tx, role) = watch::channel(true);
+        let leadership = Leadership {
+            role,
+            term_ends: Arc::new(Mutex::new(Some(Instant::now() + Duration::from_millis(50)))),
+        };
+        assert!(leadership.holds());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!leadership.holds(), "still writing after the term ended");
+        let (role_tx, role) = watch::channel(true);
+        let unfenced = Leadership::unfenced(role);
+        assert!(unfenced.holds());
+        role_tx.send(false).unwrap();
+        assert!(!unfenced.holds());
     }
 }

@@ -19,6 +19,7 @@ use kube_vrrp_crds::{
     InstanceStatus, State, VirtualIp, VirtualIpPool, VrrpNode, VrrpNodeSpec, VrrpNodeStatus,
 };
 use kube_vrrp_operator::controller::{Config, Context, Snapshot, SyncOutcome, reporter, sync};
+use kube_vrrp_operator::lease::Leadership;
 use kube_vrrp_operator::load_balancer::{LOAD_BALANCER_CLASS, LbConfig};
 use kube_vrrp_operator::metrics::Metrics;
 use kube_vrrp_plan::PlanInput;
@@ -129,6 +130,7 @@ type ApiHandle = Handle<Request<Body>, Response<Body>>;
 fn context() -> (Context, ApiHandle, watch::Sender<bool>) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let (tx, rx) = watch::channel(true);
+    let rx = Leadership::unfenced(rx);
     let ctx = Context::new(
         Client::new(svc, "default"),
         reporter(Some("test".to_owned())),

@@ -1,7 +1,7 @@
 //! The running controller and the leader election against an in-memory API server: a
 //! `tower_test` mock answered by a small fake that keeps objects, resource versions and a
-//! watch event log, merges patches, and makes a non-forced apply of a Lease's
-//! `holderIdentity` conflict with another field manager (the exclusivity SSA gives).
+//! watch event log, merges patches, and refuses a replace naming an outdated
+//! `resourceVersion` (the optimistic concurrency that makes a Lease exclusive).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube_vrrp_operator::controller::{Config, Context, reporter, run};
+use kube_vrrp_operator::lease::Leadership;
 use kube_vrrp_operator::lease::{LeaseConfig, elect};
 use kube_vrrp_operator::metrics::Metrics;
 use serde_json::{Value, json};
@@ -49,8 +50,6 @@ struct Fake {
     log: BTreeMap<String, Vec<(u64, String)>>,
     /// pending watches: collection path, from resourceVersion, responder
     watches: Vec<(String, u64, Responder)>,
-    /// Lease path -> field manager holding holderIdentity
-    holder_owner: BTreeMap<String, String>,
     rv: u64,
     writes: Vec<Write>,
     /// `path?query` of every GET.
@@ -253,35 +252,7 @@ impl Fake {
                     .unwrap_or_default()
                     .to_owned();
                 let apply = content_type.contains("apply-patch");
-                let forced = q.get("force").is_some_and(|f| f == "true");
-                let manager = q.get("fieldManager").cloned().unwrap_or_default();
                 let existing = self.get(&collection, &name);
-                let path = format!("{collection}/{name}");
-                if collection.ends_with("leases") {
-                    let wanted = body["spec"].get("holderIdentity");
-                    if apply
-                        && !forced
-                        && wanted.is_some_and(|w| !w.is_null())
-                        && existing.as_ref().is_some_and(|e| {
-                            let held = &e["spec"]["holderIdentity"];
-                            !held.is_null()
-                                && Some(held) != wanted
-                                && self.holder_owner.get(&path) != Some(&manager)
-                        })
-                    {
-                        respond(send, StatusCode::CONFLICT, &status_error(409, "Conflict"));
-                        return;
-                    }
-                    match wanted {
-                        Some(Value::Null) => {
-                            self.holder_owner.remove(&path);
-                        }
-                        Some(_) => {
-                            self.holder_owner.insert(path, manager);
-                        }
-                        None => {}
-                    }
-                }
                 let Some(mut obj) = existing.or_else(|| {
                     apply.then(|| {
                         json!({"apiVersion": body["apiVersion"], "kind": body["kind"],
@@ -291,7 +262,7 @@ impl Fake {
                     respond(send, StatusCode::NOT_FOUND, &status_error(404, "NotFound"));
                     return;
                 };
-                if apply && !collection.ends_with("leases") {
+                if apply {
                     // We own the whole part we apply: replace it (SSA drops omitted fields).
                     let part = if sub.as_deref() == Some("status") {
                         "status"
@@ -322,6 +293,19 @@ impl Fake {
                     }
                 }
                 let o = self.commit(&collection, &name, Some(obj), "MODIFIED");
+                respond(send, StatusCode::OK, &o);
+            }
+            // A replace, guarded by the resourceVersion it names, as the API server does.
+            (Method::PUT, Some(name)) => {
+                let Some(existing) = self.get(&collection, &name) else {
+                    respond(send, StatusCode::NOT_FOUND, &status_error(404, "NotFound"));
+                    return;
+                };
+                if body["metadata"]["resourceVersion"] != existing["metadata"]["resourceVersion"] {
+                    respond(send, StatusCode::CONFLICT, &status_error(409, "Conflict"));
+                    return;
+                }
+                let o = self.commit(&collection, &name, Some(body.clone()), "MODIFIED");
                 respond(send, StatusCode::OK, &o);
             }
             (Method::DELETE, Some(name)) => {
@@ -372,6 +356,7 @@ async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
 }
 
 const VIPS: &str = "/apis/kubevrrp.io/v1alpha1/virtualips";
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
 const VRRP_NODES: &str = "/apis/kubevrrp.io/v1alpha1/vrrpnodes";
 const NODES: &str = "/api/v1/nodes";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
@@ -411,6 +396,7 @@ async fn the_running_controller_applies_folds_reports_and_cleans_up() {
     seed(&fake);
     let (c, server) = client(&fake);
     let (_leader_tx, leader) = watch::channel(true);
+    let leader = Leadership::unfenced(leader);
     let ctx = Arc::new(Context::new(
         c,
         reporter(None),
@@ -507,6 +493,7 @@ async fn a_standby_controller_writes_nothing_until_it_becomes_leader() {
     seed(&fake);
     let (c, server) = client(&fake);
     let (leader_tx, leader) = watch::channel(false);
+    let leader = Leadership::unfenced(leader);
     let ctx = Arc::new(Context::new(
         c,
         reporter(None),
@@ -553,24 +540,34 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_releases() {
     let fake: Shared = Arc::default();
     let (ca, sa) = client(&fake);
     let (cb, sb) = client(&fake);
-    let a = elect(ca, &lease_config("a")).await.unwrap();
-    let b = elect(cb, &lease_config("b")).await.unwrap();
-    let (la, lb) = (a.leader(), b.leader());
+    let a = elect(ca, &lease_config("a")).unwrap();
+    let b = elect(cb, &lease_config("b")).unwrap();
+    let (la, lb) = (a.leadership(), b.leadership());
     eventually("a leader", Duration::from_secs(5), || {
-        *la.borrow() || *lb.borrow()
+        la.holds() || lb.holds()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(*la.borrow() != *lb.borrow(), "exactly one leader");
-    let a_leads = *la.borrow();
-    drop((la, lb));
-    let (leader, standby) = if a_leads { (a, b) } else { (b, a) };
-    let standby_rx = standby.leader();
+    assert!(la.holds() != lb.holds(), "exactly one leader");
+    let (leader, standby) = if la.holds() { (a, b) } else { (b, a) };
+    let standby_role = standby.leadership();
+    let released = tokio::time::Instant::now();
     leader.stop().await.unwrap();
+    let lease = fake
+        .lock()
+        .unwrap()
+        .get(LEASES, "kube-vrrp-operator")
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "not released: {lease}"
+    );
     eventually("the standby takes over", Duration::from_secs(5), || {
-        *standby_rx.borrow()
+        standby_role.holds()
     })
     .await;
+    // At its next read (every 2 s), not after a lease duration.
+    assert!(released.elapsed() < Duration::from_millis(2_500));
     drop(standby);
     sa.abort();
     sb.abort();
@@ -580,26 +577,36 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_releases() {
 async fn a_standby_takes_over_within_the_lease_duration_when_the_leader_vanishes() {
     let fake: Shared = Arc::default();
     let (ca, sa) = client(&fake);
-    let a = elect(ca, &lease_config("a")).await.unwrap();
-    let la = a.leader();
-    eventually("a leads", Duration::from_secs(5), || *la.borrow()).await;
+    let a = elect(ca, &lease_config("a")).unwrap();
+    let la = a.leadership();
+    eventually("a leads", Duration::from_secs(5), || la.holds()).await;
 
     let (cb, sb) = client(&fake);
-    let b = elect(cb, &lease_config("b")).await.unwrap();
-    let lb = b.leader();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!*lb.borrow(), "b must not lead while a renews");
+    let b = elect(cb, &lease_config("b")).unwrap();
+    let lb = b.leadership();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(!lb.holds(), "b must not lead while a renews");
+    assert!(la.holds(), "a must keep leading while it renews");
 
-    // a's API connection dies: it can neither renew nor release.
+    // a's API connection dies: it can neither renew nor release. Its own term ends first
+    // (1.5 s after its last renewal), then b takes over (2 s after it last saw a change,
+    // read every 2 s).
     sa.abort();
     let lost = tokio::time::Instant::now();
-    eventually("b takes over", Duration::from_secs(6), || *lb.borrow()).await;
+    eventually("a stops writing", Duration::from_secs(3), || !la.holds()).await;
+    let stopped = lost.elapsed();
+    assert!(!lb.holds(), "b led while a still could write");
+    eventually("b takes over", Duration::from_secs(6), || lb.holds()).await;
     let waited = lost.elapsed();
     assert!(
-        waited <= Duration::from_secs(2 + 2),
-        "took {waited:?}, lease duration is 2s (plus one renew period)"
+        stopped < waited,
+        "a stopped after {stopped:?}, b took over after {waited:?}"
     );
-    drop((a, b, la));
+    assert!(
+        waited <= Duration::from_secs(2 + 2 + 1),
+        "took {waited:?}, lease duration is 2s (plus one read period and a renewal period)"
+    );
+    drop((a, b));
     sb.abort();
 }
 
@@ -609,6 +616,7 @@ async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
     seed(&fake);
     let (c, server) = client(&fake);
     let (_leader_tx, leader) = watch::channel(true);
+    let leader = Leadership::unfenced(leader);
     let ctx = Arc::new(Context::new(
         c,
         reporter(None),
@@ -671,6 +679,7 @@ async fn only_the_endpoint_slices_of_backend_services_are_watched() {
     seed(&fake);
     let (c, server) = client(&fake);
     let (_leader_tx, leader) = watch::channel(true);
+    let leader = Leadership::unfenced(leader);
     let ctx = Arc::new(Context::new(
         c,
         reporter(None),

@@ -22,6 +22,7 @@ use kube_vrrp_operator::controller::{
     Config, Context, ErrorReason, Snapshot, SyncOutcome, placement_of, reporter, strip, sync,
 };
 use kube_vrrp_operator::fold::fold;
+use kube_vrrp_operator::lease::Leadership;
 use kube_vrrp_operator::metrics::Metrics;
 use kube_vrrp_plan::{PlanInput, plan};
 use serde_json::{Value, json};
@@ -137,6 +138,7 @@ fn harness(leader: bool) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let (tx, rx) = watch::channel(leader);
+    let rx = Leadership::unfenced(rx);
     let ctx = Context::new(
         client,
         reporter(Some("test".to_owned())),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use kube_vrrp_e2e::addressing::{self, Family};
 use kube_vrrp_e2e::daemon::DaemonKind;
 use kube_vrrp_e2e::netns::require_root;
+use kube_vrrp_e2e::probe::Advert;
 use kube_vrrp_e2e::scenario::{Disruption, FailoverRun, Running, run_failover};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec, Version};
 
@@ -165,9 +166,20 @@ pub fn unicast_fails_over_and_advertises_to_peers_only_over(kind: DaemonKind, fa
         Duration::from_millis(40),
         Duration::from_millis(150),
     );
+    // The new MASTER's first unicast advert may wait for neighbour resolution of its peer and
+    // reach the switch after its VIP answers the client.
+    let both_advertised = |adverts: &[Advert]| {
+        adverts.iter().any(|a| a.node == 1) && adverts.iter().any(|a| a.node == 2)
+    };
+    assert!(
+        running
+            .sniffer
+            .wait_until(Duration::from_secs(2), both_advertised),
+        "adverts from both MASTERs in turn: {:?}",
+        running.sniffer.adverts()
+    );
     let adverts = running.sniffer.adverts();
     let peers: Vec<IpAddr> = (1..=3).map(|n| addressing::node_ip(n, family)).collect();
-    assert!(adverts.iter().any(|a| a.node == 1) && adverts.iter().any(|a| a.node == 2));
     for advert in adverts {
         assert!(
             peers.contains(&advert.wire.destination),

@@ -224,6 +224,9 @@ pub(super) async fn allocate_and_apply(
         let api = api.clone();
         async move {
             let name = object.name_any();
+            if let Err(e) = ctx.fence() {
+                return (name, Err(e));
+            }
             let result = api
                 .patch(&name, &apply_params(), &Patch::Apply(&object))
                 .await
@@ -235,6 +238,9 @@ pub(super) async fn allocate_and_apply(
     let deleted = concurrently(to_delete, limit, |name| {
         let api = api.clone();
         async move {
+            if let Err(e) = ctx.fence() {
+                return (name, Err(e));
+            }
             let result = match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 404 => {
@@ -369,6 +375,7 @@ async fn write_ingress(
         "metadata": {"name": name, "namespace": namespace},
         "status": {"loadBalancer": load_balancer},
     });
+    ctx.fence()?;
     api.patch_status(&name, &apply_params(), &Patch::Apply(&body))
         .await
         .map(drop)
@@ -384,6 +391,7 @@ struct ServiceEvent<'a> {
 }
 
 async fn publish(ctx: &Context, event: ServiceEvent<'_>) -> Result<(), Error> {
+    ctx.fence()?;
     let ev = Event {
         type_: if event.warning {
             EventType::Warning
@@ -611,6 +619,9 @@ pub(super) async fn publish_results(
                 "metadata": {"name": name},
                 "status": status,
             });
+            if let Err(e) = ctx.fence() {
+                return (pool, status, Err(e));
+            }
             let result = api
                 .patch_status(&name, &apply_params(), &Patch::Apply(&body))
                 .await

@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::lease::Leadership;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -29,7 +30,6 @@ use kube_vrrp_crds::{
     ServiceRef, VirtualIp, VirtualIpPool, VirtualIpPoolStatus, VirtualIpStatus, VirtualServer,
     VirtualServerStatus, VrrpNode,
 };
-use tokio::sync::watch;
 
 pub use backoff::ErrorBackoff;
 pub use run::run;
@@ -90,8 +90,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Behaviour.
     pub config: Config,
-    /// True while this replica holds the Lease; only then does a pass write.
-    pub leader: watch::Receiver<bool>,
+    /// Whether this replica holds the Lease; only then does a pass write.
+    pub leader: Leadership,
     memory: Mutex<Memory>,
 }
 
@@ -99,7 +99,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("config", &self.config)
-            .field("leader", &*self.leader.borrow())
+            .field("leader", &self.leader.holds())
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +119,7 @@ impl Context {
         reporter: Reporter,
         metrics: Arc<Metrics>,
         config: Config,
-        leader: watch::Receiver<bool>,
+        leader: Leadership,
     ) -> Self {
         Self {
             reporter,
@@ -132,7 +132,17 @@ impl Context {
     }
 
     fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        self.leader.holds()
+    }
+
+    /// Checked right before each write: a replica whose term ran out mid-pass (frozen, or
+    /// unable to renew) writes nothing more.
+    fn fence(&self) -> Result<(), Error> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
+        }
     }
 }
 
@@ -254,6 +264,8 @@ pub enum ErrorReason {
     RollCall,
     /// The leader election task ended.
     LeaseStopped,
+    /// The Lease term ran out during a pass.
+    NotLeader,
     /// A watch's store was dropped: the controller cannot see the cluster.
     WatchStopped,
     /// Applying the VirtualIP of a Service address failed.
@@ -276,6 +288,7 @@ impl ErrorReason {
             Self::PublishEvent => "PublishEvent",
             Self::RollCall => "RollCall",
             Self::LeaseStopped => "LeaseStopped",
+            Self::NotLeader => "NotLeader",
             Self::WatchStopped => "WatchStopped",
             Self::ApplyVirtualIp => "ApplyVirtualIp",
             Self::DeleteVirtualIp => "DeleteVirtualIp",
@@ -304,6 +317,9 @@ pub enum Error {
     /// The leader election task ended: this replica can no longer tell if it leads.
     #[error("LeaseStopped: leader election ended")]
     LeaseStopped,
+    /// The Lease term ran out during a pass; its remaining writes were not sent.
+    #[error("NotLeader: the Lease term ran out; the pass's remaining writes were not sent")]
+    NotLeader,
     /// A watch's store is gone.
     #[error("WatchStopped: the {0} watch stopped")]
     WatchStopped(&'static str),
@@ -315,6 +331,7 @@ impl Error {
         match self {
             Self::Api { reason, .. } => *reason,
             Self::LeaseStopped => ErrorReason::LeaseStopped,
+            Self::NotLeader => ErrorReason::NotLeader,
             Self::WatchStopped(_) => ErrorReason::WatchStopped,
         }
     }

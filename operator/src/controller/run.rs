@@ -222,7 +222,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) -> Result<(), Error>
                 if changed.is_err() {
                     break Error::LeaseStopped;
                 }
-                tracing::info!(leader = *leader.borrow(), "leadership changed");
+                tracing::info!(leader = leader.holds(), "leadership changed");
             }
         }
         let started = Instant::now();

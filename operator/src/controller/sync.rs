@@ -189,6 +189,7 @@ async fn apply_vrrp_node(
     spec: &VrrpNodeSpec,
     digest: &str,
 ) -> Result<Option<i64>, Error> {
+    ctx.fence()?;
     let api: Api<VrrpNode> = Api::all(ctx.client.clone());
     let body = Applied {
         api_version: API_VERSION,
@@ -212,6 +213,7 @@ async fn apply_vrrp_node(
 }
 
 async fn delete_vrrp_node(ctx: &Context, name: &str) -> Result<(), Error> {
+    ctx.fence()?;
     let api: Api<VrrpNode> = Api::all(ctx.client.clone());
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
@@ -252,6 +254,7 @@ fn roll_calls_to_send(
 /// Asks the agent of `node` to report now, echoing `at` (a metadata-only merge patch: the
 /// spec and its generation are untouched).
 async fn call_the_roll(ctx: &Context, node: &str, at: Timestamp) -> Result<(), Error> {
+    ctx.fence()?;
     let api: Api<VrrpNode> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({
         "metadata": {"annotations": {ROLL_CALL_ANNOTATION: at.to_string()}}
@@ -281,6 +284,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + std::fmt::Debug,
 {
+    ctx.fence()?;
     let api: Api<K> = Api::all(ctx.client.clone());
     let body = Applied {
         api_version: API_VERSION,
@@ -312,6 +316,7 @@ async fn publish<K>(
 where
     K: Resource<DynamicType = ()>,
 {
+    ctx.fence()?;
     let ev = Event {
         type_: match event.severity() {
             EventSeverity::Normal => EventType::Normal,
