@@ -20,6 +20,8 @@ declare -A package_of=(
     # make bench: instruction counts of the agent and keepalived (callgrind).
     [valgrind]=valgrind
     [callgrind_control]=valgrind
+    # make bench: the machine's own timer lateness beside the advert timing.
+    [cyclictest]=rt-tests
     # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.
     [qemu-system-x86_64]=qemu-system-x86
     [busybox]=busybox-static

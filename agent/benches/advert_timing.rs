@@ -5,8 +5,10 @@
 //! least late advert counts as on time). Drift is how far the last advert is from where the
 //! first one and the interval put it. Each case runs twice: with the default scheduler, and with the
 //! whole process (agent, flood, capture) under SCHED_FIFO 20 (keepalived's `vrrp_rt_priority`),
-//! which isolates the agent from the rest of a shared machine. Needs root; prints a table,
-//! asserts nothing about the numbers.
+//! which isolates the agent from the rest of a shared machine. Beside each window, `cyclictest`
+//! (rt-tests) runs a trivial timer loop at the same interval and scheduling: how late the
+//! machine itself wakes a thread at that moment, the floor under any daemon's advert delays.
+//! Needs root; prints a table, asserts nothing about the numbers.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/lab/mod.rs"]
@@ -144,12 +146,87 @@ fn timing(times: &[i128]) -> Timing {
     }
 }
 
-fn measure(lab: &lab::Lab, name: &str) -> Timing {
+/// The machine's own wake-up lateness over one window: cyclictest's histogram (µs).
+struct Baseline {
+    wakeups: u64,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+/// Starts cyclictest for one window: one thread, `INTERVAL`, memory locked, SCHED_FIFO 20 or
+/// SCHED_OTHER like the agent in this case.
+fn baseline(rt: bool) -> Child {
+    let loops = (WINDOW.as_millis() / INTERVAL.as_millis()).to_string();
+    let interval = INTERVAL.as_micros().to_string();
+    let mut args = vec![
+        "-m", "-q", "-t", "1", "-i", &interval, "-l", &loops, "-h", "20000",
+    ];
+    args.extend(if rt {
+        ["-p", "20", "--policy=fifo"]
+    } else {
+        ["-p", "0", "--policy=other"]
+    });
+    std::process::Command::new("cyclictest")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cyclictest (Debian package rt-tests): {e}"))
+}
+
+/// Reads cyclictest's histogram (`<µs> <count>` lines, overflows past 20 ms) and its max.
+fn baseline_result(child: Child) -> Baseline {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut buckets = Vec::new();
+    let mut max_us = 0;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("#"), Some("Max")) => {
+                max_us = line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+            (Some(us), Some(count)) if !us.starts_with('#') => {
+                if let (Ok(us), Ok(count)) = (us.parse::<u64>(), count.parse::<u64>()) {
+                    buckets.push((us, count));
+                }
+            }
+            _ => {}
+        }
+    }
+    let wakeups: u64 = buckets.iter().map(|(_, c)| c).sum();
+    let rank = |p: u64| {
+        let wanted = (wakeups * p).div_ceil(100);
+        let mut seen = 0;
+        for (us, count) in &buckets {
+            seen += count;
+            if seen >= wanted {
+                return *us;
+            }
+        }
+        max_us
+    };
+    Baseline {
+        wakeups,
+        p50_us: rank(50),
+        p99_us: rank(99),
+        max_us,
+    }
+}
+
+fn measure(lab: &lab::Lab, name: &str, rt: bool) -> (Timing, Baseline) {
     let file = lab.workdir.join(format!("{name}.pcap"));
     let child = capture(lab, &file);
+    let machine = baseline(rt);
     std::thread::sleep(WINDOW);
+    let machine = baseline_result(machine);
     stop(child);
-    timing(&timestamps(&file))
+    (timing(&timestamps(&file)), machine)
 }
 
 /// Puts every thread of this process under SCHED_FIFO 20, or back to SCHED_OTHER.
@@ -197,7 +274,7 @@ fn main() {
     let mut sent: u64 = 0;
     for (scheduling, rt) in [("default", false), ("SCHED_FIFO 20", true)] {
         real_time(rt);
-        rows.push((scheduling, "idle", measure(&lab, &format!("idle-{rt}"))));
+        rows.push((scheduling, "idle", measure(&lab, &format!("idle-{rt}"), rt)));
         let flood = Flood::start(
             lab.client.name(),
             "eth0",
@@ -206,7 +283,7 @@ fn main() {
             None,
             forged.clone(),
         );
-        let flooded = measure(&lab, &format!("flood-{rt}"));
+        let flooded = measure(&lab, &format!("flood-{rt}"), rt);
         sent += flood.stop().0.values().sum::<u64>();
         rows.push((scheduling, "50,000 forged packets/s", flooded));
         assert_eq!(
@@ -220,13 +297,23 @@ fn main() {
         "advert timing, v3 MASTER at {INTERVAL:?}, {WINDOW:?} captured per case on its switch port"
     );
     println!(
-        "| scheduling | case | adverts | delay p50 | delay p99 | delay max | interval min–max | drift over the window |"
+        "| scheduling | case | adverts | delay p50 / p99 / max | interval min–max | drift over the window | machine: cyclictest wake-ups, lateness p50 / p99 / max |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (scheduling, case, t) in &rows {
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (scheduling, case, (t, m)) in &rows {
         println!(
-            "| {scheduling} | {case} | {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3}–{:.3} ms | {:+.3} ms |",
-            t.adverts, t.delay[0], t.delay[1], t.delay[2], t.interval_min, t.interval_max, t.drift
+            "| {scheduling} | {case} | {} | {:.3} / {:.3} / {:.3} ms | {:.3}–{:.3} ms | {:+.3} ms | {}, {:.3} / {:.3} / {:.3} ms |",
+            t.adverts,
+            t.delay[0],
+            t.delay[1],
+            t.delay[2],
+            t.interval_min,
+            t.interval_max,
+            t.drift,
+            m.wakeups,
+            m.p50_us as f64 / 1e3,
+            m.p99_us as f64 / 1e3,
+            m.max_us as f64 / 1e3,
         );
     }
     // Let the receive loop catch up before counting.

@@ -1,6 +1,6 @@
 //! kube-vrrp agent: the pure VRRP core (`vrrp`), the node-side edges (`net`), trackers
-//! (`check`), reports (`report`), configuration sources (`source`) and the runtime that ties
-//! them together (`driver`).
+//! (`check`), reports (`report`), configuration sources (`source`), process tuning (`process`)
+//! and the runtime that ties them together (`driver`).
 
 pub mod check;
 pub mod checksum;
@@ -9,6 +9,7 @@ pub mod decode;
 pub mod driver;
 pub mod ipvs;
 pub mod net;
+pub mod process;
 pub mod report;
 pub mod source;
 pub mod vrrp;

@@ -16,6 +16,7 @@ use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
 use kube_vrrp_agent::ipvs;
+use kube_vrrp_agent::process::ProcessTuning;
 use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
 use kube_vrrp_agent::source::{self, standalone::Standalone};
 use tokio::signal::unix::{SignalKind, signal};
@@ -128,6 +129,15 @@ struct RunArgs {
     /// Health check attempts in flight at most (more wait for their turn).
     #[arg(long, value_name = "N", default_value_t = kube_vrrp_agent::check::real_server::runner::DEFAULT_CONCURRENCY)]
     check_concurrency: usize,
+    /// Run the agent's threads under SCHED_RR at this priority (1-99; keepalived's
+    /// vrrp_rt_priority), so adverts leave on time on a busy node. Needs CAP_SYS_NICE. The
+    /// scripts the agent starts run under the normal scheduler. Omitted: the normal scheduler.
+    #[arg(long, value_name = "PRIORITY", value_parser = clap::value_parser!(u8).range(1..=99))]
+    realtime_priority: Option<u8>,
+    /// Lock the agent's memory as it is touched (mlockall; keepalived's vrrp_no_swap), so it is
+    /// never swapped out. Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK.
+    #[arg(long)]
+    lock_memory: bool,
 }
 
 /// The `--script-dir` and `--track-file-dir` directories, which must be absolute paths.
@@ -317,9 +327,24 @@ fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _log_guard = init_logging(args.log_format);
+    // Before any runtime thread exists; the log writer's thread stays under the normal
+    // scheduler.
+    let tuning = ProcessTuning {
+        realtime_priority: args.realtime_priority,
+        lock_memory: args.lock_memory,
+    };
+    tuning.apply()?;
+    if tuning != ProcessTuning::default() {
+        tracing::info!(
+            realtime_priority = ?tuning.realtime_priority,
+            lock_memory = tuning.lock_memory,
+            "process tuning applied"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(move || tuning.on_thread_start())
         .build()
         .context("starting the tokio runtime")?;
     let outcome = runtime.block_on(async move {

@@ -1,8 +1,9 @@
 //! A forged flood, for real: 100,000 packets sent at 50,000 per second at a MASTER and a BACKUP
 //! (TTL 64 adverts claiming priority 254, garbage, adverts for a VRID nobody runs) move
 //! nothing — same states, same transition counts, the VIP on the MASTER alone throughout — and
-//! every packet is counted by reason, packet for packet (the rate the generator reached on a
-//! loaded machine is printed, not asserted). How late adverts are under such a flood
+//! every packet is counted by reason, packet for packet: each one the kernel delivered to the
+//! node, that is, all of them unless the lab's veths dropped some on a loaded machine (their drop
+//! counters are read and printed; the rate the generator reached is printed, not asserted). How late adverts are under such a flood
 //! is measured by `cargo bench -p kube-vrrp-agent --bench advert_timing`, not asserted here.
 #![allow(clippy::unwrap_used)]
 
@@ -14,12 +15,30 @@ use std::time::Duration;
 use kube_vrrp_agent::vrrp::instance::State;
 use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication};
 use kube_vrrp_agent::vrrp::{VRRP_MULTICAST_IPV4, Version};
+use kube_vrrp_e2e::netns::Netns;
 use lab::flood::{Flood, Forged, garbage};
 use lab::{Agent, CLIENT, config, holds, spec, wait_for, wait_for_within};
 
 const VIP: &str = "192.0.2.50";
 const RATE: u64 = 50_000;
 const PACKETS: u64 = 100_000;
+
+/// Packets the lab's links dropped on the way from the client to node `n` (the veths count a
+/// full receive backlog as rx drops on the receiving end, or tx drops on the sending end).
+fn path_drops(lab: &lab::Lab, n: usize) -> u64 {
+    let dropped = |ns: &Netns, dev: &str, direction: &str| -> u64 {
+        let out = ns
+            .exec(&["ip", "-j", "-s", "link", "show", "dev", dev])
+            .unwrap();
+        let links: serde_json::Value = serde_json::from_str(&out).unwrap();
+        links[0]["stats64"][direction]["dropped"].as_u64().unwrap()
+    };
+    let node = if n == 1 { &lab.n1 } else { &lab.n2 };
+    dropped(&lab.client, "eth0", "tx")
+        + dropped(&lab.switch, "pc", "rx")
+        + dropped(&lab.switch, &format!("p{n}"), "tx")
+        + dropped(node, "eth0", "rx")
+}
 
 fn advert(vrid: u8, priority: u8) -> Vec<u8> {
     Advertisement {
@@ -52,12 +71,14 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
     wait_for("n1 MASTER, n2 BACKUP", || {
         a1.state("web") == Some(State::Master) && a2.state("web") == Some(State::Backup)
     });
-    let before: Vec<(u64, u64)> = [&a1, &a2]
+    let before: Vec<(u64, u64, u64)> = [&a1, &a2]
         .iter()
-        .map(|agent| {
+        .enumerate()
+        .map(|(i, agent)| {
             (
                 agent.status("web").unwrap().transitions,
                 agent.dropped_total(),
+                path_drops(&lab, i + 1),
             )
         })
         .collect();
@@ -105,13 +126,18 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
         "flood: {total} packets in {took:?} ({:.0} packets/s)",
         total as f64 / took.as_secs_f64()
     );
-    for (node, (agent, (transitions, drops))) in [&a1, &a2].iter().zip(before).enumerate() {
+    for (node, (agent, (transitions, drops, lost_before))) in
+        [&a1, &a2].iter().zip(before).enumerate()
+    {
         let node = node + 1;
-        // Every packet counted, by some reason (overflow included), once the loop caught up.
+        let lost = path_drops(&lab, node) - lost_before;
+        let delivered = total.saturating_sub(lost);
+        // Every packet delivered counted, by some reason (overflow included), once the loop
+        // caught up.
         wait_for_within(
             Duration::from_secs(10),
             "every flooded packet counted",
-            || agent.dropped_total() - drops >= total,
+            || agent.dropped_total() - drops >= delivered,
         );
         let counted = agent.dropped_total() - drops;
         let by_reason = agent
@@ -123,23 +149,23 @@ fn a_forged_flood_moves_nothing_and_every_packet_is_counted_by_reason() {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        assert_eq!(
-            counted, total,
-            "n{node} counted {counted} drops for {total} packets sent: {sent:?}\n{by_reason}"
+        assert!(
+            (delivered..=total).contains(&counted),
+            "n{node} counted {counted} drops for {total} packets sent, {lost} of them dropped by the lab's links: {sent:?}\n{by_reason}"
         );
         let overflow = agent.dropped("overflow");
         for kind in ["ttl", "vrid"] {
             let dropped = agent.dropped(kind);
             let expected = sent[kind];
             assert!(
-                dropped <= expected && dropped + overflow >= expected,
-                "n{node}: {dropped} {kind} drops for {expected} sent ({overflow} overflowed)"
+                dropped <= expected && dropped + overflow + lost >= expected,
+                "n{node}: {dropped} {kind} drops for {expected} sent ({overflow} overflowed, {lost} lost on the links)"
             );
         }
         let status = agent.status("web").unwrap();
         assert_eq!(status.transitions, transitions, "n{node} changed state");
         eprintln!(
-            "n{node}: {total} packets counted: ttl {}, vrid {}, garbage as length {} / version {} / checksum {} / type {}, overflow {overflow}",
+            "n{node}: {counted} of {total} packets counted ({lost} lost on the lab's links): ttl {}, vrid {}, garbage as length {} / version {} / checksum {} / type {}, overflow {overflow}",
             agent.dropped("ttl"),
             agent.dropped("vrid"),
             agent.dropped("length"),

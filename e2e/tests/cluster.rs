@@ -68,3 +68,8 @@ fn cordoned_not_ready_and_excluded_nodes_hand_their_vips_over_with_priority_zero
 fn the_readmes_upgrade_steps_bring_older_crds_to_the_charts_and_move_no_vip() {
     s::timed("upgrade", s::upgrade::run);
 }
+
+#[test]
+fn the_charts_realtime_and_memory_lock_values_reach_every_agent_thread_and_failover_still_works() {
+    s::timed("tuning", s::tuning::run);
+}

@@ -56,8 +56,15 @@ pub const EMAIL: &str = "route the chart's Prometheus alerts (dual MASTER, no MA
 /// What to do instead of SNMP / D-Bus.
 pub const METRICS: &str = "scrape the agent's /metrics with Prometheus and read /status \
     (kube-vrrp-agent status)";
-/// What to do instead of process tuning.
-pub const TUNING: &str = "none yet: the agent is one process; give its pod a CPU request";
+/// What to do instead of keepalived's real-time priorities.
+pub const REALTIME: &str = "set the chart's agent.realtimePriority (kube-vrrp-agent \
+    --realtime-priority): SCHED_RR for the agent's VRRP threads, one priority for the whole \
+    agent; its health checks and scripts run under the normal scheduler";
+/// What to do instead of keepalived's `*_no_swap`.
+pub const NO_SWAP: &str = "set the chart's agent.lockMemory (kube-vrrp-agent --lock-memory), \
+    which locks the whole agent's memory";
+/// What to do instead of the rest of keepalived's process tuning.
+pub const TUNING: &str = "none: the agent is one process; give its pod a CPU request";
 /// What to do instead of keepalived's firewall handling.
 pub const FIREWALL: &str = "kube-vrrp installs no firewall rules; add the rules you need to the \
     node's firewall";
@@ -168,12 +175,6 @@ pub const UNSUPPORTED: &[(&[Context], &[&str], &str)] = &[
             "vrrp_priority",
             "checker_priority",
             "bfd_priority",
-            "vrrp_no_swap",
-            "checker_no_swap",
-            "bfd_no_swap",
-            "vrrp_rt_priority",
-            "checker_rt_priority",
-            "bfd_rt_priority",
             "vrrp_rlimit_rttime",
             "checker_rlimit_rttime",
             "bfd_rlimit_rttime",
@@ -186,6 +187,16 @@ pub const UNSUPPORTED: &[(&[Context], &[&str], &str)] = &[
             "vrrp_startup_delay",
         ],
         TUNING,
+    ),
+    (
+        &[Global],
+        &["vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority"],
+        REALTIME,
+    ),
+    (
+        &[Global],
+        &["vrrp_no_swap", "checker_no_swap", "bfd_no_swap"],
+        NO_SWAP,
     ),
     (
         &[Global],
@@ -558,12 +569,12 @@ pub fn report_untranslated(report: &mut Report, context: Context, what: &str, st
         ""
     };
     if let Some(advice) = unsupported(context, keyword) {
-        report.warn(
-            ItemKind::Unsupported,
-            &stmt.at,
-            format!("{keyword} in {what} has no kube-vrrp equivalent; not imported{block}"),
-            Some(advice),
-        );
+        let message = if matches!(advice, REALTIME | NO_SWAP) {
+            format!("{keyword} in {what} is an agent setting, not part of a manifest; not imported")
+        } else {
+            format!("{keyword} in {what} has no kube-vrrp equivalent; not imported{block}")
+        };
+        report.warn(ItemKind::Unsupported, &stmt.at, message, Some(advice));
         return;
     }
     let suggestion = closest(keyword, context);

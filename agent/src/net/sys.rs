@@ -1,5 +1,6 @@
-//! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets, and
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor.
+//! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, and the two
+//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -89,6 +90,52 @@ pub(crate) fn link_layer_address(ifindex: u32, ethertype: u16, hardware: [u8; 6]
     // SAFETY: the storage holds an initialised `sockaddr_ll` (family AF_PACKET) and `len` is
     // exactly that type's size.
     unsafe { SockAddr::new(storage, len) }
+}
+
+/// Puts the calling thread under `SCHED_RR` at `priority`, with `SCHED_RESET_ON_FORK` so
+/// that processes it starts (scripts) run under the normal scheduler.
+pub(crate) fn set_round_robin(priority: u8) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 names
+    // the calling thread.
+    let rc = unsafe {
+        libc::sched_setscheduler(
+            0,
+            libc::SCHED_RR | libc::SCHED_RESET_ON_FORK,
+            &raw const param,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The calling thread's scheduling policy (without the reset-on-fork flag) and priority.
+pub(crate) fn scheduler() -> std::io::Result<(i32, i32)> {
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: both calls only read the calling thread's (pid 0) settings; `param` is a valid
+    // out-pointer for the duration of the call.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy < 0 || unsafe { libc::sched_getparam(0, &raw mut param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((policy & !libc::SCHED_RESET_ON_FORK, param.sched_priority))
+}
+
+/// Locks every page of the process in memory as it is first touched, now and later
+/// (`MCL_ONFAULT`: no prefaulting of reserved stacks and arenas), so it is never swapped out.
+pub(crate) fn lock_memory_on_fault() -> std::io::Result<()> {
+    // SAFETY: mlockall takes only flags and touches no memory of ours.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -117,3 +117,24 @@ Renders "true" or "false"; "auto" means "when the cluster serves that API".
 {{- define "kube-vrrp.ownNodeStatusPolicy.enabled" -}}
 {{- include "kube-vrrp.switch" (dict "ctx" . "value" .Values.agent.ownNodeStatusPolicy "api" "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" "name" "agent.ownNodeStatusPolicy") }}
 {{- end }}
+
+{{/*
+The agent container's securityContext: agent.securityContext, with SYS_NICE added for
+agent.realtimePriority and IPC_LOCK for agent.lockMemory.
+*/}}
+{{- define "kube-vrrp.agentSecurityContext" -}}
+{{- $context := deepCopy .Values.agent.securityContext -}}
+{{- $capabilities := default dict $context.capabilities -}}
+{{- $add := default list $capabilities.add -}}
+{{- if gt (int .Values.agent.realtimePriority) 0 -}}
+{{- $add = append $add "SYS_NICE" -}}
+{{- end -}}
+{{- if .Values.agent.lockMemory -}}
+{{- $add = append $add "IPC_LOCK" -}}
+{{- end -}}
+{{- if $add -}}
+{{- $_ := set $capabilities "add" (uniq $add) -}}
+{{- $_ := set $context "capabilities" $capabilities -}}
+{{- end -}}
+{{- toYaml $context -}}
+{{- end -}}

@@ -12,6 +12,7 @@ pub mod outage;
 pub mod partition;
 pub mod rbac;
 pub mod rolling;
+pub mod tuning;
 pub mod upgrade;
 pub mod validation;
 
