@@ -7,7 +7,7 @@ AGENT := target/debug/kube-vrrp-agent
 K8S_VERSION ?=
 export KUBE_VRRP_K8S_VERSION := $(K8S_VERSION)
 
-.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
+.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench soak demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS syn
 	$(CARGO) bench -p kube-vrrp-agent --bench advert_timing
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin checks-bench
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent KUBE_VRRP_OPERATOR=target/release/kube-vrrp-operator $(CARGO) run --release -p kube-vrrp-e2e --bin cluster-bench
+
+soak: release ## false failovers under CPU starvation: the agent and keepalived, normal and real-time, 10 min at 10 ms adverts under 16 busy loops and a memory neighbour (root; not in bench or test)
+	@if [ "$$(id -u)" != 0 ]; then echo "make soak: the lab needs root" >&2; exit 1; fi
+	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin soak
 
 demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi

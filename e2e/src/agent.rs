@@ -314,6 +314,14 @@ pub struct Agent {
     binary: PathBuf,
 }
 
+/// What goes around the agent's own arguments: a wrapper before the binary (valgrind), and
+/// extra arguments after the lab's.
+#[derive(Clone, Copy, Debug, Default)]
+struct Command<'a> {
+    prefix: &'a [String],
+    extra: &'a [String],
+}
+
 impl Agent {
     /// Writes the manifests for `instances`, starts the agent in node `node`'s namespace and waits
     /// until `/status` answers.
@@ -346,8 +354,26 @@ impl Agent {
             lab,
             node,
             &manifests,
-            prefix,
+            &Command { prefix, extra: &[] },
             WRAPPED_READY_TIMEOUT,
+        )
+    }
+
+    /// [`Agent::start`] with `extra` arguments after the lab's own (e.g. `--realtime-priority`).
+    pub fn start_with_args(
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+        extra: &[String],
+    ) -> Result<Self, LabError> {
+        let manifests = Self::write_manifests(lab, node, instances)?;
+        Self::spawn(
+            &binary()?,
+            lab,
+            node,
+            &manifests,
+            &Command { prefix: &[], extra },
+            READY_TIMEOUT,
         )
     }
 
@@ -384,7 +410,14 @@ impl Agent {
         node: usize,
         manifests: &Path,
     ) -> Result<Self, LabError> {
-        Self::spawn(binary, lab, node, manifests, &[], READY_TIMEOUT)
+        Self::spawn(
+            binary,
+            lab,
+            node,
+            manifests,
+            &Command::default(),
+            READY_TIMEOUT,
+        )
     }
 
     fn spawn(
@@ -392,7 +425,7 @@ impl Agent {
         lab: &Lab,
         node: usize,
         manifests: &Path,
-        prefix: &[String],
+        command: &Command<'_>,
         ready_timeout: Duration,
     ) -> Result<Self, LabError> {
         let name = lab.node_name(node)?.to_owned();
@@ -409,7 +442,7 @@ impl Agent {
             listen.to_string(),
             runtime.to_string_lossy().into_owned(),
         );
-        let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = command.prefix.iter().map(String::as_str).collect();
         args.extend([
             binary.as_str(),
             "run",
@@ -422,6 +455,7 @@ impl Agent {
             "--runtime-dir",
             &runtime_arg,
         ]);
+        args.extend(command.extra.iter().map(String::as_str));
         let process = DaemonProcess::spawn(
             "kube-vrrp-agent",
             &name,
