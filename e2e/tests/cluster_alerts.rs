@@ -231,6 +231,23 @@ fn single(prometheus: &Prometheus, expr: &str) -> i64 {
     whole
 }
 
+/// Alerts named `name` whose `label` is not one of `allowed`, described.
+fn alerts_beyond(
+    prometheus: &Prometheus,
+    name: &str,
+    label: &str,
+    allowed: &[&str],
+) -> Vec<String> {
+    prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name == name && !a.label(label).is_some_and(|v| allowed.contains(&v)))
+        .map(describe)
+        .collect()
+}
+
 /// Every metric name a dashboard query uses: identifiers before `{` and every `kube_vrrp_*`.
 fn dashboard_metrics(dashboard: &serde_json::Value) -> BTreeSet<String> {
     fn exprs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
@@ -678,14 +695,7 @@ fn an_address_someone_else_put_on_a_backups_interface_raises_instance_fault_for_
         added,
         Duration::from_secs(30),
     );
-    let others: Vec<String> = prometheus
-        .api()
-        .alerts()
-        .unwrap()
-        .iter()
-        .filter(|a| a.name == "KubeVrrpInstanceFault" && a.label("node") != Some("n3"))
-        .map(describe)
-        .collect();
+    let others = alerts_beyond(&prometheus, "KubeVrrpInstanceFault", "node", &["n3"]);
     assert!(others.is_empty(), "FAULT on other nodes: {others:?}");
     assert_eq!(
         single(
@@ -851,14 +861,7 @@ fn a_tracked_file_turning_non_zero_on_the_master_raises_tracker_down_for_that_no
         Duration::from_secs(30),
     );
     s::wait_master(&cluster, "tracked", "n2", Duration::from_secs(15));
-    let others: Vec<String> = prometheus
-        .api()
-        .alerts()
-        .unwrap()
-        .iter()
-        .filter(|a| a.name == "KubeVrrpTrackerDown" && a.label("node") != Some("n1"))
-        .map(describe)
-        .collect();
+    let others = alerts_beyond(&prometheus, "KubeVrrpTrackerDown", "node", &["n1"]);
     assert!(others.is_empty(), "TrackerDown on other nodes: {others:?}");
 
     std::fs::write(on_node(1), "0\n").unwrap();
@@ -876,23 +879,6 @@ fn a_tracked_file_turning_non_zero_on_the_master_raises_tracker_down_for_that_no
         "scenario tracker down: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// Alerts named `name` whose `label` is not one of `allowed`, described.
-fn alerts_beyond(
-    prometheus: &Prometheus,
-    name: &str,
-    label: &str,
-    allowed: &[&str],
-) -> Vec<String> {
-    prometheus
-        .api()
-        .alerts()
-        .unwrap()
-        .iter()
-        .filter(|a| a.name == name && !a.label(label).is_some_and(|v| allowed.contains(&v)))
-        .map(describe)
-        .collect()
 }
 
 /// The VirtualServer `api` on VirtualIP `web`: port 80, quorum 2, real servers `servers` of
