@@ -939,6 +939,23 @@ fn a_real_server_refusing_its_checks_raises_real_server_down_and_virtual_server_
         Duration::from_secs(8),
         "VirtualServer api with both real servers answering",
     );
+    // This host has no IPVS: every node's status says so and claims no service programmed.
+    for node in ["n1", "n2", "n3"] {
+        let object = cluster.user().get("vrrpnode", node, &[]).unwrap();
+        let ipvs = &object["status"]["ipvs"];
+        let api: Vec<&serde_json::Value> = ipvs["virtualServices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["virtualServer"] == "api")
+            .collect();
+        assert!(
+            ipvs["available"] == json!(false)
+                && !api.is_empty()
+                && api.iter().all(|s| s["programmed"] == json!(false)),
+            "{node}: IPVS status {ipvs}"
+        );
+    }
     assert!(
         steady.accepted() > 0 && failing.accepted() > 0,
         "the real servers were never checked: {} and {} connections",
