@@ -15,6 +15,8 @@ declare -A package_of=(
     [unzip]=unzip
     [npm]=npm
     [setpriv]=util-linux
+    # The cluster lab's alert scenarios silence a MASTER's adverts with an nftables rule.
+    [nft]=nftables
     [skopeo]=skopeo
     [jq]=jq
     # make bench: instruction counts of the agent and keepalived (callgrind).

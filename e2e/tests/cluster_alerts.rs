@@ -7,7 +7,7 @@
 //! would take minutes, it renders the chart with a shorter `for:` through the chart's own
 //! `monitoring.prometheusRule.alertOverrides` value (each scenario says which).
 //!
-//! Needs root, the control plane, kubectl and Helm, and `/usr/bin/prometheus`.
+//! Needs root, the control plane, kubectl and Helm, `/usr/bin/prometheus` and `nft`.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[allow(dead_code)] // shared with tests/cluster.rs; this file uses a part of it
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use cluster_scenarios as s;
 use kube_vrrp_e2e::cluster::prometheus::{Alert, Prometheus, PrometheusApi, sample_value};
+use kube_vrrp_e2e::cluster::real_server::TcpRealServer;
+use kube_vrrp_e2e::cluster::vrrp_egress::VrrpEgressDrop;
 use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
 use kube_vrrp_e2e::netns;
 use serde_json::json;
@@ -123,7 +125,12 @@ fn describe(a: &Alert) -> String {
         .filter(|(k, _)| {
             matches!(
                 k.as_str(),
-                "node" | "virtualip" | "vrrp_instance" | "condition"
+                "node"
+                    | "virtualip"
+                    | "vrrp_instance"
+                    | "condition"
+                    | "virtualserver"
+                    | "real_server"
             )
         })
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
@@ -222,6 +229,23 @@ fn single(prometheus: &Prometheus, expr: &str) -> i64 {
     #[allow(clippy::cast_possible_truncation)] // whole, and a count of a few series
     let whole = value as i64;
     whole
+}
+
+/// Alerts named `name` whose `label` is not one of `allowed`, described.
+fn alerts_beyond(
+    prometheus: &Prometheus,
+    name: &str,
+    label: &str,
+    allowed: &[&str],
+) -> Vec<String> {
+    prometheus
+        .api()
+        .alerts()
+        .unwrap()
+        .iter()
+        .filter(|a| a.name == name && !a.label(label).is_some_and(|v| allowed.contains(&v)))
+        .map(describe)
+        .collect()
 }
 
 /// Every metric name a dashboard query uses: identifiers before `{` and every `kube_vrrp_*`.
@@ -671,14 +695,7 @@ fn an_address_someone_else_put_on_a_backups_interface_raises_instance_fault_for_
         added,
         Duration::from_secs(30),
     );
-    let others: Vec<String> = prometheus
-        .api()
-        .alerts()
-        .unwrap()
-        .iter()
-        .filter(|a| a.name == "KubeVrrpInstanceFault" && a.label("node") != Some("n3"))
-        .map(describe)
-        .collect();
+    let others = alerts_beyond(&prometheus, "KubeVrrpInstanceFault", "node", &["n3"]);
     assert!(others.is_empty(), "FAULT on other nodes: {others:?}");
     assert_eq!(
         single(
@@ -844,14 +861,7 @@ fn a_tracked_file_turning_non_zero_on_the_master_raises_tracker_down_for_that_no
         Duration::from_secs(30),
     );
     s::wait_master(&cluster, "tracked", "n2", Duration::from_secs(15));
-    let others: Vec<String> = prometheus
-        .api()
-        .alerts()
-        .unwrap()
-        .iter()
-        .filter(|a| a.name == "KubeVrrpTrackerDown" && a.label("node") != Some("n1"))
-        .map(describe)
-        .collect();
+    let others = alerts_beyond(&prometheus, "KubeVrrpTrackerDown", "node", &["n1"]);
     assert!(others.is_empty(), "TrackerDown on other nodes: {others:?}");
 
     std::fs::write(on_node(1), "0\n").unwrap();
@@ -867,6 +877,268 @@ fn a_tracked_file_turning_non_zero_on_the_master_raises_tracker_down_for_that_no
     s::wait_master(&cluster, "tracked", "n1", Duration::from_secs(15));
     eprintln!(
         "scenario tracker down: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The VirtualServer `api` on VirtualIP `web`: port 80, quorum 2, real servers `servers` of
+/// weight 1, TCP-checked every second (one attempt a check, rise and fall 1).
+fn virtual_server_manifest(servers: &[&TcpRealServer]) -> String {
+    let real_servers: Vec<serde_json::Value> = servers
+        .iter()
+        .map(|s| json!({"address": s.address().ip().to_string(), "port": s.address().port(), "weight": 1}))
+        .collect();
+    json!({
+        "apiVersion": "kubevrrp.io/v1alpha1",
+        "kind": "VirtualServer",
+        "metadata": {"name": "api"},
+        "spec": {
+            "virtualIPRef": "web",
+            "port": 80,
+            "quorum": 2,
+            "realServers": real_servers,
+            "healthCheck": {"tcp": {}, "interval": "1s", "timeout": "1s"},
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn a_real_server_refusing_its_checks_raises_real_server_down_and_virtual_server_down_until_it_answers_and_going_down_again_and_again_raises_check_flapping()
+ {
+    let started = Instant::now();
+    let (cluster, prometheus) = lab(&[
+        ("KubeVrrpRealServerDown", "5s"),
+        ("KubeVrrpVirtualServerDown", "5s"),
+        ("KubeVrrpRealServerCheckFlapping", "5s"),
+    ]);
+    // The real servers listen in the client namespace; every node's agent checks them (the
+    // host has no IPVS: the agents run the checks and export their verdicts all the same,
+    // and report the VirtualServer as not programmed).
+    let client = cluster.lab().client();
+    let at = |port| {
+        std::net::SocketAddr::new(
+            kube_vrrp_e2e::addressing::client_ip(kube_vrrp_e2e::addressing::Family::V4),
+            port,
+        )
+    };
+    let steady = TcpRealServer::start(client, at(18_080)).unwrap();
+    let mut failing = TcpRealServer::start(client, at(18_081)).unwrap();
+    let (steady_rs, failing_rs) = (steady.label(), failing.label());
+    cluster
+        .user()
+        .apply(&virtual_server_manifest(&[&steady, &failing]))
+        .unwrap();
+    wait_query(
+        &prometheus,
+        "count(kube_vrrp_realserver_up{virtualserver=\"api\"} == 1) == 6 and count(kube_vrrp_virtualserver_quorum_up{virtualserver=\"api\"} == 1) == 3",
+        Duration::from_secs(30),
+    );
+    assert_silent(
+        &prometheus,
+        Duration::from_secs(8),
+        "VirtualServer api with both real servers answering",
+    );
+    // This host has no IPVS: every node's status says so and claims no service programmed.
+    for node in ["n1", "n2", "n3"] {
+        let object = cluster.user().get("vrrpnode", node, &[]).unwrap();
+        let ipvs = &object["status"]["ipvs"];
+        let api: Vec<&serde_json::Value> = ipvs["virtualServices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["virtualServer"] == "api")
+            .collect();
+        assert!(
+            ipvs["available"] == json!(false)
+                && !api.is_empty()
+                && api.iter().all(|s| s["programmed"] == json!(false)),
+            "{node}: IPVS status {ipvs}"
+        );
+    }
+    assert!(
+        steady.accepted() > 0 && failing.accepted() > 0,
+        "the real servers were never checked: {} and {} connections",
+        steady.accepted(),
+        failing.accepted()
+    );
+
+    // One real server refuses: it is down on every node, and the quorum (2) is lost.
+    failing.stop();
+    let stopped = Instant::now();
+    let mut took = Vec::new();
+    for node in ["n1", "n2", "n3"] {
+        let (t, _) = wait_firing(
+            &prometheus,
+            "KubeVrrpRealServerDown",
+            &[
+                ("node", node),
+                ("virtualserver", "api"),
+                ("real_server", &failing_rs),
+            ],
+            stopped,
+            Duration::from_secs(30),
+        );
+        took.push(t);
+    }
+    let (quorum_lost, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpVirtualServerDown",
+        &[("virtualserver", "api")],
+        stopped,
+        Duration::from_secs(30),
+    );
+    let wrong = alerts_beyond(
+        &prometheus,
+        "KubeVrrpRealServerDown",
+        "real_server",
+        &[&failing_rs],
+    );
+    assert!(
+        wrong.is_empty(),
+        "RealServerDown for a real server that answers: {wrong:?}"
+    );
+    eprintln!(
+        "{failing_rs} refusing → KubeVrrpRealServerDown on n1..n3 after {:.1?} s, KubeVrrpVirtualServerDown after {:.1} s",
+        took.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        quorum_lost.as_secs_f64()
+    );
+
+    failing.resume().unwrap();
+    let resolved = wait_resolved(
+        &prometheus,
+        &["KubeVrrpRealServerDown", "KubeVrrpVirtualServerDown"],
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "{failing_rs} answering again → both resolved after {:.1} s",
+        resolved.as_secs_f64()
+    );
+    // One outage, over: RealServerDown's, not flapping (its failed checks are still in the
+    // 10-minute window, and the flapping `for:` is 5 s here).
+    assert_silent(
+        &prometheus,
+        Duration::from_secs(8),
+        "one outage of a real server, recovered",
+    );
+
+    // Two more short outages (shorter than RealServerDown's `for:`): it keeps leaving the pool.
+    let flapping = Instant::now();
+    for _ in 0..2 {
+        failing.stop();
+        std::thread::sleep(Duration::from_secs(3));
+        failing.resume().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    for node in ["n1", "n2", "n3"] {
+        wait_firing(
+            &prometheus,
+            "KubeVrrpRealServerCheckFlapping",
+            &[
+                ("node", node),
+                ("virtualserver", "api"),
+                ("real_server", &failing_rs),
+            ],
+            flapping,
+            Duration::from_secs(30),
+        );
+    }
+    let wrong = alerts_beyond(
+        &prometheus,
+        "KubeVrrpRealServerCheckFlapping",
+        "real_server",
+        &[&failing_rs],
+    );
+    assert!(
+        wrong.is_empty(),
+        "the steady real server {steady_rs} flaps: {wrong:?}"
+    );
+    let failed = single(
+        &prometheus,
+        &format!(
+            "sum(kube_vrrp_realserver_checks_total{{node=\"n1\",real_server=\"{failing_rs}\",result!=\"passed\"}})"
+        ),
+    );
+    eprintln!(
+        "three outages: n1 counted {failed} failed checks of {failing_rs}; scenario alerts-real-servers: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_master_whose_adverts_are_dropped_on_the_way_out_raises_master_not_advertising_for_that_node_until_they_flow_again()
+ {
+    let started = Instant::now();
+    let (mut cluster, prometheus) = lab(&[("KubeVrrpMasterNotAdvertising", "5s")]);
+    let n1 = cluster.lab().node_ns(1).unwrap();
+    let block = VrrpEgressDrop::start(n1).unwrap();
+    let blocked = Instant::now();
+    // n1 still hears n2 (priority 100 < 150) and stays MASTER; n2 hears no n1 and takes over.
+    wait_query(
+        &prometheus,
+        "kube_vrrp_instance_state{node=\"n2\",vrrp_instance=\"web\",state=~\"(?i)master\"} == 1",
+        Duration::from_secs(15),
+    );
+    let (dual, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpInstanceDualMaster",
+        &[("vrid", "50")],
+        blocked,
+        Duration::from_secs(30),
+    );
+    let (took, _) = wait_firing(
+        &prometheus,
+        "KubeVrrpMasterNotAdvertising",
+        &[("node", "n1"), ("vrrp_instance", "web")],
+        blocked,
+        Duration::from_secs(180),
+    );
+    let others = alerts_beyond(&prometheus, "KubeVrrpMasterNotAdvertising", "node", &["n1"]);
+    assert!(others.is_empty(), "nodes whose adverts flow: {others:?}");
+    assert_eq!(
+        single(
+            &prometheus,
+            "count(kube_vrrp_instance_state{vrrp_instance=\"web\",state=~\"(?i)master\"} == 1)"
+        ),
+        2,
+        "n1 stays MASTER, n2 took over"
+    );
+    eprintln!(
+        "n1's adverts dropped → KubeVrrpMasterNotAdvertising{{node=n1}} after {:.1} s (the rule's 2m window + for 5s), KubeVrrpInstanceDualMaster after {:.1} s",
+        took.as_secs_f64(),
+        dual.as_secs_f64()
+    );
+
+    block.stop().unwrap();
+    // The adverts stopped because n1's sends failed, not because n1 stopped sending.
+    let log = cluster.agent(1).unwrap().log();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sending an advert failed"))
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "n1's agent logged no failed send; its log ends:\n{}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    eprintln!(
+        "n1's agent logged {} failed sends, e.g. {}",
+        failed.len(),
+        failed[0]
+    );
+    let resolved = wait_resolved(
+        &prometheus,
+        &[
+            "KubeVrrpMasterNotAdvertising",
+            "KubeVrrpInstanceDualMaster",
+            "KubeVrrpDualMaster",
+        ],
+        Duration::from_secs(30),
+    );
+    s::wait_master(&cluster, "web", "n1", Duration::from_secs(15));
+    eprintln!(
+        "adverts flow again → resolved after {:.1} s; scenario alerts-not-advertising: {:.1} s",
+        resolved.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 }

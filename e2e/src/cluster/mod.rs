@@ -16,8 +16,10 @@ pub mod kubectl;
 pub mod pki;
 pub mod pod;
 pub mod prometheus;
+pub mod real_server;
 pub mod user;
 pub mod view;
+pub mod vrrp_egress;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
