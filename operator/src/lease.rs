@@ -4,7 +4,9 @@
 //! skew between nodes does not matter), or at once when the holder releases it on shutdown.
 //! A holder that cannot renew, or that was frozen past its term (SIGSTOP, a long GC-like
 //! pause, a VM stall), stops writing when the term it last secured runs out, before any
-//! standby may take over, whether or not it has heard of the takeover yet.
+//! standby may take over, whether or not it has heard of the takeover yet. Every failed read or
+//! write of the Lease (a conflict aside) counts as an error of the `lease` controller: an
+//! operator that lost the API server shows it, although it writes nothing else.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +19,8 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::metrics::{ErrorLabels, LEASE_CONTROLLER, Metrics};
 
 /// Default Lease name.
 pub const DEFAULT_LEASE_NAME: &str = "kube-vrrp-operator";
@@ -225,8 +229,12 @@ impl Election {
     }
 }
 
-/// Starts campaigning for the Lease (created when missing).
-pub fn elect(client: Client, config: &LeaseConfig) -> Result<Election, LeaseError> {
+/// Starts campaigning for the Lease (created when missing); failures are counted in `metrics`.
+pub fn elect(
+    client: Client,
+    config: &LeaseConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Election, LeaseError> {
     config.validate()?;
     let identity = config.identity.clone().unwrap_or_else(random_identity);
     let (role_tx, role) = watch::channel(false);
@@ -240,6 +248,7 @@ pub fn elect(client: Client, config: &LeaseConfig) -> Result<Election, LeaseErro
         term_ends: Arc::clone(&term_ends),
         held_since: None,
         seen: None,
+        metrics,
     };
     Ok(Election {
         leadership: Leadership { role, term_ends },
@@ -267,6 +276,7 @@ struct Campaign {
     held_since: Option<Instant>,
     /// The record's `resourceVersion` as last read, and when it was first read so.
     seen: Option<(String, Instant)>,
+    metrics: Arc<Metrics>,
 }
 
 impl Campaign {
@@ -288,6 +298,7 @@ impl Campaign {
             Ok(lease) => lease,
             Err(e) => {
                 tracing::warn!(error = %e, lease = %self.config.name, "reading the Lease failed");
+                self.count_failure("ReadLease");
                 self.check_term();
                 return;
             }
@@ -359,6 +370,7 @@ impl Campaign {
                     tracing::debug!("the Lease changed while writing it");
                 } else {
                     tracing::warn!(error = %e, acquiring, "writing the Lease failed");
+                    self.count_failure("WriteLease");
                 }
                 self.check_term();
             }
@@ -391,9 +403,20 @@ impl Campaign {
             Err(e) => {
                 if !matches!(&e, kube::Error::Api(s) if s.code == 409) {
                     tracing::warn!(error = %e, "creating the Lease failed");
+                    self.count_failure("WriteLease");
                 }
             }
         }
+    }
+
+    fn count_failure(&self, reason: &'static str) {
+        self.metrics
+            .reconcile_errors_total
+            .get_or_create(&ErrorLabels {
+                controller: LEASE_CONTROLLER,
+                reason,
+            })
+            .inc();
     }
 
     /// A write of ours sent at `sent` succeeded: the term runs from then.

@@ -191,8 +191,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         duration_seconds: args.lease_duration_seconds,
         grace_seconds: args.lease_grace_seconds,
     };
-    let election =
-        lease::elect(client.clone(), &lease_config).context("starting leader election")?;
+    let election = lease::elect(client.clone(), &lease_config, metrics.clone())
+        .context("starting leader election")?;
     tracing::info!(lease = %format!("{}/{}", lease_config.namespace, lease_config.name), "campaigning for the Lease");
 
     let staleness = i64::try_from(args.staleness_seconds).context("--staleness-seconds")?;

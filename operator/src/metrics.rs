@@ -15,6 +15,8 @@ use prometheus_client::registry::Registry;
 
 /// The `controller` label of the one global sync pass.
 pub const SYNC_CONTROLLER: &str = "sync";
+/// The leader election's controller label: failed reads and writes of the Lease.
+pub const LEASE_CONTROLLER: &str = "lease";
 
 /// Labels `{virtualip}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

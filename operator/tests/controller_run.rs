@@ -540,8 +540,8 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_releases() {
     let fake: Shared = Arc::default();
     let (ca, sa) = client(&fake);
     let (cb, sb) = client(&fake);
-    let a = elect(ca, &lease_config("a")).unwrap();
-    let b = elect(cb, &lease_config("b")).unwrap();
+    let a = elect(ca, &lease_config("a"), Arc::new(Metrics::new())).unwrap();
+    let b = elect(cb, &lease_config("b"), Arc::new(Metrics::new())).unwrap();
     let (la, lb) = (a.leadership(), b.leadership());
     eventually("a leader", Duration::from_secs(5), || {
         la.holds() || lb.holds()
@@ -577,12 +577,13 @@ async fn one_replica_leads_and_a_standby_takes_over_when_it_releases() {
 async fn a_standby_takes_over_within_the_lease_duration_when_the_leader_vanishes() {
     let fake: Shared = Arc::default();
     let (ca, sa) = client(&fake);
-    let a = elect(ca, &lease_config("a")).unwrap();
+    let a_metrics = Arc::new(Metrics::new());
+    let a = elect(ca, &lease_config("a"), Arc::clone(&a_metrics)).unwrap();
     let la = a.leadership();
     eventually("a leads", Duration::from_secs(5), || la.holds()).await;
 
     let (cb, sb) = client(&fake);
-    let b = elect(cb, &lease_config("b")).unwrap();
+    let b = elect(cb, &lease_config("b"), Arc::new(Metrics::new())).unwrap();
     let lb = b.leadership();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(!lb.holds(), "b must not lead while a renews");
@@ -605,6 +606,14 @@ async fn a_standby_takes_over_within_the_lease_duration_when_the_leader_vanishes
     assert!(
         waited <= Duration::from_secs(2 + 2 + 1),
         "took {waited:?}, lease duration is 2s (plus one read period and a renewal period)"
+    );
+    // a counted its failed renewals: an operator cut off from the API server shows it.
+    let rendered = a_metrics.render().unwrap();
+    assert!(
+        rendered
+            .lines()
+            .any(|l| l.starts_with("kube_vrrp_reconcile_errors_total{controller=\"lease\"")),
+        "{rendered}"
     );
     drop((a, b));
     sb.abort();
