@@ -25,6 +25,20 @@ const WATCH_AFTER_DEATH: Duration = Duration::from_secs(35);
 /// How often the scenario looks for n1's MASTER report before it kills n1.
 const REPORT_POLL: Duration = Duration::from_millis(20);
 
+/// When within a wall-clock second the scenario applies `web`: n1 becomes MASTER 0.75-0.9 s
+/// after the apply in the lab (kubectl, the operator's pass, the agent's watch, then
+/// Master_Down_Interval), so early in the next second, and n2 takes over 0.45-0.7 s after that,
+/// most often within that same second. An aim, not a condition: the scenario says which
+/// case it got, and its assertions hold for both.
+const APPLY_AT: f64 = 0.35;
+
+/// Sleeps until the wall clock's fraction of a second is `fraction`; returns that instant.
+fn at_fraction_of_a_second(fraction: f64) -> Timestamp {
+    let into = f64::from(Timestamp::now().subsec_nanosecond()) / 1e9;
+    std::thread::sleep(Duration::from_secs_f64((fraction - into).rem_euclid(1.0)));
+    Timestamp::now()
+}
+
 /// `lastTransitionTime` of `web` in `node`'s VrrpNode report, as written, while it says MASTER.
 fn master_since(user: &User, node: &str) -> Option<String> {
     let object = user.get("vrrpnode", node, &[]).ok()?;
@@ -50,6 +64,7 @@ pub fn run() {
         .probe(vip_address(0), Duration::from_millis(20))
         .unwrap();
     let watcher = Watcher::start(&cluster, "web");
+    let applied_at = at_fraction_of_a_second(APPLY_AT);
     user.apply(&web_manifest()).unwrap();
     let elected = poll(
         "n1's report says MASTER of web",
@@ -107,8 +122,8 @@ pub fn run() {
         "n2 became MASTER at {took_over}, not after n1's election at {elected}"
     );
     eprintln!(
-        "n1 MASTER at {elected}, killed {:.0} ms later; n2 MASTER at {took_over} ({:.0} ms \
-         after n1's election, {} second)",
+        "applied at {applied_at}; n1 MASTER at {elected}, killed {:.0} ms later; n2 MASTER at \
+         {took_over} ({:.0} ms after n1's election, {} second)",
         (killed_at - elected_at)
             .total(jiff::Unit::Millisecond)
             .unwrap_or(f64::NAN),
