@@ -1,7 +1,7 @@
 //! The `VirtualIP` resource (a keepalived `vrrp_instance`): spec, status and `validate()`.
 
 use ipnet::IpNet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, MicroTime};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -340,9 +340,9 @@ pub struct VirtualIpNodeStatus {
     pub priority: u8,
     /// Priority after trackers.
     pub effective_priority: u8,
-    /// When the node last changed state.
+    /// When the node last changed state (its report's, with microseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
+    pub last_transition_time: Option<MicroTime>,
 }
 
 impl Default for VirtualIpSpec {

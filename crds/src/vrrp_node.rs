@@ -1,7 +1,7 @@
 //! The `VrrpNode` resource: one per node, named after it. The operator writes the fully
 //! resolved `spec`; the node's agent writes `status`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -244,9 +244,11 @@ pub struct VrrpNodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1024))]
     pub quorums: Vec<QuorumStatus>,
-    /// When the agent last wrote this status; stale means the agent is down.
+    /// When the agent last wrote this status; stale means the agent is down. RFC 3339 with
+    /// microseconds (the whole seconds earlier agents wrote read as well): the operator orders
+    /// it against other nodes' transitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat_time: Option<Time>,
+    pub heartbeat_time: Option<MicroTime>,
     /// IPVSAvailable and others (see `kube_vrrp_crds::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -332,9 +334,10 @@ pub struct InstanceStatus {
     /// State changes since the agent started.
     #[serde(default)]
     pub transitions: u64,
-    /// When the state last changed.
+    /// When the state last changed, RFC 3339 with microseconds: the operator orders two
+    /// nodes' MASTER transitions by it, and a MASTER may die within the second it was elected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
+    pub last_transition_time: Option<MicroTime>,
     /// Virtual addresses present on the interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips_held: Vec<String>,

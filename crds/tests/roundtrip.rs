@@ -3,7 +3,7 @@
 // Test helpers outside #[test] functions panic on broken fixtures by design.
 #![allow(clippy::unwrap_used)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube_vrrp_crds::{
     CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsStatus, QuorumStatus,
@@ -83,6 +83,10 @@ fn time(s: &str) -> Time {
     Time(s.parse::<Timestamp>().unwrap())
 }
 
+fn micro_time(s: &str) -> MicroTime {
+    MicroTime(s.parse::<Timestamp>().unwrap())
+}
+
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
     let json = serde_json::to_string(value).unwrap();
     let from_json: T = serde_json::from_str(&json).unwrap();
@@ -117,7 +121,7 @@ fn virtual_ip_with_every_field_and_status_round_trips() {
             state: State::Master,
             priority: 150,
             effective_priority: 145,
-            last_transition_time: Some(time("2026-11-22T03:00:00Z")),
+            last_transition_time: Some(micro_time("2026-11-22T03:00:00.999999Z")),
         }],
         conditions: conditions(),
         observed_generation: Some(4),
@@ -210,7 +214,7 @@ fn vrrp_node() -> VrrpNode {
             effective_priority: 150,
             master_address: Some("10.0.0.11".into()),
             transitions: 3,
-            last_transition_time: Some(time("2026-11-22T03:00:00Z")),
+            last_transition_time: Some(micro_time("2026-11-22T03:00:00.250001Z")),
             vips_held: vec!["10.0.0.50/24".into()],
             message: None,
         }],
@@ -257,7 +261,7 @@ fn vrrp_node() -> VrrpNode {
             sorry_server_active: true,
             last_transition_time: Some(time("2026-11-22T03:00:30Z")),
         }],
-        heartbeat_time: Some(time("2026-11-22T03:01:00Z")),
+        heartbeat_time: Some(micro_time("2026-11-22T03:01:00.5Z")),
         conditions: conditions(),
         observed_generation: Some(7),
         rejected: vec![RejectedInstance {
@@ -303,11 +307,63 @@ fn json_uses_the_api_field_names() {
         "10.0.0.50/24"
     );
     assert_eq!(node["status"]["instances"][0]["state"], "Master");
-    assert_eq!(node["status"]["heartbeatTime"], "2026-11-22T03:01:00Z");
+    assert_eq!(
+        node["status"]["heartbeatTime"],
+        "2026-11-22T03:01:00.500000Z"
+    );
+    assert_eq!(
+        node["status"]["instances"][0]["lastTransitionTime"],
+        "2026-11-22T03:00:00.250001Z"
+    );
     assert!(
         node["spec"]["instances"][0]["authentication"]
             .get("password")
             .is_none()
+    );
+}
+
+#[test]
+fn report_times_keep_microseconds_so_two_transitions_within_one_second_stay_ordered() {
+    let elected = "2026-11-22T03:00:00.100000001Z"
+        .parse::<Timestamp>()
+        .unwrap();
+    let took_over = "2026-11-22T03:00:00.700000Z".parse::<Timestamp>().unwrap();
+    let json = |at: Timestamp| {
+        serde_json::to_value(VrrpNodeStatus {
+            heartbeat_time: Some(MicroTime(at)),
+            ..VrrpNodeStatus::default()
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        json(elected)["heartbeatTime"],
+        "2026-11-22T03:00:00.100000Z"
+    );
+    let read = |v: serde_json::Value| {
+        serde_json::from_value::<VrrpNodeStatus>(v)
+            .unwrap()
+            .heartbeat_time
+            .unwrap()
+            .0
+    };
+    assert!(read(json(elected)) < read(json(took_over)));
+}
+
+#[test]
+fn a_status_written_by_an_earlier_agent_in_whole_seconds_still_reads() {
+    let status: VrrpNodeStatus = serde_json::from_value(serde_json::json!({
+        "heartbeatTime": "2026-11-22T03:01:00Z",
+        "instances": [{"name": "web", "state": "Master", "priority": 150,
+            "effectivePriority": 150, "lastTransitionTime": "2026-11-22T03:00:00Z"}],
+    }))
+    .unwrap();
+    assert_eq!(
+        status.heartbeat_time,
+        Some(micro_time("2026-11-22T03:01:00Z"))
+    );
+    assert_eq!(
+        status.instances[0].last_transition_time,
+        Some(micro_time("2026-11-22T03:00:00Z"))
     );
 }
 

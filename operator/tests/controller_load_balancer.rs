@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::client::Body;
 use kube_vrrp_crds::{
@@ -83,7 +83,7 @@ fn reporting(name: &str, state: State) -> VrrpNode {
     let mut n = VrrpNode::new(name, VrrpNodeSpec::default());
     n.metadata.resource_version = Some("40".to_owned());
     n.status = Some(VrrpNodeStatus {
-        heartbeat_time: Some(Time(now() - SignedDuration::from_secs(2))),
+        heartbeat_time: Some(MicroTime(now() - SignedDuration::from_secs(2))),
         instances: vec![InstanceStatus {
             name: ROUTER.to_owned(),
             state,
@@ -91,7 +91,7 @@ fn reporting(name: &str, state: State) -> VrrpNode {
             effective_priority: 100,
             master_address: None,
             transitions: 1,
-            last_transition_time: Some(Time(now() - SignedDuration::from_secs(5))),
+            last_transition_time: Some(MicroTime(now() - SignedDuration::from_secs(5))),
             vips_held: if state == State::Master {
                 vec!["192.168.77.1/32".to_owned()]
             } else {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::ObjectMeta;
 use kube::client::Body;
@@ -90,7 +90,7 @@ fn planned_vrrp_nodes(input: &PlanInput) -> Vec<VrrpNode> {
 /// Adds the agent's report: fresh heartbeat, the VirtualIP `vip` in `state`.
 fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
     n.status = Some(VrrpNodeStatus {
-        heartbeat_time: Some(Time(now() - SignedDuration::from_secs(3))),
+        heartbeat_time: Some(MicroTime(now() - SignedDuration::from_secs(3))),
         instances: vec![InstanceStatus {
             name: vip.to_owned(),
             state,
@@ -98,7 +98,7 @@ fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
             effective_priority: 100,
             master_address: None,
             transitions: 1,
-            last_transition_time: Some(Time(now() - SignedDuration::from_secs(60))),
+            last_transition_time: Some(MicroTime(now() - SignedDuration::from_secs(60))),
             vips_held: Vec::new(),
             message: None,
         }],
@@ -817,9 +817,9 @@ async fn a_virtual_server_status_is_written_once_from_the_masters_view() {
 fn report_at(n: VrrpNode, vip: &str, state: State, transition: i64, heartbeat: i64) -> VrrpNode {
     let mut n = report(n, vip, state);
     let status = n.status.as_mut().unwrap();
-    status.heartbeat_time = Some(Time(now() - SignedDuration::from_secs(heartbeat)));
+    status.heartbeat_time = Some(MicroTime(now() - SignedDuration::from_secs(heartbeat)));
     status.instances[0].last_transition_time =
-        Some(Time(now() - SignedDuration::from_secs(transition)));
+        Some(MicroTime(now() - SignedDuration::from_secs(transition)));
     n
 }
 

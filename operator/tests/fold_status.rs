@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube_vrrp_crds::{
     InstanceStatus, State, VirtualIp, VirtualIpPhase, VirtualIpSpec, VrrpNode, VrrpNodeSpec,
     VrrpNodeStatus, condition,
@@ -28,6 +28,11 @@ fn now() -> Timestamp {
 
 fn ago(secs: i64) -> Time {
     Time(now() - SignedDuration::from_secs(secs))
+}
+
+/// A report's time `secs` seconds ago.
+fn report_ago(secs: i64) -> MicroTime {
+    MicroTime(now() - SignedDuration::from_secs(secs))
 }
 
 fn vip(name: &str) -> VirtualIp {
@@ -64,7 +69,7 @@ fn node(name: &str, vip: &str, report: Report) -> VrrpNode {
         Report::Silent => return n,
     };
     n.status = Some(VrrpNodeStatus {
-        heartbeat_time: Some(ago(age)),
+        heartbeat_time: Some(report_ago(age)),
         instances: state
             .map(|state| InstanceStatus {
                 name: vip.to_owned(),
@@ -73,7 +78,7 @@ fn node(name: &str, vip: &str, report: Report) -> VrrpNode {
                 effective_priority: 90,
                 master_address: None,
                 transitions: 1,
-                last_transition_time: Some(ago(600)),
+                last_transition_time: Some(report_ago(600)),
                 vips_held: Vec::new(),
                 message: None,
             })
@@ -343,7 +348,7 @@ fn heartbeat_exactly_at_the_bound_is_fresh_and_one_second_older_is_stale() {
     };
     for (age, fresh) in [(30, true), (31, false), (-10, true)] {
         let mut n = node("a", "web", Report::Fresh(State::Master));
-        n.status.as_mut().unwrap().heartbeat_time = Some(ago(age));
+        n.status.as_mut().unwrap().heartbeat_time = Some(report_ago(age));
         let f = fold(now(), &config, &v, &p, &[n]);
         assert_eq!(f.fresh_masters.len() == 1, fresh, "age {age}s");
     }

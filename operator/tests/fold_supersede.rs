@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    Condition, ManagedFieldsEntry, MicroTime, Time,
+};
 use kube_vrrp_crds::{
     InstanceStatus, RejectReason, RejectedInstance, State, VirtualIp, VirtualIpPhase,
     VirtualIpSpec, VirtualIpStatus, VrrpNode, VrrpNodeSpec, VrrpNodeStatus, condition,
@@ -64,7 +66,7 @@ fn vip_mastered_by(node: &str) -> VirtualIp {
 fn report(name: &str, state: State, transition: f64, heartbeat: f64) -> VrrpNode {
     let mut n = VrrpNode::new(name, VrrpNodeSpec::default());
     n.status = Some(VrrpNodeStatus {
-        heartbeat_time: Some(Time(ago(heartbeat))),
+        heartbeat_time: Some(MicroTime(ago(heartbeat))),
         instances: vec![InstanceStatus {
             name: "web".into(),
             state,
@@ -72,7 +74,7 @@ fn report(name: &str, state: State, transition: f64, heartbeat: f64) -> VrrpNode
             effective_priority: 100,
             master_address: None,
             transitions: 1,
-            last_transition_time: Some(Time(ago(transition))),
+            last_transition_time: Some(MicroTime(ago(transition))),
             vips_held: Vec::new(),
             message: None,
         }],
@@ -254,6 +256,111 @@ fn a_preempting_master_supersedes_the_one_it_preempted_until_that_one_reports_ba
     assert_eq!(after.fresh_masters, ["a"]);
     assert_eq!(cond(&after.status, condition::DEGRADED).status, "False");
     assert!(after.roll_calls.is_empty());
+}
+
+/// Seconds ago of two instants within one wall-clock second: `ELECTED` a fifth of a second
+/// into it, `TOOK_OVER` half a second later (the backup's Master_Down_Interval at 100 ms).
+const ELECTED: f64 = 9.8;
+const TOOK_OVER: f64 = 9.3;
+
+#[test]
+fn a_master_killed_within_the_second_it_was_elected_is_superseded_whichever_node_it_was() {
+    assert_eq!(
+        ago(ELECTED).as_second(),
+        ago(TOOK_OVER).as_second(),
+        "both transitions fall within one second"
+    );
+    for (dead, backup) in [("a", "b"), ("b", "a")] {
+        // `dead` became MASTER and wrote its status at once, then died without a word;
+        // `backup` became MASTER half a second later, in the same second.
+        let f = run(
+            &vip_mastered_by(dead),
+            &[
+                report(dead, State::Master, ELECTED, ELECTED),
+                report(backup, State::Master, TOOK_OVER, TOOK_OVER),
+            ],
+        );
+        assert_eq!(f.fresh_masters, [backup], "{dead} died, {backup} took over");
+        assert_eq!(cond(&f.status, condition::SPLIT_BRAIN).status, "False");
+        assert!(warnings(&f).is_empty(), "{:?}", f.events);
+        assert_eq!(f.roll_calls.get(dead), Some(&ago(TOOK_OVER)));
+        assert_eq!(
+            f.status.nodes[0].last_transition_time,
+            Some(MicroTime(ago(TOOK_OVER))),
+            "status.nodes keeps the report's microseconds"
+        );
+    }
+}
+
+#[test]
+fn a_master_killed_within_its_election_second_that_answers_the_roll_call_is_a_split_brain() {
+    let f = run(
+        &vip_mastered_by("a"),
+        &[
+            answering(report("a", State::Master, ELECTED, ELECTED), ago(TOOK_OVER)),
+            report("b", State::Master, TOOK_OVER, TOOK_OVER),
+        ],
+    );
+    assert_eq!(f.fresh_masters, ["a", "b"]);
+    assert_eq!(cond(&f.status, condition::SPLIT_BRAIN).status, "True");
+}
+
+#[test]
+fn a_whole_second_transition_of_an_earlier_agent_reads_as_the_start_of_its_second() {
+    // a (an agent writing whole seconds) was elected 0.2 s into the second, b (writing
+    // microseconds) took over 0.5 s later: b's transition is the later one.
+    let whole = ago(ELECTED).as_second();
+    let mut a = report("a", State::Master, ELECTED, ELECTED);
+    let status = a.status.as_mut().unwrap();
+    status.heartbeat_time = Some(MicroTime(Timestamp::from_second(whole).unwrap()));
+    status.instances[0].last_transition_time =
+        Some(MicroTime(Timestamp::from_second(whole).unwrap()));
+    let f = run(
+        &vip_mastered_by("a"),
+        &[a, report("b", State::Master, TOOK_OVER, TOOK_OVER)],
+    );
+    assert_eq!(f.fresh_masters, ["b"]);
+}
+
+#[test]
+fn equal_transition_times_are_settled_by_the_node_that_spoke_last() {
+    // Two agents writing whole seconds, elected within one second: equal transitions. b
+    // wrote its status since (its heartbeat is later than a's last word), so b's claim
+    // stands and a is asked to answer the roll call.
+    let f = run(
+        &vip_mastered_by("a"),
+        &[
+            report("a", State::Master, 10.0, 10.0),
+            report("b", State::Master, 10.0, 2.0),
+        ],
+    );
+    assert_eq!(f.fresh_masters, ["b"]);
+    assert_eq!(cond(&f.status, condition::SPLIT_BRAIN).status, "False");
+    assert_eq!(f.roll_calls.get("a"), Some(&ago(10.0)));
+    // Alive behind a partition, a answers: both claims count.
+    let f = run(
+        &vip_mastered_by("a"),
+        &[
+            answering(report("a", State::Master, 10.0, 10.0), ago(10.0)),
+            report("b", State::Master, 10.0, 2.0),
+        ],
+    );
+    assert_eq!(f.fresh_masters, ["a", "b"]);
+    assert_eq!(cond(&f.status, condition::SPLIT_BRAIN).status, "True");
+}
+
+#[test]
+fn equal_transitions_and_equal_heartbeats_are_undecidable_and_both_count() {
+    let f = run(
+        &vip_mastered_by("a"),
+        &[
+            report("a", State::Master, 10.0, 10.0),
+            report("b", State::Master, 10.0, 10.0),
+        ],
+    );
+    assert_eq!(f.fresh_masters, ["a", "b"]);
+    assert_eq!(cond(&f.status, condition::SPLIT_BRAIN).status, "True");
+    assert!(f.roll_calls.is_empty());
 }
 
 #[test]

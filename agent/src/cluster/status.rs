@@ -2,7 +2,7 @@
 //! that carries it. Pure.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::Resource;
 use kube_vrrp_crds::{InstanceStatus, State, VrrpNode, VrrpNodeStatus, condition};
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ pub fn build_status(
         conditions: ipvs
             .map(|report| vec![ipvs_condition(report, observed_generation)])
             .unwrap_or_default(),
-        heartbeat_time: Some(Time(heartbeat)),
+        heartbeat_time: Some(MicroTime(heartbeat)),
         observed_generation,
         ..VrrpNodeStatus::default()
     }
@@ -94,7 +94,7 @@ fn instance_status(instance: &report::InstanceStatus) -> InstanceStatus {
         effective_priority: instance.effective_priority,
         master_address: instance.master_address.map(|address| address.to_string()),
         transitions: instance.transitions,
-        last_transition_time: instance.last_transition.map(Time),
+        last_transition_time: instance.last_transition.map(MicroTime),
         vips_held,
         message: instance.message.clone(),
     }
@@ -119,13 +119,18 @@ mod tests {
                 "10.0.0.51/24".parse().unwrap(),
             ],
             transitions: 3,
-            last_transition: Some(Timestamp::from_second(1_800_000_000).unwrap()),
+            last_transition: Some(elected()),
             message: None,
         }
     }
 
+    /// Within a second, as the operator must be able to order it.
+    fn elected() -> Timestamp {
+        Timestamp::new(1_800_000_000, 250_000_500).unwrap()
+    }
+
     fn heartbeat() -> Timestamp {
-        Timestamp::from_second(1_800_000_100).unwrap()
+        Timestamp::new(1_800_000_100, 125_000_000).unwrap()
     }
 
     #[test]
@@ -143,11 +148,8 @@ mod tests {
         assert_eq!(web.master_address.as_deref(), Some("10.0.0.1"));
         assert_eq!(web.vips_held, ["10.0.0.50/24", "10.0.0.51/24"]);
         assert_eq!(web.transitions, 3);
-        assert_eq!(
-            web.last_transition_time,
-            Some(Time(Timestamp::from_second(1_800_000_000).unwrap()))
-        );
-        assert_eq!(status.heartbeat_time, Some(Time(heartbeat())));
+        assert_eq!(web.last_transition_time, Some(MicroTime(elected())));
+        assert_eq!(status.heartbeat_time, Some(MicroTime(heartbeat())));
         assert_eq!(status.observed_generation, Some(4));
     }
 
@@ -241,7 +243,14 @@ mod tests {
             patch["status"]["instances"][0]["vipsHeld"][0],
             "10.0.0.50/24"
         );
-        assert!(patch["status"]["heartbeatTime"].is_string());
+        assert_eq!(
+            patch["status"]["heartbeatTime"],
+            "2027-01-15T08:01:40.125000Z"
+        );
+        assert_eq!(
+            patch["status"]["instances"][0]["lastTransitionTime"], "2027-01-15T08:00:00.250000Z",
+            "the transition keeps its microseconds"
+        );
         assert!(
             patch.get("spec").is_none(),
             "the agent never writes the spec"

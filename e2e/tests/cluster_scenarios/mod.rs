@@ -42,18 +42,20 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// The scenarios' usual VirtualIP: `web` at 192.168.77.50, VRID 50, adverts every 100 ms,
 /// priorities n1 150, n2 100, n3 50; returns once n1 is its MASTER.
 pub fn apply_web(cluster: &Cluster) {
-    cluster
-        .user()
-        .apply(&vip_manifest(
-            "web",
-            0,
-            50,
-            "100ms",
-            &[("n1", 150), ("n2", 100), ("n3", 50)],
-            &serde_json::json!({}),
-        ))
-        .unwrap();
+    cluster.user().apply(&web_manifest()).unwrap();
     wait_master(cluster, "web", "n1", Duration::from_secs(20));
+}
+
+/// The manifest of the scenarios' usual VirtualIP `web` (see [`apply_web`]).
+pub fn web_manifest() -> String {
+    vip_manifest(
+        "web",
+        0,
+        50,
+        "100ms",
+        &[("n1", 150), ("n2", 100), ("n3", 50)],
+        &serde_json::json!({}),
+    )
 }
 
 /// Brings the cluster lab up with the chart's default values (fails clearly without root).

@@ -15,8 +15,17 @@
 //!   last word (SIGKILL, power, a cut switch port) and its last report stays fresh for up to
 //!   `staleness`. A superseded report does not count as MASTER and is not listed; its node
 //!   is troubled ([`NodeTrouble::Superseded`]). Only a later transition supersedes, so two
-//!   reports never supersede each other and the latest MASTER transition always stands;
-//!   equal transition times supersede nothing (both count: undecidable is reported).
+//!   reports never supersede each other and the latest MASTER transition always stands.
+//! - **Precision.** Agents write both times with microseconds (`metav1.MicroTime`), so a
+//!   MASTER killed within the second it was elected is still ordered before the backup that
+//!   took over; a whole-second time (an earlier agent's, during an upgrade) reads as the
+//!   start of its second.
+//! - **Ties.** Equal transition times cannot say who became MASTER last (two earlier agents
+//!   in one second, or a coincidence). The node that spoke last settles it: B's tied claim
+//!   supersedes A's when B's `heartbeatTime` is later than A's (B was alive after A's last
+//!   word), under the same heartbeat and roll call conditions as a later transition, so a
+//!   live A answers its roll call and counts again. Equal heartbeats too supersede nothing:
+//!   both count, undecidable is reported.
 //! - **Clocks.** `heartbeatTime` and `lastTransitionTime` are written by different nodes'
 //!   clocks. `clock_skew` (1 s by default) absorbs ordinary skew in the direction that would
 //!   page someone: B's transition up to that much *before* A's heartbeat still supersedes A.
@@ -51,7 +60,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube_vrrp_crds::{
     InstanceStatus, RejectedInstance, State, VirtualIp, VirtualIpNodeStatus, VirtualIpPhase,
     VirtualIpStatus, VrrpNode, condition,
@@ -192,18 +201,22 @@ impl Seen<'_> {
         self.instance.last_transition_time.as_ref().map(|t| t.0)
     }
 
-    /// Whether another node's MASTER transition at `at` supersedes this node's MASTER report:
-    /// it is later than this node's own transition, than its last heartbeat (less the skew
+    /// When `other`'s MASTER report supersedes this node's MASTER report, its transition
+    /// time: it is later than this node's own transition (or equal to it, and `other` spoke
+    /// after this node's last word), than this node's last heartbeat (less the skew
     /// allowance) and than the roll call it answered.
-    fn superseded_at(&self, at: Timestamp, skew: SignedDuration) -> bool {
-        self.transition().is_none_or(|own| at > own)
-            && at > self.heartbeat - skew
-            && self.answered.is_none_or(|answered| at > answered)
+    fn superseded_by(&self, other: &Seen<'_>, skew: SignedDuration) -> Option<Timestamp> {
+        let at = other.transition()?;
+        let later = self
+            .transition()
+            .is_none_or(|own| at > own || (at == own && other.heartbeat > self.heartbeat));
+        (later && at > self.heartbeat - skew && self.answered.is_none_or(|answered| at > answered))
+            .then_some(at)
     }
 }
 
 /// Whether a heartbeat at `heartbeat` is fresh at `now`.
-pub fn is_fresh(now: Timestamp, heartbeat: Option<&Time>, staleness: SignedDuration) -> bool {
+pub fn is_fresh(now: Timestamp, heartbeat: Option<&MicroTime>, staleness: SignedDuration) -> bool {
     heartbeat.is_some_and(|h| now.duration_since(h.0) <= staleness)
 }
 
@@ -365,8 +378,7 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
         let latest = seen
             .iter()
             .filter(|b| b.node != a.node && b.instance.state == State::Master)
-            .filter_map(|b| b.transition().map(|at| (b.node, at)))
-            .filter(|&(_, at)| a.superseded_at(at, config.clock_skew))
+            .filter_map(|b| a.superseded_by(b, config.clock_skew).map(|at| (b.node, at)))
             .max_by_key(|&(_, at)| at);
         if let Some(by) = latest {
             superseded.insert(a.node, by);
