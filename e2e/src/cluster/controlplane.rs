@@ -267,6 +267,11 @@ impl ControlPlane {
         std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default()
     }
 
+    /// The running API server's pid.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(DaemonProcess::pid)
+    }
+
     /// etcd's pid (it must outlive API server restarts).
     pub fn etcd_pid(&self) -> u32 {
         self.etcd.pid()

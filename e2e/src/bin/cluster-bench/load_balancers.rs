@@ -193,7 +193,17 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
         .map(|(_, pid)| rss(*pid).map(|(now, _)| now))
         .collect::<anyhow::Result<_>>()?;
 
-    let cpu_before: Vec<f64> = operators
+    // The processes whose CPU time is reported: the operators, then the control plane.
+    let mut measured = operators.clone();
+    let plane = cluster.control_plane();
+    measured.push((
+        "kube-apiserver".to_owned(),
+        plane
+            .apiserver_pid()
+            .context("kube-apiserver not running")?,
+    ));
+    measured.push(("etcd".to_owned(), plane.etcd_pid()));
+    let cpu_before: Vec<f64> = measured
         .iter()
         .map(|(_, pid)| cpu_seconds(*pid))
         .collect::<anyhow::Result<_>>()?;
@@ -221,7 +231,7 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
     }
     let done = jiff::Timestamp::now();
     let assigning = started.elapsed();
-    let cpu_used: Vec<f64> = operators
+    let cpu_used: Vec<f64> = measured
         .iter()
         .zip(&cpu_before)
         .map(|((_, pid), before)| cpu_seconds(*pid).map(|now| now - before))
@@ -279,6 +289,16 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
             cpu_used[i], before[i], peak[i]
         );
     }
+    println!(
+        "\nCPU time while assigning ({:.1} s): {}",
+        assigning.as_secs_f64(),
+        measured
+            .iter()
+            .zip(&cpu_used)
+            .map(|((name, _), used)| format!("{name} {used:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let events = audit::read(&cluster.control_plane().audit_log())?;
     print_writes(
         &format!(
