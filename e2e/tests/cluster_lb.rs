@@ -41,6 +41,17 @@ fn up() -> Cluster {
     cluster
 }
 
+/// [`up`] with the nodes labelled for pool `lan` (`pool`, its manifest), once the operator has
+/// read and planned the pool, as it has in a running cluster before Services come.
+fn up_with_pool(pool: &str) -> Cluster {
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(pool).unwrap();
+    wait_pool_status(&cluster);
+    cluster
+}
+
 /// Pool `lan`: the two addresses, VRRP on the nodes labelled [`LB_LABEL`], n1 preferred.
 fn pool_manifest() -> String {
     pool_manifest_of(&[format!("{FIRST}-{LAST}")])
@@ -169,6 +180,26 @@ fn service_events(user: &User, name: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// Asserts that Service `name` has a Normal Event of `reason` whose message names `address`.
+fn expect_event(user: &User, name: &str, reason: &str, address: &str) {
+    let events = service_events(user, name);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, r, message)| kind == "Normal" && r == reason && message.contains(address)),
+        "no {reason} Event naming {address} on Service {name}: {events:?}"
+    );
+}
+
+/// Waits until VirtualIP `name` is gone.
+fn wait_virtual_ip_gone(cluster: &Cluster, name: &str) {
+    let user = cluster.user();
+    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
+        Ok((!virtual_ip_exists(&user, name)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(cluster)));
+}
+
 fn virtual_ip_exists(user: &User, name: &str) -> bool {
     user.kubectl()
         .run(&["get", "vip", "-o", "name"])
@@ -185,6 +216,20 @@ fn first_reply_from(prober: &NeighborProber, since: Instant, mac: Mac) -> Option
         .filter(|r| r.at >= since && r.mac == mac)
         .map(|r| r.at)
         .min()
+}
+
+/// Asserts that every answer the prober has seen came from `mac`.
+fn assert_only_from(prober: &NeighborProber, mac: Mac) {
+    let others: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.mac != mac)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{} answered from another MAC than {mac}: {others:?}",
+        prober.target()
+    );
 }
 
 fn logs_tail(cluster: &Cluster) -> String {
@@ -268,13 +313,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
         "the address answered without a MASTER: {:?}",
         prober.replies()
     );
-    let events = service_events(&user, "web");
-    assert!(
-        events.iter().any(|(kind, reason, message)| kind == "Normal"
-            && reason == "AddressAllocated"
-            && message.contains(FIRST)),
-        "no AddressAllocated Event on the Service: {events:?}"
-    );
+    expect_event(&user, "web", "AddressAllocated", FIRST);
 
     // Labelling the nodes deploys the VirtualIP: n1 (150) becomes MASTER, then ingress.
     let labelled = Instant::now();
@@ -292,15 +331,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
         answered <= seen,
         "ingress seen before the first answer from the MASTER"
     );
-    let others: Vec<_> = prober
-        .replies()
-        .into_iter()
-        .filter(|r| r.mac != n1)
-        .collect();
-    assert!(
-        others.is_empty(),
-        "the address answered from another MAC: {others:?}"
-    );
+    assert_only_from(&prober, n1);
     let vip = user.vip(vip_name).unwrap();
     assert_eq!(
         vip["status"]["master"].as_str(),
@@ -330,10 +361,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
     user.kubectl()
         .run(&["delete", "service", "web", "-n", "default", "--wait=false"])
         .unwrap();
-    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
-        Ok((!virtual_ip_exists(&user, vip_name)).then_some(()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    wait_virtual_ip_gone(&cluster, vip_name);
     let gone = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let late: Vec<_> = prober
@@ -364,21 +392,13 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
 fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_within_a_second_when_the_master_dies()
  {
     let started = Instant::now();
-    let mut cluster = up();
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let address: IpAddr = FIRST.parse().unwrap();
     let prober = cluster
         .lab()
         .probe(address, Duration::from_millis(10))
         .unwrap();
-    // The pool is read and planned before the Service exists, as it is in a running cluster.
-    poll("pool status", Duration::from_secs(30), POLL, || {
-        let pool = user.get("virtualippool", "lan", &[])?;
-        Ok(pool.get("status").filter(|s| !s.is_null()).map(|_| ()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
 
     let created = Instant::now();
     user.apply(&service_manifest("web")).unwrap();
@@ -479,10 +499,8 @@ fn virtual_ip_uids(user: &User) -> Vec<(String, String)> {
 fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_operator_restart_keeps_every_allocation()
  {
     let started = Instant::now();
-    let mut cluster = up();
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let ips = "kubevrrp.io/load-balancer-ips";
 
     // A requested address is honoured even though a lower one is free.
@@ -596,10 +614,8 @@ fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_op
 #[test]
 fn services_share_an_address_only_with_the_same_key_and_distinct_ports() {
     let started = Instant::now();
-    let cluster = up();
+    let cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let shared = |key: Option<&str>| {
         let mut a = json!({"kubevrrp.io/load-balancer-ips": FIRST});
         if let Some(key) = key {
@@ -693,10 +709,8 @@ fn endpoint_slice(service: &str, node: &str) -> String {
 #[test]
 fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_ready_endpoint() {
     let started = Instant::now();
-    let cluster = up();
+    let cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let prober = cluster
         .lab()
         .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
@@ -816,10 +830,7 @@ fn expect_graceful_release(
 ) -> Released {
     let user = cluster.user();
     let vip_name = "lb-192-168-77-200";
-    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
-        Ok((!virtual_ip_exists(&user, vip_name)).then_some(()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(cluster)));
+    wait_virtual_ip_gone(cluster, vip_name);
     let virtual_ip_gone = changed.elapsed();
     poll(
         &format!("Service {service_name}: ingress cleared"),
@@ -946,11 +957,8 @@ fn expect_first_from_n1(cluster: &Cluster, prober: &NeighborProber, name: &str, 
 fn a_service_changed_to_another_type_or_class_or_whose_pool_goes_loses_its_address_after_a_priority_zero_handover_and_the_pool_gets_it_back()
  {
     let started = Instant::now();
-    let mut cluster = up();
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
-    wait_pool_status(&cluster);
     let prober = cluster
         .lab()
         .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
@@ -967,13 +975,7 @@ fn a_service_changed_to_another_type_or_class_or_whose_pool_goes_loses_its_addre
     patch_service(&user, "web", &json!({"spec": {"type": "ClusterIP"}})).unwrap();
     let released = expect_graceful_release(&cluster, &prober, &sniffer, "web", id, changed);
     report("type LoadBalancer → ClusterIP", &released);
-    let events = service_events(&user, "web");
-    assert!(
-        events.iter().any(|(kind, reason, m)| kind == "Normal"
-            && reason == "AddressReleased"
-            && m.contains(FIRST)),
-        "no AddressReleased Event: {events:?}"
-    );
+    expect_event(&user, "web", "AddressReleased", FIRST);
 
     // The address is back in the pool: the next Service gets it.
     let created = Instant::now();
@@ -1052,15 +1054,11 @@ const LAST_V6: &str = "fd00:77::c9";
 #[test]
 fn a_require_dual_stack_service_gets_one_address_per_family_and_both_answer_from_the_master() {
     let started = Instant::now();
-    let cluster = up();
-    let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest_of(&[
+    let cluster = up_with_pool(&pool_manifest_of(&[
         format!("{FIRST}-{LAST}"),
         format!("{FIRST_V6}-{LAST_V6}"),
-    ]))
-    .unwrap();
-    wait_pool_status(&cluster);
+    ]));
+    let user = cluster.user();
     let v4 = cluster
         .lab()
         .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
@@ -1133,15 +1131,7 @@ fn a_require_dual_stack_service_gets_one_address_per_family_and_both_answer_from
             .unwrap_or_else(|| panic!("{address} never answered from n1: {:?}", prober.replies()))
             .at;
         answered.push(at - created);
-        let others: Vec<_> = prober
-            .replies()
-            .into_iter()
-            .filter(|r| r.mac != n1)
-            .collect();
-        assert!(
-            others.is_empty(),
-            "{address} answered from another MAC: {others:?}"
-        );
+        assert_only_from(prober, n1);
     }
     eprintln!(
         "dual-stack Service created → {FIRST} answers from n1 after {:.0} ms, {FIRST_V6} after {:.0} ms, both ingress seen after {:.0} ms",
