@@ -72,7 +72,7 @@ image: ## the container image as an archive, without a container engine (target/
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
 	hack/check-image.sh
 
-bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; planned handover loss seen by a client (pings, TCP) vs keepalived; advert timing idle and under a flood; 1,000 real servers checked every second vs keepalived's checker; cluster: apply→answer, API writes, operator RSS at scale (root)
+bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; planned handover loss seen by a client (pings, TCP) vs keepalived; advert timing idle and under a flood; 1,000 real servers checked every second vs keepalived's checker; cluster: apply→answer, API writes, operator RSS at scale, 1,000 LoadBalancer Services (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	$(CARGO) bench -p kube-vrrp-operator --bench allocate
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kube_vrrp_e2e::cluster::user::{User, poll};
 use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
-use kube_vrrp_e2e::probe::NeighborProber;
+use kube_vrrp_e2e::probe::{AdvertSniffer, NeighborProber};
 use kube_vrrp_e2e::{Mac, exposition, netns};
 use serde_json::{Value, json};
 
@@ -41,13 +41,29 @@ fn up() -> Cluster {
     cluster
 }
 
+/// [`up`] with the nodes labelled for pool `lan` (`pool`, its manifest), once the operator has
+/// read and planned the pool, as it has in a running cluster before Services come.
+fn up_with_pool(pool: &str) -> Cluster {
+    let cluster = up();
+    let user = cluster.user();
+    label_nodes(&user);
+    user.apply(pool).unwrap();
+    wait_pool_status(&cluster);
+    cluster
+}
+
 /// Pool `lan`: the two addresses, VRRP on the nodes labelled [`LB_LABEL`], n1 preferred.
 fn pool_manifest() -> String {
+    pool_manifest_of(&[format!("{FIRST}-{LAST}")])
+}
+
+/// Pool `lan` with `addresses`, VRRP on the nodes labelled [`LB_LABEL`], n1 preferred.
+fn pool_manifest_of(addresses: &[String]) -> String {
     json!({
         "apiVersion": "kubevrrp.io/v1alpha1", "kind": "VirtualIPPool",
         "metadata": {"name": "lan"},
         "spec": {
-            "addresses": [format!("{FIRST}-{LAST}")],
+            "addresses": addresses,
             "vrrp": {
                 "advertInterval": "100ms",
                 "nodeSelector": {"matchLabels": {LB_LABEL: "true"}},
@@ -164,6 +180,26 @@ fn service_events(user: &User, name: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// Asserts that Service `name` has a Normal Event of `reason` whose message names `address`.
+fn expect_event(user: &User, name: &str, reason: &str, address: &str) {
+    let events = service_events(user, name);
+    assert!(
+        events
+            .iter()
+            .any(|(kind, r, message)| kind == "Normal" && r == reason && message.contains(address)),
+        "no {reason} Event naming {address} on Service {name}: {events:?}"
+    );
+}
+
+/// Waits until VirtualIP `name` is gone.
+fn wait_virtual_ip_gone(cluster: &Cluster, name: &str) {
+    let user = cluster.user();
+    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
+        Ok((!virtual_ip_exists(&user, name)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(cluster)));
+}
+
 fn virtual_ip_exists(user: &User, name: &str) -> bool {
     user.kubectl()
         .run(&["get", "vip", "-o", "name"])
@@ -180,6 +216,20 @@ fn first_reply_from(prober: &NeighborProber, since: Instant, mac: Mac) -> Option
         .filter(|r| r.at >= since && r.mac == mac)
         .map(|r| r.at)
         .min()
+}
+
+/// Asserts that every answer the prober has seen came from `mac`.
+fn assert_only_from(prober: &NeighborProber, mac: Mac) {
+    let others: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.mac != mac)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{} answered from another MAC than {mac}: {others:?}",
+        prober.target()
+    );
 }
 
 fn logs_tail(cluster: &Cluster) -> String {
@@ -263,13 +313,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
         "the address answered without a MASTER: {:?}",
         prober.replies()
     );
-    let events = service_events(&user, "web");
-    assert!(
-        events.iter().any(|(kind, reason, message)| kind == "Normal"
-            && reason == "AddressAllocated"
-            && message.contains(FIRST)),
-        "no AddressAllocated Event on the Service: {events:?}"
-    );
+    expect_event(&user, "web", "AddressAllocated", FIRST);
 
     // Labelling the nodes deploys the VirtualIP: n1 (150) becomes MASTER, then ingress.
     let labelled = Instant::now();
@@ -287,15 +331,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
         answered <= seen,
         "ingress seen before the first answer from the MASTER"
     );
-    let others: Vec<_> = prober
-        .replies()
-        .into_iter()
-        .filter(|r| r.mac != n1)
-        .collect();
-    assert!(
-        others.is_empty(),
-        "the address answered from another MAC: {others:?}"
-    );
+    assert_only_from(&prober, n1);
     let vip = user.vip(vip_name).unwrap();
     assert_eq!(
         vip["status"]["master"].as_str(),
@@ -325,10 +361,7 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
     user.kubectl()
         .run(&["delete", "service", "web", "-n", "default", "--wait=false"])
         .unwrap();
-    poll("VirtualIP deleted", Duration::from_secs(30), POLL, || {
-        Ok((!virtual_ip_exists(&user, vip_name)).then_some(()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    wait_virtual_ip_gone(&cluster, vip_name);
     let gone = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     let late: Vec<_> = prober
@@ -359,21 +392,13 @@ fn a_load_balancer_service_gets_a_pool_address_whose_ingress_appears_only_once_a
 fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_within_a_second_when_the_master_dies()
  {
     let started = Instant::now();
-    let mut cluster = up();
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let address: IpAddr = FIRST.parse().unwrap();
     let prober = cluster
         .lab()
         .probe(address, Duration::from_millis(10))
         .unwrap();
-    // The pool is read and planned before the Service exists, as it is in a running cluster.
-    poll("pool status", Duration::from_secs(30), POLL, || {
-        let pool = user.get("virtualippool", "lan", &[])?;
-        Ok(pool.get("status").filter(|s| !s.is_null()).map(|_| ()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
 
     let created = Instant::now();
     user.apply(&service_manifest("web")).unwrap();
@@ -474,10 +499,8 @@ fn virtual_ip_uids(user: &User) -> Vec<(String, String)> {
 fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_operator_restart_keeps_every_allocation()
  {
     let started = Instant::now();
-    let mut cluster = up();
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let ips = "kubevrrp.io/load-balancer-ips";
 
     // A requested address is honoured even though a lower one is free.
@@ -591,10 +614,8 @@ fn requested_addresses_are_honoured_refusals_and_exhaustion_are_events_and_an_op
 #[test]
 fn services_share_an_address_only_with_the_same_key_and_distinct_ports() {
     let started = Instant::now();
-    let cluster = up();
+    let cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let shared = |key: Option<&str>| {
         let mut a = json!({"kubevrrp.io/load-balancer-ips": FIRST});
         if let Some(key) = key {
@@ -688,10 +709,8 @@ fn endpoint_slice(service: &str, node: &str) -> String {
 #[test]
 fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_ready_endpoint() {
     let started = Instant::now();
-    let cluster = up();
+    let cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
-    label_nodes(&user);
-    user.apply(&pool_manifest()).unwrap();
     let prober = cluster
         .lab()
         .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
@@ -767,6 +786,377 @@ fn with_external_traffic_policy_local_the_address_follows_the_node_with_the_read
     .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
     eprintln!(
         "scenario lb-local: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits for the pool's status (the operator has read and planned it).
+fn wait_pool_status(cluster: &Cluster) {
+    let user = cluster.user();
+    poll("pool status", Duration::from_secs(30), POLL, || {
+        let pool = user.get("virtualippool", "lan", &[])?;
+        Ok(pool.get("status").filter(|s| !s.is_null()).map(|_| ()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(cluster)));
+}
+
+/// The VRID the planner gave VirtualIP `name`.
+fn vrid(user: &User, name: &str) -> u8 {
+    let vip = user.vip(name).unwrap();
+    vip["status"]["virtualRouterID"]
+        .as_u64()
+        .and_then(|v| u8::try_from(v).ok())
+        .unwrap_or_else(|| panic!("VirtualIP {name} has no VRID: {}", vip["status"]))
+}
+
+/// When each step of a graceful release was seen, from the change that caused it.
+struct Released {
+    priority_zero: Duration,
+    last_answer: Option<Duration>,
+    virtual_ip_gone: Duration,
+    ingress_cleared: Duration,
+}
+
+/// After `changed`, the Service `service` loses [`FIRST`] gracefully: its MASTER n1 sends a
+/// priority-0 advert for `vrid`, then the address goes from every node and stops answering;
+/// the VirtualIP `lb-192-168-77-200` is deleted and the Service's ingress cleared.
+fn expect_graceful_release(
+    cluster: &Cluster,
+    prober: &NeighborProber,
+    sniffer: &AdvertSniffer,
+    service_name: &str,
+    vrid: u8,
+    changed: Instant,
+) -> Released {
+    let user = cluster.user();
+    let vip_name = "lb-192-168-77-200";
+    wait_virtual_ip_gone(cluster, vip_name);
+    let virtual_ip_gone = changed.elapsed();
+    poll(
+        &format!("Service {service_name}: ingress cleared"),
+        Duration::from_secs(30),
+        POLL,
+        || {
+            Ok(ingress(&service(&user, service_name))
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            service(&user, service_name)["status"],
+            logs_tail(cluster)
+        )
+    });
+    let ingress_cleared = changed.elapsed();
+    let address: IpAddr = FIRST.parse().unwrap();
+    poll(
+        "no node holds the address",
+        Duration::from_secs(10),
+        POLL,
+        || {
+            Ok(cluster
+                .lab()
+                .holders(address)
+                .map_err(kube_vrrp_e2e::cluster::ClusterError::Lab)?
+                .is_empty()
+                .then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(cluster)));
+    // Settled: one more second in which nothing may answer or advertise for the router.
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let adverts: Vec<_> = sniffer
+        .adverts()
+        .into_iter()
+        .filter(|a| a.at >= changed && a.wire.vrid == vrid)
+        .collect();
+    let goodbye = adverts
+        .iter()
+        .find(|a| a.node == 1 && a.wire.priority == 0)
+        .unwrap_or_else(|| {
+            panic!("n1 sent no priority-0 advert for VRID {vrid}; adverts since the change: {adverts:?}")
+        });
+    let after: Vec<_> = adverts.iter().filter(|a| a.at >= quiet).collect();
+    assert!(
+        after.is_empty(),
+        "VRID {vrid} still advertised after its VirtualIP went: {after:?}"
+    );
+    let late: Vec<_> = prober
+        .replies()
+        .into_iter()
+        .filter(|r| r.at >= quiet)
+        .collect();
+    assert!(late.is_empty(), "{FIRST} still answers: {late:?}");
+    let others: Vec<_> = adverts.iter().filter(|a| a.node != 1).collect();
+    if !others.is_empty() {
+        eprintln!("adverts of other nodes for VRID {vrid} during the release: {others:?}");
+    }
+    Released {
+        priority_zero: goodbye.at - changed,
+        last_answer: prober
+            .replies()
+            .into_iter()
+            .map(|r| r.at)
+            .filter(|at| *at >= changed)
+            .max()
+            .map(|at| at - changed),
+        virtual_ip_gone,
+        ingress_cleared,
+    }
+}
+
+fn report(what: &str, r: &Released) {
+    eprintln!(
+        "{what} → priority 0 from n1 after {:.0} ms, last ARP answer {}, VirtualIP gone {:.0} ms, ingress cleared {:.0} ms",
+        ms(r.priority_zero),
+        r.last_answer
+            .map_or_else(|| "none".to_owned(), |d| format!("{:.0} ms", ms(d))),
+        ms(r.virtual_ip_gone),
+        ms(r.ingress_cleared)
+    );
+}
+
+/// Patches Service `name` in `default` (merge patch).
+fn patch_service(user: &User, name: &str, patch: &Value) -> Result<String, String> {
+    user.kubectl()
+        .run(&[
+            "patch",
+            "service",
+            name,
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ])
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until Service `name`'s first ingress is [`FIRST`] and n1 answers for it.
+fn expect_first_from_n1(cluster: &Cluster, prober: &NeighborProber, name: &str, since: Instant) {
+    let ((ip, mode), _) = wait_ingress(cluster, name, Duration::from_secs(30));
+    assert_eq!(
+        (ip.as_str(), mode.as_str()),
+        (FIRST, "VIP"),
+        "{name}: the released address did not return to the pool"
+    );
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    assert!(
+        prober
+            .wait_for_reply(since, Duration::from_secs(5), |m| m == n1)
+            .is_some(),
+        "{FIRST} does not answer from n1 for {name}"
+    );
+}
+
+#[test]
+fn a_service_changed_to_another_type_or_class_or_whose_pool_goes_loses_its_address_after_a_priority_zero_handover_and_the_pool_gets_it_back()
+ {
+    let started = Instant::now();
+    let mut cluster = up_with_pool(&pool_manifest());
+    let user = cluster.user();
+    let prober = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    let sniffer = cluster.lab().sniff().unwrap();
+    let vip_name = "lb-192-168-77-200";
+
+    // 1. Type: LoadBalancer → ClusterIP.
+    let created = Instant::now();
+    user.apply(&service_manifest("web")).unwrap();
+    expect_first_from_n1(&cluster, &prober, "web", created);
+    let id = vrid(&user, vip_name);
+    let changed = Instant::now();
+    patch_service(&user, "web", &json!({"spec": {"type": "ClusterIP"}})).unwrap();
+    let released = expect_graceful_release(&cluster, &prober, &sniffer, "web", id, changed);
+    report("type LoadBalancer → ClusterIP", &released);
+    expect_event(&user, "web", "AddressReleased", FIRST);
+
+    // The address is back in the pool: the next Service gets it.
+    let created = Instant::now();
+    user.apply(&service_manifest("next")).unwrap();
+    expect_first_from_n1(&cluster, &prober, "next", created);
+
+    // 2. Class: `spec.loadBalancerClass` cannot change while the Service stays a
+    // LoadBalancer, so the change passes through another type; with the operators stopped
+    // meanwhile, the operator finds a Service of another class that a VirtualIP of ours
+    // still names (and an ingress the API server cleared on the way).
+    let refused = patch_service(
+        &user,
+        "next",
+        &json!({"spec": {"loadBalancerClass": "example.com/other"}}),
+    );
+    assert!(
+        refused.is_err(),
+        "the API server let a LoadBalancer Service change its class: {refused:?}"
+    );
+    let id = vrid(&user, vip_name);
+    for pod in cluster.operators() {
+        pod.kill().unwrap();
+    }
+    patch_service(
+        &user,
+        "next",
+        &json!({"spec": {"type": "ClusterIP", "loadBalancerClass": null}}),
+    )
+    .unwrap();
+    patch_service(
+        &user,
+        "next",
+        &json!({"spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/other"}}),
+    )
+    .unwrap();
+    assert!(virtual_ip_exists(&user, vip_name));
+    let changed = Instant::now();
+    for pod in cluster.operators() {
+        pod.start().unwrap();
+    }
+    let released = expect_graceful_release(&cluster, &prober, &sniffer, "next", id, changed);
+    report(
+        "class kubevrrp.io/vrrp → example.com/other (operators restarted)",
+        &released,
+    );
+
+    // 3. The pool removed: the Service keeps no address, is told why, and gets it back
+    // when the pool returns.
+    let created = Instant::now();
+    user.apply(&service_manifest("third")).unwrap();
+    expect_first_from_n1(&cluster, &prober, "third", created);
+    let id = vrid(&user, vip_name);
+    let changed = Instant::now();
+    user.delete("virtualippool", "lan").unwrap();
+    let released = expect_graceful_release(&cluster, &prober, &sniffer, "third", id, changed);
+    report("VirtualIPPool deleted", &released);
+    let why = wait_warning(&cluster, "third", "NoPool");
+    eprintln!("third: {why}");
+    let restored = Instant::now();
+    user.apply(&pool_manifest()).unwrap();
+    expect_first_from_n1(&cluster, &prober, "third", restored);
+    eprintln!(
+        "pool created again → third answers after {:.0} ms",
+        ms(restored.elapsed())
+    );
+    eprintln!(
+        "scenario lb-type-class-pool: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The pool's IPv6 addresses (no lab host uses them).
+const FIRST_V6: &str = "fd00:77::c8";
+const LAST_V6: &str = "fd00:77::c9";
+
+#[test]
+fn a_require_dual_stack_service_gets_one_address_per_family_and_both_answer_from_the_master() {
+    let started = Instant::now();
+    let cluster = up_with_pool(&pool_manifest_of(&[
+        format!("{FIRST}-{LAST}"),
+        format!("{FIRST_V6}-{LAST_V6}"),
+    ]));
+    let user = cluster.user();
+    let v4 = cluster
+        .lab()
+        .probe(FIRST.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    let v6 = cluster
+        .lab()
+        .probe(FIRST_V6.parse().unwrap(), Duration::from_millis(20))
+        .unwrap();
+    let mut manifest: Value = serde_json::from_str(&service_manifest("dual")).unwrap();
+    manifest["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+    manifest["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
+    let created = Instant::now();
+    user.apply(&manifest.to_string()).unwrap();
+
+    // The API server gives it a ClusterIP of each family; the operator an address of each.
+    let both = poll(
+        "both ingress addresses",
+        Duration::from_secs(30),
+        POLL,
+        || {
+            let found = ingress(&service(&user, "dual"));
+            Ok((found.len() == 2).then_some(found))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            service(&user, "dual")["status"],
+            logs_tail(&cluster)
+        )
+    });
+    let seen = created.elapsed();
+    let mut ips: Vec<(String, String)> = both;
+    ips.sort();
+    assert_eq!(
+        ips,
+        vec![
+            (FIRST.to_owned(), "VIP".to_owned()),
+            (FIRST_V6.to_owned(), "VIP".to_owned())
+        ]
+    );
+    let svc = service(&user, "dual");
+    assert_eq!(
+        svc["spec"]["clusterIPs"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        svc["spec"]
+    );
+    for name in ["lb-192-168-77-200", "lb-fd00-77-0-0-0-0-0-c8"] {
+        assert!(
+            virtual_ip_exists(&user, name),
+            "no VirtualIP {name}: {}",
+            user.kubectl().run(&["get", "vip"]).unwrap()
+        );
+        poll(
+            &format!("{name}: MASTER n1"),
+            Duration::from_secs(15),
+            POLL,
+            || Ok((user.vip(name)?["status"]["master"].as_str() == Some("n1")).then_some(())),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    }
+
+    // Both answer from the MASTER: ARP for the IPv4 address, NDP for the IPv6 one.
+    let n1 = cluster.lab().node_mac(1).unwrap();
+    let mut answered = Vec::new();
+    for (prober, address) in [(&v4, FIRST), (&v6, FIRST_V6)] {
+        let at = prober
+            .wait_for_reply(created, Duration::from_secs(10), |m| m == n1)
+            .unwrap_or_else(|| panic!("{address} never answered from n1: {:?}", prober.replies()))
+            .at;
+        answered.push(at - created);
+        assert_only_from(prober, n1);
+    }
+    eprintln!(
+        "dual-stack Service created → {FIRST} answers from n1 after {:.0} ms, {FIRST_V6} after {:.0} ms, both ingress seen after {:.0} ms",
+        ms(answered[0]),
+        ms(answered[1]),
+        ms(seen)
+    );
+
+    // `kubectl get svc` shows both as EXTERNAL-IP.
+    let table = user
+        .kubectl()
+        .run(&["get", "svc", "dual", "-n", "default"])
+        .unwrap();
+    let external = table
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_owned();
+    let mut shown: Vec<&str> = external.split(',').collect();
+    shown.sort_unstable();
+    assert_eq!(shown, [FIRST, FIRST_V6], "kubectl get svc:\n{table}");
+    eprintln!("kubectl get svc dual:\n{table}");
+    eprintln!(
+        "scenario lb-dual-stack: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

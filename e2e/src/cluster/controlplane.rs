@@ -25,6 +25,11 @@ use crate::process::DaemonProcess;
 pub const APISERVER_PORT: u16 = 6443;
 const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
+/// The Service ClusterIP ranges: dual-stack (IPv4 first, so single-stack Services are IPv4
+/// as before), each with room for the 1,000-Service benchmark (`cluster-bench`) and more.
+/// kube-apiserver takes at most one range per family; before the ServiceCIDR allocator an
+/// IPv6 range had to be /108 or narrower, which /112 is.
+pub const SERVICE_CLUSTER_IP_RANGES: &str = "10.96.0.0/16,fd00:96::/112";
 /// How long the API server may take to become ready (a cold start on a busy 2-core machine).
 const APISERVER_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -135,7 +140,7 @@ impl ControlPlane {
                 "--service-account-signing-key-file={}",
                 pki.service_account_key.display()
             ),
-            "--service-cluster-ip-range=10.96.0.0/24".to_owned(),
+            format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGES}"),
             format!("--audit-policy-file={}", audit_policy.display()),
             format!("--audit-log-path={}", dir.join("audit.log").display()),
             "--audit-log-format=json".to_owned(),
@@ -260,6 +265,11 @@ impl ControlPlane {
     /// The API server's log so far (all its runs).
     pub fn apiserver_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default()
+    }
+
+    /// The running API server's pid.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(DaemonProcess::pid)
     }
 
     /// etcd's pid (it must outlive API server restarts).

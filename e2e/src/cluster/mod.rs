@@ -92,9 +92,11 @@ impl Cluster {
     /// probe.
     pub fn up(spec: &ClusterSpec) -> Result<Self, ClusterError> {
         let binaries = Binaries::locate()?;
+        // Dual-stack, as the control plane's Service ranges: IPv6 LoadBalancer addresses
+        // answer Neighbor Solicitations in the lab.
         let lab = Lab::new(LabSpec {
             nodes: spec.nodes,
-            ipv6: false,
+            ipv6: true,
         })?;
         let control_plane =
             ControlPlane::start(&lab, &binaries, &lab.workdir().join("control-plane"))?;

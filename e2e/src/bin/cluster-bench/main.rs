@@ -7,9 +7,14 @@
 //! 2. API writes at steady state, counted in the API server's audit log per user (goal: ≤ 1
 //!    per node per 10 s);
 //! 3. the operator's RSS with 1,000 VirtualIPs, 100 Nodes and 5,000 EndpointSlices in the API
-//!    server (goal: ≤ 128 MiB).
+//!    server (goal: ≤ 128 MiB);
+//! 4. in a second cluster lab, 1,000 LoadBalancer Services created at once ([`load_balancers`]):
+//!    time until every one has an ingress address and a MASTER (goal: 30 s), operator RSS
+//!    (goal: ≤ 128 MiB), API writes per Service while assigning and afterwards.
 //!
 //! Timing figures on a shared 2-core machine: read them as measurements, never as pass/fail.
+
+mod load_balancers;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,7 +30,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(
     name = "cluster-bench",
-    about = "apply-to-answer latency, steady-state API writes and operator RSS in the cluster lab"
+    about = "apply-to-answer latency, steady-state API writes, operator RSS at scale and 1,000 LoadBalancer Services in the cluster lab"
 )]
 struct Cli {
     /// Runs per advert interval for apply → answer.
@@ -37,6 +42,12 @@ struct Cli {
     /// Skip the 1,000-VirtualIP scale step.
     #[arg(long)]
     no_scale: bool,
+    /// Skip the 1,000-LoadBalancer-Service step.
+    #[arg(long)]
+    no_load_balancers: bool,
+    /// Run only the 1,000-LoadBalancer-Service step.
+    #[arg(long, conflicts_with = "no_load_balancers")]
+    only_load_balancers: bool,
 }
 
 const AGENT_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-agent";
@@ -198,6 +209,17 @@ fn rss(pid: u32) -> anyhow::Result<(f64, f64)> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    if !cli.only_load_balancers {
+        vips_and_scale(cli)?;
+    }
+    if !cli.no_load_balancers {
+        load_balancers::run(Duration::from_secs(cli.window))?;
+    }
+    Ok(())
+}
+
+/// Steps 1–3, in one cluster lab.
+fn vips_and_scale(cli: &Cli) -> anyhow::Result<()> {
     let cluster = Cluster::up(&ClusterSpec::default())?;
     let user = cluster.user();
     println!(
