@@ -348,12 +348,10 @@ impl Agent {
         instances: &[InstanceSpec],
         prefix: &[String],
     ) -> Result<Self, LabError> {
-        let manifests = Self::write_manifests(lab, node, instances)?;
-        Self::spawn(
-            &binary()?,
+        Self::start_command(
             lab,
             node,
-            &manifests,
+            instances,
             &Command { prefix, extra: &[] },
             WRAPPED_READY_TIMEOUT,
         )
@@ -366,15 +364,24 @@ impl Agent {
         instances: &[InstanceSpec],
         extra: &[String],
     ) -> Result<Self, LabError> {
-        let manifests = Self::write_manifests(lab, node, instances)?;
-        Self::spawn(
-            &binary()?,
+        Self::start_command(
             lab,
             node,
-            &manifests,
+            instances,
             &Command { prefix: &[], extra },
             READY_TIMEOUT,
         )
+    }
+
+    fn start_command(
+        lab: &Lab,
+        node: usize,
+        instances: &[InstanceSpec],
+        command: &Command<'_>,
+        ready_timeout: Duration,
+    ) -> Result<Self, LabError> {
+        let manifests = Self::write_manifests(lab, node, instances)?;
+        Self::spawn(&binary()?, lab, node, &manifests, command, ready_timeout)
     }
 
     /// Writes node `node`'s manifests directory for `instances`; returns it.

@@ -352,11 +352,21 @@ impl Campaign {
             ..lease
         };
         let sent = Instant::now();
-        match self
+        let result = self
             .api
             .replace(&self.config.name, &PostParams::default(), &body)
-            .await
-        {
+            .await;
+        self.written(
+            result,
+            sent,
+            if acquiring { "acquiring" } else { "renewing" },
+        );
+    }
+
+    /// The outcome of a write of ours sent at `sent`: held from then, or a counted failure
+    /// (a conflict aside: another replica wrote first, which the next read shows).
+    fn written(&mut self, result: Result<Lease, kube::Error>, sent: Instant, what: &str) {
+        match result {
             Ok(written) => {
                 self.seen = Some((
                     written.resource_version().unwrap_or_default(),
@@ -364,14 +374,13 @@ impl Campaign {
                 ));
                 self.hold(sent);
             }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(what, "the Lease changed while writing it");
+                self.check_term();
+            }
             Err(e) => {
-                let level_conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
-                if level_conflict {
-                    tracing::debug!("the Lease changed while writing it");
-                } else {
-                    tracing::warn!(error = %e, acquiring, "writing the Lease failed");
-                    self.count_failure("WriteLease");
-                }
+                tracing::warn!(error = %e, what, "writing the Lease failed");
+                self.count_failure("WriteLease");
                 self.check_term();
             }
         }
@@ -392,21 +401,8 @@ impl Campaign {
             )),
         };
         let sent = Instant::now();
-        match self.api.create(&PostParams::default(), &body).await {
-            Ok(written) => {
-                self.seen = Some((
-                    written.resource_version().unwrap_or_default(),
-                    Instant::now(),
-                ));
-                self.hold(sent);
-            }
-            Err(e) => {
-                if !matches!(&e, kube::Error::Api(s) if s.code == 409) {
-                    tracing::warn!(error = %e, "creating the Lease failed");
-                    self.count_failure("WriteLease");
-                }
-            }
-        }
+        let result = self.api.create(&PostParams::default(), &body).await;
+        self.written(result, sent, "creating");
     }
 
     fn count_failure(&self, reason: &'static str) {
