@@ -1,7 +1,8 @@
 //! Leader election over a `coordination.k8s.io` Lease, fenced by this replica's monotonic
 //! clock: one replica holds the Lease and writes; a standby takes over once the Lease's
 //! record has stood unchanged for the lease duration (measured on its own clock, so clock
-//! skew between nodes does not matter), or at once when the holder releases it on shutdown.
+//! skew between nodes does not matter), or at its next read (every 2 s) when the holder
+//! releases it on shutdown.
 //! A holder that cannot renew, or that was frozen past its term (SIGSTOP, a long GC-like
 //! pause, a VM stall), stops writing when the term it last secured runs out, before any
 //! standby may take over, whether or not it has heard of the takeover yet. Every failed read or
@@ -471,7 +472,7 @@ impl Campaign {
         }
     }
 
-    /// Hands the Lease over at once on shutdown: no holder, so a standby takes it on its
+    /// Gives the Lease up on shutdown: no holder, so a standby takes it on its
     /// next read.
     async fn release(mut self) -> Result<(), LeaseError> {
         if self.held_since.is_none() {

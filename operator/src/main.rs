@@ -227,7 +227,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         },
         r = shutdown_signal() => r.map(|()| tracing::info!("shutting down")),
     };
-    // Release the Lease so a standby takes over at once.
+    // Release the Lease so a standby takes over at its next read (within 2 s), not a lease
+    // duration later.
     drop(ctx);
     if let Err(e) = election.stop().await {
         tracing::warn!(error = %e, "releasing the Lease failed; a standby takes over when it expires");
