@@ -121,12 +121,23 @@ impl LeaseConfig {
     }
 }
 
-/// Whether this replica may write now: its role, told on every change, and the end of the
-/// term it holds.
+/// The term this replica holds, which alone decides whether it may write: the role only
+/// tells waiters that it changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Term {
+    /// No term: the role alone decides (tests, a replica driven by hand).
+    Unbounded,
+    /// Held until then.
+    Until(Instant),
+    /// Not held.
+    Over,
+}
+
+/// Whether this replica may write now: its role, told on every change, and the term it holds.
 #[derive(Clone, Debug)]
 pub struct Leadership {
     role: watch::Receiver<bool>,
-    term_ends: Arc<Mutex<Option<Instant>>>,
+    term: Arc<Mutex<Term>>,
 }
 
 impl Leadership {
@@ -135,18 +146,22 @@ impl Leadership {
     pub fn unfenced(role: watch::Receiver<bool>) -> Self {
         Self {
             role,
-            term_ends: Arc::new(Mutex::new(None)),
+            term: Arc::new(Mutex::new(Term::Unbounded)),
         }
     }
 
     /// True while this replica holds the Lease and its term has not run out.
     pub fn holds(&self) -> bool {
+        let term = *self
+            .term
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *self.role.borrow()
-            && self
-                .term_ends
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_none_or(|ends| Instant::now() < ends)
+            && match term {
+                Term::Unbounded => true,
+                Term::Until(ends) => Instant::now() < ends,
+                Term::Over => false,
+            }
     }
 
     /// Waits for the role to change; an error once the election has stopped.
@@ -239,20 +254,20 @@ pub fn elect(
     config.validate()?;
     let identity = config.identity.clone().unwrap_or_else(random_identity);
     let (role_tx, role) = watch::channel(false);
-    let term_ends = Arc::new(Mutex::new(None));
+    let term = Arc::new(Mutex::new(Term::Over));
     let (stop, stopped) = watch::channel(false);
     let campaign = Campaign {
         api: Api::namespaced(client, &config.namespace),
         config: config.clone(),
         identity,
         role: role_tx,
-        term_ends: Arc::clone(&term_ends),
+        term: Arc::clone(&term),
         held_since: None,
         seen: None,
         metrics,
     };
     Ok(Election {
-        leadership: Leadership { role, term_ends },
+        leadership: Leadership { role, term },
         stop,
         task: tokio::spawn(campaign.run(stopped)),
     })
@@ -272,7 +287,7 @@ struct Campaign {
     config: LeaseConfig,
     identity: String,
     role: watch::Sender<bool>,
-    term_ends: Arc<Mutex<Option<Instant>>>,
+    term: Arc<Mutex<Term>>,
     /// When the last successful renewal (or acquisition) of ours was sent.
     held_since: Option<Instant>,
     /// The record's `resourceVersion` as last read, and when it was first read so.
@@ -419,10 +434,7 @@ impl Campaign {
     /// A write of ours sent at `sent` succeeded: the term runs from then.
     fn hold(&mut self, sent: Instant) {
         let ends = sent + self.config.term();
-        *self
-            .term_ends
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ends);
+        self.set_term(Term::Until(ends));
         if self.held_since.is_none() {
             tracing::info!(identity = %self.identity, "acquired the Lease");
         }
@@ -444,12 +456,16 @@ impl Campaign {
         }
     }
 
+    fn set_term(&self, term: Term) {
+        *self
+            .term
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = term;
+    }
+
     fn lapse(&mut self) {
         self.held_since = None;
-        *self
-            .term_ends
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.set_term(Term::Over);
         self.role
             .send_if_modified(|role| std::mem::replace(role, false));
     }
@@ -607,11 +623,16 @@ mod tests {
         let (_role_tx, role) = watch::channel(true);
         let leadership = Leadership {
             role,
-            term_ends: Arc::new(Mutex::new(Some(Instant::now() + Duration::from_millis(50)))),
+            term: Arc::new(Mutex::new(Term::Until(
+                Instant::now() + Duration::from_millis(50),
+            ))),
         };
         assert!(leadership.holds());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!leadership.holds(), "still writing after the term ended");
+        // A lapse ends the term first: a reader that still sees the old role writes nothing.
+        *leadership.term.lock().unwrap() = Term::Over;
+        assert!(!leadership.holds());
         let (role_tx, role) = watch::channel(true);
         let unfenced = Leadership::unfenced(role);
         assert!(unfenced.holds());
