@@ -177,8 +177,8 @@ enum Move {
     Renew,
     /// It is free or expired: take it.
     Acquire,
-    /// Another replica holds it.
-    Wait,
+    /// Another replica holds it, for this long yet unless it renews.
+    Wait(Duration),
 }
 
 /// The move for `spec`, whose record has stood unchanged for `unchanged_for` on this
@@ -195,7 +195,7 @@ fn decide(me: &str, spec: &LeaseSpec, unchanged_for: Duration, default: Duration
             if unchanged_for >= duration {
                 Move::Acquire
             } else {
-                Move::Wait
+                Move::Wait(duration.saturating_sub(unchanged_for))
             }
         }
     }
@@ -264,6 +264,7 @@ pub fn elect(
         term: Arc::clone(&term),
         held_since: None,
         seen: None,
+        expires: None,
         metrics,
     };
     Ok(Election {
@@ -292,6 +293,8 @@ struct Campaign {
     held_since: Option<Instant>,
     /// The record's `resourceVersion` as last read, and when it was first read so.
     seen: Option<(String, Instant)>,
+    /// When another holder's Lease expires unless renewed, as last read.
+    expires: Option<Instant>,
     metrics: Arc<Metrics>,
 }
 
@@ -334,11 +337,12 @@ impl Campaign {
             .map_or(Duration::ZERO, |(_, at)| now - *at);
         let spec = lease.spec.clone().unwrap_or_default();
         match decide(&self.identity, &spec, unchanged_for, self.config.duration()) {
-            Move::Wait => {
+            Move::Wait(left) => {
                 if self.held_since.is_some() {
                     tracing::warn!(holder = ?spec.holder_identity, "the Lease was taken over");
                 }
                 self.lapse();
+                self.expires = Some(now + left);
             }
             Move::Renew => {
                 if self
@@ -484,7 +488,11 @@ impl Campaign {
                     (now + RETRY).min(ends)
                 }
             }
-            None => now + RETRY,
+            // Read again when the holder's Lease would expire, if that comes first.
+            None => self
+                .expires
+                .filter(|at| *at > now)
+                .map_or(now + RETRY, |at| at.min(now + RETRY)),
         }
     }
 
@@ -586,7 +594,7 @@ mod tests {
         );
         assert_eq!(
             decide("a", &spec(Some("b"), Some(15)), s(14), DURATION),
-            Move::Wait
+            Move::Wait(s(1))
         );
         assert_eq!(
             decide("a", &spec(Some("b"), Some(15)), s(15), DURATION),
@@ -595,7 +603,7 @@ mod tests {
         // The holder's own duration counts, not ours.
         assert_eq!(
             decide("a", &spec(Some("b"), Some(30)), s(20), DURATION),
-            Move::Wait
+            Move::Wait(s(10))
         );
         // Without one, ours.
         assert_eq!(
