@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use kube_vrrp_e2e::addressing::{self, Family};
 use kube_vrrp_e2e::agent::Agent;
+use kube_vrrp_e2e::daemon::DaemonKind;
 use kube_vrrp_e2e::keepalived::{Keepalived, NodeView, render_config};
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::probe::{Advert, AdvertSniffer};
@@ -48,25 +49,19 @@ const PRIORITY_RT: u8 = 20;
 /// A BACKUP's advert episodes closer than this are one false failover.
 const EPISODE_GAP: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Daemon {
-    Agent,
-    Keepalived,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Case {
-    daemon: Daemon,
+    daemon: DaemonKind,
     realtime: bool,
 }
 
 impl Case {
     fn describe(self) -> &'static str {
         match (self.daemon, self.realtime) {
-            (Daemon::Agent, false) => "kube-vrrp-agent",
-            (Daemon::Agent, true) => "kube-vrrp-agent --realtime-priority 20 --lock-memory",
-            (Daemon::Keepalived, false) => "keepalived",
-            (Daemon::Keepalived, true) => "keepalived, vrrp_rt_priority 20, vrrp_no_swap",
+            (DaemonKind::Agent, false) => "kube-vrrp-agent",
+            (DaemonKind::Agent, true) => "kube-vrrp-agent --realtime-priority 20 --lock-memory",
+            (DaemonKind::Keepalived, false) => "keepalived",
+            (DaemonKind::Keepalived, true) => "keepalived, vrrp_rt_priority 20, vrrp_no_swap",
         }
     }
 }
@@ -94,7 +89,7 @@ fn start(case: Case) -> anyhow::Result<Pair> {
     let (mut agents, mut keepalived) = (Vec::new(), Vec::new());
     for node in 1..=2 {
         match case.daemon {
-            Daemon::Agent => {
+            DaemonKind::Agent => {
                 let extra: Vec<String> = if case.realtime {
                     vec![
                         "--realtime-priority".into(),
@@ -111,7 +106,7 @@ fn start(case: Case) -> anyhow::Result<Pair> {
                     &extra,
                 )?);
             }
-            Daemon::Keepalived => {
+            DaemonKind::Keepalived => {
                 let view = NodeView {
                     node,
                     name: lab.node_name(node)?.to_owned(),
@@ -257,19 +252,19 @@ fn main() -> anyhow::Result<()> {
     require_root();
     let cases = [
         Case {
-            daemon: Daemon::Agent,
+            daemon: DaemonKind::Agent,
             realtime: false,
         },
         Case {
-            daemon: Daemon::Agent,
+            daemon: DaemonKind::Agent,
             realtime: true,
         },
         Case {
-            daemon: Daemon::Keepalived,
+            daemon: DaemonKind::Keepalived,
             realtime: false,
         },
         Case {
-            daemon: Daemon::Keepalived,
+            daemon: DaemonKind::Keepalived,
             realtime: true,
         },
     ];
