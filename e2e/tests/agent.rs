@@ -404,6 +404,55 @@ fn a_tracker_weight_hands_the_vip_over_and_back() {
     assert_eq!(n1.effective_priority, Some(150), "{n1:?}");
 }
 
+/// A BACKUP whose process is frozen for three Master_Down_Intervals wakes with its timer
+/// expired and the MASTER's adverts waiting in its socket: it hears them first and stays
+/// BACKUP (no transition, one holder), as keepalived does, instead of taking over from a live
+/// MASTER. Stands for any stall of a node (CPU starvation, a paused VM).
+#[test]
+fn a_backup_frozen_past_master_down_interval_hears_the_waiting_adverts_and_does_not_take_over() {
+    require_agent();
+    let spec = scenarios::instance(Family::V4, Version::V3, Duration::from_millis(100));
+    let running = Running::start(A, lab(2, false), spec).unwrap();
+    assert_eq!(running.wait_for_master(Duration::from_secs(10)).unwrap(), 1);
+    wait_web(
+        &running,
+        2,
+        Duration::from_secs(2),
+        InstanceStatus::is_backup,
+    );
+    let transitions = web_counter(&running, 2, "kube_vrrp_instance_transitions_total");
+    let mdi = running
+        .instance
+        .master_down_interval(running.instance.priority(2));
+    let pid = agent(&running, 2).pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    for _ in 0..3 {
+        signal("-STOP");
+        std::thread::sleep(mdi * 3);
+        signal("-CONT");
+        std::thread::sleep(mdi);
+        assert_eq!(running.lab.holders(running.vip()).unwrap(), vec![1]);
+    }
+    let n2 = web(&running, 2);
+    assert!(n2.is_backup(), "n2 after its stalls: {n2:?}");
+    let after = web_counter(&running, 2, "kube_vrrp_instance_transitions_total");
+    assert!(
+        after - transitions < 0.5,
+        "n2 changed state {} times after its stalls:\n{}",
+        after - transitions,
+        agent(&running, 2).log()
+    );
+    let heard = web_counter(&running, 2, "kube_vrrp_adverts_heard_late_total");
+    assert!(heard >= 3.0, "n2 heard {heard} adverts late in 3 stalls");
+    assert!(web(&running, 1).is_master());
+}
+
 /// A partition between two agents gives two MASTERs: the client hears both and each `/status`
 /// says MASTER. After healing there is one MASTER again within Master_Down_Interval.
 #[test]

@@ -228,10 +228,11 @@ impl Unit {
             if leaving && !self.machine.is_handing_over() {
                 break;
             }
-            // A deadline that has passed is served before anything queued.
+            // A deadline that has passed is served before commands and inputs, but after the
+            // adverts that already reached this node (see `hear_pending`).
             let deadline = self.next_deadline();
             if deadline.is_some_and(|at| at <= Instant::now()) {
-                self.on_timeout().await;
+                self.serve_deadline(&mut adverts).await;
                 republish = true;
                 continue;
             }
@@ -243,7 +244,7 @@ impl Unit {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
             tokio::select! {
-                () = timer.wait() => self.on_timeout().await,
+                () = timer.wait() => self.serve_deadline(&mut adverts).await,
                 command = control.recv(), if !leaving => match command {
                     Some(Control::Update(specs)) => self.update(specs).await,
                     Some(Control::Shutdown) | None => {
@@ -258,6 +259,50 @@ impl Unit {
             }
         }
         self.stop().await;
+    }
+
+    /// Serves the deadlines that have passed, once the adverts already waiting were heard
+    /// (they may have moved them). One round of hearing only: a stream of adverts that do not
+    /// reset the timer (a lower priority) cannot hold a deadline back.
+    async fn serve_deadline(&mut self, adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>) {
+        if self.hear_pending(adverts).await
+            && self.next_deadline().is_none_or(|at| at > Instant::now())
+        {
+            return;
+        }
+        self.on_timeout().await;
+    }
+
+    /// Before a BACKUP's deadline is served: feeds it every advert that already reached this
+    /// node, and says whether there was one.
+    ///
+    /// A node that stalls (CPU starvation, a paused VM) wakes with its Master_Down timer
+    /// expired and the MASTER's adverts, sent on time, waiting in the socket. Serving the timer
+    /// first would take over from a live MASTER; hearing them first, as keepalived's read
+    /// before timeout does, keeps the election where it is. The receive task moves datagrams
+    /// from the socket into the queue, so the unit yields once to let it run. A MASTER that is
+    /// really gone has sent nothing: its failover loses only that yield.
+    async fn hear_pending(
+        &mut self,
+        adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>,
+    ) -> bool {
+        let backup = (0..self.members.len()).any(|index| self.state(index) == Some(State::Backup));
+        if !backup {
+            return false;
+        }
+        tokio::task::yield_now().await;
+        let mut heard = 0_usize;
+        while let Ok((index, advert)) = adverts.try_recv() {
+            if let Some(member) = self.members.get(index) {
+                self.services.metrics.advert_heard_late(&member.spec.name);
+            }
+            self.on_advert(index, advert).await;
+            heard += 1;
+        }
+        if heard > 0 {
+            tracing::info!(unit = %self.label, adverts = heard, "woke past a deadline with adverts waiting: heard them first");
+        }
+        heard > 0
     }
 
     /// Feeds an advert to the machine; true when it changed something a status shows.

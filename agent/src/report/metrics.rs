@@ -192,6 +192,7 @@ pub(super) struct Inner {
     vip_conflicts: Family<InstanceLabels, Gauge>,
     vip_add_failures: Family<InstanceLabels, Counter>,
     vips_restored: Family<InstanceLabels, Counter>,
+    adverts_heard_late: Family<InstanceLabels, Counter>,
     failovers: Arc<FailoverHistograms>,
     /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
     placements: Mutex<HashMap<String, (u8, String)>>,
@@ -220,6 +221,7 @@ impl Metrics {
         let vip_conflicts = Family::<InstanceLabels, Gauge>::default();
         let vip_add_failures = Family::<InstanceLabels, Counter>::default();
         let vips_restored = Family::<InstanceLabels, Counter>::default();
+        let adverts_heard_late = Family::<InstanceLabels, Counter>::default();
         registry.register(
             "instance_state",
             "VRRP instance state: 1 for the current state, 0 for the others",
@@ -282,6 +284,11 @@ impl Metrics {
             "Virtual addresses re-added after something else removed them while the instance was MASTER",
             vips_restored.clone(),
         );
+        registry.register(
+            "adverts_heard_late",
+            "Adverts found waiting when the instance woke past a deadline (after a stall of this node), heard before the deadline was served",
+            adverts_heard_late.clone(),
+        );
         let failovers = Arc::new(FailoverHistograms::default());
         registry.register_collector(Box::new(Arc::clone(&failovers)));
         let health = super::health_metrics::HealthFamilies::register(&mut registry);
@@ -303,6 +310,7 @@ impl Metrics {
                 vip_conflicts,
                 vip_add_failures,
                 vips_restored,
+                adverts_heard_late,
                 placements: Mutex::new(HashMap::new()),
             }),
         }
@@ -401,6 +409,7 @@ impl Metrics {
         self.inner.vip_conflicts.remove(&labels);
         self.inner.vip_add_failures.remove(&labels);
         self.inner.vips_restored.remove(&labels);
+        self.inner.adverts_heard_late.remove(&labels);
         self.inner.failovers.forget(instance);
     }
 
@@ -435,6 +444,14 @@ impl Metrics {
             .vips_restored
             .get_or_create(&Self::instance(instance))
             .inc_by(count as u64);
+    }
+
+    /// Counts one advert of `instance` that was waiting when its unit woke past a deadline.
+    pub fn advert_heard_late(&self, instance: &str) {
+        self.inner
+            .adverts_heard_late
+            .get_or_create(&Self::instance(instance))
+            .inc();
     }
 
     /// Counts one advertisement sent by `instance`.
