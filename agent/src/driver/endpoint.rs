@@ -5,11 +5,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::interfaces::InterfaceView;
-use super::receive::{Routes, receive_loop};
+use super::receive::{CatchUp, Routes, receive_loop};
 use crate::net::NetError;
 use crate::net::address::InterfaceAddress;
 use crate::net::announce::Announcer;
@@ -79,7 +81,11 @@ pub struct Endpoint {
     pub announcer: Option<Announcer>,
     pub routes: Routes,
     receiver: JoinHandle<()>,
+    catch_up: mpsc::UnboundedSender<CatchUp>,
 }
+
+/// The longest a unit waits for the receive task to deliver what the socket holds.
+const CATCH_UP_LIMIT: Duration = Duration::from_millis(20);
 
 impl Endpoint {
     /// Opens the socket and announcer of `family` on interface `interface` (index `ifindex`,
@@ -105,12 +111,14 @@ impl Endpoint {
             None => None,
         };
         let routes = Routes::default();
+        let (catch_up, catch_ups) = mpsc::unbounded_channel();
         let receiver = tokio::spawn(receive_loop(
             Arc::clone(&socket),
             interface.to_owned(),
             view,
             routes.clone(),
             metrics.clone(),
+            catch_ups,
         ));
         Ok(Self {
             ifindex,
@@ -120,7 +128,17 @@ impl Endpoint {
             announcer,
             routes,
             receiver,
+            catch_up,
         })
+    }
+
+    /// Returns once every datagram queued in the socket now has been delivered to its unit's
+    /// queue (or after [`CATCH_UP_LIMIT`], should the receive task not answer).
+    pub async fn catch_up(&self) {
+        let (done, delivered) = oneshot::channel();
+        if self.catch_up.send(done).is_ok() {
+            let _ = tokio::time::timeout(CATCH_UP_LIMIT, delivered).await;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
@@ -179,14 +179,20 @@ impl Routes {
 const SOCKET_ERRORS_BEFORE_PAUSE: u32 = 100;
 const SOCKET_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
+/// A request to the receive loop: deliver every datagram queued in the socket now, then
+/// answer (see [`receive_loop`]).
+pub type CatchUp = oneshot::Sender<()>;
+
 /// The receive loop of one socket; runs until aborted. `view` follows the interface, whose own
-/// addresses (as they are now) tell our own adverts apart.
+/// addresses (as they are now) tell our own adverts apart. On a [`CatchUp`] it delivers what
+/// the socket holds at once and answers: a unit that woke late learns what arrived before it.
 pub async fn receive_loop(
     socket: Arc<VrrpSocket>,
     interface: String,
     mut view: watch::Receiver<InterfaceView>,
     routes: Routes,
     metrics: Metrics,
+    mut catch_ups: mpsc::UnboundedReceiver<CatchUp>,
 ) {
     let counters = metrics.receive_counters(&interface);
     let mut received = Received::empty();
@@ -202,6 +208,20 @@ pub async fn receive_loop(
                 } else {
                     following = false;
                 }
+                continue;
+            }
+            Some(done) = catch_ups.recv() => {
+                while let Some(outcome) = socket.try_recv_into(&mut received) {
+                    match outcome {
+                        Ok(()) => deliver(&received, &own, &routes, &counters, &interface, &mut queue_drops),
+                        Err(error) => match error.drop_reason() {
+                            Some(reason) => counters.dropped(reason, 1),
+                            // A socket error: left to the loop's own receive, which reports it.
+                            None => break,
+                        },
+                    }
+                }
+                let _ = done.send(());
                 continue;
             }
             outcome = socket.recv_into(&mut received) => outcome,

@@ -280,17 +280,28 @@ impl Unit {
     /// expired and the MASTER's adverts, sent on time, waiting in the socket. Serving the timer
     /// first would take over from a live MASTER; hearing them first, as keepalived's read
     /// before timeout does, keeps the election where it is. The receive task moves datagrams
-    /// from the socket into the queue, so the unit yields once to let it run. A MASTER that is
-    /// really gone has sent nothing: its failover loses only that yield.
+    /// from the socket into the queue, so the unit asks it to catch up first. A MASTER that is
+    /// really gone has sent nothing: its failover loses only that round trip.
     async fn hear_pending(
         &mut self,
         adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>,
     ) -> bool {
-        let backup = (0..self.members.len()).any(|index| self.state(index) == Some(State::Backup));
-        if !backup {
+        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
+        for (index, member) in self.members.iter().enumerate() {
+            if self.machine.member(index).map(Instance::state) == Some(State::Backup)
+                && !endpoints
+                    .iter()
+                    .any(|seen| Arc::ptr_eq(seen, &member.endpoint))
+            {
+                endpoints.push(Arc::clone(&member.endpoint));
+            }
+        }
+        if endpoints.is_empty() {
             return false;
         }
-        tokio::task::yield_now().await;
+        for endpoint in &endpoints {
+            endpoint.catch_up().await;
+        }
         let mut heard = 0_usize;
         while let Ok((index, advert)) = adverts.try_recv() {
             if let Some(member) = self.members.get(index) {

@@ -223,6 +223,18 @@ impl VrrpSocket {
         }
     }
 
+    /// [`VrrpSocket::recv_into`] without waiting: `None` when no datagram is queued.
+    pub fn try_recv_into(&self, into: &mut Received) -> Option<Result<(), NetError>> {
+        match self.recv_now(self.fd.get_ref(), into) {
+            Ok(received) => Some(received),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+            Err(error) => Some(Err(NetError::Io {
+                op: "receive a VRRP datagram",
+                source: error,
+            })),
+        }
+    }
+
     /// Sends one VRRP payload from `source` (a local address of the socket's family) to
     /// `destination` (the group or a unicast peer) with TTL / hop limit 255.
     pub async fn send_from(
