@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::config::InstanceSpec;
 use super::endpoint::{Endpoint, Sources};
 use super::interfaces::InterfaceView;
+use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;
 use crate::check::TrackerSet;
@@ -69,6 +70,8 @@ pub(super) struct Member {
     /// Just become MASTER after hearing one: when the old MASTER was last heard, until this
     /// node's first advert times the failover.
     pub(super) failover_from: Option<Instant>,
+    /// Adverts that could not be sent in a row (no source address, the send refused).
+    pub(super) send_failures: Streak,
     /// Why `acceptMode: false` is not enforced, when it is not.
     pub(super) accept_error: Option<String>,
     pub(super) transitions: u64,

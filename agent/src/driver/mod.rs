@@ -19,6 +19,7 @@ pub mod interfaces;
 pub mod machine;
 mod member;
 pub mod receive;
+mod streak;
 pub mod unit;
 pub mod vips;
 pub mod virtual_mac;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
+use super::streak::Streak;
 use crate::net::socket::{Received, VrrpSocket};
 use crate::report::Metrics;
 use crate::report::metrics::ReceiveCounters;
@@ -199,7 +200,7 @@ pub async fn receive_loop(
     let mut own = own_addresses(&view.borrow_and_update().addresses);
     let mut following = true;
     let mut queue_drops = QueueDrops::default();
-    let mut socket_errors: u32 = 0;
+    let socket_errors = Streak::default();
     loop {
         let outcome = tokio::select! {
             changed = view.changed(), if following => {
@@ -227,7 +228,11 @@ pub async fn receive_loop(
             outcome = socket.recv_into(&mut received) => outcome,
         };
         match outcome {
-            Ok(()) => socket_errors = 0,
+            Ok(()) => {
+                if let Some(run) = socket_errors.succeeded() {
+                    tracing::info!(%interface, after = run, "receiving VRRP datagrams works again");
+                }
+            }
             Err(error) => {
                 if let Some(reason) = error.drop_reason() {
                     counters.dropped(reason, 1);
@@ -235,11 +240,10 @@ pub async fn receive_loop(
                     continue;
                 }
                 counters.socket_error();
-                socket_errors = socket_errors.saturating_add(1);
-                if socket_errors == 1 || socket_errors.is_power_of_two() {
-                    tracing::warn!(%interface, %error, in_a_row = socket_errors, "receiving a VRRP datagram failed");
+                if let Some(run) = socket_errors.failed() {
+                    tracing::warn!(%interface, %error, in_a_row = run, "receiving a VRRP datagram failed");
                 }
-                if socket_errors >= SOCKET_ERRORS_BEFORE_PAUSE {
+                if socket_errors.len() >= SOCKET_ERRORS_BEFORE_PAUSE {
                     tokio::time::sleep(SOCKET_ERROR_PAUSE).await;
                 }
                 continue;

@@ -28,6 +28,7 @@ use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
 use super::retry_delay;
+use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
 use crate::check::{Followed, TrackState, TrackerSet};
@@ -190,6 +191,7 @@ impl Unit {
                 handover_started: None,
                 last_heard: None,
                 failover_from: None,
+                send_failures: Streak::default(),
                 accept_error: None,
                 transitions: 0,
                 last_transition: None,
@@ -809,7 +811,9 @@ impl Unit {
         let member = &self.members[index];
         let spec = &member.spec;
         let Some(source) = member.source() else {
-            tracing::warn!(instance = %spec.name, interface = %member.endpoint.interface, "no address to send an advert from");
+            if let Some(run) = member.send_failures.failed() {
+                tracing::warn!(instance = %spec.name, interface = %member.endpoint.interface, in_a_row = run, "no address to send an advert from");
+            }
             return;
         };
         let advert = Advertisement {
@@ -838,9 +842,16 @@ impl Unit {
                 }
             };
             match socket.send_from(&payload, source, destination).await {
-                Ok(()) => self.services.metrics.advert_sent(&spec.name),
+                Ok(()) => {
+                    self.services.metrics.advert_sent(&spec.name);
+                    if let Some(run) = member.send_failures.succeeded() {
+                        tracing::info!(instance = %spec.name, %destination, after = run, "sending adverts works again");
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(instance = %spec.name, %destination, %error, "sending an advert failed");
+                    if let Some(run) = member.send_failures.failed() {
+                        tracing::warn!(instance = %spec.name, %destination, %error, in_a_row = run, "sending an advert failed");
+                    }
                 }
             }
         }
