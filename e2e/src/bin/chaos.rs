@@ -436,6 +436,7 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let last_flap = Instant::now();
+    let last_flap_wall = jiff::Timestamp::now();
     let storm = last_flap - start;
     let mut findings = Vec::new();
     match cluster.wait_settled(SETTLE_TIMEOUT) {
@@ -446,6 +447,20 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
                 "flaps: storm took {:.2} s; settled {:.0} ms after the last flap (bound {FLAP_SETTLE_BOUND:?}), one holder per VIP",
                 storm.as_secs_f64(),
                 took.as_secs_f64() * 1e3
+            );
+            // The agent's own stamp of its return to MASTER (same wall clock, no faking here).
+            let own = last_transitions(&cluster, node)?
+                .into_iter()
+                .find(|(name, _)| *name == cluster.expected[0].instance)
+                .and_then(|(_, at)| at.trim_matches('"').parse::<jiff::Timestamp>().ok())
+                .map(|at| at.duration_since(last_flap_wall));
+            println!(
+                "flaps: n{node} stamped its return to MASTER of {} {} after the last flap (its /status lastTransition); the rest is this run's polling",
+                cluster.expected[0].instance,
+                own.map_or_else(
+                    || "-".to_owned(),
+                    |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)
+                )
             );
             if took > FLAP_SETTLE_BOUND {
                 findings.push(format!(
@@ -596,20 +611,31 @@ fn run_churn(args: &Args, rng: &mut Rng) -> anyhow::Result<Findings> {
             moved.push(format!("{name} on n{node}"));
         }
     }
-    let running: BTreeSet<String> = cluster
-        .agent(1)?
-        .status(&cluster.lab)?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    // The agents read the directory back to its first state: only the untouched instances.
+    let running_now = || -> anyhow::Result<BTreeSet<String>> {
+        Ok(cluster
+            .agent(1)?
+            .status(&cluster.lab)?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    };
+    let mut running = running_now()?;
+    let back_deadline = Instant::now() + Duration::from_secs(5);
+    while running != untouched && Instant::now() < back_deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        running = running_now()?;
+    }
+    let back_after = start.elapsed().saturating_sub(churned);
     println!(
-        "churn: untouched instances that transitioned: {} ; n1 runs {:?} afterwards",
+        "churn: untouched instances that transitioned: {}; n1 runs {:?} {:.1} s after the cleanup",
         if moved.is_empty() {
             "none".to_owned()
         } else {
             moved.join(", ")
         },
-        running
+        running,
+        back_after.as_secs_f64()
     );
     if !moved.is_empty() {
         findings.push(format!(
@@ -628,7 +654,7 @@ fn run_churn(args: &Args, rng: &mut Rng) -> anyhow::Result<Findings> {
             churned.as_secs_f64()
         ));
     }
-    std::thread::sleep(RSS_SETTLE.saturating_sub(window_end - start - churned));
+    std::thread::sleep(RSS_SETTLE.saturating_sub(start.elapsed() - churned));
     for (i, pid) in pids.iter().enumerate() {
         let now = footprint::read(*pid)?;
         let base = rss_before[i].rss_kib as f64 / 1024.0;
