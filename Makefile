@@ -88,7 +88,7 @@ soak: release ## false failovers under CPU starvation: the agent and keepalived,
 	@if [ "$$(id -u)" != 0 ]; then echo "make soak: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin soak
 
-chaos: deps build ## chaos runs (root; about 6 min, so not in make test): 100 SIGKILLs of random agents, 100 port flaps in 10 s, 1,000 manifest edits in 60 s under pings, a 1 h wall-clock step; SEED=N replays a run
+chaos: deps build ## chaos runs (root; about 4 min, so not in make test): 100 SIGKILLs of random agents, 100 port flaps in 10 s, 1,000 manifest edits in 60 s under pings, a 1 h wall-clock step; SEED=N replays a run
 	@if [ "$$(id -u)" != 0 ]; then echo "make chaos: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin chaos -- $(if $(SEED),--seed $(SEED))
 

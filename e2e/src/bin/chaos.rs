@@ -335,7 +335,7 @@ fn run_kills(args: &Args, rng: &mut Rng) -> anyhow::Result<Findings> {
     let (mut removed_at_restart, mut left_for_vips) = (0_usize, 0_usize);
     let mut per_node = [0_usize; NODES];
     for kill in 1..=args.kills {
-        std::thread::sleep(rng.duration(Duration::from_millis(1000)));
+        std::thread::sleep(rng.duration(Duration::from_secs(1)));
         let node = 1 + rng.index(NODES);
         per_node[node - 1] += 1;
         let held: Vec<IpAddr> = cluster
@@ -454,14 +454,18 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
                 .find(|(name, _)| *name == cluster.expected[0].instance)
                 .and_then(|(_, at)| at.trim_matches('"').parse::<jiff::Timestamp>().ok())
                 .map(|at| at.duration_since(last_flap_wall));
-            println!(
-                "flaps: n{node} stamped its return to MASTER of {} {} after the last flap (its /status lastTransition); the rest is this run's polling",
-                cluster.expected[0].instance,
-                own.map_or_else(
-                    || "-".to_owned(),
-                    |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)
-                )
-            );
+            let web = &cluster.expected[0].instance;
+            match own {
+                Some(d) if d.is_negative() => println!(
+                    "flaps: n{node}'s last transition of {web} is {:.1} s before the last flap (its /status lastTransition): it was MASTER again before the storm ended",
+                    -d.as_secs_f64()
+                ),
+                Some(d) => println!(
+                    "flaps: n{node} stamped its return to MASTER of {web} {:.0} ms after the last flap (its /status lastTransition); the rest is this run's polling",
+                    d.as_secs_f64() * 1e3
+                ),
+                None => println!("flaps: n{node} reports no lastTransition for {web}"),
+            }
             if took > FLAP_SETTLE_BOUND {
                 findings.push(format!(
                     "flaps: settled {took:?} after the last flap, over {FLAP_SETTLE_BOUND:?}"
@@ -501,7 +505,9 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
     }
     println!(
         "flaps: agent right after settling: {right_after}; {:.1} s later: {after} (the agent exports no task gauge: threads are counted in /proc)",
-        (FOOTPRINT_GRACE - deadline.saturating_duration_since(Instant::now())).as_secs_f64()
+        FOOTPRINT_GRACE
+            .saturating_sub(deadline.saturating_duration_since(Instant::now()))
+            .as_secs_f64()
     );
     if !after.within(before) {
         findings.push(format!(
@@ -654,7 +660,7 @@ fn run_churn(args: &Args, rng: &mut Rng) -> anyhow::Result<Findings> {
             churned.as_secs_f64()
         ));
     }
-    std::thread::sleep(RSS_SETTLE.saturating_sub(start.elapsed() - churned));
+    std::thread::sleep(RSS_SETTLE.saturating_sub(start.elapsed().saturating_sub(churned)));
     for (i, pid) in pids.iter().enumerate() {
         let now = footprint::read(*pid)?;
         let base = rss_before[i].rss_kib as f64 / 1024.0;
