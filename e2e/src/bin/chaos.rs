@@ -59,6 +59,9 @@ struct Args {
     /// Seconds the flaps are spread over.
     #[arg(long, default_value_t = 10)]
     flap_seconds: u64,
+    /// How long the port stays down in each flap, in ms (default: half of each flap's period).
+    #[arg(long)]
+    flap_down_ms: Option<u64>,
     /// Manifest edits in the churn run.
     #[arg(long, default_value_t = 1000)]
     edits: u32,
@@ -411,6 +414,10 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
     let before = footprint::read(pid)?;
     let transitions_before = cluster.transitions()?;
     let period = Duration::from_secs(args.flap_seconds) / args.flaps.max(1);
+    let down = args
+        .flap_down_ms
+        .map_or(period / 2, Duration::from_millis)
+        .min(period);
     println!(
         "flaps: n{node} (MASTER of {}) has its switch port set down and up {} times in {} s (down {:?}, up {:?}); agent before: {before}",
         cluster
@@ -422,17 +429,17 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
             .join(", "),
         args.flaps,
         args.flap_seconds,
-        period / 2,
-        period / 2
+        down,
+        period.saturating_sub(down)
     );
     let start = Instant::now();
     let mut next = start;
     for _ in 0..args.flaps {
         cluster.lab.cut(node)?;
-        next += period / 2;
+        next += down;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         cluster.lab.heal(node)?;
-        next += period / 2;
+        next += period.saturating_sub(down);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let last_flap = Instant::now();
@@ -457,7 +464,7 @@ fn run_flaps(args: &Args) -> anyhow::Result<Findings> {
             let web = &cluster.expected[0].instance;
             match own {
                 Some(d) if d.is_negative() => println!(
-                    "flaps: n{node}'s last transition of {web} is {:.1} s before the last flap (its /status lastTransition): it was MASTER again before the storm ended",
+                    "flaps: n{node}'s last transition of {web} is {:.1} s before the last flap (its /status lastTransition): it stayed MASTER of it through the storm's end",
                     -d.as_secs_f64()
                 ),
                 Some(d) => println!(
