@@ -303,6 +303,20 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Copies every agent's log out of the lab (which is removed on drop) into a directory of
+    /// its own under the system's temporary directory; returns it.
+    fn keep_logs(&self, run: &str) -> anyhow::Result<PathBuf> {
+        let dir =
+            std::env::temp_dir().join(format!("kube-vrrp-chaos-{run}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        for node in 1..=NODES {
+            if let Ok(agent) = self.agent(node) {
+                std::fs::write(dir.join(format!("n{node}.log")), agent.log())?;
+            }
+        }
+        Ok(dir)
+    }
+
     fn log_lines(&self, node: usize, needle: &str) -> anyhow::Result<usize> {
         Ok(self
             .agent(node)?
@@ -376,7 +390,8 @@ fn run_kills(args: &Args, rng: &mut Rng) -> anyhow::Result<Findings> {
             Ok(took) => settle_times.push(took),
             Err(problems) => {
                 findings.push(format!(
-                    "kill {kill} (n{node}): not settled within {SETTLE_TIMEOUT:?}: {problems}"
+                    "kill {kill} (n{node}): not settled within {SETTLE_TIMEOUT:?}: {problems}; agents' logs kept in {}",
+                    cluster.keep_logs("kills")?.display()
                 ));
                 break;
             }
