@@ -7,7 +7,7 @@ AGENT := target/debug/kube-vrrp-agent
 K8S_VERSION ?=
 export KUBE_VRRP_K8S_VERSION := $(K8S_VERSION)
 
-.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench soak demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
+.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench soak chaos demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS syn
 soak: release ## false failovers under CPU starvation: the agent and keepalived, normal and real-time, 10 min at 10 ms adverts under 16 busy loops and a memory neighbour (root; not in bench or test)
 	@if [ "$$(id -u)" != 0 ]; then echo "make soak: the lab needs root" >&2; exit 1; fi
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin soak
+
+chaos: deps build ## chaos runs (root; about 4 min, so not in make test): 100 SIGKILLs of random agents, 100 port flaps in 10 s, 1,000 manifest edits in 60 s under pings, a 1 h wall-clock step; SEED=N replays a run
+	@if [ "$$(id -u)" != 0 ]; then echo "make chaos: the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_NET_RAW): run as root" >&2; exit 1; fi
+	KUBE_VRRP_AGENT=$(AGENT) $(CARGO) run -q -p kube-vrrp-e2e --bin chaos -- $(if $(SEED),--seed $(SEED))
 
 demo: deps build ## three-node lab with a VirtualIP: status, kill the MASTER, measured failover (needs root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the lab needs root" >&2; exit 1; fi

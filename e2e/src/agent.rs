@@ -314,12 +314,13 @@ pub struct Agent {
     binary: PathBuf,
 }
 
-/// What goes around the agent's own arguments: a wrapper before the binary (valgrind), and
-/// extra arguments after the lab's.
+/// What goes around the agent's own arguments: a wrapper before the binary (valgrind), extra
+/// arguments after the lab's, and extra environment.
 #[derive(Clone, Copy, Debug, Default)]
 struct Command<'a> {
     prefix: &'a [String],
     extra: &'a [String],
+    env: &'a [(&'a str, &'a str)],
 }
 
 impl Agent {
@@ -352,7 +353,10 @@ impl Agent {
             lab,
             node,
             instances,
-            &Command { prefix, extra: &[] },
+            &Command {
+                prefix,
+                ..Command::default()
+            },
             WRAPPED_READY_TIMEOUT,
         )
     }
@@ -368,7 +372,10 @@ impl Agent {
             lab,
             node,
             instances,
-            &Command { prefix: &[], extra },
+            &Command {
+                extra,
+                ..Command::default()
+            },
             READY_TIMEOUT,
         )
     }
@@ -417,14 +424,23 @@ impl Agent {
         node: usize,
         manifests: &Path,
     ) -> Result<Self, LabError> {
-        Self::spawn(
-            binary,
-            lab,
-            node,
-            manifests,
-            &Command::default(),
-            READY_TIMEOUT,
-        )
+        Self::start_with_manifests_and_env(binary, lab, node, manifests, &[])
+    }
+
+    /// [`Agent::start_with_manifests`] with `env` added to the agent's environment (e.g.
+    /// `LD_PRELOAD` of libfaketime).
+    pub fn start_with_manifests_and_env(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self, LabError> {
+        let command = Command {
+            env,
+            ..Command::default()
+        };
+        Self::spawn(binary, lab, node, manifests, &command, READY_TIMEOUT)
     }
 
     fn spawn(
@@ -463,12 +479,14 @@ impl Agent {
             &runtime_arg,
         ]);
         args.extend(command.extra.iter().map(String::as_str));
+        let mut env = vec![("RUST_LOG", log_filter())];
+        env.extend_from_slice(command.env);
         let process = DaemonProcess::spawn(
             "kube-vrrp-agent",
             &name,
             lab.node_ns(node)?,
             &args,
-            &[("RUST_LOG", log_filter())],
+            &env,
             &dir.join("agent.log"),
         )?;
         let mut agent = Self {
@@ -514,6 +532,12 @@ impl Agent {
 
     pub fn node(&self) -> usize {
         self.node
+    }
+
+    /// The agent's wall clock as its HTTP server stamps a `/healthz` answer (the `Date`
+    /// header, whole seconds); `None` when it sends none.
+    pub fn date(&self, lab: &Lab) -> Result<Option<String>, LabError> {
+        Ok(self.get(lab, "/healthz")?.date)
     }
 
     /// The agent's whole `/status` document.

@@ -5,11 +5,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// A response: status code and body.
+/// A response: status code, body, and the server's `Date` header (its wall clock), if sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    pub date: Option<String>,
 }
 
 /// Why a GET failed.
@@ -53,6 +54,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
         .ok_or(HttpError::Malformed("bad status line"))?;
     let mut chunked = false;
     let mut length = None;
+    let mut date = None;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -60,6 +62,8 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
+        } else if name.eq_ignore_ascii_case("date") {
+            date = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
             length = Some(
                 value
@@ -78,7 +82,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, HttpError> {
     } else {
         rest.to_vec()
     };
-    Ok(Response { status, body })
+    Ok(Response { status, body, date })
 }
 
 fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, HttpError> {
@@ -111,12 +115,16 @@ mod tests {
 
     #[test]
     fn content_length_and_chunked_bodies_are_read() {
-        let plain = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        let plain = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ndate: Mon, 30 Nov 2026 12:02:24 GMT\r\n\r\n{}",
+        )
+        .unwrap();
         assert_eq!(
             plain,
             Response {
                 status: 200,
-                body: b"{}".to_vec()
+                body: b"{}".to_vec(),
+                date: Some("Mon, 30 Nov 2026 12:02:24 GMT".into()),
             }
         );
         let chunked = parse_response(
@@ -127,7 +135,8 @@ mod tests {
             chunked,
             Response {
                 status: 503,
-                body: b"abcde".to_vec()
+                body: b"abcde".to_vec(),
+                date: None,
             }
         );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());

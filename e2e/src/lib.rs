@@ -3,6 +3,7 @@
 pub mod addressing;
 pub mod agent;
 pub mod callgrind;
+pub mod chaos;
 pub mod cluster;
 pub mod daemon;
 pub mod error;

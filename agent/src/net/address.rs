@@ -44,6 +44,35 @@ pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
 
 const EEXIST: i32 = nix::libc::EEXIST;
 const EADDRNOTAVAIL: i32 = nix::libc::EADDRNOTAVAIL;
+/// What the kernel answers a dump request while another dump runs on the same netlink socket.
+const EBUSY: i32 = nix::libc::EBUSY;
+/// How often an address dump is asked for while the socket is busy with another one.
+const DUMP_ATTEMPTS: u32 = 8;
+
+/// Runs `dump` again while it fails with `is_busy` (EBUSY: another dump runs on the shared
+/// netlink socket), at most [`DUMP_ATTEMPTS`] times, 1, 2, 4, … ms apart. Found by `make chaos`:
+/// a VIP removal whose ownership check met EBUSY failed and was never retried, so a BACKUP
+/// kept the VIP, answering ARP beside the MASTER.
+async fn while_busy<T, E, F, Fut>(is_busy: impl Fn(&E) -> bool, mut dump: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match dump().await {
+            Err(error) if attempt < DUMP_ATTEMPTS && is_busy(&error) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_busy(error: &rtnetlink::Error) -> bool {
+    netlink_errno(error) == Some(EBUSY)
+}
 
 /// The IPv4 label of a VIP on `ifname`: `<ifname>:vrrp`, the interface name shortened when the
 /// whole would exceed the kernel's 15 characters (so the suffix always identifies it).
@@ -306,15 +335,16 @@ impl Addresses {
 
     /// Every address on interface `ifindex`, both families.
     pub async fn list(&self, ifindex: u32) -> Result<Vec<InterfaceAddress>, NetError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(ifindex)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(NetError::netlink("list addresses"))?;
+        let messages: Vec<AddressMessage> = while_busy(is_busy, || {
+            self.handle
+                .address()
+                .get()
+                .set_link_index_filter(ifindex)
+                .execute()
+                .try_collect()
+        })
+        .await
+        .map_err(NetError::netlink("list addresses"))?;
         Ok(messages
             .iter()
             .filter_map(InterfaceAddress::from_message)
@@ -323,14 +353,11 @@ impl Addresses {
 
     /// Every address on every interface, both families.
     pub async fn list_all(&self) -> Result<Vec<InterfaceAddress>, NetError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(NetError::netlink("list addresses"))?;
+        let messages: Vec<AddressMessage> = while_busy(is_busy, || {
+            self.handle.address().get().execute().try_collect()
+        })
+        .await
+        .map_err(NetError::netlink("list addresses"))?;
         Ok(messages
             .iter()
             .filter_map(InterfaceAddress::from_message)
@@ -399,6 +426,37 @@ mod tests {
         assert!(entry("10.0.0.50/24", Some("eth0:vrrp"), 0).is_vip());
         assert!(!entry("10.0.0.5/24", Some("eth0"), 0).is_vip());
         assert!(!entry("fe80::1/64", None, 3).is_vip());
+    }
+
+    #[tokio::test]
+    async fn an_address_dump_refused_as_busy_is_asked_again_and_other_errors_are_not() {
+        let busy = |e: &i32| *e == EBUSY;
+        let mut calls = 0;
+        let got: Result<&str, i32> = while_busy(busy, || {
+            calls += 1;
+            let answer = if calls < 3 {
+                Err(EBUSY)
+            } else {
+                Ok("addresses")
+            };
+            async move { answer }
+        })
+        .await;
+        assert_eq!((got, calls), (Ok("addresses"), 3));
+        let mut calls = 0;
+        let got: Result<(), i32> = while_busy(busy, || {
+            calls += 1;
+            async { Err(EADDRNOTAVAIL) }
+        })
+        .await;
+        assert_eq!((got, calls), (Err(EADDRNOTAVAIL), 1));
+        let mut calls = 0;
+        let got: Result<(), i32> = while_busy(busy, || {
+            calls += 1;
+            async { Err(EBUSY) }
+        })
+        .await;
+        assert_eq!((got, calls), (Err(EBUSY), DUMP_ATTEMPTS));
     }
 
     #[test]

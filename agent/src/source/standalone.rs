@@ -27,6 +27,18 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// written together are applied together.
 const EDITS_SETTLE: Duration = Duration::from_millis(200);
 
+/// How long a burst of edits may postpone the read: a directory edited more often than
+/// [`EDITS_SETTLE`] without pause is still read this soon after the burst's first change.
+const EDITS_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// How long to wait for more edits, `since_first` after the first change of a burst: the
+/// quiet period, cut short so that the read comes [`EDITS_MAX_DELAY`] after the first change
+/// at the latest; `None` when the read is due now.
+fn quiet_wait(since_first: Duration) -> Option<Duration> {
+    let left = EDITS_MAX_DELAY.checked_sub(since_first)?;
+    (!left.is_zero()).then(|| left.min(EDITS_SETTLE))
+}
+
 /// Why a manifests directory gives no usable configuration for this node.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -228,10 +240,16 @@ impl Standalone {
                     }
                 } => {
                     // Edits made together (several files written, an editor's save) are read
-                    // together: wait until the directory has been quiet for a moment.
+                    // together: wait until the directory has been quiet for a moment, but
+                    // never longer than EDITS_MAX_DELAY, or edits that never pause would
+                    // never be read.
                     let mut change = change;
+                    let first = tokio::time::Instant::now();
                     while let (Ok(Change::Entries), Some(watch)) = (&change, changes.as_mut()) {
-                        match tokio::time::timeout(EDITS_SETTLE, watch.changed()).await {
+                        let Some(wait) = quiet_wait(first.elapsed()) else {
+                            break;
+                        };
+                        match tokio::time::timeout(wait, watch.changed()).await {
                             Ok(next) => change = next,
                             Err(_quiet) => break,
                         }
@@ -295,6 +313,35 @@ pub fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_edit_is_read_after_the_quiet_period() {
+        assert_eq!(quiet_wait(Duration::ZERO), Some(EDITS_SETTLE));
+    }
+
+    #[test]
+    fn edits_that_never_pause_are_read_within_the_max_delay_of_the_first() {
+        // One edit every 60 ms (a busy config generator): each arrives before the quiet
+        // period ends, so only the bound ends the wait (found by `make chaos`: before it, a
+        // directory edited every 60 ms for a minute was not read once during that minute).
+        let edit_every = Duration::from_millis(60);
+        let mut since_first = Duration::ZERO;
+        while let Some(wait) = quiet_wait(since_first) {
+            assert!(wait <= EDITS_SETTLE);
+            assert!(
+                wait > edit_every || since_first + wait == EDITS_MAX_DELAY,
+                "{since_first:?}: {wait:?}"
+            );
+            since_first += edit_every.min(wait);
+        }
+        assert!(
+            since_first <= EDITS_MAX_DELAY,
+            "read due only at {since_first:?}"
+        );
+        assert!(since_first + edit_every > EDITS_MAX_DELAY);
+        assert_eq!(quiet_wait(EDITS_MAX_DELAY), None);
+        assert_eq!(quiet_wait(EDITS_MAX_DELAY + edit_every), None);
+    }
 
     const NODE_AND_VIP: &str = "apiVersion: v1
 kind: Node
