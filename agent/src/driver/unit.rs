@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use jiff::Timestamp;
+use kube_vrrp_crds::HolderConflict;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
+use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
 use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
@@ -69,6 +71,8 @@ enum Input {
     Interface(usize, InterfaceView),
     /// The interface under a virtual MAC changed.
     Sources(usize, InterfaceView),
+    /// What a MASTER member's probes found about another holder of its VIPs.
+    HolderConflict(usize, Option<HolderConflict>),
 }
 
 /// Shared services every unit task uses.
@@ -194,6 +198,7 @@ impl Unit {
                 transitions: 0,
                 last_transition: None,
                 published: None,
+                probe: ConflictProbe::default(),
             };
             member.debounce = LinkDebounce::new(member.link_state(), LINK_DOWN_HOLD, LINK_UP_HOLD);
             member.vips.observe(&member.view.addresses);
@@ -387,6 +392,11 @@ impl Unit {
                 self.perform(actions).await;
             }
             Input::Interface(index, view) => self.on_interface(index, now, view).await,
+            Input::HolderConflict(index, conflict) => {
+                if let Some(member) = self.members.get_mut(index) {
+                    member.probe.found(conflict);
+                }
+            }
             Input::Sources(index, view) => {
                 if let Some(member) = self.members.get_mut(index) {
                     member.source_view = Some(view);
@@ -665,6 +675,16 @@ impl Unit {
                     None
                 };
                 member.last_heard = None;
+                let inputs = self.inputs.clone();
+                member.probe.follow(
+                    to,
+                    &member.spec,
+                    &member.endpoint,
+                    &self.services.metrics,
+                    move |found| {
+                        let _ = inputs.send(Input::HolderConflict(index, found));
+                    },
+                );
                 tracing::info!(
                     instance = %member.spec.name,
                     vrid = member.spec.vrid,

@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod address;
 pub mod announce;
+pub mod conflict;
 pub mod error;
 pub mod link;
 pub mod socket;

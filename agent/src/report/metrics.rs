@@ -192,6 +192,8 @@ pub(super) struct Inner {
     vip_conflicts: Family<InstanceLabels, Gauge>,
     vip_add_failures: Family<InstanceLabels, Counter>,
     vips_restored: Family<InstanceLabels, Counter>,
+    holder_conflict: Family<InstanceLabels, Gauge>,
+    holder_conflict_detections: Family<InstanceLabels, Counter>,
     failovers: Arc<FailoverHistograms>,
     /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
     placements: Mutex<HashMap<String, (u8, String)>>,
@@ -220,6 +222,8 @@ impl Metrics {
         let vip_conflicts = Family::<InstanceLabels, Gauge>::default();
         let vip_add_failures = Family::<InstanceLabels, Counter>::default();
         let vips_restored = Family::<InstanceLabels, Counter>::default();
+        let holder_conflict = Family::<InstanceLabels, Gauge>::default();
+        let holder_conflict_detections = Family::<InstanceLabels, Counter>::default();
         registry.register(
             "instance_state",
             "VRRP instance state: 1 for the current state, 0 for the others",
@@ -282,6 +286,16 @@ impl Metrics {
             "Virtual addresses re-added after something else removed them while the instance was MASTER",
             vips_restored.clone(),
         );
+        registry.register(
+            "instance_conflict",
+            "1 while another node answers ARP/NDP for a VIP this MASTER holds (split brain seen by this agent's own probes), else 0",
+            holder_conflict.clone(),
+        );
+        registry.register(
+            "instance_conflict_detections",
+            "Times this agent's probes found another node answering for a VIP it holds as MASTER",
+            holder_conflict_detections.clone(),
+        );
         let failovers = Arc::new(FailoverHistograms::default());
         registry.register_collector(Box::new(Arc::clone(&failovers)));
         let health = super::health_metrics::HealthFamilies::register(&mut registry);
@@ -303,6 +317,8 @@ impl Metrics {
                 vip_conflicts,
                 vip_add_failures,
                 vips_restored,
+                holder_conflict,
+                holder_conflict_detections,
                 placements: Mutex::new(HashMap::new()),
             }),
         }
@@ -367,6 +383,8 @@ impl Metrics {
         let _ = self.inner.vip_conflicts.get_or_create(&labels);
         let _ = self.inner.vip_add_failures.get_or_create(&labels);
         let _ = self.inner.vips_restored.get_or_create(&labels);
+        let _ = self.inner.holder_conflict.get_or_create(&labels);
+        let _ = self.inner.holder_conflict_detections.get_or_create(&labels);
     }
 
     fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
@@ -401,6 +419,8 @@ impl Metrics {
         self.inner.vip_conflicts.remove(&labels);
         self.inner.vip_add_failures.remove(&labels);
         self.inner.vips_restored.remove(&labels);
+        self.inner.holder_conflict.remove(&labels);
+        self.inner.holder_conflict_detections.remove(&labels);
         self.inner.failovers.forget(instance);
     }
 
@@ -419,6 +439,22 @@ impl Metrics {
             .vip_conflicts
             .get_or_create(&Self::instance(instance))
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets whether another node answers for a VIP `instance` holds as MASTER.
+    pub fn holder_conflict(&self, instance: &str, conflict: bool) {
+        self.inner
+            .holder_conflict
+            .get_or_create(&Self::instance(instance))
+            .set(i64::from(conflict));
+    }
+
+    /// Counts one detection of another holder of `instance`'s VIPs.
+    pub fn holder_conflict_detected(&self, instance: &str) {
+        self.inner
+            .holder_conflict_detections
+            .get_or_create(&Self::instance(instance))
+            .inc();
     }
 
     /// Counts one failed attempt to install `instance`'s VIPs.

@@ -26,20 +26,25 @@ pub const GARP_LEN: usize = 14 + 28;
 /// Length of an unsolicited NA frame with a target link-layer address option.
 pub const NA_LEN: usize = 14 + 40 + NA_ICMP_LEN;
 
-const ETHERNET_HEADER: usize = 14;
-const IPV6_HEADER: usize = 40;
+pub(crate) const ETHERNET_HEADER: usize = 14;
+pub(crate) const IPV6_HEADER: usize = 40;
 const NA_ICMP_LEN: usize = 8 + 16 + 8;
-const ARPHRD_ETHER: u16 = 1;
-const ETH_P_IP: u16 = 0x0800;
-const ARPOP_REQUEST: u16 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-const ND_OPT_TARGET_LINKADDR: u8 = 2;
+pub(crate) const ARPHRD_ETHER: u16 = 1;
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const ARPOP_REQUEST: u16 = 1;
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+pub(crate) const ND_NEIGHBOR_ADVERT: u8 = 136;
+pub(crate) const ND_OPT_TARGET_LINKADDR: u8 = 2;
 const ND_NA_FLAG_ROUTER: u8 = 0x80;
 const ND_NA_FLAG_OVERRIDE: u8 = 0x20;
-const HOP_LIMIT: u8 = 255;
+pub(crate) const HOP_LIMIT: u8 = 255;
 
-fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], ethertype: u16) {
+pub(crate) fn ethernet_header(
+    frame: &mut Vec<u8>,
+    destination: [u8; 6],
+    source: [u8; 6],
+    ethertype: u16,
+) {
     frame.extend_from_slice(&destination);
     frame.extend_from_slice(&source);
     frame.extend_from_slice(&ethertype.to_be_bytes());

@@ -2,7 +2,7 @@
 //! unsolicited Neighbor Advertisements (IPv6), sent as whole Ethernet frames on an AF_PACKET
 //! socket; plus the pure schedule of when to send them.
 
-mod frame;
+pub(crate) mod frame;
 mod schedule;
 
 pub use frame::{
@@ -65,6 +65,11 @@ impl Announcer {
     pub fn with_router_flag(mut self, router: bool) -> Self {
         self.router = router;
         self
+    }
+
+    /// The hardware address the VIPs are announced at.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
     }
 
     /// The interface the frames leave from.
