@@ -177,8 +177,7 @@ impl ConflictBook {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+    mac.map(|byte| format!("{byte:02x}")).join(":")
 }
 
 /// What a prober needs to know about its member.
@@ -391,6 +390,9 @@ mod tests {
         changes
     }
 
+    /// (what, steps, expected changes)
+    type Case = (&'static str, Vec<(u64, Step)>, Vec<(u64, Change)>);
+
     fn detected(mac: [u8; 6], since_ms: i64) -> Change {
         Change::Detected(HolderConflict {
             address: vip().to_string(),
@@ -403,7 +405,7 @@ mod tests {
     fn claims_become_a_conflict_only_when_seen_in_two_rounds_from_another_mac() {
         use Step::{Claim as C, Probe as P};
         let other_vip: IpAddr = "192.0.2.99".parse().unwrap();
-        let cases: Vec<(&str, Vec<(u64, Step)>, Vec<(u64, Change)>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "answers to two probes: detected, dated from the first",
                 vec![

@@ -591,6 +591,11 @@ impl Unit {
             }
             if diff.addresses {
                 self.swap_addresses(index).await;
+                // A MASTER probes for its new VIPs, not the old ones.
+                if let Some(state) = self.state(index) {
+                    self.follow_probe(index, State::Initialize);
+                    self.follow_probe(index, state);
+                }
             }
             if diff.protocol || diff.addresses {
                 self.enforce_accept_mode(index).await;
@@ -675,16 +680,6 @@ impl Unit {
                     None
                 };
                 member.last_heard = None;
-                let inputs = self.inputs.clone();
-                member.probe.follow(
-                    to,
-                    &member.spec,
-                    &member.endpoint,
-                    &self.services.metrics,
-                    move |found| {
-                        let _ = inputs.send(Input::HolderConflict(index, found));
-                    },
-                );
                 tracing::info!(
                     instance = %member.spec.name,
                     vrid = member.spec.vrid,
@@ -700,6 +695,7 @@ impl Unit {
                     &member.endpoint.interface,
                     to,
                 );
+                self.follow_probe(index, to);
             }
             Action::SendAdvert {
                 priority,
@@ -755,6 +751,20 @@ impl Unit {
                     .effective_priority(&member.spec.name, to);
             }
         }
+    }
+
+    /// Starts or stops member `index`'s probes for another holder of its VIPs, for its state
+    /// `to` (see [`ConflictProbe`]).
+    fn follow_probe(&mut self, index: usize, to: State) {
+        let member = &mut self.members[index];
+        let inputs = self.inputs.clone();
+        let report = move |found| {
+            let _ = inputs.send(Input::HolderConflict(index, found));
+        };
+        let metrics = &self.services.metrics;
+        member
+            .probe
+            .follow(to, &member.spec, &member.endpoint, metrics, report);
     }
 
     fn record_failover(&self, index: usize, took: Duration) {
