@@ -11,9 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::checksum;
 use crate::net::announce::frame::{
-    ARPHRD_ETHER, ARPOP_REQUEST, BROADCAST_MAC, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETHERNET_HEADER,
-    HOP_LIMIT, IPPROTO_ICMPV6, IPV6_HEADER, ND_NEIGHBOR_ADVERT, ND_OPT_TARGET_LINKADDR,
-    ethernet_header,
+    ARPOP_REQUEST, ETH_P_ARP, ETH_P_IPV6, ETHERNET_HEADER, HOP_LIMIT, IPPROTO_ICMPV6, IPV6_HEADER,
+    ND_NEIGHBOR_ADVERT, ND_OPT_TARGET_LINKADDR, arp_request, ethernet_header,
 };
 
 /// Length of an ARP probe frame.
@@ -49,17 +48,7 @@ pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
 /// A broadcast ARP probe for `vip` from `mac`: a request with sender protocol address 0.0.0.0
 /// and target hardware address zero.
 pub fn arp_probe(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(ARP_PROBE_LEN);
-    ethernet_header(&mut frame, BROADCAST_MAC, mac, ETH_P_ARP);
-    frame.extend_from_slice(&ARPHRD_ETHER.to_be_bytes());
-    frame.extend_from_slice(&ETH_P_IP.to_be_bytes());
-    frame.extend_from_slice(&[6, 4]);
-    frame.extend_from_slice(&ARPOP_REQUEST.to_be_bytes());
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&Ipv4Addr::UNSPECIFIED.octets());
-    frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&vip.octets());
-    frame
+    arp_request(mac, Ipv4Addr::UNSPECIFIED, vip)
 }
 
 /// A Neighbor Solicitation for `vip` from the unspecified address to its solicited-node group,

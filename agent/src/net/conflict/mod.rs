@@ -10,16 +10,13 @@
 pub mod frame;
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{MsgFlags, recv};
-use socket2::{Domain, Protocol, SockFilter, Socket, Type};
-use tokio::io::unix::AsyncFd;
+use socket2::SockFilter;
 
 use self::frame::{Claim, arp_probe, claim, multicast_mac, neighbor_solicitation_probe};
 use super::NetError;
 use super::announce::{BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV6};
-use super::sys::{link_layer_address, register};
+use super::frame_socket::FrameSocket;
 use crate::vrrp::Family;
 
 // Classic BPF opcodes (linux/filter.h) and the ancillary offset of the packet type.
@@ -57,47 +54,23 @@ fn advertisement_filter() -> [SockFilter; 8] {
 }
 
 /// Probes for one family's VIPs on one interface and hears the answers.
+#[derive(Debug)]
 pub struct ProbeSocket {
-    fd: AsyncFd<Socket>,
-    ifindex: u32,
+    socket: FrameSocket,
     mac: [u8; 6],
     family: Family,
 }
 
-impl std::fmt::Debug for ProbeSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProbeSocket")
-            .field("ifindex", &self.ifindex)
-            .field("family", &self.family)
-            .finish_non_exhaustive()
-    }
-}
-
 impl ProbeSocket {
     /// Opens a probe socket for `family` on interface `ifindex`, probing from `mac` (the
-    /// interface's). The filter is attached before the bind, so nothing else is ever queued.
-    /// Must be called inside a tokio runtime, in the interface's namespace.
+    /// interface's). Must be called inside a tokio runtime, in the interface's namespace.
     pub fn open(ifindex: u32, mac: [u8; 6], family: Family) -> Result<Self, NetError> {
-        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
-            .map_err(NetError::io("open AF_PACKET probe socket"))?;
-        let (arp, advertisement) = (arp_filter(), advertisement_filter());
-        let (filter, ethertype): (&[SockFilter], u16) = match family {
-            Family::Ipv4 => (&arp, ETH_P_ARP),
-            Family::Ipv6 => (&advertisement, ETH_P_IPV6),
-        };
-        socket
-            .attach_filter(filter)
-            .map_err(NetError::io("attach the probe socket's filter"))?;
-        socket
-            .bind(&link_layer_address(ifindex, ethertype, [0; 6]))
-            .map_err(NetError::io("bind AF_PACKET probe socket to interface"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(NetError::io("make AF_PACKET probe socket non-blocking"))?;
-        let fd = register(socket).map_err(NetError::io("register AF_PACKET probe socket"))?;
+        let socket = match family {
+            Family::Ipv4 => FrameSocket::filtered(ifindex, ETH_P_ARP, &arp_filter()),
+            Family::Ipv6 => FrameSocket::filtered(ifindex, ETH_P_IPV6, &advertisement_filter()),
+        }?;
         Ok(Self {
-            fd,
-            ifindex,
+            socket,
             mac,
             family,
         })
@@ -114,35 +87,12 @@ impl ProbeSocket {
             ),
             _ => return Ok(()),
         };
-        let to = link_layer_address(self.ifindex, ethertype, destination);
-        loop {
-            let mut guard = self
-                .fd
-                .writable()
-                .await
-                .map_err(NetError::io("wait to send a probe"))?;
-            if let Ok(result) = guard.try_io(|fd| fd.get_ref().send_to(&frame, &to)) {
-                return result.map(|_| ()).map_err(NetError::io("send a probe"));
-            }
-        }
+        self.socket.send(&frame, ethertype, destination).await
     }
 
     /// Waits for the next frame from another host and returns the claim it makes, if any.
     pub async fn next_claim(&self, buffer: &mut [u8]) -> Result<Option<Claim>, NetError> {
-        loop {
-            let mut guard = self
-                .fd
-                .readable()
-                .await
-                .map_err(NetError::io("wait for a probe answer"))?;
-            let received = guard.try_io(|fd| {
-                recv(fd.get_ref().as_raw_fd(), buffer, MsgFlags::MSG_DONTWAIT)
-                    .map_err(std::io::Error::from)
-            });
-            if let Ok(result) = received {
-                let len = result.map_err(NetError::io("receive a probe answer"))?;
-                return Ok(buffer.get(..len).and_then(claim));
-            }
-        }
+        let len = self.socket.recv(buffer).await?;
+        Ok(buffer.get(..len).and_then(claim))
     }
 }
