@@ -7,7 +7,8 @@
 //! The rules, with `A` the member's advert interval:
 //! - Probes: the first `A/2` after becoming MASTER (our first advert has by then reached an
 //!   old MASTER handing over or being preempted, which drops the VIP on hearing it), then
-//!   every `clamp(3A, 100 ms, 10 s)`; every `A/2` while a claim awaits confirmation.
+//!   every `clamp(3A, 100 ms, 10 s)`; every `A/2` while a claim awaits confirmation or a
+//!   conflict lasts (so that its end is seen within a few advert intervals too).
 //! - A claim counts only for one of the member's VIPs and from a hardware address that is not
 //!   this node's (the kernel filter already keeps our own outgoing frames away).
 //! - A conflict is declared when claims from other holders are seen in two probe rounds (a
@@ -165,7 +166,7 @@ impl ConflictBook {
             }
         }
         self.round += 1;
-        let interval = if self.suspect.is_some() {
+        let interval = if self.suspect.is_some() || self.conflict.is_some() {
             self.quick
         } else {
             self.steady
@@ -530,6 +531,31 @@ mod tests {
             },
         );
         assert_eq!(book.next_probe(), claimed + ADVERT / 2);
+    }
+
+    #[test]
+    fn while_a_conflict_lasts_probes_go_every_half_advert_and_back_to_steady_when_it_clears() {
+        let start = Instant::now();
+        let mut book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
+        let claim = Claim {
+            address: vip(),
+            mac: OTHER,
+        };
+        let at = |ms| start + Duration::from_millis(ms);
+        book.on_probe(at(50));
+        book.on_claim(at(51), wall(51), claim);
+        book.on_probe(at(100));
+        assert!(matches!(
+            book.on_claim(at(101), wall(101), claim),
+            Some(Change::Detected(_))
+        ));
+        book.on_probe(at(150));
+        assert_eq!(book.next_probe(), at(200));
+        for ms in [200, 250] {
+            assert_eq!(book.on_probe(at(ms)), None);
+        }
+        assert_eq!(book.on_probe(at(300)), Some(Change::Cleared));
+        assert_eq!(book.next_probe(), at(300) + 3 * ADVERT);
     }
 
     #[test]
