@@ -26,8 +26,6 @@ pub enum ConditionReason {
     Rejected,
     /// SplitBrain=True.
     MultipleMasters,
-    /// SplitBrain=True: one MASTER reports, and its own probes hear another holder.
-    HolderConflict,
     /// SplitBrain=False.
     AtMostOneMaster,
     /// Degraded=True: only FAULT nodes.
@@ -60,7 +58,6 @@ impl ConditionReason {
             Self::Conflict => "Conflict",
             Self::Rejected => "Rejected",
             Self::MultipleMasters => "MultipleMasters",
-            Self::HolderConflict => "HolderConflict",
             Self::AtMostOneMaster => "AtMostOneMaster",
             Self::NodeFault => "NodeFault",
             Self::NodeNotReporting => "NodeNotReporting",
@@ -79,8 +76,6 @@ pub(crate) struct Facts<'a> {
     pub virtual_ip: &'a str,
     pub virtual_router_id: Option<u8>,
     pub fresh_masters: &'a [String],
-    /// What MASTERs' own probes hear of other holders, one clause each.
-    pub holder_conflicts: &'a [String],
     pub any_fresh: bool,
     pub rejected_everywhere: bool,
     pub troubled: &'a BTreeMap<String, NodeTrouble>,
@@ -111,11 +106,6 @@ pub(crate) fn build(
     let masters = facts.fresh_masters;
 
     let ready = match masters {
-        [_] if !facts.holder_conflicts.is_empty() => (
-            false,
-            ConditionReason::SplitBrain.as_str(),
-            format!("no single holder: {}", facts.holder_conflicts.join("; ")),
-        ),
         [only] => (
             true,
             ConditionReason::MasterElected.as_str(),
@@ -166,16 +156,6 @@ pub(crate) fn build(
                 "{} {} report MASTER for VirtualIP {}{vrid}",
                 join_names(masters),
                 if masters.len() == 2 { "both" } else { "all" },
-                facts.virtual_ip
-            ),
-        )
-    } else if !facts.holder_conflicts.is_empty() {
-        (
-            true,
-            ConditionReason::HolderConflict.as_str(),
-            format!(
-                "{}: VirtualIP {}{vrid} is held by more than one node",
-                facts.holder_conflicts.join("; "),
                 facts.virtual_ip
             ),
         )

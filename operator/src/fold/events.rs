@@ -129,18 +129,7 @@ pub(crate) fn diff(
         .map(|n| n.name.clone())
         .collect();
 
-    if is_split && !was_split && masters.len() < 2 {
-        // Seen by a MASTER's own probes: the condition names it and the other holder.
-        let note = new
-            .conditions
-            .iter()
-            .find(|c| c.type_ == kube_vrrp_crds::condition::SPLIT_BRAIN)
-            .map_or_else(String::new, |c| c.message.clone());
-        out.push(FoldEvent {
-            reason: EventReason::SplitBrain,
-            note,
-        });
-    } else if is_split && !was_split {
+    if is_split && !was_split {
         out.push(FoldEvent {
             reason: EventReason::SplitBrain,
             note: format!(

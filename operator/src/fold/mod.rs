@@ -404,21 +404,6 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
         .map(|s| s.node.to_owned())
         .collect();
 
-    // A MASTER whose own ARP/NDP probes hear another holder of the VIP: split brain even when
-    // the other MASTER cannot reach the API.
-    let holder_conflicts: Vec<String> = seen
-        .iter()
-        .filter(|s| s.instance.state == State::Master)
-        .filter_map(|s| {
-            s.instance.holder_conflict.as_ref().map(|c| {
-                format!(
-                    "{} (MASTER) hears another holder, {}, answer for {}",
-                    s.node, c.other_mac, c.address
-                )
-            })
-        })
-        .collect();
-
     let mut troubled = BTreeMap::new();
     for node in &placement.selected {
         let node_str = node.as_str();
@@ -471,7 +456,7 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
             .all(|n| matches!(troubled.get(n), Some(NodeTrouble::Rejected { .. })));
     let phase = if placement.conflict.is_some() {
         VirtualIpPhase::Conflict
-    } else if fresh_masters.len() > 1 || !holder_conflicts.is_empty() {
+    } else if fresh_masters.len() > 1 {
         VirtualIpPhase::SplitBrain
     } else if fresh_masters.len() == 1 {
         VirtualIpPhase::Ready
@@ -491,7 +476,6 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
         virtual_ip: name,
         virtual_router_id,
         fresh_masters: &fresh_masters,
-        holder_conflicts: &holder_conflicts,
         any_fresh: !seen.is_empty(),
         rejected_everywhere,
         troubled: &troubled,
