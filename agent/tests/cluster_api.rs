@@ -101,6 +101,7 @@ fn board_entry(name: &str, state: State) -> InstanceStatus {
         transitions: 1,
         last_transition: Some(Timestamp::from_second(1_800_000_000).unwrap()),
         message: None,
+        holder_conflict: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn web() -> InstanceStatus {
         transitions: 2,
         last_transition: Some("2026-11-22T03:00:00Z".parse().unwrap()),
         message: None,
+        holder_conflict: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn db() -> InstanceStatus {
         transitions: 0,
         last_transition: None,
         message: None,
+        holder_conflict: None,
     }
 }
 

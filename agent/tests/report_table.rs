@@ -28,6 +28,7 @@ fn status(
         transitions: 1,
         last_transition: since.map(|s| s.parse().unwrap()),
         message: None,
+        holder_conflict: None,
     }
 }
 

@@ -52,7 +52,7 @@ pub use virtual_server::{
     TunnelType, VirtualServer, VirtualServerSpec, VirtualServerStatus,
 };
 pub use vrrp_node::{
-    CheckResult, CheckerKind, CheckerStatus, InstanceStatus, IpvsRealServerStatus,
+    CheckResult, CheckerKind, CheckerStatus, HolderConflict, InstanceStatus, IpvsRealServerStatus,
     IpvsServiceStatus, IpvsStatus, QuorumStatus, ROLL_CALL_ANNOTATION, RejectReason,
     RejectedInstance, ResolvedRealServer, ResolvedVirtualServer, VrrpInstance, VrrpNode,
     VrrpNodeSpec, VrrpNodeStatus,

@@ -346,6 +346,24 @@ pub struct InstanceStatus {
     /// something else, `acceptMode: false` not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Another holder of this instance's VIPs, seen by this node's own ARP / NDP probes while
+    /// MASTER (split brain that needs no API server to be seen). Absent when none answers,
+    /// when this node is not MASTER, and with a virtual MAC (every holder answers with the same
+    /// MAC, so no other holder can be told apart: `message` says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_conflict: Option<HolderConflict>,
+}
+
+/// Another node answering for a VIP this node holds as MASTER.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HolderConflict {
+    /// The VIP the other holder answered for.
+    pub address: String,
+    /// The other holder's hardware address, `aa:bb:cc:dd:ee:ff`.
+    pub other_mac: String,
+    /// When its first answer was seen, RFC 3339 with microseconds.
+    pub since: MicroTime,
 }
 
 /// IPVS summary.

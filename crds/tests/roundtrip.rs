@@ -217,6 +217,7 @@ fn vrrp_node() -> VrrpNode {
             last_transition_time: Some(micro_time("2026-11-22T03:00:00.250001Z")),
             vips_held: vec!["10.0.0.50/24".into()],
             message: None,
+            holder_conflict: None,
         }],
         ipvs: Some(IpvsStatus {
             available: false,

@@ -98,6 +98,7 @@ fn reporting(name: &str, state: State) -> VrrpNode {
                 Vec::new()
             },
             message: None,
+            holder_conflict: None,
         }],
         ..VrrpNodeStatus::default()
     });

@@ -101,6 +101,7 @@ fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
             last_transition_time: Some(MicroTime(now() - SignedDuration::from_secs(60))),
             vips_held: Vec::new(),
             message: None,
+            holder_conflict: None,
         }],
         ..VrrpNodeStatus::default()
     });

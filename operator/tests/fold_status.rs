@@ -81,6 +81,7 @@ fn node(name: &str, vip: &str, report: Report) -> VrrpNode {
                 last_transition_time: Some(report_ago(600)),
                 vips_held: Vec::new(),
                 message: None,
+                holder_conflict: None,
             })
             .into_iter()
             .collect(),

@@ -77,6 +77,7 @@ fn report(name: &str, state: State, transition: f64, heartbeat: f64) -> VrrpNode
             last_transition_time: Some(MicroTime(ago(transition))),
             vips_held: Vec::new(),
             message: None,
+            holder_conflict: None,
         }],
         ..VrrpNodeStatus::default()
     });

@@ -97,6 +97,7 @@ fn instance_status(instance: &report::InstanceStatus) -> InstanceStatus {
         last_transition_time: instance.last_transition.map(MicroTime),
         vips_held,
         message: instance.message.clone(),
+        holder_conflict: instance.holder_conflict.clone(),
     }
 }
 
@@ -121,6 +122,7 @@ mod tests {
             transitions: 3,
             last_transition: Some(elected()),
             message: None,
+            holder_conflict: None,
         }
     }
 

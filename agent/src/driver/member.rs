@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use tokio::task::JoinHandle;
 
 use super::config::InstanceSpec;
+use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
 use super::interfaces::InterfaceView;
 use super::streak::Streak;
@@ -77,6 +78,8 @@ pub(super) struct Member {
     pub(super) transitions: u64,
     pub(super) last_transition: Option<Timestamp>,
     pub(super) published: Option<InstanceStatus>,
+    /// While MASTER: the probes for another holder of the VIPs, and what they found.
+    pub(super) probe: ConflictProbe,
 }
 
 impl Member {
@@ -138,6 +141,9 @@ impl Member {
         if let Some(error) = &self.accept_error {
             parts.push(error.clone());
         }
+        if let Some(note) = self.probe.note() {
+            parts.push(note.to_owned());
+        }
         if let Some((count, at)) = self.restored {
             parts.push(format!(
                 "VIPs removed by something else while MASTER were re-added {count} time(s), last at {at}: another VRRP daemon or an administrator manages the same address"
@@ -175,6 +181,7 @@ impl Member {
             transitions: self.transitions,
             last_transition: self.last_transition,
             message,
+            holder_conflict: self.probe.conflict().cloned(),
         }
     }
 }

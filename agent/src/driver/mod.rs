@@ -14,6 +14,7 @@
 //! has its units started again on it.
 
 pub mod config;
+pub mod conflict;
 pub mod endpoint;
 pub mod interfaces;
 pub mod machine;

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use jiff::Timestamp;
+use kube_vrrp_crds::HolderConflict;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
+use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
 use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
@@ -70,6 +72,8 @@ enum Input {
     Interface(usize, InterfaceView),
     /// The interface under a virtual MAC changed.
     Sources(usize, InterfaceView),
+    /// What a MASTER member's probes found about another holder of its VIPs.
+    HolderConflict(usize, Option<HolderConflict>),
 }
 
 /// Shared services every unit task uses.
@@ -196,6 +200,7 @@ impl Unit {
                 transitions: 0,
                 last_transition: None,
                 published: None,
+                probe: ConflictProbe::default(),
             };
             member.debounce = LinkDebounce::new(member.link_state(), LINK_DOWN_HOLD, LINK_UP_HOLD);
             member.vips.observe(&member.view.addresses);
@@ -445,6 +450,11 @@ impl Unit {
                 self.perform(actions).await;
             }
             Input::Interface(index, view) => self.on_interface(index, now, view).await,
+            Input::HolderConflict(index, conflict) => {
+                if let Some(member) = self.members.get_mut(index) {
+                    member.probe.found(conflict);
+                }
+            }
             Input::Sources(index, view) => {
                 if let Some(member) = self.members.get_mut(index) {
                     member.source_view = Some(view);
@@ -639,6 +649,11 @@ impl Unit {
             }
             if diff.addresses {
                 self.swap_addresses(index).await;
+                // A MASTER probes for its new VIPs, not the old ones.
+                if let Some(state) = self.state(index) {
+                    self.follow_probe(index, State::Initialize);
+                    self.follow_probe(index, state);
+                }
             }
             if diff.protocol || diff.addresses {
                 self.enforce_accept_mode(index).await;
@@ -738,6 +753,7 @@ impl Unit {
                     &member.endpoint.interface,
                     to,
                 );
+                self.follow_probe(index, to);
             }
             Action::SendAdvert {
                 priority,
@@ -793,6 +809,20 @@ impl Unit {
                     .effective_priority(&member.spec.name, to);
             }
         }
+    }
+
+    /// Starts or stops member `index`'s probes for another holder of its VIPs, for its state
+    /// `to` (see [`ConflictProbe`]).
+    fn follow_probe(&mut self, index: usize, to: State) {
+        let member = &mut self.members[index];
+        let inputs = self.inputs.clone();
+        let report = move |found| {
+            let _ = inputs.send(Input::HolderConflict(index, found));
+        };
+        let metrics = &self.services.metrics;
+        member
+            .probe
+            .follow(to, &member.spec, &member.endpoint, metrics, report);
     }
 
     fn record_failover(&self, index: usize, took: Duration) {

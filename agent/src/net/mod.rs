@@ -9,7 +9,9 @@
 pub mod accept;
 pub mod address;
 pub mod announce;
+pub mod conflict;
 pub mod error;
+pub mod frame_socket;
 pub mod link;
 pub mod socket;
 pub(crate) mod sys;

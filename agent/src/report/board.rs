@@ -49,6 +49,10 @@ pub struct InstanceStatus {
     /// something else. Absent when all is well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Another holder of the VIPs answering this node's ARP / NDP probes while MASTER: split
+    /// brain seen without the API. Absent when none answers or this node is not MASTER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_conflict: Option<kube_vrrp_crds::HolderConflict>,
 }
 
 /// `State` as the keepalived-style words of [`State::as_str`].

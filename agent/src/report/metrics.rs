@@ -193,6 +193,8 @@ pub(super) struct Inner {
     vip_add_failures: Family<InstanceLabels, Counter>,
     vips_restored: Family<InstanceLabels, Counter>,
     adverts_heard_late: Family<InstanceLabels, Counter>,
+    holder_conflict: Family<InstanceLabels, Gauge>,
+    holder_conflict_detections: Family<InstanceLabels, Counter>,
     failovers: Arc<FailoverHistograms>,
     /// The (vrid, interface) labels of each instance's state series, so that they can be removed.
     placements: Mutex<HashMap<String, (u8, String)>>,
@@ -222,6 +224,8 @@ impl Metrics {
         let vip_add_failures = Family::<InstanceLabels, Counter>::default();
         let vips_restored = Family::<InstanceLabels, Counter>::default();
         let adverts_heard_late = Family::<InstanceLabels, Counter>::default();
+        let holder_conflict = Family::<InstanceLabels, Gauge>::default();
+        let holder_conflict_detections = Family::<InstanceLabels, Counter>::default();
         registry.register(
             "instance_state",
             "VRRP instance state: 1 for the current state, 0 for the others",
@@ -289,6 +293,16 @@ impl Metrics {
             "Adverts found waiting when the instance woke past a deadline (after a stall of this node), heard before the deadline was served",
             adverts_heard_late.clone(),
         );
+        registry.register(
+            "instance_conflict",
+            "1 while another node answers ARP/NDP for a VIP this MASTER holds (split brain seen by this agent's own probes), else 0",
+            holder_conflict.clone(),
+        );
+        registry.register(
+            "instance_conflict_detections",
+            "Times this agent's probes found another node answering for a VIP it holds as MASTER",
+            holder_conflict_detections.clone(),
+        );
         let failovers = Arc::new(FailoverHistograms::default());
         registry.register_collector(Box::new(Arc::clone(&failovers)));
         let health = super::health_metrics::HealthFamilies::register(&mut registry);
@@ -311,6 +325,8 @@ impl Metrics {
                 vip_add_failures,
                 vips_restored,
                 adverts_heard_late,
+                holder_conflict,
+                holder_conflict_detections,
                 placements: Mutex::new(HashMap::new()),
             }),
         }
@@ -375,6 +391,8 @@ impl Metrics {
         let _ = self.inner.vip_conflicts.get_or_create(&labels);
         let _ = self.inner.vip_add_failures.get_or_create(&labels);
         let _ = self.inner.vips_restored.get_or_create(&labels);
+        let _ = self.inner.holder_conflict.get_or_create(&labels);
+        let _ = self.inner.holder_conflict_detections.get_or_create(&labels);
     }
 
     fn remove_state_series(&self, instance: &str, (vrid, interface): &(u8, String)) {
@@ -410,6 +428,8 @@ impl Metrics {
         self.inner.vip_add_failures.remove(&labels);
         self.inner.vips_restored.remove(&labels);
         self.inner.adverts_heard_late.remove(&labels);
+        self.inner.holder_conflict.remove(&labels);
+        self.inner.holder_conflict_detections.remove(&labels);
         self.inner.failovers.forget(instance);
     }
 
@@ -428,6 +448,22 @@ impl Metrics {
             .vip_conflicts
             .get_or_create(&Self::instance(instance))
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets whether another node answers for a VIP `instance` holds as MASTER.
+    pub fn holder_conflict(&self, instance: &str, conflict: bool) {
+        self.inner
+            .holder_conflict
+            .get_or_create(&Self::instance(instance))
+            .set(i64::from(conflict));
+    }
+
+    /// Counts one detection of another holder of `instance`'s VIPs.
+    pub fn holder_conflict_detected(&self, instance: &str) {
+        self.inner
+            .holder_conflict_detections
+            .get_or_create(&Self::instance(instance))
+            .inc();
     }
 
     /// Counts one failed attempt to install `instance`'s VIPs.

@@ -26,20 +26,25 @@ pub const GARP_LEN: usize = 14 + 28;
 /// Length of an unsolicited NA frame with a target link-layer address option.
 pub const NA_LEN: usize = 14 + 40 + NA_ICMP_LEN;
 
-const ETHERNET_HEADER: usize = 14;
-const IPV6_HEADER: usize = 40;
+pub(crate) const ETHERNET_HEADER: usize = 14;
+pub(crate) const IPV6_HEADER: usize = 40;
 const NA_ICMP_LEN: usize = 8 + 16 + 8;
 const ARPHRD_ETHER: u16 = 1;
 const ETH_P_IP: u16 = 0x0800;
-const ARPOP_REQUEST: u16 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const ND_NEIGHBOR_ADVERT: u8 = 136;
-const ND_OPT_TARGET_LINKADDR: u8 = 2;
+pub(crate) const ARPOP_REQUEST: u16 = 1;
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+pub(crate) const ND_NEIGHBOR_ADVERT: u8 = 136;
+pub(crate) const ND_OPT_TARGET_LINKADDR: u8 = 2;
 const ND_NA_FLAG_ROUTER: u8 = 0x80;
 const ND_NA_FLAG_OVERRIDE: u8 = 0x20;
-const HOP_LIMIT: u8 = 255;
+pub(crate) const HOP_LIMIT: u8 = 255;
 
-fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], ethertype: u16) {
+pub(crate) fn ethernet_header(
+    frame: &mut Vec<u8>,
+    destination: [u8; 6],
+    source: [u8; 6],
+    ethertype: u16,
+) {
     frame.extend_from_slice(&destination);
     frame.extend_from_slice(&source);
     frame.extend_from_slice(&ethertype.to_be_bytes());
@@ -47,6 +52,12 @@ fn ethernet_header(frame: &mut Vec<u8>, destination: [u8; 6], source: [u8; 6], e
 
 /// A broadcast gratuitous ARP request announcing that `vip` is at `mac`.
 pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
+    arp_request(mac, vip, vip)
+}
+
+/// A broadcast ARP request from `mac` and `sender` for `target`, with the target hardware
+/// address zero (RFC 5227).
+pub(crate) fn arp_request(mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(GARP_LEN);
     ethernet_header(&mut frame, BROADCAST_MAC, mac, ETH_P_ARP);
     frame.extend_from_slice(&ARPHRD_ETHER.to_be_bytes());
@@ -55,9 +66,9 @@ pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
     frame.push(4);
     frame.extend_from_slice(&ARPOP_REQUEST.to_be_bytes());
     frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&vip.octets());
+    frame.extend_from_slice(&sender.octets());
     frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&vip.octets());
+    frame.extend_from_slice(&target.octets());
     frame
 }
 

@@ -2,7 +2,7 @@
 //! unsolicited Neighbor Advertisements (IPv6), sent as whole Ethernet frames on an AF_PACKET
 //! socket; plus the pure schedule of when to send them.
 
-mod frame;
+pub(crate) mod frame;
 mod schedule;
 
 pub use frame::{
@@ -13,28 +13,15 @@ pub use schedule::{GarpSchedule, GarpSettings};
 
 use std::net::IpAddr;
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
-
 use super::NetError;
-use super::sys::{link_layer_address, register};
+use super::frame_socket::FrameSocket;
 
 /// Sends GARP / NA frames out of one interface.
+#[derive(Debug)]
 pub struct Announcer {
-    fd: AsyncFd<Socket>,
-    ifindex: u32,
+    socket: FrameSocket,
     mac: [u8; 6],
     router: bool,
-}
-
-impl std::fmt::Debug for Announcer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Announcer")
-            .field("ifindex", &self.ifindex)
-            .field("mac", &self.mac)
-            .field("router", &self.router)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Announcer {
@@ -42,18 +29,8 @@ impl Announcer {
     /// MAC, or the virtual MAC 00-00-5E-00-01-{VRID} / 00-00-5E-00-02-{VRID}). The socket is
     /// bound with protocol 0, so it never receives. Must be called inside a tokio runtime.
     pub fn open(ifindex: u32, mac: [u8; 6]) -> Result<Self, NetError> {
-        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
-            .map_err(NetError::io("open AF_PACKET socket"))?;
-        socket
-            .bind(&link_layer_address(ifindex, 0, [0; 6]))
-            .map_err(NetError::io("bind AF_PACKET socket to interface"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(NetError::io("make AF_PACKET socket non-blocking"))?;
-        let fd = register(socket).map_err(NetError::io("register AF_PACKET socket"))?;
         Ok(Self {
-            fd,
-            ifindex,
+            socket: FrameSocket::send_only(ifindex)?,
             mac,
             router: false,
         })
@@ -67,9 +44,14 @@ impl Announcer {
         self
     }
 
+    /// The hardware address the VIPs are announced at.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
     /// The interface the frames leave from.
     pub fn ifindex(&self) -> u32 {
-        self.ifindex
+        self.socket.ifindex()
     }
 
     /// Sends one GARP per IPv4 and one unsolicited NA per IPv6 address. Every address is tried;
@@ -99,18 +81,6 @@ impl Announcer {
         ethertype: u16,
         destination: [u8; 6],
     ) -> Result<(), NetError> {
-        let to = link_layer_address(self.ifindex, ethertype, destination);
-        loop {
-            let mut guard = self
-                .fd
-                .writable()
-                .await
-                .map_err(NetError::io("wait to send an announcement"))?;
-            if let Ok(result) = guard.try_io(|fd| fd.get_ref().send_to(frame, &to)) {
-                return result
-                    .map(|_| ())
-                    .map_err(NetError::io("send an announcement"));
-            }
-        }
+        self.socket.send(frame, ethertype, destination).await
     }
 }
