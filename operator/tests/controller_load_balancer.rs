@@ -123,6 +123,21 @@ fn snapshot(
     snap
 }
 
+/// The snapshot after shop/web's address was assigned: its VirtualIP `vip`, the pool's
+/// status counting it, and `vrrp_nodes`.
+fn assigned(vip: VirtualIp, vrrp_nodes: Vec<VrrpNode>) -> Snapshot {
+    let mut pool_status = pool();
+    pool_status.status =
+        Some(serde_json::from_value(json!({"assigned": 1, "available": "253"})).unwrap());
+    let mut snap = snapshot(
+        vec![service("web", Some(LOAD_BALANCER_CLASS))],
+        vec![vip],
+        vrrp_nodes,
+    );
+    snap.virtual_ip_pools = vec![Arc::new(pool_status)];
+    snap
+}
+
 // ---------------------------------------------------------------- the verifier
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -183,6 +198,18 @@ fn event_in(
             assert_eq!(body["note"], note);
         },
         json!({"metadata": {"name": "e"}}),
+    )
+}
+
+/// The apply of n1's VrrpNode, whatever it carries.
+fn apply_n1() -> Call {
+    call(
+        Method::PATCH,
+        "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1",
+        |_| {},
+        json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
+               "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
+               "spec": {}}),
     )
 }
 
@@ -324,28 +351,13 @@ async fn a_virtual_ip_no_node_reported_within_the_apply_grace_gets_its_pending_s
     created.metadata.creation_timestamp = Some(
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_secs(11)),
     );
-    let mut pool_status = pool();
-    pool_status.status =
-        Some(serde_json::from_value(json!({"assigned": 1, "available": "253"})).unwrap());
-    let mut snap = snapshot(
-        vec![service("web", Some(LOAD_BALANCER_CLASS))],
-        vec![created.clone()],
-        vec![],
-    );
-    snap.virtual_ip_pools = vec![Arc::new(pool_status)];
+    let snap = assigned(created.clone(), vec![]);
     let (outcome, _) = pass(
         &ctx,
         handle,
         &snap,
         vec![
-            call(
-                Method::PATCH,
-                "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1",
-                |_| {},
-                json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
-                       "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
-                       "spec": {}}),
-            ),
+            apply_n1(),
             call(
                 Method::PATCH,
                 &format!("/apis/kubevrrp.io/v1alpha1/virtualips/{VIP}/status"),
@@ -374,29 +386,14 @@ async fn the_ingress_is_written_once_an_agent_reports_master_and_then_nothing_mo
                                       "nodesSummary": "0/1", "observedGeneration": 1}))
         .unwrap(),
     );
-    let mut pool_status = pool();
-    pool_status.status =
-        Some(serde_json::from_value(json!({"assigned": 1, "available": "253"})).unwrap());
-    let mut snap = snapshot(
-        vec![service("web", Some(LOAD_BALANCER_CLASS))],
-        vec![vip],
-        vec![reporting("n1", State::Master)],
-    );
-    snap.virtual_ip_pools = vec![Arc::new(pool_status)];
+    let snap = assigned(vip, vec![reporting("n1", State::Master)]);
     let vip_answer = serde_json::to_value(applied_vip()).unwrap();
     let (outcome, handle) = pass(
         &ctx,
         handle,
         &snap,
         vec![
-            call(
-                Method::PATCH,
-                "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1",
-                |_| {},
-                json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
-                       "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
-                       "spec": {}}),
-            ),
+            apply_n1(),
             call(
                 Method::PATCH,
                 &format!("/apis/kubevrrp.io/v1alpha1/virtualips/{VIP}/status"),

@@ -24,35 +24,26 @@ pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// How often the record of published Events is swept of those past [`SERIES_WINDOW`].
 const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(30);
 
+/// An object's kind, namespace, name and uid.
+type Identity = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// What makes two Events the same occurrence.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    regarding: (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-    related: Option<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )>,
+    regarding: Identity,
+    related: Option<Identity>,
     warning: bool,
     reason: String,
     action: String,
     note: Option<String>,
 }
 
-fn identity(
-    r: &ObjectReference,
-) -> (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-) {
+fn identity(r: &ObjectReference) -> Identity {
     (
         r.kind.clone(),
         r.namespace.clone(),
