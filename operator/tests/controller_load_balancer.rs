@@ -124,6 +124,21 @@ fn snapshot(
     snap
 }
 
+/// The snapshot after shop/web's address was assigned: its VirtualIP `vip`, the pool's
+/// status counting it, and `vrrp_nodes`.
+fn assigned(vip: VirtualIp, vrrp_nodes: Vec<VrrpNode>) -> Snapshot {
+    let mut pool_status = pool();
+    pool_status.status =
+        Some(serde_json::from_value(json!({"assigned": 1, "available": "253"})).unwrap());
+    let mut snap = snapshot(
+        vec![service("web", Some(LOAD_BALANCER_CLASS))],
+        vec![vip],
+        vrrp_nodes,
+    );
+    snap.virtual_ip_pools = vec![Arc::new(pool_status)];
+    snap
+}
+
 // ---------------------------------------------------------------- the verifier
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -184,6 +199,18 @@ fn event_in(
             assert_eq!(body["note"], note);
         },
         json!({"metadata": {"name": "e"}}),
+    )
+}
+
+/// The apply of n1's VrrpNode, whatever it carries.
+fn apply_n1() -> Call {
+    call(
+        Method::PATCH,
+        "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1",
+        |_| {},
+        json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
+               "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
+               "spec": {}}),
     )
 }
 
@@ -250,7 +277,10 @@ async fn a_new_service_gets_its_virtual_ip_before_the_vrrp_nodes_and_no_ingress_
         vec![],
         vec![],
     );
-    let answer = serde_json::to_value(applied_vip()).unwrap();
+    let mut created = applied_vip();
+    created.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    let answer = serde_json::to_value(&created).unwrap();
     let (outcome, _) = pass(
         &ctx,
         handle,
@@ -287,12 +317,8 @@ async fn a_new_service_gets_its_virtual_ip_before_the_vrrp_nodes_and_no_ingress_
                        "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
                        "spec": {}}),
             ),
-            call(
-                Method::PATCH,
-                &format!("/apis/kubevrrp.io/v1alpha1/virtualips/{VIP}/status"),
-                |body| assert_eq!(body["status"]["state"], "Pending"),
-                answer,
-            ),
+            // No status yet: "Pending" only says what its absence says, while nodes
+            // still have time to report it.
             event_in(
                 "shop",
                 "Normal",
@@ -316,6 +342,40 @@ async fn a_new_service_gets_its_virtual_ip_before_the_vrrp_nodes_and_no_ingress_
     assert_eq!(outcome.applied, ["n1"]);
     assert!(outcome.service_statuses.is_empty(), "no MASTER, no ingress");
     assert_eq!(outcome.pool_statuses, ["lan"]);
+    assert!(outcome.statuses.is_empty());
+}
+
+#[tokio::test]
+async fn a_virtual_ip_no_node_reported_within_the_apply_grace_gets_its_pending_status() {
+    let (ctx, handle, _leader) = context();
+    let mut created = applied_vip();
+    created.metadata.creation_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now() - SignedDuration::from_secs(11)),
+    );
+    let snap = assigned(created.clone(), vec![]);
+    let (outcome, _) = pass(
+        &ctx,
+        handle,
+        &snap,
+        vec![
+            apply_n1(),
+            call(
+                Method::PATCH,
+                &format!("/apis/kubevrrp.io/v1alpha1/virtualips/{VIP}/status"),
+                |body| assert_eq!(body["status"]["state"], "Pending"),
+                serde_json::to_value(&created).unwrap(),
+            ),
+            call(
+                Method::PATCH,
+                "/apis/kubevrrp.io/v1alpha1/virtualippools/lan/status",
+                |_| {},
+                serde_json::to_value(pool()).unwrap(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcome.statuses, [VIP]);
+    assert!(outcome.service_statuses.is_empty(), "no MASTER, no ingress");
 }
 
 #[tokio::test]
@@ -327,29 +387,14 @@ async fn the_ingress_is_written_once_an_agent_reports_master_and_then_nothing_mo
                                       "nodesSummary": "0/1", "observedGeneration": 1}))
         .unwrap(),
     );
-    let mut pool_status = pool();
-    pool_status.status =
-        Some(serde_json::from_value(json!({"assigned": 1, "available": "253"})).unwrap());
-    let mut snap = snapshot(
-        vec![service("web", Some(LOAD_BALANCER_CLASS))],
-        vec![vip],
-        vec![reporting("n1", State::Master)],
-    );
-    snap.virtual_ip_pools = vec![Arc::new(pool_status)];
+    let snap = assigned(vip, vec![reporting("n1", State::Master)]);
     let vip_answer = serde_json::to_value(applied_vip()).unwrap();
     let (outcome, handle) = pass(
         &ctx,
         handle,
         &snap,
         vec![
-            call(
-                Method::PATCH,
-                "/apis/kubevrrp.io/v1alpha1/vrrpnodes/n1",
-                |_| {},
-                json!({"apiVersion": "kubevrrp.io/v1alpha1", "kind": "VrrpNode",
-                       "metadata": {"name": "n1", "resourceVersion": "41", "generation": 1},
-                       "spec": {}}),
-            ),
+            apply_n1(),
             call(
                 Method::PATCH,
                 &format!("/apis/kubevrrp.io/v1alpha1/virtualips/{VIP}/status"),
@@ -359,12 +404,7 @@ async fn the_ingress_is_written_once_an_agent_reports_master_and_then_nothing_mo
                 },
                 vip_answer,
             ),
-            event_in(
-                "default",
-                "Normal",
-                "MasterChanged",
-                "n1 became MASTER of 192.168.77.1/32 (VRID 1)",
-            ),
+            // Published on the Service only, naming the VirtualIP as related.
             call(
                 Method::PATCH,
                 "/api/v1/namespaces/shop/services/web/status",
@@ -377,11 +417,17 @@ async fn the_ingress_is_written_once_an_agent_reports_master_and_then_nothing_mo
                 },
                 serde_json::to_value(service("web", Some(LOAD_BALANCER_CLASS))).unwrap(),
             ),
-            event_in(
-                "shop",
-                "Normal",
-                "MasterChanged",
-                "n1 became MASTER of 192.168.77.1/32 (VRID 1)",
+            call(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events",
+                |body| {
+                    assert_eq!(body["reason"], "MasterChanged");
+                    assert_eq!(body["note"], "n1 became MASTER of 192.168.77.1/32 (VRID 1)");
+                    assert_eq!(body["regarding"]["kind"], "Service");
+                    assert_eq!(body["related"]["kind"], "VirtualIP");
+                    assert_eq!(body["related"]["name"], VIP);
+                },
+                json!({"metadata": {"name": "e"}}),
             ),
             call(
                 Method::PATCH,

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, ObjectReference, Service};
 use kube::api::{Api, DeleteParams, Patch};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use kube_vrrp_crds::{ServiceRef, VirtualIp, VirtualIpPool, VirtualIpPoolStatus};
 use serde_json::json;
@@ -54,8 +54,10 @@ pub(super) struct Folded {
     pub answering: bool,
     /// The planner deploys it; else why not.
     pub conflict: Option<String>,
-    /// The Events its status change called for (published on the VirtualIP this pass).
+    /// The Events its status change called for this pass (published on its Services).
     pub events: Vec<FoldEvent>,
+    /// The VirtualIP, named as the related object of those Events.
+    pub reference: ObjectReference,
 }
 
 /// The allocation of this pass.
@@ -66,7 +68,7 @@ pub(super) struct Allocation {
 /// Runs `f` over `items`, at most `limit` at a time; results in completion order. (The
 /// futures are boxed: a stream of closures borrowing the pass would not be `Send` for every
 /// lifetime, which the spawned controller needs.)
-async fn concurrently<'a, I, F, Fut, T>(items: I, limit: usize, f: F) -> Vec<T>
+pub(super) async fn concurrently<'a, I, F, Fut, T>(items: I, limit: usize, f: F) -> Vec<T>
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,
@@ -388,6 +390,8 @@ struct ServiceEvent<'a> {
     warning: bool,
     reason: &'static str,
     note: String,
+    /// The VirtualIP the Event is about, if any.
+    related: Option<ObjectReference>,
 }
 
 async fn publish(ctx: &Context, event: ServiceEvent<'_>) -> Result<(), Error> {
@@ -401,9 +405,9 @@ async fn publish(ctx: &Context, event: ServiceEvent<'_>) -> Result<(), Error> {
         reason: event.reason.to_owned(),
         note: Some(crate::fold::events::bounded_note(&event.note)),
         action: "AllocateAddress".to_owned(),
-        secondary: None,
+        secondary: event.related,
     };
-    Recorder::new(ctx.client.clone(), ctx.reporter.clone())
+    ctx.recorder
         .publish(&ev, &event.service.object_ref(&()))
         .await
         .map_err(|e| {
@@ -535,6 +539,7 @@ pub(super) async fn publish_results(
                     "{} from VirtualIPPool {}, kept alive by VirtualIP {}",
                     a.address, a.pool, a.virtual_ip
                 ),
+                related: None,
             });
         }
         let mut failures: BTreeSet<Failure> = result.failures.iter().cloned().collect();
@@ -554,16 +559,21 @@ pub(super) async fn publish_results(
                 warning: true,
                 reason: f.reason.as_str(),
                 note: f.message.clone(),
+                related: None,
             });
         }
         memory(ctx).failures.insert(key.clone(), failures);
         for a in &result.addresses {
-            for e in folded.get(&a.virtual_ip).map_or(&[][..], |f| &f.events) {
+            let Some(f) = folded.get(&a.virtual_ip) else {
+                continue;
+            };
+            for e in &f.events {
                 events.push(ServiceEvent {
                     service,
                     warning: e.severity() == EventSeverity::Warning,
                     reason: fold_reason(e.reason),
                     note: e.note.clone(),
+                    related: Some(f.reference.clone()),
                 });
             }
         }
@@ -575,6 +585,7 @@ pub(super) async fn publish_results(
                 warning: false,
                 reason: "AddressReleased",
                 note: format!("{} released: {}", r.address, r.why),
+                related: None,
             });
         }
     }

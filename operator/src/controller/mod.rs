@@ -11,6 +11,7 @@
 mod backoff;
 pub mod digest;
 mod load_balancers;
+pub mod recorder;
 mod run;
 mod slices;
 pub mod strip;
@@ -82,10 +83,8 @@ impl Default for Config {
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// Who publishes the Events. Each Event gets a fresh kube `Recorder`: a shared one
-    /// folds Events with the same reason into a series that keeps the first note, which
-    /// would show "moved from a to b" for a later move from b to a.
-    pub reporter: Reporter,
+    /// Publishes the Events, counting an Event repeated within minutes in its series.
+    pub recorder: recorder::EventRecorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Behaviour.
@@ -122,7 +121,7 @@ impl Context {
         leader: Leadership,
     ) -> Self {
         Self {
-            reporter,
+            recorder: recorder::EventRecorder::new(client.clone(), reporter),
             client,
             metrics,
             config,

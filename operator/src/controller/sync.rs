@@ -7,12 +7,12 @@ use std::sync::{MutexGuard, PoisonError};
 
 use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use kube_vrrp_crds::condition;
 use kube_vrrp_crds::{
-    API_VERSION, ROLL_CALL_ANNOTATION, ResolvedVirtualServer, VirtualIp, VirtualServer,
-    VirtualServerStatus, VrrpNode, VrrpNodeSpec,
+    API_VERSION, ROLL_CALL_ANNOTATION, ResolvedVirtualServer, VirtualIp, VirtualIpPhase,
+    VirtualIpStatus, VirtualServer, VirtualServerStatus, VrrpNode, VrrpNodeSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,8 +21,8 @@ use super::digest::{SPEC_DIGEST_ANNOTATION, spec_digest};
 use super::load_balancers::{self, Seen};
 use super::{Context, Error, ErrorReason, FIELD_MANAGER, Memory, Snapshot, SyncOutcome};
 use crate::fold::{
-    ConflictNote, EventBudget, EventSeverity, FoldEvent, Placement, Reports, ServerView,
-    fold_reports, fold_virtual_server, server_events,
+    ConflictNote, EventBudget, EventReason, EventSeverity, FoldEvent, Placement, Reports,
+    ServerView, fold_reports, fold_virtual_server, server_events,
 };
 use crate::load_balancer::is_managed;
 use crate::metrics::{
@@ -327,7 +327,7 @@ where
         action: "UpdateStatus".to_owned(),
         secondary: None,
     };
-    Recorder::new(ctx.client.clone(), ctx.reporter.clone())
+    ctx.recorder
         .publish(&ev, &object.object_ref(&()))
         .await
         .map_err(|source| Error::Api {
@@ -336,6 +336,34 @@ where
             name: object.meta().name.clone().unwrap_or_default(),
             source,
         })
+}
+
+/// Whether `status`, the first of VirtualIP `vip` made for a Service, only says that no node
+/// has reported it yet, while nodes still have time to: not written (the Service shows no
+/// ingress meanwhile), so a new Service costs one status write, not a "Pending" and then a
+/// "Ready". Written as it is once the VirtualIP is older than the apply grace.
+fn not_yet_reported(
+    ctx: &Context,
+    now: Timestamp,
+    vip: &VirtualIp,
+    status: &VirtualIpStatus,
+) -> bool {
+    vip.status.is_none()
+        && status.state == Some(VirtualIpPhase::Pending)
+        && vip
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|created| now.duration_since(created.0) <= ctx.config.fold.apply_grace)
+}
+
+/// Whether a VirtualIP made for Services publishes `event` on itself too, not only on its
+/// Services: a split brain, which `kubectl describe vip` must show as well.
+fn on_both(event: &FoldEvent) -> bool {
+    matches!(
+        event.reason,
+        EventReason::SplitBrain | EventReason::SplitBrainResolved
+    )
 }
 
 pub(super) fn count_error(ctx: &Context, e: &Error) {
@@ -461,6 +489,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
     let mut roll_calls: BTreeMap<String, Timestamp> = BTreeMap::new();
     let reports = Reports::new(snapshot.now, &ctx.config.fold, &snapshot.vrrp_nodes);
     let mut lb_folded: BTreeMap<String, load_balancers::Folded> = BTreeMap::new();
+    let mut status_writes = Vec::new();
     for s in &seen {
         let vip = s.vip.as_ref();
         let Some(name) = vip.metadata.name.as_deref() else {
@@ -504,32 +533,55 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                     answering: !folded.fresh_masters.is_empty(),
                     conflict: placement.conflict.as_ref().map(|c| c.message.clone()),
                     events: Vec::new(),
+                    reference: vip.object_ref(&()),
                 },
             );
         }
-        if vip.status.as_ref() == Some(&folded.status) {
+        if vip.status.as_ref() == Some(&folded.status)
+            || (managed && not_yet_reported(ctx, snapshot.now, vip, &folded.status))
+        {
             continue;
         }
-        match write_status::<VirtualIp, _>(ctx, "VirtualIP", name, &folded.status).await {
-            Ok(()) => {
-                memory(ctx)
-                    .statuses
-                    .insert(name.to_owned(), (s.lagging.clone(), folded.status.clone()));
-                outcome.statuses.push(name.to_owned());
-                if let Some(f) = lb_folded.get_mut(name) {
-                    f.events.clone_from(&folded.events);
-                }
-                for event in &folded.events {
-                    match publish(ctx, "VirtualIP", vip, event).await {
-                        Ok(()) => outcome.events += 1,
+        status_writes.push((s, name, managed, folded));
+    }
+    // Written `write_concurrency` at a time, each followed by its Events. The Events of a
+    // VirtualIP made for Services are published on its Services instead (with the VirtualIP
+    // as the related object): one Event per change, where `kubectl describe svc` shows it.
+    let written = load_balancers::concurrently(
+        status_writes,
+        ctx.config.write_concurrency,
+        |(s, name, managed, folded)| async move {
+            let result = write_status::<VirtualIp, _>(ctx, "VirtualIP", name, &folded.status).await;
+            let mut published = 0;
+            if result.is_ok() {
+                for event in folded.events.iter().filter(|e| !managed || on_both(e)) {
+                    match publish(ctx, "VirtualIP", s.vip.as_ref(), event).await {
+                        Ok(()) => published += 1,
                         // An Event is best effort: counted, but the status is written.
                         Err(e) => count_error(ctx, &e),
                     }
                 }
             }
+            (s, name, folded, result, published)
+        },
+    )
+    .await;
+    for (s, name, folded, result, published) in written {
+        outcome.events += published;
+        match result {
+            Ok(()) => {
+                memory(ctx)
+                    .statuses
+                    .insert(name.to_owned(), (s.lagging.clone(), folded.status));
+                outcome.statuses.push(name.to_owned());
+                if let Some(f) = lb_folded.get_mut(name) {
+                    f.events = folded.events;
+                }
+            }
             Err(e) => errors.push(e),
         }
     }
+    outcome.statuses.sort();
 
     // Roll calls: superseded MASTERs are asked whether they are alive (see `fold`).
     let sent = memory(ctx).roll_calls.clone();

@@ -13,6 +13,7 @@ use kube_vrrp_e2e::cluster::user::User;
 use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec, VIP_NODE_LABEL};
 use serde_json::{Value, json};
 
+use super::apiserver::{Breakdown, Scrape};
 use super::{rss, writes};
 
 /// Services created.
@@ -149,6 +150,43 @@ fn print_writes(title: &str, counted: &BTreeMap<(String, String), usize>) {
     );
 }
 
+/// The Events kube-vrrp published (events.k8s.io), by the kind they regard and their reason,
+/// with how many were repeats counted in a series instead of written anew.
+fn print_events(user: &User) -> anyhow::Result<()> {
+    let list = user
+        .kubectl()
+        .json(&["get", "events.events.k8s.io", "-A", "-o", "json"])?;
+    let mut counted: BTreeMap<(String, String), (usize, u64)> = BTreeMap::new();
+    for e in list["items"].as_array().map_or(&[][..], Vec::as_slice) {
+        if !e["reportingController"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("kube-vrrp"))
+        {
+            continue;
+        }
+        let kind = e.pointer("/regarding/kind").and_then(Value::as_str);
+        let reason = e["reason"].as_str();
+        let entry = counted
+            .entry((
+                kind.unwrap_or("?").to_owned(),
+                reason.unwrap_or("?").to_owned(),
+            ))
+            .or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += e
+            .pointer("/series/count")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| n.max(1));
+    }
+    println!("\nEvents published by kube-vrrp (events.k8s.io), by the kind they regard:\n");
+    println!("| regarding | reason | Event objects | occurrences (series counted) |");
+    println!("| --- | --- | ---: | ---: |");
+    for ((kind, reason), (objects, occurrences)) in &counted {
+        println!("| {kind} | {reason} | {objects} | {occurrences} |");
+    }
+    Ok(())
+}
+
 /// User plus system CPU time `pid` has used, in seconds (`/proc/PID/stat`, clock ticks of
 /// 1/100 s as on every Linux this lab runs on).
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
@@ -207,6 +245,7 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
         .iter()
         .map(|(_, pid)| cpu_seconds(*pid))
         .collect::<anyhow::Result<_>>()?;
+    let metrics_before = Scrape::parse(&user.kubectl().run(&["get", "--raw", "/metrics"])?);
     let from = jiff::Timestamp::now();
     let started = Instant::now();
     create_services(&user)?;
@@ -231,6 +270,7 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
     }
     let done = jiff::Timestamp::now();
     let assigning = started.elapsed();
+    let metrics_after = Scrape::parse(&user.kubectl().run(&["get", "--raw", "/metrics"])?);
     let cpu_used: Vec<f64> = measured
         .iter()
         .zip(&cpu_before)
@@ -299,6 +339,8 @@ pub fn run(steady_window: Duration) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    Breakdown::between(&metrics_before, &metrics_after).print(12);
+    print_events(&user)?;
     let events = audit::read(&cluster.control_plane().audit_log())?;
     print_writes(
         &format!(

@@ -14,6 +14,7 @@
 //!
 //! Timing figures on a shared 2-core machine: read them as measurements, never as pass/fail.
 
+mod apiserver;
 mod load_balancers;
 
 use std::collections::BTreeMap;
