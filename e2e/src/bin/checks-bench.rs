@@ -391,9 +391,12 @@ fn checker_summary(status: &serde_json::Value) -> (BTreeMap<String, usize>, usiz
 fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestResult> {
     let mut lab = IpvsLab::boot_carrying("release", &["keepalived"])?;
     let backend = "198.51.100.21";
+    // 1,000 listeners and their connections: past the guest's default of 1,024 open files,
+    // accept() fails and a port's listener ends, which the checkers then see refused.
     let last = FIRST_PORT + servers * per - 1;
     lab.guest.ok(&format!(
         "/sbin/ip -n backends addr add {backend}/24 dev eth0
+ulimit -n 8192
 /sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &"
     ))?;
     let vip = kube_vrrp_e2e::guest::lab::VIP;
