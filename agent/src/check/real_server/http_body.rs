@@ -30,9 +30,9 @@ pub fn framing(status: u16, headers: &[httparse::Header<'_>]) -> Result<Framing,
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| String::from_utf8_lossy(h.value))
     };
-    if let Some(codings) = values("transfer-encoding").last() {
+    if let Some(codings) = values("transfer-encoding").next_back() {
         // Chunked must be the last coding; anything else ends at the close.
-        let last = codings.rsplit(',').next().unwrap_or("").trim().to_owned();
+        let last = codings.rsplit(',').next().unwrap_or("").trim();
         return Ok(if last.eq_ignore_ascii_case("chunked") {
             Framing::Chunked
         } else {
@@ -294,9 +294,12 @@ mod tests {
         }
     }
 
+    /// A case of framing: its name, the status, the headers and the framing wanted.
+    type Case<'a> = (&'a str, u16, Vec<httparse::Header<'a>>, Result<Framing, ()>);
+
     #[test]
     fn the_framing_follows_status_transfer_encoding_and_content_length() {
-        let cases: [(&str, u16, Vec<httparse::Header<'_>>, Result<Framing, ()>); 8] = [
+        let cases: [Case<'_>; 8] = [
             (
                 "204 has no body",
                 204,
