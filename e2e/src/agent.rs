@@ -443,6 +443,25 @@ impl Agent {
         Self::spawn(binary, lab, node, manifests, &command, READY_TIMEOUT)
     }
 
+    /// [`Agent::start_with_manifests`] under a wrapper command (`prefix`, e.g. valgrind):
+    /// `/status` is given [`WRAPPED_READY_TIMEOUT`] to answer.
+    pub fn start_with_manifests_wrapped(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+        prefix: &[String],
+    ) -> Result<Self, LabError> {
+        Self::spawn(
+            binary,
+            lab,
+            node,
+            manifests,
+            &Command { prefix, extra: &[] },
+            WRAPPED_READY_TIMEOUT,
+        )
+    }
+
     fn spawn(
         binary: &Path,
         lab: &Lab,

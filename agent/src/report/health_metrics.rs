@@ -46,6 +46,40 @@ struct ServerLabels {
     virtualserver: String,
 }
 
+/// The series of one real server's checks (see [`Metrics::real_server_check_series`]).
+pub struct RealServerCheckSeries {
+    checks: Family<CheckLabels, Counter>,
+    /// The real server's labels; `result` is set per lookup.
+    labels: CheckLabels,
+    /// The counters of the results seen so far (a series appears with its first attempt).
+    by_result: Vec<(&'static str, Counter)>,
+    duration: Histogram,
+}
+
+impl std::fmt::Debug for RealServerCheckSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealServerCheckSeries")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RealServerCheckSeries {
+    /// Counts one attempt that ended with `result` after `took`.
+    pub fn record(&mut self, result: &'static str, took: Duration) {
+        let known = self.by_result.iter().find(|(r, _)| *r == result);
+        if let Some((_, counter)) = known {
+            counter.inc();
+        } else {
+            self.labels.result = result;
+            let counter = self.checks.get_or_create_owned(&self.labels);
+            counter.inc();
+            self.by_result.push((result, counter));
+        }
+        self.duration.observe(took.as_secs_f64());
+    }
+}
+
 /// Every check kind, for removing a VirtualServer's duration series.
 const KINDS: [&str; 4] = ["tcp", "http", "https", "script"];
 
@@ -121,22 +155,31 @@ impl Metrics {
         kind: &'static str,
         took: Duration,
     ) {
-        let health = self.health();
-        health
-            .checks
-            .get_or_create(&CheckLabels {
+        self.real_server_check_series(virtual_server, real_server, kind)
+            .record(result, took);
+    }
+
+    /// The series the checks of one real server update, resolved now: an attempt then costs
+    /// no label lookup. Resolve them again after [`Metrics::forget_real_server`].
+    pub fn real_server_check_series(
+        &self,
+        virtual_server: &str,
+        real_server: &str,
+        kind: &'static str,
+    ) -> RealServerCheckSeries {
+        RealServerCheckSeries {
+            checks: self.health().checks.clone(),
+            labels: CheckLabels {
                 virtualserver: virtual_server.to_owned(),
                 real_server: real_server.to_owned(),
-                result,
-            })
-            .inc();
-        health
-            .duration
-            .get_or_create(&DurationLabels {
+                result: "",
+            },
+            by_result: Vec::new(),
+            duration: self.health().duration.get_or_create_owned(&DurationLabels {
                 virtualserver: virtual_server.to_owned(),
                 kind,
-            })
-            .observe(took.as_secs_f64());
+            }),
+        }
     }
 
     /// Sets a real server's verdict.

@@ -9,6 +9,7 @@
 //!   process and under the agent, one after the other; their CPU and RSS side by side, and the
 //!   HTTP requests the servers answered per second (the load both really put on them).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use kube_vrrp_e2e::addressing::{self, Family};
 use kube_vrrp_e2e::agent::Agent;
+use kube_vrrp_e2e::callgrind::Callgrind;
 use kube_vrrp_e2e::guest::lab::IpvsLab;
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::resources::{self, Usage, parse_stat, parse_vm_rss_kib};
@@ -40,6 +42,11 @@ struct Args {
     /// Skip the host (jitter) part.
     #[arg(long)]
     guest_only: bool,
+    /// Host part only, the agent under valgrind's callgrind: instructions per answered check
+    /// (the run with checks less the run without, over the checks answered). The dumps are
+    /// kept for `callgrind_annotate`.
+    #[arg(long)]
+    callgrind: bool,
 }
 
 const FIRST_PORT: u16 = 10_000;
@@ -115,14 +122,39 @@ fn jitter(at: &[Instant]) -> Option<Jitter> {
     Some((pick(0.5), pick(0.99), *late.last()?, late.len()))
 }
 
-struct HostResult {
-    with_checks: Usage,
-    jitter_with: Jitter,
-    jitter_without: Jitter,
+/// What one host run measured: usage natively, instructions under callgrind.
+enum Cost {
+    Native(Usage, Jitter),
+    Instructions(u64),
+}
+
+/// One host run: its cost, the checks the servers answered per second, and the real servers
+/// the agent saw healthy at the end.
+struct HostRun {
+    cost: Cost,
+    answered_per_second: f64,
     checked: usize,
 }
 
-fn host_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<HostResult> {
+struct HostResult {
+    with_checks: HostRun,
+    without_checks: HostRun,
+}
+
+/// The answers the servers counted so far (their count file, written every second).
+fn answered(count_file: &std::path::Path) -> u64 {
+    std::fs::read_to_string(count_file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn host_part(
+    window: Duration,
+    servers: u16,
+    per: u16,
+    callgrind: Option<&Callgrind>,
+) -> anyhow::Result<HostResult> {
     let binary = kube_vrrp_e2e::agent::binary().context("the agent binary")?;
     let peer = binary.with_file_name("ipvs-lab-peer");
     let lab = Lab::new(LabSpec {
@@ -132,6 +164,9 @@ fn host_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<HostRes
     let client_ip = addressing::client_ip(Family::V4);
     let vip = addressing::vip(Family::V4, 0);
     let last = FIRST_PORT + servers * per - 1;
+    let dir = lab.workdir().join("checks-bench");
+    std::fs::create_dir_all(&dir)?;
+    let count_file = dir.join("http-requests");
     let mut backend = lab.client().spawn(&[
         peer.to_str().context("peer path")?,
         "serve-http",
@@ -139,9 +174,10 @@ fn host_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<HostRes
         &client_ip.to_string(),
         "--ports",
         &format!("{FIRST_PORT}-{last}"),
+        "--count-file",
+        count_file.to_str().context("count file path")?,
     ])?;
-    let dir = lab.workdir().join("checks-bench");
-    let measure = |with_checks: bool| -> anyhow::Result<(Usage, Jitter, usize)> {
+    let measure = |with_checks: bool| -> anyhow::Result<HostRun> {
         let manifests = dir.join(if with_checks { "with" } else { "without" });
         std::fs::create_dir_all(&manifests)?;
         let mut yaml = format!(
@@ -172,8 +208,17 @@ spec:
             ));
         }
         std::fs::write(manifests.join("bench.yaml"), yaml)?;
-        let agent = Agent::start_with_manifests(&binary, &lab, 1, &manifests)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let agent = match callgrind {
+            None => Agent::start_with_manifests(&binary, &lab, 1, &manifests)?,
+            Some(callgrind) => Agent::start_with_manifests_wrapped(
+                &binary,
+                &lab,
+                1,
+                &manifests,
+                &callgrind.prefix(),
+            )?,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
         while lab.holders(vip.addr())? != [1] {
             if Instant::now() >= deadline {
                 bail!("n1 never held {vip}");
@@ -181,10 +226,29 @@ spec:
             std::thread::sleep(Duration::from_millis(100));
         }
         // Past start-up: every first check done (they spread over the first second).
-        std::thread::sleep(Duration::from_secs(5));
-        let sniffer = lab.sniff()?;
-        let usage = resources::measure(agent.pid(), window)?;
-        let adverts: Vec<Instant> = sniffer.adverts().into_iter().map(|a| a.at).collect();
+        std::thread::sleep(Duration::from_secs(if callgrind.is_some() {
+            15
+        } else {
+            5
+        }));
+        let answered_before = answered(&count_file);
+        let started = Instant::now();
+        let cost = match callgrind {
+            None => {
+                let sniffer = lab.sniff()?;
+                let usage = resources::measure(agent.pid(), window)?;
+                let adverts: Vec<Instant> = sniffer.adverts().into_iter().map(|a| a.at).collect();
+                Cost::Native(usage, jitter(&adverts).context("no adverts seen")?)
+            }
+            Some(callgrind) => {
+                let pids = resources::process_tree(agent.pid());
+                callgrind.dump(&pids)?;
+                std::thread::sleep(window);
+                Cost::Instructions(callgrind.dump(&pids)?)
+            }
+        };
+        let answered_per_second = answered(&count_file).saturating_sub(answered_before) as f64
+            / started.elapsed().as_secs_f64();
         let status = agent.status_document(&lab)?;
         let checked = status["checkers"].as_array().map_or(0, |all| {
             all.iter()
@@ -192,18 +256,73 @@ spec:
                 .count()
         });
         drop(agent);
-        Ok((usage, jitter(&adverts).context("no adverts seen")?, checked))
+        Ok(HostRun {
+            cost,
+            answered_per_second,
+            checked,
+        })
     };
-    let (_, jitter_without, _) = measure(false)?;
-    let (with_checks, jitter_with, checked) = measure(true)?;
+    let without_checks = measure(false)?;
+    let with_checks = measure(true)?;
     let _ = backend.kill();
     let _ = backend.wait();
     Ok(HostResult {
         with_checks,
-        jitter_with,
-        jitter_without,
-        checked,
+        without_checks,
     })
+}
+
+fn print_host(host: &HostResult, total: u32, window: Duration) -> anyhow::Result<()> {
+    let (with, without) = (&host.with_checks, &host.without_checks);
+    match (&with.cost, &without.cost) {
+        (Cost::Native(usage, jitter_with), Cost::Native(_, jitter_without)) => {
+            println!(
+                "\nhost (namespace lab, real CPU), agent with a VRRPv3 MASTER advertising every 100 ms:"
+            );
+            println!(
+                "  agent CPU {:.2} % of a core, RSS {:.1} MiB; {:.0} checks answered/s; {} of {total} real servers checked healthy",
+                usage.cpu_percent,
+                usage.rss_kib as f64 / 1024.0,
+                with.answered_per_second,
+                with.checked
+            );
+            for (what, (p50, p99, max, n)) in [
+                ("without checks", jitter_without),
+                ("with checks", jitter_with),
+            ] {
+                println!(
+                    "  advert interval - 100 ms {what:<15}: p50 {p50:+.3} ms, p99 {p99:+.3} ms, max {max:+.3} ms ({n} intervals)"
+                );
+            }
+        }
+        (Cost::Instructions(with_checks), Cost::Instructions(without_checks)) => {
+            let seconds = window.as_secs_f64();
+            let checks = with.answered_per_second * seconds;
+            println!(
+                "\nhost (namespace lab), agent under callgrind (user-space instructions over {seconds:.0} s):"
+            );
+            println!(
+                "  without checks {:.2} M/s; with checks {:.2} M/s, {:.0} checks answered/s, {} of {total} real servers checked healthy",
+                *without_checks as f64 / seconds / 1e6,
+                *with_checks as f64 / seconds / 1e6,
+                with.answered_per_second,
+                with.checked
+            );
+            println!(
+                "  per answered check: {:.0} instructions (all of the agent), {:.0} beyond the run without checks",
+                *with_checks as f64 / checks.max(1.0),
+                with_checks.saturating_sub(*without_checks) as f64 / checks.max(1.0)
+            );
+        }
+        _ => bail!("the two host runs measured different things"),
+    }
+    if with.checked < total as usize {
+        bail!(
+            "only {} of {total} real servers were checked healthy",
+            with.checked
+        );
+    }
+    Ok(())
 }
 
 /// CPU ticks and RSS (KiB) of a guest process.
@@ -244,14 +363,40 @@ fn guest_usage(lab: &mut IpvsLab, pid: u32, window: Duration) -> anyhow::Result<
 struct GuestResult {
     keepalived: (f64, f64, f64),
     agent: (f64, f64, f64),
+    /// Real servers in IPVS at the end of each daemon's window.
+    in_ipvs: (usize, usize),
+    /// The agent's checkers at the end of its window: how many per last result, and healthy.
+    agent_checkers: (BTreeMap<String, usize>, usize),
+    /// Real servers the agent saw fall or rise over the whole run (its log).
+    agent_changes: usize,
+}
+
+/// Real servers in IPVS, over every virtual service.
+fn real_servers_in_ipvs(lab: &mut IpvsLab) -> anyhow::Result<usize> {
+    Ok(lab.services()?.iter().map(|s| s.real_servers.len()).sum())
+}
+
+/// The agent's checkers by last result, and how many are healthy.
+fn checker_summary(status: &serde_json::Value) -> (BTreeMap<String, usize>, usize) {
+    let mut by_result = BTreeMap::new();
+    let mut healthy = 0;
+    for checker in status["checkers"].as_array().into_iter().flatten() {
+        let result = checker["lastResult"].as_str().unwrap_or("none").to_owned();
+        *by_result.entry(result).or_insert(0) += 1;
+        healthy += usize::from(checker["healthy"] == true);
+    }
+    (by_result, healthy)
 }
 
 fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestResult> {
     let mut lab = IpvsLab::boot_carrying("release", &["keepalived"])?;
     let backend = "198.51.100.21";
+    // 1,000 listeners and their connections: past the guest's default of 1,024 open files,
+    // accept() fails and a port's listener ends, which the checkers then see refused.
     let last = FIRST_PORT + servers * per - 1;
     lab.guest.ok(&format!(
         "/sbin/ip -n backends addr add {backend}/24 dev eth0
+ulimit -n 8192
 /sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &"
     ))?;
     let vip = kube_vrrp_e2e::guest::lab::VIP;
@@ -265,6 +410,7 @@ fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestR
         .parse()
         .context("keepalived's checker pid")?;
     let keepalived = guest_usage(&mut lab, checker, window)?;
+    let keepalived_in_ipvs = real_servers_in_ipvs(&mut lab)?;
     lab.stop_keepalived()?;
     lab.guest.ok("ipvsadm -C")?;
 
@@ -281,8 +427,21 @@ fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestR
         .context("the agent's pid")?
         .parse()?;
     let agent = guest_usage(&mut lab, agent_pid, window)?;
+    let agent_in_ipvs = real_servers_in_ipvs(&mut lab)?;
+    let agent_checkers = checker_summary(&lab.status()?);
+    let agent_changes = lab
+        .agent_log()?
+        .lines()
+        .filter(|l| l.contains("real server rose") || l.contains("real server fell"))
+        .count();
     lab.stop_agent("TERM")?;
-    Ok(GuestResult { keepalived, agent })
+    Ok(GuestResult {
+        keepalived,
+        agent,
+        in_ipvs: (keepalived_in_ipvs, agent_in_ipvs),
+        agent_checkers,
+        agent_changes,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -297,31 +456,18 @@ fn main() -> anyhow::Result<()> {
         args.real_servers,
         window.as_secs()
     );
+    if args.callgrind {
+        let dumps =
+            std::env::temp_dir().join(format!("checks-bench-callgrind-{}", std::process::id()));
+        let callgrind = Callgrind::new(&dumps)?;
+        let host = host_part(window, args.servers, args.real_servers, Some(&callgrind))?;
+        print_host(&host, total, window)?;
+        println!("  callgrind dumps kept in {}", dumps.display());
+        return Ok(());
+    }
     if !args.guest_only {
-        let host = host_part(window, args.servers, args.real_servers)?;
-        println!(
-            "\nhost (namespace lab, real CPU), agent with a VRRPv3 MASTER advertising every 100 ms:"
-        );
-        println!(
-            "  agent CPU {:.2} % of a core, RSS {:.1} MiB; {} of {total} real servers checked healthy",
-            host.with_checks.cpu_percent,
-            host.with_checks.rss_kib as f64 / 1024.0,
-            host.checked
-        );
-        for (what, (p50, p99, max, n)) in [
-            ("without checks", host.jitter_without),
-            ("with checks", host.jitter_with),
-        ] {
-            println!(
-                "  advert interval - 100 ms {what:<15}: p50 {p50:+.3} ms, p99 {p99:+.3} ms, max {max:+.3} ms ({n} intervals)"
-            );
-        }
-        if host.checked < total as usize {
-            bail!(
-                "only {} of {total} real servers were checked healthy",
-                host.checked
-            );
-        }
+        let host = host_part(window, args.servers, args.real_servers, None)?;
+        print_host(&host, total, window)?;
     }
     if !args.host_only {
         let guest = guest_part(window, args.servers, args.real_servers)?;
@@ -337,8 +483,20 @@ fn main() -> anyhow::Result<()> {
             println!("  {name:<28} {cpu:>10.1} {rss:>10.1} {rps:>16.0}");
         }
         println!(
-            "  agent ÷ keepalived CPU: {:.2}",
-            guest.agent.0 / guest.keepalived.0.max(f64::MIN_POSITIVE)
+            "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2}",
+            guest.agent.0 / guest.keepalived.0.max(f64::MIN_POSITIVE),
+            (guest.agent.0 / guest.agent.2.max(f64::MIN_POSITIVE))
+                / (guest.keepalived.0 / guest.keepalived.2.max(f64::MIN_POSITIVE))
+                    .max(f64::MIN_POSITIVE)
+        );
+        println!(
+            "  real servers in IPVS at the end: keepalived {}, agent {} (of {total})",
+            guest.in_ipvs.0, guest.in_ipvs.1
+        );
+        let (by_result, healthy) = &guest.agent_checkers;
+        println!(
+            "  the agent's checkers at the end: {healthy} healthy; last results {by_result:?}; {} falls and rises logged",
+            guest.agent_changes
         );
     }
     Ok(())

@@ -1,21 +1,20 @@
 //! HTTP and HTTPS GET checks (keepalived's `HTTP_GET` and `SSL_GET`): one HTTP/1.1 request
-//! per connection (`Connection: close`), through hyper. Passes when the whole answer arrives
-//! within the timeout, its status is expected, its body is no longer than the cap and, with a
-//! digest, hashes to it (SHA-256, where keepalived uses MD5). The body is read to its end
-//! even without a digest, as keepalived reads it: an answer that never completes fails.
+//! per connection (`Connection: close`). Passes when the whole answer arrives within the
+//! timeout, its status is expected, its body is no longer than the cap and, with a digest,
+//! hashes to it (SHA-256, where keepalived uses MD5). The body is read to its end even without
+//! a digest, as keepalived reads it: an answer that never completes fails.
+//!
+//! As keepalived's checker, this is no general HTTP client: the request is written once when
+//! the check is built, the answer's head is parsed in place ([`httparse`]) and its body is
+//! framed by [`crate::check::real_server::http_body`]; an attempt spawns no task and, reading
+//! into the buffer its caller keeps, allocates nothing on its way to a pass.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper::header::{CONNECTION, HOST, USER_AGENT};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use kube_vrrp_crds::CheckResult;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::http_body::{Body, Framing, framing};
 use super::outcome::Outcome;
 use super::tcp::Connect;
 use super::tls::TlsClient;
@@ -23,16 +22,23 @@ use super::tls::TlsClient;
 /// The `User-Agent` of checks.
 pub const AGENT: &str = concat!("kube-vrrp-agent/", env!("CARGO_PKG_VERSION"));
 
+/// The longest response head read (status line and headers); a longer one is invalid.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Bytes read at a time (the buffer an attempt starts with).
+const READ_SIZE: usize = 4096;
+
+/// Headers parsed at most in one response head.
+const MAX_HEADERS: usize = 64;
+
 /// An HTTP(S) GET check of one real server.
 #[derive(Debug, Clone)]
 pub struct HttpProbe {
     pub connect: Connect,
     /// TLS for HTTPS.
     pub tls: Option<TlsClient>,
-    /// Path and query.
-    pub path: String,
-    /// The `Host` header.
-    pub host: String,
+    /// The request, as sent.
+    request: Box<[u8]>,
     pub expected_status: Vec<u16>,
     /// SHA-256 of the expected body.
     pub digest: Option<[u8; 32]>,
@@ -54,32 +60,124 @@ pub fn host_header(host: &str, port: u16, https: bool) -> String {
     }
 }
 
-/// Aborts the connection task when the attempt ends, finished or not.
-struct Driver(JoinHandle<()>);
+/// Whether `text` can go on a request line or in a header value as it is: visible ASCII,
+/// nothing that would end the line or split it.
+fn is_token_text(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())
+}
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.0.abort();
+/// The request for `path` with the `Host` header `host`.
+fn request(path: &str, host: &str) -> Result<Box<[u8]>, String> {
+    if !is_token_text(path) {
+        return Err(format!(
+            "healthCheck.http.path {path:?} is not a request target (visible ASCII only)"
+        ));
+    }
+    if !is_token_text(host) {
+        return Err(format!(
+            "healthCheck.http.host {host:?} cannot be a Host header (visible ASCII only)"
+        ));
+    }
+    Ok(format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {AGENT}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+    .into_boxed_slice())
+}
+
+/// What the response head says, once parsed.
+struct Head {
+    /// Its length, up to and including the blank line.
+    length: usize,
+    status: u16,
+    framing: Framing,
+}
+
+/// Parses the response head at the start of `bytes`; `Ok(None)` while it is incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let length = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(format!("invalid HTTP response: {error}")),
+    };
+    let status = response.code.unwrap_or(0);
+    let framing = framing(status, response.headers)?;
+    Ok(Some(Head {
+        length,
+        status,
+        framing,
+    }))
+}
+
+/// Reads more of the answer into `buffer`'s free space (growing it by [`READ_SIZE`] when it
+/// is full); the count read, 0 at its end. A TLS peer that closes without `close_notify`
+/// ends the answer as a TCP close does: the framing says whether it was complete.
+async fn read_more<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Result<usize, Outcome> {
+    if buffer.capacity() == buffer.len() {
+        buffer.reserve(READ_SIZE);
+    }
+    match io.read_buf(buffer).await {
+        Ok(n) => Ok(n),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        Err(error) => Err(Outcome::failed(
+            CheckResult::ConnectionFailed,
+            format!("reading the answer: {error}"),
+        )),
     }
 }
 
+fn incomplete() -> Outcome {
+    Outcome::failed(
+        CheckResult::ConnectionFailed,
+        "connection closed before the answer was complete",
+    )
+}
+
 impl HttpProbe {
-    /// One attempt, at most `timeout` long from connecting to the body's end.
-    pub async fn attempt(&self, timeout: Duration) -> Outcome {
-        tokio::time::timeout(timeout, self.exchange_over_connection())
+    /// The check of `connect` for `path` with the `Host` header `host`; an error when the path
+    /// or host cannot be sent as they are.
+    pub fn new(
+        connect: Connect,
+        tls: Option<TlsClient>,
+        path: &str,
+        host: &str,
+        expected_status: Vec<u16>,
+        digest: Option<[u8; 32]>,
+        max_body_bytes: u64,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            connect,
+            tls,
+            request: request(path, host)?,
+            expected_status,
+            digest,
+            max_body_bytes,
+        })
+    }
+
+    /// One attempt, at most `timeout` long from connecting to the body's end, reading into
+    /// `buffer` (cleared first; kept by the caller so that its space is reused).
+    pub async fn attempt(&self, timeout: Duration, buffer: &mut Vec<u8>) -> Outcome {
+        buffer.clear();
+        tokio::time::timeout(timeout, self.exchange_over_connection(buffer))
             .await
             .unwrap_or_else(|_| Outcome::timed_out(timeout, "complete answer"))
     }
 
-    async fn exchange_over_connection(&self) -> Outcome {
+    async fn exchange_over_connection(&self, buffer: &mut Vec<u8>) -> Outcome {
         let stream = match self.connect.open().await {
             Ok(stream) => stream,
             Err(outcome) => return outcome,
         };
         match &self.tls {
-            None => self.exchange(stream).await,
+            None => self.exchange(stream, buffer).await,
             Some(tls) => match tls.connector.connect(tls.server_name.clone(), stream).await {
-                Ok(stream) => self.exchange(stream).await,
+                Ok(stream) => self.exchange(stream, buffer).await,
                 Err(error) => Outcome::failed(
                     CheckResult::TlsFailed,
                     format!("TLS handshake: {}", error_chain(&error)),
@@ -88,75 +186,94 @@ impl HttpProbe {
         }
     }
 
-    async fn exchange<S>(&self, io: S) -> Outcome
+    async fn exchange<S>(&self, mut io: S, buffer: &mut Vec<u8>) -> Outcome
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (mut sender, connection) = match http1::handshake(TokioIo::new(io)).await {
-            Ok(pair) => pair,
-            Err(error) => return hyper_failure(&error),
-        };
-        let _driver = Driver(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let request = match Request::get(self.path.as_str())
-            .header(HOST, self.host.as_str())
-            .header(USER_AGENT, AGENT)
-            .header(CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
+        if let Err(error) = async {
+            io.write_all(&self.request).await?;
+            io.flush().await
+        }
+        .await
         {
-            Ok(request) => request,
-            Err(error) => {
-                return Outcome::failed(
-                    CheckResult::Misconfigured,
-                    format!("request for {:?}: {error}", self.path),
-                );
-            }
-        };
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(error) => return hyper_failure(&error),
-        };
-        let status = response.status();
-        if !self.expected_status.contains(&status.as_u16()) {
             return Outcome::failed(
-                CheckResult::UnexpectedStatus,
-                format!("status {} (expected {})", status.as_u16(), self.expected()),
+                CheckResult::ConnectionFailed,
+                format!("sending the request: {error}"),
             );
         }
-        let mut body = response.into_body();
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut length: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(error) => return hyper_failure(&error),
-            };
-            if let Some(data) = frame.data_ref() {
-                length = length.saturating_add(data.len() as u64);
-                if length > self.max_body_bytes {
-                    return Outcome::failed(
-                        CheckResult::BodyTooLarge,
-                        format!("body longer than {} bytes", self.max_body_bytes),
-                    );
+        let head = match self.read_head(&mut io, buffer).await {
+            Ok(head) => head,
+            Err(outcome) => return outcome,
+        };
+        if !self.expected_status.contains(&head.status) {
+            return Outcome::failed(
+                CheckResult::UnexpectedStatus,
+                format!("status {} (expected {})", head.status, self.expected()),
+            );
+        }
+        let mut body = Body::new(head.framing, self.max_body_bytes, self.digest.is_some());
+        // What came with the head is the body's start.
+        let mut start = head.length;
+        loop {
+            match body.feed(&buffer[start..]) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(outcome) => return outcome,
+            }
+            buffer.clear();
+            start = 0;
+            match read_more(&mut io, buffer).await {
+                Ok(0) => match body.end() {
+                    Ok(()) => break,
+                    Err(outcome) => return outcome,
+                },
+                Ok(_) => {}
+                Err(outcome) => return outcome,
+            }
+        }
+        let (length, digest) = body.finish();
+        if let (Some(want), Some(got)) = (&self.digest, digest)
+            && got.as_ref() != want
+        {
+            return Outcome::failed(
+                CheckResult::DigestMismatch,
+                format!(
+                    "body digest {} (expected {})",
+                    hex::encode(got.as_ref()),
+                    hex::encode(want)
+                ),
+            );
+        }
+        Outcome::passed(format!("status {} ({length} bytes)", head.status))
+    }
+
+    /// Reads up to the end of the response head, skipping interim (1xx) answers; the body's
+    /// first bytes may follow it in `buffer`.
+    async fn read_head<S: AsyncRead + Unpin>(
+        &self,
+        io: &mut S,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Head, Outcome> {
+        loop {
+            match parse_head(buffer) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    buffer.drain(..head.length);
+                    continue;
                 }
-                digest.update(data);
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if buffer.len() >= MAX_HEAD_BYTES => {
+                    return Err(Outcome::failed(
+                        CheckResult::InvalidResponse,
+                        format!("response head longer than {MAX_HEAD_BYTES} bytes"),
+                    ));
+                }
+                Ok(None) => {}
+                Err(why) => return Err(Outcome::failed(CheckResult::InvalidResponse, why)),
+            }
+            if read_more(io, buffer).await? == 0 {
+                return Err(incomplete());
             }
         }
-        if let Some(want) = &self.digest {
-            let got = digest.finish();
-            if got.as_ref() != want {
-                return Outcome::failed(
-                    CheckResult::DigestMismatch,
-                    format!(
-                        "body digest {} (expected {})",
-                        hex::encode(got.as_ref()),
-                        hex::encode(want)
-                    ),
-                );
-            }
-        }
-        Outcome::passed(format!("status {} ({length} bytes)", reason(status)))
     }
 
     fn expected(&self) -> String {
@@ -166,10 +283,6 @@ impl HttpProbe {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-fn reason(status: StatusCode) -> String {
-    status.as_u16().to_string()
 }
 
 /// An error with its sources, as one line.
@@ -187,20 +300,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn hyper_failure(error: &hyper::Error) -> Outcome {
-    let result = if error.is_parse() || error.is_parse_status() {
-        CheckResult::InvalidResponse
-    } else {
-        CheckResult::ConnectionFailed
-    };
-    let detail = if error.is_incomplete_message() {
-        "connection closed before the answer was complete".to_owned()
-    } else {
-        error_chain(error)
-    };
-    Outcome::failed(result, detail)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +312,33 @@ mod tests {
         assert_eq!(host_header("web.example", 80, true), "web.example:80");
         assert_eq!(host_header("2001:db8::1", 80, false), "[2001:db8::1]");
         assert_eq!(host_header("2001:db8::1", 8443, true), "[2001:db8::1]:8443");
+    }
+
+    #[test]
+    fn the_request_is_one_get_that_closes_the_connection() {
+        let sent = request("/healthz?full=1", "web.lab:8080").unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&sent),
+            format!(
+                "GET /healthz?full=1 HTTP/1.1\r\nHost: web.lab:8080\r\nUser-Agent: {AGENT}\r\nConnection: close\r\n\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_path_or_host_that_would_split_the_request_is_refused() {
+        assert!(request("/a b", "web").is_err());
+        assert!(request("/a\r\nX-Evil: 1", "web").is_err());
+        assert!(request("/", "web\r\nX-Evil: 1").is_err());
+        assert!(request("/", "").is_err());
+    }
+
+    #[test]
+    fn a_head_is_parsed_once_complete_and_garbage_is_invalid() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+        let head = parse_head(full).ok().flatten();
+        assert_eq!(head.as_ref().map(|h| (h.length, h.status)), Some((38, 200)));
+        assert!(matches!(parse_head(&full[..20]), Ok(None)));
+        assert!(parse_head(b"NOT HTTP AT ALL\r\n\r\n").is_err());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Pure: [`machine`] (one real server's schedule, retries, rise/fall, first result),
 //! [`pool`] (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
-//! [`health`] (the published snapshot). Edges: [`tcp`], [`http`] with [`tls`], [`command`]
+//! [`health`] (the published snapshot), [`http_body`] (an answer's body framing). Edges: [`tcp`], [`http`] with [`tls`], [`command`]
 //! (scripts), built by [`probe`] from the `healthCheck`; [`runner`] runs them on a thread of
 //! their own; [`memory`] keeps verdicts across restarts.
 //!
@@ -20,6 +20,7 @@
 pub mod command;
 pub mod health;
 pub mod http;
+pub mod http_body;
 pub mod machine;
 pub mod memory;
 pub mod outcome;

@@ -28,9 +28,15 @@ pub enum HealthProbe {
 impl HealthProbe {
     /// One attempt, at most `timeout` long.
     pub async fn attempt(&self, timeout: Duration) -> Outcome {
+        self.attempt_reading_into(timeout, &mut Vec::new()).await
+    }
+
+    /// One attempt, at most `timeout` long, reading an answer into `buffer`: a check that keeps
+    /// its buffer from one attempt to the next allocates none for reading.
+    pub async fn attempt_reading_into(&self, timeout: Duration, buffer: &mut Vec<u8>) -> Outcome {
         match self {
             Self::Tcp(probe) => probe.attempt(timeout).await,
-            Self::Http(probe) => probe.attempt(timeout).await,
+            Self::Http(probe) => probe.attempt(timeout, buffer).await,
             Self::Command(probe) => probe.attempt(timeout).await,
         }
     }
@@ -154,18 +160,18 @@ fn probe(
                 }
                 None => None,
             };
-        return Ok(HealthProbe::Http(HttpProbe {
-            connect: Connect {
+        return Ok(HealthProbe::Http(HttpProbe::new(
+            Connect {
                 target: SocketAddr::new(address, port),
                 source,
             },
             tls,
-            path: http.path.clone(),
-            host: host_header(&host, port, http.https),
-            expected_status: http.expected_status.clone(),
+            &http.path,
+            &host_header(&host, port, http.https),
+            http.expected_status.clone(),
             digest,
-            max_body_bytes: u64::from(http.max_body_bytes),
-        }));
+            u64::from(http.max_body_bytes),
+        )?));
     }
     if let Some(script) = &check.script {
         return Ok(HealthProbe::Command(CommandProbe {

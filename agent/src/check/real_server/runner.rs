@@ -2,13 +2,20 @@
 //! checks (1,000 TLS handshakes, a script fork storm) ever takes a worker thread that sends VRRP
 //! adverts (keepalived keeps its checkers in a process apart for the same reason). One task
 //! per checked real server drives its [`CheckMachine`]; a semaphore bounds the attempts in
-//! flight; each first check starts at its [`phase`] in the interval. Results go to one board,
-//! published as a [`HealthSnapshot`] on every change, and to the metrics.
+//! flight; each first check starts at its [`phase`] in the interval. Results go to one board
+//! and to the metrics (their series resolved once per real server). The board publishes a
+//! [`HealthSnapshot`] at once when a verdict, a quorum or a first result changes it (what the
+//! IPVS task and the trackers act on); a change of the last result or its detail alone is
+//! published with the next such change or within [`PUBLISH_DELAY`], so that a thousand real
+//! servers whose answers vary do not make every reader recompute everything a thousand
+//! times a second.
 
 use jiff::Timestamp;
 use kube_vrrp_crds::ResolvedVirtualServer;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,9 +31,13 @@ use super::probe::{HealthProbe, checks};
 use super::spread::phase;
 use crate::check::host_dirs::HostDirs;
 use crate::report::Metrics;
+use crate::report::health_metrics::RealServerCheckSeries;
 
 /// Attempts in flight at most, by default.
 pub const DEFAULT_CONCURRENCY: usize = 256;
+
+/// The longest a change of a last result or its detail waits to be published.
+pub const PUBLISH_DELAY: Duration = Duration::from_secs(1);
 
 /// How the checks run.
 #[derive(Debug, Clone)]
@@ -81,6 +92,7 @@ impl HealthChecks {
         let board = Arc::new(Board {
             state: Mutex::new(first),
             publish,
+            unpublished: AtomicBool::new(false),
             memory: options.memory.clone(),
             metrics: metrics.clone(),
         });
@@ -104,7 +116,10 @@ impl HealthChecks {
                     metrics,
                     running: BTreeMap::new(),
                 };
-                runtime.block_on(supervisor.run(config_rx));
+                runtime.block_on(async {
+                    tokio::spawn(Arc::clone(&supervisor.board).publish_pending());
+                    supervisor.run(config_rx).await;
+                });
             })?;
         Ok(Self {
             config,
@@ -259,6 +274,9 @@ impl Supervisor {
             let assumed = self.board.assumed(&key);
             let first_due = now + phase(&key, checks.timers.interval);
             let machine = CheckMachine::new(checks.timers, first_due.into_std(), assumed);
+            let series =
+                self.metrics
+                    .real_server_check_series(&name, &target(endpoint), probe.kind());
             let check = Check {
                 virtual_server: name.clone(),
                 endpoint,
@@ -266,7 +284,8 @@ impl Supervisor {
                 probe,
                 permits: Arc::clone(&self.permits),
                 board: Arc::clone(&self.board),
-                metrics: self.metrics.clone(),
+                series,
+                buffer: Vec::new(),
             };
             running
                 .tasks
@@ -291,12 +310,13 @@ struct Check {
     probe: Arc<HealthProbe>,
     permits: Arc<Semaphore>,
     board: Arc<Board>,
-    metrics: Metrics,
+    series: RealServerCheckSeries,
+    /// Where answers are read, kept from one attempt to the next.
+    buffer: Vec<u8>,
 }
 
 impl Check {
     async fn run(mut self) {
-        let real_server = target(self.endpoint);
         let timers: CheckTimers = *self.machine.timers();
         loop {
             let Some(due) = self.machine.next_deadline() else {
@@ -308,22 +328,20 @@ impl Check {
             };
             let started = Instant::now();
             self.machine.begin(started.into_std());
-            let outcome = self.probe.attempt(timers.timeout).await;
+            let outcome = self
+                .probe
+                .attempt_reading_into(timers.timeout, &mut self.buffer)
+                .await;
             let ended = Instant::now();
             let step = self.machine.finish(ended.into_std(), outcome.is_pass());
-            self.metrics.real_server_check(
-                &self.virtual_server,
-                &real_server,
-                outcome.result.label(),
-                self.probe.kind(),
-                ended.duration_since(started),
-            );
+            self.series
+                .record(outcome.result.label(), ended.duration_since(started));
             self.board.record(
                 &self.virtual_server,
                 self.endpoint,
                 step,
                 self.machine.checked(),
-                &outcome,
+                outcome,
             );
         }
     }
@@ -333,6 +351,8 @@ impl Check {
 struct Board {
     state: Mutex<HealthSnapshot>,
     publish: watch::Sender<Arc<HealthSnapshot>>,
+    /// The state holds a change not published yet.
+    unpublished: AtomicBool,
     memory: Option<Memory>,
     metrics: Metrics,
 }
@@ -347,7 +367,21 @@ impl Board {
     }
 
     fn publish(&self, state: &HealthSnapshot) {
+        self.unpublished.store(false, Ordering::Relaxed);
         self.publish.send_replace(Arc::new(state.clone()));
+    }
+
+    /// Publishes, every [`PUBLISH_DELAY`], the changes not published yet.
+    async fn publish_pending(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(PUBLISH_DELAY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.unpublished.load(Ordering::Relaxed) {
+                let state = self.lock();
+                self.publish(&state);
+            }
+        }
     }
 
     fn remove(&self, name: &str) {
@@ -417,7 +451,9 @@ impl Board {
         }
     }
 
-    fn record(&self, name: &str, endpoint: Endpoint, step: Step, checked: bool, outcome: &Outcome) {
+    /// Takes the result of an attempt: published at once when it changes a verdict (or is
+    /// the first), else with the next publication.
+    fn record(&self, name: &str, endpoint: Endpoint, step: Step, checked: bool, outcome: Outcome) {
         let mut state = self.lock();
         let HealthSnapshot {
             virtual_servers,
@@ -429,24 +465,24 @@ impl Board {
         let Some(health) = server.real_servers.get_mut(&endpoint) else {
             return;
         };
-        let updated = RealServerHealth {
-            healthy: step.healthy,
-            checked,
-            last_result: Some(outcome.result),
-            detail: Some(outcome.detail.clone()),
-            since: if step.changed || (health.since.is_none() && checked) {
-                Some(Timestamp::now())
-            } else {
-                health.since
-            },
+        let first = checked && !health.checked;
+        let since = if step.changed || (health.since.is_none() && checked) {
+            Some(Timestamp::now())
+        } else {
+            health.since
         };
-        if *health == updated {
+        let same = health.healthy == step.healthy
+            && health.checked == checked
+            && health.last_result == Some(outcome.result)
+            && health.detail.as_deref() == Some(outcome.detail.as_str())
+            && health.since == since;
+        if same {
             return;
         }
         let real_server = target(endpoint);
         if step.changed || !health.checked {
             self.metrics
-                .real_server_up(name, &real_server, updated.healthy);
+                .real_server_up(name, &real_server, step.healthy);
         }
         if step.changed {
             let config = &server.config;
@@ -455,7 +491,7 @@ impl Board {
                 .iter()
                 .find(|rs| rs.port == endpoint.1 && rs.address.parse() == Ok(endpoint.0))
                 .map_or(0, |rs| rs.weight);
-            let effect = if updated.healthy {
+            let effect = if step.healthy {
                 format!("back in the pool with weight {weight}")
             } else if config.inhibit_on_failure {
                 "kept with weight 0 (inhibitOnFailure)".to_owned()
@@ -465,17 +501,27 @@ impl Board {
             tracing::info!(
                 virtual_server = %name,
                 real_server = %real_server,
-                healthy = updated.healthy,
+                healthy = step.healthy,
                 result = outcome.result.as_str(),
                 detail = %outcome.detail,
                 "real server {}: {effect}",
-                if updated.healthy { "rose" } else { "fell" },
+                if step.healthy { "rose" } else { "fell" },
             );
         }
-        *health = updated;
-        let verdict_changed =
-            step.changed || remembered.get(&real_server_key(name, endpoint)) != Some(&step.healthy);
-        remembered.insert(real_server_key(name, endpoint), step.healthy);
+        *health = RealServerHealth {
+            healthy: step.healthy,
+            checked,
+            last_result: Some(outcome.result),
+            detail: Some(outcome.detail),
+            since,
+        };
+        if !step.changed && !first {
+            self.unpublished.store(true, Ordering::Relaxed);
+            return;
+        }
+        let key = real_server_key(name, endpoint);
+        let verdict_changed = step.changed || remembered.get(&key) != Some(&step.healthy);
+        remembered.insert(key, step.healthy);
         let previous = Some(server.quorum);
         server.quorum = quorum_of(server);
         self.quorum_changed(name, previous, server);
