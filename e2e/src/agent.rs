@@ -457,7 +457,10 @@ impl Agent {
             lab,
             node,
             manifests,
-            &Command { prefix, extra: &[] },
+            &Command {
+                prefix,
+                ..Command::default()
+            },
             WRAPPED_READY_TIMEOUT,
         )
     }
