@@ -15,9 +15,11 @@
 
 pub mod config;
 pub mod endpoint;
+pub mod failover;
 pub mod interfaces;
 pub mod machine;
 mod member;
+mod outgoing;
 pub mod receive;
 pub mod unit;
 pub mod vips;
