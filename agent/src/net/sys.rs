@@ -139,6 +139,22 @@ pub(crate) fn lock_memory_on_fault() -> std::io::Result<()> {
     }
 }
 
+/// Caps glibc's malloc at `arenas` arenas (`M_ARENA_MAX`). By default every thread that
+/// allocates while another holds the lock gets an arena of its own, up to eight per core, and
+/// the pages each one touched stay resident. Returns whether the allocator took the setting.
+#[cfg(target_env = "gnu")]
+pub(crate) fn limit_malloc_arenas(arenas: i32) -> bool {
+    // SAFETY: mallopt takes two integers and only changes the allocator's own settings, under
+    // the allocator's own lock; no memory of ours is touched.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
+}
+
+/// Other C libraries have no per-thread arenas to cap.
+#[cfg(not(target_env = "gnu"))]
+pub(crate) fn limit_malloc_arenas(_arenas: i32) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,20 +168,4 @@ mod tests {
             std::mem::size_of::<libc::sockaddr_ll>()
         );
     }
-}
-
-/// Caps glibc's malloc at `arenas` arenas (`M_ARENA_MAX`). By default every thread that
-/// allocates while another holds the lock gets an arena of its own, up to eight per core, and
-/// the pages each one touched stay resident. Returns whether the allocator took the setting.
-#[cfg(target_env = "gnu")]
-pub(crate) fn limit_malloc_arenas(arenas: i32) -> bool {
-    // SAFETY: mallopt takes two integers and only changes the allocator's own settings; it is
-    // called on the main thread before any other thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
-}
-
-/// Other C libraries have no per-thread arenas to cap.
-#[cfg(not(target_env = "gnu"))]
-pub(crate) fn limit_malloc_arenas(_arenas: i32) -> bool {
-    false
 }
