@@ -59,6 +59,24 @@ impl Callgrind {
         Ok(total)
     }
 
+    /// Copies the latest dump of each of `pids` into `into` (created) as
+    /// `LABEL.PID.callgrind`, for `callgrind_annotate`.
+    pub fn keep_latest(&self, pids: &[u32], into: &Path, label: &str) -> Result<(), LabError> {
+        std::fs::create_dir_all(into)
+            .map_err(LabError::io(format!("create {}", into.display())))?;
+        for &pid in pids {
+            if let Some((_, path)) = self.latest_dump(pid) {
+                let kept = into.join(format!("{label}.{pid}.callgrind"));
+                std::fs::copy(&path, &kept).map_err(LabError::io(format!(
+                    "copy {} to {}",
+                    path.display(),
+                    kept.display()
+                )))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The highest-numbered dump of `pid` (`callgrind.PID.N`), if any.
     fn latest_dump(&self, pid: u32) -> Option<(u32, PathBuf)> {
         let prefix = format!("callgrind.{pid}.");

@@ -231,10 +231,34 @@ impl Running {
         })?;
         Ok((failover, new_owner))
     }
+
+    /// The last "failover:" log line of node `node`'s agent (none for keepalived), waiting up
+    /// to a second for it: the agent logs it once its first advert as MASTER has left.
+    pub fn failover_trace(&self, node: usize) -> Option<String> {
+        let daemon = self.daemons.get(node.checked_sub(1)?)?.as_ref()?;
+        if daemon.kind() != DaemonKind::Agent {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let log = daemon.log();
+            if let Some(line) = log
+                .lines()
+                .rev()
+                .find(|line| line.contains("failover: from"))
+            {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// One measured failover run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct FailoverRun {
     pub disruption: Disruption,
     pub old_master: usize,
@@ -244,6 +268,11 @@ pub struct FailoverRun {
     pub failover: Failover,
     /// Master_Down_Interval (death) or Skew_Time (SIGTERM) of the expected new MASTER.
     pub expected: Duration,
+    /// When the new MASTER's first advert was seen on the switch.
+    pub first_new_advert: Option<Instant>,
+    /// The new MASTER's own account of the failover's stages, when it is our agent (its
+    /// "failover:" log line).
+    pub trace: Option<String>,
 }
 
 impl FailoverRun {
@@ -282,6 +311,24 @@ pub fn run_failover_mixed(
         disruption,
         expected * 3 + Duration::from_secs(5),
     )?;
+    // The new MASTER's first advert follows its VIP (announced first); wait a little for it.
+    let vrid = instance.vrid;
+    let mut first_new_advert = None;
+    running
+        .sniffer
+        .wait_until(Duration::from_secs(2), |adverts| {
+            first_new_advert = adverts
+                .iter()
+                .filter(|a| {
+                    a.wire.vrid == vrid
+                        && a.wire.source_mac == failover.new_mac
+                        && a.at >= failover.last_old_advert
+                })
+                .map(|a| a.at)
+                .min();
+            first_new_advert.is_some()
+        });
+    let trace = running.failover_trace(new_master);
     Ok(FailoverRun {
         disruption,
         old_master,
@@ -289,6 +336,8 @@ pub fn run_failover_mixed(
         expected_new_master,
         failover,
         expected,
+        first_new_advert,
+        trace,
     })
 }
 

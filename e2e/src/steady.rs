@@ -253,12 +253,14 @@ impl Cost {
 }
 
 /// Runs a pair of `kind` with the daemon playing `role` under callgrind and counts its
-/// instructions over `window` of the steady state. Dumps go under the lab's work directory.
+/// instructions over `window` of the steady state. Dumps go under the lab's work directory;
+/// with `keep`, the window's dumps are copied there.
 pub fn measure_cost(
     kind: DaemonKind,
     steady: Steady,
     role: Role,
     window: Duration,
+    keep: Option<&std::path::Path>,
 ) -> Result<Cost, LabError> {
     let dumps = std::env::temp_dir().join(format!(
         "kube-vrrp-callgrind-{}-{}",
@@ -275,6 +277,10 @@ pub fn measure_cost(
         let (start, packets) = (Instant::now(), pair.packets()?);
         std::thread::sleep(window);
         let instructions = callgrind.dump(&pids)?;
+        if let Some(into) = keep {
+            let label = format!("{}-{}-{}", kind.as_str(), steady.name(), role.as_str());
+            callgrind.keep_latest(&pids, into, &label)?;
+        }
         let (elapsed, wire) = (
             start.elapsed(),
             WireCount::between(packets, pair.packets()?),

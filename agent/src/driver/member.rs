@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
+use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 
 use super::config::InstanceSpec;
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
+use super::failover::FailoverTrace;
 use super::interfaces::InterfaceView;
+use super::outgoing::EncodedAdverts;
 use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;
@@ -68,13 +71,17 @@ pub(super) struct Member {
     pub(super) handover_started: Option<Instant>,
     /// In BACKUP: when the last advert was heard (the MASTER's).
     pub(super) last_heard: Option<Instant>,
-    /// Just become MASTER after hearing one: when the old MASTER was last heard, until this
-    /// node's first advert times the failover.
-    pub(super) failover_from: Option<Instant>,
+    /// Just become MASTER after hearing one: the failover's stages so far, until this node's
+    /// first advert ends it.
+    pub(super) failover: Option<FailoverTrace>,
     /// Adverts that could not be sent in a row (no source address, the send refused).
     pub(super) send_failures: Streak,
     /// Why `acceptMode: false` is not enforced, when it is not.
     pub(super) accept_error: Option<String>,
+    /// Its adverts as last encoded.
+    pub(super) adverts: EncodedAdverts,
+    /// Counts the adverts the member sent (its metric, held so that sending looks up nothing).
+    pub(super) sent: Counter,
     pub(super) transitions: u64,
     pub(super) last_transition: Option<Timestamp>,
     pub(super) published: Option<InstanceStatus>,

@@ -16,9 +16,11 @@
 pub mod config;
 pub mod conflict;
 pub mod endpoint;
+pub mod failover;
 pub mod interfaces;
 pub mod machine;
 mod member;
+mod outgoing;
 pub mod receive;
 mod streak;
 pub mod unit;

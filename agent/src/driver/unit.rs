@@ -26,9 +26,11 @@ use tokio::task::JoinHandle;
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
+use super::failover::FailoverTrace;
 use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
+use super::outgoing::{AdvertKey, EncodedAdverts};
 use super::retry_delay;
 use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
@@ -40,12 +42,12 @@ use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
 use crate::net::timer::Deadline;
 use crate::report::{Metrics, StatusBoard};
-use crate::vrrp::Version;
 use crate::vrrp::instance::{
     Action, EdgeFaults, Event, HandoverEnd, Instance, PRIORITY_STOP, ReceivedAdvert, State,
     Tracking,
 };
 use crate::vrrp::packet::{Advertisement, Authentication};
+use crate::vrrp::{Family, Version};
 
 /// A link must stay down this long before the instance goes to FAULT (absorbs flaps).
 pub const LINK_DOWN_HOLD: Duration = Duration::from_millis(100);
@@ -176,6 +178,7 @@ impl Unit {
             instances.push(Instance::new(setup.spec.machine_config(primary)));
             // `setup.view` moves into the forwarder below.
             let view_watch = forward_interface(index, setup.view, inputs.clone());
+            let sent = services.metrics.adverts_sent_counter(&setup.spec.name);
             let mut member = Member {
                 debounce: LinkDebounce::new(LinkState::Down, LINK_DOWN_HOLD, LINK_UP_HOLD),
                 vips: Vips::new(setup.spec.addresses.clone()),
@@ -194,9 +197,11 @@ impl Unit {
                 restored: None,
                 handover_started: None,
                 last_heard: None,
-                failover_from: None,
+                failover: None,
                 send_failures: Streak::default(),
                 accept_error: None,
+                adverts: EncodedAdverts::default(),
+                sent,
                 transitions: 0,
                 last_transition: None,
                 published: None,
@@ -228,8 +233,8 @@ impl Unit {
         // After Shutdown the task runs on while a MASTER hands over (make-before-break): it
         // keeps its VIPs, hears adverts and serves its timer until the new MASTER speaks.
         let mut leaving = false;
-        // False after an advert that changed nothing a status shows: the common case, whose
-        // path then builds no snapshot.
+        // False after an advert heard or sent that changed nothing a status shows: the common
+        // case, whose path then builds no snapshot.
         let mut republish = true;
         loop {
             if leaving && !self.machine.is_handing_over() {
@@ -239,45 +244,52 @@ impl Unit {
             // adverts that already reached this node (see `hear_pending`).
             let deadline = self.next_deadline();
             if deadline.is_some_and(|at| at <= Instant::now()) {
-                self.serve_deadline(&mut adverts).await;
-                republish = true;
+                republish |= self.serve_deadline(&mut adverts).await;
                 continue;
             }
             if republish {
                 self.publish();
             }
-            republish = true;
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
-            tokio::select! {
+            republish = tokio::select! {
                 () = timer.wait() => self.serve_deadline(&mut adverts).await,
-                command = control.recv(), if !leaving => match command {
-                    Some(Control::Update(specs)) => self.update(specs).await,
-                    Some(Control::Shutdown) | None => {
-                        leaving = true;
-                        self.leave().await;
+                command = control.recv(), if !leaving => {
+                    match command {
+                        Some(Control::Update(specs)) => self.update(specs).await,
+                        Some(Control::Shutdown) | None => {
+                            leaving = true;
+                            self.leave().await;
+                        }
                     }
-                },
-                Some((index, advert)) = adverts.recv() => {
-                    republish = self.on_advert(index, advert).await;
+                    true
                 }
-                Some(input) = inputs.recv() => self.on_input(input).await,
-            }
+                Some((index, advert)) = adverts.recv() => self.on_advert(index, advert).await,
+                Some(input) = inputs.recv() => {
+                    self.on_input(input).await;
+                    true
+                }
+            };
         }
         self.stop().await;
     }
 
     /// Serves the deadlines that have passed, once the adverts already waiting were heard
     /// (they may have moved them). One round of hearing only: a stream of adverts that do not
-    /// reset the timer (a lower priority) cannot hold a deadline back.
-    async fn serve_deadline(&mut self, adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>) {
-        if self.hear_pending(adverts).await
-            && self.next_deadline().is_none_or(|at| at > Instant::now())
-        {
-            return;
+    /// reset the timer (a lower priority) cannot hold a deadline back. True when something a
+    /// status shows may have changed.
+    async fn serve_deadline(
+        &mut self,
+        adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>,
+    ) -> bool {
+        if self.hear_pending(adverts).await {
+            if self.next_deadline().is_some_and(|at| at <= Instant::now()) {
+                self.on_timeout().await;
+            }
+            return true;
         }
-        self.on_timeout().await;
+        self.on_timeout().await
     }
 
     /// Before a BACKUP's deadline is served: feeds it every advert that already reached this
@@ -420,15 +432,23 @@ impl Unit {
             .min()
     }
 
-    async fn on_timeout(&mut self) {
+    /// Serves every deadline that has passed. True when it did more than a MASTER's routine
+    /// advert or an announcement, i.e. anything a status shows may have changed.
+    async fn on_timeout(&mut self) -> bool {
         let now = Instant::now();
         let actions = self.machine.on_timeout(now);
+        // A state, priority or handover change always comes with an action of its own.
+        let mut changed = !actions
+            .iter()
+            .all(|(_, action)| matches!(action, Action::SendAdvert { .. }));
         self.perform(actions).await;
         for index in 0..self.members.len() {
             if let Some(state) = self.members[index].debounce.on_timeout(now) {
+                changed = true;
                 self.on_link(index, now, state).await;
             }
             if self.members[index].add_retry.at.is_some_and(|at| at <= now) {
+                changed = true;
                 self.members[index].add_retry.at = None;
                 self.members[index].add_retry.at_wall = None;
                 tracing::info!(instance = %self.members[index].spec.name, "retrying: the instance rejoins and adds its VIPs when it becomes MASTER again");
@@ -436,6 +456,7 @@ impl Unit {
             }
             self.announce_due(index, now).await;
         }
+        changed
     }
 
     async fn on_input(&mut self, input: Input) {
@@ -641,6 +662,7 @@ impl Unit {
             tracing::info!(instance = %spec.name, protocol = diff.protocol, addresses = diff.addresses, track = diff.track, edge = diff.edge, "applying new configuration");
             let now = Instant::now();
             self.members[index].spec = spec;
+            self.members[index].adverts.clear();
             let member = &self.members[index];
             if diff.protocol || diff.edge {
                 let config = member.spec.machine_config(member.primary());
@@ -732,8 +754,11 @@ impl Unit {
                 }
                 // A failover is timed from the old MASTER's last advert heard in BACKUP to this
                 // node's first advert; a MASTER never heard (start-up) makes no failover.
-                member.failover_from = if (from, to) == (State::Backup, State::Master) {
-                    member.last_heard.take()
+                member.failover = if (from, to) == (State::Backup, State::Master) {
+                    member
+                        .last_heard
+                        .take()
+                        .map(|heard| FailoverTrace::new(heard, now))
                 } else {
                     None
                 };
@@ -762,17 +787,20 @@ impl Unit {
                 // Only a MASTER advertises a priority; an advert queued behind a transition
                 // that left MASTER (a failed VIP add) is stale.
                 if priority == PRIORITY_STOP || self.state(index) == Some(State::Master) {
-                    let failover = self.members[index].failover_from.take();
+                    let failover = self.members[index].failover.take();
                     self.send_advert(index, priority, max_advert_interval).await;
-                    if let Some(heard) = failover {
+                    if let Some(trace) = failover {
                         // Once sent: the advert is on the wire.
-                        let sent = Instant::now();
-                        self.record_failover(index, sent.saturating_duration_since(heard));
+                        self.record_failover(index, &trace, Instant::now());
                     }
                 }
             }
             Action::AddVips => {
-                if self.add_vips(index).await {
+                let fault = self.add_vips(index).await;
+                if let Some(trace) = self.members[index].failover.as_mut() {
+                    trace.vips_added(Instant::now());
+                }
+                if fault {
                     // The failure is an edge fault: the machine leaves MASTER (priority 0
                     // advert) at once, before any announcement.
                     Box::pin(self.tell_edge(index, now)).await;
@@ -825,55 +853,53 @@ impl Unit {
             .follow(to, &member.spec, &member.endpoint, metrics, report);
     }
 
-    fn record_failover(&self, index: usize, took: Duration) {
+    fn record_failover(&self, index: usize, trace: &FailoverTrace, sent: Instant) {
         let member = &self.members[index];
         let Some(instance) = self.machine.member(index) else {
             return;
         };
         let master_down_interval = instance.master_down_interval();
-        tracing::info!(instance = %member.spec.name, took = ?took, master_down_interval = ?master_down_interval, "failover: from the old MASTER's last advert heard to this node's first");
+        let stages = trace.stages(sent, master_down_interval);
+        tracing::info!(
+            instance = %member.spec.name,
+            took = ?stages.total,
+            master_down_interval = ?master_down_interval,
+            timer_late = ?stages.timer_late,
+            vip_add = ?stages.vip_add,
+            announce = ?stages.announce,
+            advert = ?stages.advert,
+            "failover: from the old MASTER's last advert heard to this node's first"
+        );
         self.services
             .metrics
-            .failover(&member.spec.name, took, master_down_interval);
+            .failover(&member.spec.name, stages.total, master_down_interval);
     }
 
-    async fn send_advert(&self, index: usize, priority: u8, max_advert_interval: Duration) {
-        let member = &self.members[index];
-        let spec = &member.spec;
+    async fn send_advert(&mut self, index: usize, priority: u8, max_advert_interval: Duration) {
+        let member = &mut self.members[index];
         let Some(source) = member.source() else {
             if let Some(run) = member.send_failures.failed() {
-                tracing::warn!(instance = %spec.name, interface = %member.endpoint.interface, in_a_row = run, "no address to send an advert from");
+                tracing::warn!(instance = %member.spec.name, interface = %member.endpoint.interface, in_a_row = run, "no address to send an advert from");
             }
             return;
         };
-        let advert = Advertisement {
-            version: spec.version,
-            vrid: spec.vrid,
+        let key = AdvertKey {
             priority,
             max_advert_interval_cs: duration_to_cs(max_advert_interval),
-            addresses: spec.vip_addresses(),
-            auth: match spec.version {
-                Version::V2 => spec.authentication,
-                Version::V3 => Authentication::None,
-            },
+            source,
         };
-        let socket = &member.endpoint.socket;
-        let destinations: Vec<IpAddr> = if spec.unicast_peers.is_empty() {
-            vec![member.endpoint.family.vrrp_multicast()]
-        } else {
-            spec.unicast_peers.clone()
-        };
-        for destination in destinations {
-            let payload = match advert.encode(source, destination) {
-                Ok(payload) => payload,
-                Err(error) => {
-                    tracing::error!(instance = %spec.name, %destination, %error, "cannot encode an advert");
-                    continue;
-                }
-            };
-            match socket.send_from(&payload, source, destination).await {
+        let (spec, endpoint) = (&member.spec, &member.endpoint);
+        let payloads = member
+            .adverts
+            .get_or_encode(key, || encode_adverts(spec, endpoint.family, key));
+        for (destination, payload) in payloads {
+            match endpoint
+                .socket
+                .send_from(payload, source, *destination)
+                .await
+            {
                 Ok(()) => {
-                    self.services.metrics.advert_sent(&spec.name);
+                    member.sent.inc();
                     if let Some(run) = member.send_failures.succeeded() {
                         tracing::info!(instance = %spec.name, %destination, after = run, "sending adverts works again");
                     }
@@ -962,6 +988,11 @@ impl Unit {
                 tracing::warn!(instance = %member.spec.name, %error, "announcing VIPs failed");
             }
         }
+        if due > 0
+            && let Some(trace) = member.failover.as_mut()
+        {
+            trace.announced(Instant::now());
+        }
     }
 
     /// What of member `index`'s status an advert can change without an action: its state,
@@ -990,6 +1021,38 @@ impl Unit {
             }
         }
     }
+}
+
+/// `spec`'s advert for `key`, encoded for each destination (the multicast group of `family`,
+/// or each unicast peer); one that cannot be encoded is logged and left out.
+fn encode_adverts(spec: &InstanceSpec, family: Family, key: AdvertKey) -> Vec<(IpAddr, Vec<u8>)> {
+    let advert = Advertisement {
+        version: spec.version,
+        vrid: spec.vrid,
+        priority: key.priority,
+        max_advert_interval_cs: key.max_advert_interval_cs,
+        addresses: spec.vip_addresses(),
+        auth: match spec.version {
+            Version::V2 => spec.authentication,
+            Version::V3 => Authentication::None,
+        },
+    };
+    let multicast = [family.vrrp_multicast()];
+    let destinations = if spec.unicast_peers.is_empty() {
+        &multicast[..]
+    } else {
+        &spec.unicast_peers[..]
+    };
+    destinations
+        .iter()
+        .filter_map(|&destination| match advert.encode(key.source, destination) {
+            Ok(payload) => Some((destination, payload)),
+            Err(error) => {
+                tracing::error!(instance = %spec.name, %destination, %error, "cannot encode an advert");
+                None
+            }
+        })
+        .collect()
 }
 
 fn forward_interface(

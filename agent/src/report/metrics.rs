@@ -498,6 +498,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of adverts `instance` sent: the unit task keeps it and counts each advert
+    /// without a label lookup.
+    pub fn adverts_sent_counter(&self, instance: &str) -> Counter {
+        self.inner
+            .adverts_sent
+            .get_or_create(&Self::instance(instance))
+            .clone()
+    }
+
     /// Counts one valid advertisement received by `instance`.
     pub fn advert_received(&self, instance: &str) {
         self.inner

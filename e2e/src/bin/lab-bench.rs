@@ -59,6 +59,10 @@ struct Args {
     /// Skip the native steady-state runs (CPU, memory, wakeups).
     #[arg(long, alias = "no-resources")]
     no_native: bool,
+    /// Keep each measuring window's callgrind dump in this directory (for
+    /// `callgrind_annotate`: where the instructions go).
+    #[arg(long, value_name = "DIR")]
+    keep_profiles: Option<std::path::PathBuf>,
 }
 
 /// One failover case: an instance and how its MASTER goes away.
@@ -230,6 +234,22 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
                     run.old_master,
                     run.new_master
                 );
+                // Where the time went: on the wire (the VIP's first answer and the new
+                // MASTER's first advert, against Master_Down_Interval after the old MASTER's
+                // last advert), and the new MASTER's own trace.
+                let late = |at: Instant| {
+                    ms(at.saturating_duration_since(run.failover.last_old_advert))
+                        - ms(run.expected)
+                };
+                eprintln!(
+                    "    wire: VIP answered {:+.1} ms, first advert {} (after the RFC value)",
+                    late(run.failover.first_new_reply),
+                    run.first_new_advert
+                        .map_or("not seen".into(), |at| format!("{:+.1} ms", late(at))),
+                );
+                if let Some(trace) = &run.trace {
+                    eprintln!("    new MASTER: {}", trace.trim());
+                }
                 if run.new_master != run.expected_new_master {
                     wrong_successor += 1;
                 }
@@ -348,6 +368,7 @@ fn run_steady(kind: DaemonKind, steady: Steady, args: &Args, loads: &mut Vec<f64
                     steady,
                     *role,
                     Duration::from_secs(args.cost_window),
+                    args.keep_profiles.as_deref(),
                 ) {
                     Ok(cost) => {
                         eprintln!(
