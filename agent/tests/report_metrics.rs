@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 24] = [
+const SERIES: [&str; 27] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -104,6 +104,9 @@ const SERIES: [&str; 24] = [
     "kube_vrrp_instance_failover_seconds_bucket",
     "kube_vrrp_instance_failover_seconds_sum",
     "kube_vrrp_instance_failover_seconds_count",
+    "kube_vrrp_instance_conflict",
+    "kube_vrrp_instance_conflict_detections_total",
+    "kube_vrrp_adverts_heard_late_total",
 ];
 
 fn exercise(metrics: &Metrics) {
@@ -113,6 +116,7 @@ fn exercise(metrics: &Metrics) {
     metrics.advert_sent("web");
     metrics.advert_sent("web");
     metrics.advert_received("web");
+    metrics.advert_heard_late("web");
     metrics.effective_priority("web", 140);
     metrics.dropped("eth0", DropReason::Ttl);
     metrics.dropped("eth0", DropReason::Ttl);
@@ -204,9 +208,9 @@ fn every_per_instance_series_names_its_instance_in_vrrp_instance() {
             s.name.starts_with("kube_vrrp_instance_") || s.name.starts_with("kube_vrrp_adverts_")
         })
         .collect();
-    // 4 state series + transitions, priority, timestamp, sent, received, and the failover
-    // histogram's sum, count and 18 + 1 buckets.
-    assert_eq!(per_instance.len(), 30, "{per_instance:?}");
+    // 4 state series + transitions, priority, timestamp, sent, received, heard late, holder
+    // conflict and its detections, and the failover histogram's sum, count and 18 + 1 buckets.
+    assert_eq!(per_instance.len(), 33, "{per_instance:?}");
     for sample in per_instance {
         assert_eq!(
             sample.labels.get("vrrp_instance").map(String::as_str),
