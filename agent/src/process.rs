@@ -1,11 +1,8 @@
 //! How the agent's process runs on a busy node: its threads under real-time round-robin
 //! scheduling and its memory locked against swapping (keepalived's `vrrp_rt_priority` and
-//! `vrrp_no_swap`), both off unless asked for, and one malloc arena for all its threads.
+//! `vrrp_no_swap`), both off unless asked for.
 
 use crate::net::sys;
-
-/// How many malloc arenas the agent's threads share (see [`ProcessTuning::apply`]).
-pub const MALLOC_ARENAS: i32 = 1;
 
 /// The process knobs asked for on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,14 +37,9 @@ pub enum TuningError {
 }
 
 impl ProcessTuning {
-    /// Applies the knobs to the calling thread and the process, and (always) caps the malloc
-    /// arenas at [`MALLOC_ARENAS`]. Call it on the main thread before any runtime thread exists, then [`ProcessTuning::on_thread_start`] in each.
+    /// Applies the knobs to the calling thread and the process. Call it on the main thread
+    /// before any runtime thread exists, then [`ProcessTuning::on_thread_start`] in each.
     pub fn apply(self) -> Result<(), TuningError> {
-        // Memory: one malloc arena for every thread (the agent's threads mostly wait; an
-        // arena per thread costs resident memory and saves no contention worth having).
-        if !sys::limit_malloc_arenas(MALLOC_ARENAS) {
-            tracing::debug!("the C library keeps its own number of malloc arenas");
-        }
         if self.lock_memory {
             sys::lock_memory_on_fault().map_err(|error| TuningError::LockMemory { error })?;
         }

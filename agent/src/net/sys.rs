@@ -1,7 +1,6 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, and the
-//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault, the
-//! number of malloc arenas).
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, and the two
+//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -137,22 +136,6 @@ pub(crate) fn lock_memory_on_fault() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// Caps glibc's malloc at `arenas` arenas (`M_ARENA_MAX`). By default every thread that
-/// allocates while another holds the lock gets an arena of its own, up to eight per core, and
-/// the pages each one touched stay resident. Returns whether the allocator took the setting.
-#[cfg(target_env = "gnu")]
-pub(crate) fn limit_malloc_arenas(arenas: i32) -> bool {
-    // SAFETY: mallopt takes two integers and only changes the allocator's own settings, under
-    // the allocator's own lock; no memory of ours is touched.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
-}
-
-/// Other C libraries have no per-thread arenas to cap.
-#[cfg(not(target_env = "gnu"))]
-pub(crate) fn limit_malloc_arenas(_arenas: i32) -> bool {
-    false
 }
 
 #[cfg(test)]
