@@ -204,11 +204,12 @@ impl Prober {
     /// (after the metrics are updated). Must be called inside a tokio runtime.
     pub fn start(
         target: ProbeTarget,
+        socket: ProbeSocket,
         metrics: Metrics,
         report: impl Fn(Option<HolderConflict>) + Send + 'static,
     ) -> Self {
         Self {
-            _task: Helper(tokio::spawn(run(target, metrics, report))),
+            _task: Helper(tokio::spawn(run(target, socket, metrics, report))),
         }
     }
 }
@@ -218,6 +219,8 @@ pub const VIRTUAL_MAC_NOTE: &str = "split brain is not probed on the wire: with 
 /// Why a MASTER on an interface without a hardware address does not probe.
 pub const NO_MAC_NOTE: &str =
     "split brain is not probed on the wire: the interface has no hardware address";
+/// Why a MASTER whose probe socket could not be opened does not probe.
+pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket could not be opened (see the agent's log)";
 
 /// A member's probing as its unit holds it: a [`Prober`] while MASTER, what it last found,
 /// or why there is none.
@@ -258,6 +261,14 @@ impl ConflictProbe {
             self.note = Some(NO_MAC_NOTE);
             return;
         };
+        let socket = match ProbeSocket::open(endpoint.ifindex, mac, endpoint.family) {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
+                self.note = Some(NO_SOCKET_NOTE);
+                return;
+            }
+        };
         let target = ProbeTarget {
             instance: spec.name.clone(),
             ifindex: endpoint.ifindex,
@@ -266,7 +277,7 @@ impl ConflictProbe {
             vips: spec.vip_addresses(),
             advert_interval: spec.advert_interval,
         };
-        self.prober = Some(Prober::start(target, metrics.clone(), report));
+        self.prober = Some(Prober::start(target, socket, metrics.clone(), report));
     }
 
     /// What the prober found (ignored once it is stopped: a late message).
@@ -289,16 +300,10 @@ impl ConflictProbe {
 
 async fn run(
     target: ProbeTarget,
+    socket: ProbeSocket,
     metrics: Metrics,
     report: impl Fn(Option<HolderConflict>) + Send + 'static,
 ) {
-    let socket = match ProbeSocket::open(target.ifindex, target.mac, target.family) {
-        Ok(socket) => socket,
-        Err(error) => {
-            tracing::warn!(instance = %target.instance, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
-            return;
-        }
-    };
     let mut book = ConflictBook::new(
         Instant::now(),
         target.vips.clone(),
