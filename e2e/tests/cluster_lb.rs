@@ -456,6 +456,159 @@ fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_withi
     );
 }
 
+/// Every version of object `name` under API path `collection` written after resource
+/// version `since`, oldest first, as a watch from `since` replays them (none skipped, unlike a
+/// poll). The watch ends after `seconds`.
+fn writes_since(
+    cluster: &Cluster,
+    collection: &str,
+    name: &str,
+    since: u64,
+    seconds: u32,
+) -> Vec<Value> {
+    let path = format!(
+        "{collection}?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={since}&timeoutSeconds={seconds}"
+    );
+    let stream = cluster
+        .control_plane()
+        .admin()
+        .run(&["get", "--raw", &path])
+        .unwrap();
+    serde_json::Deserializer::from_str(&stream)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .filter(|event| event["type"] == "ADDED" || event["type"] == "MODIFIED")
+        .map(|event| event["object"].clone())
+        .collect()
+}
+
+/// An object's resource version as a number: with etcd it is the revision of the object's
+/// last write, one counter for every kind, so two kinds' writes are ordered by it.
+fn revision(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resource version: {}", object["metadata"]))
+}
+
+/// The addresses VrrpNode `node` reports holding as MASTER of instance `instance`.
+fn held_by(node: &Value, instance: &str) -> Vec<String> {
+    node.pointer("/status/instances")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i["name"] == instance && i["state"] == "Master")
+        .flat_map(|i| i["vipsHeld"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| {
+            a.as_str()
+                .map(|a| a.split('/').next().unwrap_or(a).to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_after_the_master_reports_holding_its_address()
+ {
+    let started = Instant::now();
+    let cluster = up_with_pool(&pool_manifest());
+    let user = cluster.user();
+
+    // The first Service: its address on a shared router whose MASTER is n1 (priority 150).
+    user.apply(&service_manifest("web")).unwrap();
+    let ((ip, _), _) = wait_ingress(&cluster, "web", Duration::from_secs(30));
+    assert_eq!(ip, FIRST);
+    let router = user.vip("lb-192-168-77-200").unwrap()["spec"]["virtualRouter"]
+        .as_str()
+        .unwrap_or_else(|| panic!("lb-192-168-77-200 joined no virtual router"))
+        .to_owned();
+    poll(
+        "n1 holding the first address",
+        Duration::from_secs(15),
+        POLL,
+        || {
+            let n1 = user.get("vrrpnode", "n1", &[])?;
+            Ok(held_by(&n1, &router)
+                .contains(&FIRST.to_owned())
+                .then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    let since = revision(
+        &user
+            .kubectl()
+            .json(&["get", "vrrpnodes", "-o", "json"])
+            .unwrap(),
+    );
+
+    // The second Service's address joins the same router, whose MASTER n1 already is: n1's
+    // report says MASTER of the router before its agent has added the new address.
+    let created = Instant::now();
+    user.apply(&service_manifest("api")).unwrap();
+    let ((ip, mode), seen) = wait_ingress(&cluster, "api", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (LAST, "VIP"));
+    let vip = user.vip("lb-192-168-77-201").unwrap();
+    assert_eq!(
+        vip["spec"]["virtualRouter"].as_str(),
+        Some(router.as_str()),
+        "the second address did not join the first one's router: {}",
+        vip["spec"]
+    );
+    assert_eq!(
+        vip["status"]["master"].as_str(),
+        Some("n1"),
+        "{}",
+        vip["status"]
+    );
+
+    // Every write since: n1's reports and the Service's versions, ordered by revision.
+    let reports = writes_since(
+        &cluster,
+        "/apis/kubevrrp.io/v1alpha1/vrrpnodes",
+        "n1",
+        since,
+        2,
+    );
+    let services = writes_since(
+        &cluster,
+        "/api/v1/namespaces/default/services",
+        "api",
+        since,
+        2,
+    );
+    let mastered_without = reports
+        .iter()
+        .filter(|n| {
+            !held_by(n, &router).is_empty() && !held_by(n, &router).contains(&LAST.to_owned())
+        })
+        .count();
+    let held = reports
+        .iter()
+        .find(|n| held_by(n, &router).contains(&LAST.to_owned()))
+        .map(revision)
+        .unwrap_or_else(|| panic!("n1 never reported holding {LAST}: {reports:#?}"));
+    let ingress_written = services
+        .iter()
+        .find(|s| !ingress(s).is_empty())
+        .map(revision)
+        .unwrap_or_else(|| panic!("no write gave Service api its ingress: {services:#?}"));
+    assert!(
+        held < ingress_written,
+        "the ingress of api (revision {ingress_written}) was written before n1 reported \
+         holding {LAST} (revision {held})"
+    );
+    eprintln!(
+        "api: n1 reported MASTER of {router} without {LAST} in {mastered_without} of {} \
+         reports since; holding it at revision {held}, ingress written at revision \
+         {ingress_written}, seen {:.0} ms after the create",
+        reports.len(),
+        ms(seen - created)
+    );
+    eprintln!(
+        "scenario lb-shared-router-order: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Waits until Service `name` has a Warning Event of `reason`; returns its message.
 fn wait_warning(cluster: &Cluster, name: &str, reason: &str) -> String {
     let user = cluster.user();

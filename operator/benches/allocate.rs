@@ -104,6 +104,7 @@ fn lb_input<'a>(
         nodes: nodes.iter().collect(),
         virtual_ips: virtual_ips.iter().collect(),
         held: Vec::new(),
+        node_policy: kube_vrrp_plan::NodePolicy::default(),
     }
 }
 

@@ -438,7 +438,8 @@ async fn the_running_controller_applies_folds_reports_and_cleans_up() {
         vn["status"] = json!({
             "heartbeatTime": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "instances": [{"name": "web", "state": state, "priority": 100,
-                           "effectivePriority": 100, "transitions": 1}],
+                           "effectivePriority": 100, "transitions": 1,
+                           "vipsHeld": if state == "Master" { json!(["10.0.0.50/24"]) } else { json!([]) }}],
         });
         f.commit(VRRP_NODES, node, Some(vn), "MODIFIED");
     }
@@ -654,7 +655,8 @@ async fn a_periodic_resync_notices_a_silent_agent_without_any_watch_event() {
         vn["status"] = json!({
             "heartbeatTime": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "instances": [{"name": "web", "state": "Master", "priority": 100,
-                           "effectivePriority": 100, "transitions": 1}],
+                           "effectivePriority": 100, "transitions": 1,
+                           "vipsHeld": ["10.0.0.50/24"]}],
         });
         f.commit(VRRP_NODES, "n1", Some(vn), "MODIFIED");
     }

@@ -99,7 +99,12 @@ fn report(mut n: VrrpNode, vip: &str, state: State) -> VrrpNode {
             master_address: None,
             transitions: 1,
             last_transition_time: Some(MicroTime(now() - SignedDuration::from_secs(60))),
-            vips_held: Vec::new(),
+            // A MASTER holds the address, as an agent reports it.
+            vips_held: if state == State::Master {
+                vec!["10.0.0.50/24".to_owned()]
+            } else {
+                Vec::new()
+            },
             message: None,
             holder_conflict: None,
         }],

@@ -79,7 +79,12 @@ fn node(name: &str, vip: &str, report: Report) -> VrrpNode {
                 master_address: None,
                 transitions: 1,
                 last_transition_time: Some(report_ago(600)),
-                vips_held: Vec::new(),
+                // A MASTER holds the address, as an agent reports it.
+                vips_held: if state == State::Master {
+                    vec!["10.0.0.50/24".to_owned()]
+                } else {
+                    Vec::new()
+                },
                 message: None,
                 holder_conflict: None,
             })

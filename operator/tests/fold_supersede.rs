@@ -75,7 +75,12 @@ fn report(name: &str, state: State, transition: f64, heartbeat: f64) -> VrrpNode
             master_address: None,
             transitions: 1,
             last_transition_time: Some(MicroTime(ago(transition))),
-            vips_held: Vec::new(),
+            // A MASTER holds the address, as an agent reports it.
+            vips_held: if state == State::Master {
+                vec!["10.0.0.50/24".to_owned()]
+            } else {
+                Vec::new()
+            },
             message: None,
             holder_conflict: None,
         }],

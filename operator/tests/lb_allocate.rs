@@ -123,6 +123,7 @@ impl World {
                 nodes: self.nodes.iter().collect(),
                 virtual_ips: self.virtual_ips.iter().collect(),
                 held: self.held.clone(),
+                node_policy: kube_vrrp_plan::NodePolicy::default(),
             },
             &LbConfig {
                 default_class: self.default_class,
@@ -664,7 +665,7 @@ fn an_invalid_pool_holds_nothing_and_a_services_unreadable_edit_keeps_its_addres
 }
 
 #[test]
-fn cluster_services_spread_over_one_shared_router_per_node_of_at_most_sixty_four_addresses() {
+fn cluster_services_share_routers_of_at_most_sixty_four_addresses_spread_evenly_by_master() {
     let services: Vec<Service> = (0..200)
         .map(|i| plain("bulk", &format!("s{i:03}"), i))
         .collect();
@@ -688,15 +689,14 @@ fn cluster_services_spread_over_one_shared_router_per_node_of_at_most_sixty_four
             .entry(v.spec.virtual_router.clone().unwrap())
             .or_default() += 1;
     }
-    assert_eq!(
-        per_router,
-        BTreeMap::from([
-            ("big-ipv4-0".to_owned(), 64),
-            ("big-ipv4-1".to_owned(), 64),
-            ("big-ipv4-2".to_owned(), 64),
-            ("big-ipv4-3".to_owned(), 8),
-        ])
-    );
+    assert!(per_router.values().all(|&n| n <= 64), "{per_router:?}");
+    // Each node leads one full router and one with the rest: 67, 67 and 66 addresses.
+    assert_eq!(per_router.len(), 6, "{per_router:?}");
+    let mut masters: Vec<usize> = masters_by_node(&w.virtual_ips, &w.nodes)
+        .into_values()
+        .collect();
+    masters.sort_unstable();
+    assert_eq!(masters, [66, 67, 67]);
     // Stable: the next pass keeps every router.
     let again = w.pass();
     assert_eq!(again.virtual_ips, plan.virtual_ips);
@@ -720,5 +720,118 @@ fn a_pool_spreads_over_at_most_sixteen_shared_routers_however_many_nodes_it_has(
     assert_eq!(
         routers.len(),
         kube_vrrp_operator::load_balancer::MAX_SPREAD_ROUTERS
+    );
+}
+
+/// The MASTER of each planned VirtualIP (the node the planner gives the highest priority),
+/// counted per node.
+fn masters_by_node(virtual_ips: &[VirtualIp], nodes: &[Node]) -> BTreeMap<String, usize> {
+    let plan = kube_vrrp_plan::plan(&kube_vrrp_plan::PlanInput {
+        virtual_ips: virtual_ips.to_vec(),
+        nodes: nodes.to_vec(),
+        ..kube_vrrp_plan::PlanInput::default()
+    });
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+    let mut out = BTreeMap::new();
+    for allocation in plan.allocations.values() {
+        let (node, _) = allocation
+            .priorities
+            .iter()
+            .max_by_key(|&(_, p)| *p)
+            .unwrap();
+        *out.entry(node.clone()).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn the_masters_of_a_thousand_cluster_services_spread_evenly_over_three_equal_nodes() {
+    // The benchmark's shape: one pool, chart defaults (no priorities), three nodes.
+    let services: Vec<Service> = (0..1000)
+        .map(|i| plain("bench", &format!("lb-{i:04}"), i))
+        .collect();
+    let mut w = World::with(
+        vec![pool(
+            "bench",
+            "2026-01-01T00:00:00Z",
+            json!({"addresses": ["10.200.0.0/22"]}),
+        )],
+        services,
+    );
+    w.nodes = vec![
+        node("n1", "10.0.0.11"),
+        node("n2", "10.0.0.12"),
+        node("n3", "10.0.0.13"),
+    ];
+    let plan = w.pass();
+    assert_eq!(plan.virtual_ips.len(), 1000);
+    let masters = masters_by_node(&w.virtual_ips, &w.nodes);
+    assert_eq!(masters.values().sum::<usize>(), 1000, "{masters:?}");
+    // Within ±10 % of an equal share (333).
+    assert!(
+        masters.len() == 3 && masters.values().all(|&m| (300..=367).contains(&m)),
+        "MASTERs by node: {masters:?}"
+    );
+    // No router carries more than 64 addresses, and the next pass moves nothing.
+    let mut per_router: BTreeMap<String, usize> = BTreeMap::new();
+    for v in plan.virtual_ips.values() {
+        *per_router
+            .entry(v.spec.virtual_router.clone().unwrap())
+            .or_default() += 1;
+    }
+    assert!(per_router.values().all(|&n| n <= 64), "{per_router:?}");
+    assert_eq!(w.pass().virtual_ips, plan.virtual_ips);
+
+    // Services created one pass at a time spread as evenly.
+    let mut grown = World {
+        services: Vec::new(),
+        ..w.clone()
+    };
+    grown.virtual_ips.clear();
+    for chunk in w.services.chunks(37) {
+        grown.services.extend(chunk.iter().cloned());
+        grown.pass();
+    }
+    let masters = masters_by_node(&grown.virtual_ips, &grown.nodes);
+    assert!(
+        masters.values().all(|&m| (300..=367).contains(&m)),
+        "MASTERs by node, Services added in passes: {masters:?}"
+    );
+}
+
+#[test]
+fn with_explicit_priorities_every_address_fills_one_router_of_the_preferred_master() {
+    let services: Vec<Service> = (0..100)
+        .map(|i| plain("bulk", &format!("s{i:03}"), i))
+        .collect();
+    let mut w = World::with(
+        vec![pool(
+            "lan",
+            "2026-01-01T00:00:00Z",
+            json!({"addresses": ["192.168.77.0/24"],
+                   "vrrp": {"priorities": [{"nodeName": "n2", "priority": 150}]}}),
+        )],
+        services,
+    );
+    w.nodes = vec![
+        node("n1", "10.0.0.11"),
+        node("n2", "10.0.0.12"),
+        node("n3", "10.0.0.13"),
+    ];
+    let plan = w.pass();
+    let mut per_router: BTreeMap<String, usize> = BTreeMap::new();
+    for v in plan.virtual_ips.values() {
+        *per_router
+            .entry(v.spec.virtual_router.clone().unwrap())
+            .or_default() += 1;
+    }
+    // n2 is every router's MASTER: spreading would only spend VRIDs.
+    assert_eq!(
+        per_router,
+        BTreeMap::from([("lan-ipv4-0".to_owned(), 64), ("lan-ipv4-1".to_owned(), 36)])
+    );
+    assert_eq!(
+        masters_by_node(&w.virtual_ips, &w.nodes),
+        BTreeMap::from([("n2".to_owned(), 100)])
     );
 }

@@ -127,6 +127,7 @@ fn run(w: &World, virtual_ips: &[VirtualIp]) -> LbPlan {
             nodes: w.nodes.iter().collect(),
             virtual_ips: virtual_ips.iter().collect(),
             held: w.held.clone(),
+            node_policy: kube_vrrp_plan::NodePolicy::default(),
         },
         &LbConfig {
             default_class: w.default_class,

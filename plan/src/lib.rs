@@ -327,6 +327,46 @@ enum Rule<'a> {
     Labels(Selector),
 }
 
+/// Who would be MASTER of instances that run with one VirtualIP's settings, as [`plan`]
+/// ranks the nodes: the operator uses it to place a Service address on the shared virtual
+/// router whose MASTER carries the fewest addresses.
+pub struct MasterForecast<'a> {
+    candidate: Candidate<'a>,
+    nodes: &'a [NodeInfo],
+    selected: Vec<usize>,
+}
+
+impl<'a> MasterForecast<'a> {
+    /// The forecast for instances running with `vip`'s settings on `nodes` (from
+    /// [`nodes::index`]) under `policy`; `None` when `vip` is invalid.
+    pub fn new(vip: &'a VirtualIp, nodes: &'a [NodeInfo], policy: NodePolicy) -> Option<Self> {
+        let candidate = candidate(vip).ok()?;
+        let (selected, _) = select(&candidate, nodes, policy);
+        Some(Self {
+            candidate,
+            nodes,
+            selected,
+        })
+    }
+
+    /// The node with the highest priority for the instance named `instance`; `None` when no
+    /// node is selected or two share the highest priority (VRRP then prefers the higher
+    /// primary address).
+    pub fn master(&self, instance: &str) -> Option<&'a str> {
+        let priorities = rank(&self.candidate, instance, self.nodes, &self.selected);
+        let top = priorities.iter().copied().max()?;
+        let mut at_top = self
+            .selected
+            .iter()
+            .zip(&priorities)
+            .filter(|&(_, &p)| p == top);
+        match (at_top.next(), at_top.next()) {
+            (Some((&n, _)), None) => Some(self.nodes[n].name.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// Plans `input`. Pure and deterministic; never panics.
 pub fn plan(input: &PlanInput) -> Plan {
     plan_objects(&input.objects())

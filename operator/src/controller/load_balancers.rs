@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::sync::{apply_params, count_error, memory};
 use super::{Context, Error, ErrorReason, Snapshot, SyncOutcome};
-use crate::fold::{EventReason, EventSeverity, FoldEvent, is_fresh};
+use crate::fold::{EventReason, EventSeverity, FoldEvent, held_addresses, is_fresh};
 use crate::load_balancer::status::{ingress, pool_status};
 use crate::load_balancer::{
     Failure, FailureReason, LbConfig, LbInput, LbPlan, allocate, is_managed, service_key,
@@ -147,12 +147,7 @@ fn held(ctx: &Context, snapshot: &Snapshot) -> Vec<IpAddr> {
             continue;
         }
         for instance in &status.instances {
-            for held in &instance.vips_held {
-                let address = held.split('/').next().unwrap_or(held);
-                if let Ok(ip) = address.parse::<IpAddr>() {
-                    out.insert(ip);
-                }
-            }
+            out.extend(held_addresses(instance));
         }
     }
     out.into_iter().collect()
@@ -189,6 +184,7 @@ pub(super) async fn allocate_and_apply(
             nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
             virtual_ips: seen.iter().map(|s| s.vip.as_ref()).collect(),
             held: held(ctx, snapshot),
+            node_policy: ctx.config.nodes,
         },
         config,
     );

@@ -39,6 +39,10 @@ pub enum ConditionReason {
     NodeRejected,
     /// Degraded=True: only nodes whose agent has not applied its latest spec.
     SpecNotApplied,
+    /// Ready=False, and Degraded=True with no other trouble: a node is MASTER of the
+    /// VirtualIP's virtual router without holding the VirtualIP's addresses (its agent has not
+    /// added them yet).
+    AddressNotHeld,
     /// Degraded=True: nodes with different troubles.
     NodesUnhealthy,
     /// Degraded=False.
@@ -64,6 +68,7 @@ impl ConditionReason {
             Self::NodeSuperseded => "NodeSuperseded",
             Self::NodeRejected => "NodeRejected",
             Self::SpecNotApplied => "SpecNotApplied",
+            Self::AddressNotHeld => "AddressNotHeld",
             Self::NodesUnhealthy => "NodesUnhealthy",
             Self::AllNodesHealthy => "AllNodesHealthy",
             Self::NoConflict => "NoConflict",
@@ -77,6 +82,10 @@ pub(crate) struct Facts<'a> {
     pub virtual_router_id: Option<u8>,
     pub fresh_masters: &'a [String],
     pub any_fresh: bool,
+    /// The instance nodes report (the VirtualIP's own or its virtual router's).
+    pub instance: &'a str,
+    /// Nodes MASTER of the instance that do not hold the VirtualIP's addresses yet.
+    pub adding: &'a [String],
     pub rejected_everywhere: bool,
     pub troubled: &'a BTreeMap<String, NodeTrouble>,
     pub conflict: Option<&'a ConflictNote>,
@@ -129,6 +138,18 @@ pub(crate) fn build(
                     ConditionReason::Rejected.as_str(),
                     format!(
                         "no node runs VirtualIP {}: every selected node rejected it (see Degraded)",
+                        facts.virtual_ip
+                    ),
+                )
+            } else if !facts.adding.is_empty() {
+                (
+                    false,
+                    ConditionReason::AddressNotHeld.as_str(),
+                    format!(
+                        "{} {} MASTER of {} but has not added the addresses of VirtualIP {} yet",
+                        join_names(facts.adding),
+                        if facts.adding.len() == 1 { "is" } else { "are" },
+                        facts.instance,
                         facts.virtual_ip
                     ),
                 )
@@ -215,6 +236,7 @@ fn trouble_reason(trouble: &NodeTrouble) -> ConditionReason {
         NodeTrouble::Superseded { .. } => ConditionReason::NodeSuperseded,
         NodeTrouble::Rejected { .. } => ConditionReason::NodeRejected,
         NodeTrouble::NotApplied { .. } => ConditionReason::SpecNotApplied,
+        NodeTrouble::NotHolding { .. } => ConditionReason::AddressNotHeld,
     }
 }
 
@@ -232,6 +254,13 @@ fn describe(node: &str, trouble: &NodeTrouble) -> String {
             clock(*since)
         ),
         NodeTrouble::Missing => format!("{node} has not reported this VirtualIP"),
+        NodeTrouble::NotHolding { instance, missing } => {
+            let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            format!(
+                "{node} is MASTER of {instance} but does not hold {} yet",
+                join_names(&missing)
+            )
+        }
         NodeTrouble::Rejected {
             reason,
             message,

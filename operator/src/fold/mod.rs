@@ -39,6 +39,14 @@
 //!   MASTER, neither supersedes) shows one once B is MASTER (Master_Down_Interval after the
 //!   cut) plus the roll call's round trip (B's write, the annotation, A's answer), without
 //!   waiting for A's next heartbeat.
+//! - **Held addresses.** A MASTER report counts for this VirtualIP only when it says the node
+//!   holds every address of the VirtualIP (`vipsHeld`). Several VirtualIPs can share one
+//!   virtual router: a node that is MASTER of the router before its agent applied the spec
+//!   that adds this VirtualIP's address does not answer for that address yet. Such a report
+//!   is not listed and counts as no MASTER: `kubectl get vip` shows the VirtualIP `Pending`
+//!   with no MASTER (`Ready=False`, reason `AddressNotHeld`), a LoadBalancer Service gets no
+//!   ingress from it, and the node is troubled ([`NodeTrouble::NotHolding`]) until its agent
+//!   adds the address.
 //! - Every fresh, unsuperseded report that carries an instance of this VirtualIP is listed,
 //!   selected or not: a node that still runs the VirtualIP after leaving the selection can
 //!   still cause a split brain.
@@ -57,7 +65,8 @@ pub mod server_events;
 pub mod virtual_server;
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -143,6 +152,14 @@ pub enum NodeTrouble {
     },
     /// The node has no report at all, or its report lacks this VirtualIP.
     Missing,
+    /// The node reports MASTER of the VirtualIP's instance (a shared virtual router) but
+    /// does not hold these addresses of the VirtualIP (yet).
+    NotHolding {
+        /// The instance the node is MASTER of.
+        instance: String,
+        /// The VirtualIP's addresses the node does not hold.
+        missing: Vec<IpAddr>,
+    },
     /// The node's agent rejected the VirtualIP's instance.
     Rejected {
         /// `RejectReason::as_str()`.
@@ -257,8 +274,24 @@ struct NodeReport<'a> {
     heartbeat: Timestamp,
     answered: Option<Timestamp>,
     instances: HashMap<&'a str, &'a InstanceStatus>,
+    /// The addresses each MASTER instance holds, by instance name.
+    held: HashMap<&'a str, HashSet<IpAddr>>,
     rejected: HashMap<&'a str, &'a RejectedInstance>,
     lagging: Option<NodeTrouble>,
+}
+
+/// The addresses an instance's report says its node holds (`vipsHeld`, CIDRs or plain
+/// addresses; entries that do not parse are skipped).
+pub fn held_addresses(instance: &InstanceStatus) -> impl Iterator<Item = IpAddr> + '_ {
+    instance
+        .vips_held
+        .iter()
+        .filter_map(|held| address_of(held))
+}
+
+/// The address of `cidr` (`10.0.0.5/32` or `10.0.0.5`), if it parses.
+fn address_of(cidr: &str) -> Option<IpAddr> {
+    cidr.split('/').next().unwrap_or(cidr).trim().parse().ok()
 }
 
 /// Every node's report at one instant, judged (fresh or stale, lagging or not) and indexed
@@ -309,6 +342,12 @@ impl<'a> Reports<'a> {
                     .iter()
                     .map(|i| (i.name.as_str(), i))
                     .collect(),
+                held: status
+                    .instances
+                    .iter()
+                    .filter(|i| i.state == State::Master)
+                    .map(|i| (i.name.as_str(), held_addresses(i).collect()))
+                    .collect(),
                 rejected: status
                     .rejected
                     .iter()
@@ -352,8 +391,15 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
     let stale = &reports.stale;
     let mut rejected: BTreeMap<&str, &RejectedInstance> = BTreeMap::new();
     let mut lagging_nodes: BTreeMap<&str, NodeTrouble> = BTreeMap::new();
+    let mut not_holding: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     // Nodes report the instance, which is the VirtualIP's own or its virtual router's.
     let instance = placement.instance.as_deref().unwrap_or(name);
+    let addresses: Vec<IpAddr> = vip
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| address_of(a))
+        .collect();
     for report in &reports.fresh {
         let node = report.node;
         if let Some(r) = report.rejected.get(instance) {
@@ -363,6 +409,18 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
             lagging_nodes.insert(node, trouble.clone());
         }
         if let Some(instance) = report.instances.get(instance) {
+            if instance.state == State::Master {
+                let held = report.held.get(instance.name.as_str());
+                let missing: Vec<IpAddr> = addresses
+                    .iter()
+                    .filter(|a| held.is_none_or(|h| !h.contains(a)))
+                    .copied()
+                    .collect();
+                if !missing.is_empty() {
+                    not_holding.insert(node, missing);
+                    continue;
+                }
+            }
             seen.push(Seen {
                 node,
                 instance,
@@ -418,6 +476,11 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
                 by: by.to_owned(),
                 since,
             })
+        } else if let Some(missing) = not_holding.get(node_str) {
+            Some(NodeTrouble::NotHolding {
+                instance: instance.to_owned(),
+                missing: missing.clone(),
+            })
         } else {
             match seen.iter().find(|s| s.node == node_str) {
                 Some(s) if s.instance.state == State::Fault => Some(NodeTrouble::Fault),
@@ -462,7 +525,8 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
         VirtualIpPhase::Ready
     } else if rejected_everywhere {
         VirtualIpPhase::Rejected
-    } else if seen.is_empty() {
+    } else if seen.is_empty() || !not_holding.is_empty() {
+        // Nothing runs yet, or the MASTER has not added the addresses yet.
         VirtualIpPhase::Pending
     } else {
         VirtualIpPhase::NoMaster
@@ -472,11 +536,14 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
     let virtual_router_id = placement
         .virtual_router_id
         .or_else(|| previous.and_then(|p| p.virtual_router_id));
+    let adding: Vec<String> = not_holding.keys().map(|n| (*n).to_owned()).collect();
     let facts = conditions::Facts {
         virtual_ip: name,
         virtual_router_id,
         fresh_masters: &fresh_masters,
         any_fresh: !seen.is_empty(),
+        instance,
+        adding: &adding,
         rejected_everywhere,
         troubled: &troubled,
         conflict: placement.conflict.as_ref(),

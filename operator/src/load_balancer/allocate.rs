@@ -10,23 +10,18 @@ use k8s_openapi::api::core::v1::Service;
 use kube_vrrp_crds::address_block::{from_ordinal, ordinal};
 use kube_vrrp_crds::validation::parse_cidr;
 use kube_vrrp_crds::{ServiceRef, Track, TrackEndpoints, VirtualIp, VirtualIpSpec};
-use kube_vrrp_plan::Family;
-use kube_vrrp_plan::selector::Selector;
+use kube_vrrp_plan::{Family, MasterForecast, NodePolicy};
 
 use super::naming::{shard_name, shard_number, virtual_ip_name};
 use super::pools::{PoolView, evaluate};
 use super::request::{Request, is_ours, read, service_ref};
+use super::spread::{ROUTER_NUMBERS, Routers};
 use super::{
     Assigned, DesiredVirtualIp, Failure, FailureReason, LOAD_BALANCER_CLASS, LbConfig, LbInput,
     LbPlan, POOL_ANNOTATION, PoolReport, Release, SERVICES_ANNOTATION, SHARING_ANNOTATION,
     ServiceOutcome, is_managed, service_key,
 };
 use kube_vrrp_crds::validation::MAX_ADDRESSES;
-
-/// Most shared virtual routers a pool's family spreads its addresses over for the sake of
-/// spreading MASTERs over nodes (more only once each carries 64 addresses): each costs a VRID
-/// of the segment's 255.
-pub const MAX_SPREAD_ROUTERS: usize = 16;
 
 /// Most pools named in a "no pool serves it" message.
 const MAX_POOLS_EXPLAINED: usize = 5;
@@ -749,7 +744,7 @@ pub fn allocate(input: &LbInput<'_>, config: &LbConfig) -> LbPlan {
     }
 
     // Step 3: the VirtualIPs.
-    let virtual_ips = desired(&book, &existing, &input.nodes);
+    let virtual_ips = desired(&book, &existing, &input.nodes, input.node_policy);
 
     // Step 4: what each Service and pool got.
     let mut plan = LbPlan {
@@ -805,11 +800,12 @@ fn desired(
     book: &Book<'_>,
     existing: &[Existing<'_>],
     nodes: &[&k8s_openapi::api::core::v1::Node],
+    node_policy: NodePolicy,
 ) -> BTreeMap<String, DesiredVirtualIp> {
     let mut out = BTreeMap::new();
     // Shared routers: members per (pool, family, router number).
     let mut shards: BTreeMap<(&str, Family), BTreeMap<usize, usize>> = BTreeMap::new();
-    let mut unsharded: Vec<IpAddr> = Vec::new();
+    let mut unsharded: BTreeMap<(&str, Family), Vec<IpAddr>> = BTreeMap::new();
     let mut routers: HashMap<IpAddr, String> = HashMap::new();
     for (ip, slot) in &book.slots {
         let owners: Vec<&Request> = slot.owners.iter().map(|&o| &book.requests[o]).collect();
@@ -828,29 +824,43 @@ fn desired(
                 *counts.entry(n).or_default() += 1;
                 routers.insert(*ip, shard_name(&slot.pool, slot.family, n));
             }
-            None => unsharded.push(*ip),
+            None => unsharded
+                .entry((slot.pool.as_str(), slot.family))
+                .or_default()
+                .push(*ip),
         }
     }
-    for ip in unsharded {
-        let slot = &book.slots[&ip];
-        let nodes_of_pool = book
+    // New addresses: on the router whose expected MASTER carries the fewest (see `spread`).
+    let node_infos = if unsharded.is_empty() {
+        Vec::new()
+    } else {
+        kube_vrrp_plan::nodes::index(nodes)
+    };
+    for ((pool_name, family), ips) in unsharded {
+        let counts = shards.remove(&(pool_name, family)).unwrap_or_default();
+        let sample = book
             .pools
             .iter()
-            .find(|p| p.name == slot.pool)
-            .map_or(1, |p| eligible_nodes(p, nodes));
-        let counts = shards.entry((slot.pool.as_str(), slot.family)).or_default();
-        let members: usize = counts.values().sum::<usize>() + 1;
-        let wanted = nodes_of_pool
-            .min(MAX_SPREAD_ROUTERS)
-            .max(members.div_ceil(MAX_ADDRESSES))
-            .max(1);
-        // The emptiest of the wanted routers; when all are full, the first one with room.
-        let n = (0..=counts.len().max(wanted))
-            .filter(|n| counts.get(n).copied().unwrap_or(0) < MAX_ADDRESSES)
-            .min_by_key(|n| (*n >= wanted, counts.get(n).copied().unwrap_or(0), *n))
-            .unwrap_or(wanted);
-        *counts.entry(n).or_default() += 1;
-        routers.insert(ip, shard_name(&slot.pool, slot.family, n));
+            .find(|p| p.name == pool_name)
+            .zip(ips.first())
+            .map(|(pool, &ip)| {
+                VirtualIp::new(
+                    &virtual_ip_name(ip),
+                    spec_for(pool, ip, Some(shard_name(pool_name, family, 0)), &[]),
+                )
+            });
+        let forecast = sample
+            .as_ref()
+            .and_then(|vip| MasterForecast::new(vip, &node_infos, node_policy));
+        let masters: Vec<Option<&str>> = forecast.as_ref().map_or_else(Vec::new, |f| {
+            (0..ROUTER_NUMBERS)
+                .map(|n| f.master(&shard_name(pool_name, family, n)))
+                .collect()
+        });
+        let mut spread = Routers::new(counts, masters);
+        for ip in ips {
+            routers.insert(ip, shard_name(pool_name, family, spread.place()));
+        }
     }
 
     for (ip, slot) in &book.slots {
@@ -893,25 +903,6 @@ fn desired(
         );
     }
     out
-}
-
-/// The number of nodes the pool's `vrrp.nodeSelector` picks (at least 1).
-fn eligible_nodes(pool: &PoolView<'_>, nodes: &[&k8s_openapi::api::core::v1::Node]) -> usize {
-    let selector = pool
-        .pool
-        .spec
-        .vrrp
-        .node_selector
-        .as_ref()
-        .and_then(|s| Selector::compile(s).ok());
-    nodes
-        .iter()
-        .filter(|n| {
-            let labels = n.metadata.labels.clone().unwrap_or_default();
-            selector.as_ref().is_none_or(|s| s.matches(&labels))
-        })
-        .count()
-        .max(1)
 }
 
 /// The VirtualIP spec of address `ip` of `pool`: the pool's VRRP settings, the address as a

@@ -20,9 +20,10 @@
 //!   [`MANAGED_BY_LABEL`] and annotated with the Services it serves ([`SERVICES_ANNOTATION`])
 //!   and its pool ([`POOL_ANNOTATION`]). Its VRRP settings are the pool's `vrrp`. With
 //!   `externalTrafficPolicy: Cluster` it joins one of the pool's shared virtual routers
-//!   (`<pool>-<family>-<n>`, one VRID for up to 64 addresses; as many routers as the pool has
-//!   nodes, at most [`MAX_SPREAD_ROUTERS`] until they are full, so MASTERs spread without
-//!   spending the segment's 255 VRIDs); with `Local` it is an instance of its own that tracks
+//!   (`<pool>-<family>-<n>`, one VRID for up to 64 addresses): a new address joins the router
+//!   whose expected MASTER carries the fewest of the family's addresses (`spread`), so MASTERs
+//!   spread evenly over the nodes, with at most [`MAX_SPREAD_ROUTERS`] routers open at a time
+//!   to spare the segment's 255 VRIDs; with `Local` it is an instance of its own that tracks
 //!   the Service's endpoints without weight, so only a node with a ready endpoint holds it.
 //! - **Stability.** The allocation is read back from the VirtualIPs (their Service
 //!   annotation) and from the Services' `status.loadBalancer.ingress`, never from memory: an
@@ -46,6 +47,7 @@ mod allocate;
 mod naming;
 mod pools;
 mod request;
+mod spread;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -53,12 +55,13 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube_vrrp_crds::{ServiceRef, VirtualIp, VirtualIpPool, VirtualIpSpec};
-use kube_vrrp_plan::Family;
+use kube_vrrp_plan::{Family, NodePolicy};
 
-pub use allocate::{MAX_SPREAD_ROUTERS, allocate};
+pub use allocate::allocate;
 pub use naming::{shard_name, virtual_ip_name};
 pub use pools::PoolProblem;
 pub use request::service_ref;
+pub use spread::MAX_SPREAD_ROUTERS;
 
 /// The `spec.loadBalancerClass` of Services this operator serves.
 pub const LOAD_BALANCER_CLASS: &str = "kubevrrp.io/vrrp";
@@ -98,6 +101,8 @@ pub struct LbInput<'a> {
     pub virtual_ips: Vec<&'a VirtualIp>,
     /// Addresses nodes report holding (`vipsHeld` of fresh VrrpNode reports).
     pub held: Vec<IpAddr>,
+    /// Which unhealthy nodes planning leaves out (to foresee each shared router's MASTER).
+    pub node_policy: NodePolicy,
 }
 
 /// Why a Service has no address (of a family); also the Warning Event's reason.
