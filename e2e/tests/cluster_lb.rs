@@ -533,12 +533,13 @@ fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_after_the_mas
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
-    let since = revision(
-        &user
-            .kubectl()
-            .json(&["get", "vrrpnodes", "-o", "json"])
-            .unwrap(),
-    );
+    // The API server's list carries the current revision (kubectl's own list does not).
+    let list = cluster
+        .control_plane()
+        .admin()
+        .run(&["get", "--raw", "/apis/kubevrrp.io/v1alpha1/vrrpnodes"])
+        .unwrap();
+    let since = revision(&serde_json::from_str(&list).unwrap());
 
     // The second Service's address joins the same router, whose MASTER n1 already is: n1's
     // report says MASTER of the router before its agent has added the new address.
