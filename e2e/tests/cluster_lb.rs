@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::cluster::user::{User, poll};
+use kube_vrrp_e2e::cluster::user::{self, User, poll};
 use kube_vrrp_e2e::cluster::{Cluster, ClusterSpec};
 use kube_vrrp_e2e::probe::{AdvertSniffer, NeighborProber};
 use kube_vrrp_e2e::{Mac, exposition, netns};
@@ -456,19 +456,11 @@ fn a_load_balancer_service_answers_from_its_master_and_moves_to_the_backup_withi
     );
 }
 
-/// Every version of object `name` under API path `collection` written after resource
-/// version `since`, oldest first, as a watch from `since` replays them (none skipped, unlike a
-/// poll). The watch ends after `seconds`.
-fn writes_since(
-    cluster: &Cluster,
-    collection: &str,
-    name: &str,
-    since: u64,
-    seconds: u32,
-) -> Vec<Value> {
-    let path = format!(
-        "{collection}?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={since}&timeoutSeconds={seconds}"
-    );
+/// Every version of the objects under API path `collection` written after resource version
+/// `since`, oldest first, as a watch from `since` replays them (none skipped, unlike a poll).
+/// The watch ends after `seconds`.
+fn writes_since(cluster: &Cluster, collection: &str, since: u64, seconds: u32) -> Vec<Value> {
+    let path = format!("{collection}?watch=1&resourceVersion={since}&timeoutSeconds={seconds}");
     let stream = cluster
         .control_plane()
         .admin()
@@ -506,11 +498,33 @@ fn held_by(node: &Value, instance: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether VrrpNode `node`'s spec gives instance `instance` the address `address`.
+fn planned(node: &Value, instance: &str, address: &str) -> bool {
+    node.pointer("/spec/instances")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i["name"] == instance)
+        .flat_map(|i| i["addresses"].as_array().cloned().unwrap_or_default())
+        .any(|a| {
+            a.as_str()
+                .is_some_and(|a| a.split('/').next() == Some(address))
+        })
+}
+
+/// Sends `signal` to the agents of n1..n3.
+fn signal_agents(cluster: &mut Cluster, signal: nix::sys::signal::Signal) {
+    for n in 1..=3 {
+        cluster.agent(n).unwrap().signal(signal).unwrap();
+    }
+}
+
 #[test]
-fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_after_the_master_reports_holding_its_address()
+fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_once_a_node_reports_holding_its_address()
  {
+    use nix::sys::signal::Signal;
     let started = Instant::now();
-    let cluster = up_with_pool(&pool_manifest());
+    let mut cluster = up_with_pool(&pool_manifest());
     let user = cluster.user();
 
     // The first Service: its address on a shared router whose MASTER is n1 (priority 150).
@@ -541,68 +555,104 @@ fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_after_the_mas
         .unwrap();
     let since = revision(&serde_json::from_str(&list).unwrap());
 
-    // The second Service's address joins the same router, whose MASTER n1 already is: n1's
-    // report says MASTER of the router before its agent has added the new address.
+    // Every agent frozen (SIGSTOP): n1's last report, MASTER of the router holding the first
+    // address, stays fresh, and no agent applies the spec that adds the second address. The
+    // kernel keeps the first address on n1, and no backup takes over (none runs).
+    signal_agents(&mut cluster, Signal::SIGSTOP);
     let created = Instant::now();
     user.apply(&service_manifest("api")).unwrap();
-    let ((ip, mode), seen) = wait_ingress(&cluster, "api", Duration::from_secs(30));
-    assert_eq!((ip.as_str(), mode.as_str()), (LAST, "VIP"));
-    let vip = user.vip("lb-192-168-77-201").unwrap();
+    let planned_on_n1 = poll(
+        "the second address planned on n1",
+        Duration::from_secs(15),
+        POLL,
+        || {
+            let n1 = user.get("vrrpnode", "n1", &[])?;
+            Ok(planned(&n1, &router, LAST).then_some(()))
+        },
+    );
+    // For 3 s nobody holds the second address: no ingress, and no MASTER shown for it.
+    let mut early = Vec::new();
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while planned_on_n1.is_ok() && Instant::now() < watch_until {
+        let svc = service(&user, "api");
+        if !ingress(&svc).is_empty() && !early.iter().any(|e: &String| e.starts_with("ingress")) {
+            early.push(format!("ingress {}", svc["status"]));
+        }
+        let vip = user.vip("lb-192-168-77-201").unwrap_or_default();
+        if vip.pointer("/status/master").is_some()
+            && !early.iter().any(|e: &String| e.starts_with("VirtualIP"))
+        {
+            early.push(format!("VirtualIP status {}", vip["status"]));
+        }
+        std::thread::sleep(POLL);
+    }
+    let waiting = user.vip("lb-192-168-77-201").unwrap_or_default();
+    // Thawed before asserting, so that a failure leaves no frozen agent behind.
+    signal_agents(&mut cluster, Signal::SIGCONT);
+    let frozen = created.elapsed();
+    planned_on_n1.unwrap_or_else(|e| panic!("{e}\n{}", logs_tail(&cluster)));
+    assert!(
+        early.is_empty(),
+        "shown before any node held {LAST}: {}",
+        early.join("; ")
+    );
     assert_eq!(
-        vip["spec"]["virtualRouter"].as_str(),
+        waiting["spec"]["virtualRouter"].as_str(),
         Some(router.as_str()),
         "the second address did not join the first one's router: {}",
-        vip["spec"]
+        waiting["spec"]
     );
-    assert_eq!(
-        vip["status"]["master"].as_str(),
-        Some("n1"),
+    // Its first status is written only once the apply grace (10 s) is over: until then none;
+    // if one is written, it says why there is no MASTER.
+    let ready = user::conditions(&waiting)
+        .into_iter()
+        .find(|c| c.kind == "Ready");
+    assert!(
+        waiting.pointer("/status/state").is_none()
+            || (waiting["status"]["state"] == "Pending"
+                && ready.is_some_and(|r| r.reason == "AddressNotHeld")),
         "{}",
-        vip["status"]
+        waiting["status"]
     );
 
-    // Every write since: n1's reports and the Service's versions, ordered by revision.
-    let reports = writes_since(
-        &cluster,
-        "/apis/kubevrrp.io/v1alpha1/vrrpnodes",
-        "n1",
-        since,
-        2,
-    );
-    let services = writes_since(
-        &cluster,
-        "/api/v1/namespaces/default/services",
-        "api",
-        since,
-        2,
-    );
-    let mastered_without = reports
-        .iter()
-        .filter(|n| {
-            !held_by(n, &router).is_empty() && !held_by(n, &router).contains(&LAST.to_owned())
-        })
-        .count();
-    let held = reports
+    // Thawed, n1 adds the address and reports it; then the ingress comes.
+    let ((ip, mode), seen) = wait_ingress(&cluster, "api", Duration::from_secs(30));
+    assert_eq!((ip.as_str(), mode.as_str()), (LAST, "VIP"));
+
+    // Every write since, replayed: the nodes' reports and the Service's versions, ordered by
+    // revision. Some node reported holding the address before the ingress was written.
+    let reports = writes_since(&cluster, "/apis/kubevrrp.io/v1alpha1/vrrpnodes", since, 2);
+    let services = writes_since(&cluster, "/api/v1/namespaces/default/services", since, 2);
+    let (held, holder) = reports
         .iter()
         .find(|n| held_by(n, &router).contains(&LAST.to_owned()))
-        .map(revision)
-        .unwrap_or_else(|| panic!("n1 never reported holding {LAST}: {reports:#?}"));
+        .map(|n| {
+            (
+                revision(n),
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no node reported holding {LAST}: {reports:#?}"));
     let ingress_written = services
         .iter()
+        .filter(|s| s["metadata"]["name"] == "api")
         .find(|s| !ingress(s).is_empty())
         .map(revision)
         .unwrap_or_else(|| panic!("no write gave Service api its ingress: {services:#?}"));
     assert!(
         held < ingress_written,
-        "the ingress of api (revision {ingress_written}) was written before n1 reported \
-         holding {LAST} (revision {held})"
+        "the ingress of api (revision {ingress_written}) was written before any node reported \
+         holding {LAST} (first: {holder} at revision {held})"
     );
     eprintln!(
-        "api: n1 reported MASTER of {router} without {LAST} in {mastered_without} of {} \
-         reports since; holding it at revision {held}, ingress written at revision \
-         {ingress_written}, seen {:.0} ms after the create",
-        reports.len(),
-        ms(seen - created)
+        "api: no ingress while the agents were frozen; {holder} reported holding {LAST} at \
+         revision {held}, the ingress written at revision {ingress_written}, seen {:.0} ms after \
+         the create (agents frozen for the first {:.0} ms)",
+        ms(seen - created),
+        ms(frozen)
     );
     eprintln!(
         "scenario lb-shared-router-order: {:.1} s",
