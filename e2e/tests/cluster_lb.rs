@@ -623,25 +623,23 @@ fn a_service_joining_a_shared_virtual_router_gets_its_ingress_only_once_a_node_r
     // revision. Some node reported holding the address before the ingress was written.
     let reports = writes_since(&cluster, "/apis/kubevrrp.io/v1alpha1/vrrpnodes", since, 2);
     let services = writes_since(&cluster, "/api/v1/namespaces/default/services", since, 2);
-    let (held, holder) = reports
+    let first_holding = reports
         .iter()
         .find(|n| held_by(n, &router).contains(&LAST.to_owned()))
-        .map(|n| {
-            (
-                revision(n),
-                n["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
         .unwrap_or_else(|| panic!("no node reported holding {LAST}: {reports:#?}"));
-    let ingress_written = services
-        .iter()
-        .filter(|s| s["metadata"]["name"] == "api")
-        .find(|s| !ingress(s).is_empty())
-        .map(revision)
-        .unwrap_or_else(|| panic!("no write gave Service api its ingress: {services:#?}"));
+    let (held, holder) = (
+        revision(first_holding),
+        first_holding["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let ingress_written = revision(
+        services
+            .iter()
+            .filter(|s| s["metadata"]["name"] == "api")
+            .find(|s| !ingress(s).is_empty())
+            .unwrap_or_else(|| panic!("no write gave Service api its ingress: {services:#?}")),
+    );
     assert!(
         held < ingress_written,
         "the ingress of api (revision {ingress_written}) was written before any node reported \

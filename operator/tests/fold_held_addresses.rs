@@ -75,19 +75,21 @@ fn service_outcome(vip: &VirtualIp) -> ServiceOutcome {
     }
 }
 
+/// (what, the instance nodes report (`None`: the VirtualIP's own), what MASTER a holds,
+/// expected MASTER, phase, listed nodes, Degraded reason)
+type Row = (
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+    Option<&'static str>,
+    VirtualIpPhase,
+    &'static [&'static str],
+    &'static str,
+);
+
 #[test]
 fn a_master_counts_for_a_virtual_ip_only_while_it_holds_its_addresses() {
-    // (what, the instance nodes report, what MASTER a holds,
-    //  expected MASTER, phase, listed nodes, Degraded reason)
-    let rows: [(
-        &str,
-        Option<&str>,
-        &[&str],
-        Option<&str>,
-        VirtualIpPhase,
-        &[&str],
-        &str,
-    ); 6] = [
+    let rows: [Row; 6] = [
         (
             "router MASTER before it added the member's address",
             Some(ROUTER),

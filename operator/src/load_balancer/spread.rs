@@ -80,8 +80,9 @@ impl<'a> Routers<'a> {
                 (load, self.count(n) == 0, n)
             });
         let n = best.unwrap_or_else(|| {
-            // Every considered number is full: the first number past them.
-            (ROUTER_NUMBERS..)
+            // Every considered number is full: the first number past them with room (one of
+            // the next `counts.len() + 1` is).
+            (ROUTER_NUMBERS..=ROUTER_NUMBERS + self.counts.len())
                 .find(|&n| self.count(n) < MAX_ADDRESSES)
                 .unwrap_or(ROUTER_NUMBERS)
         });
