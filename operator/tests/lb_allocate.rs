@@ -145,6 +145,25 @@ impl World {
     }
 }
 
+/// Three equal nodes, n1..n3.
+fn three_nodes() -> Vec<Node> {
+    vec![
+        node("n1", "10.0.0.11"),
+        node("n2", "10.0.0.12"),
+        node("n3", "10.0.0.13"),
+    ]
+}
+
+/// Addresses per shared virtual router.
+fn per_router(plan: &LbPlan) -> BTreeMap<String, usize> {
+    let mut out: BTreeMap<String, usize> = BTreeMap::new();
+    for v in plan.virtual_ips.values() {
+        *out.entry(v.spec.virtual_router.clone().unwrap())
+            .or_default() += 1;
+    }
+    out
+}
+
 fn addresses(plan: &LbPlan, ns: &str, name: &str) -> Vec<IpAddr> {
     plan.services[&key(ns, name)]
         .addresses
@@ -677,18 +696,9 @@ fn cluster_services_share_routers_of_at_most_sixty_four_addresses_spread_evenly_
         )],
         services,
     );
-    w.nodes = vec![
-        node("n1", "10.0.0.11"),
-        node("n2", "10.0.0.12"),
-        node("n3", "10.0.0.13"),
-    ];
+    w.nodes = three_nodes();
     let plan = w.pass();
-    let mut per_router: BTreeMap<String, usize> = BTreeMap::new();
-    for v in plan.virtual_ips.values() {
-        *per_router
-            .entry(v.spec.virtual_router.clone().unwrap())
-            .or_default() += 1;
-    }
+    let per_router = per_router(&plan);
     assert!(per_router.values().all(|&n| n <= 64), "{per_router:?}");
     // Each node leads one full router and one with the rest: 67, 67 and 66 addresses.
     assert_eq!(per_router.len(), 6, "{per_router:?}");
@@ -758,11 +768,7 @@ fn the_masters_of_a_thousand_cluster_services_spread_evenly_over_three_equal_nod
         )],
         services,
     );
-    w.nodes = vec![
-        node("n1", "10.0.0.11"),
-        node("n2", "10.0.0.12"),
-        node("n3", "10.0.0.13"),
-    ];
+    w.nodes = three_nodes();
     let plan = w.pass();
     assert_eq!(plan.virtual_ips.len(), 1000);
     let masters = masters_by_node(&w.virtual_ips, &w.nodes);
@@ -773,12 +779,7 @@ fn the_masters_of_a_thousand_cluster_services_spread_evenly_over_three_equal_nod
         "MASTERs by node: {masters:?}"
     );
     // No router carries more than 64 addresses, and the next pass moves nothing.
-    let mut per_router: BTreeMap<String, usize> = BTreeMap::new();
-    for v in plan.virtual_ips.values() {
-        *per_router
-            .entry(v.spec.virtual_router.clone().unwrap())
-            .or_default() += 1;
-    }
+    let per_router = per_router(&plan);
     assert!(per_router.values().all(|&n| n <= 64), "{per_router:?}");
     assert_eq!(w.pass().virtual_ips, plan.virtual_ips);
 
@@ -813,18 +814,9 @@ fn with_explicit_priorities_every_address_fills_one_router_of_the_preferred_mast
         )],
         services,
     );
-    w.nodes = vec![
-        node("n1", "10.0.0.11"),
-        node("n2", "10.0.0.12"),
-        node("n3", "10.0.0.13"),
-    ];
+    w.nodes = three_nodes();
     let plan = w.pass();
-    let mut per_router: BTreeMap<String, usize> = BTreeMap::new();
-    for v in plan.virtual_ips.values() {
-        *per_router
-            .entry(v.spec.virtual_router.clone().unwrap())
-            .or_default() += 1;
-    }
+    let per_router = per_router(&plan);
     // n2 is every router's MASTER: spreading would only spend VRIDs.
     assert_eq!(
         per_router,
