@@ -773,6 +773,7 @@ fn the_masters_of_a_thousand_cluster_services_spread_evenly_over_three_equal_nod
     assert_eq!(plan.virtual_ips.len(), 1000);
     let masters = masters_by_node(&w.virtual_ips, &w.nodes);
     assert_eq!(masters.values().sum::<usize>(), 1000, "{masters:?}");
+    eprintln!("1,000 Services at once, MASTERs by node: {masters:?}");
     // Within ±10 % of an equal share (333).
     assert!(
         masters.len() == 3 && masters.values().all(|&m| (300..=367).contains(&m)),
@@ -794,6 +795,7 @@ fn the_masters_of_a_thousand_cluster_services_spread_evenly_over_three_equal_nod
         grown.pass();
     }
     let masters = masters_by_node(&grown.virtual_ips, &grown.nodes);
+    eprintln!("1,000 Services in passes of 37, MASTERs by node: {masters:?}");
     assert!(
         masters.values().all(|&m| (300..=367).contains(&m)),
         "MASTERs by node, Services added in passes: {masters:?}"
