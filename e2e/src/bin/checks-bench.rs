@@ -354,7 +354,7 @@ fn guest_cpu(lab: &mut IpvsLab) -> anyhow::Result<(u64, u64)> {
         .collect();
     let all: u64 = ticks.iter().sum();
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    Ok((all - idle, all))
+    Ok((all.saturating_sub(idle), all))
 }
 
 fn guest_requests(lab: &mut IpvsLab) -> anyhow::Result<u64> {
@@ -406,7 +406,7 @@ fn guest_usage(
         rss_mib: rss as f64 / 1024.0,
         answered: r1.saturating_sub(r0) as f64 / elapsed,
         server_cpu: percent(s1.saturating_sub(s0)),
-        busy: b1.saturating_sub(b0) as f64 / (a1.saturating_sub(a0)).max(1) as f64 * 100.0,
+        busy: b1.saturating_sub(b0) as f64 / a1.saturating_sub(a0).max(1) as f64 * 100.0,
     })
 }
 
@@ -429,7 +429,7 @@ fn agent_counters(lab: &mut IpvsLab) -> anyhow::Result<BTreeMap<String, f64>> {
     let text = lab.guest.ok(&format!(
         "echo ipvs-syncs $(grep -c 'IPVS synchronised' /tmp/agent.log)
 echo rose-or-fell $(grep -cE 'real server (rose|fell)' /tmp/agent.log)
-wget -q -O - http://{listen}/metrics | awk -F'result=\"' '/^kube_vrrp_realserver_checks_total/ {{split($2, a, \"\\\"\"); s[a[1]] += $NF}} END {{for (k in s) print \"checks-\" k, s[k]}}'"
+wget -q -O - http://{listen}/metrics | awk -F'result=\"' '/^kube_vrrp_realserver_checks_total/ {{split($2, a, \"\\\"\"); n = split($0, f, \" \"); s[a[1]] += f[n]}} END {{for (k in s) printf \"checks-%s %d\\n\", k, s[k]}}'"
     ))?;
     Ok(text
         .lines()
@@ -440,9 +440,21 @@ wget -q -O - http://{listen}/metrics | awk -F'result=\"' '/^kube_vrrp_realserver
         .collect())
 }
 
+fn agent_pid(lab: &mut IpvsLab) -> anyhow::Result<u32> {
+    Ok(lab
+        .guest
+        .ok("pidof kube-vrrp-agent")?
+        .split_whitespace()
+        .next()
+        .context("the agent's pid")?
+        .parse()?)
+}
+
 struct GuestResult {
     keepalived: GuestUsage,
     agent: GuestUsage,
+    /// The agent without VirtualServers (VRRP only).
+    idle: GuestUsage,
     /// Real servers in IPVS at the end of each daemon's window.
     in_ipvs: (usize, usize),
     /// The agent's checkers at the end of its window: how many per last result, and healthy.
@@ -517,18 +529,21 @@ echo $!"
     lab.stop_keepalived()?;
     lab.guest.ok("ipvsadm -C")?;
 
+    // The agent without checks first: its VRRP MASTER (adverts every 100 ms) and the rest of
+    // it, which keepalived's checker process (`-C`) does not run.
+    lab.write_manifest("bench.yaml", &kube_vrrp_e2e::guest::lab::node_and_vip())?;
+    lab.start_agent_resyncing("guest", resync, "")?;
+    std::thread::sleep(Duration::from_secs(10));
+    let idle_pid = agent_pid(&mut lab)?;
+    let idle = guest_usage(&mut lab, idle_pid, server, window / 2)?;
+    lab.stop_agent("TERM")?;
+
     let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
     yaml.push_str(&virtual_servers("web", backend, servers, per));
     lab.write_manifest("bench.yaml", &yaml)?;
     lab.start_agent_resyncing("guest", resync, "")?;
     std::thread::sleep(Duration::from_secs(15));
-    let agent_pid: u32 = lab
-        .guest
-        .ok("pidof kube-vrrp-agent")?
-        .split_whitespace()
-        .next()
-        .context("the agent's pid")?
-        .parse()?;
+    let agent_pid = agent_pid(&mut lab)?;
     let before = agent_counters(&mut lab)?;
     let t0 = lab.now()?;
     let agent = guest_usage(&mut lab, agent_pid, server, window)?;
@@ -553,6 +568,7 @@ echo $!"
     Ok(GuestResult {
         keepalived,
         agent,
+        idle,
         in_ipvs: (keepalived_in_ipvs, agent_in_ipvs),
         agent_checkers,
         agent_rates,
@@ -581,11 +597,18 @@ fn print_guest(guest: &GuestResult, total: u32, resync: Duration) {
             usage.cpu, usage.rss_mib, usage.answered, usage.server_cpu, usage.busy, in_ipvs
         );
     }
-    let per_answer = |u: &GuestUsage| u.cpu / u.answered.max(f64::MIN_POSITIVE);
     println!(
-        "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2}",
+        "  {:<28} {:>7.1} {:>8.1}",
+        "agent without checks (VRRP)", guest.idle.cpu, guest.idle.rss_mib
+    );
+    let per_answer = |cpu: f64, u: &GuestUsage| cpu / u.answered.max(f64::MIN_POSITIVE);
+    let keepalived = per_answer(guest.keepalived.cpu, &guest.keepalived);
+    println!(
+        "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2} (the agent's checks alone, less its CPU without checks: {:.2})",
         guest.agent.cpu / guest.keepalived.cpu.max(f64::MIN_POSITIVE),
-        per_answer(&guest.agent) / per_answer(&guest.keepalived).max(f64::MIN_POSITIVE)
+        per_answer(guest.agent.cpu, &guest.agent) / keepalived.max(f64::MIN_POSITIVE),
+        per_answer(guest.agent.cpu - guest.idle.cpu, &guest.agent)
+            / keepalived.max(f64::MIN_POSITIVE)
     );
     println!(
         "  real servers in IPVS at the end: keepalived {}, agent {} (of {total})",
@@ -598,9 +621,14 @@ fn print_guest(guest: &GuestResult, total: u32, resync: Duration) {
         .iter()
         .map(|(k, v)| format!("{k} {v:.1}"))
         .collect();
-    println!("  the agent over its window, per second: {}", rates.join(", "));
+    println!(
+        "  the agent over its window, per second: {}",
+        rates.join(", ")
+    );
     if let Some((keepalived, agent)) = &guest.syscalls {
-        println!("\n  keepalived's checker, strace -c -f over 10 s after its window:\n{keepalived}");
+        println!(
+            "\n  keepalived's checker, strace -c -f over 10 s after its window:\n{keepalived}"
+        );
         println!("\n  the agent, strace -c -f over 10 s after its window:\n{agent}");
     }
 }
@@ -632,13 +660,7 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.host_only {
         let resync = Duration::from_millis(args.ipvs_resync_ms);
-        let guest = guest_part(
-            window,
-            args.servers,
-            args.real_servers,
-            resync,
-            args.strace,
-        )?;
+        let guest = guest_part(window, args.servers, args.real_servers, resync, args.strace)?;
         print_guest(&guest, total, resync);
     }
     Ok(())
