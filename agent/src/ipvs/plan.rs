@@ -13,7 +13,7 @@
 //! (and so are its destinations); an owned service no longer wanted is deleted (its
 //! destinations go with it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -110,12 +110,13 @@ pub fn diff_service(
             }
         }
     }
+    let wanted: HashSet<(IpAddr, u16)> = desired
+        .destinations
+        .iter()
+        .map(|w| (w.destination.address, w.destination.port))
+        .collect();
     for (address, port) in present.keys() {
-        if !desired
-            .destinations
-            .iter()
-            .any(|w| w.destination.address == *address && w.destination.port == *port)
-        {
+        if !wanted.contains(&(*address, *port)) {
             out.push(Request::DelDest {
                 service: key,
                 address: *address,

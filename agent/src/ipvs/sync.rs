@@ -4,7 +4,8 @@
 //! request, so that a change of configuration costs only the requests it needs; the periodic
 //! refresh re-reads the kernel and repairs any drift.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -365,6 +366,12 @@ impl Syncer {
                 continue;
             };
             let observed = self.view.get(key).filter(|_| self.ours.contains(key));
+            let draining: HashSet<(IpAddr, u16)> = wanted
+                .destinations
+                .iter()
+                .filter(|w| w.draining)
+                .map(|w| (w.destination.address, w.destination.port))
+                .collect();
             let real_servers: Vec<IpvsRealServerStatus> = observed
                 .map(|o| {
                     o.destinations
@@ -375,11 +382,8 @@ impl Syncer {
                             weight: d.destination.settings.weight,
                             active_connections: d.active_connections,
                             inactive_connections: d.inactive_connections,
-                            draining: wanted.destinations.iter().any(|w| {
-                                w.draining
-                                    && w.destination.address == d.destination.address
-                                    && w.destination.port == d.destination.port
-                            }),
+                            draining: draining
+                                .contains(&(d.destination.address, d.destination.port)),
                         })
                         .collect()
                 })
@@ -396,13 +400,18 @@ impl Syncer {
                 None
             };
             let complete = observed.is_some_and(|o| {
+                let present: HashMap<(IpAddr, u16), &DestinationEntry> = o
+                    .destinations
+                    .iter()
+                    .map(|d| ((d.destination.address, d.destination.port), d))
+                    .collect();
                 o.service.service.settings == wanted.service.settings
                     && wanted.destinations.iter().filter(|w| !w.draining).all(|w| {
-                        o.destinations.iter().any(|d| {
-                            d.destination.address == w.destination.address
-                                && d.destination.port == w.destination.port
-                                && d.destination.settings.normalized() == w.destination.settings
-                        })
+                        present
+                            .get(&(w.destination.address, w.destination.port))
+                            .is_some_and(|d| {
+                                d.destination.settings.normalized() == w.destination.settings
+                            })
                     })
             });
             virtual_services.push(IpvsServiceStatus {

@@ -84,6 +84,8 @@ pub fn spawn(
             config: None,
             health,
             verdicts,
+            applied_revision: None,
+            report_due: true,
         };
         task.run(source, driver).await;
     })
@@ -101,6 +103,10 @@ struct Task {
     config: Option<Arc<DesiredConfig>>,
     health: HealthChecks,
     verdicts: tokio::sync::watch::Receiver<Arc<HealthSnapshot>>,
+    /// The [`HealthSnapshot::revision`] IPVS was last synchronised with.
+    applied_revision: Option<u64>,
+    /// Something the report is made of may have changed since it was last made.
+    report_due: bool,
 }
 
 impl Task {
@@ -114,13 +120,16 @@ impl Task {
             let current = source.borrow_and_update().clone();
             if current.as_ref().map(Arc::as_ptr) != self.config.as_ref().map(Arc::as_ptr) {
                 self.config = current;
+                self.report_due = true;
                 if let Some(config) = self.config.clone() {
                     self.health.configure(config.virtual_servers.clone());
                     self.apply(&config).await;
                     publish(&driver, (*config).clone());
                 }
             }
-            self.report();
+            if std::mem::take(&mut self.report_due) {
+                self.report();
+            }
             let wait = match &self.syncer {
                 Some(s) if s.busy() => BUSY_RESYNC,
                 Some(_) => self.options.resync,
@@ -135,7 +144,12 @@ impl Task {
                 changed = self.verdicts.changed(), if verdicts_open => {
                     match (changed, self.config.clone()) {
                         (Err(_), _) => verdicts_open = false,
-                        (Ok(()), Some(config)) => self.apply(&config).await,
+                        // Last results alone changed: the pools did not.
+                        (Ok(()), Some(config)) => {
+                            if Some(self.verdicts.borrow().revision) != self.applied_revision {
+                                self.apply(&config).await;
+                            }
+                        }
                         (Ok(()), None) => {}
                     }
                 }
@@ -145,6 +159,7 @@ impl Task {
     }
 
     async fn connect(&mut self) {
+        self.report_due = true;
         let options = SyncOptions {
             record: self.options.runtime_dir.join(RECORD_FILE),
             drain_timeout: self.options.drain_timeout,
@@ -179,10 +194,12 @@ impl Task {
     }
 
     async fn apply(&mut self, config: &DesiredConfig) {
+        self.report_due = true;
         let Some(syncer) = self.syncer.as_mut() else {
             return;
         };
         let verdicts = Arc::clone(&self.verdicts.borrow_and_update());
+        self.applied_revision = Some(verdicts.revision);
         let (pooled, refused_by_health) = with_health(&config.virtual_servers, &verdicts);
         let (desired, mut refused) = desired_services(&pooled);
         refused.extend(refused_by_health);
@@ -197,6 +214,7 @@ impl Task {
     }
 
     async fn resync(&mut self) {
+        self.report_due = true;
         let Some(syncer) = self.syncer.as_mut() else {
             return;
         };

@@ -6,8 +6,11 @@
 //!   checks do not need. Measured: the agent's CPU and RSS, and the advert interval jitter
 //!   at the lab switch, with the checks running and without them.
 //! - Guest (QEMU, software emulation, real IPVS): the same load under keepalived's checker
-//!   process and under the agent, one after the other; their CPU and RSS side by side, and the
-//!   HTTP requests the servers answered per second (the load both really put on them).
+//!   process and under the agent, one after the other; their CPU and RSS side by side, the
+//!   HTTP requests the servers answered per second (the load both really put on them), the
+//!   servers' own CPU and the guest's busy time (whether the one vCPU saturates), the real
+//!   servers each left in IPVS, and the agent's IPVS syncs, verdict changes and check
+//!   results per second (optionally each daemon's system calls, `--strace`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +50,14 @@ struct Args {
     /// kept for `callgrind_annotate`.
     #[arg(long)]
     callgrind: bool,
+    /// Guest part: how often the agent re-reads IPVS, in milliseconds (its default; the
+    /// labs use 1,000).
+    #[arg(long, default_value_t = 10_000)]
+    ipvs_resync_ms: u64,
+    /// Guest part: after each daemon's window, count its system calls for 10 s with
+    /// `strace -c -f` (carried into the guest).
+    #[arg(long)]
+    strace: bool,
 }
 
 const FIRST_PORT: u16 = 10_000;
@@ -333,6 +344,19 @@ fn guest_sample(lab: &mut IpvsLab, pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((ticks, parse_vm_rss_kib(&status).unwrap_or(0)))
 }
 
+/// The guest's CPU ticks: (busy, all), from the first line of `/proc/stat`.
+fn guest_cpu(lab: &mut IpvsLab) -> anyhow::Result<(u64, u64)> {
+    let text = lab.guest.ok("head -1 /proc/stat")?;
+    let ticks: Vec<u64> = text
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let all: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Ok((all.saturating_sub(idle), all))
+}
+
 fn guest_requests(lab: &mut IpvsLab) -> anyhow::Result<u64> {
     Ok(lab
         .guest
@@ -342,33 +366,103 @@ fn guest_requests(lab: &mut IpvsLab) -> anyhow::Result<u64> {
         .unwrap_or(0))
 }
 
-/// Guest CPU (percent of one core), RSS (MiB) and answered requests per second of `pid` over
-/// `window` (guest clock ticks at 100 Hz).
-fn guest_usage(lab: &mut IpvsLab, pid: u32, window: Duration) -> anyhow::Result<(f64, f64, f64)> {
+/// What one daemon cost in the guest over the window.
+#[derive(Debug, Clone, Copy)]
+struct GuestUsage {
+    /// The daemon's CPU, percent of the one vCPU.
+    cpu: f64,
+    rss_mib: f64,
+    /// HTTP answers the servers sent per second.
+    answered: f64,
+    /// The servers' own CPU, percent of the vCPU.
+    server_cpu: f64,
+    /// The whole guest's busy time, percent of the vCPU.
+    busy: f64,
+}
+
+/// [`GuestUsage`] of `pid` over `window` (guest clock ticks at 100 Hz), the servers being
+/// process `server`.
+fn guest_usage(
+    lab: &mut IpvsLab,
+    pid: u32,
+    server: u32,
+    window: Duration,
+) -> anyhow::Result<GuestUsage> {
     let t0 = lab.now()?;
     let (c0, _) = guest_sample(lab, pid)?;
+    let (s0, _) = guest_sample(lab, server)?;
+    let (b0, a0) = guest_cpu(lab)?;
     let r0 = guest_requests(lab)?;
     std::thread::sleep(window);
     let t1 = lab.now()?;
     let (c1, rss) = guest_sample(lab, pid)?;
+    let (s1, _) = guest_sample(lab, server)?;
+    let (b1, a1) = guest_cpu(lab)?;
     let r1 = guest_requests(lab)?;
     let elapsed = t1 - t0;
-    Ok((
-        c1.saturating_sub(c0) as f64 / 100.0 / elapsed * 100.0,
-        rss as f64 / 1024.0,
-        r1.saturating_sub(r0) as f64 / elapsed,
-    ))
+    let percent = |ticks: u64| ticks as f64 / 100.0 / elapsed * 100.0;
+    Ok(GuestUsage {
+        cpu: percent(c1.saturating_sub(c0)),
+        rss_mib: rss as f64 / 1024.0,
+        answered: r1.saturating_sub(r0) as f64 / elapsed,
+        server_cpu: percent(s1.saturating_sub(s0)),
+        busy: b1.saturating_sub(b0) as f64 / a1.saturating_sub(a0).max(1) as f64 * 100.0,
+    })
+}
+
+/// The system calls of `pid` (all its threads) over `seconds`, as `strace -c -f` sums them:
+/// the lines of its table, busiest first.
+fn guest_syscalls(lab: &mut IpvsLab, pid: u32, seconds: u64) -> anyhow::Result<String> {
+    let out = lab.guest.run_for(
+        &format!(
+            "strace -f -c -p {pid} -o /tmp/strace.out & s=$!; sleep {seconds}; kill -INT $s; wait $s; head -14 /tmp/strace.out"
+        ),
+        Duration::from_secs(seconds + 60),
+    )?;
+    Ok(out.text)
+}
+
+/// The agent's counters (its log and `/metrics`): syncs of IPVS that sent requests, real
+/// servers that rose or fell, and check attempts by result.
+fn agent_counters(lab: &mut IpvsLab) -> anyhow::Result<BTreeMap<String, f64>> {
+    let listen = kube_vrrp_e2e::guest::lab::LISTEN;
+    let text = lab.guest.ok(&format!(
+        "echo ipvs-syncs $(grep -c 'IPVS synchronised' /tmp/agent.log)
+echo rose-or-fell $(grep -cE 'real server (rose|fell)' /tmp/agent.log)
+wget -q -O - http://{listen}/metrics | awk -F'result=\"' '/^kube_vrrp_realserver_checks_total/ {{split($2, a, \"\\\"\"); n = split($0, f, \" \"); s[a[1]] += f[n]}} END {{for (k in s) printf \"checks-%s %d\\n\", k, s[k]}}'"
+    ))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+fn agent_pid(lab: &mut IpvsLab) -> anyhow::Result<u32> {
+    Ok(lab
+        .guest
+        .ok("pidof kube-vrrp-agent")?
+        .split_whitespace()
+        .next()
+        .context("the agent's pid")?
+        .parse()?)
 }
 
 struct GuestResult {
-    keepalived: (f64, f64, f64),
-    agent: (f64, f64, f64),
+    keepalived: GuestUsage,
+    agent: GuestUsage,
+    /// The agent without VirtualServers (VRRP only).
+    idle: GuestUsage,
     /// Real servers in IPVS at the end of each daemon's window.
     in_ipvs: (usize, usize),
     /// The agent's checkers at the end of its window: how many per last result, and healthy.
     agent_checkers: (BTreeMap<String, usize>, usize),
-    /// Real servers the agent saw fall or rise over the whole run (its log).
-    agent_changes: usize,
+    /// The agent's counters over its window, per second.
+    agent_rates: BTreeMap<String, f64>,
+    /// `strace -c` of each daemon after its window, when asked for.
+    syscalls: Option<(String, String)>,
 }
 
 /// Real servers in IPVS, over every virtual service.
@@ -388,17 +482,33 @@ fn checker_summary(status: &serde_json::Value) -> (BTreeMap<String, usize>, usiz
     (by_result, healthy)
 }
 
-fn guest_part(window: Duration, servers: u16, per: u16) -> anyhow::Result<GuestResult> {
-    let mut lab = IpvsLab::boot_carrying("release", &["keepalived"])?;
+fn guest_part(
+    window: Duration,
+    servers: u16,
+    per: u16,
+    resync: Duration,
+    strace: bool,
+) -> anyhow::Result<GuestResult> {
+    let carried: &[&str] = if strace {
+        &["keepalived", "strace"]
+    } else {
+        &["keepalived"]
+    };
+    let mut lab = IpvsLab::boot_carrying("release", carried)?;
     let backend = "198.51.100.21";
-    // 1,000 listeners and their connections: past the guest's default of 1,024 open files,
-    // accept() fails and a port's listener ends, which the checkers then see refused.
+    // 1,000 listeners and their connections: past the guest's default of 1,024 open files.
     let last = FIRST_PORT + servers * per - 1;
-    lab.guest.ok(&format!(
-        "/sbin/ip -n backends addr add {backend}/24 dev eth0
+    let server: u32 = lab
+        .guest
+        .ok(&format!(
+            "/sbin/ip -n backends addr add {backend}/24 dev eth0
 ulimit -n 8192
-/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &"
-    ))?;
+/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &
+echo $!"
+        ))?
+        .trim()
+        .parse()
+        .context("the servers' pid")?;
     let vip = kube_vrrp_e2e::guest::lab::VIP;
     // keepalived's checker (its pid from -c), warmed up.
     lab.start_keepalived(&keepalived_conf(vip, backend, servers, per))?;
@@ -409,39 +519,118 @@ ulimit -n 8192
         .trim()
         .parse()
         .context("keepalived's checker pid")?;
-    let keepalived = guest_usage(&mut lab, checker, window)?;
+    let keepalived = guest_usage(&mut lab, checker, server, window)?;
     let keepalived_in_ipvs = real_servers_in_ipvs(&mut lab)?;
+    let keepalived_syscalls = if strace {
+        Some(guest_syscalls(&mut lab, checker, 10)?)
+    } else {
+        None
+    };
     lab.stop_keepalived()?;
     lab.guest.ok("ipvsadm -C")?;
+
+    // The agent without checks first: its VRRP MASTER (adverts every 100 ms) and the rest of
+    // it, which keepalived's checker process (`-C`) does not run.
+    lab.write_manifest("bench.yaml", &kube_vrrp_e2e::guest::lab::node_and_vip())?;
+    lab.start_agent_resyncing("guest", resync, "")?;
+    std::thread::sleep(Duration::from_secs(10));
+    let idle_pid = agent_pid(&mut lab)?;
+    let idle = guest_usage(&mut lab, idle_pid, server, window / 2)?;
+    lab.stop_agent("TERM")?;
 
     let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
     yaml.push_str(&virtual_servers("web", backend, servers, per));
     lab.write_manifest("bench.yaml", &yaml)?;
-    lab.start_agent("")?;
+    lab.start_agent_resyncing("guest", resync, "")?;
     std::thread::sleep(Duration::from_secs(15));
-    let agent_pid: u32 = lab
-        .guest
-        .ok("pidof kube-vrrp-agent")?
-        .split_whitespace()
-        .next()
-        .context("the agent's pid")?
-        .parse()?;
-    let agent = guest_usage(&mut lab, agent_pid, window)?;
+    let agent_pid = agent_pid(&mut lab)?;
+    let before = agent_counters(&mut lab)?;
+    let t0 = lab.now()?;
+    let agent = guest_usage(&mut lab, agent_pid, server, window)?;
+    let elapsed = lab.now()? - t0;
+    let after = agent_counters(&mut lab)?;
+    let agent_rates = after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - before.get(k).copied().unwrap_or(0.0)) / elapsed,
+            )
+        })
+        .collect();
     let agent_in_ipvs = real_servers_in_ipvs(&mut lab)?;
     let agent_checkers = checker_summary(&lab.status()?);
-    let agent_changes = lab
-        .agent_log()?
-        .lines()
-        .filter(|l| l.contains("real server rose") || l.contains("real server fell"))
-        .count();
+    let syscalls = match keepalived_syscalls {
+        Some(keepalived) => Some((keepalived, guest_syscalls(&mut lab, agent_pid, 10)?)),
+        None => None,
+    };
     lab.stop_agent("TERM")?;
     Ok(GuestResult {
         keepalived,
         agent,
+        idle,
         in_ipvs: (keepalived_in_ipvs, agent_in_ipvs),
         agent_checkers,
-        agent_changes,
+        agent_rates,
+        syscalls,
     })
+}
+
+fn print_guest(guest: &GuestResult, total: u32, resync: Duration) {
+    println!(
+        "\nguest (QEMU TCG, 1 vCPU, real IPVS), the same load, one daemon at a time (the agent re-reads IPVS every {resync:?}):"
+    );
+    println!(
+        "  {:<28} {:>7} {:>8} {:>15} {:>12} {:>11} {:>9}",
+        "", "CPU %", "RSS MiB", "answered req/s", "servers CPU %", "guest busy %", "in IPVS"
+    );
+    for (name, usage, in_ipvs) in [
+        (
+            "keepalived checker process",
+            guest.keepalived,
+            guest.in_ipvs.0,
+        ),
+        ("kube-vrrp agent (all of it)", guest.agent, guest.in_ipvs.1),
+    ] {
+        println!(
+            "  {name:<28} {:>7.1} {:>8.1} {:>15.0} {:>12.1} {:>11.1} {:>9}",
+            usage.cpu, usage.rss_mib, usage.answered, usage.server_cpu, usage.busy, in_ipvs
+        );
+    }
+    println!(
+        "  {:<28} {:>7.1} {:>8.1}",
+        "agent without checks (VRRP)", guest.idle.cpu, guest.idle.rss_mib
+    );
+    let per_answer = |cpu: f64, u: &GuestUsage| cpu / u.answered.max(f64::MIN_POSITIVE);
+    let keepalived = per_answer(guest.keepalived.cpu, &guest.keepalived);
+    println!(
+        "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2} (the agent's checks alone, less its CPU without checks: {:.2})",
+        guest.agent.cpu / guest.keepalived.cpu.max(f64::MIN_POSITIVE),
+        per_answer(guest.agent.cpu, &guest.agent) / keepalived.max(f64::MIN_POSITIVE),
+        per_answer(guest.agent.cpu - guest.idle.cpu, &guest.agent)
+            / keepalived.max(f64::MIN_POSITIVE)
+    );
+    println!(
+        "  real servers in IPVS at the end: keepalived {}, agent {} (of {total})",
+        guest.in_ipvs.0, guest.in_ipvs.1
+    );
+    let (by_result, healthy) = &guest.agent_checkers;
+    println!("  the agent's checkers at the end: {healthy} healthy; last results {by_result:?}");
+    let rates: Vec<String> = guest
+        .agent_rates
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}"))
+        .collect();
+    println!(
+        "  the agent over its window, per second: {}",
+        rates.join(", ")
+    );
+    if let Some((keepalived, agent)) = &guest.syscalls {
+        println!(
+            "\n  keepalived's checker, strace -c -f over 10 s after its window:\n{keepalived}"
+        );
+        println!("\n  the agent, strace -c -f over 10 s after its window:\n{agent}");
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -470,34 +659,9 @@ fn main() -> anyhow::Result<()> {
         print_host(&host, total, window)?;
     }
     if !args.host_only {
-        let guest = guest_part(window, args.servers, args.real_servers)?;
-        println!("\nguest (QEMU TCG, real IPVS), the same load, one daemon at a time:");
-        println!(
-            "  {:<28} {:>10} {:>10} {:>16}",
-            "", "CPU %", "RSS MiB", "answered req/s"
-        );
-        for (name, (cpu, rss, rps)) in [
-            ("keepalived checker process", guest.keepalived),
-            ("kube-vrrp agent (all of it)", guest.agent),
-        ] {
-            println!("  {name:<28} {cpu:>10.1} {rss:>10.1} {rps:>16.0}");
-        }
-        println!(
-            "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2}",
-            guest.agent.0 / guest.keepalived.0.max(f64::MIN_POSITIVE),
-            (guest.agent.0 / guest.agent.2.max(f64::MIN_POSITIVE))
-                / (guest.keepalived.0 / guest.keepalived.2.max(f64::MIN_POSITIVE))
-                    .max(f64::MIN_POSITIVE)
-        );
-        println!(
-            "  real servers in IPVS at the end: keepalived {}, agent {} (of {total})",
-            guest.in_ipvs.0, guest.in_ipvs.1
-        );
-        let (by_result, healthy) = &guest.agent_checkers;
-        println!(
-            "  the agent's checkers at the end: {healthy} healthy; last results {by_result:?}; {} falls and rises logged",
-            guest.agent_changes
-        );
+        let resync = Duration::from_millis(args.ipvs_resync_ms);
+        let guest = guest_part(window, args.servers, args.real_servers, resync, args.strace)?;
+        print_guest(&guest, total, resync);
     }
     Ok(())
 }

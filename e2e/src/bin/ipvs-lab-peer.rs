@@ -200,7 +200,17 @@ fn serve_http_range(
                 .with_context(|| format!("binding {address}:{port}"))?;
             let answered = std::sync::Arc::clone(&answered);
             tokio::spawn(async move {
-                while let Ok((mut stream, _)) = listener.accept().await {
+                loop {
+                    // A failed accept (out of file descriptors, a connection reset before it
+                    // was taken) ends neither the listener nor its port: said, and retried.
+                    let mut stream = match listener.accept().await {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            eprintln!("{address}:{port}: accept: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     let answered = std::sync::Arc::clone(&answered);
                     tokio::spawn(async move {
                         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -293,11 +293,23 @@ echo $! > /tmp/keepalived.pid"
         self.start_agent_as("guest", extra)
     }
 
-    /// Starts the agent in standalone mode as node `node`.
+    /// Starts the agent in standalone mode as node `node`, re-reading IPVS every second (the
+    /// labs look at repairs; the agent's default is 10 s).
     pub fn start_agent_as(&mut self, node: &str, extra: &str) -> Result<(), GuestError> {
+        self.start_agent_resyncing(node, Duration::from_secs(1), extra)
+    }
+
+    /// Starts the agent in standalone mode as node `node`, re-reading IPVS every `resync`.
+    pub fn start_agent_resyncing(
+        &mut self,
+        node: &str,
+        resync: Duration,
+        extra: &str,
+    ) -> Result<(), GuestError> {
         let out = self.guest.ok(&format!(
-            "RUST_LOG=info /opt/kv/kube-vrrp-agent run --node {node} --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --runtime-dir /run/kube-vrrp --ipvs-resync-ms 1000 {extra} >> /tmp/agent.log 2>&1 &
-echo $!"
+            "RUST_LOG=info /opt/kv/kube-vrrp-agent run --node {node} --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --runtime-dir /run/kube-vrrp --ipvs-resync-ms {} {extra} >> /tmp/agent.log 2>&1 &
+echo $!",
+            resync.as_millis()
         ))?;
         self.agent_pid = out.trim().parse().ok();
         Ok(())

@@ -64,6 +64,10 @@ pub struct HealthSnapshot {
     /// Verdicts remembered from the agent's last run, by `virtualServer/address:port`: what a
     /// real server not checked yet is assumed to be (healthy when not remembered).
     pub remembered: BTreeMap<String, bool>,
+    /// Changes with every change that can change a pool or a quorum (a verdict, a first
+    /// result, a configuration): a reader of pools may skip a snapshot whose revision it has
+    /// acted on (the others change only last results and their details).
+    pub revision: u64,
 }
 
 /// The key a real server is remembered (and its first check phased) by.

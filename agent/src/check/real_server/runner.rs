@@ -4,11 +4,13 @@
 //! per checked real server drives its [`CheckMachine`]; a semaphore bounds the attempts in
 //! flight; each first check starts at its [`phase`] in the interval. Results go to one board
 //! and to the metrics (their series resolved once per real server). The board publishes a
-//! [`HealthSnapshot`] at once when a verdict, a quorum or a first result changes it (what the
-//! IPVS task and the trackers act on); a change of the last result or its detail alone is
-//! published with the next such change or within [`PUBLISH_DELAY`], so that a thousand real
-//! servers whose answers vary do not make every reader recompute everything a thousand
-//! times a second.
+//! [`HealthSnapshot`] when a verdict, a quorum or a first result changes it (what the IPVS
+//! task and the trackers act on): at once after a quiet spell, else [`PUBLISH_SPACING`] after
+//! the last publication, so that a burst (the first results of 1,000 real servers, a switch
+//! taking hundreds down together) is a few snapshots rather than one per real server, each of
+//! which every reader recomputes in full. A change of the last result or its detail alone is
+//! published with the next such change or within [`PUBLISH_DELAY`]. The verdicts kept for a
+//! restart are written with the publication that carries their change.
 
 use jiff::Timestamp;
 use kube_vrrp_crds::ResolvedVirtualServer;
@@ -16,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -38,6 +40,10 @@ pub const DEFAULT_CONCURRENCY: usize = 256;
 
 /// The longest a change of a last result or its detail waits to be published.
 pub const PUBLISH_DELAY: Duration = Duration::from_secs(1);
+
+/// The least time between two publications of verdict changes (a lone change is published
+/// at once).
+pub const PUBLISH_SPACING: Duration = Duration::from_millis(100);
 
 /// How the checks run.
 #[derive(Debug, Clone)]
@@ -93,6 +99,9 @@ impl HealthChecks {
             state: Mutex::new(first),
             publish,
             unpublished: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
+            wake: Notify::new(),
+            unsaved: AtomicBool::new(false),
             memory: options.memory.clone(),
             metrics: metrics.clone(),
         });
@@ -117,7 +126,7 @@ impl HealthChecks {
                     running: BTreeMap::new(),
                 };
                 runtime.block_on(async {
-                    tokio::spawn(Arc::clone(&supervisor.board).publish_pending());
+                    tokio::spawn(Arc::clone(&supervisor.board).publish_changes());
                     supervisor.run(config_rx).await;
                 });
             })?;
@@ -351,8 +360,14 @@ impl Check {
 struct Board {
     state: Mutex<HealthSnapshot>,
     publish: watch::Sender<Arc<HealthSnapshot>>,
-    /// The state holds a change not published yet.
+    /// The state holds a change of a last result or its detail not published yet.
     unpublished: AtomicBool,
+    /// The state holds a change of a verdict, a quorum or a first result not published yet.
+    urgent: AtomicBool,
+    /// Wakes [`Board::publish_changes`] for an urgent change.
+    wake: Notify,
+    /// The remembered verdicts changed since they were last written.
+    unsaved: AtomicBool,
     memory: Option<Memory>,
     metrics: Metrics,
 }
@@ -366,20 +381,45 @@ impl Board {
         self.lock().remembered.get(key).copied().unwrap_or(true)
     }
 
+    /// Publishes `state` now (the caller holds the lock), with everything pending in it.
     fn publish(&self, state: &HealthSnapshot) {
         self.unpublished.store(false, Ordering::Relaxed);
+        self.urgent.store(false, Ordering::Relaxed);
         self.publish.send_replace(Arc::new(state.clone()));
     }
 
-    /// Publishes, every [`PUBLISH_DELAY`], the changes not published yet.
-    async fn publish_pending(self: Arc<Self>) {
+    /// Marks an urgent change of `state` (the caller holds the lock): the pools may differ.
+    fn publish_soon(&self, state: &mut HealthSnapshot) {
+        state.revision = state.revision.wrapping_add(1);
+        self.urgent.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Publishes urgent changes at once, or [`PUBLISH_SPACING`] after the last publication,
+    /// and the others within [`PUBLISH_DELAY`]; writes the remembered verdicts with them.
+    async fn publish_changes(self: Arc<Self>) {
         let mut tick = tokio::time::interval(PUBLISH_DELAY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<Instant> = None;
         loop {
-            tick.tick().await;
-            if self.unpublished.load(Ordering::Relaxed) {
-                let state = self.lock();
+            tokio::select! {
+                () = self.wake.notified() => {
+                    if let Some(last) = last {
+                        tokio::time::sleep_until(last + PUBLISH_SPACING).await;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            let state = self.lock();
+            if self.unsaved.swap(false, Ordering::Relaxed) {
+                self.save(&state);
+            }
+            let urgent = self.urgent.load(Ordering::Relaxed);
+            if urgent || self.unpublished.load(Ordering::Relaxed) {
                 self.publish(&state);
+                if urgent {
+                    last = Some(Instant::now());
+                }
             }
         }
     }
@@ -389,6 +429,7 @@ impl Board {
         if state.virtual_servers.remove(name).is_some() {
             let prefix = format!("{name}/");
             state.remembered.retain(|k, _| !k.starts_with(&prefix));
+            state.revision = state.revision.wrapping_add(1);
             self.save(&state);
             self.publish(&state);
         }
@@ -405,6 +446,7 @@ impl Board {
         let HealthSnapshot {
             virtual_servers,
             remembered,
+            ..
         } = &mut *state;
         let name = server.name.clone();
         let mut real_servers: BTreeMap<Endpoint, RealServerHealth> = BTreeMap::new();
@@ -447,17 +489,19 @@ impl Board {
         self.quorum_changed(&name, previous, &mut entry);
         if old != Some(&entry) {
             virtual_servers.insert(name, entry);
+            state.revision = state.revision.wrapping_add(1);
             self.publish(&state);
         }
     }
 
-    /// Takes the result of an attempt: published at once when it changes a verdict (or is
-    /// the first), else with the next publication.
+    /// Takes the result of an attempt: published soon when it changes a verdict (or is the
+    /// first), else with the next publication.
     fn record(&self, name: &str, endpoint: Endpoint, step: Step, checked: bool, outcome: Outcome) {
         let mut state = self.lock();
         let HealthSnapshot {
             virtual_servers,
             remembered,
+            ..
         } = &mut *state;
         let Some(server) = virtual_servers.get_mut(name) else {
             return;
@@ -526,9 +570,9 @@ impl Board {
         server.quorum = quorum_of(server);
         self.quorum_changed(name, previous, server);
         if verdict_changed {
-            self.save(&state);
+            self.unsaved.store(true, Ordering::Relaxed);
         }
-        self.publish(&state);
+        self.publish_soon(&mut state);
     }
 
     /// Logs, stamps and measures a change of `server`'s quorum.
