@@ -293,6 +293,12 @@ const SHUTDOWN_LIMIT: Duration = kube_vrrp_agent::vrrp::instance::HANDOVER_LIMIT
 /// How long blocking reads (tracked files, manifests) may hold the exit after the shutdown.
 const BLOCKING_EXIT_LIMIT: Duration = Duration::from_secs(1);
 
+/// Log lines the background writer may hold before it drops new ones. The queue's slots are
+/// allocated and touched up front (32 bytes each): tracing-appender's default of 128,000 lines
+/// is 4 MiB resident for the agent's lifetime. 8,192 lines hold a start of 255 instances with
+/// their first transitions, and a stalled stderr drops lines either way.
+const LOG_BUFFERED_LINES: usize = 8_192;
+
 /// Logs go through a lossy background writer: a slow or blocked stderr drops log lines
 /// instead of stalling a VRRP task. Keep the guard until exit (it flushes on drop).
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
@@ -300,6 +306,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
+        .buffered_lines_limit(LOG_BUFFERED_LINES)
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
