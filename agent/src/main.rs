@@ -325,39 +325,6 @@ fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Starts the VRRP driver, and with it every task it starts (units, receive loops, trackers,
-/// probes), on a thread of its own under a single-threaded runtime: an advert or a timer wakes
-/// that one thread and no other (a multi-threaded runtime wakes a second worker to share the
-/// work, a futex wake and park per advert), and the API client, the HTTP server and IPVS on
-/// the main runtime never hold it up. `vrrp` builds the thread's future; the receiver fires
-/// when it has returned.
-fn spawn_vrrp_thread<F, Fut>(
-    tuning: ProcessTuning,
-    vrrp: F,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (finished_tx, finished) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .thread_keep_alive(Duration::from_secs(1))
-        .enable_all()
-        .on_thread_start(move || tuning.on_thread_start())
-        .build()
-        .context("starting the VRRP runtime")?;
-    std::thread::Builder::new()
-        .name("vrrp".to_owned())
-        .spawn(move || {
-            tuning.on_thread_start();
-            runtime.block_on(vrrp());
-            runtime.shutdown_timeout(BLOCKING_EXIT_LIMIT);
-            let _ = finished_tx.send(());
-        })
-        .context("starting the VRRP thread")?;
-    Ok(finished)
-}
-
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _log_guard = init_logging(args.log_format);
     // Before any runtime thread exists; the log writer's thread stays under the normal
@@ -454,28 +421,18 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let ipvs_task =
             ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone(), health);
-        let (started_tx, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let finished = spawn_vrrp_thread(tuning, move || async move {
-            let driver = match Driver::new(board, metrics).await {
-                Ok(driver) => driver.follow_endpoints(readiness).follow_quorums(quorums),
-                Err(error) => {
-                    let _ = started_tx.send(Err(anyhow::Error::new(error).context("opening rtnetlink")));
-                    return;
-                }
-            };
-            let _ = started_tx.send(Ok(()));
-            driver::run(driver, driver_updates, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        })?;
-        started
+        let driver = Driver::new(board, metrics)
             .await
-            .context("the VRRP thread stopped while starting")??;
+            .context("opening rtnetlink")?
+            .follow_endpoints(readiness)
+            .follow_quorums(quorums);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(driver::run(driver, driver_updates, async move {
+            let _ = stop_rx.await;
+        }));
         shutdown.await;
         let _ = stop_tx.send(());
-        if tokio::time::timeout(SHUTDOWN_LIMIT, finished).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_LIMIT, run).await.is_err() {
             tracing::error!("graceful shutdown took longer than {SHUTDOWN_LIMIT:?}; exiting");
         }
         if let Some(tasks) = cluster_tasks {
