@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use kube_vrrp_agent::driver::receive::{AdvertFilter, Route, Routes};
+use kube_vrrp_agent::driver::routine::Routine;
 use kube_vrrp_agent::net::socket::Received;
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication};
@@ -42,6 +43,7 @@ fn receiving_an_advert_for_one_of_255_instances_allocates_nothing() {
         let instance = format!("vip-{vrid}");
         let route = Route {
             received: metrics.adverts_received_counter(&instance),
+            routine: Routine::new(metrics.adverts_heard_late_counter(&instance)),
             instance,
             filter: AdvertFilter {
                 version: Version::V3,

@@ -16,6 +16,7 @@ use super::endpoint::{Endpoint, Sources};
 use super::failover::FailoverTrace;
 use super::interfaces::InterfaceView;
 use super::outgoing::EncodedAdverts;
+use super::routine::Routine;
 use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;
@@ -23,7 +24,7 @@ use crate::check::TrackerSet;
 use crate::net::announce::GarpSchedule;
 use crate::net::link::{LinkDebounce, LinkState};
 use crate::report::InstanceStatus;
-use crate::vrrp::instance::{EdgeFaults, Instance};
+use crate::vrrp::instance::{EdgeFaults, Instance, ReceivedAdvert};
 
 /// Aborts a helper task when dropped.
 #[derive(Debug)]
@@ -87,6 +88,12 @@ pub(super) struct Member {
     pub(super) published: Option<InstanceStatus>,
     /// While MASTER: the probes for another holder of the VIPs, and what they found.
     pub(super) probe: ConflictProbe,
+    /// The adverts the receive path takes for this member without waking the unit.
+    pub(super) routine: Routine,
+    /// The last advert heard from the queue, when the machine accepted it as its BACKUP's
+    /// MASTER's, with the effective priority it was accepted at: the advert that is routine
+    /// while nothing else changes.
+    pub(super) routine_candidate: Option<(ReceivedAdvert, u8)>,
 }
 
 impl Member {

@@ -22,6 +22,7 @@ pub mod machine;
 mod member;
 mod outgoing;
 pub mod receive;
+pub mod routine;
 mod streak;
 pub mod unit;
 pub mod vips;
@@ -40,6 +41,7 @@ pub use config::{DesiredConfig, InstanceDiff, InstanceSpec};
 use endpoint::Endpoint;
 use interfaces::InterfaceWatch;
 use receive::{AdvertFilter, Route};
+use routine::Routine;
 use unit::{Control, MemberSetup, Services, UnitHandle};
 use virtual_mac::{VirtualMacs, VmacBinding};
 
@@ -457,6 +459,7 @@ impl Driver {
                 member,
                 sender: sender.clone(),
                 received: self.services.metrics.adverts_received_counter(&spec.name),
+                routine: setup.routine.clone(),
             };
             if let Err(holder) = setup.endpoint.routes.insert(spec.vrid, route) {
                 for (endpoint, spec) in routed {
@@ -538,6 +541,7 @@ impl Driver {
                 view,
                 sources,
                 vmac,
+                routine: Routine::new(self.services.metrics.adverts_heard_late_counter(&spec.name)),
             });
         }
         Ok(())

@@ -7,16 +7,16 @@
 //! counted by reason, including those the kernel dropped for a full receive queue; an error of
 //! one datagram is counted, never waited on.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
+use super::routine::Routine;
 use super::streak::Streak;
 use crate::net::socket::{Received, VrrpSocket};
 use crate::report::Metrics;
@@ -103,20 +103,22 @@ pub struct Route {
     pub sender: AdvertSender,
     /// The instance's count of adverts received (a handle: counting allocates nothing).
     pub received: Counter,
+    /// The adverts of a BACKUP's MASTER that the unit need not be woken for.
+    pub routine: Routine,
 }
 
 /// The VRIDs served on one (interface, family), shared by the driver (writer) and the
 /// receiver (reader). The lock is held only for a lookup or an insert.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
-    inner: Arc<RwLock<HashMap<u8, Route>>>,
+    inner: Arc<RwLock<ByVrid>>,
 }
 
 impl Routes {
     /// Adds the route of `vrid`; returns the name of the instance already holding it, if any.
     pub fn insert(&self, vrid: u8, route: Route) -> Result<(), String> {
         let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = map.get(&vrid)
+        if let Some(existing) = map.get(vrid)
             && existing.instance != route.instance
         {
             return Err(existing.instance.clone());
@@ -128,7 +130,7 @@ impl Routes {
     /// Replaces the filter of `vrid` if `instance` holds it.
     pub fn set_filter(&self, vrid: u8, instance: &str, filter: AdvertFilter) {
         let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(route) = map.get_mut(&vrid)
+        if let Some(route) = map.get_mut(vrid)
             && route.instance == instance
         {
             route.filter = filter;
@@ -139,10 +141,10 @@ impl Routes {
     pub fn remove(&self, vrid: u8, instance: &str) {
         let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         if map
-            .get(&vrid)
+            .get(vrid)
             .is_some_and(|route| route.instance == instance)
         {
-            map.remove(&vrid);
+            map.remove(vrid);
         }
     }
 
@@ -164,14 +166,54 @@ impl Routes {
     ) -> Result<(), DropReason> {
         let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let admitted = admit(received, own, |vrid| {
-            map.get(&vrid).map(|route| &route.filter)
+            map.get(vrid).map(|route| &route.filter)
         })?;
-        let route = map.get(&admitted.vrid).ok_or(DropReason::Vrid)?;
+        let route = map.get(admitted.vrid).ok_or(DropReason::Vrid)?;
         route.received.inc();
+        if route.routine.hear(admitted.advert, Instant::now()) {
+            return Ok(());
+        }
         if let Err(error) = route.sender.try_send((route.member, admitted.advert)) {
+            route.routine.taken();
             tracing::debug!(%interface, instance = %route.instance, %error, "instance queue full or gone, advert dropped");
         }
         Ok(())
+    }
+}
+
+/// The routes of one (interface, family), one slot per VRID: a lookup is an index.
+#[derive(Debug, Clone)]
+struct ByVrid(Vec<Option<Route>>);
+
+impl Default for ByVrid {
+    fn default() -> Self {
+        Self(vec![None; usize::from(u8::MAX) + 1])
+    }
+}
+
+impl ByVrid {
+    fn get(&self, vrid: u8) -> Option<&Route> {
+        self.0.get(usize::from(vrid)).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, vrid: u8) -> Option<&mut Route> {
+        self.0.get_mut(usize::from(vrid)).and_then(Option::as_mut)
+    }
+
+    fn insert(&mut self, vrid: u8, route: Route) {
+        if let Some(slot) = self.0.get_mut(usize::from(vrid)) {
+            *slot = Some(route);
+        }
+    }
+
+    fn remove(&mut self, vrid: u8) {
+        if let Some(slot) = self.0.get_mut(usize::from(vrid)) {
+            *slot = None;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
     }
 }
 
@@ -501,6 +543,7 @@ mod tests {
             member: 0,
             sender: sender.clone(),
             received: Counter::default(),
+            routine: Routine::new(Counter::default()),
         };
         routes.insert(51, route("web")).unwrap();
         assert_eq!(routes.insert(51, route("db")), Err("web".to_owned()));

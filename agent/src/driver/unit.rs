@@ -32,6 +32,7 @@ use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
 use super::outgoing::{AdvertKey, EncodedAdverts};
 use super::retry_delay;
+use super::routine::Routine;
 use super::streak::Streak;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
@@ -102,6 +103,9 @@ pub struct MemberSetup {
     pub sources: Option<watch::Receiver<InterfaceView>>,
     /// The member's virtual MAC interface, removed when the member stops.
     pub vmac: Option<VmacBinding>,
+    /// Shared with the member's route: the adverts the receive path takes without waking
+    /// the unit.
+    pub routine: Routine,
 }
 
 /// A running unit task, as the driver holds it.
@@ -136,6 +140,23 @@ pub fn spawn(
         unit.run(timer, control_rx, adverts, inputs).await;
     });
     UnitHandle { control, task }
+}
+
+/// What woke a unit task.
+enum Wake {
+    Timer,
+    Control(Option<Control>),
+    Advert(usize, ReceivedAdvert),
+    Input(Input),
+}
+
+/// What replaying the routine adverts did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Replayed {
+    /// How many members' adverts were replayed.
+    adverts: usize,
+    /// Whether something a status shows changed.
+    changed: bool,
 }
 
 struct Unit {
@@ -206,6 +227,8 @@ impl Unit {
                 last_transition: None,
                 published: None,
                 probe: ConflictProbe::default(),
+                routine: setup.routine,
+                routine_candidate: None,
             };
             member.debounce = LinkDebounce::new(member.link_state(), LINK_DOWN_HOLD, LINK_UP_HOLD);
             member.vips.observe(&member.view.addresses);
@@ -240,6 +263,7 @@ impl Unit {
             if leaving && !self.machine.is_handing_over() {
                 break;
             }
+            republish |= self.replay_routines().await.changed;
             // A deadline that has passed is served before commands and inputs, but after the
             // adverts that already reached this node (see `hear_pending`).
             let deadline = self.next_deadline();
@@ -250,23 +274,35 @@ impl Unit {
             if republish {
                 self.publish();
             }
+            self.expect_routines();
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
-            republish = tokio::select! {
-                () = timer.wait() => self.serve_deadline(&mut adverts).await,
-                command = control.recv(), if !leaving => {
-                    match command {
-                        Some(Control::Update(specs)) => self.update(specs).await,
-                        Some(Control::Shutdown) | None => {
-                            leaving = true;
-                            self.leave().await;
-                        }
+            let woken = tokio::select! {
+                () = timer.wait() => Wake::Timer,
+                command = control.recv(), if !leaving => Wake::Control(command),
+                Some((index, advert)) = adverts.recv() => Wake::Advert(index, advert),
+                Some(input) = inputs.recv() => Wake::Input(input),
+            };
+            // What the receive path took while the unit slept happened before what woke it.
+            republish = self.replay_routines().await.changed;
+            republish |= match woken {
+                // Served at the top of the loop, once due (a routine advert may have moved it).
+                Wake::Timer => false,
+                Wake::Control(Some(Control::Update(specs))) => {
+                    for member in &mut self.members {
+                        member.routine_candidate = None;
                     }
+                    self.update(specs).await;
                     true
                 }
-                Some((index, advert)) = adverts.recv() => self.on_advert(index, advert).await,
-                Some(input) = inputs.recv() => {
+                Wake::Control(Some(Control::Shutdown) | None) => {
+                    leaving = true;
+                    self.leave().await;
+                    true
+                }
+                Wake::Advert(index, advert) => self.on_advert(index, advert).await,
+                Wake::Input(input) => {
                     self.on_input(input).await;
                     true
                 }
@@ -321,7 +357,8 @@ impl Unit {
         for endpoint in &endpoints {
             endpoint.catch_up().await;
         }
-        let mut heard = 0_usize;
+        let replayed = self.replay_routines().await;
+        let mut heard = replayed.adverts;
         while let Ok((index, advert)) = adverts.try_recv() {
             if let Some(member) = self.members.get(index) {
                 self.services.metrics.advert_heard_late(&member.spec.name);
@@ -335,20 +372,84 @@ impl Unit {
         heard > 0
     }
 
-    /// Feeds an advert to the machine; true when it changed something a status shows.
+    /// Feeds an advert from the queue to the machine; true when it changed something a
+    /// status shows.
     async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) -> bool {
+        let Some(member) = self.members.get_mut(index) else {
+            return false;
+        };
+        member.routine.taken();
         let now = Instant::now();
+        let changed = self.hear(index, advert, now).await;
+        // Accepted as the MASTER's (the Master_Down timer re-armed from now): the same
+        // advert again changes nothing else while nothing else changes (see
+        // `expect_routines`). Not with a preempt delay, whose end turns the same advert from
+        // accepted to refused, and not in a sync group, whose members decide together.
+        let single = matches!(self.machine, Machine::Single(_));
+        let candidate = self.machine.member(index).and_then(|instance| {
+            let accepted = instance.state() == State::Backup
+                && advert.priority != PRIORITY_STOP
+                && instance.master_address() == Some(advert.source)
+                && instance.next_deadline() == Some(now + instance.master_down_interval())
+                && (instance.config().preempt_delay.is_zero()
+                    || advert.priority >= instance.effective_priority());
+            (single && accepted).then_some((advert, instance.effective_priority()))
+        });
+        if let Some(member) = self.members.get_mut(index) {
+            member.routine_candidate = candidate;
+        }
+        changed
+    }
+
+    /// Feeds an advert heard at `at` to the machine; true when it changed something a status
+    /// shows.
+    async fn hear(&mut self, index: usize, advert: ReceivedAdvert, at: Instant) -> bool {
         if self.state(index) == Some(State::Backup)
             && let Some(member) = self.members.get_mut(index)
         {
             // Only a MASTER advertises: for the failover histogram, the old MASTER's last word.
-            member.last_heard = Some(now);
+            member.last_heard = Some(at);
         }
         let before = self.observed(index);
-        let actions = self.machine.apply(index, now, Event::Advert(advert));
+        let actions = self.machine.apply(index, at, Event::Advert(advert));
         let changed = !actions.is_empty() || self.observed(index) != before;
         self.perform(actions).await;
         changed
+    }
+
+    /// Feeds the machine the latest routine advert of each member that the receive path took
+    /// since the last call, at the time it was heard.
+    async fn replay_routines(&mut self) -> Replayed {
+        let mut replayed = Replayed::default();
+        for index in 0..self.members.len() {
+            if let Some((advert, at)) = self.members[index].routine.replay() {
+                replayed.adverts += 1;
+                replayed.changed |= self.hear(index, advert, at).await;
+            }
+        }
+        replayed
+    }
+
+    /// Tells the receive path, for each member, which advert it may take without waking the
+    /// unit: the routine candidate while the member is still the BACKUP of the same MASTER
+    /// at the same effective priority; nothing otherwise.
+    fn expect_routines(&self) {
+        for (index, member) in self.members.iter().enumerate() {
+            let instance = self.machine.member(index);
+            let expected = member
+                .routine_candidate
+                .filter(|(advert, priority)| {
+                    instance.is_some_and(|instance| {
+                        instance.state() == State::Backup
+                            && instance.master_address() == Some(advert.source)
+                            && instance.effective_priority() == *priority
+                    })
+                })
+                .map(|(advert, _)| advert);
+            member
+                .routine
+                .expect(expected, instance.and_then(Instance::next_deadline));
+        }
     }
 
     /// Shutdown (RFC 5798 §6.4.3): every member leaves the election; a MASTER announces

@@ -93,7 +93,15 @@ pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
     ifindex: u32,
     family: Family,
-    buffer: Mutex<Vec<u8>>,
+    buffers: Mutex<RecvBuffers>,
+}
+
+/// What one `recvmsg` fills, kept between datagrams so that receiving allocates nothing.
+struct RecvBuffers {
+    datagram: Vec<u8>,
+    /// Room for the control messages the socket asks for (its family's packet info, hop
+    /// limit, queue drops).
+    control: Vec<u8>,
 }
 
 impl std::fmt::Debug for VrrpSocket {
@@ -178,7 +186,13 @@ impl VrrpSocket {
             fd,
             ifindex,
             family,
-            buffer: Mutex::new(vec![0; RECV_BUFFER]),
+            buffers: Mutex::new(RecvBuffers {
+                datagram: vec![0; RECV_BUFFER],
+                control: match family {
+                    Family::Ipv4 => nix::cmsg_space!(libc::in_pktinfo, u32),
+                    Family::Ipv6 => nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32),
+                },
+            }),
         })
     }
 
@@ -321,17 +335,20 @@ impl VrrpSocket {
     /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
     /// readiness); the inner one is about the datagram.
     fn recv_now(&self, socket: &Socket, into: &mut Received) -> io::Result<Result<(), NetError>> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        let RecvBuffers {
+            datagram: buffer,
+            control,
+        } = &mut *buffers;
         let fd = socket.as_raw_fd();
         match self.family {
             Family::Ipv4 => {
-                let mut control = nix::cmsg_space!(libc::in_pktinfo, u32);
                 let (bytes, truncated, ifindex, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
                     let message = recvmsg::<SockaddrStorage>(
                         fd,
                         &mut iov,
-                        Some(&mut control),
+                        Some(&mut *control),
                         MsgFlags::MSG_DONTWAIT,
                     )
                     .map_err(io::Error::from)?;
@@ -374,13 +391,12 @@ impl VrrpSocket {
                     .map_err(NetError::MalformedIp))
             }
             Family::Ipv6 => {
-                let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32);
                 let (bytes, truncated, source, info, hop_limit, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
                     let message = recvmsg::<SockaddrStorage>(
                         fd,
                         &mut iov,
-                        Some(&mut control),
+                        Some(&mut *control),
                         MsgFlags::MSG_DONTWAIT,
                     )
                     .map_err(io::Error::from)?;

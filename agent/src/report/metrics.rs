@@ -490,6 +490,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of adverts `instance` heard past its Master_Down deadline: the receive path
+    /// keeps it for the routine adverts it takes (see `driver::routine`).
+    pub fn adverts_heard_late_counter(&self, instance: &str) -> Counter {
+        self.inner
+            .adverts_heard_late
+            .get_or_create(&Self::instance(instance))
+            .clone()
+    }
+
     /// Counts one advertisement sent by `instance`.
     pub fn advert_sent(&self, instance: &str) {
         self.inner

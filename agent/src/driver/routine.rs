@@ -1,0 +1,158 @@
+//! A BACKUP's routine adverts: the current MASTER's advert, repeated unchanged, which changes
+//! nothing but the Master_Down deadline. The receive path takes them without waking the unit
+//! task: the unit says which advert is routine, the receive path stamps when one was last
+//! heard, and the unit replays that stamp into its machine before anything else it does (so
+//! the machine sees the same adverts in the same order, only later). A BACKUP's unit so wakes
+//! once per Master_Down_Interval, not once per advert.
+//!
+//! Anything else (a new MASTER, another priority or interval, priority 0) goes to the unit
+//! through its queue as before, and stops the routine until the unit has heard it: adverts
+//! are never heard out of order.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::vrrp::instance::ReceivedAdvert;
+
+/// The routine of one member, shared by the receive path and the unit task.
+#[derive(Debug, Clone)]
+pub struct Routine {
+    cell: Arc<Mutex<Cell>>,
+    /// The member's count of adverts heard after its Master_Down deadline had passed.
+    late: Counter,
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    /// The advert that is routine now; `None`: every advert goes to the unit.
+    expected: Option<ReceivedAdvert>,
+    /// The Master_Down deadline the unit's machine has armed, as of its last word.
+    due: Option<Instant>,
+    /// The latest routine advert not yet replayed, with when it was heard.
+    heard: Option<(ReceivedAdvert, Instant)>,
+    /// Adverts handed to the unit's queue and not yet taken by it.
+    queued: u32,
+}
+
+impl Routine {
+    /// A routine that takes nothing until the unit says what to expect; `late` counts the
+    /// member's adverts heard past its deadline.
+    pub fn new(late: Counter) -> Self {
+        Self {
+            cell: Arc::new(Mutex::new(Cell::default())),
+            late,
+        }
+    }
+
+    fn cell(&self) -> std::sync::MutexGuard<'_, Cell> {
+        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Receive path: takes `advert`, heard at `now`, when it is the routine one (true). False:
+    /// the caller puts it in the unit's queue (counted as queued from here on: a failed
+    /// attempt calls [`Self::taken`]), and nothing is routine until the unit has heard it.
+    pub fn hear(&self, advert: ReceivedAdvert, now: Instant) -> bool {
+        let mut cell = self.cell();
+        if cell.expected != Some(advert) {
+            cell.expected = None;
+            cell.queued = cell.queued.saturating_add(1);
+            return false;
+        }
+        if cell.due.is_some_and(|due| now >= due) {
+            self.late.inc();
+        }
+        cell.heard = Some((advert, now));
+        true
+    }
+
+    /// Unit: an advert was taken from the queue (receive path: one could not be put there).
+    pub fn taken(&self) {
+        let mut cell = self.cell();
+        cell.queued = cell.queued.saturating_sub(1);
+    }
+
+    /// Unit: the latest routine advert heard since the last call, and when.
+    pub fn replay(&self) -> Option<(ReceivedAdvert, Instant)> {
+        self.cell().heard.take()
+    }
+
+    /// Unit: from now on `expected` is routine (`None`: nothing is), with the machine's
+    /// deadline `due`. An expectation waits while adverts the unit has not heard are queued.
+    pub fn expect(&self, expected: Option<ReceivedAdvert>, due: Option<Instant>) {
+        let mut cell = self.cell();
+        cell.expected = expected.filter(|_| cell.queued == 0);
+        cell.due = due;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn advert(priority: u8) -> ReceivedAdvert {
+        ReceivedAdvert {
+            source: "192.0.2.2".parse().unwrap(),
+            priority,
+            max_advert_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn only_the_expected_advert_is_taken_and_the_latest_one_is_replayed_once() {
+        let routine = Routine::new(Counter::default());
+        let start = Instant::now();
+        assert!(!routine.hear(advert(150), start), "nothing expected yet");
+        routine.taken();
+        routine.expect(Some(advert(150)), Some(start + Duration::from_secs(3)));
+        assert!(routine.hear(advert(150), start + Duration::from_secs(1)));
+        assert!(routine.hear(advert(150), start + Duration::from_secs(2)));
+        assert_eq!(
+            routine.replay(),
+            Some((advert(150), start + Duration::from_secs(2)))
+        );
+        assert_eq!(routine.replay(), None);
+    }
+
+    #[test]
+    fn another_advert_stops_the_routine_until_the_unit_expects_again() {
+        let routine = Routine::new(Counter::default());
+        let now = Instant::now();
+        routine.expect(Some(advert(150)), None);
+        assert!(!routine.hear(advert(120), now));
+        assert!(!routine.hear(advert(150), now), "heard out of order");
+        routine.taken();
+        routine.taken();
+        routine.expect(Some(advert(150)), None);
+        assert!(routine.hear(advert(150), now));
+    }
+
+    #[test]
+    fn an_expectation_waits_for_the_queued_adverts_to_be_taken() {
+        let routine = Routine::new(Counter::default());
+        let now = Instant::now();
+        assert!(!routine.hear(advert(120), now));
+        routine.expect(Some(advert(150)), None);
+        assert!(!routine.hear(advert(150), now), "an advert is still queued");
+        routine.taken();
+        routine.taken();
+        routine.expect(Some(advert(150)), None);
+        assert!(routine.hear(advert(150), now));
+    }
+
+    #[test]
+    fn adverts_heard_past_the_deadline_are_counted_late() {
+        let late = Counter::default();
+        let routine = Routine::new(late.clone());
+        let now = Instant::now();
+        routine.expect(Some(advert(150)), Some(now));
+        assert!(routine.hear(advert(150), now));
+        assert!(routine.hear(advert(150), now + Duration::from_millis(1)));
+        routine.expect(Some(advert(150)), Some(now + Duration::from_secs(3)));
+        assert!(routine.hear(advert(150), now + Duration::from_secs(1)));
+        assert_eq!(late.get(), 2);
+    }
+}
