@@ -18,6 +18,7 @@ use super::interfaces::InterfaceView;
 use super::outgoing::EncodedAdverts;
 use super::routine::Routine;
 use super::streak::Streak;
+use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;
 use crate::check::TrackerSet;
@@ -54,13 +55,14 @@ pub(super) struct Member {
     pub(super) view: InterfaceView,
     /// With a virtual MAC: the interface under it as last seen (where the sources come from).
     pub(super) source_view: Option<InterfaceView>,
-    pub(super) _sources_watch: Option<Helper>,
+    /// With a virtual MAC: the feed of the interface under it.
+    pub(super) sources_feed: Option<ViewFeed>,
     pub(super) vmac: Option<VmacBinding>,
     /// The addresses VRRP speaks from, as last derived from `view`.
     pub(super) sources: Sources,
     pub(super) debounce: LinkDebounce,
     pub(super) trackers: Option<(TrackerSet, Helper)>,
-    pub(super) _view_watch: Helper,
+    pub(super) view_feed: ViewFeed,
     pub(super) garp: Option<GarpSchedule>,
     pub(super) vips: Vips,
     /// What the machine was last told about the edge.

@@ -25,6 +25,7 @@ pub mod receive;
 pub mod routine;
 mod streak;
 pub mod unit;
+mod view_feed;
 pub mod vips;
 pub mod virtual_mac;
 

@@ -34,6 +34,7 @@ use super::outgoing::{AdvertKey, EncodedAdverts};
 use super::retry_delay;
 use super::routine::Routine;
 use super::streak::Streak;
+use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
 use crate::check::{Followed, TrackState, TrackerSet};
@@ -72,9 +73,10 @@ pub enum Control {
 #[derive(Debug)]
 enum Input {
     Track(usize, TrackState),
-    Interface(usize, InterfaceView),
-    /// The interface under a virtual MAC changed.
-    Sources(usize, InterfaceView),
+    /// The member's interface changed: its [`ViewFeed`] has the newest view.
+    Interface(usize),
+    /// The interface under a virtual MAC changed (its feed has the newest view).
+    Sources(usize),
     /// What a MASTER member's probes found about another holder of its VIPs.
     HolderConflict(usize, Option<HolderConflict>),
 }
@@ -187,9 +189,10 @@ impl Unit {
                 &source_view.as_ref().unwrap_or(&view).addresses,
                 setup.endpoint.family,
             );
-            let sources_watch = setup
-                .sources
-                .map(|sources| forward_sources(index, sources, inputs.clone()));
+            let sources_feed = setup.sources.map(|sources| {
+                let inputs = inputs.clone();
+                ViewFeed::start(sources, move || inputs.send(Input::Sources(index)).is_ok())
+            });
             let unicast = !setup.spec.unicast_peers.is_empty();
             // Without a source the machine gets the unspecified address; the member starts in
             // FAULT (no source address) and gets its real one as soon as the interface has it.
@@ -197,8 +200,13 @@ impl Unit {
                 .for_instance(unicast)
                 .unwrap_or_else(|| unspecified(setup.endpoint.family));
             instances.push(Instance::new(setup.spec.machine_config(primary)));
-            // `setup.view` moves into the forwarder below.
-            let view_watch = forward_interface(index, setup.view, inputs.clone());
+            // `setup.view` moves into the feed below.
+            let view_feed = {
+                let inputs = inputs.clone();
+                ViewFeed::start(setup.view, move || {
+                    inputs.send(Input::Interface(index)).is_ok()
+                })
+            };
             let sent = services.metrics.adverts_sent_counter(&setup.spec.name);
             let mut member = Member {
                 debounce: LinkDebounce::new(LinkState::Down, LINK_DOWN_HOLD, LINK_UP_HOLD),
@@ -207,11 +215,11 @@ impl Unit {
                 endpoint: setup.endpoint,
                 view,
                 source_view,
-                _sources_watch: sources_watch,
+                sources_feed,
                 vmac: setup.vmac,
                 sources,
                 trackers: None,
-                _view_watch: view_watch,
+                view_feed,
                 garp: None,
                 edge: EdgeFaults::default(),
                 add_retry: AddRetry::default(),
@@ -571,15 +579,25 @@ impl Unit {
                 let actions = self.machine.apply(index, now, Event::Tracking(tracking));
                 self.perform(actions).await;
             }
-            Input::Interface(index, view) => self.on_interface(index, now, view).await,
+            Input::Interface(index) => {
+                let view = self
+                    .members
+                    .get_mut(index)
+                    .and_then(|member| member.view_feed.take());
+                if let Some(view) = view {
+                    self.on_interface(index, now, view).await;
+                }
+            }
             Input::HolderConflict(index, conflict) => {
                 if let Some(member) = self.members.get_mut(index) {
                     member.probe.found(conflict);
                 }
             }
-            Input::Sources(index, view) => {
-                if let Some(member) = self.members.get_mut(index) {
-                    member.source_view = Some(view);
+            Input::Sources(index) => {
+                let member = self.members.get_mut(index);
+                let view = member.and_then(|member| member.sources_feed.as_mut()?.take());
+                if let Some(view) = view {
+                    self.members[index].source_view = Some(view);
                     self.follow_sources(index, now).await;
                     self.tell_edge(index, now).await;
                 }
@@ -1154,36 +1172,6 @@ fn encode_adverts(spec: &InstanceSpec, family: Family, key: AdvertKey) -> Vec<(I
             }
         })
         .collect()
-}
-
-fn forward_interface(
-    index: usize,
-    mut receiver: watch::Receiver<InterfaceView>,
-    inputs: mpsc::UnboundedSender<Input>,
-) -> Helper {
-    Helper(tokio::spawn(async move {
-        while receiver.changed().await.is_ok() {
-            let view = receiver.borrow_and_update().clone();
-            if inputs.send(Input::Interface(index, view)).is_err() {
-                return;
-            }
-        }
-    }))
-}
-
-fn forward_sources(
-    index: usize,
-    mut receiver: watch::Receiver<InterfaceView>,
-    inputs: mpsc::UnboundedSender<Input>,
-) -> Helper {
-    Helper(tokio::spawn(async move {
-        while receiver.changed().await.is_ok() {
-            let view = receiver.borrow_and_update().clone();
-            if inputs.send(Input::Sources(index, view)).is_err() {
-                return;
-            }
-        }
-    }))
 }
 
 fn forward_track(

@@ -101,6 +101,7 @@ impl HealthChecks {
             unpublished: AtomicBool::new(false),
             urgent: AtomicBool::new(false),
             wake: Notify::new(),
+            pending: Notify::new(),
             unsaved: AtomicBool::new(false),
             memory: options.memory.clone(),
             metrics: metrics.clone(),
@@ -366,6 +367,10 @@ struct Board {
     urgent: AtomicBool,
     /// Wakes [`Board::publish_changes`] for an urgent change.
     wake: Notify,
+    /// Wakes [`Board::publish_changes`] for a change that may wait [`PUBLISH_DELAY`]: without
+    /// one, nothing wakes (no tick while nothing is pending, so an agent without real servers
+    /// costs no wakeups here).
+    pending: Notify,
     /// The remembered verdicts changed since they were last written.
     unsaved: AtomicBool,
     memory: Option<Memory>,
@@ -398,17 +403,20 @@ impl Board {
     /// Publishes urgent changes at once, or [`PUBLISH_SPACING`] after the last publication,
     /// and the others within [`PUBLISH_DELAY`]; writes the remembered verdicts with them.
     async fn publish_changes(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(PUBLISH_DELAY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<Instant> = None;
         loop {
-            tokio::select! {
-                () = self.wake.notified() => {
-                    if let Some(last) = last {
-                        tokio::time::sleep_until(last + PUBLISH_SPACING).await;
+            let urgent = tokio::select! {
+                () = self.wake.notified() => true,
+                () = self.pending.notified() => {
+                    // It may wait, unless an urgent change comes meanwhile.
+                    tokio::select! {
+                        () = self.wake.notified() => true,
+                        () = tokio::time::sleep(PUBLISH_DELAY) => false,
                     }
                 }
-                _ = tick.tick() => {}
+            };
+            if let Some(last) = last.filter(|_| urgent) {
+                tokio::time::sleep_until(last + PUBLISH_SPACING).await;
             }
             let state = self.lock();
             if self.unsaved.swap(false, Ordering::Relaxed) {
@@ -560,7 +568,9 @@ impl Board {
             since,
         };
         if !step.changed && !first {
-            self.unpublished.store(true, Ordering::Relaxed);
+            if !self.unpublished.swap(true, Ordering::Relaxed) {
+                self.pending.notify_one();
+            }
             return;
         }
         let key = real_server_key(name, endpoint);
