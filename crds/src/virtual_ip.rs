@@ -268,7 +268,8 @@ impl Garp {
 /// The summary shown in the STATE column of `kubectl get vip`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum VirtualIpPhase {
-    /// Not planned yet, or no node has reported.
+    /// Not planned yet, no node has reported, or the node that is MASTER of its virtual router
+    /// has not added its addresses yet (`Degraded`, reason `AddressNotHeld`).
     #[default]
     Pending,
     /// Exactly one MASTER holds the addresses.
