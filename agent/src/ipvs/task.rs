@@ -113,9 +113,12 @@ impl Task {
     async fn run(mut self, mut source: ConfigUpdates, driver: ConfigSender) {
         let mut source_open = true;
         let mut verdicts_open = true;
+        // The resync runs this long after the last one, however often notices wake the task.
+        let mut last_resync = Instant::now();
         loop {
             if self.syncer.is_none() && Instant::now() >= self.next_connect {
                 self.connect().await;
+                last_resync = Instant::now();
             }
             let current = source.borrow_and_update().clone();
             if current.as_ref().map(Arc::as_ptr) != self.config.as_ref().map(Arc::as_ptr) {
@@ -130,10 +133,10 @@ impl Task {
             if std::mem::take(&mut self.report_due) {
                 self.report();
             }
-            let wait = match &self.syncer {
-                Some(s) if s.busy() => BUSY_RESYNC,
-                Some(_) => self.options.resync,
-                None => self.next_connect.saturating_duration_since(Instant::now()),
+            let due = match &self.syncer {
+                Some(s) if s.busy() => last_resync + BUSY_RESYNC,
+                Some(_) => last_resync + self.options.resync,
+                None => self.next_connect,
             };
             tokio::select! {
                 changed = source.changed(), if source_open => {
@@ -153,7 +156,10 @@ impl Task {
                         (Ok(()), None) => {}
                     }
                 }
-                () = tokio::time::sleep(wait) => self.resync().await,
+                () = tokio::time::sleep_until(due.into()) => {
+                    self.resync().await;
+                    last_resync = Instant::now();
+                }
             }
         }
     }
