@@ -393,14 +393,16 @@ impl Lab {
         Ok(parse_addresses(&out))
     }
 
-    /// The packets node `node`'s eth0 has received and sent so far (the kernel's counters).
-    pub fn packets(&self, node: usize) -> Result<LinkPackets, LabError> {
-        let out = self
-            .node(node)?
-            .ns
-            .exec(&["ip", "-s", "-j", "link", "show", "dev", LAB_IF])?;
-        parse_link_packets(&out).ok_or_else(|| {
-            LabError::Invalid(format!("no packet counters in `ip -s -j link`: {out}"))
+    /// The IPv4 multicast packets node `node` has received and sent so far (the kernel's
+    /// `IpExt` counters of the node's namespace). VRRP adverts go to 224.0.0.18, so these count
+    /// them and leave out ARP (a conflict probe, neighbour resolution) and IPv6 chatter (router
+    /// solicitations), which an interface's own counters include.
+    pub fn multicast_packets(&self, node: usize) -> Result<MulticastPackets, LabError> {
+        let out = self.node(node)?.ns.exec(&["cat", "/proc/net/netstat"])?;
+        parse_multicast_packets(&out).ok_or_else(|| {
+            LabError::Invalid(format!(
+                "no IpExt multicast counters in /proc/net/netstat: {out}"
+            ))
         })
     }
 
@@ -558,14 +560,14 @@ impl Drop for Lab {
     }
 }
 
-/// Packets counted by an interface, as the kernel keeps them.
+/// IPv4 multicast packets a node's namespace received and sent, as the kernel counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LinkPackets {
+pub struct MulticastPackets {
     pub received: u64,
     pub sent: u64,
 }
 
-impl LinkPackets {
+impl MulticastPackets {
     /// What was counted since `earlier`.
     #[must_use]
     pub fn since(self, earlier: Self) -> Self {
@@ -595,13 +597,18 @@ fn parse_addresses(out: &str) -> Vec<IpAddr> {
     addresses
 }
 
-/// The packet counters of the first link in `ip -s -j link show` output.
-fn parse_link_packets(out: &str) -> Option<LinkPackets> {
-    let value: serde_json::Value = serde_json::from_str(out).ok()?;
-    let stats = value.get(0)?.get("stats64")?;
-    Some(LinkPackets {
-        received: stats.get("rx")?.get("packets")?.as_u64()?,
-        sent: stats.get("tx")?.get("packets")?.as_u64()?,
+/// `InMcastPkts` and `OutMcastPkts` of /proc/net/netstat: a header line of names and a line of
+/// values, both starting with `IpExt:`.
+fn parse_multicast_packets(out: &str) -> Option<MulticastPackets> {
+    let mut lines = out.lines().filter(|line| line.starts_with("IpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let value = |name: &str| {
+        let at = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(at)?.parse().ok()
+    };
+    Some(MulticastPackets {
+        received: value("InMcastPkts")?,
+        sent: value("OutMcastPkts")?,
     })
 }
 
@@ -620,28 +627,31 @@ mod tests {
     }
 
     #[test]
-    fn packet_counters_are_read_from_ip_link_json() {
-        let out = r#"[{"ifindex":2,"ifname":"eth0","stats64":{"rx":{"bytes":100,"packets":7},"tx":{"bytes":50,"packets":3}}}]"#;
-        let packets = parse_link_packets(out).unwrap();
+    fn multicast_counters_are_read_from_the_ipext_lines_of_netstat() {
+        let out = "TcpExt: SyncookiesSent SyncookiesRecv\nTcpExt: 0 0\n\
+                   IpExt: InNoRoutes InTruncatedPkts InMcastPkts OutMcastPkts InBcastPkts\n\
+                   IpExt: 0 0 7 3 0\n";
+        let packets = parse_multicast_packets(out).unwrap();
         assert_eq!(
             packets,
-            LinkPackets {
+            MulticastPackets {
                 received: 7,
                 sent: 3
             }
         );
-        let later = LinkPackets {
+        let later = MulticastPackets {
             received: 10,
             sent: 3,
         };
         assert_eq!(
             later.since(packets),
-            LinkPackets {
+            MulticastPackets {
                 received: 3,
                 sent: 0
             }
         );
-        assert!(parse_link_packets("[]").is_none());
+        assert!(parse_multicast_packets("TcpExt: A\nTcpExt: 1\n").is_none());
+        assert!(parse_multicast_packets("IpExt: InMcastPkts\nIpExt: 7\n").is_none());
     }
 
     use super::*;

@@ -1,8 +1,8 @@
 //! The steady state of a VRRP pair: n1 MASTER and n2 BACKUP of `count` instances at one advert
 //! interval, keepalived or our agent on both, and what one of the two costs over a window: in
 //! instructions (callgrind; one daemon under valgrind, its peer native) or in CPU time, memory
-//! and wakeups (both native). Adverts are counted on the wire (the kernel's counters of the
-//! nodes' interfaces), the same way for either daemon.
+//! and wakeups (both native). Adverts are counted on the wire (the kernel's IPv4 multicast
+//! counters of the nodes' namespaces), the same way for either daemon.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use crate::callgrind::Callgrind;
 use crate::daemon::{Daemon, DaemonKind};
 use crate::error::LabError;
 use crate::instance::InstanceSpec;
-use crate::lab::{Lab, LabSpec, LinkPackets};
+use crate::lab::{Lab, LabSpec, MulticastPackets};
 use crate::resources::{self, Usage};
 
 /// How many instances, at which advert interval.
@@ -184,27 +184,33 @@ impl Pair {
         }
     }
 
-    /// Both nodes' packet counters: (n1, n2).
-    pub fn packets(&self) -> Result<(LinkPackets, LinkPackets), LabError> {
-        Ok((self.lab.packets(1)?, self.lab.packets(2)?))
+    /// Both nodes' IPv4 multicast counters: (n1, n2).
+    pub fn packets(&self) -> Result<(MulticastPackets, MulticastPackets), LabError> {
+        Ok((
+            self.lab.multicast_packets(1)?,
+            self.lab.multicast_packets(2)?,
+        ))
     }
 }
 
-/// Adverts on the wire over a window, from the nodes' interface counters.
+/// Adverts on the wire over a window, from the nodes' IPv4 multicast counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WireCount {
-    /// Packets n1 (the MASTER) sent: its adverts (nothing else is sent in the steady state).
+    /// Multicast packets n1 (the MASTER) sent: its adverts (ARP, such as the agent's conflict
+    /// probe, and IPv6 chatter are not counted).
     pub master_sent: u64,
-    /// Packets n2 (the BACKUP) received: the MASTER's adverts, and the node's own ARP and
-    /// neighbour traffic.
+    /// Multicast packets n2 (the BACKUP) received: the MASTER's adverts.
     pub backup_received: u64,
-    /// Packets n2 sent: in the steady state only the node's own ARP and neighbour traffic (a
+    /// Multicast packets n2 sent: none in the steady state but a group report now and then (a
     /// BACKUP sends no adverts).
     pub backup_sent: u64,
 }
 
 impl WireCount {
-    fn between(start: (LinkPackets, LinkPackets), end: (LinkPackets, LinkPackets)) -> Self {
+    fn between(
+        start: (MulticastPackets, MulticastPackets),
+        end: (MulticastPackets, MulticastPackets),
+    ) -> Self {
         let (n1, n2) = (end.0.since(start.0), end.1.since(start.1));
         Self {
             master_sent: n1.sent,
@@ -214,7 +220,7 @@ impl WireCount {
     }
 
     /// The adverts `role` handled: those the MASTER sent, which the BACKUP received (two nodes
-    /// on one bridge). The BACKUP's own receive counter also counts ARP and neighbour packets.
+    /// on one bridge).
     pub fn adverts(&self, _role: Role) -> u64 {
         self.master_sent
     }
