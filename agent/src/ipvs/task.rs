@@ -15,8 +15,11 @@
 //! quorum trackers, so a node whose backends are dead does not take the VIP.
 //!
 //! IPVS missing (no `ip_vs` module, as on hosts that cannot load it) is reported as
-//! `IPVSAvailable=False` with the reason, looked for again every [`CONNECT_RETRY`], logged
-//! once; the configuration goes on to VRRP at once, unaffected.
+//! `IPVSAvailable=False` with the reason, logged once; the configuration goes on to VRRP at
+//! once, unaffected. IPVS is looked for at start (to clear what an earlier run left and for
+//! the status) and, while missing, again every [`CONNECT_RETRY`] only while the configuration
+//! has VirtualServers to program: an agent with VRRP alone does no IPVS work in its steady
+//! state; the first VirtualServer makes it look at once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,7 +119,7 @@ impl Task {
         // The resync runs this long after the last one, however often notices wake the task.
         let mut last_resync = Instant::now();
         loop {
-            if self.syncer.is_none() && Instant::now() >= self.next_connect {
+            if self.looks_for_ipvs() && Instant::now() >= self.next_connect {
                 self.connect().await;
                 last_resync = Instant::now();
             }
@@ -134,9 +137,9 @@ impl Task {
                 self.report();
             }
             let due = match &self.syncer {
-                Some(s) if s.busy() => last_resync + BUSY_RESYNC,
-                Some(_) => last_resync + self.options.resync,
-                None => self.next_connect,
+                Some(s) if s.busy() => Some(last_resync + BUSY_RESYNC),
+                Some(_) => Some(last_resync + self.options.resync),
+                None => self.looks_for_ipvs().then_some(self.next_connect),
             };
             tokio::select! {
                 changed = source.changed(), if source_open => {
@@ -156,12 +159,23 @@ impl Task {
                         (Ok(()), None) => {}
                     }
                 }
-                () = tokio::time::sleep_until(due.into()) => {
+                () = sleep_until(due) => {
                     self.resync().await;
                     last_resync = Instant::now();
                 }
             }
         }
+    }
+
+    /// Whether IPVS is to be looked for: not connected, and never looked for or needed by a
+    /// VirtualServer of the configuration.
+    fn looks_for_ipvs(&self) -> bool {
+        self.syncer.is_none()
+            && (self.unavailable.is_none()
+                || self
+                    .config
+                    .as_ref()
+                    .is_some_and(|config| !config.virtual_servers.is_empty()))
     }
 
     async fn connect(&mut self) {
@@ -291,5 +305,13 @@ impl Task {
             message: Some(reason),
             virtual_services,
         }
+    }
+}
+
+/// Resolves at `due`; never without one.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
