@@ -26,6 +26,9 @@ use super::request::Request;
 pub struct Observed {
     pub service: ServiceEntry,
     pub destinations: Vec<DestinationEntry>,
+    /// When the destinations' connection counts were read from the kernel (a read that began
+    /// then); `None` for a service this agent created and has not read back since.
+    pub counted_at: Option<Instant>,
 }
 
 /// When each draining destination began draining.
@@ -97,7 +100,7 @@ pub fn diff_service(
                 if have.destination.settings.normalized() != d.settings {
                     // First step of a drain (or a settings change while draining): weight 0.
                     out.push(Request::SetDest(key, d));
-                } else if connections_ended(key, have)
+                } else if (counted_since(observed, since) && connections_ended(key, have))
                     || now.saturating_duration_since(since) >= drain_timeout
                 {
                     drains.forget(&id);
@@ -125,6 +128,12 @@ pub fn diff_service(
         }
     }
     out
+}
+
+/// Whether `observed`'s connection counts were read after `since` (a drain's start): counts
+/// read before it may predate the connections the drain waits for.
+fn counted_since(observed: &Observed, since: Instant) -> bool {
+    observed.counted_at.is_some_and(|at| at >= since)
 }
 
 /// Whether a draining destination has no connection left: for TCP and SCTP, none active
@@ -277,6 +286,7 @@ mod tests {
                     counters: Counters::default(),
                 })
                 .collect(),
+            counted_at: Some(at(0)),
         }
     }
 
@@ -375,6 +385,41 @@ mod tests {
         );
         assert_eq!(
             idle,
+            [Request::DelDest {
+                service: key(80),
+                address: "198.51.100.2".parse().unwrap(),
+                port: 8080
+            }]
+        );
+        assert!(drains.is_empty());
+    }
+
+    #[test]
+    fn a_drain_ends_only_on_connection_counts_read_after_it_began() {
+        let mut drains = DrainBook::default();
+        let want = desired(80, Scheduler::RoundRobin, &[(1, 1, false), (2, 0, true)]);
+        let counted = |at_s: Option<u64>, weight: u32| Observed {
+            counted_at: at_s.map(at),
+            ..observed(80, Scheduler::RoundRobin, &[(1, 1, 0), (2, weight, 0)])
+        };
+        // Counts read at 0 show no connection to 2 (one may have opened since); the drain
+        // starts at 5.
+        assert_eq!(
+            diff_service(&want, Some(&counted(Some(0), 1)), at(5), DRAIN, &mut drains),
+            [Request::SetDest(key(80), dest(2, 0))]
+        );
+        // Weight 0 acknowledged, the counts still those read at 0: the drain goes on.
+        let stale = diff_service(&want, Some(&counted(Some(0), 0)), at(5), DRAIN, &mut drains);
+        assert!(
+            stale.is_empty(),
+            "ended on counts from before it began: {stale:?}"
+        );
+        // Counts never read back (a service this agent created) end no drain either.
+        let unread = diff_service(&want, Some(&counted(None, 0)), at(6), DRAIN, &mut drains);
+        assert!(unread.is_empty(), "ended without counts: {unread:?}");
+        // Counts read at 6, after the start, show none left: it leaves.
+        assert_eq!(
+            diff_service(&want, Some(&counted(Some(6), 0)), at(6), DRAIN, &mut drains),
             [Request::DelDest {
                 service: key(80),
                 address: "198.51.100.2".parse().unwrap(),

@@ -107,6 +107,7 @@ impl Syncer {
     /// Reads every service of the kernel and the destinations of those looked at, and sorts
     /// them by owner.
     pub async fn refresh(&mut self) -> Result<(), IpvsError> {
+        let counted_at = Instant::now();
         let services = self.client.services().await?;
         let wanted: BTreeSet<ServiceKey> = self.desired.keys().copied().collect();
         let ownership = classify(&self.record, &services, &wanted);
@@ -138,6 +139,7 @@ impl Syncer {
                 Observed {
                     service: entry,
                     destinations,
+                    counted_at: Some(counted_at),
                 },
             );
         }
@@ -310,6 +312,7 @@ impl Syncer {
                             counters: Counters::default(),
                         },
                         destinations: Vec::new(),
+                        counted_at: None,
                     },
                 );
             }
