@@ -426,6 +426,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             drain_timeout: Duration::from_secs(args.ipvs_drain_timeout),
             resync: Duration::from_millis(args.ipvs_resync_ms.max(100)),
         };
+        // What a configuration change freed goes back to the kernel once it has settled.
+        tokio::spawn(kube_vrrp_agent::heap::release_after_changes(
+            driver_updates.clone(),
+        ));
         let ipvs_task =
             ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone(), health);
         let driver = Driver::new(board, metrics)

@@ -22,8 +22,10 @@ pub struct InterfaceView {
     pub state: LinkState,
     /// Its Ethernet address, if it has one.
     pub mac: Option<[u8; 6]>,
-    /// Every address on it (both families, ours included), in the kernel's order.
-    pub addresses: Vec<InterfaceAddress>,
+    /// Every address on it (both families, ours included), in the kernel's order. Shared: every
+    /// unit on the interface holds the view, and a MASTER of 255 instances has 255 addresses
+    /// on it (a copy per unit was 255 × 255 addresses).
+    pub addresses: Arc<[InterfaceAddress]>,
 }
 
 impl InterfaceView {
@@ -33,7 +35,7 @@ impl InterfaceView {
             ifindex: None,
             state: LinkState::Down,
             mac: None,
-            addresses: Vec::new(),
+            addresses: Arc::default(),
         }
     }
 }
@@ -139,7 +141,7 @@ impl InterfaceTable {
                 ifindex: Some(*ifindex),
                 state: entry.state,
                 mac: entry.mac,
-                addresses: entry.addresses.clone(),
+                addresses: entry.addresses.as_slice().into(),
             })
     }
 
@@ -320,7 +322,7 @@ mod tests {
         table.apply(&InterfaceEvent::AddressRemoved(address(2, "192.0.2.1/24")));
         let view = table.view("eth0");
         assert_eq!(view.ifindex, Some(2));
-        assert_eq!(view.addresses, [address(2, "192.0.2.11/24")]);
+        assert_eq!(*view.addresses, [address(2, "192.0.2.11/24")]);
     }
 
     #[test]
@@ -331,7 +333,7 @@ mod tests {
         tentative.flags = 0x40;
         table.apply(&InterfaceEvent::AddressAdded(tentative));
         table.apply(&InterfaceEvent::AddressAdded(address(2, "fe80::1/64")));
-        assert_eq!(table.view("eth0").addresses, [address(2, "fe80::1/64")]);
+        assert_eq!(*table.view("eth0").addresses, [address(2, "fe80::1/64")]);
     }
 
     #[test]

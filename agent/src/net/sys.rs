@@ -1,6 +1,7 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, and the two
-//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault).
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, the two
+//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault), and
+//! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -136,6 +137,23 @@ pub(crate) fn lock_memory_on_fault() -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Returns the free pages of every malloc arena to the kernel (glibc's `malloc_trim(0)`: the
+/// whole pages inside free chunks are released with `MADV_DONTNEED`, the arenas' tops cut
+/// back). Only memory already freed is released; a later allocation faults fresh zero pages in.
+/// Returns whether any memory was released.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn release_free_heap() -> bool {
+    // SAFETY: malloc_trim takes a size and walks glibc's own arenas under their locks; it is
+    // safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Other C libraries keep no such arenas here: nothing to release.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn release_free_heap() -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@
 //!    server (goal: ≤ 128 MiB);
 //! 4. in a second cluster lab, 1,000 LoadBalancer Services created at once ([`load_balancers`]):
 //!    time until every one has an ingress address and a MASTER (goal: 30 s), operator RSS
-//!    (goal: ≤ 128 MiB), API writes per Service while assigning and afterwards.
+//!    (goal: ≤ 128 MiB), API writes per Service while assigning and afterwards;
+//! 5. in a third cluster lab, the agents' RSS with 255 VirtualIPs on their nodes ([`agents`];
+//!    goal: < 20 MiB).
 //!
 //! Timing figures on a shared 2-core machine: read them as measurements, never as pass/fail.
 
+mod agents;
 mod apiserver;
 mod load_balancers;
 
@@ -47,8 +50,14 @@ struct Cli {
     #[arg(long)]
     no_load_balancers: bool,
     /// Run only the 1,000-LoadBalancer-Service step.
-    #[arg(long, conflicts_with = "no_load_balancers")]
+    #[arg(long, conflicts_with_all = ["no_load_balancers", "only_agents"])]
     only_load_balancers: bool,
+    /// Skip the step measuring the agents' RSS with 255 VirtualIPs.
+    #[arg(long)]
+    no_agents: bool,
+    /// Run only the step measuring the agents' RSS with 255 VirtualIPs.
+    #[arg(long, conflicts_with = "no_agents")]
+    only_agents: bool,
 }
 
 const AGENT_USER: &str = "system:serviceaccount:kube-vrrp:kube-vrrp-agent";
@@ -210,11 +219,14 @@ fn rss(pid: u32) -> anyhow::Result<(f64, f64)> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    if !cli.only_load_balancers {
+    if !cli.only_load_balancers && !cli.only_agents {
         vips_and_scale(cli)?;
     }
-    if !cli.no_load_balancers {
+    if !cli.no_load_balancers && !cli.only_agents {
         load_balancers::run(Duration::from_secs(cli.window))?;
+    }
+    if !cli.no_agents && !cli.only_load_balancers {
+        agents::run()?;
     }
     Ok(())
 }
