@@ -332,7 +332,7 @@ mod tests {
 
     /// What the unit does with a beat taken back: one timeout at `next_due − interval`.
     fn replay(instance: &mut Instance, next_due: Instant) -> Vec<Action> {
-        instance.handle(next_due - INTERVAL, Event::Timeout)
+        instance.handle(next_due.checked_sub(INTERVAL).unwrap(), Event::Timeout)
     }
 
     #[test]
