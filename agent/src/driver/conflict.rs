@@ -29,6 +29,7 @@ use super::member::Helper;
 use crate::net::announce::Announcer;
 use crate::net::conflict::ProbeSocket;
 use crate::net::conflict::frame::Claim;
+use crate::net::timer::Deadline;
 use crate::report::Metrics;
 use crate::vrrp::Family;
 use crate::vrrp::instance::State;
@@ -205,11 +206,12 @@ impl Prober {
     pub fn start(
         target: ProbeTarget,
         socket: ProbeSocket,
+        timer: Deadline,
         metrics: Metrics,
         report: impl Fn(Option<HolderConflict>) + Send + 'static,
     ) -> Self {
         Self {
-            _task: Helper(tokio::spawn(run(target, socket, metrics, report))),
+            _task: Helper(tokio::spawn(run(target, socket, timer, metrics, report))),
         }
     }
 }
@@ -219,8 +221,8 @@ pub const VIRTUAL_MAC_NOTE: &str = "split brain is not probed on the wire: with 
 /// Why a MASTER on an interface without a hardware address does not probe.
 pub const NO_MAC_NOTE: &str =
     "split brain is not probed on the wire: the interface has no hardware address";
-/// Why a MASTER whose probe socket could not be opened does not probe.
-pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket could not be opened (see the agent's log)";
+/// Why a MASTER whose probe socket or timer could not be opened does not probe.
+pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket or its timer could not be opened (see the agent's log)";
 
 /// A member's probing as its unit holds it: a [`Prober`] while MASTER, what it last found,
 /// or why there is none.
@@ -261,8 +263,10 @@ impl ConflictProbe {
             self.note = Some(NO_MAC_NOTE);
             return;
         };
-        let socket = match ProbeSocket::open(endpoint.ifindex, mac, endpoint.family) {
-            Ok(socket) => socket,
+        let opened = ProbeSocket::open(endpoint.ifindex, mac, endpoint.family)
+            .and_then(|socket| Ok((socket, Deadline::new()?)));
+        let (socket, timer) = match opened {
+            Ok(opened) => opened,
             Err(error) => {
                 tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
                 self.note = Some(NO_SOCKET_NOTE);
@@ -277,7 +281,13 @@ impl ConflictProbe {
             vips: spec.vip_addresses(),
             advert_interval: spec.advert_interval,
         };
-        self.prober = Some(Prober::start(target, socket, metrics.clone(), report));
+        self.prober = Some(Prober::start(
+            target,
+            socket,
+            timer,
+            metrics.clone(),
+            report,
+        ));
     }
 
     /// What the prober found (ignored once it is stopped: a late message).
@@ -298,9 +308,12 @@ impl ConflictProbe {
     }
 }
 
+/// The probe task. Its timer is a timerfd rather than a tokio sleep: nothing of a MASTER's
+/// steady state sits in tokio's timer wheel, which every park of the runtime would walk.
 async fn run(
     target: ProbeTarget,
     socket: ProbeSocket,
+    mut timer: Deadline,
     metrics: Metrics,
     report: impl Fn(Option<HolderConflict>) + Send + 'static,
 ) {
@@ -312,9 +325,12 @@ async fn run(
     );
     let mut buffer = vec![0u8; 1536];
     loop {
-        let due = tokio::time::Instant::from_std(book.next_probe());
+        if let Err(error) = timer.set(Some(book.next_probe())) {
+            tracing::warn!(instance = %target.instance, %error, "cannot arm the probe timer: split brain is seen only through the API");
+            return;
+        }
         let change = tokio::select! {
-            () = tokio::time::sleep_until(due) => {
+            () = timer.wait() => {
                 let change = book.on_probe(Instant::now());
                 for vip in book.vips() {
                     if let Err(error) = socket.probe(*vip).await {

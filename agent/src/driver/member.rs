@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +18,7 @@ use super::interfaces::InterfaceView;
 use super::outgoing::EncodedAdverts;
 use super::routine::Routine;
 use super::streak::Streak;
+use super::ticker::Beat;
 use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;
@@ -96,6 +97,10 @@ pub(super) struct Member {
     /// MASTER's, with the effective priority it was accepted at: the advert that is routine
     /// while nothing else changes.
     pub(super) routine_candidate: Option<(ReceivedAdvert, u8)>,
+    /// While MASTER and asleep: the routine adverts the ticker sends for this member.
+    pub(super) beat: Beat,
+    /// The advert interval of the Adver_Timer handed to the ticker, while it holds it.
+    pub(super) beat_interval: Option<Duration>,
 }
 
 impl Member {

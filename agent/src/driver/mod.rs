@@ -24,6 +24,7 @@ mod outgoing;
 pub mod receive;
 pub mod routine;
 mod streak;
+pub mod ticker;
 pub mod unit;
 mod view_feed;
 pub mod vips;
@@ -255,6 +256,7 @@ impl Driver {
                 metrics,
                 interfaces,
                 followed: Followed::default(),
+                ticker: ticker::Ticker::default(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),

@@ -3,6 +3,9 @@
 //! interval, source address) or the member's configuration does.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::ticker::Payloads;
 
 /// What an advert of one member says beyond its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,17 +16,26 @@ pub struct AdvertKey {
 }
 
 /// The encoded adverts of one member, one per destination, for the key they were encoded for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EncodedAdverts {
     key: Option<AdvertKey>,
-    payloads: Vec<(IpAddr, Vec<u8>)>,
+    payloads: Payloads,
+}
+
+impl Default for EncodedAdverts {
+    fn default() -> Self {
+        Self {
+            key: None,
+            payloads: Arc::from(Vec::new()),
+        }
+    }
 }
 
 impl EncodedAdverts {
     /// Forgets what was encoded: the configuration (addresses, version, peers) changed.
     pub fn clear(&mut self) {
         self.key = None;
-        self.payloads.clear();
+        self.payloads = Arc::from(Vec::new());
     }
 
     /// The payloads for `key`, each with its destination; `encode` makes them when the last
@@ -32,12 +44,17 @@ impl EncodedAdverts {
         &mut self,
         key: AdvertKey,
         encode: impl FnOnce() -> Vec<(IpAddr, Vec<u8>)>,
-    ) -> &[(IpAddr, Vec<u8>)] {
+    ) -> &Payloads {
         if self.key != Some(key) {
-            self.payloads = encode();
+            self.payloads = Arc::from(encode());
             self.key = Some(key);
         }
         &self.payloads
+    }
+
+    /// The payloads last encoded, with their key.
+    pub fn current(&self) -> Option<(AdvertKey, &Payloads)> {
+        self.key.map(|key| (key, &self.payloads))
     }
 }
 

@@ -5,7 +5,10 @@
 //!
 //! Timers come first: before each wait, a deadline that has passed is served, and the wait is
 //! a timerfd ([`Deadline`]), so neither a flood of adverts nor tokio's millisecond timer wheel
-//! moves an advert. Trackers and the interface watch feed the task through channels; nothing
+//! moves an advert. A lone MASTER hands its Adver_Timer to the agent's ticker
+//! ([`super::ticker`]) while it sleeps, so its routine adverts wake no task; a BACKUP's routine
+//! adverts are taken by the receive path ([`super::routine`]). Trackers and the interface
+//! watch feed the task through channels; nothing
 //! here waits on a tracker, the API, a log sink or HTTP. The only awaits in the VRRP path are
 //! the socket send and the rtnetlink address requests.
 //!
@@ -34,6 +37,7 @@ use super::outgoing::{AdvertKey, EncodedAdverts};
 use super::retry_delay;
 use super::routine::Routine;
 use super::streak::Streak;
+use super::ticker::{Handover, Ticker};
 use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
@@ -45,8 +49,8 @@ use crate::net::link::{LinkDebounce, LinkState};
 use crate::net::timer::Deadline;
 use crate::report::{Metrics, StatusBoard};
 use crate::vrrp::instance::{
-    Action, EdgeFaults, Event, HandoverEnd, Instance, PRIORITY_STOP, ReceivedAdvert, State,
-    Tracking,
+    Action, EdgeFaults, Event, HandoverEnd, Instance, MIN_ADVERT_INTERVAL, PRIORITY_STOP,
+    ReceivedAdvert, State, Tracking,
 };
 use crate::vrrp::packet::{Advertisement, Authentication};
 use crate::vrrp::{Family, Version};
@@ -79,6 +83,8 @@ enum Input {
     Sources(usize),
     /// What a MASTER member's probes found about another holder of its VIPs.
     HolderConflict(usize, Option<HolderConflict>),
+    /// The ticker could not send a routine advert of the member and gave its timer back.
+    BeatStopped,
 }
 
 /// Shared services every unit task uses.
@@ -92,6 +98,8 @@ pub struct Services {
     pub interfaces: InterfaceWatch,
     /// What endpoint and quorum trackers follow.
     pub followed: Followed,
+    /// Sends the MASTERs' routine adverts while their units sleep.
+    pub ticker: Ticker,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -237,6 +245,8 @@ impl Unit {
                 probe: ConflictProbe::default(),
                 routine: setup.routine,
                 routine_candidate: None,
+                beat: services.ticker.beat(),
+                beat_interval: None,
             };
             member.debounce = LinkDebounce::new(member.link_state(), LINK_DOWN_HOLD, LINK_UP_HOLD);
             member.vips.observe(&member.view.addresses);
@@ -283,6 +293,11 @@ impl Unit {
                 self.publish();
             }
             self.expect_routines();
+            let deadline = if self.hand_over_beat() {
+                self.edge_deadline()
+            } else {
+                deadline
+            };
             if let Err(error) = timer.set(deadline) {
                 tracing::error!(unit = %self.label, %error, "cannot arm the instance's timer");
             }
@@ -292,7 +307,9 @@ impl Unit {
                 Some((index, advert)) = adverts.recv() => Wake::Advert(index, advert),
                 Some(input) = inputs.recv() => Wake::Input(input),
             };
-            // What the receive path took while the unit slept happened before what woke it.
+            // What the ticker sent and the receive path took while the unit slept happened
+            // before what woke it.
+            self.take_back_beat().await;
             republish = self.replay_routines().await.changed;
             republish |= match woken {
                 // Served at the top of the loop, once due (a routine advert may have moved it).
@@ -528,17 +545,104 @@ impl Unit {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let members = self.members.iter().flat_map(|member| {
-            [
-                member.garp.as_ref().and_then(GarpSchedule::next_deadline),
-                member.debounce.next_deadline(),
-                member.add_retry.at,
-            ]
-        });
-        members
-            .chain(std::iter::once(self.machine.next_deadline()))
+        self.edge_deadline()
+            .into_iter()
+            .chain(self.machine.next_deadline())
+            .min()
+    }
+
+    /// The earliest deadline of the members' edges (announcements, link debounce, VIP add
+    /// retries), the machine's left out.
+    fn edge_deadline(&self) -> Option<Instant> {
+        self.members
+            .iter()
+            .flat_map(|member| {
+                [
+                    member.garp.as_ref().and_then(GarpSchedule::next_deadline),
+                    member.debounce.next_deadline(),
+                    member.add_retry.at,
+                ]
+            })
             .flatten()
             .min()
+    }
+
+    /// Before the unit sleeps: a lone MASTER whose next advert is the one it last sent (same
+    /// priority, interval and source, sent without error, no failover being timed) hands its
+    /// Adver_Timer to the ticker, which sends that advert on time while the unit sleeps. True
+    /// when handed over: the machine's deadline is then not the unit's to wait for.
+    fn hand_over_beat(&mut self) -> bool {
+        let Machine::Single(instance) = &self.machine else {
+            return false;
+        };
+        let Some(member) = self.members.first_mut() else {
+            return false;
+        };
+        let interval = instance.config().advert_interval.max(MIN_ADVERT_INTERVAL);
+        let routine = instance.state() == State::Master
+            && !instance.is_handing_over()
+            && member.failover.is_none()
+            && member.send_failures.len() == 0;
+        let (Some(due), Some(source), Some((key, payloads))) = (
+            instance.next_deadline(),
+            member.source(),
+            member.adverts.current(),
+        ) else {
+            return false;
+        };
+        let same_advert = key.priority == instance.effective_priority()
+            && key.source == source
+            && key.max_advert_interval_cs == duration_to_cs(interval);
+        if !routine || !same_advert {
+            return false;
+        }
+        let inputs = self.inputs.clone();
+        let handed = member.beat.hand_over(Handover {
+            socket: Arc::clone(&member.endpoint.socket),
+            source,
+            payloads: Arc::clone(payloads),
+            due,
+            interval,
+            sent: member.sent.clone(),
+            wake: Box::new(move || {
+                let _ = inputs.send(Input::BeatStopped);
+            }),
+        });
+        member.beat_interval = handed.then_some(interval);
+        handed
+    }
+
+    /// After the unit woke: takes the Adver_Timer back from the ticker and replays the adverts
+    /// it sent into the machine, which re-arms exactly as if it had sent them (see
+    /// [`super::ticker`]). A send that failed is left due: the unit sends it itself.
+    async fn take_back_beat(&mut self) {
+        let Some(member) = self.members.first_mut() else {
+            return;
+        };
+        let Some(interval) = member.beat_interval.take() else {
+            return;
+        };
+        let taken = member.beat.take_back();
+        let Some(next_due) = taken.next_due else {
+            return;
+        };
+        // Served at this time, the Adver_Timer re-arms for `next_due`, as the ticker did.
+        let Some(at) = next_due.checked_sub(interval) else {
+            return;
+        };
+        let mut actions = self.machine.on_timeout(at);
+        let sent = actions.iter().position(|(_, action)| {
+            matches!(action, Action::SendAdvert { max_advert_interval, .. } if *max_advert_interval == interval)
+        });
+        match sent {
+            Some(position) => {
+                actions.remove(position);
+            }
+            None => {
+                tracing::error!(unit = %self.label, ?actions, "the ticker's adverts do not replay as one advert");
+            }
+        }
+        self.perform(actions).await;
     }
 
     /// Serves every deadline that has passed. True when it did more than a MASTER's routine
@@ -588,6 +692,7 @@ impl Unit {
                     self.on_interface(index, now, view).await;
                 }
             }
+            Input::BeatStopped => {}
             Input::HolderConflict(index, conflict) => {
                 if let Some(member) = self.members.get_mut(index) {
                     member.probe.found(conflict);
@@ -1011,7 +1116,7 @@ impl Unit {
         let payloads = member
             .adverts
             .get_or_encode(key, || encode_adverts(spec, endpoint.family, key));
-        for (destination, payload) in payloads {
+        for (destination, payload) in payloads.iter() {
             match endpoint
                 .socket
                 .send_from(payload, source, *destination)

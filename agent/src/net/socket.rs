@@ -20,16 +20,19 @@ use std::sync::{Mutex, PoisonError};
 
 use nix::libc;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
-    recvmsg, sendmsg, setsockopt, sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrIn6, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use super::NetError;
 use super::sys::register;
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
+
+/// Room for one IP_PKTINFO / IPV6_PKTINFO control message (CMSG_SPACE of an in6_pktinfo is
+/// 40 bytes on 64-bit Linux).
+const CONTROL_ROOM: usize = 64;
 
 /// Receive buffer size: the largest IP datagram, so nothing the kernel delivers is truncated.
 const RECV_BUFFER: usize = 65_536;
@@ -262,6 +265,16 @@ impl VrrpSocket {
                 return Err(NetError::FamilyMismatch { address });
             }
         }
+        // The socket is writable nearly always: try at once, and wait for it only when the
+        // kernel says it would block.
+        match self.send_now(self.fd.get_ref(), payload, source, destination) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            result => {
+                return result
+                    .map(|_| ())
+                    .map_err(NetError::io("send a VRRP datagram"));
+            }
+        }
         loop {
             let mut guard = self
                 .fd
@@ -279,6 +292,18 @@ impl VrrpSocket {
         }
     }
 
+    /// [`VrrpSocket::send_from`] without waiting, from any thread: an error (WouldBlock
+    /// included) when the datagram was not sent.
+    pub fn try_send_from(
+        &self,
+        payload: &[u8],
+        source: IpAddr,
+        destination: IpAddr,
+    ) -> io::Result<()> {
+        self.send_now(self.fd.get_ref(), payload, source, destination)
+            .map(|_| ())
+    }
+
     fn send_now(
         &self,
         socket: &Socket,
@@ -286,50 +311,41 @@ impl VrrpSocket {
         source: IpAddr,
         destination: IpAddr,
     ) -> io::Result<usize> {
-        let iov = [IoSlice::new(payload)];
-        let fd = socket.as_raw_fd();
-        let sent = match (source, destination) {
+        // The control message is laid out here, on the stack: nix's `sendmsg` allocates a
+        // buffer for it on every call, which a MASTER's advert path does not need.
+        let mut control = [0u8; CONTROL_ROOM];
+        let (to, control_len) = match (source, destination) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
-                let info = libc::in_pktinfo {
-                    ipi_ifindex: self.ifindex.cast_signed(),
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(source.octets()),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                let to = SockaddrIn::from(SocketAddrV4::new(destination, 0));
-                sendmsg(
-                    fd,
-                    &iov,
-                    &[ControlMessage::Ipv4PacketInfo(&info)],
-                    MsgFlags::MSG_DONTWAIT,
-                    Some(&to),
-                )
+                // struct in_pktinfo: ifindex, the source (ipi_spec_dst), ipi_addr unused.
+                let mut info = [0u8; 12];
+                info[..4].copy_from_slice(&self.ifindex.cast_signed().to_ne_bytes());
+                info[4..8].copy_from_slice(&source.octets());
+                let len = control_message(&mut control, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
+                (SockAddr::from(SocketAddrV4::new(destination, 0)), len)
             }
             (IpAddr::V6(source), IpAddr::V6(destination)) => {
-                let info = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: source.octets(),
-                    },
-                    ipi6_ifindex: self.ifindex,
-                };
+                // struct in6_pktinfo: the source, then the ifindex.
+                let mut info = [0u8; 20];
+                info[..16].copy_from_slice(&source.octets());
+                info[16..].copy_from_slice(&self.ifindex.to_ne_bytes());
+                let len =
+                    control_message(&mut control, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info);
                 let scope = if needs_scope(destination) {
                     self.ifindex
                 } else {
                     0
                 };
-                let to = SockaddrIn6::from(SocketAddrV6::new(destination, 0, 0, scope));
-                sendmsg(
-                    fd,
-                    &iov,
-                    &[ControlMessage::Ipv6PacketInfo(&info)],
-                    MsgFlags::MSG_DONTWAIT,
-                    Some(&to),
-                )
+                let to = SockAddr::from(SocketAddrV6::new(destination, 0, 0, scope));
+                (to, len)
             }
             _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
         };
-        sent.map_err(io::Error::from)
+        let iov = [IoSlice::new(payload)];
+        let message = MsgHdr::new()
+            .with_addr(&to)
+            .with_buffers(&iov)
+            .with_control(&control[..control_len]);
+        socket.sendmsg(&message, libc::MSG_DONTWAIT)
     }
 
     /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
@@ -459,6 +475,22 @@ impl VrrpSocket {
     }
 }
 
+/// Writes one control message (a `struct cmsghdr`, then `data`) at the start of `room`, laid
+/// out as the C library's CMSG_LEN / CMSG_SPACE describe it, and returns its CMSG_SPACE.
+fn control_message(room: &mut [u8; CONTROL_ROOM], level: i32, kind: i32, data: &[u8]) -> usize {
+    // cmsg_len is a size_t; the data starts at the header's size rounded up to a size_t.
+    let word = std::mem::size_of::<usize>();
+    let align = |len: usize| len.div_ceil(word) * word;
+    let int = std::mem::size_of::<i32>();
+    let header = align(word + 2 * int);
+    let len = header + data.len();
+    room[..word].copy_from_slice(&len.to_ne_bytes());
+    room[word..word + int].copy_from_slice(&level.to_ne_bytes());
+    room[word + int..word + 2 * int].copy_from_slice(&kind.to_ne_bytes());
+    room[header..len].copy_from_slice(data);
+    align(len)
+}
+
 /// Whether an IPv6 destination needs the interface as its scope id (link-local unicast, or
 /// link- or interface-local multicast).
 fn needs_scope(address: Ipv6Addr) -> bool {
@@ -469,6 +501,23 @@ fn needs_scope(address: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_pktinfo_control_message_is_laid_out_as_cmsg_space_says() {
+        let mut room = [0u8; CONTROL_ROOM];
+        let info = [7u8; 12];
+        let space = control_message(&mut room, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
+        assert_eq!(space, 32, "CMSG_SPACE(sizeof(struct in_pktinfo))");
+        assert_eq!(room[..8], 28usize.to_ne_bytes(), "cmsg_len: CMSG_LEN(12)");
+        assert_eq!(room[8..12], libc::IPPROTO_IP.to_ne_bytes());
+        assert_eq!(room[12..16], libc::IP_PKTINFO.to_ne_bytes());
+        assert_eq!(room[16..28], info);
+        assert_eq!(room[28..32], [0; 4], "padding");
+        let space = control_message(&mut room, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &[1; 20]);
+        assert_eq!(space, 40, "CMSG_SPACE(sizeof(struct in6_pktinfo))");
+        assert_eq!(room[..8], 36usize.to_ne_bytes());
+    }
 
     #[test]
     fn link_local_and_link_scope_multicast_need_a_scope_id_but_global_unicast_does_not() {
