@@ -31,8 +31,9 @@ pub const DUMPS: &str = "/callgrind";
 /// An archive carrying valgrind's launcher, callgrind, and `vgdb` at their host paths.
 pub fn archive() -> Result<Vec<u8>, GuestError> {
     let mut image = Initramfs::new();
-    // The launcher is linked statically (`ldd` refuses it), vgdb dynamically.
-    image.file("/usr/bin/valgrind", &which("valgrind")?)?;
+    // Debian's `valgrind` is a shell wrapper around `valgrind.bin` that only adds C++ and
+    // debug-library settings: the launcher itself goes in its place.
+    image.program("/usr/bin/valgrind", &which("valgrind.bin")?, false)?;
     image.program("/usr/bin/vgdb", &which("vgdb")?, false)?;
     for name in TOOL_FILES {
         let path = format!("{LIBEXEC}/{name}");
