@@ -547,6 +547,16 @@ fn guest_instructions(
     })
 }
 
+/// The pid of keepalived's checker process (from its `-c` pid file); when it is missing,
+/// the error carries keepalived's output and log.
+fn keepalived_checker_pid(lab: &mut IpvsLab) -> anyhow::Result<u32> {
+    lab.guest
+        .ok("cat /run/keepalived/c.pid || { cat /tmp/keepalived.out; tail -20 /tmp/keepalived.log; false; }")?
+        .trim()
+        .parse()
+        .context("keepalived's checker pid")
+}
+
 /// Waits (up to `timeout`) until IPVS holds `want` real servers.
 fn wait_for_ipvs(lab: &mut IpvsLab, want: usize, timeout: Duration) -> anyhow::Result<usize> {
     let deadline = Instant::now() + timeout;
@@ -586,12 +596,7 @@ fn guest_callgrind_part(
     )?;
     let keepalived_in_ipvs = wait_for_ipvs(&mut lab, total, warm_up)?;
     std::thread::sleep(Duration::from_secs(10));
-    let checker: u32 = lab
-        .guest
-        .ok("cat /run/keepalived/c.pid || { cat /tmp/keepalived.out; tail -20 /tmp/keepalived.log; ls /callgrind; false; }")?
-        .trim()
-        .parse()
-        .context("keepalived's checker pid")?;
+    let checker = keepalived_checker_pid(&mut lab)?;
     let keepalived = guest_instructions(&mut lab, checker, window)?;
     lab.guest.ok(&format!(
         "kill -KILL $(cat /tmp/keepalived.pid) {checker} 2>/dev/null; sleep 1; ipvsadm -C"
@@ -694,12 +699,7 @@ fn guest_part(
     // keepalived's checker (its pid from -c), warmed up.
     lab.start_keepalived(&keepalived_conf(vip, GUEST_BACKEND, servers, per))?;
     std::thread::sleep(Duration::from_secs(15));
-    let checker: u32 = lab
-        .guest
-        .ok("cat /run/keepalived/c.pid")?
-        .trim()
-        .parse()
-        .context("keepalived's checker pid")?;
+    let checker = keepalived_checker_pid(&mut lab)?;
     let keepalived = guest_usage(&mut lab, checker, server, window)?;
     let keepalived_in_ipvs = real_servers_in_ipvs(&mut lab)?;
     let keepalived_syscalls = if strace {
