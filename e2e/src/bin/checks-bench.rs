@@ -21,6 +21,7 @@ use clap::Parser;
 use kube_vrrp_e2e::addressing::{self, Family};
 use kube_vrrp_e2e::agent::Agent;
 use kube_vrrp_e2e::callgrind::Callgrind;
+use kube_vrrp_e2e::guest::callgrind;
 use kube_vrrp_e2e::guest::lab::IpvsLab;
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::resources::{self, Usage, parse_stat, parse_vm_rss_kib};
@@ -50,6 +51,12 @@ struct Args {
     /// kept for `callgrind_annotate`.
     #[arg(long)]
     callgrind: bool,
+    /// Guest part only, each daemon under valgrind's callgrind in the guest: instructions per
+    /// answered check of keepalived's checker process and of the agent (less the agent
+    /// without checks). Use a small load (e.g. `--servers 1 --real-servers 20`): the guest
+    /// is emulated and callgrind slows it again some 50 times.
+    #[arg(long)]
+    guest_callgrind: bool,
     /// Guest part: how often the agent re-reads IPVS, in milliseconds (its default; the
     /// labs use 1,000).
     #[arg(long, default_value_t = 10_000)]
@@ -482,6 +489,198 @@ fn checker_summary(status: &serde_json::Value) -> (BTreeMap<String, usize>, usiz
     (by_result, healthy)
 }
 
+/// The address of the guest's HTTP servers (in the `backends` namespace).
+const GUEST_BACKEND: &str = "198.51.100.21";
+
+/// Starts the guest's HTTP servers (one process, `servers × per` ports); their pid.
+fn start_guest_servers(lab: &mut IpvsLab, servers: u16, per: u16) -> anyhow::Result<u32> {
+    // 1,000 listeners and their connections: past the guest's default of 1,024 open files.
+    let last = FIRST_PORT + servers * per - 1;
+    lab.guest
+        .ok(&format!(
+            "/sbin/ip -n backends addr add {GUEST_BACKEND}/24 dev eth0
+ulimit -n 8192
+/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {GUEST_BACKEND} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &
+echo $!"
+        ))?
+        .trim()
+        .parse()
+        .context("the servers' pid")
+}
+
+/// Instructions of one guest process over a window, with the HTTP answers the servers sent
+/// meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct GuestInstructions {
+    instructions: u64,
+    answered: u64,
+    seconds: f64,
+}
+
+impl GuestInstructions {
+    fn per_second(&self) -> f64 {
+        self.instructions as f64 / self.seconds
+    }
+
+    fn answered_per_second(&self) -> f64 {
+        self.answered as f64 / self.seconds
+    }
+}
+
+/// Counts `pid`'s instructions under callgrind over `window`.
+fn guest_instructions(
+    lab: &mut IpvsLab,
+    pid: u32,
+    window: Duration,
+) -> anyhow::Result<GuestInstructions> {
+    callgrind::dump(&mut lab.guest, pid)?;
+    let r0 = guest_requests(lab)?;
+    let t0 = lab.now()?;
+    std::thread::sleep(window);
+    let instructions = callgrind::dump(&mut lab.guest, pid)?;
+    let t1 = lab.now()?;
+    let r1 = guest_requests(lab)?;
+    Ok(GuestInstructions {
+        instructions,
+        answered: r1.saturating_sub(r0),
+        seconds: t1 - t0,
+    })
+}
+
+/// The pid of keepalived's checker process (from its `-c` pid file); when it is missing,
+/// the error carries keepalived's output and log.
+fn keepalived_checker_pid(lab: &mut IpvsLab) -> anyhow::Result<u32> {
+    lab.guest
+        .ok("cat /run/keepalived/c.pid || { cat /tmp/keepalived.out; tail -20 /tmp/keepalived.log; false; }")?
+        .trim()
+        .parse()
+        .context("keepalived's checker pid")
+}
+
+/// Waits (up to `timeout`) until IPVS holds `want` real servers.
+fn wait_for_ipvs(lab: &mut IpvsLab, want: usize, timeout: Duration) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = real_servers_in_ipvs(lab)?;
+        if now >= want || Instant::now() >= deadline {
+            return Ok(now);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// What the guest run under callgrind measured.
+struct GuestCallgrindResult {
+    keepalived: GuestInstructions,
+    agent: GuestInstructions,
+    idle: GuestInstructions,
+    /// Real servers in IPVS before each daemon's window.
+    in_ipvs: (usize, usize),
+}
+
+fn guest_callgrind_part(
+    window: Duration,
+    servers: u16,
+    per: u16,
+    resync: Duration,
+) -> anyhow::Result<GuestCallgrindResult> {
+    let total = usize::from(servers) * usize::from(per);
+    let mut lab =
+        IpvsLab::boot_with_archives("release", &["keepalived"], &[callgrind::archive()?])?;
+    start_guest_servers(&mut lab, servers, per)?;
+    let warm_up = Duration::from_secs(180);
+    let vip = kube_vrrp_e2e::guest::lab::VIP;
+    lab.start_keepalived_under(
+        &keepalived_conf(vip, GUEST_BACKEND, servers, per),
+        &callgrind::prefix(),
+    )?;
+    let keepalived_in_ipvs = wait_for_ipvs(&mut lab, total, warm_up)?;
+    std::thread::sleep(Duration::from_secs(10));
+    let checker = keepalived_checker_pid(&mut lab)?;
+    let keepalived = guest_instructions(&mut lab, checker, window)?;
+    lab.guest.ok(&format!(
+        "kill -KILL $(cat /tmp/keepalived.pid) {checker} 2>/dev/null; sleep 1; ipvsadm -C"
+    ))?;
+
+    lab.write_manifest("bench.yaml", &kube_vrrp_e2e::guest::lab::node_and_vip())?;
+    lab.start_agent_under("guest", resync, &callgrind::prefix(), "")?;
+    std::thread::sleep(Duration::from_secs(60));
+    let idle_pid = agent_pid(&mut lab)?;
+    let idle = guest_instructions(&mut lab, idle_pid, window / 2)?;
+    lab.stop_agent("KILL")?;
+
+    let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
+    yaml.push_str(&virtual_servers("web", GUEST_BACKEND, servers, per));
+    lab.write_manifest("bench.yaml", &yaml)?;
+    lab.start_agent_under("guest", resync, &callgrind::prefix(), "")?;
+    let agent_in_ipvs = wait_for_ipvs(&mut lab, total, warm_up)?;
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = agent_pid(&mut lab)?;
+    let agent = guest_instructions(&mut lab, pid, window)?;
+    lab.stop_agent("KILL")?;
+    Ok(GuestCallgrindResult {
+        keepalived,
+        agent,
+        idle,
+        in_ipvs: (keepalived_in_ipvs, agent_in_ipvs),
+    })
+}
+
+fn print_guest_callgrind(result: &GuestCallgrindResult, total: usize) {
+    println!(
+        "\nguest (QEMU TCG, real IPVS), each daemon under callgrind, user-space instructions:"
+    );
+    println!(
+        "  {:<30} {:>12} {:>15} {:>22} {:>9}",
+        "", "M instr/s", "answered req/s", "instr per answered", "in IPVS"
+    );
+    let idle_rate = result.idle.per_second();
+    let agent_checks = (result.agent.per_second() - idle_rate).max(0.0);
+    let per = |rate: f64, run: &GuestInstructions| rate / run.answered_per_second().max(1e-9);
+    for (name, rate, run, in_ipvs) in [
+        (
+            "keepalived checker process",
+            result.keepalived.per_second(),
+            &result.keepalived,
+            result.in_ipvs.0.to_string(),
+        ),
+        (
+            "kube-vrrp agent (all of it)",
+            result.agent.per_second(),
+            &result.agent,
+            result.in_ipvs.1.to_string(),
+        ),
+        (
+            "agent less its run w/o checks",
+            agent_checks,
+            &result.agent,
+            String::new(),
+        ),
+    ] {
+        println!(
+            "  {name:<30} {:>12.2} {:>15.1} {:>22.0} {:>9}",
+            rate / 1e6,
+            run.answered_per_second(),
+            per(rate, run),
+            in_ipvs
+        );
+    }
+    println!(
+        "  agent without checks (VRRP): {:.2} M instr/s; of {total} real servers; windows {:.0} s / {:.0} s / {:.0} s",
+        idle_rate / 1e6,
+        result.keepalived.seconds,
+        result.agent.seconds,
+        result.idle.seconds
+    );
+    println!(
+        "  agent ÷ keepalived per answered check: {:.2} (checks alone: {:.2})",
+        per(result.agent.per_second(), &result.agent)
+            / per(result.keepalived.per_second(), &result.keepalived).max(1e-9),
+        per(agent_checks, &result.agent)
+            / per(result.keepalived.per_second(), &result.keepalived).max(1e-9)
+    );
+}
+
 fn guest_part(
     window: Duration,
     servers: u16,
@@ -495,30 +694,12 @@ fn guest_part(
         &["keepalived"]
     };
     let mut lab = IpvsLab::boot_carrying("release", carried)?;
-    let backend = "198.51.100.21";
-    // 1,000 listeners and their connections: past the guest's default of 1,024 open files.
-    let last = FIRST_PORT + servers * per - 1;
-    let server: u32 = lab
-        .guest
-        .ok(&format!(
-            "/sbin/ip -n backends addr add {backend}/24 dev eth0
-ulimit -n 8192
-/sbin/ip netns exec backends /opt/kv/ipvs-lab-peer serve-http --address {backend} --ports {FIRST_PORT}-{last} --count-file /tmp/http-requests > /tmp/serve-http.log 2>&1 &
-echo $!"
-        ))?
-        .trim()
-        .parse()
-        .context("the servers' pid")?;
+    let server = start_guest_servers(&mut lab, servers, per)?;
     let vip = kube_vrrp_e2e::guest::lab::VIP;
     // keepalived's checker (its pid from -c), warmed up.
-    lab.start_keepalived(&keepalived_conf(vip, backend, servers, per))?;
+    lab.start_keepalived(&keepalived_conf(vip, GUEST_BACKEND, servers, per))?;
     std::thread::sleep(Duration::from_secs(15));
-    let checker: u32 = lab
-        .guest
-        .ok("cat /run/keepalived/c.pid")?
-        .trim()
-        .parse()
-        .context("keepalived's checker pid")?;
+    let checker = keepalived_checker_pid(&mut lab)?;
     let keepalived = guest_usage(&mut lab, checker, server, window)?;
     let keepalived_in_ipvs = real_servers_in_ipvs(&mut lab)?;
     let keepalived_syscalls = if strace {
@@ -539,7 +720,7 @@ echo $!"
     lab.stop_agent("TERM")?;
 
     let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
-    yaml.push_str(&virtual_servers("web", backend, servers, per));
+    yaml.push_str(&virtual_servers("web", GUEST_BACKEND, servers, per));
     lab.write_manifest("bench.yaml", &yaml)?;
     lab.start_agent_resyncing("guest", resync, "")?;
     std::thread::sleep(Duration::from_secs(15));
@@ -645,6 +826,12 @@ fn main() -> anyhow::Result<()> {
         args.real_servers,
         window.as_secs()
     );
+    if args.guest_callgrind {
+        let resync = Duration::from_millis(args.ipvs_resync_ms);
+        let result = guest_callgrind_part(window, args.servers, args.real_servers, resync)?;
+        print_guest_callgrind(&result, total as usize);
+        return Ok(());
+    }
     if args.callgrind {
         let dumps =
             std::env::temp_dir().join(format!("checks-bench-callgrind-{}", std::process::id()));

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cpio::CpioWriter;
 use super::kernel::GuestKernel;
@@ -107,14 +106,14 @@ impl Initramfs {
     /// same paths as on the host. `strip`: without debug information (smaller, faster to load).
     pub fn program(&mut self, path: &str, host: &Path, strip: bool) -> Result<(), GuestError> {
         if strip {
-            // One name per call: the tests of one binary boot their guests in parallel, and a
-            // name per process let one test strip into the file another was packing (the
-            // guest then found a truncated program: "Permission denied").
-            static STRIPPED: AtomicU64 = AtomicU64::new(0);
+            // Unique per call: tests of one process build their images in parallel, and a
+            // shared name let one remove the file while another read its permission bits
+            // (the agent then landed in the guest without its execute bit).
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let stripped = std::env::temp_dir().join(format!(
                 "kube-vrrp-guest-{}-{}-{}",
                 std::process::id(),
-                STRIPPED.fetch_add(1, Ordering::Relaxed),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 host.file_name().and_then(|n| n.to_str()).unwrap_or("bin")
             ));
             let out = stripped

@@ -85,6 +85,16 @@ impl IpvsLab {
     /// [`IpvsLab::boot`], carrying host programs `extra` (e.g. `keepalived`) with their
     /// libraries into `/usr/bin`.
     pub fn boot_carrying(profile: &str, extra: &[&str]) -> Result<Self, GuestError> {
+        Self::boot_with_archives(profile, extra, &[])
+    }
+
+    /// [`IpvsLab::boot_carrying`], with more archives unpacked after the lab's (e.g.
+    /// [`super::callgrind::archive`]).
+    pub fn boot_with_archives(
+        profile: &str,
+        extra: &[&str],
+        archives: &[Vec<u8>],
+    ) -> Result<Self, GuestError> {
         let kernel = GuestKernel::prepare(&tools_dir())?;
         let base = image::base(&kernel, extra)?;
         let mut payload = Initramfs::new();
@@ -99,7 +109,9 @@ impl IpvsLab {
             payload.program(&format!("/opt/kv/{name}"), &path, true)?;
         }
         let payload = payload.finish();
-        let guest = Guest::boot(&kernel, &[&base, &payload], &GuestSpec::default())?;
+        let mut all: Vec<&[u8]> = vec![&base, &payload];
+        all.extend(archives.iter().map(Vec::as_slice));
+        let guest = Guest::boot(&kernel, &all, &GuestSpec::default())?;
         let mut lab = Self {
             guest,
             agent_pid: None,
@@ -256,11 +268,17 @@ echo $! > /tmp/client.pid"
     /// syslogd to `/tmp/keepalived.log` (keepalived's `-l` would write on the console the lab
     /// talks over).
     pub fn start_keepalived(&mut self, conf: &str) -> Result<(), GuestError> {
+        self.start_keepalived_under(conf, "")
+    }
+
+    /// [`IpvsLab::start_keepalived`] with `prefix` before its command line (e.g.
+    /// [`super::callgrind::prefix`]).
+    pub fn start_keepalived_under(&mut self, conf: &str, prefix: &str) -> Result<(), GuestError> {
         self.guest.write_file(KEEPALIVED_CONF, conf)?;
         self.guest.ok(&format!(
             "mkdir -p /run/keepalived /var/run
 [ -S /dev/log ] || {{ /bin/busybox syslogd -O /tmp/keepalived.log; sleep 0.2; }}
-/usr/bin/keepalived -n -D -C -f {KEEPALIVED_CONF} -p /run/keepalived/k.pid -c /run/keepalived/c.pid > /tmp/keepalived.out 2>&1 &
+{prefix} /usr/bin/keepalived -n -D -C -f {KEEPALIVED_CONF} -p /run/keepalived/k.pid -c /run/keepalived/c.pid > /tmp/keepalived.out 2>&1 &
 echo $! > /tmp/keepalived.pid"
         ))?;
         Ok(())
@@ -306,8 +324,20 @@ echo $! > /tmp/keepalived.pid"
         resync: Duration,
         extra: &str,
     ) -> Result<(), GuestError> {
+        self.start_agent_under(node, resync, "", extra)
+    }
+
+    /// [`IpvsLab::start_agent_resyncing`] with `prefix` before its command line (e.g.
+    /// [`super::callgrind::prefix`]).
+    pub fn start_agent_under(
+        &mut self,
+        node: &str,
+        resync: Duration,
+        prefix: &str,
+        extra: &str,
+    ) -> Result<(), GuestError> {
         let out = self.guest.ok(&format!(
-            "RUST_LOG=info /opt/kv/kube-vrrp-agent run --node {node} --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --runtime-dir /run/kube-vrrp --ipvs-resync-ms {} {extra} >> /tmp/agent.log 2>&1 &
+            "RUST_LOG=info {prefix} /opt/kv/kube-vrrp-agent run --node {node} --manifests {MANIFESTS} --listen {LISTEN} --log-format json --poll-ms 200 --runtime-dir /run/kube-vrrp --ipvs-resync-ms {} {extra} >> /tmp/agent.log 2>&1 &
 echo $!",
             resync.as_millis()
         ))?;

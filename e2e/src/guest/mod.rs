@@ -6,6 +6,7 @@
 //! (`-accel tcg -cpu max`: /dev/kvm here hangs stock kernels) and runs shell commands over
 //! the serial console.
 
+pub mod callgrind;
 pub mod cpio;
 pub mod image;
 pub mod ipvsadm;

@@ -328,11 +328,19 @@ struct Check {
 impl Check {
     async fn run(mut self) {
         let timers: CheckTimers = *self.machine.timers();
+        // One timer for the whole task, moved to each due time (a new one per check cost its
+        // registration and removal every time).
+        let Some(first) = self.machine.next_deadline() else {
+            return;
+        };
+        let wait = tokio::time::sleep_until(first.into());
+        tokio::pin!(wait);
         loop {
             let Some(due) = self.machine.next_deadline() else {
                 return;
             };
-            tokio::time::sleep_until(due.into()).await;
+            wait.as_mut().reset(due.into());
+            wait.as_mut().await;
             let Ok(_permit) = self.permits.acquire().await else {
                 return;
             };
