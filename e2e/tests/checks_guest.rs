@@ -161,6 +161,9 @@ impl Phase {
 
 /// The scenario run against whichever daemon programs IPVS; every phase waits for IPVS to
 /// follow before the next.
+/// How long each step's end state stays before the next step.
+const HOLD: Duration = Duration::from_secs(1);
+
 fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
     // Each step waits for both services to be as they must end up (a real server killed
     // fails its TCP and its HTTP checks).
@@ -221,6 +224,9 @@ fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
             lab.at(command).unwrap()
         };
         let settled = wait_observed(lab, started, name, within, until);
+        // Hold the state a while, so that clients meet it and the checks after it see it
+        // (without this, the next step could follow within a few client attempts).
+        std::thread::sleep(HOLD);
         phases.push(Phase {
             name,
             started,
@@ -302,6 +308,13 @@ fn guest_checks_take_dead_backends_out_within_fall_intervals_and_clients_only_lo
     let status = lab.status().unwrap();
     lab.stop_agent("TERM").unwrap();
 
+    // The client's log must cover the whole scenario, or the checks below would see nothing.
+    let last_attempt = attempts.last().map_or(0.0, |a| a.t as f64 / 1000.0);
+    let last_settled = phases.last().map_or(0.0, |p| p.settled);
+    assert!(
+        last_attempt >= last_settled + 0.5,
+        "the client stopped at {last_attempt:.2} s, before the scenario ended ({last_settled:.2} s)"
+    );
     let (killed, back) = (&phases[0], &phases[1]);
     assert!(
         killed.took() <= 3.0 + 0.5,
