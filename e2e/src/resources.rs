@@ -7,16 +7,23 @@ use std::time::{Duration, Instant};
 use crate::error::LabError;
 
 /// utime + stime (fields 14 and 15, clock ticks) and the parent pid (field 4) of a
-/// `/proc/PID/stat` line. The command name (field 2) may hold spaces and parentheses, so fields
-/// are counted after its last `)`.
+/// `/proc/PID/stat` line.
 pub fn parse_stat(text: &str) -> Option<(u64, u32)> {
+    let (user, system, ppid) = parse_stat_split(text)?;
+    Some((user + system, ppid))
+}
+
+/// utime and stime apart (clock ticks), and the parent pid, of a `/proc/PID/stat` line. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted after its last
+/// `)`.
+pub fn parse_stat_split(text: &str) -> Option<(u64, u64, u32)> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): field N is fields[N - 3].
     let ppid = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime, ppid))
+    Some((utime, stime, ppid))
 }
 
 /// `VmRSS` of a `/proc/PID/status` text, in KiB.
@@ -166,6 +173,7 @@ mod tests {
         let line = "4242 (kube vrrp) (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 25 7 0 0 20 0 3 0 \
                     1234 5000000 900 18446744073709551615";
         assert_eq!(parse_stat(line), Some((32, 17)));
+        assert_eq!(parse_stat_split(line), Some((25, 7, 17)));
         assert_eq!(parse_stat("garbage"), None);
     }
 

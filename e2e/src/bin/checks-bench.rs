@@ -10,7 +10,8 @@
 //!   HTTP requests the servers answered per second (the load both really put on them), the
 //!   servers' own CPU and the guest's busy time (whether the one vCPU saturates), the real
 //!   servers each left in IPVS, and the agent's IPVS syncs, verdict changes and check
-//!   results per second (optionally each daemon's system calls, `--strace`).
+//!   results per second (optionally each daemon traced after its window: its system calls or
+//!   where its CPU goes, kernel included, `--trace strace|perf`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +25,7 @@ use kube_vrrp_e2e::callgrind::Callgrind;
 use kube_vrrp_e2e::guest::callgrind;
 use kube_vrrp_e2e::guest::lab::IpvsLab;
 use kube_vrrp_e2e::netns::require_root;
-use kube_vrrp_e2e::resources::{self, Usage, parse_stat, parse_vm_rss_kib};
+use kube_vrrp_e2e::resources::{self, Usage, parse_stat_split, parse_vm_rss_kib};
 use kube_vrrp_e2e::{Lab, LabSpec};
 
 #[derive(Debug, Parser)]
@@ -63,10 +64,69 @@ struct Args {
     /// labs use 1,000).
     #[arg(long, default_value_t = 10_000)]
     ipvs_resync_ms: u64,
-    /// Guest part: after each daemon's window, count its system calls for 10 s with
-    /// `strace -c -f` (carried into the guest).
-    #[arg(long)]
-    strace: bool,
+    /// Guest part: after each daemon's last window, trace it with the tool carried into the
+    /// guest: `strace` counts its system calls over 10 s (`strace -c -f`), `strace-log` lists
+    /// those of one second in order, `perf` samples where its CPU goes over 10 s, kernel
+    /// included (`perf record -e cpu-clock`: by object, by kernel entry, top symbols).
+    #[arg(long, value_enum)]
+    trace: Option<Tracer>,
+    /// Guest part: rounds of one window per daemon, keepalived first in the odd ones and the
+    /// agent first in the even ones (the emulated guest's speed drifts; one round is noise).
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+}
+
+/// A tool that looks into a daemon in the guest after its window.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Tracer {
+    Strace,
+    /// Each system call of one second, in order (`strace -f -tt`): the first 80 lines.
+    StraceLog,
+    Perf,
+}
+
+impl Tracer {
+    fn program(self) -> &'static str {
+        match self {
+            Tracer::Strace | Tracer::StraceLog => "strace",
+            Tracer::Perf => "perf",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Tracer::Strace => "system calls, strace -c -f",
+            Tracer::StraceLog => "system calls in order, strace -f -tt (one second)",
+            Tracer::Perf => "CPU by symbol, perf record -e cpu-clock (kernel included)",
+        }
+    }
+
+    /// What the tool saw of `pid` (all its threads) over `seconds`: the head of its table,
+    /// busiest first.
+    fn trace(self, lab: &mut IpvsLab, pid: u32, seconds: u64) -> anyhow::Result<String> {
+        let command = match self {
+            Tracer::Strace => format!(
+                "strace -f -c -p {pid} -o /tmp/strace.out & s=$!; sleep {seconds}; kill -INT $s; wait $s; head -14 /tmp/strace.out"
+            ),
+            Tracer::StraceLog => format!(
+                "strace -f -tt -p {pid} -o /tmp/strace.out & s=$!; sleep 1; kill -INT $s; wait $s; sed -n 20,100p /tmp/strace.out"
+            ),
+            Tracer::Perf => format!(
+                "echo 0 > /proc/sys/kernel/kptr_restrict; echo -1 > /proc/sys/kernel/perf_event_paranoid
+perf record -q -g -e cpu-clock -F 1000 -p {pid} -o /tmp/perf.data -- sleep {seconds} > /dev/null 2>&1
+echo 'by object:'
+perf report -i /tmp/perf.data --stdio --no-children --sort dso -g none 2>/dev/null | grep '%'
+echo 'kernel entries, inclusive (system calls, faults, interrupts):'
+perf report -i /tmp/perf.data --stdio --children --sort sym -g none 2>/dev/null | grep -E '\\] (__x64_sys_|__do_sys_|exc_|asm_exc|asm_sysvec|sysvec_|irq_exit|__irq_exit|do_softirq|entry_SYSCALL)' | head -30
+echo 'top symbols, self:'
+perf report -i /tmp/perf.data --stdio --no-children --sort dso,sym -g none --percent-limit 1 2>/dev/null | grep '%' | head -25"
+            ),
+        };
+        Ok(lab
+            .guest
+            .run_for(&command, Duration::from_secs(seconds + 120))?
+            .text)
+    }
 }
 
 const FIRST_PORT: u16 = 10_000;
@@ -345,12 +405,30 @@ fn print_host(host: &HostResult, total: u32, window: Duration) -> anyhow::Result
     Ok(())
 }
 
-/// CPU ticks and RSS (KiB) of a guest process.
-fn guest_sample(lab: &mut IpvsLab, pid: u32) -> anyhow::Result<(u64, u64)> {
+/// What a guest process has used so far.
+#[derive(Debug, Clone, Copy)]
+struct GuestSample {
+    /// User and system CPU, clock ticks (every thread's).
+    user: u64,
+    system: u64,
+    /// Context switches of the threads alive now.
+    switches: u64,
+    rss_kib: u64,
+}
+
+fn guest_sample(lab: &mut IpvsLab, pid: u32) -> anyhow::Result<GuestSample> {
     let stat = lab.guest.ok(&format!("cat /proc/{pid}/stat"))?;
     let status = lab.guest.ok(&format!("cat /proc/{pid}/status"))?;
-    let (ticks, _) = parse_stat(&stat).context("guest /proc/PID/stat")?;
-    Ok((ticks, parse_vm_rss_kib(&status).unwrap_or(0)))
+    let switches = lab.guest.ok(&format!(
+        "awk '/ctxt_switches/ {{s += $2}} END {{print s + 0}}' /proc/{pid}/task/*/status"
+    ))?;
+    let (user, system, _) = parse_stat_split(&stat).context("guest /proc/PID/stat")?;
+    Ok(GuestSample {
+        user,
+        system,
+        switches: switches.trim().parse().context("guest context switches")?,
+        rss_kib: parse_vm_rss_kib(&status).unwrap_or(0),
+    })
 }
 
 /// The guest's CPU ticks: (busy, all), from the first line of `/proc/stat`.
@@ -378,8 +456,11 @@ fn guest_requests(lab: &mut IpvsLab) -> anyhow::Result<u64> {
 /// What one daemon cost in the guest over the window.
 #[derive(Debug, Clone, Copy)]
 struct GuestUsage {
-    /// The daemon's CPU, percent of the one vCPU.
+    /// The daemon's CPU, percent of the one vCPU, and the part of it in the kernel.
     cpu: f64,
+    system: f64,
+    /// The daemon's context switches per second (all its threads).
+    switches: f64,
     rss_mib: f64,
     /// HTTP answers the servers sent per second.
     answered: f64,
@@ -398,37 +479,27 @@ fn guest_usage(
     window: Duration,
 ) -> anyhow::Result<GuestUsage> {
     let t0 = lab.now()?;
-    let (c0, _) = guest_sample(lab, pid)?;
-    let (s0, _) = guest_sample(lab, server)?;
+    let c0 = guest_sample(lab, pid)?;
+    let s0 = guest_sample(lab, server)?;
     let (b0, a0) = guest_cpu(lab)?;
     let r0 = guest_requests(lab)?;
     std::thread::sleep(window);
     let t1 = lab.now()?;
-    let (c1, rss) = guest_sample(lab, pid)?;
-    let (s1, _) = guest_sample(lab, server)?;
+    let c1 = guest_sample(lab, pid)?;
+    let s1 = guest_sample(lab, server)?;
     let (b1, a1) = guest_cpu(lab)?;
     let r1 = guest_requests(lab)?;
     let elapsed = t1 - t0;
     let percent = |ticks: u64| ticks as f64 / 100.0 / elapsed * 100.0;
     Ok(GuestUsage {
-        cpu: percent(c1.saturating_sub(c0)),
-        rss_mib: rss as f64 / 1024.0,
+        cpu: percent((c1.user + c1.system).saturating_sub(c0.user + c0.system)),
+        system: percent(c1.system.saturating_sub(c0.system)),
+        switches: c1.switches.saturating_sub(c0.switches) as f64 / elapsed,
+        rss_mib: c1.rss_kib as f64 / 1024.0,
         answered: r1.saturating_sub(r0) as f64 / elapsed,
-        server_cpu: percent(s1.saturating_sub(s0)),
+        server_cpu: percent((s1.user + s1.system).saturating_sub(s0.user + s0.system)),
         busy: b1.saturating_sub(b0) as f64 / a1.saturating_sub(a0).max(1) as f64 * 100.0,
     })
-}
-
-/// The system calls of `pid` (all its threads) over `seconds`, as `strace -c -f` sums them:
-/// the lines of its table, busiest first.
-fn guest_syscalls(lab: &mut IpvsLab, pid: u32, seconds: u64) -> anyhow::Result<String> {
-    let out = lab.guest.run_for(
-        &format!(
-            "strace -f -c -p {pid} -o /tmp/strace.out & s=$!; sleep {seconds}; kill -INT $s; wait $s; head -14 /tmp/strace.out"
-        ),
-        Duration::from_secs(seconds + 60),
-    )?;
-    Ok(out.text)
 }
 
 /// The agent's counters (its log and `/metrics`): syncs of IPVS that sent requests, real
@@ -459,19 +530,40 @@ fn agent_pid(lab: &mut IpvsLab) -> anyhow::Result<u32> {
         .parse()?)
 }
 
-struct GuestResult {
+/// One round: each daemon's window, in the order given (the guest's state after one daemon,
+/// e.g. the servers' TIME_WAIT sockets, meets the next).
+struct GuestRound {
+    keepalived_first: bool,
     keepalived: GuestUsage,
     agent: GuestUsage,
+}
+
+impl GuestRound {
+    /// The agent's CPU per answered check over keepalived's: all of it, and less `idle` (its
+    /// CPU without checks).
+    fn ratios(&self, idle: &GuestUsage) -> (f64, f64) {
+        let per_answer = |cpu: f64, u: &GuestUsage| cpu / u.answered.max(f64::MIN_POSITIVE);
+        let keepalived = per_answer(self.keepalived.cpu, &self.keepalived).max(f64::MIN_POSITIVE);
+        (
+            per_answer(self.agent.cpu, &self.agent) / keepalived,
+            per_answer(self.agent.cpu - idle.cpu, &self.agent) / keepalived,
+        )
+    }
+}
+
+struct GuestResult {
+    rounds: Vec<GuestRound>,
     /// The agent without VirtualServers (VRRP only).
     idle: GuestUsage,
-    /// Real servers in IPVS at the end of each daemon's window.
+    /// Real servers in IPVS at the end of each daemon's last window.
     in_ipvs: (usize, usize),
-    /// The agent's checkers at the end of its window: how many per last result, and healthy.
+    /// The agent's checkers at the end of its last window: how many per last result, and
+    /// healthy.
     agent_checkers: (BTreeMap<String, usize>, usize),
-    /// The agent's counters over its window, per second.
+    /// The agent's counters over its last window, per second.
     agent_rates: BTreeMap<String, f64>,
-    /// `strace -c` of each daemon after its window, when asked for.
-    syscalls: Option<(String, String)>,
+    /// What the tracer saw of each daemon after its last window (keepalived's, the agent's).
+    traces: Option<(Tracer, String, String)>,
 }
 
 /// Real servers in IPVS, over every virtual service.
@@ -683,56 +775,60 @@ fn print_guest_callgrind(result: &GuestCallgrindResult, total: usize) {
     );
 }
 
-fn guest_part(
+/// keepalived's checker over one window: its usage, the real servers in IPVS at the end, and
+/// the tracer's view when asked for.
+fn keepalived_window(
+    lab: &mut IpvsLab,
+    server: u32,
+    load: (u16, u16),
     window: Duration,
-    servers: u16,
-    per: u16,
-    resync: Duration,
-    strace: bool,
-) -> anyhow::Result<GuestResult> {
-    let carried: &[&str] = if strace {
-        &["keepalived", "strace"]
-    } else {
-        &["keepalived"]
-    };
-    let mut lab = IpvsLab::boot_carrying("release", carried)?;
-    let server = start_guest_servers(&mut lab, servers, per)?;
+    tracer: Option<Tracer>,
+) -> anyhow::Result<(GuestUsage, usize, Option<String>)> {
     let vip = kube_vrrp_e2e::guest::lab::VIP;
     // keepalived's checker (its pid from -c), warmed up.
-    lab.start_keepalived(&keepalived_conf(vip, GUEST_BACKEND, servers, per))?;
+    lab.start_keepalived(&keepalived_conf(vip, GUEST_BACKEND, load.0, load.1))?;
     std::thread::sleep(Duration::from_secs(15));
-    let checker = keepalived_checker_pid(&mut lab)?;
-    let keepalived = guest_usage(&mut lab, checker, server, window)?;
-    let keepalived_in_ipvs = real_servers_in_ipvs(&mut lab)?;
-    let keepalived_syscalls = if strace {
-        Some(guest_syscalls(&mut lab, checker, 10)?)
-    } else {
-        None
+    let checker = keepalived_checker_pid(lab)?;
+    let usage = guest_usage(lab, checker, server, window)?;
+    let in_ipvs = real_servers_in_ipvs(lab)?;
+    let trace = match tracer {
+        Some(tracer) => Some(tracer.trace(lab, checker, 10)?),
+        None => None,
     };
     lab.stop_keepalived()?;
     lab.guest.ok("ipvsadm -C")?;
+    Ok((usage, in_ipvs, trace))
+}
 
-    // The agent without checks first: its VRRP MASTER (adverts every 100 ms) and the rest of
-    // it, which keepalived's checker process (`-C`) does not run.
-    lab.write_manifest("bench.yaml", &kube_vrrp_e2e::guest::lab::node_and_vip())?;
-    lab.start_agent_resyncing("guest", resync, "")?;
-    std::thread::sleep(Duration::from_secs(10));
-    let idle_pid = agent_pid(&mut lab)?;
-    let idle = guest_usage(&mut lab, idle_pid, server, window / 2)?;
-    lab.stop_agent("TERM")?;
+/// What the agent did over one window with the checks, beside its [`GuestUsage`].
+struct AgentWindow {
+    usage: GuestUsage,
+    rates: BTreeMap<String, f64>,
+    in_ipvs: usize,
+    checkers: (BTreeMap<String, usize>, usize),
+    trace: Option<String>,
+}
 
+fn agent_window(
+    lab: &mut IpvsLab,
+    server: u32,
+    load: (u16, u16),
+    window: Duration,
+    resync: Duration,
+    tracer: Option<Tracer>,
+) -> anyhow::Result<AgentWindow> {
     let mut yaml = kube_vrrp_e2e::guest::lab::node_and_vip();
-    yaml.push_str(&virtual_servers("web", GUEST_BACKEND, servers, per));
+    yaml.push_str(&virtual_servers("web", GUEST_BACKEND, load.0, load.1));
     lab.write_manifest("bench.yaml", &yaml)?;
     lab.start_agent_resyncing("guest", resync, "")?;
     std::thread::sleep(Duration::from_secs(15));
-    let agent_pid = agent_pid(&mut lab)?;
-    let before = agent_counters(&mut lab)?;
+    let pid = agent_pid(lab)?;
+    let before = agent_counters(lab)?;
     let t0 = lab.now()?;
-    let agent = guest_usage(&mut lab, agent_pid, server, window)?;
+    let usage = guest_usage(lab, pid, server, window)?;
     let elapsed = lab.now()? - t0;
-    let after = agent_counters(&mut lab)?;
-    let agent_rates = after
+    let after = agent_counters(lab)?;
+    let rates = after
         .iter()
         .map(|(k, v)| {
             (
@@ -741,21 +837,88 @@ fn guest_part(
             )
         })
         .collect();
-    let agent_in_ipvs = real_servers_in_ipvs(&mut lab)?;
-    let agent_checkers = checker_summary(&lab.status()?);
-    let syscalls = match keepalived_syscalls {
-        Some(keepalived) => Some((keepalived, guest_syscalls(&mut lab, agent_pid, 10)?)),
+    let in_ipvs = real_servers_in_ipvs(lab)?;
+    let checkers = checker_summary(&lab.status()?);
+    let trace = match tracer {
+        Some(tracer) => Some(tracer.trace(lab, pid, 10)?),
         None => None,
     };
     lab.stop_agent("TERM")?;
+    lab.guest.ok("ipvsadm -C")?;
+    Ok(AgentWindow {
+        usage,
+        rates,
+        in_ipvs,
+        checkers,
+        trace,
+    })
+}
+
+/// `rounds` rounds in one guest boot, keepalived first in the odd ones and the agent first in
+/// the even ones; the tracer looks at each daemon after its window of the last round.
+fn guest_part(
+    window: Duration,
+    load: (u16, u16),
+    resync: Duration,
+    rounds: u32,
+    tracer: Option<Tracer>,
+) -> anyhow::Result<GuestResult> {
+    let mut carried = vec!["keepalived"];
+    carried.extend(tracer.map(Tracer::program));
+    let mut lab = IpvsLab::boot_carrying("release", &carried)?;
+    let server = start_guest_servers(&mut lab, load.0, load.1)?;
+
+    // The agent without checks: its VRRP MASTER (adverts every 100 ms) and the rest of it,
+    // which keepalived's checker process (`-C`) does not run.
+    lab.write_manifest("bench.yaml", &kube_vrrp_e2e::guest::lab::node_and_vip())?;
+    lab.start_agent_resyncing("guest", resync, "")?;
+    std::thread::sleep(Duration::from_secs(10));
+    let idle_pid = agent_pid(&mut lab)?;
+    let idle = guest_usage(&mut lab, idle_pid, server, window / 2)?;
+    lab.stop_agent("TERM")?;
+
+    let mut done = Vec::new();
+    let mut last = None;
+    for round in 0..rounds.max(1) {
+        let keepalived_first = round % 2 == 0;
+        let traced = if round + 1 == rounds.max(1) {
+            tracer
+        } else {
+            None
+        };
+        let (keepalived, agent) = if keepalived_first {
+            let k = keepalived_window(&mut lab, server, load, window, traced)?;
+            (
+                k,
+                agent_window(&mut lab, server, load, window, resync, traced)?,
+            )
+        } else {
+            let a = agent_window(&mut lab, server, load, window, resync, traced)?;
+            (
+                keepalived_window(&mut lab, server, load, window, traced)?,
+                a,
+            )
+        };
+        done.push(GuestRound {
+            keepalived_first,
+            keepalived: keepalived.0,
+            agent: agent.usage,
+        });
+        last = Some((keepalived, agent));
+    }
+    let ((_, keepalived_in_ipvs, keepalived_trace), agent) =
+        last.context("at least one round ran")?;
+    let traces = match (tracer, keepalived_trace, agent.trace) {
+        (Some(tracer), Some(keepalived), Some(agent)) => Some((tracer, keepalived, agent)),
+        _ => None,
+    };
     Ok(GuestResult {
-        keepalived,
-        agent,
+        rounds: done,
         idle,
-        in_ipvs: (keepalived_in_ipvs, agent_in_ipvs),
-        agent_checkers,
-        agent_rates,
-        syscalls,
+        in_ipvs: (keepalived_in_ipvs, agent.in_ipvs),
+        agent_checkers: agent.checkers,
+        agent_rates: agent.rates,
+        traces,
     })
 }
 
@@ -764,35 +927,65 @@ fn print_guest(guest: &GuestResult, total: u32, resync: Duration) {
         "\nguest (QEMU TCG, 1 vCPU, real IPVS), the same load, one daemon at a time (the agent re-reads IPVS every {resync:?}):"
     );
     println!(
-        "  {:<28} {:>7} {:>8} {:>15} {:>12} {:>11} {:>9}",
-        "", "CPU %", "RSS MiB", "answered req/s", "servers CPU %", "guest busy %", "in IPVS"
+        "  {:<28} {:>7} {:>10} {:>11} {:>8} {:>15} {:>12} {:>11}",
+        "",
+        "CPU %",
+        "of it sys",
+        "switches/s",
+        "RSS MiB",
+        "answered req/s",
+        "servers CPU %",
+        "guest busy %"
     );
-    for (name, usage, in_ipvs) in [
-        (
-            "keepalived checker process",
-            guest.keepalived,
-            guest.in_ipvs.0,
-        ),
-        ("kube-vrrp agent (all of it)", guest.agent, guest.in_ipvs.1),
-    ] {
+    let row = |name: &str, usage: &GuestUsage| {
         println!(
-            "  {name:<28} {:>7.1} {:>8.1} {:>15.0} {:>12.1} {:>11.1} {:>9}",
-            usage.cpu, usage.rss_mib, usage.answered, usage.server_cpu, usage.busy, in_ipvs
+            "  {name:<28} {:>7.1} {:>10.1} {:>11.0} {:>8.1} {:>15.0} {:>12.1} {:>11.1}",
+            usage.cpu,
+            usage.system,
+            usage.switches,
+            usage.rss_mib,
+            usage.answered,
+            usage.server_cpu,
+            usage.busy,
+        );
+    };
+    // Percent of a core ÷ answers per second = milliseconds per answer × 100.
+    let ms = |percent: f64, u: &GuestUsage| percent * 10.0 / u.answered.max(f64::MIN_POSITIVE);
+    let mut ratios = Vec::new();
+    for (i, round) in guest.rounds.iter().enumerate() {
+        println!(
+            "  round {} ({} first):",
+            i + 1,
+            if round.keepalived_first {
+                "keepalived"
+            } else {
+                "the agent"
+            }
+        );
+        row("keepalived checker process", &round.keepalived);
+        row("kube-vrrp agent (all of it)", &round.agent);
+        let (all, checks) = round.ratios(&guest.idle);
+        println!(
+            "  agent ÷ keepalived per answered check: {all:.2} (the agent's checks alone, less its CPU without checks: {checks:.2}); CPU per answered check: keepalived {:.2} ms user + {:.2} ms system, agent {:.2} ms user + {:.2} ms system",
+            ms(
+                round.keepalived.cpu - round.keepalived.system,
+                &round.keepalived
+            ),
+            ms(round.keepalived.system, &round.keepalived),
+            ms(round.agent.cpu - round.agent.system, &round.agent),
+            ms(round.agent.system, &round.agent),
+        );
+        ratios.push(all);
+    }
+    row("agent without checks (VRRP)", &guest.idle);
+    if ratios.len() > 1 {
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        println!(
+            "  agent ÷ keepalived per answered check over {} rounds: {min:.2}–{max:.2}",
+            ratios.len()
         );
     }
-    println!(
-        "  {:<28} {:>7.1} {:>8.1}",
-        "agent without checks (VRRP)", guest.idle.cpu, guest.idle.rss_mib
-    );
-    let per_answer = |cpu: f64, u: &GuestUsage| cpu / u.answered.max(f64::MIN_POSITIVE);
-    let keepalived = per_answer(guest.keepalived.cpu, &guest.keepalived);
-    println!(
-        "  agent ÷ keepalived CPU: {:.2}; per answered check: {:.2} (the agent's checks alone, less its CPU without checks: {:.2})",
-        guest.agent.cpu / guest.keepalived.cpu.max(f64::MIN_POSITIVE),
-        per_answer(guest.agent.cpu, &guest.agent) / keepalived.max(f64::MIN_POSITIVE),
-        per_answer(guest.agent.cpu - guest.idle.cpu, &guest.agent)
-            / keepalived.max(f64::MIN_POSITIVE)
-    );
     println!(
         "  real servers in IPVS at the end: keepalived {}, agent {} (of {total})",
         guest.in_ipvs.0, guest.in_ipvs.1
@@ -808,11 +1001,10 @@ fn print_guest(guest: &GuestResult, total: u32, resync: Duration) {
         "  the agent over its window, per second: {}",
         rates.join(", ")
     );
-    if let Some((keepalived, agent)) = &guest.syscalls {
-        println!(
-            "\n  keepalived's checker, strace -c -f over 10 s after its window:\n{keepalived}"
-        );
-        println!("\n  the agent, strace -c -f over 10 s after its window:\n{agent}");
+    if let Some((tracer, keepalived, agent)) = &guest.traces {
+        let what = tracer.what();
+        println!("\n  keepalived's checker, {what}, after its last window:\n{keepalived}");
+        println!("\n  the agent, {what}, after its last window:\n{agent}");
     }
 }
 
@@ -849,7 +1041,13 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.host_only {
         let resync = Duration::from_millis(args.ipvs_resync_ms);
-        let guest = guest_part(window, args.servers, args.real_servers, resync, args.strace)?;
+        let guest = guest_part(
+            window,
+            (args.servers, args.real_servers),
+            resync,
+            args.rounds,
+            args.trace,
+        )?;
         print_guest(&guest, total, resync);
     }
     Ok(())
