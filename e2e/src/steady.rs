@@ -75,8 +75,20 @@ impl Steady {
 /// How long a pair may take to reach its steady state (natively; under valgrind much longer).
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 const WRAPPED_SETTLE_LIMIT: Duration = Duration::from_secs(300);
-/// Past the election: GARPs sent, allocations settled, start-up timers done.
-const SETTLE_AFTER: Duration = Duration::from_secs(5);
+/// The agent's `heap::SETTLE` (a unit test keeps them equal; the agent is not a dependency
+/// of this library).
+const AGENT_HEAP_SETTLE: Duration = Duration::from_secs(20);
+
+/// How long past the election the steady state begins: GARPs sent, allocations settled,
+/// start-up timers done; for the agent also its one release of free heap pages, which comes
+/// `heap::SETTLE` after the configuration was applied (a start-up cost
+/// that a steady window must not count).
+fn settle_after(kind: DaemonKind) -> Duration {
+    match kind {
+        DaemonKind::Agent => AGENT_HEAP_SETTLE + Duration::from_secs(2),
+        DaemonKind::Keepalived => Duration::from_secs(5),
+    }
+}
 
 /// A running pair.
 pub struct Pair {
@@ -123,7 +135,7 @@ impl Pair {
             SETTLE_LIMIT
         };
         pair.wait_steady(limit)?;
-        std::thread::sleep(SETTLE_AFTER);
+        std::thread::sleep(settle_after(kind));
         pair.check_steady()?;
         Ok(pair)
     }
@@ -346,6 +358,12 @@ pub fn measure_native(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_window_opens_after_its_start_up_heap_release() {
+        assert_eq!(AGENT_HEAP_SETTLE, kube_vrrp_agent::heap::SETTLE);
+        assert!(settle_after(DaemonKind::Agent) > kube_vrrp_agent::heap::SETTLE);
+    }
 
     #[test]
     fn the_255_instances_have_distinct_vrids_and_addresses_and_the_interval() {
