@@ -206,7 +206,7 @@ pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the pro
 /// it last found, or why there is none.
 #[derive(Debug, Default)]
 pub struct ConflictProbe {
-    prober: Option<Probing>,
+    probing: Option<Probing>,
     conflict: Option<HolderConflict>,
     note: Option<&'static str>,
 }
@@ -225,14 +225,14 @@ impl ConflictProbe {
         report: impl Fn(Option<HolderConflict>) + Send + 'static,
     ) {
         if to != State::Master {
-            self.prober = None;
+            self.probing = None;
             self.note = None;
             if self.conflict.take().is_some() {
                 metrics.holder_conflict(&spec.name, false);
             }
             return;
         }
-        if self.prober.is_some() || self.note.is_some() {
+        if self.probing.is_some() || self.note.is_some() {
             return;
         }
         if spec.use_virtual_mac {
@@ -252,7 +252,7 @@ impl ConflictProbe {
             advert_interval: spec.advert_interval,
         };
         match probes.start(&target, metrics.clone(), Box::new(report)) {
-            Ok(probing) => self.prober = Some(probing),
+            Ok(probing) => self.probing = Some(probing),
             Err(error) => {
                 tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
                 self.note = Some(NO_SOCKET_NOTE);
@@ -262,7 +262,7 @@ impl ConflictProbe {
 
     /// What the probes found (ignored once they are stopped: a late message).
     pub fn found(&mut self, conflict: Option<HolderConflict>) {
-        if self.prober.is_some() {
+        if self.probing.is_some() {
             self.conflict = conflict;
         }
     }
