@@ -1,8 +1,9 @@
 //! Split brain seen by the agent itself, without the API: while a member is MASTER it probes
 //! its VIPs on the wire ([`crate::net::conflict`]) and any other hardware address claiming
 //! one of them means another holder. [`ConflictBook`] is the pure decision (when to probe,
-//! when a claim is a conflict, when it is over); [`Prober`] is the task that runs it for one
-//! member and reports each change through a callback.
+//! when a claim is a conflict, when it is over); the agent's probe thread
+//! ([`super::probes`]) runs every MASTER member's book off the tokio runtime and reports each
+//! change through the member's callback; [`ConflictProbe`] is a member's hold on it.
 //!
 //! The rules, with `A` the member's advert interval:
 //! - Probes: the first `A/2` after becoming MASTER (our first advert has by then reached an
@@ -14,7 +15,7 @@
 //! - A conflict is declared when claims from other holders are seen in two probe rounds (a
 //!   round runs from one probe to the next): one stray answer racing a handover is not one.
 //! - It clears after [`CLEAR_AFTER_SILENT_PROBES`] probes in a row go unanswered, or at once
-//!   when the member leaves MASTER (the prober is dropped).
+//!   when the member leaves MASTER (its [`Probing`] is dropped).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -25,11 +26,9 @@ use kube_vrrp_crds::HolderConflict;
 
 use super::config::InstanceSpec;
 use super::endpoint::Endpoint;
-use super::member::Helper;
+use super::probes::{Probes, Probing};
 use crate::net::announce::Announcer;
-use crate::net::conflict::ProbeSocket;
 use crate::net::conflict::frame::Claim;
-use crate::net::timer::Deadline;
 use crate::report::Metrics;
 use crate::vrrp::Family;
 use crate::vrrp::instance::State;
@@ -182,7 +181,7 @@ pub fn format_mac(mac: [u8; 6]) -> String {
     mac.map(|byte| format!("{byte:02x}")).join(":")
 }
 
-/// What a prober needs to know about its member.
+/// What the probe thread needs to know about a member.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub instance: String,
@@ -194,65 +193,46 @@ pub struct ProbeTarget {
     pub advert_interval: Duration,
 }
 
-/// The probe task of one MASTER member; dropping it stops the probes.
-#[derive(Debug)]
-pub struct Prober {
-    _task: Helper,
-}
-
-impl Prober {
-    /// Starts probing for `target` now; `report` is called with each change of the conflict
-    /// (after the metrics are updated). Must be called inside a tokio runtime.
-    pub fn start(
-        target: ProbeTarget,
-        socket: ProbeSocket,
-        timer: Deadline,
-        metrics: Metrics,
-        report: impl Fn(Option<HolderConflict>) + Send + 'static,
-    ) -> Self {
-        Self {
-            _task: Helper(tokio::spawn(run(target, socket, timer, metrics, report))),
-        }
-    }
-}
-
 /// Why a MASTER with a virtual MAC does not probe (said in its status message).
 pub const VIRTUAL_MAC_NOTE: &str = "split brain is not probed on the wire: with a virtual MAC every holder answers with the same MAC, so another holder cannot be told apart (the API-side SplitBrain condition still applies)";
 /// Why a MASTER on an interface without a hardware address does not probe.
 pub const NO_MAC_NOTE: &str =
     "split brain is not probed on the wire: the interface has no hardware address";
-/// Why a MASTER whose probe socket or timer could not be opened does not probe.
-pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket or its timer could not be opened (see the agent's log)";
+/// Why a MASTER whose probe socket could not be opened (or the probe thread started) does not
+/// probe.
+pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket could not be opened or the probe thread started (see the agent's log)";
 
-/// A member's probing as its unit holds it: a [`Prober`] while MASTER, what it last found,
-/// or why there is none.
+/// A member's probing as its unit holds it: its place in the probe thread while MASTER, what
+/// it last found, or why there is none.
 #[derive(Debug, Default)]
 pub struct ConflictProbe {
-    prober: Option<Prober>,
+    probing: Option<Probing>,
     conflict: Option<HolderConflict>,
     note: Option<&'static str>,
 }
 
 impl ConflictProbe {
-    /// Follows the member's new state `to`: probing starts on becoming MASTER and stops (its
-    /// conflict cleared) on leaving it. `report` feeds what the prober finds back to the unit.
+    /// Follows the member's new state `to`: probing (on `probes`) starts on becoming MASTER
+    /// and stops (its conflict cleared) on leaving it. `report` feeds what the probes find back
+    /// to the unit.
     pub fn follow(
         &mut self,
         to: State,
         spec: &InstanceSpec,
         endpoint: &Endpoint,
         metrics: &Metrics,
+        probes: &Probes,
         report: impl Fn(Option<HolderConflict>) + Send + 'static,
     ) {
         if to != State::Master {
-            self.prober = None;
+            self.probing = None;
             self.note = None;
             if self.conflict.take().is_some() {
                 metrics.holder_conflict(&spec.name, false);
             }
             return;
         }
-        if self.prober.is_some() || self.note.is_some() {
+        if self.probing.is_some() || self.note.is_some() {
             return;
         }
         if spec.use_virtual_mac {
@@ -263,16 +243,6 @@ impl ConflictProbe {
             self.note = Some(NO_MAC_NOTE);
             return;
         };
-        let opened = ProbeSocket::open(endpoint.ifindex, mac, endpoint.family)
-            .and_then(|socket| Ok((socket, Deadline::new()?)));
-        let (socket, timer) = match opened {
-            Ok(opened) => opened,
-            Err(error) => {
-                tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
-                self.note = Some(NO_SOCKET_NOTE);
-                return;
-            }
-        };
         let target = ProbeTarget {
             instance: spec.name.clone(),
             ifindex: endpoint.ifindex,
@@ -281,18 +251,18 @@ impl ConflictProbe {
             vips: spec.vip_addresses(),
             advert_interval: spec.advert_interval,
         };
-        self.prober = Some(Prober::start(
-            target,
-            socket,
-            timer,
-            metrics.clone(),
-            report,
-        ));
+        match probes.start(&target, metrics.clone(), Box::new(report)) {
+            Ok(probing) => self.probing = Some(probing),
+            Err(error) => {
+                tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
+                self.note = Some(NO_SOCKET_NOTE);
+            }
+        }
     }
 
-    /// What the prober found (ignored once it is stopped: a late message).
+    /// What the probes found (ignored once they are stopped: a late message).
     pub fn found(&mut self, conflict: Option<HolderConflict>) {
-        if self.prober.is_some() {
+        if self.probing.is_some() {
             self.conflict = conflict;
         }
     }
@@ -305,64 +275,6 @@ impl ConflictProbe {
     /// Why this MASTER does not probe, when it does not.
     pub fn note(&self) -> Option<&'static str> {
         self.note
-    }
-}
-
-/// The probe task. Its timer is a timerfd rather than a tokio sleep: nothing of a MASTER's
-/// steady state sits in tokio's timer wheel, which every park of the runtime would walk.
-async fn run(
-    target: ProbeTarget,
-    socket: ProbeSocket,
-    mut timer: Deadline,
-    metrics: Metrics,
-    report: impl Fn(Option<HolderConflict>) + Send + 'static,
-) {
-    let mut book = ConflictBook::new(
-        Instant::now(),
-        target.vips.clone(),
-        vec![target.mac],
-        target.advert_interval,
-    );
-    let mut buffer = vec![0u8; 1536];
-    loop {
-        if let Err(error) = timer.set(Some(book.next_probe())) {
-            tracing::warn!(instance = %target.instance, %error, "cannot arm the probe timer: split brain is seen only through the API");
-            return;
-        }
-        let change = tokio::select! {
-            () = timer.wait() => {
-                let change = book.on_probe(Instant::now());
-                for vip in book.vips() {
-                    if let Err(error) = socket.probe(*vip).await {
-                        tracing::debug!(instance = %target.instance, %vip, %error, "sending a probe failed");
-                    }
-                }
-                change
-            }
-            claim = socket.next_claim(&mut buffer) => match claim {
-                Ok(Some(claim)) => book.on_claim(Instant::now(), Timestamp::now(), claim),
-                Ok(None) => None,
-                Err(error) => {
-                    tracing::debug!(instance = %target.instance, %error, "receiving a probe answer failed");
-                    None
-                }
-            },
-        };
-        let Some(change) = change else { continue };
-        match &change {
-            Change::Detected(conflict) | Change::OtherHolder(conflict) => {
-                tracing::error!(instance = %target.instance, vip = %conflict.address, other_mac = %conflict.other_mac, "split brain: another node answers for a VIP this MASTER holds (VRRP adverts between them are lost: a firewall dropping IP protocol 112, or multicast filtered?)");
-                if matches!(change, Change::Detected(_)) {
-                    metrics.holder_conflict_detected(&target.instance);
-                }
-                metrics.holder_conflict(&target.instance, true);
-            }
-            Change::Cleared => {
-                tracing::info!(instance = %target.instance, "split brain over: no other node answers for the VIPs");
-                metrics.holder_conflict(&target.instance, false);
-            }
-        }
-        report(book.conflict().cloned());
     }
 }
 

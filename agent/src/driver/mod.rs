@@ -21,6 +21,7 @@ pub mod interfaces;
 pub mod machine;
 mod member;
 mod outgoing;
+pub mod probes;
 pub mod receive;
 pub mod routine;
 mod streak;
@@ -257,6 +258,7 @@ impl Driver {
                 interfaces,
                 followed: Followed::default(),
                 ticker: ticker::Ticker::default(),
+                probes: probes::Probes::default(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),

@@ -34,6 +34,7 @@ use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
 use super::outgoing::{AdvertKey, EncodedAdverts};
+use super::probes::Probes;
 use super::retry_delay;
 use super::routine::Routine;
 use super::streak::Streak;
@@ -100,6 +101,8 @@ pub struct Services {
     pub followed: Followed,
     /// Sends the MASTERs' routine adverts while their units sleep.
     pub ticker: Ticker,
+    /// Runs the MASTERs' split-brain probes off the runtime.
+    pub probes: Probes,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -1071,10 +1074,12 @@ impl Unit {
         let report = move |found| {
             let _ = inputs.send(Input::HolderConflict(index, found));
         };
-        let metrics = &self.services.metrics;
+        let Services {
+            metrics, probes, ..
+        } = &self.services;
         member
             .probe
-            .follow(to, &member.spec, &member.endpoint, metrics, report);
+            .follow(to, &member.spec, &member.endpoint, metrics, probes, report);
     }
 
     fn record_failover(&self, index: usize, trace: &FailoverTrace, sent: Instant) {

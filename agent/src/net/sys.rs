@@ -1,5 +1,6 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, the two
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, waiting on
+//! descriptors outside tokio (`ppoll`, for the probe thread), the two
 //! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault), and
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
 //!
@@ -9,7 +10,7 @@
 //! it guarantees that.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use nix::libc;
 use nix::sys::inotify::Inotify;
@@ -156,6 +157,61 @@ pub(crate) fn release_free_heap() -> bool {
     false
 }
 
+/// Descriptors a plain (non-tokio) thread waits on until one is readable: `ppoll(2)` over a
+/// list it keeps between waits. A descriptor closed while listed is reported ready (`POLLNVAL`)
+/// or, reused, spuriously readable: callers read without blocking and re-list after each wait.
+#[derive(Debug, Default)]
+pub(crate) struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    /// Forgets every descriptor.
+    pub(crate) fn clear(&mut self) {
+        self.fds.clear();
+    }
+
+    /// Lists `fd` (waited on for input) after the others.
+    pub(crate) fn push(&mut self, fd: BorrowedFd<'_>) {
+        self.fds.push(libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+
+    /// Waits until a listed descriptor is ready or `timeout` passes (`None`: no limit). An
+    /// interrupted wait returns early, as a timeout would.
+    pub(crate) fn wait(&mut self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        let limit = timeout.map(|timeout| libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos().cast_signed()),
+        });
+        let limit_ptr = limit
+            .as_ref()
+            .map_or(std::ptr::null(), std::ptr::from_ref::<libc::timespec>);
+        let count = libc::nfds_t::try_from(self.fds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: the pointer and count describe this set's live, initialised `pollfd` array,
+        // which the kernel only writes `revents` into during the call; `limit_ptr` is null or
+        // points to `limit`, alive for the call; a null signal mask leaves the thread's as is.
+        let rc = unsafe { libc::ppoll(self.fds.as_mut_ptr(), count, limit_ptr, std::ptr::null()) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() == std::io::ErrorKind::Interrupted {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Whether the `index`th listed descriptor was ready after the last wait.
+    pub(crate) fn ready(&self, index: usize) -> bool {
+        self.fds.get(index).is_some_and(|fd| fd.revents != 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +224,22 @@ mod tests {
             address.len() as usize,
             std::mem::size_of::<libc::sockaddr_ll>()
         );
+    }
+
+    #[test]
+    fn a_poll_set_reports_ready_only_the_descriptor_with_something_to_read() {
+        let (quiet_tx, quiet) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let (loud_tx, loud) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut set = PollSet::default();
+        set.push(quiet.as_fd());
+        set.push(loud.as_fd());
+        set.wait(Some(std::time::Duration::ZERO)).unwrap();
+        assert!(!set.ready(0) && !set.ready(1), "nothing sent yet");
+        loud_tx.send(&[1]).unwrap();
+        set.wait(None).unwrap();
+        assert!(!set.ready(0), "nothing sent to the quiet one");
+        assert!(set.ready(1));
+        assert!(!set.ready(2), "no third descriptor listed");
+        drop(quiet_tx);
     }
 }

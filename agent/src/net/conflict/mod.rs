@@ -1,6 +1,8 @@
 //! Asking the segment who else holds a VIP: ARP probes / DAD-style Neighbor Solicitations
 //! out, and every ARP frame / Neighbor Advertisement another node sends in, on one AF_PACKET
-//! socket per probing instance (open only while it is MASTER).
+//! socket per interface and family with a probing MASTER (open only while one is). The socket
+//! is not tokio's: the agent's probe thread ([`crate::driver::probes`]) waits on it itself, and
+//! it never blocks (a probe the kernel cannot queue now is dropped; the next round sends again).
 //!
 //! A classic BPF filter in the kernel passes only frames that arrive from the wire (never the
 //! node's own outgoing frames, so neither our probes nor our own kernel's answers for the VIP
@@ -11,12 +13,17 @@ pub mod frame;
 
 use std::net::IpAddr;
 
-use socket2::SockFilter;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv};
+use socket2::{SockFilter, Socket};
 
 use self::frame::{Claim, arp_probe, claim, multicast_mac, neighbor_solicitation_probe};
 use super::NetError;
 use super::announce::{BROADCAST_MAC, ETH_P_ARP, ETH_P_IPV6};
-use super::frame_socket::FrameSocket;
+use super::frame_socket::bound;
+use super::sys::link_layer_address;
 use crate::vrrp::Family;
 
 // Classic BPF opcodes (linux/filter.h) and the ancillary offset of the packet type.
@@ -56,28 +63,35 @@ fn advertisement_filter() -> [SockFilter; 8] {
 /// Probes for one family's VIPs on one interface and hears the answers.
 #[derive(Debug)]
 pub struct ProbeSocket {
-    socket: FrameSocket,
+    socket: Socket,
+    ifindex: u32,
     mac: [u8; 6],
     family: Family,
 }
 
 impl ProbeSocket {
     /// Opens a probe socket for `family` on interface `ifindex`, probing from `mac` (the
-    /// interface's). Must be called inside a tokio runtime, in the interface's namespace.
+    /// interface's). Call in the interface's namespace.
     pub fn open(ifindex: u32, mac: [u8; 6], family: Family) -> Result<Self, NetError> {
         let socket = match family {
-            Family::Ipv4 => FrameSocket::filtered(ifindex, ETH_P_ARP, &arp_filter()),
-            Family::Ipv6 => FrameSocket::filtered(ifindex, ETH_P_IPV6, &advertisement_filter()),
+            Family::Ipv4 => bound(ifindex, ETH_P_ARP, Some(&arp_filter())),
+            Family::Ipv6 => bound(ifindex, ETH_P_IPV6, Some(&advertisement_filter())),
         }?;
         Ok(Self {
             socket,
+            ifindex,
             mac,
             family,
         })
     }
 
-    /// Sends one probe for `vip` (of the socket's family; others are skipped).
-    pub async fn probe(&self, vip: IpAddr) -> Result<(), NetError> {
+    /// The descriptor to wait on for answers.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Sends one probe for `vip` (of the socket's family; others are skipped), without waiting.
+    pub fn probe(&self, vip: IpAddr) -> Result<(), NetError> {
         let (frame, ethertype, destination) = match (vip, self.family) {
             (IpAddr::V4(vip), Family::Ipv4) => (arp_probe(self.mac, vip), ETH_P_ARP, BROADCAST_MAC),
             (IpAddr::V6(vip), Family::Ipv6) => (
@@ -87,12 +101,31 @@ impl ProbeSocket {
             ),
             _ => return Ok(()),
         };
-        self.socket.send(&frame, ethertype, destination).await
+        let to = link_layer_address(self.ifindex, ethertype, destination);
+        self.socket
+            .send_to(&frame, &to)
+            .map(drop)
+            .map_err(NetError::io("send a probe"))
     }
 
-    /// Waits for the next frame from another host and returns the claim it makes, if any.
-    pub async fn next_claim(&self, buffer: &mut [u8]) -> Result<Option<Claim>, NetError> {
-        let len = self.socket.recv(buffer).await?;
-        Ok(buffer.get(..len).and_then(claim))
+    /// Reads every frame queued now, without waiting, and hands each claim one makes to
+    /// `heard`.
+    pub fn drain(&self, buffer: &mut [u8], mut heard: impl FnMut(Claim)) -> Result<(), NetError> {
+        loop {
+            match recv(self.socket.as_raw_fd(), buffer, MsgFlags::MSG_DONTWAIT) {
+                Ok(len) => {
+                    if let Some(claim) = buffer.get(..len).and_then(claim) {
+                        heard(claim);
+                    }
+                }
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(error) => {
+                    return Err(NetError::io("receive a probe answer")(
+                        std::io::Error::from(error),
+                    ));
+                }
+            }
+        }
     }
 }
