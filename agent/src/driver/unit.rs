@@ -359,8 +359,8 @@ impl Unit {
     /// A node that stalls (CPU starvation, a paused VM) wakes with its Master_Down timer
     /// expired and the MASTER's adverts, sent on time, waiting in the socket. Serving the timer
     /// first would take over from a live MASTER; hearing them first, as keepalived's read
-    /// before timeout does, keeps the election where it is. The receive task moves datagrams
-    /// from the socket into the queue, so the unit asks it to catch up first. A MASTER that is
+    /// before timeout does, keeps the election where it is. The receive thread moves datagrams
+    /// from the socket into the queue, so the unit catches up with the socket first. A MASTER that is
     /// really gone has sent nothing: its failover loses only that round trip.
     async fn hear_pending(
         &mut self,
@@ -380,7 +380,7 @@ impl Unit {
             return false;
         }
         for endpoint in &endpoints {
-            endpoint.catch_up().await;
+            endpoint.catch_up();
         }
         let replayed = self.replay_routines().await;
         let mut heard = replayed.adverts;

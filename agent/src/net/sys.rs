@@ -1,6 +1,6 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, the two
-//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault), and
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, a thread's
+//! blocking wait on descriptors (`poll`), the two process knobs no safe crate offers (a thread's real-time policy, memory locked on fault), and
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
@@ -9,12 +9,13 @@
 //! it guarantees that.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use nix::libc;
 use nix::sys::inotify::Inotify;
 use nix::sys::timerfd::TimerFd;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Hands `socket` to tokio's reactor (must be called inside a tokio runtime).
@@ -24,6 +25,37 @@ pub(crate) fn register(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
     // moved into the `AsyncFd`, which deregisters it before dropping (and closing) it; nothing
     // else can close or replace the descriptor in between.
     unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)
+}
+
+/// Hands `socket` to tokio's reactor for writability only (must be called inside a tokio
+/// runtime): datagrams arriving on it wake no runtime thread.
+pub(crate) fn register_writable(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
+    // SAFETY: as in `register`: the `Socket` owns its descriptor and is moved into the
+    // `AsyncFd`, which deregisters it before dropping (and closing) it.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::WRITABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Blocks the calling thread until one of `fds` is readable, has hung up or has an error
+/// (`poll` without a timeout); returns which ones did. A signal ends the wait early with
+/// `ErrorKind::Interrupted`.
+pub(crate) fn wait_readable<const N: usize>(
+    fds: [BorrowedFd<'_>; N],
+) -> std::io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let count = libc::nfds_t::try_from(N).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: `polled` is an initialised array of `N` pollfd structures that outlives the call
+    // and `count` is its length; every descriptor is borrowed, so it stays open during the
+    // call. poll only writes the `revents` fields.
+    let rc = unsafe { libc::poll(polled.as_mut_ptr(), count, -1) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(polled.map(|entry| entry.revents != 0))
 }
 
 /// A timerfd as tokio's reactor holds it.
@@ -159,6 +191,24 @@ pub(crate) fn release_free_heap() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_returns_the_readable_and_the_hung_up_descriptors_only() {
+        use std::io::Write;
+        let (quiet, _quiet_writer) = std::io::pipe().unwrap();
+        let (readable, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"x").unwrap();
+        assert_eq!(
+            wait_readable([quiet.as_fd(), readable.as_fd()]).unwrap(),
+            [false, true]
+        );
+        let (hung_up, closed) = std::io::pipe().unwrap();
+        drop(closed);
+        assert_eq!(
+            wait_readable([hung_up.as_fd(), quiet.as_fd()]).unwrap(),
+            [true, false]
+        );
+    }
 
     #[test]
     fn link_layer_address_has_packet_family_and_ll_length() {
