@@ -24,6 +24,7 @@ mod outgoing;
 pub mod receive;
 pub mod routine;
 mod streak;
+mod thread;
 pub mod ticker;
 pub mod unit;
 mod view_feed;

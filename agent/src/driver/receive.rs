@@ -22,9 +22,9 @@ use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
 use super::routine::Routine;
 use super::streak::Streak;
+use super::thread;
 use crate::net::NetError;
 use crate::net::socket::{Readiness, Received, VrrpSocket};
-use crate::net::sys;
 use crate::report::Metrics;
 use crate::report::metrics::ReceiveCounters;
 use crate::vrrp::instance::ReceivedAdvert;
@@ -297,19 +297,8 @@ impl Intake {
     /// [`Stop`] is dropped. It runs under the real-time policy when the calling thread does.
     pub fn start(self: &Arc<Self>) -> std::io::Result<Stop> {
         let (stopped, stop) = std::io::pipe()?;
-        let policy = sys::scheduler().ok();
         let intake = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("vrrp-receive".to_owned())
-            .spawn(move || {
-                if let Some((nix::libc::SCHED_RR, priority)) = policy
-                    && let Ok(priority) = u8::try_from(priority)
-                    && let Err(error) = sys::set_round_robin(priority)
-                {
-                    tracing::error!(interface = %intake.interface, %error, priority, "the VRRP receive thread stays under the normal scheduler");
-                }
-                intake.run(&stopped);
-            })?;
+        thread::spawn("vrrp-receive", move || intake.run(&stopped))?;
         Ok(Stop { _writer: stop })
     }
 
