@@ -7,7 +7,8 @@
 //! a timerfd ([`Deadline`]), so neither a flood of adverts nor tokio's millisecond timer wheel
 //! moves an advert. A lone MASTER hands its Adver_Timer to the agent's ticker
 //! ([`super::ticker`]) while it sleeps, so its routine adverts wake no task; a BACKUP's routine
-//! adverts are taken by the receive path ([`super::routine`]). Trackers and the interface
+//! adverts are taken by the receive path, which also postpones its timer ([`super::routine`]).
+//! Trackers and the interface
 //! watch feed the task through channels; nothing
 //! here waits on a tracker, the API, a log sink or HTTP. The only awaits in the VRRP path are
 //! the socket send and the rtnetlink address requests.
@@ -292,7 +293,7 @@ impl Unit {
             if republish {
                 self.publish();
             }
-            self.expect_routines();
+            self.expect_routines(&timer);
             let deadline = if self.hand_over_beat() {
                 self.edge_deadline()
             } else {
@@ -457,8 +458,10 @@ impl Unit {
 
     /// Tells the receive path, for each member, which advert it may take without waking the
     /// unit: the routine candidate while the member is still the BACKUP of the same MASTER
-    /// at the same effective priority; nothing otherwise.
-    fn expect_routines(&self) {
+    /// at the same effective priority; nothing otherwise. Each one may postpone `timer` while
+    /// the machine's deadline is the only one the unit waits for.
+    fn expect_routines(&self, timer: &Deadline) {
+        let alone = self.edge_deadline().is_none();
         for (index, member) in self.members.iter().enumerate() {
             let instance = self.machine.member(index);
             let expected = member
@@ -471,9 +474,14 @@ impl Unit {
                     })
                 })
                 .map(|(advert, _)| advert);
-            member
-                .routine
-                .expect(expected, instance.and_then(Instance::next_deadline));
+            let postpone = instance
+                .filter(|_| alone && expected.is_some())
+                .map(|instance| (timer.postpone(), instance.master_down_interval()));
+            member.routine.expect(
+                expected,
+                instance.and_then(Instance::next_deadline),
+                postpone,
+            );
         }
     }
 
