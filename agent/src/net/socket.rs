@@ -367,13 +367,10 @@ impl VrrpSocket {
             Family::Ipv4 => {
                 let (bytes, truncated, ifindex, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
-                    let message = recvmsg::<SockaddrStorage>(
-                        fd,
-                        &mut iov,
-                        Some(&mut *control),
-                        MsgFlags::MSG_DONTWAIT,
-                    )
-                    .map_err(io::Error::from)?;
+                    // The source is read from the IP header: no socket address asked for.
+                    let message =
+                        recvmsg::<()>(fd, &mut iov, Some(&mut *control), MsgFlags::MSG_DONTWAIT)
+                            .map_err(io::Error::from)?;
                     let mut ifindex = None;
                     let mut queue_drops = None;
                     if let Ok(cmsgs) = message.cmsgs() {
