@@ -112,11 +112,22 @@ async fn open(ifname: &str, family: Family) -> (Link, Speaker) {
     (link, Speaker { socket, source })
 }
 
+/// The socket is read by a plain thread in the agent; here it is read without waiting, every
+/// millisecond, until [`WAIT`] has passed.
 async fn recv_within(speaker: &Speaker) -> Received {
-    tokio::time::timeout(WAIT, speaker.socket.recv())
-        .await
-        .expect("no VRRP datagram received within 5 s")
-        .unwrap()
+    let mut received = Received::empty();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(outcome) = speaker.socket.try_recv_into(&mut received) {
+            outcome.unwrap();
+            return received;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no VRRP datagram received within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Opens B's socket, then runs `send_from_a` in A; returns B's link and what B received.

@@ -1,17 +1,14 @@
 //! One (interface, family) the agent speaks VRRP on: its raw socket, its announcer, the VRIDs
-//! served there and the receive task; and [`Sources`], the addresses VRRP speaks from there,
+//! served there and the receive thread; and [`Sources`], the addresses VRRP speaks from there,
 //! derived from the interface's addresses as they are now.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use std::time::Duration;
-
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::interfaces::InterfaceView;
-use super::receive::{CatchUp, Routes, receive_loop};
+use super::receive::{Intake, Routes, Stop};
 use crate::net::NetError;
 use crate::net::address::InterfaceAddress;
 use crate::net::announce::Announcer;
@@ -70,7 +67,8 @@ pub fn own_addresses(addresses: &[InterfaceAddress]) -> Vec<IpAddr> {
         .collect()
 }
 
-/// A VRRP socket on one interface with its receive task; the task stops when this is dropped.
+/// A VRRP socket on one interface with its receive thread; the thread stops when this is
+/// dropped.
 #[derive(Debug)]
 pub struct Endpoint {
     pub ifindex: u32,
@@ -80,12 +78,9 @@ pub struct Endpoint {
     /// GARP / NA sender; `None` when the interface has no MAC address.
     pub announcer: Option<Announcer>,
     pub routes: Routes,
-    receiver: JoinHandle<()>,
-    catch_up: mpsc::UnboundedSender<CatchUp>,
+    intake: Arc<Intake>,
+    _receiving: Stop,
 }
-
-/// The longest a unit waits for the receive task to deliver what the socket holds.
-const CATCH_UP_LIMIT: Duration = Duration::from_millis(20);
 
 impl Endpoint {
     /// Opens the socket and announcer of `family` on interface `interface` (index `ifindex`,
@@ -111,15 +106,16 @@ impl Endpoint {
             None => None,
         };
         let routes = Routes::default();
-        let (catch_up, catch_ups) = mpsc::unbounded_channel();
-        let receiver = tokio::spawn(receive_loop(
+        let intake = Arc::new(Intake::new(
             Arc::clone(&socket),
-            interface.to_owned(),
+            interface,
             view,
             routes.clone(),
-            metrics.clone(),
-            catch_ups,
+            metrics,
         ));
+        let receiving = intake
+            .start()
+            .map_err(NetError::io("start the VRRP receive thread"))?;
         Ok(Self {
             ifindex,
             interface: interface.to_owned(),
@@ -127,18 +123,15 @@ impl Endpoint {
             socket,
             announcer,
             routes,
-            receiver,
-            catch_up,
+            intake,
+            _receiving: receiving,
         })
     }
 
     /// Returns once every datagram queued in the socket now has been delivered to its unit's
-    /// queue (or after [`CATCH_UP_LIMIT`], should the receive task not answer).
-    pub async fn catch_up(&self) {
-        let (done, delivered) = oneshot::channel();
-        if self.catch_up.send(done).is_ok() {
-            let _ = tokio::time::timeout(CATCH_UP_LIMIT, delivered).await;
-        }
+    /// queue.
+    pub fn catch_up(&self) {
+        self.intake.catch_up();
     }
 }
 
@@ -147,12 +140,6 @@ fn is_routable(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
         IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.receiver.abort();
     }
 }
 

@@ -25,6 +25,7 @@ pub mod probes;
 pub mod receive;
 pub mod routine;
 mod streak;
+mod thread;
 pub mod ticker;
 pub mod unit;
 mod view_feed;

@@ -1,5 +1,7 @@
 //! The receive side of one (interface, family): the pure admission checks of a received
-//! datagram, and the task that owns the socket's receive loop and hands adverts to instances.
+//! datagram, and the [`Intake`] that reads the socket and hands adverts to instances, from a
+//! plain thread of its own blocked in the kernel (no tokio task: an advert wakes no runtime
+//! thread) and from a unit's catch-up.
 //!
 //! The receiver never waits on an instance: adverts go through bounded channels with
 //! `try_send`, and a full channel drops the advert (VRRP tolerates a lost advert; a stuck
@@ -7,18 +9,22 @@
 //! counted by reason, including those the kernel dropped for a full receive queue; an error of
 //! one datagram is counted, never waited on.
 
+use std::io::PipeWriter;
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
 use super::routine::Routine;
 use super::streak::Streak;
-use crate::net::socket::{Received, VrrpSocket};
+use super::thread;
+use crate::net::NetError;
+use crate::net::socket::{Readiness, Received, VrrpSocket};
 use crate::report::Metrics;
 use crate::report::metrics::ReceiveCounters;
 use crate::vrrp::instance::ReceivedAdvert;
@@ -217,88 +223,160 @@ impl ByVrid {
     }
 }
 
-/// After this many errors of the socket itself in a row (not of one datagram), the loop pauses
-/// [`SOCKET_ERROR_PAUSE`] between reads, so that a broken socket does not spin a core.
+/// After this many errors of the socket itself in a row (not of one datagram), the thread
+/// pauses [`SOCKET_ERROR_PAUSE`] between reads, so that a broken socket does not spin a core.
 const SOCKET_ERRORS_BEFORE_PAUSE: u32 = 100;
 const SOCKET_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
-/// A request to the receive loop: deliver every datagram queued in the socket now, then
-/// answer (see [`receive_loop`]).
-pub type CatchUp = oneshot::Sender<()>;
-
-/// The receive loop of one socket; runs until aborted. `view` follows the interface, whose own
-/// addresses (as they are now) tell our own adverts apart. On a [`CatchUp`] it delivers what
-/// the socket holds at once and answers: a unit that woke late learns what arrived before it.
-pub async fn receive_loop(
+/// The reading end of one socket: takes its datagrams one at a time, under one lock, so that
+/// the receive thread and a unit's catch-up deliver them in the order they arrived.
+#[derive(Debug)]
+pub struct Intake {
     socket: Arc<VrrpSocket>,
     interface: String,
-    mut view: watch::Receiver<InterfaceView>,
     routes: Routes,
-    metrics: Metrics,
-    mut catch_ups: mpsc::UnboundedReceiver<CatchUp>,
-) {
-    let counters = metrics.receive_counters(&interface);
-    let mut received = Received::empty();
-    let mut own = own_addresses(&view.borrow_and_update().addresses);
-    let mut following = true;
-    let mut queue_drops = QueueDrops::default();
-    let socket_errors = Streak::default();
-    loop {
-        let outcome = tokio::select! {
-            changed = view.changed(), if following => {
-                if changed.is_ok() {
-                    own = own_addresses(&view.borrow_and_update().addresses);
-                } else {
-                    following = false;
-                }
-                continue;
-            }
-            Some(done) = catch_ups.recv() => {
-                while let Some(outcome) = socket.try_recv_into(&mut received) {
-                    match outcome {
-                        Ok(()) => deliver(&received, &own, &routes, &counters, &interface, &mut queue_drops),
-                        Err(error) => match error.drop_reason() {
-                            Some(reason) => counters.dropped(reason, 1),
-                            // A socket error: left to the loop's own receive, which reports it.
-                            None => break,
-                        },
+    counters: ReceiveCounters,
+    reading: Mutex<Reading>,
+    socket_errors: Streak,
+}
+
+/// What reading one socket keeps between datagrams.
+#[derive(Debug)]
+struct Reading {
+    received: Received,
+    /// Follows the interface: its own addresses (as they are now) tell our adverts apart.
+    view: watch::Receiver<InterfaceView>,
+    own: Vec<IpAddr>,
+    queue_drops: QueueDrops,
+}
+
+/// What one read of the socket did.
+#[derive(Debug)]
+enum Taken {
+    /// A datagram was delivered or its drop counted.
+    Datagram,
+    /// Nothing was queued.
+    Empty,
+    /// The socket itself failed (not one datagram).
+    Failed(NetError),
+}
+
+/// Stops an [`Intake`]'s thread when dropped.
+#[derive(Debug)]
+pub struct Stop {
+    /// Never written: its closing end wakes the thread.
+    _writer: PipeWriter,
+}
+
+impl Intake {
+    /// Reads `socket` for `routes`; `view` follows the interface named `interface`.
+    pub fn new(
+        socket: Arc<VrrpSocket>,
+        interface: &str,
+        mut view: watch::Receiver<InterfaceView>,
+        routes: Routes,
+        metrics: &Metrics,
+    ) -> Self {
+        let own = own_addresses(&view.borrow_and_update().addresses);
+        Self {
+            socket,
+            interface: interface.to_owned(),
+            routes,
+            counters: metrics.receive_counters(interface),
+            reading: Mutex::new(Reading {
+                received: Received::empty(),
+                view,
+                own,
+                queue_drops: QueueDrops::default(),
+            }),
+            socket_errors: Streak::default(),
+        }
+    }
+
+    /// Starts the thread that delivers each datagram as it arrives, until the returned
+    /// [`Stop`] is dropped. It runs under the real-time policy when the calling thread does.
+    pub fn start(self: &Arc<Self>) -> std::io::Result<Stop> {
+        let (stopped, stop) = std::io::pipe()?;
+        let intake = Arc::clone(self);
+        thread::spawn("vrrp-receive", move || intake.run(&stopped))?;
+        Ok(Stop { _writer: stop })
+    }
+
+    /// The thread: waits in the kernel for a datagram, delivers it, until `stopped` reads
+    /// (the [`Stop`] was dropped). One `recvmsg` per datagram: the wait says one is queued.
+    fn run(&self, stopped: &impl AsFd) {
+        loop {
+            match self.socket.wait_readable(stopped.as_fd()) {
+                Ok(Readiness::Stop) => return,
+                Ok(Readiness::Nothing) => {}
+                Ok(Readiness::Datagram) => match self.take() {
+                    Taken::Datagram | Taken::Empty => {
+                        if let Some(run) = self.socket_errors.succeeded() {
+                            tracing::info!(interface = %self.interface, after = run, "receiving VRRP datagrams works again");
+                        }
                     }
-                }
-                let _ = done.send(());
-                continue;
-            }
-            outcome = socket.recv_into(&mut received) => outcome,
-        };
-        match outcome {
-            Ok(()) => {
-                if let Some(run) = socket_errors.succeeded() {
-                    tracing::info!(%interface, after = run, "receiving VRRP datagrams works again");
-                }
-            }
-            Err(error) => {
-                if let Some(reason) = error.drop_reason() {
-                    counters.dropped(reason, 1);
-                    tracing::debug!(%interface, %error, reason = reason.as_str(), "VRRP datagram dropped");
-                    continue;
-                }
-                counters.socket_error();
-                if let Some(run) = socket_errors.failed() {
-                    tracing::warn!(%interface, %error, in_a_row = run, "receiving a VRRP datagram failed");
-                }
-                if socket_errors.len() >= SOCKET_ERRORS_BEFORE_PAUSE {
-                    tokio::time::sleep(SOCKET_ERROR_PAUSE).await;
-                }
-                continue;
+                    Taken::Failed(error) => self.socket_failed(&error),
+                },
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => self.socket_failed(&NetError::Io {
+                    op: "wait for a VRRP datagram",
+                    source: error,
+                }),
             }
         }
-        deliver(
-            &received,
-            &own,
-            &routes,
-            &counters,
-            &interface,
-            &mut queue_drops,
-        );
+    }
+
+    /// Counts and logs an error of the socket itself; pauses once they run long.
+    fn socket_failed(&self, error: &NetError) {
+        self.counters.socket_error();
+        if let Some(run) = self.socket_errors.failed() {
+            tracing::warn!(interface = %self.interface, %error, in_a_row = run, "receiving a VRRP datagram failed");
+        }
+        if self.socket_errors.len() >= SOCKET_ERRORS_BEFORE_PAUSE {
+            std::thread::sleep(SOCKET_ERROR_PAUSE);
+        }
+    }
+
+    /// Delivers every datagram queued in the socket now: a unit that woke late learns what
+    /// arrived before it. An error of the socket ends it (the thread's next read reports it).
+    pub fn catch_up(&self) {
+        while let Taken::Datagram = self.take() {}
+    }
+
+    /// Reads one datagram without waiting and delivers it (or counts its drop).
+    fn take(&self) -> Taken {
+        let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        let Reading {
+            received,
+            view,
+            own,
+            queue_drops,
+        } = &mut *reading;
+        if view.has_changed().unwrap_or(false) {
+            *own = own_addresses(&view.borrow_and_update().addresses);
+        }
+        match self.socket.try_recv_into(received) {
+            None => Taken::Empty,
+            Some(Ok(())) => {
+                deliver(
+                    received,
+                    own,
+                    &self.routes,
+                    &self.counters,
+                    &self.interface,
+                    queue_drops,
+                );
+                Taken::Datagram
+            }
+            Some(Err(error)) => match error.drop_reason() {
+                Some(reason) => {
+                    self.counters.dropped(reason, 1);
+                    tracing::debug!(interface = %self.interface, %error, reason = reason.as_str(), "VRRP datagram dropped");
+                    Taken::Datagram
+                }
+                None => Taken::Failed(error),
+            },
+        }
     }
 }
 

@@ -2,18 +2,22 @@
 //! nothing but the Master_Down deadline. The receive path takes them without waking the unit
 //! task: the unit says which advert is routine, the receive path stamps when one was last
 //! heard, and the unit replays that stamp into its machine before anything else it does (so
-//! the machine sees the same adverts in the same order, only later). A BACKUP's unit so wakes
-//! once per Master_Down_Interval, not once per advert.
+//! the machine sees the same adverts in the same order, only later). Each routine advert also
+//! postpones the unit's timer to where the machine will have its Master_Down deadline once it
+//! replays that advert (heard + Master_Down_Interval), when the unit allows it: a BACKUP's unit
+//! so sleeps while its MASTER speaks, and wakes when the MASTER falls silent (or for anything
+//! else).
 //!
 //! Anything else (a new MASTER, another priority or interval, priority 0) goes to the unit
 //! through its queue as before, and stops the routine until the unit has heard it: adverts
 //! are never heard out of order.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::net::timer::Postpone;
 use crate::vrrp::instance::ReceivedAdvert;
 
 /// The routine of one member, shared by the receive path and the unit task.
@@ -34,6 +38,9 @@ struct Cell {
     heard: Option<(ReceivedAdvert, Instant)>,
     /// Adverts handed to the unit's queue and not yet taken by it.
     queued: u32,
+    /// The unit's timer and the Master_Down_Interval: each routine advert moves the timer to
+    /// heard + interval. `None`: the unit's timer stays where the unit armed it.
+    postpone: Option<(Postpone, Duration)>,
 }
 
 impl Routine {
@@ -64,6 +71,14 @@ impl Routine {
             self.late.inc();
         }
         cell.heard = Some((advert, now));
+        if let Some((timer, interval)) = &cell.postpone {
+            let interval = *interval;
+            match timer.after(interval) {
+                Ok(()) => cell.due = Some(now + interval),
+                // The unit wakes at the deadline it armed, replays, and arms again.
+                Err(error) => tracing::debug!(%error, "cannot postpone the unit's timer"),
+            }
+        }
         true
     }
 
@@ -79,10 +94,18 @@ impl Routine {
     }
 
     /// Unit: from now on `expected` is routine (`None`: nothing is), with the machine's
-    /// deadline `due`. An expectation waits while adverts the unit has not heard are queued.
-    pub fn expect(&self, expected: Option<ReceivedAdvert>, due: Option<Instant>) {
+    /// deadline `due`; `postpone`: the unit's timer and its Master_Down_Interval, when the
+    /// machine's Master_Down deadline is the unit's only deadline (nothing earlier to keep).
+    /// An expectation waits while adverts the unit has not heard are queued.
+    pub fn expect(
+        &self,
+        expected: Option<ReceivedAdvert>,
+        due: Option<Instant>,
+        postpone: Option<(Postpone, Duration)>,
+    ) {
         let mut cell = self.cell();
         cell.expected = expected.filter(|_| cell.queued == 0);
+        cell.postpone = postpone.filter(|_| cell.expected.is_some());
         cell.due = due;
     }
 }
@@ -107,7 +130,11 @@ mod tests {
         let start = Instant::now();
         assert!(!routine.hear(advert(150), start), "nothing expected yet");
         routine.taken();
-        routine.expect(Some(advert(150)), Some(start + Duration::from_secs(3)));
+        routine.expect(
+            Some(advert(150)),
+            Some(start + Duration::from_secs(3)),
+            None,
+        );
         assert!(routine.hear(advert(150), start + Duration::from_secs(1)));
         assert!(routine.hear(advert(150), start + Duration::from_secs(2)));
         assert_eq!(
@@ -121,12 +148,12 @@ mod tests {
     fn another_advert_stops_the_routine_until_the_unit_expects_again() {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
-        routine.expect(Some(advert(150)), None);
+        routine.expect(Some(advert(150)), None, None);
         assert!(!routine.hear(advert(120), now));
         assert!(!routine.hear(advert(150), now), "heard out of order");
         routine.taken();
         routine.taken();
-        routine.expect(Some(advert(150)), None);
+        routine.expect(Some(advert(150)), None, None);
         assert!(routine.hear(advert(150), now));
     }
 
@@ -135,11 +162,11 @@ mod tests {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
         assert!(!routine.hear(advert(120), now));
-        routine.expect(Some(advert(150)), None);
+        routine.expect(Some(advert(150)), None, None);
         assert!(!routine.hear(advert(150), now), "an advert is still queued");
         routine.taken();
         routine.taken();
-        routine.expect(Some(advert(150)), None);
+        routine.expect(Some(advert(150)), None, None);
         assert!(routine.hear(advert(150), now));
     }
 
@@ -148,10 +175,10 @@ mod tests {
         let late = Counter::default();
         let routine = Routine::new(late.clone());
         let now = Instant::now();
-        routine.expect(Some(advert(150)), Some(now));
+        routine.expect(Some(advert(150)), Some(now), None);
         assert!(routine.hear(advert(150), now));
         assert!(routine.hear(advert(150), now + Duration::from_millis(1)));
-        routine.expect(Some(advert(150)), Some(now + Duration::from_secs(3)));
+        routine.expect(Some(advert(150)), Some(now + Duration::from_secs(3)), None);
         assert!(routine.hear(advert(150), now + Duration::from_secs(1)));
         assert_eq!(late.get(), 2);
     }

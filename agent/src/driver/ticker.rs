@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
+use super::thread;
 use crate::net::socket::VrrpSocket;
-use crate::net::sys;
 
 /// The encoded adverts of one member, each with its destination.
 pub type Payloads = Arc<[(IpAddr, Vec<u8>)]>;
@@ -138,26 +138,12 @@ impl Ticker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let outcome = started.get_or_insert_with(|| {
-            // The runtime's threads run under the real-time policy when asked for (see
-            // `crate::process`); a new thread does not inherit it, so it copies it.
-            let policy = sys::scheduler().ok();
+            // Under the runtime's real-time policy, when it runs under one.
             let shared = Arc::clone(&self.inner.shared);
-            std::thread::Builder::new()
-                .name("vrrp-ticker".to_owned())
-                .spawn(move || {
-                    if let Some((nix::libc::SCHED_RR, priority)) = policy
-                        && let Ok(priority) = u8::try_from(priority)
-                        && let Err(error) = sys::set_round_robin(priority)
-                    {
-                        tracing::error!(%error, priority, "the advert ticker stays under the normal scheduler");
-                    }
-                    run(&shared);
-                })
-                .map(drop)
-                .map_err(|error| {
-                    tracing::error!(%error, "cannot start the advert ticker: each unit sends its own adverts");
-                    error.to_string()
-                })
+            thread::spawn("vrrp-ticker", move || run(&shared)).map_err(|error| {
+                tracing::error!(%error, "cannot start the advert ticker: each unit sends its own adverts");
+                error.to_string()
+            })
         });
         outcome.is_ok()
     }

@@ -7,7 +7,8 @@
 //! a timerfd ([`Deadline`]), so neither a flood of adverts nor tokio's millisecond timer wheel
 //! moves an advert. A lone MASTER hands its Adver_Timer to the agent's ticker
 //! ([`super::ticker`]) while it sleeps, so its routine adverts wake no task; a BACKUP's routine
-//! adverts are taken by the receive path ([`super::routine`]). Trackers and the interface
+//! adverts are taken by the receive path, which also postpones its timer ([`super::routine`]).
+//! Trackers and the interface
 //! watch feed the task through channels; nothing
 //! here waits on a tracker, the API, a log sink or HTTP. The only awaits in the VRRP path are
 //! the socket send and the rtnetlink address requests.
@@ -295,7 +296,7 @@ impl Unit {
             if republish {
                 self.publish();
             }
-            self.expect_routines();
+            self.expect_routines(&timer);
             let deadline = if self.hand_over_beat() {
                 self.edge_deadline()
             } else {
@@ -362,8 +363,8 @@ impl Unit {
     /// A node that stalls (CPU starvation, a paused VM) wakes with its Master_Down timer
     /// expired and the MASTER's adverts, sent on time, waiting in the socket. Serving the timer
     /// first would take over from a live MASTER; hearing them first, as keepalived's read
-    /// before timeout does, keeps the election where it is. The receive task moves datagrams
-    /// from the socket into the queue, so the unit asks it to catch up first. A MASTER that is
+    /// before timeout does, keeps the election where it is. The receive thread moves datagrams
+    /// from the socket into the queue, so the unit catches up with the socket first. A MASTER that is
     /// really gone has sent nothing: its failover loses only that round trip.
     async fn hear_pending(
         &mut self,
@@ -383,7 +384,7 @@ impl Unit {
             return false;
         }
         for endpoint in &endpoints {
-            endpoint.catch_up().await;
+            endpoint.catch_up();
         }
         let replayed = self.replay_routines().await;
         let mut heard = replayed.adverts;
@@ -460,8 +461,10 @@ impl Unit {
 
     /// Tells the receive path, for each member, which advert it may take without waking the
     /// unit: the routine candidate while the member is still the BACKUP of the same MASTER
-    /// at the same effective priority; nothing otherwise.
-    fn expect_routines(&self) {
+    /// at the same effective priority; nothing otherwise. Each one may postpone `timer` while
+    /// the machine's deadline is the only one the unit waits for.
+    fn expect_routines(&self, timer: &Deadline) {
+        let alone = self.edge_deadline().is_none();
         for (index, member) in self.members.iter().enumerate() {
             let instance = self.machine.member(index);
             let expected = member
@@ -474,9 +477,14 @@ impl Unit {
                     })
                 })
                 .map(|(advert, _)| advert);
-            member
-                .routine
-                .expect(expected, instance.and_then(Instance::next_deadline));
+            let postpone = instance
+                .filter(|_| alone && expected.is_some())
+                .map(|instance| (timer.postpone(), instance.master_down_interval()));
+            member.routine.expect(
+                expected,
+                instance.and_then(Instance::next_deadline),
+                postpone,
+            );
         }
     }
 

@@ -12,10 +12,15 @@
 //!
 //! Nothing is filtered here beyond what the kernel does: the driver drops by TTL, source and
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
+//!
+//! The socket is not in tokio's reactor: a datagram arriving (or a sent one leaving the send
+//! queue) wakes no runtime thread. Its reader is a plain thread blocked in
+//! [`VrrpSocket::wait_readable`]; a sender whom the kernel tells to wait is the only one who
+//! watches it through the reactor, for as long as it waits.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::{Mutex, PoisonError};
 
 use nix::libc;
@@ -23,10 +28,9 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrIn6, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socket, Type};
-use tokio::io::unix::AsyncFd;
 
 use super::NetError;
-use super::sys::register;
+use super::sys::{register_writable, wait_readable};
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
@@ -91,9 +95,20 @@ impl Received {
     }
 }
 
+/// What [`VrrpSocket::wait_readable`] woke for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// A datagram (or an error) waits on the socket.
+    Datagram,
+    /// The stop descriptor is readable or hung up.
+    Stop,
+    /// Neither (a spurious wake-up): wait again.
+    Nothing,
+}
+
 /// A raw VRRP socket on one interface for one address family.
 pub struct VrrpSocket {
-    fd: AsyncFd<Socket>,
+    socket: Socket,
     ifindex: u32,
     family: Family,
     buffers: Mutex<RecvBuffers>,
@@ -117,8 +132,7 @@ impl std::fmt::Debug for VrrpSocket {
 }
 
 impl VrrpSocket {
-    /// Opens the socket of `family` on interface `ifindex` (named `ifname`). Must be called
-    /// inside a tokio runtime.
+    /// Opens the socket of `family` on interface `ifindex` (named `ifname`).
     pub fn open(ifindex: u32, ifname: &str, family: Family) -> Result<Self, NetError> {
         let domain = match family {
             Family::Ipv4 => Domain::IPV4,
@@ -184,9 +198,8 @@ impl VrrpSocket {
         socket
             .set_nonblocking(true)
             .map_err(NetError::io("make VRRP socket non-blocking"))?;
-        let fd = register(socket).map_err(NetError::io("register VRRP socket"))?;
         Ok(Self {
-            fd,
+            socket,
             ifindex,
             family,
             buffers: Mutex::new(RecvBuffers {
@@ -209,40 +222,27 @@ impl VrrpSocket {
         self.family
     }
 
-    /// Waits for the next VRRP datagram on the interface.
-    ///
-    /// An error for one datagram (truncated, malformed header, missing control message) does not
-    /// break the socket: log or count it and call `recv` again.
-    pub async fn recv(&self) -> Result<Received, NetError> {
-        let mut received = Received::empty();
-        self.recv_into(&mut received).await.map(|()| received)
+    /// Blocks the calling thread until a datagram (or an error) waits on the socket, or `stop`
+    /// is readable or hung up: [`Readiness::Stop`] wins when both are. A signal ends the wait
+    /// early with `ErrorKind::Interrupted`.
+    pub fn wait_readable(&self, stop: BorrowedFd<'_>) -> io::Result<Readiness> {
+        let [stopped, ready] = wait_readable([stop, self.socket.as_fd()])?;
+        Ok(if stopped {
+            Readiness::Stop
+        } else if ready {
+            Readiness::Datagram
+        } else {
+            Readiness::Nothing
+        })
     }
 
-    /// [`VrrpSocket::recv`] into `into`, whose payload buffer is reused: once it has grown to
-    /// the largest datagram, receiving allocates nothing. On an error `into` is unspecified.
-    pub async fn recv_into(&self, into: &mut Received) -> Result<(), NetError> {
-        loop {
-            let mut guard = self
-                .fd
-                .readable()
-                .await
-                .map_err(NetError::io("wait for a VRRP datagram"))?;
-            match guard.try_io(|fd| self.recv_now(fd.get_ref(), into)) {
-                Ok(Ok(received)) => return received,
-                Ok(Err(error)) => {
-                    return Err(NetError::Io {
-                        op: "receive a VRRP datagram",
-                        source: error,
-                    });
-                }
-                Err(_would_block) => {}
-            }
-        }
-    }
-
-    /// [`VrrpSocket::recv_into`] without waiting: `None` when no datagram is queued.
+    /// Receives one VRRP datagram into `into` without waiting (its payload buffer is reused:
+    /// once it has grown to the largest datagram, receiving allocates nothing): `None` when no
+    /// datagram is queued. An error for one datagram (truncated, malformed header, missing
+    /// control message) does not break the socket: count it and receive again. On an error
+    /// `into` is unspecified.
     pub fn try_recv_into(&self, into: &mut Received) -> Option<Result<(), NetError>> {
-        match self.recv_now(self.fd.get_ref(), into) {
+        match self.recv_now(&self.socket, into) {
             Ok(received) => Some(received),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
             Err(error) => Some(Err(NetError::Io {
@@ -267,7 +267,7 @@ impl VrrpSocket {
         }
         // The socket is writable nearly always: try at once, and wait for it only when the
         // kernel says it would block.
-        match self.send_now(self.fd.get_ref(), payload, source, destination) {
+        match self.send_now(&self.socket, payload, source, destination) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             result => {
                 return result
@@ -275,9 +275,15 @@ impl VrrpSocket {
                     .map_err(NetError::io("send a VRRP datagram"));
             }
         }
+        // The reactor watches a duplicate of the descriptor (the same socket) while this send
+        // waits, and forgets it after.
+        let watched = self
+            .socket
+            .try_clone()
+            .and_then(register_writable)
+            .map_err(NetError::io("wait to send a VRRP datagram"))?;
         loop {
-            let mut guard = self
-                .fd
+            let mut guard = watched
                 .writable()
                 .await
                 .map_err(NetError::io("wait to send a VRRP datagram"))?;
@@ -300,7 +306,7 @@ impl VrrpSocket {
         source: IpAddr,
         destination: IpAddr,
     ) -> io::Result<()> {
-        self.send_now(self.fd.get_ref(), payload, source, destination)
+        self.send_now(&self.socket, payload, source, destination)
             .map(|_| ())
     }
 
@@ -361,13 +367,10 @@ impl VrrpSocket {
             Family::Ipv4 => {
                 let (bytes, truncated, ifindex, queue_drops) = {
                     let mut iov = [IoSliceMut::new(&mut buffer[..])];
-                    let message = recvmsg::<SockaddrStorage>(
-                        fd,
-                        &mut iov,
-                        Some(&mut *control),
-                        MsgFlags::MSG_DONTWAIT,
-                    )
-                    .map_err(io::Error::from)?;
+                    // The source is read from the IP header: no socket address asked for.
+                    let message =
+                        recvmsg::<()>(fd, &mut iov, Some(&mut *control), MsgFlags::MSG_DONTWAIT)
+                            .map_err(io::Error::from)?;
                     let mut ifindex = None;
                     let mut queue_drops = None;
                     if let Ok(cmsgs) = message.cmsgs() {

@@ -1,7 +1,8 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, waiting on
-//! descriptors outside tokio (`ppoll`, for the probe thread), the two
-//! process knobs no safe crate offers (a thread's real-time policy, memory locked on fault), and
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, a thread's
+//! blocking wait on descriptors outside tokio (`poll`/`ppoll`, for the receive and probe
+//! threads), the two process knobs no safe crate offers (a thread's real-time policy, memory
+//! locked on fault), and
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
@@ -16,6 +17,7 @@ use nix::libc;
 use nix::sys::inotify::Inotify;
 use nix::sys::timerfd::TimerFd;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Hands `socket` to tokio's reactor (must be called inside a tokio runtime).
@@ -25,6 +27,56 @@ pub(crate) fn register(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
     // moved into the `AsyncFd`, which deregisters it before dropping (and closing) it; nothing
     // else can close or replace the descriptor in between.
     unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)
+}
+
+/// Hands `socket` to tokio's reactor for writability only (must be called inside a tokio
+/// runtime): datagrams arriving on it wake no runtime thread.
+pub(crate) fn register_writable(socket: Socket) -> std::io::Result<AsyncFd<Socket>> {
+    // SAFETY: as in `register`: the `Socket` owns its descriptor and is moved into the
+    // `AsyncFd`, which deregisters it before dropping (and closing) it.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::WRITABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Blocks the calling thread until one of `fds` is readable, has hung up or has an error
+/// (`poll` without a timeout); returns which ones did. A signal ends the wait early with
+/// `ErrorKind::Interrupted`.
+pub(crate) fn wait_readable<const N: usize>(
+    fds: [BorrowedFd<'_>; N],
+) -> std::io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // Every descriptor is borrowed, so it stays open during the call.
+    poll_input(&mut polled, None)?;
+    Ok(polled.map(|entry| entry.revents != 0))
+}
+
+/// `ppoll(2)` over `fds` until one is ready or `timeout` passes (`None`: no limit); the kernel
+/// fills in their `revents`. A signal ends the wait early with `ErrorKind::Interrupted`.
+fn poll_input(
+    fds: &mut [libc::pollfd],
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<()> {
+    let limit = timeout.map(|timeout| libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos().cast_signed()),
+    });
+    let limit_ptr = limit
+        .as_ref()
+        .map_or(std::ptr::null(), std::ptr::from_ref::<libc::timespec>);
+    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: the pointer and count describe the caller's live, initialised `pollfd` slice,
+    // which the kernel only writes `revents` into during the call; `limit_ptr` is null or
+    // points to `limit`, alive for the call; a null signal mask leaves the thread's as is. A
+    // descriptor closed meanwhile is reported (`POLLNVAL`), never dereferenced.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), count, limit_ptr, std::ptr::null()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A timerfd as tokio's reactor holds it.
@@ -183,26 +235,9 @@ impl PollSet {
     /// Waits until a listed descriptor is ready or `timeout` passes (`None`: no limit). An
     /// interrupted wait returns early, as a timeout would.
     pub(crate) fn wait(&mut self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
-        let limit = timeout.map(|timeout| libc::timespec {
-            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos().cast_signed()),
-        });
-        let limit_ptr = limit
-            .as_ref()
-            .map_or(std::ptr::null(), std::ptr::from_ref::<libc::timespec>);
-        let count = libc::nfds_t::try_from(self.fds.len()).unwrap_or(libc::nfds_t::MAX);
-        // SAFETY: the pointer and count describe this set's live, initialised `pollfd` array,
-        // which the kernel only writes `revents` into during the call; `limit_ptr` is null or
-        // points to `limit`, alive for the call; a null signal mask leaves the thread's as is.
-        let rc = unsafe { libc::ppoll(self.fds.as_mut_ptr(), count, limit_ptr, std::ptr::null()) };
-        if rc >= 0 {
-            return Ok(());
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() == std::io::ErrorKind::Interrupted {
-            Ok(())
-        } else {
-            Err(error)
+        match poll_input(&mut self.fds, timeout) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => Ok(()),
+            done => done,
         }
     }
 
@@ -215,6 +250,24 @@ impl PollSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_returns_the_readable_and_the_hung_up_descriptors_only() {
+        use std::io::Write;
+        let (quiet, _quiet_writer) = std::io::pipe().unwrap();
+        let (readable, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(b"x").unwrap();
+        assert_eq!(
+            wait_readable([quiet.as_fd(), readable.as_fd()]).unwrap(),
+            [false, true]
+        );
+        let (hung_up, closed) = std::io::pipe().unwrap();
+        drop(closed);
+        assert_eq!(
+            wait_readable([hung_up.as_fd(), quiet.as_fd()]).unwrap(),
+            [true, false]
+        );
+    }
 
     #[test]
     fn link_layer_address_has_packet_family_and_ll_length() {

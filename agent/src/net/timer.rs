@@ -2,9 +2,15 @@
 //! through tokio's reactor. tokio's own timer rounds every deadline up to the next millisecond,
 //! which at a 10 ms advert interval is a tenth of the interval; a timerfd fires at the
 //! nanosecond it was set for.
+//!
+//! Another thread may push an armed deadline later through a [`Postpone`] handle (a BACKUP's
+//! receive thread, for each routine advert of its MASTER), so the task is not woken for a
+//! deadline that has moved.
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -17,8 +23,40 @@ use super::sys::{OwnedTimer, register_timer};
 
 /// One deadline at a time; [`Deadline::wait`] resolves when it has passed.
 pub struct Deadline {
-    fd: AsyncFd<OwnedTimer>,
+    fd: Arc<AsyncFd<OwnedTimer>>,
     armed: Option<Instant>,
+    /// Set by a [`Postpone`]: the timer may no longer be at `armed`.
+    postponed: Arc<AtomicBool>,
+}
+
+/// Moves a [`Deadline`]'s timer from another thread.
+#[derive(Clone)]
+pub struct Postpone {
+    fd: Arc<AsyncFd<OwnedTimer>>,
+    postponed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Postpone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postpone").finish_non_exhaustive()
+    }
+}
+
+impl Postpone {
+    /// Re-arms the timer to fire `after` from now. The caller makes sure that this is no
+    /// earlier than what the task armed, and that the task learns why (else it wakes and finds
+    /// nothing due, and sleeps again).
+    pub fn after(&self, after: Duration) -> Result<(), NetError> {
+        self.postponed.store(true, Ordering::Release);
+        self.fd
+            .get_ref()
+            .timer()
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(after.max(Duration::from_nanos(1)))),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(NetError::errno("arm a timerfd"))
+    }
 }
 
 impl std::fmt::Debug for Deadline {
@@ -38,13 +76,17 @@ impl Deadline {
         )
         .map_err(NetError::errno("create a timerfd"))?;
         let fd = register_timer(timer).map_err(NetError::io("register a timerfd"))?;
-        Ok(Self { fd, armed: None })
+        Ok(Self {
+            fd: Arc::new(fd),
+            armed: None,
+            postponed: Arc::default(),
+        })
     }
 
     /// Arms the timer for `deadline` (`None`: disarms it). Re-arming for the deadline already
-    /// armed costs nothing.
+    /// armed costs nothing, unless a [`Postpone`] may have moved it.
     pub fn set(&mut self, deadline: Option<Instant>) -> Result<(), NetError> {
-        if deadline == self.armed {
+        if !self.postponed.swap(false, Ordering::Acquire) && deadline == self.armed {
             return Ok(());
         }
         let timer = self.fd.get_ref().timer();
@@ -66,6 +108,14 @@ impl Deadline {
         }
         self.armed = deadline;
         Ok(())
+    }
+
+    /// A handle that moves this timer later from another thread.
+    pub fn postpone(&self) -> Postpone {
+        Postpone {
+            fd: Arc::clone(&self.fd),
+            postponed: Arc::clone(&self.postponed),
+        }
     }
 
     /// The deadline armed, if any.
@@ -127,6 +177,32 @@ mod tests {
         deadline.wait().await;
         assert!(Instant::now() >= later);
         assert_eq!(deadline.armed(), Some(later));
+    }
+
+    #[tokio::test]
+    async fn a_postponed_deadline_fires_later_and_setting_it_back_is_not_skipped() {
+        let mut deadline = Deadline::new().unwrap();
+        let at = Instant::now() + Duration::from_millis(10);
+        deadline.set(Some(at)).unwrap();
+        let postponed = Instant::now() + Duration::from_millis(60);
+        deadline
+            .postpone()
+            .after(Duration::from_millis(60))
+            .unwrap();
+        deadline.wait().await;
+        assert!(
+            Instant::now() >= postponed,
+            "fired at the deadline it was moved from"
+        );
+        let again = Instant::now() + Duration::from_millis(10);
+        deadline.set(Some(again)).unwrap();
+        deadline.postpone().after(Duration::from_secs(60)).unwrap();
+        deadline.set(Some(again)).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(5), deadline.wait()).await;
+        assert!(
+            waited.is_ok(),
+            "setting the armed deadline again after a postponement was skipped"
+        );
     }
 
     #[tokio::test]
