@@ -1,6 +1,6 @@
 //! The node's interfaces as they change under the agent: one rtnetlink subscription to link and
 //! address notifications, kept as a table (pure, [`InterfaceTable`]) and published per
-//! interface NAME to whoever follows it (instance tasks, receive tasks) and as a name → index
+//! interface NAME to whoever follows it (instance tasks, receive threads) and as a name → index
 //! map to the driver, which re-binds instances when an interface comes back with a new index.
 
 use std::collections::{BTreeMap, HashMap};

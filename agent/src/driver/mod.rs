@@ -1,7 +1,7 @@
 //! The agent runtime: turns a [`DesiredConfig`] into running VRRP instances and keeps them in
 //! line with every new version of it.
 //!
-//! One receive task per (interface, family) owns the raw socket's receive side and hands
+//! One receive thread per (interface, family) owns the raw socket's receive side and hands
 //! admitted adverts to the instance tasks by VRID ([`receive`]); one task per unit (a lone
 //! instance, or a sync group) owns the pure machine and performs its actions ([`unit`]).
 //! Applying a new configuration diffs it per unit ([`plan_apply`]): unchanged units keep their
