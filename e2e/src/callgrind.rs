@@ -34,11 +34,15 @@ impl Callgrind {
     }
 
     /// The words before the daemon's own command line. Forked children are followed by
-    /// valgrind itself; `--trace-children` also follows an exec.
+    /// valgrind itself; `--trace-children` also follows an exec. Valgrind runs one thread at a
+    /// time; `--fair-sched` hands the CPU over in turn, so a thread woken by its deadline (the
+    /// agent's ticker) is not left waiting behind a busy one (by default the lock goes to
+    /// whichever thread grabs it first).
     pub fn prefix(&self) -> Vec<String> {
         vec![
             VALGRIND.to_owned(),
             "--tool=callgrind".to_owned(),
+            "--fair-sched=yes".to_owned(),
             "--trace-children=yes".to_owned(),
             "--quiet".to_owned(),
             format!("--callgrind-out-file={}/callgrind.%p", self.dir.display()),
