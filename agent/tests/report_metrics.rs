@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 27] = [
+const SERIES: [&str; 28] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -87,6 +87,7 @@ const SERIES: [&str; 27] = [
     "kube_vrrp_adverts_received_total",
     "kube_vrrp_packets_dropped_total",
     "kube_vrrp_instance_last_transition_timestamp_seconds",
+    "kube_vrrp_instance_advert_interval_seconds",
     "kube_vrrp_check_up",
     "kube_vrrp_check_failures_total",
     "kube_vrrp_receive_errors_total",
@@ -118,6 +119,7 @@ fn exercise(metrics: &Metrics) {
     metrics.advert_received("web");
     metrics.advert_heard_late("web");
     metrics.effective_priority("web", 140);
+    metrics.advert_interval("web", std::time::Duration::from_millis(190_000));
     metrics.dropped("eth0", DropReason::Ttl);
     metrics.dropped("eth0", DropReason::Ttl);
     metrics.dropped("eth0", DropReason::Checksum);
@@ -208,9 +210,10 @@ fn every_per_instance_series_names_its_instance_in_vrrp_instance() {
             s.name.starts_with("kube_vrrp_instance_") || s.name.starts_with("kube_vrrp_adverts_")
         })
         .collect();
-    // 4 state series + transitions, priority, timestamp, sent, received, heard late, holder
-    // conflict and its detections, and the failover histogram's sum, count and 18 + 1 buckets.
-    assert_eq!(per_instance.len(), 33, "{per_instance:?}");
+    // 4 state series + transitions, priority, timestamp, advert interval, sent, received,
+    // heard late, holder conflict and its detections, and the failover histogram's sum, count
+    // and 18 + 1 buckets.
+    assert_eq!(per_instance.len(), 34, "{per_instance:?}");
     for sample in per_instance {
         assert_eq!(
             sample.labels.get("vrrp_instance").map(String::as_str),
@@ -273,6 +276,10 @@ fn counters_and_gauges_hold_what_was_recorded() {
     assert_eq!(
         value(&samples, "kube_vrrp_instance_effective_priority", &web),
         Some(140.0)
+    );
+    assert_eq!(
+        value(&samples, "kube_vrrp_instance_advert_interval_seconds", &web),
+        Some(190.0)
     );
     let stamp = value(
         &samples,

@@ -518,6 +518,7 @@ impl Unit {
                 &member.endpoint.interface,
                 State::Initialize,
             );
+            metrics.advert_interval(&member.spec.name, member.spec.advert_interval);
             if let Some(instance) = self.machine.member(index) {
                 metrics.effective_priority(&member.spec.name, instance.effective_priority());
             }
@@ -900,6 +901,9 @@ impl Unit {
             self.members[index].adverts.clear();
             let member = &self.members[index];
             if diff.protocol || diff.edge {
+                self.services
+                    .metrics
+                    .advert_interval(&member.spec.name, member.spec.advert_interval);
                 let config = member.spec.machine_config(member.primary());
                 let actions = self.machine.apply(index, now, Event::ConfigChanged(config));
                 self.perform(actions).await;

@@ -186,6 +186,7 @@ pub(super) struct Inner {
     adverts_received: Family<InstanceLabels, Counter>,
     packets_dropped: Family<DropLabels, Counter>,
     last_transition: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    advert_interval: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
     check_up: Family<TrackerLabels, Gauge>,
     check_failures: Family<TrackerLabels, Counter>,
     receive_errors: Family<InterfaceLabels, Counter>,
@@ -217,6 +218,7 @@ impl Metrics {
         let adverts_received = Family::<InstanceLabels, Counter>::default();
         let packets_dropped = Family::<DropLabels, Counter>::default();
         let last_transition = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
+        let advert_interval = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
         let check_up = Family::<TrackerLabels, Gauge>::default();
         let check_failures = Family::<TrackerLabels, Counter>::default();
         let receive_errors = Family::<InterfaceLabels, Counter>::default();
@@ -261,6 +263,12 @@ impl Metrics {
             "Unix time of the instance's last state transition",
             Unit::Seconds,
             last_transition.clone(),
+        );
+        registry.register_with_unit(
+            "instance_advert_interval",
+            "The instance's configured advertisement interval (what a MASTER's adverts_sent should follow)",
+            Unit::Seconds,
+            advert_interval.clone(),
         );
         registry.register("check_up", "Tracker health: 1 up, 0 down", check_up.clone());
         registry.register(
@@ -318,6 +326,7 @@ impl Metrics {
                 adverts_received,
                 packets_dropped,
                 last_transition,
+                advert_interval,
                 check_up,
                 check_failures,
                 receive_errors,
@@ -424,6 +433,7 @@ impl Metrics {
         self.inner.adverts_sent.remove(&labels);
         self.inner.adverts_received.remove(&labels);
         self.inner.last_transition.remove(&labels);
+        self.inner.advert_interval.remove(&labels);
         self.inner.vip_conflicts.remove(&labels);
         self.inner.vip_add_failures.remove(&labels);
         self.inner.vips_restored.remove(&labels);
@@ -572,6 +582,15 @@ impl Metrics {
     }
 
     /// Sets the priority `instance` advertises after tracker weights.
+    /// Sets the advertisement interval `instance` is configured with (alert rules compare a
+    /// MASTER's silence with it).
+    pub fn advert_interval(&self, instance: &str, interval: std::time::Duration) {
+        self.inner
+            .advert_interval
+            .get_or_create(&Self::instance(instance))
+            .set(interval.as_secs_f64());
+    }
+
     pub fn effective_priority(&self, instance: &str, priority: u8) {
         self.inner
             .effective_priority
