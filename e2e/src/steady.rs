@@ -231,6 +231,15 @@ impl WireCount {
         }
     }
 
+    /// What `self` counted beyond `shorter` (each count saturating at zero).
+    fn minus(self, shorter: Self) -> Self {
+        Self {
+            master_sent: self.master_sent.saturating_sub(shorter.master_sent),
+            backup_received: self.backup_received.saturating_sub(shorter.backup_received),
+            backup_sent: self.backup_sent.saturating_sub(shorter.backup_sent),
+        }
+    }
+
     /// The adverts `role` handled: those the MASTER sent, which the BACKUP received (two nodes
     /// on one bridge).
     pub fn adverts(&self, _role: Role) -> u64 {
@@ -270,9 +279,20 @@ impl Cost {
     }
 }
 
+/// How much shorter than the measured window the window whose count is subtracted is.
+const BASELINE_WINDOW_DIVISOR: u32 = 4;
+
 /// Runs a pair of `kind` with the daemon playing `role` under callgrind and counts its
 /// instructions over `window` of the steady state. Dumps go under the lab's work directory;
-/// with `keep`, the window's dumps are copied there.
+/// with `keep`, each window's dumps are copied there.
+///
+/// The count is a difference: that of a window `window` longer than a first, short one,
+/// minus the short one's. Each window opens just after a dump, and a dump costs the daemon
+/// work of its own: valgrind interrupts every blocked thread to dump, and each one runs its
+/// wait loop once more (for an agent that is about 2,000 instructions whatever the window's
+/// length: its idle tokio worker and health-check threads, which natively do not wake at all
+/// in minutes). The difference cancels that cost for both daemons alike and keeps what the
+/// steady state itself executes.
 pub fn measure_cost(
     kind: DaemonKind,
     steady: Steady,
@@ -291,22 +311,29 @@ pub fn measure_cost(
     let result = (|| {
         let pair = Pair::start(kind, steady, Some((role, &prefix)))?;
         let pids = resources::process_tree(pair.daemon(role).pid());
+        let label = format!("{}-{}-{}", kind.as_str(), steady.name(), role.as_str());
         callgrind.dump(&pids)?;
-        let (start, packets) = (Instant::now(), pair.packets()?);
-        std::thread::sleep(window);
-        let instructions = callgrind.dump(&pids)?;
-        if let Some(into) = keep {
-            let label = format!("{}-{}-{}", kind.as_str(), steady.name(), role.as_str());
-            callgrind.keep_latest(&pids, into, &label)?;
-        }
-        let (elapsed, wire) = (
-            start.elapsed(),
-            WireCount::between(packets, pair.packets()?),
-        );
+        let count = |length: Duration, suffix: &str| -> Result<_, LabError> {
+            let (start, packets) = (Instant::now(), pair.packets()?);
+            std::thread::sleep(length);
+            let instructions = callgrind.dump(&pids)?;
+            if let Some(into) = keep {
+                callgrind.keep_latest(&pids, into, &format!("{label}-{suffix}"))?;
+            }
+            Ok((
+                instructions,
+                start.elapsed(),
+                WireCount::between(packets, pair.packets()?),
+            ))
+        };
+        let baseline = window / BASELINE_WINDOW_DIVISOR;
+        let (short, short_took, short_wire) = count(baseline, "baseline")?;
+        let (long, long_took, long_wire) = count(baseline + window, "window")?;
         pair.check_steady()?;
+        let elapsed = long_took.saturating_sub(short_took);
         Ok(Cost {
-            instructions,
-            wire,
+            instructions: long.saturating_sub(short),
+            wire: long_wire.minus(short_wire),
             window: elapsed,
             expected_adverts: steady.adverts_per_second() * elapsed.as_secs_f64(),
         })
@@ -363,6 +390,28 @@ mod tests {
     fn an_agent_window_opens_after_its_start_up_heap_release() {
         assert_eq!(AGENT_HEAP_SETTLE, kube_vrrp_agent::heap::SETTLE);
         assert!(settle_after(DaemonKind::Agent) > kube_vrrp_agent::heap::SETTLE);
+    }
+
+    #[test]
+    fn a_longer_windows_wire_count_minus_a_shorter_ones_keeps_the_difference_and_never_wraps() {
+        let long = WireCount {
+            master_sent: 25,
+            backup_received: 25,
+            backup_sent: 0,
+        };
+        let short = WireCount {
+            master_sent: 5,
+            backup_received: 6,
+            backup_sent: 1,
+        };
+        assert_eq!(
+            long.minus(short),
+            WireCount {
+                master_sent: 20,
+                backup_received: 19,
+                backup_sent: 0,
+            }
+        );
     }
 
     #[test]

@@ -493,7 +493,9 @@ fn cost_markdown(results: &[SteadyResult], args: &Args) -> String {
     let mut out = format!(
         "Instructions (valgrind's callgrind: user-space instructions of the daemon and its \
          libraries, not the kernel's; the measured daemon under valgrind, its peer native; \
-         {} s windows; median of {} runs, spread = (max − min) ÷ median). Per advert: \
+         {} s of steady state: the count of a window that long plus a quarter, minus that of \
+         the quarter-length window just before it, which cancels the work each callgrind dump \
+         itself causes; median of {} runs, spread = (max − min) ÷ median). Per advert: \
          instructions ÷ adverts the MASTER sent or the BACKUP received, counted on the wire.\n\n\
          | instances × advert | role | keepalived /s | kube-vrrp /s | keepalived /advert | kube-vrrp /advert | ours ÷ keepalived (per advert) |\n\
          | --- | --- | --- | --- | --- | --- | --- |\n",
