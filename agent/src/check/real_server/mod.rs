@@ -4,11 +4,11 @@
 //! Pure: [`machine`] (one real server's schedule, retries, rise/fall, first result),
 //! [`pool`] (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
 //! [`health`] (the published snapshot), [`http_body`] (an answer's body framing), [`attempt`]
-//! (a TCP or plain-HTTP attempt as sans-IO steps). Edges: [`tcp`], [`http`] with [`tls`],
-//! [`command`] (scripts), built by [`probe`] from the `healthCheck`; [`runner`] runs them on a
-//! thread of their own (HTTPS and scripts as tokio tasks), handing TCP and plain-HTTP checks to
-//! [`poller`], an epoll loop on one more thread that owns their sockets and deadlines;
-//! [`memory`] keeps verdicts across restarts.
+//! (a TCP or plain-HTTP attempt as sans-IO steps), [`deadlines`] (the loop's timers). Edges:
+//! [`tcp`], [`http`] with [`tls`], [`command`] (scripts), built by [`probe`] from the
+//! `healthCheck`; [`runner`] runs them on a thread of their own (HTTPS and scripts as tokio
+//! tasks), handing TCP and plain-HTTP checks to [`poller`], an epoll loop on one more thread
+//! that owns their sockets and deadlines; [`memory`] keeps verdicts across restarts.
 //!
 //! Where this differs from keepalived, and why:
 //! - `rise`/`fall` exist (keepalived's checkers have none; `vrrp_script` has them); with 1/1,
@@ -22,6 +22,7 @@
 
 pub mod attempt;
 pub mod command;
+pub mod deadlines;
 pub mod health;
 pub mod http;
 pub mod http_body;

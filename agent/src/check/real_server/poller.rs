@@ -1,19 +1,19 @@
 //! The loop that runs the TCP and plain-HTTP checks (the [`Plain`] probes) on a thread of its
 //! own, "health-io": it owns their sockets and their deadlines, and nothing else. One
 //! `epoll` ([`mio`]) watches every attempt's socket, registered once under its check's slot
-//! (no allocation per socket); one binary heap holds each check's next deadline (its next
+//! (no allocation per socket); [`Deadlines`] holds each check's next deadline (its next
 //! attempt, or the end of the attempt it runs), and the earliest is the poll's timeout. The
 //! clock is read once per wake-up. When a socket is ready the attempt's [`Attempt`] steps go
 //! as far as they can; the machine, the metrics and the board then take the outcome as on
 //! the async path ([`Check::conclude`]). Attempts take their permits from the runner's
 //! semaphore without waiting: a check that finds none waits in line, tried again when one of
-//! this loop's attempts ends, and every [`PERMIT_RETRY`] while the async path holds them.
+//! this loop's attempts ends, and every [`PERMIT_RETRY`] while any waits (the async path's
+//! attempts may hold permits too, and do not wake the loop when they free them).
 //!
 //! The runner adds and removes checks through [`Poller::add`] and the [`Polled`] it returns
 //! (a channel, and a [`mio::Waker`] to wake the loop).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::attempt::{Attempt, Plain, polling_failed};
+use super::deadlines::{Arming, Deadlines};
 use super::outcome::Outcome;
 use super::runner::Check;
 
@@ -131,8 +132,6 @@ struct InFlight {
 struct Slot {
     check: Box<Check>,
     attempt: Option<InFlight>,
-    /// The arming of its live deadline (older entries of the heap are stale).
-    armed: u64,
 }
 
 struct Loop {
@@ -141,11 +140,9 @@ struct Loop {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     ids: HashMap<u64, usize>,
-    /// (when, slot, arming), earliest first.
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    armings: u64,
+    deadlines: Deadlines,
     /// Checks due that found no permit (slot, arming), first come first served.
-    waiting: VecDeque<(usize, u64)>,
+    waiting: VecDeque<(usize, Arming)>,
 }
 
 impl Loop {
@@ -156,8 +153,7 @@ impl Loop {
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            armings: 0,
+            deadlines: Deadlines::default(),
             waiting: VecDeque::new(),
         }
     }
@@ -195,33 +191,14 @@ impl Loop {
     /// How long the poll may sleep: until the earliest live deadline, or [`PERMIT_RETRY`]
     /// while checks wait for a permit.
     fn timeout(&mut self, now: Instant) -> Option<Duration> {
-        while let Some(Reverse((_, slot, arming))) = self.deadlines.peek() {
-            if self.is_armed(*slot, *arming) {
-                break;
-            }
-            self.deadlines.pop();
-        }
         let deadline = self
             .deadlines
-            .peek()
-            .map(|Reverse((at, _, _))| at.saturating_duration_since(now));
+            .earliest()
+            .map(|at| at.saturating_duration_since(now));
         if self.waiting.is_empty() {
             deadline
         } else {
             Some(deadline.map_or(PERMIT_RETRY, |d| d.min(PERMIT_RETRY)))
-        }
-    }
-
-    fn is_armed(&self, slot: usize, arming: u64) -> bool {
-        matches!(self.slots.get(slot), Some(Some(s)) if s.armed == arming)
-    }
-
-    fn arm(&mut self, slot: usize, at: Instant) {
-        self.armings += 1;
-        let arming = self.armings;
-        if let Some(Some(s)) = self.slots.get_mut(slot) {
-            s.armed = arming;
-            self.deadlines.push(Reverse((at, slot, arming)));
         }
     }
 
@@ -236,7 +213,6 @@ impl Loop {
                     let slot = Slot {
                         check,
                         attempt: None,
-                        armed: 0,
                     };
                     let index = if let Some(index) = self.free.pop() {
                         self.slots[index] = Some(slot);
@@ -246,13 +222,14 @@ impl Loop {
                         self.slots.len() - 1
                     };
                     self.ids.insert(id, index);
-                    self.arm(index, due);
+                    self.deadlines.arm(index, due);
                 }
                 Ok(Command::Remove(id)) => {
                     if let Some(index) = self.ids.remove(&id) {
                         // Dropping the socket closes it (leaving the poll's set) with a
                         // reset; dropping the permit frees it.
                         self.slots[index] = None;
+                        self.deadlines.disarm(index);
                         self.free.push(index);
                     }
                 }
@@ -264,14 +241,7 @@ impl Loop {
 
     /// Fires the deadlines due at `now`: attempts start, or time out.
     fn fire(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot, arming))) = self.deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            if !self.is_armed(slot, arming) {
-                continue;
-            }
+        while let Some((slot, arming)) = self.deadlines.pop_due(now) {
             let Some(Some(s)) = self.slots.get(slot) else {
                 continue;
             };
@@ -289,7 +259,7 @@ impl Loop {
     /// Starts the attempts of checks due, while permits last.
     fn admit_waiting(&mut self, now: Instant) {
         while let Some(&(slot, arming)) = self.waiting.front() {
-            if !self.is_armed(slot, arming) {
+            if !self.deadlines.is_live(slot, arming) {
                 self.waiting.pop_front();
                 continue;
             }
@@ -333,7 +303,7 @@ impl Loop {
             started: now,
             _permit: permit,
         });
-        self.arm(slot, now + timeout);
+        self.deadlines.arm(slot, now + timeout);
     }
 
     /// The socket of `slot`'s attempt is ready: its steps go on.
@@ -365,7 +335,9 @@ impl Loop {
         let started = s.attempt.take().map_or(now, |a| a.started);
         s.check.conclude(started, now, outcome);
         if let Some(due) = s.check.machine.next_deadline() {
-            self.arm(slot, due);
+            self.deadlines.arm(slot, due);
+        } else {
+            self.deadlines.disarm(slot);
         }
     }
 }
