@@ -839,6 +839,15 @@ fn agent_window(
         .collect();
     let in_ipvs = real_servers_in_ipvs(lab)?;
     let checkers = checker_summary(&lab.status()?);
+    if checkers.0.is_empty() {
+        // A window without a single result measures nothing: say why, from the agent's log.
+        let log = lab.agent_log()?;
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!(
+            "the agent has no check result; the end of its log:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     let trace = match tracer {
         Some(tracer) => Some(tracer.trace(lab, pid, 10)?),
         None => None,

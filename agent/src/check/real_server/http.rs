@@ -5,9 +5,11 @@
 //! a digest, as keepalived reads it: an answer that never completes fails.
 //!
 //! As keepalived's checker, this is no general HTTP client: the request is written once when
-//! the check is built, the answer's head is parsed in place ([`httparse`]) and its body is
-//! framed by [`crate::check::real_server::http_body`]; an attempt spawns no task and, reading
-//! into the buffer its caller keeps, allocates nothing on its way to a pass.
+//! the check is built, and the answer is read by [`Answer`], sans I/O: its head parsed in
+//! place ([`httparse`]), its body framed by [`crate::check::real_server::http_body`]. Plain
+//! HTTP attempts run as [`attempt`](super::attempt) steps (on the loop); HTTPS ones here,
+//! through rustls, with the same [`Answer`]. An attempt spawns no task and, reading into the
+//! buffer its caller keeps, allocates nothing on its way to a pass.
 
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ pub const AGENT: &str = concat!("kube-vrrp-agent/", env!("CARGO_PKG_VERSION"));
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Bytes read at a time (the buffer an attempt starts with).
-const READ_SIZE: usize = 4096;
+pub const READ_SIZE: usize = 4096;
 
 /// Headers parsed at most in one response head.
 const MAX_HEADERS: usize = 64;
@@ -132,11 +134,16 @@ async fn read_more<S: AsyncRead + Unpin>(
     match io.read_buf(buffer).await {
         Ok(n) => Ok(n),
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-        Err(error) => Err(Outcome::failed(
-            CheckResult::ConnectionFailed,
-            format!("reading the answer: {error}"),
-        )),
+        Err(error) => Err(reading_failed(&error)),
     }
+}
+
+/// `reading the answer: ...`: a failed read of the answer.
+pub fn reading_failed(error: &std::io::Error) -> Outcome {
+    Outcome::failed(
+        CheckResult::ConnectionFailed,
+        format!("reading the answer: {error}"),
+    )
 }
 
 fn incomplete() -> Outcome {
@@ -144,6 +151,118 @@ fn incomplete() -> Outcome {
         CheckResult::ConnectionFailed,
         "connection closed before the answer was complete",
     )
+}
+
+/// `sending the request: ...`: a failed write of the request.
+pub fn sending_failed(error: &std::io::Error) -> Outcome {
+    Outcome::failed(
+        CheckResult::ConnectionFailed,
+        format!("sending the request: {error}"),
+    )
+}
+
+/// An answer as it is read, sans I/O: the bytes read go in with [`Answer::take`] and the end
+/// of the connection with [`Answer::end`]; either says how the attempt ended once that is
+/// known. Interim (1xx) heads are skipped; the head is parsed in place once complete, and its
+/// status checked before any of the body is read; the body is framed and capped by
+/// [`Body`], and its digest compared at its end.
+#[derive(Default)]
+#[allow(clippy::large_enum_variant)] // held in place for one attempt: boxing would allocate per attempt
+pub enum Answer {
+    /// The head is not complete yet.
+    #[default]
+    Head,
+    /// The body of an answer with this status.
+    Body { status: u16, body: Body },
+}
+
+/// What [`Answer::take`] made of the bytes it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// The attempt ended so.
+    Ended(Outcome),
+    /// Not known yet: the first this many bytes are used up; the rest (the start of a head)
+    /// comes again, with more after it.
+    Used(usize),
+}
+
+impl Answer {
+    /// Takes `bytes`, what was read and not used up yet.
+    pub fn take(&mut self, probe: &HttpProbe, bytes: &[u8]) -> Taken {
+        let mut start = 0;
+        if let Self::Head = self {
+            let head = loop {
+                match parse_head(&bytes[start..]) {
+                    Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                        start += head.length;
+                    }
+                    Ok(Some(head)) => break head,
+                    Ok(None) if bytes.len() - start >= MAX_HEAD_BYTES => {
+                        return Taken::Ended(Outcome::failed(
+                            CheckResult::InvalidResponse,
+                            format!("response head longer than {MAX_HEAD_BYTES} bytes"),
+                        ));
+                    }
+                    Ok(None) => return Taken::Used(start),
+                    Err(why) => {
+                        return Taken::Ended(Outcome::failed(CheckResult::InvalidResponse, why));
+                    }
+                }
+            };
+            if !probe.expected_status.contains(&head.status) {
+                return Taken::Ended(Outcome::failed(
+                    CheckResult::UnexpectedStatus,
+                    format!("status {} (expected {})", head.status, probe.expected()),
+                ));
+            }
+            *self = Self::Body {
+                status: head.status,
+                body: Body::new(head.framing, probe.max_body_bytes, probe.digest.is_some()),
+            };
+            // What came with the head is the body's start.
+            start += head.length;
+        }
+        let Self::Body { body, .. } = self else {
+            return Taken::Used(start);
+        };
+        match body.feed(&bytes[start..]) {
+            Ok(true) => Taken::Ended(self.finish(probe)),
+            Ok(false) => Taken::Used(bytes.len()),
+            Err(outcome) => Taken::Ended(outcome),
+        }
+    }
+
+    /// The connection ended (the peer closed it): how the attempt ended.
+    pub fn end(&mut self, probe: &HttpProbe) -> Outcome {
+        match self {
+            Self::Head => incomplete(),
+            Self::Body { body, .. } => match body.end() {
+                Ok(()) => self.finish(probe),
+                Err(outcome) => outcome,
+            },
+        }
+    }
+
+    /// The body is complete: passed unless its digest differs.
+    fn finish(&mut self, probe: &HttpProbe) -> Outcome {
+        let Self::Body { status, body } = std::mem::take(self) else {
+            return incomplete();
+        };
+        let (length, digest) = body.finish();
+        if let (Some(want), Some(got)) = (&probe.digest, digest)
+            && got.as_ref() != want
+        {
+            return Outcome::failed(
+                CheckResult::DigestMismatch,
+                format!(
+                    "body digest {} (expected {})",
+                    hex::encode(got.as_ref()),
+                    hex::encode(want)
+                ),
+            );
+        }
+        Outcome::passed(passed_detail(status, length))
+    }
 }
 
 impl HttpProbe {
@@ -168,7 +287,9 @@ impl HttpProbe {
         })
     }
 
-    /// One attempt, at most `timeout` long from connecting to the body's end, reading into
+    /// One attempt over its own connection (what HTTPS checks run; plain HTTP ones run as
+    /// [`attempt`](super::attempt) steps), at most `timeout` long from connecting to the
+    /// body's end, reading into
     /// `buffer` (cleared first; kept by the caller so that its space is reused).
     pub async fn attempt(&self, timeout: Duration, buffer: &mut Vec<u8>) -> Outcome {
         buffer.clear();
@@ -204,84 +325,26 @@ impl HttpProbe {
         }
         .await
         {
-            return Outcome::failed(
-                CheckResult::ConnectionFailed,
-                format!("sending the request: {error}"),
-            );
+            return sending_failed(&error);
         }
-        let head = match self.read_head(&mut io, buffer).await {
-            Ok(head) => head,
-            Err(outcome) => return outcome,
-        };
-        if !self.expected_status.contains(&head.status) {
-            return Outcome::failed(
-                CheckResult::UnexpectedStatus,
-                format!("status {} (expected {})", head.status, self.expected()),
-            );
-        }
-        let mut body = Body::new(head.framing, self.max_body_bytes, self.digest.is_some());
-        // What came with the head is the body's start.
-        let mut start = head.length;
+        let mut answer = Answer::default();
         loop {
-            match body.feed(&buffer[start..]) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(outcome) => return outcome,
-            }
-            buffer.clear();
-            start = 0;
             match read_more(&mut io, buffer).await {
-                Ok(0) => match body.end() {
-                    Ok(()) => break,
-                    Err(outcome) => return outcome,
+                Ok(0) => return answer.end(self),
+                Ok(_) => match answer.take(self, buffer) {
+                    Taken::Ended(outcome) => return outcome,
+                    Taken::Used(used) => {
+                        buffer.drain(..used);
+                    }
                 },
-                Ok(_) => {}
                 Err(outcome) => return outcome,
             }
         }
-        let (length, digest) = body.finish();
-        if let (Some(want), Some(got)) = (&self.digest, digest)
-            && got.as_ref() != want
-        {
-            return Outcome::failed(
-                CheckResult::DigestMismatch,
-                format!(
-                    "body digest {} (expected {})",
-                    hex::encode(got.as_ref()),
-                    hex::encode(want)
-                ),
-            );
-        }
-        Outcome::passed(passed_detail(head.status, length))
     }
 
-    /// Reads up to the end of the response head, skipping interim (1xx) answers; the body's
-    /// first bytes may follow it in `buffer`.
-    async fn read_head<S: AsyncRead + Unpin>(
-        &self,
-        io: &mut S,
-        buffer: &mut Vec<u8>,
-    ) -> Result<Head, Outcome> {
-        loop {
-            match parse_head(buffer) {
-                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
-                    buffer.drain(..head.length);
-                    continue;
-                }
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) if buffer.len() >= MAX_HEAD_BYTES => {
-                    return Err(Outcome::failed(
-                        CheckResult::InvalidResponse,
-                        format!("response head longer than {MAX_HEAD_BYTES} bytes"),
-                    ));
-                }
-                Ok(None) => {}
-                Err(why) => return Err(Outcome::failed(CheckResult::InvalidResponse, why)),
-            }
-            if read_more(io, buffer).await? == 0 {
-                return Err(incomplete());
-            }
-        }
+    /// The request, as sent.
+    pub fn request(&self) -> &[u8] {
+        &self.request
     }
 
     fn expected(&self) -> String {

@@ -3,9 +3,12 @@
 //!
 //! Pure: [`machine`] (one real server's schedule, retries, rise/fall, first result),
 //! [`pool`] (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
-//! [`health`] (the published snapshot), [`http_body`] (an answer's body framing). Edges: [`tcp`], [`http`] with [`tls`], [`command`]
-//! (scripts), built by [`probe`] from the `healthCheck`; [`runner`] runs them on a thread of
-//! their own; [`memory`] keeps verdicts across restarts.
+//! [`health`] (the published snapshot), [`http_body`] (an answer's body framing), [`attempt`]
+//! (a TCP or plain-HTTP attempt as sans-IO steps), [`deadlines`] (the loop's timers). Edges:
+//! [`tcp`], [`http`] with [`tls`], [`command`] (scripts), built by [`probe`] from the
+//! `healthCheck`; [`runner`] runs them on a thread of their own (HTTPS and scripts as tokio
+//! tasks), handing TCP and plain-HTTP checks to [`poller`], an epoll loop on one more thread
+//! that owns their sockets and deadlines; [`memory`] keeps verdicts across restarts.
 //!
 //! Where this differs from keepalived, and why:
 //! - `rise`/`fall` exist (keepalived's checkers have none; `vrrp_script` has them); with 1/1,
@@ -17,13 +20,16 @@
 //! - The body digest is SHA-256 (keepalived: MD5); HTTPS certificates can be verified.
 //! - The quorum has no hysteresis (no field for it), and its up/down scripts are Events.
 
+pub mod attempt;
 pub mod command;
+pub mod deadlines;
 pub mod health;
 pub mod http;
 pub mod http_body;
 pub mod machine;
 pub mod memory;
 pub mod outcome;
+pub mod poller;
 pub mod pool;
 pub mod probe;
 pub mod runner;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kube_vrrp_crds::{HealthCheck, ResolvedRealServer, ResolvedVirtualServer};
 
+use super::attempt::{Plain, run_alone};
 use super::command::{ADDRESS_VARIABLE, CommandProbe, PORT_VARIABLE};
 use super::http::{HttpProbe, host_header};
 use super::machine::CheckTimers;
@@ -35,7 +36,10 @@ impl HealthProbe {
     /// its buffer from one attempt to the next allocates none for reading.
     pub async fn attempt_reading_into(&self, timeout: Duration, buffer: &mut Vec<u8>) -> Outcome {
         match self {
-            Self::Tcp(probe) => probe.attempt(timeout).await,
+            Self::Tcp(probe) => run_alone(Plain::Tcp(probe), timeout, buffer).await,
+            Self::Http(probe) if probe.tls.is_none() => {
+                run_alone(Plain::Http(probe), timeout, buffer).await
+            }
             Self::Http(probe) => probe.attempt(timeout, buffer).await,
             Self::Command(probe) => probe.attempt(timeout).await,
         }

@@ -1,8 +1,10 @@
 //! Running the checks: a thread of their own with its own tokio runtime, so that no burst of
 //! checks (1,000 TLS handshakes, a script fork storm) ever takes a worker thread that sends VRRP
-//! adverts (keepalived keeps its checkers in a process apart for the same reason). One task
-//! per checked real server drives its [`CheckMachine`]; a semaphore bounds the attempts in
-//! flight; each first check starts at its [`phase`] in the interval. Results go to one board
+//! adverts (keepalived keeps its checkers in a process apart for the same reason). Each
+//! checked real server has a [`Check`] driving its [`CheckMachine`]: TCP and plain-HTTP checks
+//! run on the [`Poller`]'s loop (one more thread, its own epoll and deadlines), HTTPS and
+//! scripts as one task each on this runtime; one semaphore bounds the attempts in flight of
+//! both; each first check starts at its [`phase`] in the interval. Results go to one board
 //! and to the metrics (their series resolved once per real server). The board publishes a
 //! [`HealthSnapshot`] when a verdict, a quorum or a first result changes it (what the IPVS
 //! task and the trackers act on): at once after a quiet spell, else [`PUBLISH_SPACING`] after
@@ -22,12 +24,14 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::attempt::Plain;
 use super::health::{
     Endpoint, HealthSnapshot, RealServerHealth, VirtualServerHealth, real_server_key, target,
 };
 use super::machine::{CheckMachine, CheckTimers, Step};
 use super::memory::Memory;
 use super::outcome::Outcome;
+use super::poller::{Polled, Poller};
 use super::pool::Quorum;
 use super::probe::{HealthProbe, checks};
 use super::spread::phase;
@@ -109,6 +113,13 @@ impl HealthChecks {
         let thread = std::thread::Builder::new()
             .name("health-checks".to_owned())
             .spawn(move || {
+                let poller = match Poller::start() {
+                    Ok(poller) => Some(poller),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot start the TCP and HTTP checks' loop; they run on the async path");
+                        None
+                    }
+                };
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -125,6 +136,7 @@ impl HealthChecks {
                     board,
                     metrics,
                     running: BTreeMap::new(),
+                    poller,
                 };
                 runtime.block_on(async {
                     tokio::spawn(Arc::clone(&supervisor.board).publish_changes());
@@ -174,12 +186,18 @@ impl Drop for HealthChecks {
 }
 
 /// Aborts a check task when dropped.
-struct Running(JoinHandle<()>);
+struct Aborting(JoinHandle<()>);
 
-impl Drop for Running {
+impl Drop for Aborting {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A running check, on the async path or the loop's; dropping it stops it.
+enum Running {
+    Task { _aborting: Aborting },
+    Polled { _removing: Polled },
 }
 
 /// The checks of one VirtualServer as they run.
@@ -194,6 +212,9 @@ struct Supervisor {
     metrics: Metrics,
     permits: Arc<Semaphore>,
     running: BTreeMap<String, RunningServer>,
+    /// The loop of the TCP and plain-HTTP checks (`None`: it could not start, and they run
+    /// on the async path).
+    poller: Option<Poller>,
 }
 
 impl Supervisor {
@@ -297,9 +318,15 @@ impl Supervisor {
                 series,
                 buffer: Vec::new(),
             };
-            running
-                .tasks
-                .insert(endpoint, Running(tokio::spawn(check.run())));
+            let task = match &mut self.poller {
+                Some(poller) if Plain::of(&check.probe).is_some() => Running::Polled {
+                    _removing: poller.add(check),
+                },
+                _ => Running::Task {
+                    _aborting: Aborting(tokio::spawn(check.run())),
+                },
+            };
+            running.tasks.insert(endpoint, task);
         }
     }
 
@@ -312,22 +339,23 @@ impl Supervisor {
     }
 }
 
-/// One real server's check task.
-struct Check {
+/// One real server's check.
+pub(super) struct Check {
     virtual_server: String,
     endpoint: Endpoint,
-    machine: CheckMachine,
-    probe: Arc<HealthProbe>,
-    permits: Arc<Semaphore>,
+    pub(super) machine: CheckMachine,
+    pub(super) probe: Arc<HealthProbe>,
+    pub(super) permits: Arc<Semaphore>,
     board: Arc<Board>,
     series: RealServerCheckSeries,
     /// Where answers are read, kept from one attempt to the next.
-    buffer: Vec<u8>,
+    pub(super) buffer: Vec<u8>,
 }
 
 impl Check {
     async fn run(mut self) {
         let timers: CheckTimers = *self.machine.timers();
+        let permits = Arc::clone(&self.permits);
         // One timer for the whole task, moved to each due time (a new one per check cost its
         // registration and removal every time).
         let Some(first) = self.machine.next_deadline() else {
@@ -341,7 +369,7 @@ impl Check {
             };
             wait.as_mut().reset(due.into());
             wait.as_mut().await;
-            let Ok(_permit) = self.permits.acquire().await else {
+            let Ok(_permit) = permits.acquire().await else {
                 return;
             };
             let started = Instant::now();
@@ -350,18 +378,28 @@ impl Check {
                 .probe
                 .attempt_reading_into(timers.timeout, &mut self.buffer)
                 .await;
-            let ended = Instant::now();
-            let step = self.machine.finish(ended.into_std(), outcome.is_pass());
-            self.series
-                .record(outcome.result.label(), ended.duration_since(started));
-            self.board.record(
-                &self.virtual_server,
-                self.endpoint,
-                step,
-                self.machine.checked(),
-                outcome,
-            );
+            self.conclude(started.into_std(), std::time::Instant::now(), outcome);
         }
+    }
+
+    /// The attempt begun at `started` ended at `ended` with `outcome`: the machine, the
+    /// metrics and the board take it.
+    pub(super) fn conclude(
+        &mut self,
+        started: std::time::Instant,
+        ended: std::time::Instant,
+        outcome: Outcome,
+    ) {
+        let step = self.machine.finish(ended, outcome.is_pass());
+        self.series
+            .record(outcome.result.label(), ended.duration_since(started));
+        self.board.record(
+            &self.virtual_server,
+            self.endpoint,
+            step,
+            self.machine.checked(),
+            outcome,
+        );
     }
 }
 
