@@ -116,8 +116,9 @@ impl Attempt {
                             Err(e) => return Some(sending_failed(&e)),
                         }
                     }
-                    // Nothing to read before the request arrives: wait for the answer (an
-                    // edge-triggered poll reports it even if it is already there).
+                    // Nothing to read before the request arrives: wait for the answer (its
+                    // arrival is a new event; the caller reads at once if the event that got
+                    // the request out already said readable).
                     *self = Self::Reading(Answer::default(), 0);
                     return None;
                 }

@@ -177,7 +177,8 @@ impl Loop {
                 if event.token() == WAKE {
                     woken = true;
                 } else {
-                    self.ready(event.token().0, now);
+                    let readable = event.is_readable() || event.is_read_closed();
+                    self.ready(event.token().0, readable, now);
                 }
             }
             if woken && !self.take_commands() {
@@ -306,8 +307,11 @@ impl Loop {
         self.deadlines.arm(slot, now + timeout);
     }
 
-    /// The socket of `slot`'s attempt is ready: its steps go on.
-    fn ready(&mut self, slot: usize, now: Instant) {
+    /// The socket of `slot`'s attempt is ready (`readable`: the event said so): its steps go
+    /// on. Edge-triggered, an event is reported once: when the one that completes the request
+    /// already says readable (a server that answered or closed without waiting for it), the
+    /// answer is read now, for no later event would report it.
+    fn ready(&mut self, slot: usize, readable: bool, now: Instant) {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return;
         };
@@ -317,11 +321,20 @@ impl Loop {
         let Some(plain) = Plain::of(&s.check.probe) else {
             return;
         };
-        if let Some(outcome) =
-            attempt
-                .steps
-                .advance(plain, &mut attempt.socket, &mut s.check.buffer)
+        let was_reading = matches!(attempt.steps, Attempt::Reading(..));
+        let mut outcome = attempt
+            .steps
+            .advance(plain, &mut attempt.socket, &mut s.check.buffer);
+        if outcome.is_none()
+            && readable
+            && !was_reading
+            && matches!(attempt.steps, Attempt::Reading(..))
         {
+            outcome = attempt
+                .steps
+                .advance(plain, &mut attempt.socket, &mut s.check.buffer);
+        }
+        if let Some(outcome) = outcome {
             self.conclude(slot, now, outcome);
         }
     }
