@@ -78,7 +78,7 @@ bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS syn
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
 	$(CARGO) run --release -p kube-vrrp-e2e --bin ipvs-bench
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench: the lab needs root" >&2; exit 1; fi
-	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both
+	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both --record bench/lab-bench.jsonl --readme README.md
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-handover -- --daemon both
 	$(CARGO) bench -p kube-vrrp-agent --bench advert_timing
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin checks-bench

@@ -24,6 +24,8 @@ declare -A package_of=(
     [callgrind_control]=valgrind
     # make bench: the machine's own timer lateness beside the advert timing.
     [cyclictest]=rt-tests
+    # make bench: how much of a daemon's program file is in the page cache (e2e page_cache).
+    [fincore]=util-linux-extra
     # make chaos: one agent's wall clock stepped with libfaketime (LD_PRELOAD).
     [faketime]=faketime
     # The guest lab (make e2e-ipvs): QEMU, and what goes into the guest's initramfs.

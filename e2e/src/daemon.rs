@@ -21,6 +21,15 @@ impl DaemonKind {
             Self::Agent => "kube-vrrp-agent",
         }
     }
+
+    /// The program file this daemon runs from.
+    pub fn program(self) -> Result<std::path::PathBuf, LabError> {
+        match self {
+            Self::Agent => crate::agent::binary(),
+            Self::Keepalived => crate::page_cache::resolve(crate::keepalived::KEEPALIVED)
+                .ok_or_else(|| LabError::Invalid("keepalived is not on PATH".into())),
+        }
+    }
 }
 
 /// A running daemon on one lab node.

@@ -2,6 +2,8 @@
 
 pub mod addressing;
 pub mod agent;
+pub mod bench_record;
+pub mod bench_table;
 pub mod callgrind;
 pub mod chaos;
 pub mod cluster;
@@ -16,11 +18,13 @@ pub mod keepalived;
 pub mod lab;
 mod mac;
 pub mod netns;
+pub mod page_cache;
 pub mod probe;
 pub mod process;
 pub mod resources;
 pub mod scenario;
 pub mod steady;
+pub mod summary;
 
 pub use error::LabError;
 pub use instance::{InstanceSpec, TrackFile, Version};

@@ -13,6 +13,7 @@ use crate::daemon::{Daemon, DaemonKind};
 use crate::error::LabError;
 use crate::instance::InstanceSpec;
 use crate::lab::{Lab, LabSpec, MulticastPackets};
+use crate::page_cache;
 use crate::resources::{self, Usage};
 
 /// How many instances, at which advert interval.
@@ -364,11 +365,20 @@ impl NativeUsage {
 }
 
 /// Runs a native pair of `kind` and measures both daemons over `window` of the steady state.
+/// The daemon's program file is evicted from the page cache first ([`page_cache`]), so every
+/// run, of either daemon, maps its code as read from disk.
 pub fn measure_native(
     kind: DaemonKind,
     steady: Steady,
     window: Duration,
 ) -> Result<NativeUsage, LabError> {
+    let program = kind.program()?;
+    page_cache::evict(&program).map_err(|error| {
+        LabError::Invalid(format!(
+            "taking {} out of the page cache: {error}",
+            program.display()
+        ))
+    })?;
     let pair = Pair::start(kind, steady, None)?;
     let (master_pid, backup_pid) = (pair.master.pid(), pair.backup.pid());
     let packets = pair.packets()?;

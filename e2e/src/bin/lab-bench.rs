@@ -5,15 +5,19 @@
 //! native). Prints each result as it comes and, at the end, the markdown tables the README shows.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use kube_vrrp_e2e::addressing::{self, Family};
+use kube_vrrp_e2e::bench_record::{self, Measure, Record, RunInfo};
+use kube_vrrp_e2e::bench_table;
 use kube_vrrp_e2e::daemon::DaemonKind;
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::scenario::{Disruption, run_failover};
 use kube_vrrp_e2e::steady::{self, Cost, NativeUsage, Role, Steady};
+use kube_vrrp_e2e::summary::{Summary, summarize, thousands};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,6 +67,17 @@ struct Args {
     /// `callgrind_annotate`: where the instructions go).
     #[arg(long, value_name = "DIR")]
     keep_profiles: Option<std::path::PathBuf>,
+    /// Append every measured value to this record of runs (JSON lines; `make bench`:
+    /// bench/lab-bench.jsonl).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Regenerate the table between this README's lab-bench markers from the record of runs
+    /// (needs --record).
+    #[arg(long, value_name = "FILE", requires = "record")]
+    readme: Option<PathBuf>,
+    /// Measure nothing: only regenerate the README's table from the record.
+    #[arg(long, requires = "readme")]
+    table_only: bool,
 }
 
 /// One failover case: an instance and how its MASTER goes away.
@@ -113,54 +128,6 @@ fn steady_cases() -> Vec<Steady> {
 
 const ROLES: [Role; 2] = [Role::Master, Role::Backup];
 
-/// Min, median and max of a non-empty sample.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Summary<T> {
-    min: T,
-    median: T,
-    max: T,
-}
-
-fn summarize<T: Copy + PartialOrd + Median>(mut samples: Vec<T>) -> Option<Summary<T>> {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let (min, max) = (*samples.first()?, *samples.last()?);
-    let mid = samples.len() / 2;
-    let median = if samples.len().is_multiple_of(2) {
-        T::mean(samples[mid - 1], samples[mid])
-    } else {
-        samples[mid]
-    };
-    Some(Summary { min, median, max })
-}
-
-/// The mean of two middle samples.
-trait Median {
-    fn mean(a: Self, b: Self) -> Self;
-}
-
-impl Median for Duration {
-    fn mean(a: Self, b: Self) -> Self {
-        (a + b) / 2
-    }
-}
-
-impl Median for f64 {
-    fn mean(a: Self, b: Self) -> Self {
-        f64::midpoint(a, b)
-    }
-}
-
-impl Summary<f64> {
-    /// (max − min) ÷ median, in percent.
-    fn spread_percent(&self) -> f64 {
-        if self.median == 0.0 {
-            0.0
-        } else {
-            (self.max - self.min) / self.median * 100.0
-        }
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -204,9 +171,124 @@ fn now_utc() -> String {
         .map_or_else(|| "unknown date".into(), |d| d.trim().to_owned())
 }
 
+/// The commit of the checkout the bench runs in (`git describe --always --dirty`).
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map_or_else(|| "unknown".into(), |c| c.trim().to_owned())
+}
+
+/// Every value this invocation measured, for the record of runs.
+fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut push = |case: &str, kind: DaemonKind, load: f64, role: Option<Role>, measure, value| {
+        out.push(Record {
+            run: run.clone(),
+            load,
+            case: case.to_owned(),
+            daemon: kind.as_str().to_owned(),
+            role: role.map(|r| r.as_str().to_owned()),
+            measure,
+            value,
+        });
+    };
+    for f in failovers {
+        for sample in &f.samples {
+            push(
+                f.case,
+                f.kind,
+                f.load,
+                None,
+                Measure::FailoverOverRfcMs,
+                ms(*sample) - ms(f.expected),
+            );
+        }
+    }
+    for r in steadies {
+        let case = format!("steady-{}", r.steady.name());
+        for role in ROLES {
+            for cost in r.costs(role).0 {
+                push(
+                    &case,
+                    r.kind,
+                    r.load,
+                    Some(role),
+                    Measure::InstructionsPerSecond,
+                    cost.per_second(),
+                );
+                if let Some(per_advert) = cost.per_advert(role) {
+                    push(
+                        &case,
+                        r.kind,
+                        r.load,
+                        Some(role),
+                        Measure::InstructionsPerAdvert,
+                        per_advert,
+                    );
+                }
+            }
+            for native in &r.natives {
+                let usage = native.of(role);
+                push(
+                    &case,
+                    r.kind,
+                    r.load,
+                    Some(role),
+                    Measure::CpuPercent,
+                    usage.cpu_percent,
+                );
+                push(
+                    &case,
+                    r.kind,
+                    r.load,
+                    Some(role),
+                    Measure::RssMib,
+                    usage.rss_kib as f64 / 1024.0,
+                );
+                push(
+                    &case,
+                    r.kind,
+                    r.load,
+                    Some(role),
+                    Measure::WakeupsPerSecond,
+                    usage.wakeups_per_second,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Regenerates `readme`'s lab-bench table from the record of runs at `record`.
+fn regenerate_table(record: &std::path::Path, readme: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(record)
+        .with_context(|| format!("reading the record of runs {}", record.display()))?;
+    let records =
+        bench_record::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", record.display()))?;
+    let old =
+        std::fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+    let new = bench_table::splice(&old, &bench_table::render(&records))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", readme.display()))?;
+    std::fs::write(readme, new).with_context(|| format!("writing {}", readme.display()))?;
+    eprintln!(
+        "{}: lab-bench table regenerated from {} records",
+        readme.display(),
+        records.len()
+    );
+    Ok(())
+}
+
 struct FailoverResult {
     case: &'static str,
     kind: DaemonKind,
+    /// The 1-minute load average when the case began.
+    load: f64,
+    samples: Vec<Duration>,
     summary: Option<Summary<Duration>>,
     expected: Duration,
     failures: usize,
@@ -218,6 +300,7 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
         nodes: 3,
         ipv6: false,
     };
+    let load = load_average();
     let mut samples = Vec::with_capacity(runs);
     let (mut failures, mut wrong_successor) = (0, 0);
     let expected = case
@@ -268,7 +351,9 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
     FailoverResult {
         case: case.name,
         kind,
-        summary: summarize(samples),
+        load,
+        summary: summarize(samples.clone()),
+        samples,
         expected,
         failures,
         wrong_successor,
@@ -279,6 +364,8 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
 struct SteadyResult {
     steady: Steady,
     kind: DaemonKind,
+    /// The 1-minute load average when the case began.
+    load: f64,
     /// Per role: the instruction counts of the runs that kept up, and how many did not.
     costs: Vec<(Role, Vec<Cost>, usize)>,
     natives: Vec<NativeUsage>,
@@ -319,6 +406,7 @@ fn run_steady(kind: DaemonKind, steady: Steady, args: &Args, loads: &mut Vec<f64
     let mut result = SteadyResult {
         steady,
         kind,
+        load: load_average(),
         costs: ROLES.iter().map(|&r| (r, Vec::new(), 0)).collect(),
         natives: Vec::new(),
         failures: 0,
@@ -421,22 +509,6 @@ fn run_steady(kind: DaemonKind, steady: Steady, args: &Args, loads: &mut Vec<f64
         }
     }
     result
-}
-
-/// `1,234,567`.
-fn thousands(value: f64) -> String {
-    if !value.is_finite() {
-        return "–".into();
-    }
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if value < 0.0 { format!("-{out}") } else { out }
 }
 
 /// A median with its spread over the runs: `12,345 (±0.3 %)`.
@@ -589,6 +661,9 @@ fn native_markdown(results: &[SteadyResult], args: &Args, loads: &[f64]) -> Stri
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (true, Some(record), Some(readme)) = (args.table_only, &args.record, &args.readme) {
+        return regenerate_table(record, readme);
+    }
     require_root();
     // Debug logging of every packet is not what the benchmark measures.
     kube_vrrp_e2e::agent::set_log_filter("info");
@@ -672,6 +747,20 @@ fn main() -> anyhow::Result<()> {
     if !steadies.is_empty() && !args.no_native {
         println!("{}", native_markdown(&steadies, &args, &loads));
     }
+    if let Some(record) = &args.record {
+        let run = RunInfo {
+            started: started.clone(),
+            machine: machine(),
+            commit: commit(),
+        };
+        let measured = records(&run, &failovers, &steadies);
+        bench_record::append(record, &measured)
+            .with_context(|| format!("appending to {}", record.display()))?;
+        eprintln!("{}: {} values recorded", record.display(), measured.len());
+        if let Some(readme) = &args.readme {
+            regenerate_table(record, readme)?;
+        }
+    }
     if any_failed {
         bail!("some runs failed (see above)");
     }
@@ -681,27 +770,6 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_gives_min_median_and_max_of_odd_and_even_samples() {
-        let ms = |v: u64| Duration::from_millis(v);
-        let odd = summarize(vec![ms(30), ms(10), ms(20)]).unwrap();
-        assert_eq!((odd.min, odd.median, odd.max), (ms(10), ms(20), ms(30)));
-        let even = summarize(vec![ms(40), ms(10), ms(20), ms(30)]).unwrap();
-        assert_eq!((even.min, even.median, even.max), (ms(10), ms(25), ms(40)));
-        assert!(summarize(Vec::<Duration>::new()).is_none());
-        let spread = summarize(vec![99.0, 100.0, 101.0]).unwrap();
-        assert!((spread.spread_percent() - 2.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn counts_are_written_with_thousands_separators() {
-        assert_eq!(thousands(0.0), "0");
-        assert_eq!(thousands(999.4), "999");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(thousands(-12_345.0), "-12,345");
-        assert_eq!(thousands(f64::NAN), "–");
-    }
 
     #[test]
     fn there_are_four_steady_cases_and_each_has_its_own_name() {
