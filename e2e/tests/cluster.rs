@@ -73,3 +73,9 @@ fn the_readmes_upgrade_steps_bring_older_crds_to_the_charts_and_move_no_vip() {
 fn the_charts_realtime_and_memory_lock_values_reach_every_agent_thread_and_failover_still_works() {
     s::timed("tuning", s::tuning::run);
 }
+
+#[test]
+fn a_vrrp_node_the_api_server_refuses_is_named_in_the_virtual_ips_degraded_condition_until_written()
+{
+    s::timed("refused", s::refused::run);
+}

@@ -60,6 +60,7 @@ fn placement(instance: Option<&str>) -> Placement {
         selected: ["a".to_owned(), "b".to_owned()].into(),
         conflict: None,
         instance: instance.map(str::to_owned),
+        unwritten: std::collections::BTreeMap::new(),
     }
 }
 

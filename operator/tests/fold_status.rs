@@ -101,6 +101,7 @@ fn placement(selected: &[&str]) -> Placement {
         selected: selected.iter().map(|s| (*s).to_owned()).collect(),
         conflict: None,
         instance: None,
+        unwritten: std::collections::BTreeMap::new(),
     }
 }
 
@@ -370,6 +371,7 @@ fn a_conflict_sets_the_conflict_condition_with_the_planner_message() {
             message: "VRID 51 on eth0/IPv4 is already used by VirtualIP 'db'".to_owned(),
         }),
         instance: None,
+        unwritten: std::collections::BTreeMap::new(),
     };
     let f = run(&vip("web"), &p, &[]);
     assert_eq!(f.status.state, Some(VirtualIpPhase::Conflict));
@@ -642,4 +644,54 @@ fn a_member_of_a_virtual_router_folds_the_reports_of_the_routers_instance() {
     let f = fold(now(), &FoldConfig::default(), &member, &p, &own_name);
     assert_eq!(f.status.master, None);
     assert_eq!(f.status.state, Some(VirtualIpPhase::Pending));
+}
+
+#[test]
+fn a_node_whose_vrrp_node_the_api_refused_is_named_with_the_apis_answer() {
+    let mut p = placement(&["a", "b"]);
+    p.unwritten.insert(
+        "b".to_owned(),
+        "etcdserver: request is too large (500)".to_owned(),
+    );
+    // b's agent still runs its older spec as BACKUP; a is MASTER.
+    let f = run(
+        &vip("web"),
+        &p,
+        &[
+            ("a", Report::Fresh(State::Master)),
+            ("b", Report::Fresh(State::Backup)),
+        ],
+    );
+    assert_eq!(flags(&f), ("True", "False", "True"));
+    let d = cond(&f, condition::DEGRADED);
+    assert_eq!(d.reason, "VrrpNodeNotWritten");
+    assert_eq!(
+        d.message,
+        "the operator could not write b's VrrpNode, so its agent runs an older spec or none: \
+         etcdserver: request is too large (500)"
+    );
+    // Once written again, b is healthy.
+    let healthy = run(
+        &vip("web"),
+        &placement(&["a", "b"]),
+        &[
+            ("a", Report::Fresh(State::Master)),
+            ("b", Report::Fresh(State::Backup)),
+        ],
+    );
+    assert_eq!(
+        cond(&healthy, condition::DEGRADED).reason,
+        "AllNodesHealthy"
+    );
+    // A silent node that could not be written reads as not written, the cause.
+    let mut silent = placement(&["a", "c"]);
+    silent
+        .unwritten
+        .insert("c".to_owned(), "forbidden (403)".to_owned());
+    let f = run(
+        &vip("web"),
+        &silent,
+        &[("a", Report::Fresh(State::Master)), ("c", Report::Silent)],
+    );
+    assert_eq!(cond(&f, condition::DEGRADED).reason, "VrrpNodeNotWritten");
 }

@@ -100,6 +100,7 @@ fn placement(selected: &[&str]) -> Placement {
         selected: selected.iter().map(|s| (*s).to_owned()).collect(),
         conflict: None,
         instance: None,
+        unwritten: std::collections::BTreeMap::new(),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod outage;
 pub mod partition;
 pub mod rbac;
+pub mod refused;
 pub mod rolling;
 pub mod tuning;
 pub mod upgrade;

@@ -60,6 +60,19 @@ pub fn placement_of(plan: &Plan, virtual_ip: &str) -> Placement {
         selected,
         conflict,
         instance,
+        unwritten: BTreeMap::new(),
+    }
+}
+
+/// What the API answered when it refused a write: its status message (`forbidden: ...`,
+/// `etcdserver: request is too large`), or the client's error.
+fn refusal(e: &Error) -> String {
+    match e {
+        Error::Api {
+            source: kube::Error::Api(status),
+            ..
+        } => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
     }
 }
 
@@ -440,6 +453,7 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
         .iter()
         .filter_map(|n| Some((n.metadata.name.as_deref()?, n.as_ref())))
         .collect();
+    let mut unwritten: BTreeMap<String, String> = BTreeMap::new();
     for (name, spec) in &plan.nodes {
         let digest = spec_digest(spec);
         let current = existing.get(name.as_str());
@@ -461,7 +475,10 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
                 mem.deleted.remove(name);
                 outcome.applied.push(name.clone());
             }
-            Err(e) => errors.push(e),
+            Err(e) => {
+                unwritten.insert(name.clone(), refusal(&e));
+                errors.push(e);
+            }
         }
     }
     for (name, node) in &existing {
@@ -496,7 +513,12 @@ pub async fn sync(ctx: &Context, snapshot: &Snapshot) -> Result<SyncOutcome, Err
             continue;
         };
         vip_names.insert(name.to_owned());
-        let placement = placement_of(&plan, name);
+        let mut placement = placement_of(&plan, name);
+        placement.unwritten = unwritten
+            .iter()
+            .filter(|(node, _)| placement.selected.contains(*node))
+            .map(|(node, why)| (node.clone(), why.clone()))
+            .collect();
         let folded = fold_reports(vip, &placement, &reports);
         if let [only] = folded.fresh_masters.as_slice() {
             masters.insert(name.to_owned(), only.clone());

@@ -39,6 +39,8 @@ pub enum ConditionReason {
     NodeRejected,
     /// Degraded=True: only nodes whose agent has not applied its latest spec.
     SpecNotApplied,
+    /// Degraded=True: only nodes whose VrrpNode the API refused to take from the operator.
+    VrrpNodeNotWritten,
     /// Ready=False, and Degraded=True with no other trouble: a node is MASTER of the
     /// VirtualIP's virtual router without holding the VirtualIP's addresses (its agent has not
     /// added them yet).
@@ -68,6 +70,7 @@ impl ConditionReason {
             Self::NodeSuperseded => "NodeSuperseded",
             Self::NodeRejected => "NodeRejected",
             Self::SpecNotApplied => "SpecNotApplied",
+            Self::VrrpNodeNotWritten => "VrrpNodeNotWritten",
             Self::AddressNotHeld => "AddressNotHeld",
             Self::NodesUnhealthy => "NodesUnhealthy",
             Self::AllNodesHealthy => "AllNodesHealthy",
@@ -236,6 +239,7 @@ fn trouble_reason(trouble: &NodeTrouble) -> ConditionReason {
         NodeTrouble::Superseded { .. } => ConditionReason::NodeSuperseded,
         NodeTrouble::Rejected { .. } => ConditionReason::NodeRejected,
         NodeTrouble::NotApplied { .. } => ConditionReason::SpecNotApplied,
+        NodeTrouble::NotWritten { .. } => ConditionReason::VrrpNodeNotWritten,
         NodeTrouble::NotHolding { .. } => ConditionReason::AddressNotHeld,
     }
 }
@@ -285,6 +289,10 @@ fn describe(node: &str, trouble: &NodeTrouble) -> String {
                 format!("{node} has not applied any spec yet (VrrpNode generation {generation})")
             }
         },
+        NodeTrouble::NotWritten { message } => format!(
+            "the operator could not write {node}'s VrrpNode, so its agent runs an older spec or \
+             none: {message}"
+        ),
     }
 }
 

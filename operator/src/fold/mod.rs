@@ -124,6 +124,10 @@ pub struct Placement {
     /// The virtual router whose instance carries the VirtualIP; `None`: the VirtualIP is an
     /// instance of its own (nodes report it under its own name).
     pub instance: Option<String>,
+    /// Selected nodes whose VrrpNode the operator could not write in this pass (the API's
+    /// refusal: forbidden, too large for etcd, invalid, ...), so their agents run an older
+    /// spec or none.
+    pub unwritten: BTreeMap<String, String>,
 }
 
 /// A planner conflict: its reason name (`ConflictReason::as_str()`) and message.
@@ -168,6 +172,11 @@ pub enum NodeTrouble {
         message: String,
         /// The agent still runs the instance as it applied it before.
         running_previous: bool,
+    },
+    /// The operator could not write the node's VrrpNode: the API refused it (`message`).
+    NotWritten {
+        /// The API's answer.
+        message: String,
     },
     /// The node's agent has not applied the latest spec of its VrrpNode.
     NotApplied {
@@ -465,7 +474,11 @@ pub fn fold_reports(vip: &VirtualIp, placement: &Placement, reports: &Reports<'_
     let mut troubled = BTreeMap::new();
     for node in &placement.selected {
         let node_str = node.as_str();
-        let trouble = if let Some(r) = rejected.get(node_str) {
+        let trouble = if let Some(message) = placement.unwritten.get(node_str) {
+            Some(NodeTrouble::NotWritten {
+                message: message.clone(),
+            })
+        } else if let Some(r) = rejected.get(node_str) {
             Some(NodeTrouble::Rejected {
                 reason: r.reason.as_str(),
                 message: r.message.clone(),
