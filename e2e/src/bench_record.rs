@@ -83,12 +83,16 @@ pub struct Record {
     pub value: f64,
 }
 
-/// Appends `records` to the file at `path` (created if missing), one JSON object per line.
+/// Appends `records` to the file at `path` (created, with its directory, if missing), one JSON
+/// object per line.
 pub fn append(path: &Path, records: &[Record]) -> std::io::Result<()> {
     let mut text = String::new();
     for record in records {
         text.push_str(&serde_json::to_string(record).map_err(std::io::Error::other)?);
         text.push('\n');
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
     std::fs::OpenOptions::new()
         .create(true)
@@ -131,8 +135,7 @@ mod tests {
     #[test]
     fn records_appended_to_a_file_read_back_the_same_and_a_bad_line_is_named() {
         let dir = std::env::temp_dir().join(format!("bench-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("runs.jsonl");
+        let path = dir.join("new").join("runs.jsonl");
         let first = record("2026-12-01 05:00 UTC", "steady-1x1s", "keepalived", 1353.0);
         let mut second = record(
             "2026-12-02 05:00 UTC",
