@@ -504,14 +504,20 @@ mod tests {
         assert_eq!(book.next_probe(), claimed + ADVERT / 2);
     }
 
-    #[test]
-    fn while_a_conflict_lasts_probes_go_every_half_advert_and_back_to_steady_when_it_clears() {
-        let start = Instant::now();
-        let mut book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
+    /// A fresh book (MASTER at `start`) and another holder's claim for its VIP.
+    fn book_and_claim(start: Instant) -> (ConflictBook, Claim) {
+        let book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
         let claim = Claim {
             address: vip(),
             mac: OTHER,
         };
+        (book, claim)
+    }
+
+    #[test]
+    fn while_a_conflict_lasts_probes_go_every_half_advert_and_back_to_steady_when_it_clears() {
+        let start = Instant::now();
+        let (mut book, claim) = book_and_claim(start);
         let at = |ms| start + Duration::from_millis(ms);
         book.on_probe(at(50));
         book.on_claim(at(51), wall(51), claim);
@@ -582,11 +588,7 @@ mod tests {
             assert!(book.probe_now(due, Some(due)), "due");
         }
         // A suspect round and a conflict's rounds go at half an advert, never early.
-        let mut book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
-        let claim = Claim {
-            address: vip(),
-            mac: OTHER,
-        };
+        let (mut book, claim) = book_and_claim(start);
         let at = |ms| start + Duration::from_millis(ms);
         book.on_probe(at(50));
         book.on_claim(at(60), wall(60), claim);
