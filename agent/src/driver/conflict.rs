@@ -1,15 +1,28 @@
 //! Split brain seen by the agent itself, without the API: while a member is MASTER it probes
 //! its VIPs on the wire ([`crate::net::conflict`]) and any other hardware address claiming
 //! one of them means another holder. [`ConflictBook`] is the pure decision (when to probe,
-//! when a claim is a conflict, when it is over); the agent's probe thread
-//! ([`super::probes`]) runs every MASTER member's book off the tokio runtime and reports each
-//! change through the member's callback; [`ConflictProbe`] is a member's hold on it.
+//! when a claim is a conflict, when it is over); the agent's ticker thread
+//! ([`super::ticker`], through [`super::probes`]) runs every MASTER member's book off the tokio
+//! runtime beside the routine adverts and reports each change through the member's callback;
+//! [`ConflictProbe`] is a member's hold on it.
 //!
 //! The rules, with `A` the member's advert interval:
 //! - Probes: the first `A/2` after becoming MASTER (our first advert has by then reached an
 //!   old MASTER handing over or being preempted, which drops the VIP on hearing it), then
 //!   every `clamp(3A, 100 ms, 10 s)`; every `A/2` while a claim awaits confirmation or a
 //!   conflict lasts (so that its end is seen within a few advert intervals too).
+//! - Early probing: a steady probe may go early, at a wake-up of the ticker that happens anyway
+//!   (an advert deadline, an answer), when its deadline would otherwise take a wake-up of its
+//!   own: it comes before the ticker's next planned wake-up
+//!   ([`ConflictBook::probe_now`]). It may so go up to half the steady interval before its
+//!   deadline, or one advert interval when that is longer (at most the steady interval): the
+//!   window always holds one of the member's own advert deadlines, and a steady MASTER's probes
+//!   go at the last of its advert wake-ups before their deadline, never waking the thread on
+//!   their own. A steady round so lasts between half and the whole steady interval (the whole
+//!   one when its deadlines fall on advert deadlines, as they do after the first); the next
+//!   round is counted from when the probe went. The rules count rounds, not time, so a round
+//!   cut short changes no verdict; the first probe and the `A/2` rounds of a suspect or a
+//!   conflict never go early.
 //! - A claim counts only for one of the member's VIPs and from a hardware address that is not
 //!   this node's (the kernel filter already keeps our own outgoing frames away).
 //! - A conflict is declared when claims from other holders are seen in two probe rounds (a
@@ -26,7 +39,8 @@ use kube_vrrp_crds::HolderConflict;
 
 use super::config::InstanceSpec;
 use super::endpoint::Endpoint;
-use super::probes::{Probes, Probing};
+use super::probes::Probing;
+use super::ticker::Ticker;
 use crate::net::announce::Announcer;
 use crate::net::conflict::frame::Claim;
 use crate::report::Metrics;
@@ -63,7 +77,12 @@ pub struct ConflictBook {
     vips: Vec<IpAddr>,
     quick: Duration,
     steady: Duration,
+    /// How long before its deadline a steady probe may go at a wake-up that happens anyway.
+    early: Duration,
     next_probe: Instant,
+    /// From when the next probe may go at such a wake-up (`next_probe` unless the round is
+    /// steady).
+    opens: Instant,
     /// Probes sent so far; the current round is the one after the last probe.
     round: u64,
     claimed_this_round: bool,
@@ -83,12 +102,15 @@ impl ConflictBook {
     ) -> Self {
         let quick = advert_interval / 2;
         let (low, high) = STEADY_PROBE_BOUNDS;
+        let steady = (advert_interval * 3).clamp(low, high);
         Self {
             own_macs,
             vips,
             quick,
-            steady: (advert_interval * 3).clamp(low, high),
+            steady,
+            early: (steady / 2).max(advert_interval.min(steady)),
             next_probe: now + quick,
+            opens: now + quick,
             round: 0,
             claimed_this_round: false,
             silent: 0,
@@ -97,9 +119,23 @@ impl ConflictBook {
         }
     }
 
-    /// When the next probe round is due.
+    /// When the next probe round is due: the latest it may go (wake up for it).
     pub fn next_probe(&self) -> Instant {
         self.next_probe
+    }
+
+    /// The earliest the next probe may go, at a wake-up that happens anyway (see the module's
+    /// early probing): before [`Self::next_probe`] in a steady round, equal to it otherwise.
+    pub fn probe_opens(&self) -> Instant {
+        self.opens
+    }
+
+    /// Whether to probe at a wake-up at `now`, the ticker's next planned wake-up (this
+    /// member's deadline aside) being `next_wake` (`None`: none): when due, or when open and
+    /// its deadline comes before `next_wake`, so that it would take a wake-up of its own.
+    pub fn probe_now(&self, now: Instant, next_wake: Option<Instant>) -> bool {
+        now >= self.next_probe
+            || (now >= self.opens && next_wake.is_none_or(|next| self.next_probe < next))
     }
 
     /// The VIPs to probe.
@@ -146,13 +182,14 @@ impl ConflictBook {
                     since: wall,
                 });
                 self.next_probe = self.next_probe.min(now + self.quick);
+                self.opens = self.next_probe;
                 None
             }
         }
     }
 
-    /// Ends the current round at `now` (call when [`Self::next_probe`] is due, then send one
-    /// probe per VIP).
+    /// Ends the current round at `now` (call when [`Self::probe_now`], then send one probe per
+    /// VIP).
     pub fn on_probe(&mut self, now: Instant) -> Option<Change> {
         let mut change = None;
         if std::mem::take(&mut self.claimed_this_round) {
@@ -166,12 +203,13 @@ impl ConflictBook {
             }
         }
         self.round += 1;
-        let interval = if self.suspect.is_some() || self.conflict.is_some() {
-            self.quick
+        if self.suspect.is_some() || self.conflict.is_some() {
+            self.next_probe = now + self.quick;
+            self.opens = self.next_probe;
         } else {
-            self.steady
-        };
-        self.next_probe = now + interval;
+            self.next_probe = now + self.steady;
+            self.opens = now + self.steady.saturating_sub(self.early);
+        }
         change
     }
 }
@@ -181,7 +219,7 @@ pub fn format_mac(mac: [u8; 6]) -> String {
     mac.map(|byte| format!("{byte:02x}")).join(":")
 }
 
-/// What the probe thread needs to know about a member.
+/// What the ticker needs to know about a member to probe for it.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub instance: String,
@@ -198,11 +236,11 @@ pub const VIRTUAL_MAC_NOTE: &str = "split brain is not probed on the wire: with 
 /// Why a MASTER on an interface without a hardware address does not probe.
 pub const NO_MAC_NOTE: &str =
     "split brain is not probed on the wire: the interface has no hardware address";
-/// Why a MASTER whose probe socket could not be opened (or the probe thread started) does not
+/// Why a MASTER whose probe socket could not be opened (or the ticker thread started) does not
 /// probe.
-pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket could not be opened or the probe thread started (see the agent's log)";
+pub const NO_SOCKET_NOTE: &str = "split brain is not probed on the wire: the probe socket could not be opened or the ticker thread started (see the agent's log)";
 
-/// A member's probing as its unit holds it: its place in the probe thread while MASTER, what
+/// A member's probing as its unit holds it: its place in the ticker's probes while MASTER, what
 /// it last found, or why there is none.
 #[derive(Debug, Default)]
 pub struct ConflictProbe {
@@ -212,7 +250,7 @@ pub struct ConflictProbe {
 }
 
 impl ConflictProbe {
-    /// Follows the member's new state `to`: probing (on `probes`) starts on becoming MASTER
+    /// Follows the member's new state `to`: probing (on `ticker`) starts on becoming MASTER
     /// and stops (its conflict cleared) on leaving it. `report` feeds what the probes find back
     /// to the unit.
     pub fn follow(
@@ -221,7 +259,7 @@ impl ConflictProbe {
         spec: &InstanceSpec,
         endpoint: &Endpoint,
         metrics: &Metrics,
-        probes: &Probes,
+        ticker: &Ticker,
         report: impl Fn(Option<HolderConflict>) + Send + 'static,
     ) {
         if to != State::Master {
@@ -251,7 +289,7 @@ impl ConflictProbe {
             vips: spec.vip_addresses(),
             advert_interval: spec.advert_interval,
         };
-        match probes.start(&target, metrics.clone(), Box::new(report)) {
+        match ticker.probe(&target, metrics.clone(), Box::new(report)) {
             Ok(probing) => self.probing = Some(probing),
             Err(error) => {
                 tracing::warn!(instance = %spec.name, %error, "cannot probe the VIPs for another holder: split brain is seen only through the API");
@@ -466,14 +504,20 @@ mod tests {
         assert_eq!(book.next_probe(), claimed + ADVERT / 2);
     }
 
-    #[test]
-    fn while_a_conflict_lasts_probes_go_every_half_advert_and_back_to_steady_when_it_clears() {
-        let start = Instant::now();
-        let mut book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
+    /// A fresh book (MASTER at `start`) and another holder's claim for its VIP.
+    fn book_and_claim(start: Instant) -> (ConflictBook, Claim) {
+        let book = ConflictBook::new(start, vec![vip()], vec![OWN], ADVERT);
         let claim = Claim {
             address: vip(),
             mac: OTHER,
         };
+        (book, claim)
+    }
+
+    #[test]
+    fn while_a_conflict_lasts_probes_go_every_half_advert_and_back_to_steady_when_it_clears() {
+        let start = Instant::now();
+        let (mut book, claim) = book_and_claim(start);
         let at = |ms| start + Duration::from_millis(ms);
         book.on_probe(at(50));
         book.on_claim(at(51), wall(51), claim);
@@ -503,6 +547,70 @@ mod tests {
             book.on_probe(start);
             assert_eq!(book.next_probe(), start + steady, "advert {advert:?}");
         }
+    }
+
+    #[test]
+    fn a_steady_probe_may_go_early_by_half_its_interval_or_an_advert_and_no_other_ever_does() {
+        let start = Instant::now();
+        for (advert, early) in [
+            (Duration::from_millis(10), Duration::from_millis(50)),
+            (Duration::from_secs(1), Duration::from_millis(1500)),
+            (Duration::from_secs(5), Duration::from_secs(5)),
+            (Duration::from_secs(8), Duration::from_secs(8)),
+            (Duration::from_secs(40), Duration::from_secs(10)),
+        ] {
+            let mut book = ConflictBook::new(start, vec![vip()], vec![OWN], advert);
+            assert_eq!(
+                book.probe_opens(),
+                book.next_probe(),
+                "the first probe: on time"
+            );
+            assert!(!book.probe_now(start + advert / 4, None));
+            assert!(book.probe_now(start + advert / 2, Some(start + advert)));
+            book.on_probe(start);
+            let due = book.next_probe();
+            let opens = book.probe_opens();
+            assert_eq!(due - opens, early, "advert {advert:?}");
+            let before_opening = opens.checked_sub(Duration::from_millis(1)).unwrap();
+            assert!(!book.probe_now(before_opening, None), "not open yet");
+            assert!(
+                book.probe_now(opens, Some(due + Duration::from_millis(1))),
+                "open, and the next wake-up comes after the deadline"
+            );
+            assert!(
+                !book.probe_now(opens, Some(due)),
+                "open, but a wake-up comes at the deadline"
+            );
+            assert!(
+                book.probe_now(opens, None),
+                "open, no other wake-up planned"
+            );
+            assert!(book.probe_now(due, Some(due)), "due");
+        }
+        // A suspect round and a conflict's rounds go at half an advert, never early.
+        let (mut book, claim) = book_and_claim(start);
+        let at = |ms| start + Duration::from_millis(ms);
+        book.on_probe(at(50));
+        book.on_claim(at(60), wall(60), claim);
+        assert_eq!(book.probe_opens(), at(110), "suspect");
+        assert_eq!(book.next_probe(), at(110));
+        assert!(
+            !book.probe_now(at(109), None),
+            "a suspect round never goes early"
+        );
+        book.on_probe(at(110));
+        assert_eq!(book.probe_opens(), at(160), "suspect still");
+        book.on_claim(at(111), wall(111), claim);
+        book.on_probe(at(160));
+        assert_eq!(
+            (book.probe_opens(), book.next_probe()),
+            (at(210), at(210)),
+            "conflict"
+        );
+        assert!(
+            !book.probe_now(at(209), None),
+            "a conflict's round never goes early"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
 use tokio::task::JoinHandle;
 
+use super::beat::Beat;
 use super::config::InstanceSpec;
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
@@ -18,7 +19,6 @@ use super::interfaces::InterfaceView;
 use super::outgoing::EncodedAdverts;
 use super::routine::Routine;
 use super::streak::Streak;
-use super::ticker::Beat;
 use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::VmacBinding;

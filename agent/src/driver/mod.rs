@@ -13,6 +13,7 @@
 //! VIP books, and an interface that comes back with a new index (a bond or a driver reloaded)
 //! has its units started again on it.
 
+pub mod beat;
 pub mod config;
 pub mod conflict;
 pub mod endpoint;
@@ -259,7 +260,6 @@ impl Driver {
                 interfaces,
                 followed: Followed::default(),
                 ticker: ticker::Ticker::default(),
-                probes: probes::Probes::default(),
             },
             endpoints: HashMap::new(),
             units: BTreeMap::new(),

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::ticker::Payloads;
+use super::beat::Payloads;
 
 /// What an advert of one member says beyond its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

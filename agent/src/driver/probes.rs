@@ -1,8 +1,9 @@
-//! The agent's probe thread: every MASTER member's split-brain probes ([`super::conflict`]),
-//! run off the tokio runtime so that a steady MASTER's probes wake no task. One thread for the
-//! agent (beside the advert [`super::ticker`], which waits on a condition variable, where this
-//! one waits on sockets) holds each probing member's [`ConflictBook`] and deadline in one
-//! schedule, sends its probes at their deadlines, and hears the answers on one probe socket per
+//! Every MASTER member's split-brain probes ([`super::conflict`]), run by the agent's ticker
+//! thread ([`super::ticker`]) off the tokio runtime, beside the routine adverts, so that a
+//! steady MASTER's probes wake no task and, going early at the ticker's advert wake-ups (see
+//! [`super::conflict`]'s early probing), no thread of their own. [`Board`] holds each probing
+//! member's [`ConflictBook`], its probe frames (built once, when it starts probing) and its
+//! deadlines, sends its probes when due, and hears the answers on one probe socket per
 //! interface and family, shared by the members probing there (each claim is offered to every
 //! member on that socket; a member's book keeps only claims for its own VIPs). Only a change
 //! of verdict (a conflict seen, another holder, over) crosses back, through the member's
@@ -13,49 +14,25 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixDatagram;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use kube_vrrp_crds::HolderConflict;
 
 use super::conflict::{Change, ConflictBook, ProbeTarget};
+use super::ticker::Ticker;
 use crate::net::NetError;
-use crate::net::conflict::ProbeSocket;
 use crate::net::conflict::frame::Claim;
-use crate::net::sys::PollSet;
+use crate::net::conflict::{Probe, ProbeSocket};
 use crate::report::Metrics;
 use crate::vrrp::Family;
 
 /// Called with the conflict as it stands after each change of verdict.
 pub type Report = Box<dyn Fn(Option<HolderConflict>) + Send>;
 
-/// The agent's probe thread; clones share it. It starts with the first member and stops when
-/// the last clone (each [`Probing`] holds one) is dropped.
-#[derive(Debug, Clone, Default)]
-pub struct Probes {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    shared: Arc<Shared>,
-    /// The thread's wake-up line, once started (or why it could not start).
-    waker: Mutex<Option<Result<UnixDatagram, String>>>,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    board: Mutex<Board>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Board> {
-        self.board.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+/// Deadlines as (when, slot, generation).
+type Deadlines = BinaryHeap<Reverse<(Instant, usize, u64)>>;
 
 /// Which socket a member probes on: one per interface, family and hardware address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +60,8 @@ struct Probed {
     instance: String,
     socket: usize,
     book: ConflictBook,
+    /// The member's probe frames, one per VIP.
+    probes: Vec<Probe>,
     metrics: Metrics,
     report: Report,
 }
@@ -97,31 +76,32 @@ impl std::fmt::Debug for Probed {
     }
 }
 
-/// Everything the thread runs: the shared sockets, the members, and their deadlines.
+/// Everything the ticker runs for the probes: the shared sockets, the members, and their
+/// deadlines.
 #[derive(Debug, Default)]
-struct Board {
+pub(super) struct Board {
     sockets: Vec<Option<SharedSocket>>,
     slots: Vec<Slot>,
     free: Vec<usize>,
-    /// Probe deadlines as (when, slot, generation); an entry is stale (skipped) when its
-    /// generation is not its slot's any more or its member's next probe is not `when`.
-    queue: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    stopping: bool,
+    /// Each member's next probe deadline as (when, slot, generation); an entry is stale
+    /// (skipped) when its generation is not its slot's any more or its member's deadline is not
+    /// `when`.
+    queue: Deadlines,
 }
 
-/// A member's place in the probe thread; dropping it stops the member's probes.
+/// A member's place in the ticker's probes; dropping it stops the member's probes.
 #[derive(Debug)]
 pub struct Probing {
-    probes: Probes,
+    ticker: Ticker,
     slot: usize,
     generation: u64,
 }
 
-impl Probes {
+impl Ticker {
     /// Starts probing for `target` now (its first probe half an advert interval on). Fails
     /// when the interface's probe socket cannot be opened (call in its namespace) or the
     /// thread cannot start.
-    pub fn start(
+    pub fn probe(
         &self,
         target: &ProbeTarget,
         metrics: Metrics,
@@ -133,15 +113,19 @@ impl Probes {
             family: target.family,
             mac: target.mac,
         };
-        let mut board = self.inner.shared.lock();
+        let mut work = self.lock();
+        let board = &mut work.probes;
         let socket = board.socket_for(key)?;
+        let probes = board.sockets[socket]
+            .as_ref()
+            .map(|shared| shared.socket.probes(&target.vips))
+            .unwrap_or_default();
         let book = ConflictBook::new(
             Instant::now(),
             target.vips.clone(),
             vec![target.mac],
             target.advert_interval,
         );
-        let due = book.next_probe();
         let slot = board.free.pop().unwrap_or_else(|| {
             board.slots.push(Slot::default());
             board.slots.len() - 1
@@ -149,82 +133,31 @@ impl Probes {
         let entry = &mut board.slots[slot];
         entry.generation += 1;
         let generation = entry.generation;
-        entry.member = Some(Probed {
+        board
+            .queue
+            .push(Reverse((book.next_probe(), slot, generation)));
+        board.slots[slot].member = Some(Probed {
             instance: target.instance.clone(),
             socket,
             book,
+            probes,
             metrics,
             report,
         });
-        board.queue.push(Reverse((due, slot, generation)));
-        drop(board);
+        drop(work);
         self.wake();
         Ok(Probing {
-            probes: self.clone(),
+            ticker: self.clone(),
             slot,
             generation,
         })
-    }
-
-    /// Starts the thread once; the error (logged by the caller) stays for later calls.
-    fn ensure_started(&self) -> Result<(), NetError> {
-        let mut waker = self
-            .inner
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let started = waker.get_or_insert_with(|| {
-            let shared = Arc::clone(&self.inner.shared);
-            let start = || {
-                let (waker, wakee) = UnixDatagram::pair()?;
-                waker.set_nonblocking(true)?;
-                wakee.set_nonblocking(true)?;
-                std::thread::Builder::new()
-                    .name("vrrp-probes".to_owned())
-                    .spawn(move || run(&shared, &wakee))?;
-                Ok::<_, std::io::Error>(waker)
-            };
-            start().map_err(|error| error.to_string())
-        });
-        match started {
-            Ok(_) => Ok(()),
-            Err(error) => Err(NetError::io("start the probe thread")(
-                std::io::Error::other(error.clone()),
-            )),
-        }
-    }
-
-    /// Wakes the thread to look at the board again (a new deadline, a socket gone).
-    fn wake(&self) {
-        let waker = self
-            .inner
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(Ok(waker)) = waker.as_ref() {
-            // Full means a wake-up is already pending: nothing lost.
-            let _ = waker.send(&[1]);
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.shared.lock().stopping = true;
-        if let Some(Ok(waker)) = self
-            .waker
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            let _ = waker.send(&[1]);
-        }
     }
 }
 
 impl Drop for Probing {
     fn drop(&mut self) {
-        let mut board = self.probes.inner.shared.lock();
+        let mut work = self.ticker.lock();
+        let board = &mut work.probes;
         let Some(slot) = board.slots.get_mut(self.slot) else {
             return;
         };
@@ -237,8 +170,8 @@ impl Drop for Probing {
         if let Some(member) = member {
             board.release_socket(member.socket);
         }
-        drop(board);
-        self.probes.wake();
+        drop(work);
+        self.ticker.wake();
     }
 }
 
@@ -284,40 +217,45 @@ impl Board {
         }
     }
 
-    fn live(&self, when: Instant, slot: usize, generation: u64) -> bool {
-        self.slots.get(slot).is_some_and(|slot| {
-            slot.generation == generation
-                && slot
-                    .member
-                    .as_ref()
-                    .is_some_and(|member| member.book.next_probe() == when)
-        })
+    /// The open probe sockets, each with its index (for [`Self::hear`]).
+    pub(super) fn sockets(&self) -> impl Iterator<Item = (usize, BorrowedFd<'_>)> {
+        self.sockets
+            .iter()
+            .enumerate()
+            .filter_map(|(index, socket)| socket.as_ref().map(|socket| (index, socket.socket.fd())))
     }
 
-    /// Runs every probe round due at `now`, drops stale deadlines, and returns the next
-    /// deadline.
-    fn probe_due(&mut self, now: Instant) -> Option<Instant> {
+    /// Runs every probe round that goes at a wake-up at `now`, the ticker's next planned
+    /// wake-up being `next_wake` (due, or steady, open and due before `next_wake`: see
+    /// [`ConflictBook::probe_now`]), drops stale deadlines, and returns the next deadline: the
+    /// latest the ticker wakes for the probes.
+    pub(super) fn probe_due(
+        &mut self,
+        now: Instant,
+        next_wake: Option<Instant>,
+    ) -> Option<Instant> {
+        // Deadlines come out earliest first: when the earliest does not go now, none behind it
+        // has to (a later one that may is served at the earliest's wake-up at the latest).
         while let Some(&Reverse((when, index, generation))) = self.queue.peek() {
-            if !self.live(when, index, generation) {
-                self.queue.pop();
-                continue;
-            }
-            if when > now {
-                return Some(when);
-            }
-            self.queue.pop();
             let Some(member) = self
                 .slots
                 .get_mut(index)
+                .filter(|slot| slot.generation == generation)
                 .and_then(|slot| slot.member.as_mut())
+                .filter(|member| member.book.next_probe() == when)
             else {
+                self.queue.pop();
                 continue;
             };
+            if !member.book.probe_now(now, next_wake) {
+                return Some(when);
+            }
+            self.queue.pop();
             let change = member.book.on_probe(now);
             if let Some(shared) = self.sockets.get(member.socket).and_then(Option::as_ref) {
-                for vip in member.book.vips() {
-                    if let Err(error) = shared.socket.probe(*vip) {
-                        tracing::debug!(instance = %member.instance, %vip, %error, "sending a probe failed");
+                for probe in &member.probes {
+                    if let Err(error) = shared.socket.send(probe) {
+                        tracing::debug!(instance = %member.instance, vip = %probe.vip, %error, "sending a probe failed");
                     }
                 }
             }
@@ -331,7 +269,7 @@ impl Board {
     }
 
     /// Reads what socket `index` has queued and offers each claim to its members.
-    fn hear(&mut self, index: usize, buffer: &mut [u8]) {
+    pub(super) fn hear(&mut self, index: usize, buffer: &mut [u8]) {
         let Self {
             sockets,
             slots,
@@ -354,7 +292,7 @@ impl Board {
 /// a claim that pulls a member's next probe in gets that deadline queued.
 fn offer(
     slots: &mut [Slot],
-    queue: &mut BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    queue: &mut Deadlines,
     socket: usize,
     claim: Claim,
     now: Instant,
@@ -400,51 +338,11 @@ impl Probed {
     }
 }
 
-/// The thread: runs the due probe rounds, then sleeps until the next deadline, an answer on a
-/// socket, or a wake-up (a member added or gone).
-fn run(shared: &Shared, wakee: &UnixDatagram) {
-    let mut polled = PollSet::default();
-    // The socket index behind each polled descriptor after the wake-up line (first).
-    let mut listed: Vec<usize> = Vec::new();
-    let mut buffer = vec![0u8; 1536];
-    loop {
-        let timeout = {
-            let mut board = shared.lock();
-            if board.stopping {
-                return;
-            }
-            let next = board.probe_due(Instant::now());
-            polled.clear();
-            listed.clear();
-            polled.push(wakee.as_fd());
-            for (index, socket) in board.sockets.iter().enumerate() {
-                if let Some(socket) = socket {
-                    polled.push(socket.socket.fd());
-                    listed.push(index);
-                }
-            }
-            next.map(|next| next.saturating_duration_since(Instant::now()))
-        };
-        if let Err(error) = polled.wait(timeout) {
-            tracing::warn!(%error, "the probe thread cannot wait on its sockets; retrying in a second");
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        if polled.ready(0) {
-            while wakee.recv(&mut [0u8; 8]).is_ok() {}
-        }
-        let mut board = shared.lock();
-        for (entry, &index) in listed.iter().enumerate() {
-            if polled.ready(entry + 1) {
-                board.hear(index, &mut buffer);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use super::*;
 
@@ -472,6 +370,7 @@ mod tests {
                     instance: name,
                     socket: 0,
                     book,
+                    probes: Vec::new(),
                     metrics: Metrics::new(),
                     report: Box::new(move |found: Option<HolderConflict>| {
                         reports
@@ -507,18 +406,18 @@ mod tests {
         let mut board = board(start, &[vip(1), vip(2)], &reports);
         // Both members' first rounds, half an advert after MASTER.
         assert_eq!(
-            board.probe_due(start + ADVERT / 2),
+            board.probe_due(start + ADVERT / 2, None),
             Some(start + ADVERT / 2 + 3 * ADVERT)
         );
         // Another holder answers for m1's VIP twice, a round apart: m1's conflict alone.
         claim(&mut board, vip(2), start + ADVERT);
         let confirm = start + ADVERT + ADVERT / 2;
         assert_eq!(
-            board.probe_due(confirm.checked_sub(Duration::from_millis(1)).unwrap()),
+            board.probe_due(confirm.checked_sub(Duration::from_millis(1)).unwrap(), None),
             Some(confirm),
             "the claim pulled m1's next probe in to half an advert"
         );
-        board.probe_due(confirm);
+        board.probe_due(confirm, None);
         claim(&mut board, vip(2), confirm + Duration::from_millis(1));
         assert_eq!(*reports.lock().unwrap(), [("m1".to_owned(), true)]);
     }
@@ -528,13 +427,13 @@ mod tests {
         let start = Instant::now();
         let reports = Arc::new(Mutex::new(Vec::new()));
         let mut board = board(start, &[vip(1)], &reports);
-        board.probe_due(start + ADVERT / 2);
+        board.probe_due(start + ADVERT / 2, None);
         claim(&mut board, vip(1), start + ADVERT);
         // What dropping its Probing does: a new generation, no member.
         board.slots[0].generation += 1;
         board.slots[0].member = None;
         assert_eq!(
-            board.probe_due(start + 10 * ADVERT),
+            board.probe_due(start + 10 * ADVERT, None),
             None,
             "no deadline left"
         );
@@ -556,19 +455,122 @@ mod tests {
                 instance: "m1".to_owned(),
                 socket: 0,
                 book,
+                probes: Vec::new(),
                 metrics: Metrics::new(),
                 report: Box::new(|_| {}),
             }),
         });
-        assert_eq!(board.probe_due(start), Some(start + ADVERT / 2));
+        assert_eq!(board.probe_due(start, None), Some(start + ADVERT / 2));
         assert_eq!(
-            board.probe_due(start + ADVERT / 2),
+            board.probe_due(start + ADVERT / 2, None),
             Some(later + ADVERT / 2),
             "m0 served, m1 next"
         );
         assert_eq!(
-            board.probe_due(later + ADVERT / 2),
+            board.probe_due(later + ADVERT / 2, None),
             Some(start + ADVERT / 2 + 3 * ADVERT)
+        );
+    }
+
+    /// What woke the ticker.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Woke {
+        /// An advert deadline of the member (the ticker sends its advert).
+        Advert,
+        /// A probe deadline and nothing else: a wake-up of the probes' own.
+        Probe,
+        /// An answer on the probe socket.
+        Answer,
+    }
+
+    /// The ticker's loop over `board`'s member 0 from `start` to `end`, the member's adverts
+    /// due every [`ADVERT`] from `start` (served first at each wake-up, as the ticker does) and
+    /// other holders' answers for `vip(1)` heard at `answers`: each wake-up at the earliest of
+    /// the next advert, the probes' deadline and the next answer. Returns when each probe round
+    /// went and what woke the ticker then.
+    fn rounds(
+        board: &mut Board,
+        start: Instant,
+        end: Instant,
+        answers: &[Instant],
+    ) -> Vec<(Instant, Woke)> {
+        let mut rounds = Vec::new();
+        let mut advert = start;
+        let mut answers = answers.iter().copied().peekable();
+        let mut deadline = None;
+        loop {
+            let (now, woke) = [
+                (Some(advert), Woke::Advert),
+                (deadline, Woke::Probe),
+                (answers.peek().copied(), Woke::Answer),
+            ]
+            .into_iter()
+            .filter_map(|(at, woke)| at.map(|at| (at, woke)))
+            .min_by_key(|(at, _)| *at)
+            .unwrap();
+            if now > end {
+                return rounds;
+            }
+            if woke == Woke::Answer {
+                answers.next();
+                claim(board, vip(1), now);
+            }
+            if now == advert {
+                advert += ADVERT;
+            }
+            let before = board.slots[0].member.as_ref().unwrap().book.next_probe();
+            deadline = board.probe_due(now, Some(advert));
+            let after = board.slots[0].member.as_ref().unwrap().book.next_probe();
+            // A claim can move the deadline too, but not within `probe_due`: a move here is a
+            // probe round.
+            if after != before {
+                rounds.push((now, woke));
+            }
+        }
+    }
+
+    #[test]
+    fn steady_probes_go_at_advert_wake_ups_and_a_suspect_or_a_conflict_at_half_an_advert() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let mut steady_board = board(start, &[vip(1)], &reports);
+        // Steady: the first probe half an advert after MASTER, then every three adverts, each
+        // at an advert's wake-up.
+        let steady = rounds(&mut steady_board, start, at(30_000), &[]);
+        let mut expected = vec![(at(500), Woke::Probe)];
+        expected.extend((1..=10).map(|n| (at(n * 3000), Woke::Advert)));
+        assert_eq!(steady, expected, "steady: no wake-up of the probes' own");
+
+        // Another holder answers (at 40.2 s, then to each probe): a suspect round and the
+        // conflict's rounds go at half an advert, on wake-ups of their own between the
+        // adverts; after the answers stop, three silent rounds clear it and the probes go back
+        // to the advert wake-ups.
+        let mut board = board(start, &[vip(1)], &reports);
+        let answers = [at(40_200), at(40_701), at(41_201), at(41_701)];
+        let went = rounds(&mut board, start, at(60_000), &answers);
+        let after_claim: Vec<_> = went.iter().filter(|(when, _)| *when > at(40_000)).collect();
+        let mut expected = vec![
+            (at(40_700), Woke::Probe),
+            (at(41_200), Woke::Probe),
+            (at(41_700), Woke::Probe),
+            (at(42_200), Woke::Probe),
+            (at(42_700), Woke::Probe),
+            (at(43_200), Woke::Probe),
+            (at(43_700), Woke::Probe),
+        ];
+        // Cleared at 43.7 s (the answer at 41.701 s counts for the round to 42.2 s): the next
+        // steady round is due at 46.7 s and goes at the last advert before it, then every three
+        // adverts.
+        expected.extend((0..5).map(|n| (at(46_000 + n * 3000), Woke::Advert)));
+        assert_eq!(
+            after_claim.into_iter().copied().collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            *reports.lock().unwrap(),
+            [("m0".to_owned(), true), ("m0".to_owned(), false)],
+            "detected at the second round's answer, cleared after three silent rounds"
         );
     }
 }

@@ -1,8 +1,7 @@
-//! The driver's plain threads (the advert ticker, the receive threads): started under the
-//! scheduling policy of the thread that starts them. The runtime's threads run under the
-//! real-time policy when asked for (see `crate::process`); a new thread does not inherit it.
-//! The split-brain probe thread (`driver::probes`) is not on the advert path and stays under
-//! the normal scheduler.
+//! The driver's plain threads (the ticker, the receive threads): started under the scheduling
+//! policy of the thread that starts them. The runtime's threads run under the real-time policy
+//! when asked for (see `crate::process`); a new thread does not inherit it. The ticker also runs
+//! the split-brain probes, which so share the adverts' policy (a few frames per probe round).
 
 use crate::net::sys;
 

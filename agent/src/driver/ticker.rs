@@ -1,68 +1,26 @@
-//! A MASTER's routine adverts: the same encoded advert, once per advert interval, while
-//! nothing changes. One agent-wide thread, the [`Ticker`], sends them at their deadlines
-//! without waking the unit tasks: before a unit sleeps it hands its MASTER member's
-//! Adver_Timer over ([`Beat::hand_over`]), and first thing when it wakes it takes it back
-//! ([`Beat::take_back`]) and replays into its machine the adverts the ticker sent, so the
-//! machine re-arms exactly as if it had sent them itself. Everything that can change an advert
-//! (priority, interval, source, state, shutdown) reaches the unit through its wake-ups, so it
-//! has taken the timer back before it changes anything.
+//! The agent's ticker: one thread for every MASTER's periodic work, off the tokio runtime. It
+//! sends the routine adverts of the MASTERs whose units sleep ([`super::beat`]) and runs their
+//! split-brain probes ([`super::probes`]), and both wake it together: it waits on one poll set
+//! (a wake-up line and the probe sockets) until the earliest advert or probe deadline, and a
+//! steady probe goes early at an advert's wake-up rather than at one of its own (see
+//! [`super::conflict`]'s early probing). A steady MASTER's node so wakes once per advert and
+//! no more.
 //!
-//! A send the kernel refuses (or would block) stops the beat and wakes the unit, whose own
-//! path then sends (waiting for the socket), counts and logs as it always does. A MASTER's
-//! node so wakes no task per advert; the thread sleeps on a condition variable until the
-//! earliest deadline.
+//! The thread starts with the first member handed to it and stops when the last clone of the
+//! [`Ticker`] (each [`super::beat::Beat`] and [`super::probes::Probing`] holds one) is dropped.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
-
+use super::beat::Schedule;
+use super::probes::Board;
 use super::thread;
-use crate::net::socket::VrrpSocket;
+use crate::net::NetError;
+use crate::net::sys::PollSet;
 
-/// The encoded adverts of one member, each with its destination.
-pub type Payloads = Arc<[(IpAddr, Vec<u8>)]>;
-
-/// What the ticker needs to send one member's routine adverts.
-pub struct Handover {
-    pub socket: Arc<VrrpSocket>,
-    pub source: IpAddr,
-    pub payloads: Payloads,
-    /// The Adver_Timer's deadline as the machine armed it.
-    pub due: Instant,
-    pub interval: Duration,
-    /// The member's count of adverts sent.
-    pub sent: Counter,
-    /// Wakes the unit (called from the ticker's thread) when a send failed and the beat
-    /// stopped.
-    pub wake: Box<dyn Fn() + Send>,
-}
-
-impl std::fmt::Debug for Handover {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handover")
-            .field("source", &self.source)
-            .field("due", &self.due)
-            .field("interval", &self.interval)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the ticker did with a beat while it held it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TakenBack {
-    /// The Adver_Timer's next deadline after the last advert the ticker sent; `None`: it sent
-    /// none.
-    pub next_due: Option<Instant>,
-    /// A send failed: the beat stopped there (that advert is not sent).
-    pub failed: bool,
-}
-
-/// The agent's ticker; clones share the thread, which starts with the first hand-over and
-/// stops when the last clone is dropped.
+/// The agent's ticker; clones share the thread.
 #[derive(Debug, Clone, Default)]
 pub struct Ticker {
     inner: Arc<Inner>,
@@ -70,281 +28,135 @@ pub struct Ticker {
 
 #[derive(Debug, Default)]
 struct Inner {
-    shared: Arc<Shared>,
-    started: Mutex<Option<Result<(), String>>>,
+    work: Arc<Mutex<Work>>,
+    /// The thread's wake-up line, once started (or why it could not start).
+    waker: Mutex<Option<Result<UnixDatagram, String>>>,
 }
 
+/// Everything the thread runs.
 #[derive(Debug, Default)]
-struct Shared {
-    schedule: Mutex<Schedule>,
-    changed: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct Schedule {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    /// Deadlines as (when, slot, generation); an entry whose generation is not its slot's any
-    /// more is stale and skipped.
-    queue: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+pub(super) struct Work {
+    pub(super) adverts: Schedule,
+    pub(super) probes: Board,
     stopping: bool,
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u64,
-    held: Option<Held>,
-    taken: TakenBack,
-}
+impl Ticker {
+    /// The thread's work, locked.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Work> {
+        lock(&self.inner.work)
+    }
 
-#[derive(Debug)]
-struct Held {
-    handover: Handover,
-    due: Instant,
+    /// Starts the thread once; the error (logged once) stays for later calls.
+    pub(super) fn ensure_started(&self) -> Result<(), NetError> {
+        let mut waker = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let started = waker.get_or_insert_with(|| {
+            let work = Arc::clone(&self.inner.work);
+            let start = || {
+                let (waker, wakee) = UnixDatagram::pair()?;
+                waker.set_nonblocking(true)?;
+                wakee.set_nonblocking(true)?;
+                // Under the runtime's real-time policy, when it runs under one.
+                thread::spawn("vrrp-ticker", move || run(&work, &wakee))?;
+                Ok::<_, std::io::Error>(waker)
+            };
+            start().map_err(|error| {
+                tracing::error!(%error, "cannot start the ticker thread: each unit sends its own adverts, and no MASTER probes its VIPs on the wire");
+                error.to_string()
+            })
+        });
+        match started {
+            Ok(_) => Ok(()),
+            Err(error) => Err(NetError::io("start the ticker thread")(
+                std::io::Error::other(error.clone()),
+            )),
+        }
+    }
+
+    /// Wakes the thread to look at its work again (an earlier deadline, a socket gone).
+    pub(super) fn wake(&self) {
+        let waker = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(Ok(waker)) = waker.as_ref() {
+            // Full means a wake-up is already pending: nothing lost.
+            let _ = waker.send(&[1]);
+        }
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shared.lock().stopping = true;
-        self.shared.changed.notify_all();
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Ticker {
-    /// A beat for one member, holding nothing.
-    pub fn beat(&self) -> Beat {
-        let mut schedule = self.inner.shared.lock();
-        let slot = schedule.free.pop().unwrap_or_else(|| {
-            schedule.slots.push(Slot::default());
-            schedule.slots.len() - 1
-        });
-        Beat {
-            ticker: self.clone(),
-            slot,
-        }
-    }
-
-    /// Starts the thread once; false when it cannot run (logged once).
-    fn ensure_started(&self) -> bool {
-        let mut started = self
-            .inner
-            .started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let outcome = started.get_or_insert_with(|| {
-            // Under the runtime's real-time policy, when it runs under one.
-            let shared = Arc::clone(&self.inner.shared);
-            thread::spawn("vrrp-ticker", move || run(&shared)).map_err(|error| {
-                tracing::error!(%error, "cannot start the advert ticker: each unit sends its own adverts");
-                error.to_string()
-            })
-        });
-        outcome.is_ok()
-    }
-}
-
-/// One member's place in the ticker; dropping it stops its adverts.
-#[derive(Debug)]
-pub struct Beat {
-    ticker: Ticker,
-    slot: usize,
-}
-
-impl Beat {
-    /// Hands the member's Adver_Timer over: from `handover.due` on, the ticker sends
-    /// `handover.payloads` every `handover.interval` until [`Self::take_back`]. False when the
-    /// ticker cannot run: the unit keeps its timer.
-    pub fn hand_over(&self, handover: Handover) -> bool {
-        if !self.ticker.ensure_started() {
-            return false;
-        }
-        let shared = &self.ticker.inner.shared;
-        let mut schedule = shared.lock();
-        let due = handover.due;
-        let Some(slot) = schedule.slots.get_mut(self.slot) else {
-            return false;
-        };
-        slot.generation += 1;
-        slot.held = Some(Held { handover, due });
-        slot.taken = TakenBack::default();
-        let generation = slot.generation;
-        let earliest = schedule
-            .queue
-            .peek()
-            .is_none_or(|Reverse((first, ..))| due < *first);
-        schedule.queue.push(Reverse((due, self.slot, generation)));
-        drop(schedule);
-        if earliest {
-            shared.changed.notify_one();
-        }
-        true
-    }
-
-    /// Takes the Adver_Timer back (nothing is sent for this member until the next hand-over)
-    /// and says what the ticker did with it.
-    pub fn take_back(&self) -> TakenBack {
-        let mut schedule = self.ticker.inner.shared.lock();
-        let Some(slot) = schedule.slots.get_mut(self.slot) else {
-            return TakenBack::default();
-        };
-        if slot.held.is_some() {
-            slot.generation += 1;
-            slot.held = None;
-        }
-        std::mem::take(&mut slot.taken)
-    }
-}
-
-impl Drop for Beat {
-    fn drop(&mut self) {
-        let mut schedule = self.ticker.inner.shared.lock();
-        if let Some(slot) = schedule.slots.get_mut(self.slot) {
-            slot.generation += 1;
-            slot.held = None;
-            slot.taken = TakenBack::default();
-            schedule.free.push(self.slot);
-        }
-    }
-}
-
-/// The thread: sends each held beat's adverts at its deadlines, sleeping until the earliest.
-fn run(shared: &Shared) {
-    let mut schedule = shared.lock();
-    loop {
-        if schedule.stopping {
-            return;
-        }
-        let Some(&Reverse((due, index, generation))) = schedule.queue.peek() else {
-            schedule = shared
-                .changed
-                .wait(schedule)
-                .unwrap_or_else(PoisonError::into_inner);
-            continue;
-        };
-        let live = schedule
-            .slots
-            .get(index)
-            .is_some_and(|slot| slot.generation == generation && slot.held.is_some());
-        if !live {
-            schedule.queue.pop();
-            continue;
-        }
-        let now = Instant::now();
-        if due > now {
-            schedule = shared
-                .changed
-                .wait_timeout(schedule, due - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            continue;
-        }
-        schedule.queue.pop();
-        let Some(slot) = schedule.slots.get_mut(index) else {
-            continue;
-        };
-        let Some(held) = slot.held.as_mut() else {
-            continue;
-        };
-        if send(&held.handover) {
-            let next = next_advert(held.due, now, held.handover.interval);
-            held.due = next;
-            slot.taken.next_due = Some(next);
-            schedule.queue.push(Reverse((next, index, generation)));
-        } else {
-            slot.taken.failed = true;
-            slot.generation += 1;
-            if let Some(held) = slot.held.take() {
-                (held.handover.wake)();
-            }
-        }
-    }
-}
-
-/// Sends one advert to each destination without waiting; false when one could not be sent.
-fn send(handover: &Handover) -> bool {
-    for (destination, payload) in handover.payloads.iter() {
-        if handover
-            .socket
-            .try_send_from(payload, handover.source, *destination)
-            .is_err()
+        lock(&self.work).stopping = true;
+        if let Some(Ok(waker)) = self
+            .waker
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
         {
-            return false;
+            let _ = waker.send(&[1]);
         }
-        handover.sent.inc();
     }
-    true
 }
 
-/// The Adver_Timer's next deadline after serving `due` at `now`: the machine's own rule (one
-/// interval on from the deadline, or from `now` when a whole interval was missed).
-fn next_advert(due: Instant, now: Instant, interval: Duration) -> Instant {
-    let next = due + interval;
-    if next > now { next } else { now + interval }
+fn lock(work: &Mutex<Work>) -> MutexGuard<'_, Work> {
+    work.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use super::*;
-    use crate::vrrp::Version;
-    use crate::vrrp::instance::{Action, Config, Event, Instance, State};
-
-    const INTERVAL: Duration = Duration::from_secs(1);
-
-    fn master(t0: Instant) -> Instance {
-        let mut instance = Instance::new(Config {
-            vrid: 51,
-            priority: 150,
-            advert_interval: INTERVAL,
-            version: Version::V3,
-            preempt: true,
-            preempt_delay: Duration::ZERO,
-            accept_mode: false,
-            primary_address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-        });
-        instance.handle(t0, Event::Startup);
-        let down = instance.next_deadline().unwrap();
-        instance.handle(down, Event::Timeout);
-        assert_eq!(instance.state(), State::Master);
-        instance
-    }
-
-    /// What the unit does with a beat taken back: one timeout at `next_due − interval`.
-    fn replay(instance: &mut Instance, next_due: Instant) -> Vec<Action> {
-        instance.handle(next_due.checked_sub(INTERVAL).unwrap(), Event::Timeout)
-    }
-
-    #[test]
-    fn a_replayed_beat_re_arms_the_machine_where_the_ticker_left_it_on_time_or_late() {
-        // Served on time, late by a little, and late by more than an interval: the machine
-        // replaying the last one must land on the ticker's next deadline each time.
-        for lateness in [Duration::ZERO, Duration::from_millis(3), INTERVAL * 2] {
-            for served in 1..4u32 {
-                let mut instance = master(Instant::now());
-                let mut due = instance.next_deadline().unwrap();
-                for _ in 0..served {
-                    due = next_advert(due, due + lateness, INTERVAL);
+/// The thread: sends the adverts due, then runs the probes that go at this wake-up (knowing
+/// when the next advert wakes it), then sleeps until the earliest deadline, an answer on a
+/// probe socket, or a wake-up (a member handed over or gone).
+fn run(work: &Mutex<Work>, wakee: &UnixDatagram) {
+    let mut polled = PollSet::default();
+    // The probe socket behind each polled descriptor after the wake-up line (first).
+    let mut listed: Vec<usize> = Vec::new();
+    let mut buffer = vec![0u8; 1536];
+    loop {
+        let timeout = {
+            let mut work = lock(work);
+            if work.stopping {
+                return;
+            }
+            let now = Instant::now();
+            let next_advert = work.adverts.serve(now);
+            let next_probe = work.probes.probe_due(now, next_advert);
+            polled.clear();
+            listed.clear();
+            polled.push(wakee.as_fd());
+            for (index, fd) in work.probes.sockets() {
+                polled.push(fd);
+                listed.push(index);
+            }
+            next_advert
+                .into_iter()
+                .chain(next_probe)
+                .min()
+                .map(|next| next.saturating_duration_since(Instant::now()))
+        };
+        if let Err(error) = polled.wait(timeout) {
+            tracing::warn!(%error, "the ticker cannot wait on its sockets; retrying in a second");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        if polled.ready(0) {
+            while wakee.recv(&mut [0u8; 8]).is_ok() {}
+        }
+        if listed
+            .iter()
+            .enumerate()
+            .any(|(entry, _)| polled.ready(entry + 1))
+        {
+            let mut work = lock(work);
+            for (entry, &index) in listed.iter().enumerate() {
+                if polled.ready(entry + 1) {
+                    work.probes.hear(index, &mut buffer);
                 }
-                assert_eq!(
-                    replay(&mut instance, due),
-                    [Action::SendAdvert {
-                        priority: 150,
-                        max_advert_interval: INTERVAL
-                    }],
-                    "one advert replayed, the one the ticker sent"
-                );
-                assert_eq!(
-                    instance.next_deadline(),
-                    Some(due),
-                    "{served} served {lateness:?} late"
-                );
             }
         }
     }

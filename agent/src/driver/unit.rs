@@ -27,6 +27,7 @@ use kube_vrrp_crds::HolderConflict;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::beat::Handover;
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
@@ -35,11 +36,10 @@ use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
 use super::outgoing::{AdvertKey, EncodedAdverts};
-use super::probes::Probes;
 use super::retry_delay;
 use super::routine::Routine;
 use super::streak::Streak;
-use super::ticker::{Handover, Ticker};
+use super::ticker::Ticker;
 use super::view_feed::ViewFeed;
 use super::vips::{Vips, describe_conflicts};
 use super::virtual_mac::{VirtualMacs, VmacBinding};
@@ -100,10 +100,9 @@ pub struct Services {
     pub interfaces: InterfaceWatch,
     /// What endpoint and quorum trackers follow.
     pub followed: Followed,
-    /// Sends the MASTERs' routine adverts while their units sleep.
+    /// Sends the MASTERs' routine adverts while their units sleep, and runs their split-brain
+    /// probes, off the runtime.
     pub ticker: Ticker,
-    /// Runs the MASTERs' split-brain probes off the runtime.
-    pub probes: Probes,
 }
 
 /// One member of a unit, with the edge resolved by the driver.
@@ -1087,11 +1086,11 @@ impl Unit {
             let _ = inputs.send(Input::HolderConflict(index, found));
         };
         let Services {
-            metrics, probes, ..
+            metrics, ticker, ..
         } = &self.services;
         member
             .probe
-            .follow(to, &member.spec, &member.endpoint, metrics, probes, report);
+            .follow(to, &member.spec, &member.endpoint, metrics, ticker, report);
     }
 
     fn record_failover(&self, index: usize, trace: &FailoverTrace, sent: Instant) {

@@ -1,7 +1,7 @@
 //! AF_PACKET sockets on one interface: whole Ethernet frames out, and, when bound with a
 //! kernel receive filter, the frames the filter passes in. The GARP/NA announcer sends on a
 //! [`FrameSocket`] (tokio's); the conflict probes send and receive on a plain [`bound`] socket
-//! that the probe thread waits on itself.
+//! that the agent's ticker thread waits on itself.
 
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use tokio::io::unix::AsyncFd;

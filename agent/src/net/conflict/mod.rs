@@ -1,8 +1,9 @@
 //! Asking the segment who else holds a VIP: ARP probes / DAD-style Neighbor Solicitations
 //! out, and every ARP frame / Neighbor Advertisement another node sends in, on one AF_PACKET
 //! socket per interface and family with a probing MASTER (open only while one is). The socket
-//! is not tokio's: the agent's probe thread ([`crate::driver::probes`]) waits on it itself, and
+//! is not tokio's: the agent's ticker thread ([`crate::driver::ticker`]) waits on it itself, and
 //! it never blocks (a probe the kernel cannot queue now is dropped; the next round sends again).
+//! A member's probe frames are built once ([`ProbeSocket::probes`]), when it starts probing.
 //!
 //! A classic BPF filter in the kernel passes only frames that arrive from the wire (never the
 //! node's own outgoing frames, so neither our probes nor our own kernel's answers for the VIP
@@ -17,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
-use socket2::{SockFilter, Socket};
+use socket2::{SockAddr, SockFilter, Socket};
 
 use self::frame::{Claim, arp_probe, claim, multicast_mac, neighbor_solicitation_probe};
 use super::NetError;
@@ -60,6 +61,14 @@ fn advertisement_filter() -> [SockFilter; 8] {
     ]
 }
 
+/// One VIP's probe, ready to send: the frame and where it goes.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub vip: IpAddr,
+    frame: Vec<u8>,
+    to: SockAddr,
+}
+
 /// Probes for one family's VIPs on one interface and hears the answers.
 #[derive(Debug)]
 pub struct ProbeSocket {
@@ -90,20 +99,35 @@ impl ProbeSocket {
         self.socket.as_fd()
     }
 
-    /// Sends one probe for `vip` (of the socket's family; others are skipped), without waiting.
-    pub fn probe(&self, vip: IpAddr) -> Result<(), NetError> {
-        let (frame, ethertype, destination) = match (vip, self.family) {
-            (IpAddr::V4(vip), Family::Ipv4) => (arp_probe(self.mac, vip), ETH_P_ARP, BROADCAST_MAC),
-            (IpAddr::V6(vip), Family::Ipv6) => (
-                neighbor_solicitation_probe(self.mac, vip),
-                ETH_P_IPV6,
-                multicast_mac(frame::solicited_node(vip)),
-            ),
-            _ => return Ok(()),
-        };
-        let to = link_layer_address(self.ifindex, ethertype, destination);
+    /// The probes for `vips` from this socket, built once: one per VIP of the socket's family
+    /// (others are skipped).
+    pub fn probes(&self, vips: &[IpAddr]) -> Vec<Probe> {
+        vips.iter()
+            .filter_map(|&vip| {
+                let (frame, ethertype, destination) = match (vip, self.family) {
+                    (IpAddr::V4(v4), Family::Ipv4) => {
+                        (arp_probe(self.mac, v4), ETH_P_ARP, BROADCAST_MAC)
+                    }
+                    (IpAddr::V6(v6), Family::Ipv6) => (
+                        neighbor_solicitation_probe(self.mac, v6),
+                        ETH_P_IPV6,
+                        multicast_mac(frame::solicited_node(v6)),
+                    ),
+                    _ => return None,
+                };
+                Some(Probe {
+                    vip,
+                    frame,
+                    to: link_layer_address(self.ifindex, ethertype, destination),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends `probe` (one of [`Self::probes`]), without waiting.
+    pub fn send(&self, probe: &Probe) -> Result<(), NetError> {
         self.socket
-            .send_to(&frame, &to)
+            .send_to(&probe.frame, &probe.to)
             .map(drop)
             .map_err(NetError::io("send a probe"))
     }

@@ -1,0 +1,290 @@
+//! A MASTER's routine adverts: the same encoded advert, once per advert interval, while
+//! nothing changes. The agent's ticker thread ([`super::ticker`]) sends them at their deadlines
+//! without waking the unit tasks: before a unit sleeps it hands its MASTER member's
+//! Adver_Timer over ([`Beat::hand_over`]), and first thing when it wakes it takes it back
+//! ([`Beat::take_back`]) and replays into its machine the adverts the ticker sent, so the
+//! machine re-arms exactly as if it had sent them itself. Everything that can change an advert
+//! (priority, interval, source, state, shutdown) reaches the unit through its wake-ups, so it
+//! has taken the timer back before it changes anything. [`Schedule`] holds every member's
+//! beat as the ticker runs it.
+//!
+//! A send the kernel refuses (or would block) stops the beat and wakes the unit, whose own
+//! path then sends (waiting for the socket), counts and logs as it always does. A MASTER's
+//! node so wakes no task per advert.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::ticker::Ticker;
+use crate::net::socket::VrrpSocket;
+
+/// The encoded adverts of one member, each with its destination.
+pub type Payloads = Arc<[(IpAddr, Vec<u8>)]>;
+
+/// What the ticker needs to send one member's routine adverts.
+pub struct Handover {
+    pub socket: Arc<VrrpSocket>,
+    pub source: IpAddr,
+    pub payloads: Payloads,
+    /// The Adver_Timer's deadline as the machine armed it.
+    pub due: Instant,
+    pub interval: Duration,
+    /// The member's count of adverts sent.
+    pub sent: Counter,
+    /// Wakes the unit (called from the ticker's thread) when a send failed and the beat
+    /// stopped.
+    pub wake: Box<dyn Fn() + Send>,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover")
+            .field("source", &self.source)
+            .field("due", &self.due)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the ticker did with a beat while it held it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TakenBack {
+    /// The Adver_Timer's next deadline after the last advert the ticker sent; `None`: it sent
+    /// none.
+    pub next_due: Option<Instant>,
+    /// A send failed: the beat stopped there (that advert is not sent).
+    pub failed: bool,
+}
+
+/// Every member's beat as the ticker runs it.
+#[derive(Debug, Default)]
+pub(super) struct Schedule {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Deadlines as (when, slot, generation); an entry whose generation is not its slot's any
+    /// more is stale and skipped.
+    queue: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u64,
+    held: Option<Held>,
+    taken: TakenBack,
+}
+
+#[derive(Debug)]
+struct Held {
+    handover: Handover,
+    due: Instant,
+}
+
+impl Ticker {
+    /// A beat for one member, holding nothing.
+    pub fn beat(&self) -> Beat {
+        let mut work = self.lock();
+        let schedule = &mut work.adverts;
+        let slot = schedule.free.pop().unwrap_or_else(|| {
+            schedule.slots.push(Slot::default());
+            schedule.slots.len() - 1
+        });
+        Beat {
+            ticker: self.clone(),
+            slot,
+        }
+    }
+}
+
+/// One member's place in the ticker; dropping it stops its adverts.
+#[derive(Debug)]
+pub struct Beat {
+    ticker: Ticker,
+    slot: usize,
+}
+
+impl Beat {
+    /// Hands the member's Adver_Timer over: from `handover.due` on, the ticker sends
+    /// `handover.payloads` every `handover.interval` until [`Self::take_back`]. False when the
+    /// ticker cannot run: the unit keeps its timer.
+    pub fn hand_over(&self, handover: Handover) -> bool {
+        if self.ticker.ensure_started().is_err() {
+            return false;
+        }
+        let mut work = self.ticker.lock();
+        let schedule = &mut work.adverts;
+        let due = handover.due;
+        let Some(slot) = schedule.slots.get_mut(self.slot) else {
+            return false;
+        };
+        slot.generation += 1;
+        slot.held = Some(Held { handover, due });
+        slot.taken = TakenBack::default();
+        let generation = slot.generation;
+        let earliest = schedule
+            .queue
+            .peek()
+            .is_none_or(|Reverse((first, ..))| due < *first);
+        schedule.queue.push(Reverse((due, self.slot, generation)));
+        drop(work);
+        if earliest {
+            self.ticker.wake();
+        }
+        true
+    }
+
+    /// Takes the Adver_Timer back (nothing is sent for this member until the next hand-over)
+    /// and says what the ticker did with it.
+    pub fn take_back(&self) -> TakenBack {
+        let mut work = self.ticker.lock();
+        let Some(slot) = work.adverts.slots.get_mut(self.slot) else {
+            return TakenBack::default();
+        };
+        if slot.held.is_some() {
+            slot.generation += 1;
+            slot.held = None;
+        }
+        std::mem::take(&mut slot.taken)
+    }
+}
+
+impl Drop for Beat {
+    fn drop(&mut self) {
+        let mut work = self.ticker.lock();
+        let schedule = &mut work.adverts;
+        if let Some(slot) = schedule.slots.get_mut(self.slot) {
+            slot.generation += 1;
+            slot.held = None;
+            slot.taken = TakenBack::default();
+            schedule.free.push(self.slot);
+        }
+    }
+}
+
+impl Schedule {
+    /// Sends every held beat's adverts due at `now`, drops stale deadlines, and returns the
+    /// next deadline.
+    pub(super) fn serve(&mut self, now: Instant) -> Option<Instant> {
+        while let Some(&Reverse((due, index, generation))) = self.queue.peek() {
+            let live = self
+                .slots
+                .get(index)
+                .is_some_and(|slot| slot.generation == generation && slot.held.is_some());
+            if !live {
+                self.queue.pop();
+                continue;
+            }
+            if due > now {
+                return Some(due);
+            }
+            self.queue.pop();
+            let Some(slot) = self.slots.get_mut(index) else {
+                continue;
+            };
+            let Some(held) = slot.held.as_mut() else {
+                continue;
+            };
+            if send(&held.handover) {
+                let next = next_advert(held.due, now, held.handover.interval);
+                held.due = next;
+                slot.taken.next_due = Some(next);
+                self.queue.push(Reverse((next, index, generation)));
+            } else {
+                slot.taken.failed = true;
+                slot.generation += 1;
+                if let Some(held) = slot.held.take() {
+                    (held.handover.wake)();
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Sends one advert to each destination without waiting; false when one could not be sent.
+fn send(handover: &Handover) -> bool {
+    for (destination, payload) in handover.payloads.iter() {
+        if handover
+            .socket
+            .try_send_from(payload, handover.source, *destination)
+            .is_err()
+        {
+            return false;
+        }
+        handover.sent.inc();
+    }
+    true
+}
+
+/// The Adver_Timer's next deadline after serving `due` at `now`: the machine's own rule (one
+/// interval on from the deadline, or from `now` when a whole interval was missed).
+fn next_advert(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let next = due + interval;
+    if next > now { next } else { now + interval }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::vrrp::Version;
+    use crate::vrrp::instance::{Action, Config, Event, Instance, State};
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    fn master(t0: Instant) -> Instance {
+        let mut instance = Instance::new(Config {
+            vrid: 51,
+            priority: 150,
+            advert_interval: INTERVAL,
+            version: Version::V3,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            accept_mode: false,
+            primary_address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        });
+        instance.handle(t0, Event::Startup);
+        let down = instance.next_deadline().unwrap();
+        instance.handle(down, Event::Timeout);
+        assert_eq!(instance.state(), State::Master);
+        instance
+    }
+
+    /// What the unit does with a beat taken back: one timeout at `next_due − interval`.
+    fn replay(instance: &mut Instance, next_due: Instant) -> Vec<Action> {
+        instance.handle(next_due.checked_sub(INTERVAL).unwrap(), Event::Timeout)
+    }
+
+    #[test]
+    fn a_replayed_beat_re_arms_the_machine_where_the_ticker_left_it_on_time_or_late() {
+        // Served on time, late by a little, and late by more than an interval: the machine
+        // replaying the last one must land on the ticker's next deadline each time.
+        for lateness in [Duration::ZERO, Duration::from_millis(3), INTERVAL * 2] {
+            for served in 1..4u32 {
+                let mut instance = master(Instant::now());
+                let mut due = instance.next_deadline().unwrap();
+                for _ in 0..served {
+                    due = next_advert(due, due + lateness, INTERVAL);
+                }
+                assert_eq!(
+                    replay(&mut instance, due),
+                    [Action::SendAdvert {
+                        priority: 150,
+                        max_advert_interval: INTERVAL
+                    }],
+                    "one advert replayed, the one the ticker sent"
+                );
+                assert_eq!(
+                    instance.next_deadline(),
+                    Some(due),
+                    "{served} served {lateness:?} late"
+                );
+            }
+        }
+    }
+}
