@@ -22,15 +22,6 @@ pub trait Connection: Read + Write {
     fn connected(&self) -> io::Result<bool>;
 }
 
-impl Connection for mio::net::TcpStream {
-    fn connected(&self) -> io::Result<bool> {
-        if let Some(error) = self.take_error()? {
-            return Err(error);
-        }
-        is_open(self.peer_addr())
-    }
-}
-
 /// The probes whose attempts run as steps: a TCP connect, or an HTTP GET without TLS.
 #[derive(Debug, Clone, Copy)]
 pub enum Plain<'a> {
@@ -202,7 +193,7 @@ impl Connection for Alone<'_> {
 }
 
 /// Whether a socket whose error is taken is open, from its peer's address.
-fn is_open(peer: io::Result<std::net::SocketAddr>) -> io::Result<bool> {
+pub fn is_open(peer: io::Result<std::net::SocketAddr>) -> io::Result<bool> {
     match peer {
         Ok(_) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(false),

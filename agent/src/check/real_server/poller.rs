@@ -14,7 +14,7 @@
 //! (a channel, and a [`mio::Waker`] to wake the loop).
 
 use std::collections::{HashMap, VecDeque};
-use std::io;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use kube_vrrp_crds::CheckResult;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::attempt::{Attempt, Plain, polling_failed};
+use super::attempt::{Attempt, Connection, Plain, is_open, polling_failed};
 use super::deadlines::{Arming, Deadlines};
 use super::outcome::Outcome;
 use super::runner::Check;
@@ -177,8 +177,11 @@ impl Loop {
                 if event.token() == WAKE {
                     woken = true;
                 } else {
-                    let readable = event.is_readable() || event.is_read_closed();
-                    self.ready(event.token().0, readable, now);
+                    let readiness = Readiness {
+                        readable: event.is_readable() || event.is_read_closed(),
+                        troubled: event.is_error() || event.is_write_closed(),
+                    };
+                    self.ready(event.token().0, readiness, now);
                 }
             }
             if woken && !self.take_commands() {
@@ -307,11 +310,11 @@ impl Loop {
         self.deadlines.arm(slot, now + timeout);
     }
 
-    /// The socket of `slot`'s attempt is ready (`readable`: the event said so): its steps go
-    /// on. Edge-triggered, an event is reported once: when the one that completes the request
+    /// The socket of `slot`'s attempt is ready as `readiness` says: its steps go on.
+    /// Edge-triggered, an event is reported once: when the one that completes the request
     /// already says readable (a server that answered or closed without waiting for it), the
     /// answer is read now, for no later event would report it.
-    fn ready(&mut self, slot: usize, readable: bool, now: Instant) {
+    fn ready(&mut self, slot: usize, readiness: Readiness, now: Instant) {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return;
         };
@@ -322,17 +325,21 @@ impl Loop {
             return;
         };
         let was_reading = matches!(attempt.steps, Attempt::Reading(..));
+        let mut socket = OnEvent {
+            socket: &mut attempt.socket,
+            troubled: readiness.troubled,
+        };
         let mut outcome = attempt
             .steps
-            .advance(plain, &mut attempt.socket, &mut s.check.buffer);
+            .advance(plain, &mut socket, &mut s.check.buffer);
         if outcome.is_none()
-            && readable
+            && readiness.readable
             && !was_reading
             && matches!(attempt.steps, Attempt::Reading(..))
         {
             outcome = attempt
                 .steps
-                .advance(plain, &mut attempt.socket, &mut s.check.buffer);
+                .advance(plain, &mut socket, &mut s.check.buffer);
         }
         if let Some(outcome) = outcome {
             self.conclude(slot, now, outcome);
@@ -352,6 +359,53 @@ impl Loop {
         } else {
             self.deadlines.disarm(slot);
         }
+    }
+}
+
+/// What an event said of an attempt's socket.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    /// There is something to read, or the peer closed its side.
+    readable: bool,
+    /// An error or a hang-up: the connection failed, or was cut.
+    troubled: bool,
+}
+
+/// An attempt's socket as its steps see it on one of its events. Edge-triggered, a socket
+/// still connecting reports nothing (the kernel's poll of a TCP socket in SYN-SENT is empty
+/// unless it failed), so its first event says the connect has ended: without an error or a
+/// hang-up it is open, known without a system call; with one, the socket's error says what
+/// happened.
+struct OnEvent<'a> {
+    socket: &'a mut mio::net::TcpStream,
+    troubled: bool,
+}
+
+impl Read for OnEvent<'_> {
+    fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+        self.socket.read(into)
+    }
+}
+
+impl Write for OnEvent<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.socket.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Connection for OnEvent<'_> {
+    fn connected(&self) -> io::Result<bool> {
+        if !self.troubled {
+            return Ok(true);
+        }
+        if let Some(error) = self.socket.take_error()? {
+            return Err(error);
+        }
+        is_open(self.socket.peer_addr())
     }
 }
 
