@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use kube_vrrp_crds::{VrrpNode, VrrpNodeSpec};
 use kube_vrrp_e2e::cluster::user::{self, poll};
-use serde_json::json;
 
-use super::{POLL, logs_tail, up, vip_manifest, wait_master};
+use super::{POLL, logs_tail, up, wait_master, web_manifest};
 
 const POLICY: &str = r#"
 apiVersion: admissionregistration.k8s.io/v1
@@ -44,6 +43,16 @@ fn degraded(vip: &serde_json::Value) -> Option<user::Condition> {
         .find(|c| c.kind == "Degraded")
 }
 
+/// The VirtualIP's status and the operator's last log lines, for a failure message.
+fn last_seen(cluster: &kube_vrrp_e2e::cluster::Cluster) -> String {
+    let status = cluster
+        .user()
+        .vip("web")
+        .map(|v| v["status"].to_string())
+        .unwrap_or_default();
+    format!("last seen: {status}\n{}", logs_tail(cluster, 20))
+}
+
 pub fn run() {
     let cluster = up();
     let user = cluster.user();
@@ -68,15 +77,7 @@ pub fn run() {
     )
     .unwrap();
     let applied = Instant::now();
-    user.apply(&vip_manifest(
-        "web",
-        0,
-        50,
-        "100ms",
-        &[("n1", 150), ("n2", 100), ("n3", 50)],
-        &json!({}),
-    ))
-    .unwrap();
+    user.apply(&web_manifest()).unwrap();
     let vip = wait_master(&cluster, "web", "n1", Duration::from_secs(30));
     let condition = poll(
         "VirtualIP web: Degraded=True, reason VrrpNodeNotWritten, naming n3 and the policy",
@@ -92,15 +93,7 @@ pub fn run() {
             }))
         },
     )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}; last seen: {}\n{}",
-            user.vip("web")
-                .map(|v| v["status"].to_string())
-                .unwrap_or_default(),
-            logs_tail(&cluster, 20)
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e}; {}", last_seen(&cluster)));
     eprintln!(
         "refused: Degraded {} after {:.1} s: {}",
         condition.reason,
@@ -147,15 +140,7 @@ pub fn run() {
                 .map(|_| ()))
         },
     )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}; last seen: {}\n{}",
-            user.vip("web")
-                .map(|v| v["status"].to_string())
-                .unwrap_or_default(),
-            logs_tail(&cluster, 20)
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e}; {}", last_seen(&cluster)));
     eprintln!(
         "lifted: Degraded=False and NODES 3/3 after {:.1} s",
         lifted.elapsed().as_secs_f64()
