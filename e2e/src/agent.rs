@@ -443,6 +443,22 @@ impl Agent {
         Self::spawn(binary, lab, node, manifests, &command, READY_TIMEOUT)
     }
 
+    /// [`Agent::start_with_manifests`] with `extra` arguments after the lab's own (e.g.
+    /// `--realtime-priority`).
+    pub fn start_with_manifests_and_args(
+        binary: &Path,
+        lab: &Lab,
+        node: usize,
+        manifests: &Path,
+        extra: &[String],
+    ) -> Result<Self, LabError> {
+        let command = Command {
+            extra,
+            ..Command::default()
+        };
+        Self::spawn(binary, lab, node, manifests, &command, READY_TIMEOUT)
+    }
+
     /// [`Agent::start_with_manifests`] under a wrapper command (`prefix`, e.g. valgrind):
     /// `/status` is given [`WRAPPED_READY_TIMEOUT`] to answer.
     pub fn start_with_manifests_wrapped(

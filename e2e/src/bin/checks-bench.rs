@@ -70,6 +70,11 @@ struct Args {
     /// included (`perf record -e cpu-clock`: by object, by kernel entry, top symbols).
     #[arg(long, value_enum)]
     trace: Option<Tracer>,
+    /// Host part: the agent's `--realtime-priority` (SCHED_FIFO for the threads that send
+    /// adverts, as the chart's `agent.realtimePriority` sets it); 0 leaves the default
+    /// scheduler.
+    #[arg(long, default_value_t = 0)]
+    realtime_priority: u8,
     /// Guest part: rounds of one window per daemon, keepalived first in the odd ones and the
     /// agent first in the even ones (the emulated guest's speed drifts; one round is noise).
     #[arg(long, default_value_t = 2)]
@@ -233,6 +238,7 @@ fn host_part(
     window: Duration,
     servers: u16,
     per: u16,
+    realtime_priority: u8,
     callgrind: Option<&Callgrind>,
 ) -> anyhow::Result<HostResult> {
     let binary = kube_vrrp_e2e::agent::binary().context("the agent binary")?;
@@ -289,6 +295,16 @@ spec:
         }
         std::fs::write(manifests.join("bench.yaml"), yaml)?;
         let agent = match callgrind {
+            None if realtime_priority > 0 => Agent::start_with_manifests_and_args(
+                &binary,
+                &lab,
+                1,
+                &manifests,
+                &[
+                    "--realtime-priority".to_owned(),
+                    realtime_priority.to_string(),
+                ],
+            )?,
             None => Agent::start_with_manifests(&binary, &lab, 1, &manifests)?,
             Some(callgrind) => Agent::start_with_manifests_wrapped(
                 &binary,
@@ -352,12 +368,22 @@ spec:
     })
 }
 
-fn print_host(host: &HostResult, total: u32, window: Duration) -> anyhow::Result<()> {
+fn print_host(
+    host: &HostResult,
+    total: u32,
+    window: Duration,
+    realtime_priority: u8,
+) -> anyhow::Result<()> {
     let (with, without) = (&host.with_checks, &host.without_checks);
     match (&with.cost, &without.cost) {
         (Cost::Native(usage, jitter_with), Cost::Native(_, jitter_without)) => {
+            let scheduling = if realtime_priority > 0 {
+                format!("SCHED_FIFO {realtime_priority}")
+            } else {
+                "the default scheduler".to_owned()
+            };
             println!(
-                "\nhost (namespace lab, real CPU), agent with a VRRPv3 MASTER advertising every 100 ms:"
+                "\nhost (namespace lab, real CPU), agent with a VRRPv3 MASTER advertising every 100 ms ({scheduling}):"
             );
             println!(
                 "  agent CPU {:.2} % of a core, RSS {:.1} MiB; {:.0} checks answered/s; {} of {total} real servers checked healthy",
@@ -1039,14 +1065,20 @@ fn main() -> anyhow::Result<()> {
         let dumps =
             std::env::temp_dir().join(format!("checks-bench-callgrind-{}", std::process::id()));
         let callgrind = Callgrind::new(&dumps)?;
-        let host = host_part(window, args.servers, args.real_servers, Some(&callgrind))?;
-        print_host(&host, total, window)?;
+        let host = host_part(window, args.servers, args.real_servers, 0, Some(&callgrind))?;
+        print_host(&host, total, window, 0)?;
         println!("  callgrind dumps kept in {}", dumps.display());
         return Ok(());
     }
     if !args.guest_only {
-        let host = host_part(window, args.servers, args.real_servers, None)?;
-        print_host(&host, total, window)?;
+        let host = host_part(
+            window,
+            args.servers,
+            args.real_servers,
+            args.realtime_priority,
+            None,
+        )?;
+        print_host(&host, total, window, args.realtime_priority)?;
     }
     if !args.host_only {
         let resync = Duration::from_millis(args.ipvs_resync_ms);

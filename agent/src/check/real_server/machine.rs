@@ -2,10 +2,12 @@
 //! the caller owns the clock and the probe; the machine says when the next attempt is due and
 //! what each result means.
 //!
-//! - A check starts every `interval` (fixed rate from its first start; a check that overruns
-//!   its interval is followed at once by the next). keepalived waits `delay_loop` after each
-//!   check ends instead; the two agree while checks are quick, and a fixed rate keeps the
-//!   spread of 1,000 real servers over the interval from drifting into bursts.
+//! - A check starts every `interval` (fixed rate from its first start), so the spread of
+//!   1,000 real servers over the interval does not drift into bursts. A check that ends after
+//!   its successor was due (attempts that hung to their timeout, retries, a late start behind
+//!   the concurrency bound) is followed `interval` after it ended: keepalived waits
+//!   `delay_loop` after every check's end, and in that case so does the agent, so a saturated
+//!   real server or host gets an interval of slack instead of the next check at once.
 //! - An attempt that fails while the real server is healthy is tried again after
 //!   `retry_delay`, up to `attempts` attempts in all (keepalived's `retry` + 1); a real server
 //!   already failing, or not checked yet, gets one attempt per check (keepalived: "do not retry
@@ -132,8 +134,12 @@ impl CheckMachine {
         }
         self.debounce.observe(passed);
         self.attempts = 0;
-        let started = self.check_started.unwrap_or(now);
-        self.due = Some((started + self.timers.interval).max(now));
+        let next_slot = self.check_started.unwrap_or(now) + self.timers.interval;
+        self.due = Some(if now > next_slot {
+            now + self.timers.interval
+        } else {
+            next_slot
+        });
         let healthy = self.healthy();
         Step {
             healthy,
@@ -305,18 +311,36 @@ mod tests {
                 ],
             },
             Case {
-                name: "a check overrunning its interval is followed at once",
+                name: "a check overrunning its interval is followed an interval after its end",
                 timers: CheckTimers {
                     interval: 2 * S,
                     ..timers(2, 1, 1)
                 },
                 assumed: true,
-                attempts: vec![pass(), hang(), hang(), pass()],
+                attempts: vec![pass(), hang(), hang(), pass(), pass()],
                 want: vec![
                     (at(0.0), true, true),
                     (at(2.0), true, false),
+                    // The check began at 2, its retry ended at 7, past its successor's slot (4).
                     (at(5.0), false, true),
-                    (at(7.0), true, true),
+                    (at(9.0), true, true),
+                    // Back on time: the fixed rate from the last check's start.
+                    (at(11.0), true, true),
+                ],
+            },
+            Case {
+                name: "hanging checks of a failing server back off as keepalived's do",
+                timers: CheckTimers {
+                    interval: Duration::from_millis(1_500),
+                    ..timers(1, 1, 1)
+                },
+                assumed: false,
+                attempts: vec![hang(), hang(), hang()],
+                // Each attempt hangs 2 s, past its successor's slot 1.5 s after its start.
+                want: vec![
+                    (at(0.0), false, true),
+                    (at(3.5), false, true),
+                    (at(7.0), false, true),
                 ],
             },
         ];

@@ -16,7 +16,9 @@
 //! - Verdicts are remembered across agent restarts (keepalived starts every real server
 //!   alive): a restarting agent neither sends clients to a dead server nor drops a live one.
 //! - Checks start at a fixed rate and at a hashed phase (keepalived: `delay_loop` after each
-//!   check's end, first one after a random `warmup`); attempts in flight are bounded.
+//!   check's end, first one after a random `warmup`); only a check that ends after its
+//!   successor was due is followed an interval after its end, as keepalived's always are.
+//!   Attempts in flight are bounded.
 //! - The body digest is SHA-256 (keepalived: MD5); HTTPS certificates can be verified.
 //! - The quorum has no hysteresis (no field for it), and its up/down scripts are Events.
 
