@@ -73,9 +73,21 @@ pub(super) struct Schedule {
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// Changes whenever `held` does (a hand-over, a take-back, a failed send, the beat's end),
+    /// so a deadline queued with another generation is stale.
     generation: u64,
     held: Option<Held>,
     taken: TakenBack,
+}
+
+impl Schedule {
+    /// Whether a deadline queued for `index` at `generation` still stands (its slot holds the
+    /// beat that queued it).
+    fn current(&self, index: usize, generation: u64) -> bool {
+        self.slots
+            .get(index)
+            .is_some_and(|slot| slot.generation == generation)
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +142,7 @@ impl Beat {
             .peek()
             .is_none_or(|Reverse((first, ..))| due < *first);
         schedule.queue.push(Reverse((due, self.slot, generation)));
+        schedule.drop_stale();
         drop(work);
         if earliest {
             self.ticker.wake();
@@ -166,15 +179,25 @@ impl Drop for Beat {
 }
 
 impl Schedule {
+    /// Drops the stale deadlines once they outnumber the slots twice over, and the room they
+    /// took: a start-up or a reconfiguration hands every member over several times, and a
+    /// stale entry would otherwise wait for its time to come (255 members left 8,192 entries'
+    /// room, 256 KiB, behind them).
+    fn drop_stale(&mut self) {
+        if self.queue.len() <= 2 * self.slots.len() + 16 {
+            return;
+        }
+        let mut queue = std::mem::take(&mut self.queue).into_vec();
+        queue.retain(|&Reverse((_, index, generation))| self.current(index, generation));
+        queue.shrink_to_fit();
+        self.queue = BinaryHeap::from(queue);
+    }
+
     /// Sends every held beat's adverts due at `now`, drops stale deadlines, and returns the
     /// next deadline.
     pub(super) fn serve(&mut self, now: Instant) -> Option<Instant> {
         while let Some(&Reverse((due, index, generation))) = self.queue.peek() {
-            let live = self
-                .slots
-                .get(index)
-                .is_some_and(|slot| slot.generation == generation && slot.held.is_some());
-            if !live {
+            if !self.current(index, generation) {
                 self.queue.pop();
                 continue;
             }
@@ -236,6 +259,46 @@ mod tests {
     use crate::vrrp::instance::{Action, Config, Event, Instance, State};
 
     const INTERVAL: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn stale_deadlines_and_their_room_go_once_they_outnumber_the_slots() {
+        let t0 = Instant::now();
+        let mut schedule = Schedule::default();
+        for generation in [7, 1] {
+            schedule.slots.push(Slot {
+                generation,
+                ..Slot::default()
+            });
+        }
+        let queue = |schedule: &Schedule| {
+            let mut entries: Vec<_> = schedule.queue.iter().map(|Reverse(e)| *e).collect();
+            entries.sort();
+            entries
+        };
+        // Slot 0 handed over 7 times at the same deadline, slot 1 once: 8 entries, 6 stale,
+        // under the bound (2 × 2 slots + 16): kept.
+        for generation in 1..=7 {
+            schedule.queue.push(Reverse((t0 + INTERVAL, 0, generation)));
+        }
+        schedule.queue.push(Reverse((t0 + 2 * INTERVAL, 1, 1)));
+        schedule.drop_stale();
+        assert_eq!(schedule.queue.len(), 8);
+        // A start-up's churn: 1,000 more stale entries of slot 0.
+        for _ in 0..1_000 {
+            schedule.queue.push(Reverse((t0 + 3 * INTERVAL, 0, 6)));
+        }
+        schedule.drop_stale();
+        assert_eq!(
+            queue(&schedule),
+            [(t0 + INTERVAL, 0, 7), (t0 + 2 * INTERVAL, 1, 1)],
+            "only each slot's current deadline is left"
+        );
+        assert!(
+            schedule.queue.capacity() < 16,
+            "the room went with them: {}",
+            schedule.queue.capacity()
+        );
+    }
 
     fn master(t0: Instant) -> Instance {
         let mut instance = Instance::new(Config {
