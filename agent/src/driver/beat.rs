@@ -80,16 +80,6 @@ struct Slot {
     taken: TakenBack,
 }
 
-impl Schedule {
-    /// Whether a deadline queued for `index` at `generation` still stands (its slot holds the
-    /// beat that queued it).
-    fn current(&self, index: usize, generation: u64) -> bool {
-        self.slots
-            .get(index)
-            .is_some_and(|slot| slot.generation == generation)
-    }
-}
-
 #[derive(Debug)]
 struct Held {
     handover: Handover,
@@ -179,6 +169,14 @@ impl Drop for Beat {
 }
 
 impl Schedule {
+    /// Whether a deadline queued for `index` at `generation` still stands (its slot holds the
+    /// beat that queued it).
+    fn current(&self, index: usize, generation: u64) -> bool {
+        self.slots
+            .get(index)
+            .is_some_and(|slot| slot.generation == generation)
+    }
+
     /// Drops the stale deadlines once they outnumber the slots twice over, and the room they
     /// took: a start-up or a reconfiguration hands every member over several times, and a
     /// stale entry would otherwise wait for its time to come (255 members left 8,192 entries'

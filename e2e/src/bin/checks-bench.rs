@@ -276,6 +276,14 @@ fn host_part(
         "--count-file",
         count_file.to_str().context("count file path")?,
     ])?;
+    let realtime_args = if realtime_priority > 0 {
+        vec![
+            "--realtime-priority".to_owned(),
+            realtime_priority.to_string(),
+        ]
+    } else {
+        Vec::new()
+    };
     let measure = |with_checks: bool| -> anyhow::Result<HostRun> {
         let manifests = dir.join(if with_checks { "with" } else { "without" });
         std::fs::create_dir_all(&manifests)?;
@@ -308,17 +316,9 @@ spec:
         }
         std::fs::write(manifests.join("bench.yaml"), yaml)?;
         let agent = match callgrind {
-            None if realtime_priority > 0 => Agent::start_with_manifests_and_args(
-                &binary,
-                &lab,
-                1,
-                &manifests,
-                &[
-                    "--realtime-priority".to_owned(),
-                    realtime_priority.to_string(),
-                ],
-            )?,
-            None => Agent::start_with_manifests(&binary, &lab, 1, &manifests)?,
+            None => {
+                Agent::start_with_manifests_and_args(&binary, &lab, 1, &manifests, &realtime_args)?
+            }
             Some(callgrind) => Agent::start_with_manifests_wrapped(
                 &binary,
                 &lab,
