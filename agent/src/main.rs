@@ -21,10 +21,17 @@ use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
 use kube_vrrp_agent::source::{self, standalone::Standalone};
 use tokio::signal::unix::{SignalKind, signal};
 
+/// `--version`: the crate's version, and whether this is a debug build (the lab's benchmarks
+/// refuse one: its costs say nothing of the release build's).
+#[cfg(not(debug_assertions))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(debug_assertions)]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (debug build)");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kube-vrrp-agent",
-    version,
+    version = VERSION,
     about = "kube-vrrp node agent: VRRP, VIPs, trackers, reports"
 )]
 struct Cli {

@@ -52,6 +52,27 @@ pub fn binary() -> Result<PathBuf, LabError> {
     )
 }
 
+/// [`binary`] for a benchmark: refused when it is a debug build (its `--version` says so), whose
+/// costs say nothing of the release build's.
+pub fn release_binary() -> Result<PathBuf, LabError> {
+    let path = binary()?;
+    let version = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .map_err(LabError::io(format!("{} --version", path.display())))?;
+    if is_debug_build(&String::from_utf8_lossy(&version.stdout)) {
+        return Err(LabError::DebugAgent {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(path)
+}
+
+/// Whether an agent's `--version` line names a debug build.
+pub fn is_debug_build(version: &str) -> bool {
+    version.contains("(debug build)")
+}
+
 /// [`binary`] with its two environment variables passed in.
 pub fn binary_from(
     agent: Option<PathBuf>,
@@ -710,6 +731,12 @@ mod tests {
             binary_from(Some("/bin/sh".into()), None).unwrap(),
             Path::new("/bin/sh")
         );
+    }
+
+    #[test]
+    fn a_debug_build_is_known_by_its_version_line() {
+        assert!(is_debug_build("kube-vrrp-agent 0.1.0 (debug build)\n"));
+        assert!(!is_debug_build("kube-vrrp-agent 0.1.0\n"));
     }
 
     #[test]

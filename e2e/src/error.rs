@@ -29,6 +29,10 @@ pub enum LabError {
         "agent binary not built: {path} does not exist (run `cargo build -p kube-vrrp-agent` or set KUBE_VRRP_AGENT)"
     )]
     AgentNotBuilt { path: String },
+    #[error(
+        "{path} is a debug build: benchmarks measure the release build (`cargo build --release -p kube-vrrp-agent`, then KUBE_VRRP_AGENT=target/release/kube-vrrp-agent)"
+    )]
+    DebugAgent { path: String },
     #[error("agent status: {0}")]
     Status(String),
     #[error("invalid lab setup: {0}")]

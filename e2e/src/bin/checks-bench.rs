@@ -254,7 +254,7 @@ fn host_part(
     realtime_priority: u8,
     callgrind: Option<&Callgrind>,
 ) -> anyhow::Result<HostResult> {
-    let binary = kube_vrrp_e2e::agent::binary().context("the agent binary")?;
+    let binary = kube_vrrp_e2e::agent::release_binary().context("the agent binary")?;
     let peer = binary.with_file_name("ipvs-lab-peer");
     let lab = Lab::new(LabSpec {
         nodes: 1,

@@ -676,7 +676,8 @@ fn main() -> anyhow::Result<()> {
         Which::Both => &[DaemonKind::Keepalived, DaemonKind::Agent],
     };
     if kinds.contains(&DaemonKind::Agent) {
-        kube_vrrp_e2e::agent::binary().context("the agent benchmark needs the agent binary")?;
+        kube_vrrp_e2e::agent::release_binary()
+            .context("the agent benchmark needs the agent binary")?;
     }
     let (started, start_load) = (now_utc(), load_average());
     let began = Instant::now();

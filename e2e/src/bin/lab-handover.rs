@@ -102,7 +102,8 @@ fn main() -> anyhow::Result<()> {
         Which::Both => &[DaemonKind::Keepalived, DaemonKind::Agent],
     };
     if kinds.contains(&DaemonKind::Agent) {
-        kube_vrrp_e2e::agent::binary().context("the agent benchmark needs the agent binary")?;
+        kube_vrrp_e2e::agent::release_binary()
+            .context("the agent benchmark needs the agent binary")?;
     }
     let spec = instance(Duration::from_millis(args.advert_ms));
     let mut rows = Vec::new();

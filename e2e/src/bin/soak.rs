@@ -250,6 +250,7 @@ fn main() -> anyhow::Result<()> {
         run_load(kind, args.memory_mib);
     }
     require_root();
+    kube_vrrp_e2e::agent::release_binary()?;
     let cases = [
         Case {
             daemon: DaemonKind::Agent,

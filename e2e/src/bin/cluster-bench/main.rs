@@ -219,6 +219,7 @@ fn rss(pid: u32) -> anyhow::Result<(f64, f64)> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    kube_vrrp_e2e::agent::release_binary()?;
     if !cli.only_load_balancers && !cli.only_agents {
         vips_and_scale(cli)?;
     }
