@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 28] = [
+const SERIES: [&str; 29] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -102,6 +102,7 @@ const SERIES: [&str; 28] = [
     "kube_vrrp_virtualserver_quorum_up",
     "kube_vrrp_virtualserver_healthy_weight",
     "kube_vrrp_virtualserver_sorry_server_active",
+    "kube_vrrp_health_io_restarts_total",
     "kube_vrrp_instance_failover_seconds_bucket",
     "kube_vrrp_instance_failover_seconds_sum",
     "kube_vrrp_instance_failover_seconds_count",

@@ -3,8 +3,10 @@
 //! retries included), `kube_vrrp_realserver_check_duration_seconds{virtualserver, kind}`,
 //! `kube_vrrp_realserver_up{virtualserver, real_server}` (the verdict: 1 in the pool),
 //! `kube_vrrp_virtualserver_quorum_up{virtualserver}`,
-//! `kube_vrrp_virtualserver_healthy_weight{virtualserver}` and
-//! `kube_vrrp_virtualserver_sorry_server_active{virtualserver}`.
+//! `kube_vrrp_virtualserver_healthy_weight{virtualserver}`,
+//! `kube_vrrp_virtualserver_sorry_server_active{virtualserver}` and
+//! `kube_vrrp_health_io_restarts_total` (the loop of the TCP and plain-HTTP checks started
+//! again after it ended: a panic, a failed poll).
 //!
 //! Label values are bounded by the configuration (VirtualServer names, real servers) and by
 //! the static `result` and `kind` words.
@@ -91,6 +93,7 @@ pub(super) struct HealthFamilies {
     quorum_up: Family<ServerLabels, Gauge>,
     healthy_weight: Family<ServerLabels, Gauge>,
     sorry_server: Family<ServerLabels, Gauge>,
+    health_io_restarts: Counter,
 }
 
 impl HealthFamilies {
@@ -105,6 +108,7 @@ impl HealthFamilies {
             quorum_up: Family::default(),
             healthy_weight: Family::default(),
             sorry_server: Family::default(),
+            health_io_restarts: Counter::default(),
         };
         registry.register(
             "realserver_checks",
@@ -136,6 +140,11 @@ impl HealthFamilies {
             "virtualserver_sorry_server_active",
             "1 while the sorry server takes all traffic of the VirtualServer on this node",
             families.sorry_server.clone(),
+        );
+        registry.register(
+            "health_io_restarts",
+            "Times the loop of the TCP and plain-HTTP checks was started again after it ended (a panic, a failed poll); its checks start afresh",
+            families.health_io_restarts.clone(),
         );
         families
     }
@@ -227,6 +236,11 @@ impl Metrics {
             .sorry_server
             .get_or_create(&labels)
             .set(i64::from(quorum.sorry_server_active));
+    }
+
+    /// Counts a restart of the loop of the TCP and plain-HTTP checks.
+    pub fn health_io_restarted(&self) {
+        self.health().health_io_restarts.inc();
     }
 
     /// Removes a VirtualServer's series (no longer configured).

@@ -8,7 +8,8 @@
 //! [`tcp`], [`http`] with [`tls`], [`command`] (scripts), built by [`probe`] from the
 //! `healthCheck`; [`runner`] runs them on a thread of their own (HTTPS and scripts as tokio
 //! tasks), handing TCP and plain-HTTP checks to [`poller`], an epoll loop on one more thread
-//! that owns their sockets and deadlines; [`memory`] keeps verdicts across restarts.
+//! that owns their sockets and deadlines (started again should it end); [`memory`] keeps
+//! verdicts across restarts.
 //!
 //! Where this differs from keepalived, and why:
 //! - `rise`/`fall` exist (keepalived's checkers have none; `vrrp_script` has them); with 1/1,

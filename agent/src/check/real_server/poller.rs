@@ -12,16 +12,25 @@
 //!
 //! The runner adds and removes checks through [`Poller::add`] and the [`Polled`] it returns
 //! (a channel, and a [`mio::Waker`] to wake the loop).
+//!
+//! The loop ends by itself only on a panic (in a check's steps) or a failed poll; its checks
+//! (owned by its thread) end with it. Its thread then says so on its way out, a panic
+//! included: [`Poller::has_ended`] turns true and the runner's [`Notify`] is notified, so that
+//! the runner starts a new loop and gives it the checks again, at once or after
+//! [`restart_delay`] when the loop keeps ending soon after its start.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kube_vrrp_crds::CheckResult;
 use mio::{Events, Interest, Poll, Token, Waker};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::attempt::{Attempt, Connection, Plain, is_open, polling_failed};
 use super::deadlines::{Arming, Deadlines};
@@ -38,18 +47,62 @@ const EVENTS: usize = 256;
 /// The waker's token (slots are numbered from 0).
 const WAKE: Token = Token(usize::MAX);
 
+/// A restarted loop that ran this long before it ended (and the first loop, however long it
+/// ran) is started again at once.
+pub const RESTART_QUIET: Duration = Duration::from_secs(60);
+
+/// The wait before the loop starts again after a restarted one ended sooner than
+/// [`RESTART_QUIET`] after its start; it doubles with each such end in a row, up to
+/// [`RESTART_DELAY_MAX`].
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait before the loop starts again.
+pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(300);
+
+/// The wait before the loop starts again after `quick_ends` ends in a row of restarted loops,
+/// each sooner than [`RESTART_QUIET`] after its start (or failed starts): none at first, then
+/// [`RESTART_DELAY`] doubled each time, capped at [`RESTART_DELAY_MAX`]. A loop that panics on
+/// every start thus costs a restart every few minutes, not a spin.
+pub fn restart_delay(quick_ends: u32) -> Duration {
+    if quick_ends == 0 {
+        return Duration::ZERO;
+    }
+    RESTART_DELAY
+        .saturating_mul(1 << (quick_ends - 1).min(16))
+        .min(RESTART_DELAY_MAX)
+}
+
 enum Command {
     Add(u64, Box<Check>),
     Remove(u64),
     Stop,
+    /// Makes the loop panic: how a test ends it.
+    #[cfg(test)]
+    Panic,
+}
+
+/// The way to the loop: its commands, and the waker that makes it read them.
+#[derive(Clone)]
+struct Mailbox {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Mailbox {
+    fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
 }
 
 /// The running loop. Dropping it stops the loop (every attempt is abandoned).
 pub struct Poller {
-    commands: Sender<Command>,
-    waker: Arc<Waker>,
+    mailbox: Mailbox,
     next_id: u64,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Set by the loop's thread as it ends, whatever ends it.
+    ended: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Poller {
@@ -61,32 +114,51 @@ impl std::fmt::Debug for Poller {
 /// A check the loop runs; dropping it removes the check (an attempt in flight is abandoned).
 pub struct Polled {
     id: u64,
-    commands: Sender<Command>,
-    waker: Arc<Waker>,
+    mailbox: Mailbox,
 }
 
 impl Drop for Polled {
     fn drop(&mut self) {
-        if self.commands.send(Command::Remove(self.id)).is_ok() {
-            let _ = self.waker.wake();
-        }
+        self.mailbox.send(Command::Remove(self.id));
+    }
+}
+
+/// Says that the loop has ended as its thread leaves, even by a panic.
+struct Ending {
+    ended: Arc<AtomicBool>,
+    runner: Arc<Notify>,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.ended.store(true, Ordering::Release);
+        self.runner.notify_one();
     }
 }
 
 impl Poller {
-    /// Starts the loop's thread (in the calling thread's network namespace).
-    pub fn start() -> io::Result<Self> {
+    /// Starts the loop's thread (in the calling thread's network namespace); `ended` is
+    /// notified when the thread ends, see [`Poller::has_ended`].
+    pub fn start(ended: Arc<Notify>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (commands, received) = channel();
+        let ending = Ending {
+            ended: Arc::new(AtomicBool::new(false)),
+            runner: ended,
+        };
+        let ended = Arc::clone(&ending.ended);
         let thread = std::thread::Builder::new()
             .name("health-io".to_owned())
-            .spawn(move || Loop::new(poll, received).run())?;
+            .spawn(move || {
+                let _ending = ending;
+                Loop::new(poll, received).run()
+            })?;
         Ok(Self {
-            commands,
-            waker,
+            mailbox: Mailbox { commands, waker },
             next_id: 0,
             thread: Some(thread),
+            ended,
         })
     }
 
@@ -94,30 +166,63 @@ impl Poller {
     pub(super) fn add(&mut self, check: Check) -> Polled {
         self.next_id += 1;
         let id = self.next_id;
-        if self
-            .commands
-            .send(Command::Add(id, Box::new(check)))
-            .is_ok()
-        {
-            let _ = self.waker.wake();
-        }
+        self.mailbox.send(Command::Add(id, Box::new(check)));
         Polled {
             id,
-            commands: self.commands.clone(),
-            waker: Arc::clone(&self.waker),
+            mailbox: self.mailbox.clone(),
         }
+    }
+
+    /// Whether the loop has ended by itself (a panic, a failed poll): its checks are gone
+    /// with it.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Why the loop ended, once [`Poller::has_ended`] says it did (waits for its thread, then
+    /// on its way out).
+    pub fn why_ended(mut self) -> String {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(error))) => format!("its poll failed: {error}"),
+            Some(Err(panic)) => format!("it panicked: {}", panic_message(&*panic)),
+            Some(Ok(Ok(()))) | None => "it was stopped".to_owned(),
+        }
+    }
+
+    /// A switch that makes the loop panic.
+    #[cfg(test)]
+    pub(super) fn panic_switch(&self) -> PanicSwitch {
+        PanicSwitch(self.mailbox.clone())
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        if self.commands.send(Command::Stop).is_ok() {
-            let _ = self.waker.wake();
-        }
+        self.mailbox.send(Command::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+/// Makes a loop panic, as a bug in a check's steps would.
+#[cfg(test)]
+pub(super) struct PanicSwitch(Mailbox);
+
+#[cfg(test)]
+impl PanicSwitch {
+    pub(super) fn flip(&self) {
+        self.0.send(Command::Panic);
+    }
+}
+
+/// What a panic said.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// An attempt in flight.
@@ -158,7 +263,8 @@ impl Loop {
         }
     }
 
-    fn run(mut self) {
+    /// Runs until the runner stops it (`Ok`) or the poll fails.
+    fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         // The clock of the last wake-up: the next timeout counts from it (later by the time
         // the wake-up took, some microseconds), so that the clock is read once per wake-up.
@@ -168,8 +274,7 @@ impl Loop {
             if let Err(error) = self.poll.poll(&mut events, timeout)
                 && error.kind() != io::ErrorKind::Interrupted
             {
-                tracing::error!(%error, "the health checks' poll failed; TCP and HTTP checks stop");
-                return;
+                return Err(error);
             }
             now = Instant::now();
             let mut woken = false;
@@ -185,7 +290,7 @@ impl Loop {
                 }
             }
             if woken && !self.take_commands() {
-                return;
+                return Ok(());
             }
             self.fire(now);
             self.admit_waiting(now);
@@ -238,6 +343,8 @@ impl Loop {
                     }
                 }
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                #[cfg(test)]
+                Ok(Command::Panic) => panic!("a test made the health-io loop panic"),
                 Err(TryRecvError::Empty) => return true,
             }
         }
@@ -415,4 +522,16 @@ fn not_plain() -> Outcome {
         CheckResult::Misconfigured,
         "this check does not run on the TCP and HTTP loop",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_restarts_at_once_then_after_a_delay_doubling_from_one_second_to_five_minutes() {
+        let delays: Vec<u64> = (0..=10).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
+        assert_eq!(restart_delay(u32::MAX), RESTART_DELAY_MAX);
+    }
 }

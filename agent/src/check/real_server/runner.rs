@@ -13,6 +13,13 @@
 //! which every reader recomputes in full. A change of the last result or its detail alone is
 //! published with the next such change or within [`PUBLISH_DELAY`]. The verdicts kept for a
 //! restart are written with the publication that carries their change.
+//!
+//! Should the [`Poller`]'s loop end (a panic, a failed poll), its thread notifies the
+//! supervisor, which logs why, starts a new loop and gives it every TCP and plain-HTTP check
+//! again (rebuilt: their state died with the thread), counted in
+//! `kube_vrrp_health_io_restarts_total`. A loop that ends soon after its start is started
+//! again only after [`restart_delay`], its checks on the async path meanwhile (as when the
+//! loop cannot start), so a panic on every start neither spins nor freezes a verdict.
 
 use jiff::Timestamp;
 use kube_vrrp_crds::ResolvedVirtualServer;
@@ -31,7 +38,7 @@ use super::health::{
 use super::machine::{CheckMachine, CheckTimers, Step};
 use super::memory::Memory;
 use super::outcome::Outcome;
-use super::poller::{Polled, Poller};
+use super::poller::{Polled, Poller, RESTART_QUIET, restart_delay};
 use super::pool::Quorum;
 use super::probe::{HealthProbe, checks};
 use super::spread::phase;
@@ -88,38 +95,12 @@ impl HealthChecks {
     /// Starts the checks' thread (in the calling thread's network namespace) with nothing to
     /// check yet.
     pub fn start(options: HealthOptions, metrics: Metrics) -> std::io::Result<Self> {
-        let remembered = options
-            .memory
-            .as_ref()
-            .map(Memory::load)
-            .unwrap_or_default();
-        let first = HealthSnapshot {
-            remembered,
-            ..HealthSnapshot::default()
-        };
-        let (publish, snapshot) = watch::channel(Arc::new(first.clone()));
+        let (board, snapshot) = Board::new(options.memory.clone(), metrics.clone());
         let (config, config_rx) = watch::channel(Arc::new(Vec::new()));
-        let board = Arc::new(Board {
-            state: Mutex::new(first),
-            publish,
-            unpublished: AtomicBool::new(false),
-            urgent: AtomicBool::new(false),
-            wake: Notify::new(),
-            pending: Notify::new(),
-            unsaved: AtomicBool::new(false),
-            memory: options.memory.clone(),
-            metrics: metrics.clone(),
-        });
         let thread = std::thread::Builder::new()
             .name("health-checks".to_owned())
             .spawn(move || {
-                let poller = match Poller::start() {
-                    Ok(poller) => Some(poller),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot start the TCP and HTTP checks' loop; they run on the async path");
-                        None
-                    }
-                };
+                let mut supervisor = Supervisor::new(options, board, metrics);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -129,14 +110,6 @@ impl HealthChecks {
                         tracing::error!(%error, "cannot start the health checks' runtime; no real server is checked");
                         return;
                     }
-                };
-                let supervisor = Supervisor {
-                    permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
-                    options,
-                    board,
-                    metrics,
-                    running: BTreeMap::new(),
-                    poller,
                 };
                 runtime.block_on(async {
                     tokio::spawn(Arc::clone(&supervisor.board).publish_changes());
@@ -196,8 +169,24 @@ impl Drop for Aborting {
 
 /// A running check, on the async path or the loop's; dropping it stops it.
 enum Running {
-    Task { _aborting: Aborting },
-    Polled { _removing: Polled },
+    Task {
+        _aborting: Aborting,
+        /// A TCP or plain-HTTP check, which the loop would run.
+        plain: bool,
+    },
+    Polled {
+        _removing: Polled,
+    },
+}
+
+impl Running {
+    /// Whether this is a TCP or plain-HTTP check, wherever it runs.
+    fn is_plain(&self) -> bool {
+        match self {
+            Running::Task { plain, .. } => *plain,
+            Running::Polled { .. } => true,
+        }
+    }
 }
 
 /// The checks of one VirtualServer as they run.
@@ -212,24 +201,141 @@ struct Supervisor {
     metrics: Metrics,
     permits: Arc<Semaphore>,
     running: BTreeMap<String, RunningServer>,
-    /// The loop of the TCP and plain-HTTP checks (`None`: it could not start, and they run
-    /// on the async path).
+    /// The loop of the TCP and plain-HTTP checks (`None`: it could not start, or it waits for
+    /// `restart_at`, and they run on the async path).
     poller: Option<Poller>,
+    /// Notified by the loop's thread as it ends.
+    poller_ended: Arc<Notify>,
+    /// When the running loop was started again (`None`: it is the first).
+    poller_restarted: Option<Instant>,
+    /// Ends in a row of restarted loops, each soon after its start (see [`restart_delay`]).
+    quick_ends: u32,
+    /// When the loop, having ended soon after its start, starts again.
+    restart_at: Option<Instant>,
 }
 
 impl Supervisor {
-    async fn run(mut self, mut config: watch::Receiver<Arc<Vec<ResolvedVirtualServer>>>) {
+    fn new(options: HealthOptions, board: Arc<Board>, metrics: Metrics) -> Self {
+        let poller_ended = Arc::new(Notify::new());
+        let poller = match Poller::start(Arc::clone(&poller_ended)) {
+            Ok(poller) => Some(poller),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the TCP and HTTP checks' loop; they run on the async path");
+                None
+            }
+        };
+        Self {
+            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            options,
+            board,
+            metrics,
+            running: BTreeMap::new(),
+            poller,
+            poller_ended,
+            poller_restarted: None,
+            quick_ends: 0,
+            restart_at: None,
+        }
+    }
+
+    async fn run(&mut self, mut config: watch::Receiver<Arc<Vec<ResolvedVirtualServer>>>) {
+        let poller_ended = Arc::clone(&self.poller_ended);
+        let servers = Arc::clone(&config.borrow_and_update());
+        self.apply(&servers);
         loop {
-            let servers = Arc::clone(&config.borrow_and_update());
-            self.apply(&servers);
-            if config.changed().await.is_err() {
-                break;
+            let restart_at = self.restart_at;
+            tokio::select! {
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let servers = Arc::clone(&config.borrow_and_update());
+                    self.apply(&servers);
+                }
+                () = poller_ended.notified() => self.tend_poller(),
+                () = tokio::time::sleep_until(restart_at.unwrap_or_else(Instant::now)),
+                    if restart_at.is_some() => self.tend_poller(),
             }
         }
         self.running.clear();
     }
 
+    /// Starts the loop again if it has ended, or if its delayed start is due.
+    fn tend_poller(&mut self) {
+        let now = Instant::now();
+        if let Some(ended) = self.poller.take_if(|p| p.has_ended()) {
+            let why = ended.why_ended();
+            if self
+                .poller_restarted
+                .is_some_and(|at| now.duration_since(at) < RESTART_QUIET)
+            {
+                self.quick_ends += 1;
+            } else {
+                self.quick_ends = 0;
+            }
+            let delay = restart_delay(self.quick_ends);
+            if !delay.is_zero() {
+                tracing::error!(%why, restart_in = ?delay, "the TCP and HTTP checks' loop ended soon after its restart; its checks run on the async path until it is restarted");
+                self.restart_at = Some(now + delay);
+            } else if let Err(error) = self.restart_poller(now) {
+                tracing::error!(%why, %error, "the TCP and HTTP checks' loop ended and cannot restart; its checks run on the async path meanwhile");
+            } else {
+                tracing::error!(%why, "the TCP and HTTP checks' loop ended; restarted, its checks start afresh");
+            }
+        } else if self.restart_at.is_some_and(|at| at <= now) {
+            if let Err(error) = self.restart_poller(now) {
+                tracing::error!(%error, "cannot restart the TCP and HTTP checks' loop; its checks stay on the async path");
+            } else {
+                tracing::warn!(
+                    "the TCP and HTTP checks' loop restarted; its checks leave the async path"
+                );
+            }
+        } else {
+            return;
+        }
+        self.restart_plain_checks();
+    }
+
+    /// Starts a new loop; one that cannot start is tried again later (see [`restart_delay`]).
+    fn restart_poller(&mut self, now: Instant) -> std::io::Result<()> {
+        self.restart_at = None;
+        match Poller::start(Arc::clone(&self.poller_ended)) {
+            Ok(poller) => {
+                self.poller = Some(poller);
+                self.poller_restarted = Some(now);
+                self.metrics.health_io_restarted();
+                Ok(())
+            }
+            Err(error) => {
+                self.quick_ends += 1;
+                self.restart_at = Some(now + restart_delay(self.quick_ends));
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts every TCP and plain-HTTP check again, on the loop if it runs, else on the async
+    /// path. Their state (each [`Check`] and its machine) is gone with the loop's thread, or
+    /// with the task stopped here, so each is rebuilt from the configuration as a fresh add:
+    /// its verdict until its first result is the one last published, which that first result
+    /// then decides at once (as after an agent restart); rise/fall streaks and retries in
+    /// progress start over.
+    fn restart_plain_checks(&mut self) {
+        let servers: Vec<ResolvedVirtualServer> = self
+            .running
+            .values_mut()
+            .map(|running| {
+                running.tasks.retain(|_, task| !task.is_plain());
+                running.config.clone()
+            })
+            .collect();
+        for server in &servers {
+            self.apply_server(server);
+        }
+    }
+
     fn apply(&mut self, servers: &[ResolvedVirtualServer]) {
+        self.tend_poller();
         let wanted: BTreeMap<&str, &ResolvedVirtualServer> =
             servers.iter().map(|s| (s.name.as_str(), s)).collect();
         let gone: Vec<String> = self
@@ -318,12 +424,14 @@ impl Supervisor {
                 series,
                 buffer: Vec::new(),
             };
+            let plain = Plain::of(&check.probe).is_some();
             let task = match &mut self.poller {
-                Some(poller) if Plain::of(&check.probe).is_some() => Running::Polled {
+                Some(poller) if plain => Running::Polled {
                     _removing: poller.add(check),
                 },
                 _ => Running::Task {
                     _aborting: Aborting(tokio::spawn(check.run())),
+                    plain,
                 },
             };
             running.tasks.insert(endpoint, task);
@@ -424,6 +532,31 @@ struct Board {
 }
 
 impl Board {
+    /// A board whose first snapshot holds the verdicts kept in `memory`, and its readers.
+    fn new(
+        memory: Option<Memory>,
+        metrics: Metrics,
+    ) -> (Arc<Self>, watch::Receiver<Arc<HealthSnapshot>>) {
+        let remembered = memory.as_ref().map(Memory::load).unwrap_or_default();
+        let first = HealthSnapshot {
+            remembered,
+            ..HealthSnapshot::default()
+        };
+        let (publish, snapshot) = watch::channel(Arc::new(first.clone()));
+        let board = Arc::new(Board {
+            state: Mutex::new(first),
+            publish,
+            unpublished: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
+            wake: Notify::new(),
+            pending: Notify::new(),
+            unsaved: AtomicBool::new(false),
+            memory,
+            metrics,
+        });
+        (board, snapshot)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthSnapshot> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -669,4 +802,166 @@ fn quorum_of(server: &VirtualServerHealth) -> Quorum {
         server.config.health_check.is_none() || server.healthy(rs, true)
     })
     .quorum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::poller::RESTART_DELAY;
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+    /// A VirtualServer whose one real server, at `address`, is TCP-checked every 100 ms.
+    fn tcp_checked(address: SocketAddr) -> ResolvedVirtualServer {
+        serde_json::from_value(serde_json::json!({
+            "name": "web-80", "virtualIP": "web", "addresses": ["192.0.2.100"], "port": 80,
+            "protocol": "TCP", "scheduler": "wlc", "forwarding": "NAT",
+            "realServers": [{"address": address.ip().to_string(), "port": address.port(),
+                             "weight": 1}],
+            "healthCheck": {"tcp": {}, "interval": "100ms", "timeout": "80ms"}
+        }))
+        .expect("a resolved VirtualServer")
+    }
+
+    /// A real server on 127.0.0.1 (the kernel completes the check's connections; nothing
+    /// accepts them), and its address.
+    fn real_server() -> (TcpListener, SocketAddr) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind on 127.0.0.1");
+        let address = listener.local_addr().expect("the listener's address");
+        (listener, address)
+    }
+
+    /// A supervisor with its board publishing (on the current runtime), and the snapshots.
+    fn supervisor(metrics: &Metrics) -> (Supervisor, watch::Receiver<Arc<HealthSnapshot>>) {
+        let (board, snapshots) = Board::new(None, metrics.clone());
+        tokio::spawn(Arc::clone(&board).publish_changes());
+        let supervisor = Supervisor::new(HealthOptions::default(), board, metrics.clone());
+        assert!(supervisor.poller.is_some(), "the loop starts");
+        (supervisor, snapshots)
+    }
+
+    /// Waits (5 s at most) until the real server at `address` has been checked `healthy`.
+    async fn wait_for_verdict(
+        snapshots: &mut watch::Receiver<Arc<HealthSnapshot>>,
+        address: SocketAddr,
+        healthy: bool,
+    ) {
+        let verdict = |snapshot: &Arc<HealthSnapshot>| {
+            snapshot
+                .virtual_servers
+                .get("web-80")
+                .and_then(|s| s.real_servers.get(&(address.ip(), address.port())))
+                .filter(|h| h.checked)
+                .map(|h| h.healthy)
+        };
+        let seen = tokio::time::timeout(
+            Duration::from_secs(5),
+            snapshots.wait_for(|s| verdict(s) == Some(healthy)),
+        )
+        .await
+        .is_ok_and(|waited| waited.is_ok());
+        assert!(
+            seen,
+            "no verdict healthy={healthy} within 5 s; last {:?}",
+            verdict(&snapshots.borrow())
+        );
+    }
+
+    fn restarts(metrics: &Metrics) -> Option<u64> {
+        metrics
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix("kube_vrrp_health_io_restarts_total "))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    /// Whether the real server's check runs on the loop (else on the async path).
+    fn polled(supervisor: &Supervisor) -> bool {
+        let tasks = &supervisor.running["web-80"].tasks;
+        assert_eq!(tasks.len(), 1);
+        tasks
+            .values()
+            .all(|task| matches!(task, Running::Polled { .. }))
+    }
+
+    /// Makes the loop panic, and lets the supervisor see it end.
+    async fn panic_the_loop(supervisor: &mut Supervisor) {
+        let poller = supervisor.poller.as_ref().expect("a loop runs");
+        poller.panic_switch().flip();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(5), supervisor.poller_ended.notified()).await;
+        assert!(ended.is_ok(), "the loop's thread says it ended");
+        supervisor.tend_poller();
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_panics_is_restarted_at_once_and_a_check_added_before_gives_fresh_verdicts()
+    {
+        let (listener, address) = real_server();
+        let metrics = Metrics::new();
+        let (mut supervisor, mut snapshots) = supervisor(&metrics);
+        let panic_switch = supervisor
+            .poller
+            .as_ref()
+            .expect("a loop runs")
+            .panic_switch();
+        let (config, config_rx) = watch::channel(Arc::new(vec![tcp_checked(address)]));
+        let scenario = {
+            let metrics = metrics.clone();
+            async move {
+                wait_for_verdict(&mut snapshots, address, true).await;
+                assert_eq!(restarts(&metrics), Some(0));
+                panic_switch.flip();
+                let restarted = tokio::time::timeout(Duration::from_secs(5), async {
+                    while restarts(&metrics) == Some(0) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+                .await;
+                assert!(
+                    restarted.is_ok(),
+                    "the supervisor restarts the loop by itself"
+                );
+                // The verdict frozen by a dead loop would stay healthy.
+                drop(listener);
+                wait_for_verdict(&mut snapshots, address, false).await;
+                drop(config);
+            }
+        };
+        tokio::join!(supervisor.run(config_rx), scenario);
+        assert_eq!(restarts(&metrics), Some(1));
+        assert!(
+            supervisor.poller.as_ref().is_some_and(|p| !p.has_ended()),
+            "a loop runs again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_ends_again_soon_after_its_restart_waits_with_its_checks_on_the_async_path()
+    {
+        let (listener, address) = real_server();
+        let metrics = Metrics::new();
+        let (mut supervisor, mut snapshots) = supervisor(&metrics);
+        supervisor.apply(&[tcp_checked(address)]);
+        wait_for_verdict(&mut snapshots, address, true).await;
+
+        panic_the_loop(&mut supervisor).await;
+        assert!(
+            supervisor.poller.is_some() && polled(&supervisor),
+            "restarted at once"
+        );
+        panic_the_loop(&mut supervisor).await;
+        assert!(supervisor.poller.is_none() && !polled(&supervisor));
+        let restart_at = supervisor.restart_at.expect("a restart later");
+        assert!(restart_at > Instant::now() + RESTART_DELAY / 2);
+        drop(listener);
+        wait_for_verdict(&mut snapshots, address, false).await;
+
+        tokio::time::sleep_until(restart_at).await;
+        supervisor.tend_poller();
+        assert!(
+            supervisor.poller.is_some() && polled(&supervisor),
+            "restarted after the wait"
+        );
+        assert_eq!(restarts(&metrics), Some(2));
+    }
 }
