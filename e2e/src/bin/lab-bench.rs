@@ -132,6 +132,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Whether `failures` runs of `kind` fail the bench: the agent's do; keepalived's are a result
+/// about keepalived (on this 2-core machine it cannot always hold 255 instances at 10 ms), shown
+/// as the runs its cells lack, and the bench goes on.
+fn fails_the_bench(kind: DaemonKind, failures: usize) -> bool {
+    if failures > 0 && kind == DaemonKind::Keepalived {
+        eprintln!(
+            "  keepalived: {failures} run(s) failed; a result about keepalived, not a failure of the bench"
+        );
+    }
+    failures > 0 && kind == DaemonKind::Agent
+}
+
 fn selected(only: Option<&str>, name: &str) -> bool {
     only.is_none_or(|only| name.contains(only))
 }
@@ -692,7 +704,7 @@ fn main() -> anyhow::Result<()> {
             for &kind in kinds {
                 loads.push(load_average());
                 let result = run_case(kind, &case, args.runs);
-                any_failed |= result.failures > 0;
+                any_failed |= fails_the_bench(kind, result.failures);
                 if let Some(s) = result.summary {
                     eprintln!(
                         "{} {}: median {:.1} ms ({:.1}–{:.1}), RFC {:.1} ms, {:+.1} ms",
@@ -729,7 +741,7 @@ fn main() -> anyhow::Result<()> {
             }
             for &kind in kinds {
                 let result = run_steady(kind, steady, &args, &mut loads);
-                any_failed |= result.failures > 0;
+                any_failed |= fails_the_bench(kind, result.failures);
                 steadies.push(result);
             }
         }
@@ -763,7 +775,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if any_failed {
-        bail!("some runs failed (see above)");
+        bail!("some of the agent's runs failed (see above)");
     }
     Ok(())
 }
