@@ -60,7 +60,15 @@ pub fn release_binary() -> Result<PathBuf, LabError> {
         .arg("--version")
         .output()
         .map_err(LabError::io(format!("{} --version", path.display())))?;
-    if is_debug_build(&String::from_utf8_lossy(&version.stdout)) {
+    let line = String::from_utf8_lossy(&version.stdout);
+    if !version.status.success() || !line.starts_with("kube-vrrp-agent ") {
+        return Err(LabError::Invalid(format!(
+            "{} --version did not name a kube-vrrp-agent ({}): {line}",
+            path.display(),
+            version.status
+        )));
+    }
+    if is_debug_build(&line) {
         return Err(LabError::DebugAgent {
             path: path.display().to_string(),
         });
