@@ -417,114 +417,145 @@ impl SteadyResult {
     }
 }
 
-fn run_steady(kind: DaemonKind, steady: Steady, args: &Args, loads: &mut Vec<f64>) -> SteadyResult {
-    let name = format!("steady-{}", steady.name());
-    let mut result = SteadyResult {
-        steady,
-        kind,
-        load: load_average(),
-        costs: ROLES.iter().map(|&r| (r, Vec::new(), 0)).collect(),
-        natives: Vec::new(),
-        failures: 0,
-    };
+/// Every repeat of one steady-state case for each of `kinds`, interleaved: repeat 1 runs the
+/// daemons in the given order, repeat 2 in the reverse, and so on, so that a drift of the
+/// machine during the case (a neighbour on the host, thermal state) falls on both daemons alike
+/// instead of on whichever ran last.
+fn run_steady(
+    kinds: &[DaemonKind],
+    steady: Steady,
+    args: &Args,
+    loads: &mut Vec<f64>,
+) -> Vec<SteadyResult> {
+    let mut results: Vec<SteadyResult> = kinds
+        .iter()
+        .map(|&kind| SteadyResult {
+            steady,
+            kind,
+            load: load_average(),
+            costs: ROLES.iter().map(|&r| (r, Vec::new(), 0)).collect(),
+            natives: Vec::new(),
+            failures: 0,
+        })
+        .collect();
     for run in 1..=args.repeat {
-        if !args.no_native {
-            loads.push(load_average());
-            match steady::measure_native(kind, steady, Duration::from_secs(args.window)) {
-                Ok(native) => {
-                    for role in ROLES {
-                        let usage = native.of(role);
-                        eprintln!(
-                            "  {} {name} {} run {run}/{}: {:.3} % of a core{}, {:.1} MiB, {:.1} wakeups/s",
-                            kind.as_str(),
-                            role.as_str(),
-                            args.repeat,
-                            usage.cpu_percent,
-                            if usage.precise { "" } else { " (ticks)" },
-                            usage.rss_kib as f64 / 1024.0,
-                            usage.wakeups_per_second,
+        for index in interleaved(results.len(), run) {
+            measure_steady_once(&mut results[index], run, args, loads);
+        }
+    }
+    results
+}
+
+/// The order of `count` daemons in repeat `run` (from 1): as given in odd repeats, reversed in
+/// even ones.
+fn interleaved(count: usize, run: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    if run % 2 == 0 {
+        order.reverse();
+    }
+    order
+}
+
+/// Repeat `run` of one daemon's steady-state case: the native window, then the instruction
+/// counts of each role, each in a fresh lab, folded into `result`.
+fn measure_steady_once(result: &mut SteadyResult, run: usize, args: &Args, loads: &mut Vec<f64>) {
+    let (kind, steady) = (result.kind, result.steady);
+    let name = format!("steady-{}", steady.name());
+    if !args.no_native {
+        loads.push(load_average());
+        match steady::measure_native(kind, steady, Duration::from_secs(args.window)) {
+            Ok(native) => {
+                for role in ROLES {
+                    let usage = native.of(role);
+                    eprintln!(
+                        "  {} {name} {} run {run}/{}: {:.3} % of a core{}, {:.1} MiB, {:.1} wakeups/s",
+                        kind.as_str(),
+                        role.as_str(),
+                        args.repeat,
+                        usage.cpu_percent,
+                        if usage.precise { "" } else { " (ticks)" },
+                        usage.rss_kib as f64 / 1024.0,
+                        usage.wakeups_per_second,
+                    );
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "case": name, "daemon": kind.as_str(), "role": role.as_str(),
+                                "run": run, "window_s": usage.window.as_secs_f64(),
+                                "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
+                                "wakeups_per_s": usage.wakeups_per_second,
+                                "adverts": native.wire.adverts(role),
+                            })
                         );
-                        if args.json {
-                            println!(
-                                "{}",
-                                serde_json::json!({
-                                    "case": name, "daemon": kind.as_str(), "role": role.as_str(),
-                                    "run": run, "window_s": usage.window.as_secs_f64(),
-                                    "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
-                                    "wakeups_per_s": usage.wakeups_per_second,
-                                    "adverts": native.wire.adverts(role),
-                                })
-                            );
-                        }
                     }
-                    result.natives.push(native);
                 }
-                Err(e) => {
-                    eprintln!("  {} {name} native run {run} failed: {e}", kind.as_str());
-                    result.failures += 1;
-                }
+                result.natives.push(native);
+            }
+            Err(e) => {
+                eprintln!("  {} {name} native run {run} failed: {e}", kind.as_str());
+                result.failures += 1;
             }
         }
-        if !args.no_cost {
-            for (role, costs, lagging) in &mut result.costs {
-                match steady::measure_cost(
-                    kind,
-                    steady,
-                    *role,
-                    Duration::from_secs(args.cost_window),
-                    args.keep_profiles.as_deref(),
-                ) {
-                    Ok(cost) => {
-                        eprintln!(
-                            "  {} {name} {} run {run}/{} (callgrind): {} instructions in {:.1} s, {:.0}/s, {} adverts ({:.0} expected), {}/advert{}",
-                            kind.as_str(),
-                            role.as_str(),
-                            args.repeat,
-                            cost.instructions,
-                            cost.window.as_secs_f64(),
-                            cost.per_second(),
-                            cost.wire.adverts(*role),
-                            cost.expected_adverts,
-                            cost.per_advert(*role)
-                                .map_or("-".into(), |v| format!("{v:.0}")),
-                            if cost.kept_up() {
-                                ""
-                            } else {
-                                " — NOT KEPT UP, left out"
-                            },
-                        );
-                        if args.json {
-                            println!(
-                                "{}",
-                                serde_json::json!({
-                                    "case": name, "daemon": kind.as_str(), "role": role.as_str(),
-                                    "run": run, "instructions": cost.instructions,
-                                    "window_s": cost.window.as_secs_f64(),
-                                    "adverts": cost.wire.adverts(*role),
-                                    "expected_adverts": cost.expected_adverts,
-                                    "kept_up": cost.kept_up(),
-                                })
-                            );
-                        }
+    }
+    if !args.no_cost {
+        for (role, costs, lagging) in &mut result.costs {
+            match steady::measure_cost(
+                kind,
+                steady,
+                *role,
+                Duration::from_secs(args.cost_window),
+                args.keep_profiles.as_deref(),
+            ) {
+                Ok(cost) => {
+                    eprintln!(
+                        "  {} {name} {} run {run}/{} (callgrind): {} instructions in {:.1} s, {:.0}/s, {} adverts ({:.0} expected), {}/advert{}",
+                        kind.as_str(),
+                        role.as_str(),
+                        args.repeat,
+                        cost.instructions,
+                        cost.window.as_secs_f64(),
+                        cost.per_second(),
+                        cost.wire.adverts(*role),
+                        cost.expected_adverts,
+                        cost.per_advert(*role)
+                            .map_or("-".into(), |v| format!("{v:.0}")),
                         if cost.kept_up() {
-                            costs.push(cost);
+                            ""
                         } else {
-                            *lagging += 1;
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "  {} {name} {} callgrind run {run} failed: {e}",
-                            kind.as_str(),
-                            role.as_str()
+                            " — NOT KEPT UP, left out"
+                        },
+                    );
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "case": name, "daemon": kind.as_str(), "role": role.as_str(),
+                                "run": run, "instructions": cost.instructions,
+                                "window_s": cost.window.as_secs_f64(),
+                                "adverts": cost.wire.adverts(*role),
+                                "expected_adverts": cost.expected_adverts,
+                                "kept_up": cost.kept_up(),
+                            })
                         );
+                    }
+                    if cost.kept_up() {
+                        costs.push(cost);
+                    } else {
                         *lagging += 1;
                     }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "  {} {name} {} callgrind run {run} failed: {e}",
+                        kind.as_str(),
+                        role.as_str()
+                    );
+                    *lagging += 1;
                 }
             }
         }
     }
-    result
 }
 
 /// A median with its spread over the runs: `12,345 (±0.3 %)`.
@@ -638,7 +669,8 @@ fn native_markdown(results: &[SteadyResult], args: &Args, loads: &[f64]) -> Stri
     let mut out = format!(
         "CPU (percent of one core), resident memory and wakeups (context switches per second, \
          all threads) of both daemons of a native pair over {} s; median (min–max) of {} runs, \
-         each in a fresh lab; load average at the start of a run: up to {max_load:.2}.\n\n\
+         each in a fresh lab, the daemons taking turns (which goes first alternates per run); \
+         load average at the start of a run: up to {max_load:.2}.\n\n\
          | instances × advert | role | keepalived CPU % | kube-vrrp CPU % | keepalived RSS MiB | kube-vrrp RSS MiB | keepalived wakeups/s | kube-vrrp wakeups/s |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         args.window, args.repeat
@@ -744,10 +776,9 @@ fn main() -> anyhow::Result<()> {
             if !selected(args.only.as_deref(), &format!("steady-{}", steady.name())) {
                 continue;
             }
-            for &kind in kinds {
-                let result = run_steady(kind, steady, &args, &mut loads);
-                say_keepalived_failed(kind, result.failures);
-                any_failed |= fails_the_bench(kind, result.failures);
+            for result in run_steady(kinds, steady, &args, &mut loads) {
+                say_keepalived_failed(result.kind, result.failures);
+                any_failed |= fails_the_bench(result.kind, result.failures);
                 steadies.push(result);
             }
         }
@@ -794,5 +825,13 @@ mod tests {
     fn there_are_four_steady_cases_and_each_has_its_own_name() {
         let names: Vec<String> = steady_cases().iter().map(Steady::name).collect();
         assert_eq!(names, ["1x1s", "1x10ms", "255x1s", "255x10ms"]);
+    }
+
+    #[test]
+    fn repeats_alternate_which_daemon_goes_first() {
+        assert_eq!(interleaved(2, 1), [0, 1]);
+        assert_eq!(interleaved(2, 2), [1, 0]);
+        assert_eq!(interleaved(2, 3), [0, 1]);
+        assert_eq!(interleaved(1, 2), [0]);
     }
 }
