@@ -502,7 +502,7 @@ fn real_server_series_count_attempts_by_result_and_carry_the_verdict_and_quorum(
 }
 
 #[test]
-fn every_real_server_metric_the_chart_alerts_on_is_exported() {
+fn every_health_check_metric_the_chart_alerts_on_is_exported() {
     let rules = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../charts/kube-vrrp/rules/alerts.yaml"),
@@ -527,11 +527,12 @@ fn every_real_server_metric_the_chart_alerts_on_is_exported() {
         if name.starts_with("kube_vrrp_realserver_")
             || name.starts_with("kube_vrrp_virtualserver_")
             || name.starts_with("kube_vrrp_check_")
+            || name.starts_with("kube_vrrp_health_io_")
         {
             used.insert(name);
         }
     }
-    assert!(used.len() >= 4, "{used:?}");
+    assert!(used.len() >= 5, "{used:?}");
     for name in &used {
         assert!(
             exported.contains(name),

@@ -10,8 +10,12 @@
 //!   `VirtualIpPoolSpec::validate()` return every [`Violation`]; the same rules are CEL
 //!   `x-kubernetes-validations` in the schema ([`cel`]).
 //! - CRD YAML: [`crd_yaml::crds`] / [`crd_yaml::render_all`], written by the `crdgen` binary.
+//! - Shared by the operator and the agent beside the types: [`backoff::doubling`], the one
+//!   formula of their growing waits, and [`watch_backoff`], how their watches wait after an
+//!   error.
 
 pub mod address_block;
+pub mod backoff;
 pub mod cel;
 pub mod crd_yaml;
 pub mod duration;

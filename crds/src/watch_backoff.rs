@@ -10,36 +10,34 @@ use std::time::Duration;
 
 use kube::runtime::utils::Backoff;
 
+use crate::backoff::doubling;
+
 /// The first wait after an error.
 pub const FIRST: Duration = Duration::from_millis(250);
 /// The longest wait.
 pub const LONGEST: Duration = Duration::from_secs(4);
 
-/// Capped doubling waits; reset by the watch stream on every successful event.
-#[derive(Clone, Debug)]
+/// Capped doubling waits ([`doubling`] from [`FIRST`] to [`LONGEST`]); reset by the watch
+/// stream on every successful event.
+#[derive(Clone, Debug, Default)]
 pub struct WatchBackoff {
-    next: Duration,
-}
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self { next: FIRST }
-    }
+    /// Waits given since the last reset.
+    given: u32,
 }
 
 impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let wait = self.next;
-        self.next = (wait * 2).min(LONGEST);
+        let wait = doubling(FIRST, LONGEST, self.given);
+        self.given = self.given.saturating_add(1);
         Some(wait)
     }
 }
 
 impl Backoff for WatchBackoff {
     fn reset(&mut self) {
-        self.next = FIRST;
+        self.given = 0;
     }
 }
 

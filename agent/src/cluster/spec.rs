@@ -29,6 +29,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
+use kube_vrrp_crds::backoff::doubling;
 use kube_vrrp_crds::{
     ROLL_CALL_ANNOTATION, SecretKeyRef, ServiceRef, VrrpNode, VrrpNodeSpec, VrrpVersion,
 };
@@ -471,11 +472,15 @@ pub fn secret_refs(spec: &VrrpNodeSpec) -> Vec<&SecretKeyRef> {
         .collect()
 }
 
-/// The wait before the `attempts`-th retry of a rejected configuration.
+/// The wait before the `attempts`-th retry of a rejected configuration: [`RESOLVE_RETRY_MIN`]
+/// before the first (and for `0`), doubled before each further one, capped at
+/// [`RESOLVE_RETRY_MAX`].
 pub fn resolve_retry_delay(attempts: u32) -> Duration {
-    RESOLVE_RETRY_MIN
-        .saturating_mul(1_u32 << attempts.saturating_sub(1).min(16))
-        .min(RESOLVE_RETRY_MAX)
+    doubling(
+        RESOLVE_RETRY_MIN,
+        RESOLVE_RETRY_MAX,
+        attempts.saturating_sub(1),
+    )
 }
 
 #[cfg(test)]

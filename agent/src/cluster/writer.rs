@@ -11,6 +11,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use kube_vrrp_crds::backoff::doubling;
 use kube_vrrp_crds::{RejectedInstance, VrrpNode};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -218,10 +219,9 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// The wait after the `failures`-th failed write in a row: the minimum interval doubled per
-/// failure, never longer than the heartbeat.
+/// failure, never longer than the heartbeat (nor shorter than the minimum interval).
 pub fn retry_delay(min_interval: Duration, heartbeat: Duration, failures: u32) -> Duration {
-    let doubled = min_interval.saturating_mul(1_u32 << failures.min(20));
-    doubled.min(heartbeat.max(min_interval))
+    doubling(min_interval, heartbeat.max(min_interval), failures)
 }
 
 #[cfg(test)]

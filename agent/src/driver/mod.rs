@@ -39,6 +39,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube_vrrp_crds::backoff::doubling;
 use kube_vrrp_crds::{RejectReason, RejectedInstance};
 use tokio::sync::{mpsc, watch};
 
@@ -81,12 +82,10 @@ pub const START_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait between two start retries.
 pub const START_RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The wait after `failures` consecutive failed attempts: [`START_RETRY`] doubled each time,
-/// capped at [`START_RETRY_MAX`].
+/// The wait after `failures` consecutive failed attempts: [`START_RETRY`] after the first
+/// (and for `0`), doubled after each further one, capped at [`START_RETRY_MAX`].
 pub fn retry_delay(failures: u32) -> Duration {
-    START_RETRY
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(START_RETRY_MAX)
+    doubling(START_RETRY, START_RETRY_MAX, failures.saturating_sub(1))
 }
 
 /// Why the driver could not start or run an instance.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use kube_vrrp_crds::backoff::doubling;
+
 /// Exponential backoff for failed passes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorBackoff {
@@ -33,9 +35,9 @@ impl ErrorBackoff {
 
     /// Records a failure and returns how long to wait before the next pass.
     pub fn next_delay(&mut self) -> Duration {
-        let factor = 1u32 << self.failures.min(16);
+        let delay = doubling(self.base, self.max, self.failures);
         self.failures = self.failures.saturating_add(1);
-        self.base.saturating_mul(factor).min(self.max)
+        delay
     }
 
     /// Records a success.

@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kube_vrrp_crds::CheckResult;
+use kube_vrrp_crds::backoff::doubling;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
@@ -64,12 +65,10 @@ pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(300);
 /// [`RESTART_DELAY`] doubled each time, capped at [`RESTART_DELAY_MAX`]. A loop that panics on
 /// every start thus costs a restart every few minutes, not a spin.
 pub fn restart_delay(quick_ends: u32) -> Duration {
-    if quick_ends == 0 {
-        return Duration::ZERO;
+    match quick_ends {
+        0 => Duration::ZERO,
+        _ => doubling(RESTART_DELAY, RESTART_DELAY_MAX, quick_ends - 1),
     }
-    RESTART_DELAY
-        .saturating_mul(1 << (quick_ends - 1).min(16))
-        .min(RESTART_DELAY_MAX)
 }
 
 enum Command {

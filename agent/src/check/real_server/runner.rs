@@ -18,8 +18,11 @@
 //! supervisor, which logs why, starts a new loop and gives it every TCP and plain-HTTP check
 //! again (rebuilt: their state died with the thread), counted in
 //! `kube_vrrp_health_io_restarts_total`. A loop that ends soon after its start is started
-//! again only after [`restart_delay`], its checks on the async path meanwhile (as when the
-//! loop cannot start), so a panic on every start neither spins nor freezes a verdict.
+//! again only after [`restart_delay`], its checks on the async path meanwhile, so a panic on
+//! every start neither spins nor freezes a verdict. A loop that cannot start (its epoll, its
+//! waker or its thread refused), whether at the agent's start or at a restart, is tried again
+//! after the same growing delays, its checks on the async path meanwhile; the counter counts
+//! only restarts that succeeded, and a first start that succeeds only at a retry is not one.
 
 use jiff::Timestamp;
 use kube_vrrp_crds::ResolvedVirtualServer;
@@ -206,35 +209,69 @@ struct Supervisor {
     poller: Option<Poller>,
     /// Notified by the loop's thread as it ends.
     poller_ended: Arc<Notify>,
+    /// Whether a loop has started: the next start is then a restart (counted), else the
+    /// first start (after failed ones).
+    poller_has_run: bool,
     /// When the running loop was started again (`None`: it is the first).
     poller_restarted: Option<Instant>,
-    /// Ends in a row of restarted loops, each soon after its start (see [`restart_delay`]).
+    /// Ends in a row of restarted loops, each soon after its start, and failed starts (see
+    /// [`restart_delay`]).
     quick_ends: u32,
-    /// When the loop, having ended soon after its start, starts again.
+    /// When the loop starts again, having ended soon after its start or failed to start.
     restart_at: Option<Instant>,
+    /// Starts of the loop still to fail, as a test asks ([`Supervisor::with_failing_starts`]).
+    #[cfg(test)]
+    failing_starts: u32,
 }
 
 impl Supervisor {
+    /// A supervisor with nothing to check yet, its loop started (or, if it cannot start, to be
+    /// tried again after [`restart_delay`]).
     fn new(options: HealthOptions, board: Arc<Board>, metrics: Metrics) -> Self {
-        let poller_ended = Arc::new(Notify::new());
-        let poller = match Poller::start(Arc::clone(&poller_ended)) {
-            Ok(poller) => Some(poller),
-            Err(error) => {
-                tracing::warn!(%error, "cannot start the TCP and HTTP checks' loop; they run on the async path");
-                None
-            }
-        };
+        let mut supervisor = Self::without_loop(options, board, metrics);
+        supervisor.start_first_poller();
+        supervisor
+    }
+
+    /// A supervisor whose first `failing_starts` starts of the loop fail (as a refused epoll
+    /// or thread would), otherwise as [`Supervisor::new`].
+    #[cfg(test)]
+    fn with_failing_starts(
+        options: HealthOptions,
+        board: Arc<Board>,
+        metrics: Metrics,
+        failing_starts: u32,
+    ) -> Self {
+        let mut supervisor = Self::without_loop(options, board, metrics);
+        supervisor.failing_starts = failing_starts;
+        supervisor.start_first_poller();
+        supervisor
+    }
+
+    fn without_loop(options: HealthOptions, board: Arc<Board>, metrics: Metrics) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
             board,
             metrics,
             running: BTreeMap::new(),
-            poller,
-            poller_ended,
+            poller: None,
+            poller_ended: Arc::new(Notify::new()),
+            poller_has_run: false,
             poller_restarted: None,
             quick_ends: 0,
             restart_at: None,
+            #[cfg(test)]
+            failing_starts: 0,
+        }
+    }
+
+    /// Starts the first loop; one that cannot start is tried again at `restart_at`.
+    fn start_first_poller(&mut self) {
+        let now = Instant::now();
+        if let Err(error) = self.start_poller(now) {
+            let retry_in = self.restart_at.map(|at| at - now);
+            tracing::warn!(%error, ?retry_in, "cannot start the TCP and HTTP checks' loop; they run on the async path until it starts");
         }
     }
 
@@ -277,18 +314,29 @@ impl Supervisor {
             if !delay.is_zero() {
                 tracing::error!(%why, restart_in = ?delay, "the TCP and HTTP checks' loop ended soon after its restart; its checks run on the async path until it is restarted");
                 self.restart_at = Some(now + delay);
-            } else if let Err(error) = self.restart_poller(now) {
-                tracing::error!(%why, %error, "the TCP and HTTP checks' loop ended and cannot restart; its checks run on the async path meanwhile");
+            } else if let Err(error) = self.start_poller(now) {
+                let retry_in = self.restart_at.map(|at| at - now);
+                tracing::error!(%why, %error, ?retry_in, "the TCP and HTTP checks' loop ended and cannot restart; its checks run on the async path meanwhile");
             } else {
                 tracing::error!(%why, "the TCP and HTTP checks' loop ended; restarted, its checks start afresh");
             }
         } else if self.restart_at.is_some_and(|at| at <= now) {
-            if let Err(error) = self.restart_poller(now) {
-                tracing::error!(%error, "cannot restart the TCP and HTTP checks' loop; its checks stay on the async path");
-            } else {
-                tracing::warn!(
+            let first = !self.poller_has_run;
+            match self.start_poller(now) {
+                Err(error) => {
+                    let retry_in = self.restart_at.map(|at| at - now);
+                    if first {
+                        tracing::warn!(%error, ?retry_in, "still cannot start the TCP and HTTP checks' loop; its checks stay on the async path");
+                    } else {
+                        tracing::error!(%error, ?retry_in, "cannot restart the TCP and HTTP checks' loop; its checks stay on the async path");
+                    }
+                }
+                Ok(()) if first => tracing::info!(
+                    "the TCP and HTTP checks' loop started at last; its checks leave the async path"
+                ),
+                Ok(()) => tracing::warn!(
                     "the TCP and HTTP checks' loop restarted; its checks leave the async path"
-                );
+                ),
             }
         } else {
             return;
@@ -296,14 +344,19 @@ impl Supervisor {
         self.restart_plain_checks();
     }
 
-    /// Starts a new loop; one that cannot start is tried again later (see [`restart_delay`]).
-    fn restart_poller(&mut self, now: Instant) -> std::io::Result<()> {
+    /// Starts a new loop: a restart (counted in `kube_vrrp_health_io_restarts_total`) once a
+    /// loop has run, else the first start. One that cannot start is tried again at
+    /// `restart_at`, after [`restart_delay`] of one more quick end.
+    fn start_poller(&mut self, now: Instant) -> std::io::Result<()> {
         self.restart_at = None;
-        match Poller::start(Arc::clone(&self.poller_ended)) {
+        match self.start_loop() {
             Ok(poller) => {
                 self.poller = Some(poller);
-                self.poller_restarted = Some(now);
-                self.metrics.health_io_restarted();
+                if self.poller_has_run {
+                    self.poller_restarted = Some(now);
+                    self.metrics.health_io_restarted();
+                }
+                self.poller_has_run = true;
                 Ok(())
             }
             Err(error) => {
@@ -312,6 +365,17 @@ impl Supervisor {
                 Err(error)
             }
         }
+    }
+
+    /// Starts the loop's thread; in a test, fails while [`Supervisor::with_failing_starts`]
+    /// says so.
+    fn start_loop(&mut self) -> std::io::Result<Poller> {
+        #[cfg(test)]
+        if self.failing_starts > 0 {
+            self.failing_starts -= 1;
+            return Err(std::io::Error::other("a start failed by the test"));
+        }
+        Poller::start(Arc::clone(&self.poller_ended))
     }
 
     /// Starts every TCP and plain-HTTP check again, on the loop if it runs, else on the async
@@ -963,5 +1027,49 @@ mod tests {
             "restarted after the wait"
         );
         assert_eq!(restarts(&metrics), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_fails_to_start_is_tried_again_after_growing_delays_and_its_late_start_is_no_restart()
+     {
+        let (listener, address) = real_server();
+        let metrics = Metrics::new();
+        let (board, mut snapshots) = Board::new(None, metrics.clone());
+        tokio::spawn(Arc::clone(&board).publish_changes());
+        let mut supervisor =
+            Supervisor::with_failing_starts(HealthOptions::default(), board, metrics.clone(), 2);
+        let started = Instant::now();
+        assert!(supervisor.poller.is_none(), "the first start fails");
+        let first_retry = supervisor.restart_at.expect("a first retry");
+        assert!(
+            first_retry > started + RESTART_DELAY / 2 && first_retry <= started + RESTART_DELAY
+        );
+        supervisor.apply(&[tcp_checked(address)]);
+        assert!(!polled(&supervisor), "its check runs on the async path");
+        wait_for_verdict(&mut snapshots, address, true).await;
+
+        tokio::time::sleep_until(first_retry).await;
+        supervisor.tend_poller();
+        assert!(supervisor.poller.is_none(), "the second start fails too");
+        let second_retry = supervisor.restart_at.expect("a second retry");
+        assert!(second_retry >= first_retry + RESTART_DELAY * 2);
+        assert!(!polled(&supervisor));
+
+        tokio::time::sleep_until(second_retry).await;
+        supervisor.tend_poller();
+        assert!(
+            supervisor.poller.is_some() && polled(&supervisor),
+            "the third start runs the check on the loop"
+        );
+        assert_eq!(restarts(&metrics), Some(0), "a first start is no restart");
+        drop(listener);
+        wait_for_verdict(&mut snapshots, address, false).await;
+
+        panic_the_loop(&mut supervisor).await;
+        assert!(
+            supervisor.poller.is_some() && polled(&supervisor),
+            "the first loop to run is restarted at once"
+        );
+        assert_eq!(restarts(&metrics), Some(1));
     }
 }
