@@ -450,7 +450,7 @@ fn run_steady(
 /// even ones.
 fn interleaved(count: usize, run: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..count).collect();
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         order.reverse();
     }
     order
