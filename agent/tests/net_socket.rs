@@ -130,8 +130,8 @@ async fn recv_within(speaker: &Speaker) -> Received {
     }
 }
 
-/// Opens B's socket, then runs `send_from_a` in A; returns B's link and what B received.
-fn receive_in_b<F, Fut>(lab: &Lab, family: Family, send_from_a: F) -> (Link, Received)
+/// Opens B's socket, then runs `send_from_a` in A; returns what B received.
+fn receive_in_b<F, Fut>(lab: &Lab, family: Family, send_from_a: F) -> Received
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
@@ -140,9 +140,9 @@ where
     std::thread::scope(|scope| {
         let receiver = scope.spawn(|| {
             in_ns(&lab.b, move || async move {
-                let (link, socket) = open("vb", family).await;
+                let (_, socket) = open("vb", family).await;
                 ready_tx.send(()).unwrap();
-                (link, recv_within(&socket).await)
+                recv_within(&socket).await
             })
         });
         ready_rx
@@ -154,9 +154,9 @@ where
 }
 
 #[test]
-fn ipv4_multicast_advert_arrives_in_b_with_ttl_255_source_destination_and_ifindex() {
+fn ipv4_multicast_advert_arrives_in_b_with_ttl_255_source_and_destination() {
     let lab = lab();
-    let (b_link, received) = receive_in_b(&lab, Family::Ipv4, || async {
+    let received = receive_in_b(&lab, Family::Ipv4, || async {
         let (_, socket) = open("va", Family::Ipv4).await;
         assert_eq!(socket.local_address(), IpAddr::V4(A_V4));
         socket
@@ -167,21 +167,19 @@ fn ipv4_multicast_advert_arrives_in_b_with_ttl_255_source_destination_and_ifinde
     assert_eq!(received.source, IpAddr::V4(A_V4));
     assert_eq!(received.destination, IpAddr::V4(VRRP_MULTICAST_IPV4));
     assert_eq!(received.ttl, 255);
-    assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
 }
 
 #[test]
 fn ipv4_unicast_advert_arrives_in_b_with_ttl_255_and_b_as_destination() {
     let lab = lab();
-    let (b_link, received) = receive_in_b(&lab, Family::Ipv4, || async {
+    let received = receive_in_b(&lab, Family::Ipv4, || async {
         let (_, socket) = open("va", Family::Ipv4).await;
         socket.send(&PAYLOAD, IpAddr::V4(B_V4)).await.unwrap();
     });
     assert_eq!(received.source, IpAddr::V4(A_V4));
     assert_eq!(received.destination, IpAddr::V4(B_V4));
     assert_eq!(received.ttl, 255);
-    assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
 }
 
@@ -189,7 +187,7 @@ fn ipv4_unicast_advert_arrives_in_b_with_ttl_255_and_b_as_destination() {
 fn ipv6_multicast_advert_arrives_in_b_from_a_link_local_source_with_hop_limit_255() {
     let lab = lab();
     let (source_tx, source_rx) = mpsc::channel();
-    let (b_link, received) = receive_in_b(&lab, Family::Ipv6, move || async move {
+    let received = receive_in_b(&lab, Family::Ipv6, move || async move {
         let (a_link, socket) = open("va", Family::Ipv6).await;
         assert_eq!(
             socket.local_address(),
@@ -209,7 +207,6 @@ fn ipv6_multicast_advert_arrives_in_b_from_a_link_local_source_with_hop_limit_25
     assert_eq!(received.source, a_source);
     assert_eq!(received.destination, IpAddr::V6(VRRP_MULTICAST_IPV6));
     assert_eq!(received.ttl, 255);
-    assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
 }
 
@@ -222,7 +219,7 @@ fn ipv6_unicast_advert_to_a_link_local_peer_arrives_with_hop_limit_255() {
             .ipv6_link_local
             .unwrap()
     });
-    let (b_link, received) = receive_in_b(&lab, Family::Ipv6, move || async move {
+    let received = receive_in_b(&lab, Family::Ipv6, move || async move {
         let (_, socket) = open("va", Family::Ipv6).await;
         socket
             .send(&PAYLOAD, IpAddr::V6(b_link_local))
@@ -231,14 +228,59 @@ fn ipv6_unicast_advert_to_a_link_local_peer_arrives_with_hop_limit_255() {
     });
     assert_eq!(received.destination, IpAddr::V6(b_link_local));
     assert_eq!(received.ttl, 255);
-    assert_eq!(received.ifindex, b_link.ifindex);
     assert_eq!(received.payload, PAYLOAD);
+}
+
+/// The device binding is what names a datagram's interface (no packet info is asked for): an
+/// advert arriving on B's other link reaches the socket bound there, and in the same delivery
+/// not the one bound to `vb`.
+#[test]
+fn an_ipv4_advert_arriving_on_another_interface_reaches_only_the_socket_bound_there() {
+    let lab = lab();
+    veth(&lab.a, "wa", &lab.b, "wb").unwrap();
+    lab.a
+        .exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wa"])
+        .unwrap();
+    lab.b
+        .exec(&["ip", "addr", "add", "198.51.100.2/24", "dev", "wb"])
+        .unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| {
+            in_ns(&lab.b, move || async move {
+                let (_, on_vb) = open("vb", Family::Ipv4).await;
+                let (_, on_wb) = open("wb", Family::Ipv4).await;
+                ready_tx.send(()).unwrap();
+                let received = recv_within(&on_wb).await;
+                let mut elsewhere = Received::empty();
+                let vb_received = on_vb.socket.try_recv_into(&mut elsewhere).is_some();
+                (received, vb_received)
+            })
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its sockets");
+        in_ns(&lab.a, || async {
+            let (_, socket) = open("wa", Family::Ipv4).await;
+            socket
+                .send(&PAYLOAD, IpAddr::V4(VRRP_MULTICAST_IPV4))
+                .await
+                .unwrap();
+        });
+        let (received, vb_received) = receiver.join().unwrap();
+        assert_eq!(received.source, IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(received.payload, PAYLOAD);
+        assert!(
+            !vb_received,
+            "the socket bound to vb received an advert that arrived on wb"
+        );
+    });
 }
 
 #[test]
 fn ipv4_packet_sent_with_ttl_64_by_a_plain_raw_socket_is_received_with_ttl_64() {
     let lab = lab();
-    let (_, received) = receive_in_b(&lab, Family::Ipv4, || async {
+    let received = receive_in_b(&lab, Family::Ipv4, || async {
         let plain = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
         plain.bind_device(Some(b"va")).unwrap();
         plain.set_multicast_ttl_v4(64).unwrap();
@@ -253,7 +295,7 @@ fn ipv4_packet_sent_with_ttl_64_by_a_plain_raw_socket_is_received_with_ttl_64() 
 #[test]
 fn ipv6_packet_sent_with_hop_limit_64_by_a_plain_raw_socket_is_received_with_hop_limit_64() {
     let lab = lab();
-    let (_, received) = receive_in_b(&lab, Family::Ipv6, || async {
+    let received = receive_in_b(&lab, Family::Ipv6, || async {
         let (a_link, _) = open("va", Family::Ipv6).await;
         let plain = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112))).unwrap();
         plain.bind_device(Some(b"va")).unwrap();

@@ -29,7 +29,6 @@ fn advert(vrid: u8) -> Received {
     received.source = PEER;
     received.destination = GROUP;
     received.ttl = VRRP_TTL;
-    received.ifindex = 2;
     received.payload = advertisement.encode(PEER, GROUP).expect("a valid advert");
     received
 }

@@ -339,19 +339,30 @@ impl Intake {
 
     /// Delivers every datagram queued in the socket now: a unit that woke late learns what
     /// arrived before it. An error of the socket ends it (the thread's next read reports it).
+    /// The reading lock is taken once for the whole drain, so that the receive thread, reading
+    /// the same socket meanwhile, waits for it once rather than at every datagram.
     pub fn catch_up(&self) {
-        while let Taken::Datagram = self.take() {}
+        let mut reading = self.lock_reading();
+        while let Taken::Datagram = self.take_locked(&mut reading) {}
     }
 
     /// Reads one datagram without waiting and delivers it (or counts its drop).
     fn take(&self) -> Taken {
-        let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        self.take_locked(&mut self.lock_reading())
+    }
+
+    fn lock_reading(&self) -> std::sync::MutexGuard<'_, Reading> {
+        self.reading.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Self::take`] under a reading lock already held.
+    fn take_locked(&self, reading: &mut Reading) -> Taken {
         let Reading {
             received,
             view,
             own,
             queue_drops,
-        } = &mut *reading;
+        } = reading;
         if view.has_changed().unwrap_or(false) {
             *own = own_addresses(&view.borrow_and_update().addresses);
         }
@@ -453,7 +464,6 @@ mod tests {
             source,
             destination: GROUP,
             ttl,
-            ifindex: 2,
             payload: advert.encode(source, GROUP).unwrap(),
             queue_drops: None,
         }

@@ -10,6 +10,7 @@ pub mod accept;
 pub mod address;
 pub mod announce;
 pub mod conflict;
+pub mod control;
 pub mod error;
 pub mod frame_socket;
 pub mod link;

@@ -1,6 +1,6 @@
 //! Raw VRRP sockets (IP protocol 112), one per (interface, family): send with TTL / hop limit
-//! 255 from the source the caller names, receive with TTL / hop limit, destination, ifindex and
-//! the kernel's count of datagrams it dropped for a full receive queue.
+//! 255 from the source the caller names, receive with TTL / hop limit, destination and the
+//! kernel's count of datagrams it dropped for a full receive queue.
 //!
 //! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to a source
 //! address: a raw socket bound to a local address only receives datagrams whose destination is
@@ -10,6 +10,12 @@
 //! pseudo-header needs it), never left to route lookup, and free to follow the node's
 //! addresses as they change: nothing about the socket depends on them.
 //!
+//! Receiving asks the kernel for no more than it must say: the device binding already names
+//! the interface of every datagram, an IPv4 datagram carries its destination and TTL in the
+//! header a raw socket hands over, and only IPv6 (which strips its header) needs its packet
+//! info and hop limit as control messages. A datagram so usually comes with none, or with the
+//! queue-drop count alone once the kernel has dropped some.
+//!
 //! Nothing is filtered here beyond what the kernel does: the driver drops by TTL, source and
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
 //!
@@ -18,19 +24,18 @@
 //! [`VrrpSocket::wait_readable`]; a sender whom the kernel tells to wait is the only one who
 //! watches it through the reactor, for as long as it waits.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Mutex, PoisonError};
 
 use nix::libc;
-use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrIn6, SockaddrStorage, recvmsg, setsockopt, sockopt,
-};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socket, Type};
 
 use super::NetError;
-use super::sys::{register_writable, wait_readable};
+use super::control;
+use super::sys::{receive_message, register_writable, wait_readable};
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
@@ -54,8 +59,6 @@ pub struct Received {
     pub destination: IpAddr,
     /// TTL (IPv4) or hop limit (IPv6) as received; anything but 255 must be dropped.
     pub ttl: u8,
-    /// The interface the datagram arrived on.
-    pub ifindex: u32,
     /// The VRRP packet (header, addresses, authentication data).
     pub payload: Vec<u8>,
     /// How many datagrams the kernel has dropped on this socket because its receive queue was
@@ -70,7 +73,6 @@ impl Received {
             source: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             destination: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             ttl: 0,
-            ifindex: 0,
             payload: Vec::new(),
             queue_drops: None,
         }
@@ -81,14 +83,12 @@ impl Received {
         &mut self,
         (source, destination): (IpAddr, IpAddr),
         ttl: u8,
-        ifindex: u32,
         payload: &[u8],
         queue_drops: Option<u32>,
     ) {
         self.source = source;
         self.destination = destination;
         self.ttl = ttl;
-        self.ifindex = ifindex;
         self.payload.clear();
         self.payload.extend_from_slice(payload);
         self.queue_drops = queue_drops;
@@ -117,8 +117,10 @@ pub struct VrrpSocket {
 /// What one `recvmsg` fills, kept between datagrams so that receiving allocates nothing.
 struct RecvBuffers {
     datagram: Vec<u8>,
-    /// Room for the control messages the socket asks for (its family's packet info, hop
-    /// limit, queue drops).
+    /// Room for the sender's `sockaddr_in6` (IPv6; IPv4 reads it from the IP header).
+    name: Vec<u8>,
+    /// Room for the control messages the socket asks for (queue drops; for IPv6 also the
+    /// packet info and hop limit).
     control: Vec<u8>,
 }
 
@@ -170,8 +172,6 @@ impl VrrpSocket {
                 socket
                     .set_ttl_v4(u32::from(VRRP_TTL))
                     .map_err(NetError::io("set IP_TTL"))?;
-                setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
-                    .map_err(NetError::errno("set IP_PKTINFO"))?;
             }
             Family::Ipv6 => {
                 socket
@@ -204,8 +204,12 @@ impl VrrpSocket {
             family,
             buffers: Mutex::new(RecvBuffers {
                 datagram: vec![0; RECV_BUFFER],
+                name: match family {
+                    Family::Ipv4 => Vec::new(),
+                    Family::Ipv6 => vec![0; std::mem::size_of::<libc::sockaddr_in6>()],
+                },
                 control: match family {
-                    Family::Ipv4 => nix::cmsg_space!(libc::in_pktinfo, u32),
+                    Family::Ipv4 => nix::cmsg_space!(u32),
                     Family::Ipv6 => nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32),
                 },
             }),
@@ -326,7 +330,7 @@ impl VrrpSocket {
                 let mut info = [0u8; 12];
                 info[..4].copy_from_slice(&self.ifindex.cast_signed().to_ne_bytes());
                 info[4..8].copy_from_slice(&source.octets());
-                let len = control_message(&mut control, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
+                let len = control::write(&mut control, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
                 (SockAddr::from(SocketAddrV4::new(destination, 0)), len)
             }
             (IpAddr::V6(source), IpAddr::V6(destination)) => {
@@ -335,7 +339,7 @@ impl VrrpSocket {
                 info[..16].copy_from_slice(&source.octets());
                 info[16..].copy_from_slice(&self.ifindex.to_ne_bytes());
                 let len =
-                    control_message(&mut control, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info);
+                    control::write(&mut control, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info);
                 let scope = if needs_scope(destination) {
                     self.ifindex
                 } else {
@@ -359,107 +363,50 @@ impl VrrpSocket {
     fn recv_now(&self, socket: &Socket, into: &mut Received) -> io::Result<Result<(), NetError>> {
         let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
         let RecvBuffers {
-            datagram: buffer,
+            datagram,
+            name,
             control,
         } = &mut *buffers;
-        let fd = socket.as_raw_fd();
-        match self.family {
-            Family::Ipv4 => {
-                let (bytes, truncated, ifindex, queue_drops) = {
-                    let mut iov = [IoSliceMut::new(&mut buffer[..])];
-                    // The source is read from the IP header: no socket address asked for.
-                    let message =
-                        recvmsg::<()>(fd, &mut iov, Some(&mut *control), MsgFlags::MSG_DONTWAIT)
-                            .map_err(io::Error::from)?;
-                    let mut ifindex = None;
-                    let mut queue_drops = None;
-                    if let Ok(cmsgs) = message.cmsgs() {
-                        for cmsg in cmsgs {
-                            match cmsg {
-                                ControlMessageOwned::Ipv4PacketInfo(info) => {
-                                    ifindex = u32::try_from(info.ipi_ifindex).ok();
-                                }
-                                ControlMessageOwned::RxqOvfl(count) => queue_drops = Some(count),
-                                _ => {}
-                            }
-                        }
-                    }
-                    (
-                        message.bytes,
-                        message.flags.contains(MsgFlags::MSG_TRUNC),
-                        ifindex,
-                        queue_drops,
-                    )
-                };
-                if truncated {
-                    return Ok(Err(NetError::Truncated(RECV_BUFFER)));
+        let message = receive_message(socket.as_fd(), datagram, name, control)?;
+        if message.truncated {
+            return Ok(Err(NetError::Truncated(RECV_BUFFER)));
+        }
+        let received = &datagram[..message.bytes];
+        let mut queue_drops = None;
+        let mut destination = None;
+        let mut hop_limit = None;
+        for (level, kind, data) in control::read(&control[..message.control_len]) {
+            match (level, kind) {
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => queue_drops = control::u32_of(data),
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    // struct in6_pktinfo: the destination, then the ifindex.
+                    destination = <[u8; 16]>::try_from(data.get(..16).unwrap_or_default())
+                        .ok()
+                        .map(Ipv6Addr::from);
                 }
-                let Some(ifindex) = ifindex else {
-                    return Ok(Err(NetError::MissingControlMessage("IP_PKTINFO")));
-                };
-                Ok(IpPacket::decode_ipv4(&buffer[..bytes])
-                    .map(|packet| {
-                        into.fill(
-                            (packet.source, packet.destination),
-                            packet.ttl,
-                            ifindex,
-                            packet.payload,
-                            queue_drops,
-                        );
-                    })
-                    .map_err(NetError::MalformedIp))
+                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+                    hop_limit = control::int_of(data).and_then(|limit| u8::try_from(limit).ok());
+                }
+                _ => {}
             }
-            Family::Ipv6 => {
-                let (bytes, truncated, source, info, hop_limit, queue_drops) = {
-                    let mut iov = [IoSliceMut::new(&mut buffer[..])];
-                    let message = recvmsg::<SockaddrStorage>(
-                        fd,
-                        &mut iov,
-                        Some(&mut *control),
-                        MsgFlags::MSG_DONTWAIT,
-                    )
-                    .map_err(io::Error::from)?;
-                    let mut info = None;
-                    let mut hop_limit = None;
-                    let mut queue_drops = None;
-                    if let Ok(cmsgs) = message.cmsgs() {
-                        for cmsg in cmsgs {
-                            match cmsg {
-                                ControlMessageOwned::Ipv6PacketInfo(pktinfo) => {
-                                    info = Some((
-                                        Ipv6Addr::from(pktinfo.ipi6_addr.s6_addr),
-                                        pktinfo.ipi6_ifindex,
-                                    ));
-                                }
-                                ControlMessageOwned::Ipv6HopLimit(limit) => {
-                                    hop_limit = u8::try_from(limit).ok();
-                                }
-                                ControlMessageOwned::RxqOvfl(count) => queue_drops = Some(count),
-                                _ => {}
-                            }
-                        }
-                    }
-                    let source = message
-                        .address
-                        .as_ref()
-                        .and_then(SockaddrStorage::as_sockaddr_in6)
-                        .map(SockaddrIn6::ip);
-                    (
-                        message.bytes,
-                        message.flags.contains(MsgFlags::MSG_TRUNC),
-                        source,
-                        info,
-                        hop_limit,
+        }
+        match self.family {
+            // Source, destination and TTL come from the IP header a raw IPv4 socket hands over.
+            Family::Ipv4 => Ok(IpPacket::decode_ipv4(received)
+                .map(|packet| {
+                    into.fill(
+                        (packet.source, packet.destination),
+                        packet.ttl,
+                        packet.payload,
                         queue_drops,
-                    )
-                };
-                if truncated {
-                    return Ok(Err(NetError::Truncated(RECV_BUFFER)));
-                }
-                let Some(source) = source else {
+                    );
+                })
+                .map_err(NetError::MalformedIp)),
+            Family::Ipv6 => {
+                let Some(source) = ipv6_source(&name[..message.name_len]) else {
                     return Ok(Err(NetError::MissingControlMessage("source address")));
                 };
-                let Some((destination, ifindex)) = info else {
+                let Some(destination) = destination else {
                     return Ok(Err(NetError::MissingControlMessage("IPV6_PKTINFO")));
                 };
                 let Some(ttl) = hop_limit else {
@@ -468,8 +415,7 @@ impl VrrpSocket {
                 into.fill(
                     (IpAddr::V6(source), IpAddr::V6(destination)),
                     ttl,
-                    ifindex,
-                    &buffer[..bytes],
+                    received,
                     queue_drops,
                 );
                 Ok(Ok(()))
@@ -478,20 +424,16 @@ impl VrrpSocket {
     }
 }
 
-/// Writes one control message (a `struct cmsghdr`, then `data`) at the start of `room`, laid
-/// out as the C library's CMSG_LEN / CMSG_SPACE describe it, and returns its CMSG_SPACE.
-fn control_message(room: &mut [u8; CONTROL_ROOM], level: i32, kind: i32, data: &[u8]) -> usize {
-    // cmsg_len is a size_t; the data starts at the header's size rounded up to a size_t.
-    let word = std::mem::size_of::<usize>();
-    let align = |len: usize| len.div_ceil(word) * word;
-    let int = std::mem::size_of::<i32>();
-    let header = align(word + 2 * int);
-    let len = header + data.len();
-    room[..word].copy_from_slice(&len.to_ne_bytes());
-    room[word..word + int].copy_from_slice(&level.to_ne_bytes());
-    room[word + int..word + 2 * int].copy_from_slice(&kind.to_ne_bytes());
-    room[header..len].copy_from_slice(data);
-    align(len)
+/// The address of a `struct sockaddr_in6` as `recvmsg` wrote it (family, port, flow info, the
+/// address, scope id); `None` for anything else.
+fn ipv6_source(name: &[u8]) -> Option<Ipv6Addr> {
+    let family = u16::from_ne_bytes(name.get(..2)?.try_into().ok()?);
+    if i32::from(family) != libc::AF_INET6 {
+        return None;
+    }
+    <[u8; 16]>::try_from(name.get(8..24)?)
+        .ok()
+        .map(Ipv6Addr::from)
 }
 
 /// Whether an IPv6 destination needs the interface as its scope id (link-local unicast, or
@@ -506,20 +448,15 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(target_pointer_width = "64")]
-    fn a_pktinfo_control_message_is_laid_out_as_cmsg_space_says() {
-        let mut room = [0u8; CONTROL_ROOM];
-        let info = [7u8; 12];
-        let space = control_message(&mut room, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
-        assert_eq!(space, 32, "CMSG_SPACE(sizeof(struct in_pktinfo))");
-        assert_eq!(room[..8], 28usize.to_ne_bytes(), "cmsg_len: CMSG_LEN(12)");
-        assert_eq!(room[8..12], libc::IPPROTO_IP.to_ne_bytes());
-        assert_eq!(room[12..16], libc::IP_PKTINFO.to_ne_bytes());
-        assert_eq!(room[16..28], info);
-        assert_eq!(room[28..32], [0; 4], "padding");
-        let space = control_message(&mut room, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &[1; 20]);
-        assert_eq!(space, 40, "CMSG_SPACE(sizeof(struct in6_pktinfo))");
-        assert_eq!(room[..8], 36usize.to_ne_bytes());
+    fn the_source_of_an_ipv6_datagram_is_read_from_its_sockaddr_in6_only() {
+        let mut name = [0u8; 28];
+        name[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        let source: Ipv6Addr = "fe80::1".parse().unwrap();
+        name[8..24].copy_from_slice(&source.octets());
+        assert_eq!(ipv6_source(&name), Some(source));
+        assert_eq!(ipv6_source(&name[..20]), None, "cut short");
+        name[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        assert_eq!(ipv6_source(&name), None, "another family");
     }
 
     #[test]

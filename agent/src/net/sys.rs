@@ -1,7 +1,8 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
 //! registering owned sockets, timerfds and inotify instances with tokio's reactor, a thread's
 //! blocking wait on descriptors outside tokio (`poll`/`ppoll`, for the receive and probe
-//! threads), the two process knobs no safe crate offers (a thread's real-time policy, memory
+//! threads), receiving a datagram with its control messages into the caller's buffers
+//! (`recvmsg`), the two process knobs no safe crate offers (a thread's real-time policy, memory
 //! locked on fault), and
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
 //!
@@ -77,6 +78,69 @@ fn poll_input(
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What one [`receive_message`] filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Message {
+    /// Bytes of the datagram written into the caller's buffer.
+    pub(crate) bytes: usize,
+    /// The datagram was longer than the buffer (`MSG_TRUNC`).
+    pub(crate) truncated: bool,
+    /// Bytes of the sender's address written into `name`.
+    pub(crate) name_len: usize,
+    /// Bytes of control messages written into `control` (0 when they did not fit:
+    /// `MSG_CTRUNC`, none is read).
+    pub(crate) control_len: usize,
+}
+
+/// One non-blocking `recvmsg(2)` on `fd`: the datagram into `datagram`, the sender's socket
+/// address into `name` (empty: not asked for) and control messages into `control`, all of
+/// them the caller's reused buffers (nothing allocated).
+pub(crate) fn receive_message(
+    fd: BorrowedFd<'_>,
+    datagram: &mut [u8],
+    name: &mut [u8],
+    control: &mut [u8],
+) -> std::io::Result<Message> {
+    let mut iov = libc::iovec {
+        iov_base: datagram.as_mut_ptr().cast(),
+        iov_len: datagram.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid one (null pointers, zero lengths); it is the one
+    // portable way to build it, since some C libraries give it private padding fields.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !name.is_empty() {
+        header.msg_name = name.as_mut_ptr().cast();
+        header.msg_namelen = libc::socklen_t::try_from(name.len()).unwrap_or(0);
+    }
+    header.msg_iov = &raw mut iov;
+    header.msg_iovlen = 1;
+    if !control.is_empty() {
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = control.len() as _;
+    }
+    // SAFETY: every pointer in `header` (the iovec, and the name and control buffers when
+    // given) points into the caller's live, initialised, exclusively borrowed slices, whose
+    // lengths are the ones given; the kernel writes only within them during the call, and
+    // `fd` is a borrowed, open descriptor.
+    let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &raw mut header, libc::MSG_DONTWAIT) };
+    let bytes = usize::try_from(rc).map_err(|_| std::io::Error::last_os_error())?;
+    // `msg_controllen` is a size_t in glibc and a socklen_t in musl.
+    #[allow(clippy::useless_conversion)]
+    let control_len = if header.msg_flags & libc::MSG_CTRUNC == 0 {
+        usize::try_from(header.msg_controllen).unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(Message {
+        bytes: bytes.min(datagram.len()),
+        truncated: header.msg_flags & libc::MSG_TRUNC != 0,
+        name_len: usize::try_from(header.msg_namelen)
+            .unwrap_or(0)
+            .min(name.len()),
+        control_len: control_len.min(control.len()),
+    })
 }
 
 /// A timerfd as tokio's reactor holds it.
