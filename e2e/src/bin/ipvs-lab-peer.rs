@@ -3,8 +3,10 @@
 //! - `serve --name NAME [--tcp ADDR:PORT]... [--udp ADDR:PORT]...`: answers every TCP
 //!   connection and every UDP datagram with NAME and a newline.
 //! - `client (--tcp|--udp) ADDR:PORT --count N`: N connections (or datagrams from N fresh
-//!   sockets, so N source ports), one after the other; prints `{"NAME": count, ...}` (failures
-//!   under `"error"`).
+//!   sockets, so N source ports: the last [`HELD_UDP_SOCKETS`] stay open, so that the kernel
+//!   cannot hand a closed one's port out again and IPVS see a datagram of an earlier
+//!   "connection"), one after the other; prints `{"NAME": count, ...}` (failures under
+//!   `"error"`).
 //! - `hold --tcp ADDR:PORT --seconds S`: one connection kept open S seconds (an active
 //!   connection for drain tests); prints the server's name when it has it.
 //! - `serve ... --http ADDR:PORT [--status-file PATH]`: also answers HTTP GETs with NAME,
@@ -274,7 +276,17 @@ fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn ask_udp(addr: SocketAddr) -> anyhow::Result<String> {
+/// How many of a client's UDP sockets stay open: each holds its source port, which a closed one
+/// would free for the kernel's random pick to return (about a 6 % chance of one repeat among 60
+/// datagrams), and IPVS would send that datagram where the port's first one went.
+const HELD_UDP_SOCKETS: usize = 512;
+
+/// Asks `addr` over a fresh UDP socket; the socket is kept in `held` (the oldest dropped past
+/// [`HELD_UDP_SOCKETS`]).
+fn ask_udp(
+    addr: SocketAddr,
+    held: &mut std::collections::VecDeque<UdpSocket>,
+) -> anyhow::Result<String> {
     let bind: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -285,7 +297,12 @@ fn ask_udp(addr: SocketAddr) -> anyhow::Result<String> {
     socket.set_read_timeout(Some(TIMEOUT))?;
     socket.send_to(b"who\n", addr)?;
     let mut buf = [0u8; 512];
-    let (n, _) = socket.recv_from(&mut buf)?;
+    let answer = socket.recv_from(&mut buf);
+    if held.len() == HELD_UDP_SOCKETS {
+        held.pop_front();
+    }
+    held.push_back(socket);
+    let (n, _) = answer?;
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
 }
 
@@ -322,6 +339,7 @@ fn main() -> anyhow::Result<()> {
             let mut counts: BTreeMap<String, u32> = BTreeMap::new();
             let started = std::time::Instant::now();
             let mut done = 0u32;
+            let mut held_udp = std::collections::VecDeque::new();
             loop {
                 let finished = match seconds {
                     Some(s) => started.elapsed().as_secs_f64() >= s,
@@ -333,7 +351,7 @@ fn main() -> anyhow::Result<()> {
                 let t = now();
                 let answer = match (tcp, udp) {
                     (Some(addr), _) => ask_tcp(addr),
-                    (None, Some(addr)) => ask_udp(addr),
+                    (None, Some(addr)) => ask_udp(addr, &mut held_udp),
                     (None, None) => anyhow::bail!("--tcp or --udp"),
                 };
                 if jsonl {
