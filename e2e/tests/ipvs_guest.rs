@@ -598,17 +598,30 @@ fn guest_programs_the_deploy_example_virtual_server() {
         lab.write_manifest(file, &text).unwrap();
     }
     lab.start_agent_as("n1", "").unwrap();
-    lab.wait_until("web-http is programmed", PROGRAMMED, |lab| {
-        Ok(lab
-            .service("TCP 10.77.0.100:80")?
-            .is_some_and(|s| s.real_servers.len() == 2))
-    })
+    // Nothing answers at 10.77.1.21 or .22 in the guest, so both HTTP checks
+    // fail: with inhibitOnFailure the servers stay in the table at weight 0.
+    // (Servers start in service, so a listing taken before the checks have
+    // failed `fall` times shows weight 1; the state is only settled once
+    // both are inhibited.)
+    let servers = ["10.77.1.21:8080", "10.77.1.22:8080"];
+    lab.wait_until(
+        "web-http's failing servers are inhibited",
+        PROGRAMMED,
+        |lab| {
+            Ok(lab.service("TCP 10.77.0.100:80")?.is_some_and(|s| {
+                s.real_servers.len() == 2
+                    && servers
+                        .iter()
+                        .all(|a| s.real_server(a).is_some_and(|r| r.weight == 0))
+            }))
+        },
+    )
     .unwrap();
     let svc = listed(&mut lab, "TCP 10.77.0.100:80");
     assert_eq!(svc.scheduler, "rr");
-    for address in ["10.77.1.21:8080", "10.77.1.22:8080"] {
+    for address in servers {
         let r = svc.real_server(address).unwrap();
-        assert_eq!((r.forward.as_str(), r.weight), ("Masq", 1), "{svc:?}");
+        assert_eq!(r.forward, "Masq", "{svc:?}");
     }
     let status = lab.status().unwrap();
     let web = status["ipvs"]["virtualServices"]
@@ -618,4 +631,26 @@ fn guest_programs_the_deploy_example_virtual_server() {
         .find(|s| s["virtualServer"] == "web-http")
         .unwrap();
     assert_eq!(web["programmed"], true, "{web}");
+    let weights: Vec<_> = web["realServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["weight"].as_u64())
+        .collect();
+    assert_eq!(weights, [Some(0), Some(0)], "{web}");
+    let checks: Vec<_> = status["checkers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "RealServer" && c["owner"] == "web-http")
+        .map(|c| (c["target"].as_str().unwrap(), c["healthy"].as_bool()))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("10.77.1.21:8080", Some(false)),
+            ("10.77.1.22:8080", Some(false))
+        ],
+        "{status}"
+    );
 }
