@@ -81,6 +81,12 @@ pub struct Record {
     pub role: Option<String>,
     pub measure: Measure,
     pub value: f64,
+    /// Which repeat of a steady-state case the value comes from (from 1). Within one run the
+    /// daemons measure each repeat in turn, back to back, so the two daemons' values of one
+    /// repeat are a pair ([`crate::bench_table`] compares them pair by pair). None for a
+    /// failover, and in records written before repeats were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 /// Appends `records` to the file at `path` (created, with its directory, if missing), one JSON
@@ -129,6 +135,7 @@ mod tests {
             role: Some("MASTER".into()),
             measure: Measure::InstructionsPerSecond,
             value,
+            repeat: Some(1),
         }
     }
 
@@ -145,11 +152,20 @@ mod tests {
         );
         second.role = None;
         second.measure = Measure::FailoverOverRfcMs;
+        second.repeat = None;
         append(&path, std::slice::from_ref(&first)).unwrap();
         append(&path, std::slice::from_ref(&second)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(!text.lines().nth(1).unwrap().contains("role"), "{text}");
+        assert!(
+            text.lines().next().unwrap().contains(r#""repeat":1"#),
+            "{text}"
+        );
+        let failover = text.lines().nth(1).unwrap();
+        assert!(
+            !failover.contains("role") && !failover.contains("repeat"),
+            "{text}"
+        );
         assert_eq!(parse(&text).unwrap(), vec![first, second]);
         assert_eq!(
             parse(&format!("{text}\n{{\"case\": 1}}\n"))
@@ -159,6 +175,15 @@ mod tests {
             Some("line 4")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_written_before_repeats_were_recorded_reads_as_no_repeat() {
+        let line = r#"{"started":"2026-12-01 06:47 UTC","machine":"m","commit":"d8db22d","load":0.17,"case":"steady-1x1s","daemon":"keepalived","role":"MASTER","measure":"cpu_percent","value":0.5}"#;
+        let records = parse(line).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].repeat, None);
+        assert_eq!(records[0].measure, Measure::CpuPercent);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The README's lab-bench table, regenerated from the record of runs
 //! ([`crate::bench_record`]): keepalived beside the agent, for every case, role and measure,
 //! on each of the two newest days that have records (each cell: the median, min–max and
-//! number of samples of that day's newest run that measured it), and the README's block
-//! between [`BEGIN`] and [`END`] replaced by it.
+//! number of samples of that day's newest run that measured it; the last column the newest
+//! day's ratio, pair by pair where the daemons took turns), and the README's block between
+//! [`BEGIN`] and [`END`] replaced by it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -22,6 +23,10 @@ const DAEMONS: [(&str, &str); 2] = [
 
 /// One row: a case, a role (none for failovers; MASTER before BACKUP) and a measure.
 type RowKey = (usize, std::cmp::Reverse<Option<String>>, Measure);
+
+/// One daemon's values of a row from one run, each with its repeat (none in a failover, or in
+/// a record older than repeats).
+type RunSamples<'a> = (&'a RunInfo, Vec<(Option<u32>, f64)>);
 
 /// The markdown table (with its explanation and the runs it draws on) for `records`.
 pub fn render(records: &[Record]) -> String {
@@ -53,7 +58,10 @@ pub fn render(records: &[Record]) -> String {
          Master_Down_Interval (or Skew_Time for a SIGTERM). Instructions: callgrind, user space \
          only, the measured daemon under valgrind and its peer native. CPU, RSS and wakeups: \
          both daemons native, each program file evicted from the page cache before its pair \
-         starts.\n\n| case | role | measure |",
+         starts. The ratio: where one run measured both daemons repeat by repeat (each repeat \
+         runs the two back to back, which goes first alternating), the median (min–max) of \
+         the repeats' ratios, so that a drift of the machine between repeats cancels; \
+         otherwise the ratio of the two medians.\n\n| case | role | measure |",
     );
     for day in days {
         for (_, name) in DAEMONS {
@@ -75,30 +83,32 @@ pub fn render(records: &[Record]) -> String {
             role.as_deref().unwrap_or("–"),
             measure.label()
         );
-        let mut newest_medians = [None, None];
+        let mut newest_samples: [Option<RunSamples>; 2] = [None, None];
         for day in days {
             for (slot, (daemon, _)) in DAEMONS.iter().enumerate() {
                 let row = (case_name(*case), role.as_deref(), *measure);
-                let (summary, samples) = match newest_run_samples(records, day, row, daemon) {
-                    Some((run, values)) => {
-                        if !used.contains(&run) {
-                            used.push(run);
-                        }
-                        (summarize(values.clone()), values.len())
-                    }
-                    None => (None, 0),
-                };
-                let _ = write!(out, " {} |", cell(summary, samples, *measure));
+                let samples = newest_run_samples(records, day, row, daemon);
+                let values: Vec<f64> = samples
+                    .iter()
+                    .flat_map(|(_, values)| values.iter().map(|(_, v)| *v))
+                    .collect();
+                if let Some((run, _)) = &samples
+                    && !used.contains(run)
+                {
+                    used.push(run);
+                }
+                let count = values.len();
+                let _ = write!(out, " {} |", cell(summarize(values), count, *measure));
                 if *day == newest {
-                    newest_medians[slot] = summary.map(|s| s.median);
+                    newest_samples[slot] = samples;
                 }
             }
         }
-        let ratio = match newest_medians {
-            [Some(k), Some(a)] if k > 0.0 && *measure != Measure::FailoverOverRfcMs => {
-                format!("{:.2}", a / k)
-            }
-            _ => "–".into(),
+        let [keepalived, agent] = &newest_samples;
+        let ratio = if *measure == Measure::FailoverOverRfcMs {
+            "–".into()
+        } else {
+            ratio_cell(keepalived.as_ref(), agent.as_ref())
         };
         let _ = writeln!(out, " {ratio} |");
     }
@@ -143,7 +153,7 @@ fn newest_run_samples<'a>(
     day: &str,
     (case, role, measure): (&str, Option<&str>, Measure),
     daemon: &str,
-) -> Option<(&'a RunInfo, Vec<f64>)> {
+) -> Option<RunSamples<'a>> {
     let matching = || {
         records.iter().filter(move |r| {
             r.run.day() == day
@@ -158,9 +168,39 @@ fn newest_run_samples<'a>(
         .run;
     let values = matching()
         .filter(|r| r.run == *newest)
-        .map(|r| r.value)
+        .map(|r| (r.repeat, r.value))
         .collect();
     Some((newest, values))
+}
+
+/// The agent's values over keepalived's: with two or more repeats that both daemons measured in
+/// the same run, `0.98 (0.83–1.11, 6 pairs)`, the spread of the pairs' ratios; otherwise the
+/// ratio of the medians, `1.02`; `–` without a value of each (or a zero of keepalived's).
+fn ratio_cell(keepalived: Option<&RunSamples>, agent: Option<&RunSamples>) -> String {
+    let (Some((keepalived_run, keepalived)), Some((agent_run, agent))) = (keepalived, agent) else {
+        return "–".into();
+    };
+    if keepalived_run == agent_run {
+        let pairs = agent
+            .iter()
+            .filter_map(|(repeat, ours)| {
+                let repeat = (*repeat)?;
+                let (_, theirs) = keepalived.iter().find(|(r, _)| *r == Some(repeat))?;
+                (*theirs > 0.0).then(|| ours / theirs)
+            })
+            .collect::<Vec<f64>>();
+        let count = pairs.len();
+        if let Some(s) = summarize(pairs).filter(|_| count >= 2) {
+            return format!("{:.2} ({:.2}–{:.2}, {count} pairs)", s.median, s.min, s.max);
+        }
+    }
+    let median = |values: &[(Option<u32>, f64)]| {
+        summarize(values.iter().map(|(_, v)| *v).collect()).map(|s| s.median)
+    };
+    match (median(keepalived), median(agent)) {
+        (Some(k), Some(a)) if k > 0.0 => format!("{:.2}", a / k),
+        _ => "–".into(),
+    }
 }
 
 /// `1,353 (1,350–1,360, n=2)`; `–` without samples.
@@ -234,6 +274,7 @@ mod tests {
             role: role.map(Into::into),
             measure,
             value,
+            repeat: None,
         }
     }
 
@@ -340,6 +381,52 @@ mod tests {
         assert!(row_of("MASTER") < row_of("BACKUP"), "{table}");
         assert!(table.contains("| 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 |"), "{table}");
         assert!(table.contains("Only one day has records"), "{table}");
+    }
+
+    #[test]
+    fn daemons_measured_repeat_by_repeat_in_one_run_are_compared_pair_by_pair() {
+        let cpu = Measure::CpuPercent;
+        let mut records = Vec::new();
+        // Repeat 3 of keepalived failed: its agent value has no pair and is left out of the
+        // ratio, not of the agent's cell.
+        for (daemon, values) in [
+            ("keepalived", vec![(1, 1.0), (2, 2.0)]),
+            ("kube-vrrp-agent", vec![(1, 0.9), (2, 2.2), (3, 9.0)]),
+        ] {
+            for (repeat, value) in values {
+                let mut r = record(
+                    "2026-12-01 19:00 UTC",
+                    "ddd4444",
+                    "steady-1x10ms",
+                    daemon,
+                    Some("MASTER"),
+                    cpu,
+                    value,
+                );
+                r.repeat = Some(repeat);
+                records.push(r);
+            }
+        }
+        let table = render(&records);
+        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | 1.00 (0.90–1.10, 2 pairs) |";
+        assert!(table.lines().any(|l| l == row), "{table}");
+
+        // The same values from two different runs, or without repeats, are not pairs: the
+        // ratio is that of the medians.
+        let mut apart = records.clone();
+        for r in apart.iter_mut().filter(|r| r.daemon == "keepalived") {
+            r.run.started = "2026-12-01 18:00 UTC".into();
+        }
+        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | 1.47 |";
+        assert!(
+            render(&apart).lines().any(|l| l == row),
+            "{}",
+            render(&apart)
+        );
+        for r in &mut records {
+            r.repeat = None;
+        }
+        assert!(render(&records).lines().any(|l| l == row));
     }
 
     #[test]

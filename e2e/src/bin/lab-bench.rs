@@ -202,17 +202,19 @@ fn commit() -> String {
 /// Every value this invocation measured, for the record of runs.
 fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult]) -> Vec<Record> {
     let mut out = Vec::new();
-    let mut push = |case: &str, kind: DaemonKind, load: f64, role: Option<Role>, measure, value| {
-        out.push(Record {
-            run: run.clone(),
-            load,
-            case: case.to_owned(),
-            daemon: kind.as_str().to_owned(),
-            role: role.map(|r| r.as_str().to_owned()),
-            measure,
-            value,
-        });
-    };
+    let mut push =
+        |case: &str, kind: DaemonKind, load: f64, role: Option<(Role, usize)>, measure, value| {
+            out.push(Record {
+                run: run.clone(),
+                load,
+                case: case.to_owned(),
+                daemon: kind.as_str().to_owned(),
+                role: role.map(|(r, _)| r.as_str().to_owned()),
+                measure,
+                value,
+                repeat: role.and_then(|(_, repeat)| u32::try_from(repeat).ok()),
+            });
+        };
     for f in failovers {
         for sample in &f.samples {
             push(
@@ -228,12 +230,13 @@ fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult
     for r in steadies {
         let case = format!("steady-{}", r.steady.name());
         for role in ROLES {
-            for cost in r.costs(role).0 {
+            for (repeat, cost) in r.costs(role).0 {
+                let at = Some((role, *repeat));
                 push(
                     &case,
                     r.kind,
                     r.load,
-                    Some(role),
+                    at,
                     Measure::InstructionsPerSecond,
                     cost.per_second(),
                 );
@@ -242,19 +245,19 @@ fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult
                         &case,
                         r.kind,
                         r.load,
-                        Some(role),
+                        at,
                         Measure::InstructionsPerAdvert,
                         per_advert,
                     );
                 }
             }
-            for native in &r.natives {
-                let usage = native.of(role);
+            for (repeat, native) in &r.natives {
+                let (usage, at) = (native.of(role), Some((role, *repeat)));
                 push(
                     &case,
                     r.kind,
                     r.load,
-                    Some(role),
+                    at,
                     Measure::CpuPercent,
                     usage.cpu_percent,
                 );
@@ -262,7 +265,7 @@ fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult
                     &case,
                     r.kind,
                     r.load,
-                    Some(role),
+                    at,
                     Measure::RssMib,
                     usage.rss_kib as f64 / 1024.0,
                 );
@@ -270,7 +273,7 @@ fn records(run: &RunInfo, failovers: &[FailoverResult], steadies: &[SteadyResult
                     &case,
                     r.kind,
                     r.load,
-                    Some(role),
+                    at,
                     Measure::WakeupsPerSecond,
                     usage.wakeups_per_second,
                 );
@@ -376,20 +379,25 @@ fn run_case(kind: DaemonKind, case: &Case, runs: usize) -> FailoverResult {
     }
 }
 
+/// What one repeat of a steady-state case measured, with the repeat's number (from 1).
+type Repeated<T> = (usize, T);
+
 /// Every measurement of one steady-state case for one daemon.
 struct SteadyResult {
     steady: Steady,
     kind: DaemonKind,
     /// The 1-minute load average when the case began.
     load: f64,
-    /// Per role: the instruction counts of the runs that kept up, and how many did not.
-    costs: Vec<(Role, Vec<Cost>, usize)>,
-    natives: Vec<NativeUsage>,
+    /// Per role: the instruction counts of the runs that kept up (each with its repeat, from
+    /// 1), and how many did not.
+    costs: Vec<(Role, Vec<Repeated<Cost>>, usize)>,
+    /// The native measurements that succeeded, each with its repeat (from 1).
+    natives: Vec<Repeated<NativeUsage>>,
     failures: usize,
 }
 
 impl SteadyResult {
-    fn costs(&self, role: Role) -> (&[Cost], usize) {
+    fn costs(&self, role: Role) -> (&[Repeated<Cost>], usize) {
         self.costs
             .iter()
             .find(|(r, _, _)| *r == role)
@@ -399,7 +407,13 @@ impl SteadyResult {
     }
 
     fn per_second(&self, role: Role) -> Option<Summary<f64>> {
-        summarize(self.costs(role).0.iter().map(Cost::per_second).collect())
+        summarize(
+            self.costs(role)
+                .0
+                .iter()
+                .map(|(_, cost)| cost.per_second())
+                .collect(),
+        )
     }
 
     fn per_advert(&self, role: Role) -> Option<Summary<f64>> {
@@ -407,13 +421,18 @@ impl SteadyResult {
             self.costs(role)
                 .0
                 .iter()
-                .filter_map(|c| c.per_advert(role))
+                .filter_map(|(_, cost)| cost.per_advert(role))
                 .collect(),
         )
     }
 
     fn native(&self, value: impl Fn(&NativeUsage) -> f64) -> Option<Summary<f64>> {
-        summarize(self.natives.iter().map(value).collect())
+        summarize(
+            self.natives
+                .iter()
+                .map(|(_, native)| value(native))
+                .collect(),
+        )
     }
 }
 
@@ -490,7 +509,7 @@ fn measure_steady_once(result: &mut SteadyResult, run: usize, args: &Args, loads
                         );
                     }
                 }
-                result.natives.push(native);
+                result.natives.push((run, native));
             }
             Err(e) => {
                 eprintln!("  {} {name} native run {run} failed: {e}", kind.as_str());
@@ -540,7 +559,7 @@ fn measure_steady_once(result: &mut SteadyResult, run: usize, args: &Args, loads
                         );
                     }
                     if cost.kept_up() {
-                        costs.push(cost);
+                        costs.push((run, cost));
                     } else {
                         *lagging += 1;
                     }
