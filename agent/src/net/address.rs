@@ -11,9 +11,11 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use kube_vrrp_crds::backoff::doubling;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{
@@ -48,6 +50,8 @@ const EADDRNOTAVAIL: i32 = nix::libc::EADDRNOTAVAIL;
 const EBUSY: i32 = nix::libc::EBUSY;
 /// How often an address dump is asked for while the socket is busy with another one.
 const DUMP_ATTEMPTS: u32 = 8;
+/// The wait before a busy dump's second attempt, doubled before each further one.
+const DUMP_FIRST_WAIT: Duration = Duration::from_millis(1);
 
 /// Runs `dump` again while it fails with `is_busy` (EBUSY: another dump runs on the shared
 /// netlink socket), at most [`DUMP_ATTEMPTS`] times, 1, 2, 4, … ms apart. Found by `make chaos`:
@@ -62,7 +66,8 @@ where
     loop {
         match dump().await {
             Err(error) if attempt < DUMP_ATTEMPTS && is_busy(&error) => {
-                tokio::time::sleep(std::time::Duration::from_millis(1 << (attempt - 1))).await;
+                let wait = doubling(DUMP_FIRST_WAIT, Duration::MAX, attempt - 1);
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             result => return result,
