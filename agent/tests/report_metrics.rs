@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 29] = [
+const SERIES: [&str; 30] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -103,6 +103,7 @@ const SERIES: [&str; 29] = [
     "kube_vrrp_virtualserver_healthy_weight",
     "kube_vrrp_virtualserver_sorry_server_active",
     "kube_vrrp_health_io_restarts_total",
+    "kube_vrrp_health_io_last_restart_timestamp_seconds",
     "kube_vrrp_instance_failover_seconds_bucket",
     "kube_vrrp_instance_failover_seconds_sum",
     "kube_vrrp_instance_failover_seconds_count",
@@ -510,10 +511,18 @@ fn every_health_check_metric_the_chart_alerts_on_is_exported() {
     .expect("the chart's alert rules");
     let metrics = Metrics::new();
     exercise(&metrics);
-    let exported: BTreeSet<String> = parse(&metrics.encode())
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let samples = parse(&metrics.encode());
+    // The restart alert reads the time of the last restart, which exists (at 0) before any.
+    assert!(rules.contains("kube_vrrp_health_io_last_restart_timestamp_seconds"));
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_health_io_last_restart_timestamp_seconds",
+            &[]
+        ),
+        Some(0.0)
+    );
+    let exported: BTreeSet<String> = samples.into_iter().map(|s| s.name).collect();
     let mut used = BTreeSet::new();
     for (start, _) in rules.match_indices("kube_vrrp_") {
         let name: String = rules[start..]
@@ -539,6 +548,30 @@ fn every_health_check_metric_the_chart_alerts_on_is_exported() {
             "the alerts use {name}, which the agent does not export"
         );
     }
+}
+
+#[test]
+fn a_restart_of_the_health_io_loop_is_counted_and_its_time_stamped() {
+    use std::time::{Duration, SystemTime};
+    let metrics = Metrics::new();
+    let restart =
+        |secs| metrics.health_io_restarted(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    restart(1_700_000_000);
+    restart(1_700_000_600);
+    let samples = parse(&metrics.encode());
+    assert_eq!(
+        value(&samples, "kube_vrrp_health_io_restarts_total", &[]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "kube_vrrp_health_io_last_restart_timestamp_seconds",
+            &[]
+        ),
+        Some(1_700_000_600.0),
+        "the last restart's time"
+    );
 }
 
 #[test]

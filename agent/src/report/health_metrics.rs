@@ -4,14 +4,18 @@
 //! `kube_vrrp_realserver_up{virtualserver, real_server}` (the verdict: 1 in the pool),
 //! `kube_vrrp_virtualserver_quorum_up{virtualserver}`,
 //! `kube_vrrp_virtualserver_healthy_weight{virtualserver}`,
-//! `kube_vrrp_virtualserver_sorry_server_active{virtualserver}` and
+//! `kube_vrrp_virtualserver_sorry_server_active{virtualserver}`,
 //! `kube_vrrp_health_io_restarts_total` (the loop of the TCP and plain-HTTP checks started
-//! again after it ended: a panic, a failed poll).
+//! again after it ended: a panic, a failed poll) and
+//! `kube_vrrp_health_io_last_restart_timestamp_seconds` (the Unix time of the last such
+//! restart, 0 before any: what the chart's alert reads, since a counter whose first scrape
+//! already holds a restart shows no increase).
 //!
 //! Label values are bounded by the configuration (VirtualServer names, real servers) and by
 //! the static `result` and `kind` words.
 
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
 
 use kube_vrrp_crds::CheckResult;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,6 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::Metrics;
+use super::metrics::unix_seconds;
 use crate::check::real_server::Quorum;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +99,10 @@ pub(super) struct HealthFamilies {
     healthy_weight: Family<ServerLabels, Gauge>,
     sorry_server: Family<ServerLabels, Gauge>,
     health_io_restarts: Counter,
+    /// Exported at 0 before any restart rather than left out: the series exists from the
+    /// agent's first scrape, so a rule reading it never depends on its absence, and 0 reads
+    /// as a restart at the epoch, decades old, which no "recent restart" rule takes for one.
+    health_io_last_restart: Gauge<f64, AtomicU64>,
 }
 
 impl HealthFamilies {
@@ -109,6 +118,7 @@ impl HealthFamilies {
             healthy_weight: Family::default(),
             sorry_server: Family::default(),
             health_io_restarts: Counter::default(),
+            health_io_last_restart: Gauge::default(),
         };
         registry.register(
             "realserver_checks",
@@ -145,6 +155,12 @@ impl HealthFamilies {
             "health_io_restarts",
             "Times the loop of the TCP and plain-HTTP checks was started again after it ended (a panic, a failed poll); its checks start afresh",
             families.health_io_restarts.clone(),
+        );
+        registry.register_with_unit(
+            "health_io_last_restart_timestamp",
+            "Unix time of the last restart of the loop of the TCP and plain-HTTP checks; 0 before any",
+            Unit::Seconds,
+            families.health_io_last_restart.clone(),
         );
         families
     }
@@ -238,9 +254,13 @@ impl Metrics {
             .set(i64::from(quorum.sorry_server_active));
     }
 
-    /// Counts a restart of the loop of the TCP and plain-HTTP checks.
-    pub fn health_io_restarted(&self) {
-        self.health().health_io_restarts.inc();
+    /// Stamps the time of a restart of the loop of the TCP and plain-HTTP checks, `at` (the
+    /// wall clock, taken by the caller), and counts it: stamped first, so that whoever sees
+    /// the count rise sees its time.
+    pub fn health_io_restarted(&self, at: SystemTime) {
+        let health = self.health();
+        health.health_io_last_restart.set(unix_seconds(at));
+        health.health_io_restarts.inc();
     }
 
     /// Removes a VirtualServer's series (no longer configured).

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -24,6 +24,13 @@ const STATES: [State; 4] = [
     State::Master,
     State::Fault,
 ];
+
+/// `at` as the value of a `*_timestamp_seconds` gauge: seconds since the Unix epoch, 0 for a
+/// clock set before it.
+pub(crate) fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
 
 // The VRRP instance's label is `vrrp_instance`, not `instance`: Prometheus sets `instance` on
 // every scraped series to the scrape target, and a metric's own `instance` would either replace it
@@ -359,9 +366,7 @@ impl Metrics {
         self.state(instance, vrid, interface, to);
         let labels = Self::instance(instance);
         self.inner.transitions.get_or_create(&labels).inc();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64());
+        let now = unix_seconds(SystemTime::now());
         self.inner.last_transition.get_or_create(&labels).set(now);
     }
 

@@ -17,19 +17,21 @@
 //! Should the [`Poller`]'s loop end (a panic, a failed poll), its thread notifies the
 //! supervisor, which logs why, starts a new loop and gives it every TCP and plain-HTTP check
 //! again (rebuilt: their state died with the thread), counted in
-//! `kube_vrrp_health_io_restarts_total`. A loop that ends soon after its start is started
-//! again only after [`restart_delay`], its checks on the async path meanwhile, so a panic on
-//! every start neither spins nor freezes a verdict. A loop that cannot start (its epoll, its
-//! waker or its thread refused), whether at the agent's start or at a restart, is tried again
-//! after the same growing delays, its checks on the async path meanwhile; the counter counts
-//! only restarts that succeeded, and a first start that succeeds only at a retry is not one.
+//! `kube_vrrp_health_io_restarts_total` and stamped in
+//! `kube_vrrp_health_io_last_restart_timestamp_seconds`. A loop that ends soon after its
+//! start is started again only after [`restart_delay`], its checks on the async path
+//! meanwhile, so a panic on every start neither spins nor freezes a verdict. A loop that
+//! cannot start (its epoll, its waker or its thread refused), whether at the agent's start or
+//! at a restart, is tried again after the same growing delays, its checks on the async path
+//! meanwhile; the counter and the stamp count only restarts that succeeded, and a first start
+//! that succeeds only at a retry is not one.
 
 use jiff::Timestamp;
 use kube_vrrp_crds::ResolvedVirtualServer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -344,8 +346,9 @@ impl Supervisor {
         self.restart_plain_checks();
     }
 
-    /// Starts a new loop: a restart (counted in `kube_vrrp_health_io_restarts_total`) once a
-    /// loop has run, else the first start. One that cannot start is tried again at
+    /// Starts a new loop: a restart (counted in `kube_vrrp_health_io_restarts_total`, its wall
+    /// clock time in `kube_vrrp_health_io_last_restart_timestamp_seconds`) once a loop has
+    /// run, else the first start. One that cannot start is tried again at
     /// `restart_at`, after [`restart_delay`] of one more quick end.
     fn start_poller(&mut self, now: Instant) -> std::io::Result<()> {
         self.restart_at = None;
@@ -354,7 +357,7 @@ impl Supervisor {
                 self.poller = Some(poller);
                 if self.poller_has_run {
                     self.poller_restarted = Some(now);
-                    self.metrics.health_io_restarted();
+                    self.metrics.health_io_restarted(SystemTime::now());
                 }
                 self.poller_has_run = true;
                 Ok(())
@@ -872,6 +875,7 @@ fn quorum_of(server: &VirtualServerHealth) -> Quorum {
 mod tests {
     use super::super::poller::RESTART_DELAY;
     use super::*;
+    use crate::report::metrics::unix_seconds;
     use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
     /// A VirtualServer whose one real server, at `address`, is TCP-checked every 100 ms.
@@ -930,12 +934,25 @@ mod tests {
         );
     }
 
-    fn restarts(metrics: &Metrics) -> Option<u64> {
+    /// The value of the unlabelled series `name`.
+    fn sample<T: std::str::FromStr>(metrics: &Metrics, name: &str) -> Option<T> {
         metrics
             .encode()
             .lines()
-            .find_map(|line| line.strip_prefix("kube_vrrp_health_io_restarts_total "))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|value| value.trim().parse().ok())
+    }
+
+    fn restarts(metrics: &Metrics) -> Option<u64> {
+        sample(metrics, "kube_vrrp_health_io_restarts_total")
+    }
+
+    /// The last restart's Unix time, as exported.
+    fn last_restart(metrics: &Metrics) -> Option<f64> {
+        sample(
+            metrics,
+            "kube_vrrp_health_io_last_restart_timestamp_seconds",
+        )
     }
 
     /// Whether the real server's check runs on the loop (else on the async path).
@@ -974,6 +991,12 @@ mod tests {
             async move {
                 wait_for_verdict(&mut snapshots, address, true).await;
                 assert_eq!(restarts(&metrics), Some(0));
+                assert_eq!(
+                    last_restart(&metrics),
+                    Some(0.0),
+                    "exported before a restart"
+                );
+                let before = unix_seconds(SystemTime::now());
                 panic_switch.flip();
                 let restarted = tokio::time::timeout(Duration::from_secs(5), async {
                     while restarts(&metrics) == Some(0) {
@@ -981,9 +1004,15 @@ mod tests {
                     }
                 })
                 .await;
+                let after = unix_seconds(SystemTime::now());
                 assert!(
                     restarted.is_ok(),
                     "the supervisor restarts the loop by itself"
+                );
+                let stamp = last_restart(&metrics).expect("the last restart's time is exported");
+                assert!(
+                    (before..=after).contains(&stamp),
+                    "last restart at {stamp}, not within [{before}, {after}]"
                 );
                 // The verdict frozen by a dead loop would stay healthy.
                 drop(listener);
