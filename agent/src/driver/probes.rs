@@ -81,6 +81,9 @@ impl std::fmt::Debug for Probed {
 #[derive(Debug, Default)]
 pub(super) struct Board {
     sockets: Vec<Option<SharedSocket>>,
+    /// How many times a socket opened or closed: the ticker watches the sockets again when
+    /// this moved.
+    socket_changes: u64,
     slots: Vec<Slot>,
     free: Vec<usize>,
     /// Each member's next probe deadline as (when, slot, generation); an entry is stale
@@ -190,6 +193,7 @@ impl Board {
                 socket: ProbeSocket::open(key.ifindex, key.mac, key.family)?,
                 members: 0,
             };
+            self.socket_changes += 1;
             if let Some(index) = self.sockets.iter().position(Option::is_none) {
                 self.sockets[index] = Some(socket);
                 index
@@ -213,8 +217,14 @@ impl Board {
             socket.members = socket.members.saturating_sub(1);
             if socket.members == 0 {
                 *entry = None;
+                self.socket_changes += 1;
             }
         }
+    }
+
+    /// How many times a probe socket opened or closed so far.
+    pub(super) fn socket_changes(&self) -> u64 {
+        self.socket_changes
     }
 
     /// The open probe sockets, each with its index (for [`Self::hear`]).

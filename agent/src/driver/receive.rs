@@ -9,7 +9,7 @@
 //! counted by reason, including those the kernel dropped for a full receive queue; an error of
 //! one datagram is counted, never waited on.
 
-use std::io::PipeWriter;
+use std::io::{PipeReader, PipeWriter};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -24,7 +24,8 @@ use super::routine::Routine;
 use super::streak::Streak;
 use super::thread;
 use crate::net::NetError;
-use crate::net::socket::{Readiness, Received, VrrpSocket};
+use crate::net::socket::{Received, VrrpSocket};
+use crate::net::waiter::Waiter;
 use crate::report::Metrics;
 use crate::report::metrics::ReceiveCounters;
 use crate::vrrp::instance::ReceivedAdvert;
@@ -261,6 +262,10 @@ enum Taken {
     Failed(NetError),
 }
 
+/// The tokens of the receive thread's [`Waiter`]: the stop pipe and the socket.
+const STOPPED: u64 = 0;
+const DATAGRAM: u64 = 1;
+
 /// Stops an [`Intake`]'s thread when dropped.
 #[derive(Debug)]
 pub struct Stop {
@@ -297,31 +302,38 @@ impl Intake {
     /// [`Stop`] is dropped. It runs under the real-time policy when the calling thread does.
     pub fn start(self: &Arc<Self>) -> std::io::Result<Stop> {
         let (stopped, stop) = std::io::pipe()?;
+        let waiter = Waiter::new()?;
+        waiter.watch(stopped.as_fd(), STOPPED)?;
+        waiter.watch(self.socket.as_fd(), DATAGRAM)?;
         let intake = Arc::clone(self);
-        thread::spawn("vrrp-receive", move || intake.run(&stopped))?;
+        thread::spawn("vrrp-receive", move || intake.run(waiter, &stopped))?;
         Ok(Stop { _writer: stop })
     }
 
     /// The thread: waits in the kernel for a datagram, delivers it, until `stopped` reads
-    /// (the [`Stop`] was dropped). One `recvmsg` per datagram: the wait says one is queued.
-    fn run(&self, stopped: &impl AsFd) {
+    /// (the [`Stop`] was dropped; it is watched in `waiter` with the socket). One `recvmsg`
+    /// per datagram: the wait says one is queued, and reports the socket again while more are.
+    fn run(&self, mut waiter: Waiter, _stopped: &PipeReader) {
         loop {
-            match self.socket.wait_readable(stopped.as_fd()) {
-                Ok(Readiness::Stop) => return,
-                Ok(Readiness::Nothing) => {}
-                Ok(Readiness::Datagram) => match self.take() {
+            if let Err(error) = waiter.wait(None) {
+                self.socket_failed(&NetError::Io {
+                    op: "wait for a VRRP datagram",
+                    source: error,
+                });
+                continue;
+            }
+            if waiter.ready().any(|token| token == STOPPED) {
+                return;
+            }
+            if waiter.ready().any(|token| token == DATAGRAM) {
+                match self.take() {
                     Taken::Datagram | Taken::Empty => {
                         if let Some(run) = self.socket_errors.succeeded() {
                             tracing::info!(interface = %self.interface, after = run, "receiving VRRP datagrams works again");
                         }
                     }
                     Taken::Failed(error) => self.socket_failed(&error),
-                },
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => self.socket_failed(&NetError::Io {
-                    op: "wait for a VRRP datagram",
-                    source: error,
-                }),
+                }
             }
         }
     }

@@ -1,10 +1,11 @@
 //! The agent's ticker: one thread for every MASTER's periodic work, off the tokio runtime. It
 //! sends the routine adverts of the MASTERs whose units sleep ([`super::beat`]) and runs their
-//! split-brain probes ([`super::probes`]), and both wake it together: it waits on one poll set
-//! (a wake-up line and the probe sockets) until the earliest advert or probe deadline, and a
-//! steady probe goes early at an advert's wake-up rather than at one of its own (see
-//! [`super::conflict`]'s early probing). A steady MASTER's node so wakes once per advert and
-//! no more.
+//! split-brain probes ([`super::probes`]), and both wake it together: it sleeps in one
+//! [`Waiter`] (a wake-up line and the probe sockets, watched once, and a timer) until the
+//! earliest advert or probe deadline, and a steady probe goes early at an advert's wake-up
+//! rather than at one of its own (see [`super::conflict`]'s early probing). A steady MASTER's
+//! node so wakes once per advert and no more, and each wake-up costs one `epoll_wait` (plus a
+//! timer re-arm when the deadline moved).
 //!
 //! The thread starts with the first member handed to it and stops when the last clone of the
 //! [`Ticker`] (each [`super::beat::Beat`] and [`super::probes::Probing`] holds one) is dropped.
@@ -18,7 +19,7 @@ use super::beat::Schedule;
 use super::probes::Board;
 use super::thread;
 use crate::net::NetError;
-use crate::net::sys::PollSet;
+use crate::net::waiter::Waiter;
 
 /// The agent's ticker; clones share the thread.
 #[derive(Debug, Clone, Default)]
@@ -60,8 +61,10 @@ impl Ticker {
                 let (waker, wakee) = UnixDatagram::pair()?;
                 waker.set_nonblocking(true)?;
                 wakee.set_nonblocking(true)?;
+                let waiter = Waiter::new()?;
+                waiter.watch(wakee.as_fd(), WAKE_LINE)?;
                 // Under the runtime's real-time policy, when it runs under one.
-                thread::spawn("vrrp-ticker", move || run(&work, &wakee))?;
+                thread::spawn("vrrp-ticker", move || run(&work, &wakee, waiter))?;
                 Ok::<_, std::io::Error>(waker)
             };
             start().map_err(|error| {
@@ -109,16 +112,19 @@ fn lock(work: &Mutex<Work>) -> MutexGuard<'_, Work> {
     work.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The wake-up line's token in the thread's [`Waiter`]; probe socket `index` is `index + 1`.
+const WAKE_LINE: u64 = 0;
+
 /// The thread: sends the adverts due, then runs the probes that go at this wake-up (knowing
 /// when the next advert wakes it), then sleeps until the earliest deadline, an answer on a
-/// probe socket, or a wake-up (a member handed over or gone).
-fn run(work: &Mutex<Work>, wakee: &UnixDatagram) {
-    let mut polled = PollSet::default();
-    // The probe socket behind each polled descriptor after the wake-up line (first).
-    let mut listed: Vec<usize> = Vec::new();
+/// probe socket, or a wake-up (a member handed over or gone). The probe sockets are watched
+/// again whenever one opened or closed since the last wait.
+fn run(work: &Mutex<Work>, wakee: &UnixDatagram, mut waiter: Waiter) {
+    // The board's count of socket openings and closings the watched set reflects.
+    let mut watched = None;
     let mut buffer = vec![0u8; 1536];
     loop {
-        let timeout = {
+        let next = {
             let mut work = lock(work);
             if work.stopping {
                 return;
@@ -126,38 +132,48 @@ fn run(work: &Mutex<Work>, wakee: &UnixDatagram) {
             let now = Instant::now();
             let next_advert = work.adverts.serve(now);
             let next_probe = work.probes.probe_due(now, next_advert);
-            polled.clear();
-            listed.clear();
-            polled.push(wakee.as_fd());
-            for (index, fd) in work.probes.sockets() {
-                polled.push(fd);
-                listed.push(index);
+            let changes = work.probes.socket_changes();
+            if watched != Some(changes) {
+                watched = watch_probe_sockets(&waiter, &work.probes).then_some(changes);
             }
-            next_advert
-                .into_iter()
-                .chain(next_probe)
-                .min()
-                .map(|next| next.saturating_duration_since(Instant::now()))
+            next_advert.into_iter().chain(next_probe).min()
         };
-        if let Err(error) = polled.wait(timeout) {
+        if let Err(error) = waiter.wait(next) {
             tracing::warn!(%error, "the ticker cannot wait on its sockets; retrying in a second");
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
-        if polled.ready(0) {
-            while wakee.recv(&mut [0u8; 8]).is_ok() {}
-        }
-        if listed
-            .iter()
-            .enumerate()
-            .any(|(entry, _)| polled.ready(entry + 1))
-        {
+        let mut answered = waiter
+            .ready()
+            .filter(|&token| token != WAKE_LINE)
+            .peekable();
+        if answered.peek().is_some() {
             let mut work = lock(work);
-            for (entry, &index) in listed.iter().enumerate() {
-                if polled.ready(entry + 1) {
+            for token in answered {
+                if let Some(index) = token.checked_sub(1).and_then(|i| usize::try_from(i).ok()) {
                     work.probes.hear(index, &mut buffer);
                 }
             }
         }
+        if waiter.ready().any(|token| token == WAKE_LINE) {
+            while wakee.recv(&mut [0u8; 8]).is_ok() {}
+        }
     }
+}
+
+/// Watches every open probe socket under its index's token (a socket closed since left the
+/// list by itself; one whose number was reused is watched again). False when one could not be
+/// watched: the next wake-up tries again, and until then that socket's answers wait.
+fn watch_probe_sockets(waiter: &Waiter, probes: &Board) -> bool {
+    let mut all = true;
+    for (index, fd) in probes.sockets() {
+        let Ok(token) = u64::try_from(index + 1) else {
+            continue;
+        };
+        if let Err(error) = waiter.watch(fd, token) {
+            tracing::warn!(%error, "the ticker cannot watch a probe socket; answers on it wait until the next wake-up");
+            all = false;
+        }
+    }
+    all
 }

@@ -1,6 +1,6 @@
 //! The agent's kernel edges: raw VRRP sockets, VIP addresses, GARP/NA, interface and address
-//! events, the Accept_Mode filter (nftables), virtual MAC interfaces (macvlan), and a precise
-//! timer (timerfd).
+//! events, the Accept_Mode filter (nftables), virtual MAC interfaces (macvlan), a precise
+//! timer (timerfd), and how the plain threads sleep (epoll).
 //!
 //! Everything here is a thin adapter over a kernel interface; the pure parts (frame builders,
 //! the GARP schedule, the link debounce) are unit-tested, the I/O parts are
@@ -18,6 +18,7 @@ pub mod socket;
 pub(crate) mod sys;
 pub mod timer;
 pub mod vmac;
+pub(crate) mod waiter;
 
 pub use error::NetError;
 

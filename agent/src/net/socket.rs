@@ -20,8 +20,8 @@
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
 //!
 //! The socket is not in tokio's reactor: a datagram arriving (or a sent one leaving the send
-//! queue) wakes no runtime thread. Its reader is a plain thread blocked in
-//! [`VrrpSocket::wait_readable`]; a sender whom the kernel tells to wait is the only one who
+//! queue) wakes no runtime thread. Its reader is a plain thread that watches it (it is
+//! [`AsFd`]) in its own epoll set; a sender whom the kernel tells to wait is the only one who
 //! watches it through the reactor, for as long as it waits.
 
 use std::io::{self, IoSlice};
@@ -35,7 +35,7 @@ use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socke
 
 use super::NetError;
 use super::control;
-use super::sys::{receive_message, register_writable, wait_readable};
+use super::sys::{receive_message, register_writable};
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
@@ -95,17 +95,6 @@ impl Received {
     }
 }
 
-/// What [`VrrpSocket::wait_readable`] woke for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    /// A datagram (or an error) waits on the socket.
-    Datagram,
-    /// The stop descriptor is readable or hung up.
-    Stop,
-    /// Neither (a spurious wake-up): wait again.
-    Nothing,
-}
-
 /// A raw VRRP socket on one interface for one address family.
 pub struct VrrpSocket {
     socket: Socket,
@@ -130,6 +119,13 @@ impl std::fmt::Debug for VrrpSocket {
             .field("ifindex", &self.ifindex)
             .field("family", &self.family)
             .finish_non_exhaustive()
+    }
+}
+
+/// The socket's descriptor, for a reader's wait (it stays the socket's).
+impl AsFd for VrrpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 
@@ -224,20 +220,6 @@ impl VrrpSocket {
     /// The socket's address family.
     pub fn family(&self) -> Family {
         self.family
-    }
-
-    /// Blocks the calling thread until a datagram (or an error) waits on the socket, or `stop`
-    /// is readable or hung up: [`Readiness::Stop`] wins when both are. A signal ends the wait
-    /// early with `ErrorKind::Interrupted`.
-    pub fn wait_readable(&self, stop: BorrowedFd<'_>) -> io::Result<Readiness> {
-        let [stopped, ready] = wait_readable([stop, self.socket.as_fd()])?;
-        Ok(if stopped {
-            Readiness::Stop
-        } else if ready {
-            Readiness::Datagram
-        } else {
-            Readiness::Nothing
-        })
     }
 
     /// Receives one VRRP datagram into `into` without waiting (its payload buffer is reused:

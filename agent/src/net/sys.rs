@@ -1,7 +1,6 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, a thread's
-//! blocking wait on descriptors outside tokio (`poll`/`ppoll`, for the receive and probe
-//! threads), receiving a datagram with its control messages into the caller's buffers
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, receiving a
+//! datagram with its control messages into the caller's buffers
 //! (`recvmsg`), the two process knobs no safe crate offers (a thread's real-time policy, memory
 //! locked on fault), and
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
@@ -37,47 +36,6 @@ pub(crate) fn register_writable(socket: Socket) -> std::io::Result<AsyncFd<Socke
     // `AsyncFd`, which deregisters it before dropping (and closing) it.
     unsafe { AsyncFd::register_with_interest(socket, Interest::WRITABLE) }
         .map_err(std::io::Error::from)
-}
-
-/// Blocks the calling thread until one of `fds` is readable, has hung up or has an error
-/// (`poll` without a timeout); returns which ones did. A signal ends the wait early with
-/// `ErrorKind::Interrupted`.
-pub(crate) fn wait_readable<const N: usize>(
-    fds: [BorrowedFd<'_>; N],
-) -> std::io::Result<[bool; N]> {
-    let mut polled = fds.map(|fd| libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    // Every descriptor is borrowed, so it stays open during the call.
-    poll_input(&mut polled, None)?;
-    Ok(polled.map(|entry| entry.revents != 0))
-}
-
-/// `ppoll(2)` over `fds` until one is ready or `timeout` passes (`None`: no limit); the kernel
-/// fills in their `revents`. A signal ends the wait early with `ErrorKind::Interrupted`.
-fn poll_input(
-    fds: &mut [libc::pollfd],
-    timeout: Option<std::time::Duration>,
-) -> std::io::Result<()> {
-    let limit = timeout.map(|timeout| libc::timespec {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos().cast_signed()),
-    });
-    let limit_ptr = limit
-        .as_ref()
-        .map_or(std::ptr::null(), std::ptr::from_ref::<libc::timespec>);
-    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
-    // SAFETY: the pointer and count describe the caller's live, initialised `pollfd` slice,
-    // which the kernel only writes `revents` into during the call; `limit_ptr` is null or
-    // points to `limit`, alive for the call; a null signal mask leaves the thread's as is. A
-    // descriptor closed meanwhile is reported (`POLLNVAL`), never dereferenced.
-    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), count, limit_ptr, std::ptr::null()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// What one [`receive_message`] filled in.
@@ -273,65 +231,9 @@ pub(crate) fn release_free_heap() -> bool {
     false
 }
 
-/// Descriptors a plain (non-tokio) thread waits on until one is readable: `ppoll(2)` over a
-/// list it keeps between waits. A descriptor closed while listed is reported ready (`POLLNVAL`)
-/// or, reused, spuriously readable: callers read without blocking and re-list after each wait.
-#[derive(Debug, Default)]
-pub(crate) struct PollSet {
-    fds: Vec<libc::pollfd>,
-}
-
-impl PollSet {
-    /// Forgets every descriptor.
-    pub(crate) fn clear(&mut self) {
-        self.fds.clear();
-    }
-
-    /// Lists `fd` (waited on for input) after the others.
-    pub(crate) fn push(&mut self, fd: BorrowedFd<'_>) {
-        self.fds.push(libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-    }
-
-    /// Waits until a listed descriptor is ready or `timeout` passes (`None`: no limit). An
-    /// interrupted wait returns early, as a timeout would.
-    pub(crate) fn wait(&mut self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
-        match poll_input(&mut self.fds, timeout) {
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => Ok(()),
-            done => done,
-        }
-    }
-
-    /// Whether the `index`th listed descriptor was ready after the last wait.
-    pub(crate) fn ready(&self, index: usize) -> bool {
-        self.fds.get(index).is_some_and(|fd| fd.revents != 0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waiting_returns_the_readable_and_the_hung_up_descriptors_only() {
-        use std::io::Write;
-        let (quiet, _quiet_writer) = std::io::pipe().unwrap();
-        let (readable, mut writer) = std::io::pipe().unwrap();
-        writer.write_all(b"x").unwrap();
-        assert_eq!(
-            wait_readable([quiet.as_fd(), readable.as_fd()]).unwrap(),
-            [false, true]
-        );
-        let (hung_up, closed) = std::io::pipe().unwrap();
-        drop(closed);
-        assert_eq!(
-            wait_readable([hung_up.as_fd(), quiet.as_fd()]).unwrap(),
-            [true, false]
-        );
-    }
 
     #[test]
     fn link_layer_address_has_packet_family_and_ll_length() {
@@ -341,22 +243,5 @@ mod tests {
             address.len() as usize,
             std::mem::size_of::<libc::sockaddr_ll>()
         );
-    }
-
-    #[test]
-    fn a_poll_set_reports_ready_only_the_descriptor_with_something_to_read() {
-        let (quiet_tx, quiet) = std::os::unix::net::UnixDatagram::pair().unwrap();
-        let (loud_tx, loud) = std::os::unix::net::UnixDatagram::pair().unwrap();
-        let mut set = PollSet::default();
-        set.push(quiet.as_fd());
-        set.push(loud.as_fd());
-        set.wait(Some(std::time::Duration::ZERO)).unwrap();
-        assert!(!set.ready(0) && !set.ready(1), "nothing sent yet");
-        loud_tx.send(&[1]).unwrap();
-        set.wait(None).unwrap();
-        assert!(!set.ready(0), "nothing sent to the quiet one");
-        assert!(set.ready(1));
-        assert!(!set.ready(2), "no third descriptor listed");
-        drop(quiet_tx);
     }
 }
