@@ -8,6 +8,10 @@
 //! has taken the timer back before it changes anything. [`Schedule`] holds every member's
 //! beat as the ticker runs it.
 //!
+//! Adverts due within a small window of one another go at the same wake-up (each at most a
+//! 32nd of its interval early, see [`GATHER_DIVISOR`]), so members whose deadlines drifted a
+//! few microseconds apart share the thread's wake-ups instead of each waking it.
+//!
 //! A send the kernel refuses (or would block) stops the beat and wakes the unit, whose own
 //! path then sends (waiting for the socket), counts and logs as it always does. A MASTER's
 //! node so wakes no task per advert.
@@ -191,24 +195,29 @@ impl Schedule {
         self.queue = BinaryHeap::from(queue);
     }
 
-    /// Sends every held beat's adverts due at `now`, drops stale deadlines, and returns the
+    /// Sends every held beat's adverts that go now by `clock` (due, or due within its gather
+    /// window: [`goes_now`]; the clock is read again before each, so adverts that came due
+    /// while others were sent go at the same wake-up), drops stale deadlines, and returns the
     /// next deadline.
-    pub(super) fn serve(&mut self, now: Instant) -> Option<Instant> {
+    pub(super) fn serve(&mut self, clock: impl Fn() -> Instant) -> Option<Instant> {
         while let Some(&Reverse((due, index, generation))) = self.queue.peek() {
             if !self.current(index, generation) {
                 self.queue.pop();
                 continue;
             }
-            if due > now {
-                return Some(due);
-            }
-            self.queue.pop();
             let Some(slot) = self.slots.get_mut(index) else {
+                self.queue.pop();
                 continue;
             };
             let Some(held) = slot.held.as_mut() else {
+                self.queue.pop();
                 continue;
             };
+            let now = clock();
+            if !goes_now(due, now, held.handover.interval) {
+                return Some(due);
+            }
+            self.queue.pop();
             if send(&held.handover) {
                 let next = next_advert(held.due, now, held.handover.interval);
                 held.due = next;
@@ -241,6 +250,22 @@ fn send(handover: &Handover) -> bool {
     true
 }
 
+/// How early an advert may go to share a wake-up with one due before it: a 32nd of its
+/// interval, at most a millisecond (312 µs at 10 ms, 1 ms at 1 s). Its deadlines keep their
+/// phase (the next is still one interval on from this one), so its spacing stays the interval
+/// and a BACKUP's Master_Down timer only ever sees it early, never late. Without it, the
+/// adverts of members that became MASTER a few microseconds apart each wake the thread: 255
+/// members at 10 ms woke it 16,800 times a second, against one wake-up per interval for
+/// deadlines that fell together.
+const GATHER_DIVISOR: u32 = 32;
+const MAX_GATHER: Duration = Duration::from_millis(1);
+
+/// Whether an advert due at `due` goes at a wake-up at `now`: due already, or within its
+/// gather window ([`GATHER_DIVISOR`]).
+fn goes_now(due: Instant, now: Instant, interval: Duration) -> bool {
+    due <= now + (interval / GATHER_DIVISOR).min(MAX_GATHER)
+}
+
 /// The Adver_Timer's next deadline after serving `due` at `now`: the machine's own rule (one
 /// interval on from the deadline, or from `now` when a whole interval was missed).
 fn next_advert(due: Instant, now: Instant, interval: Duration) -> Instant {
@@ -257,6 +282,21 @@ mod tests {
     use crate::vrrp::instance::{Action, Config, Event, Instance, State};
 
     const INTERVAL: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn an_advert_goes_early_only_within_a_32nd_of_its_interval_and_at_most_a_millisecond() {
+        let now = Instant::now();
+        let ten_ms = Duration::from_millis(10);
+        assert!(goes_now(now, now, ten_ms), "due now");
+        assert!(goes_now(now, now + ten_ms, ten_ms), "late");
+        assert!(goes_now(now + Duration::from_micros(312), now, ten_ms));
+        assert!(!goes_now(now + Duration::from_micros(313), now, ten_ms));
+        assert!(goes_now(now + Duration::from_millis(1), now, INTERVAL));
+        assert!(
+            !goes_now(now + Duration::from_micros(1_001), now, INTERVAL),
+            "a 32nd of a second would be 31 ms: capped at 1 ms"
+        );
+    }
 
     #[test]
     fn stale_deadlines_and_their_room_go_once_they_outnumber_the_slots() {

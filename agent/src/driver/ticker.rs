@@ -129,9 +129,8 @@ fn run(work: &Mutex<Work>, wakee: &UnixDatagram, mut waiter: Waiter) {
             if work.stopping {
                 return;
             }
-            let now = Instant::now();
-            let next_advert = work.adverts.serve(now);
-            let next_probe = work.probes.probe_due(now, next_advert);
+            let next_advert = work.adverts.serve(Instant::now);
+            let next_probe = work.probes.probe_due(Instant::now(), next_advert);
             let changes = work.probes.socket_changes();
             if watched != Some(changes) {
                 watched = watch_probe_sockets(&waiter, &work.probes).then_some(changes);
