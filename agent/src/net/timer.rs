@@ -48,15 +48,26 @@ impl Postpone {
     /// nothing due, and sleeps again).
     pub fn after(&self, after: Duration) -> Result<(), NetError> {
         self.postponed.store(true, Ordering::Release);
-        self.fd
-            .get_ref()
-            .timer()
-            .set(
-                Expiration::OneShot(TimeSpec::from_duration(after.max(Duration::from_nanos(1)))),
-                TimerSetTimeFlags::empty(),
-            )
-            .map_err(NetError::errno("arm a timerfd"))
+        fire_after(self.fd.get_ref().timer(), after).map_err(NetError::errno("arm a timerfd"))
     }
+}
+
+/// Arms `timer` to fire once at `deadline`, or disarms it (`None`); re-arming also clears an
+/// expiry not yet read. Shared by [`Deadline`] and the plain threads' waits (`net::waiter`).
+pub(crate) fn arm_once(timer: &TimerFd, deadline: Option<Instant>) -> nix::Result<()> {
+    match deadline {
+        None => timer.unset(),
+        Some(at) => fire_after(timer, at.saturating_duration_since(Instant::now())),
+    }
+}
+
+/// Arms `timer` to fire once, `after` from now. A zero expiration would disarm the timer: a
+/// deadline already passed fires after one nanosecond instead.
+fn fire_after(timer: &TimerFd, after: Duration) -> nix::Result<()> {
+    timer.set(
+        Expiration::OneShot(TimeSpec::from_duration(after.max(Duration::from_nanos(1)))),
+        TimerSetTimeFlags::empty(),
+    )
 }
 
 impl std::fmt::Debug for Deadline {
@@ -89,23 +100,12 @@ impl Deadline {
         if !self.postponed.swap(false, Ordering::Acquire) && deadline == self.armed {
             return Ok(());
         }
-        let timer = self.fd.get_ref().timer();
-        match deadline {
-            None => timer.unset().map_err(NetError::errno("disarm a timerfd"))?,
-            Some(at) => {
-                // A zero expiration would disarm the timer: a deadline already passed fires
-                // after one nanosecond instead.
-                let after = at
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_nanos(1));
-                timer
-                    .set(
-                        Expiration::OneShot(TimeSpec::from_duration(after)),
-                        TimerSetTimeFlags::empty(),
-                    )
-                    .map_err(NetError::errno("arm a timerfd"))?;
-            }
-        }
+        let op = if deadline.is_some() {
+            "arm a timerfd"
+        } else {
+            "disarm a timerfd"
+        };
+        arm_once(self.fd.get_ref().timer(), deadline).map_err(NetError::errno(op))?;
         self.armed = deadline;
         Ok(())
     }

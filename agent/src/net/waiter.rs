@@ -12,12 +12,13 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+
+use super::timer::arm_once;
 
 /// The timer's token; callers' tokens are below it.
 const TIMER: u64 = u64::MAX;
@@ -101,20 +102,7 @@ impl Waiter {
 
     /// Arms the timer for `deadline` (re-arming also clears an expiry not yet read).
     fn arm(&mut self, deadline: Option<Instant>) -> io::Result<()> {
-        match deadline {
-            None => self.timer.unset()?,
-            Some(at) => {
-                // A zero expiration would disarm the timer: a deadline already passed fires
-                // after one nanosecond instead.
-                let after = at
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_nanos(1));
-                self.timer.set(
-                    Expiration::OneShot(TimeSpec::from_duration(after)),
-                    TimerSetTimeFlags::empty(),
-                )?;
-            }
-        }
+        arm_once(&self.timer, deadline)?;
         self.armed = deadline;
         self.fired = false;
         Ok(())
@@ -125,6 +113,7 @@ impl Waiter {
 mod tests {
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
 
     use super::*;
 
