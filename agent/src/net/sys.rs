@@ -12,8 +12,11 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::libc;
+use nix::sys::epoll::EpollEvent;
 use nix::sys::inotify::Inotify;
 use nix::sys::timerfd::TimerFd;
 use socket2::{SockAddr, SockAddrStorage, Socket, socklen_t};
@@ -99,6 +102,49 @@ pub(crate) fn receive_message(
             .min(name.len()),
         control_len: control_len.min(control.len()),
     })
+}
+
+// nix declares `EpollEvent` `#[repr(transparent)]` over `libc::epoll_event`; these hold the
+// cast in `epoll_wait_for` to that.
+const _: () = assert!(size_of::<EpollEvent>() == size_of::<libc::epoll_event>());
+const _: () = assert!(align_of::<EpollEvent>() == align_of::<libc::epoll_event>());
+
+/// One `epoll_pwait2(2)` on the epoll instance `epoll`: sleeps until one of its descriptors is
+/// ready or `timeout` has passed (`None`: no limit; zero: does not sleep), at nanosecond
+/// precision (plus the thread's timer slack, none under a real-time policy), and fills the
+/// start of `events`; returns how many it filled. Made through `syscall(2)`, so that it does
+/// not depend on the C library's version: kernels before 5.11 answer `ENOSYS`, and a seccomp
+/// filter that does not know the call `ENOSYS` or `EPERM`.
+pub(crate) fn epoll_wait_for(
+    epoll: BorrowedFd<'_>,
+    events: &mut [EpollEvent],
+    timeout: Option<Duration>,
+) -> Result<usize, Errno> {
+    let timeout = timeout.map(|after| libc::timespec {
+        tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(after.subsec_nanos().cast_signed()),
+    });
+    let timeout_ptr = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), std::ptr::from_ref);
+    let capacity = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `events` is an exclusively borrowed slice of `capacity` (or more) `EpollEvent`s,
+    // each laid out as a `libc::epoll_event` (asserted above), and the kernel writes at most
+    // `capacity` of them during the call; `timeout_ptr` is null or points at a timespec that
+    // outlives the call; a null signal mask leaves the thread's mask alone; `epoll` is a
+    // borrowed, open descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epoll.as_raw_fd(),
+            events.as_mut_ptr().cast::<libc::epoll_event>(),
+            capacity,
+            timeout_ptr,
+            std::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+    usize::try_from(rc).map_err(|_| Errno::last())
 }
 
 /// A timerfd as tokio's reactor holds it.
