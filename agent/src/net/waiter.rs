@@ -44,7 +44,8 @@ pub(crate) struct Waiter {
 enum DeadlineKeeper {
     /// The wait's own timeout (`epoll_pwait2`): nothing to arm.
     Timeout,
-    /// A timerfd in the interest list, for kernels without `epoll_pwait2`.
+    /// A timerfd in the interest list, where the kernel or a seccomp filter refuses
+    /// `epoll_pwait2`.
     Timer {
         timer: TimerFd,
         /// The deadline the timer is armed for (`None`: disarmed).
@@ -165,7 +166,8 @@ mod tests {
         waiter.ready().collect()
     }
 
-    /// A waiter of each kind: `epoll_pwait2`'s timeout, and the timerfd kept for older kernels.
+    /// A waiter of each kind: `epoll_pwait2`'s timeout, and the timerfd kept for where that is
+    /// refused.
     fn both_kinds() -> [Waiter; 2] {
         [
             Waiter::with_timeout().unwrap(),
