@@ -1,6 +1,6 @@
 //! kube-vrrp agent: the pure VRRP core (`vrrp`), the node-side edges (`net`), trackers
 //! (`check`), reports (`report`), configuration sources (`source`), process tuning (`process`),
-//! freed heap returned after configuration changes (`heap`) and the runtime that ties them
+//! memory released after configuration changes (`memory`) and the runtime that ties them
 //! together (`driver`).
 
 pub mod check;
@@ -8,8 +8,8 @@ pub mod checksum;
 pub mod cluster;
 pub mod decode;
 pub mod driver;
-pub mod heap;
 pub mod ipvs;
+pub mod memory;
 pub mod net;
 pub mod process;
 pub mod report;

@@ -16,6 +16,7 @@ use kube_vrrp_agent::cluster::{self, ClusterOptions};
 use kube_vrrp_agent::decode;
 use kube_vrrp_agent::driver::{self, Driver};
 use kube_vrrp_agent::ipvs;
+use kube_vrrp_agent::memory::{self, Release};
 use kube_vrrp_agent::process::ProcessTuning;
 use kube_vrrp_agent::report::{self, Metrics, StatusBoard};
 use kube_vrrp_agent::source::{self, standalone::Standalone};
@@ -434,8 +435,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             resync: Duration::from_millis(args.ipvs_resync_ms.max(100)),
         };
         // What a configuration change freed goes back to the kernel once it has settled.
-        tokio::spawn(kube_vrrp_agent::heap::release_after_changes(
+        let release = if tuning.lock_memory {
+            Release::HeapOnly
+        } else {
+            Release::HeapAndCode
+        };
+        tokio::spawn(memory::release_after_changes(
             driver_updates.clone(),
+            release,
         ));
         let ipvs_task =
             ipvs::task::spawn(ipvs_options, updates, to_driver, board.clone(), health);

@@ -288,8 +288,20 @@ pub fn run_failover(
     instance: &InstanceSpec,
     disruption: Disruption,
 ) -> Result<FailoverRun, LabError> {
+    run_held_failover(kind, lab_spec, instance, disruption, Duration::ZERO)
+}
+
+/// [`run_failover`], the disruption `hold` after the election: the failover of daemons that
+/// have run that long (the agent releases memory 20 s after its configuration was applied).
+pub fn run_held_failover(
+    kind: DaemonKind,
+    lab_spec: LabSpec,
+    instance: &InstanceSpec,
+    disruption: Disruption,
+    hold: Duration,
+) -> Result<FailoverRun, LabError> {
     let kinds = vec![kind; lab_spec.nodes];
-    run_failover_mixed(&kinds, lab_spec, instance, disruption)
+    failover_after(&kinds, lab_spec, instance, disruption, hold)
 }
 
 /// [`run_failover`] with node `n` running `kinds[n - 1]`.
@@ -299,9 +311,20 @@ pub fn run_failover_mixed(
     instance: &InstanceSpec,
     disruption: Disruption,
 ) -> Result<FailoverRun, LabError> {
+    failover_after(kinds, lab_spec, instance, disruption, Duration::ZERO)
+}
+
+fn failover_after(
+    kinds: &[DaemonKind],
+    lab_spec: LabSpec,
+    instance: &InstanceSpec,
+    disruption: Disruption,
+    hold: Duration,
+) -> Result<FailoverRun, LabError> {
     let mut running = Running::start_mixed(kinds, lab_spec, instance.clone())?;
     let election = instance.master_down_interval(1) * 3 + Duration::from_secs(10);
     let old_master = running.wait_for_master(election)?;
+    std::thread::sleep(hold);
     let survivors = running.lab.node_numbers().filter(|&n| n != old_master);
     let expected_new_master = expected_master(instance, survivors)
         .ok_or_else(|| LabError::Invalid("failover needs at least two nodes".into()))?;

@@ -76,17 +76,17 @@ impl Steady {
 /// How long a pair may take to reach its steady state (natively; under valgrind much longer).
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 const WRAPPED_SETTLE_LIMIT: Duration = Duration::from_secs(300);
-/// The agent's `heap::SETTLE` (a unit test keeps them equal; the agent is not a dependency
+/// The agent's `memory::SETTLE` (a unit test keeps them equal; the agent is not a dependency
 /// of this library).
-const AGENT_HEAP_SETTLE: Duration = Duration::from_secs(20);
+const AGENT_MEMORY_SETTLE: Duration = Duration::from_secs(20);
 
 /// How long past the election the steady state begins: GARPs sent, allocations settled,
-/// start-up timers done; for the agent also its one release of free heap pages, which comes
-/// `heap::SETTLE` after the configuration was applied (a start-up cost
-/// that a steady window must not count).
+/// start-up timers done; for the agent also its one release of memory (free heap pages, its
+/// code unmapped), which comes `memory::SETTLE` after the configuration was applied (a start-up
+/// cost that a steady window must not count).
 fn settle_after(kind: DaemonKind) -> Duration {
     match kind {
-        DaemonKind::Agent => AGENT_HEAP_SETTLE + Duration::from_secs(2),
+        DaemonKind::Agent => AGENT_MEMORY_SETTLE + Duration::from_secs(2),
         DaemonKind::Keepalived => Duration::from_secs(5),
     }
 }
@@ -402,8 +402,8 @@ mod tests {
 
     #[test]
     fn an_agent_window_opens_after_its_start_up_heap_release() {
-        assert_eq!(AGENT_HEAP_SETTLE, kube_vrrp_agent::heap::SETTLE);
-        assert!(settle_after(DaemonKind::Agent) > kube_vrrp_agent::heap::SETTLE);
+        assert_eq!(AGENT_MEMORY_SETTLE, kube_vrrp_agent::memory::SETTLE);
+        assert!(settle_after(DaemonKind::Agent) > kube_vrrp_agent::memory::SETTLE);
     }
 
     #[test]

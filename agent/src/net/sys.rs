@@ -2,8 +2,9 @@
 //! registering owned sockets, timerfds and inotify instances with tokio's reactor, receiving a
 //! datagram with its control messages into the caller's buffers
 //! (`recvmsg`), the two process knobs no safe crate offers (a thread's real-time policy, memory
-//! locked on fault), and
-//! handing freed heap pages back to the kernel (glibc's `malloc_trim`).
+//! locked on fault),
+//! handing freed heap pages back to the kernel (glibc's `malloc_trim`) and unmapping the
+//! program's code (`madvise`).
 //!
 //! Neither socket2 nor nix offers a safe constructor for a link-layer socket address, so it is
 //! written here, field by field, into socket2's zeroed storage. tokio's `AsyncFd::register` is
@@ -275,6 +276,29 @@ pub(crate) fn release_free_heap() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn release_free_heap() -> bool {
     false
+}
+
+/// Unmaps the pages of `code`, a private executable mapping of the program file, with
+/// `MADV_DONTNEED`; the next use of each page maps it again from the page cache (or the file).
+/// Fails (`EINVAL`) where the pages are locked.
+pub(crate) fn unmap_program_code(code: std::ops::Range<usize>) -> std::io::Result<()> {
+    // SAFETY: `code` is an executable, private mapping of the unmodified program file (its
+    // caller reads it from /proc/self/maps: `r-xp`, the program's path). Such pages are never
+    // written, so none is an anonymous copy: dropping them loses nothing, and the kernel maps
+    // the same bytes again on the next access, as it does after reclaiming them under memory
+    // pressure. Code running in this range, this call's caller included, faults its page in.
+    let rc = unsafe {
+        libc::madvise(
+            code.start as *mut libc::c_void,
+            code.len(),
+            libc::MADV_DONTNEED,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
