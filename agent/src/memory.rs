@@ -36,9 +36,9 @@ pub async fn release_after_changes(updates: ConfigUpdates, release: Release) {
             Release::HeapOnly => 0,
         };
         tracing::debug!(
-            heap,
-            code_bytes = code,
-            "free heap pages returned to the kernel, program code unmapped"
+            heap_released = heap,
+            code_unmapped_bytes = code,
+            "memory released after the configuration settled"
         );
     })
     .await;
