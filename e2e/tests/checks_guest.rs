@@ -148,6 +148,9 @@ fn wait_observed(
 #[derive(Debug)]
 struct Phase {
     name: &'static str,
+    /// When the step's command was issued: its IPVS changes are those from here to the next
+    /// step's. A restarted real server's checks may pass before it reports itself ready.
+    issued: f64,
     started: f64,
     settled: f64,
     changes: Vec<String>,
@@ -217,11 +220,13 @@ fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
     ];
     let mut phases = Vec::new();
     for (name, command, until) in steps {
-        let started = if let Some(server) = command.strip_prefix("START ") {
+        let (issued, started) = if let Some(server) = command.strip_prefix("START ") {
             // From the moment it answers (its start-up under emulation is not the checks').
-            lab.start_real_server(server).unwrap()
+            let issued = lab.now().unwrap();
+            (issued, lab.start_real_server(server).unwrap())
         } else {
-            lab.at(command).unwrap()
+            let at = lab.at(command).unwrap();
+            (at, at)
         };
         let settled = wait_observed(lab, started, name, within, until);
         // Hold the state a while, so that clients meet it and the checks after it see it
@@ -229,6 +234,7 @@ fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
         std::thread::sleep(HOLD);
         phases.push(Phase {
             name,
+            issued,
             started,
             settled,
             changes: Vec::new(),
@@ -237,12 +243,12 @@ fn scenario(lab: &mut IpvsLab) -> Vec<Phase> {
     // Give the last phase's stragglers a moment, then split the changes by phase.
     std::thread::sleep(Duration::from_millis(500));
     let all = changes(&lab.watched().unwrap());
-    let starts: Vec<f64> = phases.iter().map(|p| p.started).collect();
+    let issues: Vec<f64> = phases.iter().map(|p| p.issued).collect();
     for (i, phase) in phases.iter_mut().enumerate() {
-        let end = starts.get(i + 1).copied().unwrap_or(f64::INFINITY);
+        let end = issues.get(i + 1).copied().unwrap_or(f64::INFINITY);
         let mut here: Vec<String> = all
             .iter()
-            .filter(|c| c.t >= phase.started && c.t < end)
+            .filter(|c| c.t >= phase.issued && c.t < end)
             .map(|c: &Change| c.to_string())
             .collect();
         here.sort();
