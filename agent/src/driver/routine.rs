@@ -6,7 +6,11 @@
 //! postpones the unit's timer to where the machine will have its Master_Down deadline once it
 //! replays that advert (heard + Master_Down_Interval), when the unit allows it: a BACKUP's unit
 //! so sleeps while its MASTER speaks, and wakes when the MASTER falls silent (or for anything
-//! else).
+//! else). The timer is only moved when it would otherwise fire before the next advert is due
+//! (with half an interval of slack): about one advert in three re-arms it, not every one. Should
+//! the next advert not come, the unit wakes at the earlier deadline, replays the latest advert
+//! and arms the exact one itself, so the Master_Down deadline is never late, only sometimes
+//! one wake-up early.
 //!
 //! Anything else (a new MASTER, another priority or interval, priority 0) goes to the unit
 //! through its queue as before, and stops the routine until the unit has heard it: adverts
@@ -38,9 +42,14 @@ struct Cell {
     heard: Option<(ReceivedAdvert, Instant)>,
     /// Adverts handed to the unit's queue and not yet taken by it.
     queued: u32,
-    /// The unit's timer and the Master_Down_Interval: each routine advert moves the timer to
-    /// heard + interval. `None`: the unit's timer stays where the unit armed it.
+    /// The unit's timer and the Master_Down_Interval: a routine advert moves the timer to
+    /// heard + interval when it would fire before the next advert. `None`: the unit's timer
+    /// stays where the unit armed it.
     postpone: Option<(Postpone, Duration)>,
+    /// Where the unit's timer fires at the latest, as far as this member knows: where the unit
+    /// armed it, or where this path last moved it (another member of a sync group may have
+    /// moved it earlier, which only wakes the unit early).
+    armed: Option<Instant>,
 }
 
 impl Routine {
@@ -72,12 +81,16 @@ impl Routine {
         }
         cell.heard = Some((advert, now));
         if let Some((timer, interval)) = &cell.postpone {
-            let interval = *interval;
-            match timer.after(interval) {
-                Ok(()) => cell.due = Some(now + interval),
-                // The unit wakes at the deadline it armed, replays, and arms again.
-                Err(error) => tracing::debug!(%error, "cannot postpone the unit's timer"),
+            let due = now + *interval;
+            if !timer_outlasts_next_advert(cell.armed, now, advert.max_advert_interval) {
+                if let Err(error) = timer.after(*interval) {
+                    // The unit wakes at the deadline it armed, replays, and arms again.
+                    tracing::debug!(%error, "cannot postpone the unit's timer");
+                    return true;
+                }
+                cell.armed = Some(due);
             }
+            cell.due = Some(due);
         }
         true
     }
@@ -107,7 +120,14 @@ impl Routine {
         cell.expected = expected.filter(|_| cell.queued == 0);
         cell.postpone = postpone.filter(|_| cell.expected.is_some());
         cell.due = due;
+        cell.armed = due;
     }
+}
+
+/// Whether a timer firing at `armed` can stay where it is when an advert with `interval` was
+/// heard at `now`: it fires after the next advert is due, half an interval of jitter included.
+fn timer_outlasts_next_advert(armed: Option<Instant>, now: Instant, interval: Duration) -> bool {
+    armed.is_some_and(|armed| armed >= now + interval + interval / 2)
 }
 
 #[cfg(test)]
@@ -168,6 +188,68 @@ mod tests {
         routine.taken();
         routine.expect(Some(advert(150)), None, None);
         assert!(routine.hear(advert(150), now));
+    }
+
+    #[tokio::test]
+    async fn the_timer_moves_only_when_it_would_fire_before_the_next_advert() {
+        // A BACKUP of priority 100 at 10 ms: Master_Down_Interval 3 x 10 ms + Skew_Time.
+        let interval = Duration::from_millis(10);
+        let master_down = 3 * interval + interval * 156 / 256;
+        let advert = ReceivedAdvert {
+            max_advert_interval: interval,
+            ..advert(150)
+        };
+        let timer = crate::net::timer::Deadline::new().unwrap();
+        let routine = Routine::new(Counter::default());
+        let start = Instant::now();
+        routine.expect(
+            Some(advert),
+            Some(start + master_down),
+            Some((timer.postpone(), master_down)),
+        );
+        let mut moves = 0;
+        for k in 1..=30 {
+            let now = start + interval * k;
+            let before = routine.cell().armed;
+            assert!(routine.hear(advert, now));
+            let cell = routine.cell();
+            let armed = cell.armed.unwrap();
+            if cell.armed != before {
+                moves += 1;
+                assert_eq!(
+                    armed,
+                    now + master_down,
+                    "moved to heard + Master_Down_Interval"
+                );
+            }
+            assert_eq!(cell.due, Some(now + master_down), "the machine's deadline");
+            assert!(
+                armed >= now + interval + interval / 2,
+                "advert {k}: the timer fires before the next advert is due"
+            );
+            assert!(
+                armed <= now + master_down,
+                "advert {k}: later than Master_Down"
+            );
+        }
+        assert_eq!(moves, 10, "one advert in three moves the timer");
+    }
+
+    #[test]
+    fn a_timer_outlasts_the_next_advert_with_half_an_interval_to_spare() {
+        let now = Instant::now();
+        let interval = Duration::from_millis(10);
+        assert!(!timer_outlasts_next_advert(None, now, interval));
+        assert!(timer_outlasts_next_advert(
+            Some(now + Duration::from_millis(15)),
+            now,
+            interval
+        ));
+        assert!(!timer_outlasts_next_advert(
+            Some(now + Duration::from_micros(14_999)),
+            now,
+            interval
+        ));
     }
 
     #[test]
