@@ -2,15 +2,15 @@
 //! nothing but the Master_Down deadline. The receive path takes them without waking the unit
 //! task: the unit says which advert is routine, the receive path stamps when one was last
 //! heard, and the unit replays that stamp into its machine before anything else it does (so
-//! the machine sees the same adverts in the same order, only later). Each routine advert also
+//! the machine sees the same adverts in the same order, only later). A routine advert also
 //! postpones the unit's timer to where the machine will have its Master_Down deadline once it
-//! replays that advert (heard + Master_Down_Interval), when the unit allows it: a BACKUP's unit
-//! so sleeps while its MASTER speaks, and wakes when the MASTER falls silent (or for anything
-//! else). The timer is only moved when it would otherwise fire before the next advert is due
-//! (with half an interval of slack): about one advert in three re-arms it, not every one. Should
-//! the next advert not come, the unit wakes at the earlier deadline, replays the latest advert
-//! and arms the exact one itself, so the Master_Down deadline is never late, only sometimes
-//! one wake-up early.
+//! replays that advert (heard + Master_Down_Interval), when the unit allows it and the timer
+//! would otherwise fire before the next advert is due (half an interval of slack): one advert
+//! in three re-arms it at priority 128 or less, one in two above (Skew_Time under half an
+//! interval). A BACKUP's unit so sleeps while its MASTER speaks, and wakes when the MASTER
+//! falls silent (or for anything else). Should an advert not come, the unit wakes at the
+//! earlier deadline, replays the latest advert and arms the exact one itself: the Master_Down
+//! deadline is never late, only sometimes one wake-up early.
 //!
 //! Anything else (a new MASTER, another priority or interval, priority 0) goes to the unit
 //! through its queue as before, and stops the routine until the unit has heard it: adverts
