@@ -19,15 +19,18 @@ const VIP: &str = "192.0.2.50";
 fn a_renumbered_master_keeps_advertising_from_its_new_address_and_stays_the_only_holder() {
     let lab = lab::lab("kvfo");
     let a1 = Agent::start(&lab.n1, config(vec![spec("web", 51, "192.0.2.50/24", 150)]));
-    let _k2 = Keepalived::start(
+    // keepalived starts once n1 is MASTER: started together, both may reach Master_Down
+    // before hearing each other and hold the VIP for an advert.
+    wait_for("n1 MASTER holding the VIP", || {
+        a1.state("web") == Some(State::Master) && holds(&lab.n1, VIP)
+    });
+    let k2 = Keepalived::start(
         &lab.n2,
         &lab.workdir,
         "n2",
         &Keepalived::config(51, 100, "192.0.2.50/24"),
     );
-    wait_for("n1 MASTER holding the VIP", || {
-        a1.state("web") == Some(State::Master) && holds(&lab.n1, VIP)
-    });
+    wait_for("keepalived on n2 in BACKUP", || k2.entered_backup());
     holds_for(
         Duration::from_millis(500),
         "keepalived on n2 BACKUP",

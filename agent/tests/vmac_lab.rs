@@ -18,12 +18,16 @@ use lab::{Agent, Keepalived, config, holds, spec, wait_for};
 const VMAC4: &str = "00:00:5e:00:01:33";
 const VMAC6: &str = "00:00:5e:00:02:3d";
 
-/// The MACs that answered `count` ARP requests for `address` from the client.
+/// The MACs that answered `count` ARP requests for `address` from the client. arping's exit
+/// status is not read: it is 1 both when nothing answered and when more replies came than
+/// probes went out (two holders of the address), and the set of MACs tells those apart.
 fn arp_macs(client: &Netns, address: &str, count: &str) -> BTreeSet<String> {
     let out = client
-        .exec(&["arping", "-c", count, "-w", "3", "-I", "eth0", address])
-        .unwrap_or_default();
-    out.lines()
+        .command(&["arping", "-c", count, "-w", "3", "-I", "eth0", address])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
         .filter(|line| line.contains("reply from"))
         .filter_map(|line| {
             let start = line.find('[')?;
@@ -159,10 +163,16 @@ fn a_failover_to_keepalived_with_use_vmac_keeps_the_virtual_mac() {
     let mut web = spec("web", 51, "192.0.2.50/24", 150);
     web.use_virtual_mac = true;
     let mut a1 = Agent::start(&lab.n1, config(vec![web]));
+    // keepalived starts once the agent is MASTER: started together, each may reach its
+    // Master_Down timer before hearing the other, and both hold the VIP for an advert.
+    wait_for("n1 MASTER", || a1.state("web") == Some(State::Master));
     let config = Keepalived::config(51, 100, "192.0.2.50/24")
         .replace("    advert_int 0.1\n", "    advert_int 0.1\n    use_vmac\n");
-    let _k2 = Keepalived::start(&lab.n2, &lab.workdir, "n2", &config);
-    wait_for("n1 MASTER", || a1.state("web") == Some(State::Master));
+    let k2 = Keepalived::start(&lab.n2, &lab.workdir, "n2", &config);
+    wait_for("keepalived BACKUP on n2, its vrrp.51 up", || {
+        k2.entered_backup() && lab.n2.exec(&["ip", "link", "show", "vrrp.51"]).is_ok()
+    });
+    assert!(!holds_on(&lab.n2, "vrrp.51", "192.0.2.50"));
     assert_eq!(
         arp_macs(&lab.client, "192.0.2.50", "2"),
         BTreeSet::from([VMAC4.to_owned()])

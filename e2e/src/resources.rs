@@ -28,8 +28,13 @@ pub fn parse_stat_split(text: &str) -> Option<(u64, u64, u32)> {
 
 /// `VmRSS` of a `/proc/PID/status` text, in KiB.
 pub fn parse_vm_rss_kib(text: &str) -> Option<u64> {
+    parse_status_kib(text, "VmRSS:")
+}
+
+/// The KiB of a `/proc/PID/status` field such as `RssAnon:`.
+fn parse_status_kib(text: &str, field: &str) -> Option<u64> {
     text.lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -114,6 +119,9 @@ pub struct Usage {
     pub cpu_percent: f64,
     /// Resident memory at the end of the window, summed over the tree, in KiB.
     pub rss_kib: u64,
+    /// The anonymous part of it (`RssAnon`: heap, stacks); the rest is mapped files (the
+    /// program's code and data) and shared memory.
+    pub rss_anon_kib: u64,
     /// Context switches of all threads over the window, per second: how often the daemon
     /// woke up (or was preempted).
     pub wakeups_per_second: f64,
@@ -134,9 +142,14 @@ pub fn measure(pid: u32, window: Duration) -> Result<Usage, LabError> {
     let (start, t0, before) = (Instant::now(), ticks(&tree), threads(&tree));
     std::thread::sleep(window);
     let (after, t1, elapsed) = (threads(&tree), ticks(&tree), start.elapsed());
-    let rss_kib = tree
+    let statuses: Vec<String> = tree
         .iter()
-        .filter_map(|p| parse_vm_rss_kib(&read(&format!("/proc/{p}/status"))?))
+        .filter_map(|p| read(&format!("/proc/{p}/status")))
+        .collect();
+    let rss_kib = statuses.iter().filter_map(|s| parse_vm_rss_kib(s)).sum();
+    let rss_anon_kib = statuses
+        .iter()
+        .filter_map(|s| parse_status_kib(s, "RssAnon:"))
         .sum();
     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(LabError::Invalid(format!(
@@ -158,6 +171,7 @@ pub fn measure(pid: u32, window: Duration) -> Result<Usage, LabError> {
     Ok(Usage {
         cpu_percent: cpu_seconds / seconds * 100.0,
         rss_kib,
+        rss_anon_kib,
         wakeups_per_second: switches as f64 / seconds,
         precise,
         window: elapsed,
@@ -179,8 +193,10 @@ mod tests {
 
     #[test]
     fn vm_rss_is_read_in_kib() {
-        let status = "Name:\tkube-vrrp-agent\nVmPeak:\t  20000 kB\nVmRSS:\t   8123 kB\n";
+        let status = "Name:\tkube-vrrp-agent\nVmPeak:\t  20000 kB\nVmRSS:\t   8123 kB\n\
+                      RssAnon:\t    2048 kB\nRssFile:\t    6075 kB\n";
         assert_eq!(parse_vm_rss_kib(status), Some(8123));
+        assert_eq!(parse_status_kib(status, "RssAnon:"), Some(2048));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
     }
 
@@ -209,5 +225,9 @@ mod tests {
         assert!(usage.cpu_percent > 0.0, "{usage:?}");
         assert!(usage.wakeups_per_second > 0.0, "{usage:?}");
         assert!(usage.rss_kib > 100, "{usage:?}");
+        assert!(
+            usage.rss_anon_kib > 0 && usage.rss_anon_kib < usage.rss_kib,
+            "{usage:?}"
+        );
     }
 }

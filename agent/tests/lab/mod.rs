@@ -360,6 +360,11 @@ vrrp_instance web {{
     pub fn log(&self) -> String {
         self.process.log()
     }
+
+    /// keepalived has started and its instance is BACKUP (it logs the state it enters).
+    pub fn entered_backup(&self) -> bool {
+        self.log().contains("Entering BACKUP STATE")
+    }
 }
 
 /// `kube-vrrp-agent run` in standalone mode inside a node's namespace, from a manifests

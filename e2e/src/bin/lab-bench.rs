@@ -492,13 +492,14 @@ fn measure_steady_once(result: &mut SteadyResult, run: usize, args: &Args, loads
                 for role in ROLES {
                     let usage = native.of(role);
                     eprintln!(
-                        "  {} {name} {} run {run}/{}: {:.3} % of a core{}, {:.1} MiB, {:.1} wakeups/s",
+                        "  {} {name} {} run {run}/{}: {:.3} % of a core{}, {:.1} MiB ({:.1} anonymous), {:.1} wakeups/s",
                         kind.as_str(),
                         role.as_str(),
                         args.repeat,
                         usage.cpu_percent,
                         if usage.precise { "" } else { " (ticks)" },
                         usage.rss_kib as f64 / 1024.0,
+                        usage.rss_anon_kib as f64 / 1024.0,
                         usage.wakeups_per_second,
                     );
                     if args.json {
@@ -508,8 +509,10 @@ fn measure_steady_once(result: &mut SteadyResult, run: usize, args: &Args, loads
                                 "case": name, "daemon": kind.as_str(), "role": role.as_str(),
                                 "run": run, "window_s": usage.window.as_secs_f64(),
                                 "cpu_percent": usage.cpu_percent, "rss_kib": usage.rss_kib,
+                                "rss_anon_kib": usage.rss_anon_kib,
                                 "wakeups_per_s": usage.wakeups_per_second,
                                 "adverts": native.wire.adverts(role),
+                                "backup_sent": native.wire.backup_sent,
                             })
                         );
                     }
