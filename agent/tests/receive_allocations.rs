@@ -61,10 +61,10 @@ fn receiving_an_advert_for_one_of_255_instances_allocates_nothing() {
         routes
             .deliver(received, &own, "eth0")
             .expect("an admitted advert");
-        let (member, advert) = queue.try_recv().expect("the advert was queued");
+        let queued = queue.try_recv().expect("the advert was queued");
         assert_eq!(
-            (member, advert.source),
-            (usize::from(received.payload[1]), PEER)
+            (queued.member, queued.advert.source, queued.arrived),
+            (usize::from(received.payload[1]), PEER, received.arrived)
         );
     };
     // Warm up: the queue's first blocks and anything lazily set up on first use.

@@ -98,8 +98,18 @@ pub fn admit<'a>(
     })
 }
 
-/// The sending side of a unit's advert queue: (member index, advert).
-pub type AdvertSender = mpsc::Sender<(usize, ReceivedAdvert)>;
+/// An advert on its way to a unit: for which member, and when it reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedAdvert {
+    pub member: usize,
+    pub advert: ReceivedAdvert,
+    /// The datagram's arrival (its kernel receive stamp): the unit times the advert from it,
+    /// however late it reads it.
+    pub arrived: Instant,
+}
+
+/// The sending side of a unit's advert queue.
+pub type AdvertSender = mpsc::Sender<QueuedAdvert>;
 
 /// Where the adverts of one VRID go: the instance's task (and the member index inside it).
 #[derive(Debug, Clone)]
@@ -177,10 +187,15 @@ impl Routes {
         })?;
         let route = map.get(admitted.vrid).ok_or(DropReason::Vrid)?;
         route.received.inc();
-        if route.routine.hear(admitted.advert, Instant::now()) {
+        if route.routine.hear(admitted.advert, received.arrived) {
             return Ok(());
         }
-        if let Err(error) = route.sender.try_send((route.member, admitted.advert)) {
+        let queued = QueuedAdvert {
+            member: route.member,
+            advert: admitted.advert,
+            arrived: received.arrived,
+        };
+        if let Err(error) = route.sender.try_send(queued) {
             route.routine.taken();
             tracing::debug!(%interface, instance = %route.instance, %error, "instance queue full or gone, advert dropped");
         }
@@ -478,6 +493,7 @@ mod tests {
             ttl,
             payload: advert.encode(source, GROUP).unwrap(),
             queue_drops: None,
+            arrived: Instant::now(),
         }
     }
 
@@ -651,5 +667,35 @@ mod tests {
         assert!(!routes.is_empty());
         routes.remove(51, "web");
         assert!(routes.is_empty());
+    }
+
+    #[test]
+    fn an_advert_reaches_its_unit_with_the_time_its_datagram_arrived() {
+        let routes = Routes::default();
+        let (sender, mut receiver) = mpsc::channel(1);
+        let route = Route {
+            instance: "web".to_owned(),
+            filter: filter(Version::V3),
+            member: 3,
+            sender,
+            received: Counter::default(),
+            routine: Routine::new(Counter::default()),
+        };
+        routes.insert(51, route).unwrap();
+        let mut datagram = received(
+            &advert(Version::V3, 51, 100, Authentication::None),
+            SOURCE,
+            VRRP_TTL,
+        );
+        datagram.arrived = Instant::now()
+            .checked_sub(Duration::from_millis(6))
+            .unwrap();
+        routes.deliver(&datagram, &[OWN], "eth0").unwrap();
+        let queued = receiver.try_recv().unwrap();
+        assert_eq!((queued.member, queued.advert.source), (3, SOURCE));
+        assert_eq!(
+            queued.arrived, datagram.arrived,
+            "read late, timed from its arrival"
+        );
     }
 }

@@ -66,8 +66,8 @@ impl Routine {
         self.cell.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Receive path: takes `advert`, heard at `now`, when it is the routine one (true). False:
-    /// the caller puts it in the unit's queue (counted as queued from here on: a failed
+    /// Receive path: takes `advert`, which arrived at `now`, when it is the routine one (true).
+    /// False: the caller puts it in the unit's queue (counted as queued from here on: a failed
     /// attempt calls [`Self::taken`]), and nothing is routine until the unit has heard it.
     pub fn hear(&self, advert: ReceivedAdvert, now: Instant) -> bool {
         let mut cell = self.cell();
@@ -83,7 +83,7 @@ impl Routine {
         if let Some((timer, interval)) = &cell.postpone {
             let due = now + *interval;
             if !timer_outlasts_next_advert(cell.armed, now, advert.max_advert_interval) {
-                if let Err(error) = timer.after(*interval) {
+                if let Err(error) = timer.to(due) {
                     // The unit wakes at the deadline it armed, replays, and arms again.
                     tracing::debug!(%error, "cannot postpone the unit's timer");
                     return true;

@@ -40,6 +40,7 @@ use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
 use super::outgoing::{AdvertKey, EncodedAdverts};
+use super::receive::QueuedAdvert;
 use super::retry_delay;
 use super::routine::Routine;
 use super::streak::Streak;
@@ -143,7 +144,7 @@ pub fn spawn(
     label: String,
     setups: Vec<MemberSetup>,
     sync_group: bool,
-    adverts: mpsc::Receiver<(usize, ReceivedAdvert)>,
+    adverts: mpsc::Receiver<QueuedAdvert>,
     services: Services,
 ) -> UnitHandle {
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -165,7 +166,7 @@ pub fn spawn(
 enum Wake {
     Timer,
     Control(Option<Control>),
-    Advert(usize, ReceivedAdvert),
+    Advert(QueuedAdvert),
     Input(Input),
 }
 
@@ -276,7 +277,7 @@ impl Unit {
         &mut self,
         mut timer: Deadline,
         mut control: mpsc::UnboundedReceiver<Control>,
-        mut adverts: mpsc::Receiver<(usize, ReceivedAdvert)>,
+        mut adverts: mpsc::Receiver<QueuedAdvert>,
         mut inputs: mpsc::UnboundedReceiver<Input>,
     ) {
         Box::pin(self.start()).await;
@@ -313,7 +314,7 @@ impl Unit {
             let woken = tokio::select! {
                 () = timer.wait() => Wake::Timer,
                 command = control.recv(), if !leaving => Wake::Control(command),
-                Some((index, advert)) = adverts.recv() => Wake::Advert(index, advert),
+                Some(queued) = adverts.recv() => Wake::Advert(queued),
                 Some(input) = inputs.recv() => Wake::Input(input),
             };
             // What the ticker sent and the receive path took while the unit slept happened
@@ -335,7 +336,7 @@ impl Unit {
                     Box::pin(self.leave()).await;
                     true
                 }
-                Wake::Advert(index, advert) => self.on_advert(index, advert).await,
+                Wake::Advert(queued) => self.on_advert(queued).await,
                 Wake::Input(input) => {
                     Box::pin(self.on_input(input)).await;
                     true
@@ -349,10 +350,7 @@ impl Unit {
     /// (they may have moved them). One round of hearing only: a stream of adverts that do not
     /// reset the timer (a lower priority) cannot hold a deadline back. True when something a
     /// status shows may have changed.
-    async fn serve_deadline(
-        &mut self,
-        adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>,
-    ) -> bool {
+    async fn serve_deadline(&mut self, adverts: &mut mpsc::Receiver<QueuedAdvert>) -> bool {
         if self.hear_pending(adverts).await {
             if self.next_deadline().is_some_and(|at| at <= Instant::now()) {
                 self.on_timeout().await;
@@ -371,10 +369,7 @@ impl Unit {
     /// before timeout does, keeps the election where it is. The receive thread moves datagrams
     /// from the socket into the queue, so the unit catches up with the socket first. A MASTER that is
     /// really gone has sent nothing: its failover loses only that round trip.
-    async fn hear_pending(
-        &mut self,
-        adverts: &mut mpsc::Receiver<(usize, ReceivedAdvert)>,
-    ) -> bool {
+    async fn hear_pending(&mut self, adverts: &mut mpsc::Receiver<QueuedAdvert>) -> bool {
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         for (index, member) in self.members.iter().enumerate() {
             if self.machine.member(index).map(Instance::state) == Some(State::Backup)
@@ -393,11 +388,11 @@ impl Unit {
         }
         let replayed = self.replay_routines().await;
         let mut heard = replayed.adverts;
-        while let Ok((index, advert)) = adverts.try_recv() {
-            if let Some(member) = self.members.get(index) {
+        while let Ok(queued) = adverts.try_recv() {
+            if let Some(member) = self.members.get(queued.member) {
                 self.services.metrics.advert_heard_late(&member.spec.name);
             }
-            self.on_advert(index, advert).await;
+            self.on_advert(queued).await;
             heard += 1;
         }
         if heard > 0 {
@@ -408,14 +403,18 @@ impl Unit {
 
     /// Feeds an advert from the queue to the machine; true when it changed something a
     /// status shows.
-    async fn on_advert(&mut self, index: usize, advert: ReceivedAdvert) -> bool {
+    async fn on_advert(&mut self, queued: QueuedAdvert) -> bool {
+        let QueuedAdvert {
+            member: index,
+            advert,
+            arrived,
+        } = queued;
         let Some(member) = self.members.get_mut(index) else {
             return false;
         };
         member.routine.taken();
-        let now = Instant::now();
-        let changed = self.hear(index, advert, now).await;
-        // Accepted as the MASTER's (the Master_Down timer re-armed from now): the same
+        let changed = self.hear(index, advert, arrived).await;
+        // Accepted as the MASTER's (the Master_Down timer re-armed from its arrival): the same
         // advert again changes nothing else while nothing else changes (see
         // `expect_routines`). Not with a preempt delay, whose end turns the same advert from
         // accepted to refused, and not in a sync group, whose members decide together.
@@ -424,7 +423,7 @@ impl Unit {
             let accepted = instance.state() == State::Backup
                 && advert.priority != PRIORITY_STOP
                 && instance.master_address() == Some(advert.source)
-                && instance.next_deadline() == Some(now + instance.master_down_interval())
+                && instance.next_deadline() == Some(arrived + instance.master_down_interval())
                 && (instance.config().preempt_delay.is_zero()
                     || advert.priority >= instance.effective_priority());
             (single && accepted).then_some((advert, instance.effective_priority()))

@@ -48,6 +48,17 @@ pub fn u32_of(data: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?))
 }
 
+/// A `struct timespec` message's value as the time since the epoch (`SCM_TIMESTAMPNS`): `None`
+/// for a negative or malformed one.
+pub fn timespec_of(data: &[u8]) -> Option<std::time::Duration> {
+    const FIELD: usize = std::mem::size_of::<i64>();
+    let seconds = i64::from_ne_bytes(data.get(..FIELD)?.try_into().ok()?);
+    let nanos = i64::from_ne_bytes(data.get(FIELD..2 * FIELD)?.try_into().ok()?);
+    let seconds = u64::try_from(seconds).ok()?;
+    let nanos = u32::try_from(nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    Some(std::time::Duration::new(seconds, nanos))
+}
+
 /// An `int` message's value (`IPV6_HOPLIMIT`).
 pub fn int_of(data: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(data.get(..INT)?.try_into().ok()?))
@@ -105,6 +116,27 @@ mod tests {
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL)
         );
         assert_eq!(u32_of(read[2].2), Some(7));
+    }
+
+    #[test]
+    fn a_timespec_reads_as_the_time_since_the_epoch_and_a_negative_or_short_one_as_none() {
+        let timespec = |seconds: i64, nanos: i64| {
+            let mut data = seconds.to_ne_bytes().to_vec();
+            data.extend_from_slice(&nanos.to_ne_bytes());
+            data
+        };
+        assert_eq!(
+            timespec_of(&timespec(1_800_000_000, 250_000_000)),
+            Some(std::time::Duration::new(1_800_000_000, 250_000_000))
+        );
+        assert_eq!(timespec_of(&timespec(-1, 0)), None, "before the epoch");
+        assert_eq!(
+            timespec_of(&timespec(1, 1_000_000_000)),
+            None,
+            "nanoseconds past a second"
+        );
+        assert_eq!(timespec_of(&timespec(1, -1)), None);
+        assert_eq!(timespec_of(&timespec(1, 0)[..12]), None, "cut short");
     }
 
     #[test]

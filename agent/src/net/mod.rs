@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod address;
 pub mod announce;
+pub mod arrival;
 pub mod conflict;
 pub mod control;
 pub mod error;

@@ -1,6 +1,6 @@
 //! Raw VRRP sockets (IP protocol 112), one per (interface, family): send with TTL / hop limit
-//! 255 from the source the caller names, receive with TTL / hop limit, destination and the
-//! kernel's count of datagrams it dropped for a full receive queue.
+//! 255 from the source the caller names, receive with TTL / hop limit, destination, the time the
+//! datagram arrived and the kernel's count of datagrams it dropped for a full receive queue.
 //!
 //! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to a source
 //! address: a raw socket bound to a local address only receives datagrams whose destination is
@@ -13,8 +13,9 @@
 //! Receiving asks the kernel for no more than it must say: the device binding already names
 //! the interface of every datagram, an IPv4 datagram carries its destination and TTL in the
 //! header a raw socket hands over, and only IPv6 (which strips its header) needs its packet
-//! info and hop limit as control messages. A datagram so usually comes with none, or with the
-//! queue-drop count alone once the kernel has dropped some.
+//! info and hop limit as control messages. Every datagram carries its receive stamp
+//! (SO_TIMESTAMPNS, see [`super::arrival`]), and the queue-drop count once the kernel has
+//! dropped some.
 //!
 //! Nothing is filtered here beyond what the kernel does: the driver drops by TTL, source and
 //! content. IPV6_CHECKSUM is not set; the codec computes and verifies the checksum itself.
@@ -28,12 +29,14 @@ use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use nix::libc;
 use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socket, Type};
 
 use super::NetError;
+use super::arrival;
 use super::control;
 use super::sys::{receive_message, register_writable};
 use crate::vrrp::packet::IpPacket;
@@ -64,6 +67,9 @@ pub struct Received {
     /// How many datagrams the kernel has dropped on this socket because its receive queue was
     /// full, counted since the socket opened (SO_RXQ_OVFL); absent while none were.
     pub queue_drops: Option<u32>,
+    /// When the datagram reached this node: its kernel receive stamp, on the monotonic clock
+    /// (the read's time when the stamp is missing or not believable).
+    pub arrived: Instant,
 }
 
 impl Received {
@@ -75,6 +81,7 @@ impl Received {
             ttl: 0,
             payload: Vec::new(),
             queue_drops: None,
+            arrived: Instant::now(),
         }
     }
 
@@ -84,7 +91,7 @@ impl Received {
         (source, destination): (IpAddr, IpAddr),
         ttl: u8,
         payload: &[u8],
-        queue_drops: Option<u32>,
+        (queue_drops, arrived): (Option<u32>, Instant),
     ) {
         self.source = source;
         self.destination = destination;
@@ -92,6 +99,7 @@ impl Received {
         self.payload.clear();
         self.payload.extend_from_slice(payload);
         self.queue_drops = queue_drops;
+        self.arrived = arrived;
     }
 }
 
@@ -108,8 +116,8 @@ struct RecvBuffers {
     datagram: Vec<u8>,
     /// Room for the sender's `sockaddr_in6` (IPv6; IPv4 reads it from the IP header).
     name: Vec<u8>,
-    /// Room for the control messages the socket asks for (queue drops; for IPv6 also the
-    /// packet info and hop limit).
+    /// Room for the control messages the socket asks for (the receive stamp, queue drops; for
+    /// IPv6 also the packet info and hop limit).
     control: Vec<u8>,
 }
 
@@ -151,6 +159,8 @@ impl VrrpSocket {
             let _ = socket.set_recv_buffer_size(RECEIVE_QUEUE_BYTES);
         }
         setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(NetError::errno("set SO_RXQ_OVFL"))?;
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
+            .map_err(NetError::errno("set SO_TIMESTAMPNS"))?;
         match family {
             Family::Ipv4 => {
                 socket
@@ -205,8 +215,10 @@ impl VrrpSocket {
                     Family::Ipv6 => vec![0; std::mem::size_of::<libc::sockaddr_in6>()],
                 },
                 control: match family {
-                    Family::Ipv4 => nix::cmsg_space!(u32),
-                    Family::Ipv6 => nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32),
+                    Family::Ipv4 => nix::cmsg_space!(libc::timespec, u32),
+                    Family::Ipv6 => {
+                        nix::cmsg_space!(libc::timespec, libc::in6_pktinfo, libc::c_int, u32)
+                    }
                 },
             }),
         })
@@ -355,11 +367,13 @@ impl VrrpSocket {
         }
         let received = &datagram[..message.bytes];
         let mut queue_drops = None;
+        let mut stamp = None;
         let mut destination = None;
         let mut hop_limit = None;
         for (level, kind, data) in control::read(&control[..message.control_len]) {
             match (level, kind) {
                 (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => queue_drops = control::u32_of(data),
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => stamp = control::timespec_of(data),
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                     // struct in6_pktinfo: the destination, then the ifindex.
                     destination = <[u8; 16]>::try_from(data.get(..16).unwrap_or_default())
@@ -372,6 +386,7 @@ impl VrrpSocket {
                 _ => {}
             }
         }
+        let arrived = arrival::arrived(stamp);
         match self.family {
             // Source, destination and TTL come from the IP header a raw IPv4 socket hands over.
             Family::Ipv4 => Ok(IpPacket::decode_ipv4(received)
@@ -380,7 +395,7 @@ impl VrrpSocket {
                         (packet.source, packet.destination),
                         packet.ttl,
                         packet.payload,
-                        queue_drops,
+                        (queue_drops, arrived),
                     );
                 })
                 .map_err(NetError::MalformedIp)),
@@ -398,7 +413,7 @@ impl VrrpSocket {
                     (IpAddr::V6(source), IpAddr::V6(destination)),
                     ttl,
                     received,
-                    queue_drops,
+                    (queue_drops, arrived),
                 );
                 Ok(Ok(()))
             }

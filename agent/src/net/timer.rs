@@ -43,12 +43,13 @@ impl std::fmt::Debug for Postpone {
 }
 
 impl Postpone {
-    /// Re-arms the timer to fire `after` from now. The caller makes sure that this is no
-    /// earlier than what the task armed, and that the task learns why (else it wakes and finds
-    /// nothing due, and sleeps again).
-    pub fn after(&self, after: Duration) -> Result<(), NetError> {
+    /// Re-arms the timer to fire at `deadline`. The caller makes sure that this is no earlier
+    /// than what the task armed, and that the task learns why (else it wakes and finds nothing
+    /// due, and sleeps again).
+    pub fn to(&self, deadline: Instant) -> Result<(), NetError> {
         self.postponed.store(true, Ordering::Release);
-        fire_after(self.fd.get_ref().timer(), after).map_err(NetError::errno("arm a timerfd"))
+        arm_once(self.fd.get_ref().timer(), Some(deadline))
+            .map_err(NetError::errno("arm a timerfd"))
     }
 }
 
@@ -185,10 +186,7 @@ mod tests {
         let at = Instant::now() + Duration::from_millis(10);
         deadline.set(Some(at)).unwrap();
         let postponed = Instant::now() + Duration::from_millis(60);
-        deadline
-            .postpone()
-            .after(Duration::from_millis(60))
-            .unwrap();
+        deadline.postpone().to(postponed).unwrap();
         deadline.wait().await;
         assert!(
             Instant::now() >= postponed,
@@ -196,7 +194,10 @@ mod tests {
         );
         let again = Instant::now() + Duration::from_millis(10);
         deadline.set(Some(again)).unwrap();
-        deadline.postpone().after(Duration::from_secs(60)).unwrap();
+        deadline
+            .postpone()
+            .to(Instant::now() + Duration::from_secs(60))
+            .unwrap();
         deadline.set(Some(again)).unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(5), deadline.wait()).await;
         assert!(

@@ -17,7 +17,7 @@ use crate::netns::Netns;
 /// One answer to "who has VIP".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborReply {
-    /// CLOCK_MONOTONIC time the answer was read.
+    /// When the answer reached the client: its kernel receive stamp, on CLOCK_MONOTONIC.
     pub at: Instant,
     /// The MAC that claims the VIP.
     pub mac: Mac,
@@ -87,7 +87,7 @@ impl NeighborProber {
                     let Ok(Some(got)) = socket.recv(&mut buf) else {
                         continue;
                     };
-                    let at = Instant::now();
+                    let at = got.arrived;
                     if got.pkttype == PACKET_OUTGOING {
                         continue;
                     }

@@ -1,15 +1,18 @@
 //! AF_PACKET sockets for the probes: the one place in the lab that needs `unsafe` (building the
-//! `sockaddr_ll` to bind to an interface).
+//! `sockaddr_ll` to bind to an interface). Every frame read carries the kernel's receive stamp
+//! (SO_TIMESTAMPNS), so a probe scheduled late still knows when the frame was on the wire.
 #![allow(unsafe_code)]
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use kube_vrrp_agent::net::arrival;
 
 use nix::libc;
 use nix::sys::socket::{
-    self, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrLike,
-    sockopt,
+    self, AddressFamily, ControlMessageOwned, LinkAddr, MsgFlags, SockFlag, SockProtocol, SockType,
+    SockaddrLike, sockopt,
 };
 
 /// `sll_pkttype` of a frame this host sent (kernel `PACKET_OUTGOING`).
@@ -23,6 +26,9 @@ pub struct Received {
     pub ifindex: u32,
     /// Kernel `PACKET_*` type: host, broadcast, multicast, other host, outgoing.
     pub pkttype: u8,
+    /// When the frame reached the interface: its kernel receive stamp on the monotonic clock
+    /// (the read's time when the kernel gave none).
+    pub arrived: Instant,
 }
 
 /// A raw `AF_PACKET` socket receiving every protocol (`ETH_P_ALL`), opened in the calling
@@ -48,6 +54,7 @@ impl PacketSocket {
         );
         socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
         socket::setsockopt(&fd, sockopt::RcvBuf, &(4 << 20))?;
+        socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
         if let Some(ifindex) = ifindex {
             let ifindex = i32::try_from(ifindex)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
@@ -76,15 +83,30 @@ impl PacketSocket {
 
     /// Receives one frame into `buf`; `None` when the receive timeout passed first.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        match socket::recvfrom::<LinkAddr>(self.fd.as_raw_fd(), buf) {
-            Ok((len, addr)) => {
-                let (ifindex, pkttype) = addr.map_or((0, 0), |a| {
+        let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let mut iov = [IoSliceMut::new(buf)];
+        let received = socket::recvmsg::<LinkAddr>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::empty(),
+        );
+        match received {
+            Ok(message) => {
+                let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+                    cmsgs.find_map(|cmsg| match cmsg {
+                        ControlMessageOwned::ScmTimestampns(at) => Some(Duration::from(at)),
+                        _ => None,
+                    })
+                });
+                let (ifindex, pkttype) = message.address.map_or((0, 0), |a| {
                     (u32::try_from(a.ifindex()).unwrap_or(0), a.pkttype())
                 });
                 Ok(Some(Received {
-                    len,
+                    len: message.bytes,
                     ifindex,
                     pkttype,
+                    arrived: arrival::arrived(stamp),
                 }))
             }
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),

@@ -16,7 +16,7 @@ use crate::netns::Netns;
 /// One advert as it entered the switch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
-    /// CLOCK_MONOTONIC time the advert was read.
+    /// When the advert entered the switch: its kernel receive stamp, on CLOCK_MONOTONIC.
     pub at: Instant,
     /// The lab node whose switch port it came in on (numbered from 1).
     pub node: usize,
@@ -47,7 +47,7 @@ impl AdvertSniffer {
                     let Ok(Some(got)) = socket.recv(&mut buf) else {
                         continue;
                     };
-                    let at = Instant::now();
+                    let at = got.arrived;
                     // Count each frame once: where it entered the switch from a node.
                     if got.pkttype == PACKET_OUTGOING {
                         continue;
