@@ -281,6 +281,20 @@ impl FailoverRun {
     }
 }
 
+/// A duration field of an agent's "failover:" log line (`timer=Some(609.375ms)`, as tracing
+/// prints a `Debug` `Option<Duration>`); `None` when the field is absent or `None`.
+pub fn trace_duration(trace: &str, field: &str) -> Option<Duration> {
+    let value = trace
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(field)?.strip_prefix('='))?;
+    let inner = value.strip_prefix("Some(")?.strip_suffix(')')?;
+    let (number, scale) = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)]
+        .into_iter()
+        .find_map(|(unit, scale)| Some((inner.strip_suffix(unit)?, scale)))?;
+    let seconds = number.parse::<f64>().ok()? * scale;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
 /// Builds a lab, elects a MASTER, disrupts it and measures; the lab is gone when this returns.
 pub fn run_failover(
     kind: DaemonKind,
@@ -368,6 +382,22 @@ fn failover_after(
 mod tests {
     use super::*;
     use crate::addressing::{Family, vip};
+
+    #[test]
+    fn a_failover_traces_durations_are_read_in_each_unit_and_none_is_none() {
+        let line = "INFO failover: from the old MASTER's last advert heard to this node's first \
+                    instance=web took=611.2ms timer=Some(609.375ms) timer_late=Some(85.3µs) \
+                    vip_add=Some(212ns) announce=None advert=Some(1.5s)";
+        let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
+        let near = |a: Option<Duration>, b: Duration| a.is_some_and(|a| a.abs_diff(b) < ms(1e-6));
+        assert!(near(trace_duration(line, "timer"), ms(609.375)));
+        assert!(near(trace_duration(line, "timer_late"), ms(0.0853)));
+        assert!(near(trace_duration(line, "vip_add"), ms(0.000_212)));
+        assert!(near(trace_duration(line, "advert"), ms(1500.0)));
+        assert_eq!(trace_duration(line, "announce"), None);
+        assert_eq!(trace_duration(line, "took"), None, "not an Option");
+        assert_eq!(trace_duration(line, "absent"), None);
+    }
 
     #[test]
     fn the_highest_priority_is_expected_master_and_ties_go_to_the_higher_address() {

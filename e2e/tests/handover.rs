@@ -14,7 +14,7 @@ use kube_vrrp_e2e::exposition;
 use kube_vrrp_e2e::handover::{self, Handover, Move, Traffic};
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::probe::Advert;
-use kube_vrrp_e2e::scenario::{Disruption, Running};
+use kube_vrrp_e2e::scenario::{Disruption, Running, trace_duration};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec};
 
 fn require_agent() {
@@ -142,6 +142,17 @@ fn failover_histogram_matches_the_wire(disruption: Disruption) {
         gap <= Duration::from_millis(2),
         "recorded {recorded:?} vs {wire:?} on the wire"
     );
+    // The agent's own account names the timer that made it MASTER (Skew_Time after a
+    // priority-0 advert, Master_Down_Interval after silence) and how late it was served.
+    let trace = running.failover_trace(2).expect("n2 logged its failover");
+    eprintln!("n2's trace: {trace}");
+    let timer = disruption.expected(&instance(), 100);
+    let near = |logged: Option<Duration>| logged.is_some_and(|l| l.abs_diff(timer).as_nanos() <= 1);
+    assert!(
+        near(trace_duration(&trace, "timer")),
+        "expected timer={timer:?}: {trace}"
+    );
+    assert!(trace_duration(&trace, "timer_late").is_some(), "{trace}");
 }
 
 #[test]

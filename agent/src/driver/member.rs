@@ -14,7 +14,7 @@ use super::beat::Beat;
 use super::config::InstanceSpec;
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
-use super::failover::FailoverTrace;
+use super::failover::{FailoverTrace, LastHeard};
 use super::interfaces::InterfaceView;
 use super::outgoing::EncodedAdverts;
 use super::routine::Routine;
@@ -73,8 +73,8 @@ pub(super) struct Member {
     pub(super) restored: Option<(u64, Timestamp)>,
     /// When a planned exit started handing over (the VIPs kept for the new MASTER).
     pub(super) handover_started: Option<Instant>,
-    /// In BACKUP: when the last advert was heard (the MASTER's).
-    pub(super) last_heard: Option<Instant>,
+    /// In BACKUP: the last advert heard (the MASTER's) and the timer it left running.
+    pub(super) last_heard: Option<LastHeard>,
     /// Just become MASTER after hearing one: the failover's stages so far, until this node's
     /// first advert ends it.
     pub(super) failover: Option<FailoverTrace>,

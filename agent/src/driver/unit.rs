@@ -35,7 +35,7 @@ use super::beat::Handover;
 use super::config::{InstanceDiff, InstanceSpec, duration_to_cs};
 use super::conflict::ConflictProbe;
 use super::endpoint::{Endpoint, Sources};
-use super::failover::FailoverTrace;
+use super::failover::{FailoverTrace, LastHeard};
 use super::interfaces::{InterfaceView, InterfaceWatch};
 use super::machine::Machine;
 use super::member::{AddRetry, Helper, Member, unspecified};
@@ -437,14 +437,17 @@ impl Unit {
     /// Feeds an advert heard at `at` to the machine; true when it changed something a status
     /// shows.
     async fn hear(&mut self, index: usize, advert: ReceivedAdvert, at: Instant) -> bool {
-        if self.state(index) == Some(State::Backup)
-            && let Some(member) = self.members.get_mut(index)
-        {
-            // Only a MASTER advertises: for the failover histogram, the old MASTER's last word.
-            member.last_heard = Some(at);
-        }
+        let in_backup = self.state(index) == Some(State::Backup);
         let before = self.observed(index);
         let actions = self.machine.apply(index, at, Event::Advert(advert));
+        if in_backup {
+            // Only a MASTER advertises: for the failover trace, the old MASTER's last word and
+            // the Master_Down_Timer it left running.
+            let timer_due = self.machine.member(index).and_then(Instance::next_deadline);
+            if let Some(member) = self.members.get_mut(index) {
+                member.last_heard = Some(LastHeard { at, timer_due });
+            }
+        }
         let changed = !actions.is_empty() || self.observed(index) != before;
         self.perform(actions).await;
         changed
@@ -1001,7 +1004,7 @@ impl Unit {
                     member
                         .last_heard
                         .take()
-                        .map(|heard| FailoverTrace::new(heard, now))
+                        .map(|heard| FailoverTrace::new(heard, now, reason.is_master_down()))
                 } else {
                     None
                 };
@@ -1030,11 +1033,11 @@ impl Unit {
                 // Only a MASTER advertises a priority; an advert queued behind a transition
                 // that left MASTER (a failed VIP add) is stale.
                 if priority == PRIORITY_STOP || self.state(index) == Some(State::Master) {
-                    let failover = self.members[index].failover.take();
-                    self.send_advert(index, priority, max_advert_interval).await;
-                    if let Some(trace) = failover {
-                        // Once sent: the advert is on the wire.
-                        self.record_failover(index, &trace, Instant::now());
+                    let handed = self.send_advert(index, priority, max_advert_interval).await;
+                    if let Some(sent) = handed
+                        && let Some(trace) = self.members[index].failover.take()
+                    {
+                        self.record_failover(index, &trace, sent);
                     }
                 }
             }
@@ -1104,11 +1107,11 @@ impl Unit {
             return;
         };
         let master_down_interval = instance.master_down_interval();
-        let stages = trace.stages(sent, master_down_interval);
+        let stages = trace.stages(sent);
         tracing::info!(
             instance = %member.spec.name,
             took = ?stages.total,
-            master_down_interval = ?master_down_interval,
+            timer = ?stages.timer,
             timer_late = ?stages.timer_late,
             vip_add = ?stages.vip_add,
             announce = ?stages.announce,
@@ -1120,13 +1123,23 @@ impl Unit {
             .failover(&member.spec.name, stages.total, master_down_interval);
     }
 
-    async fn send_advert(&mut self, index: usize, priority: u8, max_advert_interval: Duration) {
+    /// Sends the member's advert to each destination. While a failover is being timed, returns
+    /// when the advert was handed to the kernel: the clock is read just before the send, which
+    /// waits only when the socket's buffer is full; read after, it would also count the peers'
+    /// and the switch's readers the send wakes, which may run first on this core (a
+    /// millisecond seen in the lab).
+    async fn send_advert(
+        &mut self,
+        index: usize,
+        priority: u8,
+        max_advert_interval: Duration,
+    ) -> Option<Instant> {
         let member = &mut self.members[index];
         let Some(source) = member.source() else {
             if let Some(run) = member.send_failures.failed() {
                 tracing::warn!(instance = %member.spec.name, interface = %member.endpoint.interface, in_a_row = run, "no address to send an advert from");
             }
-            return;
+            return None;
         };
         let key = AdvertKey {
             priority,
@@ -1137,6 +1150,8 @@ impl Unit {
         let payloads = member
             .adverts
             .get_or_encode(key, || encode_adverts(spec, endpoint.family, key));
+        let handed = member.failover.is_some().then(Instant::now);
+        let mut sent_any = false;
         for (destination, payload) in payloads.iter() {
             match endpoint
                 .socket
@@ -1144,6 +1159,7 @@ impl Unit {
                 .await
             {
                 Ok(()) => {
+                    sent_any = true;
                     member.sent.inc();
                     if let Some(run) = member.send_failures.succeeded() {
                         tracing::info!(instance = %spec.name, %destination, after = run, "sending adverts works again");
@@ -1156,6 +1172,7 @@ impl Unit {
                 }
             }
         }
+        handed.filter(|_| sent_any)
     }
 
     /// Installs the member's VIPs. Returns whether the edge faults changed (a VIP taken by

@@ -162,6 +162,15 @@ impl HandoverEnd {
 }
 
 impl TransitionReason {
+    /// The Master_Down_Timer ran out: after silence, after a priority-0 advert's Skew_Time, or
+    /// after discarding a lower priority's adverts.
+    pub fn is_master_down(self) -> bool {
+        matches!(
+            self,
+            Self::MasterDownTimer | Self::MasterStopped | Self::PreemptLowerPriority
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Startup => "startup",
