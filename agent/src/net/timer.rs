@@ -9,13 +9,14 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::time::clock_gettime;
 use tokio::io::unix::AsyncFd;
 
 use super::NetError;
@@ -55,20 +56,35 @@ impl Postpone {
 
 /// Arms `timer` to fire once at `deadline`, or disarms it (`None`); re-arming also clears an
 /// expiry not yet read. Shared by [`Deadline`] and the plain threads' waits (`net::waiter`).
+/// The deadline is set as an absolute time on CLOCK_MONOTONIC, so arming reads no clock (a
+/// BACKUP re-arms at every other advert of its MASTER).
 pub(crate) fn arm_once(timer: &TimerFd, deadline: Option<Instant>) -> nix::Result<()> {
     match deadline {
         None => timer.unset(),
-        Some(at) => fire_after(timer, at.saturating_duration_since(Instant::now())),
+        Some(at) => timer.set(
+            Expiration::OneShot(TimeSpec::from_duration(monotonic_time(at))),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+        ),
     }
 }
 
-/// Arms `timer` to fire once, `after` from now. A zero expiration would disarm the timer: a
-/// deadline already passed fires after one nanosecond instead.
-fn fire_after(timer: &TimerFd, after: Duration) -> nix::Result<()> {
-    timer.set(
-        Expiration::OneShot(TimeSpec::from_duration(after.max(Duration::from_nanos(1)))),
-        TimerSetTimeFlags::empty(),
-    )
+/// `at` as CLOCK_MONOTONIC's time since boot, the clock `Instant` reads on Linux (std does not
+/// expose it). One pair of readings, taken once, relates the two: the `Instant` first, so the
+/// clock's reading is the later one and a deadline converts at most the gap between the two
+/// reads (tens of nanoseconds) late, never early. Never zero, which would disarm the timer.
+fn monotonic_time(at: Instant) -> Duration {
+    static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
+    let (base_instant, base_time) = *BASE.get_or_init(|| {
+        let instant = Instant::now();
+        let time = clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map_or(Duration::ZERO, Duration::from);
+        (instant, time)
+    });
+    let time = match at.checked_duration_since(base_instant) {
+        Some(after) => base_time.saturating_add(after),
+        None => base_time.saturating_sub(base_instant.duration_since(at)),
+    };
+    time.max(Duration::from_nanos(1))
 }
 
 impl std::fmt::Debug for Deadline {
@@ -219,5 +235,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), deadline.wait())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn an_instant_converts_to_the_monotonic_clocks_reading_of_that_moment() {
+        let read = || {
+            clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                .map(Duration::from)
+                .unwrap()
+        };
+        for _ in 0..3 {
+            let before = read();
+            let now = Instant::now();
+            let after = read();
+            let converted = monotonic_time(now);
+            // Never early; late by at most the two reads of the calibration (far below 1 ms).
+            assert!(before <= converted, "{converted:?} before {before:?}");
+            assert!(
+                converted <= after + Duration::from_millis(1),
+                "{converted:?} after {after:?}"
+            );
+            let later = now + Duration::from_secs(3);
+            assert_eq!(monotonic_time(later) - converted, Duration::from_secs(3));
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
