@@ -69,7 +69,10 @@ pub fn render(records: &[Record]) -> String {
         }
     }
     let newest = days.last().copied().unwrap_or("");
-    let _ = writeln!(out, " kube-vrrp ÷ keepalived, {newest} |");
+    let _ = writeln!(
+        out,
+        " kube-vrrp ÷ keepalived, {newest} (or the day named) |"
+    );
     out.push_str("| --- | --- | --- |");
     for _ in 0..=days.len() * DAEMONS.len() {
         out.push_str(" --- |");
@@ -83,8 +86,10 @@ pub fn render(records: &[Record]) -> String {
             role.as_deref().unwrap_or("–"),
             measure.label()
         );
-        let mut newest_samples: [Option<RunSamples>; 2] = [None, None];
+        // The ratio is the newest day's that measured both daemons for this row.
+        let mut ratio_samples: Option<(&str, [Option<RunSamples>; 2])> = None;
         for day in days {
+            let mut day_samples: [Option<RunSamples>; 2] = [None, None];
             for (slot, (daemon, _)) in DAEMONS.iter().enumerate() {
                 let row = (case_name(*case), role.as_deref(), *measure);
                 let samples = newest_run_samples(records, day, row, daemon);
@@ -99,16 +104,23 @@ pub fn render(records: &[Record]) -> String {
                 }
                 let count = values.len();
                 let _ = write!(out, " {} |", cell(summarize(values), count, *measure));
-                if *day == newest {
-                    newest_samples[slot] = samples;
-                }
+                day_samples[slot] = samples;
+            }
+            if day_samples.iter().all(Option::is_some) {
+                ratio_samples = Some((day, day_samples));
             }
         }
-        let [keepalived, agent] = &newest_samples;
-        let ratio = if *measure == Measure::FailoverOverRfcMs {
-            "–".into()
-        } else {
-            ratio_cell(keepalived.as_ref(), agent.as_ref())
+        let ratio = match &ratio_samples {
+            _ if *measure == Measure::FailoverOverRfcMs => "–".into(),
+            None => "–".into(),
+            Some((day, [keepalived, agent])) => {
+                let ratio = ratio_cell(keepalived.as_ref(), agent.as_ref());
+                if *day == newest {
+                    ratio
+                } else {
+                    format!("{ratio} on {day}")
+                }
+            }
         };
         let _ = writeln!(out, " {ratio} |");
     }
@@ -330,7 +342,7 @@ mod tests {
     #[test]
     fn the_table_sets_the_two_newest_days_side_by_side_from_each_days_newest_run() {
         let table = render(&history());
-        let expected_header = "| case | role | measure | 2026-11-30 keepalived | 2026-11-30 kube-vrrp | 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 |";
+        let expected_header = "| case | role | measure | 2026-11-30 keepalived | 2026-11-30 kube-vrrp | 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 (or the day named) |";
         assert!(table.contains(expected_header), "{table}");
         let failover =
             "| death-v2-1s | – | failover − RFC value, ms | – | +0.8 (n=1) | – | – | – |";
@@ -350,6 +362,25 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("Only one day"), "{table}");
+    }
+
+    #[test]
+    fn a_row_the_newest_day_did_not_measure_keeps_the_older_days_ratio_named() {
+        let mut records = history();
+        for (daemon, value) in [("keepalived", 2_000.0), ("kube-vrrp-agent", 1_000.0)] {
+            records.push(record(
+                "2026-11-30 10:00 UTC",
+                "aaa1111",
+                "steady-255x1s",
+                daemon,
+                Some("BACKUP"),
+                Measure::InstructionsPerSecond,
+                value,
+            ));
+        }
+        let table = render(&records);
+        let row = "| steady-255x1s | BACKUP | instructions / s | 2,000 (n=1) | 1,000 (n=1) | – | – | 0.50 on 2026-11-30 |";
+        assert!(table.lines().any(|l| l == row), "{table}");
     }
 
     #[test]
@@ -379,7 +410,7 @@ mod tests {
                 .unwrap()
         };
         assert!(row_of("MASTER") < row_of("BACKUP"), "{table}");
-        assert!(table.contains("| 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 |"), "{table}");
+        assert!(table.contains("| 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 (or the day named) |"), "{table}");
         assert!(table.contains("Only one day has records"), "{table}");
     }
 
