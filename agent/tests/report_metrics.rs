@@ -119,7 +119,7 @@ fn exercise(metrics: &Metrics) {
     metrics.advert_sent("web");
     metrics.advert_sent("web");
     metrics.advert_received("web");
-    metrics.advert_heard_late("web");
+    metrics.adverts_heard_late_counter("web").inc();
     metrics.effective_priority("web", 140);
     metrics.advert_interval("web", std::time::Duration::from_millis(2_500));
     metrics.dropped("eth0", DropReason::Ttl);

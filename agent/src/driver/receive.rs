@@ -106,6 +106,8 @@ pub struct QueuedAdvert {
     /// The datagram's arrival (its kernel receive stamp): the unit times the advert from it,
     /// however late it reads it.
     pub arrived: Instant,
+    /// When the datagram was read from the socket.
+    pub read: Instant,
 }
 
 /// The sending side of a unit's advert queue.
@@ -187,13 +189,17 @@ impl Routes {
         })?;
         let route = map.get(admitted.vrid).ok_or(DropReason::Vrid)?;
         route.received.inc();
-        if route.routine.hear(admitted.advert, received.arrived) {
+        if route
+            .routine
+            .hear(admitted.advert, received.arrived, received.read)
+        {
             return Ok(());
         }
         let queued = QueuedAdvert {
             member: route.member,
             advert: admitted.advert,
             arrived: received.arrived,
+            read: received.read,
         };
         if let Err(error) = route.sender.try_send(queued) {
             route.routine.taken();
@@ -494,6 +500,7 @@ mod tests {
             payload: advert.encode(source, GROUP).unwrap(),
             queue_drops: None,
             arrived: Instant::now(),
+            read: Instant::now(),
         }
     }
 

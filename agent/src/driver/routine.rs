@@ -66,17 +66,19 @@ impl Routine {
         self.cell.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Receive path: takes `advert`, which arrived at `now`, when it is the routine one (true).
-    /// False: the caller puts it in the unit's queue (counted as queued from here on: a failed
-    /// attempt calls [`Self::taken`]), and nothing is routine until the unit has heard it.
-    pub fn hear(&self, advert: ReceivedAdvert, now: Instant) -> bool {
+    /// Receive path: takes `advert`, which arrived at `now` and was read at `read`, when it is
+    /// the routine one (true). False: the caller puts it in the unit's queue (counted as queued
+    /// from here on: a failed attempt calls [`Self::taken`]), and nothing is routine until the
+    /// unit has heard it. It is timed from its arrival, and counted late when it was read after
+    /// the deadline had passed (found waiting by a node that stalled).
+    pub fn hear(&self, advert: ReceivedAdvert, now: Instant, read: Instant) -> bool {
         let mut cell = self.cell();
         if cell.expected != Some(advert) {
             cell.expected = None;
             cell.queued = cell.queued.saturating_add(1);
             return false;
         }
-        if cell.due.is_some_and(|due| now >= due) {
+        if cell.due.is_some_and(|due| read >= due) {
             self.late.inc();
         }
         cell.heard = Some((advert, now));
@@ -93,6 +95,11 @@ impl Routine {
             cell.due = Some(due);
         }
         true
+    }
+
+    /// Unit: counts an advert from the queue that was read past the member's deadline.
+    pub fn count_late(&self) {
+        self.late.inc();
     }
 
     /// Unit: an advert was taken from the queue (receive path: one could not be put there).
@@ -148,15 +155,22 @@ mod tests {
     fn only_the_expected_advert_is_taken_and_the_latest_one_is_replayed_once() {
         let routine = Routine::new(Counter::default());
         let start = Instant::now();
-        assert!(!routine.hear(advert(150), start), "nothing expected yet");
+        assert!(
+            !routine.hear(advert(150), start, start),
+            "nothing expected yet"
+        );
         routine.taken();
         routine.expect(
             Some(advert(150)),
             Some(start + Duration::from_secs(3)),
             None,
         );
-        assert!(routine.hear(advert(150), start + Duration::from_secs(1)));
-        assert!(routine.hear(advert(150), start + Duration::from_secs(2)));
+        let (one, two) = (
+            start + Duration::from_secs(1),
+            start + Duration::from_secs(2),
+        );
+        assert!(routine.hear(advert(150), one, one));
+        assert!(routine.hear(advert(150), two, two));
         assert_eq!(
             routine.replay(),
             Some((advert(150), start + Duration::from_secs(2)))
@@ -169,25 +183,28 @@ mod tests {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
         routine.expect(Some(advert(150)), None, None);
-        assert!(!routine.hear(advert(120), now));
-        assert!(!routine.hear(advert(150), now), "heard out of order");
+        assert!(!routine.hear(advert(120), now, now));
+        assert!(!routine.hear(advert(150), now, now), "heard out of order");
         routine.taken();
         routine.taken();
         routine.expect(Some(advert(150)), None, None);
-        assert!(routine.hear(advert(150), now));
+        assert!(routine.hear(advert(150), now, now));
     }
 
     #[test]
     fn an_expectation_waits_for_the_queued_adverts_to_be_taken() {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
-        assert!(!routine.hear(advert(120), now));
+        assert!(!routine.hear(advert(120), now, now));
         routine.expect(Some(advert(150)), None, None);
-        assert!(!routine.hear(advert(150), now), "an advert is still queued");
+        assert!(
+            !routine.hear(advert(150), now, now),
+            "an advert is still queued"
+        );
         routine.taken();
         routine.taken();
         routine.expect(Some(advert(150)), None, None);
-        assert!(routine.hear(advert(150), now));
+        assert!(routine.hear(advert(150), now, now));
     }
 
     #[tokio::test]
@@ -211,7 +228,7 @@ mod tests {
         for k in 1..=30 {
             let now = start + interval * k;
             let before = routine.cell().armed;
-            assert!(routine.hear(advert, now));
+            assert!(routine.hear(advert, now, now));
             let cell = routine.cell();
             let armed = cell.armed.unwrap();
             if cell.armed != before {
@@ -258,10 +275,32 @@ mod tests {
         let routine = Routine::new(late.clone());
         let now = Instant::now();
         routine.expect(Some(advert(150)), Some(now), None);
-        assert!(routine.hear(advert(150), now));
-        assert!(routine.hear(advert(150), now + Duration::from_millis(1)));
+        assert!(routine.hear(advert(150), now, now));
+        let later = now + Duration::from_millis(1);
+        assert!(routine.hear(advert(150), later, later));
         routine.expect(Some(advert(150)), Some(now + Duration::from_secs(3)), None);
-        assert!(routine.hear(advert(150), now + Duration::from_secs(1)));
+        let in_time = now + Duration::from_secs(1);
+        assert!(routine.hear(advert(150), in_time, in_time));
         assert_eq!(late.get(), 2);
+    }
+
+    #[test]
+    fn an_advert_that_arrived_in_time_and_was_read_past_the_deadline_is_late() {
+        let late = Counter::default();
+        let routine = Routine::new(late.clone());
+        let start = Instant::now();
+        let (arrived, due, read) = (
+            start + Duration::from_secs(1),
+            start + Duration::from_secs(3),
+            start + Duration::from_secs(4),
+        );
+        routine.expect(Some(advert(150)), Some(due), None);
+        assert!(routine.hear(advert(150), arrived, read));
+        assert_eq!(late.get(), 1, "found waiting by a node that stalled");
+        assert_eq!(
+            routine.replay(),
+            Some((advert(150), arrived)),
+            "timed from its arrival"
+        );
     }
 }

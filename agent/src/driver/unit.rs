@@ -389,9 +389,6 @@ impl Unit {
         let replayed = self.replay_routines().await;
         let mut heard = replayed.adverts;
         while let Ok(queued) = adverts.try_recv() {
-            if let Some(member) = self.members.get(queued.member) {
-                self.services.metrics.advert_heard_late(&member.spec.name);
-            }
             self.on_advert(queued).await;
             heard += 1;
         }
@@ -408,11 +405,19 @@ impl Unit {
             member: index,
             advert,
             arrived,
+            read,
         } = queued;
+        let late = self.machine.member(index).is_some_and(|instance| {
+            instance.state() == State::Backup
+                && instance.next_deadline().is_some_and(|due| read >= due)
+        });
         let Some(member) = self.members.get_mut(index) else {
             return false;
         };
         member.routine.taken();
+        if late {
+            member.routine.count_late();
+        }
         let changed = self.hear(index, advert, arrived).await;
         // Accepted as the MASTER's (the Master_Down timer re-armed from its arrival): the same
         // advert again changes nothing else while nothing else changes (see

@@ -29,12 +29,12 @@ pub fn arrival(now: Instant, wall_now: Duration, stamp: Option<Duration>) -> Ins
         .unwrap_or(now)
 }
 
-/// [`arrival`] with both clocks read now. The wall clock is read as the kernel's `timespec`
-/// (not through `SystemTime`, whose checked difference from the epoch costs more than the read
-/// on this path of every advert).
-pub fn arrived(stamp: Option<Duration>) -> Instant {
+/// [`arrival`] of a datagram read when the monotonic clock said `read`, with the wall clock
+/// read now. The wall clock is read as the kernel's `timespec` (not through `SystemTime`, whose
+/// checked difference from the epoch costs more than the read on this path of every advert).
+pub fn arrived(read: Instant, stamp: Option<Duration>) -> Instant {
     let wall_now = clock_gettime(ClockId::CLOCK_REALTIME).map_or(Duration::ZERO, Duration::from);
-    arrival(Instant::now(), wall_now, stamp)
+    arrival(read, wall_now, stamp)
 }
 
 #[cfg(test)]
@@ -100,7 +100,7 @@ mod tests {
     fn a_stamp_of_the_real_wall_clock_is_carried_onto_the_monotonic_clock() {
         let before = Instant::now();
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let at = arrived(wall.checked_sub(ms(50)));
+        let at = arrived(Instant::now(), wall.checked_sub(ms(50)));
         // 50 ms before the read, give or take the time between the two readings of the clocks.
         assert!(at + ms(50) <= Instant::now(), "{at:?}");
         assert!(at + ms(50) + ms(500) >= before, "{at:?} vs {before:?}");

@@ -70,6 +70,9 @@ pub struct Received {
     /// When the datagram reached this node: its kernel receive stamp, on the monotonic clock
     /// (the read's time when the stamp is missing or not believable).
     pub arrived: Instant,
+    /// When this process read it (the monotonic clock just after `recvmsg`): later than
+    /// `arrived` by as long as the reader was not scheduled.
+    pub read: Instant,
 }
 
 impl Received {
@@ -82,6 +85,7 @@ impl Received {
             payload: Vec::new(),
             queue_drops: None,
             arrived: Instant::now(),
+            read: Instant::now(),
         }
     }
 
@@ -91,7 +95,7 @@ impl Received {
         (source, destination): (IpAddr, IpAddr),
         ttl: u8,
         payload: &[u8],
-        (queue_drops, arrived): (Option<u32>, Instant),
+        (queue_drops, arrived, read): (Option<u32>, Instant, Instant),
     ) {
         self.source = source;
         self.destination = destination;
@@ -100,6 +104,7 @@ impl Received {
         self.payload.extend_from_slice(payload);
         self.queue_drops = queue_drops;
         self.arrived = arrived;
+        self.read = read;
     }
 }
 
@@ -386,7 +391,8 @@ impl VrrpSocket {
                 _ => {}
             }
         }
-        let arrived = arrival::arrived(stamp);
+        let read = Instant::now();
+        let arrived = arrival::arrived(read, stamp);
         match self.family {
             // Source, destination and TTL come from the IP header a raw IPv4 socket hands over.
             Family::Ipv4 => Ok(IpPacket::decode_ipv4(received)
@@ -395,7 +401,7 @@ impl VrrpSocket {
                         (packet.source, packet.destination),
                         packet.ttl,
                         packet.payload,
-                        (queue_drops, arrived),
+                        (queue_drops, arrived, read),
                     );
                 })
                 .map_err(NetError::MalformedIp)),
@@ -413,7 +419,7 @@ impl VrrpSocket {
                     (IpAddr::V6(source), IpAddr::V6(destination)),
                     ttl,
                     received,
-                    (queue_drops, arrived),
+                    (queue_drops, arrived, read),
                 );
                 Ok(Ok(()))
             }

@@ -305,7 +305,7 @@ impl Metrics {
         );
         registry.register(
             "adverts_heard_late",
-            "Adverts found waiting when the instance woke past a deadline (after a stall of this node), heard before the deadline was served",
+            "Adverts a BACKUP read after its Master_Down deadline had passed (found waiting after a stall of this node), heard before the deadline was served",
             adverts_heard_late.clone(),
         );
         registry.register(
@@ -497,16 +497,9 @@ impl Metrics {
             .inc_by(count as u64);
     }
 
-    /// Counts one advert of `instance` that was waiting when its unit woke past a deadline.
-    pub fn advert_heard_late(&self, instance: &str) {
-        self.inner
-            .adverts_heard_late
-            .get_or_create(&Self::instance(instance))
-            .inc();
-    }
-
-    /// The counter of adverts `instance` heard past its Master_Down deadline: the receive path
-    /// keeps it for the routine adverts it takes (see `driver::routine`).
+    /// The counter of adverts `instance` read past its Master_Down deadline: the member's
+    /// routine keeps it, for the routine adverts the receive path takes and the queued ones
+    /// its unit hears (see `driver::routine`).
     pub fn adverts_heard_late_counter(&self, instance: &str) -> Counter {
         self.inner
             .adverts_heard_late

@@ -106,7 +106,7 @@ impl PacketSocket {
                     len: message.bytes,
                     ifindex,
                     pkttype,
-                    arrived: arrival::arrived(stamp),
+                    arrived: arrival::arrived(Instant::now(), stamp),
                 }))
             }
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
