@@ -29,6 +29,17 @@ impl Sum {
         }
     }
 
+    /// Adds a 32-bit word (two big-endian 16-bit words, as [`Sum::add`] takes them).
+    fn add_word(&mut self, word: u32) {
+        self.0 += u64::from(word);
+    }
+
+    /// Takes back a 16-bit word added at an even offset (a checksum field being skipped): the
+    /// sum is kept unfolded, so this is exact.
+    pub fn remove(&mut self, word: u16) {
+        self.0 -= u64::from(word);
+    }
+
     /// Folds the carries back in and returns the one's complement of the sum.
     pub fn finish(self) -> u16 {
         let mut sum = self.0;
@@ -50,17 +61,22 @@ pub fn add_pseudo_header(
     len: usize,
 ) {
     match (source, destination) {
+        // Added as integers (an address's bits are its big-endian words), not byte slices: this
+        // is on the path of every VRRPv3 advert.
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            sum.add(&s.octets());
-            sum.add(&d.octets());
-            sum.add(&[0, protocol]);
-            sum.add(&(len as u16).to_be_bytes());
+            sum.add_word(s.to_bits());
+            sum.add_word(d.to_bits());
+            sum.add_word(u32::from(protocol));
+            sum.add_word(u32::from(len as u16));
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            sum.add(&s.octets());
-            sum.add(&d.octets());
-            sum.add(&(len as u32).to_be_bytes());
-            sum.add(&[0, 0, 0, protocol]);
+            for bits in [s.to_bits(), d.to_bits()] {
+                for quarter in 0..4 {
+                    sum.add_word((bits >> (32 * quarter)) as u32);
+                }
+            }
+            sum.add_word(len as u32);
+            sum.add_word(u32::from(protocol));
         }
         _ => {}
     }
@@ -135,6 +151,52 @@ mod tests {
         let mut sum = Sum::default();
         sum.add(&all_ones);
         assert_eq!(sum.finish(), sum_by_16_bit_words(&[&all_ones]));
+    }
+
+    #[test]
+    fn pseudo_headers_sum_as_rfc_768_and_rfc_8200_lay_them_out() {
+        let v4: (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "224.0.0.18".parse().unwrap());
+        let v6: (IpAddr, IpAddr) = (
+            "fe80::1:ffff:8000:1".parse().unwrap(),
+            "ff02::12".parse().unwrap(),
+        );
+        for ((source, destination), len) in [(v4, 20), (v4, 0xfffe), (v6, 40), (v6, 0x1_0002)] {
+            let mut sum = Sum::default();
+            add_pseudo_header(&mut sum, source, destination, 112, len);
+            let layout: Vec<u8> = match (source, destination) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => [
+                    &s.octets()[..],
+                    &d.octets(),
+                    &[0, 112],
+                    &(len as u16).to_be_bytes(),
+                ]
+                .concat(),
+                (IpAddr::V6(s), IpAddr::V6(d)) => [
+                    &s.octets()[..],
+                    &d.octets(),
+                    &(len as u32).to_be_bytes(),
+                    &[0, 0, 0, 112],
+                ]
+                .concat(),
+                _ => unreachable!("one family each"),
+            };
+            assert_eq!(
+                sum.finish(),
+                sum_by_16_bit_words(&[&layout]),
+                "{source} {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_removed_word_is_as_if_it_were_zero() {
+        let mut with = Sum::default();
+        with.add(&[0x45, 0x00, 0xab, 0xcd, 0xff, 0xff, 0x12, 0x34]);
+        with.remove(0xabcd);
+        with.remove(0x1234);
+        let mut zeroed = Sum::default();
+        zeroed.add(&[0x45, 0x00, 0, 0, 0xff, 0xff, 0, 0]);
+        assert_eq!(with.finish(), zeroed.finish());
     }
 
     #[test]

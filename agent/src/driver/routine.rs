@@ -50,6 +50,10 @@ struct Cell {
     /// armed it, or where this path last moved it (another member of a sync group may have
     /// moved it earlier, which only wakes the unit early).
     armed: Option<Instant>,
+    /// The latest hearing at which the timer at `armed` outlasts the next advert (see
+    /// [`last_hearing_kept`]): computed when the timer moves, so that an advert that leaves it
+    /// where it is costs one comparison.
+    kept_until: Option<Instant>,
 }
 
 impl Routine {
@@ -84,13 +88,14 @@ impl Routine {
         cell.heard = Some((advert, now));
         if let Some((timer, interval)) = &cell.postpone {
             let due = now + *interval;
-            if !timer_outlasts_next_advert(cell.armed, now, advert.max_advert_interval) {
+            if cell.kept_until.is_none_or(|last| now > last) {
                 if let Err(error) = timer.to(due) {
                     // The unit wakes at the deadline it armed, replays, and arms again.
                     tracing::debug!(%error, "cannot postpone the unit's timer");
                     return true;
                 }
                 cell.armed = Some(due);
+                cell.kept_until = last_hearing_kept(due, advert.max_advert_interval);
             }
             cell.due = Some(due);
         }
@@ -128,13 +133,17 @@ impl Routine {
         cell.postpone = postpone.filter(|_| cell.expected.is_some());
         cell.due = due;
         cell.armed = due;
+        cell.kept_until = due
+            .zip(cell.expected)
+            .and_then(|(due, expected)| last_hearing_kept(due, expected.max_advert_interval));
     }
 }
 
-/// Whether a timer firing at `armed` can stay where it is when an advert with `interval` was
-/// heard at `now`: it fires after the next advert is due, half an interval of jitter included.
-fn timer_outlasts_next_advert(armed: Option<Instant>, now: Instant, interval: Duration) -> bool {
-    armed.is_some_and(|armed| armed >= now + interval + interval / 2)
+/// The latest time at which an advert with `interval` may be heard while a timer firing at
+/// `armed` stays where it is: the timer must fire after the next advert is due, half an
+/// interval of jitter included. `None`: no hearing keeps it.
+fn last_hearing_kept(armed: Instant, interval: Duration) -> Option<Instant> {
+    armed.checked_sub(interval + interval / 2)
 }
 
 #[cfg(test)]
@@ -256,17 +265,12 @@ mod tests {
     fn a_timer_outlasts_the_next_advert_with_half_an_interval_to_spare() {
         let now = Instant::now();
         let interval = Duration::from_millis(10);
-        assert!(!timer_outlasts_next_advert(None, now, interval));
-        assert!(timer_outlasts_next_advert(
-            Some(now + Duration::from_millis(15)),
-            now,
-            interval
-        ));
-        assert!(!timer_outlasts_next_advert(
-            Some(now + Duration::from_micros(14_999)),
-            now,
-            interval
-        ));
+        let armed = now + Duration::from_millis(15);
+        assert_eq!(last_hearing_kept(armed, interval), Some(now));
+        assert_eq!(
+            last_hearing_kept(now + Duration::from_micros(14_999), interval),
+            now.checked_sub(Duration::from_micros(1)),
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! How the agent's plain (non-tokio) threads sleep: an epoll interest list kept across waits,
 //! with a deadline at nanosecond precision. A thread that wakes once per advert pays for one
 //! system call per wake-up: `epoll_pwait2(2)` takes the deadline as its timeout (Linux 5.11 and
-//! later). Where the kernel (or a seccomp filter) refuses that call, a timerfd in the interest
-//! list keeps the deadline instead, re-armed only when the deadline moved: one `epoll_wait`
-//! per wake-up plus a `timerfd_settime` per new deadline. `ppoll(2)` would register and
+//! later). Where the kernel (or a seccomp filter, or valgrind 3.19, which `make bench` counts
+//! instructions under) refuses that call, a timerfd in the interest list keeps the deadline
+//! instead, re-armed only when the deadline moved: one `epoll_pwait` without a timeout per
+//! wake-up plus a `timerfd_settime` per new deadline. `ppoll(2)` would register and
 //! unregister every descriptor at every wake-up, which at one advert per 10 ms was most of
 //! what a MASTER's sleeping cost in the kernel.
 //!
@@ -18,10 +19,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
 
-use super::sys::epoll_wait_for;
+use super::sys::{epoll_wait_for, epoll_wait_ready};
 use super::timer::arm_once;
 
 /// The timer's token; callers' tokens are below it.
@@ -129,7 +130,7 @@ impl Waiter {
                     *armed = deadline;
                     *fired = false;
                 }
-                self.epoll.wait(&mut self.events, EpollTimeout::NONE)
+                epoll_wait_ready(self.epoll.0.as_fd(), &mut self.events)
             }
         };
         match waited {

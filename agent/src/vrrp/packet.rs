@@ -657,7 +657,10 @@ fn vrrp_checksum(message: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
     if let Some((source, destination)) = pseudo {
         add_pseudo_header(&mut sum, source, destination, IPPROTO_VRRP, message.len());
     }
-    sum.add(message.get(..6).unwrap_or(message));
-    sum.add(message.get(8..).unwrap_or(&[]));
+    sum.add(message);
+    // The checksum field (bytes 6 and 7) counts as zero.
+    if let [_, _, _, _, _, _, high, low, ..] = *message {
+        sum.remove(u16::from_be_bytes([high, low]));
+    }
     sum.finish()
 }
