@@ -118,7 +118,7 @@ async fn recv_within(speaker: &Speaker) -> Received {
     let mut received = Received::empty();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(outcome) = speaker.socket.try_recv_into(&mut received) {
+        if let Some(outcome) = speaker.socket.try_recv_into(&mut received, None) {
             outcome.unwrap();
             return received;
         }
@@ -253,7 +253,7 @@ fn an_ipv4_advert_arriving_on_another_interface_reaches_only_the_socket_bound_th
                 ready_tx.send(()).unwrap();
                 let received = recv_within(&on_wb).await;
                 let mut elsewhere = Received::empty();
-                let vb_received = on_vb.socket.try_recv_into(&mut elsewhere).is_some();
+                let vb_received = on_vb.socket.try_recv_into(&mut elsewhere, None).is_some();
                 (received, vb_received)
             })
         });
@@ -364,4 +364,58 @@ fn sending_to_an_address_of_the_other_family_is_refused() {
             .is_err()
     });
     assert!(refused);
+}
+
+/// B's priority-0 socket queues, of three adverts A sends (priority 100, 0, 200), only the one of
+/// priority 0, while B's main socket receives all three in order.
+fn only_priority_zero_reaches_the_priority_zero_socket(family: Family) {
+    const LEAVING: [u8; 12] = [0x31, 51, 0, 1, 0x00, 0x64, 0, 0, 192, 0, 2, 50];
+    let lab = lab();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let b_side = scope.spawn(|| {
+            in_ns(&lab.b, move || async move {
+                let (link, main) = open("vb", family).await;
+                let zero =
+                    VrrpSocket::open_priority_zero(link.ifindex, &link.name, family).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut on_main = Vec::new();
+                for _ in 0..3 {
+                    on_main.push(recv_within(&main).await.payload);
+                }
+                let mut on_zero = Vec::new();
+                let mut received = Received::empty();
+                while let Some(outcome) = zero.try_recv_into(&mut received, None) {
+                    outcome.unwrap();
+                    on_zero.push(received.payload.clone());
+                }
+                (on_main, on_zero)
+            })
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its sockets");
+        in_ns(&lab.a, move || async move {
+            let (_, socket) = open("va", family).await;
+            for payload in [PAYLOAD, LEAVING, PEER_PAYLOAD] {
+                socket
+                    .send(&payload, family.vrrp_multicast())
+                    .await
+                    .unwrap();
+            }
+        });
+        let (on_main, on_zero) = b_side.join().unwrap();
+        assert_eq!(on_main, [PAYLOAD, LEAVING, PEER_PAYLOAD]);
+        assert_eq!(on_zero, [LEAVING], "the filter kept priority 0 alone");
+    });
+}
+
+#[test]
+fn ipv4_the_priority_zero_socket_queues_only_priority_zero() {
+    only_priority_zero_reaches_the_priority_zero_socket(Family::Ipv4);
+}
+
+#[test]
+fn ipv6_the_priority_zero_socket_queues_only_priority_zero() {
+    only_priority_zero_reaches_the_priority_zero_socket(Family::Ipv6);
 }

@@ -288,6 +288,59 @@ fn two_agents_elect_the_higher_priority_and_only_it_holds_the_vip() {
     assert_eq!(n1.transitions, 2, "INIT → BACKUP → MASTER");
 }
 
+/// The voluntary context switches (wake-ups) of the agent's VRRP receive threads so far.
+fn receive_thread_wakeups(pid: i32) -> u64 {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        if fs::read_to_string(task.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            != "vrrp-receive"
+        {
+            continue;
+        }
+        let status = fs::read_to_string(task.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |count| count.trim().parse::<u64>().unwrap());
+    }
+    total
+}
+
+/// A BACKUP whose MASTER speaks routinely lets the adverts wait in its socket and reads them
+/// together, half an interval before its Master_Down deadline: its receive thread wakes once
+/// for two to four adverts (about 4 times a second at 100 ms and priority 100), not once for
+/// each, and the election stays where it is.
+#[test]
+fn a_backup_reads_its_masters_routine_adverts_in_batches() {
+    let lab = lab("batch", &manifests("", None));
+    let (_a1, a2) = elected(&lab);
+    sleep(Duration::from_millis(500));
+    let window = Duration::from_secs(3);
+    let before = receive_thread_wakeups(a2.pid());
+    sleep(window);
+    let wakeups = receive_thread_wakeups(a2.pid()) - before;
+    // The MASTER sends one advert per 100 ms: 30 in the window.
+    let adverts = 30;
+    assert!(
+        wakeups * 5 <= adverts * 3,
+        "the receive thread woke {wakeups} times for about {adverts} adverts"
+    );
+    assert!(
+        wakeups >= 3,
+        "the receive thread woke only {wakeups} times in {window:?}"
+    );
+    assert_eq!(lab.n2.state("web"), Some(State::Backup));
+    assert_eq!(
+        lab.n2.instance("web").unwrap().transitions,
+        1,
+        "INIT → BACKUP"
+    );
+    assert!(lab.n1.holds(VIP) && !lab.n2.holds(VIP));
+}
+
 #[test]
 fn killing_the_master_makes_the_backup_take_over() {
     let lab = lab("kill", &manifests("", None));

@@ -1,11 +1,11 @@
 //! The README's lab-bench table, regenerated from the record of runs
 //! ([`crate::bench_record`]): keepalived beside the agent, for every case, role and measure,
-//! on each of the two newest days that have records (each cell: the median, min–max and
+//! on each of the two newest days that measured that row (each cell: the median, min–max and
 //! number of samples of that day's newest run that measured it; the last column the newest
 //! day's ratio, pair by pair where the daemons took turns), and the README's block between
 //! [`BEGIN`] and [`END`] replaced by it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::bench_record::{Measure, Record, RunInfo};
@@ -28,20 +28,25 @@ type RowKey = (usize, std::cmp::Reverse<Option<String>>, Measure);
 /// a record older than repeats).
 type RunSamples<'a> = (&'a RunInfo, Vec<(Option<u32>, f64)>);
 
-/// The markdown table (with its explanation and the runs it draws on) for `records`.
+/// The markdown table (with its explanation and the runs it draws on) for `records`: each row
+/// on the two newest days that measured it, so that a day that measured some cases only
+/// leaves the others on their own latest days.
 pub fn render(records: &[Record]) -> String {
-    let mut days: Vec<&str> = records.iter().map(|r| r.run.day()).collect();
-    days.sort_unstable();
-    days.dedup();
-    let days = &days[days.len().saturating_sub(2)..];
     let cases = case_order(records);
-    let mut rows: BTreeSet<RowKey> = BTreeSet::new();
-    for record in records.iter().filter(|r| days.contains(&r.run.day())) {
-        rows.insert((
+    let mut rows: BTreeMap<RowKey, Vec<&str>> = BTreeMap::new();
+    for record in records {
+        rows.entry((
             cases[&record.case],
             std::cmp::Reverse(record.role.clone()),
             record.measure,
-        ));
+        ))
+        .or_default()
+        .push(record.run.day());
+    }
+    for days in rows.values_mut() {
+        days.sort_unstable();
+        days.dedup();
+        days.drain(..days.len().saturating_sub(2));
     }
     let case_name = |index: usize| {
         cases
@@ -53,7 +58,8 @@ pub fn render(records: &[Record]) -> String {
     let mut used: Vec<&RunInfo> = Vec::new();
     let mut out = String::from(
         "Each cell: the median over one run's samples (min–max, n samples), keepalived 2.2.7 \
-         and the agent in the same lab. Failovers: three nodes, from the old MASTER's last \
+         and the agent in the same lab, on the newest day that measured the row and on the \
+         day before it that did. Failovers: three nodes, from the old MASTER's last \
          advert to the first answer for the VIP from another MAC, minus the RFC's \
          Master_Down_Interval (or Skew_Time for a SIGTERM). Instructions: callgrind, user space \
          only, the measured daemon under valgrind and its peer native. CPU, RSS and wakeups: \
@@ -61,24 +67,12 @@ pub fn render(records: &[Record]) -> String {
          starts. The ratio: where one run measured both daemons repeat by repeat (each repeat \
          runs the two back to back, which goes first alternating), the median (min–max) of \
          the repeats' ratios, so that a drift of the machine between repeats cancels; \
-         otherwise the ratio of the two medians.\n\n| case | role | measure |",
+         otherwise the ratio of the two medians.\n\n\
+         | case | role | measure | newest day | keepalived | kube-vrrp | day before | \
+         keepalived | kube-vrrp | kube-vrrp ÷ keepalived, newest day (or the day named) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for day in days {
-        for (_, name) in DAEMONS {
-            let _ = write!(out, " {day} {name} |");
-        }
-    }
-    let newest = days.last().copied().unwrap_or("");
-    let _ = writeln!(
-        out,
-        " kube-vrrp ÷ keepalived, {newest} (or the day named) |"
-    );
-    out.push_str("| --- | --- | --- |");
-    for _ in 0..=days.len() * DAEMONS.len() {
-        out.push_str(" --- |");
-    }
-    out.push('\n');
-    for (case, std::cmp::Reverse(role), measure) in &rows {
+    for ((case, std::cmp::Reverse(role), measure), days) in &rows {
         let _ = write!(
             out,
             "| {} | {} | {} |",
@@ -88,9 +82,14 @@ pub fn render(records: &[Record]) -> String {
         );
         // The ratio is the newest day's that measured both daemons for this row.
         let mut ratio_samples: Option<(&str, [Option<RunSamples>; 2])> = None;
-        for day in days {
+        for slot in 0..2 {
+            let Some(day) = days.iter().rev().nth(slot).copied() else {
+                out.push_str(" – | – | – |");
+                continue;
+            };
+            let _ = write!(out, " {day} |");
             let mut day_samples: [Option<RunSamples>; 2] = [None, None];
-            for (slot, (daemon, _)) in DAEMONS.iter().enumerate() {
+            for (index, (daemon, _)) in DAEMONS.iter().enumerate() {
                 let row = (case_name(*case), role.as_deref(), *measure);
                 let samples = newest_run_samples(records, day, row, daemon);
                 let values: Vec<f64> = samples
@@ -104,12 +103,13 @@ pub fn render(records: &[Record]) -> String {
                 }
                 let count = values.len();
                 let _ = write!(out, " {} |", cell(summarize(values), count, *measure));
-                day_samples[slot] = samples;
+                day_samples[index] = samples;
             }
-            if day_samples.iter().all(Option::is_some) {
+            if ratio_samples.is_none() && day_samples.iter().all(Option::is_some) {
                 ratio_samples = Some((day, day_samples));
             }
         }
+        let newest = days.last().copied().unwrap_or("");
         let ratio = match &ratio_samples {
             _ if *measure == Measure::FailoverOverRfcMs => "–".into(),
             None => "–".into(),
@@ -140,7 +140,7 @@ pub fn render(records: &[Record]) -> String {
             run.started, run.commit, run.machine
         );
     }
-    if days.len() < 2 {
+    if rows.values().all(|days| days.len() < 2) {
         out.push_str(
             "\nOnly one day has records: a run on another day is needed to see how the results \
              move from day to day.\n",
@@ -340,13 +340,12 @@ mod tests {
     }
 
     #[test]
-    fn the_table_sets_the_two_newest_days_side_by_side_from_each_days_newest_run() {
+    fn each_row_sets_its_two_newest_days_side_by_side_from_each_days_newest_run() {
         let table = render(&history());
-        let expected_header = "| case | role | measure | 2026-11-30 keepalived | 2026-11-30 kube-vrrp | 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 (or the day named) |";
+        let expected_header = "| case | role | measure | newest day | keepalived | kube-vrrp | day before | keepalived | kube-vrrp | kube-vrrp ÷ keepalived, newest day (or the day named) |";
         assert!(table.contains(expected_header), "{table}");
-        let failover =
-            "| death-v2-1s | – | failover − RFC value, ms | – | +0.8 (n=1) | – | – | – |";
-        let steady = "| steady-1x1s | MASTER | instructions / s | 1,355 (1,350–1,360, n=2) | 1,050 (1,000–1,100, n=2) | 1,355 (1,350–1,360, n=2) | 925 (900–950, n=2) | 0.68 |";
+        let failover = "| death-v2-1s | – | failover − RFC value, ms | 2026-11-30 | – | +0.8 (n=1) | – | – | – | – |";
+        let steady = "| steady-1x1s | MASTER | instructions / s | 2026-12-01 | 1,355 (1,350–1,360, n=2) | 925 (900–950, n=2) | 2026-11-30 | 1,355 (1,350–1,360, n=2) | 1,050 (1,000–1,100, n=2) | 0.68 |";
         let rows: Vec<&str> = table
             .lines()
             .filter(|l| l.starts_with("| death") || l.starts_with("| steady"))
@@ -365,21 +364,47 @@ mod tests {
     }
 
     #[test]
-    fn a_row_the_newest_day_did_not_measure_keeps_the_older_days_ratio_named() {
+    fn a_row_the_newest_day_did_not_measure_keeps_its_own_two_newest_days() {
         let mut records = history();
-        for (daemon, value) in [("keepalived", 2_000.0), ("kube-vrrp-agent", 1_000.0)] {
-            records.push(record(
-                "2026-11-30 10:00 UTC",
-                "aaa1111",
-                "steady-255x1s",
-                daemon,
-                Some("BACKUP"),
-                Measure::InstructionsPerSecond,
-                value,
-            ));
+        for (started, commit, value) in [
+            ("2026-11-29 10:00 UTC", "old0000", 3_000.0),
+            ("2026-11-30 10:00 UTC", "aaa1111", 2_000.0),
+        ] {
+            for (daemon, value) in [("keepalived", value), ("kube-vrrp-agent", value / 2.0)] {
+                records.push(record(
+                    started,
+                    commit,
+                    "steady-255x1s",
+                    daemon,
+                    Some("BACKUP"),
+                    Measure::InstructionsPerSecond,
+                    value,
+                ));
+            }
         }
         let table = render(&records);
-        let row = "| steady-255x1s | BACKUP | instructions / s | 2,000 (n=1) | 1,000 (n=1) | – | – | 0.50 on 2026-11-30 |";
+        let row = "| steady-255x1s | BACKUP | instructions / s | 2026-11-30 | 2,000 (n=1) | 1,000 (n=1) | 2026-11-29 | 3,000 (n=1) | 1,500 (n=1) | 0.50 |";
+        assert!(table.lines().any(|l| l == row), "{table}");
+        assert!(
+            table.contains("- 2026-11-29 10:00 UTC: commit old0000"),
+            "a row's older day is drawn on: {table}"
+        );
+    }
+
+    #[test]
+    fn a_row_whose_newest_day_measured_one_daemon_takes_its_ratio_from_the_day_before() {
+        let mut records = history();
+        records.push(record(
+            "2026-12-02 08:00 UTC",
+            "eee5555",
+            "steady-1x1s",
+            "kube-vrrp-agent",
+            Some("MASTER"),
+            Measure::InstructionsPerSecond,
+            800.0,
+        ));
+        let table = render(&records);
+        let row = "| steady-1x1s | MASTER | instructions / s | 2026-12-02 | – | 800 (n=1) | 2026-12-01 | 1,355 (1,350–1,360, n=2) | 925 (900–950, n=2) | 0.68 on 2026-12-01 |";
         assert!(table.lines().any(|l| l == row), "{table}");
     }
 
@@ -410,7 +435,10 @@ mod tests {
                 .unwrap()
         };
         assert!(row_of("MASTER") < row_of("BACKUP"), "{table}");
-        assert!(table.contains("| 2026-12-01 keepalived | 2026-12-01 kube-vrrp | kube-vrrp ÷ keepalived, 2026-12-01 (or the day named) |"), "{table}");
+        assert!(
+            table.contains("| steady-1x1s | BACKUP | instructions / s | 2026-12-01 | – | 1,200 (n=1) | – | – | – | – |"),
+            "{table}"
+        );
         assert!(table.contains("Only one day has records"), "{table}");
     }
 
@@ -439,7 +467,7 @@ mod tests {
             }
         }
         let table = render(&records);
-        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | 1.00 (0.90–1.10, 2 pairs) |";
+        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 2026-12-01 | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | – | – | – | 1.00 (0.90–1.10, 2 pairs) |";
         assert!(table.lines().any(|l| l == row), "{table}");
 
         // The same values from two different runs, or without repeats, are not pairs: the
@@ -448,7 +476,7 @@ mod tests {
         for r in apart.iter_mut().filter(|r| r.daemon == "keepalived") {
             r.run.started = "2026-12-01 18:00 UTC".into();
         }
-        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | 1.47 |";
+        let row = "| steady-1x10ms | MASTER | CPU, % of a core | 2026-12-01 | 1.500 (1.000–2.000, n=2) | 2.200 (0.900–9.000, n=3) | – | – | – | 1.47 |";
         assert!(
             render(&apart).lines().any(|l| l == row),
             "{}",

@@ -105,9 +105,17 @@ impl Endpoint {
             },
             None => None,
         };
+        let priority_zero = match VrrpSocket::open_priority_zero(ifindex, interface, family) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                tracing::warn!(%interface, %error, "cannot open the priority-0 socket; every advert is read as it arrives");
+                None
+            }
+        };
         let routes = Routes::default();
         let intake = Arc::new(Intake::new(
             Arc::clone(&socket),
+            priority_zero,
             interface,
             view,
             routes.clone(),
@@ -131,7 +139,7 @@ impl Endpoint {
     /// Returns once every datagram queued in the socket now has been delivered to its unit's
     /// queue.
     pub fn catch_up(&self) {
-        self.intake.catch_up();
+        let _ = self.intake.catch_up();
     }
 }
 

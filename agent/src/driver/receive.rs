@@ -9,9 +9,10 @@
 //! counted by reason, including those the kernel dropped for a full receive queue; an error of
 //! one datagram is counted, never waited on.
 
-use std::io::{PipeReader, PipeWriter};
+use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,29 @@ pub struct Route {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     inner: Arc<RwLock<ByVrid>>,
+    reader: Arc<ReaderWake>,
+}
+
+/// How the routes wake a receive thread that lets routine adverts wait in the socket (see
+/// [`Intake`]): it says so before it looks at the routes, and whoever then makes it read
+/// earlier writes its pipe.
+#[derive(Debug, Default)]
+struct ReaderWake {
+    holding: AtomicBool,
+    pipe: Mutex<Option<PipeWriter>>,
+}
+
+impl ReaderWake {
+    fn wake(&self) {
+        if self.holding.swap(false, Ordering::SeqCst) {
+            let pipe = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(mut pipe) = pipe.as_ref()
+                && let Err(error) = pipe.write_all(&[1])
+            {
+                tracing::warn!(%error, "cannot wake the VRRP receive thread");
+            }
+        }
+    }
 }
 
 impl Routes {
@@ -143,7 +167,30 @@ impl Routes {
             return Err(existing.instance.clone());
         }
         map.insert(vrid, route);
+        drop(map);
+        self.wake_reader();
         Ok(())
+    }
+
+    /// Makes a receive thread that lets routine adverts wait look at the routes again: one of
+    /// them must be read earlier (or at once) from now on.
+    pub fn wake_reader(&self) {
+        self.reader.wake();
+    }
+
+    /// Until when every route's adverts may wait in the socket (the earliest of their
+    /// [`Routine::read_by`]), and how many adverts a second they bring; `None` when one of
+    /// them must be read at once (or there is none).
+    fn read_by(&self) -> Option<(Instant, f64)> {
+        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut earliest: Option<Instant> = None;
+        let mut per_second = 0.0;
+        for route in map.0.iter().flatten() {
+            let (by, interval) = route.routine.read_by()?;
+            earliest = Some(earliest.map_or(by, |earliest| earliest.min(by)));
+            per_second += 1.0 / interval.as_secs_f64().max(f64::MIN_POSITIVE);
+        }
+        earliest.map(|by| (by, per_second))
     }
 
     /// Replaces the filter of `vrid` if `instance` holds it.
@@ -154,6 +201,8 @@ impl Routes {
         {
             route.filter = filter;
         }
+        drop(map);
+        self.wake_reader();
     }
 
     /// Removes the route of `vrid` if `instance` holds it.
@@ -255,6 +304,11 @@ const SOCKET_ERROR_PAUSE: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct Intake {
     socket: Arc<VrrpSocket>,
+    /// Queues only the adverts of priority 0: while it is open, routine adverts may wait in
+    /// `socket` (see [`Self::start`]); `None`: every datagram is read as it arrives.
+    priority_zero: Option<VrrpSocket>,
+    /// How many datagrams may wait in `socket`'s queue: half of what it holds.
+    room: f64,
     interface: String,
     routes: Routes,
     counters: ReceiveCounters,
@@ -270,6 +324,9 @@ struct Reading {
     view: watch::Receiver<InterfaceView>,
     own: Vec<IpAddr>,
     queue_drops: QueueDrops,
+    /// When a drain last found the queue empty, while datagrams have been read only by drains
+    /// since: everything read now arrived after it (see [`crate::net::arrival`]).
+    emptied: Option<Instant>,
 }
 
 /// What one read of the socket did.
@@ -283,9 +340,16 @@ enum Taken {
     Failed(NetError),
 }
 
-/// The tokens of the receive thread's [`Waiter`]: the stop pipe and the socket.
+/// The tokens of the receive thread's [`Waiter`]: the stop pipe, the socket, the routes' wake
+/// pipe and the priority-0 socket.
 const STOPPED: u64 = 0;
 const DATAGRAM: u64 = 1;
+const WOKEN: u64 = 2;
+const PRIORITY_ZERO: u64 = 3;
+
+/// The kernel's charge for one small datagram in a receive queue, at most (its buffer and
+/// bookkeeping, a page fragment on some NICs): what the room for waiting adverts is counted in.
+const QUEUED_DATAGRAM_BYTES: usize = 4096;
 
 /// Stops an [`Intake`]'s thread when dropped.
 #[derive(Debug)]
@@ -296,16 +360,21 @@ pub struct Stop {
 
 impl Intake {
     /// Reads `socket` for `routes`; `view` follows the interface named `interface`.
+    /// `priority_zero` (see [`VrrpSocket::open_priority_zero`]) lets routine adverts wait.
     pub fn new(
         socket: Arc<VrrpSocket>,
+        priority_zero: Option<VrrpSocket>,
         interface: &str,
         mut view: watch::Receiver<InterfaceView>,
         routes: Routes,
         metrics: &Metrics,
     ) -> Self {
         let own = own_addresses(&view.borrow_and_update().addresses);
+        let room = socket.receive_queue_bytes() / QUEUED_DATAGRAM_BYTES / 2;
         Self {
             socket,
+            priority_zero,
+            room: f64::from(u32::try_from(room).unwrap_or(u32::MAX)),
             interface: interface.to_owned(),
             routes,
             counters: metrics.receive_counters(interface),
@@ -314,6 +383,7 @@ impl Intake {
                 view,
                 own,
                 queue_drops: QueueDrops::default(),
+                emptied: None,
             }),
             socket_errors: Streak::default(),
         }
@@ -321,32 +391,80 @@ impl Intake {
 
     /// Starts the thread that delivers each datagram as it arrives, until the returned
     /// [`Stop`] is dropped. It runs under the real-time policy when the calling thread does.
+    ///
+    /// While every route is a BACKUP's routine (see [`Routine::read_by`]) and the priority-0
+    /// socket is open, the thread stops watching the socket and sleeps until the earliest
+    /// route must be read (or until half the queue may have filled), then reads everything
+    /// queued at once: one wake-up for two to three adverts instead of one for each. What
+    /// must not wait wakes it at once: an advert of priority 0 (its own socket), a route that
+    /// must now be read earlier (the routes' wake pipe), stopping.
     pub fn start(self: &Arc<Self>) -> std::io::Result<Stop> {
         let (stopped, stop) = std::io::pipe()?;
+        let (woken, wake) = std::io::pipe()?;
         let waiter = Waiter::new()?;
         waiter.watch(stopped.as_fd(), STOPPED)?;
         waiter.watch(self.socket.as_fd(), DATAGRAM)?;
+        waiter.watch(woken.as_fd(), WOKEN)?;
+        if let Some(priority_zero) = &self.priority_zero {
+            waiter.watch(priority_zero.as_fd(), PRIORITY_ZERO)?;
+        }
+        *self
+            .routes
+            .reader
+            .pipe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(wake);
         let intake = Arc::clone(self);
-        thread::spawn("vrrp-receive", move || intake.run(waiter, &stopped))?;
+        thread::spawn("vrrp-receive", move || intake.run(waiter, &stopped, woken))?;
         Ok(Stop { _writer: stop })
     }
 
-    /// The thread: waits in the kernel for a datagram, delivers it, until `stopped` reads
-    /// (the [`Stop`] was dropped; it is watched in `waiter` with the socket). One `recvmsg`
-    /// per datagram: the wait says one is queued, and reports the socket again while more are.
-    fn run(&self, mut waiter: Waiter, _stopped: &PipeReader) {
+    /// The thread: waits in the kernel for a datagram (or, while routine adverts may wait, for
+    /// the time to read them), delivers it, until `stopped` reads (the [`Stop`] was dropped; it
+    /// is watched in `waiter` with the socket). One `recvmsg` per datagram: the wait says one
+    /// is queued, and reports the socket again while more are.
+    fn run(&self, mut waiter: Waiter, _stopped: &PipeReader, mut woken: PipeReader) {
+        let mut watching = true;
+        let mut last_read = Instant::now();
+        // Datagrams a second that the last wait let queue up: a flood shortens the next wait.
+        let mut arriving = 0.0;
+        let mut discarded = Received::empty();
         loop {
-            if let Err(error) = waiter.wait(None) {
+            let until = self.wait_until(last_read, arriving);
+            if until.is_some() && watching && self.catch_up() > 0 {
+                // About to let datagrams wait: the queue is emptied first, so that what is read
+                // at the end of the wait is known to have arrived after now.
+                last_read = Instant::now();
+                continue;
+            }
+            if let Err(error) = self.watch_socket(&waiter, &mut watching, until.is_none()) {
+                self.socket_failed(&error);
+            }
+            if let Err(error) = waiter.wait(until) {
                 self.socket_failed(&NetError::Io {
                     op: "wait for a VRRP datagram",
                     source: error,
                 });
                 continue;
             }
-            if waiter.ready().any(|token| token == STOPPED) {
+            let ready = |token| waiter.ready().any(|ready| ready == token);
+            if ready(STOPPED) {
                 return;
             }
-            if waiter.ready().any(|token| token == DATAGRAM) {
+            if ready(WOKEN) {
+                let _ = woken.read(&mut [0; 16]);
+            }
+            let handover = ready(PRIORITY_ZERO);
+            if handover && let Some(priority_zero) = &self.priority_zero {
+                while priority_zero.try_recv_into(&mut discarded, None).is_some() {}
+            }
+            if handover || until.is_some_and(|until| Instant::now() >= until) {
+                let taken = self.catch_up();
+                let now = Instant::now();
+                let waited = now.saturating_duration_since(last_read).as_secs_f64();
+                arriving = f64::from(u32::try_from(taken).unwrap_or(u32::MAX)) / waited.max(1e-3);
+                last_read = now;
+            } else if watching && ready(DATAGRAM) {
                 match self.take() {
                     Taken::Datagram | Taken::Empty => {
                         if let Some(run) = self.socket_errors.succeeded() {
@@ -355,8 +473,52 @@ impl Intake {
                     }
                     Taken::Failed(error) => self.socket_failed(&error),
                 }
+                last_read = Instant::now();
             }
         }
+    }
+
+    /// Until when the datagrams may wait in the socket: the earliest route's
+    /// [`Routine::read_by`], or when half the queue may have filled since `last_read` (at the
+    /// routes' advert rate, or at `arriving` a second when more came); `None`: read each as it
+    /// arrives. Says first that the thread may be holding, so that a route changed after it
+    /// looked wakes it (see [`Routes::wake_reader`]).
+    fn wait_until(&self, last_read: Instant, arriving: f64) -> Option<Instant> {
+        self.priority_zero.as_ref()?;
+        self.routes.reader.holding.store(true, Ordering::SeqCst);
+        let now = Instant::now();
+        let until = self.routes.read_by().and_then(|(by, per_second)| {
+            let room = Duration::try_from_secs_f64(self.room / per_second.max(arriving))
+                .unwrap_or_default();
+            Some(by.min(last_read.checked_add(room)?)).filter(|until| *until > now)
+        });
+        if until.is_none() {
+            self.routes.reader.holding.store(false, Ordering::SeqCst);
+        }
+        until
+    }
+
+    /// Watches the socket in `waiter` when `read_now`, stops watching it otherwise.
+    fn watch_socket(
+        &self,
+        waiter: &Waiter,
+        watching: &mut bool,
+        read_now: bool,
+    ) -> Result<(), NetError> {
+        if *watching == read_now {
+            return Ok(());
+        }
+        let changed = if read_now {
+            waiter.watch(self.socket.as_fd(), DATAGRAM)
+        } else {
+            waiter.unwatch(self.socket.as_fd())
+        };
+        changed.map_err(|source| NetError::Io {
+            op: "watch the VRRP socket",
+            source,
+        })?;
+        *watching = read_now;
+        Ok(())
     }
 
     /// Counts and logs an error of the socket itself; pauses once they run long.
@@ -370,36 +532,54 @@ impl Intake {
         }
     }
 
-    /// Delivers every datagram queued in the socket now: a unit that woke late learns what
-    /// arrived before it. An error of the socket ends it (the thread's next read reports it).
+    /// Delivers every datagram queued in the socket now (returns how many): a unit that woke
+    /// late learns what arrived before it. An error of the socket ends it (the thread's next
+    /// read reports it).
     /// The reading lock is taken once for the whole drain, so that the receive thread, reading
     /// the same socket meanwhile, waits for it once rather than at every datagram.
-    pub fn catch_up(&self) {
+    pub fn catch_up(&self) -> usize {
         let mut reading = self.lock_reading();
-        while let Taken::Datagram = self.take_locked(&mut reading) {}
+        let mut taken = 0;
+        loop {
+            match self.take_locked(&mut reading, true) {
+                Taken::Datagram => taken += 1,
+                Taken::Empty => {
+                    reading.emptied = Some(Instant::now());
+                    return taken;
+                }
+                Taken::Failed(_) => return taken,
+            }
+        }
     }
 
     /// Reads one datagram without waiting and delivers it (or counts its drop).
     fn take(&self) -> Taken {
-        self.take_locked(&mut self.lock_reading())
+        let mut reading = self.lock_reading();
+        reading.emptied = None;
+        self.take_locked(&mut reading, false)
     }
 
     fn lock_reading(&self) -> std::sync::MutexGuard<'_, Reading> {
         self.reading.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// [`Self::take`] under a reading lock already held.
-    fn take_locked(&self, reading: &mut Reading) -> Taken {
+    /// [`Self::take`] under a reading lock already held; `draining`: as part of
+    /// [`Self::catch_up`] (the datagram arrived after the queue was last found empty).
+    fn take_locked(&self, reading: &mut Reading, draining: bool) -> Taken {
         let Reading {
             received,
             view,
             own,
             queue_drops,
+            emptied,
         } = reading;
         if view.has_changed().unwrap_or(false) {
             *own = own_addresses(&view.borrow_and_update().addresses);
         }
-        match self.socket.try_recv_into(received) {
+        match self
+            .socket
+            .try_recv_into(received, emptied.filter(|_| draining))
+        {
             None => Taken::Empty,
             Some(Ok(())) => {
                 deliver(
@@ -656,24 +836,62 @@ mod tests {
         assert_eq!(wrapping.since_last(Some(2)), 4);
     }
 
-    #[test]
-    fn routes_refuse_a_vrid_held_by_another_instance() {
-        let routes = Routes::default();
-        let (sender, _receiver) = mpsc::channel(1);
-        let route = |instance: &str| Route {
+    /// A v3 route of `instance` (member 0) whose adverts go to `sender`.
+    fn route(instance: &str, sender: &AdvertSender) -> Route {
+        Route {
             instance: instance.to_owned(),
             filter: filter(Version::V3),
             member: 0,
             sender: sender.clone(),
             received: Counter::default(),
             routine: Routine::new(Counter::default()),
-        };
+        }
+    }
+
+    #[test]
+    fn routes_refuse_a_vrid_held_by_another_instance() {
+        let routes = Routes::default();
+        let (sender, _receiver) = mpsc::channel(1);
+        let route = |instance: &str| route(instance, &sender);
         routes.insert(51, route("web")).unwrap();
         assert_eq!(routes.insert(51, route("db")), Err("web".to_owned()));
         routes.remove(51, "db");
         assert!(!routes.is_empty());
         routes.remove(51, "web");
         assert!(routes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn adverts_wait_only_while_every_route_is_routine_until_the_earliest_reading() {
+        let routes = Routes::default();
+        let (sender, _receiver) = mpsc::channel(1);
+        let timer = crate::net::timer::Deadline::new().unwrap();
+        let start = Instant::now();
+        let route = |instance: &str| route(instance, &sender);
+        let expected = |interval_ms: u64| ReceivedAdvert {
+            source: SOURCE,
+            priority: 150,
+            max_advert_interval: Duration::from_millis(interval_ms),
+        };
+        assert_eq!(routes.read_by(), None, "no route");
+        let (web, db) = (route("web"), route("db"));
+        routes.insert(51, web.clone()).unwrap();
+        routes.insert(52, db.clone()).unwrap();
+        let master_down = Some((timer.postpone(), Duration::from_secs(3)));
+        web.routine.expect(
+            Some(expected(1_000)),
+            Some(start + Duration::from_secs(3)),
+            master_down.clone(),
+        );
+        assert_eq!(routes.read_by(), None, "db is read at once");
+        db.routine.expect(
+            Some(expected(10)),
+            Some(start + Duration::from_secs(2)),
+            master_down,
+        );
+        let (by, per_second) = routes.read_by().unwrap();
+        assert_eq!(by, start + Duration::from_millis(1_995), "db, 5 ms before");
+        assert!((per_second - 101.0).abs() < 1e-9, "{per_second}");
     }
 
     #[test]

@@ -122,13 +122,16 @@ impl Routine {
     /// deadline `due`; `postpone`: the unit's timer and its Master_Down_Interval, when the
     /// machine's Master_Down deadline is the unit's only deadline (nothing earlier to keep).
     /// An expectation waits while adverts the unit has not heard are queued.
+    /// True when the receive path must read this member's adverts earlier than it was told
+    /// before (see [`Self::read_by`]): the caller wakes the receive path.
     pub fn expect(
         &self,
         expected: Option<ReceivedAdvert>,
         due: Option<Instant>,
         postpone: Option<(Postpone, Duration)>,
-    ) {
+    ) -> bool {
         let mut cell = self.cell();
+        let before = cell.read_by().map(|(by, _)| by);
         cell.expected = expected.filter(|_| cell.queued == 0);
         cell.postpone = postpone.filter(|_| cell.expected.is_some());
         cell.due = due;
@@ -136,6 +139,27 @@ impl Routine {
         cell.kept_until = due
             .zip(cell.expected)
             .and_then(|(due, expected)| last_hearing_kept(due, expected.max_advert_interval));
+        let after = cell.read_by().map(|(by, _)| by);
+        before.is_some_and(|before| after.is_none_or(|after| after < before))
+    }
+
+    /// Receive path: until when this member's adverts may wait unread in the socket (see
+    /// [`Cell::read_by`]), with their interval; `None`: read each one as it arrives.
+    pub fn read_by(&self) -> Option<(Instant, Duration)> {
+        self.cell().read_by()
+    }
+}
+
+impl Cell {
+    /// While the member's adverts are routine and each one read moves the unit's timer, they
+    /// may wait in the socket until half an interval before the Master_Down deadline: read
+    /// then, the latest one postpones the unit before its timer fires, and its kernel receive
+    /// stamp keeps the deadline where reading it at once would have put it.
+    fn read_by(&self) -> Option<(Instant, Duration)> {
+        let interval = self.expected?.max_advert_interval;
+        self.postpone.as_ref()?;
+        let by = self.due?.checked_sub(interval / 2)?;
+        Some((by, interval))
     }
 }
 
@@ -259,6 +283,44 @@ mod tests {
             );
         }
         assert_eq!(moves, 10, "one advert in three moves the timer");
+    }
+
+    #[tokio::test]
+    async fn routine_adverts_may_wait_until_half_an_interval_before_the_deadline() {
+        let timer = crate::net::timer::Deadline::new().unwrap();
+        let routine = Routine::new(Counter::default());
+        let start = Instant::now();
+        let due = start + Duration::from_secs(3);
+        let postpone = || Some((timer.postpone(), Duration::from_millis(3_609)));
+        assert_eq!(routine.read_by(), None, "nothing expected: read at once");
+        assert!(!routine.expect(Some(advert(150)), Some(due), postpone()));
+        assert_eq!(
+            routine.read_by(),
+            Some((start + Duration::from_millis(2_500), Duration::from_secs(1)))
+        );
+        let heard = start + Duration::from_secs(1);
+        assert!(routine.hear(advert(150), heard, heard));
+        assert_eq!(
+            routine.read_by().map(|(by, _)| by),
+            Some(heard + Duration::from_millis(3_109)),
+            "a routine advert read moves it with the deadline"
+        );
+        assert!(
+            routine.expect(Some(advert(150)), Some(due), None),
+            "without a timer to postpone, adverts are read at once: the reader is woken"
+        );
+        assert_eq!(routine.read_by(), None);
+        assert!(!routine.expect(Some(advert(150)), Some(due), postpone()));
+        assert!(
+            routine.expect(
+                Some(advert(150)),
+                Some(start + Duration::from_millis(2_999)),
+                postpone()
+            ),
+            "an earlier deadline wakes the reader"
+        );
+        assert!(!routine.expect(Some(advert(150)), Some(due), postpone()));
+        assert!(routine.expect(None, Some(due), None), "no longer routine");
     }
 
     #[test]

@@ -492,11 +492,13 @@ impl Unit {
             let postpone = instance
                 .filter(|_| alone && expected.is_some())
                 .map(|instance| (timer.postpone(), instance.master_down_interval()));
-            member.routine.expect(
+            if member.routine.expect(
                 expected,
                 instance.and_then(Instance::next_deadline),
                 postpone,
-            );
+            ) {
+                member.endpoint.routes.wake_reader();
+            }
         }
     }
 

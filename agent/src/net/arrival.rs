@@ -20,11 +20,22 @@ use nix::time::{ClockId, clock_gettime};
 pub const BELIEVABLE_AGE: Duration = Duration::from_secs(1);
 
 /// The monotonic instant of a datagram stamped `stamp` (the wall clock's time since the epoch),
-/// read when the monotonic clock said `now` and the wall clock `wall_now`. Pure.
-pub fn arrival(now: Instant, wall_now: Duration, stamp: Option<Duration>) -> Instant {
+/// read when the monotonic clock said `now` and the wall clock `wall_now`. `queued_after`: when
+/// its queue was last seen empty, if the reader knows (it then arrived after that, and a stamp
+/// is believed back to it, or to [`BELIEVABLE_AGE`] when that is older: a reader that lets
+/// datagrams wait on purpose reads them older than a second). Pure.
+pub fn arrival(
+    now: Instant,
+    wall_now: Duration,
+    stamp: Option<Duration>,
+    queued_after: Option<Instant>,
+) -> Instant {
+    let oldest = queued_after
+        .map_or(BELIEVABLE_AGE, |empty| now.saturating_duration_since(empty))
+        .max(BELIEVABLE_AGE);
     stamp
         .and_then(|stamp| wall_now.checked_sub(stamp))
-        .filter(|age| *age <= BELIEVABLE_AGE)
+        .filter(|age| *age <= oldest)
         .and_then(|age| now.checked_sub(age))
         .unwrap_or(now)
 }
@@ -32,9 +43,9 @@ pub fn arrival(now: Instant, wall_now: Duration, stamp: Option<Duration>) -> Ins
 /// [`arrival`] of a datagram read when the monotonic clock said `read`, with the wall clock
 /// read now. The wall clock is read as the kernel's `timespec` (not through `SystemTime`, whose
 /// checked difference from the epoch costs more than the read on this path of every advert).
-pub fn arrived(read: Instant, stamp: Option<Duration>) -> Instant {
+pub fn arrived(read: Instant, stamp: Option<Duration>, queued_after: Option<Instant>) -> Instant {
     let wall_now = clock_gettime(ClockId::CLOCK_REALTIME).map_or(Duration::ZERO, Duration::from);
-    arrival(read, wall_now, stamp)
+    arrival(read, wall_now, stamp, queued_after)
 }
 
 #[cfg(test)]
@@ -62,12 +73,16 @@ mod tests {
     fn a_datagram_read_late_arrived_as_long_ago_as_its_stamp_says() {
         let now = Instant::now();
         assert_eq!(
-            arrival(now, WALL, stamped_before(ms(6))),
+            arrival(now, WALL, stamped_before(ms(6)), None),
             earlier(now, ms(6))
         );
-        assert_eq!(arrival(now, WALL, Some(WALL)), now, "read as it arrived");
         assert_eq!(
-            arrival(now, WALL, stamped_before(BELIEVABLE_AGE)),
+            arrival(now, WALL, Some(WALL), None),
+            now,
+            "read as it arrived"
+        );
+        assert_eq!(
+            arrival(now, WALL, stamped_before(BELIEVABLE_AGE), None),
             earlier(now, BELIEVABLE_AGE),
             "the oldest believed"
         );
@@ -76,23 +91,53 @@ mod tests {
     #[test]
     fn a_missing_future_or_too_old_stamp_means_the_datagram_arrived_when_it_was_read() {
         let now = Instant::now();
-        assert_eq!(arrival(now, WALL, None), now, "no stamp");
-        assert_eq!(arrival(now, WALL, Some(WALL + ms(1))), now, "in the future");
+        assert_eq!(arrival(now, WALL, None, None), now, "no stamp");
         assert_eq!(
-            arrival(now, WALL, stamped_before(BELIEVABLE_AGE + ms(1))),
+            arrival(now, WALL, Some(WALL + ms(1)), None),
+            now,
+            "in the future"
+        );
+        assert_eq!(
+            arrival(now, WALL, stamped_before(BELIEVABLE_AGE + ms(1)), None),
             now,
             "older than believable"
         );
         assert_eq!(
-            arrival(now, WALL, Some(Duration::ZERO)),
+            arrival(now, WALL, Some(Duration::ZERO), None),
             now,
             "never stamped"
         );
         let stepped = WALL + Duration::from_secs(3600);
         assert_eq!(
-            arrival(now, stepped, Some(WALL)),
+            arrival(now, stepped, Some(WALL), None),
             now,
             "the wall clock stepped an hour"
+        );
+    }
+
+    #[test]
+    fn a_datagram_left_waiting_is_believed_back_to_when_its_queue_was_empty() {
+        let now = Instant::now();
+        let emptied = Some(earlier(now, ms(2_500)));
+        assert_eq!(
+            arrival(now, WALL, stamped_before(ms(2_400)), emptied),
+            earlier(now, ms(2_400)),
+            "queued after the queue was empty: believed"
+        );
+        assert_eq!(
+            arrival(now, WALL, stamped_before(ms(2_600)), emptied),
+            now,
+            "older than the empty queue: a clock step"
+        );
+        assert_eq!(
+            arrival(
+                now,
+                WALL,
+                stamped_before(ms(900)),
+                Some(earlier(now, ms(10)))
+            ),
+            earlier(now, ms(900)),
+            "a second is believed whatever the queue"
         );
     }
 
@@ -100,7 +145,7 @@ mod tests {
     fn a_stamp_of_the_real_wall_clock_is_carried_onto_the_monotonic_clock() {
         let before = Instant::now();
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let at = arrived(Instant::now(), wall.checked_sub(ms(50)));
+        let at = arrived(Instant::now(), wall.checked_sub(ms(50)), None);
         // 50 ms before the read, give or take the time between the two readings of the clocks.
         assert!(at + ms(50) <= Instant::now(), "{at:?}");
         assert!(at + ms(50) + ms(500) >= before, "{at:?} vs {before:?}");

@@ -229,6 +229,28 @@ impl VrrpSocket {
         })
     }
 
+    /// Opens a socket like [`Self::open`] whose queue the kernel fills only with datagrams whose
+    /// VRRP priority is 0 (a MASTER leaving): a BACKUP that reads its main socket in batches
+    /// watches this one to hear a handover at once. What it queues is in the main socket too;
+    /// its datagrams only wake the reader.
+    pub fn open_priority_zero(
+        ifindex: u32,
+        ifname: &str,
+        family: Family,
+    ) -> Result<Self, NetError> {
+        let opened = Self::open(ifindex, ifname, family)?;
+        opened
+            .socket
+            .attach_filter(&priority_zero_filter(family))
+            .map_err(NetError::io("attach the priority-0 filter"))?;
+        Ok(opened)
+    }
+
+    /// The bytes the kernel lets this socket's receive queue hold (0 when it cannot say).
+    pub fn receive_queue_bytes(&self) -> usize {
+        self.socket.recv_buffer_size().unwrap_or(0)
+    }
+
     /// The interface this socket sends and receives on.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -243,9 +265,14 @@ impl VrrpSocket {
     /// once it has grown to the largest datagram, receiving allocates nothing): `None` when no
     /// datagram is queued. An error for one datagram (truncated, malformed header, missing
     /// control message) does not break the socket: count it and receive again. On an error
-    /// `into` is unspecified.
-    pub fn try_recv_into(&self, into: &mut Received) -> Option<Result<(), NetError>> {
-        match self.recv_now(&self.socket, into) {
+    /// `into` is unspecified. `queued_after`: when the caller last found the queue empty, if it
+    /// knows (see [`arrival::arrival`]).
+    pub fn try_recv_into(
+        &self,
+        into: &mut Received,
+        queued_after: Option<Instant>,
+    ) -> Option<Result<(), NetError>> {
+        match self.recv_now(&self.socket, into, queued_after) {
             Ok(received) => Some(received),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
             Err(error) => Some(Err(NetError::Io {
@@ -359,7 +386,12 @@ impl VrrpSocket {
 
     /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
     /// readiness); the inner one is about the datagram.
-    fn recv_now(&self, socket: &Socket, into: &mut Received) -> io::Result<Result<(), NetError>> {
+    fn recv_now(
+        &self,
+        socket: &Socket,
+        into: &mut Received,
+        queued_after: Option<Instant>,
+    ) -> io::Result<Result<(), NetError>> {
         let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
         let RecvBuffers {
             datagram,
@@ -392,7 +424,7 @@ impl VrrpSocket {
             }
         }
         let read = Instant::now();
-        let arrived = arrival::arrived(read, stamp);
+        let arrived = arrival::arrived(read, stamp, queued_after);
         match self.family {
             // Source, destination and TTL come from the IP header a raw IPv4 socket hands over.
             Family::Ipv4 => Ok(IpPacket::decode_ipv4(received)
@@ -444,6 +476,38 @@ fn ipv6_source(name: &[u8]) -> Option<Ipv6Addr> {
 fn needs_scope(address: Ipv6Addr) -> bool {
     let first = address.segments()[0];
     (first & 0xffc0) == 0xfe80 || (address.is_multicast() && matches!(first & 0x000f, 1 | 2))
+}
+
+/// A classic BPF program that keeps a datagram when the VRRP priority (the third byte of the
+/// VRRP header, RFC 5798 §5.2) is 0 and drops it otherwise. An IPv4 raw socket's filter sees the
+/// datagram from its IP header (of IHL × 4 bytes); an IPv6 one sees it from the VRRP header.
+fn priority_zero_filter(family: Family) -> Vec<socket2::SockFilter> {
+    use libc::{
+        BPF_ABS, BPF_B, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MSH, BPF_RET,
+    };
+    const PRIORITY: u32 = 2;
+    let op = |code: u32| u16::try_from(code).unwrap_or(u16::MAX);
+    let load_priority = match family {
+        // X = IHL × 4, then the byte at X + 2.
+        Family::Ipv4 => vec![
+            socket2::SockFilter::new(op(BPF_LDX | BPF_B | BPF_MSH), 0, 0, 0),
+            socket2::SockFilter::new(op(BPF_LD | BPF_B | BPF_IND), 0, 0, PRIORITY),
+        ],
+        Family::Ipv6 => vec![socket2::SockFilter::new(
+            op(BPF_LD | BPF_B | BPF_ABS),
+            0,
+            0,
+            PRIORITY,
+        )],
+    };
+    let mut program = load_priority;
+    program.extend([
+        // Priority 0: keep (next instruction); otherwise drop (the one after).
+        socket2::SockFilter::new(op(BPF_JMP | BPF_JEQ | BPF_K), 0, 1, 0),
+        socket2::SockFilter::new(op(BPF_RET | BPF_K), 0, 0, u32::MAX),
+        socket2::SockFilter::new(op(BPF_RET | BPF_K), 0, 0, 0),
+    ]);
+    program
 }
 
 #[cfg(test)]

@@ -111,6 +111,14 @@ impl Waiter {
         }
     }
 
+    /// Stops watching `fd` (watched or not).
+    pub(crate) fn unwatch(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        match self.epoll.delete(fd) {
+            Err(Errno::ENOENT) => Ok(()),
+            done => Ok(done?),
+        }
+    }
+
     /// Sleeps until a watched descriptor is ready or `deadline` passes (`None`: no limit; one
     /// already passed returns at once). A signal ends the wait early, with nothing ready.
     pub(crate) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {

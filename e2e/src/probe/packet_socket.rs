@@ -106,7 +106,7 @@ impl PacketSocket {
                     len: message.bytes,
                     ifindex,
                     pkttype,
-                    arrived: arrival::arrived(Instant::now(), stamp),
+                    arrived: arrival::arrived(Instant::now(), stamp, None),
                 }))
             }
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
