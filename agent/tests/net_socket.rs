@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use kube_vrrp_agent::net::arrival::Clocks;
 use kube_vrrp_agent::net::link::{Link, Links};
 use kube_vrrp_agent::net::socket::{Received, VrrpSocket};
 use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
@@ -118,7 +119,11 @@ async fn recv_within(speaker: &Speaker) -> Received {
     let mut received = Received::empty();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(outcome) = speaker.socket.try_recv_into(&mut received, None) {
+        if let Some(outcome) =
+            speaker
+                .socket
+                .try_recv_into(&mut received, None, &mut Clocks::default())
+        {
             outcome.unwrap();
             return received;
         }
@@ -253,7 +258,10 @@ fn an_ipv4_advert_arriving_on_another_interface_reaches_only_the_socket_bound_th
                 ready_tx.send(()).unwrap();
                 let received = recv_within(&on_wb).await;
                 let mut elsewhere = Received::empty();
-                let vb_received = on_vb.socket.try_recv_into(&mut elsewhere, None).is_some();
+                let vb_received = on_vb
+                    .socket
+                    .try_recv_into(&mut elsewhere, None, &mut Clocks::default())
+                    .is_some();
                 (received, vb_received)
             })
         });
@@ -385,7 +393,9 @@ fn only_priority_zero_reaches_the_priority_zero_socket(family: Family) {
                 }
                 let mut on_zero = Vec::new();
                 let mut received = Received::empty();
-                while let Some(outcome) = zero.try_recv_into(&mut received, None) {
+                while let Some(outcome) =
+                    zero.try_recv_into(&mut received, None, &mut Clocks::default())
+                {
                     outcome.unwrap();
                     on_zero.push(received.payload.clone());
                 }

@@ -4,8 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use kube_vrrp_agent::driver::admissions::Admissions;
 use kube_vrrp_agent::driver::receive::{AdvertFilter, Route, Routes};
-use kube_vrrp_agent::driver::routine::Routine;
+use kube_vrrp_agent::driver::routine::{Routine, Settle};
 use kube_vrrp_agent::net::socket::Received;
 use kube_vrrp_agent::report::Metrics;
 use kube_vrrp_agent::vrrp::packet::{Advertisement, Authentication};
@@ -57,9 +58,10 @@ fn receiving_an_advert_for_one_of_255_instances_allocates_nothing() {
     }
     let adverts: Vec<Received> = (1..=255u8).map(advert).collect();
     let own = [OWN];
+    let mut admissions = Admissions::default();
     let mut handle = |received: &Received| {
         routes
-            .deliver(received, &own, "eth0")
+            .deliver(received, &own, "eth0", Settle::Now, &mut admissions)
             .expect("an admitted advert");
         let queued = queue.try_recv().expect("the advert was queued");
         assert_eq!(

@@ -13,6 +13,7 @@
 //! VIP books, and an interface that comes back with a new index (a bond or a driver reloaded)
 //! has its units started again on it.
 
+pub mod admissions;
 pub mod beat;
 pub mod config;
 pub mod conflict;

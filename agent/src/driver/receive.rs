@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, watch};
 
+use super::admissions::Admissions;
 use super::endpoint::own_addresses;
 use super::interfaces::InterfaceView;
-use super::routine::Routine;
+use super::routine::{Routine, Settle};
 use super::streak::Streak;
 use super::thread;
 use crate::net::NetError;
+use crate::net::arrival::Clocks;
 use crate::net::socket::{Received, VrrpSocket};
 use crate::net::waiter::Waiter;
 use crate::report::Metrics;
@@ -185,12 +187,21 @@ impl Routes {
         let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let mut earliest: Option<Instant> = None;
         let mut per_second = 0.0;
-        for route in map.0.iter().flatten() {
+        for route in map.routes() {
             let (by, interval) = route.routine.read_by()?;
             earliest = Some(earliest.map_or(by, |earliest| earliest.min(by)));
             per_second += 1.0 / interval.as_secs_f64().max(f64::MIN_POSITIVE);
         }
         earliest.map(|by| (by, per_second))
+    }
+
+    /// Moves each routine's timer to where the adverts a drain heard put its deadline (see
+    /// [`Settle::AfterDrain`]).
+    fn settle(&self) {
+        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        for route in map.routes() {
+            route.routine.settle();
+        }
     }
 
     /// Replaces the filter of `vrid` if `instance` holds it.
@@ -225,22 +236,25 @@ impl Routes {
 
     /// Admits `received` against the current routes and hands the advert to its instance
     /// (counted; dropped when the instance's queue is full); the reason it was not admitted
-    /// otherwise. Allocates nothing: this is the path of every advert.
+    /// otherwise. Allocates nothing once `admissions` has seen the advert's VRID: this is the
+    /// path of every advert. `settle`: when a routine advert moves its unit's timer.
     pub fn deliver(
         &self,
         received: &Received,
         own: &[IpAddr],
         interface: &str,
+        settle: Settle,
+        admissions: &mut Admissions,
     ) -> Result<(), DropReason> {
         let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let admitted = admit(received, own, |vrid| {
+        let admitted = admissions.admit(map.version, received, own, |vrid| {
             map.get(vrid).map(|route| &route.filter)
         })?;
         let route = map.get(admitted.vrid).ok_or(DropReason::Vrid)?;
         route.received.inc();
         if route
             .routine
-            .hear(admitted.advert, received.arrived, received.read)
+            .hear(admitted.advert, received.arrived, received.read, settle)
         {
             return Ok(());
         }
@@ -258,39 +272,64 @@ impl Routes {
     }
 }
 
-/// The routes of one (interface, family), one slot per VRID: a lookup is an index.
+/// The routes of one (interface, family), one slot per VRID: a lookup is an index. The VRIDs
+/// served are also listed, so that a look at every route costs what they number, not 256.
 #[derive(Debug, Clone)]
-struct ByVrid(Vec<Option<Route>>);
+struct ByVrid {
+    slots: Vec<Option<Route>>,
+    served: Vec<u8>,
+    /// Counts the changes of any route (what [`Admissions`] remembers is checked against it).
+    version: u64,
+}
 
 impl Default for ByVrid {
     fn default() -> Self {
-        Self(vec![None; usize::from(u8::MAX) + 1])
+        Self {
+            slots: vec![None; usize::from(u8::MAX) + 1],
+            served: Vec::new(),
+            version: 0,
+        }
     }
 }
 
 impl ByVrid {
     fn get(&self, vrid: u8) -> Option<&Route> {
-        self.0.get(usize::from(vrid)).and_then(Option::as_ref)
+        self.slots.get(usize::from(vrid)).and_then(Option::as_ref)
     }
 
     fn get_mut(&mut self, vrid: u8) -> Option<&mut Route> {
-        self.0.get_mut(usize::from(vrid)).and_then(Option::as_mut)
+        self.version = self.version.wrapping_add(1);
+        self.slots
+            .get_mut(usize::from(vrid))
+            .and_then(Option::as_mut)
+    }
+
+    /// Every route, in the order their VRIDs were first served.
+    fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.served.iter().filter_map(|vrid| self.get(*vrid))
     }
 
     fn insert(&mut self, vrid: u8, route: Route) {
-        if let Some(slot) = self.0.get_mut(usize::from(vrid)) {
+        self.version = self.version.wrapping_add(1);
+        if let Some(slot) = self.slots.get_mut(usize::from(vrid)) {
+            if slot.is_none() {
+                self.served.push(vrid);
+            }
             *slot = Some(route);
         }
     }
 
     fn remove(&mut self, vrid: u8) {
-        if let Some(slot) = self.0.get_mut(usize::from(vrid)) {
-            *slot = None;
+        self.version = self.version.wrapping_add(1);
+        if let Some(slot) = self.slots.get_mut(usize::from(vrid))
+            && slot.take().is_some()
+        {
+            self.served.retain(|served| *served != vrid);
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.0.iter().all(Option::is_none)
+        self.served.is_empty()
     }
 }
 
@@ -327,6 +366,9 @@ struct Reading {
     /// When a drain last found the queue empty, while datagrams have been read only by drains
     /// since: everything read now arrived after it (see [`crate::net::arrival`]).
     emptied: Option<Instant>,
+    /// What the datagrams are timed by: read afresh for each one read alone, once for a drain.
+    clocks: Clocks,
+    admissions: Admissions,
 }
 
 /// What one read of the socket did.
@@ -384,6 +426,8 @@ impl Intake {
                 own,
                 queue_drops: QueueDrops::default(),
                 emptied: None,
+                clocks: Clocks::default(),
+                admissions: Admissions::default(),
             }),
             socket_errors: Streak::default(),
         }
@@ -456,7 +500,11 @@ impl Intake {
             }
             let handover = ready(PRIORITY_ZERO);
             if handover && let Some(priority_zero) = &self.priority_zero {
-                while priority_zero.try_recv_into(&mut discarded, None).is_some() {}
+                let mut clocks = Clocks::default();
+                while priority_zero
+                    .try_recv_into(&mut discarded, None, &mut clocks)
+                    .is_some()
+                {}
             }
             if handover || until.is_some_and(|until| Instant::now() >= until) {
                 let taken = self.catch_up();
@@ -486,11 +534,10 @@ impl Intake {
     fn wait_until(&self, last_read: Instant, arriving: f64) -> Option<Instant> {
         self.priority_zero.as_ref()?;
         self.routes.reader.holding.store(true, Ordering::SeqCst);
-        let now = Instant::now();
         let until = self.routes.read_by().and_then(|(by, per_second)| {
             let room = Duration::try_from_secs_f64(self.room / per_second.max(arriving))
                 .unwrap_or_default();
-            Some(by.min(last_read.checked_add(room)?)).filter(|until| *until > now)
+            Some(by.min(last_read.checked_add(room)?)).filter(|until| *until > Instant::now())
         });
         if until.is_none() {
             self.routes.reader.holding.store(false, Ordering::SeqCst);
@@ -539,23 +586,29 @@ impl Intake {
     /// the same socket meanwhile, waits for it once rather than at every datagram.
     pub fn catch_up(&self) -> usize {
         let mut reading = self.lock_reading();
+        reading.clocks = Clocks::default();
         let mut taken = 0;
         loop {
             match self.take_locked(&mut reading, true) {
                 Taken::Datagram => taken += 1,
                 Taken::Empty => {
                     reading.emptied = Some(Instant::now());
-                    return taken;
+                    break;
                 }
-                Taken::Failed(_) => return taken,
+                Taken::Failed(_) => break,
             }
         }
+        if taken > 0 {
+            self.routes.settle();
+        }
+        taken
     }
 
     /// Reads one datagram without waiting and delivers it (or counts its drop).
     fn take(&self) -> Taken {
         let mut reading = self.lock_reading();
         reading.emptied = None;
+        reading.clocks = Clocks::default();
         self.take_locked(&mut reading, false)
     }
 
@@ -572,24 +625,24 @@ impl Intake {
             own,
             queue_drops,
             emptied,
+            clocks,
+            admissions,
         } = reading;
         if view.has_changed().unwrap_or(false) {
             *own = own_addresses(&view.borrow_and_update().addresses);
         }
         match self
             .socket
-            .try_recv_into(received, emptied.filter(|_| draining))
+            .try_recv_into(received, emptied.filter(|_| draining), clocks)
         {
             None => Taken::Empty,
             Some(Ok(())) => {
-                deliver(
-                    received,
-                    own,
-                    &self.routes,
-                    &self.counters,
-                    &self.interface,
-                    queue_drops,
-                );
+                let settle = if draining {
+                    Settle::AfterDrain
+                } else {
+                    Settle::Now
+                };
+                self.deliver(received, own, queue_drops, settle, admissions);
                 Taken::Datagram
             }
             Some(Err(error)) => match error.drop_reason() {
@@ -604,23 +657,30 @@ impl Intake {
     }
 }
 
-/// Counts the kernel's drops reported with `received`, then routes it or counts its drop.
-fn deliver(
-    received: &Received,
-    own: &[IpAddr],
-    routes: &Routes,
-    counters: &ReceiveCounters,
-    interface: &str,
-    queue_drops: &mut QueueDrops,
-) {
-    let overflowed = queue_drops.since_last(received.queue_drops);
-    if overflowed > 0 {
-        counters.dropped(DropReason::Overflow, u64::from(overflowed));
-        tracing::debug!(%interface, dropped = overflowed, "the kernel dropped VRRP datagrams: receive queue full");
-    }
-    if let Err(reason) = routes.deliver(received, own, interface) {
-        counters.dropped(reason, 1);
-        tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
+impl Intake {
+    /// Counts the kernel's drops reported with `received`, then routes it or counts its drop.
+    fn deliver(
+        &self,
+        received: &Received,
+        own: &[IpAddr],
+        queue_drops: &mut QueueDrops,
+        settle: Settle,
+        admissions: &mut Admissions,
+    ) {
+        let interface = &self.interface;
+        let overflowed = queue_drops.since_last(received.queue_drops);
+        if overflowed > 0 {
+            self.counters
+                .dropped(DropReason::Overflow, u64::from(overflowed));
+            tracing::debug!(%interface, dropped = overflowed, "the kernel dropped VRRP datagrams: receive queue full");
+        }
+        if let Err(reason) = self
+            .routes
+            .deliver(received, own, interface, settle, admissions)
+        {
+            self.counters.dropped(reason, 1);
+            tracing::debug!(%interface, source = %received.source, reason = reason.as_str(), "VRRP packet dropped");
+        }
     }
 }
 
@@ -892,6 +952,38 @@ mod tests {
         let (by, per_second) = routes.read_by().unwrap();
         assert_eq!(by, start + Duration::from_millis(1_995), "db, 5 ms before");
         assert!((per_second - 101.0).abs() < 1e-9, "{per_second}");
+        routes.remove(52, "db");
+        assert_eq!(
+            routes.read_by(),
+            Some((start + Duration::from_millis(2_500), 1.0)),
+            "only the routes served count"
+        );
+    }
+
+    #[test]
+    fn the_vrids_served_are_listed_once_each_while_they_are_served() {
+        let (sender, _receiver) = mpsc::channel(1);
+        let mut map = ByVrid::default();
+        let vrids = |map: &ByVrid| {
+            map.routes()
+                .map(|route| route.instance.clone())
+                .collect::<Vec<_>>()
+        };
+        assert!(map.is_empty());
+        map.insert(200, route("b", &sender));
+        map.insert(7, route("a", &sender));
+        map.insert(200, route("c", &sender));
+        assert_eq!(
+            vrids(&map),
+            ["c", "a"],
+            "replaced in place, not listed twice"
+        );
+        map.remove(200);
+        map.remove(9);
+        assert_eq!(vrids(&map), ["a"]);
+        map.remove(7);
+        assert!(map.is_empty());
+        assert!(map.slots.iter().all(Option::is_none));
     }
 
     #[test]
@@ -915,7 +1007,15 @@ mod tests {
         datagram.arrived = Instant::now()
             .checked_sub(Duration::from_millis(6))
             .unwrap();
-        routes.deliver(&datagram, &[OWN], "eth0").unwrap();
+        routes
+            .deliver(
+                &datagram,
+                &[OWN],
+                "eth0",
+                Settle::Now,
+                &mut Admissions::default(),
+            )
+            .unwrap();
         let queued = receiver.try_recv().unwrap();
         assert_eq!((queued.member, queued.advert.source), (3, SOURCE));
         assert_eq!(

@@ -24,6 +24,20 @@ use prometheus_client::metrics::counter::Counter;
 use crate::net::timer::Postpone;
 use crate::vrrp::instance::ReceivedAdvert;
 
+/// When the hearing of a routine advert moves the unit's timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// At once, when the timer would fire before the next advert is due: the receive path
+    /// reads each advert as it arrives, so the next one is read an interval later.
+    Now,
+    /// Once the queue has been read to the end ([`Routine::settle`]): adverts read together
+    /// after waiting in the socket are heard in a burst, and the next burst comes only at the
+    /// member's [`Routine::read_by`], past the timer of any but the latest advert. The latest
+    /// one moves it, once (and an earlier one too when the timer would fire within a quarter
+    /// interval of its read, before a long drain ends).
+    AfterDrain,
+}
+
 /// The routine of one member, shared by the receive path and the unit task.
 #[derive(Debug, Clone)]
 pub struct Routine {
@@ -50,10 +64,30 @@ struct Cell {
     /// armed it, or where this path last moved it (another member of a sync group may have
     /// moved it earlier, which only wakes the unit early).
     armed: Option<Instant>,
-    /// The latest hearing at which the timer at `armed` outlasts the next advert (see
-    /// [`last_hearing_kept`]): computed when the timer moves, so that an advert that leaves it
-    /// where it is costs one comparison.
-    kept_until: Option<Instant>,
+    /// Until when a routine advert leaves the timer at `armed`: computed when the timer
+    /// moves, so that an advert that leaves it where it is costs one comparison.
+    kept: Option<Kept>,
+}
+
+/// The latest moments at which a routine advert leaves a timer where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    /// Heard alone ([`Settle::Now`]): the timer outlasts the next advert (see
+    /// [`last_hearing_kept`]).
+    hearing: Instant,
+    /// Read in a drain ([`Settle::AfterDrain`]): the timer fires more than a quarter interval
+    /// after the read (the drain's end moves it).
+    drain_read: Instant,
+}
+
+impl Kept {
+    /// For a timer armed at `armed`, adverts every `interval`; `None`: every advert moves it.
+    fn of(armed: Instant, interval: Duration) -> Option<Self> {
+        Some(Self {
+            hearing: last_hearing_kept(armed, interval)?,
+            drain_read: armed.checked_sub(interval / 4)?,
+        })
+    }
 }
 
 impl Routine {
@@ -74,8 +108,15 @@ impl Routine {
     /// the routine one (true). False: the caller puts it in the unit's queue (counted as queued
     /// from here on: a failed attempt calls [`Self::taken`]), and nothing is routine until the
     /// unit has heard it. It is timed from its arrival, and counted late when it was read after
-    /// the deadline had passed (found waiting by a node that stalled).
-    pub fn hear(&self, advert: ReceivedAdvert, now: Instant, read: Instant) -> bool {
+    /// the deadline had passed (found waiting by a node that stalled). `settle`: when its
+    /// hearing moves the unit's timer.
+    pub fn hear(
+        &self,
+        advert: ReceivedAdvert,
+        now: Instant,
+        read: Instant,
+        settle: Settle,
+    ) -> bool {
         let mut cell = self.cell();
         if cell.expected != Some(advert) {
             cell.expected = None;
@@ -88,18 +129,41 @@ impl Routine {
         cell.heard = Some((advert, now));
         if let Some((timer, interval)) = &cell.postpone {
             let due = now + *interval;
-            if cell.kept_until.is_none_or(|last| now > last) {
+            let moves = cell.kept.is_none_or(|kept| match settle {
+                Settle::Now => now > kept.hearing,
+                // A drain that runs long (a busy node) moves a timer about to fire at once.
+                Settle::AfterDrain => read > kept.drain_read,
+            });
+            if moves {
                 if let Err(error) = timer.to(due) {
                     // The unit wakes at the deadline it armed, replays, and arms again.
                     tracing::debug!(%error, "cannot postpone the unit's timer");
                     return true;
                 }
-                cell.armed = Some(due);
-                cell.kept_until = last_hearing_kept(due, advert.max_advert_interval);
+                cell.arm(Some(due));
             }
             cell.due = Some(due);
         }
         true
+    }
+
+    /// Receive path, once a drain has read the whole queue: moves the unit's timer to the
+    /// Master_Down deadline of the latest routine advert heard (see [`Settle::AfterDrain`]),
+    /// if it is not there yet.
+    pub fn settle(&self) {
+        let mut cell = self.cell();
+        let (Some((timer, _)), Some(due)) = (&cell.postpone, cell.due) else {
+            return;
+        };
+        if cell.armed.is_some_and(|armed| armed >= due) {
+            return;
+        }
+        if let Err(error) = timer.to(due) {
+            // The unit wakes at the deadline it armed, replays, and arms again.
+            tracing::debug!(%error, "cannot postpone the unit's timer");
+            return;
+        }
+        cell.arm(Some(due));
     }
 
     /// Unit: counts an advert from the queue that was read past the member's deadline.
@@ -135,10 +199,7 @@ impl Routine {
         cell.expected = expected.filter(|_| cell.queued == 0);
         cell.postpone = postpone.filter(|_| cell.expected.is_some());
         cell.due = due;
-        cell.armed = due;
-        cell.kept_until = due
-            .zip(cell.expected)
-            .and_then(|(due, expected)| last_hearing_kept(due, expected.max_advert_interval));
+        cell.arm(due);
         let after = cell.read_by().map(|(by, _)| by);
         before.is_some_and(|before| after.is_none_or(|after| after < before))
     }
@@ -151,14 +212,25 @@ impl Routine {
 }
 
 impl Cell {
+    /// The unit's timer fires at `at` now (as far as this member knows).
+    fn arm(&mut self, at: Option<Instant>) {
+        self.armed = at;
+        self.kept = at
+            .zip(self.expected)
+            .and_then(|(at, expected)| Kept::of(at, expected.max_advert_interval));
+    }
+
     /// While the member's adverts are routine and each one read moves the unit's timer, they
-    /// may wait in the socket until half an interval before the Master_Down deadline: read
-    /// then, the latest one postpones the unit before its timer fires, and its kernel receive
-    /// stamp keeps the deadline where reading it at once would have put it.
+    /// may wait in the socket until half an interval before the Master_Down deadline (or the
+    /// unit's timer, when an advert read alone left it earlier): read then, the latest one
+    /// postpones the unit before its timer fires, and its kernel receive stamp keeps the
+    /// deadline where reading it at once would have put it.
     fn read_by(&self) -> Option<(Instant, Duration)> {
         let interval = self.expected?.max_advert_interval;
         self.postpone.as_ref()?;
-        let by = self.due?.checked_sub(interval / 2)?;
+        let due = self.due?;
+        let fires = self.armed.map_or(due, |armed| armed.min(due));
+        let by = fires.checked_sub(interval / 2)?;
         Some((by, interval))
     }
 }
@@ -189,7 +261,7 @@ mod tests {
         let routine = Routine::new(Counter::default());
         let start = Instant::now();
         assert!(
-            !routine.hear(advert(150), start, start),
+            !routine.hear(advert(150), start, start, Settle::Now),
             "nothing expected yet"
         );
         routine.taken();
@@ -202,8 +274,8 @@ mod tests {
             start + Duration::from_secs(1),
             start + Duration::from_secs(2),
         );
-        assert!(routine.hear(advert(150), one, one));
-        assert!(routine.hear(advert(150), two, two));
+        assert!(routine.hear(advert(150), one, one, Settle::Now));
+        assert!(routine.hear(advert(150), two, two, Settle::Now));
         assert_eq!(
             routine.replay(),
             Some((advert(150), start + Duration::from_secs(2)))
@@ -216,52 +288,80 @@ mod tests {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
         routine.expect(Some(advert(150)), None, None);
-        assert!(!routine.hear(advert(120), now, now));
-        assert!(!routine.hear(advert(150), now, now), "heard out of order");
+        assert!(!routine.hear(advert(120), now, now, Settle::Now));
+        assert!(
+            !routine.hear(advert(150), now, now, Settle::Now),
+            "heard out of order"
+        );
         routine.taken();
         routine.taken();
         routine.expect(Some(advert(150)), None, None);
-        assert!(routine.hear(advert(150), now, now));
+        assert!(routine.hear(advert(150), now, now, Settle::Now));
     }
 
     #[test]
     fn an_expectation_waits_for_the_queued_adverts_to_be_taken() {
         let routine = Routine::new(Counter::default());
         let now = Instant::now();
-        assert!(!routine.hear(advert(120), now, now));
+        assert!(!routine.hear(advert(120), now, now, Settle::Now));
         routine.expect(Some(advert(150)), None, None);
         assert!(
-            !routine.hear(advert(150), now, now),
+            !routine.hear(advert(150), now, now, Settle::Now),
             "an advert is still queued"
         );
         routine.taken();
         routine.taken();
         routine.expect(Some(advert(150)), None, None);
-        assert!(routine.hear(advert(150), now, now));
+        assert!(routine.hear(advert(150), now, now, Settle::Now));
+    }
+
+    /// A BACKUP of priority 100 whose MASTER speaks every 10 ms, its advert routine since
+    /// `start`, `timer` postponable.
+    struct Backup {
+        routine: Routine,
+        advert: ReceivedAdvert,
+        interval: Duration,
+        /// 3 x 10 ms + Skew_Time.
+        master_down: Duration,
+        start: Instant,
+    }
+
+    impl Backup {
+        fn at_10ms(timer: &crate::net::timer::Deadline) -> Self {
+            let interval = Duration::from_millis(10);
+            let master_down = 3 * interval + interval * 156 / 256;
+            let advert = ReceivedAdvert {
+                max_advert_interval: interval,
+                ..advert(150)
+            };
+            let routine = Routine::new(Counter::default());
+            let start = Instant::now();
+            routine.expect(
+                Some(advert),
+                Some(start + master_down),
+                Some((timer.postpone(), master_down)),
+            );
+            Self {
+                routine,
+                advert,
+                interval,
+                master_down,
+                start,
+            }
+        }
     }
 
     #[tokio::test]
     async fn the_timer_moves_only_when_it_would_fire_before_the_next_advert() {
-        // A BACKUP of priority 100 at 10 ms: Master_Down_Interval 3 x 10 ms + Skew_Time.
-        let interval = Duration::from_millis(10);
-        let master_down = 3 * interval + interval * 156 / 256;
-        let advert = ReceivedAdvert {
-            max_advert_interval: interval,
-            ..advert(150)
-        };
         let timer = crate::net::timer::Deadline::new().unwrap();
-        let routine = Routine::new(Counter::default());
-        let start = Instant::now();
-        routine.expect(
-            Some(advert),
-            Some(start + master_down),
-            Some((timer.postpone(), master_down)),
-        );
+        let backup = Backup::at_10ms(&timer);
+        let (routine, interval, master_down) =
+            (&backup.routine, backup.interval, backup.master_down);
         let mut moves = 0;
         for k in 1..=30 {
-            let now = start + interval * k;
+            let now = backup.start + interval * k;
             let before = routine.cell().armed;
-            assert!(routine.hear(advert, now, now));
+            assert!(routine.hear(backup.advert, now, now, Settle::Now));
             let cell = routine.cell();
             let armed = cell.armed.unwrap();
             if cell.armed != before {
@@ -286,6 +386,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn adverts_heard_in_a_drain_move_the_timer_once_to_the_latest_deadline() {
+        let timer = crate::net::timer::Deadline::new().unwrap();
+        let Backup {
+            routine,
+            advert,
+            interval,
+            master_down,
+            start,
+        } = Backup::at_10ms(&timer);
+        // Two adverts waited in the socket; a drain reads them both, then settles.
+        for k in 1..=2 {
+            let arrived = start + interval * k;
+            assert!(routine.hear(advert, arrived, start + 3 * interval, Settle::AfterDrain));
+            assert_eq!(
+                routine.cell().armed,
+                Some(start + master_down),
+                "the timer waits for the end of the drain"
+            );
+        }
+        routine.settle();
+        let latest = start + 2 * interval + master_down;
+        assert_eq!(routine.cell().armed, Some(latest));
+        assert_eq!(
+            routine.read_by(),
+            Some((latest.checked_sub(interval / 2).unwrap(), interval)),
+            "the next drain comes before the timer fires"
+        );
+        // A drain that ran long reads the next advert 2 ms before the timer fires: it moves
+        // the timer at once, not after the drain.
+        let arrived = start + 3 * interval;
+        let read = latest.checked_sub(Duration::from_millis(2)).unwrap();
+        assert!(routine.hear(advert, arrived, read, Settle::AfterDrain));
+        assert_eq!(routine.cell().armed, Some(arrived + master_down));
+    }
+
+    #[tokio::test]
     async fn routine_adverts_may_wait_until_half_an_interval_before_the_deadline() {
         let timer = crate::net::timer::Deadline::new().unwrap();
         let routine = Routine::new(Counter::default());
@@ -299,11 +435,19 @@ mod tests {
             Some((start + Duration::from_millis(2_500), Duration::from_secs(1)))
         );
         let heard = start + Duration::from_secs(1);
-        assert!(routine.hear(advert(150), heard, heard));
+        assert!(routine.hear(advert(150), heard, heard, Settle::Now));
+        assert_eq!(
+            routine.read_by().map(|(by, _)| by),
+            Some(start + Duration::from_millis(2_500)),
+            "an advert read alone that leaves the timer where it was keeps the reading time \
+             before it"
+        );
+        assert!(routine.hear(advert(150), heard, heard, Settle::AfterDrain));
+        routine.settle();
         assert_eq!(
             routine.read_by().map(|(by, _)| by),
             Some(heard + Duration::from_millis(3_109)),
-            "a routine advert read moves it with the deadline"
+            "a drain moves the timer to the deadline, and the reading time with it"
         );
         assert!(
             routine.expect(Some(advert(150)), Some(due), None),
@@ -341,12 +485,12 @@ mod tests {
         let routine = Routine::new(late.clone());
         let now = Instant::now();
         routine.expect(Some(advert(150)), Some(now), None);
-        assert!(routine.hear(advert(150), now, now));
+        assert!(routine.hear(advert(150), now, now, Settle::Now));
         let later = now + Duration::from_millis(1);
-        assert!(routine.hear(advert(150), later, later));
+        assert!(routine.hear(advert(150), later, later, Settle::Now));
         routine.expect(Some(advert(150)), Some(now + Duration::from_secs(3)), None);
         let in_time = now + Duration::from_secs(1);
-        assert!(routine.hear(advert(150), in_time, in_time));
+        assert!(routine.hear(advert(150), in_time, in_time, Settle::Now));
         assert_eq!(late.get(), 2);
     }
 
@@ -361,7 +505,7 @@ mod tests {
             start + Duration::from_secs(4),
         );
         routine.expect(Some(advert(150)), Some(due), None);
-        assert!(routine.hear(advert(150), arrived, read));
+        assert!(routine.hear(advert(150), arrived, read, Settle::Now));
         assert_eq!(late.get(), 1, "found waiting by a node that stalled");
         assert_eq!(
             routine.replay(),

@@ -40,12 +40,40 @@ pub fn arrival(
         .unwrap_or(now)
 }
 
-/// [`arrival`] of a datagram read when the monotonic clock said `read`, with the wall clock
-/// read now. The wall clock is read as the kernel's `timespec` (not through `SystemTime`, whose
-/// checked difference from the epoch costs more than the read on this path of every advert).
-pub fn arrived(read: Instant, stamp: Option<Duration>, queued_after: Option<Instant>) -> Instant {
-    let wall_now = clock_gettime(ClockId::CLOCK_REALTIME).map_or(Duration::ZERO, Duration::from);
-    arrival(read, wall_now, stamp, queued_after)
+/// The two clocks a reader times its datagrams by, read together: once for the datagrams of
+/// a drain that arrived before that reading (their stamps are not later than its wall clock),
+/// again for one stamped after it (it arrived while the drain ran) or not stamped at all. A
+/// drain of hundreds of datagrams so reads the clocks once or twice, not twice per datagram,
+/// and times each one from its stamp exactly as a reading of its own would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clocks {
+    /// The monotonic clock, then the wall clock (the kernel's `timespec`, not `SystemTime`,
+    /// whose checked difference from the epoch costs more than the read).
+    reading: Option<(Instant, Duration)>,
+}
+
+impl Clocks {
+    /// When a datagram stamped `stamp` arrived (see [`arrival`]), and when it was read: the
+    /// reading of the clocks it was timed by, taken after it arrived.
+    pub fn time(
+        &mut self,
+        stamp: Option<Duration>,
+        queued_after: Option<Instant>,
+    ) -> (Instant, Instant) {
+        let (now, wall_now) = match self.reading {
+            Some((now, wall_now)) if stamp.is_some_and(|stamp| stamp <= wall_now) => {
+                (now, wall_now)
+            }
+            _ => {
+                let now = Instant::now();
+                let wall_now =
+                    clock_gettime(ClockId::CLOCK_REALTIME).map_or(Duration::ZERO, Duration::from);
+                self.reading = Some((now, wall_now));
+                (now, wall_now)
+            }
+        };
+        (arrival(now, wall_now, stamp, queued_after), now)
+    }
 }
 
 #[cfg(test)]
@@ -141,13 +169,37 @@ mod tests {
         );
     }
 
+    fn wall_clock() -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+    }
+
     #[test]
     fn a_stamp_of_the_real_wall_clock_is_carried_onto_the_monotonic_clock() {
         let before = Instant::now();
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        let at = arrived(Instant::now(), wall.checked_sub(ms(50)), None);
+        let (at, read) = Clocks::default().time(wall_clock().checked_sub(ms(50)), None);
         // 50 ms before the read, give or take the time between the two readings of the clocks.
-        assert!(at + ms(50) <= Instant::now(), "{at:?}");
+        assert!(at + ms(50) <= read, "{at:?} vs {read:?}");
+        assert!(read <= Instant::now() && read >= before);
         assert!(at + ms(50) + ms(500) >= before, "{at:?} vs {before:?}");
+    }
+
+    #[test]
+    fn a_drain_reads_the_clocks_again_only_for_a_datagram_stamped_after_its_reading() {
+        let mut clocks = Clocks::default();
+        let stamp = wall_clock().checked_sub(ms(20));
+        let (first, read) = clocks.time(stamp, None);
+        std::thread::sleep(ms(2));
+        let (second, again) = clocks.time(stamp, None);
+        assert_eq!(
+            (second, again),
+            (first, read),
+            "arrived before the reading: kept"
+        );
+        let (at, later) = clocks.time(Some(wall_clock()), None);
+        assert!(later > read, "stamped after the reading: read again");
+        assert!(at <= later && at + ms(500) >= later, "{at:?} vs {later:?}");
+        let (unstamped, last) = clocks.time(None, None);
+        assert!(last > later, "no stamp: read again");
+        assert_eq!(unstamped, last, "no stamp: arrived when read");
     }
 }

@@ -36,7 +36,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socket, Type};
 
 use super::NetError;
-use super::arrival;
+use super::arrival::Clocks;
 use super::control;
 use super::sys::{receive_message, register_writable};
 use crate::vrrp::packet::IpPacket;
@@ -70,7 +70,8 @@ pub struct Received {
     /// When the datagram reached this node: its kernel receive stamp, on the monotonic clock
     /// (the read's time when the stamp is missing or not believable).
     pub arrived: Instant,
-    /// When this process read it (the monotonic clock just after `recvmsg`): later than
+    /// When this process read it (the monotonic clock after `recvmsg`; in a drain, read once
+    /// for every datagram that had arrived by then, see [`Clocks`]): later than
     /// `arrived` by as long as the reader was not scheduled.
     pub read: Instant,
 }
@@ -266,13 +267,14 @@ impl VrrpSocket {
     /// datagram is queued. An error for one datagram (truncated, malformed header, missing
     /// control message) does not break the socket: count it and receive again. On an error
     /// `into` is unspecified. `queued_after`: when the caller last found the queue empty, if it
-    /// knows (see [`arrival::arrival`]).
+    /// knows (see [`super::arrival::arrival`]); `clocks`: what it times datagrams by (kept for a drain).
     pub fn try_recv_into(
         &self,
         into: &mut Received,
         queued_after: Option<Instant>,
+        clocks: &mut Clocks,
     ) -> Option<Result<(), NetError>> {
-        match self.recv_now(&self.socket, into, queued_after) {
+        match self.recv_now(&self.socket, into, queued_after, clocks) {
             Ok(received) => Some(received),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
             Err(error) => Some(Err(NetError::Io {
@@ -391,6 +393,7 @@ impl VrrpSocket {
         socket: &Socket,
         into: &mut Received,
         queued_after: Option<Instant>,
+        clocks: &mut Clocks,
     ) -> io::Result<Result<(), NetError>> {
         let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
         let RecvBuffers {
@@ -423,8 +426,7 @@ impl VrrpSocket {
                 _ => {}
             }
         }
-        let read = Instant::now();
-        let arrived = arrival::arrived(read, stamp, queued_after);
+        let (arrived, read) = clocks.time(stamp, queued_after);
         match self.family {
             // Source, destination and TTL come from the IP header a raw IPv4 socket hands over.
             Family::Ipv4 => Ok(IpPacket::decode_ipv4(received)

@@ -106,7 +106,7 @@ impl PacketSocket {
                     len: message.bytes,
                     ifindex,
                     pkttype,
-                    arrived: arrival::arrived(Instant::now(), stamp, None),
+                    arrived: arrival::Clocks::default().time(stamp, None).0,
                 }))
             }
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(None),
