@@ -655,9 +655,7 @@ impl Intake {
             },
         }
     }
-}
 
-impl Intake {
     /// Counts the kernel's drops reported with `received`, then routes it or counts its drop.
     fn deliver(
         &self,
