@@ -13,6 +13,7 @@ use kube_vrrp_agent::net::arrival::Clocks;
 use kube_vrrp_agent::net::link::{Link, Links};
 use kube_vrrp_agent::net::socket::{Received, VrrpSocket};
 use kube_vrrp_agent::net::{NetError, rtnetlink_connect};
+use kube_vrrp_agent::vrrp::packet::DropReason;
 use kube_vrrp_agent::vrrp::{Family, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6};
 use kube_vrrp_e2e::netns::{Netns, require_root, veth};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -428,4 +429,184 @@ fn ipv4_the_priority_zero_socket_queues_only_priority_zero() {
 #[test]
 fn ipv6_the_priority_zero_socket_queues_only_priority_zero() {
     only_priority_zero_reaches_the_priority_zero_socket(Family::Ipv6);
+}
+
+/// B drains what A sent in one go: 40 adverts with a datagram longer than any advert among
+/// them. Every one comes out, in order, across the drain's batches of reads; the long one is
+/// an error of its own datagram (a length drop) and the drain goes on past it; a drain that has
+/// emptied the queue ends, and the next one reads afresh what arrived since.
+fn a_drain_takes_every_queued_datagram_in_order_and_ends_when_the_queue_is_empty(family: Family) {
+    const ADVERTS: u8 = 40;
+    const LONG_AT: usize = 20;
+    let advert = |n: u8| {
+        let mut payload = PAYLOAD;
+        payload[2] = n + 1;
+        payload
+    };
+    let lab = lab();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let (drained_tx, drained_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let b_side = scope.spawn(|| {
+            in_ns(&lab.b, move || async move {
+                let (_, socket) = open("vb", family).await;
+                ready_tx.send(()).unwrap();
+                sent_rx.recv_timeout(WAIT).expect("A never sent");
+                let drain = |into: &mut Vec<Result<Vec<u8>, NetError>>| {
+                    let mut received = Received::empty();
+                    let mut clocks = Clocks::default();
+                    while let Some(outcome) =
+                        socket.socket.drain_into(&mut received, None, &mut clocks)
+                    {
+                        into.push(outcome.map(|()| received.payload.clone()));
+                    }
+                };
+                let mut first = Vec::new();
+                let deadline = std::time::Instant::now() + WAIT;
+                while first.len() <= usize::from(ADVERTS) && std::time::Instant::now() < deadline {
+                    drain(&mut first);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                drained_tx.send(()).unwrap();
+                sent_rx.recv_timeout(WAIT).expect("A never sent again");
+                let mut second = Vec::new();
+                while second.is_empty() && std::time::Instant::now() < deadline + WAIT {
+                    drain(&mut second);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (first, second)
+            })
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its socket");
+        in_ns(&lab.a, move || async move {
+            let (link, socket) = open("va", family).await;
+            for n in 0..ADVERTS {
+                if usize::from(n) == LONG_AT {
+                    let (domain, group) = match family {
+                        Family::Ipv4 => (
+                            Domain::IPV4,
+                            SocketAddr::V4(SocketAddrV4::new(VRRP_MULTICAST_IPV4, 0)),
+                        ),
+                        Family::Ipv6 => (
+                            Domain::IPV6,
+                            SocketAddr::V6(SocketAddrV6::new(
+                                VRRP_MULTICAST_IPV6,
+                                0,
+                                0,
+                                link.ifindex,
+                            )),
+                        ),
+                    };
+                    let plain = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
+                    plain.bind_device(Some(b"va")).unwrap();
+                    if family == Family::Ipv6 {
+                        plain.set_multicast_if_v6(link.ifindex).unwrap();
+                    }
+                    plain.send_to(&[0x31; 9_000], &group.into()).unwrap();
+                }
+                socket
+                    .send(&advert(n), family.vrrp_multicast())
+                    .await
+                    .unwrap();
+            }
+            sent_tx.send(()).unwrap();
+            drained_rx.recv_timeout(WAIT).expect("B never drained");
+            socket
+                .send(&PEER_PAYLOAD, family.vrrp_multicast())
+                .await
+                .unwrap();
+            sent_tx.send(()).unwrap();
+        });
+        let (first, second) = b_side.join().unwrap();
+        let long = first.get(LONG_AT).expect("the long datagram was read");
+        assert!(
+            matches!(long, Err(error) if error.drop_reason() == Some(DropReason::Length)),
+            "the long datagram is a length drop: {long:?}"
+        );
+        let adverts: Vec<_> = first
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| *at != LONG_AT)
+            .map(|(_, outcome)| outcome.as_ref().unwrap().clone())
+            .collect();
+        let sent: Vec<_> = (0..ADVERTS).map(|n| advert(n).to_vec()).collect();
+        assert_eq!(adverts, sent, "every advert, in the order sent");
+        let second: Vec<_> = second.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            second,
+            [PEER_PAYLOAD.to_vec()],
+            "the next drain read afresh"
+        );
+    });
+}
+
+#[test]
+fn ipv4_a_drain_takes_every_queued_datagram_in_order_and_ends_when_the_queue_is_empty() {
+    a_drain_takes_every_queued_datagram_in_order_and_ends_when_the_queue_is_empty(Family::Ipv4);
+}
+
+#[test]
+fn ipv6_a_drain_takes_every_queued_datagram_in_order_and_ends_when_the_queue_is_empty() {
+    a_drain_takes_every_queued_datagram_in_order_and_ends_when_the_queue_is_empty(Family::Ipv6);
+}
+
+/// The IPv4 header an advert leaves with, as a plain raw socket in B hands it over: version 4
+/// with no options, TOS 0, the length of the advert, Don't Fragment set (the identification
+/// the kernel's to choose), TTL 255, protocol 112, A's source, the group, and a header checksum that holds.
+#[test]
+fn ipv4_an_advert_leaves_with_a_plain_header_ttl_255_and_a_checksum_that_holds() {
+    let lab = lab();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let b_side = scope.spawn(|| {
+            lab.b
+                .run_in(move || {
+                    let plain =
+                        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+                    plain.bind_device(Some(b"vb")).unwrap();
+                    plain
+                        .join_multicast_v4(&VRRP_MULTICAST_IPV4, &B_V4)
+                        .unwrap();
+                    plain.set_read_timeout(Some(WAIT)).unwrap();
+                    ready_tx.send(()).unwrap();
+                    let mut buffer = [0u8; 256];
+                    let length = std::io::Read::read(&mut &plain, &mut buffer).unwrap();
+                    buffer[..length].to_vec()
+                })
+                .unwrap()
+        });
+        ready_rx
+            .recv_timeout(WAIT)
+            .expect("B never opened its socket");
+        in_ns(&lab.a, || async {
+            let (_, socket) = open("va", Family::Ipv4).await;
+            socket
+                .send(&PAYLOAD, IpAddr::V4(VRRP_MULTICAST_IPV4))
+                .await
+                .unwrap();
+        });
+        let packet = b_side.join().unwrap();
+        let header = &packet[..20];
+        assert_eq!(header[0], 0x45, "version 4, no options");
+        assert_eq!(header[1], 0, "TOS");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([header[2], header[3]])),
+            20 + PAYLOAD.len()
+        );
+        assert_eq!(&header[6..8], [0x40, 0], "Don't Fragment, no offset");
+        assert_eq!(header[8], 255, "TTL");
+        assert_eq!(header[9], 112, "protocol");
+        assert_eq!(&header[12..16], A_V4.octets());
+        assert_eq!(&header[16..20], VRRP_MULTICAST_IPV4.octets());
+        let sum = header
+            .chunks(2)
+            .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        assert_eq!(folded, 0xffff, "the header checksum holds");
+        assert_eq!(&packet[20..], PAYLOAD);
+    });
 }

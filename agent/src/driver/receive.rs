@@ -465,8 +465,9 @@ impl Intake {
 
     /// The thread: waits in the kernel for a datagram (or, while routine adverts may wait, for
     /// the time to read them), delivers it, until `stopped` reads (the [`Stop`] was dropped; it
-    /// is watched in `waiter` with the socket). One `recvmsg` per datagram: the wait says one
-    /// is queued, and reports the socket again while more are.
+    /// is watched in `waiter` with the socket). Read as they arrive, one read per datagram: the
+    /// wait says one is queued, and reports the socket again while more are; a drain reads
+    /// them in batches (see [`VrrpSocket::drain_into`]).
     fn run(&self, mut waiter: Waiter, _stopped: &PipeReader, mut woken: PipeReader) {
         let mut watching = true;
         let mut last_read = Instant::now();
@@ -631,10 +632,12 @@ impl Intake {
         if view.has_changed().unwrap_or(false) {
             *own = own_addresses(&view.borrow_and_update().addresses);
         }
-        match self
-            .socket
-            .try_recv_into(received, emptied.filter(|_| draining), clocks)
-        {
+        let read = if draining {
+            self.socket.drain_into(received, *emptied, clocks)
+        } else {
+            self.socket.try_recv_into(received, None, clocks)
+        };
+        match read {
             None => Taken::Empty,
             Some(Ok(())) => {
                 let settle = if draining {

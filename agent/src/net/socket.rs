@@ -5,10 +5,12 @@
 //! The socket is bound to its device (SO_BINDTODEVICE) but deliberately NOT bound to a source
 //! address: a raw socket bound to a local address only receives datagrams whose destination is
 //! that address (the kernel's `raw_v4_match` / `raw_v6_match`), which would hide the adverts sent
-//! to 224.0.0.18 / ff02::12. Instead every datagram pins its source and interface with an
-//! IP_PKTINFO / IPV6_PKTINFO control message, so the source is known up front (the v3 checksum
-//! pseudo-header needs it), never left to route lookup, and free to follow the node's
-//! addresses as they change: nothing about the socket depends on them.
+//! to 224.0.0.18 / ff02::12. Instead every datagram names its source itself, so the source is
+//! known up front (the v3 checksum pseudo-header needs it), never left to route lookup, and
+//! free to follow the node's addresses as they change: nothing about the socket depends on
+//! them. IPv4 datagrams leave through a send-only companion socket with the IP header written
+//! here (the cheapest send the kernel offers a raw socket); IPv6 ones (whose header a raw
+//! socket cannot write) with an IPV6_PKTINFO control message.
 //!
 //! Receiving asks the kernel for no more than it must say: the device binding already names
 //! the interface of every datagram, an IPv4 datagram carries its destination and TTL in the
@@ -38,7 +40,7 @@ use socket2::{Domain, InterfaceIndexOrAddress, MsgHdr, Protocol, SockAddr, Socke
 use super::NetError;
 use super::arrival::Clocks;
 use super::control;
-use super::sys::{receive_message, register_writable};
+use super::sys::{Batch, register_writable};
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
@@ -46,8 +48,12 @@ use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6
 /// 40 bytes on 64-bit Linux).
 const CONTROL_ROOM: usize = 64;
 
-/// Receive buffer size: the largest IP datagram, so nothing the kernel delivers is truncated.
-const RECV_BUFFER: usize = 65_536;
+/// Room for one received datagram: more than the longest VRRP datagram can be (a v3 advert of
+/// 255 IPv6 addresses is 4,088 bytes, a v2 one of 255 IPv4 addresses with a 60-byte IP header
+/// 1,096), so a longer one is no advert and is dropped by its length (truncated).
+const RECV_BUFFER: usize = 8_192;
+/// The most datagrams a drain reads with one system call.
+const DRAIN_BATCH: usize = 16;
 /// The socket's receive queue (SO_RCVBUF, forced past `rmem_max` with CAP_NET_ADMIN): room for a
 /// burst of a few thousand adverts, so a flood is read and counted rather than dropped unread.
 const RECEIVE_QUEUE_BYTES: usize = 4 << 20;
@@ -70,7 +76,7 @@ pub struct Received {
     /// When the datagram reached this node: its kernel receive stamp, on the monotonic clock
     /// (the read's time when the stamp is missing or not believable).
     pub arrived: Instant,
-    /// When this process read it (the monotonic clock after `recvmsg`; in a drain, read once
+    /// When this process read it (the monotonic clock after the read; in a drain, read once
     /// for every datagram that had arrived by then, see [`Clocks`]): later than
     /// `arrived` by as long as the reader was not scheduled.
     pub read: Instant,
@@ -112,19 +118,74 @@ impl Received {
 /// A raw VRRP socket on one interface for one address family.
 pub struct VrrpSocket {
     socket: Socket,
+    /// IPv4 sends through a socket of its own that takes each datagram with its IP header
+    /// ([`ipv4_header`]; IPPROTO_RAW: it receives nothing, so arriving adverts are not copied
+    /// to it): the kernel then neither reads a packet-info message nor assembles the datagram
+    /// piece by piece, which was most of a MASTER's own share of sending. `None` for IPv6.
+    ipv4_sender: Option<Socket>,
     ifindex: u32,
     family: Family,
     buffers: Mutex<RecvBuffers>,
 }
 
-/// What one `recvmsg` fills, kept between datagrams so that receiving allocates nothing.
+/// What reading fills, kept between reads so that receiving allocates nothing: slots for a
+/// drain's batch of [`DRAIN_BATCH`] datagrams (a datagram read alone takes the first), and
+/// where the last read stands.
+#[derive(Debug)]
 struct RecvBuffers {
-    datagram: Vec<u8>,
-    /// Room for the sender's `sockaddr_in6` (IPv6; IPv4 reads it from the IP header).
-    name: Vec<u8>,
-    /// Room for the control messages the socket asks for (the receive stamp, queue drops; for
-    /// IPv6 also the packet info and hop limit).
-    control: Vec<u8>,
+    batch: Batch,
+    /// The last read: how many datagrams it asked for, took (the first `taken` slots), and
+    /// has handed over.
+    asked: usize,
+    taken: usize,
+    handed: usize,
+}
+
+impl RecvBuffers {
+    fn new(family: Family) -> Self {
+        let name_slot = match family {
+            // IPv4 reads the source from the IP header.
+            Family::Ipv4 => 0,
+            Family::Ipv6 => std::mem::size_of::<libc::sockaddr_in6>(),
+        };
+        // The receive stamp and queue drops; for IPv6 also the packet info and hop limit.
+        let control_slot = match family {
+            Family::Ipv4 => nix::cmsg_space!(libc::timespec, u32),
+            Family::Ipv6 => nix::cmsg_space!(libc::timespec, libc::in6_pktinfo, libc::c_int, u32),
+        }
+        .len();
+        Self {
+            batch: Batch::new(DRAIN_BATCH, RECV_BUFFER, name_slot, control_slot),
+            asked: 0,
+            taken: 0,
+            handed: 0,
+        }
+    }
+
+    /// The next datagram of the last read not yet handed over, as its slot; `None` when all
+    /// are.
+    fn next_held(&mut self) -> Option<usize> {
+        (self.handed < self.taken).then(|| {
+            self.handed += 1;
+            self.handed - 1
+        })
+    }
+
+    /// Whether the last read, all handed over, found the queue empty: it took fewer datagrams
+    /// than it asked for (the kernel stops at the first it would wait for). Forgets that read.
+    fn found_empty(&mut self) -> bool {
+        let empty = self.taken < self.asked;
+        (self.asked, self.taken, self.handed) = (0, 0, 0);
+        empty
+    }
+
+    /// Reads up to `count` datagrams from `socket` into the slots (how many it took).
+    fn read(&mut self, socket: BorrowedFd<'_>, count: usize) -> io::Result<usize> {
+        let count = count.clamp(1, self.batch.len());
+        let taken = self.batch.receive(socket, count)?;
+        (self.asked, self.taken, self.handed) = (count, taken, 0);
+        Ok(taken)
+    }
 }
 
 impl std::fmt::Debug for VrrpSocket {
@@ -210,23 +271,16 @@ impl VrrpSocket {
         socket
             .set_nonblocking(true)
             .map_err(NetError::io("make VRRP socket non-blocking"))?;
+        let ipv4_sender = match family {
+            Family::Ipv4 => Some(open_ipv4_sender(ifname)?),
+            Family::Ipv6 => None,
+        };
         Ok(Self {
             socket,
+            ipv4_sender,
             ifindex,
             family,
-            buffers: Mutex::new(RecvBuffers {
-                datagram: vec![0; RECV_BUFFER],
-                name: match family {
-                    Family::Ipv4 => Vec::new(),
-                    Family::Ipv6 => vec![0; std::mem::size_of::<libc::sockaddr_in6>()],
-                },
-                control: match family {
-                    Family::Ipv4 => nix::cmsg_space!(libc::timespec, u32),
-                    Family::Ipv6 => {
-                        nix::cmsg_space!(libc::timespec, libc::in6_pktinfo, libc::c_int, u32)
-                    }
-                },
-            }),
+            buffers: Mutex::new(RecvBuffers::new(family)),
         })
     }
 
@@ -274,7 +328,30 @@ impl VrrpSocket {
         queued_after: Option<Instant>,
         clocks: &mut Clocks,
     ) -> Option<Result<(), NetError>> {
-        match self.recv_now(&self.socket, into, queued_after, clocks) {
+        self.try_recv_next(into, queued_after, clocks, 1)
+    }
+
+    /// [`Self::try_recv_into`] for one datagram of a drain, which goes on until this returns
+    /// `None`: the socket is read up to [`DRAIN_BATCH`] datagrams per system call, and a
+    /// read that took fewer than that found the queue empty, so its last datagram handed over
+    /// ends the drain without another call.
+    pub fn drain_into(
+        &self,
+        into: &mut Received,
+        queued_after: Option<Instant>,
+        clocks: &mut Clocks,
+    ) -> Option<Result<(), NetError>> {
+        self.try_recv_next(into, queued_after, clocks, DRAIN_BATCH)
+    }
+
+    fn try_recv_next(
+        &self,
+        into: &mut Received,
+        queued_after: Option<Instant>,
+        clocks: &mut Clocks,
+        batch: usize,
+    ) -> Option<Result<(), NetError>> {
+        match self.recv_next(into, queued_after, clocks, batch) {
             Ok(received) => Some(received),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
             Err(error) => Some(Err(NetError::Io {
@@ -299,7 +376,7 @@ impl VrrpSocket {
         }
         // The socket is writable nearly always: try at once, and wait for it only when the
         // kernel says it would block.
-        match self.send_now(&self.socket, payload, source, destination) {
+        match self.send_now(self.sending(), payload, source, destination) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             result => {
                 return result
@@ -310,7 +387,7 @@ impl VrrpSocket {
         // The reactor watches a duplicate of the descriptor (the same socket) while this send
         // waits, and forgets it after.
         let watched = self
-            .socket
+            .sending()
             .try_clone()
             .and_then(register_writable)
             .map_err(NetError::io("wait to send a VRRP datagram"))?;
@@ -338,10 +415,16 @@ impl VrrpSocket {
         source: IpAddr,
         destination: IpAddr,
     ) -> io::Result<()> {
-        self.send_now(&self.socket, payload, source, destination)
+        self.send_now(self.sending(), payload, source, destination)
             .map(|_| ())
     }
 
+    /// The socket datagrams leave by: the IPv4 sender, else the socket itself.
+    fn sending(&self) -> &Socket {
+        self.ipv4_sender.as_ref().unwrap_or(&self.socket)
+    }
+
+    /// One non-blocking send through `socket` ([`Self::sending`] or a copy of it).
     fn send_now(
         &self,
         socket: &Socket,
@@ -349,20 +432,19 @@ impl VrrpSocket {
         source: IpAddr,
         destination: IpAddr,
     ) -> io::Result<usize> {
-        // The control message is laid out here, on the stack: nix's `sendmsg` allocates a
-        // buffer for it on every call, which a MASTER's advert path does not need.
-        let mut control = [0u8; CONTROL_ROOM];
-        let (to, control_len) = match (source, destination) {
+        match (source, destination) {
             (IpAddr::V4(source), IpAddr::V4(destination)) => {
-                // struct in_pktinfo: ifindex, the source (ipi_spec_dst), ipi_addr unused.
-                let mut info = [0u8; 12];
-                info[..4].copy_from_slice(&self.ifindex.cast_signed().to_ne_bytes());
-                info[4..8].copy_from_slice(&source.octets());
-                let len = control::write(&mut control, libc::IPPROTO_IP, libc::IP_PKTINFO, &info);
-                (SockAddr::from(SocketAddrV4::new(destination, 0)), len)
+                let header = ipv4_header(source, destination);
+                let iov = [IoSlice::new(&header), IoSlice::new(payload)];
+                let to = SockAddr::from(SocketAddrV4::new(destination, 0));
+                let message = MsgHdr::new().with_addr(&to).with_buffers(&iov);
+                socket.sendmsg(&message, libc::MSG_DONTWAIT)
             }
             (IpAddr::V6(source), IpAddr::V6(destination)) => {
-                // struct in6_pktinfo: the source, then the ifindex.
+                // The control message is laid out here, on the stack: nix's `sendmsg`
+                // allocates a buffer for it on every call, which a MASTER's advert path does
+                // not need. struct in6_pktinfo: the source, then the ifindex.
+                let mut control = [0u8; CONTROL_ROOM];
                 let mut info = [0u8; 20];
                 info[..16].copy_from_slice(&source.octets());
                 info[16..].copy_from_slice(&self.ifindex.to_ne_bytes());
@@ -374,43 +456,48 @@ impl VrrpSocket {
                     0
                 };
                 let to = SockAddr::from(SocketAddrV6::new(destination, 0, 0, scope));
-                (to, len)
+                let iov = [IoSlice::new(payload)];
+                let message = MsgHdr::new()
+                    .with_addr(&to)
+                    .with_buffers(&iov)
+                    .with_control(&control[..len]);
+                socket.sendmsg(&message, libc::MSG_DONTWAIT)
             }
-            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-        };
-        let iov = [IoSlice::new(payload)];
-        let message = MsgHdr::new()
-            .with_addr(&to)
-            .with_buffers(&iov)
-            .with_control(&control[..control_len]);
-        socket.sendmsg(&message, libc::MSG_DONTWAIT)
+            _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        }
     }
 
-    /// One non-blocking `recvmsg`. The outer error is the syscall's (WouldBlock re-arms the
-    /// readiness); the inner one is about the datagram.
-    fn recv_now(
+    /// The next datagram: one the last read took and has not handed over, else one of up to
+    /// `batch` a non-blocking read takes now. The outer error is the system call's
+    /// (WouldBlock: none queued); the inner one is about the datagram.
+    fn recv_next(
         &self,
-        socket: &Socket,
         into: &mut Received,
         queued_after: Option<Instant>,
         clocks: &mut Clocks,
+        batch: usize,
     ) -> io::Result<Result<(), NetError>> {
         let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        let RecvBuffers {
-            datagram,
-            name,
-            control,
-        } = &mut *buffers;
-        let message = receive_message(socket.as_fd(), datagram, name, control)?;
+        let index = match buffers.next_held() {
+            Some(index) => index,
+            None if buffers.found_empty() => return Err(io::ErrorKind::WouldBlock.into()),
+            None => {
+                buffers.read(self.socket.as_fd(), batch)?;
+                buffers
+                    .next_held()
+                    .ok_or(io::Error::from(io::ErrorKind::WouldBlock))?
+            }
+        };
+        let message = buffers.batch.message(index);
         if message.truncated {
             return Ok(Err(NetError::Truncated(RECV_BUFFER)));
         }
-        let received = &datagram[..message.bytes];
+        let received = message.datagram;
         let mut queue_drops = None;
         let mut stamp = None;
         let mut destination = None;
         let mut hop_limit = None;
-        for (level, kind, data) in control::read(&control[..message.control_len]) {
+        for (level, kind, data) in control::read(message.control) {
             match (level, kind) {
                 (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => queue_drops = control::u32_of(data),
                 (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => stamp = control::timespec_of(data),
@@ -440,7 +527,7 @@ impl VrrpSocket {
                 })
                 .map_err(NetError::MalformedIp)),
             Family::Ipv6 => {
-                let Some(source) = ipv6_source(&name[..message.name_len]) else {
+                let Some(source) = ipv6_source(message.name) else {
                     return Ok(Err(NetError::MissingControlMessage("source address")));
                 };
                 let Some(destination) = destination else {
@@ -461,7 +548,46 @@ impl VrrpSocket {
     }
 }
 
-/// The address of a `struct sockaddr_in6` as `recvmsg` wrote it (family, port, flow info, the
+/// The send-only IPv4 socket of the interface named `ifname`: raw with protocol IPPROTO_RAW
+/// (each datagram brings its IP header; nothing is ever delivered to it), bound to the device
+/// (which routes multicast out of it), multicast loop off (our adverts do not come back to this
+/// node's sockets), non-blocking.
+fn open_ipv4_sender(ifname: &str) -> Result<Socket, NetError> {
+    let sender = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(libc::IPPROTO_RAW)),
+    )
+    .map_err(NetError::io("open the IPv4 VRRP sending socket"))?;
+    sender
+        .bind_device(Some(ifname.as_bytes()))
+        .map_err(NetError::io("bind the IPv4 VRRP sending socket to device"))?;
+    sender
+        .set_multicast_loop_v4(false)
+        .map_err(NetError::io("clear IP_MULTICAST_LOOP"))?;
+    sender.set_nonblocking(true).map_err(NetError::io(
+        "make the IPv4 VRRP sending socket non-blocking",
+    ))?;
+    Ok(sender)
+}
+
+/// The IPv4 header a VRRP datagram from `source` to `destination` is sent with: version 4, no
+/// options, TOS 0, Don't Fragment, TTL 255, protocol 112. Total length, identification and
+/// checksum are left 0: the kernel fills them in for a header-including socket (it chooses the
+/// identification as it would for a header of its own). Pure.
+fn ipv4_header(source: Ipv4Addr, destination: Ipv4Addr) -> [u8; 20] {
+    const DONT_FRAGMENT: [u8; 2] = [0x40, 0];
+    let mut header = [0u8; 20];
+    header[0] = 0x45;
+    header[6..8].copy_from_slice(&DONT_FRAGMENT);
+    header[8] = VRRP_TTL;
+    header[9] = IPPROTO_VRRP;
+    header[12..16].copy_from_slice(&source.octets());
+    header[16..20].copy_from_slice(&destination.octets());
+    header
+}
+
+/// The address of a `struct sockaddr_in6` as `recvmmsg` wrote it (family, port, flow info, the
 /// address, scope id); `None` for anything else.
 fn ipv6_source(name: &[u8]) -> Option<Ipv6Addr> {
     let family = u16::from_ne_bytes(name.get(..2)?.try_into().ok()?);
@@ -526,6 +652,18 @@ mod tests {
         assert_eq!(ipv6_source(&name[..20]), None, "cut short");
         name[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         assert_eq!(ipv6_source(&name), None, "another family");
+    }
+
+    #[test]
+    fn an_ipv4_header_names_source_destination_ttl_255_and_protocol_112_and_leaves_the_rest_to_the_kernel()
+     {
+        let header = ipv4_header(Ipv4Addr::new(192, 0, 2, 1), VRRP_MULTICAST_IPV4);
+        assert_eq!(
+            header,
+            [
+                0x45, 0, 0, 0, 0, 0, 0x40, 0, 255, 112, 0, 0, 192, 0, 2, 1, 224, 0, 0, 18
+            ]
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The only `unsafe` of the agent: building a `sockaddr_ll` for AF_PACKET sockets,
-//! registering owned sockets, timerfds and inotify instances with tokio's reactor, receiving a
-//! datagram with its control messages into the caller's buffers
-//! (`recvmsg`), the two process knobs no safe crate offers (a thread's real-time policy, memory
-//! locked on fault),
+//! registering owned sockets, timerfds and inotify instances with tokio's reactor, receiving
+//! datagrams with their control messages into slots whose headers are built once
+//! (`recvmmsg`, [`Batch`]), the two process knobs no safe crate offers (a thread's real-time
+//! policy, memory locked on fault),
 //! handing freed heap pages back to the kernel (glibc's `malloc_trim`) and unmapping the
 //! program's code (`madvise`).
 //!
@@ -11,7 +11,7 @@
 //! `unsafe` because it cannot know that the descriptor stays open; a `socket2::Socket` moved into
 //! it guarantees that.
 //!
-//! The calls on the path of every advert (`recvmsg`, and the waits of the plain threads) go
+//! The calls on the path of every advert (`recvmmsg`, and the waits of the plain threads) go
 //! through `syscall(2)`, not their C library wrappers: those are cancellation points, and in a
 //! process with threads each call turns asynchronous cancellation on and off around the system
 //! call, about 30 instructions a call and 60 of an advert's 1,150 at 255 instances. Nothing in
@@ -48,75 +48,155 @@ pub(crate) fn register_writable(socket: Socket) -> std::io::Result<AsyncFd<Socke
         .map_err(std::io::Error::from)
 }
 
-/// What one [`receive_message`] filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Message {
-    /// Bytes of the datagram written into the caller's buffer.
-    pub(crate) bytes: usize,
-    /// The datagram was longer than the buffer (`MSG_TRUNC`).
+/// What one datagram of a [`Batch`] read filled in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Message<'a> {
+    /// The datagram, as far as its slot held it.
+    pub(crate) datagram: &'a [u8],
+    /// The datagram was longer than its slot (`MSG_TRUNC`).
     pub(crate) truncated: bool,
-    /// Bytes of the sender's address written into `name`.
-    pub(crate) name_len: usize,
-    /// Bytes of control messages written into `control` (0 when they did not fit:
-    /// `MSG_CTRUNC`, none is read).
-    pub(crate) control_len: usize,
+    /// The sender's address (empty when not asked for).
+    pub(crate) name: &'a [u8],
+    /// The control messages (empty when they did not fit: `MSG_CTRUNC`, none is read).
+    pub(crate) control: &'a [u8],
 }
 
-/// One non-blocking `recvmsg(2)` on `fd`: the datagram into `datagram`, the sender's socket
-/// address into `name` (empty: not asked for) and control messages into `control`, all of
-/// them the caller's reused buffers (nothing allocated).
-pub(crate) fn receive_message(
-    fd: BorrowedFd<'_>,
-    datagram: &mut [u8],
-    name: &mut [u8],
-    control: &mut [u8],
-) -> std::io::Result<Message> {
-    let mut iov = libc::iovec {
-        iov_base: datagram.as_mut_ptr().cast(),
-        iov_len: datagram.len(),
-    };
-    // SAFETY: an all-zero msghdr is a valid one (null pointers, zero lengths); it is the one
-    // portable way to build it, since some C libraries give it private padding fields.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    if !name.is_empty() {
-        header.msg_name = name.as_mut_ptr().cast();
-        header.msg_namelen = libc::socklen_t::try_from(name.len()).unwrap_or(0);
+/// Slots for up to `len` datagrams and the `recvmmsg(2)` headers that point into them, built
+/// once: a read only resets the two lengths the kernel overwrote in each header it will use.
+/// Each slot holds a datagram (its `iovec`), the sender's address (`name_slot` bytes; none when
+/// 0) and control messages (`control_slot` bytes).
+pub(crate) struct Batch {
+    datagrams: Box<[u8]>,
+    names: Box<[u8]>,
+    controls: Box<[u8]>,
+    iovs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    datagram_slot: usize,
+    name_slot: usize,
+    control_slot: usize,
+}
+
+// SAFETY: the raw pointers in `iovs` and `headers` point only into the batch's own boxed slices
+// (and `headers` into `iovs`), which never move or change size once built and are reached only
+// through `&mut self` while the kernel writes them; sending the batch to another thread moves
+// the owner of all of it, nothing it points to.
+unsafe impl Send for Batch {}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("len", &self.headers.len())
+            .field("datagram_slot", &self.datagram_slot)
+            .finish_non_exhaustive()
     }
-    header.msg_iov = &raw mut iov;
-    header.msg_iovlen = 1;
-    if !control.is_empty() {
-        header.msg_control = control.as_mut_ptr().cast();
-        header.msg_controllen = control.len() as _;
+}
+
+impl Batch {
+    /// Slots for `len` datagrams of up to `datagram_slot` bytes each, with `name_slot` bytes
+    /// for the sender's address and `control_slot` for control messages.
+    pub(crate) fn new(
+        len: usize,
+        datagram_slot: usize,
+        name_slot: usize,
+        control_slot: usize,
+    ) -> Self {
+        let len = len.max(1);
+        let mut batch = Self {
+            // Zeroed, so the allocator may hand over fresh pages, resident only once written.
+            datagrams: vec![0; len * datagram_slot].into_boxed_slice(),
+            names: vec![0; len * name_slot].into_boxed_slice(),
+            controls: vec![0; len * control_slot].into_boxed_slice(),
+            // SAFETY: all-zero iovecs and mmsghdrs are valid ones (null pointers, zero
+            // lengths); it is the one portable way to build a msghdr, since some C libraries
+            // give it private padding fields.
+            iovs: (0..len).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            headers: (0..len).map(|_| unsafe { std::mem::zeroed() }).collect(),
+            datagram_slot,
+            name_slot,
+            control_slot,
+        };
+        for index in 0..len {
+            let datagram = batch.datagrams[index * datagram_slot..].as_mut_ptr();
+            batch.iovs[index] = libc::iovec {
+                iov_base: datagram.cast(),
+                iov_len: datagram_slot,
+            };
+            let iov = &raw mut batch.iovs[index];
+            let header = &mut batch.headers[index].msg_hdr;
+            header.msg_iov = iov;
+            header.msg_iovlen = 1;
+            if name_slot > 0 {
+                header.msg_name = batch.names[index * name_slot..].as_mut_ptr().cast();
+            }
+            if control_slot > 0 {
+                header.msg_control = batch.controls[index * control_slot..].as_mut_ptr().cast();
+            }
+        }
+        batch
     }
-    // SAFETY: every pointer in `header` (the iovec, and the name and control buffers when
-    // given) points into the caller's live, initialised, exclusively borrowed slices, whose
-    // lengths are the ones given; the kernel writes only within them during the call, and
-    // `fd` is a borrowed, open descriptor. Made through `syscall(2)`: see the module's
-    // documentation.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_recvmsg,
-            fd.as_raw_fd(),
-            &raw mut header,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    let bytes = usize::try_from(rc).map_err(|_| std::io::Error::last_os_error())?;
-    // `msg_controllen` is a size_t in glibc and a socklen_t in musl.
-    #[allow(clippy::useless_conversion)]
-    let control_len = if header.msg_flags & libc::MSG_CTRUNC == 0 {
-        usize::try_from(header.msg_controllen).unwrap_or(0)
-    } else {
-        0
-    };
-    Ok(Message {
-        bytes: bytes.min(datagram.len()),
-        truncated: header.msg_flags & libc::MSG_TRUNC != 0,
-        name_len: usize::try_from(header.msg_namelen)
-            .unwrap_or(0)
-            .min(name.len()),
-        control_len: control_len.min(control.len()),
-    })
+
+    /// How many datagrams one read may take.
+    pub(crate) fn len(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// One non-blocking `recvmmsg(2)` on `fd` for up to `count` datagrams (at most
+    /// [`Self::len`]): how many it took into the first slots. Fewer than asked means the queue
+    /// was empty when the kernel looked (it stops at the first datagram it would wait for). An
+    /// error only when it took none.
+    pub(crate) fn receive(&mut self, fd: BorrowedFd<'_>, count: usize) -> std::io::Result<usize> {
+        let count = count.clamp(1, self.len());
+        let name_len = libc::socklen_t::try_from(self.name_slot).unwrap_or(0);
+        for header in &mut self.headers[..count] {
+            header.msg_hdr.msg_namelen = name_len;
+            header.msg_hdr.msg_controllen = self.control_slot as _;
+        }
+        // SAFETY: the first `count` headers point (through their iovecs, and their name and
+        // control pointers when given) into disjoint slots of the batch's own live buffers,
+        // with the slots' lengths (see `Self::new`); the kernel writes only within them and
+        // into those headers during the call (a null timeout: none), and `fd` is a borrowed,
+        // open descriptor. Made through `syscall(2)`: see the module's documentation.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_recvmmsg,
+                fd.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                libc::c_uint::try_from(count).unwrap_or(1),
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut::<libc::timespec>(),
+            )
+        };
+        usize::try_from(rc).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    /// What the last [`Self::receive`] put in slot `index` (one it took).
+    pub(crate) fn message(&self, index: usize) -> Message<'_> {
+        let header = &self.headers[index];
+        let flags = header.msg_hdr.msg_flags;
+        let bytes = usize::try_from(header.msg_len).unwrap_or(0);
+        let name_len = usize::try_from(header.msg_hdr.msg_namelen).unwrap_or(0);
+        // `msg_controllen` is a size_t in glibc and a socklen_t in musl.
+        #[allow(clippy::useless_conversion)]
+        let control_len = if flags & libc::MSG_CTRUNC == 0 {
+            usize::try_from(header.msg_hdr.msg_controllen).unwrap_or(0)
+        } else {
+            0
+        };
+        Message {
+            datagram: slot(&self.datagrams, index, self.datagram_slot, bytes),
+            truncated: flags & libc::MSG_TRUNC != 0,
+            name: slot(&self.names, index, self.name_slot, name_len),
+            control: slot(&self.controls, index, self.control_slot, control_len),
+        }
+    }
+}
+
+/// The first `len` bytes (at most `size`) of slot `index` of `buffer`, cut into slots of `size`.
+fn slot(buffer: &[u8], index: usize, size: usize, len: usize) -> &[u8] {
+    buffer
+        .get(index * size..)
+        .and_then(|rest| rest.get(..len.min(size)))
+        .unwrap_or_default()
 }
 
 // nix declares `EpollEvent` `#[repr(transparent)]` over `libc::epoll_event`; these hold the
@@ -352,5 +432,42 @@ mod tests {
             address.len() as usize,
             std::mem::size_of::<libc::sockaddr_ll>()
         );
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_into_its_slots_in_order_and_flags_one_too_long() {
+        let (sender, receiver) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut batch = Batch::new(4, 8, 0, 0);
+        assert_eq!(batch.len(), 4);
+        let empty = batch.receive(receiver.as_fd(), 4).unwrap_err();
+        assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock, "none queued");
+        for datagram in [&b"one"[..], b"two", b"ten bytes!"] {
+            sender.send(datagram).unwrap();
+        }
+        assert_eq!(
+            batch.receive(receiver.as_fd(), 4).unwrap(),
+            3,
+            "fewer than asked"
+        );
+        let (first, second, long) = (batch.message(0), batch.message(1), batch.message(2));
+        assert_eq!((first.datagram, first.truncated), (&b"one"[..], false));
+        assert_eq!((second.datagram, second.truncated), (&b"two"[..], false));
+        assert_eq!((long.datagram, long.truncated), (&b"ten byte"[..], true));
+        assert!(first.name.is_empty() && first.control.is_empty());
+        for datagram in [&b"a"[..], b"b", b"c"] {
+            sender.send(datagram).unwrap();
+        }
+        assert_eq!(
+            batch.receive(receiver.as_fd(), 2).unwrap(),
+            2,
+            "as many as asked"
+        );
+        assert_eq!(batch.message(1).datagram, b"b");
+        assert_eq!(
+            batch.receive(receiver.as_fd(), 9).unwrap(),
+            1,
+            "at most its slots"
+        );
+        assert_eq!(batch.message(0).datagram, b"c");
     }
 }
