@@ -44,8 +44,8 @@ use super::sys::{Batch, register_writable};
 use crate::vrrp::packet::IpPacket;
 use crate::vrrp::{Family, IPPROTO_VRRP, VRRP_MULTICAST_IPV4, VRRP_MULTICAST_IPV6, VRRP_TTL};
 
-/// Room for one IP_PKTINFO / IPV6_PKTINFO control message (CMSG_SPACE of an in6_pktinfo is
-/// 40 bytes on 64-bit Linux).
+/// Room for the IPV6_PKTINFO control message an IPv6 send carries (CMSG_SPACE of an
+/// in6_pktinfo is 40 bytes on 64-bit Linux).
 const CONTROL_ROOM: usize = 64;
 
 /// Room for one received datagram: more than the longest VRRP datagram can be (a v3 advert of
@@ -177,6 +177,21 @@ impl RecvBuffers {
         let empty = self.taken < self.asked;
         (self.asked, self.taken, self.handed) = (0, 0, 0);
         empty
+    }
+
+    /// The slot of the next datagram: one the last read took and has not handed over, else one
+    /// of up to `count` a read of `socket` takes now. WouldBlock when none is queued, without a
+    /// read when the last one found the queue empty.
+    fn next(&mut self, socket: BorrowedFd<'_>, count: usize) -> io::Result<usize> {
+        match self.next_held() {
+            Some(index) => Ok(index),
+            None if self.found_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            None => {
+                self.read(socket, count)?;
+                self.next_held()
+                    .ok_or(io::Error::from(io::ErrorKind::WouldBlock))
+            }
+        }
     }
 
     /// Reads up to `count` datagrams from `socket` into the slots (how many it took).
@@ -478,16 +493,7 @@ impl VrrpSocket {
         batch: usize,
     ) -> io::Result<Result<(), NetError>> {
         let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = match buffers.next_held() {
-            Some(index) => index,
-            None if buffers.found_empty() => return Err(io::ErrorKind::WouldBlock.into()),
-            None => {
-                buffers.read(self.socket.as_fd(), batch)?;
-                buffers
-                    .next_held()
-                    .ok_or(io::Error::from(io::ErrorKind::WouldBlock))?
-            }
-        };
+        let index = buffers.next(self.socket.as_fd(), batch)?;
         let message = buffers.batch.message(index);
         if message.truncated {
             return Ok(Err(NetError::Truncated(RECV_BUFFER)));
@@ -652,6 +658,53 @@ mod tests {
         assert_eq!(ipv6_source(&name[..20]), None, "cut short");
         name[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         assert_eq!(ipv6_source(&name), None, "another family");
+    }
+
+    /// What a drain takes: datagrams until `next` says none is queued.
+    fn drain(buffers: &mut RecvBuffers, fd: BorrowedFd<'_>) -> Vec<Vec<u8>> {
+        let mut taken = Vec::new();
+        loop {
+            match buffers.next(fd, DRAIN_BATCH) {
+                Ok(index) => taken.push(buffers.batch.message(index).datagram.to_vec()),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return taken,
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_drain_ends_at_a_short_read_without_another_and_the_next_drain_reads_afresh() {
+        let (sender, receiver) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let mut buffers = RecvBuffers::new(Family::Ipv4);
+        let send = |count: u8| (0..count).for_each(|n| assert_eq!(sender.send(&[n]).unwrap(), 1));
+        send(3);
+        assert_eq!(drain(&mut buffers, receiver.as_fd()).len(), 3);
+        assert_eq!(
+            (buffers.asked, buffers.taken),
+            (0, 0),
+            "the short read is forgotten"
+        );
+        send(1);
+        assert_eq!(
+            drain(&mut buffers, receiver.as_fd()),
+            [vec![0]],
+            "the next drain reads"
+        );
+        // A full read cannot tell an empty queue: the drain reads once more, to hear EAGAIN.
+        send(u8::try_from(DRAIN_BATCH).unwrap() + 2);
+        let taken = drain(&mut buffers, receiver.as_fd());
+        assert_eq!(taken.len(), DRAIN_BATCH + 2);
+        assert_eq!(
+            taken.last(),
+            Some(&vec![u8::try_from(DRAIN_BATCH).unwrap() + 1])
+        );
+        send(u8::try_from(DRAIN_BATCH).unwrap());
+        assert_eq!(drain(&mut buffers, receiver.as_fd()).len(), DRAIN_BATCH);
+        assert!(
+            drain(&mut buffers, receiver.as_fd()).is_empty(),
+            "nothing queued"
+        );
     }
 
     #[test]
