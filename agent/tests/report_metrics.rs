@@ -79,7 +79,7 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
         .map(|s| s.value)
 }
 
-const SERIES: [&str; 30] = [
+const SERIES: [&str; 31] = [
     "kube_vrrp_instance_state",
     "kube_vrrp_instance_transitions_total",
     "kube_vrrp_instance_effective_priority",
@@ -110,6 +110,7 @@ const SERIES: [&str; 30] = [
     "kube_vrrp_instance_conflict",
     "kube_vrrp_instance_conflict_detections_total",
     "kube_vrrp_adverts_heard_late_total",
+    "kube_vrrp_agent_start_timestamp_seconds",
 ];
 
 fn exercise(metrics: &Metrics) {
@@ -252,6 +253,32 @@ fn instance_state_is_one_for_the_current_state_and_zero_for_the_other_three() {
             .filter(|s| s.name == "kube_vrrp_instance_state")
             .count(),
         4
+    );
+}
+
+#[test]
+fn the_start_timestamp_is_when_the_registry_was_made_and_differs_for_a_later_one() {
+    let before = jiff::Timestamp::now().as_second() as f64;
+    let first = Metrics::new();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = Metrics::new();
+    let after = jiff::Timestamp::now().as_second() as f64 + 1.0;
+    let stamp = |metrics: &Metrics| {
+        value(
+            &parse(&metrics.encode()),
+            "kube_vrrp_agent_start_timestamp_seconds",
+            &[],
+        )
+        .expect("no start timestamp")
+    };
+    let (first, second) = (stamp(&first), stamp(&second));
+    assert!(
+        (before..=after).contains(&first),
+        "start {first} not within [{before}, {after}]"
+    );
+    assert!(
+        second > first,
+        "a restarted agent's start time {second} is not after the first {first}"
     );
 }
 

@@ -277,6 +277,14 @@ impl Metrics {
             Unit::Seconds,
             advert_interval.clone(),
         );
+        let started = Gauge::<f64, AtomicU64>::default();
+        started.set(unix_seconds(SystemTime::now()));
+        registry.register_with_unit(
+            "agent_start_timestamp",
+            "Unix time this agent started (a change between scrapes is a restart, whatever its counters did)",
+            Unit::Seconds,
+            started,
+        );
         registry.register("check_up", "Tracker health: 1 up, 0 down", check_up.clone());
         registry.register(
             "check_failures",
