@@ -86,7 +86,7 @@ image: ## the container image as an archive, without a container engine (target/
 image-check: deps image ## open the image archive: config, size, both binaries run from its read-only root filesystem (root)
 	hack/check-image.sh
 
-bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; planned handover loss seen by a client (pings, TCP) vs keepalived; advert timing idle and under a flood; 1,000 real servers checked every second vs keepalived's checker; cluster: apply→answer, API writes, operator RSS at scale, 1,000 LoadBalancer Services (root)
+bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS sync vs ipvsadm --restore (guest); lab failover/handover and agent CPU/RSS vs keepalived; planned handover loss seen by a client (pings, TCP) vs keepalived; advert timing idle and under a flood; 1,000 real servers checked every second vs keepalived's checker; a wake-up's CPU floor; cluster: apply→answer, API writes, operator RSS at scale, 1,000 LoadBalancer Services (root)
 	$(CARGO) bench -p kube-vrrp-plan --bench plan
 	$(CARGO) bench -p kube-vrrp-operator --bench allocate
 	$(CARGO) build --release -p kube-vrrp-agent --example ipvs_sync_bench
@@ -95,6 +95,7 @@ bench: release tools controlplane ## planner at 1,000 VIPs x 100 nodes; IPVS syn
 	@rm -f target/lab-bench-failed
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-bench -- --daemon both --record bench/lab-bench.jsonl --readme README.md || touch target/lab-bench-failed
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin lab-handover -- --daemon both
+	$(CARGO) run --release -p kube-vrrp-e2e --bin wake-floor
 	$(CARGO) bench -p kube-vrrp-agent --bench advert_timing
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent $(CARGO) run --release -p kube-vrrp-e2e --bin checks-bench
 	KUBE_VRRP_AGENT=target/release/kube-vrrp-agent KUBE_VRRP_OPERATOR=target/release/kube-vrrp-operator $(CARGO) run --release -p kube-vrrp-e2e --bin cluster-bench

@@ -25,6 +25,7 @@ pub mod resources;
 pub mod scenario;
 pub mod steady;
 pub mod summary;
+pub mod wake_cost;
 
 pub use error::LabError;
 pub use instance::{InstanceSpec, TrackFile, Version};

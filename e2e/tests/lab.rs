@@ -233,3 +233,37 @@ fn a_panic_inside_a_lab_leaves_no_namespace_workdir_or_process_behind() {
         );
     }
 }
+
+#[test]
+fn the_wake_floor_readers_wake_as_their_daemons_do_and_leave_no_namespace() {
+    use kube_vrrp_e2e::wake_cost::{self, Reader};
+    require_root();
+    let interval = Duration::from_millis(100);
+    let costs = wake_cost::measure(&Reader::ALL, interval, Duration::from_secs(2)).unwrap();
+    let of = |reader| *costs.iter().find(|cost| cost.reader == reader).unwrap();
+    let (each, deadline, bare) = (
+        of(Reader::EachDatagram),
+        of(Reader::AtDeadline),
+        of(Reader::BareDeadline),
+    );
+    // Twenty datagrams in two seconds: keepalived's loop wakes for each one and reads it.
+    assert!(
+        (18..=22).contains(&each.datagrams),
+        "datagrams read: {each:?}"
+    );
+    assert!(each.wakes.abs_diff(each.datagrams) <= 1, "{each:?}");
+    // The agent's loop sleeps 311 ms at a time and takes three at a wake-up.
+    let per_wake = deadline.datagrams as f64 / deadline.wakes as f64;
+    assert!((2.5..=4.0).contains(&per_wake), "{deadline:?}");
+    assert!((6..=8).contains(&deadline.wakes), "{deadline:?}");
+    assert_eq!(bare.datagrams, 0, "{bare:?}");
+    assert!(
+        bare.wakes.abs_diff(deadline.wakes) <= 1,
+        "{bare:?} against {deadline:?}"
+    );
+    for cost in [each, deadline, bare] {
+        assert!(cost.run > Duration::ZERO, "{cost:?}");
+        assert!(cost.window >= Duration::from_secs(2), "{cost:?}");
+    }
+    assert!(!namespaces().contains("kvwake"), "{}", namespaces());
+}
