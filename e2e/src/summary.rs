@@ -51,6 +51,19 @@ impl Summary<f64> {
     }
 }
 
+/// `0.123 (0.100–0.150)`: median (min–max) with `decimals` places; `–` for no sample.
+pub fn range_cell(summary: Option<Summary<f64>>, decimals: usize) -> String {
+    summary.map_or("–".into(), |s| {
+        format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            s.median,
+            s.min,
+            s.max,
+            d = decimals
+        )
+    })
+}
+
 /// `1,234,567`; `–` for a value that is not finite.
 pub fn thousands(value: f64) -> String {
     if !value.is_finite() {
@@ -85,6 +98,14 @@ mod tests {
         assert!(summarize(Vec::<Duration>::new()).is_none());
         let spread = summarize(vec![99.0, 100.0, 101.0]).unwrap();
         assert!((spread.spread_percent() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_range_cell_is_the_median_then_min_to_max_or_a_dash() {
+        let summary = summarize(vec![0.15, 0.1, 0.123]);
+        assert_eq!(range_cell(summary, 3), "0.123 (0.100–0.150)");
+        assert_eq!(range_cell(summary, 1), "0.1 (0.1–0.1)");
+        assert_eq!(range_cell(None, 2), "–");
     }
 
     #[test]

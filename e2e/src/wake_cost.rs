@@ -5,8 +5,8 @@
 //! woken at that deadline that does nothing at all. Each runs on its own thread with its own
 //! raw socket in a namespace of its own, fed by one sender at the advert interval; the cost is
 //! the thread's own run time (`/proc/thread-self/schedstat`). It tells the floor under
-//! `lab-bench`'s CPU column at 1 s adverts, where both daemons spend less than a microsecond
-//! of user time per wake-up and the kernel's wake-up is most of the bill.
+//! `lab-bench`'s CPU column at 1 s adverts, where both daemons run a few thousand instructions
+//! of their own per wake-up and the kernel's wake-up is most of the bill.
 
 use std::io::IoSliceMut;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -21,6 +21,7 @@ use nix::sys::socket::{self, MsgFlags, MultiHeaders, SockaddrStorage, sockopt};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use crate::instance::InstanceSpec;
 use crate::netns::Netns;
 
 /// VRRP's IP protocol number: the readers' raw sockets take what the sender sends and nothing
@@ -31,7 +32,7 @@ const DATAGRAM: [u8; 20] = [0; 20];
 /// Datagrams one `recvmmsg` may take, as the agent's drain.
 const BATCH: usize = 16;
 /// The priority the deadline readers wait as: its Skew_Time sets how long they sleep.
-const PRIORITY: u32 = 100;
+const PRIORITY: u8 = 100;
 
 /// How a reader waits for, and takes, the sender's datagrams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +95,20 @@ impl ReaderCost {
     }
 }
 
-/// How long a deadline reader sleeps after a read: Master_Down_Interval (three intervals
-/// plus Skew_Time at [`PRIORITY`]) less half an interval, as `driver::receive` does.
+/// Master_Down_Interval of a v3 BACKUP at [`PRIORITY`] whose MASTER sends every `interval`.
+fn master_down(interval: Duration) -> Duration {
+    InstanceSpec {
+        advert_interval: interval,
+        ..InstanceSpec::new("wake-floor", 1, Vec::new())
+    }
+    .master_down_interval(PRIORITY)
+}
+
+/// How long a deadline reader sleeps after a read: Master_Down_Interval less half an interval,
+/// the agent's margin (`driver::receive` counts it from the newest advert's arrival, this model
+/// from its last read: the same three adverts a wake-up at a steady interval).
 pub fn deadline_sleep(interval: Duration) -> Duration {
-    let skew = interval * (256 - PRIORITY) / 256;
-    interval * 5 / 2 + skew
+    master_down(interval).saturating_sub(interval / 2)
 }
 
 /// Runs every reader of `readers` for `window` on its own thread in a fresh namespace, one
@@ -189,7 +199,7 @@ fn read(
         ClockId::CLOCK_MONOTONIC,
         TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
     )?;
-    let master_down = deadline_sleep(interval) + interval / 2;
+    let master_down = master_down(interval);
     let rearm = || {
         timer.set(
             Expiration::OneShot(TimeSpec::from_duration(master_down)),
@@ -209,6 +219,7 @@ fn read(
     let mut headers =
         MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec)));
     let mut buffers = [[0u8; 64]; BATCH];
+    let mut control = nix::cmsg_space!(TimeSpec);
     let mut events = [EpollEvent::empty(); 4];
     // The queue is emptied and the clock started at a wake-up, so that every wake-up counted
     // is a whole one.
@@ -226,7 +237,7 @@ fn read(
         wakes += 1;
         match reader {
             Reader::EachDatagram => {
-                while recv_one(socket, &mut buffers[0])? {
+                while recv_one(socket, &mut buffers[0], &mut control)? {
                     datagrams += 1;
                 }
                 rearm()?;
@@ -258,14 +269,19 @@ fn drain(
     Ok(())
 }
 
-/// One `recvmsg`; false when the queue was empty.
-fn recv_one(socket: &OwnedFd, buffer: &mut [u8; 64]) -> anyhow::Result<bool> {
+/// One `recvmsg` into buffers made once (no allocation on the measured path); false when the
+/// queue was empty.
+#[allow(clippy::ptr_arg)] // nix's `recvmsg` takes its control buffer as a `Vec`
+fn recv_one(
+    socket: &OwnedFd,
+    buffer: &mut [u8; 64],
+    control: &mut Vec<u8>,
+) -> anyhow::Result<bool> {
     let mut iov = [IoSliceMut::new(buffer)];
-    let mut control = nix::cmsg_space!(TimeSpec);
     match socket::recvmsg::<SockaddrStorage>(
         socket.as_raw_fd(),
         &mut iov,
-        Some(&mut control),
+        Some(control),
         MsgFlags::MSG_DONTWAIT,
     ) {
         Ok(_) => Ok(true),
@@ -274,14 +290,14 @@ fn recv_one(socket: &OwnedFd, buffer: &mut [u8; 64]) -> anyhow::Result<bool> {
     }
 }
 
-/// One `recvmmsg` of up to [`BATCH`]; how many it took.
+/// One `recvmmsg` of up to [`BATCH`] (its slices on the stack: no allocation on the measured
+/// path); how many it took.
 fn recv_batch(
     socket: &OwnedFd,
     headers: &mut MultiHeaders<SockaddrStorage>,
     buffers: &mut [[u8; 64]; BATCH],
 ) -> anyhow::Result<u64> {
-    let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-        buffers.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+    let mut slices = buffers.each_mut().map(|buffer| [IoSliceMut::new(buffer)]);
     match socket::recvmmsg(
         socket.as_raw_fd(),
         headers,

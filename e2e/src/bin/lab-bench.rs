@@ -17,7 +17,7 @@ use kube_vrrp_e2e::daemon::DaemonKind;
 use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::scenario::{Disruption, run_held_failover};
 use kube_vrrp_e2e::steady::{self, Cost, NativeUsage, Role, Steady};
-use kube_vrrp_e2e::summary::{Summary, summarize, thousands};
+use kube_vrrp_e2e::summary::{Summary, range_cell, summarize, thousands};
 use kube_vrrp_e2e::{InstanceSpec, LabSpec, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -592,19 +592,6 @@ fn count_cell(summary: Option<Summary<f64>>) -> String {
             "{} (spread {:.1} %)",
             thousands(s.median),
             s.spread_percent()
-        )
-    })
-}
-
-/// `0.123 (0.100–0.150)` with `decimals` places.
-fn range_cell(summary: Option<Summary<f64>>, decimals: usize) -> String {
-    summary.map_or("–".into(), |s| {
-        format!(
-            "{:.d$} ({:.d$}–{:.d$})",
-            s.median,
-            s.min,
-            s.max,
-            d = decimals
         )
     })
 }

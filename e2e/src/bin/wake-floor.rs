@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kube_vrrp_e2e::netns::require_root;
-use kube_vrrp_e2e::summary::{Summary, summarize};
+use kube_vrrp_e2e::summary::{range_cell, summarize};
 use kube_vrrp_e2e::wake_cost::{self, Reader, ReaderCost};
 
 #[derive(Debug, Parser)]
@@ -24,18 +24,6 @@ struct Args {
     /// The sender's interval, in milliseconds (the adverts').
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
-}
-
-fn cell(summary: Option<Summary<f64>>, decimals: usize) -> String {
-    summary.map_or_else(
-        || "–".into(),
-        |s| {
-            format!(
-                "{:.decimals$} ({:.decimals$}–{:.decimals$})",
-                s.median, s.min, s.max
-            )
-        },
-    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,13 +61,13 @@ fn main() -> anyhow::Result<()> {
         println!(
             "| {} | {} | {} | {} | {} |",
             reader.describe(),
-            cell(of(&ReaderCost::wakes_per_second), 2),
-            cell(
+            range_cell(of(&ReaderCost::wakes_per_second), 2),
+            range_cell(
                 of(&|cost| cost.datagrams as f64 / (cost.wakes.max(1) as f64)),
                 1
             ),
-            cell(of(&ReaderCost::micros_per_wake), 1),
-            cell(of(&ReaderCost::micros_per_second), 1),
+            range_cell(of(&ReaderCost::micros_per_wake), 1),
+            range_cell(of(&ReaderCost::micros_per_second), 1),
         );
     }
     Ok(())
