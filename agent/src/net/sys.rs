@@ -61,17 +61,35 @@ pub(crate) struct Message<'a> {
     pub(crate) control: &'a [u8],
 }
 
+/// Where each slot's datagram begins: its first [`DATAGRAM_HEAD`] bytes, packed beside the
+/// other slots' in one page-aligned block, so that the datagrams of a read (short ones, such as
+/// every advert of a few addresses) lie on one page instead of one page each. A longer datagram
+/// goes on into its slot's tail, a buffer of its own that is touched only then.
+pub(crate) const DATAGRAM_HEAD: usize = 128;
+const PAGE: usize = 4096;
+const _: () = assert!(PAGE.is_multiple_of(DATAGRAM_HEAD));
+
+/// One page of datagram heads, aligned to a page.
+#[derive(Clone)]
+#[repr(C, align(4096))]
+struct HeadPage([u8; PAGE]);
+
 /// Slots for up to `len` datagrams and the `recvmmsg(2)` headers that point into them, built
 /// once: a read only resets the two lengths the kernel overwrote in each header it will use.
-/// Each slot holds a datagram (its `iovec`), the sender's address (`name_slot` bytes; none when
-/// 0) and control messages (`control_slot` bytes).
+/// Each slot holds a datagram (two `iovec`s: its head, packed with the other slots' heads, and
+/// its tail; see [`DATAGRAM_HEAD`]), the sender's address (`name_slot` bytes; none when 0) and
+/// control messages (`control_slot` bytes).
 pub(crate) struct Batch {
-    datagrams: Box<[u8]>,
+    heads: Box<[HeadPage]>,
+    tails: Box<[u8]>,
+    /// A datagram longer than its head, made whole again ([`Self::message`]).
+    joined: Box<[u8]>,
     names: Box<[u8]>,
     controls: Box<[u8]>,
-    iovs: Box<[libc::iovec]>,
+    iovs: Box<[[libc::iovec; 2]]>,
     headers: Box<[libc::mmsghdr]>,
-    datagram_slot: usize,
+    head_slot: usize,
+    tail_slot: usize,
     name_slot: usize,
     control_slot: usize,
 }
@@ -86,7 +104,7 @@ impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
             .field("len", &self.headers.len())
-            .field("datagram_slot", &self.datagram_slot)
+            .field("datagram_slot", &(self.head_slot + self.tail_slot))
             .finish_non_exhaustive()
     }
 }
@@ -101,9 +119,14 @@ impl Batch {
         control_slot: usize,
     ) -> Self {
         let len = len.max(1);
+        let head_slot = datagram_slot.min(DATAGRAM_HEAD);
+        let tail_slot = datagram_slot - head_slot;
         let mut batch = Self {
+            heads: vec![HeadPage([0; PAGE]); (len * DATAGRAM_HEAD).div_ceil(PAGE)]
+                .into_boxed_slice(),
             // Zeroed, so the allocator may hand over fresh pages, resident only once written.
-            datagrams: vec![0; len * datagram_slot].into_boxed_slice(),
+            tails: vec![0; len * tail_slot].into_boxed_slice(),
+            joined: vec![0; datagram_slot].into_boxed_slice(),
             names: vec![0; len * name_slot].into_boxed_slice(),
             controls: vec![0; len * control_slot].into_boxed_slice(),
             // SAFETY: all-zero iovecs and mmsghdrs are valid ones (null pointers, zero
@@ -111,20 +134,29 @@ impl Batch {
             // give it private padding fields.
             iovs: (0..len).map(|_| unsafe { std::mem::zeroed() }).collect(),
             headers: (0..len).map(|_| unsafe { std::mem::zeroed() }).collect(),
-            datagram_slot,
+            head_slot,
+            tail_slot,
             name_slot,
             control_slot,
         };
         for index in 0..len {
-            let datagram = batch.datagrams[index * datagram_slot..].as_mut_ptr();
-            batch.iovs[index] = libc::iovec {
-                iov_base: datagram.cast(),
-                iov_len: datagram_slot,
-            };
-            let iov = &raw mut batch.iovs[index];
+            let (page, offset) = head_of(index);
+            let head = batch.heads[page].0[offset..].as_mut_ptr();
+            let tail = batch.tails[index * tail_slot..].as_mut_ptr();
+            batch.iovs[index] = [
+                libc::iovec {
+                    iov_base: head.cast(),
+                    iov_len: head_slot,
+                },
+                libc::iovec {
+                    iov_base: tail.cast(),
+                    iov_len: tail_slot,
+                },
+            ];
+            let iovs = batch.iovs[index].as_mut_ptr();
             let header = &mut batch.headers[index].msg_hdr;
-            header.msg_iov = iov;
-            header.msg_iovlen = 1;
+            header.msg_iov = iovs;
+            header.msg_iovlen = if tail_slot > 0 { 2 } else { 1 };
             if name_slot > 0 {
                 header.msg_name = batch.names[index * name_slot..].as_mut_ptr().cast();
             }
@@ -169,11 +201,14 @@ impl Batch {
         usize::try_from(rc).map_err(|_| std::io::Error::last_os_error())
     }
 
-    /// What the last [`Self::receive`] put in slot `index` (one it took).
-    pub(crate) fn message(&self, index: usize) -> Message<'_> {
+    /// What the last [`Self::receive`] put in slot `index` (one it took). A datagram longer
+    /// than its head is copied whole into one buffer first.
+    pub(crate) fn message(&mut self, index: usize) -> Message<'_> {
         let header = &self.headers[index];
         let flags = header.msg_hdr.msg_flags;
-        let bytes = usize::try_from(header.msg_len).unwrap_or(0);
+        let bytes = usize::try_from(header.msg_len)
+            .unwrap_or(0)
+            .min(self.head_slot + self.tail_slot);
         let name_len = usize::try_from(header.msg_hdr.msg_namelen).unwrap_or(0);
         // `msg_controllen` is a size_t in glibc and a socklen_t in musl.
         #[allow(clippy::useless_conversion)]
@@ -182,13 +217,30 @@ impl Batch {
         } else {
             0
         };
+        let (page, offset) = head_of(index);
+        let head = &self.heads[page].0[offset..offset + self.head_slot];
+        let datagram = if bytes <= self.head_slot {
+            &head[..bytes]
+        } else {
+            let tail = slot(&self.tails, index, self.tail_slot, bytes - self.head_slot);
+            let (first, rest) = self.joined.split_at_mut(self.head_slot);
+            first.copy_from_slice(head);
+            rest[..tail.len()].copy_from_slice(tail);
+            &self.joined[..bytes]
+        };
         Message {
-            datagram: slot(&self.datagrams, index, self.datagram_slot, bytes),
+            datagram,
             truncated: flags & libc::MSG_TRUNC != 0,
             name: slot(&self.names, index, self.name_slot, name_len),
             control: slot(&self.controls, index, self.control_slot, control_len),
         }
     }
+}
+
+/// Where the head of slot `index` is: its page of heads and its offset in that page.
+fn head_of(index: usize) -> (usize, usize) {
+    let at = index * DATAGRAM_HEAD;
+    (at / PAGE, at % PAGE)
 }
 
 /// The first `len` bytes (at most `size`) of slot `index` of `buffer`, cut into slots of `size`.
@@ -449,11 +501,13 @@ mod tests {
             3,
             "fewer than asked"
         );
-        let (first, second, long) = (batch.message(0), batch.message(1), batch.message(2));
+        let first = batch.message(0);
         assert_eq!((first.datagram, first.truncated), (&b"one"[..], false));
-        assert_eq!((second.datagram, second.truncated), (&b"two"[..], false));
-        assert_eq!((long.datagram, long.truncated), (&b"ten byte"[..], true));
         assert!(first.name.is_empty() && first.control.is_empty());
+        let second = batch.message(1);
+        assert_eq!((second.datagram, second.truncated), (&b"two"[..], false));
+        let long = batch.message(2);
+        assert_eq!((long.datagram, long.truncated), (&b"ten byte"[..], true));
         for datagram in [&b"a"[..], b"b", b"c"] {
             sender.send(datagram).unwrap();
         }
@@ -469,5 +523,32 @@ mod tests {
             "at most its slots"
         );
         assert_eq!(batch.message(0).datagram, b"c");
+    }
+
+    #[test]
+    fn a_datagram_longer_than_its_head_is_read_whole_and_short_ones_share_a_page() {
+        let (sender, receiver) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let slot = DATAGRAM_HEAD + 72;
+        let mut batch = Batch::new(4, slot, 0, 0);
+        let long: Vec<u8> = (0..=u8::MAX).cycle().take(DATAGRAM_HEAD + 22).collect();
+        let too_long: Vec<u8> = (0..=u8::MAX).rev().cycle().take(slot + 1).collect();
+        for datagram in [&b"short"[..], &long, &too_long, b"end"] {
+            sender.send(datagram).unwrap();
+        }
+        assert_eq!(batch.receive(receiver.as_fd(), 4).unwrap(), 4);
+        let short = batch.message(0).datagram.as_ptr() as usize;
+        let end = batch.message(3).datagram.as_ptr() as usize;
+        assert_eq!(
+            short / PAGE,
+            end / PAGE,
+            "the heads of short datagrams share a page"
+        );
+        assert_eq!(end - short, 3 * DATAGRAM_HEAD, "and lie side by side");
+        let second = batch.message(1);
+        assert_eq!((second.datagram, second.truncated), (&long[..], false));
+        let third = batch.message(2);
+        assert_eq!((third.datagram, third.truncated), (&too_long[..slot], true));
+        assert_eq!(batch.message(0).datagram, b"short");
+        assert_eq!(batch.message(3).datagram, b"end");
     }
 }
