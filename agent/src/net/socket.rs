@@ -52,8 +52,8 @@ const CONTROL_ROOM: usize = 64;
 /// 255 IPv6 addresses is 4,088 bytes, a v2 one of 255 IPv4 addresses with a 60-byte IP header
 /// 1,096), so a longer one is no advert and is dropped by its length (truncated). Only a
 /// datagram's first [`super::sys::DATAGRAM_HEAD`] bytes go where the other slots' do (an IPv4
-/// advert of up to 23 addresses, 25 in v3, an IPv6 one of up to 7): a drain of short adverts touches one
-/// page of them, not one page each.
+/// advert of up to 23 addresses, 25 in v3; an IPv6 one of up to 7): a drain of short adverts
+/// touches one page of them, not one page each.
 const RECV_BUFFER: usize = 8_192;
 /// The most datagrams a drain reads with one system call.
 const DRAIN_BATCH: usize = 16;
