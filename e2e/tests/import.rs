@@ -19,6 +19,9 @@ use kube_vrrp_e2e::netns::require_root;
 use kube_vrrp_e2e::scenario::{Disruption, PROBE_PERIOD, Running};
 use kube_vrrp_e2e::{InstanceSpec, Lab, LabSpec, Version};
 
+/// How long the agent's published state may trail what the client already saw.
+const STATE_SETTLES: Duration = Duration::from_secs(2);
+
 fn pair_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../import/tests/data/golden/pair-master-backup")
 }
@@ -64,6 +67,28 @@ fn agent_state(running: &Running) -> Option<(String, Option<String>)> {
     }
 }
 
+/// The agent's published state and master once it reads `want` (`None` when n2 is keepalived).
+/// The agent publishes a transition a moment after it acts on it (the VIP, the adverts), so a
+/// state read right after the client saw the change may still show the one before.
+fn agent_settles_on(
+    running: &Running,
+    want: &str,
+    within: Duration,
+) -> Option<(String, Option<String>)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (state, master_address) = agent_state(running)?;
+        if state == want {
+            return Some((state, master_address));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent still reports {state}, not {want}, {within:?} later"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn run(second: &Second<'_>) -> Outcome {
     let lab = Lab::new(LabSpec {
         nodes: 2,
@@ -104,8 +129,7 @@ fn run(second: &Second<'_>) -> Outcome {
         .prober
         .wait_for_reply(started, Duration::from_secs(1), |m| m == mac)
         .unwrap();
-    if let Some((state, master_address)) = agent_state(&running) {
-        assert_eq!(state, "BACKUP");
+    if let Some((_, master_address)) = agent_settles_on(&running, "BACKUP", STATE_SETTLES) {
         assert_eq!(
             master_address.as_deref(),
             Some(addressing::node_ip(1, Family::V4).to_string().as_str())
@@ -116,9 +140,7 @@ fn run(second: &Second<'_>) -> Outcome {
     let (failover, new_master) = running
         .fail_over(master, Disruption::Death, Duration::from_secs(10))
         .unwrap();
-    if let Some((state, _)) = agent_state(&running) {
-        assert_eq!(state, "MASTER");
-    }
+    agent_settles_on(&running, "MASTER", STATE_SETTLES);
 
     // n1 comes back (without a VIP left from before, as after a reboot) and preempts.
     if running.lab.holds(1, vip).unwrap() {
@@ -163,17 +185,7 @@ fn run(second: &Second<'_>) -> Outcome {
             "keepalived refused adverts: {refused:?}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Some((state, _)) = agent_state(&running) {
-        if state == "BACKUP" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent stayed {state} after n1 came back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    agent_settles_on(&running, "BACKUP", Duration::from_secs(5));
     Outcome {
         master,
         elected_after: elected.at.duration_since(started),
