@@ -7,7 +7,7 @@ AGENT := target/debug/kube-vrrp-agent
 K8S_VERSION ?=
 export KUBE_VRRP_K8S_VERSION := $(K8S_VERSION)
 
-.PHONY: help deps build release test unit e2e e2e-ipvs lint fmt crds crds-check chart-check image image-check bench soak chaos demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
+.PHONY: help deps build release test unit e2e e2e-ipvs lint doc-check fmt crds crds-check chart-check image image-check bench soak chaos demo e2e-cluster tools controlplane cluster-lab cluster-lab-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,10 +45,17 @@ e2e: build tools controlplane ## the network-namespace lab against keepalived, a
 e2e-ipvs: build ## the IPVS guest lab: real IPVS and health checks (vs keepalived) in a QEMU guest (Debian's cloud kernel, cached in .tools/guest)
 	$(CARGO) test -p kube-vrrp-e2e --test ipvs_guest --test checks_guest --no-fail-fast -- --test-threads=1
 
-lint: ## rustfmt, clippy (pedantic, -D warnings), CRD YAML up to date
+lint: ## rustfmt, clippy (pedantic, -D warnings), every doc link resolving, CRD YAML up to date
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory doc-check
 	$(MAKE) crds-check
+
+# The crates are programs: their docs are read with the private items (the architecture lives
+# there), so a module's doc may link to its private parts; a link that resolves to nothing or
+# to two things fails.
+doc-check: ## rustdoc of every crate, private items included, with -D warnings
+	RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" $(CARGO) doc --workspace --no-deps --document-private-items
 
 fmt: ## format the code
 	$(CARGO) fmt --all

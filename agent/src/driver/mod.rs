@@ -3,7 +3,7 @@
 //!
 //! One receive thread per (interface, family) owns the raw socket's receive side and hands
 //! admitted adverts to the instance tasks by VRID ([`receive`]); one task per unit (a lone
-//! instance, or a sync group) owns the pure machine and performs its actions ([`unit`]).
+//! instance, or a sync group) owns the pure machine and performs its actions ([`unit`](mod@unit)).
 //! Applying a new configuration diffs it per unit ([`plan_apply`]): unchanged units keep their
 //! task, state and VIPs; changed ones get their new settings in place; removed ones shut down
 //! gracefully; new ones start after the start-up cleanup of leftover VIPs.

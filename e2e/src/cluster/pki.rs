@@ -11,7 +11,7 @@ use rcgen::{
 
 use super::error::ClusterError;
 
-/// The files written by [`Pki::write`].
+/// The files written by [`write`](fn@write).
 #[derive(Clone, Debug)]
 pub struct PkiFiles {
     /// The CA certificate clients trust (kubeconfigs, pods' `ca.crt`).

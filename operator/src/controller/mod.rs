@@ -4,8 +4,8 @@
 //! folds every VirtualIP's and VirtualServer's status and writes the ones that changed,
 //! writes Services' ingress and pools' status, and emits Events.
 //!
-//! [`sync`] is the pass, a plain async function over a [`Snapshot`] of the watched
-//! objects, so tests drive it against a mocked API. [`run`] feeds it from reflectors,
+//! [`sync`](fn@sync) is the pass, a plain async function over a [`Snapshot`] of the watched
+//! objects, so tests drive it against a mocked API. [`run`](fn@run) feeds it from reflectors,
 //! debounces changes, resyncs periodically and backs off on errors.
 
 mod backoff;

@@ -1,5 +1,5 @@
 //! LoadBalancer Services, pure: which Services are ours, which address each gets from which
-//! `VirtualIPPool`, and the VirtualIP that keeps each address alive. [`allocate`] is a pure
+//! `VirtualIPPool`, and the VirtualIP that keeps each address alive. [`allocate`](fn@allocate) is a pure
 //! function of the cluster's objects; the sync pass writes what it returns.
 //!
 //! Rules:
@@ -237,7 +237,7 @@ pub struct PoolReport {
     pub node_addresses: Vec<(IpAddr, String)>,
 }
 
-/// The result of [`allocate`].
+/// The result of [`allocate`](fn@allocate).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LbPlan {
     /// The VirtualIPs wanted, by name.

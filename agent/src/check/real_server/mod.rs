@@ -2,7 +2,7 @@
 //! `TCP_CHECK`, `HTTP_GET`/`SSL_GET` and `MISC_CHECK`), and their effects on the pool.
 //!
 //! Pure: [`machine`] (one real server's schedule, retries, rise/fall, first result),
-//! [`pool`] (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
+//! [`pool`](mod@pool) (weights, inhibit, quorum, sorry server), [`spread`] (first-check phases),
 //! [`health`] (the published snapshot), [`http_body`] (an answer's body framing), [`attempt`]
 //! (a TCP or plain-HTTP attempt as sans-IO steps), [`deadlines`] (the loop's timers). Edges:
 //! [`tcp`], [`http`] with [`tls`], [`command`] (scripts), built by [`probe`] from the

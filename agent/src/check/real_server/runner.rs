@@ -370,7 +370,7 @@ impl Supervisor {
         }
     }
 
-    /// Starts the loop's thread; in a test, fails while [`Supervisor::with_failing_starts`]
+    /// Starts the loop's thread; in a test, fails while `Supervisor::with_failing_starts`
     /// says so.
     fn start_loop(&mut self) -> std::io::Result<Poller> {
         #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The lab's kubelet: runs a pod of the chart (created as a real Pod object from its
 //! workload's template) as a process in a lab namespace, with exactly the container's
-//! command, args and environment ([`env`]), its volumes ([`volumes`]: the ServiceAccount
+//! command, args and environment ([`env`](mod@env)), its volumes ([`volumes`]: the ServiceAccount
 //! token from TokenRequest bound to the Pod), and its security context ([`security`]).
 //! Readiness is the container's own readiness probe; stopping honours the grace period.
 
