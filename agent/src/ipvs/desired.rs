@@ -80,9 +80,9 @@ pub fn desired_services(servers: &[ResolvedVirtualServer]) -> (Vec<DesiredServic
 }
 
 /// `servers` with their pools as the health checks decide them (see
-/// [`crate::check::real_server::pool`](mod@crate::check::real_server::pool)), and the VirtualServers refused because their checks
-/// cannot run on this node (one refusal per address, as the kernel would have one service
-/// each).
+/// [`crate::check::real_server::pool`](mod@crate::check::real_server::pool)), and the
+/// VirtualServers refused because their checks cannot run on this node (one refusal per
+/// address, as the kernel would have one service each).
 pub fn with_health(
     servers: &[ResolvedVirtualServer],
     health: &HealthSnapshot,

@@ -1,6 +1,6 @@
 //! LoadBalancer Services, pure: which Services are ours, which address each gets from which
-//! `VirtualIPPool`, and the VirtualIP that keeps each address alive. [`allocate`](fn@allocate) is a pure
-//! function of the cluster's objects; the sync pass writes what it returns.
+//! `VirtualIPPool`, and the VirtualIP that keeps each address alive. [`allocate`](fn@allocate)
+//! is a pure function of the cluster's objects; the sync pass writes what it returns.
 //!
 //! Rules:
 //! - **Ours.** A Service of type LoadBalancer whose `spec.loadBalancerClass` is
